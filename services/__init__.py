@@ -1,0 +1,1 @@
+"""The three Siyu services: ingest, segment and outreach. They talk only through Kafka."""

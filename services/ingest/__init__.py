@@ -1,0 +1,1 @@
+"""Siyu ingest service."""

@@ -1,0 +1,1 @@
+"""Siyu outreach service."""

@@ -1,0 +1,1 @@
+"""Siyu segment service."""

@@ -1,0 +1,261 @@
+"""The `siyu` command: one entry point for every process (see ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from shared.config import Settings, load_tenants
+from shared.errors import SiyuError
+from shared.logging import configure_logging
+from shared.processes import SIMULATE, TOKEN_CREATE, Process, by_name
+
+EXIT_NOT_BUILT = 3
+
+
+def _settings() -> Settings:
+    try:
+        return Settings.from_env()
+    except SiyuError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _not_built(process: Process) -> None:
+    click.echo(
+        f"siyu {' '.join(process.argv)}: not available in this build "
+        f"({process.what}: {process.module} is not built yet).",
+        err=True,
+    )
+    sys.exit(EXIT_NOT_BUILT)
+
+
+def _run_process(process: Process | str, **kwargs) -> None:
+    """Hand over to a service's own entry point (``main(settings, **kwargs)``) if it is built."""
+    if isinstance(process, str):
+        process = by_name(process)
+    if not process.built:
+        _not_built(process)
+    import importlib
+
+    settings = _settings()
+    configure_logging(settings.log_level, process=process.name)
+    module = importlib.import_module(process.module)
+    try:
+        code = module.main(settings, **kwargs)
+    except SiyuError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code or 0)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="siyu")
+def main() -> None:
+    """Siyu (私域): private-domain and community operations on WeChat and WeCom.
+
+    Configuration comes from the environment: SIYU_DATABASE_URL, SIYU_KAFKA_BOOTSTRAP,
+    SIYU_TENANTS (tenants YAML) and SIYU_LOG_LEVEL. See the README.
+    """
+
+
+# --- dev ----------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--home", type=click.Path(path_type=Path), default=None, help="State folder [.siyu].")
+@click.option(
+    "--pg-port", type=int, default=5433, show_default=True, help="Embedded PostgreSQL port."
+)
+@click.option(
+    "--kafka-port", type=int, default=9092, show_default=True, help="Embedded broker port."
+)
+@click.option("--no-services", is_flag=True, help="Start only PostgreSQL and the broker.")
+@click.option("--demo", is_flag=True, help="Also run the traffic simulator against ingest.")
+def dev(home: Path | None, pg_port: int, kafka_port: int, no_services: bool, demo: bool) -> None:
+    """Run the whole stack locally: embedded PostgreSQL and broker, migrations, topics, services.
+
+    Unless SIYU_DATABASE_URL / SIYU_KAFKA_BOOTSTRAP are set, PostgreSQL (127.0.0.1:5433) and a
+    Kafka-protocol broker (127.0.0.1:9092) are started with their data in .siyu/. Ctrl-C stops
+    everything cleanly.
+    """
+    from shared.devstack.dev import DevOptions, DevStack
+
+    settings = _settings()
+    configure_logging(settings.log_level, process="dev")
+    if demo and not by_name("ingest").built:
+        _not_built(by_name("ingest"))
+    options = DevOptions(
+        home=home or settings.home,
+        pg_port=pg_port,
+        kafka_port=kafka_port,
+        services=not no_services,
+        demo=demo,
+    )
+    try:
+        code = DevStack(settings, options).run()
+    except SiyuError as exc:
+        raise click.ClickException(str(exc)) from None
+    sys.exit(code)
+
+
+# --- services -----------------------------------------------------------------------------------
+
+
+@main.group()
+def ingest() -> None:
+    """Webhook and business-event intake (port 8080)."""
+
+
+@ingest.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8080, show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True, help="Server worker processes.")
+def ingest_serve(host: str, port: int, workers: int) -> None:
+    """Serve OA/WeCom webhooks, POST /api/v1/events and tracked links."""
+    _run_process("ingest", host=host, port=port, workers=workers)
+
+
+@main.group()
+def segment() -> None:
+    """Identities, accounts, roles, stages, scores and segments."""
+
+
+@segment.command("consume")
+@click.option("--metrics-port", type=int, default=9101, show_default=True)
+def segment_consume(metrics_port: int) -> None:
+    """Consume siyu.touchpoints.v1 in the segment consumer group."""
+    _run_process("segment", metrics_port=metrics_port)
+
+
+@main.group()
+def outreach() -> None:
+    """Campaign scheduling and delivery."""
+
+
+@outreach.command("worker")
+@click.option("--metrics-port", type=int, default=9102, show_default=True)
+def outreach_worker(metrics_port: int) -> None:
+    """Run the scheduler (one active leader) and the senders."""
+    _run_process("outreach", metrics_port=metrics_port)
+
+
+@main.group()
+def api() -> None:
+    """The admin API (segment and outreach routes)."""
+
+
+@api.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8090, show_default=True)
+@click.option("--workers", type=int, default=2, show_default=True)
+def api_serve(host: str, port: int, workers: int) -> None:
+    """Serve /api/v1 for ops staff."""
+    _run_process("api", host=host, port=port, workers=workers)
+
+
+@main.command("fake-wechat")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8099, show_default=True)
+def fake_wechat(host: str, port: int) -> None:
+    """A local stand-in for the WeChat/WeCom HTTP APIs (tokens, quotas, error codes)."""
+    _run_process("fake-wechat", host=host, port=port)
+
+
+@main.command()
+@click.option("--tenant", required=True, help="Tenant id.")
+@click.option("--contacts", type=int, default=100, show_default=True)
+@click.option("--rate", type=float, default=20.0, show_default=True, help="Requests per second.")
+@click.option("--duration", type=float, default=60.0, show_default=True, help="Seconds.")
+@click.option("--seed", type=int, default=None, help="Make the run reproducible.")
+@click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="Ingest base URL.")
+def simulate(tenant: str, contacts: int, rate: float, duration: float, seed: int | None, url: str):
+    """Send signed, encrypted webhooks and business events modelling B2B and B2C audiences."""
+    _run_process(
+        SIMULATE, tenant=tenant, contacts=contacts, rate=rate, duration=duration, seed=seed, url=url
+    )
+
+
+@main.group()
+def token() -> None:
+    """Admin API tokens."""
+
+
+@token.command("create")
+@click.option("--tenant", default=None, help="Tenant id; omit for a platform admin token.")
+@click.option(
+    "--role",
+    type=click.Choice(["viewer", "operator", "admin"]),
+    default="viewer",
+    show_default=True,
+)
+@click.option("--name", default=None, help="Who or what the token is for.")
+def token_create(tenant: str | None, role: str, name: str | None) -> None:
+    """Create a bearer token (printed once; stored hashed)."""
+    _run_process(TOKEN_CREATE, tenant=tenant, role=role, name=name)
+
+
+# --- operations ---------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--service",
+    type=click.Choice(["ingest", "segment", "outreach"]),
+    default=None,
+    help="Only this service's schema.",
+)
+def migrate(service: str | None) -> None:
+    """Apply pending SQL migrations (each service into its own schema), once, under a lock."""
+    from shared.migrations import SERVICES, migrate_service
+
+    settings = _settings()
+    configure_logging(settings.log_level, process="migrate")
+    try:
+        dsn = settings.require_database()
+        for svc in [service] if service else SERVICES:
+            applied = migrate_service(dsn, svc)
+            click.echo(f"{svc}: " + (f"applied {applied}" if applied else "up to date"))
+    except SiyuError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+def topics() -> None:
+    """Create the Kafka topics of ARCHITECTURE.md that are missing."""
+    from shared.kafka.topics import ensure_topics
+
+    settings = _settings()
+    configure_logging(settings.log_level, process="topics")
+    try:
+        settings.require_kafka()
+        created = ensure_topics(settings.kafka)
+    except SiyuError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created: {', '.join(created)}" if created else "all topics exist")
+
+
+@main.group()
+def tenants() -> None:
+    """The tenants file."""
+
+
+@tenants.command("check")
+@click.argument("path", type=click.Path(path_type=Path), required=False)
+def tenants_check(path: Path | None) -> None:
+    """Validate a tenants YAML file (default: SIYU_TENANTS or the demo file)."""
+    target = path or _settings().tenants_path
+    try:
+        registry = load_tenants(target)
+    except SiyuError as exc:
+        raise click.ClickException(str(exc)) from None
+    for tenant in registry:
+        channels = [f"{len(tenant.wechat_oa)} OA"] + (["WeCom"] if tenant.wecom else [])
+        click.echo(
+            f"{tenant.id}: {tenant.name} ({tenant.mode}, {tenant.lifecycle_model}, {', '.join(channels)})"
+        )
+    click.echo(f"{len(registry)} tenant(s) OK in {target}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""PostgreSQL access: one connection pool per process (psycopg_pool), dict rows at the edge."""
+
+from __future__ import annotations
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+
+def create_pool(
+    dsn: str, *, name: str, min_size: int = 1, max_size: int = 8, timeout: float = 10.0
+) -> ConnectionPool:
+    """Open a pool; connections are checked on checkout so a restarted server is survived."""
+    return ConnectionPool(
+        dsn,
+        name=name,
+        min_size=min_size,
+        max_size=max_size,
+        timeout=timeout,
+        kwargs={"row_factory": dict_row, "application_name": f"siyu-{name}"},
+        check=ConnectionPool.check_connection,
+        open=True,
+    )
+
+
+def ping(dsn: str, *, timeout: float = 2.0) -> None:
+    """Raise if the server does not answer a trivial query within ``timeout`` seconds."""
+    with psycopg.connect(dsn, connect_timeout=max(1, int(timeout))) as conn:
+        conn.execute("SELECT 1")

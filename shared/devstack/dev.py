@@ -1,0 +1,160 @@
+"""`siyu dev`: the whole stack on one machine, stopped cleanly by Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
+from shared.devstack.broker import EmbeddedBroker
+from shared.devstack.postgres import EmbeddedPostgres
+from shared.devstack.supervisor import ChildSpec, Supervisor
+from shared.kafka.topics import ensure_topics
+from shared.migrations import migrate_all
+from shared.processes import PROCESSES, Process
+
+# Fast consumer-group joins on the embedded broker (STACK.md); production keeps Kafka's defaults.
+DEV_KAFKA_ENV = {
+    "SIYU_KAFKA_SESSION_TIMEOUT_MS": "6000",
+    "SIYU_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+    "SIYU_KAFKA_MAX_POLL_INTERVAL_MS": "10000",
+}
+# Demo secrets for the demo tenants' `*_env` entries; the fake WeChat API accepts these.
+DEMO_SECRETS = {
+    "ACME_OA_SECRET": "acme-oa-demo-secret",
+    "ACME_WECOM_SECRET": "acme-wecom-demo-secret",
+    "BLOOM_OA_SECRET": "bloom-oa-demo-secret",
+    "BLOOM_WECOM_SECRET": "bloom-wecom-demo-secret",
+}
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    home: Path
+    pg_port: int = 5433
+    kafka_port: int = 9092
+    services: bool = True
+    demo: bool = False
+
+
+class DevStack:
+    def __init__(self, settings: Settings, options: DevOptions, out: TextIO | None = None):
+        self.settings = settings
+        self.options = options
+        self.out = out or sys.stdout
+        self.supervisor = Supervisor(out=self.out)
+        self.postgres: EmbeddedPostgres | None = None
+        self.broker: EmbeddedBroker | None = None
+        self._stop = threading.Event()
+
+    def say(self, line: str) -> None:
+        self.supervisor.say("dev", line)
+
+    def request_stop(self, *_: object) -> None:
+        self._stop.set()
+
+    def run(self) -> int:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self.request_stop)
+        started = time.monotonic()
+        try:
+            env = self._start_dependencies()
+            if self._stop.is_set():
+                return 0
+            built = [p for p in PROCESSES if p.built] if self.options.services else []
+            for process in built:
+                self.supervisor.start(self._child(process), env)
+            self._announce(built, env, time.monotonic() - started)
+            return self._wait()
+        finally:
+            self._shutdown()
+
+    def _start_dependencies(self) -> dict[str, str]:
+        home = self.options.home.resolve()
+        home.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ)
+        dsn = self.settings.database_url
+        if dsn is None:
+            self.postgres = EmbeddedPostgres(home / "pg", port=self.options.pg_port)
+            self.say(
+                f"starting PostgreSQL on 127.0.0.1:{self.options.pg_port} (data in {home / 'pg'})"
+            )
+            dsn = self.postgres.start().dsn
+        else:
+            self.say("using SIYU_DATABASE_URL")
+        bootstrap = self.settings.kafka.bootstrap
+        if not bootstrap:
+            self.broker = EmbeddedBroker(home, port=self.options.kafka_port)
+            self.say(
+                f"starting Kafka-protocol broker (Tansu) on 127.0.0.1:{self.options.kafka_port}"
+            )
+            bootstrap = self.broker.start().bootstrap
+        else:
+            self.say("using SIYU_KAFKA_BOOTSTRAP")
+        env.update({"SIYU_DATABASE_URL": dsn, "SIYU_KAFKA_BOOTSTRAP": bootstrap})
+        for key, value in DEV_KAFKA_ENV.items():
+            env.setdefault(key, value)
+
+        applied = migrate_all(dsn)
+        self.say(
+            "migrations: "
+            + ", ".join(
+                f"{svc} +{len(v)}" if v else f"{svc} up to date" for svc, v in applied.items()
+            )
+        )
+        kafka = Settings.from_env(env).kafka
+        created = ensure_topics(kafka)
+        self.say(
+            f"topics: {len(created)} created" + (f" ({', '.join(created)})" if created else "")
+        )
+
+        tenants_path = self.settings.tenants_path.resolve()
+        if tenants_path == DEMO_TENANTS_PATH.resolve():
+            for key, value in DEMO_SECRETS.items():
+                env.setdefault(key, value)
+        registry = load_tenants(tenants_path)
+        env["SIYU_TENANTS"] = str(tenants_path)
+        env["SIYU_HOME"] = str(home)
+        env["PYTHONUNBUFFERED"] = "1"
+        self.say(
+            f"tenants from {tenants_path}: "
+            + ", ".join(f"{t.id} ({t.mode}, {t.lifecycle_model})" for t in registry)
+        )
+        return env
+
+    def _child(self, process: Process) -> ChildSpec:
+        argv = [sys.executable, "-m", "shared.cli", *process.argv]
+        return ChildSpec(process.name, argv, process.url)
+
+    def _announce(self, built: list[Process], env: dict[str, str], seconds: float) -> None:
+        self.say(f"PostgreSQL  {env['SIYU_DATABASE_URL']}")
+        self.say(f"Kafka       {env['SIYU_KAFKA_BOOTSTRAP']}")
+        for process in built:
+            self.say(f"{process.name:<11} {process.url or '-'}  ({process.what})")
+        missing = [p.name for p in PROCESSES if not p.built]
+        if missing:
+            self.say(f"not built yet: {', '.join(missing)}")
+        self.say(f"Siyu dev stack ready in {seconds:.1f}s; Ctrl-C stops everything")
+
+    def _wait(self) -> int:
+        while not self._stop.wait(0.2):
+            for child in self.supervisor.exited():
+                self.say(f"{child.spec.name} exited with code {child.process.returncode}; stopping")
+                return 1
+        self.say("stopping")
+        return 0
+
+    def _shutdown(self) -> None:
+        # Reverse order of start: services first (they commit and flush), then broker, then Postgres.
+        self.supervisor.stop_all()
+        if self.broker is not None:
+            self.broker.stop()
+        if self.postgres is not None:
+            self.postgres.stop()
+        self.say("stopped")

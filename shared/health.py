@@ -1,0 +1,81 @@
+"""``/healthz``, ``/readyz`` and ``/metrics`` for every process, as a Flask blueprint.
+
+healthz: the process is alive (no dependency checks: a DB outage must not get pods killed).
+readyz: every dependency check passes within its timeout, else 503 with the failing checks.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from flask import Blueprint, Flask, Response, jsonify
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from werkzeug.serving import make_server
+
+Check = Callable[[], None]
+
+_checks_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="readyz")
+
+
+def run_checks(checks: dict[str, Check], timeout: float = 2.0) -> dict[str, str]:
+    """Run checks concurrently; map each name to "ok" or the reason it failed."""
+    futures = {name: _checks_pool.submit(check) for name, check in checks.items()}
+    results = {}
+    for name, future in futures.items():
+        try:
+            future.result(timeout=timeout)
+            results[name] = "ok"
+        except FutureTimeout:
+            results[name] = f"timeout after {timeout}s"
+        except Exception as exc:
+            results[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    return results
+
+
+def ops_blueprint(checks: dict[str, Check] | None = None, *, registry=REGISTRY) -> Blueprint:
+    checks = checks or {}
+    bp = Blueprint("ops", __name__)
+
+    @bp.get("/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
+    @bp.get("/readyz")
+    def readyz():
+        results = run_checks(checks)
+        ready = all(v == "ok" for v in results.values())
+        return jsonify(status="ready" if ready else "not_ready", checks=results), (
+            200 if ready else 503
+        )
+
+    @bp.get("/metrics")
+    def metrics():
+        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+    return bp
+
+
+def create_ops_app(name: str, checks: dict[str, Check] | None = None) -> Flask:
+    """A tiny app for processes that serve no API (consumers, workers): health + metrics only."""
+    app = Flask(name)
+    app.register_blueprint(ops_blueprint(checks))
+    return app
+
+
+class BackgroundServer:
+    """Serve a WSGI app from a daemon thread (the ops port of a consumer process)."""
+
+    def __init__(self, app: Flask, host: str, port: int):
+        self._server = make_server(host, port, app, threaded=True)
+        self.port = self._server.server_port
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> BackgroundServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()

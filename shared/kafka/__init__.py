@@ -1,0 +1,1 @@
+"""Kafka adapters: producer factory, topics, and the consumer runner (decode, process, commit)."""

@@ -1,0 +1,414 @@
+"""The consumer runner: poll -> decode -> process (one batch, all or nothing) -> commit, with a DLQ.
+
+Shaped after Sentry's arroyo: each arrow is a small step.
+- decode turns bytes into a value; a message that cannot be decoded goes to the DLQ.
+- process applies a whole batch in one transaction. A transient error (database or broker down)
+  retries the same batch with backoff while the partitions are paused, so the group keeps us. Any
+  other error splits the batch to find the poison message, which goes to the DLQ with its error.
+- commit stores the *next* offset only after the effect (or the DLQ record) is stored; throttled,
+  forced on revocation and on shutdown. Effects must be idempotent: a crash between store and
+  commit redelivers the batch.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+import psycopg
+import psycopg_pool
+import structlog
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import CommitFailedError, KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from shared.config import KafkaSettings
+from shared.errors import DeliveryError
+from shared.kafka.producer import Record, publish
+from shared.metrics import (
+    COMMITS,
+    CONSUMED,
+    CONSUMER_BATCH_SECONDS,
+    CONSUMER_LAG,
+    CONSUMER_RETRIES,
+)
+
+log = structlog.get_logger("siyu.consumer")
+
+T = TypeVar("T")
+
+DLQ_SCHEMA = "dead-letter/1"
+
+# Errors that say "the world is down for a moment", not "this message is bad".
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    psycopg.OperationalError,
+    psycopg_pool.PoolTimeout,
+    KafkaError,
+    DeliveryError,
+    ConnectionError,
+    TimeoutError,
+)
+
+
+@dataclass(frozen=True)
+class Message:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: tuple[tuple[str, bytes], ...] = ()
+    timestamp_ms: int | None = None
+
+    @classmethod
+    def from_record(cls, record: Any) -> Message:
+        return cls(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=record.key,
+            value=record.value if record.value is not None else b"",
+            headers=tuple(record.headers or ()),
+            timestamp_ms=record.timestamp,
+        )
+
+    @property
+    def tp(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+
+@dataclass(frozen=True)
+class Decoded(Generic[T]):
+    message: Message
+    payload: T
+
+
+class PoisonMessage(Exception):
+    """Raised by a process step to send one message to the DLQ and go on with the rest."""
+
+    def __init__(self, message: Message, reason: str):
+        super().__init__(reason)
+        self.message = message
+        self.reason = reason
+
+
+class _Shutdown(Exception):
+    """Stop requested while a batch was waiting on a transient error: leave it uncommitted."""
+
+
+def create_consumer(
+    kafka: KafkaSettings, *, group_id: str, client_id: str, **overrides: Any
+) -> KafkaConsumer:
+    config = {
+        "bootstrap_servers": kafka.bootstrap,
+        "group_id": group_id,
+        "client_id": client_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "session_timeout_ms": kafka.session_timeout_ms,
+        "heartbeat_interval_ms": kafka.heartbeat_interval_ms,
+        "max_poll_interval_ms": kafka.max_poll_interval_ms,
+        "max_poll_records": 500,
+    }
+    config.update(overrides)
+    return KafkaConsumer(**config)
+
+
+class DeadLetterQueue:
+    """Publishes a failed message with its error; returns only once the broker has it."""
+
+    def __init__(self, producer: KafkaProducer, topic: str, *, group: str):
+        self.producer = producer
+        self.topic = topic
+        self.group = group
+
+    def record(self, message: Message, error: BaseException | str, *, stage: str) -> Record:
+        try:
+            envelope = json.loads(message.value.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError):
+            envelope = None
+        value: dict[str, Any] = {
+            "schema": DLQ_SCHEMA,
+            "error": {
+                "stage": stage,
+                "type": type(error).__name__ if isinstance(error, BaseException) else "Rejected",
+                "message": str(error)[:4000],
+                "details": getattr(error, "details", None) or None,
+            },
+            "source": {
+                "topic": message.topic,
+                "partition": message.partition,
+                "offset": message.offset,
+                "timestamp_ms": message.timestamp_ms,
+            },
+            "group": self.group,
+            "failed_at": datetime.now(UTC).isoformat(),
+            "envelope": envelope,
+        }
+        if envelope is None:
+            value["value_base64"] = base64.b64encode(message.value).decode("ascii")
+        key = message.key.decode("utf-8", "replace") if message.key else "-"
+        headers = [*message.headers, ("siyu-error-stage", stage.encode())]
+        return Record(self.topic, key, json.dumps(value, ensure_ascii=False).encode(), headers)
+
+    def send(self, message: Message, error: BaseException | str, *, stage: str) -> None:
+        publish(self.producer, [self.record(message, error, stage=stage)])
+        CONSUMED.labels(group=self.group, topic=message.topic, outcome="dead_lettered").inc()
+        log.warning(
+            "dead_lettered",
+            topic=message.topic,
+            partition=message.partition,
+            offset=message.offset,
+            stage=stage,
+            error=str(error)[:500],
+        )
+
+
+class OffsetCommitter:
+    """Commit step: remembers the next offset per partition, commits at most once per interval."""
+
+    def __init__(self, consumer: KafkaConsumer, group: str, interval_s: float = 1.0):
+        self.consumer = consumer
+        self.group = group
+        self.interval_s = interval_s
+        self._pending: dict[TopicPartition, int] = {}
+        self._last = time.monotonic()
+
+    def stage(self, messages: Iterable[Message]) -> None:
+        for m in messages:
+            if m.offset + 1 > self._pending.get(m.tp, -1):
+                self._pending[m.tp] = m.offset + 1
+
+    def maybe_commit(self) -> None:
+        if self._pending and time.monotonic() - self._last >= self.interval_s:
+            self.commit()
+
+    def commit(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+        keys = (
+            list(self._pending)
+            if partitions is None
+            else [p for p in partitions if p in self._pending]
+        )
+        offsets = {tp: OffsetAndMetadata(self._pending[tp], "", -1) for tp in keys}
+        self._last = time.monotonic()
+        if not offsets:
+            return
+        try:
+            self.consumer.commit(offsets=offsets)
+            COMMITS.labels(group=self.group, outcome="ok").inc()
+            for tp in keys:
+                # Only forget what is unchanged: a newer offset may have been staged meanwhile.
+                if self._pending.get(tp) == offsets[tp].offset:
+                    del self._pending[tp]
+        except (CommitFailedError, KafkaError) as exc:
+            # The group moved on (rebalance) or the broker is away: the new owner resumes from the
+            # last committed offset and idempotent effects absorb the redelivery.
+            COMMITS.labels(group=self.group, outcome="error").inc()
+            log.warning(
+                "commit_failed",
+                error=str(exc),
+                offsets={str(k): v.offset for k, v in offsets.items()},
+            )
+
+    def forget(self, partitions: Iterable[TopicPartition]) -> None:
+        for tp in partitions:
+            self._pending.pop(tp, None)
+
+
+class ConsumerRunner(Generic[T]):
+    """Runs decode -> process -> commit over a subscribed consumer until stopped."""
+
+    def __init__(
+        self,
+        consumer: KafkaConsumer,
+        *,
+        topics: list[str],
+        group: str,
+        decode: Callable[[Message], T],
+        process: Callable[[list[Decoded[T]]], None],
+        dlq: DeadLetterQueue,
+        commit_interval_s: float = 1.0,
+        poll_timeout_ms: int = 500,
+        max_batch: int = 500,
+        backoff_s: tuple[float, float] = (0.2, 10.0),
+        transient_errors: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
+    ):
+        self.consumer = consumer
+        self.topics = topics
+        self.group = group
+        self.decode = decode
+        self.process = process
+        self.dlq = dlq
+        self.poll_timeout_ms = poll_timeout_ms
+        self.max_batch = max_batch
+        self.backoff_s = backoff_s
+        self.transient_errors = transient_errors
+        self.committer = OffsetCommitter(consumer, group, commit_interval_s)
+        self._stop = threading.Event()
+        self._revoked: set[TopicPartition] = set()
+        self._consumed: dict[TopicPartition, int] = {}
+        self.last_poll_at: float | None = None
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT finish the current batch, commit, and leave the group cleanly."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop())
+
+    def run(self) -> None:
+        self.consumer.subscribe(self.topics, listener=_Rebalance(self))
+        log.info("consumer_started", group=self.group, topics=self.topics)
+        try:
+            while not self._stop.is_set():
+                records = self.consumer.poll(
+                    timeout_ms=self.poll_timeout_ms, max_records=self.max_batch
+                )
+                self.last_poll_at = time.monotonic()
+                messages = [Message.from_record(r) for batch in records.values() for r in batch]
+                if messages:
+                    try:
+                        self.handle(messages)
+                    except _Shutdown:
+                        break
+                self.committer.maybe_commit()
+                self._update_lag()
+        finally:
+            self.committer.commit()
+            self.consumer.close(autocommit=False)
+            log.info("consumer_stopped", group=self.group)
+
+    # --- steps -----------------------------------------------------------------------------
+
+    def handle(self, messages: list[Message]) -> None:
+        self._revoked.clear()
+        batch: list[Decoded[T]] = []
+        for message in messages:
+            try:
+                batch.append(Decoded(message, self.decode(message)))
+            except Exception as exc:
+                self._dead_letter(message, exc, stage="decode")
+        self._process(batch)
+        kept = [m for m in messages if m.tp not in self._revoked]
+        for m in kept:
+            self._consumed[m.tp] = m.offset
+        for topic, count in Counter(m.topic for m in kept).items():
+            CONSUMED.labels(group=self.group, topic=topic, outcome="processed").inc(count)
+        self.committer.stage(kept)
+
+    def _process(self, batch: list[Decoded[T]]) -> None:
+        attempt = 0
+        while batch:
+            try:
+                with CONSUMER_BATCH_SECONDS.labels(group=self.group).time():
+                    self.process(batch)
+                return
+            except PoisonMessage as poison:
+                self._dead_letter(poison.message, poison, stage="process")
+                batch = [d for d in batch if d.message != poison.message]
+            except self.transient_errors as exc:
+                attempt += 1
+                batch = self._wait_before_retry(batch, attempt, exc)
+            except Exception as exc:
+                if len(batch) == 1:
+                    self._dead_letter(batch[0].message, exc, stage="process")
+                    return
+                # Find the poison: apply one by one (each its own transaction, still idempotent).
+                log.warning(
+                    "batch_failed_splitting", group=self.group, size=len(batch), error=str(exc)
+                )
+                for single in batch:
+                    self._process([single])
+                return
+
+    def _dead_letter(self, message: Message, error: BaseException, *, stage: str) -> None:
+        attempt = 0
+        while True:
+            try:
+                self.dlq.send(message, error, stage=stage)
+                return
+            except self.transient_errors as exc:
+                attempt += 1
+                self._wait_before_retry([], attempt, exc)
+
+    def _wait_before_retry(
+        self, batch: list[Decoded[T]], attempt: int, exc: BaseException
+    ) -> list[Decoded[T]]:
+        """Back off with partitions paused; polling keeps the group membership alive."""
+        if self._stop.is_set():
+            raise _Shutdown()
+        CONSUMER_RETRIES.labels(group=self.group).inc()
+        delay = min(self.backoff_s[1], self.backoff_s[0] * 2 ** (attempt - 1))
+        log.warning(
+            "transient_error_retrying",
+            group=self.group,
+            attempt=attempt,
+            delay_s=delay,
+            error=str(exc),
+        )
+        assigned = self.consumer.assignment()
+        self.consumer.pause(*assigned)
+        try:
+            deadline = time.monotonic() + delay
+            while time.monotonic() < deadline and not self._stop.is_set():
+                self.consumer.poll(
+                    timeout_ms=int(min(200, max(1, (deadline - time.monotonic()) * 1000)))
+                )
+        finally:
+            self.consumer.resume(*self.consumer.assignment())
+        if self._stop.is_set():
+            raise _Shutdown()
+        # Partitions lost during the wait belong to another member now: let it do them.
+        return [d for d in batch if d.message.tp not in self._revoked]
+
+    def _update_lag(self) -> None:
+        for tp, offset in self._consumed.items():
+            # highwater() comes from the last fetch; end_offsets() is wrong on some brokers (Tansu).
+            hw = self.consumer.highwater(tp)
+            if hw is not None:
+                CONSUMER_LAG.labels(
+                    group=self.group, topic=tp.topic, partition=str(tp.partition)
+                ).set(max(0, hw - offset - 1))
+
+    # --- rebalance ---------------------------------------------------------------------------
+
+    def on_revoked(self, partitions: list[TopicPartition]) -> None:
+        self.committer.commit(partitions)
+        self.committer.forget(partitions)
+        self._revoked.update(partitions)
+        for tp in partitions:
+            self._consumed.pop(tp, None)
+            with contextlib.suppress(KeyError):
+                CONSUMER_LAG.remove(self.group, tp.topic, str(tp.partition))
+        log.info("partitions_revoked", group=self.group, partitions=[str(p) for p in partitions])
+
+    def on_assigned(self, partitions: list[TopicPartition]) -> None:
+        log.info("partitions_assigned", group=self.group, partitions=[str(p) for p in partitions])
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, runner: ConsumerRunner):
+        self.runner = runner
+
+    def on_partitions_revoked(self, revoked):
+        self.runner.on_revoked(list(revoked))
+
+    def on_partitions_assigned(self, assigned):
+        self.runner.on_assigned(list(assigned))

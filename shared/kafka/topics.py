@@ -1,0 +1,55 @@
+"""The topics of ARCHITECTURE.md and their creation when absent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kafka import KafkaAdminClient
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from shared.config import KafkaSettings
+
+TOUCHPOINTS = "siyu.touchpoints.v1"
+TOUCHPOINTS_DLQ = "siyu.touchpoints.dlq.v1"
+PROFILES = "siyu.profiles.v1"
+STAGE_CHANGES = "siyu.stage-changes.v1"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    configs: dict[str, str] = field(default_factory=dict)
+
+
+TOPICS = (
+    TopicSpec(TOUCHPOINTS),
+    TopicSpec(TOUCHPOINTS_DLQ),
+    # Latest profile per contact is all outreach needs: compaction keeps the topic bounded.
+    TopicSpec(PROFILES, {"cleanup.policy": "compact"}),
+    TopicSpec(STAGE_CHANGES),
+)
+
+
+def ensure_topics(kafka: KafkaSettings, specs: tuple[TopicSpec, ...] = TOPICS) -> list[str]:
+    """Create each missing topic with the configured partitions; return the names created."""
+    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap, client_id="siyu-topics")
+    try:
+        existing = set(admin.list_topics())
+        missing = [s for s in specs if kafka.topic(s.name) not in existing]
+        created = []
+        for spec in missing:
+            topic = NewTopic(
+                kafka.topic(spec.name),
+                num_partitions=kafka.partitions,
+                replication_factor=kafka.replication,
+                topic_configs=dict(spec.configs),
+            )
+            try:
+                admin.create_topics([topic])
+                created.append(topic.name)
+            except TopicAlreadyExistsError:
+                pass  # another process won the race; that is the state we wanted
+        return created
+    finally:
+        admin.close()
