@@ -251,9 +251,8 @@ def tenants_check(path: Path | None) -> None:
         raise click.ClickException(str(exc)) from None
     for tenant in registry:
         channels = [f"{len(tenant.wechat_oa)} OA"] + (["WeCom"] if tenant.wecom else [])
-        click.echo(
-            f"{tenant.id}: {tenant.name} ({tenant.mode}, {tenant.lifecycle_model}, {', '.join(channels)})"
-        )
+        summary = f"{tenant.mode}, {tenant.lifecycle_model}, {', '.join(channels)}"
+        click.echo(f"{tenant.id}: {tenant.name} ({summary})")
     click.echo(f"{len(registry)} tenant(s) OK in {target}")
 
 

@@ -151,7 +151,7 @@ class DevStack:
         return 0
 
     def _shutdown(self) -> None:
-        # Reverse order of start: services first (they commit and flush), then broker, then Postgres.
+        # Reverse order of start: services (they commit and flush), then broker, then Postgres.
         self.supervisor.stop_all()
         if self.broker is not None:
             self.broker.stop()
