@@ -17,7 +17,11 @@ from shared.devstack.ports import free_port
 from shared.devstack.postgres import EmbeddedPostgres
 
 # Fast group joins on the embedded broker (STACK.md).
-FAST_GROUPS = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "max_poll_interval_ms": 10000}
+FAST_GROUPS = {
+    "session_timeout_ms": 6000,
+    "heartbeat_interval_ms": 1000,
+    "max_poll_interval_ms": 10000,
+}
 
 
 @dataclass

@@ -19,12 +19,24 @@ from shared.kafka.topics import TOPICS
 pytestmark = pytest.mark.integration
 
 
-def start_dev(home: Path, pg_port: int, kafka_port: int) -> tuple[subprocess.Popen, list[str], float]:
+def start_dev(
+    home: Path, pg_port: int, kafka_port: int
+) -> tuple[subprocess.Popen, list[str], float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIYU_")}
     started = time.monotonic()
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "dev", "--home", str(home),
-         "--pg-port", str(pg_port), "--kafka-port", str(kafka_port)],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "shared.cli",
+            "dev",
+            "--home",
+            str(home),
+            "--pg-port",
+            str(pg_port),
+            "--kafka-port",
+            str(kafka_port),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -75,7 +87,9 @@ def test_dev_starts_stops_cleanly_and_keeps_data(tmp_path):
     process, _, seconds_again = start_dev(home, pg_port, kafka_port)
     try:
         with psycopg.connect(dsn) as conn:
-            assert conn.execute("SELECT note FROM public.kept").fetchall() == [("survives a restart",)]
+            assert conn.execute("SELECT note FROM public.kept").fetchall() == [
+                ("survives a restart",)
+            ]
     finally:
         stop_dev(process, signal.SIGTERM)
     assert process.returncode == 0

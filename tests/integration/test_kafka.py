@@ -57,7 +57,8 @@ class Effects:
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
             conn.execute(
-                f"CREATE TABLE IF NOT EXISTS {schema}.effects (event_id text PRIMARY KEY, amount int)"
+                f"CREATE TABLE IF NOT EXISTS {schema}.effects "
+                "(event_id text PRIMARY KEY, amount int)"
             )
 
     def process(self, batch) -> None:
@@ -169,7 +170,11 @@ def test_poison_messages_go_to_the_dlq_and_the_consumer_continues(stack, kafka, 
     assert len(dead) == 3
     letters = [json.loads(r.value) for r in dead]
     by_stage = sorted((d["error"]["stage"], d["error"]["type"]) for d in letters)
-    assert by_stage == [("decode", "EnvelopeError"), ("decode", "EnvelopeError"), ("process", "ValueError")]
+    assert by_stage == [
+        ("decode", "EnvelopeError"),
+        ("decode", "EnvelopeError"),
+        ("process", "ValueError"),
+    ]
     for letter in letters:
         assert letter["schema"] == "dead-letter/1"
         assert letter["source"]["topic"] == topic and letter["source"]["offset"] >= 0
@@ -214,7 +219,7 @@ def test_transient_errors_retry_the_batch_without_dead_lettering(stack, kafka, p
 def test_redelivery_never_double_counts(stack, kafka, producer, schema):
     effects = Effects(stack.dsn, schema)
     same = [as_record(kafka, touchpoint(7)) for _ in range(3)]  # e.g. WeChat retries
-    publish(producer, same + [as_record(kafka, touchpoint(8))])
+    publish(producer, [*same, as_record(kafka, touchpoint(8))])
     with RunnerThread(make_runner(kafka, effects, producer)):
         wait_until(lambda: len(effects.seen) == 4)
     assert effects.count() == 2

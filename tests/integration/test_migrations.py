@@ -22,7 +22,11 @@ def folder(tmp_path) -> Path:
     d = tmp_path / "migrations"
     # No IF NOT EXISTS on purpose: running a migration twice would fail loudly.
     write(d, "0001_contacts.sql", "CREATE TABLE contacts (id bigint PRIMARY KEY, name text);")
-    write(d, "0002_seed.sql", "INSERT INTO contacts VALUES (1, 'a'); INSERT INTO contacts VALUES (2, 'b');")
+    write(
+        d,
+        "0002_seed.sql",
+        "INSERT INTO contacts VALUES (1, 'a'); INSERT INTO contacts VALUES (2, 'b');",
+    )
     return d
 
 

@@ -72,7 +72,9 @@ def test_event_id_is_stable_and_separates_fields():
 
 def test_kafka_key_prefers_the_person():
     assert touchpoint().key == "acme:oUser1"
-    assert touchpoint(identity=Identity(chat_id="wrChat", staff_userid="zhang")).key == "acme:wrChat"
+    assert (
+        touchpoint(identity=Identity(chat_id="wrChat", staff_userid="zhang")).key == "acme:wrChat"
+    )
     tp = touchpoint(source="api", type="biz.order.paid", identity=Identity(crm_id="C-9"))
     assert tp.key == "acme:C-9"
 
@@ -80,10 +82,13 @@ def test_kafka_key_prefers_the_person():
 def test_every_type_has_a_known_source_prefix():
     for name in EVENT_TYPES:
         assert name.split(".", 1)[0] in SOURCE_OF_PREFIX, name
-    for required in ("oa.subscribe", "oa.scan", "oa.click", "oa.view", "oa.message",
-                     "wecom.contact.added", "wecom.contact.deleted", "wecom.chat.member_joined",
-                     "wecom.tag.changed", "link.clicked", "biz.order.paid", "biz.invoice.overdue"):  # fmt: skip
-        assert required in EVENT_TYPES
+    required = (
+        "oa.subscribe", "oa.scan", "oa.click", "oa.view", "oa.message", "wecom.contact.added",
+        "wecom.contact.deleted", "wecom.chat.member_joined", "wecom.tag.changed", "link.clicked",
+        "biz.order.paid", "biz.invoice.overdue",
+    )  # fmt: skip
+    for name in required:
+        assert name in EVENT_TYPES
 
 
 def _wire(**changes):

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from shared.cli import EXIT_NOT_BUILT, main
+from shared.processes import PROCESSES
+
+COMMANDS = [
+    [],
+    ["dev"],
+    ["ingest"],
+    ["ingest", "serve"],
+    ["segment"],
+    ["segment", "consume"],
+    ["outreach"],
+    ["outreach", "worker"],
+    ["api"],
+    ["api", "serve"],
+    ["fake-wechat"],
+    ["migrate"],
+    ["topics"],
+    ["token"],
+    ["token", "create"],
+    ["simulate"],
+    ["tenants", "check"],
+]
+
+
+@pytest.mark.parametrize("argv", COMMANDS, ids=lambda a: " ".join(a) or "siyu")
+def test_help_everywhere(argv):
+    result = CliRunner().invoke(main, [*argv, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage: " in result.output
+
+
+@pytest.mark.parametrize("process", [p for p in PROCESSES if not p.built], ids=lambda p: p.name)
+def test_unbuilt_services_exit_non_zero_with_a_clear_message(process):
+    result = CliRunner().invoke(main, list(process.argv))
+    assert result.exit_code == EXIT_NOT_BUILT
+    assert "not available in this build" in result.output
+
+
+def test_migrate_without_a_database_says_what_to_set(monkeypatch):
+    monkeypatch.delenv("SIYU_DATABASE_URL", raising=False)
+    result = CliRunner().invoke(main, ["migrate"])
+    assert result.exit_code == 1
+    assert "SIYU_DATABASE_URL is not set" in result.output
+
+
+def test_tenants_check_ok_and_broken(tmp_path):
+    ok = CliRunner().invoke(main, ["tenants", "check"])
+    assert ok.exit_code == 0 and "2 tenant(s) OK" in ok.output
+    broken = tmp_path / "tenants.yaml"
+    broken.write_text("tenants:\n  - id: acme\n    name: ACME\n    mode: enterprise\n")
+    result = CliRunner().invoke(main, ["tenants", "check", str(broken)])
+    assert result.exit_code == 1
+    assert f"{broken}:4: tenants[0].mode: Must be one of: b2b, b2c." in result.output
+
+
+def test_bad_environment_is_one_clear_line(monkeypatch):
+    monkeypatch.setenv("SIYU_LOG_LEVEL", "chatty")
+    result = CliRunner().invoke(main, ["migrate"])
+    assert result.exit_code == 1
+    assert "SIYU_LOG_LEVEL='CHATTY'" in result.output
