@@ -1,11 +1,15 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from kafka import KafkaConsumer
+from kafka import KafkaConsumer, TopicPartition
+from prometheus_client import REGISTRY
 
 from shared.envelope import Identity, Touchpoint, decode_touchpoint, make_event_id
 from shared.kafka.consumer import (
@@ -223,3 +227,62 @@ def test_redelivery_never_double_counts(stack, kafka, producer, schema):
     with RunnerThread(make_runner(kafka, effects, producer)):
         wait_until(lambda: len(effects.seen) == 4)
     assert effects.count() == 2
+
+
+def test_sigterm_commits_before_leaving(stack, kafka, producer, schema):
+    publish(producer, [as_record(kafka, touchpoint(i)) for i in range(12)])
+    effects = Effects(stack.dsn, schema)
+    group = "g-sigterm"
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.consumer_process",
+            kafka.bootstrap,
+            kafka.topic_prefix,
+            group,
+            stack.dsn,
+            schema,
+        ],
+    )
+    try:
+        wait_until(lambda: effects.count() == 12, message="child stored all")
+        child.send_signal(signal.SIGTERM)
+        assert child.wait(30) == 0
+    finally:
+        if child.poll() is None:
+            child.kill()
+    probe = KafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=group)
+    try:
+        topic = kafka.topic(TOUCHPOINTS)
+        committed = [probe.committed(TopicPartition(topic, p)) or 0 for p in range(3)]
+    finally:
+        probe.close()
+    # The commit interval is 60 s, so these offsets can only come from the shutdown commit.
+    assert sum(committed) == 12
+
+
+def test_lag_is_reported_per_partition(stack, kafka, producer, schema):
+    effects = Effects(stack.dsn, schema)
+    # One key: all 30 records in one partition, consumed 5 at a time.
+    tps = [touchpoint(i * 7) for i in range(30)]
+    publish(producer, [as_record(kafka, tp) for tp in tps])
+    runner = make_runner(kafka, effects, producer, group="g-lag")
+    runner.max_batch = 5
+    seen_lag = []
+
+    def process(batch):
+        for p in range(3):
+            value = REGISTRY.get_sample_value(
+                "siyu_consumer_lag",
+                {"group": "g-lag", "topic": kafka.topic(TOUCHPOINTS), "partition": str(p)},
+            )
+            if value:
+                seen_lag.append(value)
+        effects.process(batch)
+
+    runner.process = process
+    with RunnerThread(runner):
+        wait_until(lambda: effects.count() == 30)
+    assert seen_lag and max(seen_lag) >= 5
+    assert seen_lag == sorted(seen_lag, reverse=True)  # it shrinks as the consumer catches up
