@@ -10,7 +10,13 @@ import click
 from shared.config import Settings, load_tenants
 from shared.errors import SiyuError
 from shared.logging import configure_logging
-from shared.processes import SIMULATE, TOKEN_CREATE, Process, by_name
+from shared.processes import (
+    INGEST_TOKEN_CREATE,
+    SIMULATE,
+    TOKEN_CREATE,
+    Process,
+    by_name,
+)
 
 EXIT_NOT_BUILT = 3
 
@@ -114,6 +120,19 @@ def ingest() -> None:
 def ingest_serve(host: str, port: int, workers: int) -> None:
     """Serve OA/WeCom webhooks, POST /api/v1/events and tracked links."""
     _run_process("ingest", host=host, port=port, workers=workers)
+
+
+@ingest.group("token")
+def ingest_token() -> None:
+    """Bearer tokens of the business-event API (POST /api/v1/events)."""
+
+
+@ingest_token.command("create")
+@click.option("--tenant", required=True, help="Tenant id from the tenants file.")
+@click.option("--name", default=None, help="Who or what the token is for (e.g. crm).")
+def ingest_token_create(tenant: str, name: str | None) -> None:
+    """Create a token for one tenant; printed once, stored as a SHA-256 hash."""
+    _run_process(INGEST_TOKEN_CREATE, tenant=tenant, name=name)
 
 
 @main.group()

@@ -8,16 +8,28 @@ from psycopg_pool import ConnectionPool
 
 
 def create_pool(
-    dsn: str, *, name: str, min_size: int = 1, max_size: int = 8, timeout: float = 10.0
+    dsn: str,
+    *,
+    name: str,
+    schema: str | None = None,
+    min_size: int = 1,
+    max_size: int = 8,
+    timeout: float = 10.0,
 ) -> ConnectionPool:
-    """Open a pool; connections are checked on checkout so a restarted server is survived."""
+    """Open a pool; connections are checked on checkout so a restarted server is survived.
+
+    ``schema`` becomes the connections' search_path: a service's SQL names its tables unqualified.
+    """
+    kwargs: dict = {"row_factory": dict_row, "application_name": f"siyu-{name}"}
+    if schema is not None:
+        kwargs["options"] = f"-c search_path={schema}"
     return ConnectionPool(
         dsn,
         name=name,
         min_size=min_size,
         max_size=max_size,
         timeout=timeout,
-        kwargs={"row_factory": dict_row, "application_name": f"siyu-{name}"},
+        kwargs=kwargs,
         check=ConnectionPool.check_connection,
         open=True,
     )

@@ -96,6 +96,9 @@ _KEY_PRECEDENCE = (
 
 MAX_RAW_CHARS = 256 * 1024
 
+# Events about the tenant's own setup, not about a person, group or company: no identity needed.
+TENANT_LEVEL_TYPES = frozenset({"wecom.tag.changed"})
+
 
 def source_for_type(event_type: str) -> str:
     return SOURCE_OF_PREFIX[event_type.split(".", 1)[0]]
@@ -195,7 +198,9 @@ class TouchpointSchema(Schema):
         expected = source_for_type(data["type"])
         if data["source"] != expected:
             raise ValidationError(f"type {data['type']} comes from source {expected}", "source")
-        if not any(data["identity"].get(k) for k in IDENTITY_KEYS):
+        if data["type"] not in TENANT_LEVEL_TYPES and not any(
+            data["identity"].get(k) for k in IDENTITY_KEYS
+        ):
             raise ValidationError("at least one identity is required", "identity")
 
     def dump(self, obj: Any, **kwargs: Any) -> Any:

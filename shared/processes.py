@@ -66,6 +66,13 @@ def by_name(name: str) -> Process:
 SIMULATE = Process(
     "simulate", ("simulate",), "services.ingest.simulator", None, "traffic simulator"
 )
+INGEST_TOKEN_CREATE = Process(
+    "ingest-token",
+    ("ingest", "token", "create"),
+    "services.ingest.tokens",
+    None,
+    "event API tokens",
+)
 TOKEN_CREATE = Process(
     "token", ("token", "create"), "services.outreach.tokens", None, "admin API token store"
 )

@@ -122,6 +122,7 @@ class DevStack:
         env["SIYU_TENANTS"] = str(tenants_path)
         env["SIYU_HOME"] = str(home)
         env["PYTHONUNBUFFERED"] = "1"
+        env.setdefault("SIYU_LINK_SECRET", "siyu-dev-link-secret-not-for-production")
         self.say(
             f"tenants from {tenants_path}: "
             + ", ".join(f"{t.id} ({t.mode}, {t.lifecycle_model})" for t in registry)

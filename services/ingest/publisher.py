@@ -1,0 +1,155 @@
+"""Durable hand-off of touchpoints: Kafka first, a Postgres outbox when the broker is away.
+
+A webhook is answered 200 only after one of the two holds the event:
+1. the broker acknowledged it (idempotent producer, acks=all), within a bounded wait; or
+2. it is committed in ``ingest.outbox`` (synchronous commit), and the replayer publishes it later.
+If neither is possible the request fails with 503 and WeChat retries (PLATFORM.md section 4).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import psycopg
+import structlog
+from kafka import KafkaProducer
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from services.ingest.errors import Refused
+from services.ingest.metrics import EVENTS, OUTBOX_DEPTH
+from shared.envelope import Touchpoint
+from shared.errors import DeliveryError
+from shared.kafka.producer import Record, publish
+
+log = structlog.get_logger("siyu.ingest.publisher")
+
+
+class Publisher:
+    def __init__(
+        self,
+        producer_factory,
+        pool: ConnectionPool,
+        topic: str,
+        *,
+        ack_timeout_s: float = 2.0,
+    ):
+        self._producer_factory = producer_factory
+        self._producer: KafkaProducer | None = None
+        self._lock = threading.Lock()
+        self.pool = pool
+        self.topic = topic
+        self.ack_timeout_s = ack_timeout_s
+
+    def producer(self) -> KafkaProducer:
+        # Created lazily: after the server forks its workers, and again after a failure.
+        with self._lock:
+            if self._producer is None:
+                self._producer = self._producer_factory()
+            return self._producer
+
+    def _records(self, touchpoints: Sequence[Touchpoint]) -> list[Record]:
+        return [Record(self.topic, tp.key, tp.to_json()) for tp in touchpoints]
+
+    def publish(self, touchpoints: Sequence[Touchpoint]) -> str:
+        """Make the touchpoints durable; return "kafka" or "outbox", or raise Refused(503)."""
+        if not touchpoints:
+            return "kafka"
+        records = self._records(touchpoints)
+        try:
+            publish(self.producer(), records, timeout=self.ack_timeout_s)
+            for tp in touchpoints:
+                EVENTS.labels(tenant=tp.tenant_id, type=tp.type, outcome="produced").inc()
+            return "kafka"
+        except Exception as exc:  # whatever the producer raised, the outbox still holds the event
+            log.warning("broker_unavailable_using_outbox", error=str(exc)[:300])
+        try:
+            self.store(touchpoints, records)
+        except (psycopg.Error, PoolTimeout) as exc:
+            log.error("outbox_unavailable", error=str(exc)[:300])
+            for tp in touchpoints:
+                EVENTS.labels(tenant=tp.tenant_id, type=tp.type, outcome="refused").inc()
+            raise Refused(
+                "unavailable", "event store unavailable; retry later", status=503
+            ) from None
+        for tp in touchpoints:
+            EVENTS.labels(tenant=tp.tenant_id, type=tp.type, outcome="outboxed").inc()
+        return "outbox"
+
+    def store(self, touchpoints: Sequence[Touchpoint], records: Sequence[Record]) -> None:
+        with self.pool.connection(timeout=2) as conn, conn.transaction():
+            # The dev server runs with synchronous_commit=off; an accepted event must survive.
+            conn.execute("SET LOCAL synchronous_commit TO on")
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO outbox (tenant_id, event_id, topic, key, value) "
+                    "VALUES (%s, %s, %s, %s, %s)",
+                    [
+                        (tp.tenant_id, tp.event_id, r.topic, r.key, r.value)
+                        for tp, r in zip(touchpoints, records, strict=True)
+                    ],
+                )
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(timeout=5)
+                self._producer = None
+
+
+class OutboxReplayer:
+    """Publishes outbox rows once the broker is back; safe to run in several processes."""
+
+    def __init__(self, publisher: Publisher, *, batch: int = 200, interval_s: float = 1.0):
+        self.publisher = publisher
+        self.batch = batch
+        self.interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def replay_once(self) -> int:
+        """Publish up to ``batch`` rows; return how many were published and deleted."""
+        pool = self.publisher.pool
+        with pool.connection(timeout=2) as conn, conn.transaction():
+            rows = conn.execute(
+                "SELECT id, topic, key, value FROM outbox ORDER BY id LIMIT %s "
+                "FOR UPDATE SKIP LOCKED",
+                (self.batch,),
+            ).fetchall()
+            if not rows:
+                return 0
+            records = [Record(r["topic"], r["key"], bytes(r["value"])) for r in rows]
+            try:
+                publish(self.publisher.producer(), records, timeout=5)
+            except DeliveryError as exc:
+                conn.execute(
+                    "UPDATE outbox SET attempts = attempts + 1, last_error = %s WHERE id = ANY(%s)",
+                    (str(exc)[:500], [r["id"] for r in rows]),
+                )
+                return 0
+            conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([r["id"] for r in rows],))
+        log.info("outbox_replayed", count=len(rows))
+        return len(rows)
+
+    def depth(self) -> int:
+        with self.publisher.pool.connection(timeout=2) as conn:
+            return conn.execute("SELECT count(*) AS n FROM outbox").fetchone()["n"]
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                while self.replay_once() == self.batch and not self._stop.is_set():
+                    pass
+                OUTBOX_DEPTH.set(self.depth())
+            except (psycopg.Error, PoolTimeout) as exc:
+                log.warning("outbox_replay_failed", error=str(exc)[:300])
+
+    def start(self) -> OutboxReplayer:
+        self._thread = threading.Thread(target=self._loop, name="outbox-replayer", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)

@@ -1,0 +1,59 @@
+"""Builds ingest's dependencies from settings: the one place that reads configuration."""
+
+from __future__ import annotations
+
+import os
+
+from services.ingest.app import IngestDeps, create_app
+from services.ingest.links import LinkSigner
+from services.ingest.publisher import OutboxReplayer, Publisher
+from services.ingest.tokens import TokenStore
+from shared.config import Settings, load_tenants
+from shared.db import create_pool
+from shared.errors import ConfigError
+from shared.kafka.producer import create_producer
+from shared.kafka.topics import TOUCHPOINTS
+
+# Bounded waits so a broker outage falls back to the outbox well inside WeChat's 5 s.
+INGEST_PRODUCER = {
+    "max_block_ms": 1000,
+    "request_timeout_ms": 2000,
+    "delivery_timeout_ms": 3000,
+}
+
+
+def link_secret(env=os.environ) -> str:
+    secret = env.get("SIYU_LINK_SECRET", "")
+    if len(secret) < 16:
+        raise ConfigError("SIYU_LINK_SECRET must be set to at least 16 characters (signs links)")
+    return secret
+
+
+def build_app(settings: Settings, *, schema: str = "ingest", replay: bool = True):
+    tenants = load_tenants(settings.tenants_path)
+    pool = create_pool(settings.require_database(), name="ingest", schema=schema, max_size=10)
+    kafka = settings.kafka
+    settings.require_kafka()
+    publisher = Publisher(
+        lambda: create_producer(kafka, client_id="siyu-ingest", **INGEST_PRODUCER),
+        pool,
+        kafka.topic(TOUCHPOINTS),
+    )
+    deps = IngestDeps(
+        tenants=tenants,
+        publisher=publisher,
+        tokens=TokenStore(pool),
+        links=LinkSigner(link_secret()),
+    )
+
+    def postgres_ready():
+        with pool.connection(timeout=2) as conn:
+            conn.execute("SELECT 1")
+
+    def kafka_ready():
+        if not publisher.producer().bootstrap_connected():
+            raise ConnectionError("not connected to the Kafka bootstrap servers")
+
+    app = create_app(deps, checks={"postgres": postgres_ready, "kafka": kafka_ready})
+    replayer = OutboxReplayer(publisher).start() if replay else None
+    return app, publisher, replayer
