@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import psycopg
 import structlog
 from kafka import KafkaProducer
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from services.ingest.errors import Refused
 from services.ingest.metrics import EVENTS, OUTBOX_DEPTH
@@ -65,7 +65,7 @@ class Publisher:
             log.warning("broker_unavailable_using_outbox", error=str(exc)[:300])
         try:
             self.store(touchpoints, records)
-        except (psycopg.Error, PoolTimeout) as exc:
+        except (psycopg.Error, PoolTimeout, PoolClosed) as exc:
             log.error("outbox_unavailable", error=str(exc)[:300])
             for tp in touchpoints:
                 EVENTS.labels(tenant=tp.tenant_id, type=tp.type, outcome="refused").inc()

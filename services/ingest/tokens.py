@@ -9,8 +9,9 @@ import time
 
 import psycopg
 from psycopg import sql
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
+from services.ingest.errors import Refused
 from shared.config import TenantRegistry
 from shared.errors import UnknownTenant
 
@@ -56,12 +57,17 @@ class TokenStore:
             hit = self._cache.get(digest)
         if hit and hit[0] > now:
             return hit[1]
-        with self.pool.connection(timeout=2) as conn:
-            row = conn.execute(
-                "UPDATE api_tokens SET last_used_at = now() "
-                "WHERE token_hash = %s AND revoked_at IS NULL RETURNING tenant_id",
-                (digest,),
-            ).fetchone()
+        try:
+            with self.pool.connection(timeout=2) as conn:
+                row = conn.execute(
+                    "UPDATE api_tokens SET last_used_at = now() "
+                    "WHERE token_hash = %s AND revoked_at IS NULL RETURNING tenant_id",
+                    (digest,),
+                ).fetchone()
+        except (psycopg.Error, PoolTimeout, PoolClosed):
+            raise Refused(
+                "unavailable", "token store unavailable; retry later", status=503
+            ) from None
         tenant = row["tenant_id"] if row else None
         with self._lock:
             if len(self._cache) > 10_000:  # bounded: a flood of random tokens cannot grow it
