@@ -76,9 +76,23 @@ def main() -> None:
 @click.option(
     "--kafka-port", type=int, default=9092, show_default=True, help="Embedded broker port."
 )
+@click.option(
+    "--port",
+    "ports",
+    multiple=True,
+    metavar="NAME=PORT",
+    help="Port of a service, e.g. --port ingest=18080 (repeatable).",
+)
 @click.option("--no-services", is_flag=True, help="Start only PostgreSQL and the broker.")
 @click.option("--demo", is_flag=True, help="Also run the traffic simulator against ingest.")
-def dev(home: Path | None, pg_port: int, kafka_port: int, no_services: bool, demo: bool) -> None:
+def dev(
+    home: Path | None,
+    pg_port: int,
+    kafka_port: int,
+    ports: tuple[str, ...],
+    no_services: bool,
+    demo: bool,
+) -> None:
     """Run the whole stack locally: embedded PostgreSQL and broker, migrations, topics, services.
 
     Unless SIYU_DATABASE_URL / SIYU_KAFKA_BOOTSTRAP are set, PostgreSQL (127.0.0.1:5433) and a
@@ -97,12 +111,29 @@ def dev(home: Path | None, pg_port: int, kafka_port: int, no_services: bool, dem
         kafka_port=kafka_port,
         services=not no_services,
         demo=demo,
+        ports=_parse_ports(ports),
     )
     try:
         code = DevStack(settings, options).run()
     except SiyuError as exc:
         raise click.ClickException(str(exc)) from None
     sys.exit(code)
+
+
+def _parse_ports(values: tuple[str, ...]) -> dict[str, int]:
+    from shared.processes import PROCESSES
+
+    names = {p.name for p in PROCESSES}
+    ports: dict[str, int] = {}
+    for value in values:
+        name, _, port = value.partition("=")
+        if name not in names or not port.isdigit() or not 0 < int(port) < 65536:
+            raise click.BadParameter(
+                f"{value!r}: expected NAME=PORT with NAME one of {', '.join(sorted(names))}",
+                param_hint="--port",
+            )
+        ports[name] = int(port)
+    return ports
 
 
 # --- services -----------------------------------------------------------------------------------

@@ -14,8 +14,10 @@ class Process:
     name: str
     argv: tuple[str, ...]  # arguments after `siyu`
     module: str  # the module that implements it; absent means not built yet
-    url: str | None
     what: str
+    port: int | None = None  # default port (HTTP, or metrics for consumers)
+    port_flag: str = "--port"
+    path: str = ""  # shown after the URL
 
     @property
     def built(self) -> bool:
@@ -24,38 +26,30 @@ class Process:
         except ModuleNotFoundError:
             return False
 
+    def url(self, port: int | None = None) -> str | None:
+        port = port or self.port
+        return f"http://127.0.0.1:{port}{self.path}" if port else None
+
 
 PROCESSES = (
     Process(
-        "fake-wechat",
-        ("fake-wechat",),
-        "services.outreach.fake_wechat",
-        "http://127.0.0.1:8099",
-        "fake WeChat/WeCom API",
+        "fake-wechat", ("fake-wechat",), "services.outreach.fake_wechat", "fake WeChat/WeCom API",
+        8099,
     ),
     Process(
-        "ingest",
-        ("ingest", "serve"),
-        "services.ingest.server",
-        "http://127.0.0.1:8080",
-        "webhooks, business events, tracked links",
+        "ingest", ("ingest", "serve"), "services.ingest.server",
+        "webhooks, business events, tracked links", 8080,
     ),
     Process(
-        "segment",
-        ("segment", "consume"),
-        "services.segment.consumer",
-        "http://127.0.0.1:9101/metrics",
-        "segment consumer",
+        "segment", ("segment", "consume"), "services.segment.consumer", "segment consumer", 9101,
+        "--metrics-port", "/metrics",
     ),
     Process(
-        "outreach",
-        ("outreach", "worker"),
-        "services.outreach.worker",
-        "http://127.0.0.1:9102/metrics",
-        "outreach scheduler and sender",
+        "outreach", ("outreach", "worker"), "services.outreach.worker",
+        "outreach scheduler and sender", 9102, "--metrics-port", "/metrics",
     ),
-    Process("api", ("api", "serve"), "services.api", "http://127.0.0.1:8090/api/v1", "admin API"),
-)
+    Process("api", ("api", "serve"), "services.api", "admin API", 8090, path="/api/v1"),
+)  # fmt: skip
 
 
 def by_name(name: str) -> Process:
@@ -63,16 +57,10 @@ def by_name(name: str) -> Process:
 
 
 # One-shot commands that belong to a service, checked the same way.
-SIMULATE = Process(
-    "simulate", ("simulate",), "services.ingest.simulator", None, "traffic simulator"
-)
+SIMULATE = Process("simulate", ("simulate",), "services.ingest.simulator", "traffic simulator")
 INGEST_TOKEN_CREATE = Process(
-    "ingest-token",
-    ("ingest", "token", "create"),
-    "services.ingest.tokens",
-    None,
-    "event API tokens",
+    "ingest-token", ("ingest", "token", "create"), "services.ingest.tokens", "event API tokens"
 )
 TOKEN_CREATE = Process(
-    "token", ("token", "create"), "services.outreach.tokens", None, "admin API token store"
+    "token", ("token", "create"), "services.outreach.tokens", "admin API token store"
 )

@@ -52,8 +52,9 @@ def build_app(settings: Settings, *, schema: str = "ingest", replay: bool = True
             conn.execute("SELECT 1")
 
     def kafka_ready():
-        if not publisher.producer().bootstrap_connected():
-            raise ConnectionError("not connected to the Kafka bootstrap servers")
+        # A metadata round trip: fails within max_block_ms when the broker is away.
+        if not publisher.producer().partitions_for(publisher.topic):
+            raise ConnectionError(f"topic {publisher.topic} has no partitions")
 
     app = create_app(deps, checks={"postgres": postgres_ready, "kafka": kafka_ready})
     replayer = OutboxReplayer(publisher).start() if replay else None

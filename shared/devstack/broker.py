@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from shared.devstack.ports import port_open, wait_for_port
+from shared.devstack.supervisor import die_with_parent
 
 
 class EmbeddedBrokerError(RuntimeError):
@@ -87,6 +88,7 @@ class EmbeddedBroker:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches us, not the broker: we stop it in order
+            preexec_fn=die_with_parent,
         )
         log.close()
         self.pid_file.write_text(str(self.process.pid))

@@ -7,7 +7,8 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+import urllib.request
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -17,7 +18,7 @@ from shared.devstack.postgres import EmbeddedPostgres
 from shared.devstack.supervisor import ChildSpec, Supervisor
 from shared.kafka.topics import ensure_topics
 from shared.migrations import migrate_all
-from shared.processes import PROCESSES, Process
+from shared.processes import PROCESSES, Process, by_name
 
 # Fast consumer-group joins on the embedded broker (STACK.md); production keeps Kafka's defaults.
 DEV_KAFKA_ENV = {
@@ -41,6 +42,10 @@ class DevOptions:
     kafka_port: int = 9092
     services: bool = True
     demo: bool = False
+    ports: dict[str, int] = field(default_factory=dict)  # process name -> port override
+
+    def port(self, process: Process) -> int | None:
+        return self.ports.get(process.name, process.port)
 
 
 class DevStack:
@@ -71,6 +76,8 @@ class DevStack:
             for process in built:
                 self.supervisor.start(self._child(process), env)
             self._announce(built, env, time.monotonic() - started)
+            if self.options.demo:
+                self._start_demo(env)
             return self._wait()
         finally:
             self._shutdown()
@@ -131,17 +138,51 @@ class DevStack:
 
     def _child(self, process: Process) -> ChildSpec:
         argv = [sys.executable, "-m", "shared.cli", *process.argv]
-        return ChildSpec(process.name, argv, process.url)
+        port = self.options.port(process)
+        if port is not None:
+            argv += [process.port_flag, str(port)]
+        return ChildSpec(process.name, argv, process.url(port))
 
     def _announce(self, built: list[Process], env: dict[str, str], seconds: float) -> None:
         self.say(f"PostgreSQL  {env['SIYU_DATABASE_URL']}")
         self.say(f"Kafka       {env['SIYU_KAFKA_BOOTSTRAP']}")
         for process in built:
-            self.say(f"{process.name:<11} {process.url or '-'}  ({process.what})")
+            url = process.url(self.options.port(process)) or "-"
+            self.say(f"{process.name:<11} {url}  ({process.what})")
         missing = [p.name for p in PROCESSES if not p.built]
         if missing:
             self.say(f"not built yet: {', '.join(missing)}")
         self.say(f"Siyu dev stack ready in {seconds:.1f}s; Ctrl-C stops everything")
+
+    def _start_demo(self, env: dict[str, str]) -> None:
+        """One simulator per demo tenant, each with its own business-event token."""
+        from services.ingest.tokens import create_token
+
+        ingest = by_name("ingest")
+        port = self.options.port(ingest)
+        if not self._wait_ready(f"http://127.0.0.1:{port}/readyz", timeout=60):
+            self.say("ingest is not ready after 60s; not starting the simulator")
+            return
+        for tenant in load_tenants(env["SIYU_TENANTS"]):
+            token = create_token(env["SIYU_DATABASE_URL"], tenant.id, "siyu dev --demo")
+            argv = [sys.executable, "-m", "shared.cli", "simulate", "--tenant", tenant.id,
+                    "--contacts", "300", "--rate", "5", "--duration", "86400", "--seed", "1",
+                    "--url", f"http://127.0.0.1:{port}"]  # fmt: skip
+            spec = ChildSpec(f"sim-{tenant.id}", argv, env={"SIYU_EVENTS_TOKEN": token})
+            self.supervisor.start(spec, env)
+        self.say("demo traffic: a simulator per tenant sends 5 requests/s to ingest")
+
+    def _wait_ready(self, url: str, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not self._stop.is_set():
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+                    if response.status == 200:
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.2)
+        return False
 
     def _wait(self) -> int:
         while not self._stop.wait(0.2):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -48,6 +49,7 @@ class Supervisor:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own group: we signal it, and the terminal's ^C does not
+            preexec_fn=die_with_parent,
             text=True,
             encoding="utf-8",
             errors="replace",
@@ -80,6 +82,16 @@ class Supervisor:
                 _signal_group(child.process, signal.SIGKILL)
                 child.process.wait(5)
             child.pump.join(2)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Linux: the child gets SIGTERM if `siyu dev` dies, even by SIGKILL (no orphaned services)."""
+    # Not Linux: no prctl; the stop path still reaps children.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _signal_group(process: subprocess.Popen, sig: int) -> None:

@@ -1,46 +1,52 @@
-"""`siyu dev` end to end: start, serve, stop cleanly, start again with the data kept."""
+"""`siyu dev` end to end: start, serve a webhook through the real server, stop cleanly, restart."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
 import pytest
 from kafka import KafkaAdminClient
 
+from shared.config import DEMO_TENANTS_PATH, KafkaSettings, load_tenants
 from shared.devstack.ports import free_port, port_open
-from shared.kafka.topics import TOPICS
+from shared.kafka.topics import TOPICS, TOUCHPOINTS
+from tests.kafka_helpers import read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 
 
-def start_dev(
-    home: Path, pg_port: int, kafka_port: int
-) -> tuple[subprocess.Popen, list[str], float]:
+@dataclass
+class Ports:
+    pg: int
+    kafka: int
+    ingest: int
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(free_port(), free_port(), free_port())
+
+    def all_closed(self) -> bool:
+        return not any(port_open("127.0.0.1", p) for p in (self.pg, self.kafka, self.ingest))
+
+
+def start_dev(home: Path, ports: Ports) -> tuple[subprocess.Popen, list[str], float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIYU_")}
     started = time.monotonic()
+    argv = [sys.executable, "-m", "shared.cli", "dev", "--home", str(home),
+            "--pg-port", str(ports.pg), "--kafka-port", str(ports.kafka),
+            "--port", f"ingest={ports.ingest}"]  # fmt: skip
     process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "shared.cli",
-            "dev",
-            "--home",
-            str(home),
-            "--pg-port",
-            str(pg_port),
-            "--kafka-port",
-            str(kafka_port),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=env,
+        argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     lines: list[str] = []
     for line in process.stdout:
@@ -57,34 +63,71 @@ def stop_dev(process: subprocess.Popen, sig: int) -> str:
     return rest
 
 
-def test_dev_starts_stops_cleanly_and_keeps_data(tmp_path):
-    home = tmp_path / "siyu-home"
-    pg_port, kafka_port = free_port(), free_port()
-    dsn = f"postgresql://postgres@127.0.0.1:{pg_port}/siyu"
+def get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 - loopback only
+            return response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+    except urllib.error.URLError:
+        return 0, b""  # not listening yet
 
-    process, lines, seconds = start_dev(home, pg_port, kafka_port)
+
+def send_subscribe(port: int) -> None:
+    oa = load_tenants(DEMO_TENANTS_PATH).get("acme").wechat_oa[0]
+    ts, nonce = str(int(time.time())), "dev-test"
+    sig = hashlib.sha1("".join(sorted([oa.token.reveal(), ts, nonce])).encode()).hexdigest()  # noqa: S324
+    body = (
+        f"<xml><ToUserName>gh_acme</ToUserName><FromUserName>oDevTest</FromUserName>"
+        f"<CreateTime>{ts}</CreateTime><MsgType>event</MsgType><Event>subscribe</Event></xml>"
+    ).encode()
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/wechat/oa/{oa.app_id}?signature={sig}&timestamp={ts}&nonce={nonce}",
+        data=body,
+        headers={"Content-Type": "text/xml"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
+        assert response.status == 200 and response.read() == b"success"
+
+
+def test_dev_starts_serves_stops_cleanly_and_keeps_data(tmp_path):
+    home = tmp_path / "siyu-home"
+    ports = Ports.free()
+    dsn = f"postgresql://postgres@127.0.0.1:{ports.pg}/siyu"
+
+    process, lines, seconds = start_dev(home, ports)
     try:
         output = "".join(lines)
-        assert f"127.0.0.1:{pg_port}" in output and f"127.0.0.1:{kafka_port}" in output
+        assert f"127.0.0.1:{ports.pg}" in output and f"127.0.0.1:{ports.kafka}" in output
+        assert f"ingest      http://127.0.0.1:{ports.ingest}" in output
         assert "acme (b2b, aisceas), bloom (b2c, aarrr)" in output
         with psycopg.connect(dsn, autocommit=True) as conn:
             schemas = {r[0] for r in conn.execute("SELECT nspname FROM pg_namespace")}
             assert {"ingest", "segment", "outreach"} <= schemas
             conn.execute("CREATE TABLE public.kept (note text)")
             conn.execute("INSERT INTO public.kept VALUES ('survives a restart')")
-        admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{kafka_port}")
+        admin = KafkaAdminClient(bootstrap_servers=f"127.0.0.1:{ports.kafka}")
         assert {t.name for t in TOPICS} <= set(admin.list_topics())
         admin.close()
+
+        # The real server (gunicorn) answers, is ready, and puts a webhook on the topic.
+        wait_until(lambda: get(f"http://127.0.0.1:{ports.ingest}/readyz")[0] == 200, timeout=30)
+        send_subscribe(ports.ingest)
+        kafka = KafkaSettings(bootstrap=f"127.0.0.1:{ports.kafka}")
+        (record,) = read_topic(kafka, TOUCHPOINTS, 1)
+        assert json.loads(record.value)["type"] == "oa.subscribe"
+        status, metrics = get(f"http://127.0.0.1:{ports.ingest}/metrics")
+        assert status == 200 and b'siyu_ingest_events_total{outcome="produced"' in metrics
     finally:
         rest = stop_dev(process, signal.SIGINT)
     assert process.returncode == 0, rest
     assert "stopped" in rest
-    assert not port_open("127.0.0.1", pg_port) and not port_open("127.0.0.1", kafka_port)
+    assert ports.all_closed()
     assert not (home / "broker.pid").exists()
     assert not (home / "pg" / "postmaster.pid").exists()
 
     # Second start: nothing stale blocks it, and the data is still there.
-    process, _, seconds_again = start_dev(home, pg_port, kafka_port)
+    process, _, seconds_again = start_dev(home, ports)
     try:
         with psycopg.connect(dsn) as conn:
             assert conn.execute("SELECT note FROM public.kept").fetchall() == [
@@ -93,20 +136,28 @@ def test_dev_starts_stops_cleanly_and_keeps_data(tmp_path):
     finally:
         stop_dev(process, signal.SIGTERM)
     assert process.returncode == 0
-    assert not port_open("127.0.0.1", pg_port) and not port_open("127.0.0.1", kafka_port)
+    assert ports.all_closed()
     print(f"siyu dev ready in {seconds:.1f}s (first start), {seconds_again:.1f}s (restart)")
 
 
 def test_dev_recovers_from_a_killed_run(tmp_path):
-    """SIGKILL leaves a broker and a postmaster behind; the next start reaps them."""
+    """SIGKILL: children die with their parent; PostgreSQL is reaped by the next start."""
     home = tmp_path / "siyu-home"
-    pg_port, kafka_port = free_port(), free_port()
-    process, _, _ = start_dev(home, pg_port, kafka_port)
+    ports = Ports.free()
+    process, _, _ = start_dev(home, ports)
+    wait_until(lambda: port_open("127.0.0.1", ports.ingest), timeout=30)
     process.kill()
     process.wait(10)
-    assert port_open("127.0.0.1", kafka_port)  # orphaned broker still listening
+    wait_until(
+        lambda: (
+            not port_open("127.0.0.1", ports.kafka) and not port_open("127.0.0.1", ports.ingest)
+        ),
+        timeout=30,
+        message="broker and ingest to die with their parent",
+    )
+    assert port_open("127.0.0.1", ports.pg)  # a daemon: left for the next start to reap
 
-    process, lines, _ = start_dev(home, pg_port, kafka_port)
+    process, lines, _ = start_dev(home, ports)
     stop_dev(process, signal.SIGINT)
     assert process.returncode == 0, "".join(lines)
-    assert not port_open("127.0.0.1", pg_port) and not port_open("127.0.0.1", kafka_port)
+    assert ports.all_closed()
