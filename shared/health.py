@@ -6,13 +6,20 @@ readyz: every dependency check passes within its timeout, else 503 with the fail
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from flask import Blueprint, Flask, Response, jsonify
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    generate_latest,
+    multiprocess,
+)
 from werkzeug.serving import make_server
 
 Check = Callable[[], None]
@@ -53,9 +60,19 @@ def ops_blueprint(checks: dict[str, Check] | None = None, *, registry=REGISTRY) 
 
     @bp.get("/metrics")
     def metrics():
-        return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(_registry(registry)), mimetype=CONTENT_TYPE_LATEST)
 
     return bp
+
+
+def _registry(default):
+    """Under a multi-process server each worker writes its metrics to a shared folder; /metrics
+    (answered by any one worker) must add them all up (prometheus_client multiprocess mode)."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return default
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return registry
 
 
 def create_ops_app(name: str, checks: dict[str, Check] | None = None) -> Flask:

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 from gunicorn.app.base import BaseApplication
 
 from shared.config import Settings
@@ -25,8 +29,29 @@ class _Gunicorn(BaseApplication):
         return app
 
 
+def _child_exit(server, worker) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def prepare_metrics_dir(home: Path) -> Path:
+    """Workers are processes: Prometheus needs a shared folder to add their metrics up.
+
+    Must run before prometheus_client is imported in this process (the value class is chosen then).
+    """
+    folder = Path(
+        os.environ.get("PROMETHEUS_MULTIPROC_DIR") or home / "metrics" / f"ingest-{os.getpid()}"
+    )
+    shutil.rmtree(folder, ignore_errors=True)  # stale files of dead workers would count forever
+    folder.mkdir(parents=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    return folder
+
+
 def gunicorn_options(host: str, port: int, workers: int) -> dict:
     return {
+        "child_exit": _child_exit,
         "bind": f"{host}:{port}",
         "workers": max(1, workers),
         "worker_class": "gthread",
@@ -41,13 +66,18 @@ def gunicorn_options(host: str, port: int, workers: int) -> dict:
 
 
 def main(settings: Settings, *, host: str, port: int, workers: int) -> int:
-    # Fail fast on configuration before forking workers.
-    from services.ingest.wiring import link_secret
-    from shared.config import load_tenants
+    # First, before anything imports prometheus_client in this process (see prepare_metrics_dir).
+    folder = prepare_metrics_dir(settings.home.resolve())
+    try:
+        # Fail fast on configuration before forking workers.
+        from services.ingest.wiring import link_secret
+        from shared.config import load_tenants
 
-    load_tenants(settings.tenants_path)
-    settings.require_database()
-    settings.require_kafka()
-    link_secret()
-    _Gunicorn(settings, gunicorn_options(host, port, workers)).run()
+        load_tenants(settings.tenants_path)
+        settings.require_database()
+        settings.require_kafka()
+        link_secret()
+        _Gunicorn(settings, gunicorn_options(host, port, workers)).run()
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return 0

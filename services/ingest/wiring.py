@@ -16,7 +16,9 @@ from shared.kafka.topics import TOUCHPOINTS
 
 # Bounded waits so a broker outage falls back to the outbox well inside WeChat's 5 s.
 INGEST_PRODUCER = {
-    "bootstrap_timeout_ms": 1000,  # kafka-python waits 30 s by default when the broker is down
+    "bootstrap_timeout_ms": 1000,
+    # Every request waits for its ack: batch only what arrives within 1 ms.
+    "linger_ms": 1,  # kafka-python waits 30 s by default when the broker is down
     "max_block_ms": 1000,
     "request_timeout_ms": 2000,
     "delivery_timeout_ms": 3000,

@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): `make bench`. Each prints figures beside a baseline from the same run."""
