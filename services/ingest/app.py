@@ -90,7 +90,17 @@ def _encrypted_inner(outer: dict, token: str, timestamp: str, nonce: str, msg_si
     return encrypt
 
 
-def _publish(tp) -> Response:
+def _accept(normalise, fields: dict, tenant, raw: str, **ids) -> Response:
+    """Normalise a callback and make it durable; untracked callbacks are acknowledged only."""
+    try:
+        tp = normalise(
+            fields, tenant_id=tenant.id, timezone=tenant.timezone, raw=raw, received_at=now_utc(),
+            **ids,
+        )  # fmt: skip
+    except Ignored as why:
+        EVENTS.labels(tenant=tenant.id, type="-", outcome="ignored").inc()
+        log.info("callback_ignored", reason=str(why))
+        return success()
     g.event_id = tp.event_id
     structlog.contextvars.bind_contextvars(event_id=tp.event_id, type=tp.type)
     stored = deps().publisher.publish([tp])
@@ -129,16 +139,7 @@ def official_account(app_id: str):
         fields = parse_fields(raw)
     else:
         raw = body.decode("utf-8", "replace")
-    try:
-        tp = oa_touchpoint(
-            fields, tenant_id=tenant.id, app_id=app_id, timezone=tenant.timezone, raw=raw,
-            received_at=now_utc(),
-        )  # fmt: skip
-    except Ignored as why:
-        EVENTS.labels(tenant=tenant.id, type="-", outcome="ignored").inc()
-        log.info("callback_ignored", reason=str(why))
-        return success()
-    return _publish(tp)
+    return _accept(oa_touchpoint, fields, tenant, raw, app_id=app_id)
 
 
 @webhooks.route("/wecom/<corp_id>", methods=["GET", "POST"])
@@ -170,17 +171,7 @@ def wecom(corp_id: str):
     outer = parse_fields(body)
     encrypt = _encrypted_inner(outer, token, timestamp, nonce, msg_signature)
     raw = crypto.decrypt(encrypt, encoding_aes_key=aes_key, receive_id=corp_id, wecom=True)
-    fields = parse_fields(raw)
-    try:
-        tp = wecom_touchpoint(
-            fields, tenant_id=tenant.id, corp_id=corp_id, timezone=tenant.timezone, raw=raw,
-            received_at=now_utc(),
-        )  # fmt: skip
-    except Ignored as why:
-        EVENTS.labels(tenant=tenant.id, type="-", outcome="ignored").inc()
-        log.info("callback_ignored", reason=str(why))
-        return success()
-    return _publish(tp)
+    return _accept(wecom_touchpoint, parse_fields(raw), tenant, raw, corp_id=corp_id)
 
 
 # --- business events --------------------------------------------------------------------------

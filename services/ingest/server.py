@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from gunicorn.app.base import BaseApplication
@@ -11,10 +12,13 @@ from gunicorn.app.base import BaseApplication
 from shared.config import Settings
 
 
-class _Gunicorn(BaseApplication):
-    def __init__(self, settings: Settings, options: dict):
-        self.settings = settings
+class GunicornApp(BaseApplication):
+    """Gunicorn run from Python; ``load`` runs in each worker after the fork, so pools,
+    producers and threads are per process."""
+
+    def __init__(self, options: dict, load: Callable[[], object]):
         self.options = options
+        self._load = load
         super().__init__()
 
     def load_config(self):
@@ -22,11 +26,14 @@ class _Gunicorn(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self):
-        # Runs in each worker after the fork: pools, producers and threads are per process.
-        from services.ingest.wiring import build_app
+        return self._load()
 
-        app, _publisher, _replayer = build_app(self.settings)
-        return app
+
+def _load_ingest(settings: Settings):
+    from services.ingest.wiring import build_app
+
+    app, _publisher, _replayer = build_app(settings)
+    return app
 
 
 def _child_exit(server, worker) -> None:
@@ -77,7 +84,8 @@ def main(settings: Settings, *, host: str, port: int, workers: int) -> int:
         settings.require_database()
         settings.require_kafka()
         link_secret()
-        _Gunicorn(settings, gunicorn_options(host, port, workers)).run()
+        options = gunicorn_options(host, port, workers)
+        GunicornApp(options, lambda: _load_ingest(settings)).run()
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return 0

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+
+from kafka import KafkaProducer
+from psycopg_pool import ConnectionPool
 
 from services.ingest.app import IngestDeps, create_app
 from services.ingest.links import LinkSigner
 from services.ingest.publisher import OutboxReplayer, Publisher
 from services.ingest.tokens import TokenStore
-from shared.config import Settings, load_tenants
+from shared.config import KafkaSettings, Settings, TenantRegistry, load_tenants
 from shared.db import create_pool
 from shared.errors import ConfigError
 from shared.kafka.producer import create_producer
@@ -32,22 +36,31 @@ def link_secret(env=os.environ) -> str:
     return secret
 
 
-def build_app(settings: Settings, *, schema: str = "ingest", replay: bool = True):
-    tenants = load_tenants(settings.tenants_path)
-    pool = create_pool(settings.require_database(), name="ingest", schema=schema, max_size=10)
-    kafka = settings.kafka
-    settings.require_kafka()
+def build_deps(
+    tenants: TenantRegistry,
+    pool: ConnectionPool,
+    kafka: KafkaSettings,
+    secret: str,
+    *,
+    producer_factory: Callable[[], KafkaProducer] | None = None,
+) -> IngestDeps:
     publisher = Publisher(
-        lambda: create_producer(kafka, client_id="siyu-ingest", **INGEST_PRODUCER),
+        producer_factory
+        or (lambda: create_producer(kafka, client_id="siyu-ingest", **INGEST_PRODUCER)),
         pool,
         kafka.topic(TOUCHPOINTS),
     )
-    deps = IngestDeps(
-        tenants=tenants,
-        publisher=publisher,
-        tokens=TokenStore(pool),
-        links=LinkSigner(link_secret()),
+    return IngestDeps(
+        tenants=tenants, publisher=publisher, tokens=TokenStore(pool), links=LinkSigner(secret)
     )
+
+
+def build_app(settings: Settings, *, schema: str = "ingest", replay: bool = True):
+    tenants = load_tenants(settings.tenants_path)
+    pool = create_pool(settings.require_database(), name="ingest", schema=schema, max_size=10)
+    settings.require_kafka()
+    deps = build_deps(tenants, pool, settings.kafka, link_secret())
+    publisher = deps.publisher
 
     def postgres_ready():
         with pool.connection(timeout=2) as conn:

@@ -11,13 +11,10 @@ from wechatpy.crypto import WeChatCrypto
 from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
 
 from services.ingest.app import IngestDeps, create_app
-from services.ingest.links import LinkSigner
-from services.ingest.publisher import Publisher
-from services.ingest.tokens import TokenStore, create_token
-from services.ingest.wiring import INGEST_PRODUCER
+from services.ingest.tokens import create_token
+from services.ingest.wiring import build_deps
 from shared.config import DEMO_TENANTS_PATH, load_tenants
 from shared.db import create_pool
-from shared.kafka.producer import create_producer
 from shared.kafka.topics import TOUCHPOINTS, ensure_topics
 from shared.migrations import migrate_service
 
@@ -87,17 +84,8 @@ def build(stack, kafka, schema, *, producer_factory=None, dsn=None) -> Ingest:
     migrate_service(stack.dsn, "ingest", schema=schema)
     ensure_topics(kafka)
     pool = create_pool(dsn or stack.dsn, name="ingest-test", schema=schema, max_size=4, timeout=3)
-    publisher = Publisher(
-        producer_factory
-        or (lambda: create_producer(kafka, client_id="ingest-test", **INGEST_PRODUCER)),
-        pool,
-        kafka.topic(TOUCHPOINTS),
-    )
-    deps = IngestDeps(
-        tenants=TENANTS,
-        publisher=publisher,
-        tokens=TokenStore(pool),
-        links=LinkSigner("test-link-secret-0123456789"),
+    deps = build_deps(
+        TENANTS, pool, kafka, "test-link-secret-0123456789", producer_factory=producer_factory
     )
     token = create_token(stack.dsn, "acme", "test", schema=schema)
     app = create_app(deps)
