@@ -19,7 +19,6 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from services.ingest.errors import Refused
 from services.ingest.metrics import EVENTS, OUTBOX_DEPTH
 from shared.envelope import Touchpoint
-from shared.errors import DeliveryError
 from shared.kafka.producer import Record, publish
 
 log = structlog.get_logger("siyu.ingest.publisher")
@@ -48,6 +47,20 @@ class Publisher:
                 self._producer = self._producer_factory()
             return self._producer
 
+    def discard(self, producer: KafkaProducer) -> None:
+        """Drop a producer that failed; the next publish creates a fresh one.
+
+        A failed idempotent producer may be stuck for good: after a broker lost its state (an
+        in-memory dev broker restarted, or a fenced producer id) kafka-python keeps failing
+        InitProducerId and aborts every batch. A new producer gets a new id.
+        """
+        with self._lock:
+            if self._producer is not producer:
+                return  # another thread already replaced it
+            self._producer = None
+        # Closing flushes first and may wait out delivery_timeout_ms: not on a request thread.
+        threading.Thread(target=_close_quietly, args=(producer,), daemon=True).start()
+
     def _records(self, touchpoints: Sequence[Touchpoint]) -> list[Record]:
         return [Record(self.topic, tp.key, tp.to_json()) for tp in touchpoints]
 
@@ -56,13 +69,17 @@ class Publisher:
         if not touchpoints:
             return "kafka"
         records = self._records(touchpoints)
+        producer = None
         try:
-            publish(self.producer(), records, timeout=self.ack_timeout_s)
+            producer = self.producer()
+            publish(producer, records, timeout=self.ack_timeout_s)
             for tp in touchpoints:
                 EVENTS.labels(tenant=tp.tenant_id, type=tp.type, outcome="produced").inc()
             return "kafka"
         except Exception as exc:  # whatever the producer raised, the outbox still holds the event
             log.warning("broker_unavailable_using_outbox", error=str(exc)[:300])
+            if producer is not None:
+                self.discard(producer)
         try:
             self.store(touchpoints, records)
         except (psycopg.Error, PoolTimeout, PoolClosed) as exc:
@@ -97,6 +114,13 @@ class Publisher:
                 self._producer = None
 
 
+def _close_quietly(producer: KafkaProducer) -> None:
+    try:
+        producer.close(timeout=10)
+    except Exception as exc:  # it failed already; this only frees its thread and sockets
+        log.debug("producer_close_failed", error=str(exc)[:200])
+
+
 class OutboxReplayer:
     """Publishes outbox rows once the broker is back; safe to run in several processes."""
 
@@ -119,9 +143,13 @@ class OutboxReplayer:
             if not rows:
                 return 0
             records = [Record(r["topic"], r["key"], bytes(r["value"])) for r in rows]
+            producer = None
             try:
-                publish(self.publisher.producer(), records, timeout=5)
-            except DeliveryError as exc:
+                producer = self.publisher.producer()
+                publish(producer, records, timeout=5)
+            except Exception as exc:  # broker still away (or producer creation failed)
+                if producer is not None:
+                    self.publisher.discard(producer)
                 conn.execute(
                     "UPDATE outbox SET attempts = attempts + 1, last_error = %s WHERE id = ANY(%s)",
                     (str(exc)[:500], [r["id"] for r in rows]),

@@ -11,10 +11,12 @@ from psycopg import sql
 from services.ingest.publisher import OutboxReplayer
 from services.ingest.wiring import INGEST_PRODUCER
 from shared.config import KafkaSettings
+from shared.devstack.broker import EmbeddedBroker
 from shared.devstack.ports import free_port
 from shared.kafka.producer import create_producer
+from shared.kafka.topics import ensure_topics
 from tests.ingest.conftest import build
-from tests.kafka_helpers import read_topic
+from tests.kafka_helpers import read_topic, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -176,3 +178,31 @@ def test_broker_and_database_down_is_503_so_wechat_retries(stack, kafka, schema,
     )
     webhook = down.oa_post(subscribe)
     assert webhook.status_code == 503  # not 200: WeChat will retry
+
+
+def test_stopping_the_real_broker_loses_nothing(stack, schema, unique, tmp_path, monkeypatch):
+    """Stop a running broker mid-traffic: webhooks still get 200 (outbox), then replay on return."""
+    monkeypatch.setenv("ACME_OA_SECRET", "x")
+    broker = EmbeddedBroker(tmp_path / "own-broker", port=free_port()).start()
+    kafka = KafkaSettings(bootstrap=broker.bootstrap, topic_prefix=f"t{unique}.", partitions=3)
+    ingest = build(stack, kafka, schema)
+    topic = kafka.topic("siyu.touchpoints.v1")
+    try:
+        before = post(ingest, event("before-stop"))
+        assert before.json["stored"] == "kafka"
+        broker.stop()
+        during = [post(ingest, event(f"during-{i}")) for i in range(3)]
+        assert [r.status_code for r in during] == [200, 200, 200]
+        assert {r.json["stored"] for r in during} == {"outbox"}
+
+        broker.start()  # in-memory broker: it comes back empty, as after a data loss
+        ensure_topics(kafka)
+        replayer = OutboxReplayer(ingest.deps.publisher)
+        wait_until(lambda: replayer.replay_once() or replayer.depth() == 0, timeout=30)
+        assert replayer.depth() == 0
+        ids = {json.loads(r.value)["event_id"] for r in read_topic(kafka, topic, 3)}
+        assert ids == {r.json["events"][0]["event_id"] for r in during}
+    finally:
+        ingest.deps.publisher.close()
+        ingest.deps.publisher.pool.close()
+        broker.stop()
