@@ -1,0 +1,51 @@
+"""The facts the segment domain rules read: plain data, built by the storage layer, no I/O here.
+
+Every pure rule (role inference, stage rules, scoring, risk flags, behaviour segments) takes these
+values plus ``now`` as arguments, so the rules can be tested with tables of cases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EventFact:
+    """One touchpoint as the rules see it."""
+
+    type: str  # an envelope type, e.g. "biz.order.paid"
+    occurred_at: datetime  # timezone-aware
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AccountFacts:
+    """A B2B company account and what its members have shown."""
+
+    account_id: str
+    name: str
+    stage: str | None = None  # the account's lifecycle stage
+    score: float = 0.0
+    roles_engaged: frozenset[str] = frozenset()  # buying roles with recent engagement
+    members: int = 0
+    attributes: dict[str, Any] = field(default_factory=dict)  # industry, size, lifecycle...
+    events: tuple[EventFact, ...] = ()  # business facts of the account (orders, invoices...)
+    created_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ContactFacts:
+    """A resolved person within one tenant."""
+
+    contact_id: str
+    tenant_mode: str  # "b2b" | "b2c"
+    stage: str | None = None  # current stage in the tenant's lifecycle model
+    score: float = 0.0
+    role: str | None = None  # buying role (B2B)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    tags: frozenset[str] = frozenset()
+    events: tuple[EventFact, ...] = ()  # recent history, oldest first
+    account: AccountFacts | None = None
+    created_at: datetime | None = None
