@@ -30,13 +30,15 @@ class Ports:
     pg: int
     kafka: int
     ingest: int
+    segment: int
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(free_port(), free_port(), free_port())
+        return cls(free_port(), free_port(), free_port(), free_port())
 
     def all_closed(self) -> bool:
-        return not any(port_open("127.0.0.1", p) for p in (self.pg, self.kafka, self.ingest))
+        ports = (self.pg, self.kafka, self.ingest, self.segment)
+        return not any(port_open("127.0.0.1", p) for p in ports)
 
 
 def start_dev(home: Path, ports: Ports) -> tuple[subprocess.Popen, list[str], float]:
@@ -44,7 +46,7 @@ def start_dev(home: Path, ports: Ports) -> tuple[subprocess.Popen, list[str], fl
     started = time.monotonic()
     argv = [sys.executable, "-m", "shared.cli", "dev", "--home", str(home),
             "--pg-port", str(ports.pg), "--kafka-port", str(ports.kafka),
-            "--port", f"ingest={ports.ingest}"]  # fmt: skip
+            "--port", f"ingest={ports.ingest}", "--port", f"segment={ports.segment}"]  # fmt: skip
     process = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )

@@ -10,7 +10,7 @@ from services.segment.identity import contact_id_for, person_identities, resolve
 from shared.envelope import Identity
 
 T = "acme"
-O, U, E, C = ("openid", "o1"), ("unionid", "u1"), ("external_userid", "wm1"), ("crm_id", "C-1")
+O, U, E, C = ("openid", "o1"), ("unionid", "u1"), ("external_userid", "wm1"), ("crm_id", "C-1")  # noqa: E741
 
 
 def cid(key):

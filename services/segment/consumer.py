@@ -1,0 +1,92 @@
+"""`siyu segment consume`: touchpoints -> segment state, in the `siyu-segment` consumer group.
+
+decode (envelope schema) -> process (one transaction per batch: apply every touchpoint) -> commit.
+A touchpoint of a tenant this deployment does not know is a poison message (DLQ), not a crash.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import structlog
+from psycopg_pool import ConnectionPool
+
+from services.segment.apply import apply_touchpoint
+from shared.config import Settings, TenantRegistry, load_tenants
+from shared.db import create_pool
+from shared.envelope import Touchpoint, decode_touchpoint
+from shared.health import BackgroundServer, create_ops_app
+from shared.kafka.consumer import (
+    ConsumerRunner,
+    DeadLetterQueue,
+    Decoded,
+    Message,
+    PoisonMessage,
+    create_consumer,
+)
+from shared.kafka.producer import create_producer
+from shared.kafka.topics import TOUCHPOINTS, TOUCHPOINTS_DLQ
+
+log = structlog.get_logger("siyu.segment")
+
+GROUP = "siyu-segment"
+
+
+def decode(message: Message) -> Touchpoint:
+    return decode_touchpoint(message.value)
+
+
+def make_process(pool: ConnectionPool, tenants: TenantRegistry) -> Callable:
+    def process(batch: list[Decoded[Touchpoint]]) -> None:
+        for item in batch:
+            if tenants.get(item.payload.tenant_id) is None:
+                raise PoisonMessage(item.message, f"unknown tenant {item.payload.tenant_id!r}")
+        with pool.connection() as conn, conn.transaction():
+            for item in batch:
+                apply_touchpoint(conn, item.payload)
+
+    return process
+
+
+def build_runner(
+    settings: Settings, pool: ConnectionPool, tenants: TenantRegistry, *, group: str = GROUP
+) -> ConsumerRunner:
+    kafka = settings.kafka
+    producer = create_producer(kafka, client_id="siyu-segment")
+    consumer = create_consumer(kafka, group_id=group, client_id="siyu-segment")
+    return ConsumerRunner(
+        consumer,
+        topics=[kafka.topic(TOUCHPOINTS)],
+        group=group,
+        decode=decode,
+        process=make_process(pool, tenants),
+        dlq=DeadLetterQueue(producer, kafka.topic(TOUCHPOINTS_DLQ), group=group),
+    )
+
+
+def main(settings: Settings, *, metrics_port: int) -> int:
+    tenants = load_tenants(settings.tenants_path)
+    settings.require_kafka()
+    pool = create_pool(settings.require_database(), name="segment", schema="segment")
+    runner = build_runner(settings, pool, tenants)
+
+    def postgres_ready() -> None:
+        with pool.connection(timeout=2) as conn:
+            conn.execute("SELECT 1")
+
+    def polling() -> None:
+        last = runner.last_poll_at
+        if last is None or time.monotonic() - last > 30:
+            raise RuntimeError("the consumer has not polled in the last 30 s")
+
+    ops = create_ops_app("siyu.segment", {"postgres": postgres_ready, "kafka": polling})
+    server = BackgroundServer(ops, "127.0.0.1", metrics_port).start()
+    runner.install_signal_handlers()
+    log.info("segment_consumer_starting", metrics_port=server.port)
+    try:
+        runner.run()
+    finally:
+        server.stop()
+        pool.close()
+    return 0
