@@ -20,6 +20,7 @@ from services.ingest.errors import Refused
 from services.ingest.metrics import EVENTS, OUTBOX_DEPTH
 from shared.envelope import Touchpoint
 from shared.kafka.producer import Record, publish
+from shared.outbox import drain
 
 log = structlog.get_logger("siyu.ingest.publisher")
 
@@ -133,31 +134,20 @@ class OutboxReplayer:
 
     def replay_once(self) -> int:
         """Publish up to ``batch`` rows; return how many were published and deleted."""
-        pool = self.publisher.pool
-        with pool.connection(timeout=2) as conn, conn.transaction():
-            rows = conn.execute(
-                "SELECT id, topic, key, value FROM outbox ORDER BY id LIMIT %s "
-                "FOR UPDATE SKIP LOCKED",
-                (self.batch,),
-            ).fetchall()
-            if not rows:
-                return 0
-            records = [Record(r["topic"], r["key"], bytes(r["value"])) for r in rows]
-            producer = None
-            try:
-                producer = self.publisher.producer()
-                publish(producer, records, timeout=5)
-            except Exception as exc:  # broker still away (or producer creation failed)
-                if producer is not None:
-                    self.publisher.discard(producer)
-                conn.execute(
-                    "UPDATE outbox SET attempts = attempts + 1, last_error = %s WHERE id = ANY(%s)",
-                    (str(exc)[:500], [r["id"] for r in rows]),
-                )
-                return 0
-            conn.execute("DELETE FROM outbox WHERE id = ANY(%s)", ([r["id"] for r in rows],))
-        log.info("outbox_replayed", count=len(rows))
-        return len(rows)
+        count = drain(
+            self.publisher.pool,
+            self.publisher.producer,
+            batch=self.batch,
+            on_failure=self._failed,
+        )
+        if count:
+            log.info("outbox_replayed", count=count)
+        return count
+
+    def _failed(self, producer: KafkaProducer | None, exc: Exception) -> None:
+        log.warning("outbox_replay_waiting_for_broker", error=str(exc)[:300])
+        if producer is not None:
+            self.publisher.discard(producer)
 
     def depth(self) -> int:
         with self.publisher.pool.connection(timeout=2) as conn:

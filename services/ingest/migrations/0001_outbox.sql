@@ -8,8 +8,6 @@ CREATE TABLE outbox (
     topic       text        NOT NULL,
     key         text        NOT NULL,
     value       bytea       NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    attempts    integer     NOT NULL DEFAULT 0,
-    last_error  text
+    created_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX outbox_tenant ON outbox (tenant_id);

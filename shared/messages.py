@@ -1,0 +1,69 @@
+"""Values of siyu.profiles.v1 and siyu.stage-changes.v1: marshmallow schemas, one per contract.
+
+Producers build them through these schemas (so a wrong value never reaches the topic) and
+consumers load them through the same schemas.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, fields, validate
+
+STAGE_CHANGE = "stage-change/1"
+PROFILE = "profile/1"
+
+
+class StageChangeSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE  # consumers accept additions within the same major version
+
+    schema = fields.String(required=True, validate=validate.Equal(STAGE_CHANGE))
+    tenant_id = fields.String(required=True)
+    subject = fields.String(required=True, validate=validate.OneOf(["contact", "account"]))
+    subject_id = fields.String(required=True)
+    model = fields.String(required=True)
+    from_stage = fields.String(allow_none=True, load_default=None)
+    to_stage = fields.String(required=True)
+    cause = fields.String(required=True)
+    event_id = fields.String(allow_none=True, load_default=None)
+    changed_at = fields.AwareDateTime(required=True)
+    actor = fields.String(allow_none=True, load_default=None)
+
+
+class ProfileSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    schema = fields.String(required=True, validate=validate.Equal(PROFILE))
+    tenant_id = fields.String(required=True)
+    contact_id = fields.String(required=True)
+    mode = fields.String(required=True, validate=validate.OneOf(["b2b", "b2c"]))
+    identities = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
+    model = fields.String(required=True)
+    stage = fields.String(allow_none=True)
+    role = fields.String(allow_none=True)
+    account_id = fields.String(allow_none=True)
+    account_stage = fields.String(allow_none=True)
+    risk_flags = fields.List(fields.String(), load_default=list)
+    score = fields.Float(required=True)
+    tags = fields.List(fields.String(), load_default=list)
+    segments = fields.List(fields.String(), load_default=list)
+    last_event_at = fields.AwareDateTime(allow_none=True)
+    updated_at = fields.AwareDateTime(required=True)
+    merged_into = fields.String(allow_none=True, load_default=None)  # a tombstone for merges
+
+
+_SCHEMAS = {STAGE_CHANGE: StageChangeSchema(), PROFILE: ProfileSchema()}
+
+
+def encode(kind: str, value: dict[str, Any]) -> bytes:
+    """Validate through the schema, then serialise: what fails here never reaches Kafka."""
+    schema = _SCHEMAS[kind]
+    loaded = schema.load({"schema": kind, **value})  # raises ValidationError naming the field
+    return json.dumps(schema.dump(loaded), ensure_ascii=False).encode()
+
+
+def decode(kind: str, value: bytes) -> dict[str, Any]:
+    return _SCHEMAS[kind].load(json.loads(value))
