@@ -23,6 +23,7 @@ ACCOUNT_FIELDS = ("industry", "size", "lifecycle", "region", "credit_rating", "e
 class Applied:
     contact_id: str
     account_id: str | None
+    merged: tuple[str, ...] = ()  # contacts folded into contact_id by this touchpoint
 
 
 def subjects(tp: Touchpoint) -> list[list[tuple[str, str]]]:
@@ -68,7 +69,7 @@ def apply_touchpoint(conn: Connection, tp: Touchpoint) -> list[Applied]:
             )
         if account_id is not None:
             store.attach_account(conn, tp.tenant_id, plan.contact_id, account_id)
-        changed.append(Applied(plan.contact_id, account_id))
+        changed.append(Applied(plan.contact_id, account_id, plan.merge))
     return changed
 
 

@@ -13,6 +13,7 @@ import structlog
 from psycopg_pool import ConnectionPool
 
 from services.segment.apply import apply_touchpoint
+from services.segment.derive import Topics, queue_tombstone, refresh_account, refresh_contact
 from shared.config import Settings, TenantRegistry, load_tenants
 from shared.db import create_pool
 from shared.envelope import Touchpoint, decode_touchpoint
@@ -27,6 +28,7 @@ from shared.kafka.consumer import (
 )
 from shared.kafka.producer import create_producer
 from shared.kafka.topics import TOUCHPOINTS, TOUCHPOINTS_DLQ
+from shared.outbox import drain
 
 log = structlog.get_logger("siyu.segment")
 
@@ -37,16 +39,40 @@ def decode(message: Message) -> Touchpoint:
     return decode_touchpoint(message.value)
 
 
-def make_process(pool: ConnectionPool, tenants: TenantRegistry) -> Callable:
+def make_process(
+    pool: ConnectionPool, tenants: TenantRegistry, topics: Topics, producer: Callable
+) -> Callable:
     def process(batch: list[Decoded[Touchpoint]]) -> None:
         for item in batch:
             if tenants.get(item.payload.tenant_id) is None:
                 raise PoisonMessage(item.message, f"unknown tenant {item.payload.tenant_id!r}")
         with pool.connection() as conn, conn.transaction():
             for item in batch:
-                apply_touchpoint(conn, item.payload)
+                apply_and_derive(conn, tenants.get(item.payload.tenant_id), item.payload, topics)
+        # Stage changes and profiles were queued in the same transaction; send them now. If the
+        # broker is away they stay queued and go out with a later batch.
+        while drain(pool, producer, on_failure=_outbox_waits) == 200:
+            pass
 
     return process
+
+
+def apply_and_derive(conn, tenant, tp: Touchpoint, topics: Topics) -> None:
+    accounts: set[str] = set()
+    for applied in apply_touchpoint(conn, tp):
+        for merged in applied.merged:
+            queue_tombstone(conn, tenant, merged, applied.contact_id, topics)
+        account = refresh_contact(
+            conn, tenant, applied.contact_id, event_id=tp.event_id, topics=topics
+        )
+        if account:
+            accounts.add(account)
+    for account in sorted(accounts):
+        refresh_account(conn, tenant, account, event_id=tp.event_id, topics=topics)
+
+
+def _outbox_waits(producer, exc: Exception) -> None:
+    log.warning("outbox_waiting_for_broker", error=str(exc)[:300])
 
 
 def build_runner(
@@ -55,12 +81,13 @@ def build_runner(
     kafka = settings.kafka
     producer = create_producer(kafka, client_id="siyu-segment")
     consumer = create_consumer(kafka, group_id=group, client_id="siyu-segment")
+    topics = Topics.with_prefix(kafka.topic_prefix)
     return ConsumerRunner(
         consumer,
         topics=[kafka.topic(TOUCHPOINTS)],
         group=group,
         decode=decode,
-        process=make_process(pool, tenants),
+        process=make_process(pool, tenants, topics, lambda: producer),
         dlq=DeadLetterQueue(producer, kafka.topic(TOUCHPOINTS_DLQ), group=group),
     )
 

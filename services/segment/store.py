@@ -83,6 +83,10 @@ def merge_contact(
                          ELSE COALESCE(t.corp_name, s.corp_name) END,
             profile_at = GREATEST(t.profile_at, s.profile_at),
             account_id = COALESCE(t.account_id, s.account_id),
+            -- A re-keyed contact starts without a stage: it continues from the source's. The
+            -- rules then move it forward on the merged evidence.
+            stage_since = CASE WHEN t.stage IS NULL THEN s.stage_since ELSE t.stage_since END,
+            stage = COALESCE(t.stage, s.stage),
             tags = ARRAY(SELECT DISTINCT x FROM unnest(t.tags || s.tags) AS x ORDER BY x),
             attributes = CASE WHEN s.profile_at > t.profile_at OR t.profile_at IS NULL
                               THEN t.attributes || s.attributes
@@ -189,9 +193,14 @@ def update_profile(
 def ensure_account(
     conn: Connection, tenant_id: str, account_id: str, name: str, at: datetime
 ) -> None:
+    # The name shown is the one of the earliest evidence (ties: the smallest), not the first
+    # processed: a replay whose partitions interleave differently must name it the same.
     conn.execute(
         "INSERT INTO accounts (tenant_id, account_id, name, created_at) VALUES (%s, %s, %s, %s) "
         "ON CONFLICT (tenant_id, account_id) DO UPDATE SET "
+        "name = CASE WHEN EXCLUDED.created_at < accounts.created_at "
+        "  OR (EXCLUDED.created_at = accounts.created_at AND EXCLUDED.name < accounts.name) "
+        "  THEN EXCLUDED.name ELSE accounts.name END, "
         "created_at = LEAST(accounts.created_at, EXCLUDED.created_at)",
         (tenant_id, account_id, name, at),
     )

@@ -84,11 +84,15 @@ class Segment:
         return {
             "contacts": self.rows(
                 "SELECT contact_id, created_at, last_event_at, name, title, corp_name, account_id, "
-                "events_count, tags, attributes::text FROM contacts ORDER BY 1"
+                "events_count, tags, attributes::text, role, stage, round(score::numeric, 6) "
+                "FROM contacts ORDER BY 1"
             ),
             "identities": self.rows("SELECT kind, value, contact_id FROM identities ORDER BY 1, 2"),
             "events": self.rows("SELECT event_id, contact_id, type FROM events ORDER BY 1, 2"),
-            "accounts": self.rows("SELECT account_id, name, created_at FROM accounts ORDER BY 1"),
+            "accounts": self.rows(
+                "SELECT account_id, name, created_at, stage, roles_engaged, members, "
+                "risk_flags::text FROM accounts ORDER BY 1"
+            ),
         }
 
 
@@ -132,6 +136,41 @@ def test_one_person_seen_through_many_ids_is_one_contact(segment, kafka):
     # Group members become contacts too (wmNew is a stranger so far).
     assert segment.count("contacts") == 3
     assert segment.count("contact_merges") >= 1
+
+    # Derived: roles from titles, stages from evidence, the account's committee and flags.
+    (li_derived,) = segment.rows(
+        "SELECT role, stage, score FROM contacts WHERE contact_id = %s", li
+    )
+    assert li_derived[0] == "technical" and li_derived[1] == "examination" and li_derived[2] > 0
+    boss = segment.rows("SELECT role FROM contacts WHERE name = '王总'")
+    assert boss == [("decision_maker",)]
+    (account,) = segment.rows("SELECT stage, roles_engaged, members, risk_flags FROM accounts")
+    assert account[0] == "examination"
+    assert account[1] == ["decision_maker", "technical"] and account[2] == 2
+    assert [f["flag"] for f in account[3]] == ["new"]
+    moves = segment.rows(
+        "SELECT to_stage, cause FROM stage_history WHERE subject_id = %s ORDER BY changed_at, id",
+        li,
+    )
+    assert moves[-1][0] == "examination" and "biz.trial.started" in moves[-1][1]
+    # Stage changes and profiles went out through the outbox.
+    assert segment.count("outbox") == 0
+    changes = [
+        json.loads(r.value) for r in read_topic(kafka, kafka.topic("siyu.stage-changes.v1"), 3)
+    ]
+    assert {(c["subject"], c["to_stage"]) for c in changes} >= {
+        ("contact", "examination"),
+        ("account", "examination"),
+    }
+    profiles = {
+        r.key.decode(): json.loads(r.value)
+        for r in read_topic(kafka, kafka.topic("siyu.profiles.v1"), 5)
+    }
+    li_profile = profiles[f"acme:{li}"]
+    assert li_profile["stage"] == "examination" and li_profile["role"] == "technical"
+    assert li_profile["identities"]["unionid"] == ["uLi"]
+    tombstones = [p for p in profiles.values() if p.get("merged_into")]
+    assert tombstones and all(t["merged_into"] == li for t in tombstones)
 
 
 def test_redelivery_and_duplicates_never_double_count(segment, kafka):

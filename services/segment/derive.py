@@ -1,0 +1,313 @@
+"""Refresh what the rules derive for a contact and its account, inside the batch's transaction.
+
+Reads the stored facts, calls the pure rules (roles, scoring, lifecycle, risk), writes the results,
+records every stage transition with its cause, and queues the stage changes and the new profile
+in the outbox. ``now`` is event time (the newest evidence), never the wall clock, so a replay of
+the topic derives the same values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from psycopg import Connection
+from psycopg.types.json import Jsonb
+
+from services.segment.facts import AccountFacts, ContactFacts, EventFact
+from services.segment.lifecycle import LifecycleModel, Transition, builtin_models, evaluate_account
+from services.segment.risk import risk_flags
+from services.segment.roles import infer_role
+from services.segment.scoring import account_score, score
+from shared import messages
+from shared.config import Tenant
+from shared.kafka.topics import PROFILES, STAGE_CHANGES
+
+HISTORY_DAYS = 400  # rules look back at most a year (plus margin)
+HISTORY_LIMIT = 2000  # newest events per contact the rules see
+ENGAGED_DAYS = 90  # a buying role counts as engaged with a touch in this window
+
+
+@dataclass(frozen=True)
+class Topics:
+    profiles: str
+    stage_changes: str
+
+    @classmethod
+    def with_prefix(cls, prefix: str) -> Topics:
+        return cls(prefix + PROFILES, prefix + STAGE_CHANGES)
+
+
+def model_for(tenant: Tenant) -> LifecycleModel:
+    models = builtin_models(tenant.mode)
+    # Custom models arrive with the lifecycle API; until then the mode's default stands in.
+    return (
+        models.get(tenant.lifecycle_model) or models["aisceas" if tenant.mode == "b2b" else "aarrr"]
+    )
+
+
+def _events(conn: Connection, tenant_id: str, contact_ids: list[str], since: datetime):
+    rows = conn.execute(
+        "SELECT contact_id, type, occurred_at, attributes FROM ("
+        "  SELECT *, row_number() OVER (PARTITION BY contact_id ORDER BY occurred_at DESC) AS n"
+        "  FROM events WHERE tenant_id = %s AND contact_id = ANY(%s) AND occurred_at >= %s"
+        ") e WHERE n <= %s ORDER BY occurred_at, type",
+        (tenant_id, contact_ids, since, HISTORY_LIMIT),
+    ).fetchall()
+    by_contact: dict[str, list[EventFact]] = {c: [] for c in contact_ids}
+    for r in rows:
+        by_contact[r["contact_id"]].append(EventFact(r["type"], r["occurred_at"], r["attributes"]))
+    return by_contact
+
+
+def refresh_contact(
+    conn: Connection, tenant: Tenant, contact_id: str, *, event_id: str, topics: Topics
+) -> str | None:
+    """Re-derive one contact; return its account id (to refresh next), if any."""
+    row = conn.execute(
+        "SELECT * FROM contacts WHERE tenant_id = %s AND contact_id = %s FOR UPDATE",
+        (tenant.id, contact_id),
+    ).fetchone()
+    if row is None:
+        return None
+    now = row["last_event_at"]
+    events = _events(conn, tenant.id, [contact_id], now - timedelta(days=HISTORY_DAYS))[contact_id]
+    guess = infer_role(row["title"], row["tags"])
+    new_score = score(events, now)
+    model = model_for(tenant)
+    account = _account_facts(conn, tenant, row["account_id"]) if row["account_id"] else None
+    facts = ContactFacts(
+        contact_id=contact_id,
+        tenant_mode=tenant.mode,
+        stage=row["stage"],
+        score=new_score,
+        role=guess.role if guess else None,
+        attributes=row["attributes"],
+        tags=frozenset(row["tags"]),
+        events=tuple(events),
+        account=account,
+        created_at=row["created_at"],
+    )
+    stage, since = row["stage"], row["stage_since"]
+    for move in model.settle(facts, now):
+        _record(conn, tenant, "contact", contact_id, model, move, now, event_id, topics)
+        stage, since = move.to_stage, now
+    conn.execute(
+        "UPDATE contacts SET role = %s, role_confidence = %s, role_source = %s, score = %s, "
+        "score_at = %s, stage = %s, stage_since = %s WHERE tenant_id = %s AND contact_id = %s",
+        (
+            guess.role if guess else None,
+            guess.confidence if guess else None,
+            guess.source if guess else None,
+            new_score,
+            now,
+            stage,
+            since,
+            tenant.id,
+            contact_id,
+        ),
+    )
+    _queue_profile(conn, tenant, contact_id, model, topics)
+    return row["account_id"]
+
+
+def _account_facts(conn: Connection, tenant: Tenant, account_id: str) -> AccountFacts | None:
+    row = conn.execute(
+        "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = %s",
+        (tenant.id, account_id),
+    ).fetchone()
+    if row is None:
+        return None
+    return AccountFacts(
+        account_id=account_id,
+        name=row["name"],
+        stage=row["stage"],
+        score=row["score"],
+        roles_engaged=frozenset(row["roles_engaged"]),
+        members=row["members"],
+        attributes=row["attributes"],
+        created_at=row["created_at"],
+    )
+
+
+def refresh_account(
+    conn: Connection, tenant: Tenant, account_id: str, *, event_id: str, topics: Topics
+) -> None:
+    """Members' roles and stages, score roll-up, account stage and risk flags."""
+    account = conn.execute(
+        "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = %s FOR UPDATE",
+        (tenant.id, account_id),
+    ).fetchone()
+    members = conn.execute(
+        "SELECT contact_id, role, stage, score, last_event_at FROM contacts "
+        "WHERE tenant_id = %s AND account_id = %s ORDER BY contact_id",
+        (tenant.id, account_id),
+    ).fetchall()
+    if account is None or not members:
+        return
+    now = max(m["last_event_at"] for m in members)
+    history = _events(
+        conn, tenant.id, [m["contact_id"] for m in members], now - timedelta(days=HISTORY_DAYS)
+    )
+    member_events = sorted(
+        (e for events in history.values() for e in events), key=lambda e: (e.occurred_at, e.type)
+    )
+    engaged_since = now - timedelta(days=ENGAGED_DAYS)
+    engaged = sorted(
+        {
+            m["role"]
+            for m in members
+            if m["role"] and any(e.occurred_at >= engaged_since for e in history[m["contact_id"]])
+        }
+    )
+    business = tuple(e for e in member_events if e.type.startswith("biz."))
+    facts = AccountFacts(
+        account_id=account_id,
+        name=account["name"],
+        stage=account["stage"],
+        score=account_score([m["score"] for m in members], 0.0),
+        roles_engaged=frozenset(engaged),
+        members=len(members),
+        attributes=account["attributes"],
+        events=business,
+        created_at=account["created_at"],
+    )
+    model = model_for(tenant)
+    stage, since = account["stage"], account["stage_since"]
+    move = evaluate_account(model, facts, [m["stage"] for m in members], now)
+    if move is not None:
+        _record(conn, tenant, "account", account_id, model, move, now, event_id, topics)
+        stage, since = move.to_stage, now
+    flags = risk_flags(facts, member_events, now)
+    conn.execute(
+        "UPDATE accounts SET stage = %s, stage_since = %s, score = %s, roles_engaged = %s, "
+        "members = %s, risk_flags = %s, refreshed_at = %s WHERE tenant_id = %s AND account_id = %s",
+        (
+            stage,
+            since,
+            facts.score,
+            engaged,
+            len(members),
+            Jsonb(
+                [
+                    {
+                        "flag": f.flag,
+                        "reason": f.reason,
+                        "since": f.since.isoformat() if f.since else None,
+                    }
+                    for f in flags
+                ]
+            ),
+            now,
+            tenant.id,
+            account_id,
+        ),
+    )
+
+
+def _record(
+    conn: Connection,
+    tenant: Tenant,
+    kind: str,
+    subject_id: str,
+    model: LifecycleModel,
+    move: Transition,
+    at: datetime,
+    event_id: str,
+    topics: Topics,
+) -> None:
+    conn.execute(
+        "INSERT INTO stage_history (tenant_id, subject_kind, subject_id, model, from_stage, "
+        "to_stage, cause, event_id, changed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (tenant.id, kind, subject_id, model.name, move.from_stage, move.to_stage, move.cause,
+         event_id, at),
+    )  # fmt: skip
+    value = messages.encode(
+        messages.STAGE_CHANGE,
+        {
+            "tenant_id": tenant.id,
+            "subject": kind,
+            "subject_id": subject_id,
+            "model": model.name,
+            "from_stage": move.from_stage,
+            "to_stage": move.to_stage,
+            "cause": move.cause,
+            "event_id": event_id,
+            "changed_at": at.isoformat(),
+        },
+    )
+    _queue(conn, tenant.id, topics.stage_changes, f"{tenant.id}:{subject_id}", value)
+
+
+def _queue_profile(
+    conn: Connection, tenant: Tenant, contact_id: str, model: LifecycleModel, topics: Topics
+) -> None:
+    row = conn.execute(
+        "SELECT c.*, a.stage AS account_stage, a.risk_flags FROM contacts c "
+        "LEFT JOIN accounts a ON a.tenant_id = c.tenant_id AND a.account_id = c.account_id "
+        "WHERE c.tenant_id = %s AND c.contact_id = %s",
+        (tenant.id, contact_id),
+    ).fetchone()
+    identities: dict[str, list[str]] = {}
+    for r in conn.execute(
+        "SELECT kind, value FROM identities WHERE tenant_id = %s AND contact_id = %s "
+        "ORDER BY kind, value",
+        (tenant.id, contact_id),
+    ):
+        identities.setdefault(r["kind"], []).append(r["value"])
+    value = messages.encode(
+        messages.PROFILE,
+        {
+            "tenant_id": tenant.id,
+            "contact_id": contact_id,
+            "mode": tenant.mode,
+            "identities": identities,
+            "model": model.name,
+            "stage": row["stage"],
+            "role": row["role"],
+            "account_id": row["account_id"],
+            "account_stage": row["account_stage"],
+            "risk_flags": [f["flag"] for f in (row["risk_flags"] or [])],
+            "score": row["score"],
+            "tags": list(row["tags"]),
+            "last_event_at": row["last_event_at"].isoformat(),
+            "updated_at": row["last_event_at"].isoformat(),
+        },
+    )
+    _queue(conn, tenant.id, topics.profiles, f"{tenant.id}:{contact_id}", value)
+
+
+def queue_tombstone(
+    conn: Connection, tenant: Tenant, merged: str, into: str, topics: Topics
+) -> None:
+    """The merged contact's last profile says where it went (the topic is compacted by key)."""
+    at = conn.execute(
+        "SELECT merged_at FROM contact_merges WHERE tenant_id = %s AND from_contact = %s "
+        "AND into_contact = %s",
+        (tenant.id, merged, into),
+    ).fetchone()["merged_at"]
+    value = messages.encode(
+        messages.PROFILE,
+        {
+            "tenant_id": tenant.id,
+            "contact_id": merged,
+            "mode": tenant.mode,
+            "identities": {},
+            "model": model_for(tenant).name,
+            "stage": None,
+            "role": None,
+            "account_id": None,
+            "account_stage": None,
+            "score": 0.0,
+            "updated_at": at.isoformat(),
+            "merged_into": into,
+        },
+    )
+    _queue(conn, tenant.id, topics.profiles, f"{tenant.id}:{merged}", value)
+
+
+def _queue(conn: Connection, tenant_id: str, topic: str, key: str, value: bytes) -> None:
+    conn.execute(
+        "INSERT INTO outbox (tenant_id, topic, key, value) VALUES (%s, %s, %s, %s)",
+        (tenant_id, topic, key, value),
+    )
