@@ -50,6 +50,7 @@ class ProfileSchema(Schema):
     score = fields.Float(required=True)
     tags = fields.List(fields.String(), load_default=list)
     segments = fields.List(fields.String(), load_default=list)
+    behaviour = fields.List(fields.String(), load_default=list)  # B2C customer types
     last_event_at = fields.AwareDateTime(allow_none=True)
     updated_at = fields.AwareDateTime(required=True)
     merged_into = fields.String(allow_none=True, load_default=None)  # a tombstone for merges

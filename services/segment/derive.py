@@ -8,12 +8,14 @@ the topic derives the same values.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
+from services.segment import behaviour
 from services.segment.facts import AccountFacts, ContactFacts, EventFact
 from services.segment.lifecycle import LifecycleModel, Transition, builtin_models, evaluate_account
 from services.segment.risk import risk_flags
@@ -92,9 +94,14 @@ def refresh_contact(
     for move in model.settle(facts, now):
         _record(conn, tenant, "contact", contact_id, model, move, now, event_id, topics)
         stage, since = move.to_stage, now
+    # Behaviour (RFM, engagement, interests) is how B2C contacts are grouped; B2B contacts get the
+    # features too (ops may filter on them) but are grouped by company and role.
+    feats = behaviour.features(events, now, row["created_at"])
+    kinds = behaviour.segments(feats) if tenant.mode == "b2c" else []
     conn.execute(
         "UPDATE contacts SET role = %s, role_confidence = %s, role_source = %s, score = %s, "
-        "score_at = %s, stage = %s, stage_since = %s WHERE tenant_id = %s AND contact_id = %s",
+        "score_at = %s, stage = %s, stage_since = %s, behaviour = %s, features = %s "
+        "WHERE tenant_id = %s AND contact_id = %s",
         (
             guess.role if guess else None,
             guess.confidence if guess else None,
@@ -103,6 +110,8 @@ def refresh_contact(
             now,
             stage,
             since,
+            kinds,
+            Jsonb(dataclasses.asdict(feats)),
             tenant.id,
             contact_id,
         ),
@@ -270,6 +279,7 @@ def _queue_profile(
             "risk_flags": [f["flag"] for f in (row["risk_flags"] or [])],
             "score": row["score"],
             "tags": list(row["tags"]),
+            "behaviour": list(row["behaviour"]),
             "last_event_at": row["last_event_at"].isoformat(),
             "updated_at": row["last_event_at"].isoformat(),
         },
