@@ -200,7 +200,7 @@ def test_b2c_shopper_from_follow_to_first_order(pipeline, stack):
         rows = segment.rows("SELECT stage, behaviour, score FROM contacts")
         return rows[0] if rows and rows[0][0] == "revenue" else None
 
-    stage_, kinds, score = wait_until(stage, message="shopper reaches revenue")
+    _stage, kinds, score = wait_until(stage, message="shopper reaches revenue")
     assert "new" in kinds and score > 0
     assert (
         next(
