@@ -12,6 +12,7 @@ from shared.errors import SiyuError
 from shared.logging import configure_logging
 from shared.processes import (
     INGEST_TOKEN_CREATE,
+    SEGMENT_RECOMPUTE,
     SIMULATE,
     TOKEN_CREATE,
     Process,
@@ -176,6 +177,14 @@ def segment() -> None:
 def segment_consume(metrics_port: int) -> None:
     """Consume siyu.touchpoints.v1 in the segment consumer group."""
     _run_process("segment", metrics_port=metrics_port)
+
+
+@segment.command("recompute")
+@click.option("--tenant", required=True, help="Tenant id.")
+@click.option("--batch", type=int, default=500, show_default=True, help="Contacts per transaction.")
+def segment_recompute(tenant: str, batch: int) -> None:
+    """Re-derive every contact of a tenant (stages, scores, segments); safe while consuming."""
+    _run_process(SEGMENT_RECOMPUTE, tenant=tenant, batch=batch)
 
 
 @main.group()

@@ -61,6 +61,9 @@ SIMULATE = Process("simulate", ("simulate",), "services.ingest.simulator", "traf
 INGEST_TOKEN_CREATE = Process(
     "ingest-token", ("ingest", "token", "create"), "services.ingest.tokens", "event API tokens"
 )
+SEGMENT_RECOMPUTE = Process(
+    "segment-recompute", ("segment", "recompute"), "services.segment.recompute", "recompute"
+)
 TOKEN_CREATE = Process(
     "token", ("token", "create"), "services.outreach.tokens", "admin API token store"
 )

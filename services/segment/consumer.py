@@ -13,7 +13,14 @@ import structlog
 from psycopg_pool import ConnectionPool
 
 from services.segment.apply import apply_touchpoint
-from services.segment.derive import Topics, queue_tombstone, refresh_account, refresh_contact
+from services.segment.derive import (
+    Topics,
+    account_members,
+    queue_tombstone,
+    refresh_account,
+    refresh_contact,
+    refresh_contacts,
+)
 from shared.config import Settings, TenantRegistry, load_tenants
 from shared.db import create_pool
 from shared.envelope import Touchpoint, decode_touchpoint
@@ -68,7 +75,10 @@ def apply_and_derive(conn, tenant, tp: Touchpoint, topics: Topics) -> None:
         if account:
             accounts.add(account)
     for account in sorted(accounts):
-        refresh_account(conn, tenant, account, event_id=tp.event_id, topics=topics)
+        if refresh_account(conn, tenant, account, event_id=tp.event_id, topics=topics):
+            # Members' profiles and segments read their account's stage, roles and flags.
+            members = account_members(conn, tenant, account)
+            refresh_contacts(conn, tenant, members, event_id=tp.event_id, topics=topics)
 
 
 def _outbox_waits(producer, exc: Exception) -> None:

@@ -9,7 +9,7 @@ the topic derives the same values.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from psycopg import Connection
@@ -21,6 +21,12 @@ from services.segment.lifecycle import LifecycleModel, Transition, builtin_model
 from services.segment.risk import risk_flags
 from services.segment.roles import infer_role
 from services.segment.scoring import account_score, score
+from services.segment.segments import (
+    load_segments,
+    membership,
+    segment_facts,
+    store_membership,
+)
 from shared import messages
 from shared.config import Tenant
 from shared.kafka.topics import PROFILES, STAGE_CHANGES
@@ -72,12 +78,48 @@ def refresh_contact(
     ).fetchone()
     if row is None:
         return None
-    now = row["last_event_at"]
-    events = _events(conn, tenant.id, [contact_id], now - timedelta(days=HISTORY_DAYS))[contact_id]
+    refresh_contacts(conn, tenant, [row], event_id=event_id, topics=topics)
+    return row["account_id"]
+
+
+def refresh_contacts(
+    conn: Connection,
+    tenant: Tenant,
+    rows: list[dict],
+    *,
+    event_id: str | None,
+    topics: Topics,
+    now: datetime | None = None,
+) -> set[str]:
+    """Re-derive locked contact rows: role, score, stage, behaviour, segments; queue profiles.
+
+    ``now`` defaults to each contact's newest evidence (replays derive the same); a recompute
+    passes the wall clock so that time-based rules (lapsing) apply.
+    """
+    if not rows:
+        return set()
+    oldest = min(now or r["last_event_at"] for r in rows)
+    history = _events(
+        conn, tenant.id, [r["contact_id"] for r in rows], oldest - timedelta(days=HISTORY_DAYS)
+    )
+    model = model_for(tenant)
+    defined = load_segments(conn, tenant.id)
+    accounts: dict[str, dict | None] = {}
+    for row in rows:
+        if row["account_id"] and row["account_id"] not in accounts:
+            accounts[row["account_id"]] = _account_row(conn, tenant, row["account_id"])
+    for row in rows:
+        account = accounts.get(row["account_id"]) if row["account_id"] else None
+        _derive(conn, tenant, model, defined, row, history[row["contact_id"]], account,
+                now or row["last_event_at"], event_id, topics)  # fmt: skip
+    return {a for a in accounts if a}
+
+
+def _derive(conn, tenant, model, defined, row, events, account_row, now, event_id, topics) -> None:
+    contact_id = row["contact_id"]
+    events = [e for e in events if e.occurred_at <= now]
     guess = infer_role(row["title"], row["tags"])
     new_score = score(events, now)
-    model = model_for(tenant)
-    account = _account_facts(conn, tenant, row["account_id"]) if row["account_id"] else None
     facts = ContactFacts(
         contact_id=contact_id,
         tenant_mode=tenant.mode,
@@ -87,7 +129,7 @@ def refresh_contact(
         attributes=row["attributes"],
         tags=frozenset(row["tags"]),
         events=tuple(events),
-        account=account,
+        account=_account_facts(account_row) if account_row else None,
         created_at=row["created_at"],
     )
     stage, since = row["stage"], row["stage_since"]
@@ -98,6 +140,20 @@ def refresh_contact(
     # features too (ops may filter on them) but are grouped by company and role.
     feats = behaviour.features(events, now, row["created_at"])
     kinds = behaviour.segments(feats) if tenant.mode == "b2c" else []
+    features = dataclasses.asdict(feats)
+    member_of = membership(
+        defined,
+        segment_facts(
+            replace(facts, stage=stage),
+            behaviour=kinds,
+            features=features,
+            account_stage=account_row["stage"] if account_row else None,
+            risk_flags=[f["flag"] for f in account_row["risk_flags"]] if account_row else [],
+        ),
+        now,
+        model,
+    )
+    store_membership(conn, tenant.id, contact_id, member_of, now)
     conn.execute(
         "UPDATE contacts SET role = %s, role_confidence = %s, role_source = %s, score = %s, "
         "score_at = %s, stage = %s, stage_since = %s, behaviour = %s, features = %s "
@@ -111,24 +167,24 @@ def refresh_contact(
             stage,
             since,
             kinds,
-            Jsonb(dataclasses.asdict(feats)),
+            Jsonb(features),
             tenant.id,
             contact_id,
         ),
     )
-    _queue_profile(conn, tenant, contact_id, model, topics)
-    return row["account_id"]
+    _queue_profile(conn, tenant, contact_id, model, topics, member_of)
 
 
-def _account_facts(conn: Connection, tenant: Tenant, account_id: str) -> AccountFacts | None:
-    row = conn.execute(
+def _account_row(conn: Connection, tenant: Tenant, account_id: str) -> dict | None:
+    return conn.execute(
         "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = %s",
         (tenant.id, account_id),
     ).fetchone()
-    if row is None:
-        return None
+
+
+def _account_facts(row: dict) -> AccountFacts:
     return AccountFacts(
-        account_id=account_id,
+        account_id=row["account_id"],
         name=row["name"],
         stage=row["stage"],
         score=row["score"],
@@ -141,8 +197,12 @@ def _account_facts(conn: Connection, tenant: Tenant, account_id: str) -> Account
 
 def refresh_account(
     conn: Connection, tenant: Tenant, account_id: str, *, event_id: str, topics: Topics
-) -> None:
-    """Members' roles and stages, score roll-up, account stage and risk flags."""
+) -> bool:
+    """Members' roles and stages, score roll-up, account stage and risk flags.
+
+    Returns whether what members see of their account (stage, roles, flags) changed: their
+    profiles and segment memberships depend on it.
+    """
     account = conn.execute(
         "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = %s FOR UPDATE",
         (tenant.id, account_id),
@@ -153,7 +213,7 @@ def refresh_account(
         (tenant.id, account_id),
     ).fetchall()
     if account is None or not members:
-        return
+        return False
     now = max(m["last_event_at"] for m in members)
     history = _events(
         conn, tenant.id, [m["contact_id"] for m in members], now - timedelta(days=HISTORY_DAYS)
@@ -188,6 +248,15 @@ def refresh_account(
         _record(conn, tenant, "account", account_id, model, move, now, event_id, topics)
         stage, since = move.to_stage, now
     flags = risk_flags(facts, member_events, now)
+    flag_rows = [
+        {"flag": f.flag, "reason": f.reason, "since": f.since.isoformat() if f.since else None}
+        for f in flags
+    ]
+    changed = (
+        stage != account["stage"]
+        or engaged != sorted(account["roles_engaged"])
+        or [f["flag"] for f in flag_rows] != [f["flag"] for f in account["risk_flags"]]
+    )
     conn.execute(
         "UPDATE accounts SET stage = %s, stage_since = %s, score = %s, roles_engaged = %s, "
         "members = %s, risk_flags = %s, refreshed_at = %s WHERE tenant_id = %s AND account_id = %s",
@@ -212,6 +281,16 @@ def refresh_account(
             account_id,
         ),
     )
+    return changed
+
+
+def account_members(conn: Connection, tenant: Tenant, account_id: str) -> list[dict]:
+    """The member rows, locked in id order (the order every writer locks them in)."""
+    return conn.execute(
+        "SELECT * FROM contacts WHERE tenant_id = %s AND account_id = %s "
+        "ORDER BY contact_id FOR UPDATE",
+        (tenant.id, account_id),
+    ).fetchall()
 
 
 def _record(
@@ -249,7 +328,12 @@ def _record(
 
 
 def _queue_profile(
-    conn: Connection, tenant: Tenant, contact_id: str, model: LifecycleModel, topics: Topics
+    conn: Connection,
+    tenant: Tenant,
+    contact_id: str,
+    model: LifecycleModel,
+    topics: Topics,
+    member_of: list[str],
 ) -> None:
     row = conn.execute(
         "SELECT c.*, a.stage AS account_stage, a.risk_flags FROM contacts c "
@@ -280,6 +364,7 @@ def _queue_profile(
             "score": row["score"],
             "tags": list(row["tags"]),
             "behaviour": list(row["behaviour"]),
+            "segments": member_of,
             "last_event_at": row["last_event_at"].isoformat(),
             "updated_at": row["last_event_at"].isoformat(),
         },
