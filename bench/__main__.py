@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from bench import ingest
+from bench import ingest, segment
 
 
 def main() -> int:
-    return ingest.main()
+    failed = 0
+    for bench in (ingest, segment):
+        failed |= bench.main()
+        print()
+    return failed
 
 
 if __name__ == "__main__":
