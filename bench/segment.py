@@ -163,7 +163,7 @@ def run(dsn: str, bootstrap: str) -> int:
     t0 = time.perf_counter()
 
     def evaluate(conn, tenant, rows) -> int:
-        refresh_contacts(conn, tenant, rows, event_id=None, topics=topics, now=now)
+        refresh_contacts(conn, tenant, rows, topics=topics, now=now)
         return len(rows)
 
     contacts = recompute(pool.connection, acme, evaluate=evaluate)

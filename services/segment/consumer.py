@@ -13,14 +13,7 @@ import structlog
 from psycopg_pool import ConnectionPool
 
 from services.segment.apply import apply_touchpoint
-from services.segment.derive import (
-    Topics,
-    account_members,
-    queue_tombstone,
-    refresh_account,
-    refresh_contact,
-    refresh_contacts,
-)
+from services.segment.derive import Checkpoint, Topics, derive_touched, queue_tombstone
 from shared.config import Settings, TenantRegistry, load_tenants
 from shared.db import create_pool
 from shared.envelope import Touchpoint, decode_touchpoint
@@ -54,8 +47,7 @@ def make_process(
             if tenants.get(item.payload.tenant_id) is None:
                 raise PoisonMessage(item.message, f"unknown tenant {item.payload.tenant_id!r}")
         with pool.connection() as conn, conn.transaction():
-            for item in batch:
-                apply_and_derive(conn, tenants.get(item.payload.tenant_id), item.payload, topics)
+            apply_batch(conn, tenants, [item.payload for item in batch], topics)
         # Stage changes and profiles were queued in the same transaction; send them now. If the
         # broker is away they stay queued and go out with a later batch.
         while drain(pool, producer, on_failure=_outbox_waits) == 200:
@@ -64,21 +56,21 @@ def make_process(
     return process
 
 
-def apply_and_derive(conn, tenant, tp: Touchpoint, topics: Topics) -> None:
-    accounts: set[str] = set()
-    for applied in apply_touchpoint(conn, tp):
-        for merged in applied.merged:
-            queue_tombstone(conn, tenant, merged, applied.contact_id, topics)
-        account = refresh_contact(
-            conn, tenant, applied.contact_id, event_id=tp.event_id, topics=topics
-        )
-        if account:
-            accounts.add(account)
-    for account in sorted(accounts):
-        if refresh_account(conn, tenant, account, event_id=tp.event_id, topics=topics):
-            # Members' profiles and segments read their account's stage, roles and flags.
-            members = account_members(conn, tenant, account)
-            refresh_contacts(conn, tenant, members, event_id=tp.event_id, topics=topics)
+def apply_batch(conn, tenants: TenantRegistry, touchpoints: list[Touchpoint], topics: Topics):
+    """Apply every touchpoint, then derive each touched contact and account once."""
+    touched: dict[str, dict[str, list[Checkpoint]]] = {}
+    for tp in touchpoints:
+        tenant = tenants.get(tp.tenant_id)
+        mine = touched.setdefault(tp.tenant_id, {})
+        for applied in apply_touchpoint(conn, tp):
+            target = mine.setdefault(applied.contact_id, [])
+            for merged in applied.merged:
+                queue_tombstone(conn, tenant, merged, applied.contact_id, topics)
+                target.extend(mine.pop(merged, []))
+            target.append((tp.occurred_at, tp.event_id))
+    for tenant_id, contacts in sorted(touched.items()):
+        if contacts:
+            derive_touched(conn, tenants.get(tenant_id), contacts, topics)
 
 
 def _outbox_waits(producer, exc: Exception) -> None:

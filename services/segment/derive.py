@@ -9,6 +9,7 @@ the topic derives the same values.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
@@ -34,6 +35,9 @@ from shared.kafka.topics import PROFILES, STAGE_CHANGES
 HISTORY_DAYS = 400  # rules look back at most a year (plus margin)
 HISTORY_LIMIT = 2000  # newest events per contact the rules see
 ENGAGED_DAYS = 90  # a buying role counts as engaged with a touch in this window
+
+
+Checkpoint = tuple[datetime, str]  # (event time, event id) of a touchpoint applied to a contact
 
 
 @dataclass(frozen=True)
@@ -68,18 +72,13 @@ def _events(conn: Connection, tenant_id: str, contact_ids: list[str], since: dat
     return by_contact
 
 
-def refresh_contact(
-    conn: Connection, tenant: Tenant, contact_id: str, *, event_id: str, topics: Topics
-) -> str | None:
-    """Re-derive one contact; return its account id (to refresh next), if any."""
-    row = conn.execute(
-        "SELECT * FROM contacts WHERE tenant_id = %s AND contact_id = %s FOR UPDATE",
-        (tenant.id, contact_id),
-    ).fetchone()
-    if row is None:
-        return None
-    refresh_contacts(conn, tenant, [row], event_id=event_id, topics=topics)
-    return row["account_id"]
+def lock_contacts(conn: Connection, tenant: Tenant, contact_ids: Iterable[str]) -> list[dict]:
+    """Contact rows locked in id order (the one order every writer locks in: no deadlocks)."""
+    return conn.execute(
+        "SELECT * FROM contacts WHERE tenant_id = %s AND contact_id = ANY(%s) "
+        "ORDER BY contact_id FOR UPDATE",
+        (tenant.id, sorted(contact_ids)),
+    ).fetchall()
 
 
 def refresh_contacts(
@@ -87,14 +86,16 @@ def refresh_contacts(
     tenant: Tenant,
     rows: list[dict],
     *,
-    event_id: str | None,
+    checkpoints: Mapping[str, list[Checkpoint]] | None = None,
     topics: Topics,
     now: datetime | None = None,
 ) -> set[str]:
     """Re-derive locked contact rows: role, score, stage, behaviour, segments; queue profiles.
 
     ``now`` defaults to each contact's newest evidence (replays derive the same); a recompute
-    passes the wall clock so that time-based rules (lapsing) apply.
+    passes the wall clock so that time-based rules (lapsing) apply. ``checkpoints`` are the
+    (time, event id) of each touchpoint a batch applied to a contact: stages are settled at each,
+    in time order, so a batch records the same transitions as one event at a time would.
     """
     if not rows:
         return set()
@@ -111,31 +112,37 @@ def refresh_contacts(
     for row in rows:
         account = accounts.get(row["account_id"]) if row["account_id"] else None
         _derive(conn, tenant, model, defined, row, history[row["contact_id"]], account,
-                now or row["last_event_at"], event_id, topics)  # fmt: skip
+                now or row["last_event_at"], (checkpoints or {}).get(row["contact_id"], []),
+                topics)  # fmt: skip
     return {a for a in accounts if a}
 
 
-def _derive(conn, tenant, model, defined, row, events, account_row, now, event_id, topics) -> None:
+def _derive(conn, tenant, model, defined, row, events, account_row, now, checkpoints, topics):
     contact_id = row["contact_id"]
     events = [e for e in events if e.occurred_at <= now]
     guess = infer_role(row["title"], row["tags"])
-    new_score = score(events, now)
-    facts = ContactFacts(
+    base = ContactFacts(
         contact_id=contact_id,
         tenant_mode=tenant.mode,
         stage=row["stage"],
-        score=new_score,
         role=guess.role if guess else None,
         attributes=row["attributes"],
         tags=frozenset(row["tags"]),
-        events=tuple(events),
         account=_account_facts(account_row) if account_row else None,
         created_at=row["created_at"],
     )
     stage, since = row["stage"], row["stage_since"]
-    for move in model.settle(facts, now):
-        _record(conn, tenant, "contact", contact_id, model, move, now, event_id, topics)
-        stage, since = move.to_stage, now
+    steps = sorted((min(at, now), eid) for at, eid in checkpoints) or [(now, None)]
+    if steps[-1][0] < now:
+        steps.append((now, steps[-1][1]))
+    for at, event_id in steps:
+        seen = tuple(e for e in events if e.occurred_at <= at)
+        facts = replace(base, stage=stage, score=score(seen, at), events=seen)
+        for move in model.settle(facts, at):
+            _record(conn, tenant, "contact", contact_id, model, move, at, event_id, topics)
+            stage, since = move.to_stage, at
+    new_score = score(events, now)
+    facts = replace(base, stage=stage, score=new_score, events=tuple(events))
     # Behaviour (RFM, engagement, interests) is how B2C contacts are grouped; B2B contacts get the
     # features too (ops may filter on them) but are grouped by company and role.
     feats = behaviour.features(events, now, row["created_at"])
@@ -196,7 +203,7 @@ def _account_facts(row: dict) -> AccountFacts:
 
 
 def refresh_account(
-    conn: Connection, tenant: Tenant, account_id: str, *, event_id: str, topics: Topics
+    conn: Connection, tenant: Tenant, account_id: str, *, event_id: str | None, topics: Topics
 ) -> bool:
     """Members' roles and stages, score roll-up, account stage and risk flags.
 
@@ -285,12 +292,29 @@ def refresh_account(
 
 
 def account_members(conn: Connection, tenant: Tenant, account_id: str) -> list[dict]:
-    """The member rows, locked in id order (the order every writer locks them in)."""
+    """The member rows, locked in id order."""
     return conn.execute(
         "SELECT * FROM contacts WHERE tenant_id = %s AND account_id = %s "
         "ORDER BY contact_id FOR UPDATE",
         (tenant.id, account_id),
     ).fetchall()
+
+
+def derive_touched(
+    conn: Connection, tenant: Tenant, touched: Mapping[str, list[Checkpoint]], topics: Topics
+) -> None:
+    """After a batch is applied: each touched contact, then each touched account, once."""
+    accounts = refresh_contacts(
+        conn, tenant, lock_contacts(conn, tenant, touched), checkpoints=touched, topics=topics
+    )
+    for account in sorted(accounts):
+        members = account_members(conn, tenant, account)
+        latest = max((cp for m in members for cp in touched.get(m["contact_id"], [])), default=None)
+        event_id = latest[1] if latest else None
+        if refresh_account(conn, tenant, account, event_id=event_id, topics=topics):
+            # Members' profiles and segments read their account's stage, roles and flags; their
+            # own stages were settled above, so no checkpoints here.
+            refresh_contacts(conn, tenant, members, topics=topics)
 
 
 def _record(

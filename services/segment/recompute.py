@@ -31,7 +31,7 @@ def main(settings: Settings, *, tenant: str, batch: int = 500, schema: str = "se
     now = datetime.now(UTC)
 
     def evaluate(conn, tenant_, rows) -> int:
-        refresh_contacts(conn, tenant_, rows, event_id=None, topics=topics, now=now)
+        refresh_contacts(conn, tenant_, rows, topics=topics, now=now)
         return len(rows)
 
     def flush(_n: int) -> None:
