@@ -1,0 +1,145 @@
+"""Admin API tokens and the tenants they belong to, in the outreach schema (0001_admin.sql).
+
+``siyu token create`` prints a token once (``siyu_adm_...``); only its SHA-256 is stored. The
+schema is ``outreach`` unless ``SIYU_OUTREACH_SCHEMA`` names another (tests use private ones).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+import psycopg
+from psycopg.rows import dict_row
+
+from shared.api.audit import CLI_ACTOR, audit
+from shared.api.auth import ROLES, hash_token, new_token
+from shared.config import Settings, TenantRegistry, load_tenants
+from shared.errors import ConfigError, SiyuError, UnknownTenant
+
+SCHEMA_ENV = "SIYU_OUTREACH_SCHEMA"
+DEFAULT_SCHEMA = "outreach"
+TOKEN_COLUMNS = "token_id, tenant_id, role, name, created_at, last_used_at, revoked_at"  # noqa: S105 - column names
+
+
+def outreach_schema(env: Mapping[str, str] | None = None) -> str:
+    env = os.environ if env is None else env
+    schema = env.get(SCHEMA_ENV) or DEFAULT_SCHEMA
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+        raise ConfigError(f"{SCHEMA_ENV}={schema!r}: not a schema name")
+    return schema
+
+
+# --- tenants -----------------------------------------------------------------------------------
+
+
+def seed_tenants(conn, registry: TenantRegistry) -> int:
+    """Add the tenants file's tenants that the table lacks (never overwrites API edits)."""
+    added = 0
+    for tenant in registry:
+        cur = conn.execute(
+            "INSERT INTO tenants (tenant_id, name, mode, lifecycle_model, timezone) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tenant_id) DO NOTHING",
+            (tenant.id, tenant.name, tenant.mode, tenant.lifecycle_model, tenant.timezone),
+        )
+        added += cur.rowcount
+    return added
+
+
+def tenant_exists(conn, tenant_id: str) -> bool:
+    return (
+        conn.execute("SELECT 1 FROM tenants WHERE tenant_id = %s", (tenant_id,)).fetchone()
+        is not None
+    )
+
+
+# --- tokens ------------------------------------------------------------------------------------
+
+
+def create_token(conn, *, tenant_id: str | None, role: str, name: str) -> tuple[dict, str]:
+    """Store a new token; return its row (no hash) and the token, visible this once only."""
+    if role not in ROLES:
+        raise SiyuError(
+            f"unknown role {role!r}; expected one of {', '.join(ROLES)}", code="unknown_role"
+        )
+    token_id, token = new_token()
+    row = conn.execute(
+        f"INSERT INTO api_tokens (token_id, token_hash, tenant_id, role, name) "  # noqa: S608
+        f"VALUES (%s, %s, %s, %s, %s) RETURNING {TOKEN_COLUMNS}",
+        (token_id, hash_token(token), tenant_id, role, name),
+    ).fetchone()
+    return row, token
+
+
+def list_tokens(
+    conn, *, tenant_id: str, limit: int, after: tuple[str, str] | None = None
+) -> list[dict]:
+    """A tenant's tokens, newest first, after the (created_at, token_id) keyset ``after``."""
+    return conn.execute(
+        f"SELECT {TOKEN_COLUMNS} FROM api_tokens "  # noqa: S608
+        "WHERE tenant_id = %(tenant)s "
+        "AND (%(at)s::timestamptz IS NULL OR (created_at, token_id) < (%(at)s, %(id)s)) "
+        "ORDER BY created_at DESC, token_id DESC LIMIT %(n)s",
+        {
+            "tenant": tenant_id,
+            "at": after[0] if after else None,
+            "id": after[1] if after else None,
+            "n": limit,
+        },
+    ).fetchall()
+
+
+def revoke_token(conn, token_id: str, *, tenant_id: str) -> dict | None:
+    """Revoke one of a tenant's tokens (idempotent); None if the tenant has no such token."""
+    return conn.execute(
+        "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) "  # noqa: S608
+        f"WHERE token_id = %s AND tenant_id = %s RETURNING {TOKEN_COLUMNS}",
+        (token_id, tenant_id),
+    ).fetchone()
+
+
+def revoke_tenant_tokens(conn, tenant_id: str) -> list[str]:
+    rows = conn.execute(
+        "UPDATE api_tokens SET revoked_at = now() "
+        "WHERE tenant_id = %s AND revoked_at IS NULL RETURNING token_id",
+        (tenant_id,),
+    ).fetchall()
+    return [r["token_id"] for r in rows]
+
+
+# --- siyu token create -------------------------------------------------------------------------
+
+
+def main(settings: Settings, *, tenant: str | None, role: str, name: str | None) -> int:
+    """`siyu token create`: print a new admin API token (tenant None: a platform token)."""
+    if role not in ROLES:
+        raise SiyuError(
+            f"unknown role {role!r}; expected one of {', '.join(ROLES)}", code="unknown_role"
+        )
+    registry = load_tenants(settings.tenants_path)
+    schema = outreach_schema()
+    name = name or ("platform-admin" if tenant is None else f"{tenant}-{role}")
+    try:
+        with psycopg.connect(
+            settings.require_database(),
+            row_factory=dict_row,
+            options=f"-c search_path={schema}",
+        ) as conn:
+            seed_tenants(conn, registry)
+            if tenant is not None and not tenant_exists(conn, tenant):
+                raise UnknownTenant(
+                    f"unknown tenant {tenant!r} (not in {settings.tenants_path} "
+                    "nor created through the API)"
+                )
+            row, token = create_token(conn, tenant_id=tenant, role=role, name=name)
+            details = {"role": role, "name": name, "platform": tenant is None}
+            audit(conn, CLI_ACTOR, tenant, "token.create", row["token_id"], details)
+    except psycopg.errors.UndefinedTable:
+        raise ConfigError(
+            f"the admin tables are missing in schema {schema!r}: run `siyu migrate` first"
+        ) from None
+    except psycopg.OperationalError as exc:
+        raise ConfigError(f"cannot reach PostgreSQL: {str(exc).strip()[:200]}") from None
+    print(token)
+    return 0

@@ -1,0 +1,142 @@
+"""The admin API's Flask app: flask-smorest ``Api`` (OpenAPI 3.0.3 at ``/api/v1/openapi.json``,
+built from the marshmallow schemas that validate requests), uniform errors, bearer auth on every
+route, request metrics, and the ops endpoints (``/healthz``, ``/readyz``, ``/metrics``).
+
+A service contributes ``shared.api.Blueprint`` objects; ``create_api_app`` refuses to start if a
+route under ``/api/v1`` lacks ``@require(...)`` (or an explicit ``@public``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+import flask_smorest
+import structlog
+from flask import Flask, g, request
+from prometheus_client import Counter, Histogram
+from psycopg_pool import ConnectionPool
+from webargs.flaskparser import FlaskParser
+
+from shared.api.auth import DEFAULT_CACHE_TTL_S, SECURITY_SCHEME, TokenStore, auth_doc, authorize
+from shared.api.context import EXTENSION, ApiContext
+from shared.api.errors import ErrorSchema, from_http_exception, install_error_handlers
+from shared.health import Check, ops_blueprint
+
+log = structlog.get_logger("siyu.api")
+
+API_PREFIX = "/api/v1"
+OPENAPI_VERSION = "3.0.3"
+MAX_BODY_BYTES = 1024 * 1024  # admin payloads are small; content bodies have their own routes
+
+REQUESTS = Counter(
+    "siyu_api_requests_total", "Admin API requests by route and status", ["route", "status"]
+)
+LATENCY = Histogram("siyu_api_request_seconds", "Admin API request latency", ["route"])
+
+
+class _Parser(FlaskParser):
+    # A request that does not validate is a 400 invalid_request (not webargs' 422).
+    DEFAULT_VALIDATION_STATUS = 400
+
+
+class Blueprint(flask_smorest.Blueprint):
+    """flask-smorest's Blueprint, validating with 400s and documenting ``require``."""
+
+    ARGUMENTS_PARSER = _Parser()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._prepare_doc_cbks.append(auth_doc)
+
+
+class Api(flask_smorest.Api):
+    ERROR_SCHEMA = ErrorSchema
+
+    def handle_http_exception(self, error):
+        return from_http_exception(error)
+
+
+def _default_schema_for(service: str) -> str:
+    return service
+
+
+def create_api_app(
+    name: str,
+    *,
+    pool: ConnectionPool,
+    blueprints: Iterable[flask_smorest.Blueprint],
+    checks: dict[str, Check] | None = None,
+    schema_for: Callable[[str], str] = _default_schema_for,
+    tokens: TokenStore | None = None,
+    token_cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
+    settings=None,
+    title: str = "Siyu admin API",
+    version: str = "1",
+) -> Flask:
+    """An app serving ``blueprints`` under ``/api/v1`` with the shared toolkit wired in.
+
+    ``pool``'s search_path must hold the admin tables (outreach migration 0001_admin);
+    ``schema_for(service)`` names the schema of a service for blueprints that read others.
+    """
+    app = Flask(name)
+    app.config.update(
+        API_TITLE=title,
+        API_VERSION=version,
+        OPENAPI_VERSION=OPENAPI_VERSION,
+        OPENAPI_URL_PREFIX=API_PREFIX,
+        OPENAPI_JSON_PATH="openapi.json",
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        API_SPEC_OPTIONS={
+            "info": {"description": "Siyu admin API: bearer tokens from `siyu token create`."},
+            "servers": [{"url": "/"}],
+            "components": {
+                "securitySchemes": {SECURITY_SCHEME: {"type": "http", "scheme": "bearer"}}
+            },
+        },
+    )
+    app.extensions[EXTENSION] = ApiContext(
+        pool=pool,
+        tokens=tokens or TokenStore(pool, ttl_s=token_cache_ttl_s),
+        schema_for=schema_for,
+        settings=settings,
+    )
+    api = Api(app)
+    # After Api: our handlers (ApiError, every other exception) sit beside its HTTPException one.
+    install_error_handlers(app)
+    for blueprint in blueprints:
+        api.register_blueprint(blueprint, url_prefix=API_PREFIX + (blueprint.url_prefix or ""))
+    app.register_blueprint(ops_blueprint(checks or {}))
+    _refuse_unprotected_routes(app)
+
+    @app.before_request
+    def _start():
+        g.started = time.perf_counter()
+        structlog.contextvars.clear_contextvars()
+        view = app.view_functions.get(request.endpoint or "")
+        needs = getattr(view, "siyu_require", None)
+        if needs is not None:
+            caller = authorize(*needs)  # before any body is parsed
+            structlog.contextvars.bind_contextvars(
+                token_id=caller.token_id, tenant_id=g.get("siyu_tenant_id")
+            )
+
+    @app.after_request
+    def _measure(response):
+        route = request.url_rule.rule if request.url_rule else "unmatched"
+        if route not in ("/metrics", "/healthz", "/readyz"):
+            REQUESTS.labels(route=route, status=str(response.status_code)).inc()
+            LATENCY.labels(route=route).observe(time.perf_counter() - g.get("started", 0))
+        return response
+
+    return app
+
+
+def _refuse_unprotected_routes(app: Flask) -> None:
+    open_routes = {f"{API_PREFIX}/openapi.json"}
+    for rule in app.url_map.iter_rules():
+        if not rule.rule.startswith(API_PREFIX + "/") or rule.rule in open_routes:
+            continue
+        view = app.view_functions[rule.endpoint]
+        if getattr(view, "siyu_require", None) is None and not getattr(view, "siyu_public", False):
+            raise RuntimeError(f"{rule.rule} ({rule.endpoint}) has no @require(...): refusing")

@@ -1,0 +1,65 @@
+"""The admin API under test: the real app on the session's Postgres, outreach migrated into a
+private schema, and one token per role (acme viewer/operator/admin, bloom admin, platform admin)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from services.api import create_app
+from services.outreach.tokens import create_token
+from shared.config import Settings
+from shared.db import create_pool
+from shared.migrations import migrate_service
+
+ROLES = ("viewer", "operator", "admin", "platform")
+
+
+@dataclass
+class Api:
+    client: object
+    app: object
+    pool: object
+    schema: str
+    tokens: dict[str, str] = field(default_factory=dict)  # who -> bearer token
+    ids: dict[str, str] = field(default_factory=dict)  # who -> token_id
+
+    def call(self, method: str, path: str, who: str | None = "admin", **kwargs):
+        headers = dict(kwargs.pop("headers", {}))
+        if who is not None:
+            headers["Authorization"] = f"Bearer {self.tokens.get(who, who)}"
+        return self.client.open(f"/api/v1{path}", method=method, headers=headers, **kwargs)
+
+    def token(self, tenant: str | None, role: str, name: str) -> tuple[str, str]:
+        with self.pool.connection() as conn:
+            row, secret = create_token(conn, tenant_id=tenant, role=role, name=name)
+        return row["token_id"], secret
+
+    def sql(self, query: str, params=()):
+        with self.pool.connection() as conn:
+            return conn.execute(query, params).fetchall()
+
+
+@pytest.fixture
+def api(stack, schema):
+    migrate_service(stack.dsn, "outreach", schema=schema)
+    pool = create_pool(stack.dsn, name="api-test", schema=schema, max_size=4, timeout=3)
+    settings = Settings.from_env({"SIYU_DATABASE_URL": stack.dsn})
+    app = create_app(
+        settings,
+        pool=pool,
+        schema_for=lambda service: schema if service == "outreach" else service,
+        token_cache_ttl_s=0,  # revocations by SQL in tests take effect at once
+    )
+    built = Api(app.test_client(), app, pool, schema)
+    for who, tenant, role in [
+        ("viewer", "acme", "viewer"),
+        ("operator", "acme", "operator"),
+        ("admin", "acme", "admin"),
+        ("bloom", "bloom", "admin"),
+        ("platform", None, "admin"),
+    ]:
+        built.ids[who], built.tokens[who] = built.token(tenant, role, f"test-{who}")
+    yield built
+    pool.close()
