@@ -31,13 +31,14 @@ class Ports:
     kafka: int
     ingest: int
     segment: int
+    api: int
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(free_port(), free_port(), free_port(), free_port())
+        return cls(*(free_port() for _ in range(5)))
 
     def all_closed(self) -> bool:
-        ports = (self.pg, self.kafka, self.ingest, self.segment)
+        ports = (self.pg, self.kafka, self.ingest, self.segment, self.api)
         return not any(port_open("127.0.0.1", p) for p in ports)
 
 
@@ -46,7 +47,8 @@ def start_dev(home: Path, ports: Ports) -> tuple[subprocess.Popen, list[str], fl
     started = time.monotonic()
     argv = [sys.executable, "-m", "shared.cli", "dev", "--home", str(home),
             "--pg-port", str(ports.pg), "--kafka-port", str(ports.kafka),
-            "--port", f"ingest={ports.ingest}", "--port", f"segment={ports.segment}"]  # fmt: skip
+            "--port", f"ingest={ports.ingest}", "--port", f"segment={ports.segment}",
+            "--port", f"api={ports.api}"]  # fmt: skip
     process = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
@@ -120,6 +122,11 @@ def test_dev_starts_serves_stops_cleanly_and_keeps_data(tmp_path):
         assert json.loads(record.value)["type"] == "oa.subscribe"
         status, metrics = get(f"http://127.0.0.1:{ports.ingest}/metrics")
         assert status == 200 and b'siyu_ingest_events_total{outcome="produced"' in metrics
+        # The segment consumer and the admin API run too.
+        wait_until(lambda: get(f"http://127.0.0.1:{ports.segment}/healthz")[0] == 200, timeout=30)
+        wait_until(lambda: get(f"http://127.0.0.1:{ports.api}/readyz")[0] == 200, timeout=30)
+        status, body = get(f"http://127.0.0.1:{ports.api}/api/v1/me")
+        assert status == 401 and json.loads(body)["error"]["code"] == "unauthenticated"
     finally:
         rest = stop_dev(process, signal.SIGINT)
     assert process.returncode == 0, rest
