@@ -18,7 +18,14 @@ from psycopg.types.json import Jsonb
 
 from services.segment import behaviour
 from services.segment.facts import AccountFacts, ContactFacts, EventFact
-from services.segment.lifecycle import LifecycleModel, Transition, builtin_models, evaluate_account
+from services.segment.lifecycle import (
+    LifecycleModel,
+    ModelError,
+    Transition,
+    builtin_models,
+    evaluate_account,
+    load_model,
+)
 from services.segment.risk import risk_flags
 from services.segment.roles import infer_role
 from services.segment.scoring import account_score, score
@@ -50,15 +57,48 @@ class Topics:
         return cls(prefix + PROFILES, prefix + STAGE_CHANGES)
 
 
-def model_for(tenant: Tenant) -> LifecycleModel:
+# Compiled custom models by (tenant, name, updated_at): an edit through the API changes
+# updated_at, so a stale entry is never used; the bound keeps a long-lived consumer small.
+_CUSTOM_MODELS: dict[tuple[str, str, datetime], LifecycleModel] = {}
+_CUSTOM_MODELS_MAX = 256
+
+
+def model_for(tenant: Tenant, conn: Connection | None = None) -> LifecycleModel:
+    """The tenant's lifecycle model: a built-in for its mode, or the custom model its
+    ``lifecycle_model`` names (table lifecycle_models, read through ``conn``). Without ``conn``,
+    or when the custom model is missing or no longer valid, the mode's default stands in."""
     models = builtin_models(tenant.mode)
-    # Custom models arrive with the lifecycle API; until then the mode's default stands in.
-    return (
-        models.get(tenant.lifecycle_model) or models["aisceas" if tenant.mode == "b2b" else "aarrr"]
-    )
+    default = models["aisceas" if tenant.mode == "b2b" else "aarrr"]
+    name = tenant.lifecycle_model
+    if name in models:
+        return models[name]
+    if conn is None:
+        return default
+    row = conn.execute(
+        "SELECT document, updated_at FROM lifecycle_models WHERE tenant_id = %s AND name = %s",
+        (tenant.id, name),
+    ).fetchone()
+    if row is None:
+        return default
+    key = (tenant.id, name, row["updated_at"])
+    model = _CUSTOM_MODELS.get(key)
+    if model is None:
+        try:
+            model = load_model(row["document"])
+        except ModelError as exc:  # stored valid; the grammar may have changed since
+            import structlog
+
+            structlog.get_logger("siyu.segment").warning(
+                "custom_model_invalid", tenant_id=tenant.id, model=name, error=exc.message
+            )
+            return default
+        if len(_CUSTOM_MODELS) >= _CUSTOM_MODELS_MAX:
+            _CUSTOM_MODELS.clear()
+        _CUSTOM_MODELS[key] = model
+    return model
 
 
-def _events(conn: Connection, tenant_id: str, contact_ids: list[str], since: datetime):
+def contact_events(conn: Connection, tenant_id: str, contact_ids: list[str], since: datetime):
     rows = conn.execute(
         "SELECT contact_id, type, occurred_at, attributes FROM ("
         "  SELECT *, row_number() OVER (PARTITION BY contact_id ORDER BY occurred_at DESC) AS n"
@@ -100,10 +140,10 @@ def refresh_contacts(
     if not rows:
         return set()
     oldest = min(now or r["last_event_at"] for r in rows)
-    history = _events(
+    history = contact_events(
         conn, tenant.id, [r["contact_id"] for r in rows], oldest - timedelta(days=HISTORY_DAYS)
     )
-    model = model_for(tenant)
+    model = model_for(tenant, conn)
     defined = load_segments(conn, tenant.id)
     accounts: dict[str, dict | None] = {}
     for row in rows:
@@ -128,7 +168,7 @@ def _derive(conn, tenant, model, defined, row, events, account_row, now, checkpo
         role=guess.role if guess else None,
         attributes=row["attributes"],
         tags=frozenset(row["tags"]),
-        account=_account_facts(account_row) if account_row else None,
+        account=account_facts(account_row) if account_row else None,
         created_at=row["created_at"],
     )
     stage, since = row["stage"], row["stage_since"]
@@ -189,7 +229,7 @@ def _account_row(conn: Connection, tenant: Tenant, account_id: str) -> dict | No
     ).fetchone()
 
 
-def _account_facts(row: dict) -> AccountFacts:
+def account_facts(row: dict) -> AccountFacts:
     return AccountFacts(
         account_id=row["account_id"],
         name=row["name"],
@@ -222,7 +262,7 @@ def refresh_account(
     if account is None or not members:
         return False
     now = max(m["last_event_at"] for m in members)
-    history = _events(
+    history = contact_events(
         conn, tenant.id, [m["contact_id"] for m in members], now - timedelta(days=HISTORY_DAYS)
     )
     member_events = sorted(
@@ -248,7 +288,7 @@ def refresh_account(
         events=business,
         created_at=account["created_at"],
     )
-    model = model_for(tenant)
+    model = model_for(tenant, conn)
     stage, since = account["stage"], account["stage_since"]
     move = evaluate_account(model, facts, [m["stage"] for m in members], now)
     if move is not None:
@@ -412,7 +452,7 @@ def queue_tombstone(
             "contact_id": merged,
             "mode": tenant.mode,
             "identities": {},
-            "model": model_for(tenant).name,
+            "model": model_for(tenant, conn).name,
             "stage": None,
             "role": None,
             "account_id": None,

@@ -36,6 +36,15 @@ TENANT_ROUTES = ("/tokens", "/audit")
 WHO = ("viewer", "operator", "admin", "platform")
 
 
+SERVICE_ROUTE_PREFIXES = (
+    "/api/v1/contacts",
+    "/api/v1/accounts",
+    "/api/v1/segments",
+    "/api/v1/lifecycle",
+    "/api/v1/reports",
+)
+
+
 def _rule(path: str) -> str:
     return "/api/v1" + path.replace("acme", "<tenant>").replace("{doomed}", "<tenant>").replace(
         "{victim}", "<token_id>"
@@ -104,8 +113,9 @@ def test_openapi_document_is_valid_and_lists_every_route(api):
         if method != "parameters"
     }
     assert routes == documented
-    # The RBAC table below covers every route too.
-    assert routes == {(method, _rule(path)) for method, path, _, _ in RBAC}
+    # The RBAC table below covers every route of the foundation (service routes have their own).
+    foundation = {(m, r) for m, r in routes if not r.startswith(SERVICE_ROUTE_PREFIXES)}
+    assert foundation == {(method, _rule(path)) for method, path, _, _ in RBAC}
     for path, operations in spec["paths"].items():
         for method, operation in operations.items():
             if method == "parameters":  # the path's own parameters (e.g. {tenant})

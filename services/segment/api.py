@@ -1,0 +1,8 @@
+"""The segment service's admin routes, served by `siyu api serve` (see services/api.py)."""
+
+from __future__ import annotations
+
+from services.segment.api_lifecycle import BLUEPRINTS as LIFECYCLE
+from services.segment.api_people import BLUEPRINTS as PEOPLE
+
+BLUEPRINTS = (*PEOPLE, *LIFECYCLE)

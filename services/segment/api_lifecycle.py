@@ -1,0 +1,638 @@
+"""Admin routes of lifecycle models and the funnel report (``/lifecycle``, ``/reports/funnel``).
+
+Models: the built-in packs for the tenant's mode (``rules/*.yaml``) and the tenant's custom
+models (table ``lifecycle_models``, migration 0005), stored as the same documents and validated
+by ``lifecycle.load_model``. The active one is what ``derive.model_for`` evaluates with.
+
+Views are thin: the schema validates, lifecycle/funnel functions decide, SQL here reads and
+writes the segment tables through ``segment_connection()`` with bound parameters, and every
+mutation is audited in its own transaction.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, time, timedelta
+from functools import cache
+from zoneinfo import ZoneInfo
+
+import yaml
+from flask import Response
+from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from psycopg.types.json import Jsonb
+
+from services.segment.api_common import current_tenant, segment_connection
+from services.segment.derive import HISTORY_DAYS, account_facts, contact_events, model_for
+from services.segment.facts import ContactFacts
+from services.segment.funnel import Current, FunnelSpec, Move, funnel_report, render_svg
+from services.segment.lifecycle import (
+    BUILTIN_MODELS,
+    RULES_DIR,
+    LifecycleModel,
+    ModelError,
+    load_model,
+)
+from services.segment.roles import infer_role
+from services.segment.scoring import score
+from shared.api import (
+    ApiError,
+    Blueprint,
+    audit,
+    conflict,
+    not_found,
+    principal,
+    require,
+)
+from shared.config import Tenant
+
+MAX_CUSTOM_MODELS = 50  # per tenant: keeps GET /lifecycle a short, unpaged list
+DRY_RUN_BATCH = 500
+DRY_RUN_SAMPLE = 20
+DEFAULT_MODEL = {"b2b": "aisceas", "b2c": "aarrr"}
+SUBJECT_OF_MODE = {"b2b": "accounts", "b2c": "contacts"}
+
+
+# --- models: documents and look-ups --------------------------------------------------------------
+
+
+@cache
+def builtin_document(name: str, mode: str) -> dict:
+    """The built-in pack's document for a mode, as written (YAML anchors resolved)."""
+    doc = yaml.safe_load((RULES_DIR / f"{name}.yaml").read_text(encoding="utf-8"))
+    return doc[mode]
+
+
+def _custom_rows(conn, tenant: Tenant, name: str | None = None) -> list[dict]:
+    return conn.execute(
+        "SELECT name, document, created_at, updated_at FROM lifecycle_models "
+        "WHERE tenant_id = %(tenant)s AND (%(name)s::text IS NULL OR name = %(name)s) "
+        "ORDER BY name",
+        {"tenant": tenant.id, "name": name},
+    ).fetchall()
+
+
+def active_model_name(conn, tenant: Tenant) -> str:
+    """What derive evaluates with: the named model, or the mode's default when it is missing."""
+    return model_for(tenant, conn).name
+
+
+def _model_view(name: str, document: dict, *, builtin: bool, active: bool, row=None) -> dict:
+    return {
+        "name": name,
+        "title": document.get("title", name),
+        "description": document.get("description", ""),
+        "builtin": builtin,
+        "active": active,
+        "stages": [
+            {"name": s["name"], "title": s.get("title", s["name"].title()), "when": s["when"]}
+            for s in document.get("stages", ())
+        ],
+        "side_stages": [
+            {"name": s["name"], "title": s.get("title", s["name"].title())}
+            for s in document.get("side_stages", ())
+        ],
+        "regress": [
+            {"from": list(r["from"]), "to": r["to"], "when": r["when"]}
+            for r in document.get("regress", ())
+        ],
+        "created_at": row["created_at"] if row else None,
+        "updated_at": row["updated_at"] if row else None,
+    }
+
+
+def _find_document(conn, tenant: Tenant, name: str) -> tuple[dict, dict | None]:
+    """(document, stored row or None for a built-in); 404 when the tenant has no such model."""
+    if name in BUILTIN_MODELS:
+        return builtin_document(name, tenant.mode), None
+    rows = _custom_rows(conn, tenant, name)
+    if not rows:
+        raise not_found("lifecycle model", name)
+    return rows[0]["document"], rows[0]
+
+
+def _load(document: dict) -> LifecycleModel:
+    try:
+        return load_model(document)
+    except ModelError as exc:
+        raise ApiError(400, "invalid_model", exc.message, exc.paths) from None
+
+
+# --- schemas -------------------------------------------------------------------------------------
+
+_CONDITION = {
+    "type": "object",
+    "description": "A condition (grammar: services/segment/lifecycle.py), e.g. "
+    '{"event": ["oa.click", "oa.view"], "min": 2, "within_days": 30}',
+}
+
+
+class StageSchema(Schema):
+    name = fields.String(required=True)
+    title = fields.String(required=True)
+    when = fields.Dict(required=True, metadata=_CONDITION)
+
+
+class SideStageSchema(Schema):
+    name = fields.String(required=True)
+    title = fields.String(required=True)
+
+
+class RegressSchema(Schema):
+    from_ = fields.List(fields.String(), data_key="from", attribute="from", required=True)
+    to = fields.String(required=True)
+    when = fields.Dict(required=True, metadata=_CONDITION)
+
+
+class LifecycleModelSchema(Schema):
+    name = fields.String(required=True)
+    title = fields.String(required=True)
+    description = fields.String(required=True)
+    builtin = fields.Boolean(required=True)
+    active = fields.Boolean(required=True, metadata={"description": "The tenant evaluates with it"})
+    stages = fields.List(fields.Nested(StageSchema), required=True)
+    side_stages = fields.List(fields.Nested(SideStageSchema), required=True)
+    regress = fields.List(fields.Nested(RegressSchema), required=True)
+    created_at = fields.DateTime(allow_none=True, metadata={"description": "null for built-ins"})
+    updated_at = fields.DateTime(allow_none=True)
+
+
+class LifecycleModelListSchema(Schema):
+    active = fields.String(required=True)
+    mode = fields.String(required=True, metadata={"enum": ["b2b", "b2c"]})
+    items = fields.List(fields.Nested(LifecycleModelSchema), required=True)
+
+
+class ModelDocumentSchema(Schema):
+    """A model document, as in services/segment/rules/*.yaml; validated by load_model (400
+    ``invalid_model``, details: the path of every bad field)."""
+
+    class Meta:
+        unknown = INCLUDE  # load_model reports unknown keys with their paths
+
+    name = fields.Raw(metadata={"type": "string", "description": "Default: the name in the path"})
+    title = fields.Raw(metadata={"type": "string"})
+    description = fields.Raw(metadata={"type": "string"})
+    stages = fields.Raw(
+        metadata={
+            "type": "array",
+            "items": {"type": "object"},
+            "description": "Required: the funnel stages in order",
+        },
+    )
+    side_stages = fields.Raw(metadata={"type": "array", "items": {"type": "object"}})
+    regress = fields.Raw(metadata={"type": "array", "items": {"type": "object"}})
+
+
+class DryRunSchema(Schema):
+    model = fields.Dict(
+        load_default=None,
+        metadata={"description": "An unsaved model document to test instead of the named one"},
+    )
+    now = fields.AwareDateTime(
+        load_default=None, metadata={"description": "Evaluate as of (default: now)"}
+    )
+
+
+class MoveCountSchema(Schema):
+    from_ = fields.String(data_key="from", attribute="from", required=True, allow_none=True)
+    to = fields.String(required=True)
+    count = fields.Integer(required=True)
+
+
+class MoveSampleSchema(Schema):
+    contact_id = fields.String(required=True)
+    name = fields.String(allow_none=True)
+    from_ = fields.String(data_key="from", attribute="from", required=True, allow_none=True)
+    to = fields.String(required=True)
+    cause = fields.String(required=True, metadata={"description": "The rule that held"})
+    path = fields.List(fields.String(), required=True, metadata={"description": "Stages entered"})
+
+
+class DryRunResultSchema(Schema):
+    model = fields.String(required=True)
+    now = fields.DateTime(required=True)
+    evaluated = fields.Integer(required=True, metadata={"description": "Contacts evaluated"})
+    moving = fields.Integer(required=True, metadata={"description": "Contacts that would move"})
+    moves = fields.List(fields.Nested(MoveCountSchema), required=True)
+    sample = fields.List(fields.Nested(MoveSampleSchema), required=True)
+
+
+class FunnelQuerySchema(Schema):
+    model = fields.String(
+        load_default=None, metadata={"description": "Default: the tenant's active model"}
+    )
+    since = fields.Date(load_default=None, metadata={"description": "From this day (tenant tz)"})
+    until = fields.Date(load_default=None, metadata={"description": "Up to this day, inclusive"})
+    mode = fields.String(
+        load_default=None,
+        validate=validate.OneOf(["b2b", "b2c"]),
+        metadata={"description": "b2b: accounts, b2c: contacts (default: the tenant's mode)"},
+    )
+    subject = fields.String(load_default=None, validate=validate.OneOf(["contacts", "accounts"]))
+    segment = fields.String(
+        load_default=None,
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "Contacts in this segment (accounts: with a member in it)"},
+    )
+    account_id = fields.String(load_default=None, validate=validate.Length(min=1, max=200))
+    format = fields.String(load_default="json", validate=validate.OneOf(["json", "svg"]))
+
+    @validates_schema
+    def _consistent(self, data: dict, **kwargs) -> None:
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            raise ValidationError("Must not be after until.", "since")
+        mode, subject = data.get("mode"), data.get("subject")
+        if mode and subject and SUBJECT_OF_MODE[mode] != subject:
+            raise ValidationError(f"mode {mode} reports on {SUBJECT_OF_MODE[mode]}.", "subject")
+
+
+class FunnelStageSchema(Schema):
+    name = fields.String(required=True)
+    title = fields.String(required=True)
+    position = fields.Integer(required=True)
+    count = fields.Integer(required=True, metadata={"description": "In the stage now"})
+    entered = fields.Integer(required=True, metadata={"description": "Distinct subjects entering"})
+    reached = fields.Integer(
+        required=True, metadata={"description": "Reached this stage or a later one"}
+    )
+    conversion = fields.Float(
+        required=True, allow_none=True, metadata={"description": "reached / previous reached"}
+    )
+    median_days = fields.Float(required=True, allow_none=True)
+    stays = fields.Integer(required=True, metadata={"description": "Completed stays measured"})
+
+
+class FunnelSideStageSchema(Schema):
+    name = fields.String(required=True)
+    title = fields.String(required=True)
+    count = fields.Integer(required=True)
+    entered = fields.Integer(required=True)
+    median_days = fields.Float(required=True, allow_none=True)
+    stays = fields.Integer(required=True)
+
+
+class ConversionSchema(Schema):
+    from_ = fields.String(data_key="from", attribute="from", required=True)
+    to = fields.String(required=True)
+    reached_from = fields.Integer(required=True)
+    reached_to = fields.Integer(required=True)
+    rate = fields.Float(required=True, allow_none=True)
+
+
+class FunnelFiltersSchema(Schema):
+    since = fields.Date(allow_none=True)
+    until = fields.Date(allow_none=True)
+    segment = fields.String(allow_none=True)
+    account_id = fields.String(allow_none=True)
+
+
+class FunnelSchema(Schema):
+    model = fields.String(required=True)
+    title = fields.String(required=True)
+    active = fields.Boolean(required=True, metadata={"description": "The tenant's active model"})
+    subject = fields.String(required=True, metadata={"enum": ["contacts", "accounts"]})
+    filters = fields.Nested(FunnelFiltersSchema, required=True)
+    total = fields.Integer(required=True, metadata={"description": "Subjects in scope"})
+    unstaged = fields.Integer(required=True)
+    stages = fields.List(fields.Nested(FunnelStageSchema), required=True)
+    side_stages = fields.List(fields.Nested(FunnelSideStageSchema), required=True)
+    conversions = fields.List(fields.Nested(ConversionSchema), required=True)
+
+
+# --- /lifecycle ----------------------------------------------------------------------------------
+
+lifecycle = Blueprint("lifecycle", __name__, description="Lifecycle models (AARRR, AISCEAS, own)")
+
+
+@lifecycle.route("/lifecycle", methods=["GET"])
+@require("viewer")
+@lifecycle.response(200, LifecycleModelListSchema)
+def list_models():
+    """The models available to the tenant and which one is active
+
+    The built-in models for the tenant's mode, then its custom models by name.
+    """
+    tenant = current_tenant()
+    with segment_connection() as conn:
+        active = active_model_name(conn, tenant)
+        customs = _custom_rows(conn, tenant)
+    items = [
+        _model_view(name, builtin_document(name, tenant.mode), builtin=True, active=name == active)
+        for name in BUILTIN_MODELS
+    ]
+    items += [
+        _model_view(r["name"], r["document"], builtin=False, active=r["name"] == active, row=r)
+        for r in customs
+    ]
+    return {"active": active, "mode": tenant.mode, "items": items}
+
+
+@lifecycle.route("/lifecycle/<name>", methods=["GET"])
+@require("viewer")
+@lifecycle.response(200, LifecycleModelSchema)
+def get_model(name: str):
+    """One model: stages with their conditions, side stages, regress rules"""
+    tenant = current_tenant()
+    with segment_connection() as conn:
+        document, row = _find_document(conn, tenant, name)
+        active = active_model_name(conn, tenant)
+    return _model_view(name, document, builtin=row is None, active=name == active, row=row)
+
+
+@lifecycle.route("/lifecycle/<name>", methods=["PUT"])
+@require("admin")
+@lifecycle.arguments(ModelDocumentSchema)
+@lifecycle.response(200, LifecycleModelSchema, description="Replaced")
+@lifecycle.alt_response(201, schema=LifecycleModelSchema, description="Created")
+@lifecycle.alt_response(409, description="A built-in name, or too many custom models")
+def put_model(document: dict, name: str):
+    """Create or replace a custom model
+
+    The body is a model document as in `rules/*.yaml` (one mode's variant). An invalid one is a
+    400 `invalid_model` whose `details` map each bad field's path to its messages.
+    """
+    if name in BUILTIN_MODELS:
+        raise conflict(f"{name!r} is a built-in model; choose another name")
+    document = dict(document)
+    if document.setdefault("name", name) != name:
+        raise ApiError(
+            400,
+            "invalid_model",
+            "the document's name differs from the name in the path",
+            {"name": [f"Must be {name!r} (the name in the path)."]},
+        )
+    model = _load(document)
+    tenant = current_tenant()
+    with segment_connection() as conn:
+        exists = bool(_custom_rows(conn, tenant, name))
+        if not exists:
+            n = conn.execute(
+                "SELECT count(*) AS n FROM lifecycle_models WHERE tenant_id = %s", (tenant.id,)
+            ).fetchone()["n"]
+            if n >= MAX_CUSTOM_MODELS:
+                raise ApiError(
+                    409, "too_many_models", f"a tenant has at most {MAX_CUSTOM_MODELS} models"
+                )
+        row = conn.execute(
+            "INSERT INTO lifecycle_models (tenant_id, name, document) VALUES (%s, %s, %s) "
+            "ON CONFLICT (tenant_id, name) DO UPDATE "
+            "SET document = EXCLUDED.document, updated_at = clock_timestamp() "
+            "RETURNING name, document, created_at, updated_at",
+            (tenant.id, name, Jsonb(document)),
+        ).fetchone()
+        audit(
+            conn,
+            principal(),
+            tenant.id,
+            "lifecycle.replace" if exists else "lifecycle.create",
+            name,
+            {"stages": list(model.stage_names), "side_stages": list(model.side_stages)},
+        )
+        active = active_model_name(conn, tenant)
+    view = _model_view(name, row["document"], builtin=False, active=name == active, row=row)
+    return view, 200 if exists else 201
+
+
+@lifecycle.route("/lifecycle/<name>", methods=["DELETE"])
+@require("admin")
+@lifecycle.response(204)
+@lifecycle.alt_response(409, description="A built-in model, or the active one")
+def delete_model(name: str):
+    """Delete a custom model (not a built-in, not the active one)"""
+    if name in BUILTIN_MODELS:
+        raise conflict(f"{name!r} is a built-in model")
+    tenant = current_tenant()
+    if tenant.lifecycle_model == name:
+        raise conflict(f"{name!r} is the tenant's active model; switch the tenant first")
+    with segment_connection() as conn:
+        row = conn.execute(
+            "DELETE FROM lifecycle_models WHERE tenant_id = %s AND name = %s RETURNING name",
+            (tenant.id, name),
+        ).fetchone()
+        if row is None:
+            raise not_found("lifecycle model", name)
+        audit(conn, principal(), tenant.id, "lifecycle.delete", name, {})
+    return None
+
+
+# --- dry run -------------------------------------------------------------------------------------
+
+
+def _contact_facts(tenant: Tenant, row: dict, events, account_row, now: datetime) -> ContactFacts:
+    """The facts derive.py gives the rules for a contact at ``now`` (see derive._derive)."""
+    seen = tuple(e for e in events if e.occurred_at <= now)
+    guess = infer_role(row["title"], row["tags"])
+    return ContactFacts(
+        contact_id=row["contact_id"],
+        tenant_mode=tenant.mode,
+        stage=row["stage"],
+        score=score(seen, now),
+        role=guess.role if guess else None,
+        attributes=row["attributes"],
+        tags=frozenset(row["tags"]),
+        events=seen,
+        account=account_facts(account_row) if account_row else None,
+        created_at=row["created_at"],
+    )
+
+
+def dry_run(conn, tenant: Tenant, model: LifecycleModel, now: datetime) -> dict:
+    """Every contact of the tenant evaluated with ``model`` at ``now``, in keyset batches.
+
+    Reads only (the caller's transaction is read-only): who would move, from where to where,
+    and why.
+    """
+    pairs: Counter[tuple[str | None, str]] = Counter()
+    sample: list[dict] = []
+    evaluated, after = 0, ""
+    since = now - timedelta(days=HISTORY_DAYS)
+    while True:
+        rows = conn.execute(
+            "SELECT * FROM contacts WHERE tenant_id = %s AND contact_id > %s "
+            "ORDER BY contact_id LIMIT %s",
+            (tenant.id, after, DRY_RUN_BATCH),
+        ).fetchall()
+        if not rows:
+            break
+        after = rows[-1]["contact_id"]
+        evaluated += len(rows)
+        history = contact_events(conn, tenant.id, [r["contact_id"] for r in rows], since)
+        account_ids = sorted({r["account_id"] for r in rows if r["account_id"]})
+        accounts = {
+            a["account_id"]: a
+            for a in conn.execute(
+                "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = ANY(%s)",
+                (tenant.id, account_ids),
+            ).fetchall()
+        }
+        for row in rows:
+            facts = _contact_facts(
+                tenant, row, history[row["contact_id"]], accounts.get(row["account_id"]), now
+            )
+            moves = model.settle(facts, now)
+            if not moves:
+                continue
+            pairs[(row["stage"], moves[-1].to_stage)] += 1
+            if len(sample) < DRY_RUN_SAMPLE:
+                sample.append(
+                    {
+                        "contact_id": row["contact_id"],
+                        "name": row["name"],
+                        "from": row["stage"],
+                        "to": moves[-1].to_stage,
+                        "cause": "; then ".join(m.cause for m in moves),
+                        "path": [m.to_stage for m in moves],
+                    }
+                )
+    moves_out = [
+        {"from": a, "to": b, "count": n}
+        for (a, b), n in sorted(pairs.items(), key=lambda kv: (-kv[1], kv[0][0] or "", kv[0][1]))
+    ]
+    return {
+        "model": model.name,
+        "now": now,
+        "evaluated": evaluated,
+        "moving": sum(pairs.values()),
+        "moves": moves_out,
+        "sample": sample,
+    }
+
+
+@lifecycle.route("/lifecycle/<name>/dry-run", methods=["POST"])
+@require("operator")
+@lifecycle.arguments(DryRunSchema)
+@lifecycle.response(200, DryRunResultSchema)
+def dry_run_model(body: dict, name: str):
+    """Who would move under a model, and why, without changing anything
+
+    Evaluates every contact of the tenant with the named model (or the unsaved `model` document
+    of the body) as of `now`. Nothing is written and no row is locked.
+    """
+    tenant = current_tenant()
+    now = body["now"] or datetime.now(UTC)
+    with segment_connection() as conn:
+        # Read-only and one snapshot for every batch: a dry run can neither write nor block.
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        if body["model"] is not None:
+            document = dict(body["model"])
+            document.setdefault("name", name)
+        else:
+            document, _ = _find_document(conn, tenant, name)
+        model = _load(document)
+        return dry_run(conn, tenant, model, now)
+
+
+# --- /reports/funnel -----------------------------------------------------------------------------
+
+reports = Blueprint("reports", __name__, description="Reports: the lifecycle funnel")
+
+_SCOPE = {
+    "contacts": """SELECT c.contact_id AS subject_id, c.stage, c.stage_since FROM contacts c
+        WHERE c.tenant_id = %(tenant)s
+          AND (%(account)s::text IS NULL OR c.account_id = %(account)s)
+          AND (%(segment)s::text IS NULL OR EXISTS (
+                SELECT 1 FROM segment_members m WHERE m.tenant_id = c.tenant_id
+                   AND m.segment_id = %(segment)s AND m.contact_id = c.contact_id))""",
+    "accounts": """SELECT a.account_id AS subject_id, a.stage, a.stage_since FROM accounts a
+        WHERE a.tenant_id = %(tenant)s AND a.merged_into IS NULL
+          AND (%(account)s::text IS NULL OR a.account_id = %(account)s)
+          AND (%(segment)s::text IS NULL OR EXISTS (
+                SELECT 1 FROM contacts c JOIN segment_members m
+                    ON m.tenant_id = c.tenant_id AND m.contact_id = c.contact_id
+                 WHERE c.tenant_id = a.tenant_id AND c.account_id = a.account_id
+                   AND m.segment_id = %(segment)s))""",
+}
+
+
+def _spec(name: str, document: dict) -> FunnelSpec:
+    view = _model_view(name, document, builtin=False, active=False)
+    return FunnelSpec(
+        name=name,
+        title=view["title"],
+        stages=tuple((s["name"], s["title"]) for s in view["stages"]),
+        side_stages=tuple((s["name"], s["title"]) for s in view["side_stages"]),
+    )
+
+
+def _day_start(day, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=tz)
+
+
+@reports.route("/reports/funnel", methods=["GET"])
+@require("viewer")
+@reports.arguments(FunnelQuerySchema, location="query")
+@reports.response(200, FunnelSchema)
+@reports.doc(
+    responses={
+        "200": {
+            "description": "The report (JSON), or with format=svg its chart",
+            "content": {
+                "image/svg+xml": {
+                    "schema": {"type": "string", "description": "With format=svg: a bar chart"}
+                }
+            },
+        }
+    }
+)
+def funnel(args: dict):
+    """The lifecycle funnel: counts per stage, step conversion, median time in stage
+
+    Subjects are contacts (B2C) or accounts (B2B) by default; `since`/`until` are days in the
+    tenant's time zone, applied to when subjects entered stages. `format=svg` returns a chart.
+    """
+    tenant = current_tenant()
+    subject = args["subject"] or SUBJECT_OF_MODE[args["mode"] or tenant.mode]
+    tz = ZoneInfo(tenant.timezone)
+    since = _day_start(args["since"], tz) if args["since"] else None
+    until = _day_start(args["until"] + timedelta(days=1), tz) if args["until"] else None
+    params = {"tenant": tenant.id, "account": args["account_id"], "segment": args["segment"]}
+    with segment_connection() as conn:
+        active = active_model_name(conn, tenant)
+        name = args["model"] or active
+        document, _ = _find_document(conn, tenant, name)
+        if (
+            args["segment"]
+            and not conn.execute(
+                "SELECT 1 FROM segments WHERE tenant_id = %s AND segment_id = %s",
+                (tenant.id, args["segment"]),
+            ).fetchone()
+        ):
+            raise not_found("segment", args["segment"])
+        if (
+            args["account_id"]
+            and not conn.execute(
+                "SELECT 1 FROM accounts WHERE tenant_id = %s AND account_id = %s",
+                (tenant.id, args["account_id"]),
+            ).fetchone()
+        ):
+            raise not_found("account", args["account_id"])
+        scope = _SCOPE[subject]
+        current = [
+            Current(r["subject_id"], r["stage"], r["stage_since"])
+            for r in conn.execute(scope, params).fetchall()
+        ]
+        history = conn.execute(
+            f"WITH scope AS ({scope}) "  # noqa: S608 - a constant of this module
+            "SELECT h.id, h.subject_id, h.from_stage, h.to_stage, h.changed_at "
+            "FROM stage_history h JOIN scope s ON s.subject_id = h.subject_id "
+            "WHERE h.tenant_id = %(tenant)s AND h.subject_kind = %(kind)s AND h.model = %(model)s",
+            {**params, "kind": subject.removesuffix("s"), "model": name},
+        ).fetchall()
+    moves = [
+        Move(r["subject_id"], r["from_stage"], r["to_stage"], r["changed_at"], r["id"])
+        for r in history
+    ]
+    # Subjects' stage columns belong to the active model; another model's funnel is read from
+    # its recorded history alone.
+    report = funnel_report(
+        _spec(name, document), current if name == active else None, moves, since=since, until=until
+    )
+    filters = {k: args[k] for k in ("since", "until", "segment", "account_id")}
+    report = {**report, "active": name == active, "subject": subject, "filters": filters}
+    if args["format"] == "svg":
+        shown = [f"{subject}"] + [f"{k} {v}" for k, v in filters.items() if v is not None]
+        return Response(render_svg(report, subtitle=", ".join(shown)), mimetype="image/svg+xml")
+    return report
+
+
+BLUEPRINTS = (lifecycle, reports)
