@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 from marshmallow import RAISE, Schema, validate
 from marshmallow import fields as mfields
 
-from services.segment.facts import EventFact
+from services.segment.facts import EventFact, amount_of
 from services.segment.scoring import RuleConfigError, check_positive, validate_config
 
 SEGMENTS = (
@@ -186,17 +186,6 @@ DEFAULT_THRESHOLDS = BehaviourThresholds()
 # --- features -----------------------------------------------------------------------------------
 
 
-def _amount(attributes: Mapping[str, Any]) -> float:
-    value = attributes.get("amount")
-    if isinstance(value, bool):
-        return 0.0
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 0.0
-    return number if math.isfinite(number) else 0.0
-
-
 def _truthy(value: Any) -> bool:
     if isinstance(value, str):
         return value.strip().casefold() in _TRUE
@@ -276,7 +265,7 @@ def features(
     return Features(
         recency_days=age(orders[-1]) if orders else None,
         frequency_90d=sum(1 for e in orders if age(e) <= 90),
-        monetary_365d=sum(_amount(e.attributes) for e in orders if age(e) <= 365),
+        monetary_365d=sum(amount_of(e.attributes) for e in orders if age(e) <= 365),
         engagement_30d=sum(1 for e in touches if age(e) <= 30),
         clicks_30d=sum(1 for e in history if e.type in CLICK_TYPES and age(e) <= 30),
         content_interests=tuple(ranked[:top_interests]),

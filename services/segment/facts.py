@@ -6,9 +6,23 @@ values plus ``now`` as arguments, so the rules can be tested with tables of case
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+
+def amount_of(attributes: Mapping[str, Any]) -> float:
+    """The money of an event (``attributes.amount``); 0 when absent, not a number or not finite."""
+    value = attributes.get("amount")
+    if isinstance(value, bool):
+        return 0.0
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0.0
+    return number if math.isfinite(number) else 0.0
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ payment risk):
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -39,7 +38,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, validate
 from marshmallow import fields as mfields
 
-from services.segment.facts import AccountFacts, EventFact
+from services.segment.facts import AccountFacts, EventFact, amount_of
 from services.segment.scoring import RuleConfigError, check_positive, validate_config
 
 SEVERITY = ("payment_risk", "churn_risk", "inactive", "new", "growing")
@@ -183,17 +182,6 @@ def _days(delta: timedelta) -> float:
     return delta.total_seconds() / 86400.0
 
 
-def _amount(attributes: Mapping[str, Any]) -> float:
-    value = attributes.get("amount")
-    if isinstance(value, bool):
-        return 0.0
-    try:
-        number = float(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 0.0
-    return number if math.isfinite(number) else 0.0
-
-
 def _money(amount: float) -> str:
     return f"{amount:,.0f}" if amount == round(amount) else f"{amount:,.2f}"
 
@@ -229,13 +217,13 @@ def _payment(
         invoice = event.attributes.get("invoice_id")
         if event.type == ISSUED and invoice is not None:
             issued.setdefault(
-                str(invoice), (_amount(event.attributes), _currency(event.attributes))
+                str(invoice), (amount_of(event.attributes), _currency(event.attributes))
             )
         if event.type == OVERDUE:
             key = str(invoice) if invoice is not None else f"#unidentified-{index}"
             open_since.setdefault(key, event.occurred_at)
-            if _amount(event.attributes) or key not in amounts:
-                amounts[key] = (_amount(event.attributes), _currency(event.attributes))
+            if amount_of(event.attributes) or key not in amounts:
+                amounts[key] = (amount_of(event.attributes), _currency(event.attributes))
         elif event.type == PAYMENT and invoice is not None:
             open_since.pop(str(invoice), None)
     if open_since:
@@ -358,7 +346,7 @@ def _churn(events: list[EventFact], now: datetime, t: RiskThresholds) -> RiskFla
 
 
 def _orders_total(orders: list[EventFact], start: datetime, end: datetime) -> float:
-    return sum(_amount(e.attributes) for e in orders if start < e.occurred_at <= end)
+    return sum(amount_of(e.attributes) for e in orders if start < e.occurred_at <= end)
 
 
 def _growing(events: list[EventFact], now: datetime, t: RiskThresholds) -> RiskFlag | None:
