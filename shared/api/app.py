@@ -80,6 +80,7 @@ def create_api_app(
     ``schema_for(service)`` names the schema of a service for blueprints that read others.
     """
     app = Flask(name)
+    app.json.ensure_ascii = False  # 苏州精工机械, not \u82cf...: readable for ops staff
     app.config.update(
         API_TITLE=title,
         API_VERSION=version,
