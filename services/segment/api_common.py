@@ -10,6 +10,7 @@ from functools import lru_cache
 import psycopg
 from psycopg import sql
 
+from services.segment.derive import Topics
 from shared.api import context
 from shared.api.auth import tenant_id as current_tenant_id
 from shared.api.errors import unknown_tenant
@@ -46,3 +47,10 @@ def current_tenant() -> Tenant:
     if found is None:
         raise unknown_tenant(current_tenant_id())
     return found
+
+
+def segment_topics() -> Topics:
+    """Where changes made through the API are queued (the outbox rows name these topics), as
+    the consumer of the same deployment names them."""
+    settings = context().settings
+    return Topics.with_prefix(settings.kafka.topic_prefix if settings is not None else "")

@@ -22,7 +22,13 @@ from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, vali
 from psycopg.types.json import Jsonb
 
 from services.segment.api_common import current_tenant, segment_connection
-from services.segment.derive import HISTORY_DAYS, account_facts, contact_events, model_for
+from services.segment.derive import (
+    HISTORY_DAYS,
+    account_facts,
+    contact_events,
+    contact_role,
+    model_for,
+)
 from services.segment.facts import ContactFacts
 from services.segment.funnel import Current, FunnelSpec, Move, funnel_report, render_svg
 from services.segment.lifecycle import (
@@ -32,7 +38,6 @@ from services.segment.lifecycle import (
     ModelError,
     load_model,
 )
-from services.segment.roles import infer_role
 from services.segment.scoring import score
 from shared.api import (
     ApiError,
@@ -421,7 +426,7 @@ def delete_model(name: str):
 def _contact_facts(tenant: Tenant, row: dict, events, account_row, now: datetime) -> ContactFacts:
     """The facts derive.py gives the rules for a contact at ``now`` (see derive._derive)."""
     seen = tuple(e for e in events if e.occurred_at <= now)
-    guess = infer_role(row["title"], row["tags"])
+    guess = contact_role(row)
     return ContactFacts(
         contact_id=row["contact_id"],
         tenant_mode=tenant.mode,

@@ -5,16 +5,21 @@ Everything is read from (and segments written to) the segment schema through
 answered 404, and its objects never appear in a list. SQL is static, with bound parameters only;
 optional filters are ``(%(x)s IS NULL OR ...)`` clauses. Lists are keyset-paginated
 (``PageArgs`` + ``page``); segment changes are audited in the transaction that makes them.
+
+Staff overrides (a contact's role, a contact's or account's stage, an account merge) are written,
+derived on (``services/segment/derive.py``) and audited in one transaction; their stage changes
+and profiles are queued in the outbox like the consumer's.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from marshmallow import Schema, fields, validate
 from psycopg.types.json import Jsonb
 
-from services.segment.api_common import segment_connection
+from services.segment.api_common import current_tenant, segment_connection, segment_topics
+from services.segment.derive import derive_touched, lock_contacts, model_for, override_stage
 from services.segment.lifecycle import error_paths
 from services.segment.roles import ROLES, role_coverage
 from services.segment.segments import SLUG, SegmentError, save_segment
@@ -78,6 +83,32 @@ class StageChangeSchema(Schema):
     changed_at = fields.DateTime(required=True)
     model = fields.String(required=True, metadata={"description": "Lifecycle model, e.g. aisceas"})
     actor = fields.String(allow_none=True, metadata={"description": "Set by manual overrides"})
+
+
+def _reason() -> fields.String:
+    return fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=500),
+        metadata={"description": "Why (kept in the audit log and, for stages, in the cause)"},
+    )
+
+
+class StageOverrideSchema(Schema):
+    stage = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "A stage or side stage of the tenant's active lifecycle model"},
+    )
+    reason = _reason()
+
+
+def _check_stage(conn, tenant, stage: str) -> None:
+    """400 unless ``stage`` is a stage or side stage of the tenant's active model."""
+    model = model_for(tenant, conn)
+    valid = [*model.stage_names, *model.side_stages]
+    if stage not in valid:
+        message = f"{stage!r} is not a stage of the lifecycle model {model.name!r}"
+        raise invalid(message, {"stage": [message], "valid": valid})
 
 
 def _history(conn, tenant: str, kind: str, subject_id: str) -> list[dict]:
@@ -172,7 +203,14 @@ class ContactAccountSchema(Schema):
 
 class ContactSchema(ContactItemSchema):
     role_confidence = fields.Float(allow_none=True, metadata={"description": "0..1"})
-    role_source = fields.String(allow_none=True, metadata={"enum": ["tag", "title"]})
+    role_source = fields.String(
+        allow_none=True,
+        metadata={"enum": ["tag", "title", "api"], "description": "api: set by staff (override)"},
+    )
+    role_override = fields.String(
+        allow_none=True,
+        metadata={"enum": list(ROLES), "description": "Set by PUT .../role; null: inferred"},
+    )
     stage_since = fields.DateTime(allow_none=True)
     score_at = fields.DateTime(allow_none=True)
     created_at = fields.DateTime(required=True, metadata={"description": "First evidence"})
@@ -299,33 +337,36 @@ def get_contact(contact_id: str):
     A contact merged into another (two ids found to be one person) answers 404 with
     `details.merged_into`: fetch that contact instead.
     """
-    tenant = tenant_id()
     with segment_connection() as conn:
-        row = conn.execute(
-            "SELECT * FROM contacts WHERE tenant_id = %s AND contact_id = %s",
-            (tenant, contact_id),
+        return _contact_view(conn, tenant_id(), contact_id)
+
+
+def _contact_view(conn, tenant: str, contact_id: str) -> dict:
+    row = conn.execute(
+        "SELECT * FROM contacts WHERE tenant_id = %s AND contact_id = %s",
+        (tenant, contact_id),
+    ).fetchone()
+    if row is None:
+        raise _contact_missing(conn, tenant, contact_id)
+    identities = conn.execute(
+        "SELECT kind, value, first_seen FROM identities "
+        "WHERE tenant_id = %s AND contact_id = %s ORDER BY kind, value",
+        (tenant, contact_id),
+    ).fetchall()
+    member_of = conn.execute(
+        "SELECT m.segment_id, s.name, m.since FROM segment_members m "
+        "JOIN segments s ON s.tenant_id = m.tenant_id AND s.segment_id = m.segment_id "
+        "WHERE m.tenant_id = %s AND m.contact_id = %s ORDER BY m.segment_id",
+        (tenant, contact_id),
+    ).fetchall()
+    account = None
+    if row["account_id"]:
+        account = conn.execute(
+            "SELECT account_id, name, stage, score, members, roles_engaged, risk_flags "
+            "FROM accounts WHERE tenant_id = %s AND account_id = %s",
+            (tenant, row["account_id"]),
         ).fetchone()
-        if row is None:
-            raise _contact_missing(conn, tenant, contact_id)
-        identities = conn.execute(
-            "SELECT kind, value, first_seen FROM identities "
-            "WHERE tenant_id = %s AND contact_id = %s ORDER BY kind, value",
-            (tenant, contact_id),
-        ).fetchall()
-        member_of = conn.execute(
-            "SELECT m.segment_id, s.name, m.since FROM segment_members m "
-            "JOIN segments s ON s.tenant_id = m.tenant_id AND s.segment_id = m.segment_id "
-            "WHERE m.tenant_id = %s AND m.contact_id = %s ORDER BY m.segment_id",
-            (tenant, contact_id),
-        ).fetchall()
-        account = None
-        if row["account_id"]:
-            account = conn.execute(
-                "SELECT account_id, name, stage, score, members, roles_engaged, risk_flags "
-                "FROM accounts WHERE tenant_id = %s AND account_id = %s",
-                (tenant, row["account_id"]),
-            ).fetchone()
-        history = _history(conn, tenant, "contact", contact_id)
+    history = _history(conn, tenant, "contact", contact_id)
     return {
         **row,
         "identities": identities,
@@ -333,6 +374,99 @@ def get_contact(contact_id: str):
         "account": account,
         "stage_history": history,
     }
+
+
+class RoleOverrideSchema(Schema):
+    role = fields.String(
+        required=True,
+        allow_none=True,
+        validate=validate.OneOf(ROLES),
+        metadata={"description": "The buying role; null: infer it from title and tags again"},
+    )
+    reason = _reason()
+
+
+class ContactRoleSchema(Schema):
+    contact_id = fields.String(required=True)
+    role = fields.String(allow_none=True, metadata={"enum": list(ROLES)})
+    role_confidence = fields.Float(allow_none=True)
+    role_source = fields.String(allow_none=True, metadata={"enum": ["tag", "title", "api"]})
+    role_override = fields.String(allow_none=True, metadata={"enum": list(ROLES)})
+
+
+def _locked_contact(conn, tenant, contact_id: str) -> dict:
+    rows = lock_contacts(conn, tenant, [contact_id])
+    if not rows:
+        raise _contact_missing(conn, tenant.id, contact_id)
+    return rows[0]
+
+
+@contacts.route("/contacts/<contact_id>/role", methods=["PUT"])
+@require("operator", scope=TENANT)
+@contacts.arguments(RoleOverrideSchema)
+@contacts.response(200, ContactRoleSchema)
+@contacts.alt_response(404, description="No such contact (or merged: `details.merged_into`)")
+def override_role(body: dict, contact_id: str):
+    """Set (or with null clear) the contact's buying role, overriding the one inferred
+
+    The override wins over title and tags (`role_source` `api`, confidence 1) and survives new
+    events. The contact and its account (role coverage) are derived again at once. Audited as
+    `contact.role_override`.
+    """
+    tenant = current_tenant()
+    with segment_connection() as conn:
+        row = _locked_contact(conn, tenant, contact_id)
+        conn.execute(
+            "UPDATE contacts SET role_override = %s WHERE tenant_id = %s AND contact_id = %s",
+            (body["role"], tenant.id, contact_id),
+        )
+        derive_touched(conn, tenant, {contact_id: []}, segment_topics())
+        after = conn.execute(
+            "SELECT contact_id, role, role_confidence, role_source, role_override FROM contacts "
+            "WHERE tenant_id = %s AND contact_id = %s",
+            (tenant.id, contact_id),
+        ).fetchone()
+        details = {
+            "role": body["role"],
+            "reason": body["reason"],
+            "previous": {"role": row["role"], "role_override": row["role_override"]},
+        }
+        audit(conn, principal(), tenant.id, "contact.role_override", contact_id, details)
+    return after
+
+
+@contacts.route("/contacts/<contact_id>/stage", methods=["POST"])
+@require("operator", scope=TENANT)
+@contacts.arguments(StageOverrideSchema)
+@contacts.response(200, ContactSchema)
+@contacts.alt_response(404, description="No such contact (or merged: `details.merged_into`)")
+@contacts.alt_response(409, description="The contact is in this stage already")
+def override_contact_stage(body: dict, contact_id: str):
+    """Move the contact to a stage by hand (audited)
+
+    Recorded in the stage history with the caller as `actor` and the cause `manual: <reason>`,
+    published as a stage change, audited as `contact.stage_override`. Stages stay computed from
+    evidence: the next touchpoint moves the contact on from here when its evidence supports a
+    later stage. The account's stage is not lowered (accounts only move forward).
+    """
+    tenant = current_tenant()
+    with segment_connection() as conn:
+        row = _locked_contact(conn, tenant, contact_id)
+        _check_stage(conn, tenant, body["stage"])
+        _override_stage(conn, tenant, "contact", contact_id, row, body)
+        return _contact_view(conn, tenant.id, contact_id)
+
+
+def _override_stage(conn, tenant, kind: str, subject_id: str, row: dict, body: dict) -> None:
+    if row["stage"] == body["stage"]:
+        raise conflict(f"{kind} {subject_id!r} is in stage {body['stage']!r} already")
+    who = principal()
+    override_stage(
+        conn, tenant, kind, row, body["stage"], reason=body["reason"], actor=who.token_id,
+        now=datetime.now(UTC), topics=segment_topics(),
+    )  # fmt: skip
+    details = {**body, "previous": row["stage"], "model": model_for(tenant, conn).name}
+    audit(conn, who, tenant.id, f"{kind}.stage_override", subject_id, details)
 
 
 class TimelineQuerySchema(PageArgs):
@@ -511,22 +645,24 @@ def list_accounts(args: dict):
 @accounts.alt_response(404, description="No such account")
 def get_account(account_id: str):
     """An account: members by buying role, role coverage, risk flags, attributes, stage history"""
-    tenant = tenant_id()
     with segment_connection() as conn:
-        row = conn.execute(
-            "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = %s "
-            "AND merged_into IS NULL",
-            (tenant, account_id),
-        ).fetchone()
-        if row is None:
-            raise _account_missing(conn, tenant, account_id)
-        members = conn.execute(
-            "SELECT contact_id, name, title, role, role_confidence, stage, score, last_event_at "
-            "FROM contacts WHERE tenant_id = %s AND account_id = %s "
-            "ORDER BY score DESC, contact_id LIMIT %s",
-            (tenant, account_id, MEMBERS_LIMIT),
-        ).fetchall()
-        history = _history(conn, tenant, "account", account_id)
+        return _account_view(conn, tenant_id(), account_id)
+
+
+def _account_view(conn, tenant: str, account_id: str) -> dict:
+    row = conn.execute(
+        "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = %s AND merged_into IS NULL",
+        (tenant, account_id),
+    ).fetchone()
+    if row is None:
+        raise _account_missing(conn, tenant, account_id)
+    members = conn.execute(
+        "SELECT contact_id, name, title, role, role_confidence, stage, score, last_event_at "
+        "FROM contacts WHERE tenant_id = %s AND account_id = %s "
+        "ORDER BY score DESC, contact_id LIMIT %s",
+        (tenant, account_id, MEMBERS_LIMIT),
+    ).fetchall()
+    history = _history(conn, tenant, "account", account_id)
     by_role: dict[str, list[dict]] = {}
     for role in (*ROLES, UNKNOWN_ROLE):
         group = [m for m in members if (m["role"] if m["role"] in ROLES else UNKNOWN_ROLE) == role]
@@ -543,6 +679,109 @@ def get_account(account_id: str):
         },
         "stage_history": history,
     }
+
+
+@accounts.route("/accounts/<account_id>/stage", methods=["POST"])
+@require("operator", scope=TENANT)
+@accounts.arguments(StageOverrideSchema)
+@accounts.response(200, AccountSchema)
+@accounts.alt_response(404, description="No such account (or merged: `details.merged_into`)")
+@accounts.alt_response(409, description="The account is in this stage already")
+def override_account_stage(body: dict, account_id: str):
+    """Move the account to a stage by hand (audited)
+
+    Recorded in the stage history with the caller as `actor` and the cause `manual: <reason>`,
+    published as a stage change, audited as `account.stage_override`; members' segments and
+    profiles see the new account stage. The account moves on from here when its facts or its
+    members' stages support a later stage.
+    """
+    tenant = current_tenant()
+    with segment_connection() as conn:
+        # Members first, then the account: the order the consumer locks in (derive_touched).
+        conn.execute(
+            "SELECT 1 FROM contacts WHERE tenant_id = %s AND account_id = %s "
+            "ORDER BY contact_id FOR UPDATE",
+            (tenant.id, account_id),
+        )
+        row = conn.execute(
+            "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = %s "
+            "AND merged_into IS NULL FOR UPDATE",
+            (tenant.id, account_id),
+        ).fetchone()
+        if row is None:
+            raise _account_missing(conn, tenant.id, account_id)
+        _check_stage(conn, tenant, body["stage"])
+        _override_stage(conn, tenant, "account", account_id, row, body)
+        return _account_view(conn, tenant.id, account_id)
+
+
+class AccountMergeSchema(Schema):
+    into = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=300),
+        metadata={"description": "The account that lives on (not itself merged)"},
+    )
+    reason = _reason()
+
+
+@accounts.route("/accounts/<account_id>/merge", methods=["POST"])
+@require("admin", scope=TENANT)
+@accounts.arguments(AccountMergeSchema)
+@accounts.response(200, AccountSchema, description="The account merged into, derived again")
+@accounts.alt_response(404, description="No such account (or merged: `details.merged_into`)")
+@accounts.alt_response(409, description="Into itself, or into an account that was merged")
+def merge_account(body: dict, account_id: str):
+    """Merge the account into another: two names found to be one company
+
+    Every member moves to the target, which is derived again (stage, roles, risk flags, members'
+    profiles and segments). The merged account is kept for its history: GET answers 404 with
+    `details.merged_into`, and new events naming its company attach to the target. Accounts
+    merged into this one earlier now point at the target too. Audited as `account.merge`.
+    """
+    tenant = current_tenant()
+    into = body["into"]
+    with segment_connection() as conn:
+        # Both accounts locked in id order, like the consumer's ensure_account locks one.
+        found = {
+            r["account_id"]: r
+            for r in conn.execute(
+                "SELECT account_id, merged_into FROM accounts WHERE tenant_id = %s "
+                "AND account_id = ANY(%s) ORDER BY account_id FOR UPDATE",
+                (tenant.id, sorted({account_id, into})),
+            )
+        }
+        source, target = found.get(account_id), found.get(into)
+        if source is None or source["merged_into"] is not None:
+            raise _account_missing(conn, tenant.id, account_id)
+        if into == account_id:
+            raise conflict(f"account {account_id!r} cannot be merged into itself")
+        if target is None:
+            raise not_found("account", into)
+        if target["merged_into"] is not None:
+            raise conflict(
+                f"account {into!r} was merged into {target['merged_into']!r}; merge into that",
+                {"merged_into": target["merged_into"]},
+            )
+        members = conn.execute(
+            "SELECT contact_id, account_id FROM contacts WHERE tenant_id = %s "
+            "AND account_id = ANY(%s) ORDER BY contact_id FOR UPDATE",
+            (tenant.id, [account_id, into]),
+        ).fetchall()
+        conn.execute(
+            "UPDATE contacts SET account_id = %s WHERE tenant_id = %s AND account_id = %s",
+            (into, tenant.id, account_id),
+        )
+        # merged_into always names a live account: one look-up resolves it (apply._account).
+        conn.execute(
+            "UPDATE accounts SET merged_into = %s WHERE tenant_id = %s "
+            "AND (account_id = %s OR merged_into = %s)",
+            (into, tenant.id, account_id, account_id),
+        )
+        derive_touched(conn, tenant, {m["contact_id"]: [] for m in members}, segment_topics())
+        moved = [m["contact_id"] for m in members if m["account_id"] == account_id]
+        details = {**body, "members": moved}
+        audit(conn, principal(), tenant.id, "account.merge", account_id, details)
+        return _account_view(conn, tenant.id, into)
 
 
 # --- segments ------------------------------------------------------------------------------------

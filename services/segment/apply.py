@@ -74,7 +74,8 @@ def apply_touchpoint(conn: Connection, tp: Touchpoint) -> list[Applied]:
 
 
 def _account(conn: Connection, tp: Touchpoint) -> str | None:
-    """The company account a touchpoint names (business events carry identity.account_key)."""
+    """The company account a touchpoint names (business events carry identity.account_key), or
+    the account it was merged into."""
     raw = tp.identity.account_key or tp.attributes.get("company")
     if not raw:
         return None
@@ -85,6 +86,14 @@ def _account(conn: Connection, tp: Touchpoint) -> str | None:
     store.ensure_account(
         conn, tp.tenant_id, key, str(tp.attributes.get("company") or raw), tp.occurred_at
     )
+    # A company merged by staff (POST /accounts/<id>/merge) lives on as its target; merges keep
+    # merged_into pointing at the final target, so one look-up suffices.
+    merged = conn.execute(
+        "SELECT merged_into FROM accounts WHERE tenant_id = %s AND account_id = %s",
+        (tp.tenant_id, key),
+    ).fetchone()
+    if merged is not None and merged["merged_into"]:
+        key = merged["merged_into"]
     if tp.type == "biz.account.updated":
         facts = {k: tp.attributes[k] for k in ACCOUNT_FIELDS if k in tp.attributes}
         if facts:

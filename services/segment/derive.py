@@ -27,7 +27,7 @@ from services.segment.lifecycle import (
     load_model,
 )
 from services.segment.risk import risk_flags
-from services.segment.roles import infer_role
+from services.segment.roles import RoleGuess, infer_role
 from services.segment.scoring import account_score, score
 from services.segment.segments import (
     load_segments,
@@ -129,6 +129,7 @@ def refresh_contacts(
     checkpoints: Mapping[str, list[Checkpoint]] | None = None,
     topics: Topics,
     now: datetime | None = None,
+    settle: bool = True,
 ) -> set[str]:
     """Re-derive locked contact rows: role, score, stage, behaviour, segments; queue profiles.
 
@@ -136,6 +137,8 @@ def refresh_contacts(
     passes the wall clock so that time-based rules (lapsing) apply. ``checkpoints`` are the
     (time, event id) of each touchpoint a batch applied to a contact: stages are settled at each,
     in time order, so a batch records the same transitions as one event at a time would.
+    ``settle=False`` keeps each stage as it is (a manual override just set it): everything else
+    is derived; the next evidence settles the stage again from there.
     """
     if not rows:
         return set()
@@ -153,14 +156,24 @@ def refresh_contacts(
         account = accounts.get(row["account_id"]) if row["account_id"] else None
         _derive(conn, tenant, model, defined, row, history[row["contact_id"]], account,
                 now or row["last_event_at"], (checkpoints or {}).get(row["contact_id"], []),
-                topics)  # fmt: skip
+                topics, settle)  # fmt: skip
     return {a for a in accounts if a}
 
 
-def _derive(conn, tenant, model, defined, row, events, account_row, now, checkpoints, topics):
+def contact_role(row: Mapping) -> RoleGuess | None:
+    """The contact's buying role: the override set through the API, else inferred from title and
+    tags (``roles.infer_role``)."""
+    override = row.get("role_override")
+    if override:
+        return RoleGuess(override, 1.0, "api", "api")
+    return infer_role(row["title"], row["tags"])
+
+
+def _derive(conn, tenant, model, defined, row, events, account_row, now, checkpoints, topics,
+            settle=True):  # fmt: skip
     contact_id = row["contact_id"]
     events = [e for e in events if e.occurred_at <= now]
-    guess = infer_role(row["title"], row["tags"])
+    guess = contact_role(row)
     base = ContactFacts(
         contact_id=contact_id,
         tenant_mode=tenant.mode,
@@ -175,6 +188,8 @@ def _derive(conn, tenant, model, defined, row, events, account_row, now, checkpo
     steps = sorted((min(at, now), eid) for at, eid in checkpoints) or [(now, None)]
     if steps[-1][0] < now:
         steps.append((now, steps[-1][1]))
+    if not settle:
+        steps = []
     for at, event_id in steps:
         seen = tuple(e for e in events if e.occurred_at <= at)
         facts = replace(base, stage=stage, score=score(seen, at), events=seen)
@@ -357,6 +372,44 @@ def derive_touched(
             refresh_contacts(conn, tenant, members, topics=topics)
 
 
+def override_stage(
+    conn: Connection,
+    tenant: Tenant,
+    kind: str,
+    row: dict,
+    stage: str,
+    *,
+    reason: str,
+    actor: str,
+    now: datetime,
+    topics: Topics,
+) -> None:
+    """A manual stage change of a locked contact or account row (``kind``), by ``actor`` at
+    ``now`` (wall clock): recorded in stage_history with the actor and cause ``manual: reason``,
+    queued as a stage change, written to the row. Then what depends on the stage is derived
+    again without settling it (contact: its segments and profile; account: its members'), so
+    the override stands until new evidence moves the subject on from it."""
+    model = model_for(tenant, conn)
+    subject_id = row["contact_id" if kind == "contact" else "account_id"]
+    move = Transition(row["stage"], stage, f"manual: {reason}")
+    _record(conn, tenant, kind, subject_id, model, move, now, None, topics, actor=actor)
+    if kind == "contact":
+        conn.execute(
+            "UPDATE contacts SET stage = %s, stage_since = %s "
+            "WHERE tenant_id = %s AND contact_id = %s",
+            (stage, now, tenant.id, subject_id),
+        )
+        rows = lock_contacts(conn, tenant, [subject_id])
+    else:
+        conn.execute(
+            "UPDATE accounts SET stage = %s, stage_since = %s "
+            "WHERE tenant_id = %s AND account_id = %s",
+            (stage, now, tenant.id, subject_id),
+        )
+        rows = account_members(conn, tenant, subject_id)
+    refresh_contacts(conn, tenant, rows, topics=topics, settle=False)
+
+
 def _record(
     conn: Connection,
     tenant: Tenant,
@@ -365,14 +418,16 @@ def _record(
     model: LifecycleModel,
     move: Transition,
     at: datetime,
-    event_id: str,
+    event_id: str | None,
     topics: Topics,
+    actor: str | None = None,
 ) -> None:
     conn.execute(
         "INSERT INTO stage_history (tenant_id, subject_kind, subject_id, model, from_stage, "
-        "to_stage, cause, event_id, changed_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "to_stage, cause, event_id, changed_at, actor) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (tenant.id, kind, subject_id, model.name, move.from_stage, move.to_stage, move.cause,
-         event_id, at),
+         event_id, at, actor),
     )  # fmt: skip
     value = messages.encode(
         messages.STAGE_CHANGE,
@@ -386,6 +441,7 @@ def _record(
             "cause": move.cause,
             "event_id": event_id,
             "changed_at": at.isoformat(),
+            "actor": actor,
         },
     )
     _queue(conn, tenant.id, topics.stage_changes, f"{tenant.id}:{subject_id}", value)

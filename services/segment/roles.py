@@ -167,7 +167,7 @@ _BARE_TAGS: dict[str, str] = {
 class RoleGuess:
     role: str
     confidence: float  # 0..1
-    source: Literal["tag", "title"]
+    source: Literal["tag", "title", "api"]  # "api": a staff override (derive.contact_role)
     matched: str  # the tag, or the normalised fragment of the title that decided
 
 
