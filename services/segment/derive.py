@@ -12,6 +12,7 @@ import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from functools import lru_cache
 
 from psycopg import Connection
 from psycopg.types.json import Jsonb
@@ -148,16 +149,36 @@ def refresh_contacts(
     )
     model = model_for(tenant, conn)
     defined = load_segments(conn, tenant.id)
-    accounts: dict[str, dict | None] = {}
-    for row in rows:
-        if row["account_id"] and row["account_id"] not in accounts:
-            accounts[row["account_id"]] = _account_row(conn, tenant, row["account_id"])
+    ids = [r["contact_id"] for r in rows]
+    identities = contact_identities(conn, tenant.id, ids)
+    wanted = sorted({r["account_id"] for r in rows if r["account_id"]})
+    accounts = {
+        a["account_id"]: a
+        for a in conn.execute(
+            "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = ANY(%s)",
+            (tenant.id, wanted),
+        ).fetchall()
+    } if wanted else {}  # fmt: skip
     for row in rows:
         account = accounts.get(row["account_id"]) if row["account_id"] else None
         _derive(conn, tenant, model, defined, row, history[row["contact_id"]], account,
                 now or row["last_event_at"], (checkpoints or {}).get(row["contact_id"], []),
-                topics, settle)  # fmt: skip
-    return {a for a in accounts if a}
+                topics, settle, identities.get(row["contact_id"], {}))  # fmt: skip
+    return set(accounts)
+
+
+def contact_identities(
+    conn: Connection, tenant_id: str, contact_ids: list[str]
+) -> dict[str, dict[str, list[str]]]:
+    """{contact: {kind: [values]}} for many contacts in one query."""
+    found: dict[str, dict[str, list[str]]] = {}
+    for r in conn.execute(
+        "SELECT contact_id, kind, value FROM identities WHERE tenant_id = %s "
+        "AND contact_id = ANY(%s) ORDER BY contact_id, kind, value",
+        (tenant_id, contact_ids),
+    ):
+        found.setdefault(r["contact_id"], {}).setdefault(r["kind"], []).append(r["value"])
+    return found
 
 
 def contact_role(row: Mapping) -> RoleGuess | None:
@@ -166,11 +187,17 @@ def contact_role(row: Mapping) -> RoleGuess | None:
     override = row.get("role_override")
     if override:
         return RoleGuess(override, 1.0, "api", "api")
-    return infer_role(row["title"], row["tags"])
+    return _inferred_role(row["title"], tuple(row["tags"]))
+
+
+@lru_cache(maxsize=4096)
+def _inferred_role(title: str | None, tags: tuple[str, ...]) -> RoleGuess | None:
+    # Titles repeat a lot (采购经理, IT经理...): the pattern table is matched once per title.
+    return infer_role(title, tags)
 
 
 def _derive(conn, tenant, model, defined, row, events, account_row, now, checkpoints, topics,
-            settle=True):  # fmt: skip
+            settle=True, identities=None):  # fmt: skip
     contact_id = row["contact_id"]
     events = [e for e in events if e.occurred_at <= now]
     guess = contact_role(row)
@@ -234,14 +261,26 @@ def _derive(conn, tenant, model, defined, row, events, account_row, now, checkpo
             contact_id,
         ),
     )
-    _queue_profile(conn, tenant, contact_id, model, topics, member_of)
-
-
-def _account_row(conn: Connection, tenant: Tenant, account_id: str) -> dict | None:
-    return conn.execute(
-        "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = %s",
-        (tenant.id, account_id),
-    ).fetchone()
+    profile = {
+        "tenant_id": tenant.id,
+        "contact_id": contact_id,
+        "mode": tenant.mode,
+        "identities": identities or {},
+        "model": model.name,
+        "stage": stage,
+        "role": guess.role if guess else None,
+        "account_id": row["account_id"],
+        "account_stage": account_row["stage"] if account_row else None,
+        "risk_flags": [f["flag"] for f in account_row["risk_flags"]] if account_row else [],
+        "score": new_score,
+        "tags": list(row["tags"]),
+        "behaviour": kinds,
+        "segments": member_of,
+        "last_event_at": row["last_event_at"].isoformat(),
+        "updated_at": row["last_event_at"].isoformat(),
+    }
+    value = messages.encode(messages.PROFILE, profile)
+    _queue(conn, tenant.id, topics.profiles, f"{tenant.id}:{contact_id}", value)
 
 
 def account_facts(row: dict) -> AccountFacts:
@@ -445,51 +484,6 @@ def _record(
         },
     )
     _queue(conn, tenant.id, topics.stage_changes, f"{tenant.id}:{subject_id}", value)
-
-
-def _queue_profile(
-    conn: Connection,
-    tenant: Tenant,
-    contact_id: str,
-    model: LifecycleModel,
-    topics: Topics,
-    member_of: list[str],
-) -> None:
-    row = conn.execute(
-        "SELECT c.*, a.stage AS account_stage, a.risk_flags FROM contacts c "
-        "LEFT JOIN accounts a ON a.tenant_id = c.tenant_id AND a.account_id = c.account_id "
-        "WHERE c.tenant_id = %s AND c.contact_id = %s",
-        (tenant.id, contact_id),
-    ).fetchone()
-    identities: dict[str, list[str]] = {}
-    for r in conn.execute(
-        "SELECT kind, value FROM identities WHERE tenant_id = %s AND contact_id = %s "
-        "ORDER BY kind, value",
-        (tenant.id, contact_id),
-    ):
-        identities.setdefault(r["kind"], []).append(r["value"])
-    value = messages.encode(
-        messages.PROFILE,
-        {
-            "tenant_id": tenant.id,
-            "contact_id": contact_id,
-            "mode": tenant.mode,
-            "identities": identities,
-            "model": model.name,
-            "stage": row["stage"],
-            "role": row["role"],
-            "account_id": row["account_id"],
-            "account_stage": row["account_stage"],
-            "risk_flags": [f["flag"] for f in (row["risk_flags"] or [])],
-            "score": row["score"],
-            "tags": list(row["tags"]),
-            "behaviour": list(row["behaviour"]),
-            "segments": member_of,
-            "last_event_at": row["last_event_at"].isoformat(),
-            "updated_at": row["last_event_at"].isoformat(),
-        },
-    )
-    _queue(conn, tenant.id, topics.profiles, f"{tenant.id}:{contact_id}", value)
 
 
 def queue_tombstone(
