@@ -216,9 +216,20 @@ def api_serve(host: str, port: int, workers: int) -> None:
 @main.command("fake-wechat")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", type=int, default=8099, show_default=True)
-def fake_wechat(host: str, port: int) -> None:
-    """A local stand-in for the WeChat/WeCom HTTP APIs (tokens, quotas, error codes)."""
-    _run_process("fake-wechat", host=host, port=port)
+@click.option("--seed", type=int, default=None, help="People of `siyu simulate --seed` [1].")
+@click.option("--contacts", type=int, default=None, help="As `siyu simulate --contacts` [300].")
+@click.option("--token-ttl", type=int, default=None, help="Access token lifetime, s [7200].")
+def fake_wechat(
+    host: str, port: int, seed: int | None, contacts: int | None, token_ttl: int | None
+) -> None:
+    """A local stand-in for the WeChat/WeCom HTTP APIs (tokens, quotas, error codes).
+
+    WeCom is served under /wecom/cgi-bin/ and the Official Account API under /oa/cgi-bin/; the
+    people are those of the traffic simulator, so dev-mode enrichment finds them.
+    """
+    _run_process(
+        "fake-wechat", host=host, port=port, seed=seed, contacts=contacts, token_ttl=token_ttl
+    )
 
 
 @main.command()

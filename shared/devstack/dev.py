@@ -130,6 +130,10 @@ class DevStack:
         env["SIYU_HOME"] = str(home)
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("SIYU_LINK_SECRET", "siyu-dev-link-secret-not-for-production")
+        # WeChat/WeCom API clients talk to the fake (`siyu fake-wechat`) unless told otherwise.
+        fake = f"http://127.0.0.1:{self.options.port(by_name('fake-wechat'))}"
+        env.setdefault("SIYU_WECOM_API_BASE", f"{fake}/wecom/cgi-bin/")
+        env.setdefault("SIYU_WECHAT_API_BASE", f"{fake}/oa/cgi-bin/")
         self.say(
             f"tenants from {tenants_path}: "
             + ", ".join(f"{t.id} ({t.mode}, {t.lifecycle_model})" for t in registry)

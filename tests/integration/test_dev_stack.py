@@ -32,13 +32,14 @@ class Ports:
     ingest: int
     segment: int
     api: int
+    fake_wechat: int
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(*(free_port() for _ in range(5)))
+        return cls(*(free_port() for _ in range(6)))
 
     def all_closed(self) -> bool:
-        ports = (self.pg, self.kafka, self.ingest, self.segment, self.api)
+        ports = (self.pg, self.kafka, self.ingest, self.segment, self.api, self.fake_wechat)
         return not any(port_open("127.0.0.1", p) for p in ports)
 
 
@@ -48,7 +49,7 @@ def start_dev(home: Path, ports: Ports) -> tuple[subprocess.Popen, list[str], fl
     argv = [sys.executable, "-m", "shared.cli", "dev", "--home", str(home),
             "--pg-port", str(ports.pg), "--kafka-port", str(ports.kafka),
             "--port", f"ingest={ports.ingest}", "--port", f"segment={ports.segment}",
-            "--port", f"api={ports.api}"]  # fmt: skip
+            "--port", f"api={ports.api}", "--port", f"fake-wechat={ports.fake_wechat}"]  # fmt: skip
     process = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
@@ -127,6 +128,14 @@ def test_dev_starts_serves_stops_cleanly_and_keeps_data(tmp_path):
         wait_until(lambda: get(f"http://127.0.0.1:{ports.api}/readyz")[0] == 200, timeout=30)
         status, body = get(f"http://127.0.0.1:{ports.api}/api/v1/me")
         assert status == 401 and json.loads(body)["error"]["code"] == "unauthenticated"
+        # The fake WeChat/WeCom API runs too and accepts the demo tenants' secrets.
+        fake = f"http://127.0.0.1:{ports.fake_wechat}"
+        wait_until(lambda: get(f"{fake}/readyz")[0] == 200, timeout=30)
+        status, body = get(
+            f"{fake}/wecom/cgi-bin/gettoken?corpid=ww1234567890abcdef"
+            "&corpsecret=acme-wecom-demo-secret"
+        )
+        assert status == 200 and json.loads(body)["errcode"] == 0
     finally:
         rest = stop_dev(process, signal.SIGINT)
     assert process.returncode == 0, rest
