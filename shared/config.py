@@ -412,7 +412,21 @@ def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
     return value
 
 
+def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r}: expected a number") from None
+    if not value > 0:
+        raise ConfigError(f"{name}={raw!r}: expected a positive number")
+    return value
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEFAULT_WECOM_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin/"
 
 
 @dataclass(frozen=True)
@@ -437,6 +451,9 @@ class Settings:
     tenants_path: Path
     log_level: str = "INFO"
     home: Path = Path(".siyu")
+    # WeCom server API (shared/wechat/wecom.py): base URL (the fake server in dev) and req/s.
+    wecom_api_base: str = DEFAULT_WECOM_API_BASE
+    wecom_rate: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -459,6 +476,8 @@ class Settings:
             tenants_path=Path(env.get("SIYU_TENANTS") or DEMO_TENANTS_PATH),
             log_level=level,
             home=Path(env.get("SIYU_HOME", ".siyu")),
+            wecom_api_base=env.get("SIYU_WECOM_API_BASE") or DEFAULT_WECOM_API_BASE,
+            wecom_rate=_env_float(env, "SIYU_WECOM_RATE", 5.0),
         )
 
     def require_database(self) -> str:

@@ -39,6 +39,9 @@ EVENT_TYPES: dict[str, str] = {
     "wecom.contact.deleted": "a member deleted an external contact (del_external_contact)",
     "wecom.contact.follow_user_deleted": "the customer deleted the member (del_follow_user)",
     "wecom.contact.transfer_failed": "transfer of a contact to another member failed",
+    "wecom.contact.enriched": (
+        "contact detail fetched from WeCom: name, position, corp_name, unionid, follow-user tags"
+    ),
     "wecom.chat.created": "a customer group was created",
     "wecom.chat.member_joined": "members joined a customer group",
     "wecom.chat.member_left": "members left or were removed from a customer group",

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
-from services.segment import store
+from services.segment import enrichment, store
 from services.segment.companies import account_key
 from services.segment.identity import person_identities, resolve
 from shared.envelope import Identity, Touchpoint
@@ -67,10 +67,35 @@ def apply_touchpoint(conn: Connection, tp: Touchpoint) -> list[Applied]:
                     "corp_name": tp.attributes.get("company"),
                 },
             )
+        if tp.type in enrichment.TRIGGERS and tp.identity.external_userid:
+            enrichment.enqueue(conn, tp.tenant_id, tp.identity.external_userid, tp.occurred_at)
+        elif tp.type == enrichment.ENRICHED:
+            _apply_enriched(conn, tp, plan.contact_id)
         if account_id is not None:
             store.attach_account(conn, tp.tenant_id, plan.contact_id, account_id)
         changed.append(Applied(plan.contact_id, account_id, plan.merge))
     return changed
+
+
+def _apply_enriched(conn: Connection, tp: Touchpoint, contact_id: str) -> None:
+    """WeCom contact detail (services/segment/enrichment.py): profile and follow-user tags, the
+    latest by event time; queued requests it answers are dropped (it never queues one)."""
+    store.update_profile(
+        conn,
+        tp.tenant_id,
+        contact_id,
+        tp.occurred_at,
+        {
+            "name": tp.attributes.get("name"),
+            "title": tp.attributes.get("position"),
+            "corp_name": tp.attributes.get("corp_name"),
+        },
+    )
+    tags = tp.attributes.get("tags")
+    if isinstance(tags, list):
+        store.set_tags(conn, tp.tenant_id, contact_id, tp.occurred_at, [str(t) for t in tags if t])
+    if tp.identity.external_userid:
+        enrichment.satisfied(conn, tp.tenant_id, tp.identity.external_userid, tp.occurred_at)
 
 
 def _account(conn: Connection, tp: Touchpoint) -> str | None:

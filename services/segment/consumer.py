@@ -6,6 +6,7 @@ A touchpoint of a tenant this deployment does not know is a poison message (DLQ)
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 
@@ -14,6 +15,7 @@ from psycopg_pool import ConnectionPool
 
 from services.segment.apply import apply_touchpoint
 from services.segment.derive import Checkpoint, Topics, derive_touched, queue_tombstone
+from services.segment.enrichment import Enricher
 from shared.config import Settings, TenantRegistry, load_tenants
 from shared.db import create_pool
 from shared.envelope import Touchpoint, decode_touchpoint
@@ -115,9 +117,21 @@ def main(settings: Settings, *, metrics_port: int) -> int:
     server = BackgroundServer(ops, "127.0.0.1", metrics_port).start()
     runner.install_signal_handlers()
     log.info("segment_consumer_starting", metrics_port=server.port)
+    # WeCom contact detail, fetched beside the runner: the partitions never wait on WeCom.
+    enricher = None
+    if os.environ.get("SIYU_WECOM_ENRICH", "1") != "0":
+        enricher = Enricher(
+            pool,
+            tenants,
+            settings.kafka,
+            api_base=settings.wecom_api_base,
+            rate=settings.wecom_rate,
+        ).start()
     try:
         runner.run()
     finally:
+        if enricher is not None:
+            enricher.stop()
         server.stop()
         pool.close()
     return 0

@@ -190,6 +190,18 @@ def update_profile(
     )
 
 
+def set_tags(
+    conn: Connection, tenant_id: str, contact_id: str, at: datetime, tags: list[str]
+) -> None:
+    """Replace a contact's tags with the set seen at event time ``at``, unless a later set is
+    already stored (the latest by event time wins, whatever the order of application)."""
+    conn.execute(
+        "UPDATE contacts SET tags = %s, tags_at = %s "
+        "WHERE tenant_id = %s AND contact_id = %s AND (tags_at IS NULL OR tags_at <= %s)",
+        (sorted(set(tags)), at, tenant_id, contact_id, at),
+    )
+
+
 def ensure_account(
     conn: Connection, tenant_id: str, account_id: str, name: str, at: datetime
 ) -> None:
