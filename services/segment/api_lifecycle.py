@@ -25,6 +25,7 @@ from services.segment.api_common import current_tenant, segment_connection
 from services.segment.derive import (
     HISTORY_DAYS,
     account_facts,
+    accounts_of,
     contact_events,
     contact_role,
     model_for,
@@ -462,14 +463,7 @@ def dry_run(conn, tenant: Tenant, model: LifecycleModel, now: datetime) -> dict:
         after = rows[-1]["contact_id"]
         evaluated += len(rows)
         history = contact_events(conn, tenant.id, [r["contact_id"] for r in rows], since)
-        account_ids = sorted({r["account_id"] for r in rows if r["account_id"]})
-        accounts = {
-            a["account_id"]: a
-            for a in conn.execute(
-                "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = ANY(%s)",
-                (tenant.id, account_ids),
-            ).fetchall()
-        }
+        accounts = accounts_of(conn, tenant.id, rows)
         for row in rows:
             facts = _contact_facts(
                 tenant, row, history[row["contact_id"]], accounts.get(row["account_id"]), now

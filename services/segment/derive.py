@@ -151,20 +151,27 @@ def refresh_contacts(
     defined = load_segments(conn, tenant.id)
     ids = [r["contact_id"] for r in rows]
     identities = contact_identities(conn, tenant.id, ids)
-    wanted = sorted({r["account_id"] for r in rows if r["account_id"]})
-    accounts = {
-        a["account_id"]: a
-        for a in conn.execute(
-            "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = ANY(%s)",
-            (tenant.id, wanted),
-        ).fetchall()
-    } if wanted else {}  # fmt: skip
+    accounts = accounts_of(conn, tenant.id, rows)
     for row in rows:
         account = accounts.get(row["account_id"]) if row["account_id"] else None
         _derive(conn, tenant, model, defined, row, history[row["contact_id"]], account,
                 now or row["last_event_at"], (checkpoints or {}).get(row["contact_id"], []),
                 topics, settle, identities.get(row["contact_id"], {}))  # fmt: skip
     return set(accounts)
+
+
+def accounts_of(conn: Connection, tenant_id: str, rows: list[dict]) -> dict[str, dict]:
+    """The account rows of these contacts, by id, in one query."""
+    wanted = sorted({r["account_id"] for r in rows if r["account_id"]})
+    if not wanted:
+        return {}
+    return {
+        a["account_id"]: a
+        for a in conn.execute(
+            "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = ANY(%s)",
+            (tenant_id, wanted),
+        ).fetchall()
+    }
 
 
 def contact_identities(
