@@ -53,13 +53,21 @@ def api(stack, schema):
         token_cache_ttl_s=0,  # revocations by SQL in tests take effect at once
     )
     built = Api(app.test_client(), app, pool, schema)
-    for who, tenant, role in [
-        ("viewer", "acme", "viewer"),
-        ("operator", "acme", "operator"),
-        ("admin", "acme", "admin"),
-        ("bloom", "bloom", "admin"),
-        ("platform", None, "admin"),
-    ]:
-        built.ids[who], built.tokens[who] = built.token(tenant, role, f"test-{who}")
+    issue_tokens(built)
     yield built
     pool.close()
+
+
+# One token per kind of caller the tests use: acme's three roles, another tenant, a platform admin.
+CALLERS = [
+    ("viewer", "acme", "viewer"),
+    ("operator", "acme", "operator"),
+    ("admin", "acme", "admin"),
+    ("bloom", "bloom", "admin"),
+    ("platform", None, "admin"),
+]
+
+
+def issue_tokens(api) -> None:
+    for who, tenant, role in CALLERS:
+        api.ids[who], api.tokens[who] = api.token(tenant, role, f"test-{who}")

@@ -24,7 +24,7 @@ from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
 from shared.db import create_pool
 from shared.kafka.topics import ensure_topics
 from shared.migrations import migrate_service
-from tests.api.conftest import Api
+from tests.api.conftest import Api, issue_tokens
 from tests.segment.test_consumer import JOURNEY, tp
 
 pytestmark = pytest.mark.integration
@@ -139,14 +139,7 @@ def people(stack, schema):
     )
     built = People(app.test_client(), app, pool, schema)
     built.segment_schema, built.settings = segment_schema, settings
-    for who, tenant, role in [
-        ("viewer", "acme", "viewer"),
-        ("operator", "acme", "operator"),
-        ("admin", "acme", "admin"),
-        ("bloom", "bloom", "admin"),
-        ("platform", None, "admin"),
-    ]:
-        built.ids[who], built.tokens[who] = built.token(tenant, role, f"test-{who}")
+    issue_tokens(built)
     yield built
     pool.close()
     with psycopg.connect(stack.dsn, autocommit=True) as conn:
