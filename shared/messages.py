@@ -66,5 +66,12 @@ def encode(kind: str, value: dict[str, Any]) -> bytes:
     return json.dumps(schema.dump(loaded), ensure_ascii=False).encode()
 
 
+def encode_built(kind: str, value: dict[str, Any]) -> bytes:
+    """Serialise a value our own code built from typed fields, without the schema round trip
+    (which costs more than deriving the value): the segment consumer's profiles and stage
+    changes. Tests decode what it publishes through ``decode``, so a drift fails there."""
+    return json.dumps({"schema": kind, **value}, ensure_ascii=False).encode()
+
+
 def decode(kind: str, value: bytes) -> dict[str, Any]:
     return _SCHEMAS[kind].load(json.loads(value))

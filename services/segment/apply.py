@@ -11,7 +11,7 @@ from psycopg.types.json import Jsonb
 
 from services.segment import enrichment, store
 from services.segment.companies import account_key
-from services.segment.identity import person_identities, resolve
+from services.segment.identity import IdentityKey, Resolution, person_identities, resolve
 from shared.envelope import Identity, Touchpoint
 
 # Chat membership events name their people in attributes.members (external_userids).
@@ -35,46 +35,102 @@ def subjects(tp: Touchpoint) -> list[list[tuple[str, str]]]:
     return [people] if people else []
 
 
-def apply_touchpoint(conn: Connection, tp: Touchpoint) -> list[Applied]:
-    """Apply ``tp``; return the contacts it changed (none when it was applied before)."""
-    changed: list[Applied] = []
-    account_id = _account(conn, tp)
-    for identities in subjects(tp):
-        known = store.known_contacts(conn, tp.tenant_id, identities)
-        plan = resolve(tp.tenant_id, identities, known)
+class _Batch:
+    """What applying a batch of one tenant's touchpoints needs to know, read once up front and
+    kept current as the batch goes: which contact each identity belongs to, which (event,
+    contact) pairs are stored, which account each company key lives on as. Event rows and
+    their counts are written together, set-based, when the batch ends or before a merge
+    (which moves stored events)."""
+
+    def __init__(self, conn: Connection, tenant_id: str, touchpoints: list[Touchpoint]):
+        self.conn, self.tenant_id = conn, tenant_id
+        identities = sorted({i for tp in touchpoints for people in subjects(tp) for i in people})
+        self.known = store.known_contacts(conn, tenant_id, identities)
+        self.stored = store.stored_events(
+            conn, tenant_id, sorted({tp.event_id for tp in touchpoints})
+        )
+        self.accounts = store.account_targets(
+            conn, tenant_id, sorted({k for tp in touchpoints if (k := _account_key(tp))})
+        )
+        self.events: list[tuple] = []
+
+    def resolve_subject(self, identities: list[IdentityKey], tp: Touchpoint) -> Resolution:
+        plan = resolve(self.tenant_id, identities, self.known)
+        if plan.merge:
+            self.flush()  # the merge moves stored events: ours must be stored first
         cause = f"{tp.type} {tp.event_id} links " + ", ".join(f"{k}" for k, _ in identities)
         store.apply_resolution(
-            conn, tp.tenant_id, plan, at=tp.occurred_at, event_id=tp.event_id, cause=cause
+            self.conn, self.tenant_id, plan, at=tp.occurred_at, event_id=tp.event_id, cause=cause
         )
-        attributes = dict(tp.attributes)
-        if tp.identity.chat_id:
-            attributes.setdefault("chat_id", tp.identity.chat_id)
-        if tp.identity.staff_userid:
-            attributes.setdefault("staff_userid", tp.identity.staff_userid)
-        if not store.record_event(
-            conn, tp.tenant_id, tp.event_id, plan.contact_id, tp.type, tp.occurred_at, attributes
-        ):
-            continue
-        if tp.type == "biz.contact.updated" or tp.type == "biz.registered":
-            store.update_profile(
-                conn,
-                tp.tenant_id,
-                plan.contact_id,
-                tp.occurred_at,
-                {
-                    "name": tp.attributes.get("name"),
-                    "title": tp.attributes.get("title"),
-                    "corp_name": tp.attributes.get("company"),
-                },
-            )
-        if tp.type in enrichment.TRIGGERS and tp.identity.external_userid:
-            enrichment.enqueue(conn, tp.tenant_id, tp.identity.external_userid, tp.occurred_at)
-        elif tp.type == enrichment.ENRICHED:
-            _apply_enriched(conn, tp, plan.contact_id)
-        if account_id is not None:
-            store.attach_account(conn, tp.tenant_id, plan.contact_id, account_id)
-        changed.append(Applied(plan.contact_id, account_id, plan.merge))
+        for identity in plan.link:
+            self.known[identity] = plan.contact_id
+        if plan.merge:
+            merged = set(plan.merge)
+            for identity, contact in self.known.items():
+                if contact in merged:
+                    self.known[identity] = plan.contact_id
+            self.stored = {(e, plan.contact_id if c in merged else c) for e, c in self.stored}
+        return plan
+
+    def record(self, tp: Touchpoint, contact_id: str, attributes: dict) -> bool:
+        """Queue the event for ``contact_id``; False when it is stored already (redelivery)."""
+        if (tp.event_id, contact_id) in self.stored:
+            return False
+        self.stored.add((tp.event_id, contact_id))
+        self.events.append((tp.event_id, contact_id, tp.type, tp.occurred_at, Jsonb(attributes)))
+        return True
+
+    def flush(self) -> None:
+        if self.events:
+            store.record_events(self.conn, self.tenant_id, self.events)
+            self.events = []
+
+
+def apply_touchpoints(
+    conn: Connection, tenant_id: str, touchpoints: list[Touchpoint]
+) -> list[tuple[Touchpoint, Applied]]:
+    """Apply one tenant's touchpoints in order; return each contact change with its touchpoint
+    (none for a touchpoint applied before). Three reads for the whole batch; the writes are
+    pipelined by the caller."""
+    batch = _Batch(conn, tenant_id, touchpoints)
+    changed: list[tuple[Touchpoint, Applied]] = []
+    for tp in touchpoints:
+        account_id = _account(conn, tp, batch.accounts)
+        for identities in subjects(tp):
+            plan = batch.resolve_subject(identities, tp)
+            attributes = dict(tp.attributes)
+            if tp.identity.chat_id:
+                attributes.setdefault("chat_id", tp.identity.chat_id)
+            if tp.identity.staff_userid:
+                attributes.setdefault("staff_userid", tp.identity.staff_userid)
+            if not batch.record(tp, plan.contact_id, attributes):
+                continue
+            _side_effects(conn, tp, plan.contact_id, account_id)
+            changed.append((tp, Applied(plan.contact_id, account_id, plan.merge)))
+    batch.flush()
     return changed
+
+
+def _side_effects(conn: Connection, tp: Touchpoint, contact_id: str, account_id: str | None):
+    """What a newly stored event changes beyond the event itself: profile, enrichment, account."""
+    if tp.type == "biz.contact.updated" or tp.type == "biz.registered":
+        store.update_profile(
+            conn,
+            tp.tenant_id,
+            contact_id,
+            tp.occurred_at,
+            {
+                "name": tp.attributes.get("name"),
+                "title": tp.attributes.get("title"),
+                "corp_name": tp.attributes.get("company"),
+            },
+        )
+    if tp.type in enrichment.TRIGGERS and tp.identity.external_userid:
+        enrichment.enqueue(conn, tp.tenant_id, tp.identity.external_userid, tp.occurred_at)
+    elif tp.type == enrichment.ENRICHED:
+        _apply_enriched(conn, tp, contact_id)
+    if account_id is not None:
+        store.attach_account(conn, tp.tenant_id, contact_id, account_id)
 
 
 def _apply_enriched(conn: Connection, tp: Touchpoint, contact_id: str) -> None:
@@ -98,27 +154,28 @@ def _apply_enriched(conn: Connection, tp: Touchpoint, contact_id: str) -> None:
         enrichment.satisfied(conn, tp.tenant_id, tp.identity.external_userid, tp.occurred_at)
 
 
-def _account(conn: Connection, tp: Touchpoint) -> str | None:
-    """The company account a touchpoint names (business events carry identity.account_key), or
-    the account it was merged into."""
+def _account_key(tp: Touchpoint) -> str | None:
     raw = tp.identity.account_key or tp.attributes.get("company")
     if not raw:
         return None
     try:
-        key = account_key(str(raw))
+        return account_key(str(raw))
     except ValueError:
         return None  # a name made only of legal-form words names no company
+
+
+def _account(conn: Connection, tp: Touchpoint, targets: dict[str, str]) -> str | None:
+    """The company account a touchpoint names (business events carry identity.account_key), or
+    the account it was merged into (``targets``, read for the batch: only staff merge
+    accounts, through POST /accounts/<id>/merge, which keeps merged_into at the final target)."""
+    key = _account_key(tp)
+    if key is None:
+        return None
+    raw = tp.identity.account_key or tp.attributes.get("company")
     store.ensure_account(
         conn, tp.tenant_id, key, str(tp.attributes.get("company") or raw), tp.occurred_at
     )
-    # A company merged by staff (POST /accounts/<id>/merge) lives on as its target; merges keep
-    # merged_into pointing at the final target, so one look-up suffices.
-    merged = conn.execute(
-        "SELECT merged_into FROM accounts WHERE tenant_id = %s AND account_id = %s",
-        (tp.tenant_id, key),
-    ).fetchone()
-    if merged is not None and merged["merged_into"]:
-        key = merged["merged_into"]
+    key = targets.get(key) or key
     if tp.type == "biz.account.updated":
         facts = {k: tp.attributes[k] for k in ACCOUNT_FIELDS if k in tp.attributes}
         if facts:

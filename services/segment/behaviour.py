@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -108,6 +108,17 @@ class Features:
     research_touches: int = 0  # content touches before the first order (all, without orders)
     touches_90d: int = 0
     questions_90d: int = 0  # messages sent to the OA
+
+
+_FEATURE_NAMES = tuple(f.name for f in fields(Features))
+
+
+def as_dict(feats: Features) -> dict[str, Any]:
+    """The features as stored (JSON): ``dataclasses.asdict`` without its deep copy, which cost
+    more than computing them."""
+    out = {name: getattr(feats, name) for name in _FEATURE_NAMES}
+    out["content_interests"] = list(feats.content_interests)
+    return out
 
 
 class _BehaviourSchema(Schema):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 import structlog
 from psycopg_pool import ConnectionPool
 
-from services.segment.apply import apply_touchpoint
+from services.segment.apply import apply_touchpoints
 from services.segment.derive import Checkpoint, Topics, derive_touched, queue_tombstone
 from services.segment.enrichment import Enricher
 from shared.config import Settings, TenantRegistry, load_tenants
@@ -63,10 +63,13 @@ def make_process(
 def apply_batch(conn, tenants: TenantRegistry, touchpoints: list[Touchpoint], topics: Topics):
     """Apply every touchpoint, then derive each touched contact and account once."""
     touched: dict[str, dict[str, list[Checkpoint]]] = {}
+    by_tenant: dict[str, list[Touchpoint]] = {}
     for tp in touchpoints:
-        tenant = tenants.get(tp.tenant_id)
-        mine = touched.setdefault(tp.tenant_id, {})
-        for applied in apply_touchpoint(conn, tp):
+        by_tenant.setdefault(tp.tenant_id, []).append(tp)  # tenants share no rows: order kept
+    for tenant_id, batch in sorted(by_tenant.items()):
+        tenant = tenants.get(tenant_id)
+        mine = touched.setdefault(tenant_id, {})
+        for tp, applied in apply_touchpoints(conn, tenant_id, batch):
             target = mine.setdefault(applied.contact_id, [])
             for merged in applied.merged:
                 queue_tombstone(conn, tenant, merged, applied.contact_id, topics)

@@ -8,14 +8,12 @@ the topic derives the same values.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 
 from psycopg import Connection
-from psycopg.types.json import Jsonb
 
 from services.segment import behaviour
 from services.segment.facts import AccountFacts, ContactFacts, EventFact
@@ -30,12 +28,8 @@ from services.segment.lifecycle import (
 from services.segment.risk import risk_flags
 from services.segment.roles import RoleGuess, infer_role
 from services.segment.scoring import account_score, score
-from services.segment.segments import (
-    load_segments,
-    membership,
-    segment_facts,
-    store_membership,
-)
+from services.segment.segments import load_segments, membership, segment_facts
+from services.segment.writes import AccountDerived, ContactDerived, Writes
 from shared import messages
 from shared.config import Tenant
 from shared.kafka.topics import PROFILES, STAGE_CHANGES
@@ -113,6 +107,14 @@ def contact_events(conn: Connection, tenant_id: str, contact_ids: list[str], sin
     return by_contact
 
 
+def load_history(conn: Connection, tenant_id: str, rows: list[dict], now: datetime | None = None):
+    """The events the rules may see for these contact rows: each contact's own window (up to
+    ``now`` or its newest evidence) is cut from one read in ``_derive``."""
+    oldest = min(now or r["last_event_at"] for r in rows)
+    ids = [r["contact_id"] for r in rows]
+    return contact_events(conn, tenant_id, ids, oldest - timedelta(days=HISTORY_DAYS))
+
+
 def lock_contacts(conn: Connection, tenant: Tenant, contact_ids: Iterable[str]) -> list[dict]:
     """Contact rows locked in id order (the one order every writer locks in: no deadlocks)."""
     return conn.execute(
@@ -131,6 +133,7 @@ def refresh_contacts(
     topics: Topics,
     now: datetime | None = None,
     settle: bool = True,
+    history: Mapping[str, list[EventFact]] | None = None,
 ) -> set[str]:
     """Re-derive locked contact rows: role, score, stage, behaviour, segments; queue profiles.
 
@@ -139,24 +142,25 @@ def refresh_contacts(
     (time, event id) of each touchpoint a batch applied to a contact: stages are settled at each,
     in time order, so a batch records the same transitions as one event at a time would.
     ``settle=False`` keeps each stage as it is (a manual override just set it): everything else
-    is derived; the next evidence settles the stage again from there.
+    is derived; the next evidence settles the stage again from there. ``history`` (from
+    ``load_history``, covering these rows) saves reading the events again.
     """
     if not rows:
         return set()
-    oldest = min(now or r["last_event_at"] for r in rows)
-    history = contact_events(
-        conn, tenant.id, [r["contact_id"] for r in rows], oldest - timedelta(days=HISTORY_DAYS)
-    )
+    if history is None:
+        history = load_history(conn, tenant.id, rows, now)
     model = model_for(tenant, conn)
     defined = load_segments(conn, tenant.id)
     ids = [r["contact_id"] for r in rows]
     identities = contact_identities(conn, tenant.id, ids)
     accounts = accounts_of(conn, tenant.id, rows)
+    writes = Writes(tenant.id)
     for row in rows:
         account = accounts.get(row["account_id"]) if row["account_id"] else None
-        _derive(conn, tenant, model, defined, row, history[row["contact_id"]], account,
+        _derive(writes, tenant, model, defined, row, history[row["contact_id"]], account,
                 now or row["last_event_at"], (checkpoints or {}).get(row["contact_id"], []),
                 topics, settle, identities.get(row["contact_id"], {}))  # fmt: skip
+    writes.flush(conn)
     return set(accounts)
 
 
@@ -203,10 +207,13 @@ def _inferred_role(title: str | None, tags: tuple[str, ...]) -> RoleGuess | None
     return infer_role(title, tags)
 
 
-def _derive(conn, tenant, model, defined, row, events, account_row, now, checkpoints, topics,
+def _derive(writes, tenant, model, defined, row, events, account_row, now, checkpoints, topics,
             settle=True, identities=None):  # fmt: skip
     contact_id = row["contact_id"]
-    events = [e for e in events if e.occurred_at <= now]
+    # The contact's own window, whatever the batch read: a replay batched differently derives
+    # the same.
+    lower = now - timedelta(days=HISTORY_DAYS)
+    events = [e for e in events if lower <= e.occurred_at <= now]
     guess = contact_role(row)
     base = ContactFacts(
         contact_id=contact_id,
@@ -228,7 +235,7 @@ def _derive(conn, tenant, model, defined, row, events, account_row, now, checkpo
         seen = tuple(e for e in events if e.occurred_at <= at)
         facts = replace(base, stage=stage, score=score(seen, at), events=seen)
         for move in model.settle(facts, at):
-            _record(conn, tenant, "contact", contact_id, model, move, at, event_id, topics)
+            _record(writes, tenant, "contact", contact_id, model, move, at, event_id, topics)
             stage, since = move.to_stage, at
     new_score = score(events, now)
     facts = replace(base, stage=stage, score=new_score, events=tuple(events))
@@ -236,7 +243,7 @@ def _derive(conn, tenant, model, defined, row, events, account_row, now, checkpo
     # features too (ops may filter on them) but are grouped by company and role.
     feats = behaviour.features(events, now, row["created_at"])
     kinds = behaviour.segments(feats) if tenant.mode == "b2c" else []
-    features = dataclasses.asdict(feats)
+    features = behaviour.as_dict(feats)
     member_of = membership(
         defined,
         segment_facts(
@@ -249,24 +256,17 @@ def _derive(conn, tenant, model, defined, row, events, account_row, now, checkpo
         now,
         model,
     )
-    store_membership(conn, tenant.id, contact_id, member_of, now)
-    conn.execute(
-        "UPDATE contacts SET role = %s, role_confidence = %s, role_source = %s, score = %s, "
-        "score_at = %s, stage = %s, stage_since = %s, behaviour = %s, features = %s "
-        "WHERE tenant_id = %s AND contact_id = %s",
-        (
-            guess.role if guess else None,
-            guess.confidence if guess else None,
-            guess.source if guess else None,
-            new_score,
-            now,
-            stage,
-            since,
-            kinds,
-            Jsonb(features),
-            tenant.id,
-            contact_id,
-        ),
+    writes.memberships[contact_id] = (member_of, now)
+    writes.contacts[contact_id] = ContactDerived(
+        role=guess.role if guess else None,
+        role_confidence=guess.confidence if guess else None,
+        role_source=guess.source if guess else None,
+        score=new_score,
+        score_at=now,
+        stage=stage,
+        stage_since=since,
+        behaviour=kinds,
+        features=features,
     )
     profile = {
         "tenant_id": tenant.id,
@@ -286,8 +286,8 @@ def _derive(conn, tenant, model, defined, row, events, account_row, now, checkpo
         "last_event_at": row["last_event_at"].isoformat(),
         "updated_at": row["last_event_at"].isoformat(),
     }
-    value = messages.encode(messages.PROFILE, profile)
-    _queue(conn, tenant.id, topics.profiles, f"{tenant.id}:{contact_id}", value)
+    value = messages.encode_built(messages.PROFILE, profile)
+    writes.message(topics.profiles, f"{tenant.id}:{contact_id}", value)
 
 
 def account_facts(row: dict) -> AccountFacts:
@@ -303,38 +303,73 @@ def account_facts(row: dict) -> AccountFacts:
     )
 
 
-def refresh_account(
-    conn: Connection, tenant: Tenant, account_id: str, *, event_id: str | None, topics: Topics
-) -> bool:
-    """Members' roles and stages, score roll-up, account stage and risk flags.
+def refresh_accounts(
+    conn: Connection,
+    tenant: Tenant,
+    account_ids: Iterable[str],
+    *,
+    event_ids: Mapping[str, str | None],
+    topics: Topics,
+    history: Mapping[str, list[EventFact]] | None = None,
+) -> set[str]:
+    """Members' roles and stages, score roll-up, account stage and risk flags, for many accounts
+    in a few statements. ``event_ids`` names the touchpoint that caused each refresh.
 
-    Returns whether what members see of their account (stage, roles, flags) changed: their
+    Returns the accounts whose view from their members (stage, roles, flags) changed: members'
     profiles and segment memberships depend on it.
     """
-    account = conn.execute(
-        "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = %s FOR UPDATE",
-        (tenant.id, account_id),
-    ).fetchone()
-    members = conn.execute(
-        "SELECT contact_id, role, stage, score, last_event_at FROM contacts "
-        "WHERE tenant_id = %s AND account_id = %s ORDER BY contact_id",
-        (tenant.id, account_id),
+    wanted = sorted(set(account_ids))
+    if not wanted:
+        return set()
+    accounts = conn.execute(
+        "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = ANY(%s) "
+        "ORDER BY account_id FOR UPDATE",
+        (tenant.id, wanted),
     ).fetchall()
-    if account is None or not members:
-        return False
-    now = max(m["last_event_at"] for m in members)
-    history = contact_events(
-        conn, tenant.id, [m["contact_id"] for m in members], now - timedelta(days=HISTORY_DAYS)
-    )
+    members: dict[str, list[dict]] = {}
+    for m in conn.execute(
+        "SELECT contact_id, account_id, role, stage, score, last_event_at FROM contacts "
+        "WHERE tenant_id = %s AND account_id = ANY(%s) ORDER BY contact_id",
+        (tenant.id, wanted),
+    ):
+        members.setdefault(m["account_id"], []).append(m)
+    accounts = [a for a in accounts if members.get(a["account_id"])]
+    if not accounts:
+        return set()
+    newest = {a: max(m["last_event_at"] for m in ms) for a, ms in members.items()}
+    member_rows = [m for a in accounts for m in members[a["account_id"]]]
+    missing = [m for m in member_rows if history is None or m["contact_id"] not in history]
+    if missing:
+        history = {**(history or {}), **load_history(conn, tenant.id, missing)}
+    model = model_for(tenant, conn)
+    writes = Writes(tenant.id)
+    changed = set()
+    for account in accounts:
+        account_id = account["account_id"]
+        if _refresh_account(writes, tenant, model, account, members[account_id], history,
+                            newest[account_id], event_ids.get(account_id), topics):  # fmt: skip
+            changed.add(account_id)
+    writes.flush(conn)
+    return changed
+
+
+def _refresh_account(writes, tenant, model, account, members, history, now, event_id, topics):
+    account_id = account["account_id"]
+    since_window = now - timedelta(days=HISTORY_DAYS)
+    # The history was read for the widest window of the batch; each account sees its own.
+    own = {
+        m["contact_id"]: [e for e in history[m["contact_id"]] if e.occurred_at >= since_window]
+        for m in members
+    }
     member_events = sorted(
-        (e for events in history.values() for e in events), key=lambda e: (e.occurred_at, e.type)
+        (e for events in own.values() for e in events), key=lambda e: (e.occurred_at, e.type)
     )
     engaged_since = now - timedelta(days=ENGAGED_DAYS)
     engaged = sorted(
         {
             m["role"]
             for m in members
-            if m["role"] and any(e.occurred_at >= engaged_since for e in history[m["contact_id"]])
+            if m["role"] and any(e.occurred_at >= engaged_since for e in own[m["contact_id"]])
         }
     )
     business = tuple(e for e in member_events if e.type.startswith("biz."))
@@ -349,47 +384,29 @@ def refresh_account(
         events=business,
         created_at=account["created_at"],
     )
-    model = model_for(tenant, conn)
     stage, since = account["stage"], account["stage_since"]
     move = evaluate_account(model, facts, [m["stage"] for m in members], now)
     if move is not None:
-        _record(conn, tenant, "account", account_id, model, move, now, event_id, topics)
+        _record(writes, tenant, "account", account_id, model, move, now, event_id, topics)
         stage, since = move.to_stage, now
-    flags = risk_flags(facts, member_events, now)
-    flag_rows = [
+    flags = [
         {"flag": f.flag, "reason": f.reason, "since": f.since.isoformat() if f.since else None}
-        for f in flags
+        for f in risk_flags(facts, member_events, now)
     ]
-    changed = (
+    writes.accounts[account_id] = AccountDerived(
+        stage=stage,
+        stage_since=since,
+        score=facts.score,
+        roles_engaged=engaged,
+        members=len(members),
+        risk_flags=flags,
+        refreshed_at=now,
+    )
+    return (
         stage != account["stage"]
         or engaged != sorted(account["roles_engaged"])
-        or [f["flag"] for f in flag_rows] != [f["flag"] for f in account["risk_flags"]]
+        or [f["flag"] for f in flags] != [f["flag"] for f in account["risk_flags"]]
     )
-    conn.execute(
-        "UPDATE accounts SET stage = %s, stage_since = %s, score = %s, roles_engaged = %s, "
-        "members = %s, risk_flags = %s, refreshed_at = %s WHERE tenant_id = %s AND account_id = %s",
-        (
-            stage,
-            since,
-            facts.score,
-            engaged,
-            len(members),
-            Jsonb(
-                [
-                    {
-                        "flag": f.flag,
-                        "reason": f.reason,
-                        "since": f.since.isoformat() if f.since else None,
-                    }
-                    for f in flags
-                ]
-            ),
-            now,
-            tenant.id,
-            account_id,
-        ),
-    )
-    return changed
 
 
 def account_members(conn: Connection, tenant: Tenant, account_id: str) -> list[dict]:
@@ -401,21 +418,62 @@ def account_members(conn: Connection, tenant: Tenant, account_id: str) -> list[d
     ).fetchall()
 
 
+def lock_with_members(conn: Connection, tenant: Tenant, contact_ids: Iterable[str]) -> list[dict]:
+    """The contacts and every member of their accounts, locked in one statement in id order
+    (the order every writer locks contacts in), before their accounts are locked. Only the
+    columns that say whose history to read: most of these rows are read in full only if
+    their account changes."""
+    return conn.execute(
+        "SELECT contact_id, account_id, last_event_at FROM contacts "
+        "WHERE tenant_id = %(tenant)s AND (contact_id = ANY(%(ids)s) "
+        "  OR account_id IN (SELECT account_id FROM contacts WHERE tenant_id = %(tenant)s "
+        "                    AND contact_id = ANY(%(ids)s) AND account_id IS NOT NULL)) "
+        "ORDER BY contact_id FOR UPDATE",
+        {"tenant": tenant.id, "ids": sorted(contact_ids)},
+    ).fetchall()
+
+
 def derive_touched(
     conn: Connection, tenant: Tenant, touched: Mapping[str, list[Checkpoint]], topics: Topics
 ) -> None:
-    """After a batch is applied: each touched contact, then each touched account, once."""
+    """After a batch is applied: the touched contacts, then their accounts, each once; then,
+    for the accounts whose stage, roles or flags changed, their members' profiles and segments
+    (their own stages were settled at their checkpoints, so no checkpoints then)."""
+    locked = lock_with_members(conn, tenant, touched)
+    history = load_history(conn, tenant.id, locked)  # read once for all three steps
+    rows = conn.execute(
+        "SELECT * FROM contacts WHERE tenant_id = %s AND contact_id = ANY(%s) ORDER BY contact_id",
+        (tenant.id, sorted(touched)),
+    ).fetchall()
     accounts = refresh_contacts(
-        conn, tenant, lock_contacts(conn, tenant, touched), checkpoints=touched, topics=topics
+        conn,
+        tenant,
+        rows,
+        checkpoints=touched,
+        topics=topics,
+        history=history,
     )
-    for account in sorted(accounts):
-        members = account_members(conn, tenant, account)
-        latest = max((cp for m in members for cp in touched.get(m["contact_id"], [])), default=None)
-        event_id = latest[1] if latest else None
-        if refresh_account(conn, tenant, account, event_id=event_id, topics=topics):
-            # Members' profiles and segments read their account's stage, roles and flags; their
-            # own stages were settled above, so no checkpoints here.
-            refresh_contacts(conn, tenant, members, topics=topics)
+    latest: dict[str, Checkpoint] = {}  # each account's newest touchpoint: the cause of a move
+    for r in locked:
+        account = r["account_id"]
+        for cp in touched.get(r["contact_id"], []) if account in accounts else ():
+            if account not in latest or cp > latest[account]:
+                latest[account] = cp
+    changed = refresh_accounts(
+        conn,
+        tenant,
+        accounts,
+        event_ids={a: cp[1] for a, cp in latest.items()},
+        topics=topics,
+        history=history,
+    )
+    if changed:
+        members = conn.execute(
+            "SELECT * FROM contacts WHERE tenant_id = %s AND account_id = ANY(%s) "
+            "ORDER BY contact_id",
+            (tenant.id, sorted(changed)),
+        ).fetchall()
+        refresh_contacts(conn, tenant, members, topics=topics, history=history)
 
 
 def override_stage(
@@ -438,7 +496,9 @@ def override_stage(
     model = model_for(tenant, conn)
     subject_id = row["contact_id" if kind == "contact" else "account_id"]
     move = Transition(row["stage"], stage, f"manual: {reason}")
-    _record(conn, tenant, kind, subject_id, model, move, now, None, topics, actor=actor)
+    writes = Writes(tenant.id)
+    _record(writes, tenant, kind, subject_id, model, move, now, None, topics, actor=actor)
+    writes.flush(conn)
     if kind == "contact":
         conn.execute(
             "UPDATE contacts SET stage = %s, stage_since = %s "
@@ -457,7 +517,7 @@ def override_stage(
 
 
 def _record(
-    conn: Connection,
+    writes: Writes,
     tenant: Tenant,
     kind: str,
     subject_id: str,
@@ -468,14 +528,9 @@ def _record(
     topics: Topics,
     actor: str | None = None,
 ) -> None:
-    conn.execute(
-        "INSERT INTO stage_history (tenant_id, subject_kind, subject_id, model, from_stage, "
-        "to_stage, cause, event_id, changed_at, actor) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-        (tenant.id, kind, subject_id, model.name, move.from_stage, move.to_stage, move.cause,
-         event_id, at, actor),
-    )  # fmt: skip
-    value = messages.encode(
+    writes.transition(kind, subject_id, model.name, move.from_stage, move.to_stage, move.cause,
+                      event_id, at, actor)  # fmt: skip
+    value = messages.encode_built(
         messages.STAGE_CHANGE,
         {
             "tenant_id": tenant.id,
@@ -490,7 +545,7 @@ def _record(
             "actor": actor,
         },
     )
-    _queue(conn, tenant.id, topics.stage_changes, f"{tenant.id}:{subject_id}", value)
+    writes.message(topics.stage_changes, f"{tenant.id}:{subject_id}", value)
 
 
 def queue_tombstone(
@@ -519,11 +574,6 @@ def queue_tombstone(
             "merged_into": into,
         },
     )
-    _queue(conn, tenant.id, topics.profiles, f"{tenant.id}:{merged}", value)
-
-
-def _queue(conn: Connection, tenant_id: str, topic: str, key: str, value: bytes) -> None:
-    conn.execute(
-        "INSERT INTO outbox (tenant_id, topic, key, value) VALUES (%s, %s, %s, %s)",
-        (tenant_id, topic, key, value),
-    )
+    writes = Writes(tenant.id)
+    writes.message(topics.profiles, f"{tenant.id}:{merged}", value)
+    writes.flush(conn)

@@ -129,30 +129,53 @@ def refresh_counts(conn: Connection, tenant_id: str, contact_id: str) -> None:
     )
 
 
-def record_event(
-    conn: Connection,
-    tenant_id: str,
-    event_id: str,
-    contact_id: str,
-    type_: str,
-    occurred_at: datetime,
-    attributes: dict[str, Any],
-) -> bool:
-    """Store an applied touchpoint; False when it was applied before (redelivery, replay)."""
-    row = conn.execute(
-        "INSERT INTO events (tenant_id, event_id, contact_id, type, occurred_at, attributes) "
-        "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING 1",
-        (tenant_id, event_id, contact_id, type_, occurred_at, Jsonb(attributes)),
-    ).fetchone()
-    if row is None:
-        return False
+def stored_events(conn: Connection, tenant_id: str, event_ids: list[str]) -> set[tuple[str, str]]:
+    """The (event id, contact id) pairs already stored for these events."""
+    if not event_ids:
+        return set()
+    rows = conn.execute(
+        "SELECT event_id, contact_id FROM events WHERE tenant_id = %s AND event_id = ANY(%s)",
+        (tenant_id, event_ids),
+    ).fetchall()
+    return {(r["event_id"], r["contact_id"]) for r in rows}
+
+
+def record_events(conn: Connection, tenant_id: str, rows: list[tuple]) -> None:
+    """Store applied touchpoints, (event_id, contact_id, type, occurred_at, attributes) each, and
+    count them on their contacts. Counting only the rows this statement inserted keeps counts
+    exact even when another consumer stores the same events concurrently (a rebalance)."""
+    event_ids, contacts, types, times, attributes = (list(c) for c in zip(*rows, strict=True))
     conn.execute(
-        "UPDATE contacts SET events_count = events_count + 1, "
-        "created_at = LEAST(created_at, %s), last_event_at = GREATEST(last_event_at, %s) "
-        "WHERE tenant_id = %s AND contact_id = %s",
-        (occurred_at, occurred_at, tenant_id, contact_id),
-    )
-    return True
+        """
+        WITH stored AS (
+            INSERT INTO events (tenant_id, event_id, contact_id, type, occurred_at, attributes)
+            SELECT %(tenant)s, e, c, t, o, a
+            FROM unnest(%(events)b::text[], %(contacts)b::text[], %(types)b::text[],
+                        %(times)b::timestamptz[], %(attributes)b::jsonb[]) AS u(e, c, t, o, a)
+            ON CONFLICT DO NOTHING
+            RETURNING contact_id, occurred_at
+        )
+        UPDATE contacts SET events_count = events_count + s.n,
+            created_at = LEAST(created_at, s.first), last_event_at = GREATEST(last_event_at, s.last)
+        FROM (SELECT contact_id, count(*) AS n, min(occurred_at) AS first,
+                     max(occurred_at) AS last FROM stored GROUP BY contact_id) s
+        WHERE contacts.tenant_id = %(tenant)s AND contacts.contact_id = s.contact_id
+        """,
+        {"tenant": tenant_id, "events": event_ids, "contacts": contacts, "types": types,
+         "times": times, "attributes": attributes},
+    )  # fmt: skip
+
+
+def account_targets(conn: Connection, tenant_id: str, keys: list[str]) -> dict[str, str]:
+    """{account key: the account it was merged into} for the merged ones among ``keys``."""
+    if not keys:
+        return {}
+    rows = conn.execute(
+        "SELECT account_id, merged_into FROM accounts "
+        "WHERE tenant_id = %s AND account_id = ANY(%s) AND merged_into IS NOT NULL",
+        (tenant_id, keys),
+    ).fetchall()
+    return {r["account_id"]: r["merged_into"] for r in rows}
 
 
 def update_profile(
