@@ -15,7 +15,8 @@ follow-user tags) from ``externalcontact/get``, without ever making the consumer
    before it was fetched). It never queues on an enriched touchpoint: no loop.
 
 The enriched touchpoint carries everything the state needs, so a replay of the topic rebuilds the
-same state without calling WeCom; its event id hashes the content, so identical details dedupe.
+same state without calling WeCom; its event id hashes the request it answers and the content,
+so the same answer fetched twice for one request dedupes.
 """
 
 from __future__ import annotations
@@ -112,9 +113,17 @@ def _follow_user(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def enriched_touchpoint(
-    tenant_id: str, external_userid: str, detail: dict[str, Any], *, fetched_at: datetime
+    tenant_id: str,
+    external_userid: str,
+    detail: dict[str, Any],
+    *,
+    fetched_at: datetime,
+    answers: datetime,
 ) -> Touchpoint:
-    """The ``wecom.contact.enriched`` touchpoint of an ``externalcontact/get`` answer."""
+    """The ``wecom.contact.enriched`` touchpoint of an ``externalcontact/get`` answer to the
+    request queued at ``answers``. Its id hashes the request and the content: the same answer
+    fetched twice for one request (a crash between publish and dequeue) is one event, while a
+    detail that changes back (A, B, then A again) is three, so the latest still wins."""
     contact = detail.get("external_contact") or {}
     follow_users = sorted(
         (_follow_user(f) for f in detail.get("follow_user") or [] if f.get("userid")),
@@ -138,7 +147,7 @@ def enriched_touchpoint(
         staff_userid=follow_users[0]["userid"] if follow_users else None,
     )
     content = json.dumps(
-        {"identity": asdict(identity), "attributes": attributes},
+        {"identity": asdict(identity), "attributes": attributes, "answers": answers.isoformat()},
         sort_keys=True,
         ensure_ascii=False,
         separators=(",", ":"),
@@ -278,7 +287,11 @@ class Enricher:
         try:
             detail = client.get_external_contact(claim.external_userid)
             tp = enriched_touchpoint(
-                claim.tenant_id, claim.external_userid, detail, fetched_at=datetime.now(UTC)
+                claim.tenant_id,
+                claim.external_userid,
+                detail,
+                fetched_at=datetime.now(UTC),
+                answers=claim.requested_at,
             )
             publish(self._get_producer(), [Record(self.topic, tp.key, tp.to_json())])
         except RateLimited as exc:

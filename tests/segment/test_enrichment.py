@@ -179,19 +179,31 @@ def test_enriched_touchpoint_does_not_queue_and_identical_detail_dedupes(kafka, 
         "follow_user": LI_FOLLOW,
     }
     t1 = datetime(2026, 11, 3, tzinfo=UTC)
-    first = enriched_touchpoint("acme", LI, detail, fetched_at=t1)
-    again = enriched_touchpoint("acme", LI, detail, fetched_at=t1 + timedelta(hours=1))
+    first = enriched_touchpoint("acme", LI, detail, fetched_at=t1, answers=t1)
+    # Fetched again for the same request (the worker crashed before dequeuing): one event.
+    again = enriched_touchpoint("acme", LI, detail, fetched_at=t1 + timedelta(hours=1), answers=t1)
     assert again.event_id == first.event_id
     retagged = json.loads(json.dumps(detail))
     retagged["follow_user"][1]["tags"] = [_tag("意向", "低")]
-    later = enriched_touchpoint("acme", LI, retagged, fetched_at=t1 + timedelta(hours=2))
+    t2 = t1 + timedelta(hours=2)
+    later = enriched_touchpoint("acme", LI, retagged, fetched_at=t2, answers=t2)
     assert later.event_id != first.event_id
     send(kafka, [later, first, again])  # out of order: the latest tag set still wins
     with RunnerThread(segment.runner("g")):
         wait_until(lambda: segment.count("events") == 2)
-    assert segment.count("enrichment_queue") == 0
+        assert segment.count("enrichment_queue") == 0
+        (tags,) = segment.rows("SELECT tags FROM contacts")[0]
+        assert tags == ["意向:低", "行业:机械", "角色:技术"]
+
+        # Staff put the old tags back: the same detail as the first answer, for a new request.
+        t3 = t1 + timedelta(hours=3)
+        back = enriched_touchpoint("acme", LI, detail, fetched_at=t3, answers=t3)
+        assert back.event_id != first.event_id
+        send(kafka, [back])
+        wait_until(lambda: segment.count("events") == 3)
+        wait_until(lambda: segment.rows("SELECT tags FROM contacts")[0][0] != tags)
     (tags,) = segment.rows("SELECT tags FROM contacts")[0]
-    assert tags == ["意向:低", "行业:机械", "角色:技术"]
+    assert tags == ["意向:高", "行业:机械", "角色:技术"]  # A -> B -> A ends on A
 
 
 def test_rate_limited_is_rescheduled_not_lost(segment, enricher, double):
