@@ -95,7 +95,7 @@ def raw_rate(kafka: KafkaSettings, n: int) -> float:
     got, started = 0, None
     deadline = time.monotonic() + 120
     while got < n and time.monotonic() < deadline:
-        batch = consumer.poll(timeout_ms=500, max_records=500)
+        batch = consumer.poll(timeout_ms=500, max_records=kafka.max_batch)
         if batch and started is None:
             started = time.perf_counter()  # group join excluded, as for the segment consumer
         got += sum(len(v) for v in batch.values())

@@ -439,6 +439,9 @@ class KafkaSettings:
     session_timeout_ms: int = 45000
     heartbeat_interval_ms: int = 3000
     max_poll_interval_ms: int = 300000
+    # Records a consumer applies per transaction: larger batches amortise the per-batch reads
+    # and account refreshes (bench/segment.py: 500 -> 2000 is ~1.7x the rate).
+    max_batch: int = 2000
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
@@ -469,6 +472,7 @@ class Settings:
             session_timeout_ms=_env_int(env, "SIYU_KAFKA_SESSION_TIMEOUT_MS", 45000),
             heartbeat_interval_ms=_env_int(env, "SIYU_KAFKA_HEARTBEAT_INTERVAL_MS", 3000),
             max_poll_interval_ms=_env_int(env, "SIYU_KAFKA_MAX_POLL_INTERVAL_MS", 300000),
+            max_batch=max(1, _env_int(env, "SIYU_KAFKA_MAX_BATCH", 2000)),
         )
         return cls(
             database_url=env.get("SIYU_DATABASE_URL") or None,

@@ -98,6 +98,7 @@ def build_runner(
         decode=decode,
         process=make_process(pool, tenants, topics, lambda: producer),
         dlq=DeadLetterQueue(producer, kafka.topic(TOUCHPOINTS_DLQ), group=group),
+        max_batch=kafka.max_batch,
     )
 
 

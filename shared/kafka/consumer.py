@@ -118,7 +118,7 @@ def create_consumer(
         "session_timeout_ms": kafka.session_timeout_ms,
         "heartbeat_interval_ms": kafka.heartbeat_interval_ms,
         "max_poll_interval_ms": kafka.max_poll_interval_ms,
-        "max_poll_records": 500,
+        "max_poll_records": kafka.max_batch,
     }
     config.update(overrides)
     return KafkaConsumer(**config)
