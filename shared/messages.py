@@ -54,6 +54,10 @@ class ProfileSchema(Schema):
     last_event_at = fields.AwareDateTime(allow_none=True)
     updated_at = fields.AwareDateTime(required=True)
     merged_into = fields.String(allow_none=True, load_default=None)  # a tombstone for merges
+    # Reach (services/segment/reach.py); None: no evidence either way.
+    oa_follower = fields.Boolean(allow_none=True, load_default=None)
+    wecom_contact = fields.Boolean(allow_none=True, load_default=None)
+    oa_last_message_at = fields.AwareDateTime(allow_none=True, load_default=None)
 
 
 _SCHEMAS = {STAGE_CHANGE: StageChangeSchema(), PROFILE: ProfileSchema()}

@@ -25,6 +25,7 @@ from services.segment.lifecycle import (
     evaluate_account,
     load_model,
 )
+from services.segment.reach import reach
 from services.segment.risk import risk_flags
 from services.segment.roles import RoleGuess, infer_role
 from services.segment.scoring import account_score, score
@@ -285,6 +286,7 @@ def _derive(writes, tenant, model, defined, row, events, account_row, now, check
         "segments": member_of,
         "last_event_at": row["last_event_at"].isoformat(),
         "updated_at": row["last_event_at"].isoformat(),
+        **reach(events),
     }
     value = messages.encode_built(messages.PROFILE, profile)
     writes.message(topics.profiles, f"{tenant.id}:{contact_id}", value)
