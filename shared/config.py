@@ -426,6 +426,7 @@ def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+DEFAULT_WECHAT_API_BASE = "https://api.weixin.qq.com/cgi-bin/"
 DEFAULT_WECOM_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin/"
 
 
@@ -457,6 +458,10 @@ class Settings:
     # WeCom server API (shared/wechat/wecom.py): base URL (the fake server in dev) and req/s.
     wecom_api_base: str = DEFAULT_WECOM_API_BASE
     wecom_rate: float = 5.0
+    # Official Account server API base (the fake server in dev).
+    wechat_api_base: str = DEFAULT_WECHAT_API_BASE
+    # Where ingest is reachable from the internet: tracked links point at <public_url>/r/<token>.
+    public_url: str = "http://127.0.0.1:8080"
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -482,6 +487,8 @@ class Settings:
             home=Path(env.get("SIYU_HOME", ".siyu")),
             wecom_api_base=env.get("SIYU_WECOM_API_BASE") or DEFAULT_WECOM_API_BASE,
             wecom_rate=_env_float(env, "SIYU_WECOM_RATE", 5.0),
+            wechat_api_base=env.get("SIYU_WECHAT_API_BASE") or DEFAULT_WECHAT_API_BASE,
+            public_url=(env.get("SIYU_PUBLIC_URL") or "http://127.0.0.1:8080").rstrip("/"),
         )
 
     def require_database(self) -> str:

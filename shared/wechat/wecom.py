@@ -402,3 +402,39 @@ class WeComClient(WeChatClient):
             "externalcontact/groupchat/get", data={"chat_id": chat_id, "need_name": 1}
         )
         return result.get("group_chat") or {}
+
+    def list_group_chats(self, page_size: int = 1000) -> list[str]:
+        """``externalcontact/groupchat/list``: the chat_id of every customer group, all pages."""
+        chat_ids: list[str] = []
+        cursor = ""
+        for _ in range(10000):  # a corp with ten million groups would stop here
+            result = self.post(
+                "externalcontact/groupchat/list",
+                data={"status_filter": 0, "cursor": cursor, "limit": page_size},
+            )
+            chat_ids.extend(c["chat_id"] for c in result.get("group_chat_list") or [])
+            cursor = result.get("next_cursor") or ""
+            if not cursor:
+                break
+        return chat_ids
+
+    def add_msg_template(self, body: dict) -> dict:
+        """``externalcontact/add_msg_template``: ``{"msgid", "fail_list"}``. Nothing reaches a
+        customer until the sending member confirms the task in WeCom."""
+        return self.post("externalcontact/add_msg_template", data=body)
+
+    def get_groupmsg_task(self, msgid: str) -> list[dict]:
+        """Per sending member: status 0 pending, 2 sent."""
+        return (
+            self.post("externalcontact/get_groupmsg_task", data={"msgid": msgid}).get("task_list")
+            or []
+        )
+
+    def get_groupmsg_send_result(self, msgid: str, userid: str) -> list[dict]:
+        """Per target: status 0 pending, 1 sent, 2 not a friend, 3 already received another."""
+        return (
+            self.post(
+                "externalcontact/get_groupmsg_send_result", data={"msgid": msgid, "userid": userid}
+            ).get("send_list")
+            or []
+        )

@@ -18,6 +18,7 @@ from typing import Any
 from flask import Blueprint, Flask, jsonify, request
 from prometheus_client import Counter
 
+from services.outreach.fake_wechat import sending
 from services.outreach.fake_wechat.seed import CorpWorld
 from services.outreach.fake_wechat.state import ApiError, FakeState, Injection, Token
 from shared.health import ops_blueprint
@@ -141,6 +142,30 @@ def _groupchat_get(call: Call) -> dict[str, Any]:
     return {"group_chat": {**chat.detail, "member_list": members}}
 
 
+def _groupchat_list(call: Call) -> dict[str, Any]:
+    """Groups by owner (``owner_filter.userid_list``), paged by ``cursor``/``limit`` (≤1000)."""
+    limit = call.body.get("limit", 100)
+    if not isinstance(limit, int) or not 1 <= limit <= 1000:
+        raise ApiError(40058, "limit must be 1 to 1000")
+    owners = (call.body.get("owner_filter") or {}).get("userid_list") or []
+    chats = sorted(
+        (c for c in call.world.chats.values() if not owners or c.detail["owner"] in owners),
+        key=lambda c: c.chat_id,
+    )
+    cursor = call.body.get("cursor") or ""
+    chats = [c for c in chats if c.chat_id > cursor]
+    page = chats[:limit]
+    status = call.body.get("status_filter", 0)
+    return {
+        "group_chat_list": [
+            {"chat_id": c.chat_id, "status": 0}
+            for c in page
+            if status != 0 or c.chat_id not in call.state.dismissed
+        ],
+        "next_cursor": page[-1].chat_id if len(chats) > limit else "",
+    }
+
+
 def _unionid_to_external_userid(call: Call) -> dict[str, Any]:
     unionid, openid = call.body.get("unionid"), call.body.get("openid")
     if not isinstance(unionid, str) or not unionid or not isinstance(openid, str) or not openid:
@@ -186,6 +211,10 @@ WECOM: dict[str, Route] = {
     "externalcontact/groupchat/get": Route("POST", _groupchat_get),
     "externalcontact/unionid_to_external_userid": Route("POST", _unionid_to_external_userid),
     "externalcontact/get_corp_tag_list": Route("POST", _corp_tag_list),
+    "externalcontact/add_msg_template": Route("POST", sending.add_msg_template),
+    "externalcontact/get_groupmsg_task": Route("POST", sending.get_groupmsg_task),
+    "externalcontact/get_groupmsg_send_result": Route("POST", sending.get_groupmsg_send_result),
+    "externalcontact/groupchat/list": Route("POST", _groupchat_list),
 }
 
 
@@ -217,6 +246,9 @@ OA: dict[str, Route] = {
     "stable_token": Route("POST", _oa_stable_token, auth=False),
     "get_api_domain_ip": Route("GET", _api_domain_ip),
     "getcallbackip": Route("GET", _api_domain_ip),
+    "message/template/send": Route("POST", sending.template_send),
+    "message/custom/send": Route("POST", sending.custom_send),
+    "message/mass/send": Route("POST", sending.mass_send),
 }
 
 ROUTES = {"wecom": WECOM, "oa": OA}
@@ -349,6 +381,42 @@ def _admin(state: FakeState) -> Blueprint:
         with state.lock:
             state.offset += advance
         return jsonify(now=state.now(), offset=state.offset)
+
+    @bp.get("/messages")
+    def messages():
+        """What the sending APIs accepted, oldest first (``?tenant=``, ``?kind=``)."""
+        with state.lock:
+            now, delay = state.now(), state.config.confirm_delay
+            sent = [
+                s.summary(now, delay)
+                for s in state.mailbox.sent
+                if request.args.get("tenant") in (None, s.tenant_id)
+                and request.args.get("kind") in (None, s.kind)
+            ]
+        return jsonify(messages=sent)
+
+    @bp.post("/people")
+    def people():
+        """Change the world: ``{"appid", "openid", "following"}`` (un)follows the OA,
+        ``{"external_userid", "deleted"}`` deletes a customer, ``{"chat_id", "dismissed"}``
+        dismisses a group."""
+        data = body()
+        with state.lock:
+            if data.get("appid") and data.get("openid"):
+                state.followers.setdefault(data["appid"], {})[data["openid"]] = bool(
+                    data.get("following", True)
+                )
+            elif data.get("external_userid"):
+                change = state.deleted.add if data.get("deleted", True) else state.deleted.discard
+                change(data["external_userid"])
+            elif data.get("chat_id"):
+                change = (
+                    state.dismissed.add if data.get("dismissed", True) else state.dismissed.discard
+                )
+                change(data["chat_id"])
+            else:
+                return bad("give appid+openid, external_userid or chat_id")
+        return jsonify(status="ok")
 
     @bp.get("/config")
     def get_config():

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from services.outreach.fake_wechat.seed import CorpWorld, build_corp
+from services.outreach.fake_wechat.mailbox import Mailbox
+from services.outreach.fake_wechat.seed import CorpWorld, build_corp, population_for
 from shared.config import TenantRegistry
 from shared.errors import ConfigError
 
@@ -40,6 +41,9 @@ class FakeConfig:
     stable_force_interval: int = 30  # seconds between forced refreshes, else 45011
     follow_user_page: int = 500  # follow_user entries per externalcontact/get page
     calls_kept: int = 10000  # size of the call log
+    confirm_delay: int = 0  # seconds before a member "confirms" a WeCom mass-message task
+    wecom_customer_daily: int = 1  # WeCom mass messages one customer receives per day
+    oa_template_daily: int = 100000  # OA template messages per app per day, then 45009
 
     def update(self, values: dict[str, Any]) -> None:
         known = {f.name for f in fields(self)}
@@ -146,6 +150,12 @@ class FakeState:
     _last_force: dict[str, float] = field(default_factory=dict, repr=False)
     injections: list[Injection] = field(default_factory=list, repr=False)
     calls: deque = field(default_factory=deque, repr=False)
+    # Sending (services/outreach/fake_wechat/sending.py): what was accepted; OA followers by
+    # app (openid -> following); customers who deleted the company; dismissed groups.
+    mailbox: Mailbox = field(default_factory=Mailbox, repr=False)
+    followers: dict[str, dict[str, bool]] = field(default_factory=dict, repr=False)
+    deleted: set[str] = field(default_factory=set, repr=False)
+    dismissed: set[str] = field(default_factory=set, repr=False)
     _seq: int = 0
 
     # --- construction
@@ -166,10 +176,13 @@ class FakeState:
         worlds: dict[str, CorpWorld] = {}
         corps: dict[str, CorpCreds] = {}
         apps: dict[str, OfficialAccountCreds] = {}
+        followers: dict[str, dict[str, bool]] = {}
         for tenant in registry:
+            people = population_for(seed, tenant.mode, contacts).people
             for oa in tenant.wechat_oa:
                 secret = _reveal(oa.app_secret, secret_defaults)
                 apps[oa.app_id] = OfficialAccountCreds(oa.app_id, secret, tenant.id)
+                followers[oa.app_id] = {p.openid: True for p in people if p.openid}
             if tenant.wecom is not None:
                 corp_id = tenant.wecom.corp_id
                 corps[corp_id] = CorpCreds(
@@ -182,6 +195,7 @@ class FakeState:
             worlds=worlds,
             corps=corps,
             apps=apps,
+            followers=followers,
             config=config or FakeConfig(),
             clock=clock,
             seed=seed,
@@ -332,6 +346,10 @@ class FakeState:
         if w.count > self.config.gettoken_limit:
             raise ApiError(45009, "api freq out of limit")
 
+    def daily_quota(self, key: str, quota: int, now: float) -> None:
+        """Count a call against a per-day quota (days start at midnight Beijing time)."""
+        self._daily_quota(key, quota, now)
+
     def _daily_quota(self, key: str, quota: int, now: float) -> None:
         day = int((now + DAY_OFFSET_S) // 86400)
         used = self._daily.get((key, day), 0)
@@ -417,6 +435,7 @@ class FakeState:
                 ],
                 "injections": [asdict(i) for i in self.injections],
                 "calls": self._seq,
+                "messages": len(self.mailbox.sent),
             }
 
 

@@ -1,0 +1,232 @@
+"""The fake's sending APIs and what they received (PLATFORM.md §5), for outreach in dev and tests.
+
+WeCom ``externalcontact/add_msg_template`` creates a task per sending member that nothing leaves
+until the member confirms it (here: ``confirm_delay`` seconds later); ``get_groupmsg_task`` and
+``get_groupmsg_send_result`` report it (0 pending, 1 sent, 2 not a friend, 3 already received
+another today). Official Account: template messages (``client_msg_id`` dedupes, 43004 for a
+non-follower, a daily quota answered with 45009), customer-service messages (45015 for a
+non-follower, 45047 past 5 per 48 h), mass send to an openid list (2..10000, ``clientmsgid``
+dedupes, 4 per follower per month: the rest filtered). Everything accepted is kept in the
+mailbox, which ``GET /_fake/messages`` shows.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from services.outreach.fake_wechat.mailbox import DAY, MONTH, Sent
+from services.outreach.fake_wechat.state import ApiError
+
+if TYPE_CHECKING:
+    from services.outreach.fake_wechat.app import Call
+
+MAX_TARGETS = 10000
+
+
+def _list(body: dict[str, Any], key: str) -> list[str]:
+    value = body.get(key) or []
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ApiError(40058, f"invalid {key}")
+    return value
+
+
+def _check_content(body: dict[str, Any]) -> None:
+    text = body.get("text") or {}
+    attachments = body.get("attachments") or []
+    if not isinstance(attachments, list) or len(attachments) > 9:
+        raise ApiError(40058, "attachments: at most 9")
+    if not (isinstance(text, dict) and text.get("content")) and not attachments:
+        raise ApiError(41008, "missing text content or attachments")
+
+
+# --- WeCom --------------------------------------------------------------------------------------
+
+
+def add_msg_template(call: Call) -> dict[str, Any]:
+    body, world, state = call.body, call.world, call.state
+    chat_type = body.get("chat_type") or "single"
+    if chat_type not in ("single", "group"):
+        raise ApiError(40058, "chat_type must be single or group")
+    _check_content(body)
+    sender = body.get("sender")
+    if sender is not None and sender not in world.staff:
+        raise ApiError(60111, "invalid string value `sender`")
+    with state.lock:
+        now, box = state.now(), state.mailbox
+        tasks: dict[str, dict[str, int]] = {}
+        fail_list: list[str] = []
+        if chat_type == "single":
+            targets = _list(body, "external_userid")
+            if not targets or len(targets) > MAX_TARGETS:
+                raise ApiError(40058, f"external_userid: 1 to {MAX_TARGETS}")
+            for ext in targets:
+                contact = world.contacts.get(ext)
+                owners = [f["userid"] for f in contact.follow_user] if contact else []
+                if not owners or (sender and sender not in owners):
+                    fail_list.append(ext)
+                    continue
+                status = 1
+                if ext in state.deleted:
+                    status = 2  # no longer a friend
+                elif box.times(world.corp_id, ext, now - DAY) >= state.config.wecom_customer_daily:
+                    status = 3  # received another mass message today
+                else:
+                    box.stamp(world.corp_id, ext, now)
+                tasks.setdefault(sender or owners[0], {})[ext] = status
+        else:
+            if not sender:
+                raise ApiError(40058, "sender is required for chat_type group")
+            targets = _list(body, "chat_id_list")
+            if not targets or len(targets) > 2000:
+                raise ApiError(40058, "chat_id_list: 1 to 2000")
+            for chat_id in targets:
+                chat = world.chats.get(chat_id)
+                if chat is None:
+                    raise ApiError(40050, "invalid chatid")
+                if chat.detail["owner"] != sender or chat_id in state.dismissed:
+                    fail_list.append(chat_id)
+                    continue
+                tasks.setdefault(sender, {})[chat_id] = 1
+        if not tasks:
+            return {"fail_list": fail_list, "msgid": ""}
+        sent = box.add(
+            Sent(box.next_id("msg"), "wecom", chat_type, world.tenant_id, world.corp_id, now,
+                 body, tasks)
+        )  # fmt: skip
+    return {"fail_list": fail_list, "msgid": sent.msgid}
+
+
+def _sent(call: Call, api: str) -> Sent:
+    msgid = call.body.get("msgid")
+    sent = call.state.mailbox.by_id.get(msgid) if isinstance(msgid, str) else None
+    owner = call.token.owner if call.token else None
+    if sent is None or sent.api != api or sent.owner != owner:
+        raise ApiError(41063 if api == "wecom" else 40008, "invalid msgid")
+    return sent
+
+
+def _confirmed(call: Call, sent: Sent) -> bool:
+    return call.state.now() >= sent.at + call.state.config.confirm_delay
+
+
+def get_groupmsg_task(call: Call) -> dict[str, Any]:
+    sent = _sent(call, "wecom")
+    done = _confirmed(call, sent)
+    return {
+        "task_list": [
+            {"userid": userid, "status": 2 if done else 0,
+             "send_time": int(sent.at + call.state.config.confirm_delay) if done else 0}
+            for userid in sent.tasks
+        ],
+        "next_cursor": "",
+    }  # fmt: skip
+
+
+def get_groupmsg_send_result(call: Call) -> dict[str, Any]:
+    sent = _sent(call, "wecom")
+    userid = call.body.get("userid")
+    if userid not in sent.tasks:
+        raise ApiError(60111, "invalid string value `userid`")
+    done = _confirmed(call, sent)
+    key = "chat_id" if sent.kind == "group" else "external_userid"
+    return {
+        "send_list": [
+            {key: target, "userid": userid, "status": status if done else 0,
+             "send_time": int(sent.at + call.state.config.confirm_delay) if done else 0}
+            for target, status in sent.tasks[userid].items()
+        ],
+        "next_cursor": "",
+    }  # fmt: skip
+
+
+# --- Official Account ---------------------------------------------------------------------------
+
+
+def _follower(call: Call, openid: Any) -> str:
+    app_id = call.token.owner if call.token else ""
+    followers = call.state.followers.get(app_id, {})
+    if not isinstance(openid, str) or openid not in followers:
+        raise ApiError(40003, "invalid openid")
+    if not followers[openid]:
+        raise ApiError(43004, "require subscribe")
+    return openid
+
+
+def template_send(call: Call) -> dict[str, Any]:
+    body, state = call.body, call.state
+    openid = _follower(call, body.get("touser"))
+    if not isinstance(body.get("template_id"), str) or not body["template_id"]:
+        raise ApiError(40037, "invalid template_id")
+    if not isinstance(body.get("data"), dict):
+        raise ApiError(47001, "data format error")
+    app_id = call.token.owner
+    with state.lock:
+        box, now = state.mailbox, state.now()
+        key = body.get("client_msg_id")
+        if key and (app_id, f"{openid}|{key}") in box.dedupe:
+            return {
+                "errcode": 0,
+                "errmsg": "ok",
+                "msgid": int(box.dedupe[(app_id, f"{openid}|{key}")]),
+            }
+        state.daily_quota(f"template:{app_id}", state.config.oa_template_daily, now)
+        sent = box.add(
+            Sent(str(next(box.counter)), "oa", "template", call.token.tenant_id, app_id, now,
+                 body, targets=[openid])
+        )  # fmt: skip
+        if key:
+            box.dedupe[(app_id, f"{openid}|{key}")] = sent.msgid
+    return {"errcode": 0, "errmsg": "ok", "msgid": int(sent.msgid)}
+
+
+def custom_send(call: Call) -> dict[str, Any]:
+    body, state = call.body, call.state
+    try:
+        openid = _follower(call, body.get("touser"))
+    except ApiError as exc:
+        if exc.errcode == 43004:
+            raise ApiError(
+                45015, "response out of time limit or subscription is canceled"
+            ) from None
+        raise
+    if body.get("msgtype") not in ("text", "news", "link", "image", "miniprogrampage"):
+        raise ApiError(40008, "invalid message type")
+    app_id = call.token.owner
+    with state.lock:
+        box, now = state.mailbox, state.now()
+        if box.times(app_id, f"cs:{openid}", now - 2 * DAY) >= 5:
+            raise ApiError(45047, "out of response count limit")
+        box.stamp(app_id, f"cs:{openid}", now)
+        box.add(Sent(box.next_id("cs"), "oa", "custom", call.token.tenant_id, app_id, now, body,
+                     targets=[openid]))  # fmt: skip
+    return {"errcode": 0, "errmsg": "ok"}
+
+
+def mass_send(call: Call) -> dict[str, Any]:
+    body, state = call.body, call.state
+    touser = body.get("touser")
+    if not isinstance(touser, list) or not 2 <= len(touser) <= MAX_TARGETS:
+        raise ApiError(40130, "invalid openid list size, at least two openid")
+    if body.get("msgtype") not in ("mpnews", "text", "voice", "image", "mpvideo", "wxcard"):
+        raise ApiError(40008, "invalid message type")
+    app_id = call.token.owner
+    followers = state.followers.get(app_id, {})
+    with state.lock:
+        box, now = state.mailbox, state.now()
+        key = body.get("clientmsgid")
+        if key and (app_id, f"mass|{key}") in box.dedupe:
+            raise ApiError(45065, "clientmsgid exist")
+        reached = []
+        for openid in dict.fromkeys(touser):
+            if not followers.get(openid):
+                continue
+            if box.times(app_id, f"mass:{openid}", now - MONTH) >= 4:
+                continue  # filtered: a follower gets at most 4 mass messages a month
+            box.stamp(app_id, f"mass:{openid}", now)
+            reached.append(openid)
+        sent = box.add(Sent(str(next(box.counter)), "oa", "mass", call.token.tenant_id, app_id,
+                            now, body, targets=reached))  # fmt: skip
+        if key:
+            box.dedupe[(app_id, f"mass|{key}")] = sent.msgid
+    return {"errcode": 0, "errmsg": "send job submission success", "msg_id": int(sent.msgid),
+            "msg_data_id": int(sent.msgid)}  # fmt: skip

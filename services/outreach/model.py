@@ -1,0 +1,337 @@
+"""What ops staff define, as marshmallow schemas (they validate the API and document it in OpenAPI):
+content items, campaigns (audience, content or series, trigger, quiet hours) and the tenant's
+outreach settings (frequency caps, platform quotas, default quiet hours).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from croniter import croniter
+from dateutil.rrule import rrulestr
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    validate,
+    validates,
+    validates_schema,
+)
+
+FORMATS = (
+    "whitepaper", "industry_report", "case_study", "review", "webinar_invite", "class_invite",
+    "product_spec", "proposal", "article", "event_invite", "onboarding_guide", "promotion",
+)  # fmt: skip
+ROLES = ("technical", "finance", "compliance", "procurement", "business", "decision_maker")
+CHANNELS = ("wecom_group", "wecom_single", "oa_template", "oa_mass", "oa_custom")
+# Which payload each channel sends (content.payloads keys).
+CHANNEL_PAYLOAD = {
+    "wecom_group": "wecom",
+    "wecom_single": "wecom",
+    "oa_template": "oa_template",
+    "oa_mass": "oa_mass",
+    "oa_custom": "oa_custom",
+}
+# B2B stages in which a buyer is still weighing options: promotions never reach them.
+COMPARING_STAGES = frozenset({"comparison", "examination"})
+_HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
+_ID = r"^[A-Za-z0-9_.:-]{1,128}$"
+
+
+class _Strict(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+def _names(**kwargs) -> fields.List:
+    return fields.List(fields.String(validate=validate.Length(min=1, max=128)), **kwargs)
+
+
+# --- content ------------------------------------------------------------------------------------
+
+
+class WeComAttachmentSchema(_Strict):
+    msgtype = fields.String(
+        required=True, validate=validate.OneOf(["link", "miniprogram", "image"])
+    )
+    link = fields.Dict(metadata={"description": "{title, url, desc?, picurl?}"})
+    miniprogram = fields.Dict(metadata={"description": "{title, appid, page, pic_media_id}"})
+    image = fields.Dict(metadata={"description": "{media_id} or {pic_url}"})
+
+    @validates_schema
+    def _body(self, data: dict, **kwargs) -> None:
+        body = data.get(data["msgtype"])
+        if not isinstance(body, dict) or not body:
+            raise ValidationError(f"a {data['msgtype']} attachment needs its {data['msgtype']}")
+        if data["msgtype"] == "link" and not (body.get("title") and body.get("url")):
+            raise ValidationError("a link needs title and url", data["msgtype"])
+        if data["msgtype"] == "miniprogram" and not all(
+            body.get(k) for k in ("title", "appid", "page")
+        ):
+            raise ValidationError("a miniprogram needs title, appid and page", data["msgtype"])
+
+
+class WeComPayloadSchema(_Strict):
+    text = fields.String(validate=validate.Length(max=4000))
+    attachments = fields.List(
+        fields.Nested(WeComAttachmentSchema), validate=validate.Length(max=9), load_default=list
+    )
+
+    @validates_schema
+    def _something(self, data: dict, **kwargs) -> None:
+        if not data.get("text") and not data.get("attachments"):
+            raise ValidationError("give text, attachments or both")
+
+
+class OaTemplatePayloadSchema(_Strict):
+    template_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    url = fields.Url(schemes={"http", "https"})
+    miniprogram = fields.Dict()
+    data = fields.Dict(
+        keys=fields.String(),
+        values=fields.Dict(),
+        required=True,
+        metadata={"description": '{"first": {"value": "..."}, ...}'},
+    )
+
+
+class OaMassPayloadSchema(_Strict):
+    msgtype = fields.String(required=True, validate=validate.OneOf(["mpnews", "text"]))
+    media_id = fields.String()
+    text = fields.String(validate=validate.Length(max=4000))
+
+    @validates_schema
+    def _body(self, data: dict, **kwargs) -> None:
+        if data["msgtype"] == "mpnews" and not data.get("media_id"):
+            raise ValidationError("mpnews needs media_id", "media_id")
+        if data["msgtype"] == "text" and not data.get("text"):
+            raise ValidationError("text needs text", "text")
+
+
+class OaCustomPayloadSchema(_Strict):
+    msgtype = fields.String(required=True, validate=validate.OneOf(["text", "news", "link"]))
+    text = fields.String(validate=validate.Length(max=2000))
+    news = fields.Dict(metadata={"description": "{title, description, url, picurl}"})
+
+    @validates_schema
+    def _body(self, data: dict, **kwargs) -> None:
+        if data["msgtype"] == "text" and not data.get("text"):
+            raise ValidationError("text needs text", "text")
+        if data["msgtype"] in ("news", "link") and not (data.get("news") or {}).get("url"):
+            raise ValidationError("news needs news.url", "news")
+
+
+class PayloadsSchema(_Strict):
+    wecom = fields.Nested(WeComPayloadSchema)
+    oa_template = fields.Nested(OaTemplatePayloadSchema)
+    oa_mass = fields.Nested(OaMassPayloadSchema)
+    oa_custom = fields.Nested(OaCustomPayloadSchema)
+
+    @validates_schema
+    def _one(self, data: dict, **kwargs) -> None:
+        if not data:
+            raise ValidationError("give a payload for at least one channel")
+
+
+class ContentInSchema(_Strict):
+    title = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    format = fields.String(required=True, validate=validate.OneOf(FORMATS))
+    promotional = fields.Boolean(
+        load_default=None,
+        metadata={"description": "A discount or offer. Always true for format=promotion"},
+    )
+    stages = _names(load_default=list, metadata={"description": "Lifecycle stages it fits"})
+    roles = fields.List(fields.String(validate=validate.OneOf(ROLES)), load_default=list)
+    topics = _names(load_default=list)
+    industries = _names(load_default=list)
+    payloads = fields.Nested(PayloadsSchema, required=True)
+
+    @validates_schema
+    def _promotion(self, data: dict, **kwargs) -> None:
+        if data.get("format") == "promotion" and data.get("promotional") is False:
+            raise ValidationError("a promotion is promotional", "promotional")
+
+
+class ContentPatchSchema(ContentInSchema):
+    class Meta:
+        unknown = RAISE
+        partial = True
+
+
+def is_promotional(body: dict) -> bool:
+    """Promotional whatever the item says if its format is a promotion (the flag cannot be
+    hidden by leaving it out)."""
+    return bool(body.get("promotional")) or body.get("format") == "promotion"
+
+
+# --- campaigns ----------------------------------------------------------------------------------
+
+
+class FilterSchema(_Strict):
+    segments = _names()
+    stages = _names()
+    roles = fields.List(fields.String(validate=validate.OneOf(ROLES)))
+    accounts = _names()
+    account_stages = _names()
+    risk_flags = _names()
+    tags = _names()
+    behaviour = _names()
+    groups = fields.List(fields.String(validate=validate.Regexp(_ID)))
+    contacts = _names()
+    mode = fields.String(validate=validate.OneOf(["b2b", "b2c"]))
+    oa_followers = fields.Boolean(metadata={"description": "Only contacts following the OA"})
+    min_score = fields.Float()
+
+
+class AudienceSchema(FilterSchema):
+    exclude = fields.Nested(FilterSchema, metadata={"description": "Whoever matches is left out"})
+
+
+class ContentRefSchema(_Strict):
+    item = fields.String(metadata={"description": "One content item for every run"})
+    series = fields.List(
+        fields.String(),
+        validate=validate.Length(min=1, max=100),
+        metadata={
+            "description": "Ordered items: each run sends every recipient the next item it has "
+            "not received whose stages/roles fit it"
+        },
+    )
+
+    @validates_schema
+    def _one(self, data: dict, **kwargs) -> None:
+        if bool(data.get("item")) == bool(data.get("series")):
+            raise ValidationError("give exactly one of item or series")
+
+
+class ScheduleSchema(_Strict):
+    cron = fields.String(metadata={"description": "e.g. '0 10 * * TUE' (every Tuesday 10:00)"})
+    rrule = fields.String(metadata={"description": "RFC 5545, e.g. FREQ=WEEKLY;BYDAY=TU;BYHOUR=10"})
+    timezone = fields.String(metadata={"description": "Default: the tenant's"})
+    start = fields.AwareDateTime()
+    end = fields.AwareDateTime()
+
+    @validates("cron")
+    def _cron(self, value: str, **kwargs) -> None:
+        if not croniter.is_valid(value):
+            raise ValidationError(f"not a cron expression: {value!r}")
+
+    @validates("rrule")
+    def _rrule(self, value: str, **kwargs) -> None:
+        try:
+            rrulestr(value, dtstart=datetime(2026, 1, 1))
+        except (ValueError, TypeError) as exc:
+            raise ValidationError(f"not an RRULE: {exc}") from None
+
+    @validates_schema
+    def _one(self, data: dict, **kwargs) -> None:
+        if bool(data.get("cron")) == bool(data.get("rrule")):
+            raise ValidationError("give exactly one of cron or rrule")
+        if data.get("start") and data.get("end") and data["end"] <= data["start"]:
+            raise ValidationError("end must be after start", "end")
+        if data.get("timezone"):
+            from services.outreach.schedule import zone
+
+            try:
+                zone(data["timezone"])
+            except ValueError as exc:
+                raise ValidationError(str(exc), "timezone") from None
+
+
+class EventTriggerSchema(_Strict):
+    stage_entered = fields.String(metadata={"description": "Fires when a subject enters it"})
+    subject = fields.String(
+        load_default="contact",
+        validate=validate.OneOf(["contact", "account"]),
+        metadata={"description": "account: every member of the account is the audience"},
+    )
+    risk_flag = fields.String(metadata={"description": "Fires when an account's flag is raised"})
+    delay_minutes = fields.Integer(load_default=0, validate=validate.Range(min=0, max=60 * 24 * 90))
+
+    @validates_schema
+    def _one(self, data: dict, **kwargs) -> None:
+        if bool(data.get("stage_entered")) == bool(data.get("risk_flag")):
+            raise ValidationError("give exactly one of stage_entered or risk_flag")
+
+
+class TriggerSchema(_Strict):
+    schedule = fields.Nested(ScheduleSchema)
+    event = fields.Nested(EventTriggerSchema)
+
+    @validates_schema
+    def _one(self, data: dict, **kwargs) -> None:
+        if bool(data.get("schedule")) == bool(data.get("event")):
+            raise ValidationError("give exactly one of schedule or event")
+
+
+class QuietHoursSchema(_Strict):
+    start = fields.String(
+        required=True, validate=validate.Regexp(_HHMM), metadata={"example": "21:00"}
+    )
+    end = fields.String(
+        required=True, validate=validate.Regexp(_HHMM), metadata={"example": "08:00"}
+    )
+
+
+class CampaignInSchema(_Strict):
+    name = fields.String(required=True, validate=validate.Length(min=1, max=200))
+    channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
+    audience = fields.Nested(AudienceSchema, required=True)
+    content = fields.Nested(ContentRefSchema, required=True)
+    trigger = fields.Nested(TriggerSchema, required=True)
+    quiet_hours = fields.Nested(
+        QuietHoursSchema, allow_none=True, load_default=None,
+        metadata={"description": "Default: the tenant's; sends due inside wait until the end"},
+    )  # fmt: skip
+    allow_b2b_promotion = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Admin only, audited: lets promotional content reach B2B contacts "
+            "outside Comparison/Examination (never inside)"
+        },
+    )
+
+
+class CampaignPatchSchema(CampaignInSchema):
+    class Meta:
+        unknown = RAISE
+        partial = True
+
+
+# --- tenant settings ----------------------------------------------------------------------------
+
+
+class CapsSchema(_Strict):
+    contact_per_day = fields.Integer(load_default=1, validate=validate.Range(min=0))
+    contact_per_week = fields.Integer(load_default=3, validate=validate.Range(min=0))
+    group_per_day = fields.Integer(load_default=1, validate=validate.Range(min=0))
+    group_per_week = fields.Integer(load_default=3, validate=validate.Range(min=0))
+
+
+class QuotasSchema(_Strict):
+    """The platform's limits (PLATFORM.md §5), as this tenant's account is subject to them."""
+
+    wecom_customer_per_day = fields.Integer(
+        load_default=1, validate=validate.Range(min=0),
+        metadata={"description": "WeCom mass messages one customer may receive per day"},
+    )  # fmt: skip
+    oa_mass_per_month = fields.Integer(
+        load_default=4, validate=validate.Range(min=0),
+        metadata={"description": "OA mass messages one follower may receive per month"},
+    )  # fmt: skip
+    oa_custom_window_hours = fields.Integer(load_default=48, validate=validate.Range(min=1))
+    oa_custom_per_window = fields.Integer(load_default=5, validate=validate.Range(min=0))
+
+
+class OutreachSettingsSchema(_Strict):
+    caps = fields.Nested(CapsSchema, load_default=lambda: CapsSchema().load({}))
+    quotas = fields.Nested(QuotasSchema, load_default=lambda: QuotasSchema().load({}))
+    quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True, load_default=None)
+
+
+def outreach_settings(tenant_settings: dict[str, Any] | None) -> dict[str, Any]:
+    """A tenant's outreach settings with defaults (tenants.settings["outreach"])."""
+    return OutreachSettingsSchema().load((tenant_settings or {}).get("outreach") or {})

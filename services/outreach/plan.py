@@ -1,0 +1,120 @@
+"""A run's plan: every recipient with the content it gets or the reason it gets none.
+
+One code path for ``POST /campaigns/<id>/preview`` (nothing stored) and the worker (deliveries
+stored from it), so a preview shows exactly what a run would do at that moment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg import Connection
+
+from services.outreach import audience
+from services.outreach.model import outreach_settings
+from services.outreach.policies import Decision, Item, Policy, Recipient, decide
+
+
+class PlanError(Exception):
+    """The campaign cannot run as defined (e.g. its content is gone): the run fails with it."""
+
+
+@dataclass(frozen=True)
+class Campaign:
+    tenant_id: str
+    campaign_id: str
+    channel: str
+    audience: dict[str, Any]
+    content: dict[str, Any]
+    trigger: dict[str, Any]
+    quiet_hours: dict[str, str] | None
+    allow_b2b_promotion: bool
+    status: str
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Campaign:
+        return cls(
+            tenant_id=row["tenant_id"],
+            campaign_id=row["campaign_id"],
+            channel=row["channel"],
+            audience=row["audience"],
+            content=row["content"],
+            trigger=row["trigger"],
+            quiet_hours=row["quiet_hours"],
+            allow_b2b_promotion=row["allow_b2b_promotion"],
+            status=row["status"],
+        )
+
+    @property
+    def series(self) -> bool:
+        return bool(self.content.get("series"))
+
+    @property
+    def content_ids(self) -> list[str]:
+        return list(self.content.get("series") or [self.content["item"]])
+
+
+def tenant_settings(conn: Connection, tenant_id: str) -> dict[str, Any]:
+    row = conn.execute("SELECT settings FROM tenants WHERE tenant_id = %s", (tenant_id,)).fetchone()
+    return outreach_settings(row["settings"] if row else None)
+
+
+def items(conn: Connection, campaign: Campaign) -> list[Item]:
+    """The campaign's content in its order; archived items are skipped, missing ones refused."""
+    ids = campaign.content_ids
+    rows = {
+        r["content_id"]: r
+        for r in conn.execute(
+            "SELECT content_id, promotional, stages, roles, status FROM content "
+            "WHERE tenant_id = %s AND content_id = ANY(%s)",
+            (campaign.tenant_id, ids),
+        ).fetchall()
+    }
+    missing = [i for i in ids if i not in rows]
+    if missing:
+        raise PlanError(f"content not found: {', '.join(missing)}")
+    found = [
+        Item(i, rows[i]["promotional"], frozenset(rows[i]["stages"]), frozenset(rows[i]["roles"]))
+        for i in ids
+        if rows[i]["status"] == "active"
+    ]
+    if not found:
+        raise PlanError("every content item of the campaign is archived")
+    return found
+
+
+def policy(conn: Connection, campaign: Campaign) -> Policy:
+    settings = tenant_settings(conn, campaign.tenant_id)
+    return Policy(
+        channel=campaign.channel,
+        caps=settings["caps"],
+        quotas=settings["quotas"],
+        allow_b2b_promotion=campaign.allow_b2b_promotion,
+    )
+
+
+def plan(
+    conn: Connection, campaign: Campaign, now: datetime, scope: audience.Scope | None = None
+) -> Iterator[tuple[Recipient, Decision]]:
+    """Every recipient of a run at ``now`` with its decision, in recipient order (streamed)."""
+    content = items(conn, campaign)
+    rules = policy(conn, campaign)
+    if campaign.channel == "wecom_group":
+        recipients = audience.groups(
+            conn, campaign.tenant_id, campaign.campaign_id, campaign.audience, now, scope
+        )
+    else:
+        recipients = audience.contacts(
+            conn,
+            campaign.tenant_id,
+            campaign.campaign_id,
+            campaign.audience,
+            campaign.channel,
+            now,
+            scope,
+        )
+    for r in recipients:
+        yield r, decide(r, content, rules, now, series=campaign.series)

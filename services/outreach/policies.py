@@ -1,0 +1,187 @@
+"""Who may receive what, decided per recipient at send time (pure: facts in, a reason out).
+
+Every exclusion has a reason, recorded on the delivery and counted in previews. The checks run
+in a fixed order and the first that fails is the reason:
+
+1. the campaign's own exclusion rules (``excluded:<rule>``);
+2. reach: the channel address exists and the person is still there (``no_wecom_id``,
+   ``no_openid``, ``deleted_contact``, ``unsubscribed``, ``group_dismissed``);
+3. content: something in the item or series fits (``series_finished``, ``no_fitting_content``);
+4. the B2B no-discount guard: promotional content never reaches a B2B buyer (or a group with
+   one) whose stage or account stage is Comparison/Examination (``no_discount_comparing``),
+   nor by default any B2B contact (``no_discount_b2b``; an admin override lifts this one only);
+5. frequency caps of the tenant, counting every exposure on every channel, group sends
+   included (``cap_day``, ``cap_week``; groups: ``group_cap_day``, ``group_cap_week``);
+6. platform quotas (PLATFORM.md §5): ``quota_wecom_customer_day``, ``outside_cs_window``,
+   ``quota_oa_custom``, ``quota_oa_mass_month``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from services.outreach.model import COMPARING_STAGES
+
+
+@dataclass(frozen=True)
+class Recipient:
+    kind: str  # contact | group
+    id: str
+    address: str | None  # external_userid, openid or chat_id
+    mode: str | None = None
+    stage: str | None = None
+    account_stage: str | None = None
+    role: str | None = None
+    oa_follower: bool | None = None
+    wecom_contact: bool | None = None
+    oa_last_message_at: datetime | None = None
+    dismissed: bool = False  # groups
+    excluded_by: tuple[str, ...] = ()
+    exposures_day: int = 0
+    exposures_week: int = 0
+    quota_used: int = 0  # this channel's platform quota, in its window
+    received: frozenset[str] = frozenset()  # content ids this campaign already sent it
+    # Groups: the members' facts that matter to the guard.
+    members: Sequence[Recipient] = field(default_factory=tuple)
+    sender: str | None = None  # groups: the owner
+
+
+@dataclass(frozen=True)
+class Item:
+    content_id: str
+    promotional: bool
+    stages: frozenset[str] = frozenset()
+    roles: frozenset[str] = frozenset()
+
+    def fits(self, r: Recipient) -> bool:
+        if r.kind == "group":
+            return True  # a group mixes stages and roles: the series order decides
+        stage_ok = not self.stages or bool({r.stage, r.account_stage} & self.stages)
+        return stage_ok and (not self.roles or r.role in self.roles)
+
+
+@dataclass(frozen=True)
+class Policy:
+    channel: str
+    caps: dict[str, int]
+    quotas: dict[str, int]
+    allow_b2b_promotion: bool = False
+
+
+@dataclass(frozen=True)
+class Decision:
+    content_id: str | None
+    reason: str | None  # None: send
+
+    @property
+    def send(self) -> bool:
+        return self.reason is None
+
+
+def pick(items: Sequence[Item], r: Recipient, *, series: bool) -> tuple[Item | None, str | None]:
+    """The item this recipient gets: the campaign's one item, or the first item of the series
+    it has not received that fits its stage and role."""
+    if not series:
+        return items[0], None
+    unseen = [i for i in items if i.content_id not in r.received]
+    if not unseen:
+        return None, "series_finished"
+    for item in unseen:
+        if item.fits(r):
+            return item, None
+    return None, "no_fitting_content"
+
+
+def _unreachable(r: Recipient, channel: str) -> str | None:
+    if r.kind == "group":
+        return "group_dismissed" if r.dismissed else None
+    if channel == "wecom_single":
+        if not r.address:
+            return "no_wecom_id"
+        return "deleted_contact" if r.wecom_contact is False else None
+    if not r.address:
+        return "no_openid"
+    return "unsubscribed" if r.oa_follower is False else None
+
+
+def _comparing(r: Recipient) -> bool:
+    return r.mode == "b2b" and bool({r.stage, r.account_stage} & COMPARING_STAGES)
+
+
+def _guard(r: Recipient, policy: Policy) -> str | None:
+    people = list(r.members) if r.kind == "group" else [r]
+    if any(_comparing(p) for p in people):
+        return "no_discount_comparing"
+    if not policy.allow_b2b_promotion and any(p.mode == "b2b" for p in people):
+        return "no_discount_b2b"
+    return None
+
+
+def _capped(r: Recipient, caps: dict[str, int]) -> str | None:
+    prefix = "group_" if r.kind == "group" else ""
+    kind = "group" if r.kind == "group" else "contact"
+    if r.exposures_day >= caps[f"{kind}_per_day"]:
+        return f"{prefix}cap_day"
+    if r.exposures_week >= caps[f"{kind}_per_week"]:
+        return f"{prefix}cap_week"
+    return None
+
+
+def _quota(r: Recipient, policy: Policy, now: datetime) -> str | None:
+    q = policy.quotas
+    if policy.channel == "wecom_single" and r.quota_used >= q["wecom_customer_per_day"]:
+        return "quota_wecom_customer_day"
+    if policy.channel == "oa_custom":
+        window = timedelta(hours=q["oa_custom_window_hours"])
+        if r.oa_last_message_at is None or now - r.oa_last_message_at > window:
+            return "outside_cs_window"
+        if r.quota_used >= q["oa_custom_per_window"]:
+            return "quota_oa_custom"
+    if policy.channel == "oa_mass" and r.quota_used >= q["oa_mass_per_month"]:
+        return "quota_oa_mass_month"
+    return None
+
+
+def decide(
+    r: Recipient, items: Sequence[Item], policy: Policy, now: datetime, *, series: bool
+) -> Decision:
+    if r.excluded_by:
+        return Decision(None, f"excluded:{r.excluded_by[0]}")
+    reason = _unreachable(r, policy.channel)
+    if reason:
+        return Decision(None, reason)
+    item, reason = pick(items, r, series=series)
+    if item is None:
+        return Decision(None, reason)
+    if item.promotional:
+        reason = _guard(r, policy)
+        if reason:
+            return Decision(item.content_id, reason)
+    reason = _capped(r, policy.caps) or _quota(r, policy, now)
+    return Decision(item.content_id, reason)
+
+
+def summarise(decisions: Sequence[tuple[Recipient, Decision]]) -> dict[str, Any]:
+    """Counts for previews and run stats: recipients, to send, excluded by reason, people
+    reached (a group reaches its members; distinct people across groups)."""
+    excluded: dict[str, int] = {}
+    reached: set[str] = set()
+    sending = 0
+    for r, d in decisions:
+        if d.send:
+            sending += 1
+            if r.kind == "group":
+                reached.update(m.id for m in r.members)
+            else:
+                reached.add(r.id)
+        else:
+            excluded[d.reason] = excluded.get(d.reason, 0) + 1
+    return {
+        "recipients": len(decisions),
+        "to_send": sending,
+        "excluded": dict(sorted(excluded.items())),
+        "people_reached": len(reached),
+    }
