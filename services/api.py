@@ -24,7 +24,7 @@ from shared.config import Settings, load_tenants
 from shared.errors import ConfigError
 
 # Modules of services built later; each exposes BLUEPRINTS (a sequence of shared.api.Blueprint).
-OPTIONAL_MODULES = ("services.segment.api",)
+OPTIONAL_MODULES = ("services.segment.api", "services.outreach.api")
 
 
 def _module_exists(name: str) -> bool:

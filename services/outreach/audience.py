@@ -89,7 +89,7 @@ class Scope:
     id: str
 
 
-def _where(
+def where_clause(
     tenant_id: str, audience: dict[str, Any], scope: Scope | None, p: Params
 ) -> sql.Composable:
     parts: list[sql.Composable] = [sql.SQL("a.tenant_id = {}").format(p(tenant_id))]
@@ -159,7 +159,7 @@ def contacts(
         since=p(min(now - timedelta(days=7), quota_since)),
         tenant=p(tenant_id),
         campaign=p(campaign_id),
-        where=_where(tenant_id, audience, scope, p),
+        where=where_clause(tenant_id, audience, scope, p),
     )
     names = [name for name, _ in excl]
     with conn.cursor(name="audience") as cursor:  # server-side: rows stream in
@@ -205,7 +205,7 @@ def groups(
         chosen = sql.SQL(
             "g.status = 'active' AND EXISTS (SELECT 1 FROM audience a WHERE {} "
             "AND a.external_userids && g.members)"
-        ).format(_where(tenant_id, contact_filters, scope, p))
+        ).format(where_clause(tenant_id, contact_filters, scope, p))
     excluded_groups = set((audience.get("exclude") or {}).get("groups") or ())
     rows = conn.execute(
         sql.SQL(

@@ -156,9 +156,10 @@ class ContentInSchema(_Strict):
 
 
 class ContentPatchSchema(ContentInSchema):
-    class Meta:
-        unknown = RAISE
-        partial = True
+    """The fields to change (any subset)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, partial=True, **kwargs)
 
 
 def is_promotional(body: dict) -> bool:
@@ -296,9 +297,10 @@ class CampaignInSchema(_Strict):
 
 
 class CampaignPatchSchema(CampaignInSchema):
-    class Meta:
-        unknown = RAISE
-        partial = True
+    """The fields to change (any subset)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, partial=True, **kwargs)
 
 
 # --- tenant settings ----------------------------------------------------------------------------

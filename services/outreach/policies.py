@@ -164,24 +164,39 @@ def decide(
     return Decision(item.content_id, reason)
 
 
-def summarise(decisions: Sequence[tuple[Recipient, Decision]]) -> dict[str, Any]:
-    """Counts for previews and run stats: recipients, to send, excluded by reason, people
-    reached (a group reaches its members; distinct people across groups)."""
-    excluded: dict[str, int] = {}
-    reached: set[str] = set()
-    sending = 0
-    for r, d in decisions:
-        if d.send:
-            sending += 1
-            if r.kind == "group":
-                reached.update(m.id for m in r.members)
-            else:
-                reached.add(r.id)
+class Tally:
+    """Counts for previews and run stats, kept as decisions stream by: recipients, to send,
+    excluded by reason, people reached (a group reaches its members; distinct people across
+    groups)."""
+
+    def __init__(self) -> None:
+        self.recipients = 0
+        self.sending = 0
+        self.excluded: dict[str, int] = {}
+        self.reached: set[str] = set()
+
+    def add(self, r: Recipient, d: Decision) -> None:
+        self.recipients += 1
+        if not d.send:
+            self.excluded[d.reason] = self.excluded.get(d.reason, 0) + 1
+            return
+        self.sending += 1
+        if r.kind == "group":
+            self.reached.update(m.id for m in r.members)
         else:
-            excluded[d.reason] = excluded.get(d.reason, 0) + 1
-    return {
-        "recipients": len(decisions),
-        "to_send": sending,
-        "excluded": dict(sorted(excluded.items())),
-        "people_reached": len(reached),
-    }
+            self.reached.add(r.id)
+
+    def result(self) -> dict[str, Any]:
+        return {
+            "recipients": self.recipients,
+            "to_send": self.sending,
+            "excluded": dict(sorted(self.excluded.items())),
+            "people_reached": len(self.reached),
+        }
+
+
+def summarise(decisions: Sequence[tuple[Recipient, Decision]]) -> dict[str, Any]:
+    tally = Tally()
+    for r, d in decisions:
+        tally.add(r, d)
+    return tally.result()

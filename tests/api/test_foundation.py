@@ -42,6 +42,10 @@ SERVICE_ROUTE_PREFIXES = (
     "/api/v1/segments",
     "/api/v1/lifecycle",
     "/api/v1/reports",
+    "/api/v1/content",
+    "/api/v1/campaigns",
+    "/api/v1/deliveries",
+    "/api/v1/settings/outreach",
 )
 
 

@@ -1,0 +1,6 @@
+"""The outreach service's admin routes, served by ``siyu api serve``."""
+
+from services.outreach.api_campaigns import campaigns, deliveries
+from services.outreach.api_content import content, settings
+
+BLUEPRINTS = (content, settings, campaigns, deliveries)

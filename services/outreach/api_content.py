@@ -1,0 +1,221 @@
+"""Admin routes of the content library (``/content``) and the tenant's outreach settings.
+
+Operators create and edit content (running campaigns is their job); archiving keeps the item
+for the delivery log. The promotional flag is stored true for every promotion, whatever the
+request said, and cannot be cleared while the format is ``promotion``.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from marshmallow import Schema, fields, validate
+from psycopg.types.json import Jsonb
+
+from services.outreach.model import (
+    FORMATS,
+    ContentInSchema,
+    ContentPatchSchema,
+    OutreachSettingsSchema,
+    is_promotional,
+    outreach_settings,
+)
+from shared.api import (
+    TENANT,
+    Blueprint,
+    PageArgs,
+    audit,
+    connection,
+    cursor_key,
+    not_found,
+    page,
+    paged,
+    principal,
+    require,
+    tenant_id,
+    unknown_tenant,
+)
+
+content = Blueprint("content", __name__, description="The content library")
+
+COLUMNS = (
+    "content_id, title, format, promotional, stages, roles, topics, industries, payloads, "
+    "status, created_at, updated_at"
+)
+
+
+class ContentSchema(Schema):
+    content_id = fields.String(required=True)
+    title = fields.String(required=True)
+    format = fields.String(required=True, metadata={"enum": list(FORMATS)})
+    promotional = fields.Boolean(required=True)
+    stages = fields.List(fields.String(), required=True)
+    roles = fields.List(fields.String(), required=True)
+    topics = fields.List(fields.String(), required=True)
+    industries = fields.List(fields.String(), required=True)
+    payloads = fields.Dict(required=True)
+    status = fields.String(required=True, metadata={"enum": ["active", "archived"]})
+    created_at = fields.DateTime(required=True)
+    updated_at = fields.DateTime(required=True)
+
+
+class ContentArgs(PageArgs):
+    format = fields.String(validate=validate.OneOf(FORMATS))
+    stage = fields.String()
+    role = fields.String()
+    topic = fields.String()
+    promotional = fields.Boolean()
+    status = fields.String(load_default="active", validate=validate.OneOf(["active", "archived"]))
+
+
+def _row(conn, tenant: str, content_id: str) -> dict:
+    row = conn.execute(
+        f"SELECT {COLUMNS} FROM content WHERE tenant_id = %s AND content_id = %s",  # noqa: S608
+        (tenant, content_id),
+    ).fetchone()
+    if row is None:
+        raise not_found(f"no content {content_id!r}")
+    return row
+
+
+@content.route("/content", methods=["GET"])
+@require("viewer", scope=TENANT)
+@content.arguments(ContentArgs, location="query")
+@content.response(200, paged(ContentSchema))
+def list_content(args: dict):
+    """Content items, newest first, filtered by format, stage, role, topic, promotional, status"""
+    after = cursor_key(args["cursor"], str, str)
+    with connection() as conn:
+        rows = conn.execute(
+            f"SELECT {COLUMNS} FROM content WHERE tenant_id = %(t)s AND status = %(status)s "  # noqa: S608
+            "AND (%(format)s::text IS NULL OR format = %(format)s) "
+            "AND (%(stage)s::text IS NULL OR %(stage)s = ANY(stages)) "
+            "AND (%(role)s::text IS NULL OR %(role)s = ANY(roles)) "
+            "AND (%(topic)s::text IS NULL OR %(topic)s = ANY(topics)) "
+            "AND (%(promo)s::boolean IS NULL OR promotional = %(promo)s) "
+            "AND (%(after_at)s::text IS NULL "
+            "     OR (created_at, content_id) < (%(after_at)s::timestamptz, %(after_id)s)) "
+            "ORDER BY created_at DESC, content_id DESC LIMIT %(n)s",
+            {"t": tenant_id(), "status": args["status"], "format": args.get("format"),
+             "stage": args.get("stage"), "role": args.get("role"), "topic": args.get("topic"),
+             "promo": args.get("promotional"), "after_at": after[0] if after else None,
+             "after_id": after[1] if after else None, "n": args["limit"] + 1},
+        ).fetchall()  # fmt: skip
+    return page(rows, args["limit"], key=lambda r: [r["created_at"].isoformat(), r["content_id"]])
+
+
+@content.route("/content", methods=["POST"])
+@require("operator", scope=TENANT)
+@content.arguments(ContentInSchema)
+@content.response(201, ContentSchema)
+def create_content(body: dict):
+    """Add a content item (payloads per channel validated; promotions are always promotional)"""
+    tenant = tenant_id()
+    content_id = "cnt_" + secrets.token_hex(8)
+    with connection() as conn:
+        conn.execute(
+            "INSERT INTO content (tenant_id, content_id, title, format, promotional, stages, "
+            "roles, topics, industries, payloads) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            (tenant, content_id, body["title"], body["format"], is_promotional(body),
+             body["stages"], body["roles"], body["topics"], body["industries"],
+             Jsonb(body["payloads"])),
+        )  # fmt: skip
+        audit(conn, principal(), tenant, "content.create", content_id,
+              {"title": body["title"], "format": body["format"],
+               "promotional": is_promotional(body)})  # fmt: skip
+        return _row(conn, tenant, content_id)
+
+
+@content.route("/content/<content_id>", methods=["GET"])
+@require("viewer", scope=TENANT)
+@content.response(200, ContentSchema)
+@content.alt_response(404, description="No such content")
+def get_content(content_id: str):
+    """One content item with its payloads"""
+    with connection() as conn:
+        return _row(conn, tenant_id(), content_id)
+
+
+@content.route("/content/<content_id>", methods=["PATCH"])
+@require("operator", scope=TENANT)
+@content.arguments(ContentPatchSchema)
+@content.response(200, ContentSchema)
+@content.alt_response(404, description="No such content")
+def update_content(body: dict, content_id: str):
+    """Change a content item (fields given replace the stored ones)"""
+    tenant = tenant_id()
+    with connection() as conn:
+        current = _row(conn, tenant, content_id)
+        merged = {**current, **body}
+        conn.execute(
+            "UPDATE content SET title = %s, format = %s, promotional = %s, stages = %s, "
+            "roles = %s, topics = %s, industries = %s, payloads = %s, updated_at = now() "
+            "WHERE tenant_id = %s AND content_id = %s",
+            (merged["title"], merged["format"], is_promotional(merged), merged["stages"],
+             merged["roles"], merged["topics"], merged["industries"], Jsonb(merged["payloads"]),
+             tenant, content_id),
+        )  # fmt: skip
+        audit(conn, principal(), tenant, "content.update", content_id, {"fields": sorted(body)})
+        return _row(conn, tenant, content_id)
+
+
+@content.route("/content/<content_id>", methods=["DELETE"])
+@require("operator", scope=TENANT)
+@content.response(200, ContentSchema)
+@content.alt_response(404, description="No such content")
+def archive_content(content_id: str):
+    """Archive a content item (kept for the delivery log; series skip it from now on)"""
+    tenant = tenant_id()
+    with connection() as conn:
+        _row(conn, tenant, content_id)
+        conn.execute(
+            "UPDATE content SET status = 'archived', updated_at = now() "
+            "WHERE tenant_id = %s AND content_id = %s",
+            (tenant, content_id),
+        )
+        audit(conn, principal(), tenant, "content.archive", content_id)
+        return _row(conn, tenant, content_id)
+
+
+# --- settings -----------------------------------------------------------------------------------
+
+settings = Blueprint(
+    "outreach_settings",
+    __name__,
+    description="The tenant's outreach settings: frequency caps, platform quotas, quiet hours",
+)
+
+
+def _tenant_settings(conn, tenant: str) -> dict:
+    row = conn.execute(
+        "SELECT settings FROM tenants WHERE tenant_id = %s FOR UPDATE", (tenant,)
+    ).fetchone()
+    if row is None:
+        raise unknown_tenant(tenant)
+    return row["settings"]
+
+
+@settings.route("/settings/outreach", methods=["GET"])
+@require("viewer", scope=TENANT)
+@settings.response(200, OutreachSettingsSchema)
+def get_settings():
+    """Caps, quotas and default quiet hours in force (defaults filled in)"""
+    with connection() as conn:
+        return outreach_settings(_tenant_settings(conn, tenant_id()))
+
+
+@settings.route("/settings/outreach", methods=["PUT"])
+@require("admin", scope=TENANT)
+@settings.arguments(OutreachSettingsSchema)
+@settings.response(200, OutreachSettingsSchema)
+def put_settings(body: dict):
+    """Replace the outreach settings (fields left out take their defaults)"""
+    tenant = tenant_id()
+    with connection() as conn:
+        stored = _tenant_settings(conn, tenant)
+        conn.execute(
+            "UPDATE tenants SET settings = %s, updated_at = now() WHERE tenant_id = %s",
+            (Jsonb({**stored, "outreach": body}), tenant),
+        )
+        audit(conn, principal(), tenant, "settings.outreach", tenant, body)
+    return body

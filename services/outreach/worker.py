@@ -1,0 +1,137 @@
+"""`siyu outreach worker`: the audience projection, the scheduler (when leader), the senders.
+
+Threads: the projection consumer (``siyu-outreach`` group on the profile and stage-change
+topics) and the loop below; every replica sends (runs are claimed with SKIP LOCKED and a lease),
+only the holder of the advisory lock schedules and syncs WeCom groups.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from datetime import UTC, datetime
+
+import structlog
+from psycopg_pool import ConnectionPool
+
+from services.outreach import groups, projection, runs, scheduler
+from services.outreach.clients import Clients
+from services.outreach.tokens import outreach_schema
+from shared.config import Settings, TenantRegistry, load_tenants
+from shared.db import create_pool
+from shared.health import BackgroundServer, create_ops_app
+from shared.kafka.consumer import ConsumerRunner, DeadLetterQueue, create_consumer
+from shared.kafka.producer import create_producer
+from shared.kafka.topics import PROFILES, STAGE_CHANGES, TOUCHPOINTS_DLQ
+from shared.links import LinkSigner
+from shared.wechat import WeComError
+
+log = structlog.get_logger("siyu.outreach")
+
+GROUP = "siyu-outreach"
+TICK_S = 1.0
+GROUP_SYNC_S = 300.0
+POLL_RESULTS_S = 30.0
+
+
+def build_runner(settings: Settings, pool: ConnectionPool, *, group: str = GROUP):
+    kafka = settings.kafka
+    producer = create_producer(kafka, client_id="siyu-outreach")
+    return ConsumerRunner(
+        create_consumer(kafka, group_id=group, client_id="siyu-outreach"),
+        topics=[kafka.topic(PROFILES), kafka.topic(STAGE_CHANGES)],
+        group=group,
+        decode=projection.decode,
+        process=projection.make_process(pool),
+        dlq=DeadLetterQueue(producer, kafka.topic(TOUCHPOINTS_DLQ), group=group),
+        max_batch=kafka.max_batch,
+    )
+
+
+def link_signer() -> LinkSigner | None:
+    secret = os.environ.get("SIYU_LINK_SECRET", "")
+    return LinkSigner(secret) if len(secret) >= 16 else None
+
+
+class Loop:
+    """Scheduling (leader only), group sync (leader only), sending and send-result polling."""
+
+    def __init__(self, settings: Settings, pool: ConnectionPool, tenants: TenantRegistry,
+                 clients: Clients, schema: str):  # fmt: skip
+        self.pool, self.tenants, self.clients = pool, tenants, clients
+        self.leadership = scheduler.Leadership(settings.require_database(), schema)
+        self.executor = runs.Executor(pool, clients, link_signer(), settings.public_url)
+        self._stop = threading.Event()
+        self._synced_at = 0.0
+        self._polled_at = 0.0
+        self.last_tick: float | None = None
+
+    def tick(self) -> None:
+        now = datetime.now(UTC)
+        if self.leadership.held():
+            with self.pool.connection() as conn, conn.transaction():
+                scheduler.materialise(conn, now)
+            if time.monotonic() - self._synced_at > GROUP_SYNC_S:
+                self.sync_groups(now)
+        self.executor.run_due()
+        if time.monotonic() - self._polled_at > POLL_RESULTS_S:
+            runs.poll_results(self.pool, self.clients)
+            self._polled_at = time.monotonic()
+        self.last_tick = time.monotonic()
+
+    def sync_groups(self, now: datetime) -> None:
+        for tenant in self.tenants:
+            client = self.clients.wecom(tenant.id)
+            if client is None:
+                continue
+            try:
+                with self.pool.connection() as conn, conn.transaction():
+                    groups.sync_groups(conn, tenant.id, client, now)
+            except WeComError as exc:
+                log.warning("wecom_groups_sync_failed", tenant_id=tenant.id, error=str(exc))
+        self._synced_at = time.monotonic()
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # a bad tick must not stop the sender; the next one retries
+                log.exception("outreach_tick_failed")
+            self._stop.wait(TICK_S)
+        self.leadership.release()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def main(settings: Settings, *, metrics_port: int) -> int:
+    tenants = load_tenants(settings.tenants_path)
+    settings.require_kafka()
+    schema = outreach_schema()
+    pool = create_pool(settings.require_database(), name="outreach", schema=schema)
+    runner = build_runner(settings, pool)
+    loop = Loop(settings, pool, tenants, Clients(settings, tenants), schema)
+
+    def postgres_ready() -> None:
+        with pool.connection(timeout=2) as conn:
+            conn.execute("SELECT 1")
+
+    def ticking() -> None:
+        if loop.last_tick is not None and time.monotonic() - loop.last_tick > 120:
+            raise RuntimeError("the outreach loop has not completed a tick in 120 s")
+
+    ops = create_ops_app("siyu.outreach", {"postgres": postgres_ready, "loop": ticking})
+    server = BackgroundServer(ops, "127.0.0.1", metrics_port).start()
+    runner.install_signal_handlers()
+    thread = threading.Thread(target=loop.run, name="outreach-loop", daemon=True)
+    thread.start()
+    log.info("outreach_worker_starting", metrics_port=server.port)
+    try:
+        runner.run()  # returns on SIGTERM/SIGINT
+    finally:
+        loop.stop()
+        thread.join(30)
+        server.stop()
+        pool.close()
+    return 0
