@@ -1,0 +1,211 @@
+"""Outreach's pure rules: policies per recipient, series picking, schedules and quiet hours."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from marshmallow import ValidationError
+
+from services.outreach.model import CampaignInSchema, ContentInSchema, is_promotional
+from services.outreach.policies import Item, Policy, Recipient, Tally, decide, pick
+from services.outreach.schedule import latest_due, next_due, quiet_until
+
+NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)  # Tuesday 10:00 in Shanghai
+CAPS = {"contact_per_day": 1, "contact_per_week": 3, "group_per_day": 1, "group_per_week": 2}
+QUOTAS = {"wecom_customer_per_day": 1, "oa_mass_per_month": 4, "oa_custom_window_hours": 48,
+          "oa_custom_per_window": 5}  # fmt: skip
+ARTICLE = Item("cnt_article", promotional=False)
+PROMO = Item("cnt_promo", promotional=True)
+
+
+def contact(**kw) -> Recipient:
+    base = {"kind": "contact", "id": "c1", "address": "wmX", "mode": "b2b", "stage": "interest"}
+    return Recipient(**{**base, **kw})
+
+
+def policy(channel="wecom_single", **kw) -> Policy:
+    return Policy(channel=channel, caps=CAPS, quotas=QUOTAS, **kw)
+
+
+@pytest.mark.parametrize(
+    ("recipient", "item", "rules", "reason"),
+    [
+        (contact(), ARTICLE, policy(), None),
+        (contact(excluded_by=("segments",)), ARTICLE, policy(), "excluded:segments"),
+        (contact(address=None), ARTICLE, policy(), "no_wecom_id"),
+        (contact(wecom_contact=False), ARTICLE, policy(), "deleted_contact"),
+        (contact(address=None), ARTICLE, policy("oa_template"), "no_openid"),
+        (contact(oa_follower=False), ARTICLE, policy("oa_template"), "unsubscribed"),
+        # The no-discount guard.
+        (contact(stage="comparison"), PROMO, policy(), "no_discount_comparing"),
+        (contact(account_stage="examination"), PROMO, policy(), "no_discount_comparing"),
+        (contact(stage="comparison"), PROMO, policy(allow_b2b_promotion=True),
+         "no_discount_comparing"),
+        (contact(), PROMO, policy(), "no_discount_b2b"),
+        (contact(), PROMO, policy(allow_b2b_promotion=True), None),
+        (contact(mode="b2c", stage="activation"), PROMO, policy(), None),
+        (contact(stage="comparison"), ARTICLE, policy(), None),  # professional content is fine
+        # Caps (every channel's exposures) and platform quotas.
+        (contact(exposures_day=1, exposures_week=1), ARTICLE, policy(), "cap_day"),
+        (contact(exposures_week=3), ARTICLE, policy(), "cap_week"),
+        (contact(quota_used=1), ARTICLE, policy(), "quota_wecom_customer_day"),
+        (contact(quota_used=4), ARTICLE, policy("oa_mass"), "quota_oa_mass_month"),
+        (contact(), ARTICLE, policy("oa_custom"), "outside_cs_window"),
+        (contact(oa_last_message_at=NOW - timedelta(hours=49)), ARTICLE, policy("oa_custom"),
+         "outside_cs_window"),
+        (contact(oa_last_message_at=NOW - timedelta(hours=47)), ARTICLE, policy("oa_custom"),
+         None),
+        (contact(oa_last_message_at=NOW - timedelta(hours=1), quota_used=5), ARTICLE,
+         policy("oa_custom"), "quota_oa_custom"),
+    ],
+)  # fmt: skip
+def test_policies_per_contact(recipient, item, rules, reason):
+    decision = decide(recipient, [item], rules, NOW, series=False)
+    assert decision.reason == reason
+    assert decision.send is (reason is None)
+
+
+def group(*members: Recipient, **kw) -> Recipient:
+    base = {"kind": "group", "id": "wrG", "address": "wrG", "sender": "zhangwei"}
+    return Recipient(**{**base, "members": members, **kw})
+
+
+@pytest.mark.parametrize(
+    ("recipient", "item", "rules", "reason"),
+    [
+        (group(contact()), ARTICLE, policy("wecom_group"), None),
+        (group(contact(), dismissed=True), ARTICLE, policy("wecom_group"), "group_dismissed"),
+        # One buyer still comparing blocks a promotion to the whole group.
+        (group(contact(mode="b2c"), contact(id="c2", stage="comparison")), PROMO,
+         policy("wecom_group", allow_b2b_promotion=True), "no_discount_comparing"),
+        (group(contact(mode="b2c"), contact(id="c2")), PROMO, policy("wecom_group"),
+         "no_discount_b2b"),
+        (group(contact(mode="b2c")), PROMO, policy("wecom_group"), None),
+        (group(contact(), exposures_day=1, exposures_week=1), ARTICLE, policy("wecom_group"),
+         "group_cap_day"),
+        (group(contact(), exposures_week=2), ARTICLE, policy("wecom_group"), "group_cap_week"),
+    ],
+)  # fmt: skip
+def test_policies_per_group(recipient, item, rules, reason):
+    assert decide(recipient, [item], rules, NOW, series=False).reason == reason
+
+
+SERIES = [
+    Item("wp", False, stages=frozenset({"attention", "interest"})),
+    Item("spec", False, roles=frozenset({"technical"})),
+    Item("roi", False, roles=frozenset({"decision_maker"})),
+]
+
+
+@pytest.mark.parametrize(
+    ("recipient", "expected"),
+    [
+        (contact(stage="interest", role="technical"), ("wp", None)),
+        (contact(stage="interest", role="technical", received=frozenset({"wp"})), ("spec", None)),
+        (contact(stage="comparison", role="technical"), ("spec", None)),  # wp is for early stages
+        (contact(stage="comparison", role="finance"), (None, "no_fitting_content")),
+        (contact(role="decision_maker", received=frozenset({"wp", "roi"})),
+         (None, "no_fitting_content")),
+        (contact(received=frozenset({"wp", "spec", "roi"})), (None, "series_finished")),
+        (group(received=frozenset({"wp"})), ("spec", None)),  # groups follow the series order
+    ],
+)  # fmt: skip
+def test_series_gives_each_recipient_the_next_item_that_fits(recipient, expected):
+    item, reason = pick(SERIES, recipient, series=True)
+    assert ((item.content_id if item else None), reason) == expected
+
+
+def test_tally_counts_distinct_people_across_groups():
+    tally = Tally()
+    a, b, c = contact(id="a"), contact(id="b"), contact(id="c")
+    tally.add(group(a, b, id="g1"), decide(group(a, b), [ARTICLE], policy("wecom_group"), NOW,
+                                           series=False))  # fmt: skip
+    tally.add(group(b, c, id="g2"), decide(group(b, c), [ARTICLE], policy("wecom_group"), NOW,
+                                           series=False))  # fmt: skip
+    tally.add(
+        group(c, id="g3", dismissed=True),
+        decide(group(c, dismissed=True), [ARTICLE], policy("wecom_group"), NOW, series=False),
+    )
+    assert tally.result() == {"recipients": 3, "to_send": 2, "excluded": {"group_dismissed": 1},
+                              "people_reached": 3}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("schedule", "after", "expected"),
+    [
+        ({"cron": "0 10 * * TUE"}, NOW - timedelta(minutes=1), NOW),
+        ({"cron": "0 10 * * TUE"}, NOW, NOW + timedelta(days=7)),
+        ({"cron": "0 10 * * TUE", "timezone": "UTC"}, NOW, NOW + timedelta(hours=8)),
+        ({"rrule": "FREQ=WEEKLY;BYDAY=TU;BYHOUR=10;BYMINUTE=0;BYSECOND=0"},
+         NOW - timedelta(minutes=1), NOW),
+        ({"cron": "0 10 * * TUE", "end": NOW + timedelta(days=1)}, NOW, None),
+        ({"cron": "0 10 * * TUE", "start": NOW + timedelta(days=14)}, NOW,
+         NOW + timedelta(days=14)),
+    ],
+)  # fmt: skip
+def test_next_due_in_the_tenant_time_zone(schedule, after, expected):
+    assert next_due(schedule, "Asia/Shanghai", after) == expected
+
+
+def test_a_worker_back_from_an_outage_sends_the_latest_missed_slot_once():
+    due, missed = latest_due(
+        {"cron": "0 10 * * TUE"},
+        "Asia/Shanghai",
+        NOW - timedelta(days=21, minutes=1),
+        NOW + timedelta(hours=1),
+    )
+    assert (due, missed) == (NOW, 4)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("local_hour", "quiet", "resume_hour"),
+    [
+        (22, {"start": "21:00", "end": "08:00"}, 8),  # next morning
+        (3, {"start": "21:00", "end": "08:00"}, 8),  # same morning
+        (10, {"start": "21:00", "end": "08:00"}, None),
+        (13, {"start": "12:00", "end": "14:00"}, 14),
+        (14, {"start": "12:00", "end": "14:00"}, None),
+        (22, None, None),
+    ],
+)
+def test_quiet_hours_defer_to_their_end(local_hour, quiet, resume_hour):
+    at = datetime(2026, 12, 1, local_hour, 30, tzinfo=UTC) - timedelta(hours=8)  # Shanghai
+    resume = quiet_until(quiet, "Asia/Shanghai", at)
+    if resume_hour is None:
+        assert resume is None
+    else:
+        local = resume + timedelta(hours=8)
+        assert (local.hour, local.minute) == (resume_hour, 0) and resume > at
+        assert resume - at < timedelta(hours=12)
+
+
+def test_a_promotion_is_promotional_whatever_the_request_says():
+    body = {"title": "双十二", "format": "promotion", "payloads": {"wecom": {"text": "8折"}}}
+    assert is_promotional(ContentInSchema().load(body))
+    with pytest.raises(ValidationError) as exc:
+        ContentInSchema().load({**body, "promotional": False})
+    assert "promotional" in exc.value.messages
+
+
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [
+        ({"trigger": {"schedule": {"cron": "every tuesday"}}}, "trigger"),
+        ({"trigger": {"schedule": {"cron": "0 10 * * 2", "rrule": "FREQ=DAILY"}}}, "trigger"),
+        ({"trigger": {"schedule": {"cron": "0 10 * * 2", "timezone": "Mars/Olympus"}}}, "trigger"),
+        ({"trigger": {}}, "trigger"),
+        ({"content": {"item": "a", "series": ["b"]}}, "content"),
+        ({"channel": "sms"}, "channel"),
+        ({"quiet_hours": {"start": "25:00", "end": "08:00"}}, "quiet_hours"),
+        ({"audience": {"roles": ["ceo"]}}, "audience"),
+        ({"audience": {"segmnts": ["x"]}}, "audience"),
+    ],
+)
+def test_campaign_validation_names_the_field(patch, field):
+    body = {"name": "weekly", "channel": "wecom_group", "audience": {"segments": ["it"]},
+            "content": {"item": "cnt_1"}, "trigger": {"schedule": {"cron": "0 10 * * 2"}}}  # fmt: skip
+    CampaignInSchema().load(body)
+    with pytest.raises(ValidationError) as exc:
+        CampaignInSchema().load({**body, **patch})
+    assert field in exc.value.messages
