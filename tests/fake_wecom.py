@@ -76,6 +76,10 @@ class FakeWeCom:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_port}{PREFIX}"
 
+    @property
+    def oa_base_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}/oa/cgi-bin/"
+
     def start(self) -> FakeWeCom:
         app = create_app(self.state)
         inner = app.wsgi_app

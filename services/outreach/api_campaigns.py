@@ -167,7 +167,7 @@ def _row(conn, tenant: str, campaign_id: str, *, lock: bool = False) -> dict:
         (tenant, campaign_id),
     ).fetchone()
     if row is None:
-        raise not_found(f"no campaign {campaign_id!r}")
+        raise not_found("campaign", campaign_id)
     return row
 
 

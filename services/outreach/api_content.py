@@ -74,7 +74,7 @@ def _row(conn, tenant: str, content_id: str) -> dict:
         (tenant, content_id),
     ).fetchone()
     if row is None:
-        raise not_found(f"no content {content_id!r}")
+        raise not_found("content", content_id)
     return row
 
 

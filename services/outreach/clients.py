@@ -41,7 +41,7 @@ class Clients:
                     log.warning("oa_client_unavailable", tenant_id=tenant.id, reason=str(exc))
                     continue
                 self._oa[tenant.id] = OfficialAccountClient(
-                    oa.app_id, secret, api_base=settings.wechat_api_base
+                    oa.app_id, secret, api_base=settings.wechat_api_base, rate=settings.wecom_rate
                 )
 
     def wecom(self, tenant_id: str) -> WeComClient | None:
