@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from bench import ingest, segment
+from bench import ingest, outreach, segment
 
 
 def main() -> int:
     failed = 0
-    for bench in (ingest, segment):
+    for bench in (ingest, segment, outreach):
         failed |= bench.main()
         print()
     return failed
