@@ -392,3 +392,53 @@ def test_executor_without_channel_credentials_fails_deliveries_clearly(outreach,
     (delivery,) = outreach.deliveries(campaign)
     assert (delivery["status"], delivery["reason"]) == ("failed", "channel_unavailable")
     assert CORP
+
+
+def test_oa_mass_and_customer_service_messages(outreach):
+    people = [(ext, openid) for ext, openid in outreach.customers(40) if openid][:3]
+    (_, a), (_, b), (_, c) = people
+    outreach.profile("c_a", openid=a, segments=["f"], mode="b2c")
+    outreach.profile("c_b", openid=b, segments=["f"], mode="b2c",
+                     oa_last_message_at=outreach.now - timedelta(hours=2))  # fmt: skip
+    outreach.profile("c_c", openid=c, segments=["f"], mode="b2c", oa_follower=False)
+    news = outreach.content("新品上市", fmt="article", payloads={
+        "oa_mass": {"msgtype": "text", "text": "新品上市，点此查看"},
+        "oa_custom": {"msgtype": "news", "news": {"title": "新品上市",
+                                                  "url": "https://acme.example/new"}}})  # fmt: skip
+    mass = outreach.campaign(channel="oa_mass", audience={"segments": ["f"]},
+                             content={"item": news}, trigger=WEEKLY)  # fmt: skip
+    custom = outreach.campaign(channel="oa_custom", audience={"segments": ["f"]},
+                               content={"item": news}, trigger=WEEKLY)  # fmt: skip
+    assert outreach.schedule() == 2
+    outreach.call("PUT", "/settings/outreach", "admin", json={"caps": {"contact_per_day": 5}})
+    assert outreach.send() == 2
+    (sent_mass,) = outreach.messages("mass")
+    assert sorted(sent_mass.targets) == sorted([a, b])  # c unfollowed: excluded before sending
+    assert sent_mass.body["clientmsgid"].startswith("siyu-")
+    # Customer service only inside the 48-hour window after the person wrote to the OA.
+    (sent_custom,) = outreach.messages("custom")
+    assert sent_custom.targets == [b]
+    link = sent_custom.body["news"]["articles"][0]["url"]
+    assert link.startswith("https://hooks.acme.example/r/")
+    reasons = {d["recipient_id"]: d["reason"] for d in outreach.deliveries(custom)}
+    assert reasons == {"c_a": "outside_cs_window", "c_b": None, "c_c": "unsubscribed"}
+    assert {d["status"] for d in outreach.deliveries(mass)} == {"sent", "excluded"}
+
+
+def test_a_risk_flag_raised_on_an_account_fires_once_for_its_members(outreach):
+    (a, _), (b, _) = outreach.customers(2)
+    welcome = outreach.content("新客户上手指南", fmt="onboarding_guide")
+    campaign = outreach.campaign(channel="wecom_single", audience={},
+                                 content={"item": welcome},
+                                 trigger={"event": {"risk_flag": "new", "delay_minutes": 30}})  # fmt: skip
+    for contact, ext in (("c_a", a), ("c_b", b)):  # both members' profiles show the new flag
+        outreach.profile(contact, ext=ext, account_id="acct_1", risk_flags=["new"],
+                         updated_at=outreach.now)  # fmt: skip
+    runs = outreach.sql("SELECT * FROM campaign_runs WHERE campaign_id = %s", (campaign,))
+    assert len(runs) == 1 and runs[0]["subject_kind"] == "account"
+    assert runs[0]["due_at"] == outreach.now + timedelta(minutes=30)
+    assert outreach.send() == 0  # not due yet
+    outreach.now += timedelta(minutes=31)
+    assert outreach.send() == 1
+    (message,) = outreach.messages("single")
+    assert sorted(message.body["external_userid"]) == sorted([a, b])
