@@ -20,7 +20,7 @@ from webargs.flaskparser import FlaskParser
 
 from shared.api.auth import DEFAULT_CACHE_TTL_S, SECURITY_SCHEME, TokenStore, auth_doc, authorize
 from shared.api.context import EXTENSION, ApiContext
-from shared.api.errors import ErrorSchema, from_http_exception, install_error_handlers
+from shared.api.errors import ErrorSchema, from_http_exception, install_error_handlers, invalid
 from shared.health import Check, ops_blueprint
 
 log = structlog.get_logger("siyu.api")
@@ -121,6 +121,7 @@ def create_api_app(
             structlog.contextvars.bind_contextvars(
                 token_id=caller.token_id, tenant_id=g.get("siyu_tenant_id")
             )
+            _refuse_nul()
 
     @app.after_request
     def _measure(response):
@@ -131,6 +132,25 @@ def create_api_app(
         return response
 
     return app
+
+
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _refuse_nul() -> None:
+    """PostgreSQL text cannot hold NUL: refuse it in the path, query or JSON body with a 400
+    instead of failing in the database."""
+    body = request.get_json(silent=True) if request.is_json else None
+    parts = (request.view_args or {}, dict(request.args.lists()), body)
+    if any(_has_nul(part) for part in parts):
+        raise invalid("NUL characters (\\u0000) are not allowed", code="invalid_characters")
 
 
 def _refuse_unprotected_routes(app: Flask) -> None:
