@@ -1,9 +1,10 @@
 """Outreach: audience resolution of 1M contacts with caps and policies; deliveries/s to the fake.
 
 Resolution: a 1:1 campaign whose audience is a segment of 1M contacts (a tenth of them already
-exposed this week, some no longer WeCom contacts, B2B buyers in Comparison facing a promotion) is planned through ``services.outreach.plan`` (SQL filters, exposures joined, every
-recipient decided by the pure policies), beside the bare streaming ``SELECT`` of the same rows
-in the same run. Target: < 10 s.
+exposed this week, some no longer WeCom contacts, B2B buyers in Comparison facing a promotion)
+is planned through ``services.outreach.plan`` (SQL filters, exposures joined, every recipient
+decided by the pure policies), beside the bare streaming ``SELECT`` of the same rows in the same
+run. Target: < 10 s.
 
 Deliveries: an OA template campaign (one API call per person) and a WeCom 1:1 mass message (one
 call per 10,000 customers) sent by the executor to ``siyu fake-wechat`` on loopback, beside the
