@@ -114,17 +114,7 @@ def apply_touchpoints(
 def _side_effects(conn: Connection, tp: Touchpoint, contact_id: str, account_id: str | None):
     """What a newly stored event changes beyond the event itself: profile, enrichment, account."""
     if tp.type == "biz.contact.updated" or tp.type == "biz.registered":
-        store.update_profile(
-            conn,
-            tp.tenant_id,
-            contact_id,
-            tp.occurred_at,
-            {
-                "name": tp.attributes.get("name"),
-                "title": tp.attributes.get("title"),
-                "corp_name": tp.attributes.get("company"),
-            },
-        )
+        _update_profile(conn, tp, contact_id, title="title", company="company")
     if tp.type in enrichment.TRIGGERS and tp.identity.external_userid:
         enrichment.enqueue(conn, tp.tenant_id, tp.identity.external_userid, tp.occurred_at)
     elif tp.type == enrichment.ENRICHED:
@@ -133,20 +123,20 @@ def _side_effects(conn: Connection, tp: Touchpoint, contact_id: str, account_id:
         store.attach_account(conn, tp.tenant_id, contact_id, account_id)
 
 
+def _update_profile(conn: Connection, tp: Touchpoint, contact_id: str, *, title: str, company: str):
+    """Name, title and company from the attributes that carry them in this touchpoint."""
+    fields = {
+        "name": tp.attributes.get("name"),
+        "title": tp.attributes.get(title),
+        "corp_name": tp.attributes.get(company),
+    }
+    store.update_profile(conn, tp.tenant_id, contact_id, tp.occurred_at, fields)
+
+
 def _apply_enriched(conn: Connection, tp: Touchpoint, contact_id: str) -> None:
     """WeCom contact detail (services/segment/enrichment.py): profile and follow-user tags, the
     latest by event time; queued requests it answers are dropped (it never queues one)."""
-    store.update_profile(
-        conn,
-        tp.tenant_id,
-        contact_id,
-        tp.occurred_at,
-        {
-            "name": tp.attributes.get("name"),
-            "title": tp.attributes.get("position"),
-            "corp_name": tp.attributes.get("corp_name"),
-        },
-    )
+    _update_profile(conn, tp, contact_id, title="position", company="corp_name")
     tags = tp.attributes.get("tags")
     if isinstance(tags, list):
         store.set_tags(conn, tp.tenant_id, contact_id, tp.occurred_at, [str(t) for t in tags if t])
