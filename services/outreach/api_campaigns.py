@@ -140,7 +140,7 @@ class DeliverySchema(Schema):
 
 class DeliveryArgs(PageArgs):
     campaign_id = fields.String()
-    run_id = fields.Integer()
+    run_id = fields.Integer(validate=validate.Range(min=1, max=2**63 - 1))
     status = fields.String(
         validate=validate.OneOf(
             ["pending", "sending", "sent", "delivered", "failed", "excluded", "unknown"]
@@ -390,6 +390,8 @@ def _sample(r, d) -> dict:
 
 
 def _per_channel(conn, campaign: Campaign) -> dict[str, int]:
+    if "oa_tag_id" in campaign.audience:
+        return {}  # the platform resolves an OA tag: we do not know its followers
     p = Params()
     contact_filters = {k: v for k, v in campaign.audience.items() if k != "exclude"}
     where = where_clause(campaign.tenant_id, contact_filters, None, p)

@@ -189,6 +189,18 @@ class FilterSchema(_Strict):
 
 class AudienceSchema(FilterSchema):
     exclude = fields.Nested(FilterSchema, metadata={"description": "Whoever matches is left out"})
+    oa_tag_id = fields.Integer(
+        validate=validate.Range(min=0),
+        metadata={
+            "description": "oa_mass only: send to this OA user tag (mass/sendall); the platform "
+            "picks the followers, so no other filter, cap or per-person guard can apply"
+        },
+    )
+
+    @validates_schema
+    def _tag_alone(self, data: dict, **kwargs) -> None:
+        if "oa_tag_id" in data and len(data) > 1:
+            raise ValidationError("oa_tag_id cannot be combined with other filters", "oa_tag_id")
 
 
 class ContentRefSchema(_Strict):
@@ -287,6 +299,12 @@ class CampaignInSchema(_Strict):
         QuietHoursSchema, allow_none=True, load_default=None,
         metadata={"description": "Default: the tenant's; sends due inside wait until the end"},
     )  # fmt: skip
+
+    @validates_schema
+    def _tag_channel(self, data: dict, **kwargs) -> None:
+        if "oa_tag_id" in (data.get("audience") or {}) and data.get("channel") != "oa_mass":
+            raise ValidationError("oa_tag_id is for the oa_mass channel", "audience")
+
     allow_b2b_promotion = fields.Boolean(
         load_default=False,
         metadata={

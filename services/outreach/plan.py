@@ -102,6 +102,15 @@ def plan(
     """Every recipient of a run at ``now`` with its decision, in recipient order (streamed)."""
     content = items(conn, campaign)
     rules = policy(conn, campaign)
+    tag = campaign.audience.get("oa_tag_id")
+    if tag is not None:
+        mode = conn.execute(
+            "SELECT mode FROM tenants WHERE tenant_id = %s", (campaign.tenant_id,)
+        ).fetchone()
+        tag_recipient = Recipient(kind="tag", id=str(tag), address=str(tag),
+                                  mode=mode["mode"] if mode else None)  # fmt: skip
+        yield tag_recipient, decide(tag_recipient, content, rules, now, series=False)
+        return
     if campaign.channel == "wecom_group":
         recipients = audience.groups(
             conn, campaign.tenant_id, campaign.campaign_id, campaign.audience, now, scope

@@ -6,6 +6,8 @@ in a fixed order and the first that fails is the reason:
 1. the campaign's own exclusion rules (``excluded:<rule>``);
 2. reach: the channel address exists and the person is still there (``no_wecom_id``,
    ``no_openid``, ``deleted_contact``, ``unsubscribed``, ``group_dismissed``);
+   an OA tag (mass send by tag) is the platform's to resolve: only the guard applies to it
+   (``no_discount_unknown_audience`` for a B2B tenant's promotion);
 3. content: something in the item or series fits (``series_finished``, ``no_fitting_content``);
 4. the B2B no-discount guard: promotional content never reaches a B2B buyer (or a group with
    one) whose stage or account stage is Comparison/Examination (``no_discount_comparing``),
@@ -28,7 +30,7 @@ from services.outreach.model import COMPARING_STAGES
 
 @dataclass(frozen=True)
 class Recipient:
-    kind: str  # contact | group
+    kind: str  # contact | group | tag (an OA user tag: the platform picks its followers)
     id: str
     address: str | None  # external_userid, openid or chat_id
     mode: str | None = None
@@ -96,6 +98,8 @@ def pick(items: Sequence[Item], r: Recipient, *, series: bool) -> tuple[Item | N
 
 
 def _unreachable(r: Recipient, channel: str) -> str | None:
+    if r.kind == "tag":
+        return None
     if r.kind == "group":
         return "group_dismissed" if r.dismissed else None
     if channel == "wecom_single":
@@ -112,6 +116,10 @@ def _comparing(r: Recipient) -> bool:
 
 
 def _guard(r: Recipient, policy: Policy) -> str | None:
+    if r.kind == "tag" and r.mode == "b2b":
+        # Who follows under the tag is the platform's to know: a buyer still comparing may be
+        # among them, which no override may allow.
+        return "no_discount_unknown_audience"
     people = list(r.members) if r.kind == "group" else [r]
     if any(_comparing(p) for p in people):
         return "no_discount_comparing"
@@ -160,6 +168,8 @@ def decide(
         reason = _guard(r, policy)
         if reason:
             return Decision(item.content_id, reason)
+    if r.kind == "tag":
+        return Decision(item.content_id, None)  # caps and quotas are per person: the platform's
     reason = _capped(r, policy.caps) or _quota(r, policy, now)
     return Decision(item.content_id, reason)
 
@@ -183,6 +193,8 @@ class Tally:
         self.sending += 1
         if r.kind == "group":
             self.reached.update(m.id for m in r.members)
+        elif r.kind == "tag":
+            pass  # the platform's count arrives as MASSSENDJOBFINISH, through ingest
         else:
             self.reached.add(r.id)
 

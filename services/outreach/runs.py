@@ -280,17 +280,19 @@ class Executor:
                     "chat_id_list": [d["address"] for d in batch],
                     **payloads.wecom(payload, link)}  # fmt: skip
             return _mass_result(batch, client.add_msg_template(body), "address")
+        if channel == "oa_mass" and first["recipient_kind"] == "tag":
+            body = payloads.oa_mass(payload, [])
+            del body["touser"]
+            body["filter"] = {"is_to_all": False, "tag_id": int(first["address"])}
+            body["clientmsgid"] = f"siyu-{run['run_id']}-{first['delivery_id']}"
+            result = _deduped(lambda: client.mass_sendall(body))
+            return {first["delivery_id"]: ("sent", None, None, str(result.get("msg_id")))}
         if channel == "oa_mass":
             if len(batch) < 2:
                 return {first["delivery_id"]: ("failed", None, "oa mass send needs 2+", None)}
             body = payloads.oa_mass(payload, [d["address"] for d in batch])
             body["clientmsgid"] = f"siyu-{run['run_id']}-{first['delivery_id']}"
-            try:
-                result = client.mass_send(body)
-            except WeComError as exc:
-                if exc.errcode != 45065:  # clientmsgid exists: our earlier attempt went out
-                    raise
-                result = {"msg_id": "dedup"}
+            result = _deduped(lambda: client.mass_send(body))
             return {d["delivery_id"]: ("sent", None, None, str(result.get("msg_id")))
                     for d in batch}  # fmt: skip
         out = {}
@@ -341,6 +343,16 @@ class Executor:
         return stats
 
 
+def _deduped(send) -> dict[str, Any]:
+    """An OA mass send; 45065 (clientmsgid exists) means an earlier attempt went out."""
+    try:
+        return send()
+    except WeComError as exc:
+        if exc.errcode != 45065:
+            raise
+        return {"msg_id": "sent-before"}
+
+
 def _until_tomorrow(now: datetime, tz: str) -> timedelta:
     local = now.astimezone(zone(tz))
     tomorrow = (local + timedelta(days=1)).replace(hour=0, minute=5, second=0, microsecond=0)
@@ -364,7 +376,7 @@ def _insert_deliveries(conn, run, channel: str, chunk: list[tuple[Recipient, Dec
     rows = [
         (r.kind, r.id, r.address, r.sender, d.content_id,
          "pending" if d.send else "excluded", d.reason,
-         len(r.members) if r.kind == "group" else 1)
+         len(r.members) if r.kind == "group" else 0 if r.kind == "tag" else 1)
         for r, d in chunk
     ]  # fmt: skip
     kinds, ids, addresses, senders, contents, statuses, reasons, reached = (
@@ -387,7 +399,8 @@ def _expose(conn, tenant_id: str, delivery_ids: list[int], at: datetime) -> None
     conn.execute(
         "INSERT INTO exposures (tenant_id, subject_kind, subject_id, channel, delivery_id, at) "
         "SELECT tenant_id, recipient_kind, recipient_id, channel, delivery_id, %s "
-        "FROM deliveries WHERE delivery_id = ANY(%s) ON CONFLICT DO NOTHING",
+        "FROM deliveries WHERE delivery_id = ANY(%s) AND recipient_kind <> 'tag' "
+        "ON CONFLICT DO NOTHING",
         (at, delivery_ids),
     )
     conn.execute(

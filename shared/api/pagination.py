@@ -69,6 +69,8 @@ def cursor_key(cursor: str | None, *types: type) -> tuple | None:
     for value, kind in zip(key, types, strict=True):
         if not isinstance(value, kind) or isinstance(value, bool):
             raise invalid("cursor is not valid; start again without it", code="invalid_cursor")
+        if isinstance(value, int) and not -(2**63) <= value < 2**63:  # beyond bigint
+            raise invalid("cursor is not valid; start again without it", code="invalid_cursor")
     return tuple(key)
 
 

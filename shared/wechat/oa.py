@@ -63,6 +63,10 @@ class OfficialAccountClient(WeComClient):
         """``message/custom/send``: only inside the customer-service window."""
         return self.post("message/custom/send", data=body)
 
+    def mass_sendall(self, body: dict) -> dict:
+        """``message/mass/sendall`` to an OA user tag (``filter.tag_id``): ``{"msg_id"}``."""
+        return self.post("message/mass/sendall", data=body)
+
     def mass_send(self, body: dict) -> dict:
         """``message/mass/send`` to 2..10000 openids (service accounts): ``{"msg_id"}``."""
         return self.post("message/mass/send", data=body)

@@ -72,3 +72,13 @@ def test_nul_characters_are_a_clear_400(full_api, method, path, kwargs):
     response = full_api.call(method, path, "admin", **kwargs)
     assert response.status_code == 400
     assert response.json["error"]["code"] == "invalid_characters"
+
+
+def test_numbers_beyond_bigint_are_a_clear_400(full_api):
+    from shared.api.pagination import encode_cursor
+
+    huge = full_api.call("GET", "/deliveries", "admin", query_string={"run_id": 2**70})
+    assert huge.status_code == 400
+    forged = full_api.call("GET", "/deliveries", "admin",
+                           query_string={"cursor": encode_cursor([2**70])})  # fmt: skip
+    assert forged.status_code == 400 and forged.json["error"]["code"] == "invalid_cursor"

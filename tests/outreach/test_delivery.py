@@ -442,3 +442,37 @@ def test_a_risk_flag_raised_on_an_account_fires_once_for_its_members(outreach):
     assert outreach.send() == 1
     (message,) = outreach.messages("single")
     assert sorted(message.body["external_userid"]) == sorted([a, b])
+
+
+def test_oa_mass_send_to_a_user_tag(outreach):
+    people = [openid for _, openid in outreach.customers(40) if openid][:3]
+    with outreach.fake.state.lock:
+        outreach.fake.state.oa_tags[APP] = {7: set(people[:2])}
+    news = outreach.content("会员日", fmt="article",
+                            payloads={"oa_mass": {"msgtype": "text", "text": "会员日活动预告"}})  # fmt: skip
+    campaign = outreach.campaign(channel="oa_mass", audience={"oa_tag_id": 7},
+                                 content={"item": news}, trigger=WEEKLY)  # fmt: skip
+    preview = outreach.call("POST", f"/campaigns/{campaign}/preview", "viewer").json
+    assert (preview["recipients"], preview["to_send"]) == (1, 1)
+    assert outreach.schedule() == 1 and outreach.send() == 1
+    (sent,) = outreach.messages("mass")
+    assert sent.body["filter"] == {"is_to_all": False, "tag_id": 7}
+    assert sorted(sent.targets) == sorted(people[:2])
+    (delivery,) = outreach.deliveries(campaign)
+    assert (delivery["recipient_kind"], delivery["status"]) == ("tag", "sent")
+    # A promotion by tag in a B2B tenant: who is under the tag is unknown, so never.
+    promo = outreach.content("8折", fmt="promotion",
+                             payloads={"oa_mass": {"msgtype": "text", "text": "8折"}})  # fmt: skip
+    guarded = outreach.campaign(channel="oa_mass", audience={"oa_tag_id": 7},
+                                content={"item": promo}, trigger=WEEKLY, who="admin",
+                                allow_b2b_promotion=True)  # fmt: skip
+    preview = outreach.call("POST", f"/campaigns/{guarded}/preview", "viewer").json
+    assert preview["excluded"] == {"no_discount_unknown_audience": 1}
+    # The tag is the whole audience; it goes with no other filter and no other channel.
+    for bad in (
+        {"channel": "oa_mass", "audience": {"oa_tag_id": 7, "stages": ["interest"]}},
+        {"channel": "wecom_single", "audience": {"oa_tag_id": 7}},
+    ):
+        refused = outreach.call("POST", "/campaigns", "operator", json={
+            "name": "x", "content": {"item": news}, "trigger": WEEKLY, **bad})  # fmt: skip
+        assert refused.status_code == 400

@@ -249,6 +249,7 @@ OA: dict[str, Route] = {
     "message/template/send": Route("POST", sending.template_send),
     "message/custom/send": Route("POST", sending.custom_send),
     "message/mass/send": Route("POST", sending.mass_send),
+    "message/mass/sendall": Route("POST", sending.mass_sendall),
 }
 
 ROUTES = {"wecom": WECOM, "oa": OA}
@@ -398,11 +399,15 @@ def _admin(state: FakeState) -> Blueprint:
     @bp.post("/people")
     def people():
         """Change the world: ``{"appid", "openid", "following"}`` (un)follows the OA,
+        ``{"appid", "openid", "tag_id"}`` puts a follower under an OA user tag,
         ``{"external_userid", "deleted"}`` deletes a customer, ``{"chat_id", "dismissed"}``
         dismisses a group."""
         data = body()
         with state.lock:
-            if data.get("appid") and data.get("openid"):
+            if data.get("appid") and data.get("openid") and isinstance(data.get("tag_id"), int):
+                tags = state.oa_tags.setdefault(data["appid"], {})
+                tags.setdefault(data["tag_id"], set()).add(data["openid"])
+            elif data.get("appid") and data.get("openid"):
                 state.followers.setdefault(data["appid"], {})[data["openid"]] = bool(
                     data.get("following", True)
                 )

@@ -230,3 +230,39 @@ def mass_send(call: Call) -> dict[str, Any]:
             box.dedupe[(app_id, f"mass|{key}")] = sent.msgid
     return {"errcode": 0, "errmsg": "send job submission success", "msg_id": int(sent.msgid),
             "msg_data_id": int(sent.msgid)}  # fmt: skip
+
+
+def mass_sendall(call: Call) -> dict[str, Any]:
+    """``message/mass/sendall``: to every follower (``is_to_all``) or one user tag."""
+    body, state = call.body, call.state
+    flt = body.get("filter")
+    if not isinstance(flt, dict):
+        raise ApiError(47001, "data format error")
+    if body.get("msgtype") not in ("mpnews", "text", "voice", "image", "mpvideo", "wxcard"):
+        raise ApiError(40008, "invalid message type")
+    app_id = call.token.owner
+    followers = state.followers.get(app_id, {})
+    with state.lock:
+        if flt.get("is_to_all") is True:
+            members = [o for o, on in followers.items() if on]
+        else:
+            tags = state.oa_tags.get(app_id, {})
+            if flt.get("tag_id") not in tags:
+                raise ApiError(40050, "invalid tag id")
+            members = sorted(o for o in tags[flt["tag_id"]] if followers.get(o))
+        box, now = state.mailbox, state.now()
+        key = body.get("clientmsgid")
+        if key and (app_id, f"mass|{key}") in box.dedupe:
+            raise ApiError(45065, "clientmsgid exist")
+        reached = []
+        for openid in members:
+            if box.times(app_id, f"mass:{openid}", now - MONTH) >= 4:
+                continue
+            box.stamp(app_id, f"mass:{openid}", now)
+            reached.append(openid)
+        sent = box.add(Sent(str(next(box.counter)), "oa", "mass", call.token.tenant_id, app_id,
+                            now, body, targets=reached))  # fmt: skip
+        if key:
+            box.dedupe[(app_id, f"mass|{key}")] = sent.msgid
+    return {"errcode": 0, "errmsg": "send job submission success", "msg_id": int(sent.msgid),
+            "msg_data_id": int(sent.msgid)}  # fmt: skip

@@ -154,6 +154,7 @@ class FakeState:
     # app (openid -> following); customers who deleted the company; dismissed groups.
     mailbox: Mailbox = field(default_factory=Mailbox, repr=False)
     followers: dict[str, dict[str, bool]] = field(default_factory=dict, repr=False)
+    oa_tags: dict[str, dict[int, set[str]]] = field(default_factory=dict, repr=False)
     deleted: set[str] = field(default_factory=set, repr=False)
     dismissed: set[str] = field(default_factory=set, repr=False)
     _seq: int = 0
