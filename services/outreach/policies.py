@@ -191,8 +191,8 @@ class Tally:
             self.excluded[d.reason] = self.excluded.get(d.reason, 0) + 1
             return
         self.sending += 1
-        if r.kind == "group":
-            self.reached.update(m.id for m in r.members)
+        if r.kind == "group":  # members by external_userid: known or not, each once
+            self.reached.update(f"ext:{m.address}" for m in r.members)
         elif r.kind == "tag":
             pass  # the platform's count arrives as MASSSENDJOBFINISH, through ingest
         else:

@@ -416,7 +416,8 @@ def _expose(conn, tenant_id: str, delivery_ids: list[int], at: datetime) -> None
 
 def run_stats(conn, run_id: int) -> dict[str, Any]:
     """Counts of a run's deliveries by status and exclusion reason, and the distinct people its
-    sent deliveries reached (group members counted once across groups)."""
+    sent deliveries reached (group members counted once across groups, with or without a
+    profile)."""
     by_status = {
         r["status"]: r["count"]
         for r in conn.execute(
@@ -432,10 +433,18 @@ def run_stats(conn, run_id: int) -> dict[str, Any]:
             (run_id,),
         ).fetchall()
     }
+    # People: contacts sent to, and every customer member of the groups sent to (a person in
+    # two groups counts once).
     reached = conn.execute(
-        "SELECT count(DISTINCT e.subject_id) AS n FROM exposures e JOIN deliveries d "
-        "ON d.delivery_id = e.delivery_id WHERE d.run_id = %s AND e.subject_kind = 'contact'",
-        (run_id,),
+        "SELECT count(DISTINCT who) AS n FROM ("
+        "  SELECT d.recipient_id AS who FROM deliveries d WHERE d.run_id = %(run)s "
+        "  AND d.recipient_kind = 'contact' AND d.status IN ('sent', 'delivered') "
+        "  UNION ALL "
+        "  SELECT 'ext:' || m FROM deliveries d JOIN groups g "
+        "  ON g.tenant_id = d.tenant_id AND g.chat_id = d.recipient_id, unnest(g.members) AS m "
+        "  WHERE d.run_id = %(run)s AND d.recipient_kind = 'group' "
+        "  AND d.status IN ('sent', 'delivered')) people",
+        {"run": run_id},
     ).fetchone()["n"]
     return {"by_status": by_status, "excluded": excluded, "people_reached": reached}
 

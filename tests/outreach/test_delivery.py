@@ -28,6 +28,9 @@ def test_weekly_series_to_the_groups_of_a_b2b_segment(outreach):
     campaign = outreach.campaign(channel="wecom_group", audience={"segments": ["it-leads"]},
                                  content={"series": [whitepaper, case]}, trigger=WEEKLY,
                                  quiet_hours={"start": "21:00", "end": "08:00"})  # fmt: skip
+    preview = outreach.call("POST", f"/campaigns/{campaign}/preview", "viewer").json
+    assert (preview["recipients"], preview["to_send"], preview["people_reached"]) == (2, 2, 6)
+    assert preview["content"] == {whitepaper: 2}
 
     assert outreach.schedule() == 1
     assert outreach.send() == 1
@@ -41,8 +44,9 @@ def test_weekly_series_to_the_groups_of_a_b2b_segment(outreach):
     assert link.startswith("https://hooks.acme.example/r/")
     (run,) = outreach.call("GET", f"/campaigns/{campaign}/runs", "viewer").json["items"]
     assert run["status"] == "done" and run["stats"]["by_status"] == {"sent": 2}
-    # The members with a profile were exposed (caps see group sends), each counted once.
-    assert run["stats"]["people_reached"] == 2
+    # Six people were reached (3 customers in each group); the two with a profile are exposed
+    # (caps see group sends).
+    assert run["stats"]["people_reached"] == 6
     exposed = outreach.sql("SELECT subject_kind, subject_id FROM exposures ORDER BY 1, 2")
     assert [(e["subject_kind"], e["subject_id"]) for e in exposed] == [
         ("contact", "c_it0"), ("contact", "c_it1"), ("group", chosen[0]), ("group", chosen[1])

@@ -118,7 +118,7 @@ def test_series_gives_each_recipient_the_next_item_that_fits(recipient, expected
 
 def test_tally_counts_distinct_people_across_groups():
     tally = Tally()
-    a, b, c = contact(id="a"), contact(id="b"), contact(id="c")
+    a, b, c = contact(id="a", address="wmA"), contact(id="b", address="wmB"), contact(address="wmC")
     tally.add(group(a, b, id="g1"), decide(group(a, b), [ARTICLE], policy("wecom_group"), NOW,
                                            series=False))  # fmt: skip
     tally.add(group(b, c, id="g2"), decide(group(b, c), [ARTICLE], policy("wecom_group"), NOW,
