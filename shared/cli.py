@@ -174,9 +174,11 @@ def segment() -> None:
 
 @segment.command("consume")
 @click.option("--metrics-port", type=int, default=9101, show_default=True)
-def segment_consume(metrics_port: int) -> None:
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address of /healthz, /readyz, /metrics (0.0.0.0 in a container).")  # fmt: skip
+def segment_consume(metrics_port: int, metrics_host: str) -> None:
     """Consume siyu.touchpoints.v1 in the segment consumer group."""
-    _run_process("segment", metrics_port=metrics_port)
+    _run_process("segment", metrics_port=metrics_port, metrics_host=metrics_host)
 
 
 @segment.command("recompute")
@@ -194,9 +196,11 @@ def outreach() -> None:
 
 @outreach.command("worker")
 @click.option("--metrics-port", type=int, default=9102, show_default=True)
-def outreach_worker(metrics_port: int) -> None:
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address of /healthz, /readyz, /metrics (0.0.0.0 in a container).")  # fmt: skip
+def outreach_worker(metrics_port: int, metrics_host: str) -> None:
     """Run the scheduler (one active leader) and the senders."""
-    _run_process("outreach", metrics_port=metrics_port)
+    _run_process("outreach", metrics_port=metrics_port, metrics_host=metrics_host)
 
 
 @main.group()

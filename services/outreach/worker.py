@@ -105,7 +105,7 @@ class Loop:
         self._stop.set()
 
 
-def main(settings: Settings, *, metrics_port: int) -> int:
+def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.1") -> int:
     tenants = load_tenants(settings.tenants_path)
     settings.require_kafka()
     schema = outreach_schema()
@@ -122,7 +122,7 @@ def main(settings: Settings, *, metrics_port: int) -> int:
             raise RuntimeError("the outreach loop has not completed a tick in 120 s")
 
     ops = create_ops_app("siyu.outreach", {"postgres": postgres_ready, "loop": ticking})
-    server = BackgroundServer(ops, "127.0.0.1", metrics_port).start()
+    server = BackgroundServer(ops, metrics_host, metrics_port).start()
     runner.install_signal_handlers()
     thread = threading.Thread(target=loop.run, name="outreach-loop", daemon=True)
     thread.start()

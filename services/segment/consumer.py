@@ -102,7 +102,7 @@ def build_runner(
     )
 
 
-def main(settings: Settings, *, metrics_port: int) -> int:
+def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.1") -> int:
     tenants = load_tenants(settings.tenants_path)
     settings.require_kafka()
     pool = create_pool(settings.require_database(), name="segment", schema="segment")
@@ -118,7 +118,7 @@ def main(settings: Settings, *, metrics_port: int) -> int:
             raise RuntimeError("the consumer has not polled in the last 30 s")
 
     ops = create_ops_app("siyu.segment", {"postgres": postgres_ready, "kafka": polling})
-    server = BackgroundServer(ops, "127.0.0.1", metrics_port).start()
+    server = BackgroundServer(ops, metrics_host, metrics_port).start()
     runner.install_signal_handlers()
     log.info("segment_consumer_starting", metrics_port=server.port)
     # WeCom contact detail, fetched beside the runner: the partitions never wait on WeCom.
