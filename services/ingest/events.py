@@ -16,6 +16,7 @@ from shared.envelope import (
     Touchpoint,
     make_event_id,
 )
+from shared.text import contains_nul
 
 MAX_BATCH = 500
 BIZ_TYPES = sorted(t for t in EVENT_TYPES if t.startswith("biz."))
@@ -94,6 +95,9 @@ def parse_batch(body: Any) -> list[dict]:
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             errors[str(index)] = {"_schema": ["an event is a JSON object"]}
+            continue
+        if contains_nul(item):  # PostgreSQL could not store it: refused here, not downstream
+            errors[str(index)] = {"_schema": ["U+0000 (NUL) is not allowed in any string"]}
             continue
         try:
             loaded.append((schema.load(item), item))

@@ -22,6 +22,7 @@ from shared.api.auth import DEFAULT_CACHE_TTL_S, SECURITY_SCHEME, TokenStore, au
 from shared.api.context import EXTENSION, ApiContext
 from shared.api.errors import ErrorSchema, from_http_exception, install_error_handlers, invalid
 from shared.health import Check, ops_blueprint
+from shared.text import contains_nul
 
 log = structlog.get_logger("siyu.api")
 
@@ -134,22 +135,12 @@ def create_api_app(
     return app
 
 
-def _has_nul(value) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_has_nul(v) for v in value)
-    return False
-
-
 def _refuse_nul() -> None:
     """PostgreSQL text cannot hold NUL: refuse it in the path, query or JSON body with a 400
     instead of failing in the database."""
     body = request.get_json(silent=True) if request.is_json else None
     parts = (request.view_args or {}, dict(request.args.lists()), body)
-    if any(_has_nul(part) for part in parts):
+    if any(contains_nul(part) for part in parts):
         raise invalid("NUL characters (\\u0000) are not allowed", code="invalid_characters")
 
 

@@ -206,3 +206,19 @@ def test_stopping_the_real_broker_loses_nothing(stack, schema, unique, tmp_path,
         ingest.deps.publisher.close()
         ingest.deps.publisher.pool.close()
         broker.stop()
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda e: {**e, "attributes": {"note": "a\u0000b"}},
+        lambda e: {**e, "attributes": {"a\u0000": 1}},
+        lambda e: {**e, "identity": {"crm_id": "C\u00001"}},
+        lambda e: {**e, "idempotency_key": "k\u0000"},
+    ],
+)
+def test_nul_characters_are_refused_not_passed_on(ingest, mangle):
+    """PostgreSQL cannot store U+0000 (text or jsonb): accepting it would poison the consumers."""
+    response = post(ingest, {"events": [mangle(event("nul"))]})
+    assert response.status_code == 400
+    assert read_topic(ingest.kafka, ingest.topic, 0, timeout=1) == []
