@@ -67,6 +67,7 @@ class Executor:
     clients: Clients
     signer: LinkSigner | None = None
     public_url: str = "http://127.0.0.1:8080"
+    lease: timedelta = LEASE
     clock: Any = lambda: datetime.now(UTC)
 
     # --- claiming --------------------------------------------------------------------------
@@ -84,7 +85,7 @@ class Executor:
                 "     OR (q.status = 'running' AND q.lease_until < %(now)s)) "
                 "  ORDER BY q.due_at, q.run_id LIMIT 1 FOR UPDATE OF q SKIP LOCKED) "
                 "RETURNING r.*",
-                {"now": now, "lease": now + LEASE},
+                {"now": now, "lease": now + self.lease},
             ).fetchone()
 
     def run_due(self, limit: int = 50) -> int:
@@ -192,7 +193,7 @@ class Executor:
             with self.pool.connection() as conn:
                 conn.execute(
                     "UPDATE campaign_runs SET lease_until = %s WHERE run_id = %s",
-                    (self.clock() + LEASE, run["run_id"]),
+                    (self.clock() + self.lease, run["run_id"]),
                 )
 
     def _next_batch(self, run: dict[str, Any], campaign: Campaign) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from psycopg_pool import ConnectionPool
@@ -61,7 +61,9 @@ class Loop:
                  clients: Clients, schema: str):  # fmt: skip
         self.pool, self.tenants, self.clients = pool, tenants, clients
         self.leadership = scheduler.Leadership(settings.require_database(), schema)
-        self.executor = runs.Executor(pool, clients, link_signer(), settings.public_url)
+        # A run whose worker died is taken over when its lease passes (SIYU_OUTREACH_LEASE_S).
+        lease = timedelta(seconds=float(os.environ.get("SIYU_OUTREACH_LEASE_S", "300")))
+        self.executor = runs.Executor(pool, clients, link_signer(), settings.public_url, lease)
         self._stop = threading.Event()
         self._synced_at = 0.0
         self._polled_at = 0.0
