@@ -1,17 +1,26 @@
-"""`make bench`: run every benchmark in bench/ and print its report."""
+"""`make bench`: run every benchmark in bench/, print each report, and write bench/REPORT.md
+(with charts in bench/charts/ when matplotlib is installed)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import sys
 
-from bench import ingest, outreach, segment
+from bench import ingest, load, outreach, report, segment
 
 
 def main() -> int:
     failed = 0
-    for bench in (ingest, segment, outreach):
-        failed |= bench.main()
-        print()
+    sections = []
+    for bench in (ingest, segment, outreach, load):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            failed |= bench.main()
+        text = out.getvalue()
+        print(text)
+        sections.append(text)
+    print(f"report: {report.write(sections)}")
     return failed
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from wechatpy.enterprise.crypto import WeChatCrypto
 
+from bench import report
 from bench.loadgen import Result, http_post, run
 from shared.config import DEMO_TENANTS_PATH, KafkaSettings, load_tenants
 from shared.devstack.broker import EmbeddedBroker
@@ -136,6 +137,10 @@ def main() -> int:
     print("|---|---:|---:|---:|---:|---:|")
     print(row("bare Flask (baseline)", bare))
     print(row("siyu ingest (decrypt + parse + Kafka acks=all)", ingest))
+    report.add("ingest", "Ingest throughput", "siyu ingest", ingest.throughput,
+               "bare Flask", bare.throughput, "req/s")  # fmt: skip
+    report.add("ingest", "Ingest p99 latency", "siyu ingest", ingest.percentile(99),
+               "bare Flask", bare.percentile(99), "ms")  # fmt: skip
     print(f"\nthroughput ratio ingest/bare: {ratio:.0%} (target >= 40%)")
     print(f"ingest p99: {ingest.percentile(99):.1f} ms (target < 50 ms)")
     return 0

@@ -25,6 +25,7 @@ import requests
 from psycopg.types.json import Jsonb
 from werkzeug.serving import make_server
 
+from bench import report
 from services.outreach.clients import Clients
 from services.outreach.fake_wechat import FakeConfig, FakeState, create_app
 from services.outreach.plan import Campaign, plan
@@ -222,6 +223,12 @@ def run(dsn: str) -> int:
     pool.close()
     rates = delivery_rates(dsn)
 
+    report.add("outreach", "Audience resolution, 1M contacts", "siyu plan", plan_s,
+               "bare streaming SELECT", raw_s, "s")  # fmt: skip
+    raw_rate = rates["raw OA template/send calls (baseline)"]
+    template_rate = rates["siyu outreach oa_template"]
+    report.add("outreach", "OA template deliveries", "siyu outreach", template_rate,
+               "raw endpoint loop", raw_rate, "per s")  # fmt: skip
     print(f"## Outreach ({os.cpu_count()} cores, {CONTACTS:,} contacts; setup {setup_s:.1f} s)\n")
     print("| audience resolution | seconds |")
     print("|---|---:|")
