@@ -8,9 +8,11 @@ import io
 import sys
 
 from bench import ingest, load, outreach, report, segment
+from shared.logging import configure_logging
 
 
 def main() -> int:
+    configure_logging("WARNING")  # the report holds results, not migration lines
     failed = 0
     sections = []
     for bench in (ingest, segment, outreach, load):
