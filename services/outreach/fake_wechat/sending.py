@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from services.outreach.fake_wechat.app import Call
 
 MAX_TARGETS = 10000
+MASS_TYPES = ("mpnews", "text", "voice", "image", "mpvideo", "wxcard")
 
 
 def _list(body: dict[str, Any], key: str) -> list[str]:
@@ -207,29 +208,13 @@ def mass_send(call: Call) -> dict[str, Any]:
     touser = body.get("touser")
     if not isinstance(touser, list) or not 2 <= len(touser) <= MAX_TARGETS:
         raise ApiError(40130, "invalid openid list size, at least two openid")
-    if body.get("msgtype") not in ("mpnews", "text", "voice", "image", "mpvideo", "wxcard"):
+    if body.get("msgtype") not in MASS_TYPES:
         raise ApiError(40008, "invalid message type")
     app_id = call.token.owner
     followers = state.followers.get(app_id, {})
     with state.lock:
-        box, now = state.mailbox, state.now()
-        key = body.get("clientmsgid")
-        if key and (app_id, f"mass|{key}") in box.dedupe:
-            raise ApiError(45065, "clientmsgid exist")
-        reached = []
-        for openid in dict.fromkeys(touser):
-            if not followers.get(openid):
-                continue
-            if box.times(app_id, f"mass:{openid}", now - MONTH) >= 4:
-                continue  # filtered: a follower gets at most 4 mass messages a month
-            box.stamp(app_id, f"mass:{openid}", now)
-            reached.append(openid)
-        sent = box.add(Sent(str(next(box.counter)), "oa", "mass", call.token.tenant_id, app_id,
-                            now, body, targets=reached))  # fmt: skip
-        if key:
-            box.dedupe[(app_id, f"mass|{key}")] = sent.msgid
-    return {"errcode": 0, "errmsg": "send job submission success", "msg_id": int(sent.msgid),
-            "msg_data_id": int(sent.msgid)}  # fmt: skip
+        openids = [o for o in dict.fromkeys(touser) if followers.get(o)]
+        return _mass_deliver(call, app_id, openids)
 
 
 def mass_sendall(call: Call) -> dict[str, Any]:
@@ -238,7 +223,7 @@ def mass_sendall(call: Call) -> dict[str, Any]:
     flt = body.get("filter")
     if not isinstance(flt, dict):
         raise ApiError(47001, "data format error")
-    if body.get("msgtype") not in ("mpnews", "text", "voice", "image", "mpvideo", "wxcard"):
+    if body.get("msgtype") not in MASS_TYPES:
         raise ApiError(40008, "invalid message type")
     app_id = call.token.owner
     followers = state.followers.get(app_id, {})
@@ -250,19 +235,26 @@ def mass_sendall(call: Call) -> dict[str, Any]:
             if flt.get("tag_id") not in tags:
                 raise ApiError(40050, "invalid tag id")
             members = sorted(o for o in tags[flt["tag_id"]] if followers.get(o))
-        box, now = state.mailbox, state.now()
-        key = body.get("clientmsgid")
-        if key and (app_id, f"mass|{key}") in box.dedupe:
-            raise ApiError(45065, "clientmsgid exist")
-        reached = []
-        for openid in members:
-            if box.times(app_id, f"mass:{openid}", now - MONTH) >= 4:
-                continue
-            box.stamp(app_id, f"mass:{openid}", now)
-            reached.append(openid)
-        sent = box.add(Sent(str(next(box.counter)), "oa", "mass", call.token.tenant_id, app_id,
-                            now, body, targets=reached))  # fmt: skip
-        if key:
-            box.dedupe[(app_id, f"mass|{key}")] = sent.msgid
+        return _mass_deliver(call, app_id, members)
+
+
+def _mass_deliver(call: Call, app_id: str, openids: list[str]) -> dict[str, Any]:
+    """Record a mass message to these followers (under the state's lock): at most 4 a month
+    each (the rest are filtered, as the platform does); ``clientmsgid`` refuses a repeat."""
+    state, body = call.state, call.body
+    box, now = state.mailbox, state.now()
+    key = body.get("clientmsgid")
+    if key and (app_id, f"mass|{key}") in box.dedupe:
+        raise ApiError(45065, "clientmsgid exist")
+    reached = []
+    for openid in openids:
+        if box.times(app_id, f"mass:{openid}", now - MONTH) >= 4:
+            continue
+        box.stamp(app_id, f"mass:{openid}", now)
+        reached.append(openid)
+    sent = box.add(Sent(str(next(box.counter)), "oa", "mass", call.token.tenant_id, app_id, now,
+                        body, targets=reached))  # fmt: skip
+    if key:
+        box.dedupe[(app_id, f"mass|{key}")] = sent.msgid
     return {"errcode": 0, "errmsg": "send job submission success", "msg_id": int(sent.msgid),
             "msg_data_id": int(sent.msgid)}  # fmt: skip
