@@ -88,8 +88,7 @@ class Loop:
             if client is None:
                 continue
             try:
-                with self.pool.connection() as conn, conn.transaction():
-                    groups.sync_groups(conn, tenant.id, client, now)
+                groups.sync_groups(self.pool, tenant.id, client, now)
             except WeComError as exc:
                 log.warning("wecom_groups_sync_failed", tenant_id=tenant.id, error=str(exc))
         self._synced_at = time.monotonic()

@@ -135,8 +135,7 @@ class Outreach:
     # --- the worker's parts, at the test's clock
 
     def sync_groups(self) -> None:
-        with self.pool.connection() as conn, conn.transaction():
-            groups.sync_groups(conn, "acme", self.clients.wecom("acme"), self.now)
+        groups.sync_groups(self.pool, "acme", self.clients.wecom("acme"), self.now)
 
     def schedule(self) -> int:
         with self.pool.connection() as conn, conn.transaction():
