@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
+import zipfile
 from pathlib import Path
 
 import jsonschema
@@ -221,3 +223,21 @@ def test_the_dockerfile_builds_a_non_root_image_for_every_process():
     assert "PYTHONDONTWRITEBYTECODE=1" in text  # nothing written outside /tmp
     ignored = (DEPLOY.parent / ".dockerignore").read_text(encoding="utf-8").split()
     assert {".git", ".venv", "tests", ".siyu"} <= set(ignored)
+
+
+def test_the_wheel_the_image_installs_carries_every_migration_and_rule(tmp_path):
+    """The image installs the project's wheel, not the source tree: the SQL migrations, the
+    lifecycle rule packs and the demo tenants must be inside it."""
+    root = DEPLOY.parent
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w",
+                    str(tmp_path), str(root)], check=True, timeout=300,
+                   capture_output=True)  # fmt: skip
+    (wheel,) = tmp_path.glob("siyu-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    wanted = {
+        str(p.relative_to(root))
+        for pattern in ("services/*/migrations/*.sql", "services/segment/rules/*.yaml")
+        for p in root.glob(pattern)
+    } | {"shared/demo_tenants.yaml"}
+    assert wanted <= names
+    assert not any(n.startswith(("tests/", "bench/", "deploy/")) for n in names)
