@@ -18,6 +18,7 @@ from typing import Any
 
 import structlog
 from psycopg import Connection
+from psycopg.types.json import Jsonb
 
 from shared import messages
 from shared.kafka.consumer import Message, PoisonMessage
@@ -36,63 +37,86 @@ def decode(message: Message) -> tuple[str, dict[str, Any]]:
         raise PoisonMessage(message, f"not a valid {kind}: {exc}") from exc
 
 
+COLUMNS = ("tenant_id", "contact_id", "mode", "stage", "role", "account_id", "account_stage",
+           "risk_flags", "segments", "tags", "behaviour", "score", "openids", "external_userids",
+           "oa_follower", "wecom_contact", "oa_last_message_at", "updated_at")  # fmt: skip
+ARRAYS = ("risk_flags", "segments", "tags", "behaviour", "openids", "external_userids")
+TYPES = {"score": "float8", "oa_follower": "bool", "wecom_contact": "bool",
+         "oa_last_message_at": "timestamptz", "updated_at": "timestamptz"}  # fmt: skip
+
+# One statement per batch: the newest snapshot per contact, upserted unless the stored one is
+# newer; the flags each contact had before come back beside the new ones (all CTEs see the
+# snapshot from before the insert).
 UPSERT = """
-INSERT INTO audience AS a (tenant_id, contact_id, mode, stage, role, account_id, account_stage,
-    risk_flags, segments, tags, behaviour, score, openids, external_userids, oa_follower,
-    wecom_contact, oa_last_message_at, updated_at)
-VALUES (%(tenant_id)s, %(contact_id)s, %(mode)s, %(stage)s, %(role)s, %(account_id)s,
-    %(account_stage)s, %(risk_flags)s, %(segments)s, %(tags)s, %(behaviour)s, %(score)s,
-    %(openids)s, %(external_userids)s, %(oa_follower)s, %(wecom_contact)s,
-    %(oa_last_message_at)s, %(updated_at)s)
-ON CONFLICT (tenant_id, contact_id) DO UPDATE SET
-    mode = EXCLUDED.mode, stage = EXCLUDED.stage, role = EXCLUDED.role,
-    account_id = EXCLUDED.account_id, account_stage = EXCLUDED.account_stage,
-    risk_flags = EXCLUDED.risk_flags, segments = EXCLUDED.segments, tags = EXCLUDED.tags,
-    behaviour = EXCLUDED.behaviour, score = EXCLUDED.score, openids = EXCLUDED.openids,
-    external_userids = EXCLUDED.external_userids, oa_follower = EXCLUDED.oa_follower,
-    wecom_contact = EXCLUDED.wecom_contact, oa_last_message_at = EXCLUDED.oa_last_message_at,
-    updated_at = EXCLUDED.updated_at
-WHERE a.updated_at <= EXCLUDED.updated_at
-"""
+WITH incoming AS (
+    SELECT * FROM unnest({params}) AS u({columns})
+), latest AS (
+    SELECT DISTINCT ON (tenant_id, contact_id) * FROM incoming
+    ORDER BY tenant_id, contact_id, updated_at DESC
+), before AS (
+    SELECT a.tenant_id, a.contact_id, a.risk_flags FROM audience a
+    JOIN latest l ON l.tenant_id = a.tenant_id AND l.contact_id = a.contact_id
+), upserted AS (
+    INSERT INTO audience AS a ({columns})
+    SELECT {select} FROM latest
+    ON CONFLICT (tenant_id, contact_id) DO UPDATE SET {updates}
+    WHERE a.updated_at <= EXCLUDED.updated_at
+    RETURNING a.tenant_id, a.contact_id, a.account_id, a.risk_flags, a.updated_at
+)
+SELECT u.*, b.risk_flags AS flags_before FROM upserted u
+LEFT JOIN before b ON b.tenant_id = u.tenant_id AND b.contact_id = u.contact_id
+""".format(  # noqa: S608 - formatted from the constant column list only
+    params=", ".join(
+        f"%({c})b::{'jsonb' if c in ARRAYS else TYPES.get(c, 'text')}[]" for c in COLUMNS
+    ),
+    columns=", ".join(COLUMNS),
+    select=", ".join(
+        f"ARRAY(SELECT jsonb_array_elements_text({c}))" if c in ARRAYS else c for c in COLUMNS
+    ),
+    updates=", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[2:]),
+)
+
+
+def _row(p: dict[str, Any]) -> dict[str, Any]:
+    ids = p.get("identities") or {}
+    return {
+        **{k: p.get(k) for k in ("tenant_id", "contact_id", "mode", "stage", "role")},
+        "account_id": p.get("account_id"),
+        "account_stage": p.get("account_stage"),
+        "risk_flags": Jsonb(list(p.get("risk_flags") or [])),
+        "segments": Jsonb(list(p.get("segments") or [])),
+        "tags": Jsonb(list(p.get("tags") or [])),
+        "behaviour": Jsonb(list(p.get("behaviour") or [])),
+        "score": float(p.get("score") or 0.0),
+        "openids": Jsonb(list(ids.get("openid") or [])),
+        "external_userids": Jsonb(list(ids.get("external_userid") or [])),
+        "oa_follower": p.get("oa_follower"),
+        "wecom_contact": p.get("wecom_contact"),
+        "oa_last_message_at": p.get("oa_last_message_at"),
+        "updated_at": p["updated_at"],
+    }
 
 
 def apply_profiles(conn: Connection, profiles: Iterable[dict[str, Any]], now: datetime) -> int:
-    """Upsert profiles; fire risk-flag triggers for flags newly raised. Returns runs created."""
+    """Upsert profiles (the newest per contact wins); delete tombstoned contacts; fire risk-flag
+    triggers for flags newly raised. Returns runs created."""
+    profiles = list(profiles)
+    live = [_row(p) for p in profiles if not p.get("merged_into")]
+    gone = [(p["tenant_id"], p["contact_id"]) for p in profiles if p.get("merged_into")]
     runs = 0
-    for p in profiles:
-        if p.get("merged_into"):
-            conn.execute(
-                "DELETE FROM audience WHERE tenant_id = %s AND contact_id = %s",
-                (p["tenant_id"], p["contact_id"]),
-            )
-            continue
-        before = conn.execute(
-            "SELECT risk_flags FROM audience WHERE tenant_id = %s AND contact_id = %s",
-            (p["tenant_id"], p["contact_id"]),
-        ).fetchone()
-        ids = p.get("identities") or {}
-        row = {
-            **{k: p.get(k) for k in ("tenant_id", "contact_id", "mode", "stage", "role")},
-            "account_id": p.get("account_id"),
-            "account_stage": p.get("account_stage"),
-            "risk_flags": list(p.get("risk_flags") or []),
-            "segments": list(p.get("segments") or []),
-            "tags": list(p.get("tags") or []),
-            "behaviour": list(p.get("behaviour") or []),
-            "score": p.get("score") or 0.0,
-            "openids": list(ids.get("openid") or []),
-            "external_userids": list(ids.get("external_userid") or []),
-            "oa_follower": p.get("oa_follower"),
-            "wecom_contact": p.get("wecom_contact"),
-            "oa_last_message_at": p.get("oa_last_message_at"),
-            "updated_at": p["updated_at"],
-        }
-        conn.execute(UPSERT, row)
-        raised = set(row["risk_flags"]) - set(before["risk_flags"] if before else ())
-        if raised and p.get("account_id"):
-            for flag in sorted(raised):
-                runs += fire(conn, p["tenant_id"], "risk_flag", flag, "account",
-                             p["account_id"], p["updated_at"], now)  # fmt: skip
+    if live:
+        params = {c: [r[c] for r in live] for c in COLUMNS}
+        for r in conn.execute(UPSERT, params).fetchall():
+            raised = set(r["risk_flags"]) - set(r["flags_before"] or ())
+            for flag in sorted(raised) if r["account_id"] else ():
+                runs += fire(conn, r["tenant_id"], "risk_flag", flag, "account",
+                             r["account_id"], r["updated_at"], now)  # fmt: skip
+    if gone:
+        conn.execute(
+            "DELETE FROM audience a USING unnest(%s::text[], %s::text[]) AS g(t, c) "
+            "WHERE a.tenant_id = g.t AND a.contact_id = g.c",
+            ([t for t, _ in gone], [c for _, c in gone]),
+        )
     return runs
 
 
