@@ -39,3 +39,9 @@ def ping(dsn: str, *, timeout: float = 2.0) -> None:
     """Raise if the server does not answer a trivial query within ``timeout`` seconds."""
     with psycopg.connect(dsn, connect_timeout=max(1, int(timeout))) as conn:
         conn.execute("SELECT 1")
+
+
+def columns(rows) -> list[list]:
+    """Rows (equal-length tuples) as one list per column: the arrays of an ``unnest(...)``
+    statement that writes many rows at once."""
+    return [list(column) for column in zip(*rows, strict=True)]

@@ -21,6 +21,8 @@ from marshmallow import (
     validates_schema,
 )
 
+from services.outreach.schedule import zone
+
 FORMATS = (
     "whitepaper", "industry_report", "case_study", "review", "webinar_invite", "class_invite",
     "product_spec", "proposal", "article", "event_invite", "onboarding_guide", "promotion",
@@ -246,8 +248,6 @@ class ScheduleSchema(_Strict):
         if data.get("start") and data.get("end") and data["end"] <= data["start"]:
             raise ValidationError("end must be after start", "end")
         if data.get("timezone"):
-            from services.outreach.schedule import zone
-
             try:
                 zone(data["timezone"])
             except ValueError as exc:

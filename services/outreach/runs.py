@@ -34,6 +34,7 @@ from services.outreach.model import outreach_settings
 from services.outreach.plan import Campaign, PlanError, plan
 from services.outreach.policies import Decision, Recipient
 from services.outreach.schedule import quiet_until, zone
+from shared.db import columns
 from shared.links import LinkSigner
 from shared.wechat import RateLimited, WeComError, WeComUnavailable
 from shared.wechat.oa import QuotaExhausted
@@ -380,9 +381,7 @@ def _insert_deliveries(conn, run, channel: str, chunk: list[tuple[Recipient, Dec
          len(r.members) if r.kind == "group" else 0 if r.kind == "tag" else 1)
         for r, d in chunk
     ]  # fmt: skip
-    kinds, ids, addresses, senders, contents, statuses, reasons, reached = (
-        list(c) for c in zip(*rows, strict=True)
-    )
+    kinds, ids, addresses, senders, contents, statuses, reasons, reached = columns(rows)
     conn.execute(
         "INSERT INTO deliveries (tenant_id, run_id, campaign_id, recipient_kind, recipient_id, "
         "channel, address, sender, content_id, status, reason, reached) "

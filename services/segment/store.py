@@ -13,6 +13,7 @@ from psycopg import Connection
 from psycopg.types.json import Jsonb
 
 from services.segment.identity import IdentityKey, Resolution
+from shared.db import columns
 
 
 def known_contacts(conn: Connection, tenant_id: str, identities: list[IdentityKey]):
@@ -144,7 +145,7 @@ def record_events(conn: Connection, tenant_id: str, rows: list[tuple]) -> None:
     """Store applied touchpoints, (event_id, contact_id, type, occurred_at, attributes) each, and
     count them on their contacts. Counting only the rows this statement inserted keeps counts
     exact even when another consumer stores the same events concurrently (a rebalance)."""
-    event_ids, contacts, types, times, attributes = (list(c) for c in zip(*rows, strict=True))
+    event_ids, contacts, types, times, attributes = columns(rows)
     conn.execute(
         """
         WITH stored AS (

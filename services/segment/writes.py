@@ -16,6 +16,8 @@ from typing import Any
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
+from shared.db import columns
+
 
 @dataclass(frozen=True)
 class ContactDerived:
@@ -87,10 +89,6 @@ class Writes:
         self.history, self.outbox = [], []
 
 
-def _columns(rows) -> list[list]:
-    return [list(column) for column in zip(*rows, strict=True)]
-
-
 def _insert_history(conn: Connection, tenant_id: str, rows: list[tuple]) -> None:
     conn.execute(
         "INSERT INTO stage_history (tenant_id, subject_kind, subject_id, model, from_stage, "
@@ -98,7 +96,7 @@ def _insert_history(conn: Connection, tenant_id: str, rows: list[tuple]) -> None
         "SELECT %s, k, s, m, f, t, c, e, a, r FROM unnest(%b::text[], %b::text[], %b::text[], "
         "%b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::text[]) "
         "WITH ORDINALITY AS u(k, s, m, f, t, c, e, a, r, n) ORDER BY n",
-        (tenant_id, *_columns(rows)),
+        (tenant_id, *columns(rows)),
     )
 
 
@@ -117,7 +115,7 @@ def _update_contacts(conn: Connection, tenant_id: str, derived: dict[str, Contac
         "%b::timestamptz[], %b::text[], %b::timestamptz[], %b::jsonb[], %b::jsonb[]) "
         "AS u(id, role, confidence, source, score, score_at, stage, since, behaviour, features) "
         "WHERE c.tenant_id = %s AND c.contact_id = u.id",
-        (*_columns(rows), tenant_id),
+        (*columns(rows), tenant_id),
     )
 
 
@@ -126,7 +124,7 @@ def _store_memberships(
 ) -> None:
     pairs = [(cid, seg, since) for cid, (segs, since) in memberships.items() for seg in segs]
     contacts = list(memberships)
-    kept_c, kept_s, since = _columns(pairs) if pairs else ([], [], [])
+    kept_c, kept_s, since = columns(pairs) if pairs else ([], [], [])
     conn.execute(
         "DELETE FROM segment_members m WHERE m.tenant_id = %s AND m.contact_id = ANY(%s) "
         "AND NOT EXISTS (SELECT 1 FROM unnest(%b::text[], %b::text[]) AS k(c, s) "
@@ -156,7 +154,7 @@ def _update_accounts(conn: Connection, tenant_id: str, derived: dict[str, Accoun
         "%b::int[], %b::jsonb[], %b::timestamptz[]) "
         "AS u(id, stage, since, score, roles, members, flags, at) "
         "WHERE a.tenant_id = %s AND a.account_id = u.id",
-        (*_columns(rows), tenant_id),
+        (*columns(rows), tenant_id),
     )
 
 
@@ -165,5 +163,5 @@ def _insert_outbox(conn: Connection, tenant_id: str, rows: list[tuple[str, str, 
         "INSERT INTO outbox (tenant_id, topic, key, value) "
         "SELECT %s, t, k, v FROM unnest(%b::text[], %b::text[], %b::bytea[]) "
         "WITH ORDINALITY AS u(t, k, v, n) ORDER BY n",
-        (tenant_id, *_columns(rows)),
+        (tenant_id, *columns(rows)),
     )
