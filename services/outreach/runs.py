@@ -17,6 +17,7 @@ handled inside the clients (refetch once); any other errcode fails those deliver
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import islice
@@ -186,46 +187,51 @@ class Executor:
     # --- sending ---------------------------------------------------------------------------
 
     def _send_all(self, run: dict[str, Any], campaign: Campaign, tz: str) -> None:
+        payloads_ = self._payloads(run, campaign)  # read once per run, not once per call
+        renewed = self.clock()
         while True:
             batch = self._next_batch(run, campaign)
             if not batch:
                 return
-            self._send(run, campaign, batch, tz)
-            with self.pool.connection() as conn:
-                conn.execute(
-                    "UPDATE campaign_runs SET lease_until = %s WHERE run_id = %s",
-                    (self.clock() + self.lease, run["run_id"]),
-                )
+            self._send(run, campaign, batch, tz, payloads_.get(batch[0]["content_id"], {}))
+            if self.clock() - renewed > self.lease / 3:  # renewed well before it can lapse
+                renewed = self.clock()
+                with self.pool.connection() as conn:
+                    conn.execute(
+                        "UPDATE campaign_runs SET lease_until = %s WHERE run_id = %s",
+                        (renewed + self.lease, run["run_id"]),
+                    )
+
+    def _payloads(self, run: dict[str, Any], campaign: Campaign) -> dict[str, dict]:
+        with self.pool.connection() as conn:
+            rows = conn.execute(
+                "SELECT content_id, payloads FROM content "
+                "WHERE tenant_id = %s AND content_id = ANY(%s)",
+                (run["tenant_id"], campaign.content_ids),
+            ).fetchall()
+        return {r["content_id"]: r["payloads"] for r in rows}
 
     def _next_batch(self, run: dict[str, Any], campaign: Campaign) -> list[dict[str, Any]]:
-        """Pending deliveries that go in one API call, marked ``sending`` (committed)."""
-        size = CHUNK.get(campaign.channel, 1)
-        with self.pool.connection() as conn, conn.transaction():
-            first = conn.execute(
-                "SELECT content_id, sender FROM deliveries "
-                "WHERE run_id = %s AND status = 'pending' ORDER BY delivery_id LIMIT 1",
-                (run["run_id"],),
-            ).fetchone()
-            if first is None:
-                return []
+        """Pending deliveries that go in one API call (same content and sender as the first
+        pending one), marked ``sending`` and committed, in one statement."""
+        with self.pool.connection() as conn:
             return conn.execute(
+                "WITH first AS (SELECT content_id, sender FROM deliveries "
+                "  WHERE run_id = %(run)s AND status = 'pending' ORDER BY delivery_id LIMIT 1) "
                 "UPDATE deliveries SET status = 'sending', attempts = attempts + 1 "
-                "WHERE delivery_id IN (SELECT delivery_id FROM deliveries WHERE run_id = %s "
-                "  AND status = 'pending' AND content_id = %s "
-                "  AND sender IS NOT DISTINCT FROM %s ORDER BY delivery_id LIMIT %s) "
+                "WHERE delivery_id IN (SELECT d.delivery_id FROM deliveries d, first f "
+                "  WHERE d.run_id = %(run)s AND d.status = 'pending' "
+                "  AND d.content_id IS NOT DISTINCT FROM f.content_id "
+                "  AND d.sender IS NOT DISTINCT FROM f.sender "
+                "  ORDER BY d.delivery_id LIMIT %(size)s) "
                 "RETURNING *",
-                (run["run_id"], first["content_id"], first["sender"], size),
+                {"run": run["run_id"], "size": CHUNK.get(campaign.channel, 1)},
             ).fetchall()
 
-    def _send(self, run, campaign: Campaign, batch: list[dict[str, Any]], tz: str) -> None:
+    def _send(self, run, campaign: Campaign, batch, tz: str, payloads_: dict[str, Any]) -> None:
         tenant_id = run["tenant_id"]
-        with self.pool.connection() as conn:
-            content = conn.execute(
-                "SELECT payloads FROM content WHERE tenant_id = %s AND content_id = %s",
-                (tenant_id, batch[0]["content_id"]),
-            ).fetchone()
         try:
-            outcome = self._call(run, campaign, batch, content["payloads"] if content else {})
+            outcome = self._call(run, campaign, batch, payloads_)
         except (RateLimited, WeComUnavailable, QuotaExhausted) as exc:
             self._back_to_pending(batch, exc)
             if isinstance(exc, QuotaExhausted):
@@ -319,20 +325,23 @@ class Executor:
         return out
 
     def _record(self, tenant_id: str, channel: str, batch, outcome) -> None:
+        """Each delivery's outcome (one statement for the batch) and the exposures it made."""
         now = self.clock()
+        rows = [(d["delivery_id"], *outcome[d["delivery_id"]]) for d in batch]
         with self.pool.connection() as conn, conn.transaction():
-            for d in batch:
-                status, errcode, reason, msgid = outcome[d["delivery_id"]]
-                conn.execute(
-                    "UPDATE deliveries SET status = %s, errcode = %s, reason = %s, msgid = %s, "
-                    "sent_at = CASE WHEN %s = 'sent' THEN %s ELSE sent_at END "
-                    "WHERE delivery_id = %s",
-                    (status, errcode, reason, msgid, status, now, d["delivery_id"]),
-                )
-                DELIVERIES.labels(tenant_id, channel, status).inc()
-            sent = [d["delivery_id"] for d in batch if outcome[d["delivery_id"]][0] == "sent"]
+            conn.execute(
+                "UPDATE deliveries d SET status = u.status, errcode = u.errcode, "
+                "reason = u.reason, msgid = u.msgid, "
+                "sent_at = CASE WHEN u.status = 'sent' THEN %s ELSE d.sent_at END "
+                "FROM unnest(%s::bigint[], %s::text[], %s::int[], %s::text[], %s::text[]) "
+                "AS u(id, status, errcode, reason, msgid) WHERE d.delivery_id = u.id",
+                (now, *columns(rows)),
+            )
+            sent = [r[0] for r in rows if r[1] == "sent"]
             if sent:
                 _expose(conn, tenant_id, sent, now)
+        for status, n in collections.Counter(r[1] for r in rows).items():
+            DELIVERIES.labels(tenant_id, channel, status).inc(n)
 
     def _finish(self, run: dict[str, Any], status: str, error: str | None) -> dict[str, Any]:
         with self.pool.connection() as conn, conn.transaction():
@@ -478,17 +487,18 @@ def poll_results(pool: ConnectionPool, clients: Clients, *, limit: int = 50) -> 
         except WeComError as exc:
             log.warning("wecom_send_result_unavailable", tenant_id=m["tenant_id"], error=str(exc))
             continue
-        with pool.connection() as conn, conn.transaction():
-            for r in results:
-                status, reason = SEND_RESULT.get(r.get("status"), (None, None))
-                if status is None:
-                    continue
-                address = r.get("chat_id") or r.get("external_userid")
-                updated += conn.execute(
-                    "UPDATE deliveries SET status = %s, reason = %s WHERE tenant_id = %s "
-                    "AND msgid = %s AND address = %s AND status = 'sent'",
-                    (status, reason, m["tenant_id"], m["msgid"], address),
-                ).rowcount
+        known = [(r.get("chat_id") or r.get("external_userid"), *SEND_RESULT[r.get("status")])
+                 for r in results if r.get("status") in SEND_RESULT]  # fmt: skip
+        if not known:
+            continue
+        with pool.connection() as conn:  # one statement per message
+            updated += conn.execute(
+                "UPDATE deliveries d SET status = u.status, reason = u.reason "
+                "FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(address, status, reason) "
+                "WHERE d.tenant_id = %s AND d.msgid = %s AND d.address = u.address "
+                "AND d.status = 'sent'",
+                (*columns(known), m["tenant_id"], m["msgid"]),
+            ).rowcount
     return updated
 
 
