@@ -20,6 +20,7 @@ from services.outreach.fake_wechat.state import Injection
 from shared.config import TenantRegistry
 
 PREFIX = "/wecom/cgi-bin/"
+OA_PREFIX = "/oa/cgi-bin/"  # delays and the call log cover the OA API too
 ERRMSG = {-1: "system busy", 45009: "api freq out of limit", 40001: "invalid credential",
           40014: "invalid access_token", 42001: "access_token expired"}  # fmt: skip
 
@@ -78,7 +79,7 @@ class FakeWeCom:
 
     @property
     def oa_base_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}/oa/cgi-bin/"
+        return f"http://127.0.0.1:{self._server.server_port}{OA_PREFIX}"
 
     def start(self) -> FakeWeCom:
         app = create_app(self.state)
@@ -86,8 +87,9 @@ class FakeWeCom:
 
         def observed(environ, start_response):
             path = environ.get("PATH_INFO", "")
-            if path.startswith(PREFIX):
-                path = path[len(PREFIX) :]
+            prefix = next((p for p in (PREFIX, OA_PREFIX) if path.startswith(p)), None)
+            if prefix is not None:
+                path = path[len(prefix) :]
                 params = {
                     k: v
                     for k, v in parse_qsl(environ.get("QUERY_STRING", ""))
