@@ -22,6 +22,8 @@ from prometheus_client import (
 )
 from werkzeug.serving import make_server
 
+from shared.metrics import READY
+
 Check = Callable[[], None]
 
 _checks_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="readyz")
@@ -54,6 +56,7 @@ def ops_blueprint(checks: dict[str, Check] | None = None, *, registry=REGISTRY) 
     def readyz():
         results = run_checks(checks)
         ready = all(v == "ok" for v in results.values())
+        READY.set(1 if ready else 0)
         return jsonify(status="ready" if ready else "not_ready", checks=results), (
             200 if ready else 503
         )

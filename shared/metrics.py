@@ -29,3 +29,19 @@ CONSUMER_RETRIES = Counter(
     "siyu_consumer_retries_total", "Batches retried after a transient error", ["group"]
 )
 COMMITS = Counter("siyu_consumer_commits_total", "Offset commits", ["group", "outcome"])
+# Every HTTP call to the WeCom/OA server APIs (shared/wechat), retries included: errcode "0" is a
+# success, the platform's errcode otherwise (45009 throttling, 40001/42001 tokens), "unavailable"
+# for a timeout, HTTP or transport error. api is the endpoint path (a fixed set in our code).
+PLATFORM_CALLS = Counter(
+    "siyu_platform_api_calls_total",
+    "WeCom and OA server-API calls by tenant, platform, api and errcode",
+    ["tenant", "platform", "api", "errcode"],
+)
+# Set by each /readyz answer (the kubelet probes every 5 s), so a scrape says whether the pod is
+# ready without Prometheus calling the checks itself. The newest answer wins across gunicorn
+# workers.
+READY = Gauge(
+    "siyu_ready",
+    "1 if the last /readyz found every check passing, else 0",
+    multiprocess_mode="livemostrecent",
+)

@@ -20,6 +20,10 @@ EVENTS = Counter(
     "Touchpoints by outcome (produced, outboxed, refused, ignored)",
     ["tenant", "type", "outcome"],
 )
+# Every gunicorn worker counts the same table: the largest count of the live workers, not a sum,
+# and a dead worker's last count is dropped (not kept forever, as the default "all" mode would).
 OUTBOX_DEPTH = Gauge(
-    "siyu_ingest_outbox_depth", "Events waiting in the outbox (this process's view)"
+    "siyu_ingest_outbox_depth",
+    "Events waiting in the outbox (ingest.outbox rows)",
+    multiprocess_mode="livemax",
 )

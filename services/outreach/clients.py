@@ -31,6 +31,7 @@ class Clients:
                         secret,
                         api_base=settings.wecom_api_base,
                         rate=settings.wecom_rate,
+                        tenant=tenant.id,
                     )
             for oa in tenant.wechat_oa[:1]:  # outreach sends from the tenant's first OA
                 if oa.app_secret is None:
@@ -41,7 +42,11 @@ class Clients:
                     log.warning("oa_client_unavailable", tenant_id=tenant.id, reason=str(exc))
                     continue
                 self._oa[tenant.id] = OfficialAccountClient(
-                    oa.app_id, secret, api_base=settings.wechat_api_base, rate=settings.wecom_rate
+                    oa.app_id,
+                    secret,
+                    api_base=settings.wechat_api_base,
+                    rate=settings.wecom_rate,
+                    tenant=tenant.id,
                 )
 
     def wecom(self, tenant_id: str) -> WeComClient | None:

@@ -170,6 +170,7 @@ class Executor:
                 ).rowcount
                 if n:
                     log.warning("deliveries_interrupted", run_id=run["run_id"], count=n)
+                    DELIVERIES.labels(run["tenant_id"], campaign.channel, "unknown").inc(n)
 
     def _plan(self, run: dict[str, Any], campaign: Campaign, now: datetime) -> None:
         scope = None
@@ -246,12 +247,14 @@ class Executor:
     def _back_to_pending(self, batch: list[dict[str, Any]], exc: Exception) -> None:
         ids = [d["delivery_id"] for d in batch]
         with self.pool.connection() as conn:
-            conn.execute(
+            failed = conn.execute(
                 "UPDATE deliveries SET status = CASE WHEN attempts >= %s THEN 'failed' "
                 "ELSE 'pending' END, reason = %s, "
-                "errcode = %s WHERE delivery_id = ANY(%s)",
+                "errcode = %s WHERE delivery_id = ANY(%s) RETURNING status = 'failed' AS failed",
                 (MAX_ATTEMPTS, str(exc)[:300], getattr(exc, "errcode", None), ids),
-            )
+            ).fetchall()
+        if n := sum(r["failed"] for r in failed):  # out of attempts: failed for good
+            DELIVERIES.labels(batch[0]["tenant_id"], batch[0]["channel"], "failed").inc(n)
 
     def _call(self, run, campaign: Campaign, batch, payloads_: dict[str, Any]):
         """One API call for the batch: {delivery_id: (status, errcode, reason, msgid)}."""

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from psycopg_pool import ConnectionPool
 
-from services.outreach import groups, projection, runs, scheduler
+from services.outreach import backlog, groups, projection, runs, scheduler
 from services.outreach.clients import Clients
 from services.outreach.tokens import outreach_schema
 from shared.config import Settings, TenantRegistry, load_tenants
@@ -33,6 +33,7 @@ GROUP = "siyu-outreach"
 TICK_S = 1.0
 GROUP_SYNC_S = 300.0
 POLL_RESULTS_S = 30.0
+BACKLOG_S = 30.0  # the delivery gauges (backlog.py): a scrape interval or two
 
 
 def build_runner(settings: Settings, pool: ConnectionPool, *, group: str = GROUP):
@@ -55,7 +56,8 @@ def link_signer() -> LinkSigner | None:
 
 
 class Loop:
-    """Scheduling (leader only), group sync (leader only), sending and send-result polling."""
+    """Scheduling (leader only), group sync (leader only), sending, send-result polling and the
+    delivery gauges (every replica: each one's scrape says the same)."""
 
     def __init__(self, settings: Settings, pool: ConnectionPool, tenants: TenantRegistry,
                  clients: Clients, schema: str):  # fmt: skip
@@ -67,6 +69,7 @@ class Loop:
         self._stop = threading.Event()
         self._synced_at = 0.0
         self._polled_at = 0.0
+        self._counted_at = 0.0
         self.last_tick: float | None = None
 
     def tick(self) -> None:
@@ -80,6 +83,9 @@ class Loop:
         if time.monotonic() - self._polled_at > POLL_RESULTS_S:
             runs.poll_results(self.pool, self.clients)
             self._polled_at = time.monotonic()
+        if time.monotonic() - self._counted_at > BACKLOG_S:
+            backlog.refresh(self.pool)
+            self._counted_at = time.monotonic()
         self.last_tick = time.monotonic()
 
     def sync_groups(self, now: datetime) -> None:

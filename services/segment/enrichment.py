@@ -219,7 +219,7 @@ class Enricher:
         self._own_producer = producer is None
         factory = client_factory or (
             lambda tenant, secret: WeComClient(
-                tenant.wecom.corp_id, secret, api_base=api_base, rate=rate
+                tenant.wecom.corp_id, secret, api_base=api_base, rate=rate, tenant=tenant.id
             )
         )
         self.clients: dict[str, WeComClient] = {}

@@ -16,6 +16,7 @@ from typing import Any
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
+from services.segment.metrics import STAGE_CHANGES
 from shared.db import columns
 
 
@@ -77,6 +78,8 @@ class Writes:
         # (one transaction), but this keeps the statements in the order the rules produced them.
         if self.history:
             _insert_history(conn, self.tenant_id, self.history)
+            for kind, _, model, _, to_stage, *_ in self.history:
+                STAGE_CHANGES.labels(self.tenant_id, kind, model, to_stage).inc()
         if self.contacts:
             _update_contacts(conn, self.tenant_id, self.contacts)
         if self.memberships:

@@ -24,6 +24,8 @@ class QuotaExhausted(WeComError):
 
 
 class OfficialAccountClient(WeComClient):
+    PLATFORM = "oa"
+
     def __init__(self, app_id: str, secret: str, *, api_base: str | None = None, **kwargs):
         super().__init__(app_id, secret, api_base=api_base or DEFAULT_OA_API_BASE, **kwargs)
 
@@ -39,7 +41,7 @@ class OfficialAccountClient(WeComClient):
     def fetch_access_token(self) -> dict:
         self.limiter.acquire()
         body = {"grant_type": "client_credential", "appid": self.corp_id, "secret": self.secret}
-        result = self._send(
+        result = self._call(
             "post",
             self.API_BASE_URL + "stable_token",
             data=json.dumps(body).encode("utf-8"),

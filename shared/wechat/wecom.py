@@ -14,6 +14,8 @@ What it adds to wechatpy (PLATFORM.md sections 5 and 6):
   answers that are not JSON raise ``WeComUnavailable`` (retry later).
 - A token bucket per corp (requests per second, ``SIYU_WECOM_RATE``) shared by the process.
 - A timeout on every HTTP call.
+- Every call counted in ``siyu_platform_api_calls_total`` by tenant, API and errcode (the
+  throttling and token alerts of docs/monitoring.md read it).
 
 Secrets and tokens never reach a log line, a repr or an exception message: URLs in errors lose
 their query string, and urllib3's debug lines have ``corpsecret``/``access_token`` redacted.
@@ -29,10 +31,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from wechatpy.enterprise import WeChatClient
 from wechatpy.utils import json
+
+from shared.metrics import PLATFORM_CALLS
 
 DEFAULT_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin/"
 DEFAULT_RATE = 5.0  # requests per second per corp
@@ -253,6 +258,8 @@ class WeComClient(WeChatClient):
     request path; ``get_external_contact`` and ``get_group_chat`` are the calls Siyu relies on.
     """
 
+    PLATFORM = "wecom"  # the platform label of siyu_platform_api_calls_total
+
     def __init__(
         self,
         corp_id: str,
@@ -266,6 +273,7 @@ class WeComClient(WeChatClient):
         busy_backoff: tuple[float, ...] = BUSY_BACKOFF,
         rate_limit_retry_after: float = RATE_LIMIT_RETRY_AFTER,
         sleep: Callable[[float], None] = time.sleep,
+        tenant: str = "",
     ):
         if not secret:
             raise ValueError("a WeCom secret is required")
@@ -279,6 +287,7 @@ class WeComClient(WeChatClient):
         self.busy_backoff = busy_backoff
         self.rate_limit_retry_after = rate_limit_retry_after
         self._sleep = sleep
+        self.tenant = tenant
         self._cache_key = f"{self.API_BASE_URL}|{corp_id}|{_secret_hash(secret)}"
 
     def __repr__(self) -> str:
@@ -303,7 +312,7 @@ class WeComClient(WeChatClient):
     def _fetch_access_token(self, url: str, params: dict) -> dict:
         """``gettoken`` with a timeout, the limiter and errors free of the secret."""
         self.limiter.acquire()
-        result = self._send("get", url, params=params)
+        result = self._call("get", url, params=params)
         errcode = int(result.get("errcode") or 0)
         if errcode != 0 or not result.get("access_token"):
             raise self._error(errcode, str(result.get("errmsg") or "no access_token"))
@@ -337,6 +346,27 @@ class WeComClient(WeChatClient):
             raise WeComUnavailable(None, f"not a JSON object (HTTP {response.status_code})")
         return result
 
+    def _call(self, method: str, url: str, **kwargs: Any) -> dict:
+        """``_send``, counted by API and errcode (or "unavailable" when it raised)."""
+        api = self._api_name(url)
+        try:
+            result = self._send(method, url, **kwargs)
+        except WeComUnavailable:
+            PLATFORM_CALLS.labels(self.tenant, self.PLATFORM, api, "unavailable").inc()
+            raise
+        try:
+            errcode = str(int(result.get("errcode") or 0))
+        except (TypeError, ValueError):
+            errcode = "invalid"  # never a free-form label value
+        PLATFORM_CALLS.labels(self.tenant, self.PLATFORM, api, errcode).inc()
+        return result
+
+    def _api_name(self, url: str) -> str:
+        """The endpoint path under the API base ("externalcontact/get"): a bounded label."""
+        if url.startswith(self.API_BASE_URL):
+            return url[len(self.API_BASE_URL) :].split("?", 1)[0]
+        return urlsplit(url).path.rsplit("/cgi-bin/", 1)[-1].lstrip("/")
+
     def _error(self, errcode: int, errmsg: str) -> WeComError:
         if errcode == RATE_LIMIT:
             return RateLimited(errcode, errmsg, retry_after=self.rate_limit_retry_after)
@@ -359,7 +389,7 @@ class WeComClient(WeChatClient):
         while True:
             token = self.access_token
             self.limiter.acquire()
-            result = self._send(method, url, params={**params, "access_token": token}, **kwargs)
+            result = self._call(method, url, params={**params, "access_token": token}, **kwargs)
             errcode = int(result.get("errcode") or 0)
             if errcode == 0:
                 return result_processor(result) if result_processor else result

@@ -1,0 +1,14 @@
+"""Segment's Prometheus metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+# Counted when the transitions are written (services/segment/writes.py), in the writer's
+# transaction: a batch that rolls back and is retried counts its transitions again. Good enough
+# for a rate; stage_history is the record. Stages are a fixed set per model: bounded labels.
+STAGE_CHANGES = Counter(
+    "siyu_segment_stage_changes_total",
+    "Lifecycle stage transitions written, by tenant, subject kind, model and stage entered",
+    ["tenant", "subject", "model", "to_stage"],
+)
