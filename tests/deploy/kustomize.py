@@ -2,7 +2,8 @@
 the overlays without the kustomize binary. Where ``kubectl`` is installed the tests also compare
 its output with ours (tests/deploy/test_manifests.py), so this cannot drift unnoticed.
 
-Supported: ``resources`` (files and directories), ``namespace``, ``labels`` (``pairs`` with
+Supported: ``resources`` (files and directories), ``components`` (``kind: Component``
+directories, applied after the resources and before the parent's own patches), ``namespace``, ``labels`` (``pairs`` with
 ``includeSelectors: false``), ``images`` (``newName``/``newTag``) and ``patches`` given by
 ``path`` (strategic merge: maps merge; the lists of a pod spec merge by ``name``; other lists
 are replaced, as kustomize does for custom resources). Anything else is refused, not ignored.
@@ -16,7 +17,9 @@ from typing import Any
 
 import yaml
 
-SUPPORTED = {"apiVersion", "kind", "resources", "namespace", "labels", "images", "patches"}
+SUPPORTED = {
+    "apiVersion", "kind", "resources", "components", "namespace", "labels", "images", "patches"
+}  # fmt: skip
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
 MERGE_BY_NAME = {"containers", "initContainers", "env", "volumes", "volumeMounts", "ports"}
 CORE_GROUPS = ("v1", "apps/", "batch/", "policy/", "networking.k8s.io/", "autoscaling/")
@@ -27,14 +30,35 @@ class KustomizeError(Exception):
 
 
 def build(directory: Path) -> list[dict[str, Any]]:
+    spec = _kustomization(directory, "Kustomization")
+    return _transform(directory, spec, _resources(directory, spec))
+
+
+def _kustomization(directory: Path, kind: str) -> dict[str, Any]:
     spec = yaml.safe_load((directory / "kustomization.yaml").read_text(encoding="utf-8"))
     unknown = set(spec) - SUPPORTED
     if unknown:
         raise KustomizeError(f"{directory}: unsupported kustomization fields {sorted(unknown)}")
+    if spec.get("kind", "Kustomization") != kind:
+        raise KustomizeError(f"{directory}: a {spec.get('kind')} where a {kind} is expected")
+    return spec
+
+
+def _resources(directory: Path, spec: dict[str, Any]) -> list[dict[str, Any]]:
     objects: list[dict[str, Any]] = []
     for entry in spec.get("resources", []):
         path = (directory / entry).resolve()
         objects += build(path) if path.is_dir() else _documents(path)
+    for entry in spec.get("components", []):
+        path = (directory / entry).resolve()
+        component = _kustomization(path, "Component")
+        objects = _transform(path, component, objects + _resources(path, component))
+    return objects
+
+
+def _transform(
+    directory: Path, spec: dict[str, Any], objects: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     for patch in spec.get("patches", []):
         if set(patch) != {"path"}:
             raise KustomizeError(f"{directory}: only patches by path are supported: {patch}")

