@@ -1,26 +1,54 @@
 # Two commands matter: `make run` and `make test`. Both work on a fresh machine.
+# Python packages are installed at the exact versions of requirements/constraints.txt (`make lock`
+# refreshes it); the Debian packages the tests need (promtool) are installed when missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CONSTRAINTS := requirements/constraints.txt
+# The pins apply to what is installed and to the build backend (setuptools) of `-e .`.
+PIP_INSTALL := $(BIN)/python -m pip install --quiet --constraint $(CONSTRAINTS) \
+	--build-constraint $(CONSTRAINTS)
+LOCK_VENV := .lock-venv
 
-.PHONY: run test lint format bench clean install
+.PHONY: run test test-fast lint format bench clean install system-packages lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet --upgrade --constraint $(CONSTRAINTS) pip setuptools
+	$(PIP_INSTALL) -e '.[test]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# Debian packages the tests run: promtool (package prometheus) checks and unit-tests the alert
+# rules. Quick when present; apt-get as root, through sudo otherwise, else a clear failure.
+system-packages:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then sudo=; \
+	  elif command -v sudo >/dev/null 2>&1; then sudo=sudo; \
+	  else echo "make: promtool is missing; install Debian's 'prometheus' package as root" >&2; exit 1; fi; \
+	  command -v apt-get >/dev/null 2>&1 || { \
+	    echo "make: promtool is missing and there is no apt-get; install Prometheus's promtool" >&2; exit 1; }; \
+	  echo "make: installing Debian's prometheus package (promtool)"; \
+	  $$sudo apt-get -qq -o DPkg::Lock::Timeout=300 update && \
+	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get -qq -o DPkg::Lock::Timeout=300 \
+	    install -y --no-install-recommends prometheus >/dev/null && \
+	  command -v promtool >/dev/null; }
+
+install: system-packages $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/siyu dev
 
-test: $(STAMP)
+test: system-packages $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# The inner loop: lint and every test that needs no PostgreSQL or broker (about a minute).
+test-fast: system-packages $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest -q -m 'not integration'
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -31,8 +59,25 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(PIP_INSTALL) -e '.[test,bench]'
 	$(BIN)/python -m bench
 
+# Re-resolve pyproject.toml's ranges to the newest releases in a throwaway venv and write every
+# distribution it installed (runtime, dev, test and bench extras, pip and setuptools, Siyu
+# itself excepted) to $(CONSTRAINTS). Review the diff, run `make test`, commit both.
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools
+	$(LOCK_VENV)/bin/python -m pip install --quiet '.[test,bench]'
+	mkdir -p $(dir $(CONSTRAINTS))
+	{ echo "# Exact versions of every distribution Siyu installs (runtime, dev, test, bench),"; \
+	  echo "# transitive ones included, for Python $$($(LOCK_VENV)/bin/python -c 'import sys; print(*sys.version_info[:2], sep=".")') on Linux x86_64. Written by \`make lock\`; do not edit."; \
+	  echo "# Used as: pip install --constraint $(CONSTRAINTS) --build-constraint $(CONSTRAINTS) -e '.[test]'"; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude siyu | LC_ALL=C sort -f; \
+	} > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+	rm -rf $(LOCK_VENV)
+
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(LOCK_VENV) .pytest_cache build *.egg-info
