@@ -31,7 +31,7 @@ from psycopg_pool import ConnectionPool
 from services.outreach import payloads
 from services.outreach.audience import Scope
 from services.outreach.clients import Clients
-from services.outreach.model import outreach_settings
+from services.outreach.model import CHANNELS, outreach_settings
 from services.outreach.plan import Campaign, PlanError, plan
 from services.outreach.policies import Decision, Recipient
 from services.outreach.schedule import quiet_until, zone
@@ -46,6 +46,17 @@ DELIVERIES = Counter(
     "siyu_outreach_deliveries_total", "Deliveries by outcome", ["tenant", "channel", "status"]
 )
 RUNS = Counter("siyu_outreach_runs_total", "Campaign runs by outcome", ["tenant", "outcome"])
+
+
+def count_from_zero(tenant_ids) -> None:
+    """Create the failed and unknown delivery series at 0 (the worker calls this at start): the
+    first such delivery of a process's life is then an increase the alerts see, not a series
+    born at 1 (docs/monitoring.md)."""
+    for tenant_id in tenant_ids:
+        for channel in CHANNELS:
+            for status in ("sent", "failed", "unknown"):
+                DELIVERIES.labels(tenant_id, channel, status)
+
 
 LEASE = timedelta(minutes=5)
 PLAN_CHUNK = 5000

@@ -119,6 +119,7 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
     pool = create_pool(settings.require_database(), name="outreach", schema=schema)
     runner = build_runner(settings, pool)
     loop = Loop(settings, pool, tenants, Clients(settings, tenants), schema)
+    runs.count_from_zero(t.id for t in tenants)
 
     def postgres_ready() -> None:
         with pool.connection(timeout=2) as conn:

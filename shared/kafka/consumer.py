@@ -258,6 +258,11 @@ class ConsumerRunner(Generic[T]):
         self._revoked: set[TopicPartition] = set()
         self._consumed: dict[TopicPartition, int] = {}
         self.last_poll_at: float | None = None
+        # Series that exist at 0 from the start: the first dead letter of a process's life is
+        # then an increase, not a series born at 1 that increase() and rate() cannot see.
+        for topic in topics:
+            for outcome in ("processed", "dead_lettered"):
+                CONSUMED.labels(group=group, topic=topic, outcome=outcome)
 
     # --- lifecycle -------------------------------------------------------------------------
 

@@ -11,10 +11,20 @@ from __future__ import annotations
 
 from wechatpy.utils import json
 
+from shared.metrics import PLATFORM_CALLS
 from shared.wechat.wecom import RATE_LIMIT, WeComClient, WeComError
 
 DEFAULT_OA_API_BASE = "https://api.weixin.qq.com/cgi-bin/"
 NEVER_RETRY = frozenset({45047, 45015, 43004, 40003})  # quota, 48 h window, not a follower
+# The sends a daily quota stops. A quota is hit about once a day, then sending waits until the
+# next: its 45009 series exists at 0 from the start so that this one error is an increase the
+# quota alert sees (a series born at 1 shows none).
+SENDS = (
+    "message/template/send",
+    "message/custom/send",
+    "message/mass/send",
+    "message/mass/sendall",
+)
 
 
 class QuotaExhausted(WeComError):
@@ -28,6 +38,8 @@ class OfficialAccountClient(WeComClient):
 
     def __init__(self, app_id: str, secret: str, *, api_base: str | None = None, **kwargs):
         super().__init__(app_id, secret, api_base=api_base or DEFAULT_OA_API_BASE, **kwargs)
+        for api in SENDS:
+            PLATFORM_CALLS.labels(self.tenant, self.PLATFORM, api, str(RATE_LIMIT))
 
     @property
     def app_id(self) -> str:

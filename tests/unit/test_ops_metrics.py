@@ -100,3 +100,26 @@ def test_readyz_sets_the_ready_gauge(passing):
     assert REGISTRY.get_sample_value("siyu_ready") == (1.0 if passing else 0.0)
     scraped = app.test_client().get("/metrics").get_data(as_text=True)
     assert f"siyu_ready {1.0 if passing else 0.0}" in scraped
+
+
+def test_series_the_alerts_count_on_exist_at_zero_from_the_start():
+    """A labelled counter's series is born at its first inc(): born at 1, increase() sees no
+    increase. The series an alert fires on from a single event start at 0 instead."""
+    from unittest import mock
+
+    from services.outreach.runs import count_from_zero
+    from shared.kafka.consumer import ConsumerRunner
+
+    def sample(name: str, **labels: str) -> float | None:
+        return REGISTRY.get_sample_value(name, labels)
+
+    OfficialAccountClient(APP, "s", api_base="http://127.0.0.1:9/", tenant="t-zero")
+    oa = {"tenant": "t-zero", "platform": "oa", "errcode": "45009"}
+    assert sample("siyu_platform_api_calls_total", **oa, api="message/template/send") == 0.0
+    count_from_zero(["t-zero"])
+    delivery = {"tenant": "t-zero", "channel": "wecom_group"}
+    assert sample("siyu_outreach_deliveries_total", **delivery, status="unknown") == 0.0
+    ConsumerRunner(mock.Mock(), topics=["t-zero.topic"], group="g-zero", decode=str,
+                   process=print, dlq=mock.Mock())  # fmt: skip
+    dlq = {"group": "g-zero", "topic": "t-zero.topic", "outcome": "dead_lettered"}
+    assert sample("siyu_consumer_messages_total", **dlq) == 0.0
