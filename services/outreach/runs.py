@@ -506,13 +506,19 @@ def poll_results(pool: ConnectionPool, clients: Clients, *, limit: int = 50) -> 
         if not known:
             continue
         with pool.connection() as conn:  # one statement per message
-            updated += conn.execute(
+            rows = conn.execute(
                 "UPDATE deliveries d SET status = u.status, reason = u.reason "
                 "FROM unnest(%s::text[], %s::text[], %s::text[]) AS u(address, status, reason) "
                 "WHERE d.tenant_id = %s AND d.msgid = %s AND d.address = u.address "
-                "AND d.status = 'sent'",
+                "AND d.status = 'sent' RETURNING d.channel, d.status",
                 (*columns(known), m["tenant_id"], m["msgid"]),
-            ).rowcount
+            ).fetchall()
+        updated += len(rows)
+        # What WeCom reports later is an outcome too: delivered, or failed after all.
+        for (channel, status), n in collections.Counter(
+            (r["channel"], r["status"]) for r in rows
+        ).items():
+            DELIVERIES.labels(m["tenant_id"], channel, status).inc(n)
     return updated
 
 

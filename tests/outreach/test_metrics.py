@@ -96,3 +96,23 @@ def test_deliveries_out_of_attempts_are_counted_as_failed(outreach):
     (delivery,) = outreach.deliveries(campaign)
     assert delivery["status"] == "failed"
     assert deliveries("failed", "wecom_single") == failed + 1
+
+
+def test_send_results_reported_later_are_counted(outreach):
+    from services.outreach.runs import poll_results
+
+    (a, _), (b, _) = outreach.customers(2)
+    outreach.profile("c_a", ext=a, segments=["s"])
+    outreach.profile("c_b", ext=b, segments=["s"])
+    outreach.fake.state.deleted.add(b)  # b deleted us: WeCom reports it failed after sending
+    outreach.campaign(channel="wecom_single", audience={"segments": ["s"]},
+                      content={"item": outreach.content()}, trigger=WEEKLY)  # fmt: skip
+    outreach.schedule()
+    outreach.send()
+    delivered, failed = (
+        deliveries("delivered", "wecom_single"),
+        deliveries("failed", "wecom_single"),
+    )
+    assert poll_results(outreach.pool, outreach.clients) == 2
+    assert deliveries("delivered", "wecom_single") == delivered + 1
+    assert deliveries("failed", "wecom_single") == failed + 1
