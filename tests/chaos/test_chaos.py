@@ -277,6 +277,9 @@ def test_d_sigkill_the_outreach_worker_mid_run(database, kafka, tmp_path, monkey
     app_id = TENANTS.get("acme").wechat_oa[0].app_id
     openids = sorted(o for o in fake.state.followers[app_id])[:40]
     now = datetime.now(UTC)
+    # Exactly one run in the test's lifetime: the missed slot of a minute ago, the next one an
+    # hour away (an every-minute cron made a second run whenever a slow machine crossed a minute).
+    hourly_slot_a_minute_ago = f"{(now - timedelta(minutes=1)).minute} * * * *"
     with psycopg.connect(database, options="-c search_path=outreach") as conn:
         conn.execute("INSERT INTO tenants (tenant_id, name, mode, lifecycle_model) VALUES "
                      "('acme', 'ACME', 'b2c', 'aarrr')")  # fmt: skip
@@ -296,7 +299,7 @@ def test_d_sigkill_the_outreach_worker_mid_run(database, kafka, tmp_path, monkey
             "content, trigger, launched_at) VALUES ('acme', 'cmp_chaos', 'chaos', 'oa_template', "
             "'active', %s, %s, %s, %s)",
             (Jsonb({"segments": ["all"]}), Jsonb({"item": "cnt_1"}),
-             Jsonb({"schedule": {"cron": "* * * * *"}}), now - timedelta(minutes=2)),
+             Jsonb({"schedule": {"cron": hourly_slot_a_minute_ago}}), now - timedelta(minutes=2)),
         )  # fmt: skip
     env = env_for(database, kafka, SIYU_WECOM_API_BASE=fake.base_url,
                   SIYU_WECHAT_API_BASE=fake.oa_base_url, SIYU_OUTREACH_LEASE_S="3",
