@@ -211,12 +211,15 @@ class TouchpointSchema(Schema):
 
     @validates_schema(skip_on_field_errors=True)
     def _consistent(self, data: dict, **kwargs: Any) -> None:
-        expected = source_for_type(data["type"])
-        if data["source"] != expected:
-            raise ValidationError(f"type {data['type']} comes from source {expected}", "source")
-        if data["type"] not in TENANT_LEVEL_TYPES and not any(
-            data["identity"].get(k) for k in IDENTITY_KEYS
-        ):
+        # .get: a partial load may leave any field out; each check needs the fields it compares.
+        kind, identity = data.get("type"), data.get("identity")
+        if kind is None:
+            return
+        expected = source_for_type(kind)
+        if data.get("source", expected) != expected:
+            raise ValidationError(f"type {kind} comes from source {expected}", "source")
+        if (identity is not None and kind not in TENANT_LEVEL_TYPES
+                and not any(identity.get(k) for k in IDENTITY_KEYS)):  # fmt: skip
             raise ValidationError("at least one identity is required", "identity")
 
 

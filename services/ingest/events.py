@@ -45,12 +45,13 @@ class BizEventSchema(Schema):
 
     @validates_schema(skip_on_field_errors=True)
     def _facts(self, data: dict, **kwargs: Any) -> None:
-        if not any(data["identity"].get(k) for k in IDENTITY_KEYS):
+        # .get: a partial load may leave any field out (the required ones are checked then).
+        identity, attrs, kind = data.get("identity"), data.get("attributes") or {}, data.get("type")
+        if identity is not None and not any(identity.get(k) for k in IDENTITY_KEYS):
             raise ValidationError("at least one identity is required", "identity")
-        attrs = data["attributes"]
         if len(json.dumps(attrs, ensure_ascii=False)) > 16_384:
             raise ValidationError("attributes are larger than 16 KiB", "attributes")
-        if data["type"] in MONEY_TYPES:
+        if kind in MONEY_TYPES:
             amount = attrs.get("amount")
             if isinstance(amount, bool) or not isinstance(amount, int | float) or amount < 0:
                 raise ValidationError(
@@ -59,8 +60,8 @@ class BizEventSchema(Schema):
             currency = attrs.get("currency", "CNY")
             if not (isinstance(currency, str) and len(currency) == 3 and currency.isupper()):
                 raise ValidationError({"currency": ["an ISO 4217 code such as CNY"]}, "attributes")
-        if data["type"] == "biz.account.updated":
-            if not data["identity"].get("account_key"):
+        if kind == "biz.account.updated":
+            if not (identity or {}).get("account_key"):
                 raise ValidationError("account_key is required for biz.account.updated", "identity")
             lifecycle = attrs.get("lifecycle")
             if lifecycle is not None and lifecycle not in LIFECYCLES:

@@ -48,6 +48,15 @@ class _Strict(Schema):
         unknown = RAISE
 
 
+class _Patch:
+    """A PATCH body: any subset of the fields, each given one replacing the stored value whole,
+    so only the top level is partial (marshmallow's ``partial=True`` would reach into nested
+    objects and store, say, an OA payload without its msgtype)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, partial=tuple(self._declared_fields), **kwargs)
+
+
 def _names(**kwargs) -> fields.List:
     return fields.List(fields.String(validate=validate.Length(min=1, max=128)), **kwargs)
 
@@ -63,17 +72,18 @@ class WeComAttachmentSchema(_Strict):
     miniprogram = fields.Dict(metadata={"description": "{title, appid, page, pic_media_id}"})
     image = fields.Dict(metadata={"description": "{media_id} or {pic_url}"})
 
-    @validates_schema
+    @validates_schema(skip_on_field_errors=True)
     def _body(self, data: dict, **kwargs) -> None:
-        body = data.get(data["msgtype"])
+        kind = data.get("msgtype")  # absent only in a partial load, where required is not checked
+        if kind is None:
+            return
+        body = data.get(kind)
         if not isinstance(body, dict) or not body:
-            raise ValidationError(f"a {data['msgtype']} attachment needs its {data['msgtype']}")
-        if data["msgtype"] == "link" and not (body.get("title") and body.get("url")):
-            raise ValidationError("a link needs title and url", data["msgtype"])
-        if data["msgtype"] == "miniprogram" and not all(
-            body.get(k) for k in ("title", "appid", "page")
-        ):
-            raise ValidationError("a miniprogram needs title, appid and page", data["msgtype"])
+            raise ValidationError(f"a {kind} attachment needs its {kind}", kind)
+        if kind == "link" and not (body.get("title") and body.get("url")):
+            raise ValidationError("a link needs title and url", kind)
+        if kind == "miniprogram" and not all(body.get(k) for k in ("title", "appid", "page")):
+            raise ValidationError("a miniprogram needs title, appid and page", kind)
 
 
 class WeComPayloadSchema(_Strict):
@@ -105,11 +115,12 @@ class OaMassPayloadSchema(_Strict):
     media_id = fields.String()
     text = fields.String(validate=validate.Length(max=4000))
 
-    @validates_schema
+    @validates_schema(skip_on_field_errors=True)
     def _body(self, data: dict, **kwargs) -> None:
-        if data["msgtype"] == "mpnews" and not data.get("media_id"):
+        kind = data.get("msgtype")  # absent only in a partial load
+        if kind == "mpnews" and not data.get("media_id"):
             raise ValidationError("mpnews needs media_id", "media_id")
-        if data["msgtype"] == "text" and not data.get("text"):
+        if kind == "text" and not data.get("text"):
             raise ValidationError("text needs text", "text")
 
 
@@ -118,11 +129,12 @@ class OaCustomPayloadSchema(_Strict):
     text = fields.String(validate=validate.Length(max=2000))
     news = fields.Dict(metadata={"description": "{title, description, url, picurl}"})
 
-    @validates_schema
+    @validates_schema(skip_on_field_errors=True)
     def _body(self, data: dict, **kwargs) -> None:
-        if data["msgtype"] == "text" and not data.get("text"):
+        kind = data.get("msgtype")  # absent only in a partial load
+        if kind == "text" and not data.get("text"):
             raise ValidationError("text needs text", "text")
-        if data["msgtype"] in ("news", "link") and not (data.get("news") or {}).get("url"):
+        if kind in ("news", "link") and not (data.get("news") or {}).get("url"):
             raise ValidationError("news needs news.url", "news")
 
 
@@ -157,11 +169,8 @@ class ContentInSchema(_Strict):
             raise ValidationError("a promotion is promotional", "promotional")
 
 
-class ContentPatchSchema(ContentInSchema):
-    """The fields to change (any subset)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, partial=True, **kwargs)
+class ContentPatchSchema(_Patch, ContentInSchema):
+    """The fields to change (any subset); a field given replaces the stored one."""
 
 
 def is_promotional(body: dict) -> bool:
@@ -302,7 +311,11 @@ class CampaignInSchema(_Strict):
 
     @validates_schema
     def _tag_channel(self, data: dict, **kwargs) -> None:
-        if "oa_tag_id" in (data.get("audience") or {}) and data.get("channel") != "oa_mass":
+        # Both fields or no judgement: a PATCH of the audience alone keeps the stored channel,
+        # and the merged campaign is validated whole.
+        if "channel" not in data or "audience" not in data:
+            return
+        if "oa_tag_id" in (data["audience"] or {}) and data["channel"] != "oa_mass":
             raise ValidationError("oa_tag_id is for the oa_mass channel", "audience")
 
     allow_b2b_promotion = fields.Boolean(
@@ -314,11 +327,8 @@ class CampaignInSchema(_Strict):
     )
 
 
-class CampaignPatchSchema(CampaignInSchema):
-    """The fields to change (any subset)."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, partial=True, **kwargs)
+class CampaignPatchSchema(_Patch, CampaignInSchema):
+    """The fields to change (any subset); a field given replaces the stored one."""
 
 
 # --- tenant settings ----------------------------------------------------------------------------
