@@ -103,6 +103,8 @@ def _accept(normalise, fields: dict, tenant, raw: str, **ids) -> Response:
         return success()
     g.event_id = tp.event_id
     structlog.contextvars.bind_contextvars(event_id=tp.event_id, type=tp.type)
+    if "create_time" in tp.attributes:
+        log.warning("callback_dated_on_receipt", create_time=tp.attributes["create_time"])
     stored = deps().publisher.publish([tp])
     log.debug("touchpoint_accepted", stored=stored)
     return success()
@@ -198,11 +200,11 @@ def business_events():
     body = request.get_json(silent=True, cache=False)
     if body is None:
         raise malformed("body is not valid JSON")
+    received = now_utc()
     try:
-        events = parse_batch(body)
+        events = parse_batch(body, now=received)
     except BatchError as exc:
         raise Refused("invalid_events", exc.message, status=400, details=exc.details) from None
-    received = now_utc()
     touchpoints = [biz_touchpoint(tenant.id, ev, raw, received_at=received) for ev, raw in events]
     stored = deps().publisher.publish(touchpoints)
     return jsonify(

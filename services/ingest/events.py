@@ -8,6 +8,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
+from services.ingest.event_time import future_error
 from shared.envelope import (
     EVENT_TYPES,
     IDENTITY_KEYS,
@@ -77,8 +78,11 @@ class BatchError(Exception):
         self.details = details
 
 
-def parse_batch(body: Any) -> list[dict]:
-    """A single event or ``{"events": [...]}`` -> validated events; errors per item index."""
+def parse_batch(body: Any, *, now: datetime) -> list[dict]:
+    """A single event or ``{"events": [...]}`` -> validated events; errors per item index.
+
+    ``now`` is the server's clock: an event dated too far after it is refused (event_time.py).
+    """
     if isinstance(body, dict) and "events" in body:
         if set(body) != {"events"}:
             raise BatchError("a batch has only the key 'events'", {"body": sorted(body)})
@@ -101,9 +105,14 @@ def parse_batch(body: Any) -> list[dict]:
             errors[str(index)] = {"_schema": ["U+0000 (NUL) is not allowed in any string"]}
             continue
         try:
-            loaded.append((schema.load(item), item))
+            event = schema.load(item)
         except ValidationError as exc:
             errors[str(index)] = exc.messages
+            continue
+        if future := future_error(event["occurred_at"], now):
+            errors[str(index)] = {"occurred_at": [future]}
+            continue
+        loaded.append((event, item))
     if errors:
         raise BatchError(
             f"{len(errors)} of {len(items)} events are invalid; none was accepted",

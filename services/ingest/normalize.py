@@ -4,6 +4,9 @@ Dedup keys follow PLATFORM.md section 4: OA messages by MsgId, OA events by
 FromUserName+CreateTime+Event, WeCom events by corpid|Event|ChangeType|CreateTime|UserID|
 ExternalUserID (+ChatId|UpdateDetail|CurMemVer for chats, +Id|TagType for tags), because WeCom's
 FromUserName is always ``sys`` and would collide.
+
+``occurred_at`` is ``CreateTime``, unless that is too far in the future (event_time.py): then the
+callback is dated when received, and ``attributes.create_time`` keeps the platform's value.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from services.ingest.errors import malformed
+from services.ingest.event_time import too_far_ahead
 from shared.envelope import Identity, Touchpoint, make_event_id
 
 OA_MESSAGE_FIELDS = {
@@ -74,6 +78,14 @@ def _created(fields: dict, timezone: str) -> tuple[str, datetime]:
         raise malformed("CreateTime is not a Unix time") from None
 
 
+def _dated(created: datetime, create_raw: str, received_at: datetime, attributes: dict):
+    """When the callback happened: CreateTime, or its receipt when CreateTime is in the future."""
+    if not too_far_ahead(created, received_at):
+        return created
+    attributes["create_time"] = int(create_raw)
+    return received_at
+
+
 def _int_or_text(value: str | None):
     if value is None:
         return None
@@ -115,6 +127,7 @@ def oa_touchpoint(
         dedup = f"oa|{app_id}|msg|{msg_id}"
     else:
         raise Ignored(f"OA MsgType {msg_type!r} is not tracked")
+    occurred_at = _dated(occurred_at, create_raw, received_at, attributes)
 
     return Touchpoint(
         event_id=make_event_id(tenant_id, "wechat_oa", dedup),
@@ -235,6 +248,7 @@ def wecom_touchpoint(
         identity = Identity(staff_userid=user_id)
     else:
         raise Ignored(f"WeCom event {event!r} is not tracked")
+    occurred_at = _dated(occurred_at, create_raw, received_at, attributes)
 
     return Touchpoint(
         event_id=make_event_id(tenant_id, "wecom", "|".join(parts)),

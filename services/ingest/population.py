@@ -27,7 +27,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 CST = timezone(timedelta(hours=8))
-# The simulated clock starts here (a Monday morning in Shanghai) for every seed.
+# Where the model's clock starts unless told otherwise (a Monday morning in Shanghai): a fixed
+# reference for tests and the fake API's seed. `siyu simulate` starts it before the real present.
 EPOCH = int(datetime(2026, 8, 3, 9, 0, tzinfo=CST).timestamp())
 
 ROLES = ("decision_maker", "technical", "finance", "compliance", "procurement", "business")

@@ -14,11 +14,17 @@ Wire formats (the contract with the ingest routes, PLATFORM.md sections 1-3):
 - Business events: ``POST {url}/api/v1/events``, ``Authorization: Bearer $SIYU_EVENTS_TOKEN``,
   ``{"events": [...]}`` (up to 50 per request here).
 
-Reproducibility: the same seed gives the same population, the same payloads (inner XML and
-JSON, with ``CreateTime``/``occurred_at`` from a simulated clock) and the same nonces. What
+Time: a run replays the ``SIMULATED_SPAN_S`` before it started, faster than real time, and is
+paced to reach the present as it ends. No event is dated after now: ingest refuses business
+events from the future, and segment would judge every company by a clock that ran ahead (an
+account looks inactive when the newest evidence is weeks after its last touch). When the model
+gets ahead of the wall clock, the run waits for it (``Present``), so the rest is live traffic.
+
+Reproducibility: the same seed and start give the same population, the same payloads (inner XML
+and JSON, with ``CreateTime``/``occurred_at`` from the simulated clock) and the same nonces. What
 differs between two runs is the AES frame's random 16-byte prefix (so ``Encrypt`` and
-``msg_signature``) and the query ``timestamp``, which is the wall clock at sending time because
-ingest refuses a signature timestamp more than 5 minutes away from now (replay protection).
+``msg_signature``), the query ``timestamp`` (the wall clock at sending time: ingest refuses a
+signature timestamp more than 5 minutes away from now) and, with it, where the timeline starts.
 """
 
 from __future__ import annotations
@@ -55,7 +61,7 @@ EVENTS_TOKEN_ENV = "SIYU_EVENTS_TOKEN"  # noqa: S105 (a variable name)
 BATCH_SIZE = 50  # business events per request
 FLUSH_AFTER = 25  # a partial batch goes out after this many webhook requests
 TIMEOUT_S = 10.0
-SIMULATED_SPAN_S = 90 * 86400  # a whole run covers about 90 simulated days
+SIMULATED_SPAN_S = 90 * 86400  # a run replays about the 90 days before it started
 MAX_RATE = 1000.0
 MAX_DURATION_S = 24 * 3600.0
 MAX_CONTACTS = 200_000
@@ -335,7 +341,35 @@ class Planner:
                     self._held = action  # sent as the next request
                     return self._flush()
             return self.renderer.render(action)
-        raise RuntimeError("the action stream ended")  # action_stream is endless
+        raise StreamEnded("no action is due before the run ends")
+
+    def flush(self) -> WireRequest | None:
+        """The business events still waiting, as one request, if any."""
+        return self._flush() if self._pending else None
+
+
+class StreamEnded(Exception):
+    """The actions stopped (the model is endless; a run's ``Present`` is not)."""
+
+
+@dataclass
+class Present:
+    """The wall clock a run must not overtake: an action is held until it is due.
+
+    ``until`` is the end of the run (wall clock, s); an action due later ends the stream.
+    """
+
+    until: float
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+
+    def hold(self, actions: Iterator[Action]) -> Iterator[Action]:
+        for action in actions:
+            if action.at > self.until:
+                return
+            while (ahead := action.at - self.clock()) > 0:
+                self.sleep(min(ahead, 1.0))  # short naps: Ctrl-C stays responsive
+            yield action
 
 
 def requests_for(
@@ -347,19 +381,29 @@ def requests_for(
     events_token: str | None,
     budget: int = 1000,
     signed_at: Callable[[], int] | None = None,
+    present: Present | None = None,
 ) -> tuple[Population, Planner]:
-    """The population and the planner of a run (deterministic for a seed).
+    """The population and the planner of a run (deterministic for a seed and a start).
+
+    The simulated clock starts ``SIMULATED_SPAN_S`` before ``signed_at()`` (the wall clock unless
+    given); with ``present``, no action leaves before the wall clock reaches its time.
 
     Seeded ``random.Random`` on purpose: reproducible traffic, not secrets. The AES frame's prefix
     comes from wechatpy's own generator.
     """
+    signed_at = signed_at or (lambda: int(time.time()))
     master = random.Random(seed)  # noqa: S311
     population_rng = random.Random(master.getrandbits(64))  # noqa: S311
     action_rng = random.Random(master.getrandbits(64))  # noqa: S311
     wire_rng = random.Random(master.getrandbits(64))  # noqa: S311
     population = Population.generate(population_rng, tenant.mode, contacts)
     mean_step = int(min(6 * 3600, max(20, SIMULATED_SPAN_S // max(1, budget))))
-    stream = action_stream(population, action_rng, mean_step_s=mean_step)
+    # The model's own pace varies (nights are skipped, a step may emit several actions): paced for
+    # the span, it reaches the present about when the run ends, sometimes earlier (then it waits).
+    start = int(signed_at()) - SIMULATED_SPAN_S
+    stream = action_stream(population, action_rng, start=start, mean_step_s=mean_step)
+    if present is not None:
+        stream = present.hold(stream)
     renderer = Renderer(tenant, base_url, wire_rng, events_token=events_token, signed_at=signed_at)
     return population, Planner(stream, renderer)
 
@@ -439,7 +483,12 @@ def send_all(
                     break
                 if due > now:
                     time.sleep(due - now)
-                request = planner.next_request(last=i == budget - 1)
+                try:
+                    request = planner.next_request(last=i == budget - 1)
+                except StreamEnded:  # the rest of the model is due after the run's end
+                    if (request := planner.flush()) is not None:
+                        _send(session, request, summary)
+                    break
                 _send(session, request, summary)
                 if show_progress:
                     bar.update(1)
@@ -538,7 +587,13 @@ def main(
     budget = max(1, int(rate * duration))
     try:
         _population, planner = requests_for(
-            found, contacts=contacts, seed=seed, base_url=url, events_token=token, budget=budget
+            found,
+            contacts=contacts,
+            seed=seed,
+            base_url=url,
+            events_token=token,
+            budget=budget,
+            present=Present(until=time.time() + duration),
         )
     except SiyuError as exc:  # e.g. a secret given as *_env whose variable is not set
         return fail(str(exc))
