@@ -443,6 +443,10 @@ class KafkaSettings:
     # Records a consumer applies per transaction: larger batches amortise the per-batch reads
     # and account refreshes (bench/segment.py: 500 -> 2000 is ~1.7x the rate).
     max_batch: int = 2000
+    # The dead-letter limit (shared/kafka/dlq_limit.py); None turns a check off.
+    dlq_max_ratio: float | None = 0.5
+    dlq_max_consecutive: int | None = 100
+    dlq_window: int = 1000
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
@@ -478,6 +482,10 @@ class Settings:
             heartbeat_interval_ms=_env_int(env, "SIYU_KAFKA_HEARTBEAT_INTERVAL_MS", 3000),
             max_poll_interval_ms=_env_int(env, "SIYU_KAFKA_MAX_POLL_INTERVAL_MS", 300000),
             max_batch=max(1, _env_int(env, "SIYU_KAFKA_MAX_BATCH", 2000)),
+            # 1 (a ratio never exceeded) and 0 turn the checks off.
+            dlq_max_ratio=min(1.0, _env_float(env, "SIYU_DLQ_MAX_RATIO", 0.5)),
+            dlq_max_consecutive=_env_int(env, "SIYU_DLQ_MAX_CONSECUTIVE", 100) or None,
+            dlq_window=max(1, _env_int(env, "SIYU_DLQ_WINDOW", 1000)),
         )
         return cls(
             database_url=env.get("SIYU_DATABASE_URL") or None,

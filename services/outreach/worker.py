@@ -22,8 +22,9 @@ from shared.config import Settings, TenantRegistry, load_tenants
 from shared.db import create_pool
 from shared.health import BackgroundServer, create_ops_app
 from shared.kafka.consumer import ConsumerRunner, DeadLetterQueue, create_consumer
+from shared.kafka.dlq_limit import DlqLimit
 from shared.kafka.producer import create_producer
-from shared.kafka.topics import PROFILES, STAGE_CHANGES, TOUCHPOINTS_DLQ
+from shared.kafka.topics import OUTREACH_DLQ, PROFILES, STAGE_CHANGES
 from shared.links import LinkSigner
 from shared.wechat import WeComError
 
@@ -45,7 +46,8 @@ def build_runner(settings: Settings, pool: ConnectionPool, *, group: str = GROUP
         group=group,
         decode=projection.decode,
         process=projection.make_process(pool),
-        dlq=DeadLetterQueue(producer, kafka.topic(TOUCHPOINTS_DLQ), group=group),
+        dlq=DeadLetterQueue(producer, kafka.topic(OUTREACH_DLQ), group=group),
+        dlq_limit=DlqLimit.of(kafka),
         max_batch=kafka.max_batch,
     )
 

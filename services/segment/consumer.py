@@ -28,6 +28,7 @@ from shared.kafka.consumer import (
     PoisonMessage,
     create_consumer,
 )
+from shared.kafka.dlq_limit import DlqLimit
 from shared.kafka.producer import create_producer
 from shared.kafka.topics import TOUCHPOINTS, TOUCHPOINTS_DLQ
 from shared.outbox import drain
@@ -98,6 +99,7 @@ def build_runner(
         decode=decode,
         process=make_process(pool, tenants, topics, lambda: producer),
         dlq=DeadLetterQueue(producer, kafka.topic(TOUCHPOINTS_DLQ), group=group),
+        dlq_limit=DlqLimit.of(kafka),
         max_batch=kafka.max_batch,
     )
 

@@ -1,10 +1,13 @@
 """The consumer runner: poll -> decode -> process (one batch, all or nothing) -> commit, with a DLQ.
 
 Shaped after Sentry's arroyo: each arrow is a small step.
-- decode turns bytes into a value; a message that cannot be decoded goes to the DLQ.
+- decode turns bytes into a value; a message that cannot be decoded is invalid.
 - process applies a whole batch in one transaction. A transient error (database or broker down)
   retries the same batch with backoff while the partitions are paused, so the group keeps us. Any
-  other error splits the batch to find the poison message, which goes to the DLQ with its error.
+  other error splits the batch to find the poison message, which is invalid.
+- dead-letter: the invalid messages go, in offset order, to the group's own DLQ topic with their
+  error, until the DLQ limit (dlq_limit.py): past it the runner stops with DlqLimitExceeded and
+  leaves the current run of invalid messages uncommitted.
 - commit stores the *next* offset only after the effect (or the DLQ record) is stored; throttled,
   forced on revocation and on shutdown. Effects must be idempotent: a crash between store and
   commit redelivers the batch.
@@ -34,6 +37,7 @@ from kafka.structs import OffsetAndMetadata
 
 from shared.config import KafkaSettings
 from shared.errors import DeliveryError
+from shared.kafka.dlq_limit import DlqLimit, DlqLimitExceeded, DlqLimitState
 from shared.kafka.producer import Record, publish
 from shared.metrics import (
     COMMITS,
@@ -182,6 +186,7 @@ class OffsetCommitter:
         self.group = group
         self.interval_s = interval_s
         self._pending: dict[TopicPartition, int] = {}
+        self._committed: dict[TopicPartition, int] = {}
         self._last = time.monotonic()
 
     def stage(self, messages: Iterable[Message]) -> None:
@@ -189,26 +194,39 @@ class OffsetCommitter:
             if m.offset + 1 > self._pending.get(m.tp, -1):
                 self._pending[m.tp] = m.offset + 1
 
-    def maybe_commit(self) -> None:
+    def maybe_commit(self, hold: dict[TopicPartition, int] | None = None) -> None:
         if self._pending and time.monotonic() - self._last >= self.interval_s:
-            self.commit()
+            self.commit(hold=hold)
 
-    def commit(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+    def commit(
+        self,
+        partitions: Iterable[TopicPartition] | None = None,
+        *,
+        hold: dict[TopicPartition, int] | None = None,
+    ) -> None:
+        """Commit the staged offsets, none beyond ``hold`` (per partition: the first offset of a
+        run of invalid messages the DLQ limit may yet stop on)."""
+        hold = hold or {}
         keys = (
             list(self._pending)
             if partitions is None
             else [p for p in partitions if p in self._pending]
         )
-        offsets = {tp: OffsetAndMetadata(self._pending[tp], "", -1) for tp in keys}
+        offsets = {}
+        for tp in keys:
+            offset = min(self._pending[tp], hold.get(tp, self._pending[tp]))
+            if offset != self._committed.get(tp):
+                offsets[tp] = OffsetAndMetadata(offset, "", -1)
         self._last = time.monotonic()
         if not offsets:
             return
         try:
             self.consumer.commit(offsets=offsets)
             COMMITS.labels(group=self.group, outcome="ok").inc()
-            for tp in keys:
+            for tp, committed in offsets.items():
+                self._committed[tp] = committed.offset
                 # Only forget what is unchanged: a newer offset may have been staged meanwhile.
-                if self._pending.get(tp) == offsets[tp].offset:
+                if self._pending.get(tp) == committed.offset:
                     del self._pending[tp]
         except (CommitFailedError, KafkaError) as exc:
             # The group moved on (rebalance) or the broker is away: the new owner resumes from the
@@ -223,6 +241,7 @@ class OffsetCommitter:
     def forget(self, partitions: Iterable[TopicPartition]) -> None:
         for tp in partitions:
             self._pending.pop(tp, None)
+            self._committed.pop(tp, None)
 
 
 class ConsumerRunner(Generic[T]):
@@ -237,6 +256,7 @@ class ConsumerRunner(Generic[T]):
         decode: Callable[[Message], T],
         process: Callable[[list[Decoded[T]]], None],
         dlq: DeadLetterQueue,
+        dlq_limit: DlqLimit | None = None,
         commit_interval_s: float = 1.0,
         poll_timeout_ms: int = 500,
         max_batch: int = 500,
@@ -249,6 +269,7 @@ class ConsumerRunner(Generic[T]):
         self.decode = decode
         self.process = process
         self.dlq = dlq
+        self.limits = DlqLimitState(dlq_limit or DlqLimit())
         self.poll_timeout_ms = poll_timeout_ms
         self.max_batch = max_batch
         self.backoff_s = backoff_s
@@ -257,6 +278,8 @@ class ConsumerRunner(Generic[T]):
         self._stop = threading.Event()
         self._revoked: set[TopicPartition] = set()
         self._consumed: dict[TopicPartition, int] = {}
+        self._invalid: dict[Message, tuple[BaseException, str]] = {}
+        self._exceeded = False
         self.last_poll_at: float | None = None
         # Series that exist at 0 from the start: the first dead letter of a process's life is
         # then an increase, not a series born at 1 that increase() and rate() cannot see.
@@ -293,25 +316,41 @@ class ConsumerRunner(Generic[T]):
                         self.handle(messages)
                     except _Shutdown:
                         break
-                self.committer.maybe_commit()
+                self.committer.maybe_commit(hold=self.limits.run_start)
                 self._update_lag()
+        except DlqLimitExceeded as exc:
+            self._exceeded = True
+            log.error(
+                "dlq_limit_exceeded",
+                group=self.group,
+                reason=str(exc),
+                dlq=self.dlq.topic,
+                uncommitted_from={
+                    f"{tp.topic}[{tp.partition}]": o for tp, o in self.limits.run_start.items()
+                },
+                hint="the consumer stops instead of dead-lettering the stream: fix the cause "
+                "(a bad deploy?) and restart; the run of invalid messages is consumed again",
+            )
+            raise
         finally:
-            self.committer.commit()
-            self.consumer.close(autocommit=False)
+            self.committer.commit(hold=self._hold())
+            self.consumer.close(autocommit=False)  # revokes: on_revoked holds the run back too
             log.info("consumer_stopped", group=self.group)
 
     # --- steps -----------------------------------------------------------------------------
 
     def handle(self, messages: list[Message]) -> None:
         self._revoked.clear()
+        self._invalid.clear()
         batch: list[Decoded[T]] = []
         for message in messages:
             try:
                 batch.append(Decoded(message, self.decode(message)))
             except Exception as exc:
-                self._dead_letter(message, exc, stage="decode")
+                self._invalid[message] = (exc, "decode")
         self._process(batch)
         kept = [m for m in messages if m.tp not in self._revoked]
+        self._dead_letter_invalid(kept)
         for m in kept:
             self._consumed[m.tp] = m.offset
         for topic, count in Counter(m.topic for m in kept).items():
@@ -326,14 +365,14 @@ class ConsumerRunner(Generic[T]):
                     self.process(batch)
                 return
             except PoisonMessage as poison:
-                self._dead_letter(poison.message, poison, stage="process")
+                self._invalid[poison.message] = (poison, "process")
                 batch = [d for d in batch if d.message != poison.message]
             except self.transient_errors as exc:
                 attempt += 1
                 batch = self._wait_before_retry(batch, attempt, exc)
             except Exception as exc:
                 if len(batch) == 1:
-                    self._dead_letter(batch[0].message, exc, stage="process")
+                    self._invalid[batch[0].message] = (exc, "process")
                     return
                 # Find the poison: apply one by one (each its own transaction, still idempotent).
                 log.warning(
@@ -342,6 +381,18 @@ class ConsumerRunner(Generic[T]):
                 for single in batch:
                     self._process([single])
                 return
+
+    def _dead_letter_invalid(self, messages: list[Message]) -> None:
+        """In offset order: count each message against the DLQ limit (which raises past it),
+        then send the invalid ones to the DLQ."""
+        for message in messages:
+            invalid = self._invalid.get(message)
+            if invalid is None:
+                self.limits.valid(message.tp)
+                continue
+            self.limits.invalid(message.tp, message.offset)
+            error, stage = invalid
+            self._dead_letter(message, error, stage=stage)
 
     def _dead_letter(self, message: Message, error: BaseException, *, stage: str) -> None:
         attempt = 0
@@ -394,10 +445,17 @@ class ConsumerRunner(Generic[T]):
 
     # --- rebalance ---------------------------------------------------------------------------
 
+    def _hold(self) -> dict[TopicPartition, int] | None:
+        """Stopped by the DLQ limit: the run of invalid messages stays uncommitted. Otherwise
+        (shutdown, rebalance) the dead letters are stored and everything is committed."""
+        return self.limits.run_start if self._exceeded else None
+
     def on_revoked(self, partitions: list[TopicPartition]) -> None:
-        self.committer.commit(partitions)
+        self.committer.commit(partitions, hold=self._hold())
         self.committer.forget(partitions)
         self._revoked.update(partitions)
+        for tp in partitions:
+            self.limits.run_start.pop(tp, None)
         for tp in partitions:
             self._consumed.pop(tp, None)
             with contextlib.suppress(KeyError):

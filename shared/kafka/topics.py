@@ -11,9 +11,13 @@ from kafka.errors import TopicAlreadyExistsError
 from shared.config import KafkaSettings
 
 TOUCHPOINTS = "siyu.touchpoints.v1"
-TOUCHPOINTS_DLQ = "siyu.touchpoints.dlq.v1"
 PROFILES = "siyu.profiles.v1"
 STAGE_CHANGES = "siyu.stage-changes.v1"
+# One dead-letter topic per consumer group, so each service's refusals are read, alerted on and
+# replayed on their own. The segment group (the touchpoints consumer) keeps the name its dead
+# letters have always had: renaming it would make Strimzi's topic operator delete them.
+TOUCHPOINTS_DLQ = "siyu.touchpoints.dlq.v1"  # group siyu-segment
+OUTREACH_DLQ = "siyu.outreach.dlq.v1"  # group siyu-outreach
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,7 @@ class TopicSpec:
 TOPICS = (
     TopicSpec(TOUCHPOINTS),
     TopicSpec(TOUCHPOINTS_DLQ),
+    TopicSpec(OUTREACH_DLQ),
     # Latest profile per contact is all outreach needs: compaction keeps the topic bounded.
     TopicSpec(PROFILES, {"cleanup.policy": "compact"}),
     TopicSpec(STAGE_CHANGES),
