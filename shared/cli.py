@@ -317,14 +317,25 @@ def tenants() -> None:
 @tenants.command("check")
 @click.argument("path", type=click.Path(path_type=Path), required=False)
 def tenants_check(path: Path | None) -> None:
-    """Validate a tenants YAML file (default: SIYU_TENANTS or the demo file)."""
+    """Validate a tenants YAML file (default: SIYU_TENANTS or the demo file), and that every
+    secret it names by *_env is set in this environment."""
+    import os
+
+    from shared.config import DEMO_TENANTS_PATH, check_secrets
+    from shared.devstack.dev import DEMO_SECRETS
+
     target = path or _settings().tenants_path
+    environ = dict(os.environ)
+    if Path(target).resolve() == DEMO_TENANTS_PATH.resolve():
+        environ = {**DEMO_SECRETS, **environ}  # what `siyu dev` gives the demo tenants
     try:
         registry = load_tenants(target)
+        check_secrets(registry, environ)
     except SiyuError as exc:
         raise click.ClickException(str(exc)) from None
     for tenant in registry:
         channels = [f"{len(tenant.wechat_oa)} OA"] + (["WeCom"] if tenant.wecom else [])
+        channels += [] if tenant.api_access else ["no API access"]
         summary = f"{tenant.mode}, {tenant.lifecycle_model}, {', '.join(channels)}"
         click.echo(f"{tenant.id}: {tenant.name} ({summary})")
     click.echo(f"{len(registry)} tenant(s) OK in {target}")

@@ -7,8 +7,8 @@ so an operator can fix it without reading a traceback.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -61,6 +61,18 @@ class Secret:
     @property
     def source(self) -> str:
         return f"env:{self._env}" if self._env else "inline"
+
+    @property
+    def env(self) -> str | None:
+        """The environment variable holding the value (None for an inline secret)."""
+        return self._env
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    def is_set(self, environ: Mapping[str, str]) -> bool:
+        return self._value is not None or bool(environ.get(self._env or ""))
 
     def __repr__(self) -> str:
         return f"Secret({self.source}, ***)"
@@ -240,18 +252,26 @@ class TenantSchema(Schema):
     timezone = fields.String(load_default="Asia/Shanghai", validate=_valid_timezone)
     wechat_oa = fields.List(fields.Nested(OfficialAccountSchema), load_default=list)
     wecom = fields.Nested(WeComSchema, load_default=None, allow_none=True)
+    # false: Siyu never calls the WeChat/WeCom APIs for this tenant (no sends, no enrichment), so
+    # its secret / app_secret are neither required nor read; callbacks are still received.
+    api_access = fields.Boolean(load_default=True)
 
     @post_load
     def _build(self, data: dict, **kwargs: Any) -> Tenant:
         model = data["lifecycle_model"] or ("aisceas" if data["mode"] == "b2b" else "aarrr")
+        oas, wecom = tuple(data["wechat_oa"]), data["wecom"]
+        if not data["api_access"]:  # every API client skips a channel without its secret
+            oas = tuple(replace(oa, app_secret=None) for oa in oas)
+            wecom = replace(wecom, secret=None) if wecom is not None else None
         return Tenant(
             id=data["id"],
             name=data["name"],
             mode=data["mode"],
             lifecycle_model=model,
             timezone=data["timezone"],
-            wechat_oa=tuple(data["wechat_oa"]),
-            wecom=data["wecom"],
+            wechat_oa=oas,
+            wecom=wecom,
+            api_access=data["api_access"],
         )
 
 
@@ -318,6 +338,15 @@ class Tenant:
     timezone: str
     wechat_oa: tuple[OfficialAccount, ...] = ()
     wecom: WeComCorp | None = None
+    api_access: bool = True
+
+    def secrets(self) -> Iterator[Secret]:
+        """Every secret this tenant's processes read (API secrets only with API access)."""
+        for oa in self.wechat_oa:
+            yield from (s for s in (oa.token, oa.encoding_aes_key, oa.app_secret) if s)
+        if self.wecom is not None:
+            corp = self.wecom
+            yield from (s for s in (corp.token, corp.encoding_aes_key, corp.secret) if s)
 
 
 @dataclass(frozen=True)
@@ -383,6 +412,39 @@ def parse_tenants(text: str, source: str = "<tenants>") -> TenantRegistry:
             details={"problems": [{"line": ln, "field": w, "message": m} for ln, w, m in problems]},
         ) from None
     return TenantRegistry(tuple(loaded["tenants"]), source=source)
+
+
+API_SECRETS = ("secret", "app_secret")  # what calls the APIs; callbacks need token and key
+
+
+def check_secrets(registry: TenantRegistry, environ: Mapping[str, str] | None = None) -> None:
+    """Every secret named by ``*_env`` is set, or ConfigError naming each tenant and variable.
+
+    Run at start (siyu dev, siyu ingest serve, siyu tenants check): a secret read only when a
+    callback arrives would otherwise turn a configuration mistake into failing callbacks.
+    """
+    environ = os.environ if environ is None else environ
+    problems = []
+    for tenant in registry:
+        for secret in tenant.secrets():
+            if secret.is_set(environ):
+                continue
+            api = secret.path.rsplit(".", 1)[-1] in API_SECRETS
+            why = (
+                "or give the tenant api_access: false if it has no API access"
+                if api
+                else "it verifies and decrypts the tenant's callbacks"
+            )
+            problems.append(
+                f"tenant {tenant.id}: {secret.path}_env names {secret.env}, "
+                f"which is not set ({why})"
+            )
+    if problems:
+        raise ConfigError(
+            f"{registry.source or 'tenants'}: secrets missing from the environment:\n  "
+            + "\n  ".join(problems),
+            code="missing_secret",
+        )
 
 
 def load_tenants(path: str | os.PathLike[str]) -> TenantRegistry:

@@ -24,6 +24,7 @@ from services.ingest.publisher import Publisher
 from services.ingest.tokens import TokenStore
 from services.ingest.xmlsafe import parse_fields
 from shared.config import TenantRegistry
+from shared.errors import ConfigError
 from shared.health import Check, ops_blueprint
 
 log = structlog.get_logger("siyu.ingest")
@@ -265,6 +266,16 @@ def create_app(ingest: IngestDeps, checks: dict[str, Check] | None = None) -> Fl
     def _refused(exc: Refused):
         log.warning("request_refused", code=exc.code, status=exc.status, reason=exc.message)
         return error_response(exc.code, exc.message, exc.status, exc.details)
+
+    @app.errorhandler(ConfigError)
+    def _not_configured(exc: ConfigError):
+        # A secret this server lacks (checked at start; the environment may differ per replica).
+        # Never a 5xx: nothing is wrong with the request, and nothing is retried into success.
+        # The log names the tenant (context) and the variable, never a value.
+        log.error("tenant_not_configured", code=exc.code, reason=exc.message)
+        return error_response(
+            "not_configured", "this app or corp is not fully configured on this server", 403
+        )
 
     @app.errorhandler(RequestEntityTooLarge)
     def _too_large(exc):

@@ -78,9 +78,9 @@ def main(settings: Settings, *, host: str, port: int, workers: int) -> int:
     try:
         # Fail fast on configuration before forking workers.
         from services.ingest.wiring import link_secret
-        from shared.config import load_tenants
+        from shared.config import check_secrets, load_tenants
 
-        load_tenants(settings.tenants_path)
+        check_secrets(load_tenants(settings.tenants_path))
         settings.require_database()
         settings.require_kafka()
         link_secret()

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
+from shared.config import DEMO_TENANTS_PATH, Settings, check_secrets, load_tenants
 from shared.devstack.broker import EmbeddedBroker
 from shared.devstack.postgres import EmbeddedPostgres
 from shared.devstack.supervisor import ChildSpec, Supervisor
@@ -126,6 +126,7 @@ class DevStack:
             for key, value in DEMO_SECRETS.items():
                 env.setdefault(key, value)
         registry = load_tenants(tenants_path)
+        check_secrets(registry, env)  # the children's environment: a missing secret stops here
         env["SIYU_TENANTS"] = str(tenants_path)
         env["SIYU_HOME"] = str(home)
         env["PYTHONUNBUFFERED"] = "1"
