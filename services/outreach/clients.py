@@ -1,12 +1,17 @@
 """Each tenant's WeCom and Official Account clients, from the tenants file and the API bases in
 the settings (the fake server in dev and tests). A tenant without a channel, or whose secret is
 not set, has no client for it: its deliveries on that channel fail with ``channel_unavailable``.
+
+Given the worker's pool, every client takes its calls from the corp's or app's bucket in
+PostgreSQL (rate_limits.py), shared by all workers; without one, from a bucket of this process.
 """
 
 from __future__ import annotations
 
 import structlog
+from psycopg_pool import ConnectionPool
 
+from services.outreach.rate_limits import SharedRateLimiter
 from shared.config import Settings, TenantRegistry
 from shared.errors import ConfigError
 from shared.wechat import WeComClient
@@ -16,7 +21,14 @@ log = structlog.get_logger("siyu.outreach")
 
 
 class Clients:
-    def __init__(self, settings: Settings, tenants: TenantRegistry):
+    def __init__(
+        self, settings: Settings, tenants: TenantRegistry, *, pool: ConnectionPool | None = None
+    ):
+        def limiter(bucket: str) -> SharedRateLimiter | None:
+            return (
+                SharedRateLimiter(pool, bucket, settings.wecom_rate) if pool is not None else None
+            )
+
         self._wecom: dict[str, WeComClient] = {}
         self._oa: dict[str, OfficialAccountClient] = {}
         for tenant in tenants:
@@ -31,6 +43,7 @@ class Clients:
                         secret,
                         api_base=settings.wecom_api_base,
                         rate=settings.wecom_rate,
+                        limiter=limiter(f"wecom:{tenant.wecom.corp_id}"),
                         tenant=tenant.id,
                     )
             for oa in tenant.wechat_oa[:1]:  # outreach sends from the tenant's first OA
@@ -46,6 +59,7 @@ class Clients:
                     secret,
                     api_base=settings.wechat_api_base,
                     rate=settings.wecom_rate,
+                    limiter=limiter(f"oa:{oa.app_id}"),
                     tenant=tenant.id,
                 )
 

@@ -120,7 +120,8 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
     schema = outreach_schema()
     pool = create_pool(settings.require_database(), name="outreach", schema=schema)
     runner = build_runner(settings, pool)
-    loop = Loop(settings, pool, tenants, Clients(settings, tenants), schema)
+    # Rate limits per corp/app shared with every other worker, through the database.
+    loop = Loop(settings, pool, tenants, Clients(settings, tenants, pool=pool), schema)
     runs.count_from_zero(t.id for t in tenants)
 
     def postgres_ready() -> None:

@@ -12,7 +12,9 @@ What it adds to wechatpy (PLATFORM.md sections 5 and 6):
   in all; 45009 raises ``RateLimited`` (on WeCom a rate limit: back off for minutes); any other
   code raises ``WeComError`` and is never retried. Timeouts, connection errors, HTTP errors and
   answers that are not JSON raise ``WeComUnavailable`` (retry later).
-- A token bucket per corp (requests per second, ``SIYU_WECOM_RATE``) shared by the process.
+- A token bucket per corp (requests per second, ``SIYU_WECOM_RATE``) shared by the process, or
+  any ``Limiter`` given (outreach shares one bucket per corp across its workers in PostgreSQL:
+  services/outreach/rate_limits.py).
 - A timeout on every HTTP call.
 - Every call counted in ``siyu_platform_api_calls_total`` by tenant, API and errcode (the
   throttling and token alerts of docs/monitoring.md read it).
@@ -30,7 +32,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 import requests
@@ -192,6 +194,12 @@ TOKENS = TokenCache()  # the process-wide cache
 # --- rate limiter -------------------------------------------------------------------------------
 
 
+class Limiter(Protocol):
+    def acquire(self) -> float:
+        """Wait for a slot; return the seconds waited."""
+        ...
+
+
 class RateLimiter:
     """A token bucket: ``rate`` requests per second, bursts of up to ``burst``; thread-safe.
 
@@ -269,7 +277,7 @@ class WeComClient(WeChatClient):
         rate: float | None = None,
         timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
         token_cache: TokenCache | None = None,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
         busy_backoff: tuple[float, ...] = BUSY_BACKOFF,
         rate_limit_retry_after: float = RATE_LIMIT_RETRY_AFTER,
         sleep: Callable[[float], None] = time.sleep,
@@ -281,7 +289,7 @@ class WeComClient(WeChatClient):
         self.API_BASE_URL = base if base.endswith("/") else base + "/"
         super().__init__(corp_id, secret, timeout=timeout, auto_retry=False)
         self.tokens = token_cache if token_cache is not None else TOKENS
-        self.limiter = limiter or limiter_for(
+        self.limiter: Limiter = limiter or limiter_for(
             corp_id, self.API_BASE_URL, rate if rate is not None else DEFAULT_RATE
         )
         self.busy_backoff = busy_backoff
