@@ -7,14 +7,15 @@ import signal
 import sys
 import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
 from shared.config import DEMO_TENANTS_PATH, Settings, check_secrets, load_tenants
 from shared.devstack.broker import EmbeddedBroker
-from shared.devstack.postgres import EmbeddedPostgres
+from shared.devstack.lock import DevLock, DevStackInfo
+from shared.devstack.postgres import EmbeddedPostgres, local_dsn
+from shared.devstack.readiness import wait_ready
 from shared.devstack.supervisor import ChildSpec, Supervisor
 from shared.kafka.topics import ensure_topics
 from shared.migrations import migrate_all
@@ -33,6 +34,8 @@ DEMO_SECRETS = {
     "BLOOM_OA_SECRET": "bloom-oa-demo-secret",
     "BLOOM_WECOM_SECRET": "bloom-wecom-demo-secret",
 }
+# gunicorn boots its workers in about a second here; far more means a service is stuck.
+READY_TIMEOUT_S = 60
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class DevStack:
         self.supervisor = Supervisor(out=self.out)
         self.postgres: EmbeddedPostgres | None = None
         self.broker: EmbeddedBroker | None = None
+        self.lock = DevLock(options.home)
         self._stop = threading.Event()
 
     def say(self, line: str) -> None:
@@ -65,6 +69,9 @@ class DevStack:
         self._stop.set()
 
     def run(self) -> int:
+        # First of all, and outside the try: a refusal (StackRunning) must stop nothing, since
+        # the PostgreSQL and broker in this home are the live owner's.
+        self.lock.acquire(self._info())
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self.request_stop)
         started = time.monotonic()
@@ -75,16 +82,29 @@ class DevStack:
             built = [p for p in PROCESSES if p.built] if self.options.services else []
             for process in built:
                 self.supervisor.start(self._child(process), env)
+            if not self._ready(built):
+                return 0 if self._stop.is_set() else 1
             self._announce(built, env, time.monotonic() - started)
-            if self.options.demo:
+            if self.options.demo and built:  # the simulators need ingest
                 self._start_demo(env)
             return self._wait()
         finally:
             self._shutdown()
 
+    def _info(self) -> DevStackInfo:
+        """What the lock file tells a second start, and the token commands, about this stack."""
+        built = [p for p in PROCESSES if p.built] if self.options.services else []
+        return DevStackInfo(
+            pid=os.getpid(),
+            home=str(self.lock.home),
+            started_at=time.strftime("%Y-%m-%d %H:%M:%S %z"),
+            database_url=self.settings.database_url or local_dsn(self.options.pg_port),
+            kafka_bootstrap=self.settings.kafka.bootstrap or f"127.0.0.1:{self.options.kafka_port}",
+            urls={p.name: p.url(self.options.port(p)) for p in built},
+        )
+
     def _start_dependencies(self) -> dict[str, str]:
         home = self.options.home.resolve()
-        home.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         dsn = self.settings.database_url
         if dsn is None:
@@ -148,6 +168,32 @@ class DevStack:
             argv += [process.port_flag, str(port)]
         return ChildSpec(process.name, argv, process.url(port))
 
+    def _ready(self, built: list[Process]) -> bool:
+        """Wait until every HTTP service answers /readyz: "ready" must mean requests succeed."""
+        urls = {
+            p.name: f"http://127.0.0.1:{self.options.port(p)}/readyz"
+            for p in built
+            if p.port_flag == "--port"  # HTTP servers; consumers only serve metrics
+        }
+        if urls:
+            self.say(f"waiting for {', '.join(urls)} to accept requests")
+
+        def failed() -> str | None:
+            exited = self.supervisor.exited()
+            return exited[0].spec.name if exited else None
+
+        pending = wait_ready(urls, timeout=READY_TIMEOUT_S, stop=self._stop, failed=failed)
+        if self._stop.is_set():
+            return False
+        for child in self.supervisor.exited():
+            code = child.process.returncode
+            self.say(f"{child.spec.name} exited with code {code} before it was ready; stopping")
+            return False
+        if pending:
+            self.say(f"not ready after {READY_TIMEOUT_S}s: {', '.join(pending)}; stopping")
+            return False
+        return True
+
     def _announce(self, built: list[Process], env: dict[str, str], seconds: float) -> None:
         self.say(f"PostgreSQL  {env['SIYU_DATABASE_URL']}")
         self.say(f"Kafka       {env['SIYU_KAFKA_BOOTSTRAP']}")
@@ -163,11 +209,7 @@ class DevStack:
         """One simulator per demo tenant, each with its own business-event token."""
         from services.ingest.tokens import create_token
 
-        ingest = by_name("ingest")
-        port = self.options.port(ingest)
-        if not self._wait_ready(f"http://127.0.0.1:{port}/readyz", timeout=60):
-            self.say("ingest is not ready after 60s; not starting the simulator")
-            return
+        port = self.options.port(by_name("ingest"))  # ready: run() waited for it
         for tenant in load_tenants(env["SIYU_TENANTS"]):
             token = create_token(env["SIYU_DATABASE_URL"], tenant.id, "siyu dev --demo")
             argv = [sys.executable, "-m", "shared.cli", "simulate", "--tenant", tenant.id,
@@ -176,18 +218,6 @@ class DevStack:
             spec = ChildSpec(f"sim-{tenant.id}", argv, env={"SIYU_EVENTS_TOKEN": token})
             self.supervisor.start(spec, env)
         self.say("demo traffic: a simulator per tenant sends 5 requests/s to ingest")
-
-    def _wait_ready(self, url: str, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not self._stop.is_set():
-            try:
-                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
-                    if response.status == 200:
-                        return True
-            except OSError:
-                pass
-            time.sleep(0.2)
-        return False
 
     def _wait(self) -> int:
         while not self._stop.wait(0.2):
@@ -204,4 +234,5 @@ class DevStack:
             self.broker.stop()
         if self.postgres is not None:
             self.postgres.stop()
+        self.lock.release()  # last: a next start may reap only once nothing of ours runs
         self.say("stopped")

