@@ -122,6 +122,10 @@ class DevStack:
                 f"starting Kafka-protocol broker (Tansu) on 127.0.0.1:{self.options.kafka_port}"
             )
             bootstrap = self.broker.start().bootstrap
+            self.say(
+                "the embedded broker keeps messages in memory only: they are lost when it stops; "
+                "set SIYU_KAFKA_BOOTSTRAP=host:port to use a real Kafka instead"
+            )
         else:
             self.say("using SIYU_KAFKA_BOOTSTRAP")
         env.update({"SIYU_DATABASE_URL": dsn, "SIYU_KAFKA_BOOTSTRAP": bootstrap})

@@ -80,6 +80,12 @@ def running(tmp_path_factory):
     assert not (dev.home / "dev.lock").exists()
 
 
+def test_dev_says_the_embedded_broker_keeps_data_in_memory_and_how_to_use_a_real_kafka(running):
+    assert "keeps messages in memory only" in running.output
+    assert "lost when it stops" in running.output
+    assert "SIYU_KAFKA_BOOTSTRAP" in running.output
+
+
 def test_ready_means_ingest_and_the_api_accept_requests(running):
     # Asked the moment "ready" is printed, without waiting.
     assert get(f"http://127.0.0.1:{running.ports.ingest}/readyz")[0] == 200
