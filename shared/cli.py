@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -38,7 +39,7 @@ def _not_built(process: Process) -> None:
     sys.exit(EXIT_NOT_BUILT)
 
 
-def _run_process(process: Process | str, **kwargs) -> None:
+def _run_process(process: Process | str, settings: Settings | None = None, **kwargs) -> None:
     """Hand over to a service's own entry point (``main(settings, **kwargs)``) if it is built."""
     if isinstance(process, str):
         process = by_name(process)
@@ -46,7 +47,7 @@ def _run_process(process: Process | str, **kwargs) -> None:
         _not_built(process)
     import importlib
 
-    settings = _settings()
+    settings = settings or _settings()
     configure_logging(settings.log_level, process=process.name)
     module = importlib.import_module(process.module)
     try:
@@ -163,8 +164,11 @@ def ingest_token() -> None:
 @click.option("--tenant", required=True, help="Tenant id from the tenants file.")
 @click.option("--name", default=None, help="Who or what the token is for (e.g. crm).")
 def ingest_token_create(tenant: str, name: str | None) -> None:
-    """Create a token for one tenant; printed once, stored as a SHA-256 hash."""
-    _run_process(INGEST_TOKEN_CREATE, tenant=tenant, name=name)
+    """Create a token for one tenant; printed once, stored as a SHA-256 hash.
+
+    Without SIYU_DATABASE_URL, the database of the `siyu dev` running in SIYU_HOME [.siyu].
+    """
+    _run_process(INGEST_TOKEN_CREATE, _settings_for_tokens(), tenant=tenant, name=name)
 
 
 @main.group()
@@ -265,8 +269,38 @@ def token() -> None:
 )
 @click.option("--name", default=None, help="Who or what the token is for.")
 def token_create(tenant: str | None, role: str, name: str | None) -> None:
-    """Create a bearer token (printed once; stored hashed)."""
-    _run_process(TOKEN_CREATE, tenant=tenant, role=role, name=name)
+    """Create a bearer token (printed once; stored hashed).
+
+    Without SIYU_DATABASE_URL, the database of the `siyu dev` running in SIYU_HOME [.siyu].
+    """
+    _run_process(TOKEN_CREATE, _settings_for_tokens(), tenant=tenant, role=role, name=name)
+
+
+def _settings_for_tokens() -> Settings:
+    """Tokens are made in a second terminal beside `siyu dev`, where SIYU_DATABASE_URL is unset:
+    the stack's lock file names its database. The token alone goes to stdout (scripts capture
+    it), the database used to stderr."""
+    from shared.devstack.lock import running_stack
+    from shared.devstack.postgres import local_dsn
+    from shared.logging import _redact
+
+    settings = _settings()
+    if settings.database_url:
+        return settings
+    home = settings.home.resolve()
+    stack = running_stack(home)
+    if stack is None:
+        raise click.ClickException(
+            f"SIYU_DATABASE_URL is not set and no siyu dev runs in {home} (SIYU_HOME); "
+            f"start `siyu dev`, or name the database, e.g.\n"
+            f"  export SIYU_DATABASE_URL={local_dsn(5433)}"
+        )
+    click.echo(
+        f"using the database of the siyu dev stack running in {stack.home} "
+        f"(pid {stack.pid}): {_redact(stack.database_url)}",
+        err=True,
+    )
+    return replace(settings, database_url=stack.database_url)
 
 
 # --- operations ---------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """One `siyu dev` per home: a second start refuses and leaves the first running; "ready" means
-ingest and the API answer (issue 13).
+ingest and the API answer; the token commands find the running stack's database (issue 13).
 
 One stack runs for the whole module (started from a working folder, home `.siyu` by default,
 as `make run` does); the test of a second start comes last, since before the lock it broke the
@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +28,18 @@ pytestmark = pytest.mark.integration
 
 def clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("SIYU_")}
+
+
+def siyu(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "shared.cli", *args],
+        cwd=cwd,
+        env=clean_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def dev_argv(ports: Ports, outreach: int) -> list[str]:
@@ -90,6 +103,51 @@ def test_ready_means_ingest_and_the_api_accept_requests(running):
     # Asked the moment "ready" is printed, without waiting.
     assert get(f"http://127.0.0.1:{running.ports.ingest}/readyz")[0] == 200
     assert get(f"http://127.0.0.1:{running.ports.api}/readyz")[0] == 200
+
+
+def test_token_commands_use_the_database_of_the_running_dev_stack(running):
+    ingest = siyu("ingest", "token", "create", "--tenant", "acme", "--name", "crm", cwd=running.cwd)
+    assert ingest.returncode == 0, ingest.stderr
+    admin = siyu("token", "create", "--tenant", "acme", "--role", "admin", cwd=running.cwd)
+    assert admin.returncode == 0, admin.stderr
+    for result in (ingest, admin):
+        # The token alone on stdout (scripts capture it); where it was stored on stderr.
+        assert len(result.stdout.split()) == 1
+        assert f"siyu dev stack running in {running.home}" in result.stderr
+        assert f"pid {running.process.pid}" in result.stderr
+        assert running.dsn in result.stderr
+    with psycopg.connect(running.dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM ingest.api_tokens").fetchone()[0] == 1
+    # The admin token works against the stack's API.
+    status, _ = get_with_token(
+        f"http://127.0.0.1:{running.ports.api}/api/v1/me", admin.stdout.strip()
+    )
+    assert status == 200
+
+
+def get_with_token(url: str, token: str) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})  # noqa: S310
+    with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - loopback only
+        return response.status, response.read()
+
+
+def test_token_commands_without_a_running_stack_name_the_variable_and_an_example(tmp_path):
+    # A lock file whose owner has died (a SIGKILLed `siyu dev`) is not a running stack.
+    home = tmp_path / ".siyu"
+    home.mkdir()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (home / "dev.lock").write_text(
+        f'{{"pid": {dead.pid}, "home": "{home}", "database_url": "postgresql://nowhere/siyu"}}'
+    )
+    for argv in (["ingest", "token", "create", "--tenant", "acme"], ["token", "create"]):
+        result = siyu(*argv, cwd=tmp_path)
+        assert result.returncode == 1
+        assert "SIYU_DATABASE_URL is not set" in result.stderr
+        assert "export SIYU_DATABASE_URL=postgresql://postgres@127.0.0.1:5433/siyu" in (
+            result.stderr
+        )
+        assert f"no siyu dev runs in {home}" in result.stderr
 
 
 def test_a_second_dev_on_the_same_home_refuses_and_leaves_the_first_running(running):
