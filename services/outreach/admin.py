@@ -6,8 +6,6 @@ here changes the table, ``audit`` records it in the same transaction.
 
 from __future__ import annotations
 
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
 import psycopg
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from psycopg.types.json import Jsonb
@@ -36,6 +34,7 @@ from shared.api import (
     unknown_tenant,
 )
 from shared.config import TENANT_ID_PATTERN
+from shared.vocabulary import time_zone_error
 
 LIFECYCLE_MODEL_PATTERN = r"^[a-z0-9_-]{2,40}$"
 TENANT_COLUMNS = (
@@ -49,10 +48,9 @@ INSERT_TENANT = (
 
 
 def _valid_timezone(value: str) -> None:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValidationError(f"unknown time zone {value!r}") from None
+    error = time_zone_error(value)
+    if error:
+        raise ValidationError(error)
 
 
 # --- tenants -----------------------------------------------------------------------------------
