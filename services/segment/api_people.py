@@ -13,15 +13,18 @@ and profiles are queued in the outbox like the consumer's.
 
 from __future__ import annotations
 
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 
 from marshmallow import Schema, fields, validate
 from psycopg.types.json import Jsonb
 
 from services.segment.api_common import current_tenant, segment_connection, segment_topics
+from services.segment.behaviour import Features
 from services.segment.derive import derive_touched, lock_contacts, model_for, override_stage
 from services.segment.lifecycle import error_paths
 from services.segment.roles import ROLES, role_coverage
+from services.segment.rule_names import RuleNames, rule_unknowns
 from services.segment.segments import SLUG, SegmentError, save_segment
 from shared.api import (
     TENANT,
@@ -39,6 +42,7 @@ from shared.api import (
     require,
     tenant_id,
 )
+from shared.api.names import check_one, unknown_names
 
 UNKNOWN_ROLE = "unknown"  # the group of account members without a buying role
 HISTORY_LIMIT = 500  # newest stage transitions shown in a detail (oldest first)
@@ -105,10 +109,35 @@ class StageOverrideSchema(Schema):
 def _check_stage(conn, tenant, stage: str) -> None:
     """400 unless ``stage`` is a stage or side stage of the tenant's active model."""
     model = model_for(tenant, conn)
-    valid = [*model.stage_names, *model.side_stages]
-    if stage not in valid:
-        message = f"{stage!r} is not a stage of the lifecycle model {model.name!r}"
-        raise invalid(message, {"stage": [message], "valid": valid})
+    valid = (*model.stage_names, *model.side_stages)
+    error = unknown_names(check_one("stage", f"stage of the {model.name} model", stage, valid))
+    if error is not None:
+        raise error
+
+
+def _check_rule_names(conn, tenant_id_: str, rule: object) -> None:
+    """400 ``invalid_segment`` for each stage, role, tag or attribute name the tenant lacks."""
+    model = model_for(current_tenant(), conn)
+    contact_keys = conn.execute(
+        "SELECT DISTINCT k FROM contacts, jsonb_object_keys(attributes) k WHERE tenant_id = %s",
+        (tenant_id_,),
+    ).fetchall()
+    account_keys = conn.execute(
+        "SELECT DISTINCT k FROM accounts, jsonb_object_keys(attributes) k WHERE tenant_id = %s",
+        (tenant_id_,),
+    ).fetchall()
+    names = RuleNames(
+        funnel=tuple(model.stage_names),
+        stages=(*model.stage_names, *model.side_stages),
+        contact_attributes=(
+            *(f.name for f in dataclass_fields(Features)),
+            *sorted(r["k"] for r in contact_keys),
+        ),
+        account_attributes=tuple(sorted(r["k"] for r in account_keys)),
+    )
+    error = unknown_names(rule_unknowns(rule, names), code="invalid_segment")
+    if error is not None:
+        raise error
 
 
 def _history(conn, tenant: str, kind: str, subject_id: str) -> list[dict]:
@@ -160,7 +189,9 @@ class ContactQuerySchema(PageArgs):
     stage = fields.String(load_default=None, validate=validate.Length(min=1, max=100))
     role = fields.String(
         load_default=None,
-        validate=validate.OneOf([*ROLES, UNKNOWN_ROLE]),
+        validate=validate.OneOf(
+            [*ROLES, UNKNOWN_ROLE], error="Unknown buying role {input!r}. Valid: {choices}."
+        ),
         metadata={"description": f"A buying role, or `{UNKNOWN_ROLE}` for contacts without one"},
     )
     account_id = fields.String(load_default=None, validate=validate.Length(min=1, max=300))
@@ -380,7 +411,7 @@ class RoleOverrideSchema(Schema):
     role = fields.String(
         required=True,
         allow_none=True,
-        validate=validate.OneOf(ROLES),
+        validate=validate.OneOf(ROLES, error="Unknown buying role {input!r}. Valid: {choices}."),
         metadata={"description": "The buying role; null: infer it from title and tags again"},
     )
     reason = _reason()
@@ -913,6 +944,7 @@ def create_segment(body: dict):
             )
         except SegmentError as exc:
             raise _segment_error(exc) from None
+        _check_rule_names(conn, tenant, body["rule"])
         audit(conn, principal(), tenant, "segment.create", body["segment_id"], body)
         return _segment_row(conn, tenant, body["segment_id"])
 
@@ -949,6 +981,7 @@ def replace_segment(body: dict, segment_id: str):
             save_segment(conn, tenant, segment_id, body["name"], body["rule"], body["description"])
         except SegmentError as exc:
             raise _segment_error(exc) from None
+        _check_rule_names(conn, tenant, body["rule"])
         details = {**body, "previous": {k: before[k] for k in ("name", "description", "rule")}}
         audit(conn, principal(), tenant, "segment.replace", segment_id, details)
         return _segment_row(conn, tenant, segment_id)

@@ -238,7 +238,7 @@ def test_stage_override_refusals(people):
             400,
             "invalid_request",
         )
-        assert error["details"]["valid"] == AISCEAS
+        assert error["details"]["valid"] == {"stage": AISCEAS}
         assert "negotiation" in error["details"]["stage"][0]
         _error(people.call("POST", path, "operator", json={"stage": "action"}), 400,
                "invalid_request")  # fmt: skip
@@ -253,7 +253,7 @@ def test_stage_override_refusals(people):
     error = _error(
         people.call("POST", f"/contacts/{hua}/stage", "bloom", json=ok), 400, "invalid_request"
     )
-    assert "acquisition" in error["details"]["valid"]
+    assert "acquisition" in error["details"]["valid"]["stage"]
     assert _audit(people, "contact.stage_override") == []
     assert _audit(people, "account.stage_override") == []
     assert people.seg("SELECT 1 FROM stage_history WHERE actor IS NOT NULL") == []
