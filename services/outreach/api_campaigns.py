@@ -18,6 +18,7 @@ from psycopg.types.json import Jsonb
 
 from services.outreach.audience import Params, where_clause
 from services.outreach.model import CHANNELS, CampaignInSchema, CampaignPatchSchema
+from services.outreach.names import campaign_unknowns, content_ref_unknowns, tenant_names
 from services.outreach.plan import Campaign, PlanError, plan
 from services.outreach.policies import Tally
 from shared.api import (
@@ -38,6 +39,7 @@ from shared.api import (
     role_rank,
     tenant_id,
 )
+from shared.api.names import unknown_names
 
 campaigns = Blueprint("campaigns", __name__, description="Campaigns, previews and runs")
 deliveries = Blueprint("deliveries", __name__, description="The delivery log")
@@ -171,17 +173,23 @@ def _row(conn, tenant: str, campaign_id: str, *, lock: bool = False) -> dict:
     return row
 
 
+def _check_names(conn, tenant: str, body: dict) -> None:
+    """400 for every name the tenant does not have: content items, stages, flags, behaviours."""
+    found = content_ref_unknowns(conn, tenant, body["content"])
+    found += campaign_unknowns(body, tenant_names(conn, tenant))
+    error = unknown_names(found)
+    if error is not None:
+        raise error
+
+
 def _check_content(conn, tenant: str, body: dict) -> None:
+    _check_names(conn, tenant, body)
     ids = list(body["content"].get("series") or [body["content"]["item"]])
     rows = conn.execute(
-        "SELECT content_id, payloads, status FROM content WHERE tenant_id = %s "
-        "AND content_id = ANY(%s)",
+        "SELECT content_id, payloads FROM content WHERE tenant_id = %s AND content_id = ANY(%s)",
         (tenant, ids),
     ).fetchall()
     found = {r["content_id"]: r for r in rows}
-    missing = [i for i in ids if i not in found]
-    if missing:
-        raise invalid("unknown content", details={"content": {"missing": missing}})
     key = "wecom" if body["channel"].startswith("wecom") else body["channel"]
     lacking = [i for i in ids if key not in found[i]["payloads"]]
     if lacking:

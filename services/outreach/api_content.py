@@ -20,6 +20,7 @@ from services.outreach.model import (
     is_promotional,
     outreach_settings,
 )
+from services.outreach.names import content_unknowns, tenant_names
 from shared.api import (
     TENANT,
     Blueprint,
@@ -35,6 +36,7 @@ from shared.api import (
     tenant_id,
     unknown_tenant,
 )
+from shared.api.names import unknown_names
 
 content = Blueprint("content", __name__, description="The content library")
 
@@ -66,6 +68,12 @@ class ContentArgs(PageArgs):
     topic = fields.String()
     promotional = fields.Boolean()
     status = fields.String(load_default="active", validate=validate.OneOf(["active", "archived"]))
+
+
+def _check_names(conn, tenant: str, body: dict) -> None:
+    error = unknown_names(content_unknowns(body, tenant_names(conn, tenant)))
+    if error is not None:
+        raise error
 
 
 def _row(conn, tenant: str, content_id: str) -> dict:
@@ -113,6 +121,7 @@ def create_content(body: dict):
     tenant = tenant_id()
     content_id = "cnt_" + secrets.token_hex(8)
     with connection() as conn:
+        _check_names(conn, tenant, body)
         conn.execute(
             "INSERT INTO content (tenant_id, content_id, title, format, promotional, stages, "
             "roles, topics, industries, payloads) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
@@ -146,6 +155,7 @@ def update_content(body: dict, content_id: str):
     tenant = tenant_id()
     with connection() as conn:
         current = _row(conn, tenant, content_id)
+        _check_names(conn, tenant, body)
         merged = {**current, **body}
         conn.execute(
             "UPDATE content SET title = %s, format = %s, promotional = %s, stages = %s, "

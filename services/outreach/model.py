@@ -21,13 +21,13 @@ from marshmallow import (
     validates_schema,
 )
 
-from services.outreach.schedule import zone
+from shared.vocabulary import BUYING_ROLES, time_zone_error
 
 FORMATS = (
     "whitepaper", "industry_report", "case_study", "review", "webinar_invite", "class_invite",
     "product_spec", "proposal", "article", "event_invite", "onboarding_guide", "promotion",
 )  # fmt: skip
-ROLES = ("technical", "finance", "compliance", "procurement", "business", "decision_maker")
+ROLES = BUYING_ROLES
 CHANNELS = ("wecom_group", "wecom_single", "oa_template", "oa_mass", "oa_custom")
 # Which payload each channel sends (content.payloads keys).
 CHANNEL_PAYLOAD = {
@@ -55,6 +55,11 @@ class _Patch:
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, partial=tuple(self._declared_fields), **kwargs)
+
+
+def _one_of(choices, kind: str) -> validate.OneOf:
+    """OneOf whose message names the bad value and the valid ones (issue 13: unknown names)."""
+    return validate.OneOf(choices, error=f"Unknown {kind} {{input!r}}. Valid: {{choices}}.")
 
 
 def _names(**kwargs) -> fields.List:
@@ -152,13 +157,13 @@ class PayloadsSchema(_Strict):
 
 class ContentInSchema(_Strict):
     title = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    format = fields.String(required=True, validate=validate.OneOf(FORMATS))
+    format = fields.String(required=True, validate=_one_of(FORMATS, "format"))
     promotional = fields.Boolean(
         load_default=None,
         metadata={"description": "A discount or offer. Always true for format=promotion"},
     )
     stages = _names(load_default=list, metadata={"description": "Lifecycle stages it fits"})
-    roles = fields.List(fields.String(validate=validate.OneOf(ROLES)), load_default=list)
+    roles = fields.List(fields.String(validate=_one_of(ROLES, "buying role")), load_default=list)
     topics = _names(load_default=list)
     industries = _names(load_default=list)
     payloads = fields.Nested(PayloadsSchema, required=True)
@@ -185,7 +190,7 @@ def is_promotional(body: dict) -> bool:
 class FilterSchema(_Strict):
     segments = _names()
     stages = _names()
-    roles = fields.List(fields.String(validate=validate.OneOf(ROLES)))
+    roles = fields.List(fields.String(validate=_one_of(ROLES, "buying role")))
     accounts = _names()
     account_stages = _names()
     risk_flags = _names()
@@ -256,11 +261,12 @@ class ScheduleSchema(_Strict):
             raise ValidationError("give exactly one of cron or rrule")
         if data.get("start") and data.get("end") and data["end"] <= data["start"]:
             raise ValidationError("end must be after start", "end")
-        if data.get("timezone"):
-            try:
-                zone(data["timezone"])
-            except ValueError as exc:
-                raise ValidationError(str(exc), "timezone") from None
+
+    @validates("timezone")
+    def _timezone(self, value: str, **kwargs) -> None:
+        error = time_zone_error(value)
+        if error:
+            raise ValidationError(error)
 
 
 class EventTriggerSchema(_Strict):
@@ -300,7 +306,7 @@ class QuietHoursSchema(_Strict):
 
 class CampaignInSchema(_Strict):
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
+    channel = fields.String(required=True, validate=_one_of(CHANNELS, "channel"))
     audience = fields.Nested(AudienceSchema, required=True)
     content = fields.Nested(ContentRefSchema, required=True)
     trigger = fields.Nested(TriggerSchema, required=True)
