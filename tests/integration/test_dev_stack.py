@@ -33,13 +33,15 @@ class Ports:
     segment: int
     api: int
     fake_wechat: int
+    outreach: int  # every port given: a default one may be taken on a busy machine
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(*(free_port() for _ in range(6)))
+        return cls(*(free_port() for _ in range(7)))
 
     def all_closed(self) -> bool:
-        ports = (self.pg, self.kafka, self.ingest, self.segment, self.api, self.fake_wechat)
+        ports = (self.pg, self.kafka, self.ingest, self.segment, self.api, self.fake_wechat,
+                 self.outreach)  # fmt: skip
         return not any(port_open("127.0.0.1", p) for p in ports)
 
 
@@ -49,7 +51,8 @@ def start_dev(home: Path, ports: Ports) -> tuple[subprocess.Popen, list[str], fl
     argv = [sys.executable, "-m", "shared.cli", "dev", "--home", str(home),
             "--pg-port", str(ports.pg), "--kafka-port", str(ports.kafka),
             "--port", f"ingest={ports.ingest}", "--port", f"segment={ports.segment}",
-            "--port", f"api={ports.api}", "--port", f"fake-wechat={ports.fake_wechat}"]  # fmt: skip
+            "--port", f"api={ports.api}", "--port", f"fake-wechat={ports.fake_wechat}",
+            "--port", f"outreach={ports.outreach}"]  # fmt: skip
     process = subprocess.Popen(
         argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
