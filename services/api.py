@@ -63,7 +63,8 @@ def create_app(
 ):
     """The admin API app; opens its own pool on the outreach schema unless given ``pool``.
 
-    Seeds the tenants table from the tenants file (existing rows are left as they are).
+    Seeds the tenants table from the tenants file (existing rows are left as they are). With
+    Kafka configured, drains the segment outbox that staff overrides write (``segment_outbox``).
     """
     from services.outreach.tokens import seed_tenants
     from shared.api import create_api_app
@@ -80,7 +81,7 @@ def create_app(
         with pool.connection(timeout=2) as conn:
             conn.execute("SELECT 1")
 
-    return create_api_app(
+    app = create_api_app(
         "siyu.api",
         pool=pool,
         blueprints=blueprints(),
@@ -88,6 +89,28 @@ def create_app(
         schema_for=schema_for,
         token_cache_ttl_s=DEFAULT_CACHE_TTL_S if token_cache_ttl_s is None else token_cache_ttl_s,
         settings=settings,
+    )
+    if settings.kafka.bootstrap:
+        app.extensions[SEGMENT_OUTBOX] = segment_outbox(settings, schema_for("segment")).start()
+    return app
+
+
+SEGMENT_OUTBOX = "siyu.segment_outbox"
+
+
+def segment_outbox(settings: Settings, schema: str):
+    """A stage, role or merge changed by staff is queued in the segment outbox; this process
+    publishes it on a timer (within a second), not the next touchpoint batch of the consumer."""
+    from shared.db import create_pool
+    from shared.kafka.producer import create_producer
+    from shared.outbox import OutboxDrainer
+
+    pool = create_pool(settings.require_database(), name="api-outbox", schema=schema, max_size=1)
+    return OutboxDrainer(
+        pool,
+        lambda: create_producer(settings.kafka, client_id="siyu-api-outbox"),
+        owns_producer=True,
+        name="segment-outbox",
     )
 
 

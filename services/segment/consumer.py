@@ -31,7 +31,7 @@ from shared.kafka.consumer import (
 from shared.kafka.dlq_limit import DlqLimit
 from shared.kafka.producer import create_producer
 from shared.kafka.topics import TOUCHPOINTS, TOUCHPOINTS_DLQ
-from shared.outbox import drain
+from shared.outbox import OutboxDrainer
 
 log = structlog.get_logger("siyu.segment")
 
@@ -43,7 +43,7 @@ def decode(message: Message) -> Touchpoint:
 
 
 def make_process(
-    pool: ConnectionPool, tenants: TenantRegistry, topics: Topics, producer: Callable
+    pool: ConnectionPool, tenants: TenantRegistry, topics: Topics, outbox: OutboxDrainer
 ) -> Callable:
     def process(batch: list[Decoded[Touchpoint]]) -> None:
         for item in batch:
@@ -54,9 +54,8 @@ def make_process(
         with pool.connection() as conn, conn.transaction(), conn.pipeline():
             apply_batch(conn, tenants, [item.payload for item in batch], topics)
         # Stage changes and profiles were queued in the same transaction; send them now. If the
-        # broker is away they stay queued and go out with a later batch.
-        while drain(pool, producer, on_failure=_outbox_waits) == 200:
-            pass
+        # broker is away they stay queued for the outbox's timer or a later batch.
+        outbox.drain_now()
 
     return process
 
@@ -81,15 +80,29 @@ def apply_batch(conn, tenants: TenantRegistry, touchpoints: list[Touchpoint], to
             derive_touched(conn, tenants.get(tenant_id), contacts, topics)
 
 
-def _outbox_waits(producer, exc: Exception) -> None:
-    log.warning("outbox_waiting_for_broker", error=str(exc)[:300])
+def outbox_drainer(settings: Settings, pool: ConnectionPool) -> OutboxDrainer:
+    """The segment outbox on a timer: rows that staff overrides queue through the admin API
+    have no batch behind them, and must not wait for the next touchpoint to go out."""
+    return OutboxDrainer(
+        pool,
+        lambda: create_producer(settings.kafka, client_id="siyu-segment-outbox"),
+        owns_producer=True,
+        name="segment-outbox",
+    )
 
 
 def build_runner(
-    settings: Settings, pool: ConnectionPool, tenants: TenantRegistry, *, group: str = GROUP
+    settings: Settings,
+    pool: ConnectionPool,
+    tenants: TenantRegistry,
+    *,
+    group: str = GROUP,
+    outbox: OutboxDrainer | None = None,
 ) -> ConsumerRunner:
+    """The consumer; ``outbox`` is the process's drainer (without one, batches drain it)."""
     kafka = settings.kafka
     producer = create_producer(kafka, client_id="siyu-segment")
+    outbox = outbox or OutboxDrainer(pool, lambda: producer, name="segment-outbox")
     consumer = create_consumer(kafka, group_id=group, client_id="siyu-segment")
     topics = Topics.with_prefix(kafka.topic_prefix)
     return ConsumerRunner(
@@ -97,7 +110,7 @@ def build_runner(
         topics=[kafka.topic(TOUCHPOINTS)],
         group=group,
         decode=decode,
-        process=make_process(pool, tenants, topics, lambda: producer),
+        process=make_process(pool, tenants, topics, outbox),
         dlq=DeadLetterQueue(producer, kafka.topic(TOUCHPOINTS_DLQ), group=group),
         dlq_limit=DlqLimit.of(kafka),
         max_batch=kafka.max_batch,
@@ -108,7 +121,8 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
     tenants = load_tenants(settings.tenants_path)
     settings.require_kafka()
     pool = create_pool(settings.require_database(), name="segment", schema="segment")
-    runner = build_runner(settings, pool, tenants)
+    outbox = outbox_drainer(settings, pool)
+    runner = build_runner(settings, pool, tenants, outbox=outbox)
 
     def postgres_ready() -> None:
         with pool.connection(timeout=2) as conn:
@@ -133,11 +147,13 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
             api_base=settings.wecom_api_base,
             rate=settings.wecom_rate,
         ).start()
+    outbox.start()
     try:
         runner.run()
     finally:
         if enricher is not None:
             enricher.stop()
+        outbox.stop()
         server.stop()
         pool.close()
     return 0
