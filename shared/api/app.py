@@ -50,9 +50,18 @@ class Blueprint(flask_smorest.Blueprint):
         super().__init__(*args, **kwargs)
         self._prepare_doc_cbks.append(auth_doc)
 
+    def add_url_rule(self, rule, endpoint=None, view_func=None, **options):
+        # A route with path parameters answers 404 for an id it does not know (auth_doc).
+        if view_func is not None and "<" in rule:
+            view_func._apidoc = {**getattr(view_func, "_apidoc", {}), "siyu_path_params": True}
+        super().add_url_rule(rule, endpoint, view_func, **options)
+
 
 class Api(flask_smorest.Api):
     ERROR_SCHEMA = ErrorSchema
+    # No catch-all "default" response: each operation lists the statuses it can answer (auth_doc
+    # adds the ones every route shares), so a status nobody documented is a finding.
+    DEFAULT_ERROR_RESPONSE_NAME = None
 
     def handle_http_exception(self, error):
         return from_http_exception(error)

@@ -267,8 +267,13 @@ def auth_doc(doc: dict, doc_info: dict, **kwargs) -> dict:
                 + ". A tenant token always acts on its own tenant.",
             }
         )
-    if scope == TENANT:
-        responses.setdefault(400, "BAD_REQUEST")
+    # Any route: NUL characters or a bad ?tenant= (400); the database down (503).
+    responses.setdefault(400, "BAD_REQUEST")
+    responses.setdefault(503, "SERVICE_UNAVAILABLE")
+    if doc_info.get("siyu_path_params"):
+        responses.setdefault(404, "NOT_FOUND")
+    if kwargs.get("method") in ("post", "put", "patch"):
+        responses.setdefault(413, "REQUEST_ENTITY_TOO_LARGE")
     # The docstring fills summary/description afterwards; the requirement goes in extensions.
     doc["x-siyu-role"] = auth["role"]
     doc["x-siyu-scope"] = scope
