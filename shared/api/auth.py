@@ -195,6 +195,8 @@ def authorize(role: str, scope: str) -> Principal:
 
 def _resolve_tenant(ctx, caller: Principal, *, required: bool) -> str | None:
     asked = request.args.get("tenant") or None
+    if asked is not None and "\x00" in asked:  # PostgreSQL text cannot hold it: a 500 before
+        raise ApiError(400, "invalid_characters", "NUL characters (\\u0000) are not allowed")
     if caller.is_platform:
         if asked is None:
             if required:
