@@ -8,12 +8,14 @@ request said, and cannot be cleared while the format is ``promotion``.
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 
 from marshmallow import Schema, fields, validate
 from psycopg.types.json import Jsonb
 
 from services.outreach.model import (
     FORMATS,
+    ROLES,
     ContentInSchema,
     ContentPatchSchema,
     OutreachSettingsSchema,
@@ -64,14 +66,19 @@ class ContentSchema(Schema):
 class ContentArgs(PageArgs):
     format = fields.String(validate=validate.OneOf(FORMATS))
     stage = fields.String()
-    role = fields.String()
+    role = fields.String(
+        validate=validate.OneOf(ROLES, error="Unknown buying role {input!r}. Valid: {choices}.")
+    )
     topic = fields.String()
     promotional = fields.Boolean()
     status = fields.String(load_default="active", validate=validate.OneOf(["active", "archived"]))
 
 
-def _check_names(conn, tenant: str, body: dict) -> None:
-    error = unknown_names(content_unknowns(body, tenant_names(conn, tenant)))
+def _check_names(conn, tenant: str, body: dict, field: str | None = None) -> None:
+    found = content_unknowns(body, tenant_names(conn, tenant))
+    if field is not None:  # a query parameter, not the body's list
+        found = [replace(u, field=field) for u in found]
+    error = unknown_names(found)
     if error is not None:
         raise error
 
@@ -94,6 +101,8 @@ def list_content(args: dict):
     """Content items, newest first, filtered by format, stage, role, topic, promotional, status"""
     after = cursor_key(args["cursor"], str, str)
     with connection() as conn:
+        if args.get("stage"):  # a stage the model lacks would list nothing, silently
+            _check_names(conn, tenant_id(), {"stages": [args["stage"]]}, field="stage")
         rows = conn.execute(
             f"SELECT {COLUMNS} FROM content WHERE tenant_id = %(t)s AND status = %(status)s "  # noqa: S608
             "AND (%(format)s::text IS NULL OR format = %(format)s) "

@@ -43,6 +43,7 @@ from shared.api import (
     tenant_id,
 )
 from shared.api.names import check_one, unknown_names
+from shared.vocabulary import BEHAVIOURS, RISK_FLAGS
 
 UNKNOWN_ROLE = "unknown"  # the group of account members without a buying role
 HISTORY_LIMIT = 500  # newest stage transitions shown in a detail (oldest first)
@@ -136,6 +137,26 @@ def _check_rule_names(conn, tenant_id_: str, rule: object) -> None:
         account_attributes=tuple(sorted(r["k"] for r in account_keys)),
     )
     error = unknown_names(rule_unknowns(rule, names), code="invalid_segment")
+    if error is not None:
+        raise error
+
+
+def _check_filters(conn, args: dict) -> None:
+    """400 for a filter naming a stage, behaviour or segment the tenant does not have (it
+    would list nobody, which reads as "no such people")."""
+    found = []
+    if args.get("stage"):
+        model = model_for(current_tenant(), conn)
+        found += check_one("stage", f"stage of the {model.name} model", args["stage"],
+                           (*model.stage_names, *model.side_stages))  # fmt: skip
+    found += check_one("behaviour", "behaviour", args.get("behaviour"), BEHAVIOURS)
+    if args.get("segment"):
+        ids = conn.execute(
+            "SELECT segment_id FROM segments WHERE tenant_id = %s ORDER BY segment_id LIMIT 200",
+            (tenant_id(),),
+        ).fetchall()
+        found += check_one("segment", "segment", args["segment"], [r["segment_id"] for r in ids])
+    error = unknown_names(found)
     if error is not None:
         raise error
 
@@ -330,6 +351,7 @@ def list_contacts(args: dict):
         "n": args["limit"] + 1,
     }
     with segment_connection() as conn:
+        _check_filters(conn, args)
         rows = conn.execute(
             f"SELECT {CONTACT_ITEM_COLUMNS} FROM contacts c "  # noqa: S608 - a constant
             """WHERE c.tenant_id = %(tenant)s
@@ -582,7 +604,7 @@ class AccountQuerySchema(PageArgs):
     stage = fields.String(load_default=None, validate=validate.Length(min=1, max=100))
     risk_flag = fields.String(
         load_default=None,
-        validate=validate.OneOf(["payment_risk", "churn_risk", "inactive", "new", "growing"]),
+        validate=validate.OneOf(RISK_FLAGS, error="Unknown risk flag {input!r}. Valid: {choices}."),
         metadata={"description": "Accounts carrying this risk flag"},
     )
 
@@ -648,6 +670,7 @@ def list_accounts(args: dict):
     after = cursor_key(args["cursor"], str)
     flag = args["risk_flag"]
     with segment_connection() as conn:
+        _check_filters(conn, args)
         rows = conn.execute(
             f"SELECT {ACCOUNT_ITEM_COLUMNS} FROM accounts "  # noqa: S608 - a constant
             """WHERE tenant_id = %(tenant)s AND merged_into IS NULL

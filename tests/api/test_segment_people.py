@@ -222,7 +222,8 @@ def test_contact_search_and_filters(people):
     assert _names(people, account_id=jinggong, role="decision_maker") == {"王总"}
     assert _names(people, segment="tech-examining") == {"李工"}
     assert _names(people, segment="deciders") == {"王总"}
-    assert _names(people, segment="nope") == set()
+    unknown = people.call("GET", "/contacts", "viewer", query_string={"segment": "nope"})
+    assert unknown.status_code == 400  # a segment the tenant lacks (tests/api/test_unknown_names)
     assert _names(people, min_score=10) == {"李工"}
     assert _names(people, min_score=2.5) == {"李工", "周链", None}
     assert _names(people, min_score=0) == _names(people)
@@ -598,8 +599,11 @@ def test_another_tenant_sees_nothing_of_acme(people):
     li = people.contact("李工")
     account = _ok(people.call("GET", f"/contacts/{li}", "viewer"))["account_id"]
     assert _names(people, "bloom") == {"小花"}
-    for query in ({"q": "李工"}, {"q": "uLi"}, {"account_id": account}, {"segment": "deciders"}):
+    for query in ({"q": "李工"}, {"q": "uLi"}, {"account_id": account}):
         assert _walk(people, "/contacts", "bloom", **query) == []
+    # acme's segment is as unknown to bloom as one that does not exist: only bloom's are listed
+    error = people.call("GET", "/contacts", "bloom", query_string={"segment": "deciders"}).json
+    assert error["error"]["details"]["valid"] == {"segment": ["buyers"]}
     assert _walk(people, "/accounts", "bloom") == []
     assert [s["segment_id"] for s in _walk(people, "/segments", "bloom")] == ["buyers"]
     for path in (

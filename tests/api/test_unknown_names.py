@@ -236,3 +236,28 @@ def test_a_tenant_time_zone_is_checked_by_name(people, timezone):
         "tenant_id": "tz-test", "name": "TZ", "mode": "b2c", "timezone": timezone,
     })  # fmt: skip
     _refused(created, "timezone", timezone, "Asia/Shanghai")
+
+
+# (what, path, query, field, bad value, a valid value)
+FILTER_CASES = [
+    ("contacts by stage", "/contacts", {"stage": "attension"}, "stage", "attension", "attention"),
+    ("contacts by role", "/contacts", {"role": "cto"}, "role", "cto", "technical"),
+    ("contacts by segment", "/contacts", {"segment": "decider"}, "segment", "decider",
+     "deciders"),
+    ("contacts by behaviour", "/contacts", {"behaviour": "loyl"}, "behaviour", "loyl", "loyal"),
+    ("accounts by stage", "/accounts", {"stage": "Action"}, "stage", "Action", "action"),
+    ("accounts by risk flag", "/accounts", {"risk_flag": "churn"}, "risk_flag", "churn",
+     "churn_risk"),
+    ("content by stage", "/content", {"stage": "acquisition"}, "stage", "acquisition",
+     "attention"),
+    ("content by role", "/content", {"role": "boss"}, "role", "boss", "decision_maker"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("what", "path", "query", "field", "value", "valid"), FILTER_CASES,
+                         ids=[c[0] for c in FILTER_CASES])  # fmt: skip
+def test_a_filter_naming_nothing_the_tenant_has_is_a_400(people, what, path, query, field,
+                                                         value, valid):  # fmt: skip
+    _refused(people.call("GET", path, "viewer", query_string=query), field, value, valid)
+    known = {k: valid for k in query}
+    assert people.call("GET", path, "viewer", query_string=known).status_code == 200
