@@ -1,10 +1,14 @@
 """Test session: one real PostgreSQL and one real Kafka-protocol broker on free ports.
 
 Each test gets its own schema and topic prefix, so tests share the servers and run in any order.
+SIYU_TEST_KAFKA_BOOTSTRAP=host:port runs the suite against that Kafka (an Apache Kafka cluster,
+say) instead of starting the embedded broker; tests that start brokers of their own (to stop or
+kill them) still use embedded ones.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from dataclasses import dataclass
 
@@ -15,19 +19,16 @@ from shared.config import KafkaSettings
 from shared.devstack.broker import EmbeddedBroker
 from shared.devstack.ports import free_port
 from shared.devstack.postgres import EmbeddedPostgres
+from shared.kafka.tansu import GROUP_TIMINGS
 
-# Fast group joins on the embedded broker (STACK.md).
-FAST_GROUPS = {
-    "session_timeout_ms": 6000,
-    "heartbeat_interval_ms": 1000,
-    "max_poll_interval_ms": 10000,
-}
+EXTERNAL_KAFKA_ENV = "SIYU_TEST_KAFKA_BOOTSTRAP"
 
 
 @dataclass
 class Stack:
     postgres: EmbeddedPostgres
-    broker: EmbeddedBroker
+    broker: EmbeddedBroker | None  # None: the external Kafka of SIYU_TEST_KAFKA_BOOTSTRAP
+    external_bootstrap: str | None = None
 
     @property
     def dsn(self) -> str:
@@ -35,20 +36,28 @@ class Stack:
 
     @property
     def bootstrap(self) -> str:
-        return self.broker.bootstrap
+        return self.external_bootstrap or self.broker.bootstrap
+
+    @property
+    def embedded_broker(self) -> bool:
+        """True when the session's broker is the embedded one (Tansu), with its deviations."""
+        return self.broker is not None
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
     base = tmp_path_factory.mktemp("stack")
     postgres = EmbeddedPostgres(base / "pg", port=free_port())
-    broker = EmbeddedBroker(base / "broker", port=free_port())
+    external = os.environ.get(EXTERNAL_KAFKA_ENV) or None
+    broker = None if external else EmbeddedBroker(base / "broker", port=free_port())
     try:
         postgres.start()
-        broker.start()
-        yield Stack(postgres, broker)
+        if broker is not None:
+            broker.start()
+        yield Stack(postgres, broker, external)
     finally:
-        broker.stop()
+        if broker is not None:
+            broker.stop()
         postgres.stop()
 
 
@@ -59,9 +68,10 @@ def unique() -> str:
 
 @pytest.fixture
 def kafka(stack, unique) -> KafkaSettings:
-    """Settings whose topics are private to this test (prefix), 3 partitions each."""
+    """Settings whose topics are private to this test (prefix), 3 partitions each; fast group
+    joins, which the embedded broker needs (shared/kafka/tansu.py) and Kafka allows."""
     return KafkaSettings(
-        bootstrap=stack.bootstrap, topic_prefix=f"t{unique}.", partitions=3, **FAST_GROUPS
+        bootstrap=stack.bootstrap, topic_prefix=f"t{unique}.", partitions=3, **GROUP_TIMINGS
     )
 
 

@@ -17,16 +17,14 @@ from shared.devstack.lock import DevLock, DevStackInfo
 from shared.devstack.postgres import EmbeddedPostgres, local_dsn
 from shared.devstack.readiness import wait_ready
 from shared.devstack.supervisor import ChildSpec, Supervisor
+from shared.kafka.tansu import GROUP_TIMINGS_ENV
 from shared.kafka.topics import ensure_topics
 from shared.migrations import migrate_all
 from shared.processes import PROCESSES, Process, by_name
 
-# Fast consumer-group joins on the embedded broker (STACK.md); production keeps Kafka's defaults.
-DEV_KAFKA_ENV = {
-    "SIYU_KAFKA_SESSION_TIMEOUT_MS": "6000",
-    "SIYU_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
-    "SIYU_KAFKA_MAX_POLL_INTERVAL_MS": "10000",
-}
+# Fast consumer-group joins on the embedded broker (shared/kafka/tansu.py); production keeps
+# Kafka's defaults.
+DEV_KAFKA_ENV = GROUP_TIMINGS_ENV
 # Demo secrets for the demo tenants' `*_env` entries; the fake WeChat API accepts these.
 DEMO_SECRETS = {
     "ACME_OA_SECRET": "acme-oa-demo-secret",

@@ -37,6 +37,7 @@ from kafka.structs import OffsetAndMetadata
 
 from shared.config import KafkaSettings
 from shared.errors import DeliveryError
+from shared.kafka import tansu
 from shared.kafka.dlq_limit import DlqLimit, DlqLimitExceeded, DlqLimitState
 from shared.kafka.producer import Record, publish
 from shared.metrics import (
@@ -436,8 +437,7 @@ class ConsumerRunner(Generic[T]):
 
     def _update_lag(self) -> None:
         for tp, offset in self._consumed.items():
-            # highwater() comes from the last fetch; end_offsets() is wrong on some brokers (Tansu).
-            hw = self.consumer.highwater(tp)
+            hw = tansu.end_offset(self.consumer, tp)  # not end_offsets(): see tansu.py
             if hw is not None:
                 CONSUMER_LAG.labels(
                     group=self.group, topic=tp.topic, partition=str(tp.partition)

@@ -36,6 +36,7 @@ from shared.devstack.broker import EmbeddedBroker
 from shared.devstack.dev import DEMO_SECRETS
 from shared.devstack.ports import free_port
 from shared.devstack.postgres import EmbeddedPostgres
+from shared.kafka import tansu
 from shared.kafka.producer import Record, create_producer, publish
 from shared.kafka.topics import TOUCHPOINTS, TOUCHPOINTS_DLQ, ensure_topics
 from shared.migrations import migrate_service
@@ -46,7 +47,6 @@ from tests.kafka_helpers import RunnerThread, read_topic, wait_until
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 TENANTS = load_tenants(DEMO_TENANTS_PATH)
-FAST = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000, "max_poll_interval_ms": 10000}
 SIYU = str(Path(sys.executable).with_name("siyu"))
 
 
@@ -67,8 +67,7 @@ def env_for(dsn: str, kafka: KafkaSettings, **extra: str) -> dict[str, str]:
         **os.environ, **DEMO_SECRETS,
         "SIYU_DATABASE_URL": dsn, "SIYU_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "SIYU_TOPIC_PREFIX": kafka.topic_prefix, "SIYU_KAFKA_PARTITIONS": str(kafka.partitions),
-        "SIYU_KAFKA_SESSION_TIMEOUT_MS": "6000", "SIYU_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
-        "SIYU_KAFKA_MAX_POLL_INTERVAL_MS": "10000", "SIYU_KAFKA_MAX_BATCH": "200",
+        **tansu.GROUP_TIMINGS_ENV, "SIYU_KAFKA_MAX_BATCH": "200",
         "SIYU_WECOM_ENRICH": "0", "SIYU_LOG_LEVEL": "WARNING", **extra,
     }  # fmt: skip
 
@@ -211,7 +210,7 @@ def test_a_broker_killed_and_restarted_under_webhook_traffic(stack, schema, uniq
         monkeypatch.setenv(key, value)
     broker = EmbeddedBroker(tmp_path / "own-broker", port=free_port()).start()
     kafka = KafkaSettings(bootstrap=broker.bootstrap, topic_prefix=f"c{unique}.", partitions=3,
-                          **FAST)  # fmt: skip
+                          **tansu.GROUP_TIMINGS)  # fmt: skip
     ingest = build_ingest(stack, kafka, schema)
     topic = kafka.topic(TOUCHPOINTS)
     accepted: list[str] = []
@@ -251,7 +250,7 @@ def test_a_broker_killed_and_restarted_under_webhook_traffic(stack, schema, uniq
         during = traffic(25)
         assert set(during) == {200}  # the outbox took them
         broker.start()  # empty, as after a loss of the in-memory data
-        ensure_topics(kafka)
+        tansu.after_restart(kafka)
         after = traffic(25)
         assert set(after) == {200}
         replayer = OutboxReplayer(publisher)

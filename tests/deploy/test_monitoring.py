@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from shared.config import DEMO_TENANTS_PATH, load_tenants
 from shared.devstack.dev import DEMO_SECRETS
 from shared.devstack.ports import free_port
+from shared.kafka.tansu import GROUP_TIMINGS_ENV
 from shared.kafka.topics import ensure_topics
 from shared.migrations import migrate_service
 from tests.deploy.kustomize import build
@@ -258,8 +259,7 @@ def test_every_metric_the_alerts_and_the_dashboard_name_is_exported(
         **os.environ, **DEMO_SECRETS,
         "SIYU_DATABASE_URL": database, "SIYU_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "SIYU_TOPIC_PREFIX": kafka.topic_prefix, "SIYU_KAFKA_PARTITIONS": str(kafka.partitions),
-        "SIYU_KAFKA_SESSION_TIMEOUT_MS": "6000", "SIYU_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
-        "SIYU_KAFKA_MAX_POLL_INTERVAL_MS": "10000", "SIYU_HOME": str(tmp_path / "home"),
+        **GROUP_TIMINGS_ENV, "SIYU_HOME": str(tmp_path / "home"),
         "SIYU_WECOM_API_BASE": fake.base_url, "SIYU_WECHAT_API_BASE": fake.oa_base_url,
         "SIYU_LINK_SECRET": "monitoring-test-link-secret", "SIYU_LOG_LEVEL": "WARNING",
     }  # fmt: skip

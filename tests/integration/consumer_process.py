@@ -8,18 +8,13 @@ from shared.config import KafkaSettings
 from shared.envelope import decode_touchpoint
 from shared.kafka.consumer import ConsumerRunner, DeadLetterQueue, create_consumer
 from shared.kafka.producer import create_producer
+from shared.kafka.tansu import GROUP_TIMINGS
 from shared.kafka.topics import TOUCHPOINTS, TOUCHPOINTS_DLQ
 from tests.integration.test_kafka import Effects
 
 
 def main(bootstrap: str, prefix: str, group: str, dsn: str, schema: str) -> int:
-    kafka = KafkaSettings(
-        bootstrap=bootstrap,
-        topic_prefix=prefix,
-        session_timeout_ms=6000,
-        heartbeat_interval_ms=1000,
-        max_poll_interval_ms=10000,
-    )
+    kafka = KafkaSettings(bootstrap=bootstrap, topic_prefix=prefix, **GROUP_TIMINGS)
     effects = Effects(dsn, schema)
     producer = create_producer(kafka, client_id="sigterm-test")
     runner = ConsumerRunner(

@@ -25,6 +25,7 @@ from shared.envelope import decode_touchpoint
 from shared.kafka.consumer import ConsumerRunner, DeadLetterQueue, create_consumer
 from shared.kafka.dlq_limit import DlqLimit, DlqLimitExceeded
 from shared.kafka.producer import Record, create_producer, publish
+from shared.kafka.tansu import GROUP_TIMINGS_ENV
 from shared.kafka.topics import OUTREACH_DLQ, PROFILES, TOUCHPOINTS, TOUCHPOINTS_DLQ, ensure_topics
 from shared.migrations import migrate_service
 from tests.integration.test_kafka import Effects, touchpoint
@@ -33,9 +34,6 @@ from tests.kafka_helpers import RunnerThread, read_topic, wait_until
 pytestmark = pytest.mark.integration
 
 SIYU = str(Path(sys.executable).with_name("siyu"))
-# Fast group joins on the embedded broker (STACK.md).
-FAST_GROUPS_ENV = {"SIYU_KAFKA_SESSION_TIMEOUT_MS": "6000", "SIYU_KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
-                   "SIYU_KAFKA_MAX_POLL_INTERVAL_MS": "10000"}  # fmt: skip
 KEY = "acme:one-partition"  # every record of a test on one partition: offsets in order
 
 
@@ -154,7 +152,7 @@ def test_siyu_segment_consume_exits_non_zero_at_the_limit(kafka, producer, segme
     topic = kafka.topic(TOUCHPOINTS)
     publish(producer, [Record(topic, KEY, b"garbage %d" % i) for i in range(5)])
     env = {
-        **os.environ, **FAST_GROUPS_ENV,
+        **os.environ, **GROUP_TIMINGS_ENV,
         "SIYU_DATABASE_URL": segment_database, "SIYU_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "SIYU_TOPIC_PREFIX": kafka.topic_prefix, "SIYU_WECOM_ENRICH": "0",
         "SIYU_DLQ_MAX_CONSECUTIVE": "2",
