@@ -344,6 +344,7 @@ def pause_campaign(campaign_id: str):
 @campaigns.route("/campaigns/<campaign_id>", methods=["DELETE"])
 @require("operator", scope=TENANT)
 @campaigns.response(200, CampaignSchema)
+@campaigns.alt_response(409, description="Archived already")
 def archive_campaign(campaign_id: str):
     """Archive: pending runs are cancelled; runs and deliveries stay in the log"""
     return _transition(campaign_id, "archived", ("draft", "active", "paused", "ended"), "archive")
