@@ -22,7 +22,7 @@ import structlog
 from kafka import KafkaProducer
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from shared.kafka.producer import Record, publish
+from shared.kafka.producer import Record, close_quietly, publish
 
 log = structlog.get_logger("siyu.outbox")
 
@@ -109,7 +109,7 @@ class OutboxDrainer:
         log.warning("outbox_waiting_for_broker", drainer=self.name, error=str(exc)[:300])
         if self._owns and producer is not None and producer is self._producer:
             self._producer = None
-            _close_quietly(producer)
+            close_quietly(producer)
 
     def drain_now(self) -> int:
         """Publish everything queued (until a batch comes back short); return how many."""
@@ -124,6 +124,12 @@ class OutboxDrainer:
                     return total
 
     def _loop(self) -> None:
+        if self._owns:  # connect now, so that the first row does not wait for the handshake
+            with self._lock:
+                try:
+                    self._get_producer()
+                except Exception as exc:  # the broker is away: the first drain retries
+                    self._failed(None, exc)
         while not self._stop.wait(self.interval_s):
             try:
                 self.drain_now()
@@ -143,12 +149,5 @@ class OutboxDrainer:
             self._thread.join(10)
         with self._lock:
             if self._producer is not None:
-                _close_quietly(self._producer)
+                close_quietly(self._producer)
                 self._producer = None
-
-
-def _close_quietly(producer: KafkaProducer) -> None:
-    try:
-        producer.close(timeout=5)
-    except Exception as exc:  # it failed already; closing only frees its thread and sockets
-        log.debug("producer_close_failed", error=str(exc)[:200])

@@ -20,6 +20,7 @@ from shared.devstack.broker import EmbeddedBroker
 from shared.devstack.ports import free_port
 from shared.devstack.postgres import EmbeddedPostgres
 from shared.kafka.tansu import GROUP_TIMINGS
+from shared.migrations import migrate_service
 
 EXTERNAL_KAFKA_ENV = "SIYU_TEST_KAFKA_BOOTSTRAP"
 
@@ -82,3 +83,18 @@ def schema(stack, unique):
     yield name
     with psycopg.connect(stack.dsn, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+
+@pytest.fixture
+def own_database(stack, unique):
+    """A database of its own with every service migrated, so that processes started by the test
+    use their default schemas (``search_path`` is not theirs to set); dropped afterwards."""
+    name = f"db_{unique}"
+    with psycopg.connect(stack.dsn, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    dsn = stack.dsn.rsplit("/", 1)[0] + f"/{name}"
+    for service in ("ingest", "segment", "outreach"):
+        migrate_service(dsn, service)
+    yield dsn
+    with psycopg.connect(stack.dsn, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -19,7 +19,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from services.ingest.errors import Refused
 from services.ingest.metrics import EVENTS, OUTBOX_DEPTH
 from shared.envelope import Touchpoint
-from shared.kafka.producer import Record, publish
+from shared.kafka.producer import Record, close_quietly, publish
 from shared.outbox import drain
 
 log = structlog.get_logger("siyu.ingest.publisher")
@@ -60,7 +60,7 @@ class Publisher:
                 return  # another thread already replaced it
             self._producer = None
         # Closing flushes first and may wait out delivery_timeout_ms: not on a request thread.
-        threading.Thread(target=_close_quietly, args=(producer,), daemon=True).start()
+        threading.Thread(target=close_quietly, args=(producer,), daemon=True).start()
 
     def _records(self, touchpoints: Sequence[Touchpoint]) -> list[Record]:
         return [Record(self.topic, tp.key, tp.to_json()) for tp in touchpoints]
@@ -113,13 +113,6 @@ class Publisher:
             if self._producer is not None:
                 self._producer.close(timeout=5)
                 self._producer = None
-
-
-def _close_quietly(producer: KafkaProducer) -> None:
-    try:
-        producer.close(timeout=10)
-    except Exception as exc:  # it failed already; this only frees its thread and sockets
-        log.debug("producer_close_failed", error=str(exc)[:200])
 
 
 class OutboxReplayer:

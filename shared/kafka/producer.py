@@ -5,12 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import structlog
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
 from shared.config import KafkaSettings
 from shared.errors import DeliveryError
 from shared.metrics import KAFKA_PRODUCED
+
+log = structlog.get_logger(__name__)
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -76,3 +79,11 @@ def publish(producer: KafkaProducer, records: Iterable[Record], *, timeout: floa
     if failure is not None:
         raise DeliveryError(f"broker did not acknowledge: {failure}") from failure
     return results
+
+
+def close_quietly(producer: KafkaProducer, timeout: float = 5.0) -> None:
+    """Close a producer that has failed already: this only frees its thread and sockets."""
+    try:
+        producer.close(timeout=timeout)
+    except Exception as exc:
+        log.debug("producer_close_failed", error=str(exc)[:200])

@@ -51,15 +51,8 @@ SIYU = str(Path(sys.executable).with_name("siyu"))
 
 
 @pytest.fixture
-def database(stack, unique):
-    """A database of its own, so that processes started here use the default schemas."""
-    name = f"chaos_{unique}"
-    with psycopg.connect(stack.dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = stack.dsn.rsplit("/", 1)[0] + f"/{name}"
-    for service in ("ingest", "segment", "outreach"):
-        migrate_service(dsn, service)
-    return dsn
+def database(own_database):
+    return own_database
 
 
 def env_for(dsn: str, kafka: KafkaSettings, **extra: str) -> dict[str, str]:

@@ -20,7 +20,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psycopg
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
@@ -30,7 +29,6 @@ from shared.devstack.dev import DEMO_SECRETS
 from shared.devstack.ports import free_port
 from shared.kafka.tansu import GROUP_TIMINGS_ENV
 from shared.kafka.topics import ensure_topics
-from shared.migrations import migrate_service
 from tests.deploy.kustomize import build
 from tests.fake_wecom import FakeWeCom
 from tests.integration.test_dev_stack import get, send_subscribe
@@ -235,15 +233,8 @@ def series_names(exposition: str) -> set[str]:
 
 
 @pytest.fixture
-def database(stack, unique):
-    """A database of its own, so that the processes use their default schemas."""
-    name = f"monitoring_{unique}"
-    with psycopg.connect(stack.dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = stack.dsn.rsplit("/", 1)[0] + f"/{name}"
-    for service in ("ingest", "segment", "outreach"):
-        migrate_service(dsn, service)
-    return dsn
+def database(own_database):
+    return own_database
 
 
 @pytest.mark.integration

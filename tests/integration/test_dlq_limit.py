@@ -14,7 +14,6 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-import psycopg
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
@@ -137,15 +136,8 @@ def test_the_ratio_limit_stops_the_consumer(stack, kafka, producer, schema, uniq
 
 
 @pytest.fixture
-def segment_database(stack, unique):
-    name = f"dlq_{unique}"
-    with psycopg.connect(stack.dsn, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    dsn = stack.dsn.rsplit("/", 1)[0] + f"/{name}"
-    migrate_service(dsn, "segment")
-    yield dsn
-    with psycopg.connect(stack.dsn, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+def segment_database(own_database):
+    return own_database
 
 
 def test_siyu_segment_consume_exits_non_zero_at_the_limit(kafka, producer, segment_database):
