@@ -42,6 +42,17 @@ from shared.api.names import unknown_names
 
 content = Blueprint("content", __name__, description="The content library")
 
+# The README tour's item: the documented example, and a valid body for schemathesis' examples.
+CONTENT_EXAMPLE = {
+    "title": "白皮书：数字化工厂",
+    "format": "whitepaper",
+    "stages": ["attention", "interest"],
+    "roles": ["technical"],
+    "payloads": {"wecom": {"text": "本周白皮书", "attachments": [
+        {"msgtype": "link", "link": {"title": "数字化工厂", "url": "https://acme.example/wp"}}
+    ]}},
+}  # fmt: skip
+
 COLUMNS = (
     "content_id, title, format, promotional, stages, roles, topics, industries, payloads, "
     "status, created_at, updated_at"
@@ -123,7 +134,7 @@ def list_content(args: dict):
 
 @content.route("/content", methods=["POST"])
 @require("operator", scope=TENANT)
-@content.arguments(ContentInSchema)
+@content.arguments(ContentInSchema, example=CONTENT_EXAMPLE)
 @content.response(201, ContentSchema)
 def create_content(body: dict):
     """Add a content item (payloads per channel validated; promotions are always promotional)"""
@@ -156,7 +167,7 @@ def get_content(content_id: str):
 
 @content.route("/content/<content_id>", methods=["PATCH"])
 @require("operator", scope=TENANT)
-@content.arguments(ContentPatchSchema)
+@content.arguments(ContentPatchSchema, example={"title": "白皮书：数字化工厂（第二版）"})
 @content.response(200, ContentSchema)
 @content.alt_response(404, description="No such content")
 def update_content(body: dict, content_id: str):

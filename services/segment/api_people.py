@@ -45,6 +45,15 @@ from shared.api import (
 from shared.api.names import check_one, unknown_names
 from shared.vocabulary import BEHAVIOURS, RISK_FLAGS
 
+# Documented examples, valid for the demo tenant acme (schemathesis' examples phase sends them).
+SEGMENT_EXAMPLE = {
+    "segment_id": "tech-evaluators",
+    "name": "Technical evaluators",
+    "rule": {"all": [{"attribute": "role", "equals": "technical"},
+                     {"stage_at_least": "examination"}]},
+}  # fmt: skip
+STAGE_EXAMPLE = {"stage": "action", "reason": "Contract signed on paper"}
+
 UNKNOWN_ROLE = "unknown"  # the group of account members without a buying role
 HISTORY_LIMIT = 500  # newest stage transitions shown in a detail (oldest first)
 MEMBERS_LIMIT = 500  # account members shown in an account detail (GET /contacts?account_id=...)
@@ -490,7 +499,7 @@ def override_role(body: dict, contact_id: str):
 
 @contacts.route("/contacts/<contact_id>/stage", methods=["POST"])
 @require("operator", scope=TENANT)
-@contacts.arguments(StageOverrideSchema)
+@contacts.arguments(StageOverrideSchema, example=STAGE_EXAMPLE)
 @contacts.response(200, ContactSchema)
 @contacts.alt_response(404, description="No such contact (or merged: `details.merged_into`)")
 @contacts.alt_response(409, description="The contact is in this stage already")
@@ -737,7 +746,7 @@ def _account_view(conn, tenant: str, account_id: str) -> dict:
 
 @accounts.route("/accounts/<account_id>/stage", methods=["POST"])
 @require("operator", scope=TENANT)
-@accounts.arguments(StageOverrideSchema)
+@accounts.arguments(StageOverrideSchema, example=STAGE_EXAMPLE)
 @accounts.response(200, AccountSchema)
 @accounts.alt_response(404, description="No such account (or merged: `details.merged_into`)")
 @accounts.alt_response(409, description="The account is in this stage already")
@@ -938,7 +947,7 @@ def list_segments(args: dict):
 
 @segments.route("/segments", methods=["POST"])
 @require("admin", scope=TENANT)
-@segments.arguments(SegmentCreateSchema)
+@segments.arguments(SegmentCreateSchema, example=SEGMENT_EXAMPLE)
 @segments.response(201, SegmentSchema)
 @segments.alt_response(409, description="A segment with this id exists")
 def create_segment(body: dict):
@@ -987,7 +996,9 @@ def get_segment(segment_id: str):
 
 @segments.route("/segments/<segment_id>", methods=["PUT"])
 @require("admin", scope=TENANT)
-@segments.arguments(SegmentReplaceSchema)
+@segments.arguments(
+    SegmentReplaceSchema, example={k: v for k, v in SEGMENT_EXAMPLE.items() if k != "segment_id"}
+)
 @segments.response(200, SegmentSchema)
 @segments.alt_response(404, description="No such segment")
 def replace_segment(body: dict, segment_id: str):

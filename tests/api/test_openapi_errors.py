@@ -44,3 +44,14 @@ def test_archiving_an_archived_campaign_is_a_documented_409(api):
     assert again.status_code == 409 and again.json["error"]["code"] == "conflict"
     spec = api.client.get("/api/v1/openapi.json").json
     assert "409" in spec["paths"]["/api/v1/campaigns/{campaign_id}"]["delete"]["responses"]
+
+
+def test_the_documented_content_examples_are_accepted(api):
+    spec = api.client.get("/api/v1/openapi.json").json
+    path = spec["paths"]["/api/v1/content"]["post"]["requestBody"]["content"]["application/json"]
+    created = api.call("POST", "/content", "operator", json=path["example"])
+    assert created.status_code == 201, created.json
+    patch = spec["paths"]["/api/v1/content/{content_id}"]["patch"]["requestBody"]["content"]
+    changed = api.call("PATCH", f"/content/{created.json['content_id']}", "operator",
+                       json=patch["application/json"]["example"])  # fmt: skip
+    assert changed.status_code == 200, changed.json
