@@ -513,6 +513,11 @@ class KafkaSettings:
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
 
+    def group(self, name: str) -> str:
+        """The prefix namespaces consumer groups too: two installations (or tests) sharing a
+        cluster never join each other's groups, and never wait out each other's members."""
+        return f"{self.topic_prefix}{name}"
+
 
 @dataclass(frozen=True)
 class Settings:

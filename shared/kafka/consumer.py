@@ -116,7 +116,7 @@ def create_consumer(
 ) -> KafkaConsumer:
     config = {
         "bootstrap_servers": kafka.bootstrap,
-        "group_id": group_id,
+        "group_id": kafka.group(group_id),
         "client_id": client_id,
         "enable_auto_commit": False,
         "auto_offset_reset": "earliest",

@@ -77,7 +77,7 @@ def limited_runner(kafka, effects, producer, group, limit: DlqLimit, decode=None
 
 
 def committed(kafka, group: str) -> dict[int, int]:
-    probe = KafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=group)
+    probe = KafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=kafka.group(group))
     try:
         topic = kafka.topic(TOUCHPOINTS)
         parts = probe.partitions_for_topic(topic) or set()

@@ -252,7 +252,7 @@ def test_sigterm_commits_before_leaving(stack, kafka, producer, schema):
     finally:
         if child.poll() is None:
             child.kill()
-    probe = KafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=group)
+    probe = KafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=kafka.group(group))
     try:
         topic = kafka.topic(TOUCHPOINTS)
         committed = [probe.committed(TopicPartition(topic, p)) or 0 for p in range(3)]

@@ -248,7 +248,7 @@ def test_unknown_tenant_goes_to_the_dlq(segment, kafka):
 def _group_caught_up(kafka, group: str, total: int) -> bool:
     from kafka import KafkaConsumer, TopicPartition
 
-    probe = KafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=group)
+    probe = KafkaConsumer(bootstrap_servers=kafka.bootstrap, group_id=kafka.group(group))
     try:
         topic = kafka.topic(TOUCHPOINTS)
         committed = [
