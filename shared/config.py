@@ -11,7 +11,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from marshmallow import (
@@ -26,6 +25,7 @@ from marshmallow import (
 )
 
 from shared.errors import ConfigError
+from shared.vocabulary import time_zone_error
 
 DEMO_TENANTS_PATH = Path(__file__).with_name("demo_tenants.yaml")
 
@@ -228,10 +228,8 @@ class WeComSchema(_SecretFieldsMixin, Schema):
 
 
 def _valid_timezone(value: str) -> None:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValidationError(f"unknown time zone {value!r}") from exc
+    if (error := time_zone_error(value)) is not None:  # by name: ZoneInfo("Asia") is a directory
+        raise ValidationError(error)
 
 
 class TenantSchema(Schema):

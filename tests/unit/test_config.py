@@ -60,6 +60,12 @@ def test_defaults_and_lookups():
             "tenants[0].timezone",
             "Mars/Base",
         ),
+        (  # a folder of the zone database, not a zone: ZoneInfo() raised IsADirectoryError
+            "tenants:\n  - id: ab\n    name: x\n    mode: b2b\n    timezone: Asia\n",
+            5,
+            "tenants[0].timezone",
+            "Unknown time zone 'Asia'",
+        ),
         (
             "tenants:\n  - id: ab\n    name: x\n    mode: b2b\n    colour: red\n",
             5,
