@@ -1,4 +1,5 @@
-"""Values of siyu.profiles.v1 and siyu.stage-changes.v1: marshmallow schemas, one per contract.
+"""Values of siyu.profiles.v1, siyu.stage-changes.v1 and siyu.catalogue.v1: marshmallow schemas,
+one per contract.
 
 Producers build them through these schemas (so a wrong value never reaches the topic) and
 consumers load them through the same schemas.
@@ -13,6 +14,7 @@ from marshmallow import EXCLUDE, Schema, fields, validate
 
 STAGE_CHANGE = "stage-change/1"
 PROFILE = "profile/1"
+CATALOGUE = "catalogue/1"
 
 
 class StageChangeSchema(Schema):
@@ -60,7 +62,47 @@ class ProfileSchema(Schema):
     oa_last_message_at = fields.AwareDateTime(allow_none=True, load_default=None)
 
 
-_SCHEMAS = {STAGE_CHANGE: StageChangeSchema(), PROFILE: ProfileSchema()}
+class CatalogueModelSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    name = fields.String(required=True)
+    builtin = fields.Boolean(required=True)
+    # Funnel stages in order, then side stages. Accounts are staged with the same model, so
+    # account stages are these names too (a model with account stages of its own would add a
+    # field here, within catalogue/1: consumers ignore what they do not know).
+    stages = fields.List(fields.String(), required=True)
+    side_stages = fields.List(fields.String(), load_default=list)
+
+
+class CatalogueSegmentSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    segment_id = fields.String(required=True)
+    name = fields.String(required=True)
+
+
+class CatalogueSchema(Schema):
+    """A tenant's names as segment knows them, whole: the model it stages contacts and accounts
+    with, and its segments. Keyed by tenant_id on a compacted topic, so the newest per tenant is
+    all a consumer ever needs; ``published_at`` orders two of one tenant."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    schema = fields.String(required=True, validate=validate.Equal(CATALOGUE))
+    tenant_id = fields.String(required=True)
+    model = fields.Nested(CatalogueModelSchema, required=True)
+    segments = fields.List(fields.Nested(CatalogueSegmentSchema), required=True)
+    published_at = fields.AwareDateTime(required=True)
+
+
+_SCHEMAS = {
+    STAGE_CHANGE: StageChangeSchema(),
+    PROFILE: ProfileSchema(),
+    CATALOGUE: CatalogueSchema(),
+}
 
 
 def encode(kind: str, value: dict[str, Any]) -> bytes:

@@ -13,6 +13,7 @@ from shared.config import KafkaSettings
 TOUCHPOINTS = "siyu.touchpoints.v1"
 PROFILES = "siyu.profiles.v1"
 STAGE_CHANGES = "siyu.stage-changes.v1"
+CATALOGUE = "siyu.catalogue.v1"
 # One dead-letter topic per consumer group, so each service's refusals are read, alerted on and
 # replayed on their own. The segment group (the touchpoints consumer) keeps the name its dead
 # letters have always had: renaming it would make Strimzi's topic operator delete them.
@@ -33,6 +34,8 @@ TOPICS = (
     # Latest profile per contact is all outreach needs: compaction keeps the topic bounded.
     TopicSpec(PROFILES, {"cleanup.policy": "compact"}),
     TopicSpec(STAGE_CHANGES),
+    # A tenant's current model and segments, keyed by tenant: only the newest matters.
+    TopicSpec(CATALOGUE, {"cleanup.policy": "compact"}),
 )
 
 
