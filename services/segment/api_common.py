@@ -10,6 +10,7 @@ from functools import lru_cache
 import psycopg
 from psycopg import sql
 
+from services.segment.catalogue import queue_catalogue
 from services.segment.derive import Topics
 from shared.api import context
 from shared.api.auth import tenant_id as current_tenant_id
@@ -40,13 +41,26 @@ def _tenants(path: str, mtime: float):
     return load_tenants(path)
 
 
+def _known_tenant() -> Tenant | None:
+    path = str(context().settings.tenants_path)
+    return _tenants(path, os.stat(path).st_mtime).get(current_tenant_id())
+
+
 def current_tenant() -> Tenant:
     """The tenant of the request (from the token, or ?tenant= for platform admins)."""
-    path = str(context().settings.tenants_path)
-    found = _tenants(path, os.stat(path).st_mtime).get(current_tenant_id())
+    found = _known_tenant()
     if found is None:
         raise unknown_tenant(current_tenant_id())
     return found
+
+
+def catalogue_changed(conn: psycopg.Connection) -> None:
+    """Queue the request tenant's catalogue after a model or segment changed (in ``conn``'s
+    transaction). A tenant the tenants file does not hold is one the segment consumer does not
+    serve either: there is no model to publish."""
+    tenant = _known_tenant()
+    if tenant is not None:
+        queue_catalogue(conn, tenant, segment_topics())
 
 
 def segment_topics() -> Topics:

@@ -21,7 +21,7 @@ from flask import Response
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 from psycopg.types.json import Jsonb
 
-from services.segment.api_common import current_tenant, segment_connection
+from services.segment.api_common import catalogue_changed, current_tenant, segment_connection
 from services.segment.derive import (
     HISTORY_DAYS,
     account_facts,
@@ -394,6 +394,7 @@ def put_model(document: dict, name: str):
             name,
             {"stages": list(model.stage_names), "side_stages": list(model.side_stages)},
         )
+        catalogue_changed(conn)
         active = active_model_name(conn, tenant)
     view = _model_view(name, row["document"], builtin=False, active=name == active, row=row)
     return view, 200 if exists else 201
@@ -418,6 +419,7 @@ def delete_model(name: str):
         if row is None:
             raise not_found("lifecycle model", name)
         audit(conn, principal(), tenant.id, "lifecycle.delete", name, {})
+        catalogue_changed(conn)
     return None
 
 

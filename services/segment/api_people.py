@@ -19,7 +19,12 @@ from datetime import UTC, datetime
 from marshmallow import Schema, fields, validate
 from psycopg.types.json import Jsonb
 
-from services.segment.api_common import current_tenant, segment_connection, segment_topics
+from services.segment.api_common import (
+    catalogue_changed,
+    current_tenant,
+    segment_connection,
+    segment_topics,
+)
 from services.segment.behaviour import Features
 from services.segment.derive import derive_touched, lock_contacts, model_for, override_stage
 from services.segment.lifecycle import error_paths
@@ -978,6 +983,7 @@ def create_segment(body: dict):
             raise _segment_error(exc) from None
         _check_rule_names(conn, tenant, body["rule"])
         audit(conn, principal(), tenant, "segment.create", body["segment_id"], body)
+        catalogue_changed(conn)
         return _segment_row(conn, tenant, body["segment_id"])
 
 
@@ -1018,6 +1024,7 @@ def replace_segment(body: dict, segment_id: str):
         _check_rule_names(conn, tenant, body["rule"])
         details = {**body, "previous": {k: before[k] for k in ("name", "description", "rule")}}
         audit(conn, principal(), tenant, "segment.replace", segment_id, details)
+        catalogue_changed(conn)
         return _segment_row(conn, tenant, segment_id)
 
 
@@ -1037,6 +1044,7 @@ def delete_segment(segment_id: str):
         if row is None:
             raise not_found("segment", segment_id)
         audit(conn, principal(), tenant, "segment.delete", segment_id, dict(row))
+        catalogue_changed(conn)
     return None
 
 

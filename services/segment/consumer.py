@@ -2,6 +2,8 @@
 
 decode (envelope schema) -> process (one transaction per batch: apply every touchpoint) -> commit.
 A touchpoint of a tenant this deployment does not know is a poison message (DLQ), not a crash.
+At start, every tenant's catalogue (its model and segments, services/segment/catalogue.py) is
+queued in the outbox, so a fresh outreach schema fills up without waiting for a change.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import structlog
 from psycopg_pool import ConnectionPool
 
 from services.segment.apply import apply_touchpoints
+from services.segment.catalogue import queue_all
 from services.segment.derive import Checkpoint, Topics, derive_touched, queue_tombstone
 from services.segment.enrichment import Enricher
 from shared.config import Settings, TenantRegistry, load_tenants
@@ -117,6 +120,12 @@ def build_runner(
     )
 
 
+def announce_catalogues(settings: Settings, pool: ConnectionPool, tenants: TenantRegistry) -> None:
+    """Every tenant's catalogue into the outbox (the process's drainer publishes it)."""
+    count = queue_all(pool, tenants.tenants, Topics.with_prefix(settings.kafka.topic_prefix))
+    log.info("catalogues_queued", tenants=count)
+
+
 def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.1") -> int:
     tenants = load_tenants(settings.tenants_path)
     settings.require_kafka()
@@ -149,6 +158,7 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
         ).start()
     outbox.start()
     try:
+        announce_catalogues(settings, pool, tenants)
         runner.run()
     finally:
         if enricher is not None:

@@ -33,7 +33,7 @@ from services.segment.segments import load_segments, membership, segment_facts
 from services.segment.writes import AccountDerived, ContactDerived, Writes
 from shared import messages
 from shared.config import Tenant
-from shared.kafka.topics import PROFILES, STAGE_CHANGES
+from shared.kafka.topics import CATALOGUE, PROFILES, STAGE_CHANGES
 
 HISTORY_DAYS = 400  # rules look back at most a year (plus margin)
 HISTORY_LIMIT = 2000  # newest events per contact the rules see
@@ -47,10 +47,11 @@ Checkpoint = tuple[datetime, str]  # (event time, event id) of a touchpoint appl
 class Topics:
     profiles: str
     stage_changes: str
+    catalogue: str = CATALOGUE
 
     @classmethod
     def with_prefix(cls, prefix: str) -> Topics:
-        return cls(prefix + PROFILES, prefix + STAGE_CHANGES)
+        return cls(prefix + PROFILES, prefix + STAGE_CHANGES, prefix + CATALOGUE)
 
 
 # Compiled custom models by (tenant, name, updated_at): an edit through the API changes
