@@ -5,6 +5,8 @@ decode (the contracts' schemas) -> process (one transaction per batch) -> commit
   (redelivery and replays are harmless); a ``merged_into`` tombstone deletes the row. A risk flag
   the account did not have before fires the campaigns triggered by it.
 - ``siyu.stage-changes.v1``: fires the campaigns triggered by entering that stage.
+- ``siyu.catalogue.v1``: the tenant's model and segments, the names campaigns are checked
+  against (services/outreach/catalogue.py; the newest per tenant wins).
 A trigger becomes a run of the campaign for that subject, unique per (campaign, trigger), so a
 redelivered stage change never sends twice. Triggers older than ``STALE_AFTER`` (a consumer
 group reset, a long outage) are dropped: a welcome sent days late is worse than none.
@@ -20,17 +22,23 @@ import structlog
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
+from services.outreach.catalogue import apply_catalogues
 from shared import messages
 from shared.kafka.consumer import Message, PoisonMessage
-from shared.kafka.topics import PROFILES
+from shared.kafka.topics import CATALOGUE, PROFILES, STAGE_CHANGES
 
 log = structlog.get_logger("siyu.outreach")
 
 STALE_AFTER = timedelta(hours=24)
 
 
+# By topic suffix: a deployment's topics may carry a prefix (KafkaSettings.topic_prefix).
+KINDS = {PROFILES: messages.PROFILE, STAGE_CHANGES: messages.STAGE_CHANGE,
+         CATALOGUE: messages.CATALOGUE}  # fmt: skip
+
+
 def decode(message: Message) -> tuple[str, dict[str, Any]]:
-    kind = messages.PROFILE if message.topic.endswith(PROFILES) else messages.STAGE_CHANGE
+    kind = next(k for topic, k in KINDS.items() if message.topic.endswith(topic))
     try:
         return kind, messages.decode(kind, message.value)
     except Exception as exc:  # not JSON or not the contract: the DLQ says which field
@@ -172,8 +180,10 @@ def make_process(pool, clock=lambda: datetime.now(UTC)):
     def process(batch) -> None:
         profiles = [d.payload[1] for d in batch if d.payload[0] == messages.PROFILE]
         changes = [d.payload[1] for d in batch if d.payload[0] == messages.STAGE_CHANGE]
+        catalogues = [d.payload[1] for d in batch if d.payload[0] == messages.CATALOGUE]
         now = clock()
         with pool.connection() as conn, conn.transaction():
+            apply_catalogues(conn, catalogues)
             apply_profiles(conn, profiles, now)
             apply_stage_changes(conn, changes, now)
 

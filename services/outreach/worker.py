@@ -1,8 +1,8 @@
 """`siyu outreach worker`: the audience projection, the scheduler (when leader), the senders.
 
-Threads: the projection consumer (``siyu-outreach`` group on the profile and stage-change
-topics) and the loop below; every replica sends (runs are claimed with SKIP LOCKED and a lease),
-only the holder of the advisory lock schedules and syncs WeCom groups.
+Threads: the projection consumer (``siyu-outreach`` group on the profile, stage-change and
+catalogue topics) and the loop below; every replica sends (runs are claimed with SKIP LOCKED
+and a lease), only the holder of the advisory lock schedules and syncs WeCom groups.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from shared.health import BackgroundServer, create_ops_app
 from shared.kafka.consumer import ConsumerRunner, DeadLetterQueue, create_consumer
 from shared.kafka.dlq_limit import DlqLimit
 from shared.kafka.producer import create_producer
-from shared.kafka.topics import OUTREACH_DLQ, PROFILES, STAGE_CHANGES
+from shared.kafka.topics import CATALOGUE, OUTREACH_DLQ, PROFILES, STAGE_CHANGES
 from shared.links import LinkSigner
 from shared.wechat import WeComError
 
@@ -42,7 +42,7 @@ def build_runner(settings: Settings, pool: ConnectionPool, *, group: str = GROUP
     producer = create_producer(kafka, client_id="siyu-outreach")
     return ConsumerRunner(
         create_consumer(kafka, group_id=group, client_id="siyu-outreach"),
-        topics=[kafka.topic(PROFILES), kafka.topic(STAGE_CHANGES)],
+        topics=[kafka.topic(PROFILES), kafka.topic(STAGE_CHANGES), kafka.topic(CATALOGUE)],
         group=group,
         decode=projection.decode,
         process=projection.make_process(pool),
