@@ -25,8 +25,13 @@ class Unknown:
     kind: str  # what the name should be: "stage", "role", "attribute"...
     value: object
     valid: tuple[str, ...]
+    # Why the name cannot be checked at all (the names are not known yet): said instead of
+    # "unknown", which would be a guess.
+    unchecked: str | None = None
 
     def message(self) -> str:
+        if self.unchecked is not None:
+            return f"Cannot check {self.kind} {self.value!r}: {self.unchecked}"
         text = f"Unknown {self.kind} {self.value!r}."
         if len(self.valid) <= 20:
             text += f" Valid: {', '.join(self.valid) or '(none)'}."

@@ -4,13 +4,14 @@ test moves (schedules, quiet hours, caps and back-offs are about time)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from services.api import create_app
+from services.outreach import catalogue as catalogue_store
 from services.outreach import groups, projection, scheduler
 from services.outreach.clients import Clients
 from services.outreach.runs import Executor
@@ -19,6 +20,7 @@ from shared.db import create_pool
 from shared.devstack.dev import DEMO_SECRETS
 from shared.links import LinkSigner
 from shared.migrations import migrate_service
+from shared.vocabulary import BUILTIN_STAGES
 from tests.api.conftest import Api, issue_tokens
 from tests.fake_wecom import FakeWeCom
 
@@ -38,6 +40,7 @@ class Outreach:
     clients: Clients
     settings: Settings
     now: datetime = TUESDAY_10
+    segments: set[str] = field(default_factory=set)
 
     # --- the audience, as the segment service publishes it
 
@@ -63,7 +66,23 @@ class Outreach:
         }  # fmt: skip
         with self.pool.connection() as conn, conn.transaction():
             projection.apply_profiles(conn, [p], self.now)
+        if p["segments"]:  # segment defined them: its catalogue names them
+            self.publish_segments(*p["segments"])
         return p
+
+    def publish_segments(self, *segment_ids: str) -> None:
+        """acme's catalogue as segment publishes it (siyu.catalogue.v1), naming these segments
+        too: campaigns may only name segments the catalogue has."""
+        self.segments |= set(segment_ids)
+        catalogue = {
+            "schema": "catalogue/1", "tenant_id": "acme",
+            "model": {"name": "aisceas", "builtin": True,
+                      "stages": list(BUILTIN_STAGES["aisceas"]), "side_stages": ["lapsed"]},
+            "segments": [{"segment_id": s, "name": s} for s in sorted(self.segments)],
+            "published_at": datetime.now(UTC),
+        }  # fmt: skip
+        with self.pool.connection() as conn, conn.transaction():
+            catalogue_store.apply_catalogues(conn, [catalogue])
 
     def world(self):
         return self.fake.world(CORP)
@@ -121,6 +140,12 @@ class Outreach:
         return response.json["content_id"]
 
     def campaign(self, *, launch: bool = True, who: str = "operator", **body) -> str:
+        audience = body.get("audience") or {}
+        named = (audience.get("segments") or []) + (
+            (audience.get("exclude") or {}).get("segments") or []
+        )
+        if named:
+            self.publish_segments(*named)
         response = self.call("POST", "/campaigns", who, json={"name": "campaign", **body})
         assert response.status_code == 201, response.json
         campaign_id = response.json["campaign_id"]
