@@ -22,6 +22,7 @@ from bench import report
 from bench.loadgen import Result, http_post, run
 from shared.config import DEMO_TENANTS_PATH, KafkaSettings, load_tenants
 from shared.devstack.broker import EmbeddedBroker
+from shared.devstack.dev import DEMO_SECRETS
 from shared.devstack.ports import free_port, wait_for_port
 from shared.devstack.postgres import EmbeddedPostgres
 from shared.kafka.topics import ensure_topics
@@ -42,7 +43,7 @@ def wecom_requests(port: int, count: int = 2000) -> list[bytes]:
     for i in range(count):
         inner = (
             f"<xml><ToUserName><![CDATA[{corp.corp_id}]]></ToUserName><FromUserName><![CDATA[sys]]>"
-            f"</FromUserName><CreateTime>{now + i}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+            f"</FromUserName><CreateTime>{now - i}</CreateTime><MsgType><![CDATA[event]]></MsgType>"
             "<Event><![CDATA[change_external_contact]]></Event>"
             "<ChangeType><![CDATA[add_external_contact]]></ChangeType>"
             f"<UserID><![CDATA[sales{i % 20}]]></UserID>"
@@ -96,6 +97,7 @@ def main() -> int:
             ensure_topics(KafkaSettings(bootstrap=broker.bootstrap, partitions=6))
             env = {
                 **os.environ,
+                **DEMO_SECRETS,  # ingest checks at start that every secret the tenants name is set
                 "SIYU_DATABASE_URL": postgres.dsn,
                 "SIYU_KAFKA_BOOTSTRAP": broker.bootstrap,
                 "SIYU_TENANTS": str(DEMO_TENANTS_PATH),

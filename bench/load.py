@@ -23,6 +23,7 @@ from bench.ingest import CONCURRENCY, WORKERS, wecom_requests
 from bench.loadgen import run
 from shared.config import DEMO_TENANTS_PATH, KafkaSettings
 from shared.devstack.broker import EmbeddedBroker
+from shared.devstack.dev import DEMO_SECRETS
 from shared.devstack.ports import free_port, wait_for_port
 from shared.devstack.postgres import EmbeddedPostgres
 from shared.kafka.topics import ensure_topics
@@ -65,8 +66,9 @@ def main() -> int:
 
 def load(dsn: str, bootstrap: str) -> int:
     port = free_port()
-    env = {**os.environ, "SIYU_DATABASE_URL": dsn, "SIYU_KAFKA_BOOTSTRAP": bootstrap,
-           "SIYU_TENANTS": str(DEMO_TENANTS_PATH), "SIYU_LOG_LEVEL": "WARNING",
+    env = {**os.environ, **DEMO_SECRETS, "SIYU_DATABASE_URL": dsn,
+           "SIYU_KAFKA_BOOTSTRAP": bootstrap, "SIYU_TENANTS": str(DEMO_TENANTS_PATH),
+           "SIYU_LOG_LEVEL": "WARNING",
            "SIYU_LINK_SECRET": "bench-link-secret-0123456789"}  # fmt: skip
     server = subprocess.Popen(
         [sys.executable, "-m", "shared.cli", "ingest", "serve", "--port", str(port),
