@@ -1,4 +1,4 @@
-"""The `siyu` command: one entry point for every process (see ARCHITECTURE.md)."""
+"""The `siyu` command: one entry point for every process (docs/architecture.md, "Processes")."""
 
 from __future__ import annotations
 
@@ -330,7 +330,7 @@ def migrate(service: str | None) -> None:
 
 @main.command()
 def topics() -> None:
-    """Create the Kafka topics of ARCHITECTURE.md that are missing."""
+    """Create the Kafka topics of docs/architecture.md that are missing."""
     from shared.kafka.topics import ensure_topics
 
     settings = _settings()

@@ -496,7 +496,8 @@ class KafkaSettings:
     topic_prefix: str = ""
     partitions: int = 6
     replication: int = 1
-    # Production Kafka defaults; `siyu dev` and the tests use fast group joins (see STACK.md).
+    # Production Kafka defaults; `siyu dev` and the tests use fast group joins
+    # (shared/kafka/tansu.py).
     session_timeout_ms: int = 45000
     heartbeat_interval_ms: int = 3000
     max_poll_interval_ms: int = 300000

@@ -1,4 +1,4 @@
-"""The touchpoint envelope: the one contract every service reads (ARCHITECTURE.md).
+"""The touchpoint envelope: the one contract every service reads (docs/architecture.md).
 
 Type names are dotted and stable; the full list lives in ``EVENT_TYPES``. Renaming one is a breaking
 change for every consumer and every stored rule that names it: add new names, never rename.

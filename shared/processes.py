@@ -1,4 +1,4 @@
-"""Every Siyu process (ARCHITECTURE.md) and whether this build contains it.
+"""Every Siyu process (docs/architecture.md) and whether this build contains it.
 
 `siyu dev` starts the built ones; a command whose service is not built exits with a clear message.
 """

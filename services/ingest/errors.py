@@ -1,4 +1,5 @@
-"""Ingest's refusals: each a code a caller can act on and the HTTP status of ARCHITECTURE.md."""
+"""Ingest's refusals: each a code a caller can act on, with the HTTP status of
+docs/architecture.md ("Errors")."""
 
 from __future__ import annotations
 

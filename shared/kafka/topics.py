@@ -1,4 +1,4 @@
-"""The topics of ARCHITECTURE.md and their creation when absent."""
+"""The topics of docs/architecture.md and their creation when absent."""
 
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ SIGKILLed mid-batch and another takes over; (c) PostgreSQL restarts under the co
 accepted event is in Kafka exactly once, the segment state equals a clean replay, no delivery
 went out twice, and nothing was dropped without an entry in the DLQ.
 
-The dev broker keeps its data in memory (STACK.md): a killed broker comes back empty. So (a)
+The dev broker keeps its data in memory (shared/kafka/tansu.py): a killed broker comes back empty. So (a)
 checks what Siyu owns, ingest's durability: events accepted before the kill were read from the
 old broker, events accepted during and after it reach the new one through the outbox, each once.
 """

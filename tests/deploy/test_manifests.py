@@ -264,7 +264,7 @@ def test_every_deployment_has_a_disruption_budget_and_network_policy(overlay):
 def test_every_topic_exists_with_the_replication_the_overlay_promises(overlay):
     name, objects = overlay
     topics = {t["spec"]["topicName"]: t["spec"] for t in objects_of(objects, "KafkaTopic").values()}
-    assert set(topics) == {t.name for t in TOPICS}  # every topic of ARCHITECTURE.md
+    assert set(topics) == {t.name for t in TOPICS}  # every topic of docs/architecture.md
     for spec in TOPICS:  # with the configs the code gives them (compaction of the profiles)
         for key, value in spec.configs.items():
             assert topics[spec.name]["config"][key] == value
