@@ -1,4 +1,5 @@
-"""B2C behaviour: features of one contact's history and the customer types of DOMAIN.md.
+"""B2C behaviour: features of one contact's history and its customer types (docs/domain.md,
+"Customer types").
 
 ``features(events, now, created_at)`` turns a contact's events into numbers (recency, frequency,
 value, engagement, interests, offer responsiveness, complaints); ``segments(features, thresholds)``

@@ -1,4 +1,4 @@
-"""B2B account health: risk flags with human reasons (DOMAIN.md, "B2B account health").
+"""B2B account health: risk flags with human reasons (docs/domain.md, "Account health").
 
 ``risk_flags(account, member_events, now, thresholds)`` reads the account's own business facts
 (``account.events``: orders, invoices, payments) and its members' touchpoints (``member_events``).

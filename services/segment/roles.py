@@ -1,4 +1,4 @@
-"""B2B buying roles from job titles (职位) and staff tags (DOMAIN.md, "B2B buying roles").
+"""B2B buying roles from job titles (职位) and staff tags (docs/domain.md, "Buying roles").
 
 Pure functions: ``infer_role(title, tags)`` and ``role_coverage(engaged)``.
 

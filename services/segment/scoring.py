@@ -1,4 +1,5 @@
-"""Lead and account scoring: points per touchpoint, decaying with a half-life (DOMAIN.md).
+"""Lead and account scoring: points per touchpoint, decaying with a half-life
+(docs/domain.md, "Scoring").
 
 Pure functions over plain data: no I/O, no clock (``now`` is always an argument).
 
