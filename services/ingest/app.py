@@ -164,7 +164,7 @@ def wecom(corp_id: str):
         try:
             crypto.verify((token, timestamp, nonce, echostr), msg_signature)
         except Refused:
-            # PLATFORM.md: an unencoded "+" in echostr arrives as a space.
+            # docs/platform.md "Callbacks: URL verification": an unencoded "+" arrives as a space.
             echostr = echostr.replace(" ", "+")
             crypto.verify((token, timestamp, nonce, echostr), msg_signature)
         plain = crypto.decrypt(echostr, encoding_aes_key=aes_key, receive_id=corp_id, wecom=True)

@@ -1,4 +1,6 @@
-"""Signature checks and AES decryption for OA and WeCom callbacks (PLATFORM.md section 1).
+"""Signature checks and AES decryption for OA and WeCom callbacks.
+
+The rules are in docs/platform.md, "Callbacks: signatures and encryption".
 
 wechatpy does the SHA-1 signing and the AES frame; we compare signatures in constant time
 (wechatpy uses ``!=``) and turn its exceptions into refusals with codes.

@@ -1,6 +1,6 @@
 """WeChat OA and WeCom callback fields -> touchpoint envelopes. Pure: no I/O, time is an argument.
 
-Dedup keys follow PLATFORM.md section 4: OA messages by MsgId, OA events by
+Dedup keys follow docs/platform.md "Deduplication": OA messages by MsgId, OA events by
 FromUserName+CreateTime+Event, WeCom events by corpid|Event|ChangeType|CreateTime|UserID|
 ExternalUserID (+ChatId|UpdateDetail|CurMemVer for chats, +Id|TagType for tags), because WeCom's
 FromUserName is always ``sys`` and would collide.

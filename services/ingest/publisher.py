@@ -3,7 +3,8 @@
 A webhook is answered 200 only after one of the two holds the event:
 1. the broker acknowledged it (idempotent producer, acks=all), within a bounded wait; or
 2. it is committed in ``ingest.outbox`` (synchronous commit), and the replayer publishes it later.
-If neither is possible the request fails with 503 and WeChat retries (PLATFORM.md section 4).
+If neither is possible the request fails with 503 and WeChat retries (docs/platform.md,
+"Delivery and retries").
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ The audience and its journey come from ``services.ingest.population`` (pure, see
 module renders each ``Action`` the way WeChat, WeCom or a CRM would send it, paces the requests
 and reports.
 
-Wire formats (the contract with the ingest routes, PLATFORM.md sections 1-3):
+Wire formats (the contract with the ingest routes, docs/platform.md callback sections):
 
 - OA: ``POST {url}/wechat/oa/{app_id}?signature&timestamp&nonce&openid``,
   ``Content-Type: text/xml``, plain XML; an OA with an EncodingAESKey gets safe mode:

@@ -1,5 +1,5 @@
 """WeCom customer groups (客户群) as outreach sends to them: owner and customer members, synced
-from ``groupchat/list`` + ``groupchat/get`` (PLATFORM.md §5: events signal a change, the API
+from ``groupchat/list`` + ``groupchat/get`` (docs/platform.md: events signal a change, the API
 has the state). A group no longer listed is marked dismissed, never deleted (deliveries name it).
 
 Fetching is slow (one call per group, rate-limited), so it happens first, outside any

@@ -348,7 +348,7 @@ class CapsSchema(_Strict):
 
 
 class QuotasSchema(_Strict):
-    """The platform's limits (PLATFORM.md §5), as this tenant's account is subject to them."""
+    """The platform's limits (docs/platform.md "Rate limits and quotas"), as they apply here."""
 
     wecom_customer_per_day = fields.Integer(
         load_default=1, validate=validate.Range(min=0),

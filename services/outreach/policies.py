@@ -14,7 +14,7 @@ in a fixed order and the first that fails is the reason:
    nor by default any B2B contact (``no_discount_b2b``; an admin override lifts this one only);
 5. frequency caps of the tenant, counting every exposure on every channel, group sends
    included (``cap_day``, ``cap_week``; groups: ``group_cap_day``, ``group_cap_week``);
-6. platform quotas (PLATFORM.md §5): ``quota_wecom_customer_day``, ``outside_cs_window``,
+6. platform quotas (docs/platform.md): ``quota_wecom_customer_day``, ``outside_cs_window``,
    ``quota_oa_custom``, ``quota_oa_mass_month``.
 """
 

@@ -2,7 +2,7 @@
 
 Outreach keeps no events: the profile tells it who still follows the Official Account, who is
 still a WeCom contact of the company, and when the contact last wrote to the OA (a message opens
-the 48-hour customer-service window, PLATFORM.md §5). ``None`` means no evidence either way.
+the 48-hour customer-service window, docs/platform.md). ``None`` means no evidence either way.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Clients of the WeChat platforms' server APIs (PLATFORM.md sections 5 and 6)."""
+"""Clients of the WeChat platforms' server APIs (docs/platform.md)."""
 
 from shared.wechat.wecom import (
     RateLimited,

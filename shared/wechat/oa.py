@@ -1,5 +1,5 @@
 """The Official Account (公众号) server-API client: the WeCom client's token cache, limiter,
-timeouts and error policy (shared/wechat/wecom.py), with the OA's own rules (PLATFORM.md §5):
+timeouts and error policy (shared/wechat/wecom.py), with the OA's own rules (docs/platform.md):
 
 - tokens from ``stable_token`` (it does not rotate on repeated calls, so several processes can
   share an app without invalidating each other's token);

@@ -1,6 +1,7 @@
 """The shared WeCom (企业微信) server-API client, built on wechatpy's enterprise ``WeChatClient``.
 
-What it adds to wechatpy (PLATFORM.md sections 5 and 6):
+What it adds to wechatpy (docs/platform.md: "Access tokens", "Rate limits and quotas",
+"Using wechatpy"):
 
 - ``API_BASE_URL`` from configuration (``SIYU_WECOM_API_BASE``: the fake server in dev and tests),
   including the token URL, which wechatpy hard-codes.
@@ -311,7 +312,7 @@ class WeComClient(WeChatClient):
     # --- tokens --------------------------------------------------------------------------------
 
     def fetch_access_token(self) -> dict:
-        """wechatpy hard-codes the token URL; ours follows ``API_BASE_URL`` (PLATFORM.md 6)."""
+        """wechatpy hard-codes the token URL; ours follows ``API_BASE_URL`` (docs/platform.md)."""
         return self._fetch_access_token(
             url=self.API_BASE_URL + "gettoken",
             params={"corpid": self.corp_id, "corpsecret": self.secret},

@@ -1,4 +1,4 @@
-"""`siyu fake-wechat`: the WeChat OA / WeCom stand-in behaves like the platform (PLATFORM.md)."""
+"""`siyu fake-wechat`: the WeChat OA / WeCom stand-in mimics the platform (docs/platform.md)."""
 
 from __future__ import annotations
 

@@ -92,7 +92,7 @@ def envelopes(ingest, expected: int) -> list[dict]:
 
 @pytest.mark.parametrize("aes", [False, True], ids=["plain", "safe"])
 def test_every_oa_type_reaches_kafka(ingest, aes):
-    # One second apart: two events of one user in the same second share a dedup key (PLATFORM.md).
+    # One second apart: two events of one user in one second share a dedup key (docs/platform.md).
     for second, (body, _, _) in enumerate(OA_CASES):
         response = ingest.oa_post(oa(body, second), aes=aes)
         assert response.status_code == 200, response.get_data(as_text=True)

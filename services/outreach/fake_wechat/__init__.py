@@ -1,6 +1,6 @@
 """`siyu fake-wechat` (:8099): a local stand-in for the WeChat Official Account and WeCom HTTP APIs.
 
-It behaves like the platform (PLATFORM.md): credentials from the tenants file, expiring and
+It behaves like the platform (docs/platform.md): credentials from the tenants file, expiring and
 rotating access tokens, frequency limits (45009), the platform's error codes, and each tenant's
 WeCom customers, tags and customer groups seeded from the simulator's people, so ``siyu dev`` and
 the tests run the real clients against it. Base URLs for clients:

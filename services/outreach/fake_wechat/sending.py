@@ -1,4 +1,4 @@
-"""The fake's sending APIs and what they received (PLATFORM.md §5), for outreach in dev and tests.
+"""The fake's sending APIs and what they received (docs/platform.md), for outreach dev and tests.
 
 WeCom ``externalcontact/add_msg_template`` creates a task per sending member that nothing leaves
 until the member confirms it (here: ``confirm_delay`` seconds later); ``get_groupmsg_task`` and

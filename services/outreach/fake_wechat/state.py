@@ -1,7 +1,7 @@
 """The fake's memory: credentials, access tokens, frequency limits, injected faults and the log
 of calls. One lock guards everything, so a threaded server can share one ``FakeState``.
 
-Token rules follow the platform (PLATFORM.md §5):
+Token rules follow the platform (docs/platform.md "Access tokens"):
 - WeCom ``gettoken``: one token per corp secret, the same until it expires or is revoked.
 - OA ``token``: every call issues a new token; the previous one keeps working for a grace period
   (about 5 minutes), then answers 40001. ``stable_token`` keeps its own token (isolated from
