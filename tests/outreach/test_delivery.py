@@ -249,7 +249,9 @@ def test_a_crash_mid_run_resumes_without_sending_twice(outreach, monkeypatch):
     assert sorted(received) == sorted(openid for _, openid in people)  # once each
 
 
-def test_wecom_sends_interrupted_mid_call_are_never_repeated(outreach, monkeypatch):
+def wecom_send_interrupted_mid_call(outreach, monkeypatch) -> tuple[str, object, object]:
+    """A WeCom 1:1 campaign whose worker dies right after the platform accepted the message;
+    returns the campaign, the client and its real ``add_msg_template``."""
     ((ext, _),) = outreach.customers(1)
     outreach.profile("c_1", ext=ext, segments=["s"])
     campaign = outreach.campaign(channel="wecom_single", audience={"segments": ["s"]},
@@ -265,6 +267,11 @@ def test_wecom_sends_interrupted_mid_call_are_never_repeated(outreach, monkeypat
     monkeypatch.setattr(client, "add_msg_template", crash)
     with pytest.raises(Crash):
         outreach.send()
+    return campaign, client, real
+
+
+def test_wecom_sends_interrupted_mid_call_are_never_repeated(outreach, monkeypatch):
+    campaign, client, real = wecom_send_interrupted_mid_call(outreach, monkeypatch)
     monkeypatch.setattr(client, "add_msg_template", real)
     outreach.now += timedelta(minutes=6)
     outreach.send()

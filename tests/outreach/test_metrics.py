@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY
 
 from services.outreach import backlog
 from services.outreach.runs import MAX_ATTEMPTS
-from tests.outreach.test_delivery import WEEKLY, Crash
+from tests.outreach.test_delivery import WEEKLY, wecom_send_interrupted_mid_call
 
 pytestmark = pytest.mark.integration
 
@@ -28,21 +28,7 @@ def open_(status: str, channel: str) -> float:
 
 
 def test_a_run_interrupted_mid_call_shows_as_stuck_then_unknown(outreach, monkeypatch):
-    ((ext, _),) = outreach.customers(1)
-    outreach.profile("c_1", ext=ext, segments=["s"])
-    outreach.campaign(channel="wecom_single", audience={"segments": ["s"]},
-                      content={"item": outreach.content()}, trigger=WEEKLY)  # fmt: skip
-    outreach.schedule()
-    client = outreach.clients.wecom("acme")
-    real = client.add_msg_template
-
-    def crash(body):
-        real(body)
-        raise Crash
-
-    monkeypatch.setattr(client, "add_msg_template", crash)
-    with pytest.raises(Crash):
-        outreach.send()
+    _, client, real = wecom_send_interrupted_mid_call(outreach, monkeypatch)
     backlog.refresh(outreach.pool)
     assert open_("sending", "wecom_single") == 1
     stuck = {"tenant": "acme", "channel": "wecom_single"}
