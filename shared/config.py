@@ -25,6 +25,7 @@ from marshmallow import (
 )
 
 from shared.errors import ConfigError
+from shared.kafka.security import KafkaSecurity, security_from_env
 from shared.vocabulary import time_zone_error
 
 DEMO_TENANTS_PATH = Path(__file__).with_name("demo_tenants.yaml")
@@ -508,6 +509,8 @@ class KafkaSettings:
     dlq_max_ratio: float | None = 0.5
     dlq_max_consecutive: int | None = 100
     dlq_window: int = 1000
+    # TLS and SASL (shared/kafka/security.py): each process's own Kafka user in the cluster.
+    security: KafkaSecurity = field(default_factory=KafkaSecurity)
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
@@ -552,6 +555,7 @@ class Settings:
             dlq_max_ratio=min(1.0, _env_float(env, "SIYU_DLQ_MAX_RATIO", 0.5)),
             dlq_max_consecutive=_env_int(env, "SIYU_DLQ_MAX_CONSECUTIVE", 100) or None,
             dlq_window=max(1, _env_int(env, "SIYU_DLQ_WINDOW", 1000)),
+            security=security_from_env(env),
         )
         return cls(
             database_url=env.get("SIYU_DATABASE_URL") or None,

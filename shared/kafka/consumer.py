@@ -124,6 +124,7 @@ def create_consumer(
         "heartbeat_interval_ms": kafka.heartbeat_interval_ms,
         "max_poll_interval_ms": kafka.max_poll_interval_ms,
         "max_poll_records": kafka.max_batch,
+        **kafka.security.client_config(),
     }
     config.update(overrides)
     return KafkaConsumer(**config)

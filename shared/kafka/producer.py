@@ -40,6 +40,7 @@ def create_producer(kafka: KafkaSettings, *, client_id: str, **overrides) -> Kaf
         # Bounded: a webhook must fail (and fall back) long before WeChat's 5 s give-up.
         "delivery_timeout_ms": 30000,
         "max_block_ms": 10000,
+        **kafka.security.client_config(),
     }
     config.update(overrides)
     return KafkaProducer(**config)

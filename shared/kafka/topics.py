@@ -41,7 +41,9 @@ TOPICS = (
 
 def ensure_topics(kafka: KafkaSettings, specs: tuple[TopicSpec, ...] = TOPICS) -> list[str]:
     """Create each missing topic with the configured partitions; return the names created."""
-    admin = KafkaAdminClient(bootstrap_servers=kafka.bootstrap, client_id="siyu-topics")
+    admin = KafkaAdminClient(
+        bootstrap_servers=kafka.bootstrap, client_id="siyu-topics", **kafka.security.client_config()
+    )
     try:
         existing = set(admin.list_topics())
         missing = [s for s in specs if kafka.topic(s.name) not in existing]
