@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from marshmallow import (
 
 from shared.errors import ConfigError
 from shared.kafka.security import KafkaSecurity, security_from_env
+from shared.limits import DEFAULT_LIMITS, Limits, LimitsSchema, limits_from_env
 from shared.vocabulary import time_zone_error
 
 DEMO_TENANTS_PATH = Path(__file__).with_name("demo_tenants.yaml")
@@ -74,6 +76,10 @@ class Secret:
 
     def is_set(self, environ: Mapping[str, str]) -> bool:
         return self._value is not None or bool(environ.get(self._env or ""))
+
+    def length(self, environ: Mapping[str, str]) -> int:
+        """How long the value is (0 if unset): enough to judge its strength, never to show it."""
+        return len(self._value if self._value is not None else environ.get(self._env or "", ""))
 
     def __repr__(self) -> str:
         return f"Secret({self.source}, ***)"
@@ -200,11 +206,19 @@ class OfficialAccountSchema(_SecretFieldsMixin, Schema):
     encoding_aes_key_env = _env_name()
     app_secret = fields.String()
     app_secret_env = _env_name()
+    # With an EncodingAESKey, plaintext callbacks (whose body is unsigned) are refused unless
+    # this is true: docs/security.md "Webhooks". Without a key, plaintext is the only mode.
+    plaintext_allowed = fields.Boolean(load_default=False)
 
     @post_load
     def _build(self, data: dict, **kwargs: Any) -> OfficialAccount:
         secrets = self._secrets(data, f"wechat_oa[{data['app_id']}]")
-        return OfficialAccount(app_id=data["app_id"], name=data.get("name"), **secrets)
+        return OfficialAccount(
+            app_id=data["app_id"],
+            name=data.get("name"),
+            plaintext_allowed=data["plaintext_allowed"],
+            **secrets,
+        )
 
 
 class WeComSchema(_SecretFieldsMixin, Schema):
@@ -233,6 +247,22 @@ def _valid_timezone(value: str) -> None:
         raise ValidationError(error)
 
 
+class LinkKeysSchema(Schema):
+    """The tenant's tracked-link key (shared/links.py): its version, raised to rotate; links
+    signed under the version before it keep working until ``previous_valid_until``
+    (docs/security.md "Tracked links")."""
+
+    class Meta:
+        unknown = RAISE
+
+    key_version = fields.Integer(load_default=1, validate=validate.Range(min=1, max=1_000_000))
+    previous_valid_until = fields.AwareDateTime(load_default=None)
+
+    @post_load
+    def _build(self, data: dict, **kwargs: Any) -> LinkKeys:
+        return LinkKeys(data["key_version"], data["previous_valid_until"])
+
+
 class TenantSchema(Schema):
     class Meta:
         unknown = RAISE
@@ -254,6 +284,9 @@ class TenantSchema(Schema):
     # false: Siyu never calls the WeChat/WeCom APIs for this tenant (no sends, no enrichment), so
     # its secret / app_secret are neither required nor read; callbacks are still received.
     api_access = fields.Boolean(load_default=True)
+    links = fields.Nested(LinkKeysSchema, load_default=None)
+    # Request rates over the deployment defaults (shared/limits.py, docs/security.md "Rate limits").
+    limits = fields.Nested(LimitsSchema, load_default=Limits())
 
     @post_load
     def _build(self, data: dict, **kwargs: Any) -> Tenant:
@@ -271,6 +304,8 @@ class TenantSchema(Schema):
             wechat_oa=oas,
             wecom=wecom,
             api_access=data["api_access"],
+            links=data["links"] or LinkKeys(),
+            limits=data["limits"],
         )
 
 
@@ -317,6 +352,12 @@ class OfficialAccount:
     token: Secret
     encoding_aes_key: Secret | None
     app_secret: Secret | None
+    plaintext_allowed: bool = False
+
+    @property
+    def accepts_plaintext(self) -> bool:
+        """Plaintext callbacks carry an unsigned body: only without a key, or when allowed."""
+        return self.encoding_aes_key is None or self.plaintext_allowed
 
 
 @dataclass(frozen=True)
@@ -329,6 +370,14 @@ class WeComCorp:
 
 
 @dataclass(frozen=True)
+class LinkKeys:
+    """Which tracked-link key version signs, and until when the one before still verifies."""
+
+    key_version: int = 1
+    previous_valid_until: datetime | None = None
+
+
+@dataclass(frozen=True)
 class Tenant:
     id: str
     name: str
@@ -338,6 +387,8 @@ class Tenant:
     wechat_oa: tuple[OfficialAccount, ...] = ()
     wecom: WeComCorp | None = None
     api_access: bool = True
+    links: LinkKeys = LinkKeys()
+    limits: Limits = Limits()  # overrides only: .over(Settings.limits) gives the effective ones
 
     def secrets(self) -> Iterator[Secret]:
         """Every secret this tenant's processes read (API secrets only with API access)."""
@@ -446,6 +497,26 @@ def check_secrets(registry: TenantRegistry, environ: Mapping[str, str] | None = 
         )
 
 
+MIN_WEBHOOK_TOKEN = 16
+
+
+def weak_webhook_tokens(registry: TenantRegistry, environ: Mapping[str, str]) -> list[str]:
+    """Warnings for callback tokens shorter than 16 characters, naming the tenant and the field
+    or variable, never the value: a plaintext OA callback is signed by the token alone
+    (docs/security.md "Webhooks")."""
+    tokens = [(t, oa.token) for t in registry for oa in t.wechat_oa]
+    tokens += [(t, t.wecom.token) for t in registry if t.wecom is not None]
+    warnings = []
+    for tenant, secret in tokens:
+        if 0 < secret.length(environ) < MIN_WEBHOOK_TOKEN:
+            where = f"{secret.path}_env ({secret.env})" if secret.env else secret.path
+            warnings.append(
+                f"tenant {tenant.id}: {where} is shorter than {MIN_WEBHOOK_TOKEN} characters; "
+                "use a long random token (it signs the callbacks)"
+            )
+    return warnings
+
+
 def load_tenants(path: str | os.PathLike[str]) -> TenantRegistry:
     path = Path(path)
     try:
@@ -535,6 +606,8 @@ class Settings:
     wechat_api_base: str = DEFAULT_WECHAT_API_BASE
     # Where ingest is reachable from the internet: tracked links point at <public_url>/r/<token>.
     public_url: str = "http://127.0.0.1:8080"
+    # Every tenant's request rates unless its `limits:` says otherwise (SIYU_LIMIT_*).
+    limits: Limits = DEFAULT_LIMITS
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -567,6 +640,7 @@ class Settings:
             wecom_rate=_env_float(env, "SIYU_WECOM_RATE", 5.0),
             wechat_api_base=env.get("SIYU_WECHAT_API_BASE") or DEFAULT_WECHAT_API_BASE,
             public_url=(env.get("SIYU_PUBLIC_URL") or "http://127.0.0.1:8080").rstrip("/"),
+            limits=limits_from_env(env),
         )
 
     def require_database(self) -> str:

@@ -9,14 +9,19 @@ from kafka import KafkaProducer
 from psycopg_pool import ConnectionPool
 
 from services.ingest.app import IngestDeps, create_app
+from services.ingest.crypto import DEFAULT_MAX_AGE_S
 from services.ingest.links import LinkSigner
+from services.ingest.nonces import NonceCache
 from services.ingest.publisher import OutboxReplayer, Publisher
+from services.ingest.shredding import PersonKeys
 from services.ingest.tokens import TokenStore
 from shared.config import KafkaSettings, Settings, TenantRegistry, load_tenants
 from shared.db import create_pool
 from shared.errors import ConfigError
 from shared.kafka.producer import create_producer
 from shared.kafka.topics import TOUCHPOINTS
+from shared.limits import DEFAULT_LIMITS, Limits
+from shared.ratelimit import TenantLimiter, registry_limits
 
 # Bounded waits so a broker outage falls back to the outbox well inside WeChat's 5 s.
 INGEST_PRODUCER = {
@@ -43,15 +48,22 @@ def build_deps(
     secret: str,
     *,
     producer_factory: Callable[[], KafkaProducer] | None = None,
+    limits: Limits = DEFAULT_LIMITS,
 ) -> IngestDeps:
     publisher = Publisher(
         producer_factory
         or (lambda: create_producer(kafka, client_id="siyu-ingest", **INGEST_PRODUCER)),
         pool,
         kafka.topic(TOUCHPOINTS),
+        keys=PersonKeys(pool),
     )
     return IngestDeps(
-        tenants=tenants, publisher=publisher, tokens=TokenStore(pool), links=LinkSigner(secret)
+        tenants=tenants,
+        publisher=publisher,
+        tokens=TokenStore(pool),
+        links=LinkSigner(secret, tenants),
+        limiter=TenantLimiter(pool, registry_limits(tenants, limits)),
+        nonces=NonceCache(pool, max_age_s=DEFAULT_MAX_AGE_S),
     )
 
 
@@ -59,7 +71,7 @@ def build_app(settings: Settings, *, schema: str = "ingest", replay: bool = True
     tenants = load_tenants(settings.tenants_path)
     pool = create_pool(settings.require_database(), name="ingest", schema=schema, max_size=10)
     settings.require_kafka()
-    deps = build_deps(tenants, pool, settings.kafka, link_secret())
+    deps = build_deps(tenants, pool, settings.kafka, link_secret(), limits=settings.limits)
     publisher = deps.publisher
 
     def postgres_ready():

@@ -21,6 +21,7 @@ from marshmallow import (
     validates_schema,
 )
 
+from shared.links import url_error
 from shared.vocabulary import BUYING_ROLES, time_zone_error
 
 FORMATS = (
@@ -69,6 +70,22 @@ def _names(**kwargs) -> fields.List:
 # --- content ------------------------------------------------------------------------------------
 
 
+def _http_url(value: str) -> None:
+    """Every URL of a content item: http(s) with a host (docs/security.md "Tracked links")."""
+    if (why := url_error(value)) is not None:
+        raise ValidationError(f"{value[:60]!r} {why}")
+
+
+def _check_urls(body: dict, keys: tuple[str, ...], where: str) -> None:
+    """The URL-valued keys of a free-form object (a WeCom link, an OA news article)."""
+    errors = {}
+    for key in keys:
+        if key in body and (why := url_error(body[key])) is not None:
+            errors[key] = [f"{str(body[key])[:60]!r} {why}"]
+    if errors:
+        raise ValidationError(errors, where)
+
+
 class WeComAttachmentSchema(_Strict):
     msgtype = fields.String(
         required=True, validate=validate.OneOf(["link", "miniprogram", "image"])
@@ -87,6 +104,7 @@ class WeComAttachmentSchema(_Strict):
             raise ValidationError(f"a {kind} attachment needs its {kind}", kind)
         if kind == "link" and not (body.get("title") and body.get("url")):
             raise ValidationError("a link needs title and url", kind)
+        _check_urls(body, {"link": ("url", "picurl"), "image": ("pic_url",)}.get(kind, ()), kind)
         if kind == "miniprogram" and not all(body.get(k) for k in ("title", "appid", "page")):
             raise ValidationError("a miniprogram needs title, appid and page", kind)
 
@@ -105,7 +123,7 @@ class WeComPayloadSchema(_Strict):
 
 class OaTemplatePayloadSchema(_Strict):
     template_id = fields.String(required=True, validate=validate.Length(min=1, max=128))
-    url = fields.Url(schemes={"http", "https"})
+    url = fields.Url(schemes={"http", "https"}, validate=_http_url)
     miniprogram = fields.Dict()
     data = fields.Dict(
         keys=fields.String(),
@@ -141,6 +159,7 @@ class OaCustomPayloadSchema(_Strict):
             raise ValidationError("text needs text", "text")
         if kind in ("news", "link") and not (data.get("news") or {}).get("url"):
             raise ValidationError("news needs news.url", "news")
+        _check_urls(data.get("news") or {}, ("url", "picurl"), "news")
 
 
 class PayloadsSchema(_Strict):

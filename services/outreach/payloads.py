@@ -12,9 +12,30 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from shared.links import LinkSigner
+from shared.links import LinkSigner, url_error
 
 Track = Callable[[str], str]  # URL -> tracked URL
+
+
+class BadContent(Exception):
+    """This content cannot be sent (a link no message may carry, a malformed payload)."""
+
+
+def build(body: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
+    """``body(*args)``, a malformed stored payload raising BadContent."""
+    try:
+        return body(*args)
+    except BadContent:
+        raise
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        raise BadContent(f"content payload is malformed ({type(exc).__name__})") from None
+
+
+def untracked(url: str) -> str:
+    """A URL sent as written (no signer, or one message for many people): still http(s) only."""
+    if (why := url_error(url)) is not None:
+        raise BadContent(f"content link URL {why}")
+    return url
 
 
 def tracker(
@@ -29,9 +50,10 @@ def tracker(
     contact_id: str | None = None,
 ) -> Track:
     if signer is None:
-        return lambda url: url
+        return untracked
 
     def track(url: str) -> str:
+        untracked(url)
         token = signer.sign(
             tenant_id=tenant_id,
             url=url,

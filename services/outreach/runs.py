@@ -253,6 +253,8 @@ class Executor:
             raise RetryLater(timedelta(seconds=delay), str(exc)) from None
         except WeComError as exc:
             outcome = {d["delivery_id"]: ("failed", exc.errcode, str(exc), None) for d in batch}
+        except payloads.BadContent as exc:  # nothing of the batch went out; the run goes on
+            outcome = {d["delivery_id"]: ("failed", None, str(exc), None) for d in batch}
         self._record(tenant_id, campaign.channel, batch, outcome)
 
     def _back_to_pending(self, batch: list[dict[str, Any]], exc: Exception) -> None:
@@ -294,16 +296,16 @@ class Executor:
             # One message for many customers: its links cannot name a person, so they stay as
             # written (clicks arrive through the page's own tracking, if any).
             body = {"chat_type": "single", "external_userid": [d["address"] for d in batch],
-                    **payloads.wecom(payload, lambda url: url)}  # fmt: skip
+                    **payloads.build(payloads.wecom, payload, payloads.untracked)}  # fmt: skip
             return _mass_result(batch, client.add_msg_template(body), "address")
         if channel == "wecom_group":
             link = track(first, "chat_id", first["address"])
             body = {"chat_type": "group", "sender": first["sender"],
                     "chat_id_list": [d["address"] for d in batch],
-                    **payloads.wecom(payload, link)}  # fmt: skip
+                    **payloads.build(payloads.wecom, payload, link)}  # fmt: skip
             return _mass_result(batch, client.add_msg_template(body), "address")
         if channel == "oa_mass" and first["recipient_kind"] == "tag":
-            body = payloads.oa_mass(payload, [])
+            body = payloads.build(payloads.oa_mass, payload, [])
             del body["touser"]
             body["filter"] = {"is_to_all": False, "tag_id": int(first["address"])}
             body["clientmsgid"] = f"siyu-{run['run_id']}-{first['delivery_id']}"
@@ -312,7 +314,7 @@ class Executor:
         if channel == "oa_mass":
             if len(batch) < 2:
                 return {first["delivery_id"]: ("failed", None, "oa mass send needs 2+", None)}
-            body = payloads.oa_mass(payload, [d["address"] for d in batch])
+            body = payloads.build(payloads.oa_mass, payload, [d["address"] for d in batch])
             body["clientmsgid"] = f"siyu-{run['run_id']}-{first['delivery_id']}"
             result = _deduped(lambda: client.mass_send(body))
             return {d["delivery_id"]: ("sent", None, None, str(result.get("msg_id")))
@@ -320,18 +322,18 @@ class Executor:
         out = {}
         for d in batch:  # OA template / customer service: one call per person
             try:
+                build = payloads.oa_template if channel == "oa_template" else payloads.oa_custom
+                body = payloads.build(
+                    build, payload, d["address"], track(d, "openid", d["address"])
+                )
                 if channel == "oa_template":
-                    body = payloads.oa_template(
-                        payload, d["address"], track(d, "openid", d["address"])
-                    )
                     body["client_msg_id"] = f"siyu-{d['delivery_id']}"
                     result = client.send_template(body)
                 else:
-                    body = payloads.oa_custom(
-                        payload, d["address"], track(d, "openid", d["address"])
-                    )
                     result = client.send_custom(body)
                 out[d["delivery_id"]] = ("sent", None, None, str(result.get("msgid") or ""))
+            except payloads.BadContent as exc:  # this person's message only
+                out[d["delivery_id"]] = ("failed", None, str(exc), None)
             except WeComError as exc:
                 if exc.retryable or isinstance(exc, QuotaExhausted):
                     raise

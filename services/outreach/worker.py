@@ -52,9 +52,9 @@ def build_runner(settings: Settings, pool: ConnectionPool, *, group: str = GROUP
     )
 
 
-def link_signer() -> LinkSigner | None:
+def link_signer(tenants: TenantRegistry) -> LinkSigner | None:
     secret = os.environ.get("SIYU_LINK_SECRET", "")
-    return LinkSigner(secret) if len(secret) >= 16 else None
+    return LinkSigner(secret, tenants) if len(secret) >= 16 else None
 
 
 class Loop:
@@ -67,7 +67,9 @@ class Loop:
         self.leadership = scheduler.Leadership(settings.require_database(), schema)
         # A run whose worker died is taken over when its lease passes (SIYU_OUTREACH_LEASE_S).
         lease = timedelta(seconds=float(os.environ.get("SIYU_OUTREACH_LEASE_S", "300")))
-        self.executor = runs.Executor(pool, clients, link_signer(), settings.public_url, lease)
+        self.executor = runs.Executor(
+            pool, clients, link_signer(tenants), settings.public_url, lease
+        )
         self._stop = threading.Event()
         self._synced_at = 0.0
         self._polled_at = 0.0
@@ -77,8 +79,7 @@ class Loop:
     def tick(self) -> None:
         now = datetime.now(UTC)
         if self.leadership.held():
-            with self.pool.connection() as conn, conn.transaction():
-                scheduler.materialise(conn, now)
+            scheduler.materialise(self.pool, now)  # one short transaction per campaign
             if time.monotonic() - self._synced_at > GROUP_SYNC_S:
                 self.sync_groups(now)
         self.executor.run_due()

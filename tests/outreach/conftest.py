@@ -163,11 +163,10 @@ class Outreach:
         groups.sync_groups(self.pool, "acme", self.clients.wecom("acme"), self.now)
 
     def schedule(self) -> int:
-        with self.pool.connection() as conn, conn.transaction():
-            return scheduler.materialise(conn, self.now)
+        return scheduler.materialise(self.pool, self.now)
 
     def executor(self) -> Executor:
-        signer = LinkSigner("test-link-secret-0123456789")
+        signer = LinkSigner("test-link-secret-0123456789", TENANTS)
         return Executor(self.pool, self.clients, signer, "https://hooks.acme.example",
                         clock=lambda: self.now)  # fmt: skip
 
