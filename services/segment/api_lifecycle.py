@@ -31,7 +31,8 @@ from services.segment.derive import (
     model_for,
 )
 from services.segment.facts import ContactFacts
-from services.segment.funnel import Current, FunnelSpec, Move, funnel_report, render_svg
+from services.segment.funnel import FunnelSpec, assemble, render_svg
+from services.segment.funnel_query import funnel_tallies
 from services.segment.lifecycle import (
     BUILTIN_MODELS,
     RULES_DIR,
@@ -607,27 +608,21 @@ def funnel(args: dict):
             ).fetchone()
         ):
             raise not_found("account", args["account_id"])
-        scope = _SCOPE[subject]
-        current = [
-            Current(r["subject_id"], r["stage"], r["stage_since"])
-            for r in conn.execute(scope, params).fetchall()
-        ]
-        history = conn.execute(
-            f"WITH scope AS ({scope}) "  # noqa: S608 - a constant of this module
-            "SELECT h.id, h.subject_id, h.from_stage, h.to_stage, h.changed_at "
-            "FROM stage_history h JOIN scope s ON s.subject_id = h.subject_id "
-            "WHERE h.tenant_id = %(tenant)s AND h.subject_kind = %(kind)s AND h.model = %(model)s",
-            {**params, "kind": subject.removesuffix("s"), "model": name},
-        ).fetchall()
-    moves = [
-        Move(r["subject_id"], r["from_stage"], r["to_stage"], r["changed_at"], r["id"])
-        for r in history
-    ]
-    # Subjects' stage columns belong to the active model; another model's funnel is read from
-    # its recorded history alone.
-    report = funnel_report(
-        _spec(name, document), current if name == active else None, moves, since=since, until=until
-    )
+        # Counted by PostgreSQL (funnel_query): the API holds a few rows per stage, never the
+        # tenant's contacts or history. Subjects' stage columns belong to the active model;
+        # another model's funnel is read from its recorded history alone.
+        spec = _spec(name, document)
+        tallies = funnel_tallies(
+            conn,
+            spec,
+            _SCOPE[subject],
+            params,
+            kind=subject.removesuffix("s"),
+            active=name == active,
+            since=since,
+            until=until,
+        )
+    report = assemble(spec, tallies)
     filters = {k: args[k] for k in ("since", "until", "segment", "account_id")}
     report = {**report, "active": name == active, "subject": subject, "filters": filters}
     if args["format"] == "svg":

@@ -164,7 +164,44 @@ def funnel_report(
             if stay.left_at is not None and stay.stage in durations and in_window(stay.entered_at):
                 durations[stay.stage].append(stay.left_at - stay.entered_at)
 
-    reached = [sum(1 for p in best.values() if p >= i) for i in range(len(funnel))]
+    return assemble(
+        spec,
+        Tallies(
+            total=len(now_at),
+            unstaged=unstaged,
+            counts=counts,
+            entered={name: len(subjects) for name, subjects in entered.items()},
+            reached=[sum(1 for p in best.values() if p >= i) for i in range(len(funnel))],
+            stays={name: len(d) for name, d in durations.items()},
+            median_days={name: _median_days(d) for name, d in durations.items()},
+        ),
+    )
+
+
+@dataclass(frozen=True)
+class Tallies:
+    """What the report is made of, per stage name (funnel and side stages); ``reached`` by
+    funnel position. ``funnel_report`` counts them in Python, ``funnel_query`` in SQL."""
+
+    total: int
+    unstaged: int
+    counts: Mapping[str, int]
+    entered: Mapping[str, int]
+    reached: Sequence[int]
+    stays: Mapping[str, int]
+    median_days: Mapping[str, float | None]
+
+
+def median_of_middles(middles: Sequence[timedelta]) -> float | None:
+    """The median in days from the one or two middle stays of a sorted list (the same float
+    as ``statistics.median`` over all of them: it only ever looks at the middle ones)."""
+    return _median_days(list(middles))
+
+
+def assemble(spec: FunnelSpec, t: Tallies) -> dict:
+    """The report (a JSON-ready dict) from its tallies."""
+    funnel = [name for name, _ in spec.stages]
+    reached = list(t.reached)
     stages = []
     for i, (name, title) in enumerate(spec.stages):
         stages.append(
@@ -172,12 +209,12 @@ def funnel_report(
                 "name": name,
                 "title": title,
                 "position": i,
-                "count": counts[name],
-                "entered": len(entered[name]),
+                "count": t.counts.get(name, 0),
+                "entered": t.entered.get(name, 0),
                 "reached": reached[i],
                 "conversion": _rate(reached[i], reached[i - 1]) if i else None,
-                "median_days": _median_days(durations[name]),
-                "stays": len(durations[name]),
+                "median_days": t.median_days.get(name),
+                "stays": t.stays.get(name, 0),
             }
         )
     conversions = [
@@ -194,18 +231,18 @@ def funnel_report(
         {
             "name": name,
             "title": title,
-            "count": counts[name],
-            "entered": len(entered[name]),
-            "median_days": _median_days(durations[name]),
-            "stays": len(durations[name]),
+            "count": t.counts.get(name, 0),
+            "entered": t.entered.get(name, 0),
+            "median_days": t.median_days.get(name),
+            "stays": t.stays.get(name, 0),
         }
         for name, title in spec.side_stages
     ]
     return {
         "model": spec.name,
         "title": spec.title,
-        "total": len(now_at),
-        "unstaged": unstaged,
+        "total": t.total,
+        "unstaged": t.unstaged,
         "stages": stages,
         "side_stages": side_stages,
         "conversions": conversions,
