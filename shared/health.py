@@ -1,7 +1,8 @@
 """``/healthz``, ``/readyz`` and ``/metrics`` for every process, as a Flask blueprint.
 
 healthz: the process is alive (no dependency checks: a DB outage must not get pods killed).
-readyz: every dependency check passes within its timeout, else 503 with the failing checks.
+readyz: every dependency check passes within its timeout, else 503 naming the failing checks
+(why they failed is logged, never answered).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
+import structlog
 from flask import Blueprint, Flask, Response, jsonify
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -23,6 +25,9 @@ from prometheus_client import (
 from werkzeug.serving import make_server
 
 from shared.metrics import READY
+from shared.web import new_app
+
+log = structlog.get_logger("siyu.health")
 
 Check = Callable[[], None]
 
@@ -30,7 +35,9 @@ _checks_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="readyz")
 
 
 def run_checks(checks: dict[str, Check], timeout: float = 2.0) -> dict[str, str]:
-    """Run checks concurrently; map each name to "ok" or the reason it failed."""
+    """Run checks concurrently; map each name to "ok", "timeout" or "failed". The reason goes
+    to the log only: an error's text can name hosts, users, schemas or paths, and /readyz
+    answers anyone who can reach the port (docs/security.md "Safe defaults")."""
     futures = {name: _checks_pool.submit(check) for name, check in checks.items()}
     results = {}
     for name, future in futures.items():
@@ -38,9 +45,12 @@ def run_checks(checks: dict[str, Check], timeout: float = 2.0) -> dict[str, str]
             future.result(timeout=timeout)
             results[name] = "ok"
         except FutureTimeout:
-            results[name] = f"timeout after {timeout}s"
+            results[name] = "timeout"
+            log.warning("readiness_check_failed", check=name, error=f"timeout after {timeout}s")
         except Exception as exc:
-            results[name] = f"{type(exc).__name__}: {str(exc)[:200]}"
+            results[name] = "failed"
+            log.warning("readiness_check_failed", check=name,
+                        error=f"{type(exc).__name__}: {str(exc)[:200]}")  # fmt: skip
     return results
 
 
@@ -80,7 +90,7 @@ def _registry(default):
 
 def create_ops_app(name: str, checks: dict[str, Check] | None = None) -> Flask:
     """A tiny app for processes that serve no API (consumers, workers): health + metrics only."""
-    app = Flask(name)
+    app = new_app(name)
     app.register_blueprint(ops_blueprint(checks))
     return app
 

@@ -6,6 +6,7 @@ touchpoint, hand it to the Publisher, answer. Nothing is produced for a refused 
 
 from __future__ import annotations
 
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,10 +16,11 @@ from flask import Blueprint, Flask, Response, current_app, g, jsonify, redirect,
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from services.ingest import crypto
-from services.ingest.errors import Refused, malformed, unknown
-from services.ingest.events import BatchError, biz_touchpoint, parse_batch
+from services.ingest.errors import Refused, bad_signature, malformed, unknown
+from services.ingest.events import BatchError, batch_size, biz_touchpoint, parse_batch
 from services.ingest.links import LinkSigner, click_touchpoint
 from services.ingest.metrics import EVENTS, LATENCY, REQUESTS
+from services.ingest.nonces import Claim, NonceCache
 from services.ingest.normalize import Ignored, oa_touchpoint, wecom_touchpoint
 from services.ingest.publisher import Publisher
 from services.ingest.tokens import TokenStore
@@ -26,6 +28,8 @@ from services.ingest.xmlsafe import parse_fields
 from shared.config import TenantRegistry
 from shared.errors import ConfigError
 from shared.health import Check, ops_blueprint
+from shared.ratelimit import RateLimited, TenantLimiter
+from shared.web import new_app
 
 log = structlog.get_logger("siyu.ingest")
 
@@ -41,6 +45,8 @@ class IngestDeps:
     tokens: TokenStore
     links: LinkSigner
     max_age_s: int = crypto.DEFAULT_MAX_AGE_S
+    limiter: TenantLimiter | None = None  # per-tenant rates of events and links; None: unlimited
+    nonces: NonceCache | None = None  # replay cache of the callbacks; required to accept one
 
 
 def deps() -> IngestDeps:
@@ -83,6 +89,31 @@ def _checked_time(timestamp: str) -> None:
     crypto.check_timestamp(timestamp, max_age_s=deps().max_age_s)
 
 
+# An unknown app or corp id goes through the same checks with a token nobody has, so it fails
+# exactly like a bad signature (same status, code, message, same steps): no oracle for which ids
+# are tenants (docs/security.md "Webhooks").
+_DECOY_TOKEN = secrets.token_hex(16)
+
+
+def _verified(found):
+    """What an id found, once a signature held: never None (nobody signs with the decoy)."""
+    if found is None:
+        raise bad_signature()
+    return found
+
+
+def _claim(receiver: str, timestamp: str, nonce: str, body: bytes) -> Claim:
+    """docs/security.md "Webhooks": one body per signed timestamp and nonce."""
+    nonces = deps().nonces
+    if nonces is None:
+        raise RuntimeError("IngestDeps.nonces is not set: callbacks need the replay cache")
+    return nonces.claim(receiver, timestamp, nonce, body)
+
+
+def _accepted(receiver: str, timestamp: str, nonce: str) -> None:
+    deps().nonces.accepted(receiver, timestamp, nonce)
+
+
 def _encrypted_inner(outer: dict, token: str, timestamp: str, nonce: str, msg_signature: str):
     encrypt = outer.get("Encrypt")
     if not isinstance(encrypt, str) or not encrypt:
@@ -114,15 +145,15 @@ def _accept(normalise, fields: dict, tenant, raw: str, **ids) -> Response:
 @webhooks.route("/wechat/oa/<app_id>", methods=["GET", "POST"])
 def official_account(app_id: str):
     found = deps().tenants.by_oa_app_id(app_id)
-    if found is None:
-        raise unknown("app_id", app_id)
-    tenant, oa = found
-    g.tenant_id = tenant.id
-    structlog.contextvars.bind_contextvars(tenant_id=tenant.id)
-    token = oa.token.reveal()
+    if found is not None:
+        tenant, oa = found
+        g.tenant_id = tenant.id
+        structlog.contextvars.bind_contextvars(tenant_id=tenant.id)
+    token = found[1].token.reveal() if found else _DECOY_TOKEN
     signature, timestamp, nonce = crypto.require(request.args, "signature", "timestamp", "nonce")
     _checked_time(timestamp)
     crypto.verify((token, timestamp, nonce), signature)
+    _verified(found)
     if request.method == "GET":
         echostr = request.args.get("echostr")
         if echostr is None:
@@ -130,35 +161,49 @@ def official_account(app_id: str):
         return Response(echostr, mimetype="text/plain")
 
     body = _xml_body()
-    fields = parse_fields(body)
+    receiver = f"oa:{app_id}"
     if request.args.get("encrypt_type", "raw") == "aes":
         if oa.encoding_aes_key is None:
             raise Refused("not_configured", "safe mode needs encoding_aes_key", status=400)
         (msg_signature,) = crypto.require(request.args, "msg_signature")
-        encrypt = _encrypted_inner(fields, token, timestamp, nonce, msg_signature)
+        encrypt = _encrypted_inner(parse_fields(body), token, timestamp, nonce, msg_signature)
+        claim = _claim(receiver, timestamp, nonce, body)
+        if claim is Claim.DONE:
+            return success()  # the platform delivering again what was accepted: nothing new
         raw = crypto.decrypt(
             encrypt, encoding_aes_key=oa.encoding_aes_key.reveal(), receive_id=app_id, wecom=False
         )
-        fields = parse_fields(raw)
+    elif not oa.accepts_plaintext:
+        # A plaintext body is not signed: with an EncodingAESKey, only safe mode is trusted.
+        raise Refused(
+            "safe_mode_required",
+            "this official account accepts safe-mode callbacks only "
+            "(encrypt_type=aes with msg_signature)",
+            status=403,
+        )
     else:
+        claim = _claim(receiver, timestamp, nonce, body)
+        if claim is Claim.DONE:
+            return success()
         raw = body.decode("utf-8", "replace")
-    return _accept(oa_touchpoint, fields, tenant, raw, app_id=app_id)
+    response = _accept(oa_touchpoint, parse_fields(raw), tenant, raw, app_id=app_id)
+    _accepted(receiver, timestamp, nonce)
+    return response
 
 
 @webhooks.route("/wecom/<corp_id>", methods=["GET", "POST"])
 def wecom(corp_id: str):
     tenant = deps().tenants.by_corp_id(corp_id)
-    if tenant is None or tenant.wecom is None:
-        raise unknown("corp_id", corp_id)
-    g.tenant_id = tenant.id
-    structlog.contextvars.bind_contextvars(tenant_id=tenant.id)
-    corp = tenant.wecom
-    token = corp.token.reveal()
+    if tenant is not None and tenant.wecom is None:
+        tenant = None
+    if tenant is not None:
+        g.tenant_id = tenant.id
+        structlog.contextvars.bind_contextvars(tenant_id=tenant.id)
+    token = tenant.wecom.token.reveal() if tenant else _DECOY_TOKEN
     msg_signature, timestamp, nonce = crypto.require(
         request.args, "msg_signature", "timestamp", "nonce"
     )
     _checked_time(timestamp)
-    aes_key = corp.encoding_aes_key.reveal()
     if request.method == "GET":
         (echostr,) = crypto.require(request.args, "echostr")
         try:
@@ -167,14 +212,21 @@ def wecom(corp_id: str):
             # docs/platform.md "Callbacks: URL verification": an unencoded "+" arrives as a space.
             echostr = echostr.replace(" ", "+")
             crypto.verify((token, timestamp, nonce, echostr), msg_signature)
+        aes_key = _verified(tenant).wecom.encoding_aes_key.reveal()
         plain = crypto.decrypt(echostr, encoding_aes_key=aes_key, receive_id=corp_id, wecom=True)
         return Response(plain, mimetype="text/plain")
 
     body = _xml_body()
     outer = parse_fields(body)
     encrypt = _encrypted_inner(outer, token, timestamp, nonce, msg_signature)
+    aes_key = _verified(tenant).wecom.encoding_aes_key.reveal()
+    receiver = f"wecom:{corp_id}"
+    if _claim(receiver, timestamp, nonce, body) is Claim.DONE:
+        return success()  # the platform delivering again what was accepted: nothing new
     raw = crypto.decrypt(encrypt, encoding_aes_key=aes_key, receive_id=corp_id, wecom=True)
-    return _accept(wecom_touchpoint, parse_fields(raw), tenant, raw, corp_id=corp_id)
+    response = _accept(wecom_touchpoint, parse_fields(raw), tenant, raw, corp_id=corp_id)
+    _accepted(receiver, timestamp, nonce)
+    return response
 
 
 # --- business events --------------------------------------------------------------------------
@@ -195,12 +247,17 @@ def business_events():
         raise unknown("tenant", tenant_id)
     g.tenant_id = tenant.id
     structlog.contextvars.bind_contextvars(tenant_id=tenant.id)
+    limiter = deps().limiter
+    if limiter is not None:  # a tenant already over its limit is refused before its body is read
+        limiter.check("events", tenant.id)
     request.max_content_length = EVENTS_MAX_BYTES
     if request.mimetype != "application/json":
         raise Refused("unsupported_media_type", "expected application/json", status=415)
     body = request.get_json(silent=True, cache=False)
     if body is None:
         raise malformed("body is not valid JSON")
+    if limiter is not None:  # per event, invalid ones too: docs/security.md "Rate limits"
+        limiter.take("events", tenant.id, batch_size(body))
     received = now_utc()
     try:
         events = parse_batch(body, now=received)
@@ -229,6 +286,8 @@ def tracked_link(token: str):
     if payload is None or deps().tenants.get(payload["t"]) is None:
         raise Refused("unknown_link", "this link is not valid", status=404)
     g.tenant_id = payload["t"]
+    if deps().limiter is not None:
+        deps().limiter.take("links", payload["t"])
     tp = click_touchpoint(
         token, payload, received_at=now_utc(), user_agent=request.headers.get("User-Agent")
     )
@@ -240,7 +299,7 @@ def tracked_link(token: str):
 
 
 def create_app(ingest: IngestDeps, checks: dict[str, Check] | None = None) -> Flask:
-    app = Flask("siyu.ingest")
+    app = new_app("siyu.ingest")
     app.extensions["siyu.ingest"] = ingest
     app.register_blueprint(webhooks)
     app.register_blueprint(business)
@@ -266,6 +325,12 @@ def create_app(ingest: IngestDeps, checks: dict[str, Check] | None = None) -> Fl
     def _refused(exc: Refused):
         log.warning("request_refused", code=exc.code, status=exc.status, reason=exc.message)
         return error_response(exc.code, exc.message, exc.status, exc.details)
+
+    @app.errorhandler(RateLimited)
+    def _rate_limited(exc: RateLimited):
+        response, status = error_response(exc.code, exc.message, 429, exc.details)
+        response.headers.update(exc.headers)
+        return response, status
 
     @app.errorhandler(ConfigError)
     def _not_configured(exc: ConfigError):

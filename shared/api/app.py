@@ -22,7 +22,9 @@ from shared.api.auth import DEFAULT_CACHE_TTL_S, SECURITY_SCHEME, TokenStore, au
 from shared.api.context import EXTENSION, ApiContext
 from shared.api.errors import ErrorSchema, from_http_exception, install_error_handlers, invalid
 from shared.health import Check, ops_blueprint
+from shared.ratelimit import NO_TENANT, TenantLimiter
 from shared.text import contains_nul
+from shared.web import new_app
 
 log = structlog.get_logger("siyu.api")
 
@@ -81,6 +83,7 @@ def create_api_app(
     tokens: TokenStore | None = None,
     token_cache_ttl_s: float = DEFAULT_CACHE_TTL_S,
     settings=None,
+    limiter: TenantLimiter | None = None,
     title: str = "Siyu admin API",
     version: str = "1",
 ) -> Flask:
@@ -89,7 +92,7 @@ def create_api_app(
     ``pool``'s search_path must hold the admin tables (outreach migration 0001_admin);
     ``schema_for(service)`` names the schema of a service for blueprints that read others.
     """
-    app = Flask(name)
+    app = new_app(name)
     app.json.ensure_ascii = False  # 苏州精工机械, not \u82cf...: readable for ops staff
     app.config.update(
         API_TITLE=title,
@@ -111,6 +114,7 @@ def create_api_app(
         tokens=tokens or TokenStore(pool, ttl_s=token_cache_ttl_s),
         schema_for=schema_for,
         settings=settings,
+        limiter=limiter,
     )
     api = Api(app)
     # After Api: our handlers (ApiError, every other exception) sit beside its HTTPException one.
@@ -131,6 +135,7 @@ def create_api_app(
             structlog.contextvars.bind_contextvars(
                 token_id=caller.token_id, tenant_id=g.get("siyu_tenant_id")
             )
+            _limit(app.extensions[EXTENSION].limiter, caller)
             _refuse_nul()
 
     @app.after_request
@@ -142,6 +147,13 @@ def create_api_app(
         return response
 
     return app
+
+
+def _limit(limiter: TenantLimiter | None, caller) -> None:
+    """Count the request against the tenant it acts on: a platform token's ?tenant= too (a
+    platform token acting on no tenant has a bucket of its own)."""
+    if limiter is not None:
+        limiter.take("api", g.get("siyu_tenant_id") or caller.tenant_id or NO_TENANT)
 
 
 def _refuse_nul() -> None:
