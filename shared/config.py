@@ -388,7 +388,8 @@ class Tenant:
     wecom: WeComCorp | None = None
     api_access: bool = True
     links: LinkKeys = LinkKeys()
-    limits: Limits = Limits()  # overrides only: .over(Settings.limits) gives the effective ones
+    # Overrides only: .over(Settings.limits) gives the effective ones.
+    limits: Limits = field(default_factory=Limits)
 
     def secrets(self) -> Iterator[Secret]:
         """Every secret this tenant's processes read (API secrets only with API access)."""
@@ -517,7 +518,17 @@ def weak_webhook_tokens(registry: TenantRegistry, environ: Mapping[str, str]) ->
     return warnings
 
 
-def load_tenants(path: str | os.PathLike[str]) -> TenantRegistry:
+NO_TENANTS = (
+    "SIYU_TENANTS is not set: name the tenants file (see README \"Tenants\"). Only `siyu dev` "
+    "falls back to the demo tenants, whose webhook secrets are published in the repository"
+)
+
+
+def load_tenants(path: str | os.PathLike[str] | None) -> TenantRegistry:
+    """The tenants of a file; None (SIYU_TENANTS unset) is refused (docs/security.md "Safe
+    defaults")."""
+    if path is None:
+        raise ConfigError(NO_TENANTS)
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -596,7 +607,7 @@ class KafkaSettings:
 class Settings:
     database_url: str | None
     kafka: KafkaSettings
-    tenants_path: Path
+    tenants_path: Path | None  # None: SIYU_TENANTS unset, and load_tenants refuses
     log_level: str = "INFO"
     home: Path = Path(".siyu")
     # WeCom server API (shared/wechat/wecom.py): base URL (the fake server in dev) and req/s.
@@ -633,7 +644,7 @@ class Settings:
         return cls(
             database_url=env.get("SIYU_DATABASE_URL") or None,
             kafka=kafka,
-            tenants_path=Path(env.get("SIYU_TENANTS") or DEMO_TENANTS_PATH),
+            tenants_path=Path(env["SIYU_TENANTS"]) if env.get("SIYU_TENANTS") else None,
             log_level=level,
             home=Path(env.get("SIYU_HOME", ".siyu")),
             wecom_api_base=env.get("SIYU_WECOM_API_BASE") or DEFAULT_WECOM_API_BASE,

@@ -45,3 +45,11 @@ READY = Gauge(
     "1 if the last /readyz found every check passing, else 0",
     multiprocess_mode="livemostrecent",
 )
+# Requests answered 429 by a tenant's rate limit (shared/ratelimit.py), by surface: events (the
+# business events API), links (tracked links), api (the admin API). tenant "-" is a platform
+# token acting on no tenant.
+RATE_LIMITED = Counter(
+    "siyu_rate_limited_total",
+    "Requests refused by a tenant's rate limit, by tenant and surface",
+    ["tenant", "surface"],
+)

@@ -121,6 +121,13 @@ def parse_batch(body: Any, *, now: datetime) -> list[dict]:
     return loaded
 
 
+def batch_size(body: Any) -> int:
+    """What a request counts against the tenant's events limit: its events (docs/security.md
+    "Rate limits"), at most a full batch; 1 for a single event or a body that is not a batch."""
+    items = body.get("events") if isinstance(body, dict) else None
+    return min(len(items), MAX_BATCH) if isinstance(items, list) and items else 1
+
+
 def biz_touchpoint(tenant_id: str, event: dict, raw: dict, *, received_at: datetime) -> Touchpoint:
     return Touchpoint(
         event_id=make_event_id(tenant_id, "api", event["idempotency_key"]),
