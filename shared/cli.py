@@ -12,6 +12,7 @@ from shared.config import Settings, load_tenants
 from shared.errors import SiyuError
 from shared.logging import configure_logging
 from shared.processes import (
+    CONTACT_ERASE,
     INGEST_TOKEN_CREATE,
     SEGMENT_RECOMPUTE,
     SIMULATE,
@@ -155,20 +156,54 @@ def ingest_serve(host: str, port: int, workers: int) -> None:
     _run_process("ingest", host=host, port=port, workers=workers)
 
 
+@ingest.command("erasures")
+@click.option("--metrics-port", type=int, default=9103, show_default=True)
+@click.option("--metrics-host", default="127.0.0.1", show_default=True,
+              help="Address of /healthz, /readyz, /metrics (0.0.0.0 in a container).")  # fmt: skip
+def ingest_erasures(metrics_port: int, metrics_host: str) -> None:
+    """Consume siyu.erasures.v1: destroy erased people's keys and queued events."""
+    _run_process("ingest-erasures", metrics_port=metrics_port, metrics_host=metrics_host)
+
+
 @ingest.group("token")
 def ingest_token() -> None:
     """Bearer tokens of the business-event API (POST /api/v1/events)."""
 
 
+EXPIRES_HELP = "When the token stops working: 30d, 12h, 90m, 2w or an ISO date (UTC) [never]."
+
+
 @ingest_token.command("create")
 @click.option("--tenant", required=True, help="Tenant id from the tenants file.")
 @click.option("--name", default=None, help="Who or what the token is for (e.g. crm).")
-def ingest_token_create(tenant: str, name: str | None) -> None:
+@click.option("--expires", default=None, help=EXPIRES_HELP)
+def ingest_token_create(tenant: str, name: str | None, expires: str | None) -> None:
     """Create a token for one tenant; printed once, stored as a SHA-256 hash.
 
     Without SIYU_DATABASE_URL, the database of the `siyu dev` running in SIYU_HOME [.siyu].
     """
-    _run_process(INGEST_TOKEN_CREATE, _settings_for_tokens(), tenant=tenant, name=name)
+    _run_process(
+        INGEST_TOKEN_CREATE, _settings_for_tokens(), tenant=tenant, name=name, expires=expires
+    )
+
+
+@ingest_token.command("list")
+@click.option("--tenant", default=None, help="Only this tenant's tokens [all].")
+def ingest_token_list(tenant: str | None) -> None:
+    """List tokens: id, tenant, status, name, expiry, last use (never the token)."""
+    process = replace(INGEST_TOKEN_CREATE, argv=("ingest", "token", "list"))
+    _run_process(process, _settings_for_tokens(), action="list", tenant=tenant)
+
+
+@ingest_token.command("revoke")
+@click.argument("token_id")
+@click.option("--tenant", default=None, help="Refuse unless the token belongs to this tenant.")
+def ingest_token_revoke(token_id: str, tenant: str | None) -> None:
+    """Revoke a token by its id (evt_...): refused at once by every ingest process."""
+    process = replace(INGEST_TOKEN_CREATE, argv=("ingest", "token", "revoke"))
+    _run_process(
+        process, _settings_for_tokens(), action="revoke", tenant=tenant, token_id=token_id
+    )
 
 
 @main.group()
@@ -191,6 +226,27 @@ def segment_consume(metrics_port: int, metrics_host: str) -> None:
 def segment_recompute(tenant: str, batch: int) -> None:
     """Re-derive every contact of a tenant (stages, scores, segments); safe while consuming."""
     _run_process(SEGMENT_RECOMPUTE, tenant=tenant, batch=batch)
+
+
+@main.group()
+def contact() -> None:
+    """People (contacts) of a tenant."""
+
+
+@contact.command("erase")
+@click.option("--tenant", required=True, help="Tenant id.")
+@click.option("--contact", "contact_id", required=True, help="Contact id (c_...).")
+@click.option("--reason", required=True, help="Why (audited), e.g. the request's ticket.")
+def contact_erase(tenant: str, contact_id: str, reason: str) -> None:
+    """Erase a person from every service (PIPL art. 47; docs/privacy.md); audited.
+
+    Without SIYU_DATABASE_URL, the database of the `siyu dev` running in SIYU_HOME [.siyu].
+    """
+    import getpass
+
+    actor = f"cli:{getpass.getuser()}"
+    _run_process(CONTACT_ERASE, _settings_for_tokens(), tenant=tenant, contact=contact_id,
+                 reason=reason, actor=actor)  # fmt: skip
 
 
 @main.group()
@@ -249,9 +305,10 @@ def fake_wechat(
 @click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="Ingest base URL.")
 def simulate(tenant: str, contacts: int, rate: float, duration: float, seed: int | None, url: str):
     """Send signed, encrypted webhooks and business events modelling B2B and B2C audiences."""
-    _run_process(
-        SIMULATE, tenant=tenant, contacts=contacts, rate=rate, duration=duration, seed=seed, url=url
-    )
+    settings = _settings()
+    settings = replace(settings, tenants_path=_dev_tenants(settings))
+    _run_process(SIMULATE, settings, tenant=tenant, contacts=contacts, rate=rate,
+                 duration=duration, seed=seed, url=url)  # fmt: skip
 
 
 @main.group()
@@ -268,12 +325,32 @@ def token() -> None:
     show_default=True,
 )
 @click.option("--name", default=None, help="Who or what the token is for.")
-def token_create(tenant: str | None, role: str, name: str | None) -> None:
+@click.option("--expires", default=None, help=EXPIRES_HELP)
+def token_create(tenant: str | None, role: str, name: str | None, expires: str | None) -> None:
     """Create a bearer token (printed once; stored hashed).
 
     Without SIYU_DATABASE_URL, the database of the `siyu dev` running in SIYU_HOME [.siyu].
     """
-    _run_process(TOKEN_CREATE, _settings_for_tokens(), tenant=tenant, role=role, name=name)
+    _run_process(
+        TOKEN_CREATE, _settings_for_tokens(), tenant=tenant, role=role, name=name, expires=expires
+    )
+
+
+@token.command("list")
+@click.option("--tenant", default=None, help="Only this tenant's tokens [all, platform first].")
+def token_list(tenant: str | None) -> None:
+    """List tokens: id, tenant, role, status, name, expiry, last use (never the token)."""
+    process = replace(TOKEN_CREATE, argv=("token", "list"))
+    _run_process(process, _settings_for_tokens(), action="list", tenant=tenant)
+
+
+@token.command("revoke")
+@click.argument("token_id")
+@click.option("--tenant", default=None, help="Refuse unless the token belongs to this tenant.")
+def token_revoke(token_id: str, tenant: str | None) -> None:
+    """Revoke a token by its id (tok_...): refused at once by every API process."""
+    process = replace(TOKEN_CREATE, argv=("token", "revoke"))
+    _run_process(process, _settings_for_tokens(), action="revoke", tenant=tenant, token_id=token_id)
 
 
 def _settings_for_tokens() -> Settings:
@@ -300,7 +377,18 @@ def _settings_for_tokens() -> Settings:
         f"(pid {stack.pid}): {_redact(stack.database_url)}",
         err=True,
     )
-    return replace(settings, database_url=stack.database_url)
+    return replace(settings, database_url=stack.database_url, tenants_path=_dev_tenants(settings))
+
+
+def _dev_tenants(settings: Settings) -> Path | None:
+    """SIYU_TENANTS, else the tenants file of the `siyu dev` running in SIYU_HOME (a second
+    terminal beside it), else None: load_tenants then refuses (docs/security.md "Safe defaults")."""
+    from shared.devstack.lock import running_stack
+
+    if settings.tenants_path is not None:
+        return settings.tenants_path
+    stack = running_stack(settings.home.resolve())
+    return Path(stack.tenants) if stack is not None and stack.tenants else None
 
 
 # --- operations ---------------------------------------------------------------------------------
@@ -315,14 +403,14 @@ def _settings_for_tokens() -> Settings:
 )
 def migrate(service: str | None) -> None:
     """Apply pending SQL migrations (each service into its own schema), once, under a lock."""
-    from shared.migrations import SERVICES, migrate_service
+    from shared.migrations import SERVICES, api_role, migrate_service
 
     settings = _settings()
     configure_logging(settings.log_level, process="migrate")
     try:
         dsn = settings.require_database()
         for svc in [service] if service else SERVICES:
-            applied = migrate_service(dsn, svc)
+            applied = migrate_service(dsn, svc, api_role=api_role())
             click.echo(f"{svc}: " + (f"applied {applied}" if applied else "up to date"))
     except SiyuError as exc:
         raise click.ClickException(str(exc)) from None
@@ -351,22 +439,24 @@ def tenants() -> None:
 @tenants.command("check")
 @click.argument("path", type=click.Path(path_type=Path), required=False)
 def tenants_check(path: Path | None) -> None:
-    """Validate a tenants YAML file (default: SIYU_TENANTS or the demo file), and that every
-    secret it names by *_env is set in this environment."""
+    """Validate a tenants YAML file (default: SIYU_TENANTS), and that every secret it names by
+    *_env is set in this environment."""
     import os
 
-    from shared.config import DEMO_TENANTS_PATH, check_secrets
+    from shared.config import DEMO_TENANTS_PATH, check_secrets, weak_webhook_tokens
     from shared.devstack.dev import DEMO_SECRETS
 
     target = path or _settings().tenants_path
     environ = dict(os.environ)
-    if Path(target).resolve() == DEMO_TENANTS_PATH.resolve():
+    if target is not None and Path(target).resolve() == DEMO_TENANTS_PATH.resolve():
         environ = {**DEMO_SECRETS, **environ}  # what `siyu dev` gives the demo tenants
     try:
         registry = load_tenants(target)
         check_secrets(registry, environ)
     except SiyuError as exc:
         raise click.ClickException(str(exc)) from None
+    for warning in weak_webhook_tokens(registry, environ):
+        click.echo(f"warning: {warning}", err=True)
     for tenant in registry:
         channels = [f"{len(tenant.wechat_oa)} OA"] + (["WeCom"] if tenant.wecom else [])
         channels += [] if tenant.api_access else ["no API access"]

@@ -20,7 +20,7 @@ from shared.errors import ConfigError, SiyuError, UnknownTenant
 
 SCHEMA_ENV = "SIYU_OUTREACH_SCHEMA"
 DEFAULT_SCHEMA = "outreach"
-TOKEN_COLUMNS = "token_id, tenant_id, role, name, created_at, last_used_at, revoked_at"  # noqa: S105 - column names
+TOKEN_COLUMNS = "token_id, tenant_id, role, name, created_at, last_used_at, expires_at, revoked_at"  # noqa: S105 - column names
 
 
 def outreach_schema(env: Mapping[str, str] | None = None) -> str:
@@ -57,28 +57,39 @@ def tenant_exists(conn, tenant_id: str) -> bool:
 # --- tokens ------------------------------------------------------------------------------------
 
 
-def create_token(conn, *, tenant_id: str | None, role: str, name: str) -> tuple[dict, str]:
-    """Store a new token; return its row (no hash) and the token, visible this once only."""
+def create_token(
+    conn, *, tenant_id: str | None, role: str, name: str, expires_at=None
+) -> tuple[dict, str]:
+    """Store a new token; return its row (no hash) and the token, visible this once only.
+
+    ``expires_at`` (None: never) is when the token starts being refused (401 token_expired).
+    """
     if role not in ROLES:
         raise SiyuError(
             f"unknown role {role!r}; expected one of {', '.join(ROLES)}", code="unknown_role"
         )
     token_id, token = new_token()
     row = conn.execute(
-        f"INSERT INTO api_tokens (token_id, token_hash, tenant_id, role, name) "  # noqa: S608
-        f"VALUES (%s, %s, %s, %s, %s) RETURNING {TOKEN_COLUMNS}",
-        (token_id, hash_token(token), tenant_id, role, name),
+        f"INSERT INTO api_tokens (token_id, token_hash, tenant_id, role, name, expires_at) "  # noqa: S608
+        f"VALUES (%s, %s, %s, %s, %s, %s) RETURNING {TOKEN_COLUMNS}",
+        (token_id, hash_token(token), tenant_id, role, name, expires_at),
     ).fetchone()
     return row, token
 
 
+def _owner(tenant_id: str | None) -> str:
+    """Whose tokens: a tenant's, or (None) the platform tokens."""
+    return "tenant_id IS NULL" if tenant_id is None else "tenant_id = %(tenant)s"
+
+
 def list_tokens(
-    conn, *, tenant_id: str, limit: int, after: tuple[str, str] | None = None
+    conn, *, tenant_id: str | None, limit: int, after: tuple[str, str] | None = None
 ) -> list[dict]:
-    """A tenant's tokens, newest first, after the (created_at, token_id) keyset ``after``."""
+    """A tenant's tokens (None: the platform tokens), newest first, after the
+    (created_at, token_id) keyset ``after``."""
     return conn.execute(
         f"SELECT {TOKEN_COLUMNS} FROM api_tokens "  # noqa: S608
-        "WHERE tenant_id = %(tenant)s "
+        f"WHERE {_owner(tenant_id)} "
         "AND (%(at)s::timestamptz IS NULL OR (created_at, token_id) < (%(at)s, %(id)s)) "
         "ORDER BY created_at DESC, token_id DESC LIMIT %(n)s",
         {
@@ -90,12 +101,13 @@ def list_tokens(
     ).fetchall()
 
 
-def revoke_token(conn, token_id: str, *, tenant_id: str) -> dict | None:
-    """Revoke one of a tenant's tokens (idempotent); None if the tenant has no such token."""
+def revoke_token(conn, token_id: str, *, tenant_id: str | None) -> dict | None:
+    """Revoke one of a tenant's tokens (None: a platform token), idempotent; None if there is
+    no such token there. Effective at once in every process: validity is read per request."""
     return conn.execute(
         "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) "  # noqa: S608
-        f"WHERE token_id = %s AND tenant_id = %s RETURNING {TOKEN_COLUMNS}",
-        (token_id, tenant_id),
+        f"WHERE token_id = %(id)s AND {_owner(tenant_id)} RETURNING {TOKEN_COLUMNS}",
+        {"id": token_id, "tenant": tenant_id},
     ).fetchone()
 
 
@@ -108,18 +120,32 @@ def revoke_tenant_tokens(conn, tenant_id: str) -> list[str]:
     return [r["token_id"] for r in rows]
 
 
-# --- siyu token create -------------------------------------------------------------------------
+# --- siyu token create / list / revoke ----------------------------------------------------------
 
 
-def main(settings: Settings, *, tenant: str | None, role: str, name: str | None) -> int:
-    """`siyu token create`: print a new admin API token (tenant None: a platform token)."""
-    if role not in ROLES:
+def main(
+    settings: Settings,
+    *,
+    action: str = "create",
+    tenant: str | None = None,
+    role: str = "viewer",
+    name: str | None = None,
+    expires: str | None = None,
+    token_id: str | None = None,
+) -> int:
+    """`siyu token create|list|revoke`: admin API tokens (tenant None: platform tokens)."""
+    from datetime import UTC, datetime
+
+    from shared.expiry import parse_expires
+    from shared.token_table import print_tokens
+
+    if action == "create" and role not in ROLES:
         raise SiyuError(
             f"unknown role {role!r}; expected one of {', '.join(ROLES)}", code="unknown_role"
         )
+    expires_at = parse_expires(expires) if expires else None
     registry = load_tenants(settings.tenants_path)
     schema = outreach_schema()
-    name = name or ("platform-admin" if tenant is None else f"{tenant}-{role}")
     try:
         with psycopg.connect(
             settings.require_database(),
@@ -132,8 +158,42 @@ def main(settings: Settings, *, tenant: str | None, role: str, name: str | None)
                     f"unknown tenant {tenant!r} (not in {settings.tenants_path} "
                     "nor created through the API)"
                 )
-            row, token = create_token(conn, tenant_id=tenant, role=role, name=name)
+            if action == "list":
+                rows = conn.execute(
+                    f"SELECT {TOKEN_COLUMNS} FROM api_tokens "  # noqa: S608
+                    "WHERE %(tenant)s::text IS NULL OR tenant_id = %(tenant)s "
+                    "ORDER BY tenant_id NULLS FIRST, created_at DESC, token_id DESC",
+                    {"tenant": tenant},
+                ).fetchall()
+                print_tokens(rows, datetime.now(UTC), role=True)
+                return 0
+            if action == "revoke":
+                row = conn.execute(
+                    "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) "  # noqa: S608
+                    "WHERE token_id = %(id)s "
+                    "AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s) "
+                    f"RETURNING {TOKEN_COLUMNS}",
+                    {"id": token_id, "tenant": tenant},
+                ).fetchone()
+                if row is None:
+                    raise SiyuError(f"no admin API token {token_id!r}", code="not_found")
+                audit(
+                    conn,
+                    CLI_ACTOR,
+                    row["tenant_id"],
+                    "token.revoke",
+                    token_id,
+                    {"name": row["name"]},
+                )
+                print(f"revoked {token_id} ({row['tenant_id'] or 'platform'}, {row['name']})")
+                return 0
+            name = name or ("platform-admin" if tenant is None else f"{tenant}-{role}")
+            row, token = create_token(
+                conn, tenant_id=tenant, role=role, name=name, expires_at=expires_at
+            )
             details = {"role": role, "name": name, "platform": tenant is None}
+            if expires_at is not None:
+                details["expires_at"] = expires_at.isoformat()
             audit(conn, CLI_ACTOR, tenant, "token.create", row["token_id"], details)
     except psycopg.errors.UndefinedTable:
         raise ConfigError(

@@ -15,9 +15,11 @@ Every route declares what it needs with ``@require(role, scope=...)``:
 - ``ANY``: any valid token.
 
 Tokens are looked up by their hash, so comparing a guess never runs a byte-by-byte comparison of
-the secret (no timing oracle). Look-ups are cached per process for ``ttl_s`` (at most 60 s,
-default 30 s): a token revoked by another process keeps working for at most that long; a
-revocation through this process's API is effective at once (``TokenStore.forget``).
+the secret (no timing oracle). Every request reads the token's row (one primary-key look-up), so
+a revocation or an expiry (``expires_at``, outreach migration 0007) takes effect at once in every
+process, whoever wrote it (API, CLI or SQL): nothing about validity is cached, so there is no
+notification to miss (docs/security.md "Tokens"). Only the ``last_used_at`` write is coalesced,
+at most once per token per ``ttl_s`` and process.
 """
 
 from __future__ import annotations
@@ -93,7 +95,11 @@ class Principal:
 
 
 class TokenStore:
-    """Principal of a token, from ``api_tokens`` (on ``pool``'s search_path), cached ``ttl_s``."""
+    """Principal of a token, from ``api_tokens`` (on ``pool``'s search_path), read per request.
+
+    ``ttl_s`` (0..60 s) only spaces out the ``last_used_at`` writes of one token by this process;
+    validity (revoked, expired) is never cached.
+    """
 
     def __init__(
         self, pool: ConnectionPool, *, ttl_s: float = DEFAULT_CACHE_TTL_S, max_entries=10_000
@@ -103,46 +109,50 @@ class TokenStore:
         self.pool = pool
         self.ttl_s = ttl_s
         self.max_entries = max_entries
-        self._cache: dict[str, tuple[float, Principal | None]] = {}
+        self._touched: dict[str, float] = {}  # token_id -> when this process last wrote it
         self._lock = threading.Lock()
 
     def authenticate(self, token: str) -> Principal | None:
+        """The token's principal; None if unknown or revoked; 401 ``token_expired`` if expired."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
-        digest = hash_token(token)
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
         try:
             with self.pool.connection(timeout=2) as conn:
-                # last_used_at is written on cache misses only: at most once per ttl_s per process.
                 row = conn.execute(
-                    "UPDATE api_tokens SET last_used_at = now() "
-                    "WHERE token_hash = %s AND revoked_at IS NULL "
-                    "RETURNING token_id, name, role, tenant_id",
-                    (digest,),
+                    "SELECT token_id, name, role, tenant_id, expires_at, "
+                    "expires_at IS NOT NULL AND expires_at <= now() AS expired "
+                    "FROM api_tokens WHERE token_hash = %s AND revoked_at IS NULL",
+                    (hash_token(token),),
                 ).fetchone()
+                if row is not None and not row["expired"] and self._touch_due(row["token_id"]):
+                    conn.execute(
+                        "UPDATE api_tokens SET last_used_at = now() WHERE token_id = %s",
+                        (row["token_id"],),
+                    )
         except (psycopg.OperationalError, PoolTimeout, PoolClosed):
             raise unavailable("token store unavailable; retry later") from None
-        principal = Principal(**row) if row else None
-        if self.ttl_s > 0:
-            with self._lock:
-                if len(self._cache) >= self.max_entries:  # a flood of random tokens stays bounded
-                    self._cache.clear()
-                self._cache[digest] = (now + self.ttl_s, principal)
-        return principal
+        if row is None:
+            return None
+        if row["expired"]:
+            raise token_expired(row["expires_at"])
+        return Principal(
+            token_id=row["token_id"], name=row["name"], role=row["role"], tenant_id=row["tenant_id"]
+        )
 
-    def forget(self, token_id: str | None = None) -> None:
-        """Drop cached look-ups of one token (after revoking it), or all of them."""
+    def _touch_due(self, token_id: str) -> bool:
+        now = time.monotonic()
         with self._lock:
-            if token_id is None:
-                self._cache.clear()
-                return
-            for digest, (_, principal) in list(self._cache.items()):
-                if principal is not None and principal.token_id == token_id:
-                    del self._cache[digest]
+            last = self._touched.get(token_id)
+            if last is not None and now - last < self.ttl_s:
+                return False
+            if len(self._touched) >= self.max_entries:  # bounded whatever the number of tokens
+                self._touched.clear()
+            self._touched[token_id] = now
+            return True
+
+
+def token_expired(expires_at) -> ApiError:
+    return ApiError(401, "token_expired", f"token expired at {expires_at.isoformat()}")
 
 
 # --- per request -------------------------------------------------------------------------------
@@ -272,6 +282,8 @@ def auth_doc(doc: dict, doc_info: dict, **kwargs) -> dict:
     # Any route: NUL characters or a bad ?tenant= (400); the database down (503).
     responses.setdefault(400, "BAD_REQUEST")
     responses.setdefault(503, "SERVICE_UNAVAILABLE")
+    # The tenant's admin API rate limit (shared/ratelimit.py), with Retry-After.
+    responses.setdefault(429, "TOO_MANY_REQUESTS")
     if doc_info.get("siyu_path_params"):
         responses.setdefault(404, "NOT_FOUND")
     if kwargs.get("method") in ("post", "put", "patch"):

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from wechatpy.crypto import WeChatCrypto
@@ -13,7 +14,7 @@ from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
 from services.ingest.app import IngestDeps, create_app
 from services.ingest.tokens import create_token
 from services.ingest.wiring import build_deps
-from shared.config import DEMO_TENANTS_PATH, load_tenants
+from shared.config import DEMO_TENANTS_PATH, TenantRegistry, load_tenants
 from shared.db import create_pool
 from shared.kafka.topics import TOUCHPOINTS, ensure_topics
 from shared.migrations import migrate_service
@@ -42,9 +43,10 @@ class Ingest:
 
     # --- request builders, independent of the app's own code (wechatpy + hashlib) -------
 
-    def oa_post(self, xml: str, *, aes: bool = False, app_id: str = OA.app_id, ts=None, **over):
+    def oa_post(self, xml: str, *, aes: bool = True, app_id: str = OA.app_id, ts=None, **over):
+        # Safe mode by default: acme's OA has an EncodingAESKey, so plaintext is refused.
         ts = str(int(time.time())) if ts is None else str(ts)
-        nonce = "n" + ts
+        nonce = over.pop("nonce", None) or secrets.token_hex(8)  # one body per nonce
         token = OA.token.reveal()
         args = {"signature": plain_signature(token, ts, nonce), "timestamp": ts, "nonce": nonce}
         body = xml
@@ -61,9 +63,11 @@ class Ingest:
             f"/wechat/oa/{app_id}", query_string=args, data=body, headers=headers
         )
 
-    def wecom_post(self, xml: str, *, corp_id: str = CORP.corp_id, ts=None, signature=None):
+    def wecom_post(
+        self, xml: str, *, corp_id: str = CORP.corp_id, ts=None, signature=None, nonce=None
+    ):
         ts = str(int(time.time())) if ts is None else str(ts)
-        nonce = "w" + ts
+        nonce = nonce or secrets.token_hex(8)
         crypto = WeComCrypto(CORP.token.reveal(), CORP.encoding_aes_key.reveal(), corp_id)
         enc = crypto.encrypt_message(xml, nonce, ts)
         encrypt = enc.split("<Encrypt><![CDATA[")[1].split("]]>")[0]
@@ -100,3 +104,11 @@ def ingest(stack, kafka, schema, monkeypatch):
     yield built
     built.deps.publisher.close()
     built.deps.publisher.pool.close()
+
+
+def with_oas(registry, **changes):
+    """The registry with every OA changed, e.g. ``plaintext_allowed=True`` or no AES key."""
+    tenants = tuple(
+        replace(t, wechat_oa=tuple(replace(oa, **changes) for oa in t.wechat_oa)) for t in registry
+    )
+    return TenantRegistry(tenants, source=registry.source)

@@ -32,7 +32,8 @@ def test_oa_bad_inputs(ingest):
             f"/wechat/oa/{OA.app_id}", data=GOOD, headers={"Content-Type": "text/xml"}),
          401, "missing_signature"),
         ("replayed timestamp", ingest.oa_post(GOOD, ts=int(time.time()) - 3600), 403, "bad_signature"),
-        ("unknown app", ingest.oa_post(GOOD, app_id="wx0000000000000000"), 404, "unknown_app_id"),
+        # Like a bad signature: no oracle for which app ids are tenants.
+        ("unknown app", ingest.oa_post(GOOD, app_id="wx0000000000000000"), 403, "bad_signature"),
         ("not XML", ingest.oa_post("{not xml"), 400, "malformed_body"),
         ("empty body", ingest.oa_post(""), 400, "malformed_body"),
         ("entity bomb", ingest.oa_post(BOMB), 400, "malformed_body"),
@@ -70,7 +71,7 @@ def test_wecom_bad_inputs(ingest):
         "/wecom/ww0000000000", query_string={"msg_signature": "x", "timestamp": "1", "nonce": "n"},
         data=body, headers={"Content-Type": "text/xml"},
     )  # fmt: skip
-    assert unknown.status_code == 404 and unknown.json["error"]["code"] == "unknown_corp_id"
+    assert unknown.status_code == 403 and unknown.json["error"]["code"] == "bad_signature"
     missing = ingest.client.post(f"/wecom/{ingest.deps.tenants.get('acme').wecom.corp_id}", data=body,
                                  headers={"Content-Type": "text/xml"})  # fmt: skip
     assert missing.status_code == 401

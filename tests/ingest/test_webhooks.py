@@ -8,7 +8,7 @@ import time
 import pytest
 from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
 
-from tests.ingest.conftest import CORP, OA, plain_signature
+from tests.ingest.conftest import CORP, OA, TENANTS, plain_signature, with_oas
 from tests.kafka_helpers import read_topic
 
 pytestmark = pytest.mark.integration
@@ -92,6 +92,8 @@ def envelopes(ingest, expected: int) -> list[dict]:
 
 @pytest.mark.parametrize("aes", [False, True], ids=["plain", "safe"])
 def test_every_oa_type_reaches_kafka(ingest, aes):
+    if not aes:  # plaintext only where the OA allows it (docs/security.md "Webhooks")
+        ingest.deps.tenants = with_oas(TENANTS, plaintext_allowed=True)
     # One second apart: two events of one user in one second share a dedup key (docs/platform.md).
     for second, (body, _, _) in enumerate(OA_CASES):
         response = ingest.oa_post(oa(body, second), aes=aes)
