@@ -81,6 +81,10 @@ class CatalogueSegmentSchema(Schema):
 
     segment_id = fields.String(required=True)
     name = fields.String(required=True)
+    # Set while the segment is disabled: its rule failed while being evaluated (it matches
+    # nobody until saved again). Outreach records each new one in its audit log.
+    disabled_at = fields.AwareDateTime(allow_none=True)
+    disabled_reason = fields.String(allow_none=True)
 
 
 class CatalogueSchema(Schema):

@@ -5,12 +5,20 @@ transaction with ``search_path`` set to the service's schema, and is recorded (w
 ``<schema>.schema_migrations``. A session advisory lock per schema makes concurrent runs (several
 pods starting at once) safe: the second waits, then finds nothing left to do. Editing an applied
 file is refused: write a new migration instead.
+
+In the cluster each service migrates as the role that owns its schema (deploy/k8s/base/postgres.yaml
+creates the schemas with their owners), so the runner never needs to create a schema there. The
+admin API connects as a role of its own that owns nothing: the owners of the schemas it reads and
+writes grant it table privileges after migrating (``API_ROLE_ENV``; docs/security.md, "Least
+privilege").
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +35,11 @@ SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # First key of the two-int advisory lock; the second is the schema's hash.
 _LOCK_NAMESPACE = 0x5159_0001
+_IDENTIFIER = r"[a-z_][a-z0-9_]{0,62}"
+# The role of the admin API (services/api.py) and the schemas it reads and writes: staff edit
+# segments, models and contacts (segment) and campaigns, tokens and the audit log (outreach).
+API_ROLE_ENV = "SIYU_DB_API_ROLE"
+API_SCHEMAS = ("segment", "outreach")
 
 
 @dataclass(frozen=True)
@@ -64,15 +77,26 @@ def discover(folder: Path) -> list[Migration]:
     return [found[v] for v in sorted(found)]
 
 
-def apply(dsn: str, schema: str, migrations: list[Migration]) -> list[int]:
-    """Apply pending migrations into ``schema``; return the versions applied by this call."""
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+def apply(
+    dsn: str, schema: str, migrations: list[Migration], *, grant_to: str | None = None
+) -> list[int]:
+    """Apply pending migrations into ``schema``; return the versions applied by this call.
+
+    ``grant_to`` (a role) is then given what the admin API needs on the schema's tables."""
+    if not re.fullmatch(_IDENTIFIER, schema):
         raise MigrationError(f"invalid schema name {schema!r}")
+    if grant_to is not None and not re.fullmatch(_IDENTIFIER, grant_to):
+        raise MigrationError(f"invalid role name {grant_to!r}")
     applied_now: list[int] = []
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("SELECT pg_advisory_lock(%s::int4, hashtext(%s))", (_LOCK_NAMESPACE, schema))
         try:
-            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+            # CREATE SCHEMA IF NOT EXISTS checks the right to create schemas first, which the
+            # owner of an existing schema need not have.
+            if not conn.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)
+            ).fetchone():
+                conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
             conn.execute(
                 sql.SQL(
                     """CREATE TABLE IF NOT EXISTS {}.schema_migrations (
@@ -100,6 +124,8 @@ def apply(dsn: str, schema: str, migrations: list[Migration]) -> list[int]:
                     continue
                 _apply_one(conn, schema, migration)
                 applied_now.append(migration.version)
+            if grant_to is not None:
+                _grant(conn, schema, grant_to)
         finally:
             conn.execute(
                 "SELECT pg_advisory_unlock(%s::int4, hashtext(%s))", (_LOCK_NAMESPACE, schema)
@@ -125,9 +151,44 @@ def _apply_one(conn: psycopg.Connection, schema: str, migration: Migration) -> N
     log.info("migration_applied", schema=schema, version=migration.version, name=migration.name)
 
 
-def migrate_service(dsn: str, service: str, *, schema: str | None = None) -> list[int]:
-    """Apply a service's migrations; ``schema`` defaults to the service name (tests use others)."""
-    return apply(dsn, schema or service, discover(migrations_dir(service)))
+def _grant(conn: psycopg.Connection, schema: str, role: str) -> None:
+    """Rows, never structure: no DDL, TRUNCATE, REFERENCES or TRIGGER, and the migrations'
+    ledger read-only. Granted anew on every run, so tables added since are covered."""
+    ident = {"schema": sql.Identifier(schema), "role": sql.Identifier(role)}
+    try:
+        with conn.transaction():
+            for statement in (
+                "GRANT USAGE ON SCHEMA {schema} TO {role}",
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}",
+                "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
+                "REVOKE INSERT, UPDATE, DELETE ON {schema}.schema_migrations FROM {role}",
+            ):
+                conn.execute(sql.SQL(statement).format(**ident))
+    except psycopg.Error as exc:
+        raise MigrationError(
+            f"{schema}: cannot grant the admin API's role {role!r}: {exc}"
+        ) from exc
+    log.info("privileges_granted", schema=schema, role=role)
+
+
+def api_role(env: Mapping[str, str] | None = None) -> str | None:
+    """The admin API's database role (SIYU_DB_API_ROLE), or None where it shares the migrating
+    role (``siyu dev``, the tests)."""
+    env = os.environ if env is None else env
+    role = env.get(API_ROLE_ENV) or None
+    if role is not None and not re.fullmatch(_IDENTIFIER, role):
+        raise MigrationError(f"{API_ROLE_ENV}={role!r}: not a role name (lower case, digits, _)")
+    return role
+
+
+def migrate_service(
+    dsn: str, service: str, *, schema: str | None = None, api_role: str | None = None
+) -> list[int]:
+    """Apply a service's migrations; ``schema`` defaults to the service name (tests use others).
+
+    With ``api_role``, a schema the admin API uses (``API_SCHEMAS``) grants it its privileges."""
+    grant_to = api_role if service in API_SCHEMAS else None
+    return apply(dsn, schema or service, discover(migrations_dir(service)), grant_to=grant_to)
 
 
 def migrate_all(dsn: str) -> dict[str, list[int]]:

@@ -13,6 +13,8 @@ from typing import Any
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
+from shared.api.audit import SYSTEM_ACTOR, audit
+
 
 @dataclass(frozen=True)
 class Catalogue:
@@ -36,7 +38,8 @@ WHERE c.published_at <= EXCLUDED.published_at
 
 def apply_catalogues(conn: Connection, catalogues: Iterable[dict[str, Any]]) -> int:
     """Store each tenant's newest catalogue of the batch unless a newer one is stored; return
-    how many rows changed."""
+    how many rows changed. A segment the new catalogue shows disabled, and the stored one did
+    not (or since another time), gets a ``segment.disable`` entry in the audit log."""
     newest: dict[str, dict[str, Any]] = {}
     for c in catalogues:
         seen = newest.get(c["tenant_id"])
@@ -45,7 +48,11 @@ def apply_catalogues(conn: Connection, catalogues: Iterable[dict[str, Any]]) -> 
     changed = 0
     for c in newest.values():
         model = c["model"]
-        changed += conn.execute(
+        segments = sorted((_segment(s) for s in c["segments"]), key=lambda s: s["segment_id"])
+        before = conn.execute(
+            "SELECT segments FROM catalogue WHERE tenant_id = %s FOR UPDATE", (c["tenant_id"],)
+        ).fetchone()
+        stored = conn.execute(
             UPSERT,
             {
                 "tenant_id": c["tenant_id"],
@@ -53,11 +60,33 @@ def apply_catalogues(conn: Connection, catalogues: Iterable[dict[str, Any]]) -> 
                 "builtin": model["builtin"],
                 "stages": list(model["stages"]),
                 "side_stages": list(model["side_stages"]),
-                "segments": Jsonb(sorted(c["segments"], key=lambda s: s["segment_id"])),
+                "segments": Jsonb(segments),
                 "published_at": c["published_at"],
             },
         ).rowcount
+        if stored:
+            _audit_disabled(conn, c["tenant_id"], before["segments"] if before else [], segments)
+        changed += stored
     return changed
+
+
+def _segment(item: dict[str, Any]) -> dict[str, Any]:
+    out = {"segment_id": item["segment_id"], "name": item["name"]}
+    if item.get("disabled_at") is not None:
+        at = item["disabled_at"]
+        out["disabled_at"] = at.isoformat() if hasattr(at, "isoformat") else str(at)
+        out["disabled_reason"] = item.get("disabled_reason")
+    return out
+
+
+def _audit_disabled(conn: Connection, tenant: str, before: list[dict], after: list[dict]):
+    """The segment service disabled these segments (their rules failed while being evaluated,
+    services/segment/segments.py); a redelivered catalogue finds them recorded already."""
+    known = {s["segment_id"]: s.get("disabled_at") for s in before}
+    for s in after:
+        if s.get("disabled_at") and known.get(s["segment_id"]) != s["disabled_at"]:
+            details = {"reason": s["disabled_reason"], "disabled_at": s["disabled_at"]}
+            audit(conn, SYSTEM_ACTOR, tenant, "segment.disable", s["segment_id"], details)
 
 
 def tenant_catalogue(conn: Connection, tenant: str) -> Catalogue | None:

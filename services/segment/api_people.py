@@ -30,7 +30,7 @@ from services.segment.derive import derive_touched, lock_contacts, model_for, ov
 from services.segment.lifecycle import error_paths
 from services.segment.roles import ROLES, role_coverage
 from services.segment.rule_names import RuleNames, rule_unknowns
-from services.segment.segments import SLUG, SegmentError, save_segment
+from services.segment.segments import SLUG, SegmentError, TooManySegments, save_segment
 from shared.api import (
     TENANT,
     ApiError,
@@ -73,6 +73,8 @@ def _like(text: str) -> str:
 
 def _segment_error(exc: SegmentError) -> ApiError:
     """400 ``invalid_segment``; details by request path (``rule.all[0].attribute``...)."""
+    if isinstance(exc, TooManySegments):
+        return ApiError(400, exc.code, exc.message, {"segment_id": [exc.message]})
     if exc.details:
         details = error_paths(exc.details, "rule")
     else:
@@ -871,6 +873,8 @@ MEMBERSHIP_NOTE = (
 
 SEGMENT_COLUMNS = (
     "s.segment_id, s.name, s.description, s.rule, s.created_at, s.updated_at, "
+    "CASE WHEN s.disabled_at IS NULL THEN 'enabled' ELSE 'disabled' END AS state, "
+    "s.disabled_at, s.disabled_reason, "
     "(SELECT count(*) FROM segment_members m WHERE m.tenant_id = s.tenant_id "
     "AND m.segment_id = s.segment_id)::int AS members_count"
 )
@@ -885,6 +889,18 @@ class SegmentSchema(Schema):
     )
     created_at = fields.DateTime(required=True)
     updated_at = fields.DateTime(required=True, metadata={"description": "Last definition change"})
+    state = fields.String(
+        required=True,
+        metadata={
+            "enum": ["enabled", "disabled"],
+            "description": "disabled: the rule failed while being evaluated; it matches nobody "
+            "until the segment is saved again (PUT)",
+        },
+    )
+    disabled_at = fields.DateTime(allow_none=True, metadata={"description": "When it failed"})
+    disabled_reason = fields.String(
+        allow_none=True, metadata={"description": "The error the rule raised"}
+    )
     members_count = fields.Integer(
         required=True, metadata={"description": "Current members (see the membership note)"}
     )
@@ -958,16 +974,19 @@ def list_segments(args: dict):
 def create_segment(body: dict):
     """Define a segment (rule validated: 400 `invalid_segment` with details by field)
 
+    A rule is at most 10 levels of conditions deep, 50 conditions, 8 KiB as JSON; a tenant has
+    at most 100 segments (400 `too_many_segments`).
+
     Membership is not computed by this call: the segment consumer keeps it current for contacts
     whose events it applies, and `siyu segment recompute --tenant ID` evaluates every contact.
     Until then `members_count` is 0.
     """
     tenant = tenant_id()
     with segment_connection() as conn:
-        # Two creators of one id: the second waits here, then sees the first's row (409).
+        # Two creators of one id: the second waits here, then sees the first's row (409); per
+        # tenant, so that two creators cannot both pass the segments-per-tenant limit.
         conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
-            (f"siyu.segment:{tenant}:{body['segment_id']}",),
+            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"siyu.segment:{tenant}",)
         )
         exists = conn.execute(
             "SELECT 1 FROM segments WHERE tenant_id = %s AND segment_id = %s",
@@ -1010,6 +1029,8 @@ def get_segment(segment_id: str):
 def replace_segment(body: dict, segment_id: str):
     """Replace a segment's name, description and rule
 
+    Replacing a disabled segment (its rule failed while being evaluated) enables it again.
+
     Members are not re-evaluated by this call: the segment consumer re-evaluates contacts as
     their events arrive, and `siyu segment recompute --tenant ID` re-evaluates every contact.
     Until then the members (and `members_count`) follow the previous rule.
@@ -1023,6 +1044,9 @@ def replace_segment(body: dict, segment_id: str):
             raise _segment_error(exc) from None
         _check_rule_names(conn, tenant, body["rule"])
         details = {**body, "previous": {k: before[k] for k in ("name", "description", "rule")}}
+        if before["disabled_at"] is not None:  # saving enables it again
+            details["previous"]["disabled_at"] = before["disabled_at"].isoformat()
+            details["previous"]["disabled_reason"] = before["disabled_reason"]
         audit(conn, principal(), tenant, "segment.replace", segment_id, details)
         catalogue_changed(conn)
         return _segment_row(conn, tenant, segment_id)

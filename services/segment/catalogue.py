@@ -4,8 +4,9 @@ Outreach never reads this schema, yet must refuse a campaign naming a stage of t
 model that does not exist, or a segment nobody defined. So segment publishes, per tenant, the
 model it stages contacts and accounts with (``derive.model_for``: a custom model that is missing
 or invalid falls back to the mode's default, and the catalogue says which stood in) and its
-segments. The value is the whole catalogue, keyed by tenant on a compacted topic: the newest
-message per tenant is all a consumer needs, and a replay or redelivery repeats a state.
+segments (a disabled one with its error: outreach records it in the audit log). The value is
+the whole catalogue, keyed by tenant on a compacted topic: the newest message per tenant is all
+a consumer needs, and a replay or redelivery repeats a state.
 
 Queued in the outbox in the transaction that changes a model or a segment, after taking a
 per-tenant lock: two concurrent changes queue in commit order, the second reading the first's
@@ -29,7 +30,8 @@ def catalogue_of(conn: Connection, tenant: Tenant) -> dict:
     """The tenant's catalogue value (without ``published_at``), read in ``conn``'s snapshot."""
     model = model_for(tenant, conn)
     rows = conn.execute(
-        "SELECT segment_id, name FROM segments WHERE tenant_id = %s ORDER BY segment_id",
+        "SELECT segment_id, name, disabled_at, disabled_reason FROM segments "
+        "WHERE tenant_id = %s ORDER BY segment_id",
         (tenant.id,),
     ).fetchall()
     return {
@@ -40,8 +42,17 @@ def catalogue_of(conn: Connection, tenant: Tenant) -> dict:
             "stages": list(model.stage_names),
             "side_stages": list(model.side_stages),
         },
-        "segments": [{"segment_id": r["segment_id"], "name": r["name"]} for r in rows],
+        "segments": [_segment(r) for r in rows],
     }
+
+
+def _segment(row: dict) -> dict:
+    """A segment as the catalogue lists it; a disabled one says since when and why."""
+    item = {"segment_id": row["segment_id"], "name": row["name"]}
+    if row["disabled_at"] is not None:
+        item["disabled_at"] = row["disabled_at"]
+        item["disabled_reason"] = row["disabled_reason"]
+    return item
 
 
 def queue_catalogue(conn: Connection, tenant: Tenant, topics: Topics) -> None:

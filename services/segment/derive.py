@@ -29,7 +29,13 @@ from services.segment.reach import reach
 from services.segment.risk import risk_flags
 from services.segment.roles import RoleGuess, infer_role
 from services.segment.scoring import account_score, score
-from services.segment.segments import load_segments, membership, segment_facts
+from services.segment.segments import (
+    Failures,
+    disable_segments,
+    load_segments,
+    membership,
+    segment_facts,
+)
 from services.segment.writes import AccountDerived, ContactDerived, Writes
 from shared import messages
 from shared.config import Tenant
@@ -152,7 +158,10 @@ def refresh_contacts(
     if history is None:
         history = load_history(conn, tenant.id, rows, now)
     model = model_for(tenant, conn)
-    defined = load_segments(conn, tenant.id)
+    # A segment whose rule fails (to load, or for one contact) is skipped from then on and
+    # disabled below: the contacts, the events and the other segments go on.
+    failures: Failures = {}
+    defined = load_segments(conn, tenant.id, failures)
     ids = [r["contact_id"] for r in rows]
     identities = contact_identities(conn, tenant.id, ids)
     accounts = accounts_of(conn, tenant.id, rows)
@@ -161,9 +170,19 @@ def refresh_contacts(
         account = accounts.get(row["account_id"]) if row["account_id"] else None
         _derive(writes, tenant, model, defined, row, history[row["contact_id"]], account,
                 now or row["last_event_at"], (checkpoints or {}).get(row["contact_id"], []),
-                topics, settle, identities.get(row["contact_id"], {}))  # fmt: skip
+                topics, settle, identities.get(row["contact_id"], {}), failures)  # fmt: skip
     writes.flush(conn)
+    if failures and disable_segments(conn, tenant.id, failures):
+        _catalogue_changed(conn, tenant, topics)
     return set(accounts)
+
+
+def _catalogue_changed(conn: Connection, tenant: Tenant, topics: Topics) -> None:
+    """Publish the catalogue that shows the segments just disabled (outreach records them in
+    its audit log). Imported here: the catalogue module builds on this one."""
+    from services.segment.catalogue import queue_catalogue
+
+    queue_catalogue(conn, tenant, topics)
 
 
 def accounts_of(conn: Connection, tenant_id: str, rows: list[dict]) -> dict[str, dict]:
@@ -210,7 +229,7 @@ def _inferred_role(title: str | None, tags: tuple[str, ...]) -> RoleGuess | None
 
 
 def _derive(writes, tenant, model, defined, row, events, account_row, now, checkpoints, topics,
-            settle=True, identities=None):  # fmt: skip
+            settle=True, identities=None, failures=None):  # fmt: skip
     contact_id = row["contact_id"]
     # The contact's own window, whatever the batch read: a replay batched differently derives
     # the same.
@@ -257,6 +276,7 @@ def _derive(writes, tenant, model, defined, row, events, account_row, now, check
         ),
         now,
         model,
+        failures,
     )
     writes.memberships[contact_id] = (member_of, now)
     writes.contacts[contact_id] = ContactDerived(

@@ -49,6 +49,7 @@ from marshmallow import (
 )
 
 from services.segment.facts import AccountFacts, ContactFacts, EventFact
+from services.segment.rule_limits import RuleTooLarge, check_model, check_rule
 from shared.envelope import EVENT_TYPES
 from shared.errors import SiyuError
 
@@ -982,11 +983,21 @@ def _invalid(what: str, messages: Any) -> ModelError:
     return ModelError(f"invalid {what}: {listed}", details=details)
 
 
+def _within_limits(check, doc: Any) -> None:
+    """Depth and size limits (services/segment/rule_limits.py), checked before the recursive
+    schema reads the document: past them it is refused, never evaluated."""
+    try:
+        check(doc)
+    except RuleTooLarge as exc:
+        raise ModelError(exc.message, details={"_schema": [exc.message]}) from None
+
+
 def load_model(data: dict | str) -> LifecycleModel:
     """Validate a model document (a dict, or YAML/JSON text); raise ModelError with field paths."""
     doc = _parse(data)
     if not isinstance(doc, Mapping):
         raise ModelError("a lifecycle model is a mapping", details={"_schema": ["Not a mapping."]})
+    _within_limits(check_model, doc)
     try:
         return _MODEL_SCHEMA.load(doc)
     except ValidationError as exc:
@@ -999,6 +1010,7 @@ def load_condition(data: dict | str, *, scope: str = "contact") -> Condition:
     ``stage_at_least`` is not checked against a model here; pass the model when evaluating it.
     """
     doc = _parse(data)
+    _within_limits(check_rule, doc)
     try:
         return ConditionField(scope).deserialize(doc)
     except ValidationError as exc:

@@ -12,3 +12,11 @@ STAGE_CHANGES = Counter(
     "Lifecycle stage transitions written, by tenant, subject kind, model and stage entered",
     ["tenant", "subject", "model", "to_stage"],
 )
+
+# A segment whose rule failed while being evaluated is disabled (services/segment/segments.py):
+# alert on any increase, an operator has a rule to fix. Tenants are a bounded set.
+SEGMENTS_DISABLED = Counter(
+    "siyu_segment_segments_disabled_total",
+    "Segments disabled because their rule failed while being evaluated, by tenant",
+    ["tenant"],
+)

@@ -4,6 +4,12 @@ A segment's rule uses the lifecycle condition grammar (services/segment/lifecycl
 contact's facts. Derived values are addressable too: ``attribute: stage`` / ``account_stage`` /
 ``account_id`` / any behaviour feature (``recency_days``, ``frequency_90d``...), and as tags
 ``behaviour:<type>`` (e.g. behaviour:loyal) and ``risk:<flag>`` (the account's risk flags).
+
+Rules are bounded when saved (depth and size: services/segment/rule_limits.py; at most
+``MAX_SEGMENTS_PER_TENANT`` segments). A rule that still fails while being evaluated (an
+exception for one contact, or a stored rule that no longer loads) disables its segment only:
+``disabled_at``/``disabled_reason`` are set, its members are removed, and every other segment and
+the event itself go on (docs/domain.md, "Segments"). Saving the segment again enables it.
 """
 
 from __future__ import annotations
@@ -14,18 +20,41 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
+import structlog
 from psycopg import Connection
+from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from services.segment.facts import ContactFacts
 from services.segment.lifecycle import Condition, ModelError, load_condition
+from services.segment.metrics import SEGMENTS_DISABLED
 from shared.errors import SiyuError
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
+# Every segment is evaluated for every contact an event touches: a bound on the work per event.
+MAX_SEGMENTS_PER_TENANT = 100
+MAX_REASON_CHARS = 500  # of a disabled segment's error text
+
+log = structlog.get_logger("siyu.segment")
 
 
 class SegmentError(SiyuError):
     code = "invalid_segment"
+
+
+class TooManySegments(SegmentError):
+    code = "too_many_segments"
+
+
+@dataclass(frozen=True)
+class RuleFailure:
+    """Why one segment's rule could not be evaluated (it is disabled at the end of the batch)."""
+
+    segment_id: str
+    reason: str  # the exception's type and text, e.g. "OverflowError: date value out of range"
+
+
+Failures = dict[str, RuleFailure]  # by segment_id, filled while evaluating
 
 
 @dataclass(frozen=True)
@@ -64,36 +93,114 @@ def segment_facts(
     return replace(facts, attributes=attributes, tags=frozenset(tags))
 
 
-def load_segments(conn: Connection, tenant_id: str) -> list[SegmentDef]:
+def failure_reason(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return text[:MAX_REASON_CHARS]
+
+
+def load_segments(conn: Connection, tenant_id: str, failures: Failures) -> list[SegmentDef]:
+    """The tenant's enabled segments; a stored rule that does not load (saved before a limit or
+    a grammar change, or written around the API) goes into ``failures`` instead."""
     rows = conn.execute(
-        "SELECT segment_id, name, rule FROM segments WHERE tenant_id = %s ORDER BY segment_id",
+        "SELECT segment_id, name, rule FROM segments WHERE tenant_id = %s "
+        "AND disabled_at IS NULL ORDER BY segment_id",
         (tenant_id,),
     ).fetchall()
-    return [SegmentDef(r["segment_id"], r["name"], compile_rule(r["rule"])) for r in rows]
+    defined = []
+    for r in rows:
+        try:
+            defined.append(SegmentDef(r["segment_id"], r["name"], compile_rule(r["rule"])))
+        except Exception as exc:  # whatever it is, only this segment stops
+            failures[r["segment_id"]] = RuleFailure(r["segment_id"], failure_reason(exc))
+    return defined
 
 
 def save_segment(
     conn: Connection, tenant_id: str, segment_id: str, name: str, rule: dict, description: str = ""
 ) -> SegmentDef:
-    """Create or replace a segment (validated); membership follows on the next refresh/recompute."""
+    """Create or replace a segment (validated, within the limits); membership follows on the next
+    refresh/recompute. Saving enables a disabled segment: its rule is evaluated again."""
     if not SLUG.match(segment_id):
         raise SegmentError("segment id: 2-63 characters of a-z, 0-9 and -, starting alphanumeric")
     condition = compile_rule(rule)
+    exists = conn.execute(
+        "SELECT 1 FROM segments WHERE tenant_id = %s AND segment_id = %s", (tenant_id, segment_id)
+    ).fetchone()
+    if exists is None:
+        (count,) = (
+            conn.cursor(row_factory=tuple_row)
+            .execute("SELECT count(*) FROM segments WHERE tenant_id = %s", (tenant_id,))
+            .fetchone()
+        )
+        if count >= MAX_SEGMENTS_PER_TENANT:
+            raise TooManySegments(
+                f"the tenant has {count} segments; at most {MAX_SEGMENTS_PER_TENANT} "
+                "(delete one first)"
+            )
     conn.execute(
         "INSERT INTO segments (tenant_id, segment_id, name, description, rule) "
         "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tenant_id, segment_id) DO UPDATE SET "
         "name = EXCLUDED.name, description = EXCLUDED.description, rule = EXCLUDED.rule, "
-        "updated_at = now()",
+        "updated_at = now(), disabled_at = NULL, disabled_reason = NULL",
         (tenant_id, segment_id, name, description, Jsonb(rule)),
     )
     return SegmentDef(segment_id, name, condition)
 
 
 def membership(
-    segments: list[SegmentDef], facts: ContactFacts, now: datetime, model=None
+    segments: list[SegmentDef],
+    facts: ContactFacts,
+    now: datetime,
+    model=None,
+    failures: Failures | None = None,
 ) -> list[str]:
-    """The ids of the segments whose rule holds (``model`` resolves ``stage_at_least``)."""
-    return [s.segment_id for s in segments if s.condition.holds(facts, now, model)]
+    """The ids of the segments whose rule holds (``model`` resolves ``stage_at_least``).
+
+    With ``failures``, a rule that raises is recorded there and skipped (here and for the rest
+    of the batch) instead of failing the contact; without, the exception propagates.
+    """
+    member_of = []
+    for s in segments:
+        if failures is not None and s.segment_id in failures:
+            continue
+        try:
+            if s.condition.holds(facts, now, model):
+                member_of.append(s.segment_id)
+        except Exception as exc:
+            if failures is None:
+                raise
+            failures[s.segment_id] = RuleFailure(s.segment_id, failure_reason(exc))
+    return member_of
+
+
+def disable_segments(conn: Connection, tenant_id: str, failures: Failures) -> list[str]:
+    """Disable the failed segments (in the caller's transaction, in id order: the lock order of
+    every writer) and remove their members; returns the ids disabled now (not disabled before)."""
+    disabled = []
+    for segment_id in sorted(failures):
+        reason = failures[segment_id].reason
+        row = conn.execute(
+            "UPDATE segments SET disabled_at = now(), disabled_reason = %s "
+            "WHERE tenant_id = %s AND segment_id = %s AND disabled_at IS NULL "
+            "RETURNING segment_id",
+            (reason, tenant_id, segment_id),
+        ).fetchone()
+        if row is None:
+            continue  # deleted meanwhile, or disabled by a concurrent batch
+        conn.execute(
+            "DELETE FROM segment_members WHERE tenant_id = %s AND segment_id = %s",
+            (tenant_id, segment_id),
+        )
+        disabled.append(segment_id)
+        SEGMENTS_DISABLED.labels(tenant_id).inc()
+        # The type only: the text may quote a value from the contact's data.
+        log.warning(
+            "segment_disabled",
+            tenant_id=tenant_id,
+            segment_id=segment_id,
+            error=reason.split(":", 1)[0],
+        )
+    return disabled
 
 
 def store_membership(

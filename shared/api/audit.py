@@ -16,6 +16,9 @@ from shared.api.pagination import PageArgs, cursor_key, page, paged
 
 # The "actor" of changes made from the command line rather than with a token.
 CLI_ACTOR = "cli"
+# The "actor" of changes the services make on their own (a segment disabled because its rule
+# failed while being evaluated).
+SYSTEM_ACTOR = "system"
 
 
 def audit(
@@ -80,7 +83,7 @@ blp = Blueprint("audit", __name__, description="Who changed what, when")
 class AuditEntrySchema(Schema):
     id = fields.Integer(required=True)
     tenant_id = fields.String(allow_none=True)
-    actor = fields.String(required=True, metadata={"description": "Token id, or `cli`"})
+    actor = fields.String(required=True, metadata={"description": "Token id, `cli`, or `system`"})
     actor_name = fields.String(allow_none=True, metadata={"description": "The token's name"})
     action = fields.String(required=True, metadata={"description": "e.g. token.create"})
     target = fields.String(allow_none=True)

@@ -1,0 +1,174 @@
+"""One database role per service (deploy/k8s/base/postgres.yaml), against the session's real
+PostgreSQL: the cluster's bootstrap SQL and managed roles are replayed from the manifest, each
+service migrates as the owner of its schema, and the admin API's role gets rows, not structure.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+from psycopg import errors, sql
+from psycopg.conninfo import make_conninfo
+
+from shared.errors import MigrationError
+from shared.migrations import API_SCHEMAS, SERVICES, api_role, migrate_service
+
+pytestmark = pytest.mark.integration
+
+CLUSTER = Path(__file__).resolve().parents[2] / "deploy" / "k8s" / "base" / "postgres.yaml"
+OWNERS = {"ingest": "siyu_ingest", "segment": "siyu_segment", "outreach": "siyu_outreach"}
+API = "siyu_api"
+
+
+def cluster_spec() -> dict:
+    return next(
+        d for d in yaml.safe_load_all(CLUSTER.read_text("utf-8")) if d["kind"] == "Cluster"
+    )["spec"]
+
+
+@pytest.fixture
+def cluster(stack, unique):
+    """A database set up as CloudNativePG does it from the manifest: postInitApplicationSQL as a
+    superuser, then the managed roles (LOGIN; the session's server trusts local connections, so
+    no password); then each service migrates as its own role, as its init step does."""
+    spec = cluster_spec()
+    roles = [r["name"] for r in spec["managed"]["roles"]]
+    name = f"db_{unique}"
+    with psycopg.connect(stack.dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    admin = make_conninfo(stack.dsn, dbname=name)
+    try:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            for statement in spec["bootstrap"]["initdb"]["postInitApplicationSQL"]:
+                conn.execute(statement)
+            for role in spec["managed"]["roles"]:
+                exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role["name"],))
+                verb = "ALTER" if exists.fetchone() else "CREATE"
+                conn.execute(
+                    sql.SQL(f"{verb} ROLE {{}} LOGIN").format(sql.Identifier(role["name"]))
+                )
+        dsn = {role: make_conninfo(admin, user=role) for role in roles}
+        granted = api_role(
+            {"SIYU_DB_API_ROLE": API}
+        )  # what the segment and outreach init steps set
+        for service in SERVICES:
+            assert migrate_service(dsn[OWNERS[service]], service, api_role=granted)
+        yield dsn
+    finally:
+        with psycopg.connect(stack.dsn, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )
+            for role in roles:
+                conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+
+
+def tables(dsn: str, schema: str) -> list[str]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", (schema,)
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+def can(dsn: str, statement: str) -> bool:
+    """Run a statement as the DSN's role and roll it back; False if refused for privileges."""
+    with psycopg.connect(dsn) as conn:
+        try:
+            conn.execute(statement)
+        except errors.InsufficientPrivilege:
+            return False
+        finally:
+            conn.rollback()
+    return True
+
+
+def test_the_manifest_names_one_role_per_service_and_the_api():
+    spec = cluster_spec()
+    roles = {r["name"]: r for r in spec["managed"]["roles"]}
+    assert set(roles) == {*OWNERS.values(), API}
+    for name, role in roles.items():
+        assert role["login"] is True and role["ensure"] == "present", name
+        assert not role.get("superuser") and not role.get("createdb"), name
+        assert not role.get("createrole") and not role.get("bypassrls"), name
+        assert role["passwordSecret"]["name"] == "siyu-pg-" + name.removeprefix("siyu_"), name
+
+
+@pytest.mark.parametrize(
+    ("role", "readable"),
+    [
+        ("siyu_ingest", {"ingest"}),
+        ("siyu_segment", {"segment"}),
+        ("siyu_outreach", {"outreach"}),
+        (API, {"segment", "outreach"}),
+    ],
+)
+def test_each_role_reads_only_the_schemas_it_needs(cluster, role, readable):
+    for schema in SERVICES:
+        owner_dsn = cluster[OWNERS[schema]]
+        names = tables(owner_dsn, schema)
+        assert names, schema
+        for table in names:
+            query = f'SELECT count(*) FROM "{schema}"."{table}"'
+            assert can(cluster[role], query) is (schema in readable), (role, schema, table)
+
+
+def test_the_api_role_writes_rows_of_segment_and_outreach_but_no_structure(cluster):
+    api = cluster[API]
+    with psycopg.connect(api) as conn:
+        for schema in API_SCHEMAS:
+            for table in tables(cluster[OWNERS[schema]], schema):
+                privileges = (
+                    "SELECT" if table == "schema_migrations" else "SELECT,INSERT,UPDATE,DELETE"
+                )
+                where = f'"{schema}"."{table}"'
+                assert conn.execute(
+                    "SELECT has_table_privilege(%s, %s)", (where, privileges)
+                ).fetchone()[0], where
+                for denied in ("TRUNCATE", "REFERENCES", "TRIGGER"):
+                    assert not conn.execute(
+                        "SELECT has_table_privilege(%s, %s)", (where, denied)
+                    ).fetchone()[0], (where, denied)
+            assert not conn.execute(
+                "SELECT has_table_privilege(%s, 'INSERT')", (f"{schema}.schema_migrations",)
+            ).fetchone()[0]
+    # What the API does: staff writes (a real statement against a real table of each schema) ...
+    assert can(api, "UPDATE outreach.tenants SET name = name")
+    assert can(api, "DELETE FROM segment.outbox WHERE false")  # the segment outbox it drains
+    assert can(api, "UPDATE segment.contacts SET created_at = created_at WHERE false")
+    # ... but no DDL in them, no schema of its own, nothing in ingest.
+    assert not can(api, "CREATE TABLE segment.mine (id int)")
+    assert not can(api, "ALTER TABLE outreach.tenants ADD COLUMN x int")
+    assert not can(api, "DROP TABLE outreach.tenants")
+    assert not can(api, "CREATE SCHEMA api")
+    assert not can(api, "SELECT count(*) FROM ingest.outbox")
+
+
+def test_an_owner_cannot_reach_another_schema_nor_create_one(cluster):
+    assert not can(cluster["siyu_ingest"], "SELECT count(*) FROM segment.contacts")
+    assert not can(cluster["siyu_ingest"], "CREATE TABLE outreach.x (id int)")
+    assert not can(cluster["siyu_outreach"], "SELECT count(*) FROM segment.contacts")
+    assert not can(cluster["siyu_segment"], "SELECT count(*) FROM ingest.outbox")
+    assert not can(cluster["siyu_segment"], "CREATE SCHEMA other")
+    assert can(cluster["siyu_segment"], "CREATE TABLE segment.next_migration (id int)")
+
+
+def test_migrating_again_keeps_the_grants_and_covers_new_tables(cluster):
+    """A later migration's table is granted on the next run (the init step runs every start)."""
+    owner = cluster["siyu_segment"]
+    with psycopg.connect(owner, autocommit=True) as conn:
+        conn.execute("CREATE TABLE segment.added_later (id int)")
+    assert not can(cluster[API], "SELECT * FROM segment.added_later")
+    assert migrate_service(owner, "segment", api_role=API) == []
+    assert can(cluster[API], "INSERT INTO segment.added_later VALUES (1)")
+    assert migrate_service(cluster["siyu_ingest"], "ingest", api_role=API) == []
+    assert not can(cluster[API], "SELECT count(*) FROM ingest.outbox")  # not an API schema
+
+
+def test_a_bad_api_role_name_is_refused():
+    with pytest.raises(MigrationError, match="SIYU_DB_API_ROLE='siyu-api'"):
+        api_role({"SIYU_DB_API_ROLE": "siyu-api"})
+    assert api_role({}) is None
