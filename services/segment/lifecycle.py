@@ -989,7 +989,7 @@ def _within_limits(check, doc: Any) -> None:
     try:
         check(doc)
     except RuleTooLarge as exc:
-        raise ModelError(exc.message, details={"_schema": [exc.message]}) from None
+        raise ModelError(exc.message, details={exc.path or "_schema": [exc.message]}) from None
 
 
 def load_model(data: dict | str) -> LifecycleModel:

@@ -39,9 +39,10 @@ _MANY = ("all", "any")
 class RuleTooLarge(ValueError):
     """A rule past one of the limits; the message names the measure and the limit."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, path: str = ""):
         super().__init__(message)
         self.message = message
+        self.path = path  # where in a model document ("stages[2].when"); "" for the whole
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,11 @@ def check_model(doc: Any) -> None:
         if isinstance(items, list | tuple):
             for i, item in enumerate(items):
                 if isinstance(item, Mapping) and "when" in item:
-                    check_rule(item["when"], f"{group}[{i}].when")
+                    path = f"{group}[{i}].when"
+                    try:
+                        check_rule(item["when"], path)
+                    except RuleTooLarge as exc:
+                        raise RuleTooLarge(exc.message, path) from None
     size = measure(doc)  # a value nested deep outside the conditions
     if size.json_depth > MAX_MODEL_JSON_DEPTH:
         raise RuleTooLarge(
