@@ -109,6 +109,7 @@ def delivery_rates(dsn: str) -> dict[str, float]:
         settings = Settings.from_env({
             "SIYU_DATABASE_URL": dsn, "SIYU_WECOM_API_BASE": f"{base}/wecom/cgi-bin/",
             "SIYU_WECHAT_API_BASE": f"{base}/oa/cgi-bin/", "SIYU_WECOM_RATE": "100000",
+            "SIYU_TENANTS": str(DEMO_TENANTS_PATH),
         })  # fmt: skip
         for key, value in DEMO_SECRETS.items():
             os.environ.setdefault(key, value)

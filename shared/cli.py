@@ -398,18 +398,31 @@ def _dev_tenants(settings: Settings) -> Path | None:
 @click.option(
     "--service",
     type=click.Choice(["ingest", "segment", "outreach"]),
-    default=None,
-    help="Only this service's schema.",
+    multiple=True,
+    help="Only this service's schema (repeatable).",
 )
-def migrate(service: str | None) -> None:
+@click.option(
+    "--wait",
+    "wait_s",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="SECONDS",
+    help="Apply nothing: wait up to SECONDS until the schemas' owners have applied them "
+    "(the admin API's role owns no schema).",
+)
+def migrate(service: tuple[str, ...], wait_s: int | None) -> None:
     """Apply pending SQL migrations (each service into its own schema), once, under a lock."""
-    from shared.migrations import SERVICES, api_role, migrate_service
+    from shared.migrations import SERVICES, api_role, migrate_service, wait_until_migrated
 
     settings = _settings()
     configure_logging(settings.log_level, process="migrate")
     try:
         dsn = settings.require_database()
-        for svc in [service] if service else SERVICES:
+        if wait_s is not None:
+            wait_until_migrated(dsn, service or SERVICES, timeout_s=wait_s)
+            click.echo(f"{', '.join(service or SERVICES)}: up to date")
+            return
+        for svc in service or SERVICES:
             applied = migrate_service(dsn, svc, api_role=api_role())
             click.echo(f"{svc}: " + (f"applied {applied}" if applied else "up to date"))
     except SiyuError as exc:

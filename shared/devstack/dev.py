@@ -89,6 +89,10 @@ class DevStack:
         finally:
             self._shutdown()
 
+    def tenants_path(self) -> Path:
+        """SIYU_TENANTS, else the demo tenants: `siyu dev` alone may fall back to them."""
+        return (self.settings.tenants_path or DEMO_TENANTS_PATH).resolve()
+
     def _info(self) -> DevStackInfo:
         """What the lock file tells a second start, and the token commands, about this stack."""
         built = [p for p in PROCESSES if p.built] if self.options.services else []
@@ -99,6 +103,7 @@ class DevStack:
             database_url=self.settings.database_url or local_dsn(self.options.pg_port),
             kafka_bootstrap=self.settings.kafka.bootstrap or f"127.0.0.1:{self.options.kafka_port}",
             urls={p.name: p.url(self.options.port(p)) for p in built},
+            tenants=str(self.tenants_path()),
         )
 
     def _start_dependencies(self) -> dict[str, str]:
@@ -143,7 +148,8 @@ class DevStack:
             f"topics: {len(created)} created" + (f" ({', '.join(created)})" if created else "")
         )
 
-        tenants_path = self.settings.tenants_path.resolve()
+        # The one process that may fall back to the demo tenants (their secrets are public).
+        tenants_path = self.tenants_path()
         if tenants_path == DEMO_TENANTS_PATH.resolve():
             for key, value in DEMO_SECRETS.items():
                 env.setdefault(key, value)

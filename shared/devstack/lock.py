@@ -29,6 +29,7 @@ class DevStackInfo:
     database_url: str = ""
     kafka_bootstrap: str = ""
     urls: dict[str, str] = field(default_factory=dict)  # process name -> URL
+    tenants: str = ""  # its tenants file: the token commands and `siyu simulate` beside it use it
 
     def where(self) -> str:
         lines = [

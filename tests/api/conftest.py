@@ -9,7 +9,7 @@ import pytest
 
 from services.api import create_app
 from services.outreach.tokens import create_token
-from shared.config import Settings
+from shared.config import DEMO_TENANTS_PATH, Settings
 from shared.db import create_pool
 from shared.migrations import migrate_service
 
@@ -45,7 +45,9 @@ class Api:
 def api(stack, schema):
     migrate_service(stack.dsn, "outreach", schema=schema)
     pool = create_pool(stack.dsn, name="api-test", schema=schema, max_size=4, timeout=3)
-    settings = Settings.from_env({"SIYU_DATABASE_URL": stack.dsn})
+    settings = Settings.from_env(
+        {"SIYU_DATABASE_URL": stack.dsn, "SIYU_TENANTS": str(DEMO_TENANTS_PATH)}
+    )
     app = create_app(
         settings,
         pool=pool,

@@ -27,7 +27,7 @@ from defusedxml import ElementTree as ET
 from werkzeug.serving import make_server
 
 from services.api import create_app
-from shared.config import Settings
+from shared.config import DEMO_TENANTS_PATH, Settings
 from shared.db import create_pool
 from shared.migrations import migrate_service
 from tests.api.conftest import Api, issue_tokens
@@ -50,7 +50,9 @@ def full_api(stack, schema):
         migrate_service(stack.dsn, service, schema=name)
     seed(stack.dsn, schemas["segment"])
     pool = create_pool(stack.dsn, name="api-fuzz", schema=schema, max_size=8, timeout=3)
-    settings = Settings.from_env({"SIYU_DATABASE_URL": stack.dsn})
+    settings = Settings.from_env(
+        {"SIYU_DATABASE_URL": stack.dsn, "SIYU_TENANTS": str(DEMO_TENANTS_PATH)}
+    )
     app = create_app(settings, pool=pool, token_cache_ttl_s=0,
                      schema_for=lambda service: schemas.get(service, service))  # fmt: skip
     api = Api(app.test_client(), app, pool, schema)

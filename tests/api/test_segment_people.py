@@ -129,7 +129,9 @@ def people(stack, schema):
     migrate_service(stack.dsn, "segment", schema=segment_schema)
     seed(stack.dsn, segment_schema)
     pool = create_pool(stack.dsn, name="api-test", schema=schema, max_size=4, timeout=3)
-    settings = Settings.from_env({"SIYU_DATABASE_URL": stack.dsn})
+    settings = Settings.from_env(
+        {"SIYU_DATABASE_URL": stack.dsn, "SIYU_TENANTS": str(DEMO_TENANTS_PATH)}
+    )
     schemas = {"outreach": schema, "segment": segment_schema}
     app = create_app(
         settings,

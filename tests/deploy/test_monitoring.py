@@ -253,6 +253,7 @@ def test_every_metric_the_alerts_and_the_dashboard_name_is_exported(
         **GROUP_TIMINGS_ENV, "SIYU_HOME": str(tmp_path / "home"),
         "SIYU_WECOM_API_BASE": fake.base_url, "SIYU_WECHAT_API_BASE": fake.oa_base_url,
         "SIYU_LINK_SECRET": "monitoring-test-link-secret", "SIYU_LOG_LEVEL": "WARNING",
+        "SIYU_TENANTS": str(DEMO_TENANTS_PATH),
     }  # fmt: skip
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     ports = {process: free_port() for process in PROCESSES}

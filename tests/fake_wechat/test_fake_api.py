@@ -36,7 +36,7 @@ def clock() -> Clock:
 def make(clock: Clock, monkeypatch, *, contacts: int = 60, seed: int = 1, **config):
     for key, value in DEMO_SECRETS.items():
         monkeypatch.setenv(key, value)
-    settings = Settings.from_env({})
+    settings = Settings.from_env({"SIYU_TENANTS": str(DEMO_TENANTS_PATH)})
     state = build_state(
         settings, seed=seed, contacts=contacts, config=FakeConfig(**config), clock=clock, env={}
     )

@@ -147,7 +147,7 @@ def test_siyu_segment_consume_exits_non_zero_at_the_limit(kafka, producer, segme
         **os.environ, **GROUP_TIMINGS_ENV,
         "SIYU_DATABASE_URL": segment_database, "SIYU_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "SIYU_TOPIC_PREFIX": kafka.topic_prefix, "SIYU_WECOM_ENRICH": "0",
-        "SIYU_DLQ_MAX_CONSECUTIVE": "2",
+        "SIYU_DLQ_MAX_CONSECUTIVE": "2", "SIYU_TENANTS": str(DEMO_TENANTS_PATH),
     }  # fmt: skip
     done = subprocess.run(
         [SIYU, "segment", "consume", "--metrics-port", "0"],

@@ -197,6 +197,7 @@ def outreach(stack, schema, monkeypatch):
     settings = Settings.from_env({
         "SIYU_DATABASE_URL": stack.dsn, "SIYU_WECOM_API_BASE": fake.base_url,
         "SIYU_WECHAT_API_BASE": fake.oa_base_url, "SIYU_WECOM_RATE": "1000",
+        "SIYU_TENANTS": str(DEMO_TENANTS_PATH),
     })  # fmt: skip
     app = create_app(
         settings,

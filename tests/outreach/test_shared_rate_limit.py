@@ -44,7 +44,7 @@ def test_two_workers_share_the_corps_rate_limit(stack, schema, fake):
         **os.environ, **DEMO_SECRETS,
         "SIYU_DATABASE_URL": stack.dsn, "SIYU_OUTREACH_SCHEMA": schema,
         "SIYU_WECOM_API_BASE": fake.base_url, "SIYU_WECOM_RATE": str(RATE),
-        "SIYU_LOG_LEVEL": "WARNING",
+        "SIYU_LOG_LEVEL": "WARNING", "SIYU_TENANTS": str(DEMO_TENANTS_PATH),
     }  # fmt: skip
     argv = [sys.executable, "-m", "tests.outreach.rate_worker", str(SECONDS)]
     pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, "text": True}

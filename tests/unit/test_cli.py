@@ -4,6 +4,7 @@ import pytest
 from click.testing import CliRunner
 
 from shared.cli import EXIT_NOT_BUILT, main
+from shared.config import DEMO_TENANTS_PATH
 from shared.processes import PROCESSES
 
 COMMANDS = [
@@ -56,9 +57,16 @@ def test_migrate_without_a_database_says_what_to_set(monkeypatch):
     assert "SIYU_DATABASE_URL is not set" in result.output
 
 
-def test_tenants_check_ok_and_broken(tmp_path):
+def test_tenants_check_ok_and_broken(tmp_path, monkeypatch):
+    monkeypatch.delenv("SIYU_TENANTS", raising=False)
+    ok = CliRunner().invoke(main, ["tenants", "check", str(DEMO_TENANTS_PATH)])
+    assert ok.exit_code == 0 and "2 tenant(s) OK" in ok.output
+    monkeypatch.setenv("SIYU_TENANTS", str(DEMO_TENANTS_PATH))
     ok = CliRunner().invoke(main, ["tenants", "check"])
     assert ok.exit_code == 0 and "2 tenant(s) OK" in ok.output
+    monkeypatch.delenv("SIYU_TENANTS")
+    unset = CliRunner().invoke(main, ["tenants", "check"])
+    assert unset.exit_code == 1 and "SIYU_TENANTS is not set" in unset.output
     broken = tmp_path / "tenants.yaml"
     broken.write_text("tenants:\n  - id: acme\n    name: ACME\n    mode: enterprise\n")
     result = CliRunner().invoke(main, ["tenants", "check", str(broken)])
@@ -71,3 +79,21 @@ def test_bad_environment_is_one_clear_line(monkeypatch):
     result = CliRunner().invoke(main, ["migrate"])
     assert result.exit_code == 1
     assert "SIYU_LOG_LEVEL='CHATTY'" in result.output
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["ingest", "serve"], ["segment", "consume"], ["outreach", "worker"], ["api", "serve"],
+     ["fake-wechat"], ["simulate", "--tenant", "acme"]],
+    ids=" ".join,
+)  # fmt: skip
+def test_processes_refuse_to_start_without_a_tenants_file(argv, tmp_path, monkeypatch):
+    """Not the demo tenants (their webhook secrets are public): only `siyu dev` falls back."""
+    monkeypatch.delenv("SIYU_TENANTS", raising=False)
+    monkeypatch.setenv("SIYU_HOME", str(tmp_path))  # no `siyu dev` runs there
+    monkeypatch.setenv("SIYU_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("SIYU_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+    monkeypatch.setenv("SIYU_LINK_SECRET", "x" * 32)
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code != 0
+    assert "SIYU_TENANTS is not set" in result.output

@@ -168,9 +168,16 @@ def test_settings_from_env():
     assert settings.log_level == "DEBUG"
 
 
-def test_settings_defaults_point_at_demo_tenants():
+def test_settings_without_siyu_tenants_load_no_tenants():
+    """The demo tenants' webhook secrets are in the repository: only `siyu dev` falls back to
+    them (docs/security.md "Safe defaults"); everything else refuses, naming the variable."""
     settings = Settings.from_env({})
-    assert settings.tenants_path == DEMO_TENANTS_PATH
+    assert settings.tenants_path is None
+    with pytest.raises(ConfigError, match=r"SIYU_TENANTS is not set.*Only `siyu dev`"):
+        load_tenants(settings.tenants_path)
+    assert Settings.from_env({"SIYU_TENANTS": ""}).tenants_path is None
+    explicit = Settings.from_env({"SIYU_TENANTS": str(DEMO_TENANTS_PATH)})
+    assert len(load_tenants(explicit.tenants_path)) == 2  # named explicitly, the demo file loads
     assert settings.database_url is None
     with pytest.raises(ConfigError, match="SIYU_DATABASE_URL is not set"):
         settings.require_database()
