@@ -478,5 +478,27 @@ def tenants_check(path: Path | None) -> None:
     click.echo(f"{len(registry)} tenant(s) OK in {target}")
 
 
+@tenants.command("purge")
+@click.argument("tenant")
+@click.option("--service", "services", multiple=True, default=("segment", "ingest", "outreach"),
+              type=click.Choice(["segment", "ingest", "outreach"]), show_default=True)  # fmt: skip
+def tenants_purge(tenant: str, services: tuple[str, ...]) -> None:
+    """Remove a tenant deleted through the admin API from the services' schemas (the outreach
+    worker purges the outreach schema by itself; docs/security.md "Safe defaults")."""
+    from services.outreach.tokens import outreach_schema
+    from shared.tenant_purge import purge_schemas
+
+    settings = _settings()
+    configure_logging(settings.log_level, process="purge")
+    try:
+        admin = outreach_schema()
+        schemas = {s: admin if s == "outreach" else s for s in services}
+        done = purge_schemas(settings.require_database(), tenant, schemas, admin_schema=admin)
+    except SiyuError as exc:
+        raise click.ClickException(str(exc)) from None
+    for service in services:
+        click.echo(f"{service}: {tenant} purged" if done[service] else f"{service}: not finished")
+
+
 if __name__ == "__main__":
     main()

@@ -18,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,6 +190,46 @@ def migrate_service(
     With ``api_role``, a schema the admin API uses (``API_SCHEMAS``) grants it its privileges."""
     grant_to = api_role if service in API_SCHEMAS else None
     return apply(dsn, schema or service, discover(migrations_dir(service)), grant_to=grant_to)
+
+
+def pending(dsn: str, service: str, *, schema: str | None = None) -> list[int]:
+    """This build's versions not applied yet in the service's schema: all of them while the
+    schema or its ledger is missing, or not readable by this role (not granted yet)."""
+    wanted = [m.version for m in discover(migrations_dir(service))]
+    ledger = sql.SQL("SELECT version FROM {}.schema_migrations").format(
+        sql.Identifier(schema or service)
+    )
+    try:
+        with psycopg.connect(dsn, connect_timeout=5) as conn:
+            done = {row[0] for row in conn.execute(ledger)}
+    except (psycopg.errors.InvalidSchemaName, psycopg.errors.UndefinedTable,
+            psycopg.errors.InsufficientPrivilege):  # fmt: skip
+        done = set()
+    return [v for v in wanted if v not in done]
+
+
+def wait_until_migrated(
+    dsn: str, services: Iterable[str], *, timeout_s: float, interval_s: float = 2.0
+) -> None:
+    """Return once every service's schema holds this build's migrations, applied by their
+    owners; MigrationError naming what is missing after ``timeout_s``. The admin API's init
+    step: its role owns no schema, so it cannot migrate, but must not serve before them."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        missing = {s: v for s in services if (v := pending(dsn, s))}
+        if not missing:
+            return
+        if time.monotonic() >= deadline:
+            raise MigrationError(
+                "migrations not applied after "
+                f"{timeout_s:g} s: "
+                + "; ".join(
+                    f"{s}: {', '.join(f'{v:04d}' for v in vs)}" for s, vs in missing.items()
+                )
+                + " (each service's init step applies its own as the schema's owner)"
+            )
+        log.info("waiting_for_migrations", pending={s: len(v) for s, v in missing.items()})
+        time.sleep(interval_s)
 
 
 def migrate_all(dsn: str) -> dict[str, list[int]]:

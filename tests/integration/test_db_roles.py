@@ -10,11 +10,20 @@ from pathlib import Path
 import psycopg
 import pytest
 import yaml
+from click.testing import CliRunner
 from psycopg import errors, sql
 from psycopg.conninfo import make_conninfo
 
+from shared.cli import main as siyu
 from shared.errors import MigrationError
-from shared.migrations import API_SCHEMAS, SERVICES, api_role, migrate_service
+from shared.migrations import (
+    API_SCHEMAS,
+    SERVICES,
+    api_role,
+    migrate_service,
+    pending,
+    wait_until_migrated,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -172,3 +181,20 @@ def test_a_bad_api_role_name_is_refused():
     with pytest.raises(MigrationError, match="SIYU_DB_API_ROLE='siyu-api'"):
         api_role({"SIYU_DB_API_ROLE": "siyu-api"})
     assert api_role({}) is None
+
+
+def test_the_api_waits_for_the_owners_migrations_instead_of_running_them(stack, unique, cluster):
+    """Its init step (`siyu migrate --wait`): done once segment and outreach hold this build's
+    migrations; on a database where the owners have not migrated yet it gives up by name."""
+    env = {"SIYU_DATABASE_URL": cluster[API]}
+    args = ["migrate", "--service", "segment", "--service", "outreach", "--wait", "0"]
+    result = CliRunner().invoke(siyu, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert "segment, outreach: up to date" in result.output
+    assert pending(cluster[API], "ingest")  # not granted: the API may not even read its ledger
+    with pytest.raises(MigrationError, match=r"ingest: 0001, 0002"):
+        wait_until_migrated(cluster[API], ["ingest"], timeout_s=0)
+    with psycopg.connect(cluster["siyu_outreach"], autocommit=True) as conn:
+        conn.execute("DELETE FROM outreach.schema_migrations WHERE version = 1")
+    result = CliRunner().invoke(siyu, args, env=env)
+    assert result.exit_code != 0 and "outreach: 0001" in result.output
