@@ -70,6 +70,7 @@ def create_app(
     from shared.api import create_api_app
     from shared.api.auth import DEFAULT_CACHE_TTL_S
     from shared.db import create_pool
+    from shared.ratelimit import TenantLimiter, registry_limits
 
     registry = load_tenants(settings.tenants_path)
     if pool is None:
@@ -89,6 +90,7 @@ def create_app(
         schema_for=schema_for,
         token_cache_ttl_s=DEFAULT_CACHE_TTL_S if token_cache_ttl_s is None else token_cache_ttl_s,
         settings=settings,
+        limiter=TenantLimiter(pool, registry_limits(registry, settings.limits)),
     )
     if settings.kafka.bootstrap:
         app.extensions[SEGMENT_OUTBOX] = segment_outbox(settings, schema_for("segment")).start()

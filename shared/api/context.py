@@ -16,6 +16,7 @@ from shared.api.errors import unavailable
 
 if TYPE_CHECKING:
     from shared.api.auth import TokenStore
+    from shared.ratelimit import TenantLimiter
 
 EXTENSION = "siyu.api"
 
@@ -29,6 +30,7 @@ class ApiContext:
     schema_for: Callable[[str], str]
     settings: Any = None
     timeout_s: float = 5.0
+    limiter: TenantLimiter | None = None  # per-tenant admin API rates; None: unlimited
 
     @contextmanager
     def connection(self) -> Iterator[psycopg.Connection]:

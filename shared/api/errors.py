@@ -16,6 +16,7 @@ from marshmallow import Schema, fields
 from werkzeug.exceptions import HTTPException
 
 from shared.errors import SiyuError
+from shared.ratelimit import RateLimited
 
 log = structlog.get_logger("siyu.api")
 
@@ -124,6 +125,10 @@ def install_error_handlers(app) -> None:
         if exc.status >= 500:
             log.warning("api_unavailable", code=exc.code, reason=exc.message)
         return error_response(exc.status, exc.code, exc.message, exc.details)
+
+    @app.errorhandler(RateLimited)
+    def _rate_limited(exc: RateLimited):
+        return error_response(429, exc.code, exc.message, exc.details, exc.headers)
 
     @app.errorhandler(HTTPException)
     def _http(exc: HTTPException):
