@@ -54,7 +54,11 @@ def drain(
         ).fetchall()
         if not rows:
             return 0
-        records = [Record(r["topic"], r["key"], bytes(r["value"])) for r in rows]
+        # A NULL value is a Kafka tombstone (an erased profile leaves the compacted topic).
+        records = [
+            Record(r["topic"], r["key"], None if r["value"] is None else bytes(r["value"]))
+            for r in rows
+        ]
         current = None
         try:
             current = producer()

@@ -41,6 +41,10 @@ PROCESSES = (
         "webhooks, business events, tracked links", 8080,
     ),
     Process(
+        "ingest-erasures", ("ingest", "erasures"), "services.ingest.erasures",
+        "forgets erased people (keys, outbox)", 9103, "--metrics-port", "/metrics",
+    ),
+    Process(
         "segment", ("segment", "consume"), "services.segment.consumer", "segment consumer", 9101,
         "--metrics-port", "/metrics",
     ),
@@ -58,11 +62,17 @@ def by_name(name: str) -> Process:
 
 # One-shot commands that belong to a service, checked the same way.
 SIMULATE = Process("simulate", ("simulate",), "services.ingest.simulator", "traffic simulator")
+INGEST_CONTACT_ERASE = Process(
+    "contact-erase", ("contact", "erase"), "services.segment.erasure", "erasure of a person"
+)
 INGEST_TOKEN_CREATE = Process(
     "ingest-token", ("ingest", "token", "create"), "services.ingest.tokens", "event API tokens"
 )
 SEGMENT_RECOMPUTE = Process(
     "segment-recompute", ("segment", "recompute"), "services.segment.recompute", "recompute"
+)
+CONTACT_ERASE = Process(
+    "contact-erase", ("contact", "erase"), "services.segment.erasure", "erasure of a person"
 )
 TOKEN_CREATE = Process(
     "token", ("token", "create"), "services.outreach.tokens", "admin API token store"

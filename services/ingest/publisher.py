@@ -19,6 +19,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from services.ingest.errors import Refused
 from services.ingest.metrics import EVENTS, OUTBOX_DEPTH
+from services.ingest.shredding import PersonKeys
 from shared.envelope import Touchpoint
 from shared.kafka.producer import Record, close_quietly, publish
 from shared.outbox import drain
@@ -34,8 +35,10 @@ class Publisher:
         topic: str,
         *,
         ack_timeout_s: float = 2.0,
+        keys: PersonKeys | None = None,
     ):
         self._producer_factory = producer_factory
+        self.keys = keys  # seals each person's raw payload (services/ingest/shredding.py)
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
         self.pool = pool
@@ -70,6 +73,8 @@ class Publisher:
         """Make the touchpoints durable; return "kafka" or "outbox", or raise Refused(503)."""
         if not touchpoints:
             return "kafka"
+        if self.keys is not None:
+            touchpoints = self.keys.seal(touchpoints)
         records = self._records(touchpoints)
         producer = None
         try:

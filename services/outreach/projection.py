@@ -7,6 +7,8 @@ decode (the contracts' schemas) -> process (one transaction per batch) -> commit
 - ``siyu.stage-changes.v1``: fires the campaigns triggered by entering that stage.
 - ``siyu.catalogue.v1``: the tenant's model and segments, the names campaigns are checked
   against (services/outreach/catalogue.py; the newest per tenant wins).
+- ``siyu.erasures.v1``: a person erased (services/outreach/erasure.py, docs/privacy.md); a null
+  profile (the Kafka tombstone of an erased profile) deletes the audience row too.
 A trigger becomes a run of the campaign for that subject, unique per (campaign, trigger), so a
 redelivered stage change never sends twice. Triggers older than ``STALE_AFTER`` (a consumer
 group reset, a long outage) are dropped: a welcome sent days late is worse than none.
@@ -22,10 +24,12 @@ import structlog
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
+from services.outreach import erasure
 from services.outreach.catalogue import apply_catalogues
 from shared import messages
 from shared.kafka.consumer import Message, PoisonMessage
-from shared.kafka.topics import CATALOGUE, PROFILES, STAGE_CHANGES
+from shared.kafka.topics import CATALOGUE, ERASURES, PROFILES, STAGE_CHANGES
+from shared.privacy import ERASURE, decode_erasure
 
 log = structlog.get_logger("siyu.outreach")
 
@@ -34,12 +38,18 @@ STALE_AFTER = timedelta(hours=24)
 
 # By topic suffix: a deployment's topics may carry a prefix (KafkaSettings.topic_prefix).
 KINDS = {PROFILES: messages.PROFILE, STAGE_CHANGES: messages.STAGE_CHANGE,
-         CATALOGUE: messages.CATALOGUE}  # fmt: skip
+         CATALOGUE: messages.CATALOGUE, ERASURES: ERASURE}  # fmt: skip
+TOMBSTONE = "tombstone"
 
 
 def decode(message: Message) -> tuple[str, dict[str, Any]]:
     kind = next(k for topic, k in KINDS.items() if message.topic.endswith(topic))
     try:
+        if kind == messages.PROFILE and not message.value:  # null value: an erased profile
+            tenant_id, contact_id = (message.key or b"").decode("utf-8").split(":", 1)
+            return TOMBSTONE, {"tenant_id": tenant_id, "contact_id": contact_id}
+        if kind == ERASURE:
+            return kind, decode_erasure(message.value)
         return kind, messages.decode(kind, message.value)
     except Exception as exc:  # not JSON or not the contract: the DLQ says which field
         raise PoisonMessage(message, f"not a valid {kind}: {exc}") from exc
@@ -181,10 +191,16 @@ def make_process(pool, clock=lambda: datetime.now(UTC)):
         profiles = [d.payload[1] for d in batch if d.payload[0] == messages.PROFILE]
         changes = [d.payload[1] for d in batch if d.payload[0] == messages.STAGE_CHANGE]
         catalogues = [d.payload[1] for d in batch if d.payload[0] == messages.CATALOGUE]
+        gone = [(d.payload[1]["tenant_id"], d.payload[1]["contact_id"])
+                for d in batch if d.payload[0] == TOMBSTONE]  # fmt: skip
+        erased = [d.payload[1] for d in batch if d.payload[0] == ERASURE]
         now = clock()
         with pool.connection() as conn, conn.transaction():
             apply_catalogues(conn, catalogues)
             apply_profiles(conn, profiles, now)
             apply_stage_changes(conn, changes, now)
+            # Last: a profile earlier in the batch never outlives the erasure that follows it.
+            erasure.forget_profiles(conn, gone)
+            erasure.forget(conn, erased)
 
     return process

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from psycopg_pool import ConnectionPool
 
-from services.outreach import backlog, groups, projection, runs, scheduler
+from services.outreach import backlog, groups, projection, runs, scheduler, tenant_deletion
 from services.outreach.clients import Clients
 from services.outreach.tokens import outreach_schema
 from shared.config import Settings, TenantRegistry, load_tenants
@@ -24,7 +24,7 @@ from shared.health import BackgroundServer, create_ops_app
 from shared.kafka.consumer import ConsumerRunner, DeadLetterQueue, create_consumer
 from shared.kafka.dlq_limit import DlqLimit
 from shared.kafka.producer import create_producer
-from shared.kafka.topics import CATALOGUE, OUTREACH_DLQ, PROFILES, STAGE_CHANGES
+from shared.kafka.topics import CATALOGUE, ERASURES, OUTREACH_DLQ, PROFILES, STAGE_CHANGES
 from shared.links import LinkSigner
 from shared.wechat import WeComError
 
@@ -42,7 +42,12 @@ def build_runner(settings: Settings, pool: ConnectionPool, *, group: str = GROUP
     producer = create_producer(kafka, client_id="siyu-outreach")
     return ConsumerRunner(
         create_consumer(kafka, group_id=group, client_id="siyu-outreach"),
-        topics=[kafka.topic(PROFILES), kafka.topic(STAGE_CHANGES), kafka.topic(CATALOGUE)],
+        topics=[
+            kafka.topic(PROFILES),
+            kafka.topic(STAGE_CHANGES),
+            kafka.topic(CATALOGUE),
+            kafka.topic(ERASURES),
+        ],
         group=group,
         decode=projection.decode,
         process=projection.make_process(pool),
@@ -82,6 +87,7 @@ class Loop:
             scheduler.materialise(self.pool, now)  # one short transaction per campaign
             if time.monotonic() - self._synced_at > GROUP_SYNC_S:
                 self.sync_groups(now)
+            tenant_deletion.purge_pending(self.pool)  # deleted tenants, a few batches a tick
         self.executor.run_due()
         if time.monotonic() - self._polled_at > POLL_RESULTS_S:
             runs.poll_results(self.pool, self.clients)

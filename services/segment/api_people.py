@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 
+from flask import request
 from marshmallow import Schema, fields, validate
 from psycopg.types.json import Jsonb
 
@@ -27,6 +28,7 @@ from services.segment.api_common import (
 )
 from services.segment.behaviour import Features
 from services.segment.derive import derive_touched, lock_contacts, model_for, override_stage
+from services.segment.erasure import erase_contact as erase
 from services.segment.lifecycle import error_paths
 from services.segment.roles import ROLES, role_coverage
 from services.segment.rule_names import RuleNames, rule_unknowns
@@ -524,6 +526,63 @@ def override_contact_stage(body: dict, contact_id: str):
         _check_stage(conn, tenant, body["stage"])
         _override_stage(conn, tenant, "contact", contact_id, row, body)
         return _contact_view(conn, tenant.id, contact_id)
+
+
+class EraseQuerySchema(Schema):
+    reason = fields.String(
+        validate=validate.Length(min=1, max=500),
+        metadata={"description": "Why (required here or as `reason` in a JSON body; audited)"},
+    )
+
+
+class ErasureSchema(Schema):
+    contact_id = fields.String(required=True)
+    status = fields.String(required=True, metadata={"enum": ["erased", "already_erased"]})
+    erased_at = fields.DateTime(required=True)
+    identities = fields.Integer(required=True, metadata={"description": "Identities erased"})
+
+
+def _erase_reason(args: dict) -> str:
+    reason = args.get("reason")
+    if reason is None:
+        body = request.get_json(silent=True)
+        reason = body.get("reason") if isinstance(body, dict) else None
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 500:
+        raise invalid(
+            "a reason (1 to 500 characters) is required, as ?reason= or in a JSON body",
+            {"reason": ["a reason (1 to 500 characters) is required"]},
+        )
+    return reason.strip()
+
+
+@contacts.route("/contacts/<contact_id>", methods=["DELETE"])
+@require("admin", scope=TENANT)
+@contacts.arguments(EraseQuerySchema, location="query")
+@contacts.response(200, ErasureSchema)
+@contacts.alt_response(404, description="No such contact (or merged: `details.merged_into`)")
+def erase_contact(args: dict, contact_id: str):
+    """Erase a person (PIPL art. 47): every trace in every service, audited (docs/privacy.md)
+
+    The contact, its identities, events, history and memberships are deleted; its profile is
+    tombstoned on siyu.profiles.v1 and the erasure announced on siyu.erasures.v1 (outreach and
+    ingest forget the person; their encryption keys are destroyed). Touchpoints of the person
+    received before now never bring them back. Audited as `contact.erase`; erasing again
+    answers `already_erased`.
+    """
+    reason = _erase_reason(args)
+    tenant = current_tenant()
+    who = principal()
+    with segment_connection() as conn:
+        done = erase(
+            conn, tenant, contact_id, actor=who.token_id, reason=reason, topics=segment_topics()
+        )
+        if done is None:
+            raise _contact_missing(conn, tenant.id, contact_id)
+        if done.status == "erased":
+            details = {"reason": reason, "identities": done.identities, "merged": list(done.merged)}
+            audit(conn, who, tenant.id, "contact.erase", contact_id, details)
+    return {"contact_id": contact_id, "status": done.status, "erased_at": done.erased_at,
+            "identities": done.identities}  # fmt: skip
 
 
 def _override_stage(conn, tenant, kind: str, subject_id: str, row: dict, body: dict) -> None:

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
-from services.segment import enrichment, store
+from services.segment import enrichment, erasure, store
 from services.segment.companies import account_key
 from services.segment.identity import IdentityKey, Resolution, person_identities, resolve
 from shared.envelope import Identity, Touchpoint
+from shared.privacy import identity_hash
 
 # Chat membership events name their people in attributes.members (external_userids).
 MEMBER_EVENTS = ("wecom.chat.member_joined", "wecom.chat.member_left")
@@ -45,6 +46,10 @@ class _Batch:
     def __init__(self, conn: Connection, tenant_id: str, touchpoints: list[Touchpoint]):
         self.conn, self.tenant_id = conn, tenant_id
         identities = sorted({i for tp in touchpoints for people in subjects(tp) for i in people})
+        # Shared: an erasure of this tenant (exclusive) waits for the batch, and the batch for it.
+        erasure.tenant_lock(conn, tenant_id, shared=True)
+        self.hashes = {i: identity_hash(tenant_id, *i) for i in identities}
+        self.erased = erasure.erased_before(conn, tenant_id, sorted(set(self.hashes.values())))
         self.known = store.known_contacts(conn, tenant_id, identities)
         self.stored = store.stored_events(
             conn, tenant_id, sorted({tp.event_id for tp in touchpoints})
@@ -53,6 +58,17 @@ class _Batch:
             conn, tenant_id, sorted({k for tp in touchpoints if (k := _account_key(tp))})
         )
         self.events: list[tuple] = []
+
+    def erased_subject(self, identities: list[IdentityKey], tp: Touchpoint) -> bool:
+        """A person erased after this touchpoint was received: a replay or a redelivery of
+        what they did before, dropped. Received after the erasure, they are a new person."""
+        if not self.erased:
+            return False
+        for identity in identities:
+            at = self.erased.get(self.hashes[identity])
+            if at is not None and tp.received_at <= at:
+                return True
+        return False
 
     def resolve_subject(self, identities: list[IdentityKey], tp: Touchpoint) -> Resolution:
         plan = resolve(self.tenant_id, identities, self.known)
@@ -97,6 +113,8 @@ def apply_touchpoints(
     for tp in touchpoints:
         account_id = _account(conn, tp, batch.accounts)
         for identities in subjects(tp):
+            if batch.erased_subject(identities, tp):
+                continue
             plan = batch.resolve_subject(identities, tp)
             attributes = dict(tp.attributes)
             if tp.identity.chat_id:

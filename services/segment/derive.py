@@ -39,7 +39,7 @@ from services.segment.segments import (
 from services.segment.writes import AccountDerived, ContactDerived, Writes
 from shared import messages
 from shared.config import Tenant
-from shared.kafka.topics import CATALOGUE, PROFILES, STAGE_CHANGES
+from shared.kafka.topics import CATALOGUE, ERASURES, PROFILES, STAGE_CHANGES
 
 HISTORY_DAYS = 400  # rules look back at most a year (plus margin)
 HISTORY_LIMIT = 2000  # newest events per contact the rules see
@@ -54,10 +54,11 @@ class Topics:
     profiles: str
     stage_changes: str
     catalogue: str = CATALOGUE
+    erasures: str = ERASURES
 
     @classmethod
     def with_prefix(cls, prefix: str) -> Topics:
-        return cls(prefix + PROFILES, prefix + STAGE_CHANGES, prefix + CATALOGUE)
+        return cls(prefix + PROFILES, prefix + STAGE_CHANGES, prefix + CATALOGUE, prefix + ERASURES)
 
 
 # Compiled custom models by (tenant, name, updated_at): an edit through the API changes

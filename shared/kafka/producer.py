@@ -22,7 +22,7 @@ Headers = Sequence[tuple[str, bytes]]
 class Record:
     topic: str
     key: str
-    value: bytes
+    value: bytes | None  # None: a tombstone (compacted topics forget the key)
     headers: Headers = ()
 
 

@@ -14,6 +14,8 @@ TOUCHPOINTS = "siyu.touchpoints.v1"
 PROFILES = "siyu.profiles.v1"
 STAGE_CHANGES = "siyu.stage-changes.v1"
 CATALOGUE = "siyu.catalogue.v1"
+# A person erased (docs/privacy.md): segment announces it, outreach and ingest forget the person.
+ERASURES = "siyu.erasures.v1"
 # One dead-letter topic per consumer group, so each service's refusals are read, alerted on and
 # replayed on their own. The segment group (the touchpoints consumer) keeps the name its dead
 # letters have always had: renaming it would make Strimzi's topic operator delete them.
@@ -36,6 +38,8 @@ TOPICS = (
     TopicSpec(STAGE_CHANGES),
     # A tenant's current model and segments, keyed by tenant: only the newest matters.
     TopicSpec(CATALOGUE, {"cleanup.policy": "compact"}),
+    # Ids and keyed hashes only; 30 days in deploy/k8s (a consumer back from a long outage).
+    TopicSpec(ERASURES),
 )
 
 

@@ -1,0 +1,258 @@
+"""Erasure of a person end to end (docs/privacy.md), through the real entry points on the
+session's PostgreSQL and broker: ingest's app (webhook, business events), the segment consumer,
+the admin API app (DELETE /api/v1/contacts/<id>; its process drains the segment outbox),
+outreach's consumer and ingest's erasure consumer.
+
+After the erasure the person is gone from the API and from the three schemas, their profile is
+tombstoned on siyu.profiles.v1, their key is destroyed so the raw payloads still on the
+touchpoints topic cannot be read, and a replay of those touchpoints (re-produced to the topic,
+and read again by a fresh consumer group) does not bring them back. Another person of the same
+tenant, and another tenant, are untouched.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from services.api import SEGMENT_OUTBOX, create_app
+from services.ingest import erasures as ingest_erasures
+from services.ingest.shredding import PREFIX, PersonKeys, subject_of
+from services.outreach import worker
+from services.outreach.tokens import create_token
+from shared.config import DEMO_TENANTS_PATH, Settings
+from shared.db import create_pool
+from shared.envelope import decode_touchpoint
+from shared.kafka.producer import Record, create_producer, publish
+from shared.kafka.topics import PROFILES, TOUCHPOINTS
+from shared.migrations import migrate_service
+from shared.privacy import identity_hash
+from tests.ingest.conftest import build
+from tests.kafka_helpers import RunnerThread, read_topic, wait_until
+from tests.segment.test_consumer import Segment
+
+pytestmark = pytest.mark.integration
+
+DEADLINE_S = 30.0
+NOW = int(time.time()) - 600
+ERASED = "wmErased01"  # the person erased (WeCom external contact + CRM id)
+KEPT = "oKeptOpenid01"  # another follower of the same tenant
+
+
+def added(external: str, at: int) -> str:
+    return (
+        f"<xml><ToUserName>ww</ToUserName><FromUserName>sys</FromUserName>"
+        f"<CreateTime>{at}</CreateTime><MsgType>event</MsgType>"
+        "<Event>change_external_contact</Event><ChangeType>add_external_contact</ChangeType>"
+        f"<UserID>zhangwei</UserID><ExternalUserID>{external}</ExternalUserID>"
+        "<State>expo</State></xml>"
+    )
+
+
+def subscribed(openid: str, at: int) -> str:
+    return (
+        f"<xml><ToUserName>gh_acme</ToUserName><FromUserName>{openid}</FromUserName>"
+        f"<CreateTime>{at}</CreateTime><MsgType>event</MsgType><Event>subscribe</Event></xml>"
+    )
+
+
+class World:
+    def __init__(self, stack, kafka, schema, monkeypatch):
+        for key, value in {"ACME_OA_SECRET": "x", "ACME_WECOM_SECRET": "y"}.items():
+            monkeypatch.setenv(key, value)
+        self.dsn, self.kafka = stack.dsn, kafka
+        self.out, self.seg, self.ing = schema, f"{schema}_seg", f"{schema}_ing"
+        self.ingest = build(stack, kafka, self.ing)
+        self.segment = Segment(stack, kafka, self.seg)
+        migrate_service(stack.dsn, "outreach", schema=self.out)
+        self.settings = Settings(
+            database_url=stack.dsn, kafka=kafka, tenants_path=DEMO_TENANTS_PATH
+        )
+        self.pool = create_pool(stack.dsn, name="erasure-api", schema=self.out, max_size=4)
+        schemas = {"outreach": self.out, "segment": self.seg, "ingest": self.ing}
+        self.app = create_app(self.settings, pool=self.pool,
+                              schema_for=lambda s: schemas.get(s, s), token_cache_ttl_s=0)  # fmt: skip
+        self.client = self.app.test_client()
+        self.tokens = {}
+        with self.pool.connection() as conn:
+            for tenant, role in (("acme", "admin"), ("acme", "operator"), ("bloom", "admin")):
+                _, self.tokens[(tenant, role)] = create_token(
+                    conn, tenant_id=tenant, role=role, name=f"{tenant}-{role}"
+                )
+        self.ingest_pool = create_pool(stack.dsn, name="erasure-ing", schema=self.ing, max_size=2)
+        self.keys = PersonKeys(self.ingest_pool, ttl_s=0)
+        self.threads = [
+            RunnerThread(self.segment.runner("erasure-e2e")).__enter__(),
+            RunnerThread(worker.build_runner(self.settings, self.pool)).__enter__(),
+            RunnerThread(ingest_erasures.build_runner(self.settings, self.ingest_pool)).__enter__(),
+        ]
+
+    def close(self):
+        try:
+            for thread in self.threads:
+                thread.stop()
+        finally:
+            drainer = self.app.extensions[SEGMENT_OUTBOX]
+            drainer.stop()
+            drainer.pool.close()
+            self.ingest.deps.publisher.close()
+            self.ingest.deps.publisher.pool.close()
+            self.ingest_pool.close()
+            self.segment.pool.close()
+            self.pool.close()
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                for name in (self.seg, self.ing):
+                    conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
+    def call(self, method: str, path: str, who=("acme", "admin"), **kw):
+        headers = {"Authorization": f"Bearer {self.tokens[who]}"} if who else {}
+        return self.client.open(f"/api/v1{path}", method=method, headers=headers, **kw)
+
+    def rows(self, schema: str, query: str, *params) -> list[tuple]:
+        with psycopg.connect(self.dsn, options=f"-c search_path={schema}") as conn:
+            return conn.execute(query, params).fetchall()
+
+    def contact_of(self, kind: str, value: str) -> str | None:
+        found = self.rows(
+            self.seg,
+            "SELECT contact_id FROM identities WHERE kind = %s AND value = %s",
+            kind,
+            value,
+        )
+        return found[0][0] if found else None
+
+    def in_audience(self, contact_id: str) -> bool:
+        return bool(self.rows(self.out, "SELECT 1 FROM audience WHERE contact_id = %s", contact_id))
+
+    def biz(self, key: str, identity: dict, minutes: int, **attributes):
+        at = datetime.fromtimestamp(NOW, UTC) + timedelta(minutes=minutes)
+        body = {"idempotency_key": key, "type": "biz.contact.updated",
+                "occurred_at": at.isoformat(), "identity": identity, "attributes": attributes}  # fmt: skip
+        response = self.ingest.client.post(
+            "/api/v1/events", json=body, headers={"Authorization": f"Bearer {self.ingest.token}"}
+        )
+        assert response.status_code == 200, response.json
+
+
+def caught_up(kafka, group: str, topic: str) -> bool:
+    """The group has committed the end of every partition of the topic."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=kafka.bootstrap, group_id=kafka.group(group), enable_auto_commit=False
+    )
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+        ends = consumer.end_offsets(partitions)
+        return all((consumer.committed(tp) or 0) >= end for tp, end in ends.items())
+    finally:
+        consumer.close()
+
+
+@pytest.fixture
+def world(stack, kafka, schema, monkeypatch):
+    built = World(stack, kafka, schema, monkeypatch)
+    yield built
+    built.close()
+
+
+def test_an_erased_person_is_gone_everywhere_and_a_replay_does_not_bring_them_back(world):
+    # A WeCom contact the CRM knows by name, and another follower of the same tenant.
+    assert world.ingest.wecom_post(added(ERASED, NOW)).status_code == 200
+    world.biz("crm-1", {"external_userid": ERASED, "crm_id": "CRM-1"}, 1, name="李雷", title="CTO")
+    assert world.ingest.oa_post(subscribed(KEPT, NOW)).status_code == 200
+    contact = wait_until(lambda: world.contact_of("crm_id", "CRM-1"), DEADLINE_S, message="contact")
+    kept = wait_until(lambda: world.contact_of("openid", KEPT), DEADLINE_S, message="kept")
+    wait_until(lambda: world.call("GET", f"/contacts/{contact}").get_json().get("name") == "李雷",
+               DEADLINE_S, message="the CRM name on the contact")  # fmt: skip
+    wait_until(lambda: world.in_audience(contact) and world.in_audience(kept), DEADLINE_S,
+               message="both in outreach's audience")  # fmt: skip
+
+    # What ingest published: the raw payloads of the person are sealed with their key.
+    touchpoints = world.kafka.topic(TOUCHPOINTS)
+    records = read_topic(world.kafka, touchpoints, expected=3)
+    envelopes = [decode_touchpoint(r.value) for r in records]
+    theirs = [tp for tp in envelopes if tp.identity.external_userid == ERASED]
+    assert len(theirs) == 2 and all(tp.raw.startswith(PREFIX) for tp in theirs)
+    assert all("李雷" not in tp.raw and ERASED not in tp.raw for tp in theirs)
+    assert "李雷" in world.keys.open(next(tp for tp in theirs if tp.source == "api"))
+    assert ERASED in world.keys.open(next(tp for tp in theirs if tp.source == "wecom"))
+
+    # Refused: no token, a role below admin, no reason, an unknown id, another tenant's contact.
+    path = f"/contacts/{contact}"
+    assert world.call("DELETE", f"{path}?reason=x", who=None).status_code == 401
+    assert world.call("DELETE", f"{path}?reason=x", who=("acme", "operator")).status_code == 403
+    no_reason = world.call("DELETE", path)
+    assert no_reason.status_code == 400 and "reason" in no_reason.get_json()["error"]["details"]
+    assert world.call("DELETE", "/contacts/c_nobody?reason=x").status_code == 404
+    assert world.call("DELETE", f"{path}?reason=x", who=("bloom", "admin")).status_code == 404
+    assert world.call("GET", path).status_code == 200  # none of those erased anything
+
+    erased = world.call("DELETE", path, json={"reason": "PIPL request #42"})
+    assert erased.status_code == 200, erased.get_json()
+    assert erased.get_json()["status"] == "erased" and erased.get_json()["identities"] == 2
+    again = world.call("DELETE", f"{path}?reason=again")
+    assert again.status_code == 200 and again.get_json()["status"] == "already_erased"
+
+    # Gone from the API and the segment schema; the audit log says who, when and why.
+    assert world.call("GET", path).status_code == 404
+    listed = world.call("GET", "/contacts?limit=100").get_json()["items"]
+    assert [c["contact_id"] for c in listed] == [kept]
+    for table, column in (("contacts", "contact_id"), ("identities", "contact_id"),
+                          ("events", "contact_id"), ("segment_members", "contact_id"),
+                          ("stage_history", "subject_id")):  # fmt: skip
+        assert world.rows(world.seg, f"SELECT 1 FROM {table} WHERE {column} = %s", contact) == []
+    assert world.rows(world.seg, "SELECT count(*) FROM erased_identities")[0][0] == 2
+    assert world.rows(world.seg, "SELECT count(*) FROM contacts")[0][0] == 1
+    (audited,) = world.rows(world.out, "SELECT details FROM audit_log "
+                            "WHERE action = 'contact.erase' AND target = %s", contact)  # fmt: skip
+    assert audited[0]["reason"] == "PIPL request #42"
+
+    # Outreach forgets them; the profile topic ends with a tombstone for their key.
+    wait_until(lambda: not world.in_audience(contact), DEADLINE_S, message="audience row deleted")
+    assert world.in_audience(kept)
+    profiles = read_topic(world.kafka, world.kafka.topic(PROFILES), expected=3)
+    theirs_profiles = [r for r in profiles if r.key == f"acme:{contact}".encode()]
+    assert theirs_profiles and theirs_profiles[-1].value is None
+
+    # Ingest destroys the key: the raw payloads still on the topic cannot be read any more.
+    hashes = [
+        identity_hash("acme", "external_userid", ERASED),
+        identity_hash("acme", "crm_id", "CRM-1"),
+    ]
+    wait_until(lambda: not world.rows(world.ing, "SELECT 1 FROM person_keys "
+                                      "WHERE identity_hash = ANY(%s)", hashes),
+               DEADLINE_S, message="keys destroyed")  # fmt: skip
+    assert all(world.keys.open(tp) is None for tp in theirs)
+    kept_tp = next(tp for tp in envelopes if tp.identity.openid == KEPT)
+    assert KEPT in world.keys.open(kept_tp)  # the other person's key is untouched
+    assert subject_of(kept_tp) is not None
+
+    # Replay: the old touchpoints are produced again, and a fresh group reads the topic from the
+    # start. A marker (a new follower) shows both have been read: the person stays erased.
+    producer = create_producer(world.kafka, client_id="erasure-replay")
+    try:
+        publish(producer, [Record(touchpoints, r.key.decode(), r.value) for r in records])
+    finally:
+        producer.close()
+    with RunnerThread(world.segment.runner("erasure-replay")):
+        assert world.ingest.oa_post(subscribed("oMarker01", NOW + 60)).status_code == 200
+        marker = wait_until(lambda: world.contact_of("openid", "oMarker01"), DEADLINE_S,
+                            message="the marker after the replay")  # fmt: skip
+        wait_until(lambda: world.in_audience(marker), DEADLINE_S, message="marker in audience")
+        wait_until(lambda: caught_up(world.kafka, "erasure-replay", touchpoints), DEADLINE_S,
+                   interval=0.5, message="the replay group at the end of the topic")  # fmt: skip
+    assert world.contact_of("crm_id", "CRM-1") is None
+    assert world.contact_of("external_userid", ERASED) is None
+    assert world.call("GET", path).status_code == 404
+    assert not world.in_audience(contact)
+
+    # The person adds the company again after the erasure: a new person (docs/privacy.md).
+    later = int(time.time())
+    assert world.ingest.wecom_post(added(ERASED, later)).status_code == 200
+    wait_until(lambda: world.contact_of("external_userid", ERASED), DEADLINE_S,
+               message="the person, back as new")  # fmt: skip
+    fresh = world.call("GET", f"/contacts/{world.contact_of('external_userid', ERASED)}")
+    assert fresh.status_code == 200 and fresh.get_json()["name"] is None
