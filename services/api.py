@@ -19,12 +19,14 @@ import os
 import shutil
 from collections.abc import Callable
 
+import structlog
+
 from services.ingest.server import GunicornApp, gunicorn_options, prepare_metrics_dir
 from shared.config import Settings, load_tenants
 from shared.errors import ConfigError
 
 # Modules of services built later; each exposes BLUEPRINTS (a sequence of shared.api.Blueprint).
-OPTIONAL_MODULES = ("services.segment.api", "services.outreach.api")
+OPTIONAL_MODULES = ("services.segment.api", "services.outreach.api", "services.ingest.api")
 
 
 def _module_exists(name: str) -> bool:
@@ -66,6 +68,7 @@ def create_app(
     Seeds the tenants table from the tenants file (existing rows are left as they are). With
     Kafka configured, drains the segment outbox that staff overrides write (``segment_outbox``).
     """
+    from services.outreach.tenant_deletion import listed_in_file
     from services.outreach.tokens import seed_tenants
     from shared.api import create_api_app
     from shared.api.auth import DEFAULT_CACHE_TTL_S
@@ -77,6 +80,11 @@ def create_app(
         pool = create_pool(settings.require_database(), name="api", schema=schema_for("outreach"))
     with pool.connection() as conn:
         seed_tenants(conn, registry)
+        for deleted in listed_in_file(conn, registry):  # deleted through the API: not seeded
+            structlog.get_logger("siyu.api").warning(
+                "deleted_tenant_still_in_tenants_file", tenant_id=deleted,
+                tenants=str(settings.tenants_path),
+            )  # fmt: skip
 
     def postgres() -> None:
         with pool.connection(timeout=2) as conn:

@@ -10,18 +10,19 @@ import psycopg
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from psycopg.types.json import Jsonb
 
+from services.outreach import tenant_deletion
 from services.outreach import tokens as token_store
 from shared.api import (
     ANY,
     PLATFORM,
     ROLES,
     TENANT,
+    TENANT_OR_ALL,
     Blueprint,
     PageArgs,
     audit,
     conflict,
     connection,
-    context,
     cursor_key,
     forbidden,
     not_found,
@@ -34,6 +35,7 @@ from shared.api import (
     unknown_tenant,
 )
 from shared.config import TENANT_ID_PATTERN
+from shared.expiry import expires_at_field
 from shared.vocabulary import time_zone_error
 
 LIFECYCLE_MODEL_PATTERN = r"^[a-z0-9_-]{2,40}$"
@@ -138,6 +140,9 @@ def create_tenant(body: dict):
         "aisceas" if body["mode"] == "b2b" else "aarrr"
     )
     with connection() as conn:
+        if not tenant_deletion.forget(conn, body["tenant_id"]):
+            raise conflict(f"tenant {body['tenant_id']!r} was deleted and its data is still "
+                           "being purged; create it again once the purge is done")  # fmt: skip
         try:
             row = conn.execute(
                 INSERT_TENANT, {**body, "settings": Jsonb(body["settings"])}
@@ -183,7 +188,8 @@ def update_tenant(body: dict, tenant: str):
 @require("admin", scope=PLATFORM)
 @tenants.response(204)
 def delete_tenant(tenant: str):
-    """Delete a tenant; its tokens are revoked with it"""
+    """Delete a tenant: its tokens are revoked, its campaigns end, its outreach data is purged
+    by the worker, and a tenants file still listing it does not bring it back"""
     with connection() as conn:
         row = conn.execute(
             "DELETE FROM tenants WHERE tenant_id = %s RETURNING tenant_id", (tenant,)
@@ -191,15 +197,20 @@ def delete_tenant(tenant: str):
         if row is None:
             raise unknown_tenant(tenant)
         revoked = token_store.revoke_tenant_tokens(conn, tenant)
-        audit(conn, principal(), tenant, "tenant.delete", tenant, {"revoked_tokens": revoked})
-    for token_id in revoked:
-        context().tokens.forget(token_id)
+        stopped = tenant_deletion.mark_deleted(conn, tenant, principal().token_id or "api")
+        audit(conn, principal(), tenant, "tenant.delete", tenant,
+              {"revoked_tokens": revoked, **stopped})  # fmt: skip
     return None
 
 
 # --- tokens ------------------------------------------------------------------------------------
 
-tokens = Blueprint("tokens", __name__, description="Bearer tokens of a tenant (admin role)")
+tokens = Blueprint(
+    "tokens",
+    __name__,
+    description="Bearer tokens of a tenant (admin role); a platform admin without ?tenant "
+    "lists and revokes the platform tokens",
+)
 
 
 class TokenSchema(Schema):
@@ -209,6 +220,7 @@ class TokenSchema(Schema):
     name = fields.String(required=True)
     created_at = fields.DateTime(required=True)
     last_used_at = fields.DateTime(allow_none=True)
+    expires_at = fields.DateTime(allow_none=True, metadata={"description": "null: never"})
     revoked_at = fields.DateTime(allow_none=True)
 
 
@@ -219,14 +231,16 @@ class NewTokenSchema(TokenSchema):
 class TokenCreateSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     role = fields.String(required=True, validate=validate.OneOf(ROLES))
+    expires_at = expires_at_field()
 
 
 @tokens.route("/tokens", methods=["GET"])
-@require("admin", scope=TENANT)
+@require("admin", scope=TENANT_OR_ALL)
 @tokens.arguments(PageArgs, location="query")
 @tokens.response(200, paged(TokenSchema))
 def list_tokens(args: dict):
-    """The tenant's tokens, newest first (never their secrets)"""
+    """The tenant's tokens, newest first (never their secrets); a platform token without
+    ?tenant lists the platform tokens"""
     after = cursor_key(args["cursor"], str, str)
     with connection() as conn:
         rows = token_store.list_tokens(
@@ -247,24 +261,29 @@ def create_token(body: dict):
     tenant = tenant_id()
     with connection() as conn:
         row, secret = token_store.create_token(
-            conn, tenant_id=tenant, role=body["role"], name=body["name"]
+            conn,
+            tenant_id=tenant,
+            role=body["role"],
+            name=body["name"],
+            expires_at=body["expires_at"],
         )
-        audit(conn, caller, tenant, "token.create", row["token_id"], body)
+        details = {**body, "expires_at": row["expires_at"] and row["expires_at"].isoformat()}
+        audit(conn, caller, tenant, "token.create", row["token_id"], details)
     return {**row, "token": secret}
 
 
 @tokens.route("/tokens/<token_id>", methods=["DELETE"])
-@require("admin", scope=TENANT)
+@require("admin", scope=TENANT_OR_ALL)
 @tokens.response(204)
 def revoke_token(token_id: str):
-    """Revoke one of the tenant's tokens (effective at once)"""
+    """Revoke one of the tenant's tokens (a platform token without ?tenant: one of the
+    platform tokens); refused at once by every process"""
     tenant = tenant_id()
     with connection() as conn:
         row = token_store.revoke_token(conn, token_id, tenant_id=tenant)
         if row is None:
             raise not_found("token", token_id)  # another tenant's token is "not found" too
         audit(conn, principal(), tenant, "token.revoke", token_id, {"name": row["name"]})
-    context().tokens.forget(token_id)
     return None
 
 

@@ -35,14 +35,19 @@ def outreach_schema(env: Mapping[str, str] | None = None) -> str:
 
 
 def seed_tenants(conn, registry: TenantRegistry) -> int:
-    """Add the tenants file's tenants that the table lacks (never overwrites API edits)."""
+    """Add the tenants file's tenants that the table lacks (never overwrites API edits), except
+    tenants deleted through the API: a file still listing one does not bring it back
+    (services/outreach/tenant_deletion.py)."""
     added = 0
     for tenant in registry:
         cur = conn.execute(
             "INSERT INTO tenants (tenant_id, name, mode, lifecycle_model, timezone) "
-            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tenant_id) DO NOTHING",
-            (tenant.id, tenant.name, tenant.mode, tenant.lifecycle_model, tenant.timezone),
-        )
+            "SELECT %s, %s, %s, %s, %s "
+            "WHERE NOT EXISTS (SELECT 1 FROM deleted_tenants WHERE tenant_id = %s) "
+            "ON CONFLICT (tenant_id) DO NOTHING",
+            (tenant.id, tenant.name, tenant.mode, tenant.lifecycle_model, tenant.timezone,
+             tenant.id),
+        )  # fmt: skip
         added += cur.rowcount
     return added
 
