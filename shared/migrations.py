@@ -149,7 +149,7 @@ def _apply_one(conn: psycopg.Connection, schema: str, migration: Migration) -> N
         raise MigrationError(
             f"{schema}: migration {migration.version:04d}_{migration.name} failed: {exc}"
         ) from exc
-    log.info("migration_applied", schema=schema, version=migration.version, name=migration.name)
+    log.info("migration_applied", schema=schema, version=migration.version, file=migration.name)
 
 
 def _grant(conn: psycopg.Connection, schema: str, role: str) -> None:

@@ -78,3 +78,35 @@ def test_metrics_endpoint_serves_prometheus_text():
     assert response.status_code == 200
     assert response.mimetype == "text/plain"
     assert 'siyu_kafka_produced_total{outcome="ok",topic="siyu.touchpoints.v1"}' in response.text
+
+
+def test_identities_and_personal_fields_are_logged_as_keyed_hashes():
+    from shared.privacy import pseudonym
+
+    stream = io.StringIO()
+    configure_logging("INFO", process="test", stream=stream)
+    structlog.contextvars.bind_contextvars(tenant_id="acme", openid="oSecretOpenid")
+    try:
+        structlog.get_logger("t").warning(
+            "enrichment_failed",
+            external_userid="wmSecretExternal",
+            ExternalUserID="wmSecretExternal",
+            contact={"name": "李雷", "mobile": "13800138000", "email": "li@example.com"},
+            members=["wmMember1", "wmMember2"],
+            contact_id="c_0123",
+            attempts=3,
+        )
+    finally:
+        structlog.contextvars.clear_contextvars()
+    text = stream.getvalue()
+    for personal in ("oSecretOpenid", "wmSecretExternal", "李雷", "13800138000", "li@example",
+                     "wmMember1"):  # fmt: skip
+        assert personal not in text
+    (line,) = log_lines(stream)
+    # The same value reads the same everywhere: lines about one person still correlate.
+    assert line["external_userid"] == line["ExternalUserID"] == pseudonym("wmSecretExternal")
+    assert line["openid"] == pseudonym("oSecretOpenid") and line["openid"].startswith("h:")
+    assert line["contact"]["name"] == pseudonym("李雷")
+    assert line["members"] == [pseudonym("wmMember1"), pseudonym("wmMember2")]
+    # Internal ids, tenants and counts stay readable.
+    assert line["tenant_id"] == "acme" and line["contact_id"] == "c_0123" and line["attempts"] == 3
