@@ -58,6 +58,7 @@ MODES = ("b2b", "b2c")
 BUILTIN_MODELS = ("aarrr", "aisceas")
 
 _NAME_RE = r"^[a-z][a-z0-9_]{0,39}$"
+MAX_WINDOW_DAYS = 36_500  # event windows (within_days, older_than_days): a century
 _DAY = timedelta(days=1)
 
 
@@ -621,8 +622,11 @@ def _build_schemas(scope: str) -> dict[str, Schema]:
     class EventSchema(_Strict):
         event = _EventTypes(required=True)
         min = _Number(integer=True, validate=validate.Range(min=1))
-        within_days = _Number(validate=validate.Range(min=0, min_inclusive=False))
-        older_than_days = _Number(validate=validate.Range(min=0))
+        # Bounded: a window reaching before year 1 raised OverflowError for every contact.
+        within_days = _Number(
+            validate=validate.Range(min=0, min_inclusive=False, max=MAX_WINDOW_DAYS)
+        )
+        older_than_days = _Number(validate=validate.Range(min=0, max=MAX_WINDOW_DAYS))
         where = fields.Dict(keys=fields.String(), validate=validate.Length(min=1))
         sum = fields.String(validate=validate.Length(min=1))
         gte = _Number()

@@ -15,6 +15,7 @@ from shared.db import create_pool
 from tests.api.test_segment_people import TENANTS, _error, _ok
 from tests.api.test_segment_people import people as _people_fixture  # noqa: F401
 from tests.segment.test_consumer import tp
+from tests.segment.test_segment_rule_failures import explode
 
 pytestmark = pytest.mark.integration
 
@@ -79,8 +80,9 @@ def test_lifecycle_model_conditions_are_limited_too(people):
     assert list(error["details"]) == ["stages[0].when"]
 
 
-def test_a_disabled_segment_is_visible_and_saving_it_enables_it(people):
-    time_bomb = {"event": "oa.click", "within_days": 1_000_000}  # valid; fails when evaluated
+def test_a_disabled_segment_is_visible_and_saving_it_enables_it(people, monkeypatch):
+    explode(monkeypatch)
+    time_bomb = {"tag": "explodes"}  # valid; fails when evaluated
     body = {"segment_id": "time-bomb", "name": "Time bomb", "rule": time_bomb}
     assert _ok(people.call("POST", "/segments", "admin", json=body), 201)["state"] == "enabled"
 

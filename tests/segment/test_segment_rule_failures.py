@@ -11,6 +11,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from services.outreach.catalogue import apply_catalogues
+from services.segment.lifecycle import TagCondition
 from services.segment.segments import (
     MAX_SEGMENTS_PER_TENANT,
     SegmentError,
@@ -34,8 +35,8 @@ def nested(levels: int) -> dict:
     return rule
 
 
-# Valid when saved; its window reaches before year 1, so every evaluation raises OverflowError.
-TIME_BOMB = {"event": "oa.click", "within_days": 1_000_000}
+# Valid when saved, raises when evaluated (``explode``): a rule failing on real data.
+TIME_BOMB = {"any": [{"tag": "explodes"}, {"event": "oa.click"}]}
 NEW_ACCOUNTS = {"tag": "risk:new"}
 BUYERS = {"event": "biz.order.paid"}
 
@@ -46,6 +47,19 @@ BLOOM = [
     tp(42, "biz.order.paid", minutes=30, tenant="bloom", openid="oHua",
        attributes={"amount": 88, "currency": "CNY"}),
 ]  # fmt: skip
+
+
+def explode(monkeypatch) -> None:
+    """The tag "explodes" raises while evaluated, as the unbounded event window of a rule once
+    did (OverflowError before year 1); the consumer runs in this process."""
+    check = TagCondition._check
+
+    def failing(self, ctx):
+        if self.tag == "explodes":
+            raise OverflowError("date value out of range")
+        return check(self, ctx)
+
+    monkeypatch.setattr(TagCondition, "_check", failing)
 
 
 @pytest.fixture
@@ -112,8 +126,9 @@ def test_segments_per_tenant_are_limited_and_the_other_tenant_is_not_affected(se
 
 
 def test_a_failing_rule_disables_its_segment_and_never_diverts_the_events(
-    segment, kafka, stack, schema
+    segment, kafka, stack, schema, monkeypatch
 ):
+    explode(monkeypatch)
     insert_around_the_api(segment, "acme", "deep", nested(138))  # the incident's rule
     save(segment, "acme", "time-bomb", TIME_BOMB)
     save(segment, "acme", "new-accounts", NEW_ACCOUNTS)

@@ -10,7 +10,14 @@ from datetime import UTC, datetime
 import pytest
 
 from services.segment.facts import ContactFacts
-from services.segment.lifecycle import ModelError, builtin_models, load_condition, load_model
+from services.segment.lifecycle import (
+    MAX_WINDOW_DAYS,
+    Condition,
+    ModelError,
+    builtin_models,
+    load_condition,
+    load_model,
+)
 from services.segment.rule_limits import (
     MAX_MODEL_BYTES,
     MAX_RULE_BYTES,
@@ -161,9 +168,26 @@ def test_builtin_models_are_within_the_limits():
         assert set(builtin_models(mode)) == {"aarrr", "aisceas"}
 
 
+class _Explodes(Condition):
+    """Stands in for a rule that is valid but raises on real data."""
+
+    def _check(self, ctx):
+        raise OverflowError("date value out of range")
+
+
+def test_event_windows_are_bounded():
+    # A window reaching before year 1 raised OverflowError for every contact it was evaluated on.
+    with pytest.raises(SegmentError, match="within_days"):
+        compile_rule({"event": "oa.click", "within_days": 1_000_000})
+    with pytest.raises(SegmentError, match="older_than_days"):
+        compile_rule({"event": "oa.click", "older_than_days": MAX_WINDOW_DAYS + 1})
+    compile_rule({"event": "oa.click", "within_days": MAX_WINDOW_DAYS}).holds(
+        ContactFacts(contact_id="c1", tenant_mode="b2c"), NOW
+    )
+
+
 def test_a_rule_that_fails_while_evaluated_is_recorded_and_the_others_still_evaluate():
-    # Valid, but its window reaches before year 1: OverflowError for every contact.
-    bomb = compile_rule({"event": "oa.click", "within_days": 1_000_000})
+    bomb = _Explodes()
     good = compile_rule({"tag": "vip"})
     segments = [SegmentDef("a-bomb", "A", bomb), SegmentDef("b-vip", "B", good)]
     facts = ContactFacts(contact_id="c1", tenant_mode="b2c", stage=None, tags=frozenset({"vip"}))
