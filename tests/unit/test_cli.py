@@ -94,6 +94,8 @@ def test_processes_refuse_to_start_without_a_tenants_file(argv, tmp_path, monkey
     monkeypatch.setenv("SIYU_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
     monkeypatch.setenv("SIYU_KAFKA_BOOTSTRAP", "127.0.0.1:1")
     monkeypatch.setenv("SIYU_LINK_SECRET", "x" * 32)
+    # The servers set it for their workers: restored after the test, not left to the next one.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
     result = CliRunner().invoke(main, argv)
     assert result.exit_code != 0
     assert "SIYU_TENANTS is not set" in result.output

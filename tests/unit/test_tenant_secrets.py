@@ -14,7 +14,7 @@ from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
 
 from services.ingest.app import IngestDeps, create_app
 from shared.cli import main
-from shared.config import check_secrets, parse_tenants
+from shared.config import DEMO_TENANTS_PATH, check_secrets, parse_tenants
 from shared.errors import ConfigError
 
 AES = "Jq7Rk2LmNx4Pb9Vc3Wd8Ye5Zf1Ag6Bh0Ci2Dj7Ek3Fl"
@@ -71,6 +71,19 @@ def test_callback_secrets_are_required_even_without_api_access():
     assert "callbacks" in str(info.value)
 
 
+def test_ingest_checks_only_the_callback_secrets_it_is_given():
+    """In the cluster ingest mounts the callbacks' tokens and keys, never the API secrets it does
+    not use (docs/security.md, "Least privilege"): it starts without them, not without its own."""
+    registry = parse_tenants(tenants_yaml(wecom_line="token_env: TEA_WECOM_TOKEN"))
+    check_secrets(registry, {"TEA_WECOM_TOKEN": "t" * 16}, callbacks_only=True)
+    with pytest.raises(ConfigError) as info:
+        check_secrets(registry, {}, callbacks_only=True)
+    assert "wecom.token_env names TEA_WECOM_TOKEN" in str(info.value)
+    assert "TEA_WECOM_SECRET" not in str(info.value) and "TEA_OA_SECRET" not in str(info.value)
+    with pytest.raises(ConfigError, match="TEA_WECOM_SECRET"):
+        check_secrets(registry, {"TEA_WECOM_TOKEN": "t" * 16})  # every other process: all
+
+
 def test_tenants_check_names_the_missing_variable(tmp_path, monkeypatch):
     monkeypatch.delenv("TEA_OA_SECRET", raising=False)
     monkeypatch.delenv("TEA_WECOM_SECRET", raising=False)
@@ -105,7 +118,7 @@ def test_ingest_serve_refuses_to_start_without_a_secret(tmp_path, monkeypatch):
 def test_demo_tenants_check_counts_the_secrets_siyu_dev_provides(monkeypatch):
     for name in ("ACME_OA_SECRET", "ACME_WECOM_SECRET", "BLOOM_OA_SECRET", "BLOOM_WECOM_SECRET"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv("SIYU_TENANTS", raising=False)
+    monkeypatch.setenv("SIYU_TENANTS", str(DEMO_TENANTS_PATH))  # named: no default any more
     result = CliRunner().invoke(main, ["tenants", "check"])
     assert result.exit_code == 0, result.output
 
