@@ -51,3 +51,24 @@ def check_expiry(at: datetime, *, now: datetime | None = None, what: str = "expi
     if at - now > MAX_LIFETIME:
         raise BadExpiry(f"{what}: at most ten years ahead")
     return at
+
+
+def expires_at_field():
+    """The ``expires_at`` of a token-creating request body: optional, in the future."""
+    from marshmallow import ValidationError, fields
+
+    def future(value: datetime) -> None:
+        try:
+            check_expiry(value)
+        except BadExpiry as exc:
+            raise ValidationError(exc.message) from None
+
+    return fields.DateTime(
+        load_default=None,
+        allow_none=True,
+        validate=future,
+        metadata={
+            "description": "When the token stops working (401 token_expired); ISO 8601 (no "
+            "zone: UTC), in the future, at most ten years ahead. Omitted or null: never"
+        },
+    )

@@ -8,6 +8,8 @@ takes effect at once in every process and replica (docs/security.md "Tokens").
 from __future__ import annotations
 
 import hashlib
+import os
+import re
 import secrets
 import threading
 import time
@@ -157,9 +159,15 @@ class TokenStore:
 # --- siyu ingest token create / list / revoke ---------------------------------------------------
 
 
+SCHEMA_ENV = "SIYU_INGEST_SCHEMA"  # tests use private schemas, like SIYU_OUTREACH_SCHEMA
+
+
 def _connect(settings):
+    schema = os.environ.get(SCHEMA_ENV) or "ingest"
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+        raise ConfigError(f"{SCHEMA_ENV}={schema!r}: not a schema name")
     return psycopg.connect(
-        settings.require_database(), row_factory=dict_row, options="-c search_path=ingest"
+        settings.require_database(), row_factory=dict_row, options=f"-c search_path={schema}"
     )
 
 

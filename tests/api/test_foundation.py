@@ -431,6 +431,7 @@ def test_created_token_is_returned_once_and_listed_without_secrets(api):
             "name",
             "created_at",
             "last_used_at",
+            "expires_at",
             "revoked_at",
         }
     _error(api.call("POST", "/tokens", json={"name": "x", "role": "root"}), 400, "invalid_request")

@@ -45,7 +45,7 @@ CALLERS = ["viewer", "operator", "admin", "bloom", "platform"]
 def full_api(stack, schema):
     """The app with every service's routes over private outreach and segment schemas, the
     segment schema holding acme's and bloom's people (the consumer's own code made them)."""
-    schemas = {"outreach": schema, "segment": f"{schema}_seg"}
+    schemas = {"outreach": schema, "segment": f"{schema}_seg", "ingest": f"{schema}_ing"}
     for service, name in schemas.items():
         migrate_service(stack.dsn, service, schema=name)
     seed(stack.dsn, schemas["segment"])
