@@ -135,7 +135,7 @@ class TenantLimiter:
 
     def _refuse(self, tenant_id: str, surface: str, rate: Rate, retry_after_s: int):
         RATE_LIMITED.labels(tenant=tenant_id, surface=surface).inc()
-        log.info("rate_limited", surface=surface, retry_after_s=retry_after_s)
+        log.debug("rate_limited", surface=surface, retry_after_s=retry_after_s)  # the metric counts
         return RateLimited(tenant_id, surface, rate, retry_after_s)
 
     def check(self, surface: str, tenant_id: str) -> None:
