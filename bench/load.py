@@ -79,7 +79,7 @@ def load(dsn: str, bootstrap: str) -> int:
     try:
         wait_for_port("127.0.0.1", port, timeout=30, alive=lambda: server.poll() is None)
         time.sleep(1.0)
-        requests = wecom_requests(port, count=4000)
+        requests = wecom_requests(port, count=150_000)  # distinct for 120 s at full speed
         started = time.monotonic()
         while time.monotonic() - started < SECONDS:
             result = run("127.0.0.1", port, requests, concurrency=CONCURRENCY, warmup_s=0,

@@ -16,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from kafka import KafkaAdminClient
+from wechatpy.crypto import WeChatCrypto
 
 from shared.config import DEMO_TENANTS_PATH, KafkaSettings, load_tenants
 from shared.devstack.ports import free_port, port_open
@@ -82,15 +83,23 @@ def get(url: str) -> tuple[int, bytes]:
 
 
 def send_subscribe(port: int) -> None:
+    """In safe mode: the demo OA has an EncodingAESKey, so plaintext is refused."""
     oa = load_tenants(DEMO_TENANTS_PATH).get("acme").wechat_oa[0]
     ts, nonce = str(int(time.time())), "dev-test"
-    sig = hashlib.sha1("".join(sorted([oa.token.reveal(), ts, nonce])).encode()).hexdigest()  # noqa: S324
-    body = (
+    token = oa.token.reveal()
+    sig = hashlib.sha1("".join(sorted([token, ts, nonce])).encode()).hexdigest()  # noqa: S324
+    inner = (
         f"<xml><ToUserName>gh_acme</ToUserName><FromUserName>oDevTest</FromUserName>"
         f"<CreateTime>{ts}</CreateTime><MsgType>event</MsgType><Event>subscribe</Event></xml>"
-    ).encode()
+    )
+    crypto = WeChatCrypto(token, oa.encoding_aes_key.reveal(), oa.app_id)
+    enc = crypto.encrypt_message(inner, nonce, ts)
+    encrypt = enc.split("<Encrypt><![CDATA[")[1].split("]]>")[0]
+    msg_sig = enc.split("<MsgSignature><![CDATA[")[1].split("]]>")[0]
+    body = f"<xml><ToUserName>gh_acme</ToUserName><Encrypt>{encrypt}</Encrypt></xml>".encode()
+    query = f"signature={sig}&timestamp={ts}&nonce={nonce}&encrypt_type=aes&msg_signature={msg_sig}"
     request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/wechat/oa/{oa.app_id}?signature={sig}&timestamp={ts}&nonce={nonce}",
+        f"http://127.0.0.1:{port}/wechat/oa/{oa.app_id}?{query}",
         data=body,
         headers={"Content-Type": "text/xml"},
     )

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 
 from services.ingest.tokens import create_token
-from tests.ingest.conftest import TENANTS, build
+from tests.ingest.conftest import TENANTS, build, with_oas
 from tests.kafka_helpers import RunnerThread, wait_until
 from tests.segment.test_consumer import Segment
 
@@ -168,6 +168,8 @@ def test_b2b_committee_moves_interest_comparison_action(pipeline):
 
 def test_b2c_shopper_from_follow_to_first_order(pipeline, stack):
     ingest, segment = pipeline
+    # Plaintext callbacks, which an OA with an EncodingAESKey takes only when allowed.
+    ingest.deps.tenants = with_oas(TENANTS, plaintext_allowed=True)
     bloom = TENANTS.get("bloom").wechat_oa[0]
     token = create_token(stack.dsn, "bloom", "e2e", schema=ingest.schema)
 
