@@ -9,7 +9,7 @@ nothing.
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
@@ -19,8 +19,9 @@ from psycopg.types.json import Jsonb
 from services.outreach.audience import Params, where_clause
 from services.outreach.model import CHANNELS, CampaignInSchema, CampaignPatchSchema
 from services.outreach.names import campaign_unknowns, content_ref_unknowns, tenant_names
-from services.outreach.plan import Campaign, PlanError, plan
+from services.outreach.plan import Campaign, PlanError, plan, tenant_settings
 from services.outreach.policies import Tally
+from services.outreach.schedule import frequency_error, parsed_schedule
 from shared.api import (
     TENANT,
     Blueprint,
@@ -199,6 +200,18 @@ def _check_content(conn, tenant: str, body: dict) -> None:
         )
 
 
+def _check_schedule(conn, tenant: str, body: dict) -> None:
+    """400 for a schedule firing more often than the tenant's minimum interval (issue 14)."""
+    schedule = (body.get("trigger") or {}).get("schedule")
+    if not schedule:
+        return
+    minimum = timedelta(minutes=tenant_settings(conn, tenant)["min_schedule_interval_minutes"])
+    error = frequency_error(parsed_schedule(schedule), minimum)
+    if error:
+        raise invalid(error, code="schedule_too_frequent",
+                      details={"trigger": {"schedule": [error]}})  # fmt: skip
+
+
 def _check_override(body: dict, tenant: str, conn, campaign_id: str, was: bool = False) -> None:
     if body.get("allow_b2b_promotion") and not was:
         if role_rank(principal().role) < role_rank("admin"):
@@ -239,6 +252,7 @@ def create_campaign(body: dict):
     body = _jsonable(body)
     with connection() as conn:
         _check_content(conn, tenant, body)
+        _check_schedule(conn, tenant, body)
         _check_override(body, tenant, conn, campaign_id)
         conn.execute(
             "INSERT INTO campaigns (tenant_id, campaign_id, name, channel, audience, content, "
@@ -284,6 +298,7 @@ def update_campaign(body: dict, campaign_id: str):
         except ValidationError as exc:
             raise invalid("the changed campaign is not valid", details=exc.messages) from None
         _check_content(conn, tenant, merged)
+        _check_schedule(conn, tenant, merged)
         _check_override(merged, tenant, conn, campaign_id, was=current["allow_b2b_promotion"])
         conn.execute(
             "UPDATE campaigns SET name = %s, channel = %s, audience = %s, content = %s, "
@@ -306,6 +321,7 @@ def _transition(campaign_id: str, to: str, allowed: tuple[str, ...], action: str
             raise conflict(f"a campaign that is {current['status']} cannot be {action}d")
         if to == "active":
             _check_content(conn, tenant, current)
+            _check_schedule(conn, tenant, current)
         conn.execute(
             "UPDATE campaigns SET status = %s, updated_at = now(), "
             "launched_at = CASE WHEN %s = 'active' THEN COALESCE(launched_at, now()) "

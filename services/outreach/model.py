@@ -6,11 +6,9 @@ outreach settings (frequency caps, platform quotas, default quiet hours).
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
 
 from croniter import croniter
-from dateutil.rrule import rrulestr
 from marshmallow import (
     RAISE,
     Schema,
@@ -21,6 +19,7 @@ from marshmallow import (
     validates_schema,
 )
 
+from services.outreach.schedule import rrule_error
 from shared.links import url_error
 from shared.vocabulary import BUYING_ROLES, time_zone_error
 
@@ -40,6 +39,8 @@ CHANNEL_PAYLOAD = {
 }
 # B2B stages in which a buyer is still weighing options: promotions never reach them.
 COMPARING_STAGES = frozenset({"comparison", "examination"})
+# No tenant may schedule more often than this, whatever its settings (minutes).
+MIN_SCHEDULE_INTERVAL_FLOOR = 5
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
 _ID = r"^[A-Za-z0-9_.:-]{1,128}$"
 
@@ -269,10 +270,9 @@ class ScheduleSchema(_Strict):
 
     @validates("rrule")
     def _rrule(self, value: str, **kwargs) -> None:
-        try:
-            rrulestr(value, dtstart=datetime(2026, 1, 1))
-        except (ValueError, TypeError) as exc:
-            raise ValidationError(f"not an RRULE: {exc}") from None
+        error = rrule_error(value)
+        if error:
+            raise ValidationError(error)
 
     @validates_schema
     def _one(self, data: dict, **kwargs) -> None:
@@ -385,6 +385,12 @@ class OutreachSettingsSchema(_Strict):
     caps = fields.Nested(CapsSchema, load_default=lambda: CapsSchema().load({}))
     quotas = fields.Nested(QuotasSchema, load_default=lambda: QuotasSchema().load({}))
     quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True, load_default=None)
+    min_schedule_interval_minutes = fields.Integer(
+        load_default=60,
+        validate=validate.Range(min=MIN_SCHEDULE_INTERVAL_FLOOR, max=7 * 24 * 60),
+        metadata={"description": "Schedules may fire at most this often (campaigns: a 400 "
+                  f"otherwise); {MIN_SCHEDULE_INTERVAL_FLOOR} at least"},
+    )  # fmt: skip
 
 
 def outreach_settings(tenant_settings: dict[str, Any] | None) -> dict[str, Any]:

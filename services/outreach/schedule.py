@@ -6,12 +6,15 @@ whatever the server's zone): croniter for cron, dateutil for RFC 5545 RRULEs.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
+from itertools import islice, pairwise
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from dateutil.rrule import rrulestr
+from dateutil.relativedelta import relativedelta
+from dateutil.rrule import YEARLY, rrule, rrulestr
 
 
 def zone(name: str) -> ZoneInfo:
@@ -21,44 +24,173 @@ def zone(name: str) -> ZoneInfo:
         raise ValueError(f"unknown time zone {name!r}") from None
 
 
-def next_due(schedule: dict[str, Any], tz: str, after: datetime) -> datetime | None:
-    """The first time of ``schedule`` strictly after ``after`` (UTC), or None once it ended."""
+# Where an RRULE without a start counts from (its DTSTART): the phase of INTERVAL and the default
+# hour, minute and weekday come from it, so it stays the same; the expansion moves it forward.
+EPOCH = datetime(2000, 1, 1)
+REFERENCE = datetime(2026, 1, 1)  # where shortest_gap starts a schedule without a start
+# Occurrences one evaluation may look at. With the minimum interval (an hour by default, see
+# shortest_gap) the look-back below holds fewer; this stops a rule stored before the check.
+MAX_EXAMINED = 20_000
+# How far back the latest missed slot is looked for: a slot older than this is never sent late.
+LOOKBACK = timedelta(days=400)
+_PERIOD = {  # rrule FREQ (YEARLY=0 ... SECONDLY=6) -> the length of one period, if fixed
+    2: timedelta(weeks=1),
+    3: timedelta(days=1),
+    4: timedelta(hours=1),
+    5: timedelta(minutes=1),
+    6: timedelta(seconds=1),
+}
+
+
+# The RRULE parts a schedule may use. dateutil walks a rule that can never match to the year
+# 9999 (FREQ=DAILY;BYSETPOS=3: seconds; FREQ=HOURLY;BYSETPOS=3: minutes), so the parts that
+# can make a rule impossible are refused: BYSETPOS, BYYEARDAY, BYWEEKNO, and month days that
+# some months lack. With these, every rule that parses fires within a few years.
+RRULE_PARTS = ("FREQ", "INTERVAL", "COUNT", "UNTIL", "WKST", "BYDAY", "BYHOUR", "BYMINUTE",
+               "BYSECOND", "BYMONTH", "BYMONTHDAY")  # fmt: skip
+
+
+def rrule_error(text: str) -> str | None:
+    """Why ``text`` is not an RRULE a schedule may hold (None: it is)."""
+    body = text.strip()
+    body = body[6:] if body.upper().startswith("RRULE:") else body
+    if "\n" in body or "\r" in body:
+        return (
+            "give one RRULE line, e.g. FREQ=WEEKLY;BYDAY=TU;BYHOUR=10 (no DTSTART, RDATE, EXDATE)"
+        )
+    for part in filter(None, body.split(";")):
+        name, _, value = part.partition("=")
+        name = name.strip().upper()
+        if name not in RRULE_PARTS:
+            return f"RRULE part {name!r} is not supported; use {', '.join(RRULE_PARTS)}"
+        if name == "BYMONTHDAY" and not all(
+            v.strip().lstrip("+-").isdigit() and 1 <= abs(int(v)) <= 28 for v in value.split(",")
+        ):
+            return "BYMONTHDAY takes days every month has: 1 to 28, or -1 to -28 from the end"
+    try:
+        rrulestr(body, dtstart=REFERENCE)
+    except (ValueError, TypeError, OverflowError) as exc:
+        return f"not an RRULE: {exc}"
+    return None
+
+
+class ScheduleError(ValueError):
+    """A schedule that cannot be evaluated within the bounds (stored before they were checked)."""
+
+
+def _rule(text: str, anchor: datetime, near: datetime):
+    """The RRULE ``text`` counted from ``anchor`` (naive local), its DTSTART moved forward by
+    whole periods to just before ``near``: the same occurrences, without expanding the years
+    between (the 44 s evaluation of issue 14). A rule with a COUNT counts from its start: it
+    keeps its DTSTART (and MAX_EXAMINED bounds it)."""
+    rule = rrulestr(text, dtstart=anchor)
+    if not isinstance(rule, rrule) or rule._count is not None:
+        return rule
+    start = rule._dtstart
+    period = _PERIOD.get(rule._freq)
+    if period is not None:
+        step = period * rule._interval
+        periods = (near - start) // step - 1
+        return rule.replace(dtstart=start + step * periods) if periods > 0 else rule
+    # Months and years have no fixed length: whole months, from a day every month has (a
+    # DTSTART on the 31st would become the 30th and change the rule's default day).
+    months = rule._interval * (12 if rule._freq == YEARLY else 1)
+    periods = ((near.year - start.year) * 12 + near.month - start.month) // months - 1
+    if periods <= 0 or start.day > 28:
+        return rule
+    return rule.replace(dtstart=start + relativedelta(months=months * periods))
+
+
+def _occurrences(schedule: dict[str, Any], tz: str, after: datetime) -> Iterator[datetime]:
+    """The times of ``schedule`` strictly after ``after`` (UTC), in order, within its start
+    and end; at most MAX_EXAMINED are looked at (ScheduleError beyond)."""
     local_zone = zone(schedule.get("timezone") or tz)
-    start = schedule.get("start")
+    start, end = schedule.get("start"), schedule.get("end")
     if start and start > after:
         after = start - timedelta(microseconds=1)
     local_after = after.astimezone(local_zone)
     if schedule.get("cron"):
-        found = croniter(schedule["cron"], local_after).get_next(datetime)
+        cron = croniter(schedule["cron"], local_after)
+        found: Iterator = (cron.get_next(datetime) for _ in range(MAX_EXAMINED))
     else:
-        # An RRULE counts from its DTSTART: the schedule's start, else the epoch of the rule.
-        anchor = (start or datetime(2000, 1, 1, tzinfo=UTC)).astimezone(local_zone)
-        rule = rrulestr(schedule["rrule"], dtstart=anchor.replace(tzinfo=None))
-        naive = rule.after(local_after.replace(tzinfo=None), inc=False)
-        found = naive.replace(tzinfo=local_zone) if naive else None
-    if found is None:
-        return None
-    found = found.astimezone(UTC)
-    end = schedule.get("end")
-    if end and found > end:
-        return None
-    return found
+        error = rrule_error(schedule["rrule"])
+        if error:  # stored before the parts were checked: never expanded
+            raise ScheduleError(error)
+        anchor = start.astimezone(local_zone).replace(tzinfo=None) if start else EPOCH
+        naive_after = local_after.replace(tzinfo=None)
+        rule = _rule(schedule["rrule"], anchor, naive_after)
+        found = (t.replace(tzinfo=local_zone) for t in islice(rule, MAX_EXAMINED))
+    examined = 0
+    for local in found:
+        examined += 1
+        at = local.astimezone(UTC)
+        if at <= after:
+            continue
+        if end and at > end:
+            return
+        yield at
+    if examined >= MAX_EXAMINED:
+        raise ScheduleError(f"more than {MAX_EXAMINED} occurrences to look at")
+
+
+def next_due(schedule: dict[str, Any], tz: str, after: datetime) -> datetime | None:
+    """The first time of ``schedule`` strictly after ``after`` (UTC), or None once it ended."""
+    return next(_occurrences(schedule, tz, after), None)
 
 
 def latest_due(schedule: dict[str, Any], tz: str, after: datetime, now: datetime):
     """The last time of ``schedule`` in (after, now], and how many fell in that span.
 
     A worker that was down for a while sends the latest missed occurrence once, not every one
-    it missed (a burst of a week's content at once is worse than a skipped slot)."""
+    it missed (a burst of a week's content at once is worse than a skipped slot). Only the
+    last LOOKBACK is looked at: ``missed`` counts the slots in it."""
     latest, missed = None, 0
-    cursor = after
-    while True:
-        due = next_due(schedule, tz, cursor)
-        if due is None or due > now:
-            return latest, missed
-        latest, missed, cursor = due, missed + 1, due
-        if missed >= 10000:  # a schedule every minute, years behind: stop counting
-            return latest, missed
+    for due in _occurrences(schedule, tz, max(after, now - LOOKBACK)):
+        if due > now:
+            break
+        latest, missed = due, missed + 1
+    return latest, missed
+
+
+def frequency_error(schedule: dict[str, Any], minimum: timedelta) -> str | None:
+    """Why ``schedule`` may not be saved by a tenant whose minimum interval is ``minimum``."""
+    gap = shortest_gap(schedule)
+    if gap is not None and gap < minimum:
+        return (
+            f"the schedule fires {_minutes(gap)} apart; this tenant's minimum interval is "
+            f"{_minutes(minimum)} (min_schedule_interval_minutes in /settings/outreach)"
+        )
+    return None
+
+
+def _minutes(span: timedelta) -> str:
+    n = span.total_seconds() / 60
+    return f"{n:g} minute" + ("" if n == 1 else "s")
+
+
+def shortest_gap(schedule: dict[str, Any], n: int = 200) -> timedelta | None:
+    """The shortest time between two of the first ``n`` occurrences of the schedule's pattern
+    (from its start, else a fixed day), None if it has fewer than two: how often it fires at
+    its densest. Wall-clock local time: a DST change does not make an hourly rule faster."""
+    reference = schedule["start"].replace(tzinfo=None) if schedule.get("start") else REFERENCE
+    if schedule.get("cron"):
+        cron = croniter(schedule["cron"], reference)
+        times = [cron.get_next(datetime) for _ in range(n)]
+    else:
+        if rrule_error(schedule["rrule"]):
+            return None
+        times = list(islice(rrulestr(schedule["rrule"], dtstart=reference), n))
+    gaps = [b - a for a, b in pairwise(times)]
+    return min(gaps) if gaps else None
+
+
+def parsed_schedule(schedule: dict) -> dict:
+    """A stored schedule (JSON) with its start/end as datetimes."""
+    out = dict(schedule)
+    for key in ("start", "end"):
+        if isinstance(out.get(key), str):
+            out[key] = datetime.fromisoformat(out[key])
+    return out
 
 
 def _clock(value: str) -> time:

@@ -14,8 +14,9 @@ from datetime import datetime
 import psycopg
 import structlog
 from psycopg import Connection
+from psycopg_pool import ConnectionPool
 
-from services.outreach.schedule import latest_due, next_due
+from services.outreach.schedule import ScheduleError, latest_due, next_due, parsed_schedule
 
 log = structlog.get_logger("siyu.outreach")
 
@@ -58,55 +59,73 @@ class Leadership:
         self._conn, self._leader = None, False
 
 
-def materialise(conn: Connection, now: datetime) -> int:
+def materialise(pool: ConnectionPool, now: datetime) -> int:
     """Create the due run of every active scheduled campaign; end campaigns whose schedule is
-    over. Returns runs created."""
+    over. Returns runs created.
+
+    No lock is held while a schedule is evaluated, and none spans two campaigns: the campaigns
+    are read without locks, each is evaluated, then written in a short transaction of its own
+    that locks that one row (SKIP LOCKED: a campaign being paused waits for the next tick) and
+    only if the campaign did not change meanwhile. One tenant's schedule can thus never make
+    another tenant's pause wait (issue 14, finding 1)."""
+    with pool.connection() as conn:
+        campaigns = conn.execute(
+            "SELECT c.tenant_id, c.campaign_id, c.trigger, c.launched_at, c.scheduled_until, "
+            "c.updated_at, COALESCE(t.timezone, 'Asia/Shanghai') AS timezone FROM campaigns c "
+            "LEFT JOIN tenants t ON t.tenant_id = c.tenant_id "
+            "WHERE c.status = 'active' AND c.trigger ? 'schedule' "
+            "ORDER BY c.created_at, c.tenant_id, c.campaign_id"  # older campaigns' runs first
+        ).fetchall()
     created = 0
-    campaigns = conn.execute(
-        "SELECT c.tenant_id, c.campaign_id, c.trigger, c.launched_at, c.scheduled_until, "
-        "COALESCE(t.timezone, 'Asia/Shanghai') AS timezone FROM campaigns c "
-        "LEFT JOIN tenants t ON t.tenant_id = c.tenant_id "
-        "WHERE c.status = 'active' AND c.trigger ? 'schedule' FOR UPDATE OF c SKIP LOCKED"
-    ).fetchall()
     for c in campaigns:
-        schedule = _parsed(c["trigger"]["schedule"])
-        after = c["scheduled_until"] or c["launched_at"]
-        due, missed = latest_due(schedule, c["timezone"], after, now)
-        if due is not None:
-            steps = conn.execute(
-                "SELECT count(*) AS n FROM campaign_runs "
-                "WHERE tenant_id = %s AND campaign_id = %s AND trigger_key LIKE 'at:%%'",
-                (c["tenant_id"], c["campaign_id"]),
-            ).fetchone()["n"]
-            row = conn.execute(
-                "INSERT INTO campaign_runs (tenant_id, campaign_id, trigger_key, step, due_at) "
-                "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING run_id",
-                (c["tenant_id"], c["campaign_id"], f"at:{due.isoformat()}", steps, due),
-            ).fetchone()
-            conn.execute(
-                "UPDATE campaigns SET scheduled_until = %s "
-                "WHERE tenant_id = %s AND campaign_id = %s",
-                (due, c["tenant_id"], c["campaign_id"]),
-            )
-            if row is not None:
-                created += 1
-                log.info("campaign_run_scheduled", tenant_id=c["tenant_id"],
-                         campaign_id=c["campaign_id"], run_id=row["run_id"], due_at=due.isoformat(),
-                         skipped=missed - 1)  # fmt: skip
-        elif next_due(schedule, c["timezone"], max(after, now)) is None:
+        try:
+            created += _materialise_one(pool, c, now)
+        except ScheduleError as exc:  # stored before the minimum interval was checked
+            log.warning("campaign_schedule_skipped", tenant_id=c["tenant_id"],
+                        campaign_id=c["campaign_id"], reason=str(exc))  # fmt: skip
+    return created
+
+
+def _materialise_one(pool: ConnectionPool, c: dict, now: datetime) -> int:
+    schedule = parsed_schedule(c["trigger"]["schedule"])
+    after = c["scheduled_until"] or c["launched_at"]
+    due, missed = latest_due(schedule, c["timezone"], after, now)
+    ended = due is None and next_due(schedule, c["timezone"], max(after, now)) is None
+    if due is None and not ended:
+        return 0
+    with pool.connection() as conn, conn.transaction():
+        unchanged = conn.execute(
+            "SELECT 1 FROM campaigns WHERE tenant_id = %s AND campaign_id = %s "
+            "AND status = 'active' AND updated_at = %s "
+            "AND scheduled_until IS NOT DISTINCT FROM %s FOR UPDATE SKIP LOCKED",
+            (c["tenant_id"], c["campaign_id"], c["updated_at"], c["scheduled_until"]),
+        ).fetchone()
+        if unchanged is None:  # paused, changed or being changed: the next tick sees it anew
+            return 0
+        if ended:
             conn.execute(
                 "UPDATE campaigns SET status = 'ended', updated_at = %s "
                 "WHERE tenant_id = %s AND campaign_id = %s",
                 (now, c["tenant_id"], c["campaign_id"]),
             )
             log.info("campaign_ended", tenant_id=c["tenant_id"], campaign_id=c["campaign_id"])
-    return created
-
-
-def _parsed(schedule: dict) -> dict:
-    """The stored schedule (JSON) with its start/end as datetimes."""
-    out = dict(schedule)
-    for key in ("start", "end"):
-        if isinstance(out.get(key), str):
-            out[key] = datetime.fromisoformat(out[key])
-    return out
+            return 0
+        steps = conn.execute(
+            "SELECT count(*) AS n FROM campaign_runs "
+            "WHERE tenant_id = %s AND campaign_id = %s AND trigger_key LIKE 'at:%%'",
+            (c["tenant_id"], c["campaign_id"]),
+        ).fetchone()["n"]
+        row = conn.execute(
+            "INSERT INTO campaign_runs (tenant_id, campaign_id, trigger_key, step, due_at) "
+            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING run_id",
+            (c["tenant_id"], c["campaign_id"], f"at:{due.isoformat()}", steps, due),
+        ).fetchone()
+        conn.execute(
+            "UPDATE campaigns SET scheduled_until = %s WHERE tenant_id = %s AND campaign_id = %s",
+            (due, c["tenant_id"], c["campaign_id"]),
+        )
+    if row is None:
+        return 0
+    log.info("campaign_run_scheduled", tenant_id=c["tenant_id"], campaign_id=c["campaign_id"],
+             run_id=row["run_id"], due_at=due.isoformat(), skipped=missed - 1)  # fmt: skip
+    return 1
