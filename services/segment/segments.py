@@ -52,6 +52,7 @@ class RuleFailure:
 
     segment_id: str
     reason: str  # the exception's type and text, e.g. "OverflowError: date value out of range"
+    updated_at: datetime | None = None  # the version that failed: a newer save is not disabled
 
 
 Failures = dict[str, RuleFailure]  # by segment_id, filled while evaluating
@@ -62,6 +63,7 @@ class SegmentDef:
     segment_id: str
     name: str
     condition: Condition
+    updated_at: datetime | None = None  # the stored version evaluated
 
 
 def compile_rule(rule: dict | str) -> Condition:
@@ -102,16 +104,17 @@ def load_segments(conn: Connection, tenant_id: str, failures: Failures) -> list[
     """The tenant's enabled segments; a stored rule that does not load (saved before a limit or
     a grammar change, or written around the API) goes into ``failures`` instead."""
     rows = conn.execute(
-        "SELECT segment_id, name, rule FROM segments WHERE tenant_id = %s "
+        "SELECT segment_id, name, rule, updated_at FROM segments WHERE tenant_id = %s "
         "AND disabled_at IS NULL ORDER BY segment_id",
         (tenant_id,),
     ).fetchall()
     defined = []
     for r in rows:
+        sid, version = r["segment_id"], r["updated_at"]
         try:
-            defined.append(SegmentDef(r["segment_id"], r["name"], compile_rule(r["rule"])))
+            defined.append(SegmentDef(sid, r["name"], compile_rule(r["rule"]), version))
         except Exception as exc:  # whatever it is, only this segment stops
-            failures[r["segment_id"]] = RuleFailure(r["segment_id"], failure_reason(exc))
+            failures[sid] = RuleFailure(sid, failure_reason(exc), version)
     return defined
 
 
@@ -169,24 +172,25 @@ def membership(
         except Exception as exc:
             if failures is None:
                 raise
-            failures[s.segment_id] = RuleFailure(s.segment_id, failure_reason(exc))
+            failures[s.segment_id] = RuleFailure(s.segment_id, failure_reason(exc), s.updated_at)
     return member_of
 
 
 def disable_segments(conn: Connection, tenant_id: str, failures: Failures) -> list[str]:
     """Disable the failed segments (in the caller's transaction, in id order: the lock order of
-    every writer) and remove their members; returns the ids disabled now (not disabled before)."""
+    every writer) and remove their members; returns the ids disabled now (not disabled before).
+    Only the version that failed: a segment saved again meanwhile stays enabled."""
     disabled = []
     for segment_id in sorted(failures):
-        reason = failures[segment_id].reason
+        failure = failures[segment_id]
         row = conn.execute(
             "UPDATE segments SET disabled_at = now(), disabled_reason = %s "
             "WHERE tenant_id = %s AND segment_id = %s AND disabled_at IS NULL "
-            "RETURNING segment_id",
-            (reason, tenant_id, segment_id),
+            "AND (%s::timestamptz IS NULL OR updated_at = %s) RETURNING segment_id",
+            (failure.reason, tenant_id, segment_id, failure.updated_at, failure.updated_at),
         ).fetchone()
         if row is None:
-            continue  # deleted meanwhile, or disabled by a concurrent batch
+            continue  # deleted or saved again meanwhile, or disabled by a concurrent batch
         conn.execute(
             "DELETE FROM segment_members WHERE tenant_id = %s AND segment_id = %s",
             (tenant_id, segment_id),
@@ -198,7 +202,7 @@ def disable_segments(conn: Connection, tenant_id: str, failures: Failures) -> li
             "segment_disabled",
             tenant_id=tenant_id,
             segment_id=segment_id,
-            error=reason.split(":", 1)[0],
+            error=failure.reason.split(":", 1)[0],
         )
     return disabled
 

@@ -14,8 +14,10 @@ from services.outreach.catalogue import apply_catalogues
 from services.segment.lifecycle import TagCondition
 from services.segment.segments import (
     MAX_SEGMENTS_PER_TENANT,
+    RuleFailure,
     SegmentError,
     TooManySegments,
+    disable_segments,
     save_segment,
 )
 from shared import messages
@@ -182,3 +184,19 @@ def test_a_failing_rule_disables_its_segment_and_never_diverts_the_events(
         wait_until(lambda: members(segment, "acme", "time-bomb"), message="evaluated again")
     assert states(segment, "acme")["time-bomb"] == (False, None)
     assert states(segment, "acme")["deep"][0]  # still disabled until saved
+
+
+def test_a_segment_saved_again_meanwhile_is_not_disabled_with_the_old_rules_error(segment):
+    save(segment, "acme", "clicked", {"event": "oa.click"})
+    (old,) = segment.rows("SELECT updated_at FROM segments WHERE segment_id = 'clicked'")[0]
+    save(segment, "acme", "clicked", {"event": "oa.click", "within_days": 30})  # fixed meanwhile
+    failed = {"clicked": RuleFailure("clicked", "OverflowError: old rule", old)}
+    with connect(segment) as conn:
+        assert disable_segments(conn, "acme", failed) == []
+    assert states(segment, "acme") == {"clicked": (False, None)}
+    (new,) = segment.rows("SELECT updated_at FROM segments WHERE segment_id = 'clicked'")[0]
+    failed = {"clicked": RuleFailure("clicked", "OverflowError: new rule", new)}
+    with connect(segment) as conn:
+        assert disable_segments(conn, "acme", failed) == ["clicked"]
+        assert disable_segments(conn, "acme", failed) == []  # once
+    assert states(segment, "acme") == {"clicked": (True, "OverflowError: new rule")}
