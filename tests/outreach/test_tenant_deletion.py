@@ -87,3 +87,22 @@ def test_purge_order_puts_referencing_tables_first_and_stops_after_its_batches(o
     assert rows() == before - 2  # two batches of one row, then it stopped
     assert purge(outreach.pool, "acme") is True and rows() == 0
     assert _count(outreach, "api_tokens", "bloom") == 1  # the other tenant's rows stay
+
+
+def test_siyu_tenants_purge_refuses_a_tenant_not_deleted_then_purges(outreach, monkeypatch):
+    from click.testing import CliRunner
+
+    from shared.cli import main
+
+    monkeypatch.setenv("SIYU_DATABASE_URL", outreach.settings.database_url)
+    monkeypatch.setenv("SIYU_OUTREACH_SCHEMA", outreach.api.schema)
+    assert outreach.call("POST", "/content", "bloom", json=BODY).status_code == 201
+    argv = ["tenants", "purge", "bloom", "--service", "outreach"]
+    refused = CliRunner().invoke(main, argv)
+    assert refused.exit_code == 1 and "not deleted through the admin API" in refused.output
+    assert _count(outreach, "content", "bloom") == 1
+    assert outreach.call("DELETE", "/tenants/bloom", "platform").status_code == 204
+    done = CliRunner().invoke(main, argv)
+    assert done.exit_code == 0 and "outreach: bloom purged" in done.output, done.output
+    assert _count(outreach, "content", "bloom") == 0
+    assert _count(outreach, "tenants", "acme") == 1  # the other tenant is untouched
