@@ -468,19 +468,26 @@ def parse_tenants(text: str, source: str = "<tenants>") -> TenantRegistry:
 API_SECRETS = ("secret", "app_secret")  # what calls the APIs; callbacks need token and key
 
 
-def check_secrets(registry: TenantRegistry, environ: Mapping[str, str] | None = None) -> None:
+def check_secrets(
+    registry: TenantRegistry,
+    environ: Mapping[str, str] | None = None,
+    *,
+    callbacks_only: bool = False,
+) -> None:
     """Every secret named by ``*_env`` is set, or ConfigError naming each tenant and variable.
 
     Run at start (siyu dev, siyu ingest serve, siyu tenants check): a secret read only when a
     callback arrives would otherwise turn a configuration mistake into failing callbacks.
+    ``callbacks_only``: ingest, which is given the callbacks' tokens and keys but not the API
+    secrets it never uses (docs/security.md, "Least privilege").
     """
     environ = os.environ if environ is None else environ
     problems = []
     for tenant in registry:
         for secret in tenant.secrets():
-            if secret.is_set(environ):
-                continue
             api = secret.path.rsplit(".", 1)[-1] in API_SECRETS
+            if secret.is_set(environ) or (api and callbacks_only):
+                continue
             why = (
                 "or give the tenant api_access: false if it has no API access"
                 if api

@@ -80,7 +80,7 @@ def main(settings: Settings, *, host: str, port: int, workers: int) -> int:
         from services.ingest.wiring import link_secret
         from shared.config import check_secrets, load_tenants
 
-        check_secrets(load_tenants(settings.tenants_path))
+        check_secrets(load_tenants(settings.tenants_path), callbacks_only=True)
         settings.require_database()
         settings.require_kafka()
         link_secret()

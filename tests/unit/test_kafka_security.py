@@ -91,7 +91,8 @@ def test_mutual_tls(tmp_path):
         ({**SCRAM, "SIYU_KAFKA_CA_FILE": "/nonexistent/ca.crt"},
          "SIYU_KAFKA_CA_FILE=/nonexistent/ca.crt: no such file"),
         ({**SCRAM, "SIYU_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "SIYU_KAFKA_CA_FILE": "{ca}"},
-         "SIYU_KAFKA_CA_FILE set, but SIYU_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT does not use TLS"),
+         "SIYU_KAFKA_CA_FILE set, but SIYU_KAFKA_SECURITY_PROTOCOL=SASL_PLAINTEXT does not use "
+         "TLS"),
         ({"SIYU_KAFKA_SECURITY_PROTOCOL": "SSL", "SIYU_KAFKA_CERT_FILE": "{ca}"},
          "a client certificate needs both SIYU_KAFKA_CERT_FILE and SIYU_KAFKA_KEY_FILE"),
     ],
