@@ -1,5 +1,7 @@
-"""Tracked links: signed tokens naming tenant, recipient, content and campaign; a click is a
-touchpoint (``link.clicked``), then a redirect. A tampered or unknown token is a 404 with no event.
+"""Tracked links: tokens sealed per tenant (shared/links.py) naming the recipient, content and
+campaign; a click is a touchpoint (``link.clicked``), then a redirect to the http(s) URL outreach
+sealed. A tampered, foreign or unknown token is a 404 with no event (docs/security.md "Tracked
+links").
 """
 
 from __future__ import annotations
