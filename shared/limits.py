@@ -63,14 +63,15 @@ class Limits:
 
 
 # Generous: a tenant's normal traffic (an integration sending batches, an ops team in the admin
-# UI, `siyu simulate` at its 1000 requests/s maximum) never meets them; a runaway script does.
+# UI, a script polling a job every 10 ms, `siyu simulate` at its 1000 requests/s maximum) never
+# meets them; a runaway script does.
 DEFAULT_LIMITS = Limits(
     events_per_s=1000.0,
     events_burst=10_000,
     links_per_s=200.0,
     links_burst=2_000,
-    api_per_s=50.0,
-    api_burst=500,
+    api_per_s=100.0,
+    api_burst=1_000,
 )
 
 
