@@ -14,3 +14,19 @@ def contains_nul(value: Any) -> bool:
     if isinstance(value, list | tuple):
         return any(contains_nul(v) for v in value)
     return False
+
+
+def json_depth(value: Any) -> int:
+    """How deep a JSON-like value nests (a scalar 0, ``[]`` 1, ``[[1]]`` 2), without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest

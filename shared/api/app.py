@@ -23,7 +23,7 @@ from shared.api.context import EXTENSION, ApiContext
 from shared.api.errors import ErrorSchema, from_http_exception, install_error_handlers, invalid
 from shared.health import Check, ops_blueprint
 from shared.ratelimit import NO_TENANT, TenantLimiter
-from shared.text import contains_nul
+from shared.text import contains_nul, json_depth
 from shared.web import new_app
 
 log = structlog.get_logger("siyu.api")
@@ -31,6 +31,11 @@ log = structlog.get_logger("siyu.api")
 API_PREFIX = "/api/v1"
 OPENAPI_VERSION = "3.0.3"
 MAX_BODY_BYTES = 1024 * 1024  # admin payloads are small; content bodies have their own routes
+# Admin payloads are shallow (a valid segment rule or lifecycle model stays under 40 levels): a
+# body nested deeper than this is refused before the JSON decoder or anything else recurses into
+# it (a 500 before). Room is left for deeper rules to reach their own check, whose message is
+# more helpful ("rule is nested 138 deep; at most 10 levels").
+MAX_JSON_DEPTH = 256
 
 REQUESTS = Counter(
     "siyu_api_requests_total", "Admin API requests by route and status", ["route", "status"]
@@ -159,10 +164,28 @@ def _limit(limiter: TenantLimiter | None, caller) -> None:
 def _refuse_nul() -> None:
     """PostgreSQL text cannot hold NUL: refuse it in the path, query or JSON body with a 400
     instead of failing in the database."""
-    body = request.get_json(silent=True) if request.is_json else None
+    body = _json_body()
     parts = (request.view_args or {}, dict(request.args.lists()), body)
     if any(contains_nul(part) for part in parts):
         raise invalid("NUL characters (\\u0000) are not allowed", code="invalid_characters")
+
+
+def _json_body():
+    """The parsed JSON body (None when absent or not JSON: the route's schema says so); one
+    nested past ``MAX_JSON_DEPTH`` is a 400."""
+    if not request.is_json:
+        return None
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # deeper than the decoder recurses
+        body, deep = None, True
+    else:
+        deep = json_depth(body) > MAX_JSON_DEPTH
+    if deep:
+        raise invalid(
+            f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels", code="invalid_json"
+        )
+    return body
 
 
 def _refuse_unprotected_routes(app: Flask) -> None:

@@ -125,3 +125,14 @@ def test_a_disabled_segment_is_visible_and_saving_it_enables_it(people, monkeypa
     )["items"]
     assert entry["target"] == "time-bomb"
     assert entry["details"]["previous"]["disabled_reason"].startswith("OverflowError")
+
+
+@pytest.mark.parametrize("levels", [300, 5000])
+def test_a_body_nested_past_the_json_parser_is_a_clear_400(people, levels):
+    # 5000: deeper than Python's JSON decoder recurses (a 500 before); 300: parsed, then refused
+    # before anything walks it recursively.
+    rule = '{"not":' * levels + '{"tag":"x"}' + "}" * levels
+    body = '{"segment_id":"deep","name":"Deep","rule":' + rule + "}"
+    response = people.call("POST", "/segments", "admin", data=body, content_type="application/json")
+    error = _error(response, 400, "invalid_json")
+    assert error["message"] == "the JSON body is nested deeper than 256 levels"

@@ -35,6 +35,7 @@ from services.segment.segments import (
     compile_rule,
     membership,
 )
+from shared.text import json_depth
 
 NOW = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 LEAF = {"attribute": "industry", "equals": "machinery"}
@@ -201,3 +202,18 @@ def test_a_rule_that_fails_while_evaluated_is_recorded_and_the_others_still_eval
     failures["a-bomb"] = RuleFailure("a-bomb", "first")
     assert membership(segments, facts, NOW, failures=failures) == ["b-vip"]
     assert failures["a-bomb"].reason == "first"
+
+
+@pytest.mark.parametrize(
+    ("value", "depth"),
+    [(1, 0), ("x", 0), ([], 1), ({}, 1), ([[1]], 2), ({"a": [{"b": 1}]}, 3), (nested("not", 3), 3)],
+)
+def test_json_depth_of_an_admin_body(value, depth):
+    assert json_depth(value) == depth
+
+
+def test_json_depth_walks_without_recursion():
+    value: list = []
+    for _ in range(20_000):
+        value = [value]
+    assert json_depth(value) == 20_001
