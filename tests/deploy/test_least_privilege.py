@@ -67,36 +67,41 @@ ACLS = {
 
 # Which Secrets each container references (env, envFrom, mounted volumes), per Deployment.
 PG = {p: f"siyu-pg-{p}" for p in ("ingest", "segment", "outreach", "api")}
+PRIVACY = "siyu-privacy-key"  # every process: keyed hashes of identities (docs/privacy.md)
 SECRETS = {
     "siyu-ingest": {
         "migrate": {PG["ingest"]},
         "ingest": {PG["ingest"], "siyu-webhook-secrets", "siyu-link-secret", "siyu-ingest",
-                   CA_SECRET},
+                   CA_SECRET, PRIVACY},
+    },
+    "siyu-ingest-erasures": {  # ingest's code and schema, as ingest's roles
+        "migrate": {PG["ingest"]},
+        "erasures": {PG["ingest"], "siyu-ingest", CA_SECRET, PRIVACY},
     },
     "siyu-segment": {
         "migrate": {PG["segment"]},
-        "segment": {PG["segment"], "siyu-platform-secrets", "siyu-segment", CA_SECRET},
+        "segment": {PG["segment"], "siyu-platform-secrets", "siyu-segment", CA_SECRET, PRIVACY},
     },
     "siyu-outreach": {
         "migrate": {PG["outreach"]},
         "outreach": {PG["outreach"], "siyu-platform-secrets", "siyu-link-secret",
-                     "siyu-outreach", CA_SECRET},
+                     "siyu-outreach", CA_SECRET, PRIVACY},
     },
     "siyu-api": {
         "migrate": {PG["api"]},
-        "api": {PG["api"], "siyu-api", CA_SECRET},  # no tenant secret at all
+        "api": {PG["api"], "siyu-api", CA_SECRET, PRIVACY},  # no tenant secret at all
     },
 }  # fmt: skip
 
 # How each Deployment connects to PostgreSQL and what its init step migrates.
 DATABASE = {
     "siyu-ingest": ("siyu_ingest", ["migrate", "--service", "ingest"]),
+    "siyu-ingest-erasures": ("siyu_ingest", ["migrate", "--service", "ingest"]),
     "siyu-segment": ("siyu_segment", ["migrate", "--service", "segment"]),
     "siyu-outreach": ("siyu_outreach", ["migrate", "--service", "outreach"]),
-    # Owns no schema: waits for the owners of the two it uses.
-    "siyu-api": ("siyu_api", ["migrate", "--service", "segment", "--service", "outreach",
-                              "--wait", "600"]),
-}  # fmt: skip
+    # Owns no schema: waits for the owners of those it uses.
+    "siyu-api": ("siyu_api", ["migrate", "--wait", "600"]),
+}
 
 # Kafka's implications: each of these also allows Describe (and "All" everything).
 IMPLIES_DESCRIBE = {"Read", "Write", "Delete", "Alter"}
@@ -279,10 +284,13 @@ def test_each_process_connects_as_its_own_role_and_migrates_only_its_schema(obje
         assert "SIYU_DATABASE_URL" not in env  # the DSN in siyu-config names no user
     dsn = config(objects)["SIYU_DATABASE_URL"]
     assert "@" not in dsn and "sslmode=require" in dsn
-    # The owners of the API's schemas grant it rows after migrating.
+    # The owners of what the API uses grant it after migrating (shared/migrations.py API_GRANTS).
     (init,) = pod["initContainers"]
     granted_to = {e["name"]: e.get("value") for e in init["env"]}.get("SIYU_DB_API_ROLE")
-    assert granted_to == ("siyu_api" if deployment in ("siyu-segment", "siyu-outreach") else None)
+    if deployment in ("siyu-ingest", "siyu-segment", "siyu-outreach"):
+        assert granted_to == "siyu_api" and granted_to in roles
+    elif deployment == "siyu-api":
+        assert granted_to is None
 
 
 def test_the_dev_overlay_supplies_every_secret_a_process_references():
@@ -323,7 +331,9 @@ def test_the_processes_accept_their_kafka_settings(objects, deployment, tmp_path
         env[key] = str(tmp_path / file)
     security = Settings.from_env(env).kafka.security
     assert (security.protocol, security.mechanism) == ("SASL_SSL", "SCRAM-SHA-512")
-    assert security.username == deployment  # its own KafkaUser
+    # Its own KafkaUser; ingest's erasure consumer is ingest's code, with ingest's user (whose
+    # ACLs name its group and siyu.erasures.v1).
+    assert security.username == {"siyu-ingest-erasures": "siyu-ingest"}.get(deployment, deployment)
     assert security.username in of(objects, "KafkaUser")
 
 
