@@ -37,10 +37,18 @@ _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # First key of the two-int advisory lock; the second is the schema's hash.
 _LOCK_NAMESPACE = 0x5159_0001
 _IDENTIFIER = r"[a-z_][a-z0-9_]{0,62}"
-# The role of the admin API (services/api.py) and the schemas it reads and writes: staff edit
-# segments, models and contacts (segment) and campaigns, tokens and the audit log (outreach).
+# The role of the admin API (services/api.py) and what it reads and writes in each schema: rows
+# of every table where staff edit segments, models and contacts (segment) and campaigns, tokens
+# and the audit log (outreach); in ingest's, only the event API tokens it lists, creates and
+# revokes (services/ingest/api.py), never the outbox or the per-person keys.
 API_ROLE_ENV = "SIYU_DB_API_ROLE"
-API_SCHEMAS = ("segment", "outreach")
+ROWS = ("SELECT", "INSERT", "UPDATE", "DELETE")
+API_GRANTS: dict[str, dict[str, tuple[str, ...]] | None] = {  # None: ROWS of every table
+    "segment": None,
+    "outreach": None,
+    "ingest": {"api_tokens": ("SELECT", "INSERT", "UPDATE")},
+}
+API_SCHEMAS = tuple(API_GRANTS)
 
 
 @dataclass(frozen=True)
@@ -79,11 +87,17 @@ def discover(folder: Path) -> list[Migration]:
 
 
 def apply(
-    dsn: str, schema: str, migrations: list[Migration], *, grant_to: str | None = None
+    dsn: str,
+    schema: str,
+    migrations: list[Migration],
+    *,
+    grant_to: str | None = None,
+    grant_tables: dict[str, tuple[str, ...]] | None = None,
 ) -> list[int]:
     """Apply pending migrations into ``schema``; return the versions applied by this call.
 
-    ``grant_to`` (a role) is then given what the admin API needs on the schema's tables."""
+    ``grant_to`` (a role) is then given what the admin API needs: ``grant_tables`` (table ->
+    privileges), or the rows of every table when None."""
     if not re.fullmatch(_IDENTIFIER, schema):
         raise MigrationError(f"invalid schema name {schema!r}")
     if grant_to is not None and not re.fullmatch(_IDENTIFIER, grant_to):
@@ -126,7 +140,7 @@ def apply(
                 _apply_one(conn, schema, migration)
                 applied_now.append(migration.version)
             if grant_to is not None:
-                _grant(conn, schema, grant_to)
+                _grant(conn, schema, grant_to, grant_tables)
         finally:
             conn.execute(
                 "SELECT pg_advisory_unlock(%s::int4, hashtext(%s))", (_LOCK_NAMESPACE, schema)
@@ -152,19 +166,37 @@ def _apply_one(conn: psycopg.Connection, schema: str, migration: Migration) -> N
     log.info("migration_applied", schema=schema, version=migration.version, file=migration.name)
 
 
-def _grant(conn: psycopg.Connection, schema: str, role: str) -> None:
+def _grant(
+    conn: psycopg.Connection, schema: str, role: str, tables: dict[str, tuple[str, ...]] | None
+) -> None:
     """Rows, never structure: no DDL, TRUNCATE, REFERENCES or TRIGGER, and the migrations'
-    ledger read-only. Granted anew on every run, so tables added since are covered."""
+    ledger read-only (``siyu migrate --wait`` reads it). Granted anew on every run, so tables
+    added since are covered."""
     ident = {"schema": sql.Identifier(schema), "role": sql.Identifier(role)}
-    try:
-        with conn.transaction():
-            for statement in (
-                "GRANT USAGE ON SCHEMA {schema} TO {role}",
+    statements = [sql.SQL("GRANT USAGE ON SCHEMA {schema} TO {role}").format(**ident)]
+    if tables is None:
+        statements += [
+            sql.SQL(s).format(**ident)
+            for s in (
                 "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {role}",
                 "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
                 "REVOKE INSERT, UPDATE, DELETE ON {schema}.schema_migrations FROM {role}",
-            ):
-                conn.execute(sql.SQL(statement).format(**ident))
+            )
+        ]
+    else:
+        tables = {"schema_migrations": ("SELECT",), **tables}
+        statements += [
+            sql.SQL("GRANT {privileges} ON {schema}.{table} TO {role}").format(
+                privileges=sql.SQL(", ").join(sql.SQL(p) for p in privileges if p in ROWS),
+                table=sql.Identifier(table),
+                **ident,
+            )
+            for table, privileges in tables.items()
+        ]
+    try:
+        with conn.transaction():
+            for statement in statements:
+                conn.execute(statement)
     except psycopg.Error as exc:
         raise MigrationError(
             f"{schema}: cannot grant the admin API's role {role!r}: {exc}"
@@ -187,9 +219,15 @@ def migrate_service(
 ) -> list[int]:
     """Apply a service's migrations; ``schema`` defaults to the service name (tests use others).
 
-    With ``api_role``, a schema the admin API uses (``API_SCHEMAS``) grants it its privileges."""
-    grant_to = api_role if service in API_SCHEMAS else None
-    return apply(dsn, schema or service, discover(migrations_dir(service)), grant_to=grant_to)
+    With ``api_role``, a schema the admin API uses (``API_GRANTS``) grants it its privileges."""
+    grant_to = api_role if service in API_GRANTS else None
+    return apply(
+        dsn,
+        schema or service,
+        discover(migrations_dir(service)),
+        grant_to=grant_to,
+        grant_tables=API_GRANTS.get(service),
+    )
 
 
 def pending(dsn: str, service: str, *, schema: str | None = None) -> list[int]:
