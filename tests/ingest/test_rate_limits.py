@@ -160,3 +160,23 @@ def test_tracked_links_over_acme_limit_are_429_while_bloom_clicks_go_through(
         holder.close()
     assert limited_count("acme", "links") == before_acme + 2
     assert limited_count("bloom", "links") == before_bloom
+
+
+def test_every_worker_and_replica_shares_the_tenant_bucket(stack, kafka, schema, limited):
+    """A second app on its own pool and limiter, as another gunicorn worker or pod would be:
+    acme's 3 clicks are 3 in all, not 3 per process."""
+    client, deps, _tokens = limited
+    pool = create_pool(stack.dsn, name="ingest-test-2", schema=schema, max_size=2, timeout=3)
+    try:
+        other = create_app(
+            build_deps(limited_tenants(), pool, kafka, "test-link-secret-0123456789")
+        )
+        second = other.test_client()
+        assert [click(client, deps, "acme").status_code for _ in range(2)] == [302, 302]
+        assert click(second, deps, "acme").status_code == 302
+        assert_limited(click(second, deps, "acme"), "links", "0.01 clicks/s, bursts of 3")
+        assert_limited(click(client, deps, "acme"), "links", "0.01 clicks/s, bursts of 3")
+        assert click(second, deps, "bloom").status_code == 302
+    finally:
+        other.extensions["siyu.ingest"].publisher.close()
+        pool.close()
