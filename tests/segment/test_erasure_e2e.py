@@ -256,3 +256,52 @@ def test_an_erased_person_is_gone_everywhere_and_a_replay_does_not_bring_them_ba
                message="the person, back as new")  # fmt: skip
     fresh = world.call("GET", f"/contacts/{world.contact_of('external_userid', ERASED)}")
     assert fresh.status_code == 200 and fresh.get_json()["name"] is None
+
+
+def test_siyu_contact_erase_erases_audits_and_queues_the_announcements(own_database, monkeypatch):
+    from click.testing import CliRunner
+    from psycopg.rows import dict_row
+
+    from services.segment.consumer import apply_batch
+    from services.segment.derive import Topics
+    from shared.cli import main as siyu
+    from shared.config import load_tenants
+    from shared.envelope import Identity, Touchpoint
+
+    at = datetime.fromtimestamp(NOW, UTC)
+    tp = Touchpoint(event_id="e" * 32, tenant_id="acme", source="api", type="biz.contact.updated",
+                    occurred_at=at, received_at=at, identity=Identity(crm_id="CRM-9"),
+                    attributes={"name": "韩梅梅"})  # fmt: skip
+    with psycopg.connect(
+        own_database, options="-c search_path=segment", row_factory=dict_row
+    ) as conn:
+        apply_batch(conn, load_tenants(DEMO_TENANTS_PATH), [tp], Topics.with_prefix(""))
+        contact = conn.execute("SELECT contact_id FROM contacts").fetchone()["contact_id"]
+        conn.execute("DELETE FROM outbox")  # what the consumer would have published
+    monkeypatch.setenv("SIYU_DATABASE_URL", own_database)
+    monkeypatch.setenv("SIYU_TENANTS", str(DEMO_TENANTS_PATH))
+    erase = ["contact", "erase", "--tenant", "acme", "--contact", contact]
+
+    missing = CliRunner().invoke(siyu, [*erase[:-1], "c_nobody", "--reason", "ticket 7"])
+    assert missing.exit_code == 1 and "no contact 'c_nobody'" in missing.output
+    done = CliRunner().invoke(siyu, [*erase, "--reason", "ticket 7"])
+    assert done.exit_code == 0, done.output
+    assert f"{contact}: erased" in done.output and "(1 identities)" in done.output
+    again = CliRunner().invoke(siyu, [*erase, "--reason", "ticket 7"])
+    assert again.exit_code == 0 and "already_erased" in again.output
+
+    with psycopg.connect(own_database) as conn:
+        assert conn.execute("SELECT count(*) FROM segment.contacts").fetchone()[0] == 0
+        assert conn.execute("SELECT count(*) FROM segment.identities").fetchone()[0] == 0
+        queued = conn.execute(
+            "SELECT topic, key, value IS NULL FROM segment.outbox ORDER BY id"
+        ).fetchall()
+        assert queued == [
+            ("siyu.profiles.v1", f"acme:{contact}", True),  # the tombstone
+            ("siyu.erasures.v1", f"acme:{contact}", False),
+        ]
+        actor, details = conn.execute(
+            "SELECT actor, details FROM outreach.audit_log WHERE action = 'contact.erase'"
+        ).fetchone()
+    assert actor.startswith("cli:") and details["reason"] == "ticket 7"
+    assert details["via"] == "cli" and details["identities"] == 1
