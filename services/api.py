@@ -47,6 +47,16 @@ def blueprints() -> list:
     return found
 
 
+def job_kinds() -> dict:
+    """The background jobs of the modules that queue them (a module's ``JOBS``)."""
+    found = {}
+    for name in OPTIONAL_MODULES:
+        if _module_exists(name):
+            for kind in getattr(importlib.import_module(name), "JOBS", ()):
+                found[kind.name] = kind
+    return found
+
+
 def default_schema_for(service: str) -> str:
     """The schema of each service: its name, and SIYU_OUTREACH_SCHEMA for outreach."""
     if service == "outreach":
@@ -62,6 +72,7 @@ def create_app(
     pool=None,
     schema_for: Callable[[str], str] = default_schema_for,
     token_cache_ttl_s: float | None = None,
+    run_jobs: bool = True,
 ):
     """The admin API app; opens its own pool on the outreach schema unless given ``pool``.
 
@@ -76,6 +87,7 @@ def create_app(
     from shared.ratelimit import TenantLimiter, registry_limits
 
     registry = load_tenants(settings.tenants_path)
+    job_pool = pool  # tests share theirs; a server gives jobs a pool of their own (below)
     if pool is None:
         pool = create_pool(settings.require_database(), name="api", schema=schema_for("outreach"))
     with pool.connection() as conn:
@@ -102,6 +114,20 @@ def create_app(
     )
     if settings.kafka.bootstrap:
         app.extensions[SEGMENT_OUTBOX] = segment_outbox(settings, schema_for("segment")).start()
+    if run_jobs:
+        # Dry runs and previews: queued in their service's jobs table, run by a few threads of
+        # each API process (docs/architecture.md, "Background jobs").
+        from shared.jobs import EXTENSION, JobSettings, Runner
+
+        jobs = JobSettings.from_env()
+        if job_pool is None:  # a job holds a connection for long: never the requests' ones
+            job_pool = create_pool(
+                settings.require_database(),
+                name="api-jobs",
+                schema=schema_for("outreach"),
+                max_size=jobs.threads + 2,
+            )
+        app.extensions[EXTENSION] = Runner(job_pool, schema_for, job_kinds(), jobs).start()
     return app
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from services.segment.api_lifecycle import BLUEPRINTS as LIFECYCLE
+from services.segment.api_lifecycle import JOBS as LIFECYCLE_JOBS
 from services.segment.api_people import BLUEPRINTS as PEOPLE
 
 BLUEPRINTS = (*PEOPLE, *LIFECYCLE)
+JOBS = LIFECYCLE_JOBS  # background jobs the admin API runs (shared/jobs.py)

@@ -12,8 +12,10 @@ mutation is audited in its own transaction.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
 from functools import cache
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 import yaml
@@ -41,7 +43,9 @@ from services.segment.lifecycle import (
     load_model,
 )
 from services.segment.scoring import score
+from shared import jobs
 from shared.api import (
+    API_PREFIX,
     ApiError,
     Blueprint,
     audit,
@@ -50,11 +54,18 @@ from shared.api import (
     principal,
     require,
 )
+from shared.api.jobs import LOCATION, busy, job_schema
+from shared.api.jobs import view as job_view
 from shared.config import Tenant
+from shared.jobs import JobFailed, JobKind, JobSettings, Progress
 
 MAX_CUSTOM_MODELS = 50  # per tenant: keeps GET /lifecycle a short, unpaged list
 DRY_RUN_BATCH = 500
 DRY_RUN_SAMPLE = 20
+# Above this many contacts a dry run evaluates a deterministic sample of this many (issue 14:
+# a tenant of 300k contacts took seconds and GBs).
+DRY_RUN_SAMPLE_ABOVE = 20_000
+DRY_RUN_JOB = "lifecycle.dry_run"
 DEFAULT_MODEL = {"b2b": "aisceas", "b2c": "aarrr"}
 SUBJECT_OF_MODE = {"b2b": "accounts", "b2c": "contacts"}
 
@@ -222,6 +233,17 @@ class DryRunResultSchema(Schema):
     moving = fields.Integer(required=True, metadata={"description": "Contacts that would move"})
     moves = fields.List(fields.Nested(MoveCountSchema), required=True)
     sample = fields.List(fields.Nested(MoveSampleSchema), required=True)
+    sampled = fields.Boolean(
+        required=True,
+        metadata={"description": "A big tenant: the counts are of a deterministic sample"},
+    )
+    population = fields.Integer(required=True, metadata={"description": "The tenant's contacts"})
+    sample_size = fields.Integer(
+        required=True, allow_none=True, metadata={"description": "Contacts sampled, if sampled"}
+    )
+
+
+DryRunJobSchema = job_schema("DryRunJob", DryRunResultSchema)
 
 
 class FunnelQuerySchema(Schema):
@@ -427,13 +449,13 @@ def delete_model(name: str):
 # --- dry run -------------------------------------------------------------------------------------
 
 
-def _contact_facts(tenant: Tenant, row: dict, events, account_row, now: datetime) -> ContactFacts:
+def _contact_facts(mode: str, row: dict, events, account_row, now: datetime) -> ContactFacts:
     """The facts derive.py gives the rules for a contact at ``now`` (see derive._derive)."""
     seen = tuple(e for e in events if e.occurred_at <= now)
     guess = contact_role(row)
     return ContactFacts(
         contact_id=row["contact_id"],
-        tenant_mode=tenant.mode,
+        tenant_mode=mode,
         stage=row["stage"],
         score=score(seen, now),
         role=guess.role if guess else None,
@@ -445,31 +467,58 @@ def _contact_facts(tenant: Tenant, row: dict, events, account_row, now: datetime
     )
 
 
-def dry_run(conn, tenant: Tenant, model: LifecycleModel, now: datetime) -> dict:
-    """Every contact of the tenant evaluated with ``model`` at ``now``, in keyset batches.
-
-    Reads only (the caller's transaction is read-only): who would move, from where to where,
-    and why.
-    """
-    pairs: Counter[tuple[str | None, str]] = Counter()
-    sample: list[dict] = []
-    evaluated, after = 0, ""
-    since = now - timedelta(days=HISTORY_DAYS)
+def _batches(conn, tenant_id: str, population: int) -> Iterator[list[dict]]:
+    """The tenant's contacts in batches: all of them, or above DRY_RUN_SAMPLE_ABOVE a
+    deterministic sample of that many (by a hash of the id: the same contacts every time)."""
+    if population > DRY_RUN_SAMPLE_ABOVE:
+        ids = [
+            r["contact_id"]
+            for r in conn.execute(
+                "SELECT contact_id FROM contacts WHERE tenant_id = %s "
+                "ORDER BY md5(contact_id), contact_id LIMIT %s",
+                (tenant_id, DRY_RUN_SAMPLE_ABOVE),
+            )
+        ]
+        for i in range(0, len(ids), DRY_RUN_BATCH):
+            yield conn.execute(
+                "SELECT * FROM contacts WHERE tenant_id = %s AND contact_id = ANY(%s) "
+                "ORDER BY contact_id",
+                (tenant_id, ids[i : i + DRY_RUN_BATCH]),
+            ).fetchall()
+        return
+    after = ""
     while True:
         rows = conn.execute(
             "SELECT * FROM contacts WHERE tenant_id = %s AND contact_id > %s "
             "ORDER BY contact_id LIMIT %s",
-            (tenant.id, after, DRY_RUN_BATCH),
+            (tenant_id, after, DRY_RUN_BATCH),
         ).fetchall()
         if not rows:
-            break
+            return
         after = rows[-1]["contact_id"]
+        yield rows
+
+
+def dry_run(conn, tenant_id: str, mode: str, model: LifecycleModel, now: datetime,
+            progress: Progress = lambda fraction: None) -> dict:  # fmt: skip
+    """The tenant's contacts (or a sample of a big tenant's) evaluated with ``model`` at
+    ``now``, in batches. Reads only (the caller's transaction is read-only): who would move,
+    from where to where, and why."""
+    pairs: Counter[tuple[str | None, str]] = Counter()
+    sample: list[dict] = []
+    evaluated = 0
+    since = now - timedelta(days=HISTORY_DAYS)
+    population = conn.execute(
+        "SELECT count(*) AS n FROM contacts WHERE tenant_id = %s", (tenant_id,)
+    ).fetchone()["n"]
+    sampled = population > DRY_RUN_SAMPLE_ABOVE
+    for rows in _batches(conn, tenant_id, population):
         evaluated += len(rows)
-        history = contact_events(conn, tenant.id, [r["contact_id"] for r in rows], since)
-        accounts = accounts_of(conn, tenant.id, rows)
+        history = contact_events(conn, tenant_id, [r["contact_id"] for r in rows], since)
+        accounts = accounts_of(conn, tenant_id, rows)
         for row in rows:
             facts = _contact_facts(
-                tenant, row, history[row["contact_id"]], accounts.get(row["account_id"]), now
+                mode, row, history[row["contact_id"]], accounts.get(row["account_id"]), now
             )
             moves = model.settle(facts, now)
             if not moves:
@@ -486,6 +535,7 @@ def dry_run(conn, tenant: Tenant, model: LifecycleModel, now: datetime) -> dict:
                         "path": [m.to_stage for m in moves],
                     }
                 )
+        progress(evaluated / max(1, min(population, DRY_RUN_SAMPLE_ABOVE)))
     moves_out = [
         {"from": a, "to": b, "count": n}
         for (a, b), n in sorted(pairs.items(), key=lambda kv: (-kv[1], kv[0][0] or "", kv[0][1]))
@@ -497,31 +547,81 @@ def dry_run(conn, tenant: Tenant, model: LifecycleModel, now: datetime) -> dict:
         "moving": sum(pairs.values()),
         "moves": moves_out,
         "sample": sample,
+        "sampled": sampled,
+        "population": population,
+        "sample_size": evaluated if sampled else None,
     }
+
+
+def _run_dry_run(conn, job: dict, progress: Progress) -> dict:
+    """The background job (shared/jobs.py) of a dry run: the model document and the tenant's
+    mode as they were when it was asked for."""
+    # Read-only and one snapshot for every batch: a dry run can neither write nor block.
+    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+    params = job["params"]
+    try:
+        model = load_model(params["document"])
+    except ModelError as exc:  # checked when queued; a built-in pack changed since
+        raise JobFailed(f"invalid model: {exc.message}") from None
+    now = datetime.fromisoformat(params["now"])
+    return dry_run(conn, job["tenant_id"], params["mode"], model, now, progress)
+
+
+JOBS = (JobKind(DRY_RUN_JOB, "segment", _run_dry_run),)
+
+
+def _dry_run_url(name: str, job_id: str) -> str:
+    return f"{API_PREFIX}/lifecycle/{quote(name, safe='')}/dry-run/{job_id}"
 
 
 @lifecycle.route("/lifecycle/<name>/dry-run", methods=["POST"])
 @require("operator")
 @lifecycle.arguments(DryRunSchema)
-@lifecycle.response(200, DryRunResultSchema)
+@lifecycle.response(202, DryRunJobSchema, headers=LOCATION, description="Queued: poll Location")
+@lifecycle.alt_response(409, description="A dry run of the tenant is queued or running")
 def dry_run_model(body: dict, name: str):
-    """Who would move under a model, and why, without changing anything
+    """Queue a dry run: who would move under a model, and why, without changing anything
 
-    Evaluates every contact of the tenant with the named model (or the unsaved `model` document
-    of the body) as of `now`. Nothing is written and no row is locked.
+    Evaluates the tenant's contacts with the named model (or the unsaved `model` document of
+    the body) as of `now`, in the background: the answer is the job, its `Location` the URL to
+    poll until it is `done` (its `result`) or `failed` (its `error`). A tenant has one dry run
+    queued or running at a time (409 names it). Above a size, a deterministic sample of the
+    contacts is evaluated (`result.sampled`). Nothing is written and no row is locked.
     """
     tenant = current_tenant()
     now = body["now"] or datetime.now(UTC)
     with segment_connection() as conn:
-        # Read-only and one snapshot for every batch: a dry run can neither write nor block.
-        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
         if body["model"] is not None:
             document = dict(body["model"])
             document.setdefault("name", name)
         else:
             document, _ = _find_document(conn, tenant, name)
-        model = _load(document)
-        return dry_run(conn, tenant, model, now)
+        _load(document)  # an invalid model is a 400 now, not a failed job
+        params = {"document": document, "now": now, "mode": tenant.mode}
+        try:
+            job = jobs.submit(conn, tenant=tenant.id, kind=DRY_RUN_JOB, subject=name,
+                              params=params, created_by=principal().token_id,
+                              ttl=JobSettings.from_env().ttl)  # fmt: skip
+        except jobs.Busy as exc:
+            raise busy(exc, _dry_run_url(exc.job["subject"], exc.job["job_id"])) from None
+    jobs.wake()
+    return job_view(job), 202, {"Location": _dry_run_url(name, job["job_id"])}
+
+
+@lifecycle.route("/lifecycle/<name>/dry-run/<job_id>", methods=["GET"])
+@require("operator")
+@lifecycle.response(200, DryRunJobSchema)
+def get_dry_run(name: str, job_id: str):
+    """A queued dry run: its status, progress, and once done its result"""
+    tenant = current_tenant()
+    with segment_connection() as conn:
+        job = jobs.get(conn, tenant=tenant.id, kind=DRY_RUN_JOB, subject=name, job_id=job_id)
+    if job is None:
+        raise not_found("dry run", job_id)
+    result = job["result"]
+    if result is not None:
+        result = {**result, "now": datetime.fromisoformat(result["now"])}
+    return job_view(job, result)
 
 
 # --- /reports/funnel -----------------------------------------------------------------------------

@@ -3,6 +3,7 @@ private schema, and one token per role (acme viewer/operator/admin, bloom admin,
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -73,3 +74,20 @@ CALLERS = [
 def issue_tokens(api) -> None:
     for who, tenant, role in CALLERS:
         api.ids[who], api.tokens[who] = api.token(tenant, role, f"test-{who}")
+
+
+def finished_job(api, queued, who: str) -> dict:
+    """The job a 202 queued, polled at its Location until it is done or failed. The app's job
+    threads run it; this thread runs it too if they have not claimed it yet."""
+    location = queued.headers["Location"]
+    assert location.startswith("/api/v1/") and queued.json["status"] == "queued"
+    runner = api.app.extensions.get("siyu.jobs")
+    for _ in range(2000):  # a guard, not a time limit: jobs of a test take milliseconds
+        if runner is not None:
+            runner.drain()
+        job = api.call("GET", location.removeprefix("/api/v1"), who)
+        assert job.status_code == 200, job.json
+        if job.json["status"] in ("done", "failed"):
+            return job.json
+        time.sleep(0.01)
+    raise AssertionError(f"job {location} never finished")

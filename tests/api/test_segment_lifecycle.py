@@ -17,6 +17,7 @@ from openapi_spec_validator import validate
 from services.outreach.admin import BLUEPRINTS as ADMIN
 from services.outreach.tokens import create_token, seed_tenants
 from services.segment.api_lifecycle import BLUEPRINTS as LIFECYCLE
+from services.segment.api_lifecycle import JOBS
 from services.segment.consumer import apply_batch
 from services.segment.derive import Topics, model_for
 from services.segment.lifecycle import builtin_models
@@ -25,7 +26,9 @@ from shared.api.audit import blp as audit_blp
 from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
 from shared.db import create_pool
 from shared.envelope import Identity, Touchpoint, make_event_id
+from shared.jobs import EXTENSION, Runner
 from shared.migrations import migrate_service
+from tests.api.conftest import finished_job
 
 pytestmark = pytest.mark.integration
 
@@ -148,6 +151,10 @@ class Lifecycle:
             token_cache_ttl_s=0,
             settings=settings,
         )
+        # Dry runs are background jobs: run in the test's thread when polled (finished_job).
+        self.app.extensions[EXTENSION] = Runner(
+            self.pool, self.app.extensions["siyu.api"].schema_for, {k.name: k for k in JOBS}
+        )
         self.client = self.app.test_client()
         self.tokens = {}
         for who, tenant, role in [
@@ -169,6 +176,14 @@ class Lifecycle:
         response = self.call(method, path, who, **kwargs)
         assert response.status_code == status, response.get_data(as_text=True)
         return response.get_json()
+
+    def dry_run(self, name: str, who: str = "admin", **kwargs) -> dict:
+        """POST /lifecycle/<name>/dry-run (202: a job), then the job's result once done."""
+        queued = self.call("POST", f"/lifecycle/{name}/dry-run", who, **kwargs)
+        assert queued.status_code == 202, queued.get_data(as_text=True)
+        job = finished_job(self, queued, who)
+        assert job["status"] == "done", job
+        return job["result"]
 
     def apply(self, touchpoints) -> None:
         with self.seg_pool.connection() as conn:
@@ -338,7 +353,7 @@ def test_rbac(lc):
     _error(lc.call("POST", "/lifecycle/aisceas/dry-run", "viewer", json={}), 403, "forbidden")
     for path in ("/lifecycle", "/lifecycle/loyalty", "/reports/funnel"):
         assert lc.call("GET", path, "viewer").status_code == 200
-    assert lc.call("POST", "/lifecycle/aisceas/dry-run", "operator", json={}).status_code == 200
+    assert lc.call("POST", "/lifecycle/aisceas/dry-run", "operator", json={}).status_code == 202
     response = lc.client.get("/api/v1/lifecycle")
     _error(response, 401, "unauthenticated")
 
@@ -359,7 +374,7 @@ def test_cross_tenant_isolation(seeded):
     # Reports and dry runs see the tenant's own subjects only.
     bloom = lc.ok("GET", "/reports/funnel", "bloom")
     assert bloom["subject"] == "contacts" and bloom["total"] == 2
-    run = lc.ok("POST", "/lifecycle/aarrr/dry-run", "bloom", json={})
+    run = lc.dry_run("aarrr", "bloom", json={})
     assert run["evaluated"] == 2
     acme = lc.ok("GET", "/reports/funnel", query_string={"subject": "contacts"})
     assert acme["total"] == lc.rows("SELECT count(*) FROM contacts WHERE tenant_id = 'acme'")[0][0]
@@ -408,12 +423,12 @@ def test_dry_run_shows_who_would_move_and_writes_nothing(seeded):
     audit_before = lc.ok("GET", "/audit")["items"]
 
     # The active model, as of day 10: nobody moves (everything was derived at event time).
-    quiet = lc.ok("POST", "/lifecycle/aisceas/dry-run", "operator",
+    quiet = lc.dry_run("aisceas", "operator",
                   json={"now": (T0 + days(10) + minutes(1)).isoformat()})  # fmt: skip
     assert quiet["evaluated"] == 3 and quiet["moving"] == 0 and quiet["sample"] == []
 
     # A year later the paying customer has lapsed (180 days without activity).
-    later = lc.ok("POST", "/lifecycle/aisceas/dry-run", "operator",
+    later = lc.dry_run("aisceas", "operator",
                   json={"now": (T0 + days(365)).isoformat()})  # fmt: skip
     assert later["model"] == "aisceas"
     pairs = {(m["from"], m["to"]): m["count"] for m in later["moves"]}
@@ -432,7 +447,7 @@ def test_dry_run_shows_who_would_move_and_writes_nothing(seeded):
             {"name": "buyer", "when": {"event": "biz.order.paid"}},
         ]
     }
-    run = lc.ok("POST", "/lifecycle/trial/dry-run", "operator",
+    run = lc.dry_run("trial", "operator",
                 json={"model": candidate, "now": (T0 + days(11)).isoformat()})  # fmt: skip
     assert run["model"] == "trial" and run["evaluated"] == 3
     pairs = {(m["from"], m["to"]): m["count"] for m in run["moves"]}
@@ -455,7 +470,7 @@ def test_dry_run_shows_who_would_move_and_writes_nothing(seeded):
 def test_dry_run_of_a_stored_custom_model_and_without_body(seeded):
     lc = seeded
     lc.ok("PUT", "/lifecycle/loyalty", "bloom", json=LOYALTY, status=201)
-    run = lc.ok("POST", "/lifecycle/loyalty/dry-run", "bloom")  # no body at all
+    run = lc.dry_run("loyalty", "bloom")  # no body at all
     pairs = {(m["from"], m["to"]): m["count"] for m in run["moves"]}
     # Mei is dormant by now (wall clock, > 60 days after day 5) once she is a buyer.
     assert pairs[("acquisition", "follower")] == 1

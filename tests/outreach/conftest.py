@@ -21,7 +21,7 @@ from shared.devstack.dev import DEMO_SECRETS
 from shared.links import LinkSigner
 from shared.migrations import migrate_service
 from shared.vocabulary import BUILTIN_STAGES
-from tests.api.conftest import Api, issue_tokens
+from tests.api.conftest import Api, finished_job, issue_tokens
 from tests.fake_wecom import FakeWeCom
 
 TENANTS = load_tenants(DEMO_TENANTS_PATH)
@@ -118,6 +118,12 @@ class Outreach:
 
     def call(self, method: str, path: str, who: str = "admin", **kw):
         return self.api.call(method, path, who, **kw)
+
+    def preview(self, campaign_id: str, who: str = "operator", **kw) -> dict:
+        """POST .../preview (a background job: 202), then its result once done."""
+        queued = self.call("POST", f"/campaigns/{campaign_id}/preview", who, **kw)
+        assert queued.status_code == 202, queued.json
+        return finished_job(self.api, queued, who)["result"]
 
     def content(
         self,

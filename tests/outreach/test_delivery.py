@@ -28,7 +28,7 @@ def test_weekly_series_to_the_groups_of_a_b2b_segment(outreach):
     campaign = outreach.campaign(channel="wecom_group", audience={"segments": ["it-leads"]},
                                  content={"series": [whitepaper, case]}, trigger=WEEKLY,
                                  quiet_hours={"start": "21:00", "end": "08:00"})  # fmt: skip
-    preview = outreach.call("POST", f"/campaigns/{campaign}/preview", "viewer").json
+    preview = outreach.preview(campaign)
     assert (preview["recipients"], preview["to_send"], preview["people_reached"]) == (2, 2, 6)
     assert preview["content"] == {whitepaper: 2}
 
@@ -104,7 +104,7 @@ def test_caps_count_every_channel_and_group_exposure(outreach):
     # A 1:1 campaign the same day: the member already had today's exposure through the group.
     single = outreach.campaign(channel="wecom_single", audience={"segments": ["vip"]},
                                content={"item": item}, trigger=WEEKLY)  # fmt: skip
-    preview = outreach.call("POST", f"/campaigns/{single}/preview", "viewer").json
+    preview = outreach.preview(single)
     assert preview["excluded"] == {"cap_day": 1} and preview["to_send"] == 0
     # The run does what the preview said, and the delivery log says why.
     outreach.now += timedelta(minutes=5)
@@ -193,13 +193,13 @@ def test_no_discount_guard_blocks_a_promotion_for_an_account_in_comparison(outre
     assert refused.status_code == 403
     guarded = outreach.campaign(channel="wecom_single", audience={"segments": ["buyers"]},
                                 content={"item": promo}, trigger=WEEKLY)  # fmt: skip
-    preview = outreach.call("POST", f"/campaigns/{guarded}/preview", "viewer").json
+    preview = outreach.preview(guarded)
     assert preview["excluded"] == {"no_discount_b2b": 1, "no_discount_comparing": 1}
     assert [s["recipient_id"] for s in preview["samples"]] == ["c_consumer"]
     overridden = outreach.campaign(channel="wecom_single", audience={"segments": ["buyers"]},
                                    content={"item": promo}, trigger=WEEKLY, who="admin",
                                    allow_b2b_promotion=True)  # fmt: skip
-    preview = outreach.call("POST", f"/campaigns/{overridden}/preview", "viewer").json
+    preview = outreach.preview(overridden)
     assert preview["excluded"] == {"no_discount_comparing": 1}  # never while comparing
     audit = outreach.call("GET", "/audit", "admin").json["items"]
     assert any(e["action"] == "campaign.promotion_override" and e["target"] == overridden
@@ -463,7 +463,7 @@ def test_oa_mass_send_to_a_user_tag(outreach):
                             payloads={"oa_mass": {"msgtype": "text", "text": "会员日活动预告"}})  # fmt: skip
     campaign = outreach.campaign(channel="oa_mass", audience={"oa_tag_id": 7},
                                  content={"item": news}, trigger=WEEKLY)  # fmt: skip
-    preview = outreach.call("POST", f"/campaigns/{campaign}/preview", "viewer").json
+    preview = outreach.preview(campaign)
     assert (preview["recipients"], preview["to_send"]) == (1, 1)
     assert outreach.schedule() == 1 and outreach.send() == 1
     (sent,) = outreach.messages("mass")
@@ -477,7 +477,7 @@ def test_oa_mass_send_to_a_user_tag(outreach):
     guarded = outreach.campaign(channel="oa_mass", audience={"oa_tag_id": 7},
                                 content={"item": promo}, trigger=WEEKLY, who="admin",
                                 allow_b2b_promotion=True)  # fmt: skip
-    preview = outreach.call("POST", f"/campaigns/{guarded}/preview", "viewer").json
+    preview = outreach.preview(guarded)
     assert preview["excluded"] == {"no_discount_unknown_audience": 1}
     # The tag is the whole audience; it goes with no other filter and no other channel.
     for bad in (
