@@ -23,6 +23,11 @@ COMMANDS = [
     ["topics"],
     ["token"],
     ["token", "create"],
+    ["token", "list"],
+    ["token", "revoke"],
+    ["ingest", "token", "create"],
+    ["ingest", "token", "list"],
+    ["ingest", "token", "revoke"],
     ["simulate"],
     ["tenants", "check"],
 ]
