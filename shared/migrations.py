@@ -254,10 +254,19 @@ def wait_until_migrated(
     step: its role owns no schema, so it cannot migrate, but must not serve before them."""
     deadline = time.monotonic() + timeout_s
     while True:
-        missing = {s: v for s in services if (v := pending(dsn, s))}
+        try:
+            missing = {s: v for s in services if (v := pending(dsn, s))}
+            unreachable = None
+        except psycopg.OperationalError as exc:  # PostgreSQL not up yet: wait for it too
+            missing = {s: [] for s in services}
+            unreachable = str(exc).strip().splitlines()[0][:200]
         if not missing:
             return
         if time.monotonic() >= deadline:
+            if unreachable:
+                raise MigrationError(
+                    f"cannot reach PostgreSQL after {timeout_s:g} s: {unreachable}"
+                )
             raise MigrationError(
                 "migrations not applied after "
                 f"{timeout_s:g} s: "

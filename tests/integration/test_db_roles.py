@@ -212,3 +212,10 @@ def test_the_api_waits_for_the_owners_migrations_instead_of_running_them(stack, 
         conn.execute("DELETE FROM outreach.schema_migrations WHERE version = 1")
     result = CliRunner().invoke(siyu, args, env=env)
     assert result.exit_code != 0 and "outreach: 0001" in result.output
+
+
+def test_waiting_for_a_database_that_does_not_answer_names_it(stack):
+    """The API pod may start before PostgreSQL: it waits for the server too, then says so."""
+    dsn = make_conninfo(stack.dsn, port="1", connect_timeout="1")
+    with pytest.raises(MigrationError, match="cannot reach PostgreSQL after 0 s"):
+        wait_until_migrated(dsn, ["segment"], timeout_s=0)
