@@ -30,22 +30,40 @@ from services.segment.funnel import FunnelSpec, Tallies, median_of_middles
 # {scope} is replaced by one of the scope queries of api_lifecycle (constants), not a value.
 _STATEMENT = """
 WITH RECURSIVE
-scope AS MATERIALIZED ({scope}),
+scope AS NOT MATERIALIZED ({scope}),
 numbered AS (
-    SELECT h.subject_id, h.from_stage, h.to_stage, h.changed_at,
+    SELECT s.subject_id, s.stage AS cur, s.stage_since AS cur_since,
+           h.id, h.from_stage, h.to_stage, h.changed_at,
            row_number() OVER w AS rn,
            lag(h.to_stage) OVER w AS prev_to,
-           lead(h.changed_at) OVER w AS next_at
-      FROM stage_history h
-     WHERE h.tenant_id = %(tenant)s AND h.subject_kind = %(kind)s AND h.model = %(model)s
-       AND h.subject_id IN (SELECT subject_id FROM scope)
-    WINDOW w AS (PARTITION BY h.subject_id ORDER BY h.changed_at, h.id)
+           lead(h.changed_at) OVER w AS next_at,
+           last_value(h.to_stage) OVER whole AS last_stage,
+           last_value(h.changed_at) OVER whole AS last_at
+      FROM scope s
+      LEFT JOIN stage_history h
+        ON h.tenant_id = %(tenant)s AND h.subject_kind = %(kind)s AND h.model = %(model)s
+       AND h.subject_id = s.subject_id
+    WINDOW w AS (PARTITION BY s.subject_id ORDER BY h.changed_at, h.id),
+           whole AS (w ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
 ),
 moves AS MATERIALIZED (
-    SELECT n.*, bool_or(n.rn > 1 AND (n.from_stage IS DISTINCT FROM n.prev_to
-                                      OR n.to_stage = n.prev_to))
-                    OVER (PARTITION BY n.subject_id) AS odd
-      FROM numbered n
+    SELECT * FROM (
+        SELECT n.*,
+               bool_or(n.rn > 1 AND (n.from_stage IS DISTINCT FROM n.prev_to
+                                     OR n.to_stage = n.prev_to)) OVER p AS odd,
+               max(array_position(%(funnel)s::text[], n.to_stage))
+                   FILTER (WHERE n.changed_at >= %(lo)s::timestamptz
+                             AND n.changed_at < %(hi)s::timestamptz) OVER p AS best_hist,
+               bit_or(CASE WHEN n.to_stage = ANY(%(staged)s::text[])
+                           THEN set_bit(%(zeros)s::bit({width}),
+                                        array_position(%(staged)s::text[], n.to_stage) - 1, 1)
+                           END)
+                   FILTER (WHERE n.changed_at >= %(lo)s::timestamptz
+                             AND n.changed_at < %(hi)s::timestamptz) OVER p AS mask
+          FROM numbered n
+        WINDOW p AS (PARTITION BY n.subject_id)
+    ) m
+     WHERE rn = 1 OR odd OR next_at IS NOT NULL
 ),
 odd_moves AS MATERIALIZED (SELECT * FROM moves WHERE odd),
 walk (subject_id, rn, stage, entered_at, closed, closed_at, left_at) AS (
@@ -63,42 +81,30 @@ walk (subject_id, rn, stage, entered_at, closed, closed_at, left_at) AS (
      CROSS JOIN LATERAL (
            SELECT coalesce(m.from_stage = w.stage AND m.to_stage <> w.stage, false) AS ok) x
 ),
+ends AS (
+    SELECT DISTINCT ON (subject_id) subject_id, stage, entered_at FROM walk
+     ORDER BY subject_id, rn DESC
+),
+subjects AS (
+    SELECT CASE WHEN %(active)s THEN m.cur WHEN m.odd THEN e.stage ELSE m.last_stage END
+               AS stage,
+           CASE WHEN %(active)s THEN m.cur_since WHEN m.odd THEN e.entered_at ELSE m.last_at END
+               AS since,
+           m.best_hist, m.mask
+      FROM moves m LEFT JOIN ends e ON m.odd AND e.subject_id = m.subject_id
+     WHERE m.rn = 1 AND (%(active)s OR m.id IS NOT NULL)
+),
+placed AS (
+    SELECT stage, mask, best_hist,
+           CASE WHEN since IS NULL THEN NOT %(windowed)s
+                ELSE since >= %(lo)s::timestamptz AND since < %(hi)s::timestamptz END AS in_window
+      FROM subjects
+),
 stays AS (
     SELECT to_stage AS stage, changed_at AS entered_at, next_at AS left_at
       FROM moves WHERE NOT odd AND next_at IS NOT NULL
     UNION ALL
     SELECT closed, closed_at, left_at FROM walk WHERE closed IS NOT NULL
-),
-now_at AS (
-    SELECT subject_id, stage, stage_since AS since FROM scope WHERE %(active)s
-    UNION ALL
-    SELECT subject_id, to_stage, changed_at FROM moves
-     WHERE NOT %(active)s AND NOT odd AND next_at IS NULL
-    UNION ALL
-    SELECT * FROM (
-        SELECT DISTINCT ON (subject_id) subject_id, stage, entered_at FROM walk
-         ORDER BY subject_id, rn DESC) ends
-     WHERE NOT %(active)s
-),
-now_in AS (
-    SELECT subject_id, stage,
-           CASE WHEN since IS NULL THEN NOT %(windowed)s
-                ELSE since >= %(lo)s::timestamptz AND since < %(hi)s::timestamptz END AS in_window
-      FROM now_at
-),
-moved_in AS MATERIALIZED (
-    SELECT subject_id, to_stage FROM moves
-     WHERE changed_at >= %(lo)s::timestamptz AND changed_at < %(hi)s::timestamptz
-),
-best AS (
-    SELECT subject_id, max(pos) AS pos
-      FROM (SELECT subject_id, array_position(%(funnel)s::text[], to_stage) - 1 AS pos
-              FROM moved_in
-            UNION ALL
-            SELECT subject_id, array_position(%(funnel)s::text[], stage) - 1
-              FROM now_in WHERE in_window) r
-     WHERE pos IS NOT NULL
-     GROUP BY subject_id
 ),
 ranked AS (
     SELECT stage, left_at - entered_at AS d,
@@ -108,16 +114,13 @@ ranked AS (
      WHERE stage = ANY(%(staged)s::text[])
        AND entered_at >= %(lo)s::timestamptz AND entered_at < %(hi)s::timestamptz
 )
-SELECT 'now' AS what, stage, count(*) FILTER (WHERE in_window) AS n, count(*) AS m,
-       NULL::interval AS d1, NULL::interval AS d2
-  FROM now_in GROUP BY stage
+SELECT 'subjects' AS what, stage, in_window,
+       greatest(best_hist, CASE WHEN in_window THEN array_position(%(funnel)s::text[], stage)
+                           END) - 1 AS best,
+       mask::text AS mask, count(*) AS n, NULL::interval AS d1, NULL::interval AS d2
+  FROM placed GROUP BY 2, 3, 4, 5
 UNION ALL
-SELECT 'entered', to_stage, count(DISTINCT subject_id), NULL, NULL, NULL
-  FROM moved_in WHERE to_stage = ANY(%(staged)s::text[]) GROUP BY to_stage
-UNION ALL
-SELECT 'best', pos::text, count(*), NULL, NULL, NULL FROM best GROUP BY pos
-UNION ALL
-SELECT 'stays', stage, max(n), NULL, min(d), max(d)
+SELECT 'stays', stage, NULL, NULL, NULL, max(n), min(d), max(d)
   FROM ranked WHERE k = (n + 1) / 2 OR k = n / 2 + 1 GROUP BY stage
 """
 
@@ -140,8 +143,11 @@ def funnel_tallies(
     chain ends (``funnel_report`` with ``current=None``)."""
     funnel = [name for name, _ in spec.stages]
     staged = funnel + [name for name, _ in spec.side_stages]
+    # The sort of the stays (medians) fits in memory at 1M contacts instead of spilling; the
+    # database's memory, per report, bounded (the statement is the only one using it).
+    conn.execute("SET LOCAL work_mem = '64MB'")
     rows = conn.execute(
-        _STATEMENT.format(scope=scope),
+        _STATEMENT.format(scope=scope, width=len(staged)),
         {
             **params,
             "kind": kind,
@@ -152,28 +158,29 @@ def funnel_tallies(
             "hi": until if until is not None else "infinity",
             "funnel": funnel,
             "staged": staged,
+            "zeros": "0" * len(staged),
         },
     ).fetchall()
     counts = dict.fromkeys(staged, 0)
     entered = dict.fromkeys(staged, 0)
     stays = dict.fromkeys(staged, 0)
     median_days: dict[str, float | None] = dict.fromkeys(staged)
-    best: dict[int, int] = {}
+    reached = [0] * len(funnel)
     total = unstaged = 0
     for r in rows:
-        what, stage = r["what"], r["stage"]
-        if what == "now":
-            total += r["m"]
-            if stage in counts:
-                counts[stage] = r["n"]
-            else:
-                unstaged += r["m"]
-        elif what == "entered":
-            entered[stage] = r["n"]
-        elif what == "best":
-            best[int(stage)] = r["n"]
-        else:
-            stays[stage] = r["n"]
+        stage, n = r["stage"], r["n"]
+        if r["what"] == "stays":
+            stays[stage] = n
             median_days[stage] = median_of_middles([r["d1"], r["d2"]])
-    reached = [sum(n for p, n in best.items() if p >= i) for i in range(len(funnel))]
+            continue
+        total += n
+        if stage not in counts:
+            unstaged += n
+        elif r["in_window"]:
+            counts[stage] += n
+        for i, bit in enumerate(r["mask"] or ""):
+            if bit == "1":
+                entered[staged[i]] += n
+        for i in range(0 if r["best"] is None else r["best"] + 1):
+            reached[i] += n
     return Tallies(total, unstaged, counts, entered, reached, stays, median_days)

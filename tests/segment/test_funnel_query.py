@@ -49,7 +49,7 @@ def generate(rng: random.Random, subjects: int) -> tuple[list[Current], list[Mov
             elif roll < 0.8:  # a merged history's own "first" transition
                 to, frm = rng.choice(STAGES), None
             elif roll < 0.9:  # a row that does not continue the chain
-                to, frm = rng.choice(STAGES), rng.choice(STAGES)
+                to, frm = rng.choice([*STAGES, "legacy_stage"]), rng.choice(STAGES)
             else:  # the same stage again
                 to, frm = stage or "attention", stage
             if rng.random() > 0.15:  # else: same time as the previous row, id breaks the tie
