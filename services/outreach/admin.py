@@ -235,7 +235,7 @@ class TokenCreateSchema(Schema):
 
 
 @tokens.route("/tokens", methods=["GET"])
-@require("admin", scope=TENANT_OR_ALL)
+@require("admin", scope=TENANT_OR_ALL, omitted="the platform tokens")
 @tokens.arguments(PageArgs, location="query")
 @tokens.response(200, paged(TokenSchema))
 def list_tokens(args: dict):
@@ -273,7 +273,7 @@ def create_token(body: dict):
 
 
 @tokens.route("/tokens/<token_id>", methods=["DELETE"])
-@require("admin", scope=TENANT_OR_ALL)
+@require("admin", scope=TENANT_OR_ALL, omitted="the platform tokens")
 @tokens.response(204)
 def revoke_token(token_id: str):
     """Revoke one of the tenant's tokens (a platform token without ?tenant: one of the

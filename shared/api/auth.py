@@ -226,8 +226,10 @@ def _resolve_tenant(ctx, caller: Principal, *, required: bool) -> str | None:
     return wanted
 
 
-def require(role: str, *, scope: str = TENANT) -> Callable:
+def require(role: str, *, scope: str = TENANT, omitted: str = "all tenants") -> Callable:
     """Protect a view: a valid bearer token with at least ``role``, within ``scope``.
+
+    ``omitted`` documents what a platform token without ``?tenant`` acts on (TENANT_OR_ALL).
 
     Put it anywhere under ``@blp.route``; the check runs before argument parsing whichever
     the order (the app checks it in ``before_request``), and it documents the operation.
@@ -243,7 +245,7 @@ def require(role: str, *, scope: str = TENANT) -> Callable:
             return func(*args, **kwargs)
 
         wrapper._apidoc = deepcopy(getattr(func, "_apidoc", {}))
-        wrapper._apidoc["siyu_auth"] = {"role": role, "scope": scope}
+        wrapper._apidoc["siyu_auth"] = {"role": role, "scope": scope, "omitted": omitted}
         wrapper.siyu_require = (role, scope)
         return wrapper
 
@@ -275,7 +277,7 @@ def auth_doc(doc: dict, doc_info: dict, **kwargs) -> dict:
                 "required": False,
                 "schema": {"type": "string"},
                 "description": "Platform tokens only: the tenant to act on"
-                + ("" if scope == TENANT else " (omitted: all tenants)")
+                + ("" if scope == TENANT else f" (omitted: {auth.get('omitted', 'all tenants')})")
                 + ". A tenant token always acts on its own tenant.",
             }
         )
