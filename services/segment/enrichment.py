@@ -159,7 +159,9 @@ def enriched_touchpoint(
         source="wecom",
         type=ENRICHED,
         occurred_at=fetched_at,
-        received_at=fetched_at,
+        # When the request it answers was made: an answer fetched after its person was erased
+        # answers a request from before, and is dropped like a replay (docs/privacy.md).
+        received_at=min(answers, fetched_at),
         identity=identity,
         attributes=attributes,
     )

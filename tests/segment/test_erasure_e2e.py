@@ -305,3 +305,52 @@ def test_siyu_contact_erase_erases_audits_and_queues_the_announcements(own_datab
         ).fetchone()
     assert actor.startswith("cli:") and details["reason"] == "ticket 7"
     assert details["via"] == "cli" and details["identities"] == 1
+
+
+def test_an_answer_to_a_request_made_before_the_erasure_does_not_bring_the_person_back(
+    stack, schema
+):
+    """WeCom enrichment in flight during an erasure: its answer is fetched after the erasure,
+    but answers a request made before it, so it is dropped like a replay. A contact added
+    again after the erasure is a new person, enriched as usual."""
+    from psycopg.rows import dict_row
+
+    from services.segment.consumer import apply_batch
+    from services.segment.derive import Topics
+    from services.segment.enrichment import enriched_touchpoint
+    from services.segment.erasure import erase_contact
+    from shared.config import load_tenants
+    from shared.envelope import Identity, Touchpoint
+
+    tenants, topics = load_tenants(DEMO_TENANTS_PATH), Topics.with_prefix("")
+    acme = tenants.get("acme")
+    migrate_service(stack.dsn, "segment", schema=schema)
+    before = datetime.now(UTC) - timedelta(minutes=5)
+    detail = {"external_contact": {"external_userid": ERASED, "name": "李雷", "type": 1},
+              "follow_user": [{"userid": "zhangwei", "createtime": 1}]}  # fmt: skip
+
+    def added_at(at: datetime, event_id: str) -> Touchpoint:
+        return Touchpoint(event_id=event_id, tenant_id="acme", source="wecom",
+                          type="wecom.contact.added", occurred_at=at, received_at=at,
+                          identity=Identity(external_userid=ERASED, staff_userid="zhangwei"))  # fmt: skip
+
+    def names(conn) -> list:
+        return [r["name"] for r in conn.execute("SELECT name FROM contacts").fetchall()]
+
+    with psycopg.connect(stack.dsn, options=f"-c search_path={schema}", row_factory=dict_row,
+                         autocommit=True) as conn:  # fmt: skip
+        apply_batch(conn, tenants, [added_at(before, "a" * 32)], topics)
+        (row,) = conn.execute("SELECT contact_id FROM contacts").fetchall()
+        with conn.transaction():
+            erase_contact(conn, acme, row["contact_id"], actor="t", reason="r", topics=topics)
+        late = enriched_touchpoint("acme", ERASED, detail, fetched_at=datetime.now(UTC),
+                                   answers=before)  # fmt: skip
+        apply_batch(conn, tenants, [late], topics)
+        assert names(conn) == []
+
+        again = datetime.now(UTC)
+        apply_batch(conn, tenants, [added_at(again, "b" * 32)], topics)
+        fresh = enriched_touchpoint("acme", ERASED, detail, fetched_at=datetime.now(UTC),
+                                    answers=again)  # fmt: skip
+        apply_batch(conn, tenants, [fresh], topics)
+        assert names(conn) == ["李雷"]
