@@ -80,11 +80,12 @@ SECRETS = {
     },
     "siyu-segment": {
         "migrate": {PG["segment"]},
-        "segment": {PG["segment"], "siyu-platform-secrets", "siyu-segment", CA_SECRET, PRIVACY},
+        # WeCom's API secrets (enrichment), not the Official Accounts'.
+        "segment": {PG["segment"], "siyu-wecom-secrets", "siyu-segment", CA_SECRET, PRIVACY},
     },
     "siyu-outreach": {
         "migrate": {PG["outreach"]},
-        "outreach": {PG["outreach"], "siyu-platform-secrets", "siyu-link-secret",
+        "outreach": {PG["outreach"], "siyu-wecom-secrets", "siyu-oa-secrets", "siyu-link-secret",
                      "siyu-outreach", CA_SECRET, PRIVACY},
     },
     "siyu-api": {
