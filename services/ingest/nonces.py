@@ -23,11 +23,12 @@ from enum import Enum
 import psycopg
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from services.ingest.errors import Refused
+from services.ingest.errors import Refused, malformed
 
 CLEANUP_EVERY_S = 60.0
 # Rows outlive their window by this much: ingest replicas and the database disagree on the clock.
 SKEW_MARGIN_S = 60
+MAX_NONCE = 128  # the platforms send about ten digits; a key must fit an index row
 
 
 class Claim(Enum):
@@ -49,6 +50,8 @@ class NonceCache:
 
     def claim(self, receiver: str, timestamp: str, nonce: str, body: bytes) -> Claim:
         """Claim a signed (receiver, timestamp, nonce) for ``body``; 403 if another body has it."""
+        if len(nonce) > MAX_NONCE or "\x00" in nonce:
+            raise malformed(f"nonce must be at most {MAX_NONCE} characters, without NUL")
         digest = hashlib.sha256(body).hexdigest()
         key = (receiver, timestamp, nonce)
         try:

@@ -220,3 +220,15 @@ def test_unknown_ids_answer_exactly_like_a_bad_signature(ingest):
         unknown = post_plain(ingest.client, query, body, app_id="wx0000000000000000")
         assert same(known, unknown), query
     assert read_topic(ingest.kafka, ingest.topic, 0, timeout=1) == []
+
+
+def test_an_oversized_nonce_is_a_clear_400_even_when_signed(ingest):
+    ts, nonce = str(int(time.time())), secrets.token_urlsafe(6000)
+    query, body = wecom_request(tag_event("et3"), ts, nonce)
+    response = ingest.client.post(
+        f"/wecom/{CORP.corp_id}",
+        query_string=query,
+        data=body,
+        headers={"Content-Type": "text/xml"},
+    )
+    assert response.status_code == 400 and response.json["error"]["code"] == "malformed_body"
