@@ -219,3 +219,42 @@ def test_waiting_for_a_database_that_does_not_answer_names_it(stack):
     dsn = make_conninfo(stack.dsn, port="1", connect_timeout="1")
     with pytest.raises(MigrationError, match="cannot reach PostgreSQL after 0 s"):
         wait_until_migrated(dsn, ["segment"], timeout_s=0)
+
+
+def test_the_admin_api_serves_as_its_own_role(cluster):
+    """The real app on a pool of siyu_api: staff writes in segment's schema, the event API
+    tokens in ingest's, its own tokens and audit log in outreach's, all as the role that owns
+    none of them."""
+    from services.api import create_app
+    from services.outreach.tokens import create_token
+    from shared.config import DEMO_TENANTS_PATH, Settings
+    from shared.db import create_pool
+
+    settings = Settings.from_env(
+        {"SIYU_DATABASE_URL": cluster[API], "SIYU_TENANTS": str(DEMO_TENANTS_PATH)}
+    )
+    with create_pool(cluster[API], name="api", schema="outreach", max_size=2) as pool:
+        # The default schemas, as in the cluster; jobs are not what this is about.
+        app = create_app(settings, pool=pool, token_cache_ttl_s=0, run_jobs=False)
+        with pool.connection() as conn:
+            _, token = create_token(conn, tenant_id="acme", role="admin", name="roles-test")
+        staff_work(app.test_client(), token)
+    with psycopg.connect(cluster["siyu_outreach"]) as conn:  # audited in outreach's log
+        actions = {r[0] for r in conn.execute("SELECT action FROM outreach.audit_log")}
+    assert {"ingest_token.create", "ingest_token.revoke"} <= actions
+
+
+def staff_work(client, token: str) -> None:
+
+    def call(method: str, path: str, **kwargs):
+        headers = {"Authorization": f"Bearer {token}"}
+        return client.open(f"/api/v1{path}", method=method, headers=headers, **kwargs)
+
+    segment = {"segment_id": "vips", "name": "VIPs", "rule": {"tag": "vip"}}
+    assert call("POST", "/segments", json=segment).status_code == 201
+    assert call("GET", "/segments").status_code == 200
+    assert call("GET", "/contacts?limit=1").status_code == 200
+    created = call("POST", "/ingest-tokens", json={"name": "crm"})
+    assert created.status_code == 201, created.get_data(as_text=True)
+    assert call("GET", "/ingest-tokens").status_code == 200
+    assert call("DELETE", f"/ingest-tokens/{created.json['token_id']}").status_code == 204
