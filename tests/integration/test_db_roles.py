@@ -245,6 +245,7 @@ def test_the_admin_api_serves_as_its_own_role(cluster):
 
 
 def staff_work(client, token: str) -> None:
+    """Requests touching each schema the API uses: segment, ingest's tokens, outreach's audit."""
 
     def call(method: str, path: str, **kwargs):
         headers = {"Authorization": f"Bearer {token}"}
