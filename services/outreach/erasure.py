@@ -1,11 +1,11 @@
 """Outreach's part of erasing a person (docs/privacy.md), from ``siyu.erasures.v1``.
 
-The person (the contact and the contacts merged into it) leaves the audience and the frequency
-caps' exposures. What was sent stays countable for the campaign's statistics but no longer says
-to whom: deliveries and runs about the contact get an opaque ``erased:<id>`` subject, lose the
-address (openid / external_userid), and those not sent yet are excluded or cancelled. Any other
-table of the schema with a ``contact_id`` column is emptied of the person as well.
-Idempotent: a redelivered erasure finds nothing more to change.
+The person (the contact and the contacts merged into it) leaves the audience, the customer
+groups' member lists and the frequency caps' exposures. What was sent stays countable for the
+campaign's statistics but no longer says to whom: deliveries and runs about the contact get an
+opaque ``erased:<id>`` subject, lose the address (openid / external_userid), and those not sent
+yet are excluded or cancelled. Any other table of the schema with a ``contact_id`` column is
+emptied of the person as well. Idempotent: a redelivered erasure finds nothing more to change.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from collections.abc import Iterable
 from typing import Any
 
 from psycopg import Connection, sql
+
+from shared.privacy import identity_hash
 
 
 def _other_tables(conn: Connection) -> list[str]:
@@ -43,6 +45,7 @@ def forget(conn: Connection, erasures: Iterable[dict[str, Any]]) -> int:
                 ),
                 (tenant, people),
             )
+        _leave_groups(conn, tenant, set(erasure.get("identity_hashes") or ()))
         conn.execute(
             "DELETE FROM exposures WHERE tenant_id = %s AND subject_kind = 'contact' "
             "AND subject_id = ANY(%s)",
@@ -64,6 +67,25 @@ def forget(conn: Connection, erasures: Iterable[dict[str, Any]]) -> int:
             (tenant, people),
         )
     return deleted
+
+
+def _leave_groups(conn: Connection, tenant: str, hashes: set[str]) -> None:
+    """Take the person out of the customer groups' member lists (found by keyed hash: the
+    erasure names no identity). The next group sync re-adds a member still in the group on
+    WeCom: the platform's state, a new person for Siyu."""
+    if not hashes:
+        return
+    rows = conn.execute(
+        "SELECT chat_id, members FROM groups WHERE tenant_id = %s AND members <> '{}'", (tenant,)
+    ).fetchall()
+    for row in rows:
+        gone = [m for m in row["members"] if identity_hash(tenant, "external_userid", m) in hashes]
+        if gone:
+            conn.execute(
+                "UPDATE groups SET members = ARRAY(SELECT m FROM unnest(members) AS m "
+                "WHERE m <> ALL(%s)) WHERE tenant_id = %s AND chat_id = %s",
+                (gone, tenant, row["chat_id"]),
+            )
 
 
 def forget_profiles(conn: Connection, keys: Iterable[tuple[str, str]]) -> int:

@@ -138,6 +138,36 @@ class World:
         assert response.status_code == 200, response.json
 
 
+def sent_to(world, contact: str) -> None:
+    """Two triggered runs for the contact (one done with a sent delivery, one pending with a
+    pending delivery), exposures, and a customer group they are a member of, as outreach's
+    worker would have written them."""
+    with psycopg.connect(world.dsn, options=f"-c search_path={world.out}") as conn:
+        for run_status, status in (("done", "sent"), ("pending", "pending")):
+            (run,) = conn.execute(
+                "INSERT INTO campaign_runs (tenant_id, campaign_id, trigger_key, subject_kind, "
+                "subject_id, due_at, status) VALUES ('acme', 'welcome', %s, 'contact', %s, "
+                "now(), %s) RETURNING run_id",
+                (f"event:stage_entered:awareness:contact:{contact}:{status}", contact, run_status),
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO deliveries (tenant_id, run_id, campaign_id, recipient_kind, "
+                "recipient_id, channel, address, status) VALUES ('acme', %s, 'welcome', "
+                "'contact', %s, 'wecom_single', %s, %s)",
+                (run, contact, ERASED, status),
+            )
+        conn.execute(
+            "INSERT INTO exposures (tenant_id, subject_kind, subject_id, channel, delivery_id, at) "
+            "SELECT 'acme', 'contact', %s, 'wecom_single', delivery_id, now() FROM deliveries",
+            (contact,),
+        )
+        conn.execute(
+            "INSERT INTO groups (tenant_id, chat_id, owner, members, synced_at) "
+            "VALUES ('acme', 'wrGroup', 'zhangwei', %s, now())",
+            ([ERASED, "wmOther"],),
+        )
+
+
 def caught_up(kafka, group: str, topic: str) -> bool:
     """The group has committed the end of every partition of the topic."""
     consumer = KafkaConsumer(
@@ -190,6 +220,7 @@ def test_an_erased_person_is_gone_everywhere_and_a_replay_does_not_bring_them_ba
     assert world.call("DELETE", f"{path}?reason=x", who=("bloom", "admin")).status_code == 404
     assert world.call("GET", path).status_code == 200  # none of those erased anything
 
+    sent_to(world, contact)  # outreach's record of what it sent them
     erased = world.call("DELETE", path, json={"reason": "PIPL request #42"})
     assert erased.status_code == 200, erased.get_json()
     assert erased.get_json()["status"] == "erased" and erased.get_json()["identities"] == 2
@@ -213,6 +244,18 @@ def test_an_erased_person_is_gone_everywhere_and_a_replay_does_not_bring_them_ba
     # Outreach forgets them; the profile topic ends with a tombstone for their key.
     wait_until(lambda: not world.in_audience(contact), DEADLINE_S, message="audience row deleted")
     assert world.in_audience(kept)
+    wait_until(lambda: not world.rows(world.out, "SELECT 1 FROM exposures"), DEADLINE_S,
+               message="exposures deleted")  # fmt: skip
+    assert world.rows(world.out, "SELECT members FROM groups") == [(["wmOther"],)]
+    deliveries = world.rows(world.out, "SELECT recipient_id, address, status, reason "
+                            "FROM deliveries ORDER BY delivery_id")  # fmt: skip
+    assert [(r[0].startswith("erased:"), r[1], r[2]) for r in deliveries] == [
+        (True, None, "sent"), (True, None, "excluded")]  # fmt: skip
+    assert deliveries[1][3] == "erased"
+    runs = world.rows(world.out, "SELECT subject_id, trigger_key, status FROM campaign_runs "
+                      "ORDER BY run_id")  # fmt: skip
+    assert [status for *_, status in runs] == ["done", "cancelled"]
+    assert all(s.startswith("erased:") and contact not in t for s, t, _ in runs)
     profiles = read_topic(world.kafka, world.kafka.topic(PROFILES), expected=3)
     theirs_profiles = [r for r in profiles if r.key == f"acme:{contact}".encode()]
     assert theirs_profiles and theirs_profiles[-1].value is None
