@@ -83,13 +83,18 @@ def create_app(
     from services.outreach.tokens import seed_tenants
     from shared.api import create_api_app
     from shared.api.auth import DEFAULT_CACHE_TTL_S
-    from shared.db import create_pool
+    from shared.db import DbTimeouts, create_pool
     from shared.ratelimit import TenantLimiter, registry_limits
 
     registry = load_tenants(settings.tenants_path)
     job_pool = pool  # tests share theirs; a server gives jobs a pool of their own (below)
     if pool is None:
-        pool = create_pool(settings.require_database(), name="api", schema=schema_for("outreach"))
+        pool = create_pool(
+            settings.require_database(),
+            name="api",
+            schema=schema_for("outreach"),
+            timeouts=DbTimeouts.from_env("api"),
+        )
     with pool.connection() as conn:
         seed_tenants(conn, registry)
         for deleted in listed_in_file(conn, registry):  # deleted through the API: not seeded

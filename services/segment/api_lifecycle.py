@@ -42,6 +42,7 @@ from services.segment.lifecycle import (
     ModelError,
     load_model,
 )
+from services.segment.report_slots import REPORTS
 from services.segment.scoring import score
 from shared import jobs
 from shared.api import (
@@ -676,6 +677,7 @@ def _day_start(day, tz: ZoneInfo) -> datetime:
         }
     }
 )
+@REPORTS.per_tenant
 def funnel(args: dict):
     """The lifecycle funnel: counts per stage, step conversion, median time in stage
 

@@ -12,7 +12,7 @@ import structlog
 from services.segment.derive import Topics, refresh_contacts
 from services.segment.segments import recompute
 from shared.config import Settings, load_tenants
-from shared.db import create_pool
+from shared.db import NO_TIMEOUTS, create_pool
 from shared.errors import UnknownTenant
 from shared.kafka.producer import create_producer
 from shared.outbox import drain
@@ -25,7 +25,13 @@ def main(settings: Settings, *, tenant: str, batch: int = 500, schema: str = "se
     if found is None:
         raise UnknownTenant(f"unknown tenant {tenant!r} (not in {settings.tenants_path})")
     settings.require_kafka()
-    pool = create_pool(settings.require_database(), name="segment-recompute", schema=schema)
+    # An explicit long job: a tenant's whole recompute is not bound by the workers' limits.
+    pool = create_pool(
+        settings.require_database(),
+        name="segment-recompute",
+        schema=schema,
+        timeouts=NO_TIMEOUTS,
+    )
     producer = create_producer(settings.kafka, client_id="siyu-segment-recompute")
     topics = Topics.with_prefix(settings.kafka.topic_prefix)
     now = datetime.now(UTC)

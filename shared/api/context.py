@@ -12,7 +12,7 @@ import psycopg
 from flask import current_app
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from shared.api.errors import unavailable
+from shared.api.errors import timed_out, unavailable
 
 if TYPE_CHECKING:
     from shared.api.auth import TokenStore
@@ -38,7 +38,14 @@ class ApiContext:
         try:
             with self.pool.connection(timeout=self.timeout_s) as conn:
                 yield conn
-        except (PoolTimeout, PoolClosed, psycopg.OperationalError):
+        except psycopg.errors.QueryCanceled:  # statement_timeout: this request, not the database
+            raise timed_out() from None
+        except (
+            PoolTimeout,
+            PoolClosed,
+            psycopg.OperationalError,
+            psycopg.errors.IdleInTransactionSessionTimeout,  # the server ended the session
+        ):
             raise unavailable() from None
 
 

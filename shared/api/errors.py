@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
+import psycopg
 import structlog
 from flask import Response, jsonify
 from marshmallow import Schema, fields
@@ -71,6 +72,16 @@ def conflict(message: str, details: dict | None = None) -> ApiError:
 
 def unavailable(message: str = "database unavailable; retry later") -> ApiError:
     return ApiError(503, "unavailable", message)
+
+
+def timed_out() -> ApiError:
+    """A statement ran past the API's ``statement_timeout`` (shared/db.py) and was cancelled."""
+    return ApiError(
+        503,
+        "timeout",
+        "the database did not answer within the API's time limit; retry later, or narrow the "
+        "request (filters, a shorter period)",
+    )
 
 
 # --- the shape, for OpenAPI --------------------------------------------------------------------
@@ -137,6 +148,10 @@ def install_error_handlers(app) -> None:
             if original is not None:
                 log.error("api_internal_error", exc_info=original)
         return from_http_exception(exc)
+
+    @app.errorhandler(psycopg.errors.QueryCanceled)
+    def _timed_out(exc: psycopg.errors.QueryCanceled):  # a pool used outside connection()
+        return _api_error(timed_out())
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
