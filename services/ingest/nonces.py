@@ -24,11 +24,32 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from services.ingest.errors import Refused, malformed
+from shared.db import autocommit
 
 CLEANUP_EVERY_S = 60.0
 # Rows outlive their window by this much: ingest replicas and the database disagree on the clock.
 SKEW_MARGIN_S = 60
 MAX_NONCE = 128  # the platforms send about ten digits; a key must fit an index row
+
+
+CLAIM = """
+WITH claimed AS (
+    INSERT INTO webhook_nonces (receiver, timestamp, nonce, body_sha256, expires_at)
+    VALUES (%(receiver)s, %(ts)s, %(nonce)s, %(digest)s,
+            to_timestamp(%(epoch)s) + make_interval(secs => %(ttl)s))
+    ON CONFLICT DO NOTHING
+    RETURNING true AS new, body_sha256, accepted
+)
+SELECT * FROM claimed
+UNION ALL
+SELECT false, body_sha256, accepted FROM webhook_nonces
+WHERE receiver = %(receiver)s AND timestamp = %(ts)s AND nonce = %(nonce)s
+  AND NOT EXISTS (SELECT 1 FROM claimed)
+"""
+CURRENT = (
+    "SELECT false AS new, body_sha256, accepted FROM webhook_nonces "
+    "WHERE receiver = %(receiver)s AND timestamp = %(ts)s AND nonce = %(nonce)s"
+)
 
 
 class Claim(Enum):
@@ -45,6 +66,7 @@ class NonceCache:
     def __init__(self, pool: ConnectionPool, *, max_age_s: int):
         self.pool = pool
         self.max_age_s = max_age_s
+        self._ttl = max_age_s + SKEW_MARGIN_S
         self._cleaned = 0.0
         self._lock = threading.Lock()
 
@@ -53,24 +75,15 @@ class NonceCache:
         if len(nonce) > MAX_NONCE or "\x00" in nonce:
             raise malformed(f"nonce must be at most {MAX_NONCE} characters, without NUL")
         digest = hashlib.sha256(body).hexdigest()
-        key = (receiver, timestamp, nonce)
+        key = {"receiver": receiver, "ts": timestamp, "nonce": nonce}
         try:
-            with self.pool.connection(timeout=2) as conn:
+            with autocommit(self.pool) as conn:
                 self._cleanup(conn)
-                inserted = conn.execute(
-                    "INSERT INTO webhook_nonces "
-                    "(receiver, timestamp, nonce, body_sha256, expires_at) "
-                    "VALUES (%s, %s, %s, %s, to_timestamp(%s) + make_interval(secs => %s)) "
-                    "ON CONFLICT DO NOTHING RETURNING 1",
-                    (*key, digest, int(timestamp), self.max_age_s + SKEW_MARGIN_S),
-                ).fetchone()
-                if inserted:
-                    return Claim.NEW
-                row = conn.execute(
-                    "SELECT body_sha256, accepted FROM webhook_nonces "
-                    "WHERE receiver = %s AND timestamp = %s AND nonce = %s",
-                    key,
-                ).fetchone()
+                # One round trip: the claim, or (taken already) the claim that holds the key.
+                args = {**key, "digest": digest, "epoch": int(timestamp), "ttl": self._ttl}
+                row = conn.execute(CLAIM, args).fetchone()
+                if row is None:  # taken by a transaction that committed while this one waited
+                    row = conn.execute(CURRENT, key).fetchone()
         except (psycopg.OperationalError, PoolTimeout, PoolClosed):
             # Fail closed; the platform delivers the callback again.
             raise Refused(
@@ -78,12 +91,14 @@ class NonceCache:
             ) from None
         if row is None or row["body_sha256"] != digest:
             raise replayed()
+        if row["new"]:
+            return Claim.NEW
         return Claim.DONE if row["accepted"] else Claim.RETRY
 
     def accepted(self, receiver: str, timestamp: str, nonce: str) -> None:
         """The callback was answered "success": later deliveries of it publish nothing."""
         try:
-            with self.pool.connection(timeout=2) as conn:
+            with autocommit(self.pool) as conn:
                 conn.execute(
                     "UPDATE webhook_nonces SET accepted = true "
                     "WHERE receiver = %s AND timestamp = %s AND nonce = %s",
@@ -100,4 +115,3 @@ class NonceCache:
                 return
             self._cleaned = now
         conn.execute("DELETE FROM webhook_nonces WHERE expires_at < now()")
-        conn.commit()

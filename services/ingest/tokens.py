@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 from services.ingest.errors import Refused
 from shared.config import TenantRegistry
+from shared.db import autocommit
 from shared.errors import ConfigError, SiyuError, UnknownTenant
 
 PREFIX = "siyu_ev_"
@@ -120,7 +121,7 @@ class TokenStore:
         if not token.startswith(PREFIX) or len(token) > 200:
             return None
         try:
-            with self.pool.connection(timeout=2) as conn:
+            with autocommit(self.pool) as conn:  # one round trip per statement
                 row = conn.execute(
                     "SELECT token_id, tenant_id, expires_at, "
                     "expires_at IS NOT NULL AND expires_at <= now() AS expired "

@@ -44,6 +44,7 @@ from shared.api.errors import (
     unavailable,
     unknown_tenant,
 )
+from shared.db import autocommit
 
 ROLES = ("viewer", "operator", "admin")
 TOKEN_PREFIX = "siyu_adm_"  # noqa: S105 - a prefix, not a secret
@@ -117,7 +118,7 @@ class TokenStore:
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
         try:
-            with self.pool.connection(timeout=2) as conn:
+            with autocommit(self.pool) as conn:  # one round trip per statement
                 row = conn.execute(
                     "SELECT token_id, name, role, tenant_id, expires_at, "
                     "expires_at IS NOT NULL AND expires_at <= now() AS expired "
