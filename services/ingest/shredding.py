@@ -169,11 +169,6 @@ class PersonKeys:
             return None
         return open_raw(tp, key)
 
-    def forget(self, subjects: Iterable[Subject]) -> None:
-        with self._lock:
-            for subject in subjects:
-                self._cache.pop(subject, None)
-
 
 def destroy_keys(conn: psycopg.Connection, tenant_id: str, hashes: list[str]) -> int:
     """Delete the keys of these identity hashes (in the caller's transaction)."""
