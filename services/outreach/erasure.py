@@ -34,8 +34,11 @@ def forget(conn: Connection, erasures: Iterable[dict[str, Any]]) -> int:
     for erasure in erasures:
         tenant = erasure["tenant_id"]
         people = [erasure["contact_id"], *erasure.get("merged", [])]
+        # A profile newer than the erasure is the person back as someone new (docs/privacy.md).
         deleted += conn.execute(
-            "DELETE FROM audience WHERE tenant_id = %s AND contact_id = ANY(%s)", (tenant, people)
+            "DELETE FROM audience WHERE tenant_id = %s AND contact_id = ANY(%s) "
+            "AND updated_at <= %s",
+            (tenant, people, erasure["erased_at"]),
         ).rowcount
         tables = _other_tables(conn) if tables is None else tables
         for table in tables:

@@ -188,18 +188,25 @@ def fire(
 
 def make_process(pool, clock=lambda: datetime.now(UTC)):
     def process(batch) -> None:
-        profiles = [d.payload[1] for d in batch if d.payload[0] == messages.PROFILE]
+        # A profile and a tombstone of one contact in one batch: the later one (same key, same
+        # partition, so batch order is offset order) wins; one erased and back as a new person
+        # keeps the new profile.
+        last = {}
+        for d in batch:
+            if d.payload[0] in (messages.PROFILE, TOMBSTONE):
+                last[(d.payload[1]["tenant_id"], d.payload[1]["contact_id"])] = d.payload[0]
+        profiles = [d.payload[1] for d in batch if d.payload[0] == messages.PROFILE
+                    and last[(d.payload[1]["tenant_id"], d.payload[1]["contact_id"])]
+                    == messages.PROFILE]  # fmt: skip
         changes = [d.payload[1] for d in batch if d.payload[0] == messages.STAGE_CHANGE]
         catalogues = [d.payload[1] for d in batch if d.payload[0] == messages.CATALOGUE]
-        gone = [(d.payload[1]["tenant_id"], d.payload[1]["contact_id"])
-                for d in batch if d.payload[0] == TOMBSTONE]  # fmt: skip
+        gone = [key for key, kind in last.items() if kind == TOMBSTONE]
         erased = [d.payload[1] for d in batch if d.payload[0] == ERASURE]
         now = clock()
         with pool.connection() as conn, conn.transaction():
             apply_catalogues(conn, catalogues)
             apply_profiles(conn, profiles, now)
             apply_stage_changes(conn, changes, now)
-            # Last: a profile earlier in the batch never outlives the erasure that follows it.
             erasure.forget_profiles(conn, gone)
             erasure.forget(conn, erased)
 

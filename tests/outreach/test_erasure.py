@@ -1,0 +1,61 @@
+"""Outreach's projection of erasures (services/outreach/erasure.py, docs/privacy.md): a profile
+tombstone and an erasure delete the audience row, in whatever order they come; a person back as
+someone new after the erasure keeps their new row."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+
+from services.outreach.projection import decode, make_process
+from shared import messages
+from shared.kafka.consumer import Decoded, Message
+from shared.privacy import encode_erasure
+from tests.outreach.test_projection import snapshot
+
+pytestmark = pytest.mark.integration
+
+
+def message(topic: str, key: str, value: bytes | None) -> Decoded:
+    raw = Message(topic=f"t.{topic}", partition=0, offset=0, key=key.encode(), value=value or b"")
+    return Decoded(raw, decode(raw))
+
+
+def profile(outreach, contact: str, minutes: int) -> Decoded:
+    value = snapshot(outreach, contact, minutes)
+    value = {**value, "updated_at": value["updated_at"].isoformat(), "model": "aisceas"}
+    return message("siyu.profiles.v1", f"acme:{contact}",
+                   json.dumps({"schema": messages.PROFILE, **value}).encode())  # fmt: skip
+
+
+def tombstone(contact: str) -> Decoded:
+    return message("siyu.profiles.v1", f"acme:{contact}", None)
+
+
+def erasure(outreach, contact: str, minutes: int) -> Decoded:
+    at = (outreach.now + timedelta(minutes=minutes)).isoformat()
+    value = encode_erasure({"tenant_id": "acme", "contact_id": contact, "identity_hashes": [],
+                            "erased_at": at})  # fmt: skip
+    return message("siyu.erasures.v1", f"acme:{contact}", value)
+
+
+def audience(outreach) -> list[str]:
+    return sorted(r["contact_id"] for r in outreach.sql("SELECT contact_id FROM audience"))
+
+
+def test_tombstones_and_erasures_delete_in_any_order_but_not_a_newer_person(outreach):
+    process = make_process(outreach.pool, clock=lambda: outreach.now)
+    process([profile(outreach, "c1", 1), profile(outreach, "c2", 1), profile(outreach, "c3", 1)])
+    assert audience(outreach) == ["c1", "c2", "c3"]
+
+    # c1: its profile then its tombstone in one batch; c2: the erasure before the tombstone.
+    process([profile(outreach, "c1", 2), tombstone("c1"), erasure(outreach, "c2", 3)])
+    assert audience(outreach) == ["c3"]
+    process([tombstone("c2")])  # redelivered or late: nothing more to delete
+
+    # c3 is erased, then follows again: its new profile (newer than the erasure) stays, even
+    # when the erasure is read after it (another topic) or its tombstone precedes it.
+    process([tombstone("c3"), profile(outreach, "c3", 10), erasure(outreach, "c3", 5)])
+    assert audience(outreach) == ["c3"]
