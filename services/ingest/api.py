@@ -25,6 +25,7 @@ from shared.api import (
     require,
     tenant_id,
 )
+from shared.api.auth import bounded_expiry
 from shared.expiry import expires_at_field
 
 blp = Blueprint(
@@ -76,11 +77,15 @@ def list_ingest_tokens(args: dict):
 @blp.arguments(IngestTokenCreateSchema)
 @blp.response(201, NewIngestTokenSchema)
 def create_ingest_token(body: dict):
-    """Create an event API token for the tenant"""
+    """Create an event API token for the tenant, expiring no later than the caller's token"""
     tenant = tenant_id()
     with connection() as conn:
         row, secret = token_store.insert_token(
-            conn, tenant, body["name"], schema=_schema(), expires_at=body["expires_at"]
+            conn,
+            tenant,
+            body["name"],
+            schema=_schema(),
+            expires_at=bounded_expiry(principal(), body["expires_at"]),
         )
         details = {
             "name": body["name"],

@@ -34,6 +34,7 @@ from shared.api import (
     tenant_id,
     unknown_tenant,
 )
+from shared.api.auth import bounded_expiry
 from shared.config import TENANT_ID_PATTERN
 from shared.expiry import expires_at_field
 from shared.vocabulary import time_zone_error
@@ -254,7 +255,8 @@ def list_tokens(args: dict):
 @tokens.arguments(TokenCreateSchema)
 @tokens.response(201, NewTokenSchema)
 def create_token(body: dict):
-    """Create a token for the tenant, with a role no higher than the caller's"""
+    """Create a token for the tenant, with a role no higher than the caller's and an expiry no
+    later than the caller's"""
     caller = principal()
     if role_rank(body["role"]) > role_rank(caller.role):
         raise forbidden(f"a {caller.role} token cannot create a {body['role']} token")
@@ -265,7 +267,7 @@ def create_token(body: dict):
             tenant_id=tenant,
             role=body["role"],
             name=body["name"],
-            expires_at=body["expires_at"],
+            expires_at=bounded_expiry(caller, body["expires_at"]),
         )
         details = {**body, "expires_at": row["expires_at"] and row["expires_at"].isoformat()}
         audit(conn, caller, tenant, "token.create", row["token_id"], details)

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass
+from datetime import datetime
 from functools import wraps
 
 import psycopg
@@ -86,6 +87,7 @@ class Principal:
     name: str
     role: str
     tenant_id: str | None
+    expires_at: datetime | None = None
 
     @property
     def is_platform(self) -> bool:
@@ -137,7 +139,11 @@ class TokenStore:
         if row["expired"]:
             raise token_expired(row["expires_at"])
         return Principal(
-            token_id=row["token_id"], name=row["name"], role=row["role"], tenant_id=row["tenant_id"]
+            token_id=row["token_id"],
+            name=row["name"],
+            role=row["role"],
+            tenant_id=row["tenant_id"],
+            expires_at=row["expires_at"],
         )
 
     def _touch_due(self, token_id: str) -> bool:
@@ -150,6 +156,23 @@ class TokenStore:
                 self._touched.clear()
             self._touched[token_id] = now
             return True
+
+
+def bounded_expiry(caller: Principal, wanted: datetime | None) -> datetime | None:
+    """The expiry of a token ``caller`` creates: never later than the caller's own, so an
+    expiring token cannot mint a longer-lived one (no expiry asked: the caller's)."""
+    if caller.expires_at is None:
+        return wanted
+    if wanted is None:
+        return caller.expires_at
+    if wanted > caller.expires_at:
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"expires_at: at most this token's own expiry, {caller.expires_at.isoformat()}",
+            {"expires_at": [f"at most {caller.expires_at.isoformat()}"]},
+        )
+    return wanted
 
 
 def token_expired(expires_at) -> ApiError:

@@ -201,3 +201,38 @@ def test_expires_values():
     for bad in ("0d", "yesterday", "2025-01-01", "99999w", "30 d"):
         with pytest.raises(BadExpiry):
             parse_expires(bad, now=now)
+
+
+def test_an_expiring_token_cannot_mint_a_longer_lived_one(two_apps):
+    a, _, _ = two_apps
+    soon = datetime.now(UTC) + timedelta(hours=2)
+    made = a.call(
+        "POST",
+        "/tokens",
+        "admin",
+        json={"name": "temp", "role": "admin", "expires_at": soon.isoformat()},
+    ).get_json()
+    temp = made["token"]
+    # No expiry asked: the creator's; a later one: 400; an earlier one: as asked.
+    child = a.call("POST", "/tokens", temp, json={"name": "child", "role": "viewer"})
+    assert child.status_code == 201
+    assert datetime.fromisoformat(child.get_json()["expires_at"]) == datetime.fromisoformat(
+        made["expires_at"]
+    )
+    later = (soon + timedelta(days=1)).isoformat()
+    response = a.call(
+        "POST", "/tokens", temp, json={"name": "c2", "role": "viewer", "expires_at": later}
+    )
+    assert response.status_code == 400 and "expires_at" in response.get_json()["error"]["message"]
+    response = a.call("POST", "/ingest-tokens", temp, json={"name": "crm"})
+    assert response.status_code == 201
+    assert datetime.fromisoformat(response.get_json()["expires_at"]) == datetime.fromisoformat(
+        made["expires_at"]
+    )
+    response = a.call("POST", "/ingest-tokens", temp, json={"name": "crm2", "expires_at": later})
+    assert response.status_code == 400
+    earlier = (soon - timedelta(hours=1)).isoformat()
+    response = a.call(
+        "POST", "/tokens", temp, json={"name": "c3", "role": "viewer", "expires_at": earlier}
+    )
+    assert response.status_code == 201
