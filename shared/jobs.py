@@ -325,6 +325,8 @@ class Runner:
 
     def _beat(self) -> None:
         while not self._stop.wait(self.settings.heartbeat.total_seconds()):
+            if self.pool.closed:
+                return
             with self._lock:
                 running = list(self._running.values())
             for service, job, fraction in running:

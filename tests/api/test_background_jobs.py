@@ -4,6 +4,8 @@ when its process dies, and expired after a while."""
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import timedelta
 
 import psycopg
@@ -132,3 +134,44 @@ def test_claims_are_bounded_across_tenants_and_results_expire(seeded):
     location = acme.headers["Location"].removeprefix("/api/v1")
     assert lc.call("GET", location, "operator").status_code == 404
     assert finished_job(lc, bloom, "bloom")["status"] == "done"
+
+
+def test_a_running_job_heartbeats_so_it_is_not_taken_for_dead(seeded):
+    lc = seeded
+    started, release = threading.Event(), threading.Event()
+
+    def wait(conn, job, progress):
+        progress(0.5)
+        started.set()
+        assert release.wait(30)
+        return {"ok": True}
+
+    base = lc.app.extensions[jobs.EXTENSION]
+    settings = jobs.JobSettings(threads=1, heartbeat=timedelta(milliseconds=20), poll_s=0.05)
+    runner = jobs.Runner(lc.pool, base.schema_for, {"test.wait": jobs.JobKind("test.wait", "segment", wait)},
+                         settings).start()  # fmt: skip
+    try:
+        with runner.connection("segment") as conn:
+            job = jobs.submit(conn, tenant="acme", kind="test.wait", subject="x", params={},
+                              created_by=None, ttl=timedelta(hours=1))  # fmt: skip
+        runner.wake()
+        assert started.wait(30)
+        beats = set()
+        for _ in range(1000):  # a guard, not a time limit
+            if len(beats) >= 3:  # the heartbeat moved on twice while the job ran
+                break
+            with runner.connection("segment") as conn:
+                row = jobs.get(conn, tenant="acme", kind="test.wait", subject="x",
+                               job_id=job["job_id"])  # fmt: skip
+            assert row["status"] == "running"
+            beats.add(row["heartbeat_at"])
+            time.sleep(0.02)
+        assert len(beats) >= 3 and row["progress"] == 0.5
+        with runner.connection("segment") as conn:  # so it is not recovered as dead
+            assert jobs.recover(conn, timedelta(seconds=5), timedelta(hours=1)) == []
+    finally:
+        release.set()
+        runner.stop()
+    with runner.connection("segment") as conn:
+        row = jobs.get(conn, tenant="acme", kind="test.wait", subject="x", job_id=job["job_id"])
+    assert row["status"] == "done" and row["result"] == {"ok": True}
