@@ -201,9 +201,7 @@ def ingest_token_list(tenant: str | None) -> None:
 def ingest_token_revoke(token_id: str, tenant: str | None) -> None:
     """Revoke a token by its id (evt_...): refused at once by every ingest process."""
     process = replace(INGEST_TOKEN_CREATE, argv=("ingest", "token", "revoke"))
-    _run_process(
-        process, _settings_for_tokens(), action="revoke", tenant=tenant, token_id=token_id
-    )
+    _run_process(process, _settings_for_tokens(), action="revoke", tenant=tenant, token_id=token_id)
 
 
 @main.group()
