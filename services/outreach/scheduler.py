@@ -16,7 +16,7 @@ import structlog
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
-from services.outreach.schedule import ScheduleError, latest_due, next_due, parsed_schedule
+from services.outreach.schedule import latest_due, next_due, parsed_schedule
 
 log = structlog.get_logger("siyu.outreach")
 
@@ -80,9 +80,11 @@ def materialise(pool: ConnectionPool, now: datetime) -> int:
     for c in campaigns:
         try:
             created += _materialise_one(pool, c, now)
-        except ScheduleError as exc:  # stored before the minimum interval was checked
+        except (ValueError, TypeError, OverflowError) as exc:
+            # A schedule stored before the checks (ScheduleError), or one that no longer
+            # evaluates (a time zone gone): that campaign waits, the others are scheduled.
             log.warning("campaign_schedule_skipped", tenant_id=c["tenant_id"],
-                        campaign_id=c["campaign_id"], reason=str(exc))  # fmt: skip
+                        campaign_id=c["campaign_id"], reason=str(exc)[:200])  # fmt: skip
     return created
 
 

@@ -7,6 +7,7 @@ campaigns, so a FREQ=MINUTELY rule kept another tenant's pause waiting for 82 s.
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -132,3 +133,22 @@ def test_one_tenants_schedule_evaluation_never_blocks_another_tenants_pause(outr
     assert created == [1]
     runs = outreach.sql("SELECT tenant_id, campaign_id FROM campaign_runs")
     assert [(r["tenant_id"], r["campaign_id"]) for r in runs] == [("acme", acme)]
+
+
+def test_a_schedule_stored_before_the_checks_is_skipped_not_a_stall(outreach):
+    """An RRULE dateutil would walk for minutes (saved before the parts were checked) is
+    skipped for its campaign; the other tenant's campaign is scheduled in the same tick."""
+    for tenant, campaign_id, rule in (("acme", "cmp_old", "FREQ=HOURLY;BYSETPOS=3"),
+                                      ("bloom", "cmp_bloom", "FREQ=HOURLY")):  # fmt: skip
+        outreach.sql(
+            "INSERT INTO campaigns (tenant_id, campaign_id, name, channel, status, audience, "
+            "content, trigger, launched_at) VALUES (%s, %s, 'c', 'oa_custom', 'active', %s, %s, "
+            "%s, %s)",
+            (tenant, campaign_id, Jsonb({}), Jsonb({"item": "x"}),
+             Jsonb({"schedule": {"rrule": rule}}), outreach.now - timedelta(hours=2)),
+        )  # fmt: skip
+    assert outreach.schedule() == 1
+    runs = outreach.sql("SELECT tenant_id, campaign_id FROM campaign_runs")
+    assert [(r["tenant_id"], r["campaign_id"]) for r in runs] == [("bloom", "cmp_bloom")]
+    (old,) = outreach.sql("SELECT status FROM campaigns WHERE campaign_id = 'cmp_old'")
+    assert old["status"] == "active"  # waiting, not ended: its operator must fix it
