@@ -31,6 +31,11 @@ from services.segment.funnel import FunnelSpec, Tallies, median_of_middles
 _STATEMENT = """
 WITH RECURSIVE
 scope AS NOT MATERIALIZED ({scope}),
+moved AS MATERIALIZED (
+    SELECT DISTINCT subject_id FROM stage_history
+     WHERE tenant_id = %(tenant)s AND subject_kind = %(kind)s AND model = %(model)s
+       AND changed_at >= %(lo)s::timestamptz AND changed_at < %(hi)s::timestamptz
+),
 numbered AS (
     SELECT s.subject_id, s.stage AS cur, s.stage_since AS cur_since,
            h.id, h.from_stage, h.to_stage, h.changed_at,
@@ -43,6 +48,7 @@ numbered AS (
       LEFT JOIN stage_history h
         ON h.tenant_id = %(tenant)s AND h.subject_kind = %(kind)s AND h.model = %(model)s
        AND h.subject_id = s.subject_id
+    {narrow}
     WINDOW w AS (PARTITION BY s.subject_id ORDER BY h.changed_at, h.id),
            whole AS (w ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
 ),
@@ -93,6 +99,7 @@ subjects AS (
            m.best_hist, m.mask
       FROM moves m LEFT JOIN ends e ON m.odd AND e.subject_id = m.subject_id
      WHERE m.rn = 1 AND (%(active)s OR m.id IS NOT NULL)
+    {rest}
 ),
 placed AS (
     SELECT stage, mask, best_hist,
@@ -125,6 +132,14 @@ SELECT 'stays', stage, NULL, NULL, NULL, max(n), min(d), max(d)
 """
 
 
+# A window of the model in use: the history pass keeps the subjects that moved in the window...
+_NARROW = "WHERE s.subject_id IN (SELECT subject_id FROM moved)"
+# ... and every other subject of the scope stands where its stage column says.
+_REST = """UNION ALL
+    SELECT stage, stage_since, NULL, NULL::bit({width}) FROM scope
+     WHERE subject_id NOT IN (SELECT subject_id FROM moved)"""
+
+
 def funnel_tallies(
     conn: psycopg.Connection,
     spec: FunnelSpec,
@@ -143,11 +158,20 @@ def funnel_tallies(
     chain ends (``funnel_report`` with ``current=None``)."""
     funnel = [name for name, _ in spec.stages]
     staged = funnel + [name for name, _ in spec.side_stages]
+    # With a window, only subjects with a transition in it need their history walked (found by
+    # the history's time index); the others count by their current stage alone. Without the
+    # active model the population is where chains end, so every history is walked.
+    narrow = active and (since is not None or until is not None)
     # The sort of the stays (medians) fits in memory at 1M contacts instead of spilling; the
     # database's memory, per report, bounded (the statement is the only one using it).
     conn.execute("SET LOCAL work_mem = '64MB'")
     rows = conn.execute(
-        _STATEMENT.format(scope=scope, width=len(staged)),
+        _STATEMENT.format(
+            scope=scope,
+            width=len(staged),
+            narrow=_NARROW if narrow else "",
+            rest=_REST.format(width=len(staged)) if narrow else "",
+        ),
         {
             **params,
             "kind": kind,
