@@ -3,6 +3,10 @@
 Input: the subjects in scope (contacts or accounts) with their current stage and since when,
 and their recorded transitions (``stage_history`` rows of the model). No I/O, no clock.
 
+The admin API counts the same numbers in SQL (``funnel_query``: a tenant's contacts never
+leave the database); this function defines them and is the oracle its tests compare with. Both
+end in ``assemble``, which shapes the tallies into the report.
+
 What the numbers mean
 ---------------------
 - ``count``: subjects whose current stage is this one (with a window: entered it in the window).
