@@ -208,6 +208,13 @@ def _refresh_account(conn: Connection, tenant: Tenant, account_id: str | None, t
     """The account loses a member: its roles, stage view and flags, and its members' profiles."""
     if account_id is None:
         return
+    # Its last member gone, nothing re-derives the account: it keeps no trace of the person.
+    conn.execute(
+        "UPDATE accounts SET members = 0, roles_engaged = '{}' WHERE tenant_id = %s "
+        "AND account_id = %s AND NOT EXISTS (SELECT 1 FROM contacts c WHERE c.tenant_id = %s "
+        "AND c.account_id = %s)",
+        (tenant.id, account_id, tenant.id, account_id),
+    )
     changed = refresh_accounts(conn, tenant, [account_id], event_ids={}, topics=topics)
     if changed:
         members = conn.execute(

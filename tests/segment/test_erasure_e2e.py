@@ -191,7 +191,8 @@ def world(stack, kafka, schema, monkeypatch):
 def test_an_erased_person_is_gone_everywhere_and_a_replay_does_not_bring_them_back(world):
     # A WeCom contact the CRM knows by name, and another follower of the same tenant.
     assert world.ingest.wecom_post(added(ERASED, NOW)).status_code == 200
-    world.biz("crm-1", {"external_userid": ERASED, "crm_id": "CRM-1"}, 1, name="李雷", title="CTO")
+    world.biz("crm-1", {"external_userid": ERASED, "crm_id": "CRM-1"}, 1, name="李雷", title="CTO",
+              company="苏州精工机械有限公司")  # fmt: skip
     assert world.ingest.oa_post(subscribed(KEPT, NOW)).status_code == 200
     contact = wait_until(lambda: world.contact_of("crm_id", "CRM-1"), DEADLINE_S, message="contact")
     kept = wait_until(lambda: world.contact_of("openid", KEPT), DEADLINE_S, message="kept")
@@ -237,6 +238,8 @@ def test_an_erased_person_is_gone_everywhere_and_a_replay_does_not_bring_them_ba
         assert world.rows(world.seg, f"SELECT 1 FROM {table} WHERE {column} = %s", contact) == []
     assert world.rows(world.seg, "SELECT count(*) FROM erased_identities")[0][0] == 2
     assert world.rows(world.seg, "SELECT count(*) FROM contacts")[0][0] == 1
+    # Their company stays (a company is not a person), with no trace of them as a member.
+    assert world.rows(world.seg, "SELECT members, roles_engaged FROM accounts") == [(0, [])]
     (audited,) = world.rows(world.out, "SELECT details FROM audit_log "
                             "WHERE action = 'contact.erase' AND target = %s", contact)  # fmt: skip
     assert audited[0]["reason"] == "PIPL request #42"
