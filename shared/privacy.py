@@ -18,6 +18,7 @@ import os
 from functools import lru_cache
 from typing import Any
 
+import structlog
 from marshmallow import EXCLUDE, Schema, fields, validate
 
 PRIVACY_KEY_ENV = "SIYU_PRIVACY_KEY"
@@ -34,8 +35,20 @@ def _key(raw: str) -> bytes:
     return hashlib.sha256(raw.encode("utf-8")).digest()
 
 
+_warned = False
+
+
 def privacy_key() -> bytes:
-    return _key(os.environ.get(PRIVACY_KEY_ENV) or _DEV_KEY)
+    configured = os.environ.get(PRIVACY_KEY_ENV)
+    if not configured:
+        global _warned
+        if not _warned:
+            _warned = True  # first: the warning itself goes through the log processor's hashes
+            structlog.get_logger("siyu.privacy").warning(
+                "privacy_key_unset", hint=f"set {PRIVACY_KEY_ENV}; a development key is used"
+            )
+        configured = _DEV_KEY
+    return _key(configured)
 
 
 def identity_hash(tenant_id: str, kind: str, value: str) -> str:

@@ -80,9 +80,10 @@ def test_metrics_endpoint_serves_prometheus_text():
     assert 'siyu_kafka_produced_total{outcome="ok",topic="siyu.touchpoints.v1"}' in response.text
 
 
-def test_identities_and_personal_fields_are_logged_as_keyed_hashes():
+def test_identities_and_personal_fields_are_logged_as_keyed_hashes(monkeypatch):
     from shared.privacy import pseudonym
 
+    monkeypatch.setenv("SIYU_PRIVACY_KEY", "a deployment's key")
     stream = io.StringIO()
     configure_logging("INFO", process="test", stream=stream)
     structlog.contextvars.bind_contextvars(tenant_id="acme", openid="oSecretOpenid")
