@@ -16,6 +16,7 @@ from services.ingest.tokens import create_token
 from services.ingest.wiring import build_deps
 from shared.config import DEMO_TENANTS_PATH, TenantRegistry, load_tenants
 from shared.db import create_pool
+from shared.envelope import load_touchpoint
 from shared.kafka.topics import TOUCHPOINTS, ensure_topics
 from shared.migrations import migrate_service
 
@@ -40,6 +41,11 @@ class Ingest:
     @property
     def topic(self) -> str:
         return self.kafka.topic(TOUCHPOINTS)
+
+    def raw(self, envelope: dict) -> str | None:
+        """An envelope's raw payload in clear: a person's is sealed with their key
+        (services/ingest/shredding.py)."""
+        return self.deps.publisher.keys.open(load_touchpoint(envelope))
 
     # --- request builders, independent of the app's own code (wechatpy + hashlib) -------
 

@@ -84,7 +84,7 @@ def test_callbacks_from_the_future_are_dated_on_receipt_and_keep_create_time(ing
     assert before - timedelta(seconds=1) <= occurred <= datetime.now(UTC)
     assert first["occurred_at"] == first["received_at"]
     assert first["attributes"]["create_time"] == YEAR_2030
-    assert f"<CreateTime>{YEAR_2030}</CreateTime>" in first["raw"]
+    assert f"<CreateTime>{YEAR_2030}</CreateTime>" in ingest.raw(first)
 
 
 def test_callbacks_within_the_skew_keep_their_create_time(ingest):

@@ -102,7 +102,7 @@ def test_every_oa_type_reaches_kafka(ingest, aes):
     got = envelopes(ingest, len(OA_CASES))
     assert len(got) == len(OA_CASES)
     for body, type_, attributes in OA_CASES:
-        env = next(e for e in got if body in e["raw"])
+        env = next(e for e in got if body in ingest.raw(e))
         assert env["type"] == type_
         assert env["tenant_id"] == "acme" and env["source"] == "wechat_oa"
         assert env["identity"]["openid"] == U
