@@ -100,11 +100,12 @@ def tag_name(tag: dict[str, Any]) -> str | None:
 
 
 def _follow_user(raw: dict[str, Any]) -> dict[str, Any]:
-    # Not copied: remark_mobiles and description (personal data the segment state does not use).
+    # Not copied: remark, remark_mobiles and description, a member's notes about the person
+    # (their name, phone...): personal data the segment state does not use, which would stay
+    # readable on the touchpoints topic after an erasure (docs/privacy.md).
     tags = sorted({t for t in (tag_name(x) for x in raw.get("tags") or []) if t})
     return {
         "userid": raw.get("userid"),
-        "remark": raw.get("remark") or None,
         "createtime": raw.get("createtime"),
         "add_way": raw.get("add_way"),
         "state": raw.get("state") or None,

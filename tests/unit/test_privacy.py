@@ -85,3 +85,17 @@ def test_the_erasure_message_names_people_by_contact_id_and_hashes_only():
     later = json.dumps({**json.loads(value), "added_in_a_later_version": 1}).encode()
     loaded = decode_erasure(later)  # consumers accept additions within erasure/1
     assert loaded["contact_id"] == "c_1" and loaded["erased_at"] == AT
+
+
+def test_enrichment_keeps_a_members_notes_about_the_person_off_the_topic():
+    from services.segment.enrichment import enriched_touchpoint
+
+    detail = {
+        "external_contact": {"external_userid": "wmLi", "name": "李工", "type": 1},
+        "follow_user": [{"userid": "zhangwei", "remark": "李工-13800000000", "createtime": 1,
+                         "remark_mobiles": ["13800000000"], "description": "住在苏州"}],
+    }  # fmt: skip
+    tp = enriched_touchpoint("acme", "wmLi", detail, fetched_at=AT, answers=AT)
+    text = tp.to_json().decode()
+    assert "13800000000" not in text and "苏州" not in text and "remark" not in text
+    assert tp.attributes["follow_users"][0]["userid"] == "zhangwei"
