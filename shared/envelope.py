@@ -145,6 +145,8 @@ class Touchpoint:
     received_at: datetime
     identity: Identity = field(default_factory=Identity)
     attributes: dict[str, Any] = field(default_factory=dict)
+    # The platform payload; a person's is sealed by ingest with their key ("siyu-aesgcm1:...",
+    # still a string: services/ingest/shredding.py, docs/privacy.md). Nothing reads it for state.
     raw: str | None = None
     schema: str = SCHEMA
 
