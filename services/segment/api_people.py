@@ -333,6 +333,13 @@ def _merged_into(conn, tenant: str, contact_id: str) -> str | None:
 def _contact_missing(conn, tenant: str, contact_id: str) -> ApiError:
     into = _merged_into(conn, tenant, contact_id)
     if into is None:
+        erased = conn.execute(
+            "SELECT erased_at FROM erasures WHERE tenant_id = %s AND contact_id = %s",
+            (tenant, contact_id),
+        ).fetchone()
+        if erased is not None:  # services/segment/erasure.py
+            return ApiError(404, "not_found", f"contact {contact_id!r} was erased",
+                            {"erased_at": erased["erased_at"].isoformat()})  # fmt: skip
         return not_found("contact", contact_id)
     return ApiError(
         404,

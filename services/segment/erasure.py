@@ -196,7 +196,10 @@ def erase_contact(
         )
     conn.execute(
         "INSERT INTO erasures (tenant_id, contact_id, erased_at, actor, reason, identities) "
-        "SELECT %s, c, %s, %s, %s, %s FROM unnest(%s::text[]) AS c ON CONFLICT DO NOTHING",
+        "SELECT %s, c, %s, %s, %s, %s FROM unnest(%s::text[]) AS c "
+        # The same id erased again: the person had come back (as new) and is erased again.
+        "ON CONFLICT (tenant_id, contact_id) DO UPDATE SET erased_at = EXCLUDED.erased_at, "
+        "actor = EXCLUDED.actor, reason = EXCLUDED.reason, identities = EXCLUDED.identities",
         (tenant.id, now, actor, reason, len(hashes), people),
     )
     log.info("contact_erased", tenant_id=tenant.id, contact_id=contact_id,
