@@ -154,7 +154,10 @@ def latest_due(schedule: dict[str, Any], tz: str, after: datetime, now: datetime
 
 def frequency_error(schedule: dict[str, Any], minimum: timedelta) -> str | None:
     """Why ``schedule`` may not be saved by a tenant whose minimum interval is ``minimum``."""
-    gap = shortest_gap(schedule)
+    try:
+        gap = shortest_gap(schedule)
+    except ValueError as exc:  # croniter: a date no month has, e.g. "0 0 30 2 *"
+        return f"the schedule never fires: {exc}"
     if gap is not None and gap < minimum:
         return (
             f"the schedule fires {_minutes(gap)} apart; this tenant's minimum interval is "

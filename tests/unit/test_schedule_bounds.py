@@ -85,3 +85,10 @@ def test_shortest_gap(schedule, gap):
 )
 def test_rrule_parts(rule, ok):
     assert (rrule_error(rule) is None) is ok
+
+
+def test_a_cron_that_never_fires_is_an_error_to_show_not_an_exception():
+    assert sched.frequency_error({"cron": "0 0 30 2 *"}, timedelta(hours=1)).startswith(
+        "the schedule never fires"
+    )
+    assert sched.frequency_error({"cron": "0 10 * * TUE"}, timedelta(hours=1)) is None
