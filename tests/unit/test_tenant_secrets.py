@@ -102,17 +102,17 @@ def test_tenants_check_names_the_missing_variable(tmp_path, monkeypatch):
     assert "no API access" in result.output
 
 
-def test_ingest_serve_refuses_to_start_without_a_secret(tmp_path, monkeypatch):
-    monkeypatch.delenv("TEA_WECOM_SECRET", raising=False)
-    monkeypatch.setenv("TEA_OA_SECRET", "s")
+def test_ingest_serve_refuses_to_start_without_a_callback_secret(tmp_path, monkeypatch):
+    # Ingest holds only the callback secrets (token, AES key); a missing one stops it at start.
+    monkeypatch.delenv("TEA_WECOM_TOKEN", raising=False)
     path = tmp_path / "tenants.yaml"
-    path.write_text(tenants_yaml(), encoding="utf-8")
+    path.write_text(tenants_yaml(wecom_line="token_env: TEA_WECOM_TOKEN"), encoding="utf-8")
     monkeypatch.setenv("SIYU_TENANTS", str(path))
     monkeypatch.setenv("SIYU_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
     result = CliRunner().invoke(main, ["ingest", "serve", "--port", "1"])
     assert result.exit_code == 1
-    assert "tenant tea: wecom.secret_env names TEA_WECOM_SECRET, which is not set" in result.output
+    assert "tenant tea: wecom.token_env names TEA_WECOM_TOKEN, which is not set" in result.output
 
 
 def test_demo_tenants_check_counts_the_secrets_siyu_dev_provides(monkeypatch):
