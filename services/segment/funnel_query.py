@@ -41,22 +41,22 @@ numbered AS (
            h.id, h.from_stage, h.to_stage, h.changed_at,
            row_number() OVER w AS rn,
            lag(h.to_stage) OVER w AS prev_to,
-           lead(h.changed_at) OVER w AS next_at,
-           last_value(h.to_stage) OVER whole AS last_stage,
-           last_value(h.changed_at) OVER whole AS last_at
+           lead(h.changed_at) OVER w AS next_at
       FROM scope s
       LEFT JOIN stage_history h
         ON h.tenant_id = %(tenant)s AND h.subject_kind = %(kind)s AND h.model = %(model)s
        AND h.subject_id = s.subject_id
     {narrow}
-    WINDOW w AS (PARTITION BY s.subject_id ORDER BY h.changed_at, h.id),
-           whole AS (w ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+    WINDOW w AS (PARTITION BY s.subject_id ORDER BY h.changed_at, h.id)
 ),
 moves AS MATERIALIZED (
     SELECT * FROM (
         SELECT n.*,
                bool_or(n.rn > 1 AND (n.from_stage IS DISTINCT FROM n.prev_to
                                      OR n.to_stage = n.prev_to)) OVER p AS odd,
+               -- the last row is the one without a next
+               max(CASE WHEN n.next_at IS NULL THEN n.to_stage END) OVER p AS last_stage,
+               max(CASE WHEN n.next_at IS NULL THEN n.changed_at END) OVER p AS last_at,
                max(array_position(%(funnel)s::text[], n.to_stage))
                    FILTER (WHERE n.changed_at >= %(lo)s::timestamptz
                              AND n.changed_at < %(hi)s::timestamptz) OVER p AS best_hist,
@@ -113,13 +113,16 @@ stays AS (
     UNION ALL
     SELECT closed, closed_at, left_at FROM walk WHERE closed IS NOT NULL
 ),
-ranked AS (
-    SELECT stage, left_at - entered_at AS d,
-           row_number() OVER (PARTITION BY stage ORDER BY left_at - entered_at) AS k,
-           count(*) OVER (PARTITION BY stage) AS n
+-- The one or two middle stays: percentile_disc(f) is the value at rank ceil(f * n), so 0.5
+-- is the lower middle one and 0.5 + 1e-9 the upper one (the same one when n is odd).
+medians AS (
+    SELECT stage, count(*) AS n,
+           percentile_disc(ARRAY[0.5, 0.5 + 1e-9]) WITHIN GROUP (ORDER BY left_at - entered_at)
+               AS middle
       FROM stays
      WHERE stage = ANY(%(staged)s::text[])
        AND entered_at >= %(lo)s::timestamptz AND entered_at < %(hi)s::timestamptz
+     GROUP BY stage
 )
 SELECT 'subjects' AS what, stage, in_window,
        greatest(best_hist, CASE WHEN in_window THEN array_position(%(funnel)s::text[], stage)
@@ -127,8 +130,7 @@ SELECT 'subjects' AS what, stage, in_window,
        mask::text AS mask, count(*) AS n, NULL::interval AS d1, NULL::interval AS d2
   FROM placed GROUP BY 2, 3, 4, 5
 UNION ALL
-SELECT 'stays', stage, NULL, NULL, NULL, max(n), min(d), max(d)
-  FROM ranked WHERE k = (n + 1) / 2 OR k = n / 2 + 1 GROUP BY stage
+SELECT 'stays', stage, NULL, NULL, NULL, n, middle[1], middle[2] FROM medians
 """
 
 
