@@ -37,17 +37,16 @@ moved AS MATERIALIZED (
        AND changed_at >= %(lo)s::timestamptz AND changed_at < %(hi)s::timestamptz
 ),
 numbered AS (
-    SELECT s.subject_id, s.stage AS cur, s.stage_since AS cur_since,
+    SELECT h.subject_id, s.stage AS cur, s.stage_since AS cur_since,
            h.id, h.from_stage, h.to_stage, h.changed_at,
            row_number() OVER w AS rn,
            lag(h.to_stage) OVER w AS prev_to,
            lead(h.changed_at) OVER w AS next_at
-      FROM scope s
-      LEFT JOIN stage_history h
-        ON h.tenant_id = %(tenant)s AND h.subject_kind = %(kind)s AND h.model = %(model)s
-       AND h.subject_id = s.subject_id
+      FROM stage_history h
+      JOIN scope s ON s.subject_id = h.subject_id
+     WHERE h.tenant_id = %(tenant)s AND h.subject_kind = %(kind)s AND h.model = %(model)s
     {narrow}
-    WINDOW w AS (PARTITION BY s.subject_id ORDER BY h.changed_at, h.id)
+    WINDOW w AS (PARTITION BY h.subject_id ORDER BY h.changed_at, h.id)
 ),
 moves AS MATERIALIZED (
     SELECT * FROM (
@@ -98,7 +97,7 @@ subjects AS (
                AS since,
            m.best_hist, m.mask
       FROM moves m LEFT JOIN ends e ON m.odd AND e.subject_id = m.subject_id
-     WHERE m.rn = 1 AND (%(active)s OR m.id IS NOT NULL)
+     WHERE m.rn = 1
     {rest}
 ),
 placed AS (
@@ -135,11 +134,11 @@ SELECT 'stays', stage, NULL, NULL, NULL, n, middle[1], middle[2] FROM medians
 
 
 # A window of the model in use: the history pass keeps the subjects that moved in the window...
-_NARROW = "WHERE s.subject_id IN (SELECT subject_id FROM moved)"
+_NARROW = "AND h.subject_id IN (SELECT subject_id FROM moved)"
 # ... and every other subject of the scope stands where its stage column says.
 _REST = """UNION ALL
-    SELECT stage, stage_since, NULL, NULL::bit({width}) FROM scope
-     WHERE subject_id NOT IN (SELECT subject_id FROM moved)"""
+    SELECT stage, stage_since, NULL, NULL::bit({width}) FROM scope s
+     WHERE NOT EXISTS (SELECT 1 FROM moves x WHERE x.rn = 1 AND x.subject_id = s.subject_id)"""
 
 
 def funnel_tallies(
@@ -172,7 +171,7 @@ def funnel_tallies(
             scope=scope,
             width=len(staged),
             narrow=_NARROW if narrow else "",
-            rest=_REST.format(width=len(staged)) if narrow else "",
+            rest=_REST.format(width=len(staged)) if active else "",
         ),
         {
             **params,
