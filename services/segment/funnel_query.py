@@ -6,15 +6,22 @@ the API's memory does not grow with the tenant: a 1M-contact tenant is a handful
 
 How the statement follows the pure function:
 - ``moves``: the model's transitions of the subjects in scope, numbered per subject in
-  ``(changed_at, id)`` order, each with the previous ``to_stage`` and the next ``changed_at``.
+  ``(changed_at, id)`` order (the order of the covering index of migration 0009, so nothing is
+  sorted), each with the previous ``to_stage`` and the next ``changed_at``; per subject, the
+  highest funnel stage and the set of stages (a bit string) entered in the window.
+- ``subjects``: one row per subject (its first transition's row; subjects in scope without
+  history from the scope alone), grouped by (stage, in window, highest stage, stages entered):
+  a few dozen groups, summed up in Python.
+- With a window and the model in use, only subjects with a transition in the window (found by
+  the time index) have their history read; the others count by their stage column alone.
 - A subject whose every transition continues the previous one (``from_stage`` is the previous
   ``to_stage`` and the stage changes) is *regular*: its chain is all its transitions, so its
   stays are ``(to_stage, changed_at, next changed_at)`` from the window functions alone. That is
   every subject but those whose histories were merged.
 - The others (``odd``) are walked transition by transition in a recursive CTE that keeps only
   those continuing the chain, as ``funnel._chain`` does; the walk touches only their rows.
-- Medians: the one or two middle stays of each stage are returned and averaged in Python
-  (``funnel.median_of_middles``), so the float is the one ``statistics.median`` gives.
+- Medians: the one or two middle stays of each stage (``percentile_disc``) are returned and
+  averaged in Python (``funnel.median_of_middles``): the float ``statistics.median`` gives.
 - The window is half-open, ``lo <= t < hi`` (``-infinity``/``infinity`` when unset); a missing
   ``stage_since`` is in the window only when there is no window.
 """
