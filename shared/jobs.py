@@ -29,11 +29,20 @@ from typing import Any
 
 import psycopg
 import structlog
+from prometheus_client import Counter, Histogram
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
 log = structlog.get_logger("siyu.jobs")
+
+JOBS_DONE = Counter(
+    "siyu_api_jobs_total", "Background jobs of the admin API finished", ["kind", "outcome"]
+)
+JOB_SECONDS = Histogram(
+    "siyu_api_job_seconds", "Background job run time", ["kind"],
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600),
+)  # fmt: skip
 
 EXTENSION = "siyu.jobs"  # the app's Runner, woken when a job is queued
 MAX_ATTEMPTS = 2
@@ -302,6 +311,7 @@ class Runner:
             self._running[job["job_id"]] = (service, job, fraction)
         log.info("job_started", job_id=job["job_id"], kind=kind.name, tenant_id=job["tenant_id"])
         result, error = None, None
+        started = time.perf_counter()
         try:
             with self.connection(service) as conn:
                 conn.execute(  # SET, not set_config(): a job may still SET TRANSACTION
@@ -320,6 +330,9 @@ class Runner:
                 self._running.pop(job["job_id"], None)
         with self.connection(service) as conn:
             mine = finish(conn, job, result=result, error=error, ttl=self.settings.ttl)
+        JOB_SECONDS.labels(kind=kind.name).observe(time.perf_counter() - started)
+        outcome = ("failed" if error else "done") if mine else "superseded"
+        JOBS_DONE.labels(kind=kind.name, outcome=outcome).inc()
         log.info("job_finished", job_id=job["job_id"], kind=kind.name, tenant_id=job["tenant_id"],
                  failed=bool(error), recorded=mine)  # fmt: skip
 
