@@ -15,6 +15,7 @@ from typing import Any
 
 from psycopg import Connection, sql
 
+from shared.job_results import forget_results
 from shared.privacy import identity_hash
 
 
@@ -49,6 +50,7 @@ def forget(conn: Connection, erasures: Iterable[dict[str, Any]]) -> int:
                 (tenant, people),
             )
         _leave_groups(conn, tenant, set(erasure.get("identity_hashes") or ()))
+        forget_results(conn, tenant, people)  # preview samples name recipients
         conn.execute(
             "DELETE FROM exposures WHERE tenant_id = %s AND subject_kind = 'contact' "
             "AND subject_id = ANY(%s)",

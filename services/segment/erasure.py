@@ -28,6 +28,7 @@ from psycopg import Connection, sql
 
 from services.segment.derive import Topics, lock_with_members, refresh_accounts, refresh_contacts
 from shared.config import Tenant
+from shared.job_results import forget_results
 from shared.privacy import encode_erasure, identity_hash
 
 log = structlog.get_logger("siyu.segment.erasure")
@@ -178,6 +179,7 @@ def erase_contact(
     conn.execute(
         "DELETE FROM contacts WHERE tenant_id = %s AND contact_id = ANY(%s)", (tenant.id, people)
     )
+    forget_results(conn, tenant.id, people)  # dry-run samples name contacts
     _refresh_account(conn, tenant, row["account_id"], topics)
     announcement = encode_erasure(
         {

@@ -59,3 +59,20 @@ def test_tombstones_and_erasures_delete_in_any_order_but_not_a_newer_person(outr
     # when the erasure is read after it (another topic) or its tombstone precedes it.
     process([tombstone("c3"), profile(outreach, "c3", 10), erasure(outreach, "c3", 5)])
     assert audience(outreach) == ["c3"]
+
+
+def test_an_erasure_drops_finished_job_results_that_name_the_person(outreach):
+    def job(job_id: str, tenant: str, status: str, result: dict | None) -> None:
+        outreach.sql(
+            "INSERT INTO jobs (job_id, tenant_id, kind, subject, params, status, result, "
+            "expires_at) VALUES (%s, %s, 'preview', 'cmp_1', '{}', %s, %s, now() + interval '1 day')",
+            (job_id, tenant, status, None if result is None else json.dumps(result)),
+        )
+
+    job("j_names_c1", "acme", "done", {"samples": [{"contact_id": "c1", "name": "Wang"}]})
+    job("j_names_c10", "acme", "done", {"samples": [{"contact_id": "c10"}]})  # c1 is a prefix
+    job("j_queued", "acme", "queued", None)
+    job("j_bloom_c1", "bloom", "done", {"samples": [{"contact_id": "c1"}]})  # another tenant
+    make_process(outreach.pool, clock=lambda: outreach.now)([erasure(outreach, "c1", 1)])
+    left = sorted(r["job_id"] for r in outreach.sql("SELECT job_id FROM jobs"))
+    assert left == ["j_bloom_c1", "j_names_c10", "j_queued"]

@@ -12,6 +12,7 @@ tenant, and another tenant, are untouched.
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -222,6 +223,11 @@ def test_an_erased_person_is_gone_everywhere_and_a_replay_does_not_bring_them_ba
     assert world.call("GET", path).status_code == 200  # none of those erased anything
 
     sent_to(world, contact)  # outreach's record of what it sent them
+    # A finished dry run whose samples name the person (results are kept for a day).
+    world.rows(world.seg, "INSERT INTO jobs (job_id, tenant_id, kind, subject, params, status, "
+               "result, expires_at) VALUES ('j_dry', 'acme', 'dry_run', 'aisceas', '{}', 'done', "
+               "%s, now() + interval '1 day') RETURNING job_id",
+               json.dumps({"sample": [{"contact_id": contact, "name": "李雷"}]}))  # fmt: skip
     erased = world.call("DELETE", path, json={"reason": "PIPL request #42"})
     assert erased.status_code == 200, erased.get_json()
     assert erased.get_json()["status"] == "erased" and erased.get_json()["identities"] == 2
@@ -238,6 +244,7 @@ def test_an_erased_person_is_gone_everywhere_and_a_replay_does_not_bring_them_ba
                           ("stage_history", "subject_id")):  # fmt: skip
         assert world.rows(world.seg, f"SELECT 1 FROM {table} WHERE {column} = %s", contact) == []
     assert world.rows(world.seg, "SELECT count(*) FROM erased_identities")[0][0] == 2
+    assert world.rows(world.seg, "SELECT job_id FROM jobs") == []  # its samples named them
     assert world.rows(world.seg, "SELECT count(*) FROM contacts")[0][0] == 1
     # Their company stays (a company is not a person), with no trace of them as a member.
     assert world.rows(world.seg, "SELECT members, roles_engaged FROM accounts") == [(0, [])]
