@@ -49,6 +49,13 @@ API_GRANTS: dict[str, dict[str, tuple[str, ...]] | None] = {  # None: ROWS of ev
     "ingest": {"api_tokens": ("SELECT", "INSERT", "UPDATE")},
 }
 API_SCHEMAS = tuple(API_GRANTS)
+# Records kept for accountability are append-only for the API role, so a compromised API cannot
+# rewrite them: the audit log (who did what), and the erasures with the hashes that stop a replay
+# bringing an erased person back (an erasure of a returning person updates them, never deletes).
+API_KEPT: dict[str, dict[str, tuple[str, ...]]] = {  # schema -> table -> privileges revoked
+    "outreach": {"audit_log": ("UPDATE", "DELETE")},
+    "segment": {"erasures": ("DELETE",), "erased_identities": ("DELETE",)},
+}
 
 
 @dataclass(frozen=True)
@@ -93,11 +100,13 @@ def apply(
     *,
     grant_to: str | None = None,
     grant_tables: dict[str, tuple[str, ...]] | None = None,
+    grant_kept: dict[str, tuple[str, ...]] | None = None,
 ) -> list[int]:
     """Apply pending migrations into ``schema``; return the versions applied by this call.
 
     ``grant_to`` (a role) is then given what the admin API needs: ``grant_tables`` (table ->
-    privileges), or the rows of every table when None."""
+    privileges), or the rows of every table when None less ``grant_kept`` (table -> privileges
+    revoked)."""
     if not re.fullmatch(_IDENTIFIER, schema):
         raise MigrationError(f"invalid schema name {schema!r}")
     if grant_to is not None and not re.fullmatch(_IDENTIFIER, grant_to):
@@ -140,7 +149,7 @@ def apply(
                 _apply_one(conn, schema, migration)
                 applied_now.append(migration.version)
             if grant_to is not None:
-                _grant(conn, schema, grant_to, grant_tables)
+                _grant(conn, schema, grant_to, grant_tables, grant_kept)
         finally:
             conn.execute(
                 "SELECT pg_advisory_unlock(%s::int4, hashtext(%s))", (_LOCK_NAMESPACE, schema)
@@ -167,11 +176,16 @@ def _apply_one(conn: psycopg.Connection, schema: str, migration: Migration) -> N
 
 
 def _grant(
-    conn: psycopg.Connection, schema: str, role: str, tables: dict[str, tuple[str, ...]] | None
+    conn: psycopg.Connection,
+    schema: str,
+    role: str,
+    tables: dict[str, tuple[str, ...]] | None,
+    kept: dict[str, tuple[str, ...]] | None = None,
 ) -> None:
     """Rows, never structure: no DDL, TRUNCATE, REFERENCES or TRIGGER, and the migrations'
-    ledger read-only (``siyu migrate --wait`` reads it). Granted anew on every run, so tables
-    added since are covered."""
+    ledger read-only (``siyu migrate --wait`` reads it); of every table, less the privileges
+    ``kept`` revokes (``API_KEPT``). Granted anew on every run, so tables added since are
+    covered."""
     ident = {"schema": sql.Identifier(schema), "role": sql.Identifier(role)}
     statements = [sql.SQL("GRANT USAGE ON SCHEMA {schema} TO {role}").format(**ident)]
     if tables is None:
@@ -182,6 +196,15 @@ def _grant(
                 "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {schema} TO {role}",
                 "REVOKE INSERT, UPDATE, DELETE ON {schema}.schema_migrations FROM {role}",
             )
+        ]
+        statements += [
+            sql.SQL("REVOKE {privileges} ON {schema}.{table} FROM {role}").format(
+                privileges=sql.SQL(", ").join(sql.SQL(p) for p in privileges if p in ROWS),
+                table=sql.Identifier(table),
+                **ident,
+            )
+            for table, privileges in (kept or {}).items()
+            if _exists(conn, schema, table)
         ]
     else:
         tables = {"schema_migrations": ("SELECT",), **tables}
@@ -214,6 +237,10 @@ def api_role(env: Mapping[str, str] | None = None) -> str | None:
     return role
 
 
+def _exists(conn: psycopg.Connection, schema: str, table: str) -> bool:
+    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"{schema}.{table}",)).fetchone()[0]
+
+
 def migrate_service(
     dsn: str, service: str, *, schema: str | None = None, api_role: str | None = None
 ) -> list[int]:
@@ -227,6 +254,7 @@ def migrate_service(
         discover(migrations_dir(service)),
         grant_to=grant_to,
         grant_tables=API_GRANTS.get(service),
+        grant_kept=API_KEPT.get(service),
     )
 
 

@@ -62,9 +62,6 @@ def by_name(name: str) -> Process:
 
 # One-shot commands that belong to a service, checked the same way.
 SIMULATE = Process("simulate", ("simulate",), "services.ingest.simulator", "traffic simulator")
-INGEST_CONTACT_ERASE = Process(
-    "contact-erase", ("contact", "erase"), "services.segment.erasure", "erasure of a person"
-)
 INGEST_TOKEN_CREATE = Process(
     "ingest-token", ("ingest", "token", "create"), "services.ingest.tokens", "event API tokens"
 )

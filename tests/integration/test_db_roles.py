@@ -18,6 +18,7 @@ from shared.cli import main as siyu
 from shared.errors import MigrationError
 from shared.migrations import (
     API_GRANTS,
+    API_KEPT,
     SERVICES,
     api_role,
     migrate_service,
@@ -140,20 +141,31 @@ def test_the_api_role_writes_rows_of_segment_and_outreach_but_no_structure(clust
         for schema in ("segment", "outreach"):
             assert API_GRANTS[schema] is None  # every table's rows
             for table in tables(cluster[OWNERS[schema]], schema):
+                revoked = API_KEPT[schema].get(table, ())
                 privileges = (
-                    "SELECT" if table == "schema_migrations" else "SELECT,INSERT,UPDATE,DELETE"
+                    ("SELECT",)
+                    if table == "schema_migrations"
+                    else tuple(
+                        p for p in ("SELECT", "INSERT", "UPDATE", "DELETE") if p not in revoked
+                    )
                 )
                 where = f'"{schema}"."{table}"'
                 assert conn.execute(
-                    "SELECT has_table_privilege(%s, %s)", (where, privileges)
+                    "SELECT has_table_privilege(%s, %s)", (where, ",".join(privileges))
                 ).fetchone()[0], where
-                for denied in ("TRUNCATE", "REFERENCES", "TRIGGER"):
+                for denied in ("TRUNCATE", "REFERENCES", "TRIGGER", *revoked):
                     assert not conn.execute(
                         "SELECT has_table_privilege(%s, %s)", (where, denied)
                     ).fetchone()[0], (where, denied)
             assert not conn.execute(
                 "SELECT has_table_privilege(%s, 'INSERT')", (f"{schema}.schema_migrations",)
             ).fetchone()[0]
+    # Kept for accountability: the audit log is append-only, erasure records are never deleted.
+    assert API_KEPT["outreach"]["audit_log"] == ("UPDATE", "DELETE")
+    assert not can(api, "DELETE FROM outreach.audit_log WHERE false")
+    assert not can(api, "UPDATE outreach.audit_log SET action = action WHERE false")
+    assert not can(api, "DELETE FROM segment.erased_identities WHERE false")
+    assert can(api, "SELECT count(*) FROM outreach.audit_log")
     # What the API does: staff writes (a real statement against a real table of each schema) ...
     assert can(api, "UPDATE outreach.tenants SET name = name")
     assert can(api, "DELETE FROM segment.outbox WHERE false")  # the segment outbox it drains
