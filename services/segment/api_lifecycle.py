@@ -42,7 +42,7 @@ from services.segment.lifecycle import (
     ModelError,
     load_model,
 )
-from services.segment.report_slots import REPORTS
+from services.segment.report_slots import REPORTS, claim_slot
 from services.segment.scoring import score
 from shared import jobs
 from shared.api import (
@@ -714,6 +714,7 @@ def funnel(args: dict):
         # tenant's contacts or history. Subjects' stage columns belong to the active model;
         # another model's funnel is read from its recorded history alone.
         spec = _spec(name, document)
+        claim_slot(conn, tenant.id)  # the database's CPU: a few reports per tenant, cluster-wide
         tallies = funnel_tallies(
             conn,
             spec,

@@ -41,9 +41,17 @@ STATUS_CODES = {
 class ApiError(SiyuError):
     """A refusal with an HTTP status, e.g. ``ApiError(404, "unknown_tenant", "...")``."""
 
-    def __init__(self, status: int, code: str, message: str, details: dict | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: dict | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message, code=code, details=details)
         self.status = status
+        self.headers = headers or {}  # e.g. Retry-After of a 429
 
 
 def invalid(message: str, details: dict | None = None, *, code: str = "invalid_request"):
@@ -135,7 +143,7 @@ def install_error_handlers(app) -> None:
     def _api_error(exc: ApiError):
         if exc.status >= 500:
             log.warning("api_unavailable", code=exc.code, reason=exc.message)
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
     @app.errorhandler(RateLimited)
     def _rate_limited(exc: RateLimited):

@@ -17,8 +17,8 @@ import pytest
 from services.outreach.admin import BLUEPRINTS as ADMIN
 from services.outreach.tokens import create_token, seed_tenants
 from services.segment.api import BLUEPRINTS as SEGMENT
-from services.segment.report_slots import MAX_REPORTS_PER_TENANT
-from shared.api import create_api_app
+from services.segment.report_slots import MAX_REPORTS_PER_TENANT, RETRY_AFTER_S, claim_slot
+from shared.api import ApiError, create_api_app
 from shared.api.audit import blp as audit_blp
 from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
 from shared.db import DbTimeouts, create_pool
@@ -208,3 +208,24 @@ def test_bad_timeout_settings_are_refused(env, message):
     with pytest.raises(ConfigError, match=message):
         DbTimeouts.from_env("api", env)
     assert DbTimeouts.from_env("api", {"SIYU_API_DB_STATEMENT_TIMEOUT_MS": "0"}).statement_ms == 0
+
+
+def test_report_slots_are_counted_across_processes_per_tenant(stack):
+    """Each connection stands for a report in another API process or replica: beyond the
+    cluster-wide slots the next one is a 429 with Retry-After; another tenant is unaffected,
+    and a slot is free again when its report's transaction ends."""
+    first, second, third, other = (psycopg.connect(stack.dsn) for _ in range(4))
+    try:
+        for conn in (first, second):
+            claim_slot(conn, "bloom", limit=2)
+        with pytest.raises(ApiError) as refused:
+            claim_slot(third, "bloom", limit=2)
+        assert refused.value.status == 429 and refused.value.code == "reports_busy"
+        assert refused.value.headers["Retry-After"] == str(RETRY_AFTER_S)
+        third.rollback()
+        claim_slot(other, "acme", limit=2)  # another tenant's slots are its own
+        first.commit()  # a report finished: its slot is free
+        claim_slot(third, "bloom", limit=2)
+    finally:
+        for conn in (first, second, third, other):
+            conn.close()
