@@ -219,6 +219,7 @@ class Runner:
     _running: dict[str, tuple[str, dict, list[float]]] = field(default_factory=dict, init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _housekept: float = field(default=0.0, init=False)
+    _turn: int = field(default=0, init=False)  # the service whose queue is looked at first
 
     def start(self) -> Runner:
         if not self.kinds:
@@ -285,7 +286,13 @@ class Runner:
     def run_one(self) -> bool:
         """Claim and run one queued job, if any (and housekeeping now and then)."""
         self._housekeeping()
-        for service, names in self._services().items():
+        # The services take turns at being looked at first, so a steady stream of one's jobs
+        # (lifecycle dry runs) cannot starve another's (campaign previews).
+        services = list(self._services().items())
+        with self._lock:
+            first = self._turn % len(services) if services else 0
+            self._turn = first + 1
+        for service, names in services[first:] + services[:first]:
             with self.connection(service) as conn:
                 job = claim(conn, names, self.settings.max_running)
             if job is not None:
