@@ -23,6 +23,7 @@ from shared.api import (
     audit,
     conflict,
     connection,
+    context,
     cursor_key,
     forbidden,
     not_found,
@@ -189,8 +190,9 @@ def update_tenant(body: dict, tenant: str):
 @require("admin", scope=PLATFORM)
 @tenants.response(204)
 def delete_tenant(tenant: str):
-    """Delete a tenant: its tokens are revoked, its campaigns end, its outreach data is purged
-    by the worker, and a tenants file still listing it does not bring it back"""
+    """Delete a tenant: its tokens (admin and business-event API) are revoked, its campaigns
+    end, its outreach data is purged by the worker, and a tenants file still listing it does not
+    bring it back"""
     with connection() as conn:
         row = conn.execute(
             "DELETE FROM tenants WHERE tenant_id = %s RETURNING tenant_id", (tenant,)
@@ -198,9 +200,10 @@ def delete_tenant(tenant: str):
         if row is None:
             raise unknown_tenant(tenant)
         revoked = token_store.revoke_tenant_tokens(conn, tenant)
+        events = tenant_deletion.revoke_event_tokens(conn, tenant, context().schema_for("ingest"))
         stopped = tenant_deletion.mark_deleted(conn, tenant, principal().token_id or "api")
         audit(conn, principal(), tenant, "tenant.delete", tenant,
-              {"revoked_tokens": revoked, **stopped})  # fmt: skip
+              {"revoked_tokens": revoked, "revoked_event_tokens": events, **stopped})  # fmt: skip
     return None
 
 

@@ -1,10 +1,11 @@
 """Deleting a tenant (``DELETE /api/v1/tenants/<id>``): what happens at once, and later.
 
-At once, in the request's transaction: the tenant's row goes, its admin tokens are revoked, its
-campaigns end and their pending runs are cancelled (nothing more is sent), and the deletion is
-remembered in ``deleted_tenants``, so a tenants file still listing the tenant neither seeds it
-back nor goes unnoticed (``listed_in_file``, logged at API start). Later, the outreach worker's
-leader purges the tenant's rows from the outreach schema in small batches (``purge_pending``).
+At once, in the request's transaction: the tenant's row goes, its admin tokens and its
+business-event API tokens (ingest's ``api_tokens``) are revoked, its campaigns end and their
+pending runs are cancelled (nothing more is sent), and the deletion is remembered in
+``deleted_tenants``, so a tenants file still listing the tenant neither seeds it back nor goes
+unnoticed (``listed_in_file``, logged at API start). Later, the outreach worker's leader purges
+the tenant's rows from the outreach schema in small batches (``purge_pending``).
 The segment and ingest schemas and the Kafka topics are the operator's to purge:
 docs/security.md "Safe defaults" says how and what stays.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import structlog
+from psycopg import sql
 from psycopg_pool import ConnectionPool
 
 from shared.config import TenantRegistry
@@ -43,6 +45,25 @@ def mark_deleted(conn, tenant_id: str, actor: str) -> dict[str, int]:
         (tenant_id, actor),
     )
     return {"ended_campaigns": ended, "cancelled_runs": cancelled}
+
+
+def revoke_event_tokens(conn, tenant_id: str, ingest_schema: str) -> int:
+    """Revoke the tenant's business-event API tokens in ingest's schema (the admin API's role may
+    update them, as for ``DELETE /ingest-tokens``): ingest checks revocation on every batch, so a
+    deleted tenant's CRM can no longer post events. No such table (a deployment without
+    ingest): no tokens to revoke."""
+    table = sql.Identifier(ingest_schema, "api_tokens")
+    found = conn.execute(
+        "SELECT to_regclass(%s) IS NOT NULL AS found", (table.as_string(conn),)
+    ).fetchone()
+    if not found["found"]:
+        return 0
+    return conn.execute(
+        sql.SQL(
+            "UPDATE {} SET revoked_at = now() WHERE tenant_id = %s AND revoked_at IS NULL"
+        ).format(table),
+        (tenant_id,),
+    ).rowcount
 
 
 def deleted_at(conn, tenant_id: str) -> datetime | None:

@@ -106,3 +106,37 @@ def test_siyu_tenants_purge_refuses_a_tenant_not_deleted_then_purges(outreach, m
     assert done.exit_code == 0 and "outreach: bloom purged" in done.output, done.output
     assert _count(outreach, "content", "bloom") == 0
     assert _count(outreach, "tenants", "acme") == 1  # the other tenant is untouched
+
+
+def test_deleting_a_tenant_revokes_its_event_api_tokens_in_the_same_transaction(
+    outreach, stack, schema
+):
+    """Its CRM can no longer post business events to ingest; the other tenant's token works."""
+    import psycopg
+
+    from services.ingest.tokens import TokenStore, create_token
+    from shared.db import create_pool
+    from shared.migrations import migrate_service
+
+    ingest_schema = f"{schema}_ing"
+    migrate_service(stack.dsn, "ingest", schema=ingest_schema)
+    schemas = {"outreach": outreach.api.schema, "ingest": ingest_schema}
+    app = create_app(outreach.settings, pool=outreach.pool, token_cache_ttl_s=0,
+                     schema_for=lambda s: schemas.get(s, s))  # fmt: skip
+    acme = create_token(stack.dsn, "acme", "crm", schema=ingest_schema)
+    bloom = create_token(stack.dsn, "bloom", "crm", schema=ingest_schema)
+    pool = create_pool(stack.dsn, name="ingest-tokens", schema=ingest_schema, max_size=1)
+    try:
+        store = TokenStore(pool)
+        assert (store.tenant_for(acme), store.tenant_for(bloom)) == ("acme", "bloom")
+        platform = {"Authorization": f"Bearer {outreach.api.tokens['platform']}"}
+        deleted = app.test_client().delete("/api/v1/tenants/acme", headers=platform)
+        assert deleted.status_code == 204
+        assert store.tenant_for(acme) is None  # refused: ingest answers 401
+        assert store.tenant_for(bloom) == "bloom"
+        (entry,) = outreach.sql("SELECT details FROM audit_log WHERE action = 'tenant.delete'")
+        assert entry["details"]["revoked_event_tokens"] == 1
+    finally:
+        pool.close()
+        with psycopg.connect(stack.dsn, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{ingest_schema}" CASCADE')
