@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -11,6 +12,7 @@ import click
 from shared.config import Settings, load_tenants
 from shared.errors import SiyuError
 from shared.logging import configure_logging
+from shared.privacy import DEV_PRIVACY_KEY, PRIVACY_KEY_ENV, require_privacy_key
 from shared.processes import (
     CONTACT_ERASE,
     INGEST_TOKEN_CREATE,
@@ -49,6 +51,11 @@ def _run_process(process: Process | str, settings: Settings | None = None, **kwa
     import importlib
 
     settings = settings or _settings()
+    if process.personal:
+        try:
+            require_privacy_key()
+        except SiyuError as exc:
+            raise click.ClickException(str(exc)) from None
     configure_logging(settings.log_level, process=process.name)
     module = importlib.import_module(process.module)
     try:
@@ -370,6 +377,7 @@ def _settings_for_tokens() -> Settings:
             f"start `siyu dev`, or name the database, e.g.\n"
             f"  export SIYU_DATABASE_URL={local_dsn(5433)}"
         )
+    os.environ.setdefault(PRIVACY_KEY_ENV, DEV_PRIVACY_KEY)  # the key its processes use
     click.echo(
         f"using the database of the siyu dev stack running in {stack.home} "
         f"(pid {stack.pid}): {_redact(stack.database_url)}",

@@ -6,7 +6,10 @@ identity itself is not kept, and without the key a hash does not confirm a guess
 (a mobile number is easy to guess; HMAC makes checking a guess need the key).
 
 The key is ``SIYU_PRIVACY_KEY``; it must be the same in every process of a deployment and never
-change (erased identities are looked up by hash). Without it, a fixed development key is used.
+change (erased identities are looked up by hash). The processes that handle people's data refuse
+to start without it (``require_privacy_key``; `siyu dev` gives its children a development key),
+so no two of them can disagree on a hash. Elsewhere (a one-off command, a test) a fixed
+development key is used, with a warning.
 """
 
 from __future__ import annotations
@@ -21,8 +24,12 @@ from typing import Any
 import structlog
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from shared.errors import ConfigError
+
 PRIVACY_KEY_ENV = "SIYU_PRIVACY_KEY"
-_DEV_KEY = "siyu-dev-privacy-key"  # only where SIYU_PRIVACY_KEY is unset: documented
+# `siyu dev`'s children, commands beside it, and where SIYU_PRIVACY_KEY is unset: documented.
+DEV_PRIVACY_KEY = "siyu-dev-privacy-key-not-for-production"
+MIN_KEY_CHARS = 16
 
 # Identities that name a person (chat_id, staff_userid and account_key name other things).
 PERSON_KINDS = ("unionid", "crm_id", "external_userid", "openid")
@@ -47,8 +54,18 @@ def privacy_key() -> bytes:
             structlog.get_logger("siyu.privacy").warning(
                 "privacy_key_unset", hint=f"set {PRIVACY_KEY_ENV}; a development key is used"
             )
-        configured = _DEV_KEY
+        configured = DEV_PRIVACY_KEY
     return _key(configured)
+
+
+def require_privacy_key(env=None) -> None:
+    """Refuse to start without SIYU_PRIVACY_KEY (a public key would make hashes guessable)."""
+    value = (os.environ if env is None else env).get(PRIVACY_KEY_ENV, "")
+    if len(value) < MIN_KEY_CHARS:
+        raise ConfigError(
+            f"{PRIVACY_KEY_ENV} must be set to at least {MIN_KEY_CHARS} characters, the same in "
+            "every process (keyed hashes of people's identities; docs/privacy.md)"
+        )
 
 
 def identity_hash(tenant_id: str, kind: str, value: str) -> str:

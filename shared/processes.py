@@ -18,6 +18,9 @@ class Process:
     port: int | None = None  # default port (HTTP, or metrics for consumers)
     port_flag: str = "--port"
     path: str = ""  # shown after the URL
+    # Handles people's data or their keyed hashes: refuses to start without SIYU_PRIVACY_KEY,
+    # which every such process of a deployment must share (shared/privacy.py).
+    personal: bool = False
 
     @property
     def built(self) -> bool:
@@ -38,21 +41,22 @@ PROCESSES = (
     ),
     Process(
         "ingest", ("ingest", "serve"), "services.ingest.server",
-        "webhooks, business events, tracked links", 8080,
+        "webhooks, business events, tracked links", 8080, personal=True,
     ),
     Process(
         "ingest-erasures", ("ingest", "erasures"), "services.ingest.erasures",
-        "forgets erased people (keys, outbox)", 9103, "--metrics-port", "/metrics",
+        "forgets erased people (keys, outbox)", 9103, "--metrics-port", "/metrics", personal=True,
     ),
     Process(
         "segment", ("segment", "consume"), "services.segment.consumer", "segment consumer", 9101,
-        "--metrics-port", "/metrics",
+        "--metrics-port", "/metrics", personal=True,
     ),
     Process(
         "outreach", ("outreach", "worker"), "services.outreach.worker",
-        "outreach scheduler and sender", 9102, "--metrics-port", "/metrics",
+        "outreach scheduler and sender", 9102, "--metrics-port", "/metrics", personal=True,
     ),
-    Process("api", ("api", "serve"), "services.api", "admin API", 8090, path="/api/v1"),
+    Process("api", ("api", "serve"), "services.api", "admin API", 8090, path="/api/v1",
+            personal=True),
 )  # fmt: skip
 
 
@@ -69,7 +73,11 @@ SEGMENT_RECOMPUTE = Process(
     "segment-recompute", ("segment", "recompute"), "services.segment.recompute", "recompute"
 )
 CONTACT_ERASE = Process(
-    "contact-erase", ("contact", "erase"), "services.segment.erasure", "erasure of a person"
+    "contact-erase",
+    ("contact", "erase"),
+    "services.segment.erasure",
+    "erasure of a person",
+    personal=True,
 )
 TOKEN_CREATE = Process(
     "token", ("token", "create"), "services.outreach.tokens", "admin API token store"

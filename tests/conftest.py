@@ -21,8 +21,12 @@ from shared.devstack.ports import free_port
 from shared.devstack.postgres import EmbeddedPostgres
 from shared.kafka.tansu import GROUP_TIMINGS
 from shared.migrations import migrate_service
+from shared.privacy import PRIVACY_KEY_ENV
 
 EXTERNAL_KAFKA_ENV = "SIYU_TEST_KAFKA_BOOTSTRAP"
+# The processes tests start (and those they run in-process) share one privacy key, as a
+# deployment's do; a test of its absence removes it.
+os.environ.setdefault(PRIVACY_KEY_ENV, "siyu-test-privacy-key-0123456789")
 
 
 @dataclass

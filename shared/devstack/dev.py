@@ -20,6 +20,7 @@ from shared.devstack.supervisor import ChildSpec, Supervisor
 from shared.kafka.tansu import GROUP_TIMINGS_ENV
 from shared.kafka.topics import ensure_topics
 from shared.migrations import migrate_all
+from shared.privacy import DEV_PRIVACY_KEY, PRIVACY_KEY_ENV
 from shared.processes import PROCESSES, Process, by_name
 
 # Fast consumer-group joins on the embedded broker (shared/kafka/tansu.py); production keeps
@@ -159,6 +160,7 @@ class DevStack:
         env["SIYU_HOME"] = str(home)
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("SIYU_LINK_SECRET", "siyu-dev-link-secret-not-for-production")
+        env.setdefault(PRIVACY_KEY_ENV, DEV_PRIVACY_KEY)
         # WeChat/WeCom API clients talk to the fake (`siyu fake-wechat`) unless told otherwise.
         fake = f"http://127.0.0.1:{self.options.port(by_name('fake-wechat'))}"
         env.setdefault("SIYU_WECOM_API_BASE", f"{fake}/wecom/cgi-bin/")

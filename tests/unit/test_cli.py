@@ -104,3 +104,26 @@ def test_processes_refuse_to_start_without_a_tenants_file(argv, tmp_path, monkey
     result = CliRunner().invoke(main, argv)
     assert result.exit_code != 0
     assert "SIYU_TENANTS is not set" in result.output
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["ingest", "serve"], ["ingest", "erasures"], ["segment", "consume"], ["outreach", "worker"],
+     ["api", "serve"], ["contact", "erase", "--tenant", "acme", "--contact", "c1", "--reason", "r"]],
+    ids=" ".join,
+)  # fmt: skip
+def test_processes_with_peoples_data_refuse_to_start_without_a_privacy_key(
+    argv, tmp_path, monkeypatch
+):
+    """Keyed hashes of identities must agree across processes and not use a public key."""
+    monkeypatch.delenv("SIYU_PRIVACY_KEY", raising=False)
+    monkeypatch.setenv("SIYU_TENANTS", str(DEMO_TENANTS_PATH))
+    monkeypatch.setenv("SIYU_HOME", str(tmp_path))
+    monkeypatch.setenv("SIYU_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("SIYU_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+    result = CliRunner().invoke(main, argv)
+    assert result.exit_code != 0
+    assert "SIYU_PRIVACY_KEY must be set" in result.output
+    monkeypatch.setenv("SIYU_PRIVACY_KEY", "short")  # a weak key is refused too
+    assert "SIYU_PRIVACY_KEY must be set" in CliRunner().invoke(main, argv).output
