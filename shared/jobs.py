@@ -10,7 +10,9 @@ admin API process run it (docs/architecture.md, "Background jobs").
   first: with one job per tenant and kind, a tenant never holds more than one slot per kind.
 - Nothing is lost: the queue is the table. A running job heartbeats; one whose heartbeat is
   older than ``stale_after`` (its process died) is queued again, or failed after
-  ``MAX_ATTEMPTS``. Its old runner, if it was only slow, can no longer write its result.
+  ``MAX_ATTEMPTS``. Its old runner, if it was only slow, can no longer write its result; the
+  same holds for a job an erasure queued again (shared/job_results.py): a result computed
+  before the erasure is never stored.
 - Results expire ``ttl`` after the job finished (deleted by the runners).
 """
 

@@ -76,3 +76,35 @@ def test_an_erasure_drops_finished_job_results_that_name_the_person(outreach):
     make_process(outreach.pool, clock=lambda: outreach.now)([erasure(outreach, "c1", 1)])
     left = sorted(r["job_id"] for r in outreach.sql("SELECT job_id FROM jobs"))
     assert left == ["j_bloom_c1", "j_names_c10", "j_queued"]
+
+
+def test_an_erasure_requeues_the_running_jobs_so_their_stale_samples_are_never_stored(outreach):
+    """A preview running at the time of the erasure read the contacts before it: its runner's
+    finish records nothing, and the job runs again after the erasure. Another tenant's running
+    job is untouched."""
+    from shared import jobs
+
+    ttl = timedelta(hours=24)
+    for tenant in ("acme", "bloom"):
+        with outreach.pool.connection() as conn:
+            jobs.submit(conn, tenant=tenant, kind="preview", subject="cmp_1", params={},
+                        created_by=None, ttl=ttl)  # fmt: skip
+    with outreach.pool.connection() as conn:  # the runners claim both (before the erasure)
+        running = {j["tenant_id"]: j for j in (jobs.claim(conn, ["preview"], 4) for _ in "ab")}
+    make_process(outreach.pool, clock=lambda: outreach.now)([erasure(outreach, "c1", 1)])
+
+    stale = {"samples": [{"contact_id": "c1", "name": "Wang"}]}  # read before the erasure
+    with outreach.pool.connection() as conn:
+        assert not jobs.finish(conn, running["acme"], result=stale, error=None, ttl=ttl)
+        assert jobs.finish(conn, running["bloom"], result={"samples": []}, error=None, ttl=ttl)
+    (acme,) = outreach.sql("SELECT status, result FROM jobs WHERE tenant_id = 'acme'")
+    assert (acme["status"], acme["result"]) == ("queued", None)
+
+    with outreach.pool.connection() as conn:  # it runs again, after the erasure
+        again = jobs.claim(conn, ["preview"], 4)
+        assert again["job_id"] == running["acme"]["job_id"]
+        jobs.heartbeat(conn, running["acme"], 0.9)  # the old runner's beat: not its run any more
+        assert jobs.finish(conn, again, result={"samples": []}, error=None, ttl=ttl)
+        assert not jobs.finish(conn, running["acme"], result=stale, error=None, ttl=ttl)
+    (acme,) = outreach.sql("SELECT status, result FROM jobs WHERE tenant_id = 'acme'")
+    assert (acme["status"], acme["result"]) == ("done", {"samples": []})
