@@ -84,7 +84,7 @@ class CatalogueSegmentSchema(Schema):
     # Set while the segment is disabled: its rule failed while being evaluated (it matches
     # nobody until saved again). Outreach records each new one in its audit log.
     disabled_at = fields.AwareDateTime(allow_none=True)
-    disabled_reason = fields.String(allow_none=True)
+    disabled_reason = fields.String(allow_none=True)  # type and rule path, no value
 
 
 class CatalogueSchema(Schema):

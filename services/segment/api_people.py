@@ -965,7 +965,11 @@ class SegmentSchema(Schema):
     )
     disabled_at = fields.DateTime(allow_none=True, metadata={"description": "When it failed"})
     disabled_reason = fields.String(
-        allow_none=True, metadata={"description": "The error the rule raised"}
+        allow_none=True,
+        metadata={
+            "description": "The type of the error the rule raised and where in the rule "
+            "(e.g. 'OverflowError while evaluating any[0]'); never its text"
+        },
     )
     members_count = fields.Integer(
         required=True, metadata={"description": "Current members (see the membership note)"}

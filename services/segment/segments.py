@@ -15,9 +15,12 @@ the event itself go on (docs/domain.md, "Segments"). Saving the segment again en
 from __future__ import annotations
 
 import re
+import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
+from itertools import pairwise
+from types import TracebackType
 from typing import Any
 
 import structlog
@@ -26,14 +29,23 @@ from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from services.segment.facts import ContactFacts
-from services.segment.lifecycle import Condition, ModelError, load_condition
+from services.segment.lifecycle import (
+    AccountCondition,
+    AllCondition,
+    AnyCondition,
+    Condition,
+    ModelError,
+    NotCondition,
+    error_paths,
+    load_condition,
+)
 from services.segment.metrics import SEGMENTS_DISABLED
 from shared.errors import SiyuError
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{1,62}$")
 # Every segment is evaluated for every contact an event touches: a bound on the work per event.
 MAX_SEGMENTS_PER_TENANT = 100
-MAX_REASON_CHARS = 500  # of a disabled segment's error text
+MAX_REASON_CHARS = 500  # of a disabled segment's reason
 
 log = structlog.get_logger("siyu.segment")
 
@@ -51,7 +63,7 @@ class RuleFailure:
     """Why one segment's rule could not be evaluated (it is disabled at the end of the batch)."""
 
     segment_id: str
-    reason: str  # the exception's type and text, e.g. "OverflowError: date value out of range"
+    reason: str  # type and place, never the text: "OverflowError while evaluating any[0]"
     updated_at: datetime | None = None  # the version that failed: a newer save is not disabled
 
 
@@ -95,9 +107,54 @@ def segment_facts(
     return replace(facts, attributes=attributes, tags=frozenset(tags))
 
 
-def failure_reason(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+def failure_reason(exc: BaseException, rule: Condition | None = None) -> str:
+    """Why a rule failed, without the exception's text (it may quote a contact's value, and the
+    reason is served by the API, published in the catalogue and kept in the audit log): the
+    exception type and where in the rule it was raised, e.g. ``OverflowError while evaluating
+    any[0]``; for a stored rule that does not load, the fields at fault (``ModelError while
+    loading the rule (at all[0].event)``); saving the rule again shows the full error."""
+    name = type(exc).__name__
+    if rule is not None:
+        text = f"{name} while evaluating {_failed_at(rule, exc.__traceback__)}"
+    elif isinstance(exc, SiyuError) and (paths := _field_paths(exc.details)):
+        text = f"{name} while loading the rule (at {', '.join(paths)})"
+    else:
+        text = f"{name} while loading the rule"
     return text[:MAX_REASON_CHARS]
+
+
+def _field_paths(details: dict) -> list[str]:
+    """The rule fields a validation error names (its messages may quote the rule's values)."""
+    paths = {p.removesuffix("_schema").rstrip(".") for p in error_paths(details)}
+    return sorted(p or "(root)" for p in paths)
+
+
+def _failed_at(rule: Condition, tb: TracebackType | None) -> str:
+    """The path (as in validation errors) of the innermost condition of ``rule`` the traceback
+    passes through: the frames whose ``self`` is a condition, from the root down."""
+    chain: list[Condition] = []
+    for frame, _ in traceback.walk_tb(tb):
+        node = frame.f_locals.get("self")
+        if isinstance(node, Condition) and not (chain and chain[-1] is node):
+            chain.append(node)
+    start = next((i for i, node in enumerate(chain) if node is rule), 0)
+    path: list[str] = []
+    for parent, child in pairwise(chain[start:]):
+        step = _step(parent, child)
+        if step is None:
+            break
+        path.append(step)
+    return ".".join(path) or "(root)"
+
+
+def _step(parent: Condition, child: Condition) -> str | None:
+    if isinstance(parent, AllCondition | AnyCondition):
+        key = "all" if isinstance(parent, AllCondition) else "any"
+        found = next((i for i, c in enumerate(parent.conditions) if c is child), None)
+        return None if found is None else f"{key}[{found}]"
+    if isinstance(parent, NotCondition | AccountCondition) and parent.condition is child:
+        return "not" if isinstance(parent, NotCondition) else "account"
+    return None
 
 
 def load_segments(conn: Connection, tenant_id: str, failures: Failures) -> list[SegmentDef]:
@@ -172,7 +229,9 @@ def membership(
         except Exception as exc:
             if failures is None:
                 raise
-            failures[s.segment_id] = RuleFailure(s.segment_id, failure_reason(exc), s.updated_at)
+            failures[s.segment_id] = RuleFailure(
+                s.segment_id, failure_reason(exc, s.condition), s.updated_at
+            )
     return member_of
 
 
@@ -197,12 +256,9 @@ def disable_segments(conn: Connection, tenant_id: str, failures: Failures) -> li
         )
         disabled.append(segment_id)
         SEGMENTS_DISABLED.labels(tenant_id).inc()
-        # The type only: the text may quote a value from the contact's data.
+        # The reason names no value (failure_reason): the type and where in the rule.
         log.warning(
-            "segment_disabled",
-            tenant_id=tenant_id,
-            segment_id=segment_id,
-            error=failure.reason.split(":", 1)[0],
+            "segment_disabled", tenant_id=tenant_id, segment_id=segment_id, error=failure.reason
         )
     return disabled
 
