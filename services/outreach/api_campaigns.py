@@ -350,8 +350,11 @@ def _transition(campaign_id: str, to: str, allowed: tuple[str, ...], action: str
         conn.execute(
             "UPDATE campaigns SET status = %s, updated_at = now(), "
             "launched_at = CASE WHEN %s = 'active' THEN COALESCE(launched_at, now()) "
-            "ELSE launched_at END WHERE tenant_id = %s AND campaign_id = %s",
-            (to, to, tenant, campaign_id),
+            "ELSE launched_at END, "
+            # The schedule starts from now: slots missed while paused are not sent on resume.
+            "scheduled_until = CASE WHEN %s = 'active' THEN now() ELSE scheduled_until END "
+            "WHERE tenant_id = %s AND campaign_id = %s",
+            (to, to, to, tenant, campaign_id),
         )
         if to == "archived":
             conn.execute(

@@ -9,14 +9,22 @@ schedulers (a network partition that leaves a zombie connection) cannot create a
 from __future__ import annotations
 
 import contextlib
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import psycopg
 import structlog
+from marshmallow import ValidationError
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
-from services.outreach.schedule import latest_due, next_due, parsed_schedule
+from services.outreach.model import outreach_settings
+from services.outreach.schedule import (
+    latest_due,
+    next_due,
+    parsed_schedule,
+    stored_frequency_error,
+)
+from shared.api.audit import SYSTEM_ACTOR, audit
 
 log = structlog.get_logger("siyu.outreach")
 
@@ -71,7 +79,8 @@ def materialise(pool: ConnectionPool, now: datetime) -> int:
     with pool.connection() as conn:
         campaigns = conn.execute(
             "SELECT c.tenant_id, c.campaign_id, c.trigger, c.launched_at, c.scheduled_until, "
-            "c.updated_at, COALESCE(t.timezone, 'Asia/Shanghai') AS timezone FROM campaigns c "
+            "c.updated_at, COALESCE(t.timezone, 'Asia/Shanghai') AS timezone, t.settings "
+            "FROM campaigns c "
             "LEFT JOIN tenants t ON t.tenant_id = c.tenant_id "
             "WHERE c.status = 'active' AND c.trigger ? 'schedule' "
             "ORDER BY c.created_at, c.tenant_id, c.campaign_id"  # older campaigns' runs first
@@ -88,8 +97,23 @@ def materialise(pool: ConnectionPool, now: datetime) -> int:
     return created
 
 
+def _minimum(settings: dict | None) -> timedelta:
+    try:
+        minutes = outreach_settings(settings)["min_schedule_interval_minutes"]
+    except ValidationError:  # settings stored before a check: the default minimum
+        minutes = outreach_settings(None)["min_schedule_interval_minutes"]
+    return timedelta(minutes=minutes)
+
+
 def _materialise_one(pool: ConnectionPool, c: dict, now: datetime) -> int:
+    # Saving and launching refuse a schedule faster than the tenant's minimum; one saved before
+    # that check (or before the tenant raised its minimum) is paused here, never fired.
+    too_frequent = stored_frequency_error(c["trigger"]["schedule"], _minimum(c["settings"]))
+    if too_frequent:
+        return _pause_too_frequent(pool, c, now, too_frequent)
     schedule = parsed_schedule(c["trigger"]["schedule"])
+    # scheduled_until: the slots up to it were materialised or skipped (launch and resume set
+    # it to that moment: slots missed while paused are not sent, docs/security.md "Schedules").
     after = c["scheduled_until"] or c["launched_at"]
     due, missed = latest_due(schedule, c["timezone"], after, now)
     ended = due is None and next_due(schedule, c["timezone"], max(after, now)) is None
@@ -131,3 +155,24 @@ def _materialise_one(pool: ConnectionPool, c: dict, now: datetime) -> int:
     log.info("campaign_run_scheduled", tenant_id=c["tenant_id"], campaign_id=c["campaign_id"],
              run_id=row["run_id"], due_at=due.isoformat(), skipped=missed - 1)  # fmt: skip
     return 1
+
+
+def _pause_too_frequent(pool: ConnectionPool, c: dict, now: datetime, why: str) -> int:
+    """Pause the campaign (visible in its status, the reason in the audit log) unless it
+    changed meanwhile; its operator changes the schedule and launches it again."""
+    with pool.connection() as conn, conn.transaction():
+        paused = conn.execute(
+            "UPDATE campaigns SET status = 'paused', updated_at = %s "
+            "WHERE (tenant_id, campaign_id) IN (SELECT tenant_id, campaign_id FROM campaigns "
+            "  WHERE tenant_id = %s AND campaign_id = %s AND status = 'active' "
+            "  AND updated_at = %s FOR UPDATE SKIP LOCKED)",
+            (now, c["tenant_id"], c["campaign_id"], c["updated_at"]),
+        ).rowcount
+        if paused:
+            audit(conn, SYSTEM_ACTOR, c["tenant_id"], "campaign.pause", c["campaign_id"],
+                  {"from": "active", "to": "paused", "reason": "schedule_too_frequent",
+                   "message": why})  # fmt: skip
+    if paused:
+        log.warning("campaign_schedule_too_frequent", tenant_id=c["tenant_id"],
+                    campaign_id=c["campaign_id"], reason=why)  # fmt: skip
+    return 0

@@ -159,8 +159,8 @@ class Outreach:
             launched = self.call("POST", f"/campaigns/{campaign_id}/launch", "operator")
             assert launched.status_code == 200, launched.json
             # Launched "now" by the API's clock; the test's clock is the scheduler's.
-            self.sql("UPDATE campaigns SET launched_at = %s WHERE campaign_id = %s",
-                     (self.now - timedelta(days=1), campaign_id))  # fmt: skip
+            self.sql("UPDATE campaigns SET launched_at = %s, scheduled_until = NULL "
+                     "WHERE campaign_id = %s", (self.now - timedelta(days=1), campaign_id))  # fmt: skip
         return campaign_id
 
     # --- the worker's parts, at the test's clock

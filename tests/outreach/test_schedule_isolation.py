@@ -152,3 +152,83 @@ def test_a_schedule_stored_before_the_checks_is_skipped_not_a_stall(outreach):
     assert [(r["tenant_id"], r["campaign_id"]) for r in runs] == [("bloom", "cmp_bloom")]
     (old,) = outreach.sql("SELECT status FROM campaigns WHERE campaign_id = 'cmp_old'")
     assert old["status"] == "active"  # waiting, not ended: its operator must fix it
+
+
+def _paused_long_ago(outreach, campaign_id: str, days: int) -> None:
+    """The campaign as if it ran until ``days`` ago and was paused then (its cursor stale)."""
+    outreach.sql(
+        "UPDATE campaigns SET status = 'paused', launched_at = now() - %s, "
+        "scheduled_until = now() - %s WHERE campaign_id = %s",
+        (timedelta(days=days + 1), timedelta(days=days), campaign_id),
+    )
+
+
+def _resume(outreach, campaign_id: str, who: str = "operator"):
+    """Launch the paused campaign again; returns when (the API's clock)."""
+    resumed = outreach.call("POST", f"/campaigns/{campaign_id}/launch", who)
+    assert resumed.status_code == 200, resumed.json
+    (row,) = outreach.sql("SELECT updated_at FROM campaigns WHERE campaign_id = %s", (campaign_id,))
+    return row["updated_at"]
+
+
+def test_a_5_minute_campaign_resumed_after_months_fires_again(outreach):
+    """Review of issue 14: 400 days of 5-minute slots are more than one evaluation may look
+    at, so a campaign paused for 70+ days raised on every tick after its resume."""
+    settings = outreach.call("GET", "/settings/outreach", "admin").json
+    lowered = outreach.call("PUT", "/settings/outreach", "admin",
+                            json={**settings, "min_schedule_interval_minutes": 5})  # fmt: skip
+    assert lowered.status_code == 200, lowered.json
+    campaign = outreach.campaign(
+        name="every 5", **_body(outreach.content(), {"schedule": {"cron": "*/5 * * * *"}})
+    )
+    _paused_long_ago(outreach, campaign, days=100)
+    resumed_at = _resume(outreach, campaign)
+    assert scheduler.materialise(outreach.pool, resumed_at) == 0  # nothing due yet
+    later = resumed_at + timedelta(minutes=6)
+    assert scheduler.materialise(outreach.pool, later) == 1
+    (run,) = outreach.sql("SELECT due_at FROM campaign_runs WHERE campaign_id = %s", (campaign,))
+    assert resumed_at < run["due_at"] <= later
+    assert run["due_at"].minute % 5 == 0 and run["due_at"].second == 0
+
+
+def test_slots_missed_while_paused_are_not_sent_on_resume(outreach):
+    """Launch (or resume) starts the schedule from now: a paused campaign's slots are skipped,
+    not the latest of them sent at once (that is for a worker back from an outage)."""
+    campaign = outreach.campaign(name="hourly", **_body(outreach.content(), HOURLY))
+    _paused_long_ago(outreach, campaign, days=3)
+    resumed_at = _resume(outreach, campaign)
+    assert scheduler.materialise(outreach.pool, resumed_at) == 0
+    assert (
+        outreach.sql("SELECT run_id FROM campaign_runs WHERE campaign_id = %s", (campaign,)) == []
+    )
+    # The next slot goes out as usual.
+    assert scheduler.materialise(outreach.pool, resumed_at + timedelta(hours=1)) == 1
+
+
+def test_a_schedule_faster_than_the_minimum_stored_before_the_check_is_paused_not_fired(outreach):
+    """A campaign saved before the minimum interval (FREQ=MINUTELY) fired every minute, as only
+    saving and launching checked it: the scheduler pauses it (audited, with the reason); the
+    other tenant's campaign is scheduled in the same tick."""
+    for tenant, campaign_id, rule in (("acme", "cmp_fast", "FREQ=MINUTELY"),
+                                      ("bloom", "cmp_bloom", "FREQ=HOURLY")):  # fmt: skip
+        outreach.sql(
+            "INSERT INTO campaigns (tenant_id, campaign_id, name, channel, status, audience, "
+            "content, trigger, launched_at) VALUES (%s, %s, 'c', 'oa_custom', 'active', %s, %s, "
+            "%s, %s)",
+            (tenant, campaign_id, Jsonb({}), Jsonb({"item": "x"}),
+             Jsonb({"schedule": {"rrule": rule}}), outreach.now - timedelta(hours=2)),
+        )  # fmt: skip
+    assert outreach.schedule() == 1
+    runs = outreach.sql("SELECT tenant_id, campaign_id FROM campaign_runs")
+    assert [(r["tenant_id"], r["campaign_id"]) for r in runs] == [("bloom", "cmp_bloom")]
+    fast = outreach.call("GET", "/campaigns/cmp_fast", "operator").json
+    assert fast["status"] == "paused"
+    (entry,) = outreach.sql("SELECT * FROM audit_log WHERE target = 'cmp_fast'")
+    assert (entry["actor"], entry["action"]) == ("system", "campaign.pause")
+    assert entry["details"]["reason"] == "schedule_too_frequent"
+    assert "1 minute apart" in entry["details"]["message"]
+    # Later ticks leave it alone, and it cannot be launched again unchanged.
+    outreach.now += timedelta(minutes=5)
+    assert outreach.schedule() == 0
+    assert outreach.call("POST", "/campaigns/cmp_fast/launch", "operator").status_code == 400
+    assert outreach.call("GET", "/campaigns/cmp_fast", "operator").json["status"] == "paused"
