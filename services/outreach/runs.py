@@ -168,7 +168,9 @@ class Executor:
         with self.pool.connection() as conn:
             if campaign.channel in IDEMPOTENT:
                 conn.execute(
-                    "UPDATE deliveries SET status = 'pending' "
+                    "UPDATE deliveries SET status = CASE WHEN recipient_id LIKE 'erased:%%' "
+                    "THEN 'excluded' ELSE 'pending' END, reason = CASE WHEN recipient_id "
+                    "LIKE 'erased:%%' THEN 'erased' ELSE reason END "
                     "WHERE run_id = %s AND status = 'sending'",
                     (run["run_id"],),
                 )
@@ -227,6 +229,14 @@ class Executor:
         """Pending deliveries that go in one API call (same content and sender as the first
         pending one), marked ``sending`` and committed, in one statement."""
         with self.pool.connection() as conn:
+            # However a delivery of a person erased meanwhile got back to pending, it is
+            # excluded, never attempted (its address is gone).
+            conn.execute(
+                "UPDATE deliveries SET status = 'excluded', reason = 'erased', "
+                "next_attempt_at = NULL WHERE run_id = %s AND status = 'pending' "
+                "AND recipient_id LIKE 'erased:%%'",
+                (run["run_id"],),
+            )
             return conn.execute(
                 "WITH first AS (SELECT content_id, sender FROM deliveries "
                 "  WHERE run_id = %(run)s AND status = 'pending' ORDER BY delivery_id LIMIT 1) "
@@ -260,9 +270,11 @@ class Executor:
     def _back_to_pending(self, batch: list[dict[str, Any]], exc: Exception) -> None:
         ids = [d["delivery_id"] for d in batch]
         with self.pool.connection() as conn:
+            # A person erased while the call was in flight is not tried again.
             failed = conn.execute(
-                "UPDATE deliveries SET status = CASE WHEN attempts >= %s THEN 'failed' "
-                "ELSE 'pending' END, reason = %s, "
+                "UPDATE deliveries SET status = CASE WHEN recipient_id LIKE 'erased:%%' "
+                "THEN 'excluded' WHEN attempts >= %s THEN 'failed' ELSE 'pending' END, "
+                "reason = CASE WHEN recipient_id LIKE 'erased:%%' THEN 'erased' ELSE %s END, "
                 "errcode = %s WHERE delivery_id = ANY(%s) RETURNING status = 'failed' AS failed",
                 (MAX_ATTEMPTS, str(exc)[:300], getattr(exc, "errcode", None), ids),
             ).fetchall()

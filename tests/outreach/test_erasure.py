@@ -9,10 +9,13 @@ from datetime import timedelta
 
 import pytest
 
+from services.outreach.erasure import forget
 from services.outreach.projection import decode, make_process
 from shared import messages
 from shared.kafka.consumer import Decoded, Message
 from shared.privacy import encode_erasure
+from shared.wechat.wecom import WeComUnavailable
+from tests.outreach.test_delivery import Crash
 from tests.outreach.test_projection import snapshot
 
 pytestmark = pytest.mark.integration
@@ -108,3 +111,54 @@ def test_an_erasure_requeues_the_running_jobs_so_their_stale_samples_are_never_s
         assert not jobs.finish(conn, running["acme"], result=stale, error=None, ttl=ttl)
     (acme,) = outreach.sql("SELECT status, result FROM jobs WHERE tenant_id = 'acme'")
     assert (acme["status"], acme["result"]) == ("done", {"samples": []})
+
+
+def _oa_run_of_one(outreach):
+    """An OA template campaign due now for c_1 alone; returns it and the OA client."""
+    ((_, openid),) = [(e, o) for e, o in outreach.customers(40) if o][:1]
+    outreach.profile("c_1", openid=openid, segments=["followers"])
+    campaign = outreach.campaign(channel="oa_template", audience={"segments": ["followers"]},
+                                 content={"item": outreach.content()},
+                                 trigger={"schedule": {"cron": "0 10 * * TUE"}})  # fmt: skip
+    assert outreach.schedule() == 1
+    return campaign, outreach.clients.oa("acme")
+
+
+def _erase_during_the_call(outreach, client, monkeypatch, error: BaseException) -> None:
+    """c_1 is erased while its send is in flight (the delivery is ``sending``), then the call
+    fails with ``error``."""
+
+    def erased_meanwhile(body):
+        with outreach.pool.connection() as conn:
+            forget(conn, [{"tenant_id": "acme", "contact_id": "c_1", "erased_at": outreach.now}])
+        raise error
+
+    monkeypatch.setattr(client, "send_template", erased_meanwhile)
+
+
+@pytest.mark.parametrize("error", ["temporary", "crash"])
+def test_a_delivery_in_flight_when_its_person_is_erased_is_never_attempted_again(
+    outreach, monkeypatch, error
+):
+    """Review of issue 14: the erasure excluded only pending deliveries; one ``sending`` lost its
+    address, went back to pending (a temporary error, or a worker crash recovered) and was
+    attempted again with no address."""
+    campaign, client = _oa_run_of_one(outreach)
+    real = client.send_template
+    if error == "temporary":
+        _erase_during_the_call(outreach, client, monkeypatch, WeComUnavailable(-1, "busy"))
+        assert outreach.send() == 1  # the run waits to retry
+    else:
+        _erase_during_the_call(outreach, client, monkeypatch, Crash())
+        with pytest.raises(Crash):
+            outreach.send()
+    tried: list[dict] = []
+    monkeypatch.setattr(client, "send_template", lambda body: tried.append(body) or real(body))
+    outreach.now += timedelta(hours=1)  # past the back-off and the dead worker's lease
+    outreach.send()
+    (delivery,) = outreach.deliveries(campaign)
+    assert (delivery["status"], delivery["reason"]) == ("excluded", "erased")
+    assert delivery["recipient_id"].startswith("erased:") and delivery["address"] is None
+    assert tried == [] and outreach.messages("template") == []
+    (run,) = outreach.sql("SELECT status FROM campaign_runs WHERE campaign_id = %s", (campaign,))
+    assert run["status"] == "done"
