@@ -4,7 +4,8 @@ The person (the contact and the contacts merged into it) leaves the audience, th
 groups' member lists and the frequency caps' exposures. What was sent stays countable for the
 campaign's statistics but no longer says to whom: deliveries and runs about the contact get an
 opaque ``erased:<id>`` subject, lose the address (openid / external_userid), and those not sent
-yet are excluded or cancelled. Any other table of the schema with a ``contact_id`` column is
+yet are excluded or cancelled (one in flight is excluded when it would go back to pending:
+services/outreach/runs.py). Any other table of the schema with a ``contact_id`` column is
 emptied of the person as well. Idempotent: a redelivered erasure finds nothing more to change.
 """
 
