@@ -3,12 +3,15 @@ sends, ingest opens them, records the click and redirects (docs/security.md "Tra
 
 A token is ``2.<tenant>.<key version>.<sealed>``: the tenant id and key version in clear (ingest
 needs them to pick the key), everything else (URL, recipient identity, content, campaign,
-contact) sealed with AES-256-GCM, which both hides it and authenticates it together with the
-clear header. Each tenant's key is derived from the deployment secret (``SIYU_LINK_SECRET``)
-with HKDF-SHA256 over the tenant id and key version, so the services share no key store, one
-tenant's key opens nothing of another's, and raising a tenant's ``links.key_version`` in the
-tenants file rotates it; the previous version still opens until ``previous_valid_until``.
-Tokens of the old format (one HMAC-SHA1 key for the deployment, readable payload) are refused.
+contact, when the link was issued) sealed with AES-256-GCM, which both hides it and
+authenticates it together with the clear header. The issue time (``a``, seconds since the
+epoch) lets segment drop a click on a link issued before its recipient was erased, so an old
+link cannot bring an erased person back (docs/privacy.md). Each tenant's key is derived from
+the deployment secret (``SIYU_LINK_SECRET``) with HKDF-SHA256 over the tenant id and key
+version, so the services share no key store, one tenant's key opens nothing of another's, and
+raising a tenant's ``links.key_version`` in the tenants file rotates it; the previous version
+still opens until ``previous_valid_until``. Tokens of the old format (one HMAC-SHA1 key for the
+deployment, readable payload) are refused.
 """
 
 from __future__ import annotations
@@ -126,7 +129,8 @@ class LinkSigner:
         keys = self._keys(tenant_id)
         if keys is None:
             raise ValueError(f"unknown tenant {tenant_id!r}")
-        payload = {"u": url, "k": identity_kind, "v": identity_value}
+        issued = int(self._clock().timestamp())
+        payload = {"u": url, "k": identity_kind, "v": identity_value, "a": issued}
         for short, value in (("i", content_id), ("m", campaign_id), ("c", contact_id)):
             if value is not None:
                 payload[short] = value
@@ -160,6 +164,8 @@ class LinkSigner:
         if not isinstance(payload, dict) or not {"u", "k", "v"} <= payload.keys():
             return None
         if payload["k"] not in IDENTITY_KEYS or url_error(payload["u"]) is not None:
+            return None
+        if "a" in payload and (type(payload["a"]) is not int or payload["a"] < 0):
             return None
         return {**payload, "t": tenant_id}
 

@@ -5,6 +5,7 @@ profile and account. Derived values (role, score, stage, segments) are refreshed
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from psycopg import Connection
 from psycopg.types.json import Jsonb
@@ -61,12 +62,14 @@ class _Batch:
 
     def erased_subject(self, identities: list[IdentityKey], tp: Touchpoint) -> bool:
         """A person erased after this touchpoint was received: a replay or a redelivery of
-        what they did before, dropped. Received after the erasure, they are a new person."""
+        what they did before, dropped. Received after the erasure, they are a new person,
+        unless it is a click on a tracked link issued before the erasure (the link names the
+        erased person: an old message opened again, not a new relationship)."""
         if not self.erased:
             return False
         for identity in identities:
             at = self.erased.get(self.hashes[identity])
-            if at is not None and tp.received_at <= at:
+            if at is not None and (tp.received_at <= at or _old_link(tp, at)):
                 return True
         return False
 
@@ -100,6 +103,18 @@ class _Batch:
         if self.events:
             store.record_events(self.conn, self.tenant_id, self.events)
             self.events = []
+
+
+def _old_link(tp: Touchpoint, erased_at: datetime) -> bool:
+    """A click (ingest's ``link.clicked``) on a link issued before ``erased_at``; a link that
+    does not say when it was issued (sealed before links did) counts as old."""
+    if tp.source != "link" or tp.type != "link.clicked":
+        return False
+    issued = tp.attributes.get("link_issued_at")
+    try:
+        return issued is None or datetime.fromisoformat(issued) <= erased_at
+    except (TypeError, ValueError):
+        return True
 
 
 def apply_touchpoints(

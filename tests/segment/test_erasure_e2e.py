@@ -223,6 +223,11 @@ def test_an_erased_person_is_gone_everywhere_and_a_replay_does_not_bring_them_ba
     assert world.call("GET", path).status_code == 200  # none of those erased anything
 
     sent_to(world, contact)  # outreach's record of what it sent them
+    # A tracked link in a message sent to them, as outreach signs it (ingest's link secret).
+    old_link = world.ingest.deps.links.sign(
+        tenant_id="acme", url="https://acme.cn/wp", identity_kind="external_userid",
+        identity_value=ERASED, content_id="cnt_1", campaign_id="welcome", contact_id=contact,
+    )  # fmt: skip
     # A finished dry run whose samples name the person (results are kept for a day).
     world.rows(world.seg, "INSERT INTO jobs (job_id, tenant_id, kind, subject, params, status, "
                "result, expires_at) VALUES ('j_dry', 'acme', 'dry_run', 'aisceas', '{}', 'done', "
@@ -285,12 +290,15 @@ def test_an_erased_person_is_gone_everywhere_and_a_replay_does_not_bring_them_ba
     assert subject_of(kept_tp) is not None
 
     # Replay: the old touchpoints are produced again, and a fresh group reads the topic from the
-    # start. A marker (a new follower) shows both have been read: the person stays erased.
+    # start. A marker (a new follower) shows both have been read: the person stays erased, and
+    # so does a click on a link sent to them before the erasure.
     producer = create_producer(world.kafka, client_id="erasure-replay")
     try:
         publish(producer, [Record(touchpoints, r.key.decode(), r.value) for r in records])
     finally:
         producer.close()
+    # And they open the old message again: a click received now, on a link issued before.
+    assert world.ingest.client.get(f"/r/{old_link}").status_code == 302
     with RunnerThread(world.segment.runner("erasure-replay")):
         assert world.ingest.oa_post(subscribed("oMarker01", NOW + 60)).status_code == 200
         marker = wait_until(lambda: world.contact_of("openid", "oMarker01"), DEADLINE_S,
@@ -408,3 +416,62 @@ def test_an_answer_to_a_request_made_before_the_erasure_does_not_bring_the_perso
                                     answers=again)  # fmt: skip
         apply_batch(conn, tenants, [fresh], topics)
         assert names(conn) == ["李雷"]
+
+
+def test_a_click_on_a_link_issued_before_the_erasure_does_not_bring_the_person_back(stack, schema):
+    """Tracked links name their recipient (shared/links.py): a click after the erasure on a link
+    sent before it is the erased person's (dropped, like a replay), not a new person. Back as
+    new (they follow again), a link sent to them afterwards counts; an old one still does not.
+    Signed as outreach signs, opened and turned into the click as ingest does."""
+    from psycopg.rows import dict_row
+
+    from services.ingest.links import click_touchpoint
+    from services.segment.consumer import apply_batch
+    from services.segment.derive import Topics
+    from services.segment.erasure import erase_contact
+    from shared.config import load_tenants
+    from shared.envelope import Identity, Touchpoint
+    from shared.links import LinkSigner
+
+    tenants, topics = load_tenants(DEMO_TENANTS_PATH), Topics.with_prefix("")
+    migrate_service(stack.dsn, "segment", schema=schema)
+    openid = "oErasedReader01"
+    before = datetime.now(UTC) - timedelta(minutes=5)
+
+    def link(issued: datetime) -> str:
+        signer = LinkSigner("test-link-secret-0123456789", tenants, clock=lambda: issued)
+        return signer.sign(tenant_id="acme", url="https://acme.cn/wp", identity_kind="openid",
+                           identity_value=openid, content_id="cnt_1", campaign_id="cmp_1")  # fmt: skip
+
+    def click(token: str) -> Touchpoint:
+        payload = LinkSigner("test-link-secret-0123456789", tenants).load(token)
+        return click_touchpoint(token, payload, received_at=datetime.now(UTC), user_agent="t")
+
+    def followed(at: datetime, event_id: str) -> Touchpoint:
+        return Touchpoint(event_id=event_id, tenant_id="acme", source="wechat_oa",
+                          type="oa.subscribe", occurred_at=at, received_at=at,
+                          identity=Identity(openid=openid))  # fmt: skip
+
+    def clicks(conn) -> list:
+        return conn.execute("SELECT contact_id FROM events WHERE type = 'link.clicked'").fetchall()
+
+    with psycopg.connect(stack.dsn, options=f"-c search_path={schema}", row_factory=dict_row,
+                         autocommit=True) as conn:  # fmt: skip
+        apply_batch(conn, tenants, [followed(before, "a" * 32)], topics)
+        old_link = link(before + timedelta(seconds=30))  # sent to them before the erasure
+        (row,) = conn.execute("SELECT contact_id FROM contacts").fetchall()
+        with conn.transaction():
+            erased = erase_contact(conn, tenants.get("acme"), row["contact_id"], actor="t",
+                                   reason="r", topics=topics)  # fmt: skip
+
+        apply_batch(conn, tenants, [click(old_link)], topics)  # received after the erasure
+        assert conn.execute("SELECT contact_id FROM contacts").fetchall() == []
+        assert conn.execute("SELECT 1 FROM identities").fetchall() == []
+
+        # They follow again: a new person. A link sent now counts; the old one still does not.
+        again = erased.erased_at + timedelta(seconds=5)
+        apply_batch(conn, tenants, [followed(again, "b" * 32)], topics)
+        apply_batch(conn, tenants, [click(old_link)], topics)
+        assert clicks(conn) == []
+        apply_batch(conn, tenants, [click(link(again + timedelta(seconds=5)))], topics)
+        assert [r["contact_id"] for r in clicks(conn)] == [row["contact_id"]]

@@ -31,7 +31,23 @@ def test_a_token_opens_to_what_was_signed():
     s = signer({"acme": LinkKeys()})
     payload = s.load(sign(s))
     assert payload == {"t": "acme", "u": "https://acme.cn/wp", "k": "openid", "v": OPENID,
-                       "i": "cnt_1", "m": "cmp_1", "c": "c_42"}  # fmt: skip
+                       "i": "cnt_1", "m": "cmp_1", "c": "c_42",
+                       "a": int(NOW.timestamp())}  # fmt: skip
+
+
+def test_a_click_records_when_its_link_was_issued():
+    """Segment drops a click on a link issued before its recipient was erased (docs/privacy.md)."""
+    from services.ingest.links import click_touchpoint
+
+    s = signer({"acme": LinkKeys()})
+    token = sign(s)
+    later = NOW + timedelta(days=3)
+    click = click_touchpoint(token, s.load(token), received_at=later, user_agent=None)
+    assert click.received_at == later
+    assert click.attributes["link_issued_at"] == NOW.isoformat()
+    unsaid = {k: v for k, v in s.load(token).items() if k != "a"}  # sealed before links said
+    click = click_touchpoint(token, unsaid, received_at=later, user_agent=None)
+    assert "link_issued_at" not in click.attributes
 
 
 def _decodings(text: str) -> list[bytes]:
