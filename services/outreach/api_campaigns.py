@@ -44,10 +44,11 @@ from shared.api import (
     role_rank,
     tenant_id,
 )
-from shared.api.jobs import LOCATION, busy, job_schema
+from shared.api.jobs import LOCATION, accepted, job_schema
+from shared.api.jobs import submit as submit_job
 from shared.api.jobs import view as job_view
 from shared.api.names import unknown_names
-from shared.jobs import JobFailed, JobKind, JobSettings, Progress
+from shared.jobs import JobFailed, JobKind, Progress
 
 campaigns = Blueprint("campaigns", __name__, description="Campaigns, previews and runs")
 deliveries = Blueprint("deliveries", __name__, description="The delivery log")
@@ -421,14 +422,9 @@ def preview_campaign(args: dict, campaign_id: str):
         except PlanError as exc:
             raise invalid(str(exc), code="campaign_not_runnable") from None
         params = {"sample": args["sample"], "now": datetime.now(UTC)}
-        try:
-            job = jobs.submit(conn, tenant=tenant, kind=PREVIEW_JOB, subject=campaign_id,
-                              params=params, created_by=principal().token_id,
-                              ttl=JobSettings.from_env().ttl)  # fmt: skip
-        except jobs.Busy as exc:
-            raise busy(exc, _preview_url(exc.job["subject"], exc.job["job_id"])) from None
-    jobs.wake()
-    return job_view(job), 202, {"Location": _preview_url(campaign_id, job["job_id"])}
+        job = submit_job(conn, tenant=tenant, kind=PREVIEW_JOB, subject=campaign_id,
+                         params=params, locate=_preview_url)  # fmt: skip
+    return accepted(job, _preview_url)
 
 
 @campaigns.route("/campaigns/<campaign_id>/preview/<job_id>", methods=["GET"])

@@ -55,10 +55,11 @@ from shared.api import (
     principal,
     require,
 )
-from shared.api.jobs import LOCATION, busy, job_schema
+from shared.api.jobs import LOCATION, accepted, job_schema
+from shared.api.jobs import submit as submit_job
 from shared.api.jobs import view as job_view
 from shared.config import Tenant
-from shared.jobs import JobFailed, JobKind, JobSettings, Progress
+from shared.jobs import JobFailed, JobKind, Progress
 
 MAX_CUSTOM_MODELS = 50  # per tenant: keeps GET /lifecycle a short, unpaged list
 DRY_RUN_BATCH = 500
@@ -599,14 +600,9 @@ def dry_run_model(body: dict, name: str):
             document, _ = _find_document(conn, tenant, name)
         _load(document)  # an invalid model is a 400 now, not a failed job
         params = {"document": document, "now": now, "mode": tenant.mode}
-        try:
-            job = jobs.submit(conn, tenant=tenant.id, kind=DRY_RUN_JOB, subject=name,
-                              params=params, created_by=principal().token_id,
-                              ttl=JobSettings.from_env().ttl)  # fmt: skip
-        except jobs.Busy as exc:
-            raise busy(exc, _dry_run_url(exc.job["subject"], exc.job["job_id"])) from None
-    jobs.wake()
-    return job_view(job), 202, {"Location": _dry_run_url(name, job["job_id"])}
+        job = submit_job(conn, tenant=tenant.id, kind=DRY_RUN_JOB, subject=name, params=params,
+                         locate=_dry_run_url)  # fmt: skip
+    return accepted(job, _dry_run_url)
 
 
 @lifecycle.route("/lifecycle/<name>/dry-run/<job_id>", methods=["GET"])

@@ -4,10 +4,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from marshmallow import Schema, fields
 
+from shared import jobs
+from shared.api.auth import principal
 from shared.api.errors import ApiError
-from shared.jobs import STATUSES, Busy
+from shared.jobs import STATUSES, Busy, JobSettings
+
+# The URL of a job from its subject (the model or campaign) and id.
+Locate = Callable[[str, str], str]
 
 LOCATION = {
     "Location": {
@@ -54,3 +61,20 @@ def busy(exc: Busy, location: str) -> ApiError:
         f"a {job['kind']} job of this tenant is {job['status']}; poll it, then ask again",
         {"job_id": job["job_id"], "location": location},
     )
+
+
+def submit(conn, *, tenant: str, kind: str, subject: str, params: dict, locate: Locate) -> dict:
+    """Queue the caller's job in ``conn``'s transaction; 409 while one of the kind is in
+    progress for the tenant (naming it). Answer with ``accepted`` once committed."""
+    try:
+        return jobs.submit(conn, tenant=tenant, kind=kind, subject=subject, params=params,
+                           created_by=principal().token_id,
+                           ttl=JobSettings.from_env().ttl)  # fmt: skip
+    except Busy as exc:
+        raise busy(exc, locate(exc.job["subject"], exc.job["job_id"])) from None
+
+
+def accepted(job: dict, locate: Locate) -> tuple[dict, int, dict]:
+    """The 202 answer for a committed job; the runners are woken to claim it."""
+    jobs.wake()
+    return view(job), 202, {"Location": locate(job["subject"], job["job_id"])}
