@@ -135,18 +135,24 @@ def test_one_tenants_schedule_evaluation_never_blocks_another_tenants_pause(outr
     assert [(r["tenant_id"], r["campaign_id"]) for r in runs] == [("acme", acme)]
 
 
-def test_a_schedule_stored_before_the_checks_is_skipped_not_a_stall(outreach):
-    """An RRULE dateutil would walk for minutes (saved before the parts were checked) is
-    skipped for its campaign; the other tenant's campaign is scheduled in the same tick."""
-    for tenant, campaign_id, rule in (("acme", "cmp_old", "FREQ=HOURLY;BYSETPOS=3"),
+def stored_before_the_checks(outreach, rule: str, campaign_id: str) -> None:
+    """Acme's active campaign with ``rule``, written as a campaign saved before the checks were;
+    bloom's hourly one beside it."""
+    for tenant, campaign, trigger in (("acme", campaign_id, rule),
                                       ("bloom", "cmp_bloom", "FREQ=HOURLY")):  # fmt: skip
         outreach.sql(
             "INSERT INTO campaigns (tenant_id, campaign_id, name, channel, status, audience, "
             "content, trigger, launched_at) VALUES (%s, %s, 'c', 'oa_custom', 'active', %s, %s, "
             "%s, %s)",
-            (tenant, campaign_id, Jsonb({}), Jsonb({"item": "x"}),
-             Jsonb({"schedule": {"rrule": rule}}), outreach.now - timedelta(hours=2)),
+            (tenant, campaign, Jsonb({}), Jsonb({"item": "x"}),
+             Jsonb({"schedule": {"rrule": trigger}}), outreach.now - timedelta(hours=2)),
         )  # fmt: skip
+
+
+def test_a_schedule_stored_before_the_checks_is_skipped_not_a_stall(outreach):
+    """An RRULE dateutil would walk for minutes (saved before the parts were checked) is
+    skipped for its campaign; the other tenant's campaign is scheduled in the same tick."""
+    stored_before_the_checks(outreach, "FREQ=HOURLY;BYSETPOS=3", "cmp_old")
     assert outreach.schedule() == 1
     runs = outreach.sql("SELECT tenant_id, campaign_id FROM campaign_runs")
     assert [(r["tenant_id"], r["campaign_id"]) for r in runs] == [("bloom", "cmp_bloom")]
@@ -209,15 +215,7 @@ def test_a_schedule_faster_than_the_minimum_stored_before_the_check_is_paused_no
     """A campaign saved before the minimum interval (FREQ=MINUTELY) fired every minute, as only
     saving and launching checked it: the scheduler pauses it (audited, with the reason); the
     other tenant's campaign is scheduled in the same tick."""
-    for tenant, campaign_id, rule in (("acme", "cmp_fast", "FREQ=MINUTELY"),
-                                      ("bloom", "cmp_bloom", "FREQ=HOURLY")):  # fmt: skip
-        outreach.sql(
-            "INSERT INTO campaigns (tenant_id, campaign_id, name, channel, status, audience, "
-            "content, trigger, launched_at) VALUES (%s, %s, 'c', 'oa_custom', 'active', %s, %s, "
-            "%s, %s)",
-            (tenant, campaign_id, Jsonb({}), Jsonb({"item": "x"}),
-             Jsonb({"schedule": {"rrule": rule}}), outreach.now - timedelta(hours=2)),
-        )  # fmt: skip
+    stored_before_the_checks(outreach, "FREQ=MINUTELY", "cmp_fast")
     assert outreach.schedule() == 1
     runs = outreach.sql("SELECT tenant_id, campaign_id FROM campaign_runs")
     assert [(r["tenant_id"], r["campaign_id"]) for r in runs] == [("bloom", "cmp_bloom")]
