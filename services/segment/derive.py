@@ -491,13 +491,26 @@ def derive_touched(
         topics=topics,
         history=history,
     )
-    if changed:
-        members = conn.execute(
-            "SELECT * FROM contacts WHERE tenant_id = %s AND account_id = ANY(%s) "
-            "ORDER BY contact_id",
-            (tenant.id, sorted(changed)),
-        ).fetchall()
-        refresh_contacts(conn, tenant, members, topics=topics, history=history)
+    refresh_members(conn, tenant, changed, topics=topics, history=history)
+
+
+def refresh_members(
+    conn: Connection,
+    tenant: Tenant,
+    accounts: set[str],
+    *,
+    topics: Topics,
+    history: Mapping[str, list[EventFact]] | None = None,
+) -> None:
+    """Re-derive the members of ``accounts`` whose stage, roles or flags just changed: a member's
+    profile carries its account's."""
+    if not accounts:
+        return
+    members = conn.execute(
+        "SELECT * FROM contacts WHERE tenant_id = %s AND account_id = ANY(%s) ORDER BY contact_id",
+        (tenant.id, sorted(accounts)),
+    ).fetchall()
+    refresh_contacts(conn, tenant, members, topics=topics, history=history)
 
 
 def override_stage(

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 import structlog
 from psycopg import Connection, sql
 
-from services.segment.derive import Topics, lock_with_members, refresh_accounts, refresh_contacts
+from services.segment.derive import Topics, lock_with_members, refresh_accounts, refresh_members
 from shared.config import Tenant
 from shared.job_results import forget_results
 from shared.privacy import encode_erasure, identity_hash
@@ -221,13 +221,7 @@ def _refresh_account(conn: Connection, tenant: Tenant, account_id: str | None, t
         (tenant.id, account_id, tenant.id, account_id),
     )
     changed = refresh_accounts(conn, tenant, [account_id], event_ids={}, topics=topics)
-    if changed:
-        members = conn.execute(
-            "SELECT * FROM contacts WHERE tenant_id = %s AND account_id = ANY(%s) "
-            "ORDER BY contact_id",
-            (tenant.id, sorted(changed)),
-        ).fetchall()
-        refresh_contacts(conn, tenant, members, topics=topics)
+    refresh_members(conn, tenant, changed, topics=topics)
 
 
 # --- `siyu contact erase` -------------------------------------------------------------------------
