@@ -48,17 +48,27 @@ LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 #variable_conflict use_column
 DECLARE
     r record;
+    i integer;
+    kt text;
+    kk text;
+    km text;
+    ks1 text;
     st text;
     ent timestamptz;
     seen text[];
 BEGIN
+    -- Subject by subject: each query reads one history in the order of the covering index
+    -- stage_history_funnel (0009), whatever the planner's statistics say.
+    FOR i IN 1 .. coalesce(array_length(ss, 1), 0) LOOP
+    -- scalars, not the arrays, are the query's parameters (an array would be copied per query)
+    kt := ts[i]; kk := ks[i]; km := ms[i]; ks1 := ss[i];
     FOR r IN
         SELECT h.tenant_id AS t, h.subject_kind AS k, h.model AS m, h.subject_id AS s,
                h.from_stage, h.to_stage, h.changed_at
-          FROM unnest(ts, ks, ms, ss) AS x(t, k, m, s)
-          JOIN stage_history h ON h.tenant_id = x.t AND h.subject_kind = x.k
-                              AND h.model = x.m AND h.subject_id = x.s
-         ORDER BY 1, 2, 3, 4, h.changed_at, h.id
+          FROM stage_history h
+         WHERE h.tenant_id = kt AND h.subject_kind = kk AND h.model = km
+           AND h.subject_id = ks1
+         ORDER BY h.changed_at, h.id
     LOOP
         IF st IS NULL OR r.s <> subject_id OR r.m <> model OR r.k <> subject_kind
            OR r.t <> tenant_id THEN
@@ -82,6 +92,7 @@ BEGIN
         st := r.to_stage;
         ent := r.changed_at;
     END LOOP;
+    END LOOP;
     IF st IS NOT NULL THEN
         stage := st; entered_at := ent; left_at := NULL; stages := seen;
         RETURN NEXT;
@@ -90,20 +101,18 @@ END
 $$;
 
 -- Recomputes the summaries of the given subjects from their history. The funnel_subjects row
--- is also the subject's lock: a concurrent writer of the same subject waits for this
--- transaction, then walks the history with what it committed (each statement of a READ
--- COMMITTED function sees what was committed before it started).
+-- is also the subject's lock (inserted, or cleared, first): a concurrent writer of the same
+-- subject waits for this transaction, then walks the history with what it committed (each
+-- statement of a READ COMMITTED function sees what was committed before it started).
 CREATE FUNCTION funnel_refresh(ts text[], ks text[], ms text[], ss text[]) RETURNS void
 LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
     INSERT INTO funnel_subjects (tenant_id, subject_kind, model, subject_id)
     SELECT * FROM unnest(ts, ks, ms, ss) AS x(t, k, m, s) ORDER BY 1, 2, 3, 4
     ON CONFLICT DO NOTHING;
-    PERFORM 1 FROM funnel_subjects f
-      JOIN unnest(ts, ks, ms, ss) AS x(t, k, m, s)
-        ON f.tenant_id = x.t AND f.subject_kind = x.k AND f.model = x.m AND f.subject_id = x.s
-     ORDER BY f.tenant_id, f.subject_kind, f.model, f.subject_id
-       FOR UPDATE OF f;
+    UPDATE funnel_subjects f SET end_stage = NULL, end_at = NULL, stages = NULL
+      FROM unnest(ts, ks, ms, ss) AS x(t, k, m, s)
+     WHERE f.tenant_id = x.t AND f.subject_kind = x.k AND f.model = x.m AND f.subject_id = x.s;
     DELETE FROM funnel_stays f USING unnest(ts, ks, ms, ss) AS x(t, k, m, s)
      WHERE f.tenant_id = x.t AND f.subject_kind = x.k AND f.model = x.m AND f.subject_id = x.s;
     WITH w AS MATERIALIZED (SELECT * FROM funnel_walk(ts, ks, ms, ss)),
@@ -122,10 +131,7 @@ BEGIN
     -- subjects left without history (erased, or merged into another)
     DELETE FROM funnel_subjects f USING unnest(ts, ks, ms, ss) AS x(t, k, m, s)
      WHERE f.tenant_id = x.t AND f.subject_kind = x.k AND f.model = x.m AND f.subject_id = x.s
-       AND NOT EXISTS (
-           SELECT 1 FROM stage_history h
-            WHERE h.tenant_id = x.t AND h.subject_kind = x.k AND h.model = x.m
-              AND h.subject_id = x.s);
+       AND f.end_stage IS NULL;
 END
 $$;
 
