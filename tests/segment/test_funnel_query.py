@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -212,3 +214,44 @@ def test_migration_backfills_the_summaries(stack, schema):
         conn.commit()
         apply(stack.dsn, schema, migrations)
         check(conn, current, moves)
+
+
+def test_concurrent_writers_of_one_subject_leave_its_whole_history(stack, schema, conn):
+    """Two transactions writing the same subject's history at once: the second one's trigger
+    waits for the first (the summary row is the subject's lock), then sees both rows."""
+    load(conn, [Current("s1", "interest", T0 + timedelta(days=2))], [])
+    conn.commit()
+    first = Move("s1", None, "attention", T0 + timedelta(days=1), 1)
+    second = Move("s1", "attention", "interest", T0 + timedelta(days=2), 2)
+    insert = (
+        "INSERT INTO stage_history (id, tenant_id, subject_kind, subject_id, model, from_stage, "
+        "to_stage, cause, changed_at) VALUES (%s, 'acme', 'contact', %s, 'mini', %s, %s, 't', %s)"
+    )
+    options = f"-c search_path={schema}"
+    with psycopg.connect(stack.dsn, options=options) as one:
+        one.execute(insert, (first.seq, "s1", first.from_stage, first.to_stage, first.changed_at))
+
+        def other():
+            with psycopg.connect(stack.dsn, options=options) as two:
+                two.execute(
+                    insert,
+                    (second.seq, "s1", second.from_stage, second.to_stage, second.changed_at),
+                )
+
+        with ThreadPoolExecutor(1) as pool:
+            done = pool.submit(other)
+            for _ in range(200):  # until the other writer waits for this one's lock
+                waiting = conn.execute(
+                    "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE 'INSERT INTO stage_history%%'"
+                ).fetchone()["n"]
+                conn.commit()
+                if waiting:
+                    break
+                time.sleep(0.05)
+            assert waiting
+            one.commit()
+            done.result(timeout=30)
+    check(conn, [Current("s1", "interest", T0 + timedelta(days=2))], [first, second])
+    stays = conn.execute("SELECT stage, duration FROM funnel_stays").fetchall()
+    assert stays == [{"stage": "attention", "duration": timedelta(days=1)}]
