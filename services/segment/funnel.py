@@ -4,8 +4,10 @@ Input: the subjects in scope (contacts or accounts) with their current stage and
 and their recorded transitions (``stage_history`` rows of the model). No I/O, no clock.
 
 The admin API counts the same numbers in SQL (``funnel_query``: a tenant's contacts never
-leave the database); this function defines them and is the oracle its tests compare with. Both
-end in ``assemble``, which shapes the tallies into the report.
+leave the database), from per-subject summaries and stays that triggers on ``stage_history``
+keep by this module's ``_chain`` rule (segment migration 0012); this function defines them and
+is the oracle its tests compare with. Both end in ``assemble``, which shapes the tallies into
+the report.
 
 What the numbers mean
 ---------------------

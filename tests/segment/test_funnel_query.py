@@ -9,7 +9,10 @@ for the model in use and for another one.
 
 from __future__ import annotations
 
+import dataclasses
 import random
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -17,7 +20,7 @@ import pytest
 
 from services.segment.funnel import Current, FunnelSpec, Move, assemble, funnel_report
 from services.segment.funnel_query import funnel_tallies
-from shared.migrations import migrate_service
+from shared.migrations import apply, discover, migrate_service, migrations_dir
 
 pytestmark = pytest.mark.integration
 
@@ -131,3 +134,124 @@ def test_sql_funnel_of_an_empty_tenant(conn):
     load(conn, [], [])
     tallies = funnel_tallies(conn, SPEC, SCOPE, {"tenant": "acme"}, kind="contact", active=True)
     assert assemble(SPEC, tallies) == funnel_report(SPEC, [], [])
+
+
+def check(conn, current: list[Current], moves: list[Move]) -> None:
+    in_scope = {c.subject_id for c in current}
+    scoped_moves = [m for m in moves if m.subject_id in in_scope]
+    for window in WINDOWS:
+        for active in (True, False):
+            expected = funnel_report(SPEC, current if active else None, scoped_moves, **window)
+            tallies = funnel_tallies(
+                conn, SPEC, SCOPE, {"tenant": "acme"}, kind="contact", active=active, **window
+            )
+            assert assemble(SPEC, tallies) == expected, (window, active)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_summaries_follow_merges_erasure_and_rewrites(conn, seed):
+    """The summaries are kept by triggers on stage_history: whatever writes it, merges (a
+    history re-keyed onto the survivor), erasure (deleted), rows rewritten, one statement
+    touching many subjects, the report stays the oracle's."""
+    rng = random.Random(100 + seed)
+    current, moves = generate(rng, subjects=60)
+    load(conn, current, moves)
+    check(conn, current, moves)
+    subjects = sorted({m.subject_id for m in moves})
+    # Merges: each source's history onto its survivor, the source contact deleted.
+    for source, target in zip(subjects[0:10], subjects[10:20], strict=True):
+        conn.execute(
+            "UPDATE stage_history SET subject_id = %s WHERE tenant_id = 'acme' "
+            "AND subject_kind = 'contact' AND subject_id = %s",
+            (target, source),
+        )
+        conn.execute("DELETE FROM contacts WHERE contact_id = %s", (source,))
+        moves = [
+            dataclasses.replace(m, subject_id=target) if m.subject_id == source else m
+            for m in moves
+        ]
+        current = [c for c in current if c.subject_id != source]
+    # Erasure: one statement deletes several subjects' histories.
+    erased = subjects[20:26]
+    conn.execute(
+        "DELETE FROM stage_history WHERE tenant_id = 'acme' AND subject_id = ANY(%s)", (erased,)
+    )
+    moves = [m for m in moves if m.subject_id not in erased]
+    # A row rewritten in place (its stage and time), and a new transition.
+    victim = next(m for m in moves if m.subject_id in subjects[26:])
+    later = victim.changed_at + timedelta(days=3)
+    conn.execute(
+        "UPDATE stage_history SET to_stage = 'action', changed_at = %s WHERE id = %s",
+        (later, victim.seq),
+    )
+    moves = [
+        Move(m.subject_id, m.from_stage, "action", later, m.seq) if m.seq == victim.seq else m
+        for m in moves
+    ]
+    conn.execute(
+        "INSERT INTO stage_history (id, tenant_id, subject_kind, subject_id, model, from_stage, "
+        "to_stage, cause, changed_at) VALUES (10000, 'acme', 'contact', %s, 'mini', NULL, "
+        "'interest', 'test', %s)",
+        (subjects[-1], T0 + timedelta(days=12)),
+    )
+    moves.append(Move(subjects[-1], None, "interest", T0 + timedelta(days=12), 10000))
+    check(conn, current, moves)
+    # Every subject erased: nothing left behind.
+    conn.execute("DELETE FROM stage_history")
+    assert conn.execute("SELECT count(*) AS n FROM funnel_subjects").fetchone()["n"] == 0
+    assert conn.execute("SELECT count(*) AS n FROM funnel_stays").fetchone()["n"] == 0
+
+
+def test_migration_backfills_the_summaries(stack, schema):
+    """Migration 0012 summarises the history written before it."""
+    migrations = discover(migrations_dir("segment"))
+    apply(stack.dsn, schema, [m for m in migrations if m.version < 12])
+    rng = random.Random(7)
+    current, moves = generate(rng, subjects=60)
+    with psycopg.connect(stack.dsn, options=f"-c search_path={schema}") as conn:
+        conn.row_factory = psycopg.rows.dict_row
+        load(conn, current, moves)
+        conn.commit()
+        apply(stack.dsn, schema, migrations)
+        check(conn, current, moves)
+
+
+def test_concurrent_writers_of_one_subject_leave_its_whole_history(stack, schema, conn):
+    """Two transactions writing the same subject's history at once: the second one's trigger
+    waits for the first (the summary row is the subject's lock), then sees both rows."""
+    load(conn, [Current("s1", "interest", T0 + timedelta(days=2))], [])
+    conn.commit()
+    first = Move("s1", None, "attention", T0 + timedelta(days=1), 1)
+    second = Move("s1", "attention", "interest", T0 + timedelta(days=2), 2)
+    insert = (
+        "INSERT INTO stage_history (id, tenant_id, subject_kind, subject_id, model, from_stage, "
+        "to_stage, cause, changed_at) VALUES (%s, 'acme', 'contact', %s, 'mini', %s, %s, 't', %s)"
+    )
+    options = f"-c search_path={schema}"
+    with psycopg.connect(stack.dsn, options=options) as one:
+        one.execute(insert, (first.seq, "s1", first.from_stage, first.to_stage, first.changed_at))
+
+        def other():
+            with psycopg.connect(stack.dsn, options=options) as two:
+                two.execute(
+                    insert,
+                    (second.seq, "s1", second.from_stage, second.to_stage, second.changed_at),
+                )
+
+        with ThreadPoolExecutor(1) as pool:
+            done = pool.submit(other)
+            for _ in range(200):  # until the other writer waits for this one's lock
+                waiting = conn.execute(
+                    "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND query LIKE 'INSERT INTO stage_history%%'"
+                ).fetchone()["n"]
+                conn.commit()
+                if waiting:
+                    break
+                time.sleep(0.05)
+            assert waiting
+            one.commit()
+            done.result(timeout=30)
+    check(conn, [Current("s1", "interest", T0 + timedelta(days=2))], [first, second])
+    stays = conn.execute("SELECT stage, duration FROM funnel_stays").fetchall()
+    assert stays == [{"stage": "attention", "duration": timedelta(days=1)}]
