@@ -197,7 +197,8 @@ def test_a_rule_that_fails_while_evaluated_is_recorded_and_the_others_still_eval
     failures: dict[str, RuleFailure] = {}
     assert membership(segments, facts, NOW, failures=failures) == ["b-vip"]
     assert list(failures) == ["a-bomb"]
-    assert failures["a-bomb"].reason.startswith("OverflowError: ")
+    # The type and where in the rule, never the exception's text (it may quote contact data).
+    assert failures["a-bomb"].reason == "OverflowError while evaluating (root)"
     # Skipped for the rest of the batch: not evaluated (and not recorded) again.
     failures["a-bomb"] = RuleFailure("a-bomb", "first")
     assert membership(segments, facts, NOW, failures=failures) == ["b-vip"]
