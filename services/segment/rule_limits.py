@@ -94,14 +94,7 @@ def check_rule(doc: Any, what: str = "rule") -> None:
         raise RuleTooLarge(
             f"{what} has {size.conditions} conditions; at most {MAX_RULE_CONDITIONS}"
         )
-    if size.json_depth > MAX_RULE_JSON_DEPTH:
-        raise RuleTooLarge(
-            f"{what} is nested {size.json_depth} deep as JSON; at most {MAX_RULE_JSON_DEPTH}"
-        )
-    # Safe to serialise now: the nesting is bounded.
-    size_bytes = json_bytes(doc)
-    if size_bytes > MAX_RULE_BYTES:
-        raise RuleTooLarge(f"{what} is {size_bytes} bytes as JSON; at most {MAX_RULE_BYTES}")
+    _check_json(doc, what, size.json_depth, MAX_RULE_JSON_DEPTH, MAX_RULE_BYTES)
 
 
 def check_model(doc: Any) -> None:
@@ -119,14 +112,17 @@ def check_model(doc: Any) -> None:
                         check_rule(item["when"], path)
                     except RuleTooLarge as exc:
                         raise RuleTooLarge(exc.message, path) from None
-    size = measure(doc)  # a value nested deep outside the conditions
-    if size.json_depth > MAX_MODEL_JSON_DEPTH:
-        raise RuleTooLarge(
-            f"the model is nested {size.json_depth} deep as JSON; at most {MAX_MODEL_JSON_DEPTH}"
-        )
+    # A value nested deep outside the conditions.
+    _check_json(doc, "the model", measure(doc).json_depth, MAX_MODEL_JSON_DEPTH, MAX_MODEL_BYTES)
+
+
+def _check_json(doc: Any, what: str, depth: int, max_depth: int, max_bytes: int) -> None:
+    if depth > max_depth:
+        raise RuleTooLarge(f"{what} is nested {depth} deep as JSON; at most {max_depth}")
+    # Safe to serialise now: the nesting is bounded.
     size_bytes = json_bytes(doc)
-    if size_bytes > MAX_MODEL_BYTES:
-        raise RuleTooLarge(f"the model is {size_bytes} bytes as JSON; at most {MAX_MODEL_BYTES}")
+    if size_bytes > max_bytes:
+        raise RuleTooLarge(f"{what} is {size_bytes} bytes as JSON; at most {max_bytes}")
 
 
 def json_bytes(doc: Any) -> int:
