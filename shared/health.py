@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -32,6 +33,27 @@ log = structlog.get_logger("siyu.health")
 Check = Callable[[], None]
 
 _checks_pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="readyz")
+
+
+def postgres_check(pool) -> Check:
+    """Ready when a pooled connection answers within 2 s."""
+
+    def check() -> None:
+        with pool.connection(timeout=2) as conn:
+            conn.execute("SELECT 1")
+
+    return check
+
+
+def polled_check(runner, within_s: float = 30) -> Check:
+    """Ready when the consumer ``runner`` polled Kafka within the last ``within_s`` seconds."""
+
+    def check() -> None:
+        last = runner.last_poll_at
+        if last is None or time.monotonic() - last > within_s:
+            raise RuntimeError(f"the consumer has not polled in the last {within_s:g} s")
+
+    return check
 
 
 def run_checks(checks: dict[str, Check], timeout: float = 2.0) -> dict[str, str]:

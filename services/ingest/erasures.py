@@ -12,7 +12,6 @@ Both are idempotent: a redelivered erasure finds nothing more to do.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +22,7 @@ from psycopg_pool import ConnectionPool
 from services.ingest.shredding import destroy_keys
 from shared.config import Settings
 from shared.db import create_pool
-from shared.health import BackgroundServer, create_ops_app
+from shared.health import BackgroundServer, create_ops_app, polled_check, postgres_check
 from shared.kafka.consumer import (
     ConsumerRunner,
     DeadLetterQueue,
@@ -109,16 +108,8 @@ def main(
     pool = create_pool(settings.require_database(), name="ingest-erasures", schema=schema)
     runner = build_runner(settings, pool)
 
-    def postgres_ready() -> None:
-        with pool.connection(timeout=2) as conn:
-            conn.execute("SELECT 1")
-
-    def polling() -> None:
-        last = runner.last_poll_at
-        if last is None or time.monotonic() - last > 30:
-            raise RuntimeError("the consumer has not polled in the last 30 s")
-
-    ops = create_ops_app("siyu.ingest.erasures", {"postgres": postgres_ready, "kafka": polling})
+    checks = {"postgres": postgres_check(pool), "kafka": polled_check(runner)}
+    ops = create_ops_app("siyu.ingest.erasures", checks)
     server = BackgroundServer(ops, metrics_host, metrics_port).start()
     runner.install_signal_handlers()
     log.info("ingest_erasures_starting", metrics_port=server.port)

@@ -18,6 +18,7 @@ from services.ingest.tokens import TokenStore
 from shared.config import KafkaSettings, Settings, TenantRegistry, load_tenants
 from shared.db import create_pool
 from shared.errors import ConfigError
+from shared.health import postgres_check
 from shared.kafka.producer import create_producer
 from shared.kafka.topics import TOUCHPOINTS
 from shared.limits import DEFAULT_LIMITS, Limits
@@ -74,15 +75,11 @@ def build_app(settings: Settings, *, schema: str = "ingest", replay: bool = True
     deps = build_deps(tenants, pool, settings.kafka, link_secret(), limits=settings.limits)
     publisher = deps.publisher
 
-    def postgres_ready():
-        with pool.connection(timeout=2) as conn:
-            conn.execute("SELECT 1")
-
     def kafka_ready():
         # A metadata round trip: fails within max_block_ms when the broker is away.
         if not publisher.producer().partitions_for(publisher.topic):
             raise ConnectionError(f"topic {publisher.topic} has no partitions")
 
-    app = create_app(deps, checks={"postgres": postgres_ready, "kafka": kafka_ready})
+    app = create_app(deps, checks={"postgres": postgres_check(pool), "kafka": kafka_ready})
     replayer = OutboxReplayer(publisher).start() if replay else None
     return app, publisher, replayer

@@ -20,7 +20,7 @@ from services.outreach.clients import Clients
 from services.outreach.tokens import outreach_schema
 from shared.config import Settings, TenantRegistry, load_tenants
 from shared.db import create_pool
-from shared.health import BackgroundServer, create_ops_app
+from shared.health import BackgroundServer, create_ops_app, postgres_check
 from shared.kafka.consumer import ConsumerRunner, DeadLetterQueue, create_consumer
 from shared.kafka.dlq_limit import DlqLimit
 from shared.kafka.producer import create_producer
@@ -131,15 +131,11 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
     loop = Loop(settings, pool, tenants, Clients(settings, tenants, pool=pool), schema)
     runs.count_from_zero(t.id for t in tenants)
 
-    def postgres_ready() -> None:
-        with pool.connection(timeout=2) as conn:
-            conn.execute("SELECT 1")
-
     def ticking() -> None:
         if loop.last_tick is not None and time.monotonic() - loop.last_tick > 120:
             raise RuntimeError("the outreach loop has not completed a tick in 120 s")
 
-    ops = create_ops_app("siyu.outreach", {"postgres": postgres_ready, "loop": ticking})
+    ops = create_ops_app("siyu.outreach", {"postgres": postgres_check(pool), "loop": ticking})
     server = BackgroundServer(ops, metrics_host, metrics_port).start()
     runner.install_signal_handlers()
     thread = threading.Thread(target=loop.run, name="outreach-loop", daemon=True)

@@ -9,7 +9,6 @@ queued in the outbox, so a fresh outreach schema fills up without waiting for a 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 
 import structlog
@@ -22,7 +21,7 @@ from services.segment.enrichment import Enricher
 from shared.config import Settings, TenantRegistry, load_tenants
 from shared.db import create_pool
 from shared.envelope import Touchpoint, decode_touchpoint
-from shared.health import BackgroundServer, create_ops_app
+from shared.health import BackgroundServer, create_ops_app, polled_check, postgres_check
 from shared.kafka.consumer import (
     ConsumerRunner,
     DeadLetterQueue,
@@ -133,16 +132,8 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
     outbox = outbox_drainer(settings, pool)
     runner = build_runner(settings, pool, tenants, outbox=outbox)
 
-    def postgres_ready() -> None:
-        with pool.connection(timeout=2) as conn:
-            conn.execute("SELECT 1")
-
-    def polling() -> None:
-        last = runner.last_poll_at
-        if last is None or time.monotonic() - last > 30:
-            raise RuntimeError("the consumer has not polled in the last 30 s")
-
-    ops = create_ops_app("siyu.segment", {"postgres": postgres_ready, "kafka": polling})
+    checks = {"postgres": postgres_check(pool), "kafka": polled_check(runner)}
+    ops = create_ops_app("siyu.segment", checks)
     server = BackgroundServer(ops, metrics_host, metrics_port).start()
     runner.install_signal_handlers()
     log.info("segment_consumer_starting", metrics_port=server.port)
