@@ -11,8 +11,6 @@ import hashlib
 import os
 import re
 import secrets
-import threading
-import time
 from datetime import datetime
 
 import psycopg
@@ -24,6 +22,7 @@ from services.ingest.errors import Refused
 from shared.config import TenantRegistry
 from shared.db import autocommit
 from shared.errors import ConfigError, SiyuError, UnknownTenant
+from shared.spacing import Spacing
 
 PREFIX = "siyu_ev_"
 ID_PREFIX = "evt_"
@@ -113,8 +112,7 @@ class TokenStore:
     def __init__(self, pool: ConnectionPool, *, touch_every_s: float = TOUCH_EVERY_S):
         self.pool = pool
         self.touch_every_s = touch_every_s
-        self._touched: dict[str, float] = {}
-        self._lock = threading.Lock()
+        self._touch = Spacing(touch_every_s)
 
     def tenant_for(self, token: str) -> str | None:
         """The token's tenant; None if unknown or revoked; 401 ``token_expired`` if expired."""
@@ -128,7 +126,7 @@ class TokenStore:
                     "FROM api_tokens WHERE token_hash = %s AND revoked_at IS NULL",
                     (hash_token(token),),
                 ).fetchone()
-                if row is not None and not row["expired"] and self._touch_due(row["token_id"]):
+                if row is not None and not row["expired"] and self._touch.due(row["token_id"]):
                     conn.execute(
                         "UPDATE api_tokens SET last_used_at = now() WHERE token_id = %s",
                         (row["token_id"],),
@@ -144,17 +142,6 @@ class TokenStore:
                 "token_expired", f"token expired at {row['expires_at'].isoformat()}", status=401
             )
         return row["tenant_id"]
-
-    def _touch_due(self, token_id: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            last = self._touched.get(token_id)
-            if last is not None and now - last < self.touch_every_s:
-                return False
-            if len(self._touched) > 10_000:  # bounded whatever the number of tokens
-                self._touched.clear()
-            self._touched[token_id] = now
-            return True
 
 
 # --- siyu ingest token create / list / revoke ---------------------------------------------------

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-import threading
-import time
 from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass
@@ -46,6 +44,7 @@ from shared.api.errors import (
     unknown_tenant,
 )
 from shared.db import autocommit
+from shared.spacing import Spacing
 
 ROLES = ("viewer", "operator", "admin")
 TOKEN_PREFIX = "siyu_adm_"  # noqa: S105 - a prefix, not a secret
@@ -112,8 +111,7 @@ class TokenStore:
         self.pool = pool
         self.ttl_s = ttl_s
         self.max_entries = max_entries
-        self._touched: dict[str, float] = {}  # token_id -> when this process last wrote it
-        self._lock = threading.Lock()
+        self._touch = Spacing(ttl_s, max_entries=max_entries)  # last_used_at writes
 
     def authenticate(self, token: str) -> Principal | None:
         """The token's principal; None if unknown or revoked; 401 ``token_expired`` if expired."""
@@ -127,7 +125,7 @@ class TokenStore:
                     "FROM api_tokens WHERE token_hash = %s AND revoked_at IS NULL",
                     (hash_token(token),),
                 ).fetchone()
-                if row is not None and not row["expired"] and self._touch_due(row["token_id"]):
+                if row is not None and not row["expired"] and self._touch.due(row["token_id"]):
                     conn.execute(
                         "UPDATE api_tokens SET last_used_at = now() WHERE token_id = %s",
                         (row["token_id"],),
@@ -145,17 +143,6 @@ class TokenStore:
             tenant_id=row["tenant_id"],
             expires_at=row["expires_at"],
         )
-
-    def _touch_due(self, token_id: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            last = self._touched.get(token_id)
-            if last is not None and now - last < self.ttl_s:
-                return False
-            if len(self._touched) >= self.max_entries:  # bounded whatever the number of tokens
-                self._touched.clear()
-            self._touched[token_id] = now
-            return True
 
 
 def bounded_expiry(caller: Principal, wanted: datetime | None) -> datetime | None:
