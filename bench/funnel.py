@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bench import report
-from services.api import blueprints
 from services.outreach.tokens import create_token, seed_tenants
 from shared.api import create_api_app
 from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
@@ -29,6 +28,7 @@ from shared.db import autocommit, create_pool
 from shared.devstack.ports import free_port
 from shared.devstack.postgres import EmbeddedPostgres
 from shared.migrations import migrate_service
+from siyu.api import blueprints
 
 CONTACTS = int(os.environ.get("BENCH_FUNNEL_CONTACTS", "1000000"))
 REQUESTS = int(os.environ.get("BENCH_FUNNEL_REQUESTS", "10"))

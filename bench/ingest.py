@@ -1,6 +1,6 @@
 """Ingest throughput and latency: encrypted WeCom callbacks under gunicorn vs a bare Flask app.
 
-Both run under the same server and settings (services.ingest.server.gunicorn_options), driven by
+Both run under the same server and settings (shared.serving.gunicorn_options), driven by
 the same closed-loop load generator in the same run. Ingest does the whole job per request:
 signature, AES decryption, safe XML parsing, normalisation, and a Kafka publish acknowledged by the
 broker (acks=all) before answering. Target: >= 40% of the bare app's throughput, p99 < 50 ms.
@@ -20,9 +20,8 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 
 from bench import report
 from bench.loadgen import Result, http_post, run
-from shared.config import DEMO_TENANTS_PATH, KafkaSettings, load_tenants
+from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, KafkaSettings, load_tenants
 from shared.devstack.broker import EmbeddedBroker
-from shared.devstack.dev import DEMO_SECRETS
 from shared.devstack.ports import free_port, wait_for_port
 from shared.devstack.postgres import EmbeddedPostgres
 from shared.kafka.topics import ensure_topics
@@ -117,7 +116,7 @@ def main() -> int:
                 [
                     sys.executable,
                     "-m",
-                    "shared.cli",
+                    "siyu.cli",
                     "ingest",
                     "serve",
                     "--port",

@@ -21,9 +21,8 @@ from pathlib import Path
 from bench import report
 from bench.ingest import CONCURRENCY, WORKERS, wecom_requests
 from bench.loadgen import run
-from shared.config import DEMO_TENANTS_PATH, KafkaSettings
+from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, KafkaSettings
 from shared.devstack.broker import EmbeddedBroker
-from shared.devstack.dev import DEMO_SECRETS
 from shared.devstack.ports import free_port, wait_for_port
 from shared.devstack.postgres import EmbeddedPostgres
 from shared.kafka.topics import ensure_topics
@@ -71,7 +70,7 @@ def load(dsn: str, bootstrap: str) -> int:
            "SIYU_LOG_LEVEL": "WARNING",
            "SIYU_LINK_SECRET": "bench-link-secret-0123456789"}  # fmt: skip
     server = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "ingest", "serve", "--port", str(port),
+        [sys.executable, "-m", "siyu.cli", "ingest", "serve", "--port", str(port),
          "--workers", str(WORKERS)],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip

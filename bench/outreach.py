@@ -26,14 +26,13 @@ from psycopg.types.json import Jsonb
 from werkzeug.serving import make_server
 
 from bench import report
+from sandbox.fake_wechat import FakeConfig, FakeState, create_app
 from services.outreach.clients import Clients
-from services.outreach.fake_wechat import FakeConfig, FakeState, create_app
 from services.outreach.plan import Campaign, plan
 from services.outreach.policies import Tally
 from services.outreach.runs import Executor
-from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
+from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, Settings, load_tenants
 from shared.db import create_pool
-from shared.devstack.dev import DEMO_SECRETS
 from shared.devstack.ports import free_port
 from shared.devstack.postgres import EmbeddedPostgres
 from shared.migrations import migrate_service

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from services.ingest.server import GunicornApp, gunicorn_options
+from shared.serving import GunicornApp, gunicorn_options
 
 
 def _load():

@@ -31,6 +31,13 @@ from shared.limits import DEFAULT_LIMITS, Limits, LimitsSchema, limits_from_env
 from shared.vocabulary import time_zone_error
 
 DEMO_TENANTS_PATH = Path(__file__).with_name("demo_tenants.yaml")
+# Demo secrets for the demo tenants' `*_env` entries; the fake WeChat API accepts these.
+DEMO_SECRETS = {
+    "ACME_OA_SECRET": "acme-oa-demo-secret",
+    "ACME_WECOM_SECRET": "acme-wecom-demo-secret",
+    "BLOOM_OA_SECRET": "bloom-oa-demo-secret",
+    "BLOOM_WECOM_SECRET": "bloom-wecom-demo-secret",
+}
 
 TENANT_ID_PATTERN = r"^[a-z0-9-]{2,40}$"
 AES_KEY_PATTERN = r"^[A-Za-z0-9]{43}$"

@@ -37,7 +37,7 @@ _FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 # First key of the two-int advisory lock; the second is the schema's hash.
 _LOCK_NAMESPACE = 0x5159_0001
 _IDENTIFIER = r"[a-z_][a-z0-9_]{0,62}"
-# The role of the admin API (services/api.py) and what it reads and writes in each schema: rows
+# The role of the admin API (siyu/api.py) and what it reads and writes in each schema: rows
 # of every table where staff edit segments, models and contacts (segment) and campaigns, tokens
 # and the audit log (outreach); in ingest's, only the event API tokens it lists, creates and
 # revokes (services/ingest/api.py), never the outbox or the per-person keys.

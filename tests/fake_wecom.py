@@ -1,4 +1,4 @@
-"""Tests' handle on the fake WeCom API (services.outreach.fake_wechat): the fake's own app and
+"""Tests' handle on the fake WeCom API (sandbox.fake_wechat): the fake's own app and
 state on a free port, plus what the client tests need around it (the fake is the remote API):
 contacts and chats of our choosing, injected errcodes, slow answers, and a log of the calls with
 their parameters (secret and token removed).
@@ -14,9 +14,9 @@ from urllib.parse import parse_qsl
 
 from werkzeug.serving import make_server
 
-from services.outreach.fake_wechat import FakeConfig, FakeState, create_app
-from services.outreach.fake_wechat.seed import Contact, GroupChat
-from services.outreach.fake_wechat.state import Injection
+from sandbox.fake_wechat import FakeConfig, FakeState, create_app
+from sandbox.fake_wechat.seed import Contact, GroupChat
+from sandbox.fake_wechat.state import Injection
 from shared.config import TenantRegistry
 
 PREFIX = "/wecom/cgi-bin/"

@@ -1,6 +1,6 @@
 """Admin API routes of ingest: the business-event API tokens of a tenant (admin role).
 
-The admin API, a composition root, mounts these (services/api.py); the tokens live in ingest's
+The admin API, a composition root, mounts these (siyu/api.py); the tokens live in ingest's
 schema (migration 0002; ids and expiry 0003), reached through ``context().schema_for("ingest")``.
 The audit record goes to the admin tables in the same transaction.
 """

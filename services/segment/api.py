@@ -1,4 +1,4 @@
-"""The segment service's admin routes, served by `siyu api serve` (see services/api.py)."""
+"""The segment service's admin routes, served by `siyu api serve` (see siyu/api.py)."""
 
 from __future__ import annotations
 

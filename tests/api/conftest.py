@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from services.api import create_app
 from services.outreach.tokens import create_token
 from shared.config import DEMO_TENANTS_PATH, Settings
 from shared.db import create_pool
 from shared.migrations import migrate_service
+from siyu.api import create_app
 
 ROLES = ("viewer", "operator", "admin", "platform")
 

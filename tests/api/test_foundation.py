@@ -9,9 +9,9 @@ from openapi_spec_validator import validate
 
 from services.outreach import tokens as token_store
 from shared.api import Blueprint, TokenStore, create_api_app, require
-from shared.cli import main as cli
 from shared.config import DEMO_TENANTS_PATH
 from shared.errors import SiyuError
+from siyu.cli import main as cli
 
 # method, path, body, expected status for (viewer, operator, admin of acme, platform admin).
 # "{doomed}" / "{victim}" are a tenant / an acme token made for the call; platform tokens add
@@ -513,8 +513,8 @@ def test_ops_endpoints(api):
 
 def test_tenants_are_seeded_from_the_tenants_file_without_overwriting(api):
     api.call("PATCH", "/tenants/acme", "platform", json={"name": "Edited"})
-    from services.api import create_app
     from shared.config import Settings
+    from siyu.api import create_app
 
     tenants = {"SIYU_TENANTS": str(DEMO_TENANTS_PATH)}
     create_app(Settings.from_env(tenants), pool=api.pool, schema_for=lambda s: api.schema)

@@ -11,10 +11,10 @@ import pytest
 from prometheus_client import REGISTRY
 from psycopg import sql
 
-from services.api import create_app
 from shared.config import DEMO_TENANTS_PATH, Settings
 from shared.db import create_pool
 from shared.migrations import migrate_service
+from siyu.api import create_app
 from tests.api.conftest import Api, issue_tokens
 
 pytestmark = pytest.mark.integration

@@ -26,10 +26,10 @@ import pytest
 from defusedxml import ElementTree as ET
 from werkzeug.serving import make_server
 
-from services.api import create_app
 from shared.config import DEMO_TENANTS_PATH, Settings
 from shared.db import create_pool
 from shared.migrations import migrate_service
+from siyu.api import create_app
 from tests.api.conftest import Api, issue_tokens
 from tests.api.test_segment_people import seed
 

@@ -13,7 +13,6 @@ import psycopg
 import pytest
 from openapi_spec_validator import validate
 
-from services.api import create_app
 from services.segment.consumer import apply_batch
 from services.segment.derive import Topics
 from services.segment.identity import contact_id_for
@@ -24,6 +23,7 @@ from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
 from shared.db import create_pool
 from shared.kafka.topics import ensure_topics
 from shared.migrations import migrate_service
+from siyu.api import create_app
 from tests.api.conftest import Api, issue_tokens
 from tests.segment.test_consumer import JOURNEY, tp
 

@@ -8,15 +8,15 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 
-from services.api import create_app
 from services.ingest.errors import Refused
 from services.ingest.tokens import TokenStore as IngestTokenStore
 from services.ingest.tokens import create_token as create_ingest_token
-from shared.cli import main
 from shared.config import DEMO_TENANTS_PATH, Settings
 from shared.db import create_pool
 from shared.expiry import BadExpiry, parse_expires
 from shared.migrations import migrate_service
+from siyu.api import create_app
+from siyu.cli import main
 from tests.api.conftest import Api, issue_tokens
 
 pytestmark = pytest.mark.integration

@@ -30,10 +30,9 @@ from psycopg.types.json import Jsonb
 from bench.segment import touchpoints as realistic_touchpoints
 from services.ingest.publisher import OutboxReplayer
 from services.segment.consumer import build_runner as segment_runner
-from shared.config import DEMO_TENANTS_PATH, KafkaSettings, Settings, load_tenants
+from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, KafkaSettings, Settings, load_tenants
 from shared.db import create_pool
 from shared.devstack.broker import EmbeddedBroker
-from shared.devstack.dev import DEMO_SECRETS
 from shared.devstack.ports import free_port
 from shared.devstack.postgres import EmbeddedPostgres
 from shared.kafka import tansu

@@ -26,9 +26,9 @@ from click.testing import CliRunner
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from shared.cli import main as siyu
 from shared.config import load_tenants
 from shared.kafka.topics import TOPICS
+from siyu.cli import main as siyu
 from tests.deploy import crds
 from tests.deploy.kustomize import build
 

@@ -24,8 +24,7 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.config import DEMO_TENANTS_PATH, load_tenants
-from shared.devstack.dev import DEMO_SECRETS
+from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, load_tenants
 from shared.devstack.ports import free_port
 from shared.kafka.tansu import GROUP_TIMINGS_ENV
 from shared.kafka.topics import ensure_topics

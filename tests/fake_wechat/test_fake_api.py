@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from services.ingest.simulator import requests_for
-from services.outreach.fake_wechat import FakeConfig, build_state, create_app
-from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
-from shared.devstack.dev import DEMO_SECRETS
+from sandbox.fake_wechat import FakeConfig, build_state, create_app
+from sandbox.simulator import requests_for
+from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, Settings, load_tenants
 
 TENANTS = load_tenants(DEMO_TENANTS_PATH)
 ACME, BLOOM = TENANTS.get("acme"), TENANTS.get("bloom")

@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from services.ingest.simulator import main as simulate
+from sandbox.simulator import main as simulate
 from shared.config import DEMO_TENANTS_PATH, Settings
 from shared.health import BackgroundServer
 from tests.kafka_helpers import read_topic

@@ -14,7 +14,6 @@ from click.testing import CliRunner
 from psycopg import errors, sql
 from psycopg.conninfo import make_conninfo
 
-from shared.cli import main as siyu
 from shared.errors import MigrationError
 from shared.migrations import (
     API_GRANTS,
@@ -25,6 +24,7 @@ from shared.migrations import (
     pending,
     wait_until_migrated,
 )
+from siyu.cli import main as siyu
 
 pytestmark = pytest.mark.integration
 
@@ -237,10 +237,10 @@ def test_the_admin_api_serves_as_its_own_role(cluster):
     """The real app on a pool of siyu_api: staff writes in segment's schema, the event API
     tokens in ingest's, its own tokens and audit log in outreach's, all as the role that owns
     none of them."""
-    from services.api import create_app
     from services.outreach.tokens import create_token
     from shared.config import DEMO_TENANTS_PATH, Settings
     from shared.db import create_pool
+    from siyu.api import create_app
 
     settings = Settings.from_env(
         {"SIYU_DATABASE_URL": cluster[API], "SIYU_TENANTS": str(DEMO_TENANTS_PATH)}

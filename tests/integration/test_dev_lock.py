@@ -32,7 +32,7 @@ def clean_env() -> dict[str, str]:
 
 def siyu(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "shared.cli", *args],
+        [sys.executable, "-m", "siyu.cli", *args],
         cwd=cwd,
         env=clean_env(),
         capture_output=True,
@@ -43,7 +43,7 @@ def siyu(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProc
 
 
 def dev_argv(ports: Ports, outreach: int) -> list[str]:
-    return [sys.executable, "-m", "shared.cli", "dev",
+    return [sys.executable, "-m", "siyu.cli", "dev",
             "--pg-port", str(ports.pg), "--kafka-port", str(ports.kafka),
             "--port", f"ingest={ports.ingest}", "--port", f"segment={ports.segment}",
             "--port", f"api={ports.api}", "--port", f"fake-wechat={ports.fake_wechat}",

@@ -49,7 +49,7 @@ class Ports:
 def start_dev(home: Path, ports: Ports) -> tuple[subprocess.Popen, list[str], float]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SIYU_")}
     started = time.monotonic()
-    argv = [sys.executable, "-m", "shared.cli", "dev", "--home", str(home),
+    argv = [sys.executable, "-m", "siyu.cli", "dev", "--home", str(home),
             "--pg-port", str(ports.pg), "--kafka-port", str(ports.kafka),
             "--port", f"ingest={ports.ingest}", "--port", f"segment={ports.segment}",
             "--port", f"api={ports.api}", "--port", f"fake-wechat={ports.fake_wechat}",

@@ -10,17 +10,16 @@ from typing import Any
 
 import pytest
 
-from services.api import create_app
 from services.outreach import catalogue as catalogue_store
 from services.outreach import groups, projection, scheduler
 from services.outreach.clients import Clients
 from services.outreach.runs import Executor
-from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
+from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, Settings, load_tenants
 from shared.db import create_pool
-from shared.devstack.dev import DEMO_SECRETS
 from shared.links import LinkSigner
 from shared.migrations import migrate_service
 from shared.vocabulary import BUILTIN_STAGES
+from siyu.api import create_app
 from tests.api.conftest import Api, finished_job, issue_tokens
 from tests.fake_wecom import FakeWeCom
 

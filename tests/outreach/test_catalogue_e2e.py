@@ -16,7 +16,6 @@ import psycopg
 import pytest
 from kafka import KafkaProducer
 
-from services.api import SEGMENT_OUTBOX, create_app
 from services.outreach import worker
 from services.outreach.tokens import create_token
 from services.segment.consumer import announce_catalogues
@@ -25,6 +24,7 @@ from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
 from shared.db import create_pool
 from shared.kafka.topics import CATALOGUE, ensure_topics
 from shared.migrations import migrate_service
+from siyu.api import SEGMENT_OUTBOX, create_app
 from tests.kafka_helpers import RunnerThread, read_topic, wait_until
 
 pytestmark = pytest.mark.integration

@@ -16,9 +16,8 @@ import time
 import pytest
 
 from services.outreach.rate_limits import SharedRateLimiter
-from shared.config import DEMO_TENANTS_PATH, load_tenants
+from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, load_tenants
 from shared.db import create_pool
-from shared.devstack.dev import DEMO_SECRETS
 from shared.migrations import migrate_service
 from tests.fake_wecom import FakeWeCom
 

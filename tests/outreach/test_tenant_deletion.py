@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from services.api import create_app
 from services.outreach import tenant_deletion
 from services.outreach.tokens import seed_tenants
 from shared.tenant_purge import purge, tenant_tables
+from siyu.api import create_app
 from tests.outreach.conftest import TENANTS
 
 pytestmark = pytest.mark.integration
@@ -92,7 +92,7 @@ def test_purge_order_puts_referencing_tables_first_and_stops_after_its_batches(o
 def test_siyu_tenants_purge_refuses_a_tenant_not_deleted_then_purges(outreach, monkeypatch):
     from click.testing import CliRunner
 
-    from shared.cli import main
+    from siyu.cli import main
 
     monkeypatch.setenv("SIYU_DATABASE_URL", outreach.settings.database_url)
     monkeypatch.setenv("SIYU_OUTREACH_SCHEMA", outreach.api.schema)

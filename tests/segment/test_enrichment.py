@@ -44,7 +44,7 @@ def segment(stack, kafka, schema):
 
 @pytest.fixture
 def double(monkeypatch):
-    """The fake WeCom API (services.outreach.fake_wechat) with two contacts of ours."""
+    """The fake WeCom API (sandbox.fake_wechat) with two contacts of ours."""
     monkeypatch.setenv("ACME_WECOM_SECRET", SECRET)
     d = FakeWeCom(TENANTS, {"ACME_WECOM_SECRET": SECRET})
     d.add_contact(CORP, LI, LI_FOLLOW, name="李工", type=2, unionid="uLi", position="采购经理",

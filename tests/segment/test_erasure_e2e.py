@@ -20,7 +20,6 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from services.api import SEGMENT_OUTBOX, create_app
 from services.ingest import erasures as ingest_erasures
 from services.ingest.shredding import PREFIX, PersonKeys, subject_of
 from services.outreach import worker
@@ -32,6 +31,7 @@ from shared.kafka.producer import Record, create_producer, publish
 from shared.kafka.topics import PROFILES, TOUCHPOINTS
 from shared.migrations import migrate_service
 from shared.privacy import identity_hash
+from siyu.api import SEGMENT_OUTBOX, create_app
 from tests.ingest.conftest import build
 from tests.kafka_helpers import RunnerThread, read_topic, wait_until
 from tests.segment.test_consumer import Segment
@@ -326,9 +326,9 @@ def test_siyu_contact_erase_erases_audits_and_queues_the_announcements(own_datab
 
     from services.segment.consumer import apply_batch
     from services.segment.derive import Topics
-    from shared.cli import main as siyu
     from shared.config import load_tenants
     from shared.envelope import Identity, Touchpoint
+    from siyu.cli import main as siyu
 
     at = datetime.fromtimestamp(NOW, UTC)
     tp = Touchpoint(event_id="e" * 32, tenant_id="acme", source="api", type="biz.contact.updated",

@@ -14,7 +14,6 @@ import psycopg
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from services.api import SEGMENT_OUTBOX, create_app
 from services.segment.consumer import build_runner, outbox_drainer
 from shared import messages
 from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
@@ -22,6 +21,7 @@ from shared.db import create_pool
 from shared.kafka.topics import STAGE_CHANGES, ensure_topics
 from shared.migrations import migrate_service
 from shared.outbox import LOCK_NAMESPACE
+from siyu.api import SEGMENT_OUTBOX, create_app
 from tests.api.conftest import issue_tokens
 from tests.api.test_segment_people import People, seed
 from tests.kafka_helpers import RunnerThread

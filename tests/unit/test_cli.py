@@ -3,9 +3,8 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from shared.cli import EXIT_NOT_BUILT, main
 from shared.config import DEMO_TENANTS_PATH
-from shared.processes import PROCESSES
+from siyu.cli import main
 
 COMMANDS = [
     [],
@@ -38,21 +37,6 @@ def test_help_everywhere(argv):
     result = CliRunner().invoke(main, [*argv, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage: " in result.output
-
-
-def test_every_process_of_the_architecture_is_built():
-    assert [p.name for p in PROCESSES if not p.built] == []
-
-
-def test_a_service_missing_from_the_build_exits_non_zero_with_a_clear_message(capsys):
-    from shared.cli import _run_process
-    from shared.processes import Process
-
-    future = Process("future", ("future", "serve"), "services.future.server", "a later service")
-    with pytest.raises(SystemExit) as exit_:
-        _run_process(future)
-    assert exit_.value.code == EXIT_NOT_BUILT
-    assert "not available in this build" in capsys.readouterr().err
 
 
 def test_migrate_without_a_database_says_what_to_set(monkeypatch):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
-from services.outreach.fake_wechat.state import Injection
+from sandbox.fake_wechat.state import Injection
 from shared.config import DEMO_TENANTS_PATH, load_tenants
 from shared.health import create_ops_app
 from shared.wechat import RateLimited, RateLimiter, TokenCache, WeComClient, WeComError

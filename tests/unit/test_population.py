@@ -10,7 +10,7 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from services.ingest.population import (
+from sandbox.population import (
     B2C_TYPES,
     ROLES,
     TITLES,

@@ -17,8 +17,8 @@ from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.utils import check_signature
 
-from services.ingest.population import Action, Population
-from services.ingest.simulator import (
+from sandbox.population import Action, Population
+from sandbox.simulator import (
     Renderer,
     WireRequest,
     is_loopback,

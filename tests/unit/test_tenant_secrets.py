@@ -13,9 +13,9 @@ from click.testing import CliRunner
 from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
 
 from services.ingest.app import IngestDeps, create_app
-from shared.cli import main
 from shared.config import DEMO_TENANTS_PATH, check_secrets, parse_tenants
 from shared.errors import ConfigError
+from siyu.cli import main
 
 AES = "Jq7Rk2LmNx4Pb9Vc3Wd8Ye5Zf1Ag6Bh0Ci2Dj7Ek3Fl"
 CORP = "ww00000000sec00001"
@@ -168,7 +168,7 @@ def test_dev_stops_at_start_naming_the_missing_secret(stack, tmp_path):
         SIYU_TENANTS=str(path),
         TEA_OA_SECRET="s",
     )
-    argv = [sys.executable, "-m", "shared.cli", "dev", "--home", str(tmp_path / "home"),
+    argv = [sys.executable, "-m", "siyu.cli", "dev", "--home", str(tmp_path / "home"),
             "--no-services"]  # fmt: skip
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1, done.stdout + done.stderr

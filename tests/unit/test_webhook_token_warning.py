@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from shared.cli import main
 from shared.config import parse_tenants
+from siyu.cli import main
 
 AES = "a" * 43
 

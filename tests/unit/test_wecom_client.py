@@ -40,7 +40,7 @@ FOLLOW = [
 
 @pytest.fixture
 def double(monkeypatch):
-    """The fake WeCom API (services.outreach.fake_wechat) with one contact of ours."""
+    """The fake WeCom API (sandbox.fake_wechat) with one contact of ours."""
     monkeypatch.setenv("ACME_WECOM_SECRET", SECRET)
     d = FakeWeCom(TENANTS, {"ACME_WECOM_SECRET": SECRET})
     d.add_contact(

@@ -1,6 +1,6 @@
 """`siyu simulate`: signed, encrypted webhooks and business events from a modelled audience.
 
-The audience and its journey come from ``services.ingest.population`` (pure, seeded); this
+The audience and its journey come from ``sandbox.population`` (pure, seeded); this
 module renders each ``Action`` the way WeChat, WeCom or a CRM would send it, paces the requests
 and reports.
 
@@ -52,7 +52,7 @@ from wechatpy.crypto import WeChatCrypto
 from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
 from wechatpy.utils import WeChatSigner
 
-from services.ingest.population import Action, Population, action_stream
+from sandbox.population import Action, Population, action_stream
 from shared.config import Tenant, load_tenants
 from shared.errors import SiyuError
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from shared.config import Settings, load_tenants
 from shared.errors import SiyuError
 from shared.logging import configure_logging
 from shared.privacy import DEV_PRIVACY_KEY, PRIVACY_KEY_ENV, require_privacy_key
-from shared.processes import (
+from siyu.processes import (
     CONTACT_ERASE,
     INGEST_TOKEN_CREATE,
     SEGMENT_RECOMPUTE,
@@ -23,8 +24,6 @@ from shared.processes import (
     by_name,
 )
 
-EXIT_NOT_BUILT = 3
-
 
 def _settings() -> Settings:
     try:
@@ -33,23 +32,19 @@ def _settings() -> Settings:
         raise click.ClickException(str(exc)) from None
 
 
-def _not_built(process: Process) -> None:
-    click.echo(
-        f"siyu {' '.join(process.argv)}: not available in this build "
-        f"({process.what}: {process.module} is not built yet).",
-        err=True,
-    )
-    sys.exit(EXIT_NOT_BUILT)
+def _run_process(
+    process: Process | str,
+    entry: Callable[..., int | None],
+    settings: Settings | None = None,
+    **kwargs,
+) -> None:
+    """Hand over to a service's own entry point, ``entry(settings, **kwargs)`` (its ``main``).
 
-
-def _run_process(process: Process | str, settings: Settings | None = None, **kwargs) -> None:
-    """Hand over to a service's own entry point (``main(settings, **kwargs)``) if it is built."""
+    Each command imports its entry point when it runs: `siyu --help` loads no service, and a
+    server's ``main`` prepares the Prometheus folder before anything imports prometheus_client.
+    """
     if isinstance(process, str):
         process = by_name(process)
-    if not process.built:
-        _not_built(process)
-    import importlib
-
     settings = settings or _settings()
     if process.personal:
         try:
@@ -57,9 +52,8 @@ def _run_process(process: Process | str, settings: Settings | None = None, **kwa
         except SiyuError as exc:
             raise click.ClickException(str(exc)) from None
     configure_logging(settings.log_level, process=process.name)
-    module = importlib.import_module(process.module)
     try:
-        code = module.main(settings, **kwargs)
+        code = entry(settings, **kwargs)
     except SiyuError as exc:
         raise click.ClickException(str(exc)) from None
     sys.exit(code or 0)
@@ -109,12 +103,10 @@ def dev(
     Kafka-protocol broker (127.0.0.1:9092) are started with their data in .siyu/. Ctrl-C stops
     everything cleanly.
     """
-    from shared.devstack.dev import DevOptions, DevStack
+    from siyu.dev import DevOptions, DevStack
 
     settings = _settings()
     configure_logging(settings.log_level, process="dev")
-    if demo and not by_name("ingest").built:
-        _not_built(by_name("ingest"))
     options = DevOptions(
         home=home or settings.home,
         pg_port=pg_port,
@@ -131,7 +123,7 @@ def dev(
 
 
 def _parse_ports(values: tuple[str, ...]) -> dict[str, int]:
-    from shared.processes import PROCESSES
+    from siyu.processes import PROCESSES
 
     names = {p.name for p in PROCESSES}
     ports: dict[str, int] = {}
@@ -160,7 +152,9 @@ def ingest() -> None:
 @click.option("--workers", type=int, default=2, show_default=True, help="Server worker processes.")
 def ingest_serve(host: str, port: int, workers: int) -> None:
     """Serve OA/WeCom webhooks, POST /api/v1/events and tracked links."""
-    _run_process("ingest", host=host, port=port, workers=workers)
+    from services.ingest.server import main as serve
+
+    _run_process("ingest", serve, host=host, port=port, workers=workers)
 
 
 @ingest.command("erasures")
@@ -169,7 +163,9 @@ def ingest_serve(host: str, port: int, workers: int) -> None:
               help="Address of /healthz, /readyz, /metrics (0.0.0.0 in a container).")  # fmt: skip
 def ingest_erasures(metrics_port: int, metrics_host: str) -> None:
     """Consume siyu.erasures.v1: destroy erased people's keys and queued events."""
-    _run_process("ingest-erasures", metrics_port=metrics_port, metrics_host=metrics_host)
+    from services.ingest.erasures import main as consume
+
+    _run_process("ingest-erasures", consume, metrics_port=metrics_port, metrics_host=metrics_host)
 
 
 @ingest.group("token")
@@ -189,8 +185,15 @@ def ingest_token_create(tenant: str, name: str | None, expires: str | None) -> N
 
     Without SIYU_DATABASE_URL, the database of the `siyu dev` running in SIYU_HOME [.siyu].
     """
+    from services.ingest.tokens import main as tokens
+
     _run_process(
-        INGEST_TOKEN_CREATE, _settings_for_tokens(), tenant=tenant, name=name, expires=expires
+        INGEST_TOKEN_CREATE,
+        tokens,
+        _settings_for_tokens(),
+        tenant=tenant,
+        name=name,
+        expires=expires,
     )
 
 
@@ -198,8 +201,10 @@ def ingest_token_create(tenant: str, name: str | None, expires: str | None) -> N
 @click.option("--tenant", default=None, help="Only this tenant's tokens [all].")
 def ingest_token_list(tenant: str | None) -> None:
     """List tokens: id, tenant, status, name, expiry, last use (never the token)."""
+    from services.ingest.tokens import main as tokens
+
     process = replace(INGEST_TOKEN_CREATE, argv=("ingest", "token", "list"))
-    _run_process(process, _settings_for_tokens(), action="list", tenant=tenant)
+    _run_process(process, tokens, _settings_for_tokens(), action="list", tenant=tenant)
 
 
 @ingest_token.command("revoke")
@@ -207,8 +212,12 @@ def ingest_token_list(tenant: str | None) -> None:
 @click.option("--tenant", default=None, help="Refuse unless the token belongs to this tenant.")
 def ingest_token_revoke(token_id: str, tenant: str | None) -> None:
     """Revoke a token by its id (evt_...): refused at once by every ingest process."""
+    from services.ingest.tokens import main as tokens
+
     process = replace(INGEST_TOKEN_CREATE, argv=("ingest", "token", "revoke"))
-    _run_process(process, _settings_for_tokens(), action="revoke", tenant=tenant, token_id=token_id)
+    _run_process(
+        process, tokens, _settings_for_tokens(), action="revoke", tenant=tenant, token_id=token_id
+    )
 
 
 @main.group()
@@ -222,7 +231,9 @@ def segment() -> None:
               help="Address of /healthz, /readyz, /metrics (0.0.0.0 in a container).")  # fmt: skip
 def segment_consume(metrics_port: int, metrics_host: str) -> None:
     """Consume siyu.touchpoints.v1 in the segment consumer group."""
-    _run_process("segment", metrics_port=metrics_port, metrics_host=metrics_host)
+    from services.segment.consumer import main as consume
+
+    _run_process("segment", consume, metrics_port=metrics_port, metrics_host=metrics_host)
 
 
 @segment.command("recompute")
@@ -230,7 +241,9 @@ def segment_consume(metrics_port: int, metrics_host: str) -> None:
 @click.option("--batch", type=int, default=500, show_default=True, help="Contacts per transaction.")
 def segment_recompute(tenant: str, batch: int) -> None:
     """Re-derive every contact of a tenant (stages, scores, segments); safe while consuming."""
-    _run_process(SEGMENT_RECOMPUTE, tenant=tenant, batch=batch)
+    from services.segment.recompute import main as recompute
+
+    _run_process(SEGMENT_RECOMPUTE, recompute, tenant=tenant, batch=batch)
 
 
 @main.group()
@@ -249,8 +262,10 @@ def contact_erase(tenant: str, contact_id: str, reason: str) -> None:
     """
     import getpass
 
+    from services.segment.erasure import main as erase
+
     actor = f"cli:{getpass.getuser()}"
-    _run_process(CONTACT_ERASE, _settings_for_tokens(), tenant=tenant, contact=contact_id,
+    _run_process(CONTACT_ERASE, erase, _settings_for_tokens(), tenant=tenant, contact=contact_id,
                  reason=reason, actor=actor)  # fmt: skip
 
 
@@ -265,7 +280,9 @@ def outreach() -> None:
               help="Address of /healthz, /readyz, /metrics (0.0.0.0 in a container).")  # fmt: skip
 def outreach_worker(metrics_port: int, metrics_host: str) -> None:
     """Run the scheduler (one active leader) and the senders."""
-    _run_process("outreach", metrics_port=metrics_port, metrics_host=metrics_host)
+    from services.outreach.worker import main as work
+
+    _run_process("outreach", work, metrics_port=metrics_port, metrics_host=metrics_host)
 
 
 @main.group()
@@ -279,7 +296,9 @@ def api() -> None:
 @click.option("--workers", type=int, default=2, show_default=True)
 def api_serve(host: str, port: int, workers: int) -> None:
     """Serve /api/v1 for ops staff."""
-    _run_process("api", host=host, port=port, workers=workers)
+    from siyu.api import main as serve
+
+    _run_process("api", serve, host=host, port=port, workers=workers)
 
 
 @main.command("fake-wechat")
@@ -296,8 +315,16 @@ def fake_wechat(
     WeCom is served under /wecom/cgi-bin/ and the Official Account API under /oa/cgi-bin/; the
     people are those of the traffic simulator, so dev-mode enrichment finds them.
     """
+    from sandbox.fake_wechat import main as serve
+
     _run_process(
-        "fake-wechat", host=host, port=port, seed=seed, contacts=contacts, token_ttl=token_ttl
+        "fake-wechat",
+        serve,
+        host=host,
+        port=port,
+        seed=seed,
+        contacts=contacts,
+        token_ttl=token_ttl,
     )
 
 
@@ -312,7 +339,9 @@ def simulate(tenant: str, contacts: int, rate: float, duration: float, seed: int
     """Send signed, encrypted webhooks and business events modelling B2B and B2C audiences."""
     settings = _settings()
     settings = replace(settings, tenants_path=_dev_tenants(settings))
-    _run_process(SIMULATE, settings, tenant=tenant, contacts=contacts, rate=rate,
+    from sandbox.simulator import main as run
+
+    _run_process(SIMULATE, run, settings, tenant=tenant, contacts=contacts, rate=rate,
                  duration=duration, seed=seed, url=url)  # fmt: skip
 
 
@@ -336,8 +365,16 @@ def token_create(tenant: str | None, role: str, name: str | None, expires: str |
 
     Without SIYU_DATABASE_URL, the database of the `siyu dev` running in SIYU_HOME [.siyu].
     """
+    from services.outreach.tokens import main as tokens
+
     _run_process(
-        TOKEN_CREATE, _settings_for_tokens(), tenant=tenant, role=role, name=name, expires=expires
+        TOKEN_CREATE,
+        tokens,
+        _settings_for_tokens(),
+        tenant=tenant,
+        role=role,
+        name=name,
+        expires=expires,
     )
 
 
@@ -345,8 +382,10 @@ def token_create(tenant: str | None, role: str, name: str | None, expires: str |
 @click.option("--tenant", default=None, help="Only this tenant's tokens [all, platform first].")
 def token_list(tenant: str | None) -> None:
     """List tokens: id, tenant, role, status, name, expiry, last use (never the token)."""
+    from services.outreach.tokens import main as tokens
+
     process = replace(TOKEN_CREATE, argv=("token", "list"))
-    _run_process(process, _settings_for_tokens(), action="list", tenant=tenant)
+    _run_process(process, tokens, _settings_for_tokens(), action="list", tenant=tenant)
 
 
 @token.command("revoke")
@@ -354,8 +393,12 @@ def token_list(tenant: str | None) -> None:
 @click.option("--tenant", default=None, help="Refuse unless the token belongs to this tenant.")
 def token_revoke(token_id: str, tenant: str | None) -> None:
     """Revoke a token by its id (tok_...): refused at once by every API process."""
+    from services.outreach.tokens import main as tokens
+
     process = replace(TOKEN_CREATE, argv=("token", "revoke"))
-    _run_process(process, _settings_for_tokens(), action="revoke", tenant=tenant, token_id=token_id)
+    _run_process(
+        process, tokens, _settings_for_tokens(), action="revoke", tenant=tenant, token_id=token_id
+    )
 
 
 def _settings_for_tokens() -> Settings:
@@ -462,8 +505,7 @@ def tenants_check(path: Path | None) -> None:
     *_env is set in this environment."""
     import os
 
-    from shared.config import DEMO_TENANTS_PATH, check_secrets, weak_webhook_tokens
-    from shared.devstack.dev import DEMO_SECRETS
+    from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, check_secrets, weak_webhook_tokens
 
     target = path or _settings().tenants_path
     environ = dict(os.environ)

@@ -18,9 +18,9 @@ from typing import Any
 from flask import Blueprint, Flask, jsonify, request
 from prometheus_client import Counter
 
-from services.outreach.fake_wechat import sending
-from services.outreach.fake_wechat.seed import CorpWorld
-from services.outreach.fake_wechat.state import ApiError, FakeState, Injection, Token
+from sandbox.fake_wechat import sending
+from sandbox.fake_wechat.seed import CorpWorld
+from sandbox.fake_wechat.state import ApiError, FakeState, Injection, Token
 from shared.health import ops_blueprint
 
 CALLS = Counter(

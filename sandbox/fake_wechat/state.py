@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from services.outreach.fake_wechat.mailbox import Mailbox
-from services.outreach.fake_wechat.seed import CorpWorld, build_corp, population_for
+from sandbox.fake_wechat.mailbox import Mailbox
+from sandbox.fake_wechat.seed import CorpWorld, build_corp, population_for
 from shared.config import TenantRegistry
 from shared.errors import ConfigError
 
@@ -150,7 +150,7 @@ class FakeState:
     _last_force: dict[str, float] = field(default_factory=dict, repr=False)
     injections: list[Injection] = field(default_factory=list, repr=False)
     calls: deque = field(default_factory=deque, repr=False)
-    # Sending (services/outreach/fake_wechat/sending.py): what was accepted; OA followers by
+    # Sending (sandbox/fake_wechat/sending.py): what was accepted; OA followers by
     # app (openid -> following); customers who deleted the company; dismissed groups.
     mailbox: Mailbox = field(default_factory=Mailbox, repr=False)
     followers: dict[str, dict[str, bool]] = field(default_factory=dict, repr=False)

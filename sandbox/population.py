@@ -1,4 +1,4 @@
-"""A deterministic model of a tenant's audience, for `siyu simulate` (services/ingest/simulator.py).
+"""A deterministic model of a tenant's audience, for `siyu simulate` (sandbox/simulator.py).
 
 Pure: no I/O and no clock reads. Every random choice comes from the ``random.Random`` passed in,
 so the same seed gives the same people, companies and actions, in the same order.

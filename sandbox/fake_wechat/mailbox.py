@@ -1,4 +1,4 @@
-"""What the fake's sending APIs accepted (services/outreach/fake_wechat/sending.py)."""
+"""What the fake's sending APIs accepted (sandbox/fake_wechat/sending.py)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,10 @@
 """`siyu api serve`: the admin API (:8090, /api/v1) under gunicorn, one app for every service's
 admin routes.
 
-A service adds routes by listing its ``shared.api.Blueprint`` objects: ours in ``blueprints()``,
-or, for a service built later, a module in ``OPTIONAL_MODULES`` exposing ``BLUEPRINTS`` (skipped
-while it does not exist). Those blueprints reach the pool (search_path: the outreach schema, with
-the admin tables) through ``shared.api.connection()``, and the schema of any other service
+Each service lists its ``shared.api.Blueprint`` objects in ``BLUEPRINTS`` of its ``api``
+module and its background job kinds in ``JOBS``; ``blueprints()`` and ``job_kinds()`` gather
+them. Those blueprints reach the pool (search_path: the outreach schema, with the admin tables)
+through ``shared.api.connection()``, and the schema of any other service
 through ``shared.api.context().schema_for("segment")``.
 
 Nothing here imports prometheus_client at module level: ``main`` must prepare the multi-process
@@ -13,48 +13,33 @@ metrics folder first.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import os
 import shutil
 from collections.abc import Callable
 
 import structlog
 
-from services.ingest.server import GunicornApp, gunicorn_options, prepare_metrics_dir
 from shared.config import Settings, load_tenants
 from shared.errors import ConfigError
-
-# Modules of services built later; each exposes BLUEPRINTS (a sequence of shared.api.Blueprint).
-OPTIONAL_MODULES = ("services.segment.api", "services.outreach.api", "services.ingest.api")
-
-
-def _module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
+from shared.serving import GunicornApp, gunicorn_options, prepare_metrics_dir
 
 
 def blueprints() -> list:
+    """Every admin route: outreach's admin tables, the audit log and each service's own."""
+    from services.ingest.api import BLUEPRINTS as INGEST
     from services.outreach.admin import BLUEPRINTS as ADMIN
+    from services.outreach.api import BLUEPRINTS as OUTREACH
+    from services.segment.api import BLUEPRINTS as SEGMENT
     from shared.api.audit import blp as audit
 
-    found = [*ADMIN, audit]
-    for name in OPTIONAL_MODULES:
-        if _module_exists(name):  # a module that exists but fails to import is an error
-            found.extend(importlib.import_module(name).BLUEPRINTS)
-    return found
+    return [*ADMIN, audit, *SEGMENT, *OUTREACH, *INGEST]
 
 
 def job_kinds() -> dict:
-    """The background jobs of the modules that queue them (a module's ``JOBS``)."""
-    found = {}
-    for name in OPTIONAL_MODULES:
-        if _module_exists(name):
-            for kind in getattr(importlib.import_module(name), "JOBS", ()):
-                found[kind.name] = kind
-    return found
+    """The background jobs of the services that queue them (dry runs, previews)."""
+    from services.outreach.api import JOBS as OUTREACH
+    from services.segment.api import JOBS as SEGMENT
+
+    return {kind.name: kind for kind in (*SEGMENT, *OUTREACH)}
 
 
 def default_schema_for(service: str) -> str:
@@ -156,10 +141,8 @@ def segment_outbox(settings: Settings, schema: str):
 
 
 def main(settings: Settings, *, host: str, port: int, workers: int) -> int:
-    # Before anything imports prometheus_client here; a folder of its own beside ingest's.
-    home = settings.home.resolve()
-    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(home / "metrics" / f"api-{os.getpid()}"))
-    folder = prepare_metrics_dir(home)
+    # First, before anything imports prometheus_client in this process.
+    folder = prepare_metrics_dir(settings.home.resolve(), "api")
     try:
         # Fail fast on configuration before forking workers.
         from shared.db import ping

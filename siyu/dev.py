@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from shared.config import DEMO_TENANTS_PATH, Settings, check_secrets, load_tenants
+from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, Settings, check_secrets, load_tenants
 from shared.devstack.broker import EmbeddedBroker
 from shared.devstack.lock import DevLock, DevStackInfo
 from shared.devstack.postgres import EmbeddedPostgres, local_dsn
@@ -21,18 +21,11 @@ from shared.kafka.tansu import GROUP_TIMINGS_ENV
 from shared.kafka.topics import ensure_topics
 from shared.migrations import migrate_all
 from shared.privacy import DEV_PRIVACY_KEY, PRIVACY_KEY_ENV
-from shared.processes import PROCESSES, Process, by_name
+from siyu.processes import PROCESSES, Process, by_name
 
 # Fast consumer-group joins on the embedded broker (shared/kafka/tansu.py); production keeps
 # Kafka's defaults.
 DEV_KAFKA_ENV = GROUP_TIMINGS_ENV
-# Demo secrets for the demo tenants' `*_env` entries; the fake WeChat API accepts these.
-DEMO_SECRETS = {
-    "ACME_OA_SECRET": "acme-oa-demo-secret",
-    "ACME_WECOM_SECRET": "acme-wecom-demo-secret",
-    "BLOOM_OA_SECRET": "bloom-oa-demo-secret",
-    "BLOOM_WECOM_SECRET": "bloom-wecom-demo-secret",
-}
 # gunicorn boots its workers in about a second here; far more means a service is stuck.
 READY_TIMEOUT_S = 60
 
@@ -78,7 +71,7 @@ class DevStack:
             env = self._start_dependencies()
             if self._stop.is_set():
                 return 0
-            built = [p for p in PROCESSES if p.built] if self.options.services else []
+            built = list(PROCESSES) if self.options.services else []
             for process in built:
                 self.supervisor.start(self._child(process), env)
             if not self._ready(built):
@@ -96,7 +89,7 @@ class DevStack:
 
     def _info(self) -> DevStackInfo:
         """What the lock file tells a second start, and the token commands, about this stack."""
-        built = [p for p in PROCESSES if p.built] if self.options.services else []
+        built = list(PROCESSES) if self.options.services else []
         return DevStackInfo(
             pid=os.getpid(),
             home=str(self.lock.home),
@@ -172,7 +165,7 @@ class DevStack:
         return env
 
     def _child(self, process: Process) -> ChildSpec:
-        argv = [sys.executable, "-m", "shared.cli", *process.argv]
+        argv = [sys.executable, "-m", "siyu.cli", *process.argv]
         port = self.options.port(process)
         if port is not None:
             argv += [process.port_flag, str(port)]
@@ -210,9 +203,6 @@ class DevStack:
         for process in built:
             url = process.url(self.options.port(process)) or "-"
             self.say(f"{process.name:<11} {url}  ({process.what})")
-        missing = [p.name for p in PROCESSES if not p.built]
-        if missing:
-            self.say(f"not built yet: {', '.join(missing)}")
         self.say(f"Siyu dev stack ready in {seconds:.1f}s; Ctrl-C stops everything")
 
     def _start_demo(self, env: dict[str, str]) -> None:
@@ -222,7 +212,7 @@ class DevStack:
         port = self.options.port(by_name("ingest"))  # ready: run() waited for it
         for tenant in load_tenants(env["SIYU_TENANTS"]):
             token = create_token(env["SIYU_DATABASE_URL"], tenant.id, "siyu dev --demo")
-            argv = [sys.executable, "-m", "shared.cli", "simulate", "--tenant", tenant.id,
+            argv = [sys.executable, "-m", "siyu.cli", "simulate", "--tenant", tenant.id,
                     "--contacts", "300", "--rate", "5", "--duration", "86400", "--seed", "1",
                     "--url", f"http://127.0.0.1:{port}"]  # fmt: skip
             spec = ChildSpec(f"sim-{tenant.id}", argv, env={"SIYU_EVENTS_TOKEN": token})

@@ -1,8 +1,8 @@
 """The fake's world: each tenant's WeCom customers, tags and customer groups, built from the same
-deterministic people ``siyu simulate`` sends webhooks about (services/ingest/population.py).
+deterministic people ``siyu simulate`` sends webhooks about (sandbox/population.py).
 
 Pure: no I/O and no clock. The population is generated exactly like the simulator does for a seed
-(``requests_for`` in services/ingest/simulator.py), so the external_userids, unionids and chat ids
+(``requests_for`` in sandbox/simulator.py), so the external_userids, unionids and chat ids
 in the simulator's callbacks are the ones ``externalcontact/get`` and ``groupchat/get`` know.
 Details the population does not model (gender, avatar, extra followers, staff tags, group members)
 come from a random generator seeded per person or chat, so they do not change when ``contacts``
@@ -16,7 +16,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.ingest.population import (
+from sandbox.population import (
     _B2B_SCENES,
     _B2C_SCENES,
     EPOCH,

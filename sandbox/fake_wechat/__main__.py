@@ -1,4 +1,4 @@
-"""`python -m services.outreach.fake_wechat`: the fake with every option on the command line."""
+"""`python -m sandbox.fake_wechat`: the fake with every option on the command line."""
 
 from __future__ import annotations
 
@@ -6,14 +6,14 @@ import argparse
 import sys
 from dataclasses import fields
 
-from services.outreach.fake_wechat import main
-from services.outreach.fake_wechat.state import FakeConfig
+from sandbox.fake_wechat import main
+from sandbox.fake_wechat.state import FakeConfig
 from shared.config import Settings
 from shared.logging import configure_logging
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m services.outreach.fake_wechat")
+    parser = argparse.ArgumentParser(prog="python -m sandbox.fake_wechat")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8099)
     parser.add_argument("--seed", type=int, default=None, help="[SIYU_FAKE_WECHAT_SEED or 1]")

@@ -9,7 +9,7 @@ the tests run the real clients against it. Base URLs for clients:
 Everything lives in memory in one process (a threaded werkzeug server: one state, no workers).
 Options come from keyword arguments or the environment: ``SIYU_FAKE_WECHAT_SEED`` (1),
 ``SIYU_FAKE_WECHAT_CONTACTS`` (300), ``SIYU_FAKE_WECHAT_TOKEN_TTL`` (7200 s); the same defaults as
-``siyu simulate`` under ``siyu dev --demo``. ``python -m services.outreach.fake_wechat --help``
+``siyu simulate`` under ``siyu dev --demo``. ``python -m sandbox.fake_wechat --help``
 lists every limit.
 """
 
@@ -21,8 +21,8 @@ import signal
 import threading
 from collections.abc import Callable, Mapping
 
-from services.outreach.fake_wechat.app import create_app
-from services.outreach.fake_wechat.state import FakeConfig, FakeState
+from sandbox.fake_wechat.app import create_app
+from sandbox.fake_wechat.state import FakeConfig, FakeState
 from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
 from shared.errors import ConfigError
 
@@ -65,7 +65,7 @@ def build_state(
     registry = load_tenants(settings.tenants_path)
     defaults = None
     if settings.tenants_path.resolve() == DEMO_TENANTS_PATH.resolve():
-        from shared.devstack.dev import DEMO_SECRETS  # the demo tenants' secrets, as `siyu dev`
+        from shared.config import DEMO_SECRETS  # the demo tenants' secrets, as `siyu dev`
 
         defaults = DEMO_SECRETS
     kwargs = {"clock": clock} if clock is not None else {}

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from services.outreach.fake_wechat.mailbox import DAY, MONTH, Sent
-from services.outreach.fake_wechat.state import ApiError
+from sandbox.fake_wechat.mailbox import DAY, MONTH, Sent
+from sandbox.fake_wechat.state import ApiError
 
 if TYPE_CHECKING:
-    from services.outreach.fake_wechat.app import Call
+    from sandbox.fake_wechat.app import Call
 
 MAX_TARGETS = 10000
 MASS_TYPES = ("mpnews", "text", "voice", "image", "mpvideo", "wxcard")
