@@ -19,7 +19,7 @@ from flask import Blueprint, Flask, jsonify, request
 from prometheus_client import Counter
 
 from sandbox.fake_wechat import sending
-from sandbox.fake_wechat.seed import CorpWorld
+from sandbox.fake_wechat.api_call import ApiCall
 from sandbox.fake_wechat.state import ApiError, FakeState, Injection, Token
 from shared.health import ops_blueprint
 
@@ -36,29 +36,17 @@ DEFAULT_ERRMSG = {
 }
 
 
-@dataclass
-class Call:
-    state: FakeState
-    token: Token | None
-    body: dict[str, Any]
-
-    @property
-    def world(self) -> CorpWorld:
-        assert self.token is not None
-        return self.state.worlds[self.token.owner]
-
-
 @dataclass(frozen=True)
 class Route:
     method: str
-    handler: Callable[[Call], dict[str, Any]]
+    handler: Callable[[ApiCall], dict[str, Any]]
     auth: bool = True
 
 
 # --- WeCom --------------------------------------------------------------------------------------
 
 
-def _wecom_gettoken(call: Call) -> dict[str, Any]:
+def _wecom_gettoken(call: ApiCall) -> dict[str, Any]:
     token = call.state.wecom_gettoken(
         request.args.get("corpid", ""), request.args.get("corpsecret", "")
     )
@@ -70,7 +58,7 @@ def _token_body(state: FakeState, token: Token) -> dict[str, Any]:
     return {"access_token": token.value, "expires_in": expires_in}
 
 
-def _api_domain_ip(call: Call) -> dict[str, Any]:
+def _api_domain_ip(call: ApiCall) -> dict[str, Any]:
     return {"ip_list": ["127.0.0.1"]}
 
 
@@ -94,7 +82,7 @@ def _valid_external_userid(value: str) -> bool:
     return value.startswith(("wm", "wo")) and 10 <= len(value) <= 64
 
 
-def _externalcontact_get(call: Call) -> dict[str, Any]:
+def _externalcontact_get(call: ApiCall) -> dict[str, Any]:
     external_userid = request.args.get("external_userid", "")
     if not _valid_external_userid(external_userid):
         raise ApiError(40096, "invalid external userid")
@@ -113,7 +101,7 @@ def _externalcontact_get(call: Call) -> dict[str, Any]:
     }
 
 
-def _externalcontact_list(call: Call) -> dict[str, Any]:
+def _externalcontact_list(call: ApiCall) -> dict[str, Any]:
     userid = request.args.get("userid", "")
     if userid not in call.world.staff:
         raise ApiError(60111, "invalid string value `userid`")
@@ -123,11 +111,11 @@ def _externalcontact_list(call: Call) -> dict[str, Any]:
     return {"external_userid": customers}
 
 
-def _follow_user_list(call: Call) -> dict[str, Any]:
+def _follow_user_list(call: ApiCall) -> dict[str, Any]:
     return {"follow_user": list(call.world.staff)}
 
 
-def _groupchat_get(call: Call) -> dict[str, Any]:
+def _groupchat_get(call: ApiCall) -> dict[str, Any]:
     chat_id = call.body.get("chat_id")
     chat = call.world.chats.get(chat_id) if isinstance(chat_id, str) else None
     if chat is None:
@@ -142,7 +130,7 @@ def _groupchat_get(call: Call) -> dict[str, Any]:
     return {"group_chat": {**chat.detail, "member_list": members}}
 
 
-def _groupchat_list(call: Call) -> dict[str, Any]:
+def _groupchat_list(call: ApiCall) -> dict[str, Any]:
     """Groups by owner (``owner_filter.userid_list``), paged by ``cursor``/``limit`` (≤1000)."""
     limit = call.body.get("limit", 100)
     if not isinstance(limit, int) or not 1 <= limit <= 1000:
@@ -166,7 +154,7 @@ def _groupchat_list(call: Call) -> dict[str, Any]:
     }
 
 
-def _unionid_to_external_userid(call: Call) -> dict[str, Any]:
+def _unionid_to_external_userid(call: ApiCall) -> dict[str, Any]:
     unionid, openid = call.body.get("unionid"), call.body.get("openid")
     if not isinstance(unionid, str) or not unionid or not isinstance(openid, str) or not openid:
         raise ApiError(40058, "unionid and openid are required")
@@ -177,7 +165,7 @@ def _unionid_to_external_userid(call: Call) -> dict[str, Any]:
     return {"external_userid": external_userid}
 
 
-def _corp_tag_list(call: Call) -> dict[str, Any]:
+def _corp_tag_list(call: ApiCall) -> dict[str, Any]:
     tag_ids = call.body.get("tag_id") or []
     group_ids = call.body.get("group_id") or []
     groups: dict[str, dict[str, Any]] = {}
@@ -221,7 +209,7 @@ WECOM: dict[str, Route] = {
 # --- Official Account ---------------------------------------------------------------------------
 
 
-def _oa_token(call: Call) -> dict[str, Any]:
+def _oa_token(call: ApiCall) -> dict[str, Any]:
     args = request.args
     token = call.state.oa_token(
         args.get("grant_type", ""), args.get("appid", ""), args.get("secret", "")
@@ -229,7 +217,7 @@ def _oa_token(call: Call) -> dict[str, Any]:
     return _token_body(call.state, token)
 
 
-def _oa_stable_token(call: Call) -> dict[str, Any]:
+def _oa_stable_token(call: ApiCall) -> dict[str, Any]:
     body = call.body
     force = body.get("force_refresh") in (True, "true", 1)
     token = call.state.oa_stable_token(
@@ -292,7 +280,7 @@ def _dispatch(state: FakeState, api: str, path: str):
         if route.auth:
             token = state.check_token(api, request.args.get("access_token"))
         body = _json_body() if route.method == "POST" else {}
-        result = route.handler(Call(state, token, body))
+        result = route.handler(ApiCall(state, token, body))
         payload = {"errcode": 0, "errmsg": "ok", **result} if api == "wecom" else result
         errcode = 0
     except ApiError as error:

@@ -12,13 +12,11 @@ mailbox, which ``GET /_fake/messages`` shows.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from sandbox.fake_wechat.api_call import ApiCall
 from sandbox.fake_wechat.mailbox import DAY, MONTH, Sent
 from sandbox.fake_wechat.state import ApiError
-
-if TYPE_CHECKING:
-    from sandbox.fake_wechat.app import Call
 
 MAX_TARGETS = 10000
 MASS_TYPES = ("mpnews", "text", "voice", "image", "mpvideo", "wxcard")
@@ -43,7 +41,7 @@ def _check_content(body: dict[str, Any]) -> None:
 # --- WeCom --------------------------------------------------------------------------------------
 
 
-def add_msg_template(call: Call) -> dict[str, Any]:
+def add_msg_template(call: ApiCall) -> dict[str, Any]:
     body, world, state = call.body, call.world, call.state
     chat_type = body.get("chat_type") or "single"
     if chat_type not in ("single", "group"):
@@ -97,7 +95,7 @@ def add_msg_template(call: Call) -> dict[str, Any]:
     return {"fail_list": fail_list, "msgid": sent.msgid}
 
 
-def _sent(call: Call, api: str) -> Sent:
+def _sent(call: ApiCall, api: str) -> Sent:
     msgid = call.body.get("msgid")
     sent = call.state.mailbox.by_id.get(msgid) if isinstance(msgid, str) else None
     owner = call.token.owner if call.token else None
@@ -106,11 +104,11 @@ def _sent(call: Call, api: str) -> Sent:
     return sent
 
 
-def _confirmed(call: Call, sent: Sent) -> bool:
+def _confirmed(call: ApiCall, sent: Sent) -> bool:
     return call.state.now() >= sent.at + call.state.config.confirm_delay
 
 
-def get_groupmsg_task(call: Call) -> dict[str, Any]:
+def get_groupmsg_task(call: ApiCall) -> dict[str, Any]:
     sent = _sent(call, "wecom")
     done = _confirmed(call, sent)
     return {
@@ -123,7 +121,7 @@ def get_groupmsg_task(call: Call) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def get_groupmsg_send_result(call: Call) -> dict[str, Any]:
+def get_groupmsg_send_result(call: ApiCall) -> dict[str, Any]:
     sent = _sent(call, "wecom")
     userid = call.body.get("userid")
     if userid not in sent.tasks:
@@ -143,7 +141,7 @@ def get_groupmsg_send_result(call: Call) -> dict[str, Any]:
 # --- Official Account ---------------------------------------------------------------------------
 
 
-def _follower(call: Call, openid: Any) -> str:
+def _follower(call: ApiCall, openid: Any) -> str:
     app_id = call.token.owner if call.token else ""
     followers = call.state.followers.get(app_id, {})
     if not isinstance(openid, str) or openid not in followers:
@@ -153,7 +151,7 @@ def _follower(call: Call, openid: Any) -> str:
     return openid
 
 
-def template_send(call: Call) -> dict[str, Any]:
+def template_send(call: ApiCall) -> dict[str, Any]:
     body, state = call.body, call.state
     openid = _follower(call, body.get("touser"))
     if not isinstance(body.get("template_id"), str) or not body["template_id"]:
@@ -180,7 +178,7 @@ def template_send(call: Call) -> dict[str, Any]:
     return {"errcode": 0, "errmsg": "ok", "msgid": int(sent.msgid)}
 
 
-def custom_send(call: Call) -> dict[str, Any]:
+def custom_send(call: ApiCall) -> dict[str, Any]:
     body, state = call.body, call.state
     try:
         openid = _follower(call, body.get("touser"))
@@ -203,7 +201,7 @@ def custom_send(call: Call) -> dict[str, Any]:
     return {"errcode": 0, "errmsg": "ok"}
 
 
-def mass_send(call: Call) -> dict[str, Any]:
+def mass_send(call: ApiCall) -> dict[str, Any]:
     body, state = call.body, call.state
     touser = body.get("touser")
     if not isinstance(touser, list) or not 2 <= len(touser) <= MAX_TARGETS:
@@ -217,7 +215,7 @@ def mass_send(call: Call) -> dict[str, Any]:
         return _mass_deliver(call, app_id, openids)
 
 
-def mass_sendall(call: Call) -> dict[str, Any]:
+def mass_sendall(call: ApiCall) -> dict[str, Any]:
     """``message/mass/sendall``: to every follower (``is_to_all``) or one user tag."""
     body, state = call.body, call.state
     flt = body.get("filter")
@@ -238,7 +236,7 @@ def mass_sendall(call: Call) -> dict[str, Any]:
         return _mass_deliver(call, app_id, members)
 
 
-def _mass_deliver(call: Call, app_id: str, openids: list[str]) -> dict[str, Any]:
+def _mass_deliver(call: ApiCall, app_id: str, openids: list[str]) -> dict[str, Any]:
     """Record a mass message to these followers (under the state's lock): at most 4 a month
     each (the rest are filtered, as the platform does); ``clientmsgid`` refuses a repeat."""
     state, body = call.state, call.body

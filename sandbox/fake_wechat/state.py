@@ -108,7 +108,9 @@ class _Window:
 
 
 @dataclass
-class Call:
+class CallRecord:
+    """One entry of the call log (``GET /_fake/calls``)."""
+
     seq: int
     at: float
     method: str
@@ -149,7 +151,7 @@ class FakeState:
     _daily: dict[tuple[str, int], int] = field(default_factory=dict, repr=False)
     _last_force: dict[str, float] = field(default_factory=dict, repr=False)
     injections: list[Injection] = field(default_factory=list, repr=False)
-    calls: deque = field(default_factory=deque, repr=False)
+    calls: deque[CallRecord] = field(default_factory=deque, repr=False)
     # Sending (sandbox/fake_wechat/sending.py): what was accepted; OA followers by
     # app (openid -> following); customers who deleted the company; dismissed groups.
     mailbox: Mailbox = field(default_factory=Mailbox, repr=False)
@@ -387,7 +389,7 @@ class FakeState:
     ) -> None:
         with self.lock:
             self._seq += 1
-            self.calls.append(Call(self._seq, self.now(), method, api, path, errcode, tenant))
+            self.calls.append(CallRecord(self._seq, self.now(), method, api, path, errcode, tenant))
             while len(self.calls) > self.config.calls_kept:
                 self.calls.popleft()
 
