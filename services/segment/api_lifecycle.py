@@ -35,13 +35,8 @@ from services.segment.derive import (
 from services.segment.facts import ContactFacts
 from services.segment.funnel import FunnelSpec, assemble, render_svg
 from services.segment.funnel_query import funnel_tallies
-from services.segment.lifecycle import (
-    BUILTIN_MODELS,
-    RULES_DIR,
-    LifecycleModel,
-    ModelError,
-    load_model,
-)
+from services.segment.lifecycle.grammar import BUILTIN_MODELS, RULES_DIR, ModelError, load_model
+from services.segment.lifecycle.model import LifecycleModel
 from services.segment.report_slots import REPORTS, claim_slot
 from services.segment.scoring import score
 from shared import jobs
@@ -141,7 +136,7 @@ def _load(document: dict) -> LifecycleModel:
 
 _CONDITION = {
     "type": "object",
-    "description": "A condition (grammar: services/segment/lifecycle.py), e.g. "
+    "description": "A condition (grammar: services/segment/lifecycle/grammar.py), e.g. "
     '{"event": ["oa.click", "oa.view"], "min": 2, "within_days": 30}',
 }
 

@@ -29,7 +29,7 @@ from services.segment.api_common import (
 from services.segment.behaviour import Features
 from services.segment.derive import derive_touched, lock_contacts, model_for, override_stage
 from services.segment.erasure import erase_contact as erase
-from services.segment.lifecycle import error_paths
+from services.segment.lifecycle.grammar import error_paths
 from services.segment.roles import ROLES, role_coverage
 from services.segment.rule_names import RuleNames, rule_unknowns
 from services.segment.segments import SLUG, SegmentError, TooManySegments, save_segment

@@ -21,7 +21,7 @@ from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
 from services.segment.derive import Topics, model_for
-from services.segment.lifecycle import BUILTIN_MODELS
+from services.segment.lifecycle.grammar import BUILTIN_MODELS
 from shared import messages
 from shared.config import Tenant
 

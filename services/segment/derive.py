@@ -17,14 +17,8 @@ from psycopg import Connection
 
 from services.segment import behaviour
 from services.segment.facts import AccountFacts, ContactFacts, EventFact
-from services.segment.lifecycle import (
-    LifecycleModel,
-    ModelError,
-    Transition,
-    builtin_models,
-    evaluate_account,
-    load_model,
-)
+from services.segment.lifecycle.grammar import ModelError, builtin_models, load_model
+from services.segment.lifecycle.model import LifecycleModel, Transition, evaluate_account
 from services.segment.reach import reach
 from services.segment.risk import risk_flags
 from services.segment.roles import RoleGuess, infer_role

@@ -1,4 +1,4 @@
-"""Size limits of a rule (a condition of the grammar in services/segment/lifecycle.py).
+"""Size limits of a rule (a condition of the grammar in services/segment/lifecycle/grammar.py).
 
 Rules are evaluated for every contact an event touches, recursively, in the segment consumer:
 a rule nested deep enough to exhaust Python's recursion limit failed every event of its tenant

@@ -1,6 +1,6 @@
 """The names inside a segment rule, checked against the tenant's model and data.
 
-The grammar (services/segment/lifecycle.py) accepts any string where a name goes, so a rule
+The grammar (services/segment/lifecycle/grammar.py) accepts any string where a name goes, so a rule
 that says ``{"stage_at_least": "examinaton"}`` or ``{"attribute": "rol", ...}`` was stored and
 matched nobody. Checked here, on the rule as the caller wrote it (paths as in its errors,
 ``rule.all[1].attribute``): funnel stages for ``stage_at_least``; stage values of the

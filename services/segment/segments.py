@@ -1,9 +1,10 @@
 """Named dynamic segments: definitions, membership for one contact, and a full recompute.
 
-A segment's rule uses the lifecycle condition grammar (services/segment/lifecycle.py) over the
-contact's facts. Derived values are addressable too: ``attribute: stage`` / ``account_stage`` /
-``account_id`` / any behaviour feature (``recency_days``, ``frequency_90d``...), and as tags
-``behaviour:<type>`` (e.g. behaviour:loyal) and ``risk:<flag>`` (the account's risk flags).
+A segment's rule uses the lifecycle condition grammar (services/segment/lifecycle/grammar.py)
+over the contact's facts. Derived values are addressable too: ``attribute: stage`` /
+``account_stage`` / ``account_id`` / any behaviour feature (``recency_days``,
+``frequency_90d``...), and as tags ``behaviour:<type>`` (e.g. behaviour:loyal) and
+``risk:<flag>`` (the account's risk flags).
 
 Rules are bounded when saved (depth and size: services/segment/rule_limits.py; at most
 ``MAX_SEGMENTS_PER_TENANT`` segments). A rule that still fails while being evaluated (an
@@ -29,16 +30,14 @@ from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
 from services.segment.facts import ContactFacts
-from services.segment.lifecycle import (
+from services.segment.lifecycle.conditions import (
     AccountCondition,
     AllCondition,
     AnyCondition,
     Condition,
-    ModelError,
     NotCondition,
-    error_paths,
-    load_condition,
 )
+from services.segment.lifecycle.grammar import ModelError, error_paths, load_condition
 from services.segment.metrics import SEGMENTS_DISABLED
 from shared.errors import SiyuError
 

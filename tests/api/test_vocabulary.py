@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from services.segment import behaviour, risk, roles
-from services.segment.lifecycle import BUILTIN_MODELS, builtin_models
+from services.segment.lifecycle.grammar import BUILTIN_MODELS, builtin_models
 from shared.api.names import Unknown, check, check_one, unknown_names
 from shared.vocabulary import (
     BEHAVIOURS,

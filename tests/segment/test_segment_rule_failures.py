@@ -11,7 +11,7 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from services.outreach.catalogue import apply_catalogues
-from services.segment.lifecycle import TagCondition
+from services.segment.lifecycle.conditions import TagCondition
 from services.segment.segments import (
     MAX_SEGMENTS_PER_TENANT,
     RuleFailure,

@@ -8,15 +8,13 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from services.segment.facts import AccountFacts, ContactFacts, EventFact
-from services.segment.lifecycle import (
-    LifecycleModel,
+from services.segment.lifecycle.grammar import (
     ModelError,
-    Transition,
     builtin_models,
-    evaluate_account,
     load_condition,
     load_model,
 )
+from services.segment.lifecycle.model import LifecycleModel, Transition, evaluate_account
 
 CST = timezone(timedelta(hours=8))
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=CST)

@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import pytest
 
 from services.segment.facts import ContactFacts
-from services.segment.lifecycle import (
+from services.segment.lifecycle.conditions import Condition
+from services.segment.lifecycle.grammar import (
     MAX_WINDOW_DAYS,
-    Condition,
     ModelError,
     builtin_models,
     load_condition,

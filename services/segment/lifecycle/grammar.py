@@ -1,25 +1,9 @@
-"""Lifecycle models (AARRR, AISCEAS, custom): stage rules as data, evaluated as pure functions.
+"""The lifecycle grammar: YAML/JSON documents of models and conditions, validated with marshmallow.
 
-A model is a YAML/JSON document validated with marshmallow (``load_model``); the built-in packs
-live in ``rules/aarrr.yaml`` and ``rules/aisceas.yaml`` with one variant per tenant mode
-(``builtin_models``). No I/O besides reading those packs, and no clock reads: ``now`` is always an
-argument, so every rule can be tested with tables of cases.
-
-Semantics
----------
-- **Forward on evidence**: the target is the highest funnel stage whose ``when`` holds; the contact
-  moves only if it is above its current stage. A contact with no stage (or a stage the model does
-  not know) enters the highest stage whose condition holds, so stages are skipped when later
-  evidence exists (an order without prior clicks goes straight to action/revenue).
-- **Never backwards** except by a ``regress`` rule whose ``from`` names the current stage. Regress
-  rules are checked, in document order, only when no forward move applies.
-- **Side stages** (e.g. ``lapsed``) are off the funnel: they are entered and left only by regress
-  rules; forward evidence does not pull a contact out of a side stage.
-- ``evaluate`` returns one move. Conditions such as ``stage_at_least`` depend on the current
-  stage, so a second move may follow once the first is applied; ``settle`` applies moves until
-  none is left.
-- Events later than ``now`` are ignored (replays evaluate history as of ``now``); windows are
-  inclusive: an event exactly ``within_days`` old counts.
+``load_model`` and ``load_condition`` turn a document into compiled objects (``model.py``,
+``conditions.py``) or raise ``ModelError`` with the path of each bad field, e.g.
+``stages[2].when.any[0].event``. The built-in packs live in ``rules/aarrr.yaml`` and
+``rules/aisceas.yaml`` with one variant per tenant mode (``builtin_models``).
 
 Condition grammar: see ``_KINDS`` and the schemas below; every condition is a mapping with exactly
 one kind key (``all``, ``any``, ``not``, ``event``, ``attribute``, ``tag``, ``score``, ``account``,
@@ -30,9 +14,7 @@ options. Validation errors name the path of the bad field, e.g. ``stages[2].when
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from collections.abc import Mapping
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -48,18 +30,33 @@ from marshmallow import (
     validates_schema,
 )
 
-from services.segment.facts import AccountFacts, ContactFacts, EventFact
+from services.segment.lifecycle.conditions import (
+    MISSING,
+    AccountCondition,
+    AllCondition,
+    AnyCondition,
+    AttributeCondition,
+    Condition,
+    DaysSinceLastEventCondition,
+    EventCondition,
+    NotCondition,
+    RolesEngagedCondition,
+    ScoreCondition,
+    StageAtLeastCondition,
+    TagCondition,
+    is_number,
+)
+from services.segment.lifecycle.model import LifecycleModel, RegressRule, Stage
 from services.segment.rule_limits import RuleTooLarge, check_model, check_rule
 from shared.envelope import EVENT_TYPES
 from shared.errors import SiyuError
 
-RULES_DIR = Path(__file__).with_name("rules")
+RULES_DIR = Path(__file__).parent.parent / "rules"
 MODES = ("b2b", "b2c")
 BUILTIN_MODELS = ("aarrr", "aisceas")
 
 _NAME_RE = r"^[a-z][a-z0-9_]{0,39}$"
 MAX_WINDOW_DAYS = 36_500  # event windows (within_days, older_than_days): a century
-_DAY = timedelta(days=1)
 
 
 class ModelError(SiyuError):
@@ -98,377 +95,6 @@ def error_paths(messages: Any, prefix: str = "") -> dict[str, list[str]]:
     return out
 
 
-@dataclass(frozen=True)
-class Transition:
-    from_stage: str | None
-    to_stage: str
-    cause: str  # which rule held, human readable
-
-
-# --------------------------------------------------------------------------------------------
-# Compiled conditions
-
-
-@dataclass(frozen=True)
-class _Ctx:
-    subject: ContactFacts | AccountFacts
-    now: datetime
-    model: LifecycleModel | None
-
-    def events(self) -> Iterator[EventFact]:
-        now = self.now
-        return (e for e in self.subject.events if e.occurred_at <= now)
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, float):
-        return f"{value:g}"
-    return repr(value) if isinstance(value, str) else str(value)
-
-
-def _same(a: Any, b: Any) -> bool:
-    """Equality that does not confuse True with 1."""
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    return a == b
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _range_text(gte: float | None, lte: float | None) -> str:
-    parts = []
-    if gte is not None:
-        parts.append(f">= {_fmt(gte)}")
-    if lte is not None:
-        parts.append(f"<= {_fmt(lte)}")
-    return " and ".join(parts)
-
-
-def _in_range(value: float, gte: float | None, lte: float | None) -> bool:
-    return (gte is None or value >= gte) and (lte is None or value <= lte)
-
-
-class Condition:
-    """A validated, compiled condition (build one with ``load_condition`` or ``load_model``)."""
-
-    def holds(
-        self, facts: ContactFacts, now: datetime, model: LifecycleModel | None = None
-    ) -> bool:
-        return self.explain(facts, now, model) is not None
-
-    def explain(
-        self, facts: ContactFacts, now: datetime, model: LifecycleModel | None = None
-    ) -> str | None:
-        """Why the condition holds (human readable), or None when it does not."""
-        _require_aware(now)
-        return self._check(_Ctx(facts, now, model))
-
-    def describe(self) -> str:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def _check(self, ctx: _Ctx) -> str | None:  # pragma: no cover - overridden
-        raise NotImplementedError
-
-    def stage_refs(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
-        """(relative path, stage name) of every ``stage_at_least`` inside."""
-        return iter(())
-
-
-@dataclass(frozen=True)
-class AllCondition(Condition):
-    conditions: tuple[Condition, ...]
-
-    def describe(self) -> str:
-        return "(" + " and ".join(c.describe() for c in self.conditions) + ")"
-
-    def _check(self, ctx: _Ctx) -> str | None:
-        reasons = []
-        for c in self.conditions:
-            why = c._check(ctx)
-            if why is None:
-                return None
-            reasons.append(why)
-        return " and ".join(reasons)
-
-    def stage_refs(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
-        for i, c in enumerate(self.conditions):
-            for path, stage in c.stage_refs():
-                yield ("all", i, *path), stage
-
-
-@dataclass(frozen=True)
-class AnyCondition(Condition):
-    conditions: tuple[Condition, ...]
-
-    def describe(self) -> str:
-        return "(" + " or ".join(c.describe() for c in self.conditions) + ")"
-
-    def _check(self, ctx: _Ctx) -> str | None:
-        for c in self.conditions:
-            why = c._check(ctx)
-            if why is not None:
-                return why
-        return None
-
-    def stage_refs(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
-        for i, c in enumerate(self.conditions):
-            for path, stage in c.stage_refs():
-                yield ("any", i, *path), stage
-
-
-@dataclass(frozen=True)
-class NotCondition(Condition):
-    condition: Condition
-
-    def describe(self) -> str:
-        return f"not {self.condition.describe()}"
-
-    def _check(self, ctx: _Ctx) -> str | None:
-        return None if self.condition._check(ctx) is not None else self.describe()
-
-    def stage_refs(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
-        for path, stage in self.condition.stage_refs():
-            yield ("not", *path), stage
-
-
-def _type_matcher(types: tuple[str, ...]):
-    exact = frozenset(t for t in types if not t.endswith(".*"))
-    prefixes = tuple(t[:-1] for t in types if t.endswith(".*"))
-    return lambda t: t in exact or (bool(prefixes) and t.startswith(prefixes))
-
-
-@dataclass(frozen=True)
-class EventCondition(Condition):
-    types: tuple[str, ...]  # as written; a trailing ".*" is a prefix wildcard
-    min: int = 1
-    within_days: float | None = None
-    older_than_days: float | None = None  # only events at least this old (with within_days: a band)
-    where: tuple[tuple[str, Any], ...] = ()
-    sum: str | None = None
-    gte: float | None = None
-
-    def _label(self, n: Any) -> str:
-        text = f"{_fmt(n)} of {'/'.join(self.types)}"
-        if self.where:
-            text += " where " + ", ".join(f"{k}={_fmt(v)}" for k, v in self.where)
-        if self.within_days is not None:
-            text += f" within {_fmt(self.within_days)} days"
-        if self.older_than_days is not None:
-            text += f" older than {_fmt(self.older_than_days)} days"
-        return text
-
-    def describe(self) -> str:
-        text = self._label(self.min)
-        if self.sum is not None:
-            text += f" with {self.sum} sum >= {_fmt(self.gte)}"
-        return text
-
-    def _check(self, ctx: _Ctx) -> str | None:
-        matches = _type_matcher(self.types)
-        lower = ctx.now - self.within_days * _DAY if self.within_days is not None else None
-        upper = ctx.now - self.older_than_days * _DAY if self.older_than_days is not None else None
-        count, total = 0, 0.0
-        for e in ctx.events():
-            if not matches(e.type):
-                continue
-            if (lower is not None and e.occurred_at < lower) or (
-                upper is not None and e.occurred_at > upper
-            ):
-                continue
-            if any(not _same(e.attributes.get(k), v) for k, v in self.where):
-                continue
-            count += 1
-            if self.sum is not None:
-                value = e.attributes.get(self.sum)
-                if _is_number(value):
-                    total += value
-        if count < self.min:
-            return None
-        if self.sum is not None:
-            if self.gte is None or total < self.gte:
-                return None
-            return f"{self._label(count)} with {self.sum} sum {_fmt(total)} >= {_fmt(self.gte)}"
-        return self._label(count)
-
-
-_MISSING = object()
-
-
-@dataclass(frozen=True)
-class AttributeCondition(Condition):
-    """Reads ``attributes[name]``; on a contact ``role`` reads ContactFacts.role first."""
-
-    name: str
-    equals: Any = _MISSING
-    in_: tuple[Any, ...] | None = None
-    exists: bool | None = None
-    gte: float | None = None
-    lte: float | None = None
-
-    def _value(self, ctx: _Ctx) -> Any:
-        subject = ctx.subject
-        if self.name == "role" and isinstance(subject, ContactFacts) and subject.role is not None:
-            return subject.role
-        return subject.attributes.get(self.name, _MISSING)
-
-    def describe(self) -> str:
-        if self.equals is not _MISSING:
-            return f"attribute {self.name} = {_fmt(self.equals)}"
-        if self.in_ is not None:
-            return f"attribute {self.name} in [{', '.join(_fmt(v) for v in self.in_)}]"
-        if self.exists is not None:
-            return f"attribute {self.name} {'exists' if self.exists else 'is missing'}"
-        return f"attribute {self.name} {_range_text(self.gte, self.lte)}"
-
-    def _check(self, ctx: _Ctx) -> str | None:
-        value = self._value(ctx)
-        if self.exists is not None:
-            present = value is not _MISSING and value is not None
-            return self.describe() if present == self.exists else None
-        if value is _MISSING:
-            return None
-        if self.equals is not _MISSING:
-            ok = _same(value, self.equals)
-        elif self.in_ is not None:
-            ok = any(_same(value, v) for v in self.in_)
-        else:
-            ok = _is_number(value) and _in_range(value, self.gte, self.lte)
-            if ok:
-                return f"attribute {self.name} = {_fmt(value)} ({_range_text(self.gte, self.lte)})"
-        return self.describe() if ok else None
-
-
-@dataclass(frozen=True)
-class TagCondition(Condition):
-    tag: str
-
-    def describe(self) -> str:
-        return f"tag {self.tag}"
-
-    def _check(self, ctx: _Ctx) -> str | None:
-        tags = getattr(ctx.subject, "tags", frozenset())
-        return self.describe() if self.tag in tags else None
-
-
-@dataclass(frozen=True)
-class ScoreCondition(Condition):
-    gte: float | None = None
-    lte: float | None = None
-
-    def describe(self) -> str:
-        return f"score {_range_text(self.gte, self.lte)}"
-
-    def _check(self, ctx: _Ctx) -> str | None:
-        score = ctx.subject.score
-        if not _in_range(score, self.gte, self.lte):
-            return None
-        return f"score {_fmt(score)} ({_range_text(self.gte, self.lte)})"
-
-
-@dataclass(frozen=True)
-class AccountCondition(Condition):
-    """Evaluated against the contact's account; false when the contact has none."""
-
-    condition: Condition
-
-    def describe(self) -> str:
-        return f"account {self.condition.describe()}"
-
-    def _check(self, ctx: _Ctx) -> str | None:
-        account = getattr(ctx.subject, "account", None)
-        if account is None:
-            return None
-        why = self.condition._check(_Ctx(account, ctx.now, ctx.model))
-        return None if why is None else f"account {why}"
-
-    def stage_refs(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
-        for path, stage in self.condition.stage_refs():
-            yield ("account", *path), stage
-
-
-@dataclass(frozen=True)
-class RolesEngagedCondition(Condition):
-    gte: int | None = None
-    includes: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        parts = []
-        if self.gte is not None:
-            parts.append(f"roles engaged >= {self.gte}")
-        if self.includes:
-            parts.append(f"roles engaged include {'/'.join(self.includes)}")
-        return " and ".join(parts)
-
-    def _check(self, ctx: _Ctx) -> str | None:
-        roles = getattr(ctx.subject, "roles_engaged", frozenset())
-        if self.gte is not None and len(roles) < self.gte:
-            return None
-        if not set(self.includes) <= roles:
-            return None
-        return f"{self.describe()} ({', '.join(sorted(roles))})"
-
-
-@dataclass(frozen=True)
-class DaysSinceLastEventCondition(Condition):
-    """Days since the last event (of ``types``); with none, since ``created_at`` (None: false)."""
-
-    gte: float | None = None
-    lte: float | None = None
-    types: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        of = f" ({'/'.join(self.types)})" if self.types else ""
-        return f"days since last event{of} {_range_text(self.gte, self.lte)}"
-
-    def _check(self, ctx: _Ctx) -> str | None:
-        matches = _type_matcher(self.types) if self.types else None
-        last = None
-        for e in ctx.events():
-            if (matches is None or matches(e.type)) and (last is None or e.occurred_at > last):
-                last = e.occurred_at
-        since = "last event"
-        if last is None:
-            last, since = ctx.subject.created_at, "creation"
-            if last is None:
-                return None
-        days = (ctx.now - last) / _DAY
-        if not _in_range(days, self.gte, self.lte):
-            return None
-        shown = _fmt(math.floor(days * 10) / 10)
-        return f"{shown} days since {since} ({_range_text(self.gte, self.lte)})"
-
-
-@dataclass(frozen=True)
-class StageAtLeastCondition(Condition):
-    """The subject's current stage is this funnel stage or a later one (side stages: false)."""
-
-    stage: str
-
-    def describe(self) -> str:
-        return f"stage at least {self.stage}"
-
-    def _check(self, ctx: _Ctx) -> str | None:
-        model = ctx.model
-        if model is None:
-            raise ValueError("stage_at_least needs the lifecycle model to be evaluated")
-        current = model.position(ctx.subject.stage) if ctx.subject.stage else None
-        wanted = model.position(self.stage)
-        if current is None or wanted is None or current < wanted:
-            return None
-        return f"stage {ctx.subject.stage} >= {self.stage}"
-
-    def stage_refs(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
-        yield ("stage_at_least",), self.stage
-
-
-# --------------------------------------------------------------------------------------------
-# Schemas
-
-
 class _Strict(Schema):
     class Meta:
         unknown = RAISE
@@ -486,7 +112,7 @@ class _Number(fields.Field):
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValidationError("Not a valid integer.")
             return value
-        if not _is_number(value) or not math.isfinite(value):
+        if not is_number(value) or not math.isfinite(value):
             raise ValidationError("Not a valid number.")
         return value
 
@@ -676,7 +302,7 @@ def _build_schemas(scope: str) -> dict[str, Schema]:
         def _make(self, data: dict, **kwargs: Any) -> Condition:
             return AttributeCondition(
                 name=data["attribute"],
-                equals=data.get("equals", _MISSING),
+                equals=data.get("equals", MISSING),
                 in_=tuple(data["in_"]) if "in_" in data else None,
                 exists=data.get("exists"),
                 gte=data.get("gte"),
@@ -879,96 +505,6 @@ class _ModelSchema(_Strict):
 _MODEL_SCHEMA = _ModelSchema()
 
 
-# --------------------------------------------------------------------------------------------
-# Models
-
-
-@dataclass(frozen=True)
-class Stage:
-    name: str
-    when: Condition
-    title: str = ""
-
-
-@dataclass(frozen=True)
-class RegressRule:
-    from_stages: tuple[str, ...]
-    to_stage: str
-    when: Condition
-
-
-@dataclass(frozen=True)
-class LifecycleModel:
-    name: str
-    title: str
-    stages: tuple[Stage, ...]
-    side_stages: tuple[str, ...] = ()
-    regress: tuple[RegressRule, ...] = ()
-    description: str = ""
-    _positions: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_positions", {s.name: i for i, s in enumerate(self.stages)})
-
-    @property
-    def stage_names(self) -> tuple[str, ...]:
-        return tuple(s.name for s in self.stages)
-
-    def position(self, stage: str | None) -> int | None:
-        """Funnel index of a stage; None for side stages, unknown names and None."""
-        return self._positions.get(stage) if stage is not None else None
-
-    def _highest(
-        self, facts: ContactFacts, now: datetime, above: int | None
-    ) -> tuple[int, str] | None:
-        """(index, reason) of the highest funnel stage above ``above`` whose condition holds."""
-        ctx = _Ctx(facts, now, self)
-        lowest = -1 if above is None else above
-        for i in range(len(self.stages) - 1, lowest, -1):
-            why = self.stages[i].when._check(ctx)
-            if why is not None:
-                return i, why
-        return None
-
-    def _regress(self, facts: ContactFacts, now: datetime) -> Transition | None:
-        current = facts.stage
-        ctx = _Ctx(facts, now, self)
-        for rule in self.regress:
-            if current in rule.from_stages and rule.to_stage != current:
-                why = rule.when._check(ctx)
-                if why is not None:
-                    return Transition(
-                        current, rule.to_stage, f"regress {current} -> {rule.to_stage}: {why}"
-                    )
-        return None
-
-    def evaluate(self, facts: ContactFacts, now: datetime) -> Transition | None:
-        """The one move to make now, or None. Never reads the clock."""
-        _require_aware(now)
-        current = facts.stage
-        if current not in self.side_stages:
-            hit = self._highest(facts, now, self.position(current))
-            if hit is not None:
-                stage = self.stages[hit[0]].name
-                return Transition(current, stage, f"stage {stage}: {hit[1]}")
-        return self._regress(facts, now)
-
-    def settle(self, facts: ContactFacts, now: datetime) -> list[Transition]:
-        """Apply ``evaluate`` until no move is left (stops before revisiting a stage)."""
-        moves: list[Transition] = []
-        seen = {facts.stage}
-        while (move := self.evaluate(facts, now)) is not None and move.to_stage not in seen:
-            moves.append(move)
-            seen.add(move.to_stage)
-            facts = replace(facts, stage=move.to_stage)
-        return moves
-
-
-def _require_aware(now: datetime) -> None:
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("now must be timezone-aware")
-
-
 def _parse(data: dict | str) -> Any:
     if isinstance(data, str):
         try:
@@ -1037,54 +573,3 @@ def builtin_models(mode: str) -> dict[str, LifecycleModel]:
     if mode not in MODES:
         raise ValueError(f"unknown tenant mode {mode!r}; expected one of {', '.join(MODES)}")
     return {name: _builtin(name, mode) for name in BUILTIN_MODELS}
-
-
-def _account_as_contact(account: AccountFacts) -> ContactFacts:
-    """The account seen through the contact grammar: its events, attributes, score and stage."""
-    return ContactFacts(
-        contact_id=f"account:{account.account_id}",
-        tenant_mode="b2b",
-        stage=account.stage,
-        score=account.score,
-        attributes=account.attributes,
-        events=account.events,
-        account=account,
-        created_at=account.created_at,
-    )
-
-
-def evaluate_account(
-    model: LifecycleModel,
-    account: AccountFacts,
-    member_stages: Iterable[str | None],
-    now: datetime,
-) -> Transition | None:
-    """The B2B account's move: up to the highest stage reached by a member or by its own facts.
-
-    The account's business facts are evaluated with the model's stage conditions, the account
-    standing in for a contact (its events, attributes, score, stage; ``account:`` conditions see
-    it too), so an order paid on the account means at least the stage whose rule names orders.
-    Forward only; an account in a side stage leaves it only by the model's regress rules.
-    """
-    _require_aware(now)
-    pseudo = _account_as_contact(account)
-    current = account.stage
-    if current in model.side_stages:
-        return model._regress(pseudo, now)
-    above = model.position(current)
-    stages = list(member_stages)
-    reached = [p for s in stages if (p := model.position(s)) is not None]
-    best_member = max(reached, default=None)
-    # Only stages above the current one matter, and the account's facts win a tie with members
-    # (they explain more than "a member is there"): check the facts from that floor upwards.
-    floor = max(0 if above is None else above + 1, 0 if best_member is None else best_member)
-    hit = model._highest(pseudo, now, floor - 1)
-    if hit is not None:
-        index, cause = hit[0], f"account facts: stage {model.stages[hit[0]].name}: {hit[1]}"
-    elif best_member is not None and (above is None or best_member > above):
-        name = model.stages[best_member].name
-        count = sum(1 for p in reached if p == best_member)
-        index, cause = best_member, f"members reached {name} ({count} of {len(stages)} members)"
-    else:
-        return None
-    return Transition(current, model.stages[index].name, cause)
