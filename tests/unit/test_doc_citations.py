@@ -1,0 +1,116 @@
+"""Every document the code cites is in the repository, and every section it names is a heading.
+
+A comment such as ``docs/security.md "Tokens"`` (or ``docs/domain.md, "Scoring"``, or
+``docs/architecture.md ("Errors")``) is checked: the file exists under ``docs/`` and has a heading
+``## Tokens`` (any level). A citation may wrap onto the next comment line. The team handbook
+beside the repository (ARCHITECTURE.md, DOMAIN.md, PLATFORM.md, STACK.md) is not part of it, so
+no file may cite it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# What is searched for citations: the code, its tests, deployment and the documents themselves.
+TREES = ("services", "shared", "siyu", "sandbox", "tests", "bench", "deploy", "docs")
+FILES = ("Makefile", "pyproject.toml", "README.md")
+SUFFIXES = {".py", ".sql", ".yaml", ".yml", ".toml", ".md", ".sh", ".cfg", ".txt", ""}
+SKIP_PARTS = {"__pycache__", "crds", "node_modules"}
+
+# A comment continuation: newline, indentation and a comment marker (#, --, or none in a
+# docstring), so that a citation wrapped onto the next line reads as one line.
+WRAP = re.compile(r"\n[ \t]*(?:#+|--)?[ \t]*")
+# docs/<file>.md, then "<Section>" after a comma, colon, space or parenthesis; further sections
+# may follow, separated by commas ("A", "B" and "C").
+CITATION = re.compile(
+    r'docs/([a-z_]+)\.md((?:[,:]?\s*\(?\s*"[^"\n]{1,80}")(?:,?\s*(?:and\s+)?"[^"\n]{1,80}")*)?'
+)
+SECTION = re.compile(r'"([^"\n]{1,80})"')
+HANDBOOK = re.compile(r"\b(?:ARCHITECTURE|PLATFORM|DOMAIN|STACK)\.md\b")
+
+
+def _sources() -> list[Path]:
+    paths = [ROOT / f for f in FILES if (ROOT / f).is_file()]
+    for tree in TREES:
+        for path in sorted((ROOT / tree).rglob("*")):
+            if not path.is_file() or SKIP_PARTS & set(path.parts):
+                continue
+            if path.suffix in SUFFIXES or path.name == "Dockerfile":
+                paths.append(path)
+    return paths
+
+
+def _headings(doc: Path) -> set[str]:
+    return {
+        m.group(1).strip()
+        for m in re.finditer(r"^#{1,6}\s+(.+?)\s*$", doc.read_text(encoding="utf-8"), re.M)
+    }
+
+
+def _citations(path: Path) -> list[tuple[str, str | None]]:
+    """(document, section or None) for every citation in one file."""
+    text = WRAP.sub(" ", path.read_text(encoding="utf-8", errors="replace"))
+    found = []
+    for m in CITATION.finditer(text):
+        sections = SECTION.findall(m.group(2) or "")
+        found.extend((m.group(1), s) for s in sections) if sections else found.append(
+            (m.group(1), None)
+        )
+    return found
+
+
+SOURCES = [p for p in _sources() if p.resolve() != Path(__file__).resolve()]  # not its examples
+
+
+def test_the_search_finds_the_citations():
+    """The walk is not silently empty: the code cites documents by section."""
+    cited = [c for p in SOURCES for c in _citations(p) if c[1]]
+    assert len(cited) > 50
+
+
+def test_every_cited_document_and_section_exists():
+    broken = []
+    headings: dict[str, set[str]] = {}
+    for path in SOURCES:
+        for doc, section in _citations(path):
+            file = ROOT / "docs" / f"{doc}.md"
+            where = f"{path.relative_to(ROOT)}: docs/{doc}.md"
+            if not file.is_file():
+                broken.append(f"{where} (no such document)")
+                continue
+            names = headings.setdefault(doc, _headings(file))
+            if section is not None and section not in names:
+                broken.append(f'{where} "{section}" (no such heading)')
+    assert not broken, "\n".join(sorted(set(broken)))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('see docs/security.md "Tokens".', [("security", "Tokens")]),
+        ('(docs/domain.md, "Scoring")', [("domain", "Scoring")]),
+        ('docs/architecture.md ("Errors")', [("architecture", "Errors")]),
+        ('docs/platform.md: "Access tokens", "Rate limits"', [
+            ("platform", "Access tokens"), ("platform", "Rate limits")]),
+        ('docs/security.md "Tracked\n    # links")', [("security", "Tracked links")]),
+        ("the envelope (docs/privacy.md).", [("privacy", None)]),
+    ],
+)  # fmt: skip
+def test_citation_forms(tmp_path, text, expected):
+    path = tmp_path / "x.py"
+    path.write_text(text, encoding="utf-8")
+    assert _citations(path) == expected
+
+
+def test_no_file_cites_the_handbook_beside_the_repository():
+    """ARCHITECTURE.md and its siblings live outside the repository: cite docs/*.md instead."""
+    offenders = [
+        str(p.relative_to(ROOT))
+        for p in SOURCES
+        if HANDBOOK.search(p.read_text(encoding="utf-8", errors="replace"))
+    ]
+    assert not offenders, offenders
