@@ -52,7 +52,9 @@ from wechatpy.crypto import WeChatCrypto
 from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
 from wechatpy.utils import WeChatSigner
 
-from sandbox.population import Action, Population, action_stream
+from sandbox.population.actions import Action
+from sandbox.population.journey import action_stream
+from sandbox.population.model import Population
 from shared.config import Tenant, load_tenants
 from shared.errors import SiyuError
 

@@ -1,5 +1,5 @@
 """The fake's world: each tenant's WeCom customers, tags and customer groups, built from the same
-deterministic people ``siyu simulate`` sends webhooks about (sandbox/population.py).
+deterministic people ``siyu simulate`` sends webhooks about (sandbox/population/).
 
 Pure: no I/O and no clock. The population is generated exactly like the simulator does for a seed
 (``requests_for`` in sandbox/simulator.py), so the external_userids, unionids and chat ids
@@ -16,16 +16,8 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.population import (
-    _B2B_SCENES,
-    _B2C_SCENES,
-    EPOCH,
-    ROLES,
-    STAFF,
-    Company,
-    Person,
-    Population,
-)
+from sandbox.population.model import EPOCH, ROLES, STAFF, Company, Person, Population
+from sandbox.population.texts import B2B_SCENES, B2C_SCENES
 
 # Buying-role hints that staff put on B2B contacts (tag group "角色"); services/segment/roles.py
 # reads "角色:<tag_name>" as a role with confidence 1.0.
@@ -217,7 +209,7 @@ def _contact(
             "description": (person.title or "") if b2b and rng.random() < 0.5 else "",
             "createtime": added + i * rng.randint(3600, 30 * 86400),
             "tags": tags,
-            "state": rng.choice(_B2B_SCENES if b2b else _B2C_SCENES) if rng.random() < 0.6 else "",
+            "state": rng.choice(B2B_SCENES if b2b else B2C_SCENES) if rng.random() < 0.6 else "",
             "add_way": add_way,
             "oper_userid": userid if add_way in (2, 201, 202) else person.external_userid,
         }

@@ -10,15 +10,10 @@ from collections import Counter, defaultdict
 
 import pytest
 
-from sandbox.population import (
-    B2C_TYPES,
-    ROLES,
-    TITLES,
-    Action,
-    Population,
-    action_stream,
-    normalise_company,
-)
+from sandbox.population.actions import Action
+from sandbox.population.journey import action_stream
+from sandbox.population.model import B2C_TYPES, ROLES, Population
+from sandbox.population.texts import TITLES, normalise_company
 from shared.envelope import EVENT_TYPES
 
 CJK = re.compile(r"[\u4e00-\u9fff]")

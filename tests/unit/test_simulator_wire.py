@@ -17,7 +17,8 @@ from wechatpy.enterprise.exceptions import InvalidCorpIdException
 from wechatpy.exceptions import InvalidSignatureException
 from wechatpy.utils import check_signature
 
-from sandbox.population import Action, Population
+from sandbox.population.actions import Action
+from sandbox.population.model import Population
 from sandbox.simulator import (
     Renderer,
     WireRequest,
