@@ -67,9 +67,9 @@ def create_app(
     from services.outreach.tenant_deletion import listed_in_file
     from services.outreach.tokens import seed_tenants
     from shared.api import create_api_app
-    from shared.api.auth import DEFAULT_CACHE_TTL_S
     from shared.db import DbTimeouts, create_pool
     from shared.ratelimit import TenantLimiter, registry_limits
+    from shared.tokens import DEFAULT_CACHE_TTL_S
 
     registry = load_tenants(settings.tenants_path)
     job_pool = pool  # tests share theirs; a server gives jobs a pool of their own (below)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
-from services.ingest import tokens as token_store
 from shared.api import (
     TENANT,
     Blueprint,
@@ -27,6 +26,7 @@ from shared.api import (
 )
 from shared.api.auth import bounded_expiry
 from shared.expiry import expires_at_field
+from shared.tokens import EVENT_TOKENS, insert_token, list_tokens, revoke_token
 
 blp = Blueprint(
     "ingest_tokens",
@@ -66,9 +66,10 @@ def list_ingest_tokens(args: dict):
     """The tenant's event API tokens, newest first (never their secrets)"""
     after = cursor_key(args["cursor"], str, str)
     with connection() as conn:
-        rows = token_store.list_tokens(
-            conn, tenant_id=tenant_id(), schema=_schema(), limit=args["limit"] + 1, after=after
-        )
+        rows = list_tokens(
+            conn, EVENT_TOKENS, tenant_id=tenant_id(), schema=_schema(),
+            limit=args["limit"] + 1, after=after,
+        )  # fmt: skip
     return page(rows, args["limit"], key=lambda r: [r["created_at"].isoformat(), r["token_id"]])
 
 
@@ -80,10 +81,11 @@ def create_ingest_token(body: dict):
     """Create an event API token for the tenant, expiring no later than the caller's token"""
     tenant = tenant_id()
     with connection() as conn:
-        row, secret = token_store.insert_token(
+        row, secret = insert_token(
             conn,
-            tenant,
-            body["name"],
+            EVENT_TOKENS,
+            tenant_id=tenant,
+            name=body["name"],
             schema=_schema(),
             expires_at=bounded_expiry(principal(), body["expires_at"]),
         )
@@ -102,7 +104,7 @@ def revoke_ingest_token(token_id: str):
     """Revoke one of the tenant's event API tokens; refused at once by every ingest process"""
     tenant = tenant_id()
     with connection() as conn:
-        row = token_store.revoke_token(conn, token_id, tenant_id=tenant, schema=_schema())
+        row = revoke_token(conn, EVENT_TOKENS, token_id, tenant_id=tenant, schema=_schema())
         if row is None:
             raise not_found("token", token_id)  # another tenant's token is "not found" too
         audit(conn, principal(), tenant, "ingest_token.revoke", token_id, {"name": row["name"]})

@@ -15,9 +15,9 @@ from services.outreach import tokens as token_store
 from shared.api import (
     ANY,
     PLATFORM,
-    ROLES,
     TENANT,
     TENANT_OR_ALL,
+    TOKEN_ROLES,
     Blueprint,
     PageArgs,
     audit,
@@ -38,6 +38,7 @@ from shared.api import (
 from shared.api.auth import bounded_expiry
 from shared.config import TENANT_ID_PATTERN
 from shared.expiry import expires_at_field
+from shared.tokens import revoke_tenant_tokens
 from shared.vocabulary import time_zone_error
 
 LIFECYCLE_MODEL_PATTERN = r"^[a-z0-9_-]{2,40}$"
@@ -199,7 +200,7 @@ def delete_tenant(tenant: str):
         ).fetchone()
         if row is None:
             raise unknown_tenant(tenant)
-        revoked = token_store.revoke_tenant_tokens(conn, tenant)
+        revoked = revoke_tenant_tokens(conn, tenant)
         events = tenant_deletion.revoke_event_tokens(conn, tenant, context().schema_for("ingest"))
         stopped = tenant_deletion.mark_deleted(conn, tenant, principal().token_id or "api")
         audit(conn, principal(), tenant, "tenant.delete", tenant,
@@ -220,7 +221,7 @@ tokens = Blueprint(
 class TokenSchema(Schema):
     token_id = fields.String(required=True, metadata={"description": "Public id, tok_..."})
     tenant_id = fields.String(required=True, allow_none=True)
-    role = fields.String(required=True, metadata={"enum": list(ROLES)})
+    role = fields.String(required=True, metadata={"enum": list(TOKEN_ROLES)})
     name = fields.String(required=True)
     created_at = fields.DateTime(required=True)
     last_used_at = fields.DateTime(allow_none=True)
@@ -234,7 +235,7 @@ class NewTokenSchema(TokenSchema):
 
 class TokenCreateSchema(Schema):
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    role = fields.String(required=True, validate=validate.OneOf(ROLES))
+    role = fields.String(required=True, validate=validate.OneOf(TOKEN_ROLES))
     expires_at = expires_at_field()
 
 
@@ -300,7 +301,7 @@ me = Blueprint("me", __name__, description="The calling token")
 class MeSchema(Schema):
     token_id = fields.String(required=True)
     name = fields.String(required=True)
-    role = fields.String(required=True, metadata={"enum": list(ROLES)})
+    role = fields.String(required=True, metadata={"enum": list(TOKEN_ROLES)})
     tenant_id = fields.String(
         required=True, allow_none=True, metadata={"description": "null: platform"}
     )

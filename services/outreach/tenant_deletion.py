@@ -20,6 +20,7 @@ from psycopg_pool import ConnectionPool
 
 from shared.config import TenantRegistry
 from shared.tenant_purge import purge
+from shared.tokens import revoke_tenant_tokens
 
 log = structlog.get_logger("siyu.outreach")
 
@@ -58,12 +59,7 @@ def revoke_event_tokens(conn, tenant_id: str, ingest_schema: str) -> int:
     ).fetchone()
     if not found["found"]:
         return 0
-    return conn.execute(
-        sql.SQL(
-            "UPDATE {} SET revoked_at = now() WHERE tenant_id = %s AND revoked_at IS NULL"
-        ).format(table),
-        (tenant_id,),
-    ).rowcount
+    return len(revoke_tenant_tokens(conn, tenant_id, schema=ingest_schema))
 
 
 def deleted_at(conn, tenant_id: str) -> datetime | None:

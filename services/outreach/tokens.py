@@ -13,14 +13,14 @@ from collections.abc import Mapping
 import psycopg
 from psycopg.rows import dict_row
 
+from shared import tokens
 from shared.api.audit import CLI_ACTOR, audit
-from shared.api.auth import ROLES, hash_token, new_token
 from shared.config import Settings, TenantRegistry, load_tenants
 from shared.errors import ConfigError, SiyuError, UnknownTenant
+from shared.tokens import ADMIN_TOKENS, TOKEN_ROLES
 
 SCHEMA_ENV = "SIYU_OUTREACH_SCHEMA"
 DEFAULT_SCHEMA = "outreach"
-TOKEN_COLUMNS = "token_id, tenant_id, role, name, created_at, last_used_at, expires_at, revoked_at"  # noqa: S105 - column names
 
 
 def outreach_schema(env: Mapping[str, str] | None = None) -> str:
@@ -59,7 +59,7 @@ def tenant_exists(conn, tenant_id: str) -> bool:
     )
 
 
-# --- tokens ------------------------------------------------------------------------------------
+# --- tokens (shared/tokens.py: the same store as ingest's event API tokens) --------------------
 
 
 def create_token(
@@ -69,22 +69,17 @@ def create_token(
 
     ``expires_at`` (None: never) is when the token starts being refused (401 token_expired).
     """
-    if role not in ROLES:
+    _check_role(role)
+    return tokens.insert_token(
+        conn, ADMIN_TOKENS, tenant_id=tenant_id, role=role, name=name, expires_at=expires_at
+    )
+
+
+def _check_role(role: str) -> None:
+    if role not in TOKEN_ROLES:
         raise SiyuError(
-            f"unknown role {role!r}; expected one of {', '.join(ROLES)}", code="unknown_role"
+            f"unknown role {role!r}; expected one of {', '.join(TOKEN_ROLES)}", code="unknown_role"
         )
-    token_id, token = new_token()
-    row = conn.execute(
-        f"INSERT INTO api_tokens (token_id, token_hash, tenant_id, role, name, expires_at) "  # noqa: S608
-        f"VALUES (%s, %s, %s, %s, %s, %s) RETURNING {TOKEN_COLUMNS}",
-        (token_id, hash_token(token), tenant_id, role, name, expires_at),
-    ).fetchone()
-    return row, token
-
-
-def _owner(tenant_id: str | None) -> str:
-    """Whose tokens: a tenant's, or (None) the platform tokens."""
-    return "tenant_id IS NULL" if tenant_id is None else "tenant_id = %(tenant)s"
 
 
 def list_tokens(
@@ -92,37 +87,15 @@ def list_tokens(
 ) -> list[dict]:
     """A tenant's tokens (None: the platform tokens), newest first, after the
     (created_at, token_id) keyset ``after``."""
-    return conn.execute(
-        f"SELECT {TOKEN_COLUMNS} FROM api_tokens "  # noqa: S608
-        f"WHERE {_owner(tenant_id)} "
-        "AND (%(at)s::timestamptz IS NULL OR (created_at, token_id) < (%(at)s, %(id)s)) "
-        "ORDER BY created_at DESC, token_id DESC LIMIT %(n)s",
-        {
-            "tenant": tenant_id,
-            "at": after[0] if after else None,
-            "id": after[1] if after else None,
-            "n": limit,
-        },
-    ).fetchall()
+    return tokens.list_tokens(
+        conn, ADMIN_TOKENS, tenant_id=tenant_id, platform=True, limit=limit, after=after
+    )
 
 
 def revoke_token(conn, token_id: str, *, tenant_id: str | None) -> dict | None:
     """Revoke one of a tenant's tokens (None: a platform token), idempotent; None if there is
     no such token there. Effective at once in every process: validity is read per request."""
-    return conn.execute(
-        "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) "  # noqa: S608
-        f"WHERE token_id = %(id)s AND {_owner(tenant_id)} RETURNING {TOKEN_COLUMNS}",
-        {"id": token_id, "tenant": tenant_id},
-    ).fetchone()
-
-
-def revoke_tenant_tokens(conn, tenant_id: str) -> list[str]:
-    rows = conn.execute(
-        "UPDATE api_tokens SET revoked_at = now() "
-        "WHERE tenant_id = %s AND revoked_at IS NULL RETURNING token_id",
-        (tenant_id,),
-    ).fetchall()
-    return [r["token_id"] for r in rows]
+    return tokens.revoke_token(conn, ADMIN_TOKENS, token_id, tenant_id=tenant_id, platform=True)
 
 
 # --- siyu token create / list / revoke ----------------------------------------------------------
@@ -142,12 +115,9 @@ def main(
     from datetime import UTC, datetime
 
     from shared.expiry import parse_expires
-    from shared.token_table import print_tokens
 
-    if action == "create" and role not in ROLES:
-        raise SiyuError(
-            f"unknown role {role!r}; expected one of {', '.join(ROLES)}", code="unknown_role"
-        )
+    if action == "create":
+        _check_role(role)
     expires_at = parse_expires(expires) if expires else None
     registry = load_tenants(settings.tenants_path)
     schema = outreach_schema()
@@ -164,22 +134,13 @@ def main(
                     "nor created through the API)"
                 )
             if action == "list":
-                rows = conn.execute(
-                    f"SELECT {TOKEN_COLUMNS} FROM api_tokens "  # noqa: S608
-                    "WHERE %(tenant)s::text IS NULL OR tenant_id = %(tenant)s "
-                    "ORDER BY tenant_id NULLS FIRST, created_at DESC, token_id DESC",
-                    {"tenant": tenant},
-                ).fetchall()
-                print_tokens(rows, datetime.now(UTC), role=True)
+                rows = tokens.list_tokens(
+                    conn, ADMIN_TOKENS, tenant_id=tenant, limit=None, by_tenant=True
+                )
+                tokens.print_tokens(rows, datetime.now(UTC), role=True)
                 return 0
             if action == "revoke":
-                row = conn.execute(
-                    "UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()) "  # noqa: S608
-                    "WHERE token_id = %(id)s "
-                    "AND (%(tenant)s::text IS NULL OR tenant_id = %(tenant)s) "
-                    f"RETURNING {TOKEN_COLUMNS}",
-                    {"id": token_id, "tenant": tenant},
-                ).fetchone()
+                row = tokens.revoke_token(conn, ADMIN_TOKENS, token_id, tenant_id=tenant)
                 if row is None:
                     raise SiyuError(f"no admin API token {token_id!r}", code="not_found")
                 audit(

@@ -23,17 +23,11 @@ from shared.api.audit import audit
 from shared.api.auth import (
     ANY,
     PLATFORM,
-    ROLES,
     TENANT,
     TENANT_OR_ALL,
-    Principal,
-    TokenStore,
-    hash_token,
-    new_token,
     principal,
     public,
     require,
-    role_rank,
     tenant_id,
 )
 from shared.api.context import ApiContext, connection, context
@@ -58,6 +52,8 @@ from shared.api.pagination import (
     page,
     paged,
 )
+from shared.api.tokens import TokenStore
+from shared.tokens import TOKEN_ROLES, Principal, role_rank
 
 __all__ = [
     "ANY",
@@ -65,9 +61,9 @@ __all__ = [
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
     "PLATFORM",
-    "ROLES",
     "TENANT",
     "TENANT_OR_ALL",
+    "TOKEN_ROLES",
     "Api",
     "ApiContext",
     "ApiError",
@@ -85,9 +81,7 @@ __all__ = [
     "decode_cursor",
     "encode_cursor",
     "forbidden",
-    "hash_token",
     "invalid",
-    "new_token",
     "not_found",
     "page",
     "paged",

@@ -18,12 +18,14 @@ from prometheus_client import Counter, Histogram
 from psycopg_pool import ConnectionPool
 from webargs.flaskparser import FlaskParser
 
-from shared.api.auth import DEFAULT_CACHE_TTL_S, SECURITY_SCHEME, TokenStore, auth_doc, authorize
+from shared.api.auth import SECURITY_SCHEME, auth_doc, authorize
 from shared.api.context import EXTENSION, ApiContext
 from shared.api.errors import ErrorSchema, from_http_exception, install_error_handlers, invalid
+from shared.api.tokens import TokenStore
 from shared.health import Check, ops_blueprint
 from shared.ratelimit import NO_TENANT, TenantLimiter
 from shared.text import contains_nul, json_depth
+from shared.tokens import DEFAULT_CACHE_TTL_S
 from shared.web import new_app
 
 log = structlog.get_logger("siyu.api")

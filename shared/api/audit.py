@@ -10,9 +10,10 @@ from marshmallow import Schema, fields, validate
 from psycopg.types.json import Jsonb
 
 from shared.api.app import Blueprint
-from shared.api.auth import TENANT_OR_ALL, Principal, require, tenant_id
+from shared.api.auth import TENANT_OR_ALL, require, tenant_id
 from shared.api.context import connection
 from shared.api.pagination import PageArgs, cursor_key, page, paged
+from shared.tokens import Principal
 
 # The "actor" of changes made from the command line rather than with a token.
 CLI_ACTOR = "cli"

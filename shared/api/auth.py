@@ -14,43 +14,24 @@ Every route declares what it needs with ``@require(role, scope=...)``:
 - ``PLATFORM``: platform tokens only (403 for tenant tokens).
 - ``ANY``: any valid token.
 
-Tokens are looked up by their hash, so comparing a guess never runs a byte-by-byte comparison of
-the secret (no timing oracle). Every request reads the token's row (one primary-key look-up), so
-a revocation or an expiry (``expires_at``, outreach migration 0007) takes effect at once in every
+Every request reads the token's row (one primary-key look-up, shared/api/tokens.py), so a
+revocation or an expiry (``expires_at``, outreach migration 0007) takes effect at once in every
 process, whoever wrote it (API, CLI or SQL): nothing about validity is cached, so there is no
 notification to miss (docs/security.md "Tokens"). Only the ``last_used_at`` write is coalesced,
-at most once per token per ``ttl_s`` and process.
+at most once per token per ``ttl_s`` and process (shared/tokens.py).
 """
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Callable
 from copy import deepcopy
-from dataclasses import dataclass
 from datetime import datetime
 from functools import wraps
 
-import psycopg
 from flask import g, request
-from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from shared.api.errors import (
-    ApiError,
-    forbidden,
-    unauthenticated,
-    unavailable,
-    unknown_tenant,
-)
-from shared.db import autocommit
-from shared.spacing import Spacing
-
-ROLES = ("viewer", "operator", "admin")
-TOKEN_PREFIX = "siyu_adm_"  # noqa: S105 - a prefix, not a secret
-TOKEN_ID_PREFIX = "tok_"  # noqa: S105
-MAX_CACHE_TTL_S = 60.0
-DEFAULT_CACHE_TTL_S = 30.0
+from shared.api.errors import ApiError, forbidden, unauthenticated, unknown_tenant
+from shared.tokens import Principal, role_rank
 
 TENANT = "tenant"
 TENANT_OR_ALL = "tenant_or_all"
@@ -59,90 +40,6 @@ ANY = "any"
 SCOPES = (TENANT, TENANT_OR_ALL, PLATFORM, ANY)
 
 SECURITY_SCHEME = "bearerAuth"
-
-
-def role_rank(role: str) -> int:
-    """0 for viewer, 1 for operator, 2 for admin; ValueError for anything else."""
-    try:
-        return ROLES.index(role)
-    except ValueError:
-        raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}") from None
-
-
-def hash_token(token: str) -> str:
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
-def new_token() -> tuple[str, str]:
-    """A fresh ``(token_id, token)``: the id is public, the token is shown once."""
-    return TOKEN_ID_PREFIX + secrets.token_hex(6), TOKEN_PREFIX + secrets.token_urlsafe(32)
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who is calling: a token's id, name, role and tenant (None: platform)."""
-
-    token_id: str
-    name: str
-    role: str
-    tenant_id: str | None
-    expires_at: datetime | None = None
-
-    @property
-    def is_platform(self) -> bool:
-        return self.tenant_id is None
-
-    def has(self, role: str) -> bool:
-        return role_rank(self.role) >= role_rank(role)
-
-
-class TokenStore:
-    """Principal of a token, from ``api_tokens`` (on ``pool``'s search_path), read per request.
-
-    ``ttl_s`` (0..60 s) only spaces out the ``last_used_at`` writes of one token by this process;
-    validity (revoked, expired) is never cached.
-    """
-
-    def __init__(
-        self, pool: ConnectionPool, *, ttl_s: float = DEFAULT_CACHE_TTL_S, max_entries=10_000
-    ):
-        if not 0 <= ttl_s <= MAX_CACHE_TTL_S:
-            raise ValueError(f"ttl_s must be within 0..{MAX_CACHE_TTL_S:g} seconds")
-        self.pool = pool
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self._touch = Spacing(ttl_s, max_entries=max_entries)  # last_used_at writes
-
-    def authenticate(self, token: str) -> Principal | None:
-        """The token's principal; None if unknown or revoked; 401 ``token_expired`` if expired."""
-        if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
-            return None
-        try:
-            with autocommit(self.pool) as conn:  # one round trip per statement
-                row = conn.execute(
-                    "SELECT token_id, name, role, tenant_id, expires_at, "
-                    "expires_at IS NOT NULL AND expires_at <= now() AS expired "
-                    "FROM api_tokens WHERE token_hash = %s AND revoked_at IS NULL",
-                    (hash_token(token),),
-                ).fetchone()
-                if row is not None and not row["expired"] and self._touch.due(row["token_id"]):
-                    conn.execute(
-                        "UPDATE api_tokens SET last_used_at = now() WHERE token_id = %s",
-                        (row["token_id"],),
-                    )
-        except (psycopg.OperationalError, PoolTimeout, PoolClosed):
-            raise unavailable("token store unavailable; retry later") from None
-        if row is None:
-            return None
-        if row["expired"]:
-            raise token_expired(row["expires_at"])
-        return Principal(
-            token_id=row["token_id"],
-            name=row["name"],
-            role=row["role"],
-            tenant_id=row["tenant_id"],
-            expires_at=row["expires_at"],
-        )
 
 
 def bounded_expiry(caller: Principal, wanted: datetime | None) -> datetime | None:
@@ -160,10 +57,6 @@ def bounded_expiry(caller: Principal, wanted: datetime | None) -> datetime | Non
             {"expires_at": [f"at most {caller.expires_at.isoformat()}"]},
         )
     return wanted
-
-
-def token_expired(expires_at) -> ApiError:
-    return ApiError(401, "token_expired", f"token expired at {expires_at.isoformat()}")
 
 
 # --- per request -------------------------------------------------------------------------------

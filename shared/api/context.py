@@ -15,7 +15,7 @@ from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 from shared.api.errors import timed_out, unavailable
 
 if TYPE_CHECKING:
-    from shared.api.auth import TokenStore
+    from shared.api.tokens import TokenStore
     from shared.ratelimit import TenantLimiter
 
 EXTENSION = "siyu.api"
