@@ -5,7 +5,7 @@ Every pooled connection carries ``statement_timeout`` and ``idle_in_transaction_
 cut off instead of holding a connection, locks and the database's CPU from every other tenant.
 The admin API uses the short ``api`` limits, every other process the longer ``worker`` ones;
 migrations (their own connection) and explicit long jobs (``NO_TIMEOUTS``) have none. Each
-is configurable by environment (README, "Configuration"); ``0`` turns a limit off.
+is configurable by environment (docs/operations.md, "Configuration"); ``0`` turns a limit off.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def main() -> None:
     """Siyu (私域): private-domain and community operations on WeChat and WeCom.
 
     Configuration comes from the environment: SIYU_DATABASE_URL, SIYU_KAFKA_BOOTSTRAP,
-    SIYU_TENANTS (tenants YAML) and SIYU_LOG_LEVEL. See the README.
+    SIYU_TENANTS (tenants YAML), SIYU_LOG_LEVEL and more: docs/operations.md, "Configuration".
     """
 
 

@@ -2,7 +2,7 @@
 
 A comment such as ``docs/security.md "Tokens"`` (or ``docs/domain.md, "Scoring"``, or
 ``docs/architecture.md ("Errors")``) is checked: the file exists under ``docs/`` and has a heading
-``## Tokens`` (any level). A citation may wrap onto the next comment line. The team handbook
+``## Tokens`` (any level). Citations of the README and of deploy/README.md are checked alike. A citation may wrap onto the next comment line. The team handbook
 beside the repository (ARCHITECTURE.md, DOMAIN.md, PLATFORM.md, STACK.md) is not part of it, so
 no file may cite it.
 """
@@ -24,10 +24,11 @@ SKIP_PARTS = {"__pycache__", "crds", "node_modules"}
 # A comment continuation: newline, indentation and a comment marker (#, --, or none in a
 # docstring), so that a citation wrapped onto the next line reads as one line.
 WRAP = re.compile(r"\n[ \t]*(?:#+|--)?[ \t]*")
-# docs/<file>.md, then "<Section>" after a comma, colon, space or parenthesis; further sections
-# may follow, separated by commas ("A", "B" and "C").
+# docs/<file>.md (or the README, or deploy/README.md), then "<Section>" after a comma, colon, space
+# or parenthesis; further sections may follow, separated by commas ("A", "B" and "C").
+DOCUMENT = r"(docs/[a-z_]+\.md|deploy/README\.md|(?<![\w/.])README(?:\.md)?)"
 CITATION = re.compile(
-    r'docs/([a-z_]+)\.md((?:[,:]?\s*\(?\s*"[^"\n]{1,80}")(?:,?\s*(?:and\s+)?"[^"\n]{1,80}")*)?'
+    DOCUMENT + r'((?:[,:\s(]\s*\(?\s*"[^"\n]{1,80}")(?:,?\s*(?:and\s+)?"[^"\n]{1,80}")*)?'
 )
 SECTION = re.compile(r'"([^"\n]{1,80})"')
 HANDBOOK = re.compile(r"\b(?:ARCHITECTURE|PLATFORM|DOMAIN|STACK)\.md\b")
@@ -42,6 +43,11 @@ def _sources() -> list[Path]:
             if path.suffix in SUFFIXES or path.name == "Dockerfile":
                 paths.append(path)
     return paths
+
+
+def _document(name: str) -> Path:
+    """The file a citation names: docs/x.md, deploy/README.md, or the README at the root."""
+    return ROOT / ("README.md" if name in ("README", "README.md") else name)
 
 
 def _headings(doc: Path) -> set[str]:
@@ -77,12 +83,12 @@ def test_every_cited_document_and_section_exists():
     headings: dict[str, set[str]] = {}
     for path in SOURCES:
         for doc, section in _citations(path):
-            file = ROOT / "docs" / f"{doc}.md"
-            where = f"{path.relative_to(ROOT)}: docs/{doc}.md"
+            file = _document(doc)
+            where = f"{path.relative_to(ROOT)}: {doc}"
             if not file.is_file():
                 broken.append(f"{where} (no such document)")
                 continue
-            names = headings.setdefault(doc, _headings(file))
+            names = headings.setdefault(str(file), _headings(file))
             if section is not None and section not in names:
                 broken.append(f'{where} "{section}" (no such heading)')
     assert not broken, "\n".join(sorted(set(broken)))
@@ -91,13 +97,16 @@ def test_every_cited_document_and_section_exists():
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ('see docs/security.md "Tokens".', [("security", "Tokens")]),
-        ('(docs/domain.md, "Scoring")', [("domain", "Scoring")]),
-        ('docs/architecture.md ("Errors")', [("architecture", "Errors")]),
+        ('see docs/security.md "Tokens".', [("docs/security.md", "Tokens")]),
+        ('(docs/domain.md, "Scoring")', [("docs/domain.md", "Scoring")]),
+        ('docs/architecture.md ("Errors")', [("docs/architecture.md", "Errors")]),
         ('docs/platform.md: "Access tokens", "Rate limits"', [
-            ("platform", "Access tokens"), ("platform", "Rate limits")]),
-        ('docs/security.md "Tracked\n    # links")', [("security", "Tracked links")]),
-        ("the envelope (docs/privacy.md).", [("privacy", None)]),
+            ("docs/platform.md", "Access tokens"), ("docs/platform.md", "Rate limits")]),
+        ('docs/security.md "Tracked\n    # links")', [("docs/security.md", "Tracked links")]),
+        ("the envelope (docs/privacy.md).", [("docs/privacy.md", None)]),
+        ('(the main README, "Layout")', [("README", "Layout")]),
+        ('see deploy/README.md "Least privilege"', [("deploy/README.md", "Least privilege")]),
+        ('ROOT / "README.md", "x"', [("README.md", None)]),
     ],
 )  # fmt: skip
 def test_citation_forms(tmp_path, text, expected):
