@@ -21,10 +21,11 @@ from pathlib import Path
 from bench import report
 from bench.ingest import CONCURRENCY, WORKERS, wecom_requests
 from bench.loadgen import run
-from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, KafkaSettings
+from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH
 from shared.devstack.broker import EmbeddedBroker
 from shared.devstack.ports import free_port, wait_for_port
 from shared.devstack.postgres import EmbeddedPostgres
+from shared.kafka.settings import KafkaSettings
 from shared.kafka.topics import ensure_topics
 from shared.migrations import migrate_service
 

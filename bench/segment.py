@@ -25,13 +25,14 @@ from bench import report
 from services.segment.consumer import build_runner
 from services.segment.derive import Topics, load_history, refresh_contacts
 from services.segment.segments import recompute, save_segment
-from shared.config import DEMO_TENANTS_PATH, KafkaSettings, Settings, load_tenants
+from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
 from shared.db import create_pool
 from shared.devstack.broker import EmbeddedBroker
 from shared.devstack.ports import free_port
 from shared.devstack.postgres import EmbeddedPostgres
 from shared.envelope import Identity, Touchpoint, make_event_id
 from shared.kafka.producer import Record, create_producer, publish
+from shared.kafka.settings import KafkaSettings
 from shared.kafka.topics import TOUCHPOINTS, ensure_topics
 from shared.migrations import migrate_service
 

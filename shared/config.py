@@ -1,4 +1,5 @@
-"""Process settings from the environment and the tenants file (YAML, validated by marshmallow).
+"""Process settings from the environment (``SIYU_*``, all read in ``Settings.from_env``; Kafka's in
+shared/kafka/settings.py) and the tenants file (YAML, validated by marshmallow).
 
 A broken tenants file gives one message naming the file, the line and the field of every problem,
 so an operator can fix it without reading a traceback.
@@ -26,7 +27,8 @@ from marshmallow import (
 )
 
 from shared.errors import ConfigError
-from shared.kafka.security import KafkaSecurity, security_from_env
+from shared.kafka.security import security_from_env
+from shared.kafka.settings import KafkaSettings
 from shared.limits import DEFAULT_LIMITS, Limits, LimitsSchema, limits_from_env
 from shared.vocabulary import time_zone_error
 
@@ -585,36 +587,6 @@ def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_WECHAT_API_BASE = "https://api.weixin.qq.com/cgi-bin/"
 DEFAULT_WECOM_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin/"
-
-
-@dataclass(frozen=True)
-class KafkaSettings:
-    bootstrap: str
-    topic_prefix: str = ""
-    partitions: int = 6
-    replication: int = 1
-    # Production Kafka defaults; `siyu dev` and the tests use fast group joins
-    # (shared/kafka/tansu.py).
-    session_timeout_ms: int = 45000
-    heartbeat_interval_ms: int = 3000
-    max_poll_interval_ms: int = 300000
-    # Records a consumer applies per transaction: larger batches amortise the per-batch reads
-    # and account refreshes (bench/segment.py: 500 -> 2000 is ~1.7x the rate).
-    max_batch: int = 2000
-    # The dead-letter limit (shared/kafka/dlq_limit.py); None turns a check off.
-    dlq_max_ratio: float | None = 0.5
-    dlq_max_consecutive: int | None = 100
-    dlq_window: int = 1000
-    # TLS and SASL (shared/kafka/security.py): each process's own Kafka user in the cluster.
-    security: KafkaSecurity = field(default_factory=KafkaSecurity)
-
-    def topic(self, name: str) -> str:
-        return f"{self.topic_prefix}{name}"
-
-    def group(self, name: str) -> str:
-        """The prefix namespaces consumer groups too: two installations (or tests) sharing a
-        cluster never join each other's groups, and never wait out each other's members."""
-        return f"{self.topic_prefix}{name}"
 
 
 @dataclass(frozen=True)

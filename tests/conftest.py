@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import psycopg
 import pytest
 
-from shared.config import KafkaSettings
 from shared.devstack.broker import EmbeddedBroker
 from shared.devstack.ports import free_port
 from shared.devstack.postgres import EmbeddedPostgres
+from shared.kafka.settings import KafkaSettings
 from shared.kafka.tansu import GROUP_TIMINGS
 from shared.migrations import migrate_service
 from shared.privacy import PRIVACY_KEY_ENV

@@ -7,7 +7,7 @@ import time
 
 from kafka import KafkaConsumer, TopicPartition
 
-from shared.config import KafkaSettings
+from shared.kafka.settings import KafkaSettings
 
 
 def read_topic(kafka: KafkaSettings, topic: str, expected: int, timeout: float = 20.0) -> list:

@@ -15,11 +15,12 @@ from services.ingest.nonces import NonceCache
 from services.ingest.publisher import OutboxReplayer, Publisher
 from services.ingest.shredding import PersonKeys
 from services.ingest.tokens import TokenStore
-from shared.config import KafkaSettings, Settings, TenantRegistry, load_tenants
+from shared.config import Settings, TenantRegistry, load_tenants
 from shared.db import create_pool
 from shared.errors import ConfigError
 from shared.health import postgres_check
 from shared.kafka.producer import create_producer
+from shared.kafka.settings import KafkaSettings
 from shared.kafka.topics import TOUCHPOINTS
 from shared.limits import DEFAULT_LIMITS, Limits
 from shared.ratelimit import TenantLimiter, registry_limits

@@ -35,11 +35,11 @@ from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata
 
-from shared.config import KafkaSettings
 from shared.errors import DeliveryError
 from shared.kafka import tansu
 from shared.kafka.dlq_limit import DlqLimit, DlqLimitExceeded, DlqLimitState
 from shared.kafka.producer import Record, publish
+from shared.kafka.settings import KafkaSettings
 from shared.metrics import (
     COMMITS,
     CONSUMED,

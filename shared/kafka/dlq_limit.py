@@ -19,8 +19,8 @@ from dataclasses import dataclass
 
 from kafka import TopicPartition
 
-from shared.config import KafkaSettings
 from shared.errors import SiyuError
+from shared.kafka.settings import KafkaSettings
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,8 @@ import structlog
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from shared.config import KafkaSettings
 from shared.errors import DeliveryError
+from shared.kafka.settings import KafkaSettings
 from shared.metrics import KAFKA_PRODUCED
 
 log = structlog.get_logger(__name__)

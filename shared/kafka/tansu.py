@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from kafka import KafkaConsumer, TopicPartition
 
-from shared.config import KafkaSettings
+from shared.kafka.settings import KafkaSettings
 from shared.kafka.topics import ensure_topics
 
 # --- 1. ListOffsets ----------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from shared.config import KafkaSettings
+from shared.kafka.settings import KafkaSettings
 
 TOUCHPOINTS = "siyu.touchpoints.v1"
 PROFILES = "siyu.profiles.v1"

@@ -30,13 +30,14 @@ from psycopg.types.json import Jsonb
 from bench.segment import touchpoints as realistic_touchpoints
 from services.ingest.publisher import OutboxReplayer
 from services.segment.consumer import build_runner as segment_runner
-from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, KafkaSettings, Settings, load_tenants
+from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, Settings, load_tenants
 from shared.db import create_pool
 from shared.devstack.broker import EmbeddedBroker
 from shared.devstack.ports import free_port
 from shared.devstack.postgres import EmbeddedPostgres
 from shared.kafka import tansu
 from shared.kafka.producer import Record, create_producer, publish
+from shared.kafka.settings import KafkaSettings
 from shared.kafka.topics import TOUCHPOINTS, TOUCHPOINTS_DLQ, ensure_topics
 from shared.migrations import migrate_service
 from tests.fake_wecom import FakeWeCom

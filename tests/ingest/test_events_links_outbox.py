@@ -10,10 +10,10 @@ from psycopg import sql
 
 from services.ingest.publisher import OutboxReplayer
 from services.ingest.wiring import INGEST_PRODUCER
-from shared.config import KafkaSettings
 from shared.devstack.broker import EmbeddedBroker
 from shared.devstack.ports import free_port
 from shared.kafka.producer import create_producer
+from shared.kafka.settings import KafkaSettings
 from shared.kafka.topics import ensure_topics
 from tests.ingest.conftest import build
 from tests.kafka_helpers import read_topic, wait_until

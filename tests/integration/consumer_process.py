@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from shared.config import KafkaSettings
 from shared.envelope import decode_touchpoint
 from shared.kafka.consumer import ConsumerRunner, DeadLetterQueue, create_consumer
 from shared.kafka.producer import create_producer
+from shared.kafka.settings import KafkaSettings
 from shared.kafka.tansu import GROUP_TIMINGS
 from shared.kafka.topics import TOUCHPOINTS, TOUCHPOINTS_DLQ
 from tests.integration.test_kafka import Effects

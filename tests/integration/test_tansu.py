@@ -14,10 +14,10 @@ import pytest
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 
-from shared.config import KafkaSettings
 from shared.devstack.broker import EmbeddedBroker
 from shared.devstack.ports import free_port
 from shared.kafka import tansu
+from shared.kafka.settings import KafkaSettings
 from shared.kafka.topics import TOUCHPOINTS
 from tests.kafka_helpers import read_topic
 

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import KafkaSettings, Settings
+from shared.config import Settings
 from shared.errors import ConfigError
 from shared.kafka import consumer, producer, topics
 from shared.kafka.security import KafkaSecurity, security_from_env
+from shared.kafka.settings import KafkaSettings
 
 SCRAM = {
     "SIYU_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
