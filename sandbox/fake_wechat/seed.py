@@ -2,7 +2,7 @@
 deterministic people ``siyu simulate`` sends webhooks about (sandbox/population/).
 
 Pure: no I/O and no clock. The population is generated exactly like the simulator does for a seed
-(``requests_for`` in sandbox/simulator.py), so the external_userids, unionids and chat ids
+(``requests_for`` in sandbox/simulator/plan.py), so the external_userids, unionids and chat ids
 in the simulator's callbacks are the ones ``externalcontact/get`` and ``groupchat/get`` know.
 Details the population does not model (gender, avatar, extra followers, staff tags, group members)
 come from a random generator seeded per person or chat, so they do not change when ``contacts``

@@ -1,4 +1,4 @@
-"""A deterministic model of a tenant's audience, for `siyu simulate` (sandbox/simulator.py) and
+"""A deterministic model of a tenant's audience, for `siyu simulate` (sandbox/simulator/) and
 the fake WeChat API's seed (sandbox/fake_wechat/seed.py).
 
 Pure: no I/O and no clock reads. Every random choice comes from the ``random.Random`` passed in,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sandbox.fake_wechat import FakeConfig, build_state, create_app
-from sandbox.simulator import requests_for
+from sandbox.simulator.plan import requests_for
 from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, Settings, load_tenants
 
 TENANTS = load_tenants(DEMO_TENANTS_PATH)

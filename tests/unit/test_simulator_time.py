@@ -9,7 +9,7 @@ from datetime import datetime
 
 import pytest
 
-from sandbox.simulator import SIMULATED_SPAN_S, Present, StreamEnded, requests_for
+from sandbox.simulator.plan import SIMULATED_SPAN_S, Present, StreamEnded, requests_for
 from shared.config import DEMO_TENANTS_PATH, load_tenants
 
 TENANTS = load_tenants(DEMO_TENANTS_PATH)

@@ -19,14 +19,9 @@ from wechatpy.utils import check_signature
 
 from sandbox.population.actions import Action
 from sandbox.population.model import Population
-from sandbox.simulator import (
-    Renderer,
-    WireRequest,
-    is_loopback,
-    main,
-    render_xml,
-    requests_for,
-)
+from sandbox.simulator import is_loopback, main
+from sandbox.simulator.plan import requests_for
+from sandbox.simulator.wire import Renderer, WireRequest, render_xml
 from shared.config import Settings, parse_tenants
 from shared.devstack.ports import free_port
 from shared.envelope import EVENT_TYPES
