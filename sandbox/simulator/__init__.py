@@ -29,6 +29,7 @@ MAX_CONTACTS = 200_000
 
 
 def is_loopback(url: str) -> bool:
+    """Whether ``url`` targets this machine: the simulator only sends to a local stack."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return False
