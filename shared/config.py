@@ -535,7 +535,8 @@ def weak_webhook_tokens(registry: TenantRegistry, environ: Mapping[str, str]) ->
 
 
 NO_TENANTS = (
-    'SIYU_TENANTS is not set: name the tenants file (see README "Tenants"). Only `siyu dev` '
+    "SIYU_TENANTS is not set: name the tenants file "
+    '(see docs/operations.md "The tenants file"). Only `siyu dev` '
     "falls back to the demo tenants, whose webhook secrets are published in the repository"
 )
 
