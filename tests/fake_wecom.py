@@ -98,7 +98,7 @@ class FakeWeCom:
                 with self._lock:
                     self.calls.append((path, params))
                 if self.delays.get(path):
-                    time.sleep(self.delays[path])
+                    time.sleep(self.delays[path])  # a slow endpoint: lets time pass, on purpose
             return inner(environ, start_response)
 
         app.wsgi_app = observed

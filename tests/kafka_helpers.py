@@ -29,14 +29,18 @@ def read_topic(kafka: KafkaSettings, topic: str, expected: int, timeout: float =
         consumer.close()
 
 
-def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, message: str = ""):
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, message=""):
+    """Poll ``predicate`` until it returns something truthy, and return that; fail after
+    ``timeout`` seconds saying what was awaited (``message``, or a callable giving it at the
+    time of failure, e.g. to show the state reached)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message or predicate}")
+    what = message() if callable(message) else message
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
 
 
 class RunnerThread:

@@ -3,7 +3,6 @@ private schema, and one token per role (acme viewer/operator/admin, bloom admin,
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
 import pytest
@@ -13,6 +12,7 @@ from shared.config import DEMO_TENANTS_PATH, Settings
 from shared.db import create_pool
 from shared.migrations import migrate_service
 from siyu.api import create_app
+from tests.kafka_helpers import wait_until
 
 ROLES = ("viewer", "operator", "admin", "platform")
 
@@ -82,12 +82,13 @@ def finished_job(api, queued, who: str) -> dict:
     location = queued.headers["Location"]
     assert location.startswith("/api/v1/") and queued.json["status"] == "queued"
     runner = api.app.extensions.get("siyu.jobs")
-    for _ in range(2000):  # a guard, not a time limit: jobs of a test take milliseconds
+
+    def finished():
         if runner is not None:
             runner.drain()
         job = api.call("GET", location.removeprefix("/api/v1"), who)
         assert job.status_code == 200, job.json
-        if job.json["status"] in ("done", "failed"):
-            return job.json
-        time.sleep(0.01)
-    raise AssertionError(f"job {location} never finished")
+        return job.json if job.json["status"] in ("done", "failed") else None
+
+    # Jobs of a test take milliseconds; the timeout is a guard.
+    return wait_until(finished, timeout=30, interval=0.01, message=f"job {location} to finish")

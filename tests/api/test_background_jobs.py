@@ -5,7 +5,6 @@ when its process dies, and expired after a while."""
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 
 import psycopg
@@ -15,6 +14,7 @@ from services.segment import api_lifecycle
 from shared import jobs
 from tests.api.conftest import finished_job
 from tests.api.test_segment_lifecycle import B2B_STEPS, B2C, Lifecycle
+from tests.kafka_helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -157,16 +157,18 @@ def test_a_running_job_heartbeats_so_it_is_not_taken_for_dead(seeded):
         runner.wake()
         assert started.wait(30)
         beats = set()
-        for _ in range(1000):  # a guard, not a time limit
-            if len(beats) >= 3:  # the heartbeat moved on twice while the job ran
-                break
+
+        def heartbeat_moved_on_twice():
             with runner.connection("segment") as conn:
                 row = jobs.get(conn, tenant="acme", kind="test.wait", subject="x",
                                job_id=job["job_id"])  # fmt: skip
             assert row["status"] == "running"
             beats.add(row["heartbeat_at"])
-            time.sleep(0.02)
-        assert len(beats) >= 3 and row["progress"] == 0.5
+            return row if len(beats) >= 3 else None
+
+        row = wait_until(heartbeat_moved_on_twice, timeout=20, interval=0.02,
+                         message="the heartbeat to move on twice while the job ran")  # fmt: skip
+        assert row["progress"] == 0.5
         with runner.connection("segment") as conn:  # so it is not recovered as dead
             assert jobs.recover(conn, timedelta(seconds=5), timedelta(hours=1)) == []
     finally:

@@ -8,7 +8,6 @@ wall-clock bounds): B's request answers while they are still waiting.
 
 from __future__ import annotations
 
-import time
 from concurrent.futures import ThreadPoolExecutor
 
 import psycopg
@@ -23,6 +22,7 @@ from shared.api.audit import blp as audit_blp
 from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
 from shared.db import DbTimeouts, create_pool
 from shared.migrations import migrate_service
+from tests.kafka_helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -52,7 +52,7 @@ class Api:
             {"SIYU_DATABASE_URL": stack.dsn, "SIYU_TENANTS": str(tenants_file)}
         )
         self.app = create_api_app(
-            "siyu.api.test",
+            "siyu.api_test",
             pool=self.pool,
             blueprints=[*ADMIN, audit_blp, *SEGMENT],
             schema_for=lambda service: {"outreach": schema, "segment": self.seg}.get(
@@ -117,9 +117,11 @@ def test_a_tenants_concurrent_funnels_leave_another_tenants_requests_answered(ap
     with api.connect() as lock, ThreadPoolExecutor(concurrent) as pool:
         lock.execute("LOCK TABLE stage_history IN ACCESS EXCLUSIVE MODE")
         reports = [pool.submit(api.get, "bloom", "/reports/funnel") for _ in range(concurrent)]
-        # Until each of A's reports either waits on the lock or has been answered.
-        while _waiting_on_history(api) + sum(f.done() for f in reports) < concurrent:
-            time.sleep(0.05)
+        wait_until(
+            lambda: _waiting_on_history(api) + sum(f.done() for f in reports) >= concurrent,
+            timeout=30, interval=0.05,
+            message="each of A's reports to wait on the lock or be answered",
+        )  # fmt: skip
         # A's extra reports are refused at once instead of taking the pool's last connections.
         refused = [f.result() for f in reports if f.done()]
         assert len(refused) == concurrent - MAX_REPORTS_PER_TENANT
@@ -187,10 +189,12 @@ def test_a_transaction_left_idle_is_ended_by_the_server(stack):
         conn.execute("SELECT 1")  # opens the transaction, then leaves it idle
         pid = conn.info.backend_pid
         with psycopg.connect(stack.dsn, autocommit=True) as watcher:
-            while watcher.execute(
-                "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)
-            ).fetchone():
-                time.sleep(0.05)  # until the server has ended the session (no fixed wait)
+            wait_until(
+                lambda: not watcher.execute(
+                    "SELECT 1 FROM pg_stat_activity WHERE pid = %s", (pid,)
+                ).fetchone(),
+                timeout=30, interval=0.05, message="the server to end the idle session",
+            )  # fmt: skip
         with pytest.raises(psycopg.errors.IdleInTransactionSessionTimeout):
             conn.execute("SELECT 1")
 

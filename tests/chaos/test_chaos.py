@@ -108,9 +108,10 @@ def replay_state(dsn: str, kafka: KafkaSettings, expected_events: int) -> dict:
     settings = Settings(database_url=dsn, kafka=kafka, tenants_path=DEMO_TENANTS_PATH)
     try:
         with RunnerThread(segment_runner(settings, pool, TENANTS, group=f"replay-{time.time()}")):
+            # A batch's derived writes commit in the transaction of its events (segment
+            # consumer.process), so the last event counted means its batch is whole.
             wait_until(lambda: count(dsn, "SELECT count(*) FROM replay.events") >= expected_events,
                        timeout=90, message="the replay to catch up")  # fmt: skip
-            time.sleep(1.0)  # derived writes of the last batch
     finally:
         pool.close()
     return segment_state(dsn, "replay")
@@ -135,9 +136,9 @@ def test_b_sigkill_a_segment_consumer_mid_batch(database, kafka, tmp_path):
         second = spawn(["segment", "consume", "--metrics-port", str(free_port())], env,
                        tmp_path / "consumer-2.log")  # fmt: skip
         try:
+            # Records a partition re-delivers precede its last record: all counted, none left.
             wait_until(lambda: count(database, "SELECT count(*) FROM segment.events") >= len(tps),
                        timeout=120, message="the second consumer to finish")  # fmt: skip
-            time.sleep(1.5)
         finally:
             second.send_signal(signal.SIGTERM)
             second.wait(30)
@@ -175,11 +176,12 @@ def test_c_postgres_restarts_under_the_consumer(kafka, tmp_path):
             wait_until(lambda: count(postgres.dsn, "SELECT count(*) FROM segment.events") > 200,
                        timeout=60)  # fmt: skip
             postgres.stop()  # fast shutdown: open transactions are rolled back
-            time.sleep(2.0)  # the consumer meets a dead database: it must wait, not skip
+            # Lets time pass (not a wait for a state): the consumer meets a dead database for
+            # a while, and must wait, not skip.
+            time.sleep(2.0)
             postgres.start()
             wait_until(lambda: _count_or_zero(postgres.dsn) >= len(tps), timeout=120,
                        message="the consumer to finish after the restart")  # fmt: skip
-            time.sleep(1.5)
         pool.close()
         assert count(postgres.dsn, "SELECT count(DISTINCT event_id) FROM segment.events") == len(
             tps

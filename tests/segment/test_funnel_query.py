@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -21,6 +20,7 @@ import pytest
 from services.segment.funnel import Current, FunnelSpec, Move, assemble, funnel_report
 from services.segment.funnel_query import funnel_tallies
 from shared.migrations import apply, discover, migrate_service, migrations_dir
+from tests.kafka_helpers import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -232,16 +232,17 @@ def test_concurrent_writers_of_one_subject_leave_its_whole_history(stack, schema
 
         with ThreadPoolExecutor(1) as pool:
             done = pool.submit(other)
-            for _ in range(200):  # until the other writer waits for this one's lock
+
+            def other_waits_for_the_lock():
                 waiting = conn.execute(
                     "SELECT count(*) AS n FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                     "AND query LIKE 'INSERT INTO stage_history%%'"
                 ).fetchone()["n"]
                 conn.commit()
-                if waiting:
-                    break
-                time.sleep(0.05)
-            assert waiting
+                return waiting
+
+            wait_until(other_waits_for_the_lock, timeout=10, interval=0.05,
+                       message="the other writer to wait for this one's lock")  # fmt: skip
             one.commit()
             done.result(timeout=30)
     check(conn, [Current("s1", "interest", T0 + timedelta(days=2))], [first, second])

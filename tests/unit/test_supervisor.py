@@ -6,6 +6,7 @@ import sys
 import time
 
 from shared.devstack.supervisor import ChildSpec, Supervisor
+from tests.kafka_helpers import wait_until
 
 PRINT_AND_WAIT = (
     "import sys, time, subprocess\n"
@@ -32,10 +33,8 @@ def alive(pid: int) -> bool:
 
 
 def wait_for(text: str, out: io.StringIO, timeout: float = 10) -> str:
-    deadline = time.monotonic() + timeout
-    while text not in out.getvalue():
-        assert time.monotonic() < deadline, out.getvalue()
-        time.sleep(0.02)
+    wait_until(lambda: text in out.getvalue(), timeout=timeout, interval=0.02,
+               message=lambda: f"{text!r} in the output: {out.getvalue()!r}")  # fmt: skip
     return out.getvalue()
 
 
@@ -52,8 +51,8 @@ def test_children_output_is_prefixed_and_whole_groups_are_stopped():
 
     supervisor.stop_all(timeout=5)
     assert child.process.poll() is not None
-    time.sleep(0.2)
-    assert not alive(grandchild), "grandchild orphaned"
+    wait_until(lambda: not alive(grandchild), timeout=5, interval=0.02,
+               message="the grandchild to be stopped with its group (orphaned?)")  # fmt: skip
 
 
 def test_a_child_that_ignores_sigterm_is_killed():
@@ -75,8 +74,6 @@ def test_exited_children_are_reported():
     supervisor.start(
         ChildSpec("quick", [sys.executable, "-c", "raise SystemExit(4)"]), dict(os.environ)
     )
-    deadline = time.monotonic() + 10
-    while not supervisor.exited():
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-    assert supervisor.exited()[0].process.returncode == 4
+    exited = wait_until(supervisor.exited, timeout=10, interval=0.02,
+                        message="the quick child to be reported as exited")  # fmt: skip
+    assert exited[0].process.returncode == 4
