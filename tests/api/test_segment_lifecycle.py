@@ -142,7 +142,7 @@ class Lifecycle:
             {"SIYU_DATABASE_URL": stack.dsn, "SIYU_TENANTS": str(tenants_file)}
         )
         self.app = create_api_app(
-            "siyu.api.test",
+            "siyu.api_test",
             pool=self.pool,
             blueprints=[*ADMIN, audit_blp, *LIFECYCLE],
             schema_for=lambda service: {"outreach": schema, "segment": self.seg}.get(
