@@ -23,8 +23,9 @@ from kafka import KafkaConsumer
 
 from bench import report
 from services.segment.consumer import build_runner
-from services.segment.derive import Topics, load_history, refresh_contacts
+from services.segment.derive import load_history, refresh_contacts
 from services.segment.segments import recompute, save_segment
+from services.segment.topics import Topics
 from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
 from shared.db import create_pool
 from shared.devstack.broker import EmbeddedBroker

@@ -11,7 +11,7 @@ import psycopg
 from psycopg import sql
 
 from services.segment.catalogue import queue_catalogue
-from services.segment.derive import Topics
+from services.segment.topics import Topics
 from shared.api import context
 from shared.api.auth import tenant_id as current_tenant_id
 from shared.api.errors import unknown_tenant

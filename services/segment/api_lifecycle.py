@@ -2,7 +2,8 @@
 
 Models: the built-in packs for the tenant's mode (``rules/*.yaml``) and the tenant's custom
 models (table ``lifecycle_models``, migration 0005), stored as the same documents and validated
-by ``lifecycle.load_model``. The active one is what ``derive.model_for`` evaluates with.
+by ``lifecycle.grammar.load_model``. The active one is what ``tenant_model.model_for``
+evaluates with.
 
 Views are thin: the schema validates, lifecycle/funnel functions decide, SQL here reads and
 writes the segment tables through ``segment_connection()`` with bound parameters, and every
@@ -23,15 +24,9 @@ from flask import Response
 from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
 from psycopg.types.json import Jsonb
 
+from services.segment import store
 from services.segment.api_common import catalogue_changed, current_tenant, segment_connection
-from services.segment.derive import (
-    HISTORY_DAYS,
-    account_facts,
-    accounts_of,
-    contact_events,
-    contact_role,
-    model_for,
-)
+from services.segment.derive import HISTORY_DAYS, HISTORY_LIMIT, account_facts, contact_role
 from services.segment.facts import ContactFacts
 from services.segment.funnel import FunnelSpec, assemble, render_svg
 from services.segment.funnel_query import funnel_tallies
@@ -39,6 +34,7 @@ from services.segment.lifecycle.grammar import BUILTIN_MODELS, RULES_DIR, ModelE
 from services.segment.lifecycle.model import LifecycleModel
 from services.segment.report_slots import REPORTS, claim_slot
 from services.segment.scoring import score
+from services.segment.tenant_model import model_for
 from shared import jobs
 from shared.api import (
     API_PREFIX,
@@ -511,8 +507,10 @@ def dry_run(conn, tenant_id: str, mode: str, model: LifecycleModel, now: datetim
     sampled = population > DRY_RUN_SAMPLE_ABOVE
     for rows in _batches(conn, tenant_id, population):
         evaluated += len(rows)
-        history = contact_events(conn, tenant_id, [r["contact_id"] for r in rows], since)
-        accounts = accounts_of(conn, tenant_id, rows)
+        history = store.contact_events(
+            conn, tenant_id, [r["contact_id"] for r in rows], since, HISTORY_LIMIT
+        )
+        accounts = store.accounts_of(conn, tenant_id, rows)
         for row in rows:
             facts = _contact_facts(
                 mode, row, history[row["contact_id"]], accounts.get(row["account_id"]), now

@@ -20,6 +20,7 @@ from flask import request
 from marshmallow import Schema, fields, validate
 from psycopg.types.json import Jsonb
 
+from services.segment import store
 from services.segment.api_common import (
     catalogue_changed,
     current_tenant,
@@ -27,12 +28,14 @@ from services.segment.api_common import (
     segment_topics,
 )
 from services.segment.behaviour import Features
-from services.segment.derive import derive_touched, lock_contacts, model_for, override_stage
+from services.segment.derive import derive_touched
 from services.segment.erasure import erase_contact as erase
 from services.segment.lifecycle.grammar import error_paths
+from services.segment.overrides import override_stage
 from services.segment.roles import ROLES, role_coverage
 from services.segment.rule_names import RuleNames, rule_unknowns
 from services.segment.segments import SLUG, SegmentError, TooManySegments, save_segment
+from services.segment.tenant_model import model_for
 from shared.api import (
     TENANT,
     ApiError,
@@ -473,7 +476,7 @@ class ContactRoleSchema(Schema):
 
 
 def _locked_contact(conn, tenant, contact_id: str) -> dict:
-    rows = lock_contacts(conn, tenant, [contact_id])
+    rows = store.lock_contacts(conn, tenant.id, [contact_id])
     if not rows:
         raise _contact_missing(conn, tenant.id, contact_id)
     return rows[0]

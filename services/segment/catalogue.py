@@ -2,9 +2,9 @@
 
 Outreach never reads this schema, yet must refuse a campaign naming a stage of the tenant's own
 model that does not exist, or a segment nobody defined. So segment publishes, per tenant, the
-model it stages contacts and accounts with (``derive.model_for``: a custom model that is missing
-or invalid falls back to the mode's default, and the catalogue says which stood in) and its
-segments (a disabled one with its error: outreach records it in the audit log). The value is
+model it stages contacts and accounts with (``tenant_model.model_for``: a custom model that is
+missing or invalid falls back to the mode's default, and the catalogue says which stood in) and
+its segments (a disabled one with its error: outreach records it in the audit log). The value is
 the whole catalogue, keyed by tenant on a compacted topic: the newest message per tenant is all
 a consumer needs, and a replay or redelivery repeats a state.
 
@@ -20,10 +20,11 @@ from collections.abc import Iterable
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
-from services.segment.derive import Topics, model_for
-from services.segment.lifecycle.grammar import BUILTIN_MODELS
+from services.segment.tenant_model import model_for
+from services.segment.topics import Topics
 from shared import messages
 from shared.config import Tenant
+from shared.vocabulary import BUILTIN_MODELS
 
 
 def catalogue_of(conn: Connection, tenant: Tenant) -> dict:

@@ -16,8 +16,9 @@ from psycopg_pool import ConnectionPool
 
 from services.segment.apply import apply_touchpoints
 from services.segment.catalogue import queue_all
-from services.segment.derive import Checkpoint, Topics, derive_touched, queue_tombstone
+from services.segment.derive import Checkpoint, derive_touched, queue_tombstone
 from services.segment.enrichment import Enricher
+from services.segment.topics import Topics
 from shared.config import Settings, TenantRegistry, load_tenants
 from shared.db import create_pool
 from shared.envelope import Touchpoint, decode_touchpoint

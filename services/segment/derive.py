@@ -9,15 +9,15 @@ the topic derives the same values.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 
 from psycopg import Connection
 
-from services.segment import behaviour
+from services.segment import behaviour, store
+from services.segment.catalogue import queue_catalogue
 from services.segment.facts import AccountFacts, ContactFacts, EventFact
-from services.segment.lifecycle.grammar import ModelError, builtin_models, load_model
 from services.segment.lifecycle.model import LifecycleModel, Transition, evaluate_account
 from services.segment.reach import reach
 from services.segment.risk import risk_flags
@@ -30,10 +30,11 @@ from services.segment.segments import (
     membership,
     segment_facts,
 )
+from services.segment.tenant_model import model_for
+from services.segment.topics import Topics
 from services.segment.writes import AccountDerived, ContactDerived, Writes
 from shared import messages
 from shared.config import Tenant
-from shared.kafka.topics import CATALOGUE, ERASURES, PROFILES, STAGE_CHANGES
 
 HISTORY_DAYS = 400  # rules look back at most a year (plus margin)
 HISTORY_LIMIT = 2000  # newest events per contact the rules see
@@ -43,88 +44,14 @@ ENGAGED_DAYS = 90  # a buying role counts as engaged with a touch in this window
 Checkpoint = tuple[datetime, str]  # (event time, event id) of a touchpoint applied to a contact
 
 
-@dataclass(frozen=True)
-class Topics:
-    profiles: str
-    stage_changes: str
-    catalogue: str = CATALOGUE
-    erasures: str = ERASURES
-
-    @classmethod
-    def with_prefix(cls, prefix: str) -> Topics:
-        return cls(prefix + PROFILES, prefix + STAGE_CHANGES, prefix + CATALOGUE, prefix + ERASURES)
-
-
-# Compiled custom models by (tenant, name, updated_at): an edit through the API changes
-# updated_at, so a stale entry is never used; the bound keeps a long-lived consumer small.
-_CUSTOM_MODELS: dict[tuple[str, str, datetime], LifecycleModel] = {}
-_CUSTOM_MODELS_MAX = 256
-
-
-def model_for(tenant: Tenant, conn: Connection | None = None) -> LifecycleModel:
-    """The tenant's lifecycle model: a built-in for its mode, or the custom model its
-    ``lifecycle_model`` names (table lifecycle_models, read through ``conn``). Without ``conn``,
-    or when the custom model is missing or no longer valid, the mode's default stands in."""
-    models = builtin_models(tenant.mode)
-    default = models["aisceas" if tenant.mode == "b2b" else "aarrr"]
-    name = tenant.lifecycle_model
-    if name in models:
-        return models[name]
-    if conn is None:
-        return default
-    row = conn.execute(
-        "SELECT document, updated_at FROM lifecycle_models WHERE tenant_id = %s AND name = %s",
-        (tenant.id, name),
-    ).fetchone()
-    if row is None:
-        return default
-    key = (tenant.id, name, row["updated_at"])
-    model = _CUSTOM_MODELS.get(key)
-    if model is None:
-        try:
-            model = load_model(row["document"])
-        except ModelError as exc:  # stored valid; the grammar may have changed since
-            import structlog
-
-            structlog.get_logger("siyu.segment").warning(
-                "custom_model_invalid", tenant_id=tenant.id, model=name, error=exc.message
-            )
-            return default
-        if len(_CUSTOM_MODELS) >= _CUSTOM_MODELS_MAX:
-            _CUSTOM_MODELS.clear()
-        _CUSTOM_MODELS[key] = model
-    return model
-
-
-def contact_events(conn: Connection, tenant_id: str, contact_ids: list[str], since: datetime):
-    rows = conn.execute(
-        "SELECT contact_id, type, occurred_at, attributes FROM ("
-        "  SELECT *, row_number() OVER (PARTITION BY contact_id ORDER BY occurred_at DESC) AS n"
-        "  FROM events WHERE tenant_id = %s AND contact_id = ANY(%s) AND occurred_at >= %s"
-        ") e WHERE n <= %s ORDER BY occurred_at, type",
-        (tenant_id, contact_ids, since, HISTORY_LIMIT),
-    ).fetchall()
-    by_contact: dict[str, list[EventFact]] = {c: [] for c in contact_ids}
-    for r in rows:
-        by_contact[r["contact_id"]].append(EventFact(r["type"], r["occurred_at"], r["attributes"]))
-    return by_contact
-
-
 def load_history(conn: Connection, tenant_id: str, rows: list[dict], now: datetime | None = None):
     """The events the rules may see for these contact rows: each contact's own window (up to
     ``now`` or its newest evidence) is cut from one read in ``_derive``."""
     oldest = min(now or r["last_event_at"] for r in rows)
     ids = [r["contact_id"] for r in rows]
-    return contact_events(conn, tenant_id, ids, oldest - timedelta(days=HISTORY_DAYS))
-
-
-def lock_contacts(conn: Connection, tenant: Tenant, contact_ids: Iterable[str]) -> list[dict]:
-    """Contact rows locked in id order (the one order every writer locks in: no deadlocks)."""
-    return conn.execute(
-        "SELECT * FROM contacts WHERE tenant_id = %s AND contact_id = ANY(%s) "
-        "ORDER BY contact_id FOR UPDATE",
-        (tenant.id, sorted(contact_ids)),
-    ).fetchall()
+    return store.contact_events(
+        conn, tenant_id, ids, oldest - timedelta(days=HISTORY_DAYS), HISTORY_LIMIT
+    )
 
 
 def refresh_contacts(
@@ -158,8 +85,8 @@ def refresh_contacts(
     failures: Failures = {}
     defined = load_segments(conn, tenant.id, failures)
     ids = [r["contact_id"] for r in rows]
-    identities = contact_identities(conn, tenant.id, ids)
-    accounts = accounts_of(conn, tenant.id, rows)
+    identities = store.contact_identities(conn, tenant.id, ids)
+    accounts = store.accounts_of(conn, tenant.id, rows)
     writes = Writes(tenant.id)
     for row in rows:
         account = accounts.get(row["account_id"]) if row["account_id"] else None
@@ -168,44 +95,9 @@ def refresh_contacts(
                 topics, settle, identities.get(row["contact_id"], {}), failures)  # fmt: skip
     writes.flush(conn)
     if failures and disable_segments(conn, tenant.id, failures):
-        _catalogue_changed(conn, tenant, topics)
+        # The catalogue shows the segments just disabled (outreach records them in its audit log).
+        queue_catalogue(conn, tenant, topics)
     return set(accounts)
-
-
-def _catalogue_changed(conn: Connection, tenant: Tenant, topics: Topics) -> None:
-    """Publish the catalogue that shows the segments just disabled (outreach records them in
-    its audit log). Imported here: the catalogue module builds on this one."""
-    from services.segment.catalogue import queue_catalogue
-
-    queue_catalogue(conn, tenant, topics)
-
-
-def accounts_of(conn: Connection, tenant_id: str, rows: list[dict]) -> dict[str, dict]:
-    """The account rows of these contacts, by id, in one query."""
-    wanted = sorted({r["account_id"] for r in rows if r["account_id"]})
-    if not wanted:
-        return {}
-    return {
-        a["account_id"]: a
-        for a in conn.execute(
-            "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = ANY(%s)",
-            (tenant_id, wanted),
-        ).fetchall()
-    }
-
-
-def contact_identities(
-    conn: Connection, tenant_id: str, contact_ids: list[str]
-) -> dict[str, dict[str, list[str]]]:
-    """{contact: {kind: [values]}} for many contacts in one query."""
-    found: dict[str, dict[str, list[str]]] = {}
-    for r in conn.execute(
-        "SELECT contact_id, kind, value FROM identities WHERE tenant_id = %s "
-        "AND contact_id = ANY(%s) ORDER BY contact_id, kind, value",
-        (tenant_id, contact_ids),
-    ):
-        found.setdefault(r["contact_id"], {}).setdefault(r["kind"], []).append(r["value"])
-    return found
 
 
 def contact_role(row: Mapping) -> RoleGuess | None:
@@ -251,7 +143,7 @@ def _derive(writes, tenant, model, defined, row, events, account_row, now, check
         seen = tuple(e for e in events if e.occurred_at <= at)
         facts = replace(base, stage=stage, score=score(seen, at), events=seen)
         for move in model.settle(facts, at):
-            _record(writes, tenant, "contact", contact_id, model, move, at, event_id, topics)
+            record_move(writes, tenant, "contact", contact_id, model, move, at, event_id, topics)
             stage, since = move.to_stage, at
     new_score = score(events, now)
     facts = replace(base, stage=stage, score=new_score, events=tuple(events))
@@ -339,17 +231,9 @@ def refresh_accounts(
     wanted = sorted(set(account_ids))
     if not wanted:
         return set()
-    accounts = conn.execute(
-        "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = ANY(%s) "
-        "ORDER BY account_id FOR UPDATE",
-        (tenant.id, wanted),
-    ).fetchall()
+    accounts = store.lock_accounts(conn, tenant.id, wanted)
     members: dict[str, list[dict]] = {}
-    for m in conn.execute(
-        "SELECT contact_id, account_id, role, stage, score, last_event_at FROM contacts "
-        "WHERE tenant_id = %s AND account_id = ANY(%s) ORDER BY contact_id",
-        (tenant.id, wanted),
-    ):
+    for m in store.member_summaries(conn, tenant.id, wanted):
         members.setdefault(m["account_id"], []).append(m)
     accounts = [a for a in accounts if members.get(a["account_id"])]
     if not accounts:
@@ -405,7 +289,7 @@ def _refresh_account(writes, tenant, model, account, members, history, now, even
     stage, since = account["stage"], account["stage_since"]
     move = evaluate_account(model, facts, [m["stage"] for m in members], now)
     if move is not None:
-        _record(writes, tenant, "account", account_id, model, move, now, event_id, topics)
+        record_move(writes, tenant, "account", account_id, model, move, now, event_id, topics)
         stage, since = move.to_stage, now
     flags = [
         {"flag": f.flag, "reason": f.reason, "since": f.since.isoformat() if f.since else None}
@@ -427,42 +311,15 @@ def _refresh_account(writes, tenant, model, account, members, history, now, even
     )
 
 
-def account_members(conn: Connection, tenant: Tenant, account_id: str) -> list[dict]:
-    """The member rows, locked in id order."""
-    return conn.execute(
-        "SELECT * FROM contacts WHERE tenant_id = %s AND account_id = %s "
-        "ORDER BY contact_id FOR UPDATE",
-        (tenant.id, account_id),
-    ).fetchall()
-
-
-def lock_with_members(conn: Connection, tenant: Tenant, contact_ids: Iterable[str]) -> list[dict]:
-    """The contacts and every member of their accounts, locked in one statement in id order
-    (the order every writer locks contacts in), before their accounts are locked. Only the
-    columns that say whose history to read: most of these rows are read in full only if
-    their account changes."""
-    return conn.execute(
-        "SELECT contact_id, account_id, last_event_at FROM contacts "
-        "WHERE tenant_id = %(tenant)s AND (contact_id = ANY(%(ids)s) "
-        "  OR account_id IN (SELECT account_id FROM contacts WHERE tenant_id = %(tenant)s "
-        "                    AND contact_id = ANY(%(ids)s) AND account_id IS NOT NULL)) "
-        "ORDER BY contact_id FOR UPDATE",
-        {"tenant": tenant.id, "ids": sorted(contact_ids)},
-    ).fetchall()
-
-
 def derive_touched(
     conn: Connection, tenant: Tenant, touched: Mapping[str, list[Checkpoint]], topics: Topics
 ) -> None:
     """After a batch is applied: the touched contacts, then their accounts, each once; then,
     for the accounts whose stage, roles or flags changed, their members' profiles and segments
     (their own stages were settled at their checkpoints, so no checkpoints then)."""
-    locked = lock_with_members(conn, tenant, touched)
+    locked = store.lock_with_members(conn, tenant.id, touched)
     history = load_history(conn, tenant.id, locked)  # read once for all three steps
-    rows = conn.execute(
-        "SELECT * FROM contacts WHERE tenant_id = %s AND contact_id = ANY(%s) ORDER BY contact_id",
-        (tenant.id, sorted(touched)),
-    ).fetchall()
+    rows = store.contacts(conn, tenant.id, touched)
     accounts = refresh_contacts(
         conn,
         tenant,
@@ -500,54 +357,11 @@ def refresh_members(
     profile carries its account's."""
     if not accounts:
         return
-    members = conn.execute(
-        "SELECT * FROM contacts WHERE tenant_id = %s AND account_id = ANY(%s) ORDER BY contact_id",
-        (tenant.id, sorted(accounts)),
-    ).fetchall()
+    members = store.members(conn, tenant.id, accounts)
     refresh_contacts(conn, tenant, members, topics=topics, history=history)
 
 
-def override_stage(
-    conn: Connection,
-    tenant: Tenant,
-    kind: str,
-    row: dict,
-    stage: str,
-    *,
-    reason: str,
-    actor: str,
-    now: datetime,
-    topics: Topics,
-) -> None:
-    """A manual stage change of a locked contact or account row (``kind``), by ``actor`` at
-    ``now`` (wall clock): recorded in stage_history with the actor and cause ``manual: reason``,
-    queued as a stage change, written to the row. Then what depends on the stage is derived
-    again without settling it (contact: its segments and profile; account: its members'), so
-    the override stands until new evidence moves the subject on from it."""
-    model = model_for(tenant, conn)
-    subject_id = row["contact_id" if kind == "contact" else "account_id"]
-    move = Transition(row["stage"], stage, f"manual: {reason}")
-    writes = Writes(tenant.id)
-    _record(writes, tenant, kind, subject_id, model, move, now, None, topics, actor=actor)
-    writes.flush(conn)
-    if kind == "contact":
-        conn.execute(
-            "UPDATE contacts SET stage = %s, stage_since = %s "
-            "WHERE tenant_id = %s AND contact_id = %s",
-            (stage, now, tenant.id, subject_id),
-        )
-        rows = lock_contacts(conn, tenant, [subject_id])
-    else:
-        conn.execute(
-            "UPDATE accounts SET stage = %s, stage_since = %s "
-            "WHERE tenant_id = %s AND account_id = %s",
-            (stage, now, tenant.id, subject_id),
-        )
-        rows = account_members(conn, tenant, subject_id)
-    refresh_contacts(conn, tenant, rows, topics=topics, settle=False)
-
-
-def _record(
+def record_move(
     writes: Writes,
     tenant: Tenant,
     kind: str,
@@ -583,11 +397,7 @@ def queue_tombstone(
     conn: Connection, tenant: Tenant, merged: str, into: str, topics: Topics
 ) -> None:
     """The merged contact's last profile says where it went (the topic is compacted by key)."""
-    at = conn.execute(
-        "SELECT merged_at FROM contact_merges WHERE tenant_id = %s AND from_contact = %s "
-        "AND into_contact = %s",
-        (tenant.id, merged, into),
-    ).fetchone()["merged_at"]
+    at = store.merged_at(conn, tenant.id, merged, into)
     value = messages.encode(
         messages.PROFILE,
         {

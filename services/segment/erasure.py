@@ -26,7 +26,9 @@ from datetime import UTC, datetime
 import structlog
 from psycopg import Connection, sql
 
-from services.segment.derive import Topics, lock_with_members, refresh_accounts, refresh_members
+from services.segment import store
+from services.segment.derive import refresh_accounts, refresh_members
+from services.segment.topics import Topics
 from shared.config import Tenant
 from shared.job_results import forget_results
 from shared.privacy import encode_erasure, identity_hash
@@ -121,7 +123,7 @@ def erase_contact(
     """Erase the contact in ``conn``'s transaction; None when the tenant has no such contact
     (and never had: a contact erased before answers ``already_erased``)."""
     tenant_lock(conn, tenant.id, shared=False)
-    locked = lock_with_members(conn, tenant, [contact_id])
+    locked = store.lock_with_members(conn, tenant.id, [contact_id])
     row = next((r for r in locked if r["contact_id"] == contact_id), None)
     if row is None:
         return previous(conn, tenant.id, contact_id)

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 import click
 import structlog
 
-from services.segment.derive import Topics, refresh_contacts
+from services.segment.derive import refresh_contacts
 from services.segment.segments import recompute
+from services.segment.topics import Topics
 from shared.config import Settings, load_tenants
 from shared.db import NO_TIMEOUTS, create_pool
 from shared.errors import UnknownTenant

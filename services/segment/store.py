@@ -1,17 +1,21 @@
 """The segment schema's SQL: contacts, identities, merges, events, accounts (bound parameters).
 
 Functions take an open connection inside the caller's transaction: one batch of touchpoints is
-applied all or nothing (see services/segment/consumer.py).
+applied all or nothing (see services/segment/consumer.py). Writers lock contacts in id order,
+then their accounts in id order (the one order every writer takes: no deadlocks). The batched
+writes of derived values are in writes.py; a route's own simple read stays with its route.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from psycopg import Connection
 from psycopg.types.json import Jsonb
 
+from services.segment.facts import EventFact
 from services.segment.identity import IdentityKey, Resolution
 from shared.db import columns
 
@@ -247,3 +251,153 @@ def attach_account(conn: Connection, tenant_id: str, contact_id: str, account_id
         "UPDATE contacts SET account_id = %s WHERE tenant_id = %s AND contact_id = %s",
         (account_id, tenant_id, contact_id),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# Reads and locks of derivation (services/segment/derive.py)
+
+
+def custom_model(conn: Connection, tenant_id: str, name: str) -> dict | None:
+    """A stored custom lifecycle model: its document and when it was last changed."""
+    return conn.execute(
+        "SELECT document, updated_at FROM lifecycle_models WHERE tenant_id = %s AND name = %s",
+        (tenant_id, name),
+    ).fetchone()
+
+
+def contact_events(
+    conn: Connection, tenant_id: str, contact_ids: list[str], since: datetime, limit: int
+) -> dict[str, list[EventFact]]:
+    """{contact: its newest ``limit`` events since ``since``, oldest first}."""
+    rows = conn.execute(
+        "SELECT contact_id, type, occurred_at, attributes FROM ("
+        "  SELECT *, row_number() OVER (PARTITION BY contact_id ORDER BY occurred_at DESC) AS n"
+        "  FROM events WHERE tenant_id = %s AND contact_id = ANY(%s) AND occurred_at >= %s"
+        ") e WHERE n <= %s ORDER BY occurred_at, type",
+        (tenant_id, contact_ids, since, limit),
+    ).fetchall()
+    by_contact: dict[str, list[EventFact]] = {c: [] for c in contact_ids}
+    for r in rows:
+        by_contact[r["contact_id"]].append(EventFact(r["type"], r["occurred_at"], r["attributes"]))
+    return by_contact
+
+
+def contacts(conn: Connection, tenant_id: str, contact_ids: Iterable[str]) -> list[dict]:
+    """Contact rows in id order (not locked: the caller holds the locks)."""
+    return conn.execute(
+        "SELECT * FROM contacts WHERE tenant_id = %s AND contact_id = ANY(%s) ORDER BY contact_id",
+        (tenant_id, sorted(contact_ids)),
+    ).fetchall()
+
+
+def lock_contacts(conn: Connection, tenant_id: str, contact_ids: Iterable[str]) -> list[dict]:
+    """Contact rows locked in id order."""
+    return conn.execute(
+        "SELECT * FROM contacts WHERE tenant_id = %s AND contact_id = ANY(%s) "
+        "ORDER BY contact_id FOR UPDATE",
+        (tenant_id, sorted(contact_ids)),
+    ).fetchall()
+
+
+def lock_with_members(conn: Connection, tenant_id: str, contact_ids: Iterable[str]) -> list[dict]:
+    """The contacts and every member of their accounts, locked in one statement in id order,
+    before their accounts are locked. Only the columns that say whose history to read: most of
+    these rows are read in full only if their account changes."""
+    return conn.execute(
+        "SELECT contact_id, account_id, last_event_at FROM contacts "
+        "WHERE tenant_id = %(tenant)s AND (contact_id = ANY(%(ids)s) "
+        "  OR account_id IN (SELECT account_id FROM contacts WHERE tenant_id = %(tenant)s "
+        "                    AND contact_id = ANY(%(ids)s) AND account_id IS NOT NULL)) "
+        "ORDER BY contact_id FOR UPDATE",
+        {"tenant": tenant_id, "ids": sorted(contact_ids)},
+    ).fetchall()
+
+
+def members(conn: Connection, tenant_id: str, account_ids: Iterable[str]) -> list[dict]:
+    """The member rows of these accounts in id order (not locked: the caller holds the locks)."""
+    return conn.execute(
+        "SELECT * FROM contacts WHERE tenant_id = %s AND account_id = ANY(%s) ORDER BY contact_id",
+        (tenant_id, sorted(account_ids)),
+    ).fetchall()
+
+
+def lock_members(conn: Connection, tenant_id: str, account_id: str) -> list[dict]:
+    """The member rows of one account, locked in id order."""
+    return conn.execute(
+        "SELECT * FROM contacts WHERE tenant_id = %s AND account_id = %s "
+        "ORDER BY contact_id FOR UPDATE",
+        (tenant_id, account_id),
+    ).fetchall()
+
+
+def member_summaries(conn: Connection, tenant_id: str, account_ids: list[str]):
+    """What an account's refresh needs of its members, in id order."""
+    return conn.execute(
+        "SELECT contact_id, account_id, role, stage, score, last_event_at FROM contacts "
+        "WHERE tenant_id = %s AND account_id = ANY(%s) ORDER BY contact_id",
+        (tenant_id, account_ids),
+    )
+
+
+def contact_identities(
+    conn: Connection, tenant_id: str, contact_ids: list[str]
+) -> dict[str, dict[str, list[str]]]:
+    """{contact: {kind: [values]}} for many contacts in one query."""
+    found: dict[str, dict[str, list[str]]] = {}
+    for r in conn.execute(
+        "SELECT contact_id, kind, value FROM identities WHERE tenant_id = %s "
+        "AND contact_id = ANY(%s) ORDER BY contact_id, kind, value",
+        (tenant_id, contact_ids),
+    ):
+        found.setdefault(r["contact_id"], {}).setdefault(r["kind"], []).append(r["value"])
+    return found
+
+
+def accounts_of(conn: Connection, tenant_id: str, rows: list[dict]) -> dict[str, dict]:
+    """The account rows of these contacts, by id, in one query."""
+    wanted = sorted({r["account_id"] for r in rows if r["account_id"]})
+    if not wanted:
+        return {}
+    return {
+        a["account_id"]: a
+        for a in conn.execute(
+            "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = ANY(%s)",
+            (tenant_id, wanted),
+        ).fetchall()
+    }
+
+
+def lock_accounts(conn: Connection, tenant_id: str, account_ids: list[str]) -> list[dict]:
+    """Account rows locked in id order (after their members: see the module docstring)."""
+    return conn.execute(
+        "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = ANY(%s) "
+        "ORDER BY account_id FOR UPDATE",
+        (tenant_id, account_ids),
+    ).fetchall()
+
+
+def set_stage(
+    conn: Connection, tenant_id: str, kind: str, subject_id: str, stage: str, at: datetime
+) -> None:
+    """A manual stage of a locked contact or account (``kind``), since ``at``."""
+    if kind == "contact":
+        conn.execute(
+            "UPDATE contacts SET stage = %s, stage_since = %s "
+            "WHERE tenant_id = %s AND contact_id = %s",
+            (stage, at, tenant_id, subject_id),
+        )
+    else:
+        conn.execute(
+            "UPDATE accounts SET stage = %s, stage_since = %s "
+            "WHERE tenant_id = %s AND account_id = %s",
+            (stage, at, tenant_id, subject_id),
+        )
+
+
+def merged_at(conn: Connection, tenant_id: str, merged: str, into: str) -> datetime:
+    """When ``merged`` was folded into ``into``."""
+    return conn.execute(
+        "SELECT merged_at FROM contact_merges WHERE tenant_id = %s AND from_contact = %s "
+        "AND into_contact = %s",
+        (tenant_id, merged, into),
+    ).fetchone()["merged_at"]

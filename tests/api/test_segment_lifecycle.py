@@ -19,8 +19,9 @@ from services.outreach.tokens import create_token, seed_tenants
 from services.segment.api_lifecycle import BLUEPRINTS as LIFECYCLE
 from services.segment.api_lifecycle import JOBS
 from services.segment.consumer import apply_batch
-from services.segment.derive import Topics, model_for
 from services.segment.lifecycle.grammar import builtin_models
+from services.segment.tenant_model import model_for
+from services.segment.topics import Topics
 from shared.api import create_api_app
 from shared.api.audit import blp as audit_blp
 from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants

@@ -13,8 +13,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.segment.consumer import apply_batch
-from services.segment.derive import Topics
 from services.segment.roles import ROLES
+from services.segment.topics import Topics
 from shared import messages
 from shared.config import DEMO_TENANTS_PATH, load_tenants
 from shared.db import create_pool

@@ -14,11 +14,11 @@ import pytest
 from openapi_spec_validator import validate
 
 from services.segment.consumer import apply_batch
-from services.segment.derive import Topics
 from services.segment.identity import contact_id_for
 from services.segment.recompute import main as recompute_main
 from services.segment.roles import ROLES
 from services.segment.segments import save_segment
+from services.segment.topics import Topics
 from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
 from shared.db import create_pool
 from shared.kafka.topics import ensure_topics

@@ -9,8 +9,8 @@ import pytest
 from psycopg.types.json import Jsonb
 
 from services.segment.consumer import apply_batch
-from services.segment.derive import Topics
 from services.segment.segments import MAX_SEGMENTS_PER_TENANT
+from services.segment.topics import Topics
 from shared.db import create_pool
 from tests.api.test_segment_people import TENANTS, _error, _ok
 from tests.api.test_segment_people import people as _people_fixture  # noqa: F401

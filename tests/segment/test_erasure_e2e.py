@@ -325,7 +325,7 @@ def test_siyu_contact_erase_erases_audits_and_queues_the_announcements(own_datab
     from psycopg.rows import dict_row
 
     from services.segment.consumer import apply_batch
-    from services.segment.derive import Topics
+    from services.segment.topics import Topics
     from shared.config import load_tenants
     from shared.envelope import Identity, Touchpoint
     from siyu.cli import main as siyu
@@ -378,9 +378,9 @@ def test_an_answer_to_a_request_made_before_the_erasure_does_not_bring_the_perso
     from psycopg.rows import dict_row
 
     from services.segment.consumer import apply_batch
-    from services.segment.derive import Topics
     from services.segment.enrichment import enriched_touchpoint
     from services.segment.erasure import erase_contact
+    from services.segment.topics import Topics
     from shared.config import load_tenants
     from shared.envelope import Identity, Touchpoint
 
@@ -427,8 +427,8 @@ def test_a_click_on_a_link_issued_before_the_erasure_does_not_bring_the_person_b
 
     from services.ingest.links import click_touchpoint
     from services.segment.consumer import apply_batch
-    from services.segment.derive import Topics
     from services.segment.erasure import erase_contact
+    from services.segment.topics import Topics
     from shared.config import load_tenants
     from shared.envelope import Identity, Touchpoint
     from shared.links import LinkSigner

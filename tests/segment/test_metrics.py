@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from services.segment.consumer import apply_batch
-from services.segment.derive import Topics
+from services.segment.topics import Topics
 from shared.db import create_pool
 from shared.migrations import migrate_service
 from tests.segment.test_consumer import JOURNEY, TENANTS

@@ -50,10 +50,9 @@ from services.segment.lifecycle.model import LifecycleModel, RegressRule, Stage
 from services.segment.rule_limits import RuleTooLarge, check_model, check_rule
 from shared.envelope import EVENT_TYPES
 from shared.errors import SiyuError
+from shared.vocabulary import BUILTIN_MODELS, MODES
 
 RULES_DIR = Path(__file__).parent.parent / "rules"
-MODES = ("b2b", "b2c")
-BUILTIN_MODELS = ("aarrr", "aisceas")
 
 _NAME_RE = r"^[a-z][a-z0-9_]{0,39}$"
 MAX_WINDOW_DAYS = 36_500  # event windows (within_days, older_than_days): a century
