@@ -110,8 +110,9 @@ def source_for_type(event_type: str) -> str:
 def make_event_id(tenant_id: str, source: str, dedup_key: str) -> str:
     """Deterministic id: the same platform event (and its retries, and our replays) -> same id.
 
-    ``dedup_key`` is the platform's own dedup key (docs/platform.md, Deduplication) or the caller's
-    idempotency key for business events. The unit separator keeps ("a", "bc") != ("ab", "c").
+    ``dedup_key`` is the platform's own dedup key (docs/platform.md, "Deduplication") or the
+    caller's idempotency key for business events. The unit separator keeps ("a", "bc") !=
+    ("ab", "c").
     """
     material = "\x1f".join((tenant_id, source, dedup_key)).encode("utf-8")
     return hashlib.sha256(material).hexdigest()[:32]

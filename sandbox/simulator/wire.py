@@ -1,6 +1,6 @@
 """The wire formats of `siyu simulate`: each ``Action`` rendered, signed and (where configured)
 encrypted the way WeChat, WeCom or a CRM would send it (the contract with the ingest routes,
-docs/platform.md callback sections):
+docs/platform.md, "Callbacks: URL verification" and "Callbacks: signatures and encryption"):
 
 - OA: ``POST {url}/wechat/oa/{app_id}?signature&timestamp&nonce&openid``,
   ``Content-Type: text/xml``, plain XML; an OA with an EncodingAESKey gets safe mode:
