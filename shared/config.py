@@ -30,7 +30,7 @@ from shared.errors import ConfigError
 from shared.kafka.security import security_from_env
 from shared.kafka.settings import KafkaSettings
 from shared.limits import DEFAULT_LIMITS, Limits, LimitsSchema, limits_from_env
-from shared.vocabulary import time_zone_error
+from shared.vocabulary import DEFAULT_MODEL, MODES, time_zone_error
 
 DEMO_TENANTS_PATH = Path(__file__).with_name("demo_tenants.yaml")
 # Demo secrets for the demo tenants' `*_env` entries; the fake WeChat API accepts these.
@@ -43,7 +43,6 @@ DEMO_SECRETS = {
 
 TENANT_ID_PATTERN = r"^[a-z0-9-]{2,40}$"
 AES_KEY_PATTERN = r"^[A-Za-z0-9]{43}$"
-BUILTIN_LIFECYCLE_MODELS = ("aarrr", "aisceas")
 
 
 class Secret:
@@ -283,7 +282,7 @@ class TenantSchema(Schema):
         ),
     )
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    mode = fields.String(required=True, validate=validate.OneOf(["b2b", "b2c"]))
+    mode = fields.String(required=True, validate=validate.OneOf(MODES))
     lifecycle_model = fields.String(
         load_default=None, validate=validate.Regexp(r"^[a-z0-9_-]{2,40}$")
     )
@@ -299,7 +298,7 @@ class TenantSchema(Schema):
 
     @post_load
     def _build(self, data: dict, **kwargs: Any) -> Tenant:
-        model = data["lifecycle_model"] or ("aisceas" if data["mode"] == "b2b" else "aarrr")
+        model = data["lifecycle_model"] or DEFAULT_MODEL[data["mode"]]
         oas, wecom = tuple(data["wechat_oa"]), data["wecom"]
         if not data["api_access"]:  # every API client skips a channel without its secret
             oas = tuple(replace(oa, app_secret=None) for oa in oas)

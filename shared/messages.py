@@ -12,6 +12,8 @@ from typing import Any
 
 from marshmallow import EXCLUDE, Schema, fields, validate
 
+from shared.vocabulary import MODES
+
 STAGE_CHANGE = "stage-change/1"
 PROFILE = "profile/1"
 CATALOGUE = "catalogue/1"
@@ -41,7 +43,7 @@ class ProfileSchema(Schema):
     schema = fields.String(required=True, validate=validate.Equal(PROFILE))
     tenant_id = fields.String(required=True)
     contact_id = fields.String(required=True)
-    mode = fields.String(required=True, validate=validate.OneOf(["b2b", "b2c"]))
+    mode = fields.String(required=True, validate=validate.OneOf(MODES))
     identities = fields.Dict(keys=fields.String(), values=fields.List(fields.String()))
     model = fields.String(required=True)
     stage = fields.String(allow_none=True)

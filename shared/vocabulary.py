@@ -1,7 +1,8 @@
 """Names both services know, so each can validate what ops staff type without asking the other:
-buying roles, the stages of the built-in lifecycle models, account risk flags, B2C behaviour
-types and time zones. Segment derives with them (its rule packs, services/segment/rules/*.yaml,
-must agree: tests/api/test_vocabulary.py); outreach checks campaigns against them.
+buying roles, the built-in lifecycle models and their stages, the outreach channels, account risk
+flags, B2C behaviour types and time zones. Each is defined here only; the code imports it.
+Segment derives with them (its rule packs, services/segment/rules/*.yaml, must agree:
+tests/api/test_vocabulary.py); outreach checks campaigns against them.
 """
 
 from __future__ import annotations
@@ -20,6 +21,16 @@ BUILTIN_STAGES = {
     "aarrr": ("acquisition", "activation", "retention", "revenue", "referral"),
 }
 BUILTIN_SIDE_STAGES = {"aisceas": ("lapsed",), "aarrr": ("lapsed",)}
+BUILTIN_MODELS = tuple(sorted(BUILTIN_STAGES))  # ("aarrr", "aisceas")
+# The built-in model of each tenant mode, unless the tenant names another.
+DEFAULT_MODEL = {"b2b": "aisceas", "b2c": "aarrr"}
+MODES = tuple(DEFAULT_MODEL)  # ("b2b", "b2c")
+# B2B stages in which a buyer is still weighing options: promotions never reach them.
+COMPARING_STAGES = frozenset({"comparison", "examination"})
+
+# Outreach channels: WeCom group or one-to-one messages, Official Account template, mass and
+# customer-service messages.
+CHANNELS = ("wecom_group", "wecom_single", "oa_template", "oa_mass", "oa_custom")
 
 RISK_FLAGS = ("payment_risk", "churn_risk", "inactive", "new", "growing")
 BEHAVIOURS = ("dissatisfied", "prospect", "lapsed", "new", "loyal", "impulse", "researcher",

@@ -39,7 +39,7 @@ from shared.api.auth import bounded_expiry
 from shared.config import TENANT_ID_PATTERN
 from shared.expiry import expires_at_field
 from shared.tokens import revoke_tenant_tokens
-from shared.vocabulary import time_zone_error
+from shared.vocabulary import DEFAULT_MODEL, MODES, time_zone_error
 
 LIFECYCLE_MODEL_PATTERN = r"^[a-z0-9_-]{2,40}$"
 TENANT_COLUMNS = (
@@ -66,7 +66,7 @@ tenants = Blueprint("tenants", __name__, description="Tenants (platform tokens o
 class TenantSchema(Schema):
     tenant_id = fields.String(required=True)
     name = fields.String(required=True)
-    mode = fields.String(required=True, metadata={"enum": ["b2b", "b2c"]})
+    mode = fields.String(required=True, metadata={"enum": list(MODES)})
     lifecycle_model = fields.String(required=True)
     timezone = fields.String(required=True)
     settings = fields.Dict(required=True)
@@ -82,7 +82,7 @@ class TenantCreateSchema(Schema):
         ),
     )
     name = fields.String(required=True, validate=validate.Length(min=1, max=200))
-    mode = fields.String(required=True, validate=validate.OneOf(["b2b", "b2c"]))
+    mode = fields.String(required=True, validate=validate.OneOf(MODES))
     lifecycle_model = fields.String(
         load_default=None,
         validate=validate.Regexp(LIFECYCLE_MODEL_PATTERN),
@@ -94,7 +94,7 @@ class TenantCreateSchema(Schema):
 
 class TenantPatchSchema(Schema):
     name = fields.String(validate=validate.Length(min=1, max=200))
-    mode = fields.String(validate=validate.OneOf(["b2b", "b2c"]))
+    mode = fields.String(validate=validate.OneOf(MODES))
     lifecycle_model = fields.String(validate=validate.Regexp(LIFECYCLE_MODEL_PATTERN))
     timezone = fields.String(validate=_valid_timezone)
     settings = fields.Dict(keys=fields.String())
@@ -139,9 +139,7 @@ def list_tenants(args: dict):
 @tenants.alt_response(409, description="A tenant with this id exists")
 def create_tenant(body: dict):
     """Create a tenant"""
-    body["lifecycle_model"] = body["lifecycle_model"] or (
-        "aisceas" if body["mode"] == "b2b" else "aarrr"
-    )
+    body["lifecycle_model"] = body["lifecycle_model"] or DEFAULT_MODEL[body["mode"]]
     with connection() as conn:
         if not tenant_deletion.forget(conn, body["tenant_id"]):
             raise conflict(f"tenant {body['tenant_id']!r} was deleted and its data is still "

@@ -15,7 +15,6 @@ from psycopg.types.json import Jsonb
 
 from services.outreach.model import (
     FORMATS,
-    ROLES,
     ContentInSchema,
     ContentPatchSchema,
     OutreachSettingsSchema,
@@ -39,6 +38,7 @@ from shared.api import (
     unknown_tenant,
 )
 from shared.api.names import unknown_names
+from shared.vocabulary import BUYING_ROLES
 
 content = Blueprint("content", __name__, description="The content library")
 
@@ -78,7 +78,9 @@ class ContentArgs(PageArgs):
     format = fields.String(validate=validate.OneOf(FORMATS))
     stage = fields.String()
     role = fields.String(
-        validate=validate.OneOf(ROLES, error="Unknown buying role {input!r}. Valid: {choices}.")
+        validate=validate.OneOf(
+            BUYING_ROLES, error="Unknown buying role {input!r}. Valid: {choices}."
+        )
     )
     topic = fields.String()
     promotional = fields.Boolean()

@@ -21,14 +21,12 @@ from marshmallow import (
 
 from services.outreach.schedule import rrule_error
 from shared.links import url_error
-from shared.vocabulary import BUYING_ROLES, time_zone_error
+from shared.vocabulary import BUYING_ROLES, CHANNELS, MODES, time_zone_error
 
 FORMATS = (
     "whitepaper", "industry_report", "case_study", "review", "webinar_invite", "class_invite",
     "product_spec", "proposal", "article", "event_invite", "onboarding_guide", "promotion",
 )  # fmt: skip
-ROLES = BUYING_ROLES
-CHANNELS = ("wecom_group", "wecom_single", "oa_template", "oa_mass", "oa_custom")
 # Which payload each channel sends (content.payloads keys).
 CHANNEL_PAYLOAD = {
     "wecom_group": "wecom",
@@ -37,8 +35,6 @@ CHANNEL_PAYLOAD = {
     "oa_mass": "oa_mass",
     "oa_custom": "oa_custom",
 }
-# B2B stages in which a buyer is still weighing options: promotions never reach them.
-COMPARING_STAGES = frozenset({"comparison", "examination"})
 # No tenant may schedule more often than this, whatever its settings (minutes).
 MIN_SCHEDULE_INTERVAL_FLOOR = 5
 _HHMM = re.compile(r"^([01]\d|2[0-3]):[0-5]\d$")
@@ -183,7 +179,9 @@ class ContentInSchema(_Strict):
         metadata={"description": "A discount or offer. Always true for format=promotion"},
     )
     stages = _names(load_default=list, metadata={"description": "Lifecycle stages it fits"})
-    roles = fields.List(fields.String(validate=_one_of(ROLES, "buying role")), load_default=list)
+    roles = fields.List(
+        fields.String(validate=_one_of(BUYING_ROLES, "buying role")), load_default=list
+    )
     topics = _names(load_default=list)
     industries = _names(load_default=list)
     payloads = fields.Nested(PayloadsSchema, required=True)
@@ -210,7 +208,7 @@ def is_promotional(body: dict) -> bool:
 class FilterSchema(_Strict):
     segments = _names()
     stages = _names()
-    roles = fields.List(fields.String(validate=_one_of(ROLES, "buying role")))
+    roles = fields.List(fields.String(validate=_one_of(BUYING_ROLES, "buying role")))
     accounts = _names()
     account_stages = _names()
     risk_flags = _names()
@@ -218,7 +216,7 @@ class FilterSchema(_Strict):
     behaviour = _names()
     groups = fields.List(fields.String(validate=validate.Regexp(_ID)))
     contacts = _names()
-    mode = fields.String(validate=validate.OneOf(["b2b", "b2c"]))
+    mode = fields.String(validate=validate.OneOf(MODES))
     oa_followers = fields.Boolean(metadata={"description": "Only contacts following the OA"})
     min_score = fields.Float()
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from services.outreach.model import COMPARING_STAGES
+from shared.vocabulary import COMPARING_STAGES
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 
 from services.segment import behaviour, risk, roles
-from services.segment.lifecycle.grammar import BUILTIN_MODELS, builtin_models
+from services.segment.lifecycle.grammar import builtin_models
 from shared.api.names import Unknown, check, check_one, unknown_names
 from shared.vocabulary import (
     BEHAVIOURS,
+    BUILTIN_MODELS,
     BUILTIN_SIDE_STAGES,
     BUILTIN_STAGES,
     BUYING_ROLES,
