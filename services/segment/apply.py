@@ -11,8 +11,8 @@ from psycopg import Connection
 from psycopg.types.json import Jsonb
 
 from services.segment import enrichment, erasure, store
-from services.segment.companies import account_key
 from services.segment.identity import IdentityKey, Resolution, person_identities, resolve
+from shared.companies import account_key
 from shared.envelope import Identity, Touchpoint
 from shared.privacy import identity_hash
 

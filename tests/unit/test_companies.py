@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.segment.companies import account_key, normalise_company
+from shared.companies import account_key, normalise_company
 
 # Each group: names that must share one account key (the expected key first).
 SAME = [

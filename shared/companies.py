@@ -1,4 +1,6 @@
-"""Company names to account keys: one B2B account per company, however its name is typed.
+"""Company names to account keys: one B2B account per company, however its name is typed. In
+shared so that whoever sends or derives an account key (segment, the sandbox's population) uses
+this one definition.
 
 ``normalise_company(name)``:
 
