@@ -1,6 +1,6 @@
 """Deliveries waiting or in flight, as gauges the worker refreshes from its own table.
 
-The delivery counter (runs.py) says what happened; these say what is left: ``pending`` and
+The delivery counter (metrics.py) says what happened; these say what is left: ``pending`` and
 ``sending`` deliveries by tenant and channel, and those ``stuck``: ``sending`` in a run whose
 lease has passed, i.e. a worker died mid-call and no worker resumed the run (its campaign was
 paused, or no worker is claiming). Only runs that are pending or running are read (a partial

@@ -5,7 +5,7 @@ groups' member lists and the frequency caps' exposures. What was sent stays coun
 campaign's statistics but no longer says to whom: deliveries and runs about the contact get an
 opaque ``erased:<id>`` subject, lose the address (openid / external_userid), and those not sent
 yet are excluded or cancelled (one in flight is excluded when it would go back to pending:
-services/outreach/runs.py). Any other table of the schema with a ``contact_id`` column is
+services/outreach/store.py). Any other table of the schema with a ``contact_id`` column is
 emptied of the person as well. Idempotent: a redelivered erasure finds nothing more to change.
 """
 

@@ -15,7 +15,16 @@ from datetime import UTC, datetime, timedelta
 import structlog
 from psycopg_pool import ConnectionPool
 
-from services.outreach import backlog, groups, projection, runs, scheduler, tenant_deletion
+from services.outreach import (
+    backlog,
+    groups,
+    metrics,
+    projection,
+    results,
+    runs,
+    scheduler,
+    tenant_deletion,
+)
 from services.outreach.clients import Clients
 from services.outreach.tokens import outreach_schema
 from shared.config import Settings, TenantRegistry, load_tenants
@@ -90,7 +99,7 @@ class Loop:
             tenant_deletion.purge_pending(self.pool)  # deleted tenants, a few batches a tick
         self.executor.run_due()
         if time.monotonic() - self._polled_at > POLL_RESULTS_S:
-            runs.poll_results(self.pool, self.clients)
+            results.poll_results(self.pool, self.clients)
             self._polled_at = time.monotonic()
         if time.monotonic() - self._counted_at > BACKLOG_S:
             backlog.refresh(self.pool)
@@ -129,7 +138,7 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
     runner = build_runner(settings, pool)
     # Rate limits per corp/app shared with every other worker, through the database.
     loop = Loop(settings, pool, tenants, Clients(settings, tenants, pool=pool), schema)
-    runs.count_from_zero(t.id for t in tenants)
+    metrics.count_from_zero(t.id for t in tenants)
 
     def ticking() -> None:
         if loop.last_tick is not None and time.monotonic() - loop.last_tick > 120:

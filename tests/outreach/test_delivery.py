@@ -326,7 +326,7 @@ def test_wecom_rate_limit_backs_off_and_sends_later(outreach):
 
 
 def test_send_results_are_polled_into_the_delivery_log(outreach):
-    from services.outreach.runs import poll_results
+    from services.outreach.results import poll_results
 
     (a, _), (b, _) = outreach.customers(2)
     outreach.profile("c_a", ext=a, segments=["s"])

@@ -85,7 +85,7 @@ def test_deliveries_out_of_attempts_are_counted_as_failed(outreach):
 
 
 def test_send_results_reported_later_are_counted(outreach):
-    from services.outreach.runs import poll_results
+    from services.outreach.results import poll_results
 
     (a, _), (b, _) = outreach.customers(2)
     outreach.profile("c_a", ext=a, segments=["s"])

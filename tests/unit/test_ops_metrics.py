@@ -107,7 +107,7 @@ def test_series_the_alerts_count_on_exist_at_zero_from_the_start():
     increase. The series an alert fires on from a single event start at 0 instead."""
     from unittest import mock
 
-    from services.outreach.runs import count_from_zero
+    from services.outreach.metrics import count_from_zero
     from shared.kafka.consumer import ConsumerRunner
 
     def sample(name: str, **labels: str) -> float | None:

@@ -1,0 +1,23 @@
+"""The outreach counters: deliveries and runs by outcome (the gauges of what is left are in
+backlog.py). The run executor, the senders' results and the send-result polling all count here."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+from shared.vocabulary import CHANNELS
+
+DELIVERIES = Counter(
+    "siyu_outreach_deliveries_total", "Deliveries by outcome", ["tenant", "channel", "status"]
+)
+RUNS = Counter("siyu_outreach_runs_total", "Campaign runs by outcome", ["tenant", "outcome"])
+
+
+def count_from_zero(tenant_ids) -> None:
+    """Create the failed and unknown delivery series at 0 (the worker calls this at start): the
+    first such delivery of a process's life is then an increase the alerts see, not a series
+    born at 1 (docs/monitoring.md)."""
+    for tenant_id in tenant_ids:
+        for channel in CHANNELS:
+            for status in ("sent", "failed", "unknown"):
+                DELIVERIES.labels(tenant_id, channel, status)
