@@ -1,0 +1,317 @@
+"""Admin routes of B2B accounts (``/accounts``): list, detail by buying role, stage override,
+merge.
+
+Overrides and merges are written, derived on (``derive.py``) and audited in one transaction.
+Shared pieces: api_people_common.py.
+"""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from services.segment.api_common import (
+    current_tenant,
+    segment_connection,
+    segment_topics,
+)
+from services.segment.api_people_common import (
+    STAGE_EXAMPLE,
+    UNKNOWN_ROLE,
+    RiskFlagSchema,
+    StageChangeSchema,
+    StageOverrideSchema,
+    check_filters,
+    check_stage,
+    like,
+    override_subject_stage,
+    reason_field,
+    stage_history,
+)
+from services.segment.derive import derive_touched
+from services.segment.roles import ROLES, role_coverage
+from shared.api import (
+    TENANT,
+    ApiError,
+    Blueprint,
+    PageArgs,
+    audit,
+    conflict,
+    cursor_key,
+    not_found,
+    page,
+    paged,
+    principal,
+    require,
+    tenant_id,
+)
+from shared.vocabulary import RISK_FLAGS
+
+MEMBERS_LIMIT = 500  # account members shown in an account detail (GET /contacts?account_id=...)
+
+accounts = Blueprint("accounts", __name__, description="B2B company accounts")
+
+ACCOUNT_ITEM_COLUMNS = sql.SQL(", ").join(
+    map(sql.Identifier, ("account_id", "name", "stage", "score", "members", "roles_engaged",
+                         "risk_flags"))
+)  # fmt: skip
+
+
+class AccountItemSchema(Schema):
+    account_id = fields.String(required=True, metadata={"description": "Normalised company"})
+    name = fields.String(required=True, metadata={"description": "The name as first seen"})
+    stage = fields.String(allow_none=True)
+    score = fields.Float(required=True)
+    members = fields.Integer(required=True, metadata={"description": "Contacts of the account"})
+    roles_engaged = fields.List(
+        fields.String(metadata={"enum": list(ROLES)}),
+        required=True,
+        metadata={"description": "Buying roles with a touch in the last 90 days"},
+    )
+    risk_flags = fields.List(fields.Nested(RiskFlagSchema), required=True)
+
+
+class AccountQuerySchema(PageArgs):
+    q = fields.String(
+        load_default=None,
+        validate=validate.Length(min=1, max=200),
+        metadata={"description": "Substring of the name or id (case-insensitive)"},
+    )
+    stage = fields.String(load_default=None, validate=validate.Length(min=1, max=100))
+    risk_flag = fields.String(
+        load_default=None,
+        validate=validate.OneOf(RISK_FLAGS, error="Unknown risk flag {input!r}. Valid: {choices}."),
+        metadata={"description": "Accounts carrying this risk flag"},
+    )
+
+
+class AccountMemberSchema(Schema):
+    contact_id = fields.String(required=True)
+    name = fields.String(allow_none=True)
+    title = fields.String(allow_none=True)
+    role_confidence = fields.Float(allow_none=True)
+    stage = fields.String(allow_none=True)
+    score = fields.Float(required=True)
+    last_event_at = fields.DateTime(required=True)
+
+
+class CoverageSchema(Schema):
+    engaged = fields.List(fields.String(), required=True, metadata={"description": "ROLES order"})
+    missing = fields.List(fields.String(), required=True)
+    ratio = fields.Float(required=True, metadata={"description": "engaged / all buying roles"})
+
+
+class AccountSchema(AccountItemSchema):
+    created_at = fields.DateTime(required=True)
+    stage_since = fields.DateTime(allow_none=True)
+    refreshed_at = fields.DateTime(allow_none=True, metadata={"description": "Last derivation"})
+    attributes = fields.Dict(
+        required=True, metadata={"description": "industry, size, lifecycle, region, ..."}
+    )
+    members_by_role = fields.Dict(
+        keys=fields.String(),
+        values=fields.List(fields.Nested(AccountMemberSchema)),
+        required=True,
+        metadata={
+            "description": f"Buying role -> members, highest score first; `{UNKNOWN_ROLE}` holds "
+            f"members without a role. At most {MEMBERS_LIMIT} members; the full list: "
+            "GET /contacts?account_id=..."
+        },
+    )
+    coverage = fields.Nested(CoverageSchema, required=True)
+    stage_history = fields.List(fields.Nested(StageChangeSchema), required=True)
+
+
+def _account_missing(conn, tenant: str, account_id: str) -> ApiError:
+    row = conn.execute(
+        "SELECT merged_into FROM accounts WHERE tenant_id = %s AND account_id = %s",
+        (tenant, account_id),
+    ).fetchone()
+    if row is None or row["merged_into"] is None:
+        return not_found("account", account_id)
+    return ApiError(
+        404,
+        "not_found",
+        f"account {account_id!r} was merged into {row['merged_into']!r}",
+        {"merged_into": row["merged_into"]},
+    )
+
+
+@accounts.route("/accounts", methods=["GET"])
+@require("viewer", scope=TENANT)
+@accounts.arguments(AccountQuerySchema, location="query")
+@accounts.response(200, paged(AccountItemSchema))
+def list_accounts(args: dict):
+    """Accounts by account_id, filtered by stage, risk flag or name"""
+    after = cursor_key(args["cursor"], str)
+    flag = args["risk_flag"]
+    with segment_connection() as conn:
+        check_filters(conn, args)
+        rows = conn.execute(
+            sql.SQL(
+                "SELECT {} FROM accounts "
+                """WHERE tenant_id = %(tenant)s AND merged_into IS NULL
+                 AND (%(after)s::text IS NULL OR account_id > %(after)s)
+                 AND (%(q)s::text IS NULL OR name ILIKE %(like)s OR account_id ILIKE %(like)s)
+                 AND (%(stage)s::text IS NULL OR stage = %(stage)s)
+                 AND (%(flag)s::jsonb IS NULL OR risk_flags @> %(flag)s)
+               ORDER BY account_id
+               LIMIT %(n)s"""
+            ).format(ACCOUNT_ITEM_COLUMNS),
+            {
+                "tenant": tenant_id(),
+                "after": after[0] if after else None,
+                "q": args["q"],
+                "like": like(args["q"]) if args["q"] else None,
+                "stage": args["stage"],
+                "flag": Jsonb([{"flag": flag}]) if flag else None,
+                "n": args["limit"] + 1,
+            },
+        ).fetchall()
+    return page(rows, args["limit"], key=lambda r: [r["account_id"]])
+
+
+@accounts.route("/accounts/<account_id>", methods=["GET"])
+@require("viewer", scope=TENANT)
+@accounts.response(200, AccountSchema)
+@accounts.alt_response(404, description="No such account")
+def get_account(account_id: str):
+    """An account: members by buying role, role coverage, risk flags, attributes, stage history"""
+    with segment_connection() as conn:
+        return _account_view(conn, tenant_id(), account_id)
+
+
+def _account_view(conn, tenant: str, account_id: str) -> dict:
+    row = conn.execute(
+        "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = %s AND merged_into IS NULL",
+        (tenant, account_id),
+    ).fetchone()
+    if row is None:
+        raise _account_missing(conn, tenant, account_id)
+    members = conn.execute(
+        "SELECT contact_id, name, title, role, role_confidence, stage, score, last_event_at "
+        "FROM contacts WHERE tenant_id = %s AND account_id = %s "
+        "ORDER BY score DESC, contact_id LIMIT %s",
+        (tenant, account_id, MEMBERS_LIMIT),
+    ).fetchall()
+    history = stage_history(conn, tenant, "account", account_id)
+    by_role: dict[str, list[dict]] = {}
+    for role in (*ROLES, UNKNOWN_ROLE):
+        group = [m for m in members if (m["role"] if m["role"] in ROLES else UNKNOWN_ROLE) == role]
+        if group:
+            by_role[role] = group
+    coverage = role_coverage(r for r in row["roles_engaged"] if r in ROLES)
+    return {
+        **row,
+        "members_by_role": by_role,
+        "coverage": {
+            "engaged": list(coverage.engaged),
+            "missing": list(coverage.missing),
+            "ratio": coverage.ratio,
+        },
+        "stage_history": history,
+    }
+
+
+@accounts.route("/accounts/<account_id>/stage", methods=["POST"])
+@require("operator", scope=TENANT)
+@accounts.arguments(StageOverrideSchema, example=STAGE_EXAMPLE)
+@accounts.response(200, AccountSchema)
+@accounts.alt_response(404, description="No such account (or merged: `details.merged_into`)")
+@accounts.alt_response(409, description="The account is in this stage already")
+def override_account_stage(body: dict, account_id: str):
+    """Move the account to a stage by hand (audited)
+
+    Recorded in the stage history with the caller as `actor` and the cause `manual: <reason>`,
+    published as a stage change, audited as `account.stage_override`; members' segments and
+    profiles see the new account stage. The account moves on from here when its facts or its
+    members' stages support a later stage.
+    """
+    tenant = current_tenant()
+    with segment_connection() as conn:
+        # Members first, then the account: the order the consumer locks in (derive_touched).
+        conn.execute(
+            "SELECT 1 FROM contacts WHERE tenant_id = %s AND account_id = %s "
+            "ORDER BY contact_id FOR UPDATE",
+            (tenant.id, account_id),
+        )
+        row = conn.execute(
+            "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = %s "
+            "AND merged_into IS NULL FOR UPDATE",
+            (tenant.id, account_id),
+        ).fetchone()
+        if row is None:
+            raise _account_missing(conn, tenant.id, account_id)
+        check_stage(conn, tenant, body["stage"])
+        override_subject_stage(conn, tenant, "account", account_id, row, body)
+        return _account_view(conn, tenant.id, account_id)
+
+
+class AccountMergeSchema(Schema):
+    into = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=300),
+        metadata={"description": "The account that lives on (not itself merged)"},
+    )
+    reason = reason_field()
+
+
+@accounts.route("/accounts/<account_id>/merge", methods=["POST"])
+@require("admin", scope=TENANT)
+@accounts.arguments(AccountMergeSchema)
+@accounts.response(200, AccountSchema, description="The account merged into, derived again")
+@accounts.alt_response(404, description="No such account (or merged: `details.merged_into`)")
+@accounts.alt_response(409, description="Into itself, or into an account that was merged")
+def merge_account(body: dict, account_id: str):
+    """Merge the account into another: two names found to be one company
+
+    Every member moves to the target, which is derived again (stage, roles, risk flags, members'
+    profiles and segments). The merged account is kept for its history: GET answers 404 with
+    `details.merged_into`, and new events naming its company attach to the target. Accounts
+    merged into this one earlier now point at the target too. Audited as `account.merge`.
+    """
+    tenant = current_tenant()
+    into = body["into"]
+    with segment_connection() as conn:
+        # Both accounts locked in id order, like the consumer's ensure_account locks one.
+        found = {
+            r["account_id"]: r
+            for r in conn.execute(
+                "SELECT account_id, merged_into FROM accounts WHERE tenant_id = %s "
+                "AND account_id = ANY(%s) ORDER BY account_id FOR UPDATE",
+                (tenant.id, sorted({account_id, into})),
+            )
+        }
+        source, target = found.get(account_id), found.get(into)
+        if source is None or source["merged_into"] is not None:
+            raise _account_missing(conn, tenant.id, account_id)
+        if into == account_id:
+            raise conflict(f"account {account_id!r} cannot be merged into itself")
+        if target is None:
+            raise not_found("account", into)
+        if target["merged_into"] is not None:
+            raise conflict(
+                f"account {into!r} was merged into {target['merged_into']!r}; merge into that",
+                {"merged_into": target["merged_into"]},
+            )
+        members = conn.execute(
+            "SELECT contact_id, account_id FROM contacts WHERE tenant_id = %s "
+            "AND account_id = ANY(%s) ORDER BY contact_id FOR UPDATE",
+            (tenant.id, [account_id, into]),
+        ).fetchall()
+        conn.execute(
+            "UPDATE contacts SET account_id = %s WHERE tenant_id = %s AND account_id = %s",
+            (into, tenant.id, account_id),
+        )
+        # merged_into always names a live account: one look-up resolves it (apply._account).
+        conn.execute(
+            "UPDATE accounts SET merged_into = %s WHERE tenant_id = %s "
+            "AND (account_id = %s OR merged_into = %s)",
+            (into, tenant.id, account_id, account_id),
+        )
+        derive_touched(conn, tenant, {m["contact_id"]: [] for m in members}, segment_topics())
+        moved = [m["contact_id"] for m in members if m["account_id"] == account_id]
+        details = {**body, "members": moved}
+        audit(conn, principal(), tenant.id, "account.merge", account_id, details)
+        return _account_view(conn, tenant.id, into)

@@ -1,0 +1,159 @@
+"""What the contact, account and segment routes share: stage schemas and checks, the stage
+history of a subject, filters naming the tenant's stages and segments, a contact's list columns.
+
+Everything is read from (and written to) the segment schema through ``segment_connection()``,
+always filtered by the tenant of the token: another tenant's ids are answered 404, and its
+objects never appear in a list. SQL is static or composed with ``psycopg.sql``, with bound
+parameters only; optional filters are ``(%(x)s IS NULL OR ...)`` clauses. Lists are
+keyset-paginated (``PageArgs`` + ``page``).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from marshmallow import Schema, fields, validate
+from psycopg import sql
+
+from services.segment.api_common import (
+    current_tenant,
+    segment_topics,
+)
+from services.segment.overrides import override_stage
+from services.segment.roles import ROLES
+from services.segment.tenant_model import model_for
+from shared.api import (
+    audit,
+    conflict,
+    principal,
+    tenant_id,
+)
+from shared.api.names import check_one, unknown_names
+from shared.vocabulary import BEHAVIOURS
+
+# Documented example, valid for the demo tenant acme (schemathesis' examples phase sends it).
+STAGE_EXAMPLE = {"stage": "action", "reason": "Contract signed on paper"}
+
+UNKNOWN_ROLE = "unknown"  # the group of account members without a buying role
+HISTORY_LIMIT = 500  # newest stage transitions shown in a detail (oldest first)
+
+
+def like(text: str) -> str:
+    """A substring ILIKE pattern matching ``text`` literally."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+# --- shared schemas ------------------------------------------------------------------------------
+
+
+class RiskFlagSchema(Schema):
+    flag = fields.String(
+        required=True,
+        metadata={"enum": ["payment_risk", "churn_risk", "inactive", "new", "growing"]},
+    )
+    reason = fields.String(required=True, metadata={"description": "For people, with numbers"})
+    since = fields.String(
+        allow_none=True, metadata={"description": "When the condition began (ISO 8601), if known"}
+    )
+
+
+class StageChangeSchema(Schema):
+    from_stage = fields.String(allow_none=True, metadata={"description": "null: first stage"})
+    to_stage = fields.String(required=True)
+    cause = fields.String(required=True, metadata={"description": "The rule and evidence"})
+    event_id = fields.String(allow_none=True, metadata={"description": "The deciding event"})
+    changed_at = fields.DateTime(required=True)
+    model = fields.String(required=True, metadata={"description": "Lifecycle model, e.g. aisceas"})
+    actor = fields.String(allow_none=True, metadata={"description": "Set by manual overrides"})
+
+
+def reason_field() -> fields.String:
+    return fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=500),
+        metadata={"description": "Why (kept in the audit log and, for stages, in the cause)"},
+    )
+
+
+class StageOverrideSchema(Schema):
+    stage = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "A stage or side stage of the tenant's active lifecycle model"},
+    )
+    reason = reason_field()
+
+
+def check_stage(conn, tenant, stage: str) -> None:
+    """400 unless ``stage`` is a stage or side stage of the tenant's active model."""
+    model = model_for(tenant, conn)
+    valid = (*model.stage_names, *model.side_stages)
+    error = unknown_names(check_one("stage", f"stage of the {model.name} model", stage, valid))
+    if error is not None:
+        raise error
+
+
+def check_filters(conn, args: dict) -> None:
+    """400 for a filter naming a stage, behaviour or segment the tenant does not have (it
+    would list nobody, which reads as "no such people")."""
+    found = []
+    if args.get("stage"):
+        model = model_for(current_tenant(), conn)
+        found += check_one("stage", f"stage of the {model.name} model", args["stage"],
+                           (*model.stage_names, *model.side_stages))  # fmt: skip
+    found += check_one("behaviour", "behaviour", args.get("behaviour"), BEHAVIOURS)
+    if args.get("segment"):
+        ids = conn.execute(
+            "SELECT segment_id FROM segments WHERE tenant_id = %s ORDER BY segment_id LIMIT 200",
+            (tenant_id(),),
+        ).fetchall()
+        found += check_one("segment", "segment", args["segment"], [r["segment_id"] for r in ids])
+    error = unknown_names(found)
+    if error is not None:
+        raise error
+
+
+def stage_history(conn, tenant: str, kind: str, subject_id: str) -> list[dict]:
+    rows = conn.execute(
+        "SELECT * FROM (SELECT id, from_stage, to_stage, cause, event_id, changed_at, model, actor "
+        "  FROM stage_history WHERE tenant_id = %(tenant)s AND subject_kind = %(kind)s "
+        "  AND subject_id = %(id)s ORDER BY changed_at DESC, id DESC LIMIT %(n)s) h "
+        "ORDER BY changed_at, id",
+        {"tenant": tenant, "kind": kind, "id": subject_id, "n": HISTORY_LIMIT},
+    ).fetchall()
+    return rows
+
+
+# The columns of a contact in a list (GET /contacts, a segment's members).
+CONTACT_ITEM_COLUMNS = sql.SQL(", ").join(
+    sql.Identifier("c", column)
+    for column in ("contact_id", "name", "title", "corp_name", "role", "stage", "score",
+                   "account_id", "last_event_at")
+)  # fmt: skip
+
+
+class ContactItemSchema(Schema):
+    contact_id = fields.String(required=True)
+    name = fields.String(allow_none=True)
+    title = fields.String(allow_none=True, metadata={"description": "Job title (职位)"})
+    corp_name = fields.String(allow_none=True, metadata={"description": "Company as given"})
+    role = fields.String(
+        allow_none=True, metadata={"description": "Buying role (B2B)", "enum": list(ROLES)}
+    )
+    stage = fields.String(allow_none=True, metadata={"description": "Lifecycle stage"})
+    score = fields.Float(required=True)
+    account_id = fields.String(allow_none=True)
+    last_event_at = fields.DateTime(required=True)
+
+
+def override_subject_stage(conn, tenant, kind: str, subject_id: str, row: dict, body: dict) -> None:
+    if row["stage"] == body["stage"]:
+        raise conflict(f"{kind} {subject_id!r} is in stage {body['stage']!r} already")
+    who = principal()
+    override_stage(
+        conn, tenant, kind, row, body["stage"], reason=body["reason"], actor=who.token_id,
+        now=datetime.now(UTC), topics=segment_topics(),
+    )  # fmt: skip
+    details = {**body, "previous": row["stage"], "model": model_for(tenant, conn).name}
+    audit(conn, who, tenant.id, f"{kind}.stage_override", subject_id, details)
