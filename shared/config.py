@@ -8,6 +8,7 @@ so an operator can fix it without reading a traceback.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -584,6 +585,13 @@ def _env_float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _env_schema(env: Mapping[str, str], name: str, default: str) -> str:
+    schema = env.get(name) or default
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+        raise ConfigError(f"{name}={schema!r}: not a schema name")
+    return schema
+
+
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 DEFAULT_WECHAT_API_BASE = "https://api.weixin.qq.com/cgi-bin/"
 DEFAULT_WECOM_API_BASE = "https://qyapi.weixin.qq.com/cgi-bin/"
@@ -605,6 +613,15 @@ class Settings:
     public_url: str = "http://127.0.0.1:8080"
     # Every tenant's request rates unless its `limits:` says otherwise (SIYU_LIMIT_*).
     limits: Limits = DEFAULT_LIMITS
+    # The schemas of the admin tables (outreach's) and of ingest's tokens; tests use private ones.
+    outreach_schema: str = "outreach"
+    ingest_schema: str = "ingest"
+    # The deployment secret tracked links are signed with (shared/links.py); "" unset.
+    link_secret: str = field(default="", repr=False)
+    # The outreach worker takes over a run whose worker died when its lease passes.
+    outreach_lease_s: float = 300.0
+    # segment's WeCom contact enrichment thread (SIYU_WECOM_ENRICH=0 turns it off).
+    wecom_enrich: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -638,6 +655,11 @@ class Settings:
             wechat_api_base=env.get("SIYU_WECHAT_API_BASE") or DEFAULT_WECHAT_API_BASE,
             public_url=(env.get("SIYU_PUBLIC_URL") or "http://127.0.0.1:8080").rstrip("/"),
             limits=limits_from_env(env),
+            outreach_schema=_env_schema(env, "SIYU_OUTREACH_SCHEMA", "outreach"),
+            ingest_schema=_env_schema(env, "SIYU_INGEST_SCHEMA", "ingest"),
+            link_secret=env.get("SIYU_LINK_SECRET", ""),
+            outreach_lease_s=_env_float(env, "SIYU_OUTREACH_LEASE_S", 300.0),
+            wecom_enrich=env.get("SIYU_WECOM_ENRICH", "1") != "0",
         )
 
     def require_database(self) -> str:

@@ -42,20 +42,16 @@ def job_kinds() -> dict:
     return {kind.name: kind for kind in (*SEGMENT, *OUTREACH)}
 
 
-def default_schema_for(service: str) -> str:
-    """The schema of each service: its name, and SIYU_OUTREACH_SCHEMA for outreach."""
-    if service == "outreach":
-        from services.outreach.tokens import outreach_schema
-
-        return outreach_schema()
-    return service
+def default_schema_for(settings: Settings) -> Callable[[str], str]:
+    """The schema of each service: its name, and ``settings.outreach_schema`` for outreach."""
+    return lambda service: settings.outreach_schema if service == "outreach" else service
 
 
 def create_app(
     settings: Settings,
     *,
     pool=None,
-    schema_for: Callable[[str], str] = default_schema_for,
+    schema_for: Callable[[str], str] | None = None,
     token_cache_ttl_s: float | None = None,
     run_jobs: bool = True,
 ):
@@ -71,6 +67,7 @@ def create_app(
     from shared.ratelimit import TenantLimiter, registry_limits
     from shared.tokens import DEFAULT_CACHE_TTL_S
 
+    schema_for = schema_for or default_schema_for(settings)
     registry = load_tenants(settings.tenants_path)
     job_pool = pool  # tests share theirs; a server gives jobs a pool of their own (below)
     if pool is None:

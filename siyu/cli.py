@@ -533,13 +533,12 @@ def tenants_check(path: Path | None) -> None:
 def tenants_purge(tenant: str, services: tuple[str, ...]) -> None:
     """Remove a tenant deleted through the admin API from the services' schemas (the outreach
     worker purges the outreach schema by itself; docs/security.md "Safe defaults")."""
-    from services.outreach.tokens import outreach_schema
     from shared.tenant_purge import purge_schemas
 
     settings = _settings()
     configure_logging(settings.log_level, process="purge")
     try:
-        admin = outreach_schema()
+        admin = settings.outreach_schema
         schemas = {s: admin if s == "outreach" else s for s in services}
         done = purge_schemas(settings.require_database(), tenant, schemas, admin_schema=admin)
     except SiyuError as exc:

@@ -26,7 +26,7 @@ def main(settings: Settings, *, host: str, port: int, workers: int) -> int:
         check_secrets(load_tenants(settings.tenants_path), callbacks_only=True)
         settings.require_database()
         settings.require_kafka()
-        link_secret()
+        link_secret(settings)
         options = gunicorn_options(host, port, workers)
         GunicornApp(options, lambda: _load_ingest(settings)).run()
     finally:

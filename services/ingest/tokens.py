@@ -9,8 +9,6 @@ shared/tokens.py's, as for admin tokens; this module gives its refusals ingest's
 
 from __future__ import annotations
 
-import os
-import re
 from datetime import datetime
 
 import psycopg
@@ -59,15 +57,12 @@ class TokenStore(tokens.TokenStore):
 # --- siyu ingest token create / list / revoke ---------------------------------------------------
 
 
-SCHEMA_ENV = "SIYU_INGEST_SCHEMA"  # tests use private schemas, like SIYU_OUTREACH_SCHEMA
-
-
 def _connect(settings):
-    schema = os.environ.get(SCHEMA_ENV) or "ingest"
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
-        raise ConfigError(f"{SCHEMA_ENV}={schema!r}: not a schema name")
+    """On ``settings.ingest_schema`` (SIYU_INGEST_SCHEMA: tests use private schemas)."""
     return psycopg.connect(
-        settings.require_database(), row_factory=dict_row, options=f"-c search_path={schema}"
+        settings.require_database(),
+        row_factory=dict_row,
+        options=f"-c search_path={settings.ingest_schema}",
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 from kafka import KafkaProducer
@@ -36,8 +35,9 @@ INGEST_PRODUCER = {
 }
 
 
-def link_secret(env=os.environ) -> str:
-    secret = env.get("SIYU_LINK_SECRET", "")
+def link_secret(settings: Settings) -> str:
+    """``settings.link_secret`` (SIYU_LINK_SECRET), refused if too short to sign links with."""
+    secret = settings.link_secret
     if len(secret) < 16:
         raise ConfigError("SIYU_LINK_SECRET must be set to at least 16 characters (signs links)")
     return secret
@@ -73,7 +73,7 @@ def build_app(settings: Settings, *, schema: str = "ingest", replay: bool = True
     tenants = load_tenants(settings.tenants_path)
     pool = create_pool(settings.require_database(), name="ingest", schema=schema, max_size=10)
     settings.require_kafka()
-    deps = build_deps(tenants, pool, settings.kafka, link_secret(), limits=settings.limits)
+    deps = build_deps(tenants, pool, settings.kafka, link_secret(settings), limits=settings.limits)
     publisher = deps.publisher
 
     def kafka_ready():

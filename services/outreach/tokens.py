@@ -1,14 +1,10 @@
 """Admin API tokens and the tenants they belong to, in the outreach schema (0001_admin.sql).
 
 ``siyu token create`` prints a token once (``siyu_adm_...``); only its SHA-256 is stored. The
-schema is ``outreach`` unless ``SIYU_OUTREACH_SCHEMA`` names another (tests use private ones).
+schema is ``Settings.outreach_schema`` (``SIYU_OUTREACH_SCHEMA``; tests use private ones).
 """
 
 from __future__ import annotations
-
-import os
-import re
-from collections.abc import Mapping
 
 import psycopg
 from psycopg.rows import dict_row
@@ -18,18 +14,6 @@ from shared.api.audit import CLI_ACTOR, audit
 from shared.config import Settings, TenantRegistry, load_tenants
 from shared.errors import ConfigError, SiyuError, UnknownTenant
 from shared.tokens import ADMIN_TOKENS, TOKEN_ROLES
-
-SCHEMA_ENV = "SIYU_OUTREACH_SCHEMA"
-DEFAULT_SCHEMA = "outreach"
-
-
-def outreach_schema(env: Mapping[str, str] | None = None) -> str:
-    env = os.environ if env is None else env
-    schema = env.get(SCHEMA_ENV) or DEFAULT_SCHEMA
-    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
-        raise ConfigError(f"{SCHEMA_ENV}={schema!r}: not a schema name")
-    return schema
-
 
 # --- tenants -----------------------------------------------------------------------------------
 
@@ -120,7 +104,7 @@ def main(
         _check_role(role)
     expires_at = parse_expires(expires) if expires else None
     registry = load_tenants(settings.tenants_path)
-    schema = outreach_schema()
+    schema = settings.outreach_schema
     try:
         with psycopg.connect(
             settings.require_database(),

@@ -7,7 +7,6 @@ and a lease), only the holder of the advisory lock schedules and syncs WeCom gro
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -26,7 +25,6 @@ from services.outreach import (
     tenant_deletion,
 )
 from services.outreach.clients import Clients
-from services.outreach.tokens import outreach_schema
 from shared.config import Settings, TenantRegistry, load_tenants
 from shared.db import create_pool
 from shared.health import BackgroundServer, create_ops_app, postgres_check
@@ -66,8 +64,7 @@ def build_runner(settings: Settings, pool: ConnectionPool, *, group: str = GROUP
     )
 
 
-def link_signer(tenants: TenantRegistry) -> LinkSigner | None:
-    secret = os.environ.get("SIYU_LINK_SECRET", "")
+def link_signer(tenants: TenantRegistry, secret: str) -> LinkSigner | None:
     return LinkSigner(secret, tenants) if len(secret) >= 16 else None
 
 
@@ -80,9 +77,9 @@ class Loop:
         self.pool, self.tenants, self.clients = pool, tenants, clients
         self.leadership = scheduler.Leadership(settings.require_database(), schema)
         # A run whose worker died is taken over when its lease passes (SIYU_OUTREACH_LEASE_S).
-        lease = timedelta(seconds=float(os.environ.get("SIYU_OUTREACH_LEASE_S", "300")))
+        lease = timedelta(seconds=settings.outreach_lease_s)
         self.executor = runs.Executor(
-            pool, clients, link_signer(tenants), settings.public_url, lease
+            pool, clients, link_signer(tenants, settings.link_secret), settings.public_url, lease
         )
         self._stop = threading.Event()
         self._synced_at = 0.0
@@ -133,7 +130,7 @@ class Loop:
 def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.1") -> int:
     tenants = load_tenants(settings.tenants_path)
     settings.require_kafka()
-    schema = outreach_schema()
+    schema = settings.outreach_schema
     pool = create_pool(settings.require_database(), name="outreach", schema=schema)
     runner = build_runner(settings, pool)
     # Rate limits per corp/app shared with every other worker, through the database.

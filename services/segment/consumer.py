@@ -8,7 +8,6 @@ queued in the outbox, so a fresh outreach schema fills up without waiting for a 
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 
 import structlog
@@ -140,7 +139,7 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
     log.info("segment_consumer_starting", metrics_port=server.port)
     # WeCom contact detail, fetched beside the runner: the partitions never wait on WeCom.
     enricher = None
-    if os.environ.get("SIYU_WECOM_ENRICH", "1") != "0":
+    if settings.wecom_enrich:
         enricher = Enricher(
             pool,
             tenants,

@@ -11,7 +11,6 @@ import sys
 import time
 
 from services.outreach.clients import Clients
-from services.outreach.tokens import outreach_schema
 from shared.config import Settings, load_tenants
 from shared.db import create_pool
 from shared.wechat import WeComError
@@ -19,7 +18,9 @@ from shared.wechat import WeComError
 
 def main(seconds: str) -> int:
     settings = Settings.from_env()
-    pool = create_pool(settings.require_database(), name="rate-worker", schema=outreach_schema())
+    pool = create_pool(
+        settings.require_database(), name="rate-worker", schema=settings.outreach_schema
+    )
     client = Clients(settings, load_tenants(settings.tenants_path), pool=pool).wecom("acme")
     calls = refused = 0
     deadline = time.monotonic() + float(seconds)
