@@ -49,11 +49,12 @@ JOB_SECONDS = Histogram(
 EXTENSION = "siyu.jobs"  # the app's Runner, woken when a job is queued
 MAX_ATTEMPTS = 2
 STATUSES = ("queued", "running", "done", "failed")
-COLUMNS = (
-    "job_id, tenant_id, kind, subject, params, status, progress, result, error, attempts, "
-    "created_at, started_at, heartbeat_at, finished_at, expires_at"
-)
-ACTIVE = "status IN ('queued', 'running')"
+COLUMNS = sql.SQL(", ").join(
+    map(sql.Identifier, ("job_id", "tenant_id", "kind", "subject", "params", "status", "progress",
+                         "result", "error", "attempts", "created_at", "started_at", "heartbeat_at",
+                         "finished_at", "expires_at"))
+)  # fmt: skip
+ACTIVE = sql.SQL("status IN ('queued', 'running')")
 
 Progress = Callable[[float], None]
 
@@ -116,16 +117,20 @@ def submit(conn, *, tenant: str, kind: str, subject: str, params: dict, created_
            ttl: timedelta) -> dict:  # fmt: skip
     """Queue a job (in ``conn``'s transaction); ``Busy`` if the tenant has one of this kind."""
     row = conn.execute(
-        f"INSERT INTO jobs (job_id, tenant_id, kind, subject, params, created_by, expires_at) "  # noqa: S608
-        f"VALUES (%s, %s, %s, %s, %s, %s, clock_timestamp() + %s) "
-        f"ON CONFLICT (tenant_id, kind) WHERE {ACTIVE} DO NOTHING RETURNING {COLUMNS}",
+        sql.SQL(
+            "INSERT INTO jobs (job_id, tenant_id, kind, subject, params, created_by, expires_at) "
+            "VALUES (%s, %s, %s, %s, %s, %s, clock_timestamp() + %s) "
+            "ON CONFLICT (tenant_id, kind) WHERE {} DO NOTHING RETURNING {}"
+        ).format(ACTIVE, COLUMNS),
         ("job_" + secrets.token_hex(8), tenant, kind, subject, Jsonb(params, dumps=_dumps),
          created_by, ttl),
     ).fetchone()  # fmt: skip
     if row is not None:
         return row
     active = conn.execute(
-        f"SELECT {COLUMNS} FROM jobs WHERE tenant_id = %s AND kind = %s AND {ACTIVE}",  # noqa: S608
+        sql.SQL("SELECT {} FROM jobs WHERE tenant_id = %s AND kind = %s AND {}").format(
+            COLUMNS, ACTIVE
+        ),
         (tenant, kind),
     ).fetchone()
     if active is None:  # it finished between the two statements: queue this one
@@ -137,8 +142,10 @@ def submit(conn, *, tenant: str, kind: str, subject: str, params: dict, created_
 def get(conn, *, tenant: str, kind: str, subject: str, job_id: str) -> dict | None:
     """A job of the tenant, of this kind and about this subject (else None: not found)."""
     return conn.execute(
-        f"SELECT {COLUMNS} FROM jobs WHERE job_id = %s AND tenant_id = %s AND kind = %s "  # noqa: S608
-        "AND subject = %s",
+        sql.SQL(
+            "SELECT {} FROM jobs WHERE job_id = %s AND tenant_id = %s AND kind = %s "
+            "AND subject = %s"
+        ).format(COLUMNS),
         (job_id, tenant, kind, subject),
     ).fetchone()
 
@@ -151,11 +158,13 @@ def claim(conn, kinds: list[str], max_running: int) -> dict | None:
     if running["n"] >= max_running:
         return None
     return conn.execute(
-        f"UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0, "  # noqa: S608
-        "started_at = clock_timestamp(), heartbeat_at = clock_timestamp(), error = NULL "
-        "WHERE job_id = (SELECT job_id FROM jobs WHERE status = 'queued' AND kind = ANY(%s) "
-        "                ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) "
-        f"RETURNING {COLUMNS}",
+        sql.SQL(
+            "UPDATE jobs SET status = 'running', attempts = attempts + 1, progress = 0, "
+            "started_at = clock_timestamp(), heartbeat_at = clock_timestamp(), error = NULL "
+            "WHERE job_id = (SELECT job_id FROM jobs WHERE status = 'queued' AND kind = ANY(%s) "
+            "                ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) "
+            "RETURNING {}"
+        ).format(COLUMNS),
         (kinds,),
     ).fetchone()
 
