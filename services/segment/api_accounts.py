@@ -30,7 +30,7 @@ from services.segment.api_people_common import (
     stage_history,
 )
 from services.segment.derive import derive_touched
-from services.segment.roles import ROLES, role_coverage
+from services.segment.roles import role_coverage
 from shared.api import (
     TENANT,
     ApiError,
@@ -46,7 +46,7 @@ from shared.api import (
     require,
     tenant_id,
 )
-from shared.vocabulary import RISK_FLAGS
+from shared.vocabulary import BUYING_ROLES, RISK_FLAGS
 
 MEMBERS_LIMIT = 500  # account members shown in an account detail (GET /contacts?account_id=...)
 
@@ -65,7 +65,7 @@ class AccountItemSchema(Schema):
     score = fields.Float(required=True)
     members = fields.Integer(required=True, metadata={"description": "Contacts of the account"})
     roles_engaged = fields.List(
-        fields.String(metadata={"enum": list(ROLES)}),
+        fields.String(metadata={"enum": list(BUYING_ROLES)}),
         required=True,
         metadata={"description": "Buying roles with a touch in the last 90 days"},
     )
@@ -97,7 +97,9 @@ class AccountMemberSchema(Schema):
 
 
 class CoverageSchema(Schema):
-    engaged = fields.List(fields.String(), required=True, metadata={"description": "ROLES order"})
+    engaged = fields.List(
+        fields.String(), required=True, metadata={"description": "BUYING_ROLES order"}
+    )
     missing = fields.List(fields.String(), required=True)
     ratio = fields.Float(required=True, metadata={"description": "engaged / all buying roles"})
 
@@ -197,11 +199,13 @@ def _account_view(conn, tenant: str, account_id: str) -> dict:
     ).fetchall()
     history = stage_history(conn, tenant, "account", account_id)
     by_role: dict[str, list[dict]] = {}
-    for role in (*ROLES, UNKNOWN_ROLE):
-        group = [m for m in members if (m["role"] if m["role"] in ROLES else UNKNOWN_ROLE) == role]
+    for role in (*BUYING_ROLES, UNKNOWN_ROLE):
+        group = [
+            m for m in members if (m["role"] if m["role"] in BUYING_ROLES else UNKNOWN_ROLE) == role
+        ]
         if group:
             by_role[role] = group
-    coverage = role_coverage(r for r in row["roles_engaged"] if r in ROLES)
+    coverage = role_coverage(r for r in row["roles_engaged"] if r in BUYING_ROLES)
     return {
         **row,
         "members_by_role": by_role,

@@ -38,7 +38,6 @@ from services.segment.api_people_common import (
 )
 from services.segment.derive import derive_touched
 from services.segment.erasure import erase_contact as erase
-from services.segment.roles import ROLES
 from shared.api import (
     TENANT,
     ApiError,
@@ -54,6 +53,7 @@ from shared.api import (
     require,
     tenant_id,
 )
+from shared.vocabulary import BUYING_ROLES
 
 MAX_MERGE_HOPS = 20  # contact_merges chains followed to the live contact
 
@@ -75,7 +75,7 @@ class ContactQuerySchema(PageArgs):
     role = fields.String(
         load_default=None,
         validate=validate.OneOf(
-            [*ROLES, UNKNOWN_ROLE], error="Unknown buying role {input!r}. Valid: {choices}."
+            [*BUYING_ROLES, UNKNOWN_ROLE], error="Unknown buying role {input!r}. Valid: {choices}."
         ),
         metadata={"description": f"A buying role, or `{UNKNOWN_ROLE}` for contacts without one"},
     )
@@ -125,7 +125,7 @@ class ContactSchema(ContactItemSchema):
     )
     role_override = fields.String(
         allow_none=True,
-        metadata={"enum": list(ROLES), "description": "Set by PUT .../role; null: inferred"},
+        metadata={"enum": list(BUYING_ROLES), "description": "Set by PUT .../role; null: inferred"},
     )
     stage_since = fields.DateTime(allow_none=True)
     score_at = fields.DateTime(allow_none=True)
@@ -306,7 +306,9 @@ class RoleOverrideSchema(Schema):
     role = fields.String(
         required=True,
         allow_none=True,
-        validate=validate.OneOf(ROLES, error="Unknown buying role {input!r}. Valid: {choices}."),
+        validate=validate.OneOf(
+            BUYING_ROLES, error="Unknown buying role {input!r}. Valid: {choices}."
+        ),
         metadata={"description": "The buying role; null: infer it from title and tags again"},
     )
     reason = reason_field()
@@ -314,10 +316,10 @@ class RoleOverrideSchema(Schema):
 
 class ContactRoleSchema(Schema):
     contact_id = fields.String(required=True)
-    role = fields.String(allow_none=True, metadata={"enum": list(ROLES)})
+    role = fields.String(allow_none=True, metadata={"enum": list(BUYING_ROLES)})
     role_confidence = fields.Float(allow_none=True)
     role_source = fields.String(allow_none=True, metadata={"enum": ["tag", "title", "api"]})
-    role_override = fields.String(allow_none=True, metadata={"enum": list(ROLES)})
+    role_override = fields.String(allow_none=True, metadata={"enum": list(BUYING_ROLES)})
 
 
 def _locked_contact(conn, tenant, contact_id: str) -> dict:

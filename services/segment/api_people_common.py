@@ -20,7 +20,6 @@ from services.segment.api_common import (
     segment_topics,
 )
 from services.segment.overrides import override_stage
-from services.segment.roles import ROLES
 from services.segment.tenant_model import model_for
 from shared.api import (
     audit,
@@ -29,7 +28,7 @@ from shared.api import (
     tenant_id,
 )
 from shared.api.names import check_one, unknown_names
-from shared.vocabulary import BEHAVIOURS
+from shared.vocabulary import BEHAVIOURS, BUYING_ROLES
 
 # Documented example, valid for the demo tenant acme (schemathesis' examples phase sends it).
 STAGE_EXAMPLE = {"stage": "action", "reason": "Contract signed on paper"}
@@ -139,7 +138,7 @@ class ContactItemSchema(Schema):
     title = fields.String(allow_none=True, metadata={"description": "Job title (职位)"})
     corp_name = fields.String(allow_none=True, metadata={"description": "Company as given"})
     role = fields.String(
-        allow_none=True, metadata={"description": "Buying role (B2B)", "enum": list(ROLES)}
+        allow_none=True, metadata={"description": "Buying role (B2B)", "enum": list(BUYING_ROLES)}
     )
     stage = fields.String(allow_none=True, metadata={"description": "Lifecycle stage"})
     score = fields.Float(required=True)

@@ -20,12 +20,12 @@ How a title is read
    and in most English titles): "IT采购" is procurement, "技术销售" is business, "销售技术支持" is
    technical. An assistant/secretary/intern word lowers the confidence (x0.6); with rank only it
    makes the part ``business`` ("总经理助理" supports the boss, it is not the boss).
-5. Across parts: the highest confidence wins; ties go to the role listed first in ``ROLES``
+5. Across parts: the highest confidence wins; ties go to the role listed first in ``BUYING_ROLES``
    ("Founder & CTO" and "CTO & Founder" are both decision_maker: a founder decides).
 
 Staff tags override titles with confidence 1.0: "角色:技术", "role:finance", "角色：财务" (the
 prefixes of ``TAG_PREFIXES``), and a few unambiguous bare tags such as "决策人". If tags name
-several roles, the first in ``ROLES`` order wins. Titles that match nothing (including a bare
+several roles, the first in ``BUYING_ROLES`` order wins. Titles that match nothing (including a bare
 "经理"/"Manager") give ``None``.
 """
 
@@ -37,7 +37,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
 
-ROLES = ("decision_maker", "technical", "finance", "compliance", "procurement", "business")
+from shared.vocabulary import BUYING_ROLES
 
 FUNCTION = "function"
 RANK = "rank"
@@ -173,9 +173,9 @@ class RoleGuess:
 
 @dataclass(frozen=True)
 class Coverage:
-    engaged: tuple[str, ...]  # in ROLES order
-    missing: tuple[str, ...]  # in ROLES order
-    ratio: float  # len(engaged) / len(ROLES)
+    engaged: tuple[str, ...]  # in BUYING_ROLES order
+    missing: tuple[str, ...]  # in BUYING_ROLES order
+    ratio: float  # len(engaged) / len(BUYING_ROLES)
 
 
 # --- normalisation ------------------------------------------------------------------------------
@@ -215,7 +215,7 @@ def _compile(pattern: str) -> re.Pattern[str]:
 
 
 _COMPILED = tuple((_compile(p.pattern), p) for p in TITLE_PATTERNS)
-_ROLE_ORDER = {role: i for i, role in enumerate(ROLES)}
+_ROLE_ORDER = {role: i for i, role in enumerate(BUYING_ROLES)}
 
 
 def _read_part(part: str) -> RoleGuess | None:
@@ -268,11 +268,13 @@ def infer_role(title: str | None, tags: Iterable[str] = ()) -> RoleGuess | None:
 
 
 def role_coverage(engaged: Iterable[str]) -> Coverage:
-    """Which buying roles of ``ROLES`` are engaged and which are missing; unknown names fail."""
+    """Which of ``BUYING_ROLES`` are engaged and which are missing; unknown names fail."""
     given = set(engaged)
-    unknown = sorted(given - set(ROLES))
+    unknown = sorted(given - set(BUYING_ROLES))
     if unknown:
-        raise ValueError(f"unknown buying role(s): {', '.join(unknown)}; expected one of {ROLES}")
-    engaged_roles = tuple(r for r in ROLES if r in given)
-    missing = tuple(r for r in ROLES if r not in given)
-    return Coverage(engaged_roles, missing, len(engaged_roles) / len(ROLES))
+        raise ValueError(
+            f"unknown buying role(s): {', '.join(unknown)}; expected one of {BUYING_ROLES}"
+        )
+    engaged_roles = tuple(r for r in BUYING_ROLES if r in given)
+    missing = tuple(r for r in BUYING_ROLES if r not in given)
+    return Coverage(engaged_roles, missing, len(engaged_roles) / len(BUYING_ROLES))

@@ -14,8 +14,6 @@ from shared.migrations import migrate_service
 from siyu.api import create_app
 from tests.kafka_helpers import wait_until
 
-ROLES = ("viewer", "operator", "admin", "platform")
-
 
 @dataclass
 class Api:

@@ -13,13 +13,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from services.segment.consumer import apply_batch
-from services.segment.roles import ROLES
 from services.segment.topics import Topics
 from shared import messages
 from shared.config import DEMO_TENANTS_PATH, load_tenants
 from shared.db import create_pool
 from shared.envelope import Identity, Touchpoint, make_event_id
 from shared.kafka.topics import STAGE_CHANGES
+from shared.vocabulary import BUYING_ROLES
 from tests.api import test_segment_people as base
 from tests.api.test_segment_people import JINGGONG, YUNSHAN, _error, _ok, _walk
 
@@ -318,7 +318,7 @@ def test_account_merge(people):
     assert [m["name"] for m in got["members_by_role"]["finance"]] == ["陈会计"]
     assert got["roles_engaged"] == ["decision_maker", "finance", "technical"]
     assert "payment_risk" in [f["flag"] for f in got["risk_flags"]]
-    assert got["coverage"]["ratio"] == pytest.approx(3 / len(ROLES))
+    assert got["coverage"]["ratio"] == pytest.approx(3 / len(BUYING_ROLES))
     chen_now = _ok(people.call("GET", f"/contacts/{chen}", "viewer"))
     assert chen_now["account_id"] == jinggong and chen_now["account"]["account_id"] == jinggong
     # The source is kept for its history, out of lists; GET says where it went.
@@ -403,7 +403,9 @@ def test_openapi_documents_the_override_routes(people):
         assert operation["security"] == [{"bearerAuth": []}]
     schemas = spec["components"]["schemas"]
     assert set(schemas["RoleOverride"]["required"]) == {"role", "reason"}
-    assert schemas["RoleOverride"]["properties"]["role"]["enum"][: len(ROLES)] == list(ROLES)
+    assert schemas["RoleOverride"]["properties"]["role"]["enum"][: len(BUYING_ROLES)] == list(
+        BUYING_ROLES
+    )
     assert set(schemas["StageOverride"]["required"]) == {"stage", "reason"}
     assert set(schemas["AccountMerge"]["required"]) == {"into", "reason"}
     assert "api" in schemas["Contact"]["properties"]["role_source"]["enum"]

@@ -16,13 +16,13 @@ from openapi_spec_validator import validate
 from services.segment.consumer import apply_batch
 from services.segment.identity import contact_id_for
 from services.segment.recompute import main as recompute_main
-from services.segment.roles import ROLES
 from services.segment.segments import save_segment
 from services.segment.topics import Topics
 from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
 from shared.db import create_pool
 from shared.kafka.topics import ensure_topics
 from shared.migrations import migrate_service
+from shared.vocabulary import BUYING_ROLES
 from siyu.api import create_app
 from tests.api.conftest import Api, issue_tokens
 from tests.segment.test_consumer import JOURNEY, tp
@@ -416,8 +416,8 @@ def test_account_detail_members_by_role_and_coverage(people):
     assert member["title"] == "IT经理" and member["stage"] == "examination"
     coverage = body["coverage"]
     assert coverage["engaged"] == ["decision_maker", "technical"]
-    assert coverage["missing"] == [r for r in ROLES if r not in coverage["engaged"]]
-    assert coverage["ratio"] == pytest.approx(2 / len(ROLES))
+    assert coverage["missing"] == [r for r in BUYING_ROLES if r not in coverage["engaged"]]
+    assert coverage["ratio"] == pytest.approx(2 / len(BUYING_ROLES))
     assert body["attributes"] == {"industry": "machinery", "size": "200-500"}
     assert [(f["flag"], bool(f["reason"])) for f in body["risk_flags"]] == [("new", True)]
     assert [(h["from_stage"], h["to_stage"]) for h in body["stage_history"]] == [

@@ -3,7 +3,6 @@ from __future__ import annotations
 import pytest
 
 from services.segment.roles import (
-    ROLES,
     TITLE_PATTERNS,
     Coverage,
     RoleGuess,
@@ -11,6 +10,7 @@ from services.segment.roles import (
     normalise_title,
     role_coverage,
 )
+from shared.vocabulary import BUYING_ROLES
 
 # (title, expected role, minimum confidence)
 TITLES = [
@@ -114,8 +114,8 @@ def test_titles_map_to_roles(title: str, role: str, min_confidence: float) -> No
 
 def test_table_is_large_and_covers_every_role() -> None:
     assert len(TITLES) >= 40
-    assert {role for _, role, _ in TITLES} == set(ROLES)
-    assert {p.role for p in TITLE_PATTERNS} == set(ROLES)
+    assert {role for _, role, _ in TITLES} == set(BUYING_ROLES)
+    assert {p.role for p in TITLE_PATTERNS} == set(BUYING_ROLES)
     assert all(0 < p.confidence <= 1 for p in TITLE_PATTERNS)
 
 
@@ -171,7 +171,7 @@ def test_normalise_title() -> None:
         ("销售", ["VIP", "角色:采购"], "procurement", "角色:采购"),
         ("CTO", ["职能:法务"], "compliance", "职能:法务"),
         ("x", ["技术对接人"], "technical", "技术对接人"),
-        # several role tags: the first role in ROLES order wins
+        # several role tags: the first role in BUYING_ROLES order wins
         (None, ["角色:业务", "角色:财务"], "finance", "角色:财务"),
         (None, ["role:business", "决策者"], "decision_maker", "决策者"),
     ],
@@ -196,7 +196,7 @@ def test_deterministic() -> None:
 @pytest.mark.parametrize(
     ("engaged", "expected"),
     [
-        ([], Coverage((), ROLES, 0.0)),
+        ([], Coverage((), BUYING_ROLES, 0.0)),
         (
             ["technical", "decision_maker"],
             Coverage(
@@ -206,7 +206,7 @@ def test_deterministic() -> None:
             ),
         ),
         (["finance", "finance", "business"], Coverage(("finance", "business"), None, 2 / 6)),
-        (list(ROLES), Coverage(ROLES, (), 1.0)),
+        (list(BUYING_ROLES), Coverage(BUYING_ROLES, (), 1.0)),
         (frozenset({"procurement"}), Coverage(("procurement",), None, 1 / 6)),
     ],
 )
@@ -215,7 +215,7 @@ def test_role_coverage(engaged: list[str], expected: Coverage) -> None:
     assert coverage.engaged == expected.engaged
     if expected.missing is not None:
         assert coverage.missing == expected.missing
-    assert set(coverage.engaged) | set(coverage.missing) == set(ROLES)
+    assert set(coverage.engaged) | set(coverage.missing) == set(BUYING_ROLES)
     assert not set(coverage.engaged) & set(coverage.missing)
     assert coverage.ratio == pytest.approx(expected.ratio)
 
