@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from services.segment.api_accounts import accounts
 from services.segment.api_contacts import contacts
-from services.segment.api_lifecycle import BLUEPRINTS as LIFECYCLE
-from services.segment.api_lifecycle import JOBS as LIFECYCLE_JOBS
+from services.segment.api_funnel import reports
+from services.segment.api_lifecycle import lifecycle
 from services.segment.api_segments import segments
+from services.segment.dry_runs import JOBS as DRY_RUN_JOBS
 
-BLUEPRINTS = (contacts, accounts, segments, *LIFECYCLE)
-JOBS = LIFECYCLE_JOBS  # background jobs the admin API runs (shared/jobs.py)
+BLUEPRINTS = (contacts, accounts, segments, lifecycle, reports)
+JOBS = DRY_RUN_JOBS  # background jobs the admin API runs (shared/jobs.py)

@@ -1,39 +1,30 @@
-"""Admin routes of lifecycle models and the funnel report (``/lifecycle``, ``/reports/funnel``).
+"""Admin routes of lifecycle models (``/lifecycle``): list, read, write, delete, dry run.
 
 Models: the built-in packs for the tenant's mode (``rules/*.yaml``) and the tenant's custom
 models (table ``lifecycle_models``, migration 0005), stored as the same documents and validated
 by ``lifecycle.grammar.load_model``. The active one is what ``tenant_model.model_for``
 evaluates with.
 
-Views are thin: the schema validates, lifecycle/funnel functions decide, SQL here reads and
-writes the segment tables through ``segment_connection()`` with bound parameters, and every
-mutation is audited in its own transaction.
+Views are thin: the schema validates, lifecycle functions decide, SQL here reads and writes the
+segment tables through ``segment_connection()`` with bound parameters, and every mutation is
+audited in its own transaction. A dry run is a background job (dry_runs.py); the funnel report,
+which looks models up as these routes do, is api_funnel.py.
 """
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime
 from functools import cache
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 import yaml
-from flask import Response
-from marshmallow import INCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import INCLUDE, Schema, fields
 from psycopg.types.json import Jsonb
 
-from services.segment import store
 from services.segment.api_common import catalogue_changed, current_tenant, segment_connection
-from services.segment.derive import HISTORY_DAYS, HISTORY_LIMIT, account_facts, contact_role
-from services.segment.facts import ContactFacts
-from services.segment.funnel import FunnelSpec, assemble, render_svg
-from services.segment.funnel_query import funnel_tallies
+from services.segment.dry_runs import DRY_RUN_JOB
 from services.segment.lifecycle.grammar import BUILTIN_MODELS, RULES_DIR, ModelError, load_model
 from services.segment.lifecycle.model import LifecycleModel
-from services.segment.report_slots import REPORTS, claim_slot
-from services.segment.scoring import score
 from services.segment.tenant_model import model_for
 from shared import jobs
 from shared.api import (
@@ -50,17 +41,8 @@ from shared.api.jobs import LOCATION, accepted, job_schema
 from shared.api.jobs import submit as submit_job
 from shared.api.jobs import view as job_view
 from shared.config import Tenant
-from shared.jobs import JobFailed, JobKind, Progress
 
 MAX_CUSTOM_MODELS = 50  # per tenant: keeps GET /lifecycle a short, unpaged list
-DRY_RUN_BATCH = 500
-DRY_RUN_SAMPLE = 20
-# Above this many contacts a dry run evaluates a deterministic sample of this many (issue 14:
-# a tenant of 300k contacts took seconds and GBs).
-DRY_RUN_SAMPLE_ABOVE = 20_000
-DRY_RUN_JOB = "lifecycle.dry_run"
-DEFAULT_MODEL = {"b2b": "aisceas", "b2c": "aarrr"}
-SUBJECT_OF_MODE = {"b2b": "accounts", "b2c": "contacts"}
 
 
 # --- models: documents and look-ups --------------------------------------------------------------
@@ -87,7 +69,7 @@ def active_model_name(conn, tenant: Tenant) -> str:
     return model_for(tenant, conn).name
 
 
-def _model_view(name: str, document: dict, *, builtin: bool, active: bool, row=None) -> dict:
+def model_view(name: str, document: dict, *, builtin: bool, active: bool, row=None) -> dict:
     return {
         "name": name,
         "title": document.get("title", name),
@@ -111,7 +93,7 @@ def _model_view(name: str, document: dict, *, builtin: bool, active: bool, row=N
     }
 
 
-def _find_document(conn, tenant: Tenant, name: str) -> tuple[dict, dict | None]:
+def find_document(conn, tenant: Tenant, name: str) -> tuple[dict, dict | None]:
     """(document, stored row or None for a built-in); 404 when the tenant has no such model."""
     if name in BUILTIN_MODELS:
         return builtin_document(name, tenant.mode), None
@@ -121,7 +103,7 @@ def _find_document(conn, tenant: Tenant, name: str) -> tuple[dict, dict | None]:
     return rows[0]["document"], rows[0]
 
 
-def _load(document: dict) -> LifecycleModel:
+def load_or_400(document: dict) -> LifecycleModel:
     try:
         return load_model(document)
     except ModelError as exc:
@@ -239,88 +221,6 @@ class DryRunResultSchema(Schema):
 DryRunJobSchema = job_schema("DryRunJob", DryRunResultSchema)
 
 
-class FunnelQuerySchema(Schema):
-    model = fields.String(
-        load_default=None, metadata={"description": "Default: the tenant's active model"}
-    )
-    since = fields.Date(load_default=None, metadata={"description": "From this day (tenant tz)"})
-    until = fields.Date(load_default=None, metadata={"description": "Up to this day, inclusive"})
-    mode = fields.String(
-        load_default=None,
-        validate=validate.OneOf(["b2b", "b2c"]),
-        metadata={"description": "b2b: accounts, b2c: contacts (default: the tenant's mode)"},
-    )
-    subject = fields.String(load_default=None, validate=validate.OneOf(["contacts", "accounts"]))
-    segment = fields.String(
-        load_default=None,
-        validate=validate.Length(min=1, max=100),
-        metadata={"description": "Contacts in this segment (accounts: with a member in it)"},
-    )
-    account_id = fields.String(load_default=None, validate=validate.Length(min=1, max=200))
-    format = fields.String(load_default="json", validate=validate.OneOf(["json", "svg"]))
-
-    @validates_schema
-    def _consistent(self, data: dict, **kwargs) -> None:
-        if data.get("since") and data.get("until") and data["since"] > data["until"]:
-            raise ValidationError("Must not be after until.", "since")
-        mode, subject = data.get("mode"), data.get("subject")
-        if mode and subject and SUBJECT_OF_MODE[mode] != subject:
-            raise ValidationError(f"mode {mode} reports on {SUBJECT_OF_MODE[mode]}.", "subject")
-
-
-class FunnelStageSchema(Schema):
-    name = fields.String(required=True)
-    title = fields.String(required=True)
-    position = fields.Integer(required=True)
-    count = fields.Integer(required=True, metadata={"description": "In the stage now"})
-    entered = fields.Integer(required=True, metadata={"description": "Distinct subjects entering"})
-    reached = fields.Integer(
-        required=True, metadata={"description": "Reached this stage or a later one"}
-    )
-    conversion = fields.Float(
-        required=True, allow_none=True, metadata={"description": "reached / previous reached"}
-    )
-    median_days = fields.Float(required=True, allow_none=True)
-    stays = fields.Integer(required=True, metadata={"description": "Completed stays measured"})
-
-
-class FunnelSideStageSchema(Schema):
-    name = fields.String(required=True)
-    title = fields.String(required=True)
-    count = fields.Integer(required=True)
-    entered = fields.Integer(required=True)
-    median_days = fields.Float(required=True, allow_none=True)
-    stays = fields.Integer(required=True)
-
-
-class ConversionSchema(Schema):
-    from_ = fields.String(data_key="from", attribute="from", required=True)
-    to = fields.String(required=True)
-    reached_from = fields.Integer(required=True)
-    reached_to = fields.Integer(required=True)
-    rate = fields.Float(required=True, allow_none=True)
-
-
-class FunnelFiltersSchema(Schema):
-    since = fields.Date(allow_none=True)
-    until = fields.Date(allow_none=True)
-    segment = fields.String(allow_none=True)
-    account_id = fields.String(allow_none=True)
-
-
-class FunnelSchema(Schema):
-    model = fields.String(required=True)
-    title = fields.String(required=True)
-    active = fields.Boolean(required=True, metadata={"description": "The tenant's active model"})
-    subject = fields.String(required=True, metadata={"enum": ["contacts", "accounts"]})
-    filters = fields.Nested(FunnelFiltersSchema, required=True)
-    total = fields.Integer(required=True, metadata={"description": "Subjects in scope"})
-    unstaged = fields.Integer(required=True)
-    stages = fields.List(fields.Nested(FunnelStageSchema), required=True)
-    side_stages = fields.List(fields.Nested(FunnelSideStageSchema), required=True)
-    conversions = fields.List(fields.Nested(ConversionSchema), required=True)
-
-
 # --- /lifecycle ----------------------------------------------------------------------------------
 
 lifecycle = Blueprint("lifecycle", __name__, description="Lifecycle models (AARRR, AISCEAS, own)")
@@ -339,11 +239,11 @@ def list_models():
         active = active_model_name(conn, tenant)
         customs = _custom_rows(conn, tenant)
     items = [
-        _model_view(name, builtin_document(name, tenant.mode), builtin=True, active=name == active)
+        model_view(name, builtin_document(name, tenant.mode), builtin=True, active=name == active)
         for name in BUILTIN_MODELS
     ]
     items += [
-        _model_view(r["name"], r["document"], builtin=False, active=r["name"] == active, row=r)
+        model_view(r["name"], r["document"], builtin=False, active=r["name"] == active, row=r)
         for r in customs
     ]
     return {"active": active, "mode": tenant.mode, "items": items}
@@ -356,9 +256,9 @@ def get_model(name: str):
     """One model: stages with their conditions, side stages, regress rules"""
     tenant = current_tenant()
     with segment_connection() as conn:
-        document, row = _find_document(conn, tenant, name)
+        document, row = find_document(conn, tenant, name)
         active = active_model_name(conn, tenant)
-    return _model_view(name, document, builtin=row is None, active=name == active, row=row)
+    return model_view(name, document, builtin=row is None, active=name == active, row=row)
 
 
 @lifecycle.route("/lifecycle/<name>", methods=["PUT"])
@@ -383,7 +283,7 @@ def put_model(document: dict, name: str):
             "the document's name differs from the name in the path",
             {"name": [f"Must be {name!r} (the name in the path)."]},
         )
-    model = _load(document)
+    model = load_or_400(document)
     tenant = current_tenant()
     with segment_connection() as conn:
         exists = bool(_custom_rows(conn, tenant, name))
@@ -412,7 +312,7 @@ def put_model(document: dict, name: str):
         )
         catalogue_changed(conn)
         active = active_model_name(conn, tenant)
-    view = _model_view(name, row["document"], builtin=False, active=name == active, row=row)
+    view = model_view(name, row["document"], builtin=False, active=name == active, row=row)
     return view, 200 if exists else 201
 
 
@@ -437,132 +337,6 @@ def delete_model(name: str):
         audit(conn, principal(), tenant.id, "lifecycle.delete", name, {})
         catalogue_changed(conn)
     return None
-
-
-# --- dry run -------------------------------------------------------------------------------------
-
-
-def _contact_facts(mode: str, row: dict, events, account_row, now: datetime) -> ContactFacts:
-    """The facts derive.py gives the rules for a contact at ``now`` (see derive._derive)."""
-    seen = tuple(e for e in events if e.occurred_at <= now)
-    guess = contact_role(row)
-    return ContactFacts(
-        contact_id=row["contact_id"],
-        tenant_mode=mode,
-        stage=row["stage"],
-        score=score(seen, now),
-        role=guess.role if guess else None,
-        attributes=row["attributes"],
-        tags=frozenset(row["tags"]),
-        events=seen,
-        account=account_facts(account_row) if account_row else None,
-        created_at=row["created_at"],
-    )
-
-
-def _batches(conn, tenant_id: str, population: int) -> Iterator[list[dict]]:
-    """The tenant's contacts in batches: all of them, or above DRY_RUN_SAMPLE_ABOVE a
-    deterministic sample of that many (by a hash of the id: the same contacts every time)."""
-    if population > DRY_RUN_SAMPLE_ABOVE:
-        ids = [
-            r["contact_id"]
-            for r in conn.execute(
-                "SELECT contact_id FROM contacts WHERE tenant_id = %s "
-                "ORDER BY md5(contact_id), contact_id LIMIT %s",
-                (tenant_id, DRY_RUN_SAMPLE_ABOVE),
-            )
-        ]
-        for i in range(0, len(ids), DRY_RUN_BATCH):
-            yield conn.execute(
-                "SELECT * FROM contacts WHERE tenant_id = %s AND contact_id = ANY(%s) "
-                "ORDER BY contact_id",
-                (tenant_id, ids[i : i + DRY_RUN_BATCH]),
-            ).fetchall()
-        return
-    after = ""
-    while True:
-        rows = conn.execute(
-            "SELECT * FROM contacts WHERE tenant_id = %s AND contact_id > %s "
-            "ORDER BY contact_id LIMIT %s",
-            (tenant_id, after, DRY_RUN_BATCH),
-        ).fetchall()
-        if not rows:
-            return
-        after = rows[-1]["contact_id"]
-        yield rows
-
-
-def dry_run(conn, tenant_id: str, mode: str, model: LifecycleModel, now: datetime,
-            progress: Progress = lambda fraction: None) -> dict:  # fmt: skip
-    """The tenant's contacts (or a sample of a big tenant's) evaluated with ``model`` at
-    ``now``, in batches. Reads only (the caller's transaction is read-only): who would move,
-    from where to where, and why."""
-    pairs: Counter[tuple[str | None, str]] = Counter()
-    sample: list[dict] = []
-    evaluated = 0
-    since = now - timedelta(days=HISTORY_DAYS)
-    population = conn.execute(
-        "SELECT count(*) AS n FROM contacts WHERE tenant_id = %s", (tenant_id,)
-    ).fetchone()["n"]
-    sampled = population > DRY_RUN_SAMPLE_ABOVE
-    for rows in _batches(conn, tenant_id, population):
-        evaluated += len(rows)
-        history = store.contact_events(
-            conn, tenant_id, [r["contact_id"] for r in rows], since, HISTORY_LIMIT
-        )
-        accounts = store.accounts_of(conn, tenant_id, rows)
-        for row in rows:
-            facts = _contact_facts(
-                mode, row, history[row["contact_id"]], accounts.get(row["account_id"]), now
-            )
-            moves = model.settle(facts, now)
-            if not moves:
-                continue
-            pairs[(row["stage"], moves[-1].to_stage)] += 1
-            if len(sample) < DRY_RUN_SAMPLE:
-                sample.append(
-                    {
-                        "contact_id": row["contact_id"],
-                        "name": row["name"],
-                        "from": row["stage"],
-                        "to": moves[-1].to_stage,
-                        "cause": "; then ".join(m.cause for m in moves),
-                        "path": [m.to_stage for m in moves],
-                    }
-                )
-        progress(evaluated / max(1, min(population, DRY_RUN_SAMPLE_ABOVE)))
-    moves_out = [
-        {"from": a, "to": b, "count": n}
-        for (a, b), n in sorted(pairs.items(), key=lambda kv: (-kv[1], kv[0][0] or "", kv[0][1]))
-    ]
-    return {
-        "model": model.name,
-        "now": now,
-        "evaluated": evaluated,
-        "moving": sum(pairs.values()),
-        "moves": moves_out,
-        "sample": sample,
-        "sampled": sampled,
-        "population": population,
-        "sample_size": evaluated if sampled else None,
-    }
-
-
-def _run_dry_run(conn, job: dict, progress: Progress) -> dict:
-    """The background job (shared/jobs.py) of a dry run: the model document and the tenant's
-    mode as they were when it was asked for."""
-    # Read-only and one snapshot for every batch: a dry run can neither write nor block.
-    conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
-    params = job["params"]
-    try:
-        model = load_model(params["document"])
-    except ModelError as exc:  # checked when queued; a built-in pack changed since
-        raise JobFailed(f"invalid model: {exc.message}") from None
-    now = datetime.fromisoformat(params["now"])
-    return dry_run(conn, job["tenant_id"], params["mode"], model, now, progress)
-
-
-JOBS = (JobKind(DRY_RUN_JOB, "segment", _run_dry_run),)
 
 
 def _dry_run_url(name: str, job_id: str) -> str:
@@ -590,8 +364,8 @@ def dry_run_model(body: dict, name: str):
             document = dict(body["model"])
             document.setdefault("name", name)
         else:
-            document, _ = _find_document(conn, tenant, name)
-        _load(document)  # an invalid model is a 400 now, not a failed job
+            document, _ = find_document(conn, tenant, name)
+        load_or_400(document)  # an invalid model is a 400 now, not a failed job
         params = {"document": document, "now": now, "mode": tenant.mode}
         job = submit_job(conn, tenant=tenant.id, kind=DRY_RUN_JOB, subject=name, params=params,
                          locate=_dry_run_url)  # fmt: skip
@@ -612,115 +386,3 @@ def get_dry_run(name: str, job_id: str):
     if result is not None:
         result = {**result, "now": datetime.fromisoformat(result["now"])}
     return job_view(job, result)
-
-
-# --- /reports/funnel -----------------------------------------------------------------------------
-
-reports = Blueprint("reports", __name__, description="Reports: the lifecycle funnel")
-
-_SCOPE = {
-    "contacts": """SELECT c.contact_id AS subject_id, c.stage, c.stage_since FROM contacts c
-        WHERE c.tenant_id = %(tenant)s
-          AND (%(account)s::text IS NULL OR c.account_id = %(account)s)
-          AND (%(segment)s::text IS NULL OR EXISTS (
-                SELECT 1 FROM segment_members m WHERE m.tenant_id = c.tenant_id
-                   AND m.segment_id = %(segment)s AND m.contact_id = c.contact_id))""",
-    "accounts": """SELECT a.account_id AS subject_id, a.stage, a.stage_since FROM accounts a
-        WHERE a.tenant_id = %(tenant)s AND a.merged_into IS NULL
-          AND (%(account)s::text IS NULL OR a.account_id = %(account)s)
-          AND (%(segment)s::text IS NULL OR EXISTS (
-                SELECT 1 FROM contacts c JOIN segment_members m
-                    ON m.tenant_id = c.tenant_id AND m.contact_id = c.contact_id
-                 WHERE c.tenant_id = a.tenant_id AND c.account_id = a.account_id
-                   AND m.segment_id = %(segment)s))""",
-}
-
-
-def _spec(name: str, document: dict) -> FunnelSpec:
-    view = _model_view(name, document, builtin=False, active=False)
-    return FunnelSpec(
-        name=name,
-        title=view["title"],
-        stages=tuple((s["name"], s["title"]) for s in view["stages"]),
-        side_stages=tuple((s["name"], s["title"]) for s in view["side_stages"]),
-    )
-
-
-def _day_start(day, tz: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=tz)
-
-
-@reports.route("/reports/funnel", methods=["GET"])
-@require("viewer")
-@reports.arguments(FunnelQuerySchema, location="query")
-@reports.response(200, FunnelSchema)
-@reports.doc(
-    responses={
-        "200": {
-            "description": "The report (JSON), or with format=svg its chart",
-            "content": {
-                "image/svg+xml": {
-                    "schema": {"type": "string", "description": "With format=svg: a bar chart"}
-                }
-            },
-        }
-    }
-)
-@REPORTS.per_tenant
-def funnel(args: dict):
-    """The lifecycle funnel: counts per stage, step conversion, median time in stage
-
-    Subjects are contacts (B2C) or accounts (B2B) by default; `since`/`until` are days in the
-    tenant's time zone, applied to when subjects entered stages. `format=svg` returns a chart.
-    """
-    tenant = current_tenant()
-    subject = args["subject"] or SUBJECT_OF_MODE[args["mode"] or tenant.mode]
-    tz = ZoneInfo(tenant.timezone)
-    since = _day_start(args["since"], tz) if args["since"] else None
-    until = _day_start(args["until"] + timedelta(days=1), tz) if args["until"] else None
-    params = {"tenant": tenant.id, "account": args["account_id"], "segment": args["segment"]}
-    with segment_connection() as conn:
-        active = active_model_name(conn, tenant)
-        name = args["model"] or active
-        document, _ = _find_document(conn, tenant, name)
-        if (
-            args["segment"]
-            and not conn.execute(
-                "SELECT 1 FROM segments WHERE tenant_id = %s AND segment_id = %s",
-                (tenant.id, args["segment"]),
-            ).fetchone()
-        ):
-            raise not_found("segment", args["segment"])
-        if (
-            args["account_id"]
-            and not conn.execute(
-                "SELECT 1 FROM accounts WHERE tenant_id = %s AND account_id = %s",
-                (tenant.id, args["account_id"]),
-            ).fetchone()
-        ):
-            raise not_found("account", args["account_id"])
-        # Counted by PostgreSQL (funnel_query): the API holds a few rows per stage, never the
-        # tenant's contacts or history. Subjects' stage columns belong to the active model;
-        # another model's funnel is read from its recorded history alone.
-        spec = _spec(name, document)
-        claim_slot(conn, tenant.id)  # the database's CPU: a few reports per tenant, cluster-wide
-        tallies = funnel_tallies(
-            conn,
-            spec,
-            _SCOPE[subject],
-            params,
-            kind=subject.removesuffix("s"),
-            active=name == active,
-            since=since,
-            until=until,
-        )
-    report = assemble(spec, tallies)
-    filters = {k: args[k] for k in ("since", "until", "segment", "account_id")}
-    report = {**report, "active": name == active, "subject": subject, "filters": filters}
-    if args["format"] == "svg":
-        shown = [f"{subject}"] + [f"{k} {v}" for k, v in filters.items() if v is not None]
-        return Response(render_svg(report, subtitle=", ".join(shown)), mimetype="image/svg+xml")
-    return report
-
-
-BLUEPRINTS = (lifecycle, reports)

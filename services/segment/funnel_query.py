@@ -30,7 +30,7 @@ import psycopg
 
 from services.segment.funnel import FunnelSpec, Tallies, median_of_middles
 
-# {scope} is replaced by one of the scope queries of api_lifecycle (constants), not a value;
+# {scope} is replaced by one of the scope queries of api_funnel (constants), not a value;
 # {subjects} by one of the FROM clauses below.
 _STATEMENT = """
 WITH scope AS NOT MATERIALIZED ({scope}),

@@ -290,6 +290,33 @@ def contacts(conn: Connection, tenant_id: str, contact_ids: Iterable[str]) -> li
     ).fetchall()
 
 
+def contact_count(conn: Connection, tenant_id: str) -> int:
+    return conn.execute(
+        "SELECT count(*) AS n FROM contacts WHERE tenant_id = %s", (tenant_id,)
+    ).fetchone()["n"]
+
+
+def contacts_after(conn: Connection, tenant_id: str, after: str, limit: int) -> list[dict]:
+    """The next ``limit`` contact rows after ``after`` in id order (keyset batches)."""
+    return conn.execute(
+        "SELECT * FROM contacts WHERE tenant_id = %s AND contact_id > %s "
+        "ORDER BY contact_id LIMIT %s",
+        (tenant_id, after, limit),
+    ).fetchall()
+
+
+def sample_contact_ids(conn: Connection, tenant_id: str, size: int) -> list[str]:
+    """A deterministic sample of ``size`` contact ids (by a hash of the id: the same every time)."""
+    return [
+        r["contact_id"]
+        for r in conn.execute(
+            "SELECT contact_id FROM contacts WHERE tenant_id = %s "
+            "ORDER BY md5(contact_id), contact_id LIMIT %s",
+            (tenant_id, size),
+        )
+    ]
+
+
 def lock_contacts(conn: Connection, tenant_id: str, contact_ids: Iterable[str]) -> list[dict]:
     """Contact rows locked in id order."""
     return conn.execute(

@@ -10,7 +10,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from services.segment import api_lifecycle
+from services.segment import dry_runs
 from shared import jobs
 from tests.api.conftest import finished_job
 from tests.api.test_segment_lifecycle import B2B_STEPS, B2C, Lifecycle
@@ -69,7 +69,7 @@ def test_one_dry_run_per_tenant_at_a_time_and_other_tenants_are_unaffected(seede
 
 def test_a_big_tenant_is_sampled_the_same_way_every_time(seeded, monkeypatch):
     lc = seeded
-    monkeypatch.setattr(api_lifecycle, "DRY_RUN_SAMPLE_ABOVE", 2)
+    monkeypatch.setattr(dry_runs, "DRY_RUN_SAMPLE_ABOVE", 2)
     runs = [finished_job(lc, _queue(lc), "operator")["result"] for _ in range(2)]
     for result in runs:
         assert (result["sampled"], result["population"], result["sample_size"]) == (True, 3, 2)
@@ -86,7 +86,7 @@ def test_a_job_whose_process_died_is_requeued_then_failed_never_running_forever(
     def die_while_running() -> dict:
         """A process claims the job and dies: its heartbeat stops."""
         with runner.connection("segment") as conn:
-            claimed = jobs.claim(conn, [api_lifecycle.DRY_RUN_JOB], max_running=4)
+            claimed = jobs.claim(conn, [dry_runs.DRY_RUN_JOB], max_running=4)
             assert claimed["job_id"] == job_id and claimed["status"] == "running"
             conn.execute(
                 "UPDATE jobs SET heartbeat_at = heartbeat_at - interval '1 hour' WHERE job_id = %s",
@@ -117,9 +117,9 @@ def test_claims_are_bounded_across_tenants_and_results_expire(seeded):
     runner = lc.app.extensions[jobs.EXTENSION]
     acme, bloom = _queue(lc), _queue(lc, "bloom", "aarrr")
     with runner.connection("segment") as conn:
-        assert jobs.claim(conn, [api_lifecycle.DRY_RUN_JOB], max_running=1) is not None
+        assert jobs.claim(conn, [dry_runs.DRY_RUN_JOB], max_running=1) is not None
     with runner.connection("segment") as conn:  # one runs: the bound holds the other back
-        assert jobs.claim(conn, [api_lifecycle.DRY_RUN_JOB], max_running=1) is None
+        assert jobs.claim(conn, [dry_runs.DRY_RUN_JOB], max_running=1) is None
     with runner.connection("segment") as conn:
         conn.execute("UPDATE jobs SET status = 'queued'")
     assert runner.drain() == 2  # oldest first, each tenant's own

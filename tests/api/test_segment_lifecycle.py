@@ -16,9 +16,10 @@ from openapi_spec_validator import validate
 
 from services.outreach.admin import BLUEPRINTS as ADMIN
 from services.outreach.tokens import create_token, seed_tenants
-from services.segment.api_lifecycle import BLUEPRINTS as LIFECYCLE
-from services.segment.api_lifecycle import JOBS
+from services.segment.api_funnel import reports
+from services.segment.api_lifecycle import lifecycle
 from services.segment.consumer import apply_batch
+from services.segment.dry_runs import JOBS
 from services.segment.lifecycle.grammar import builtin_models
 from services.segment.tenant_model import model_for
 from services.segment.topics import Topics
@@ -145,7 +146,7 @@ class Lifecycle:
         self.app = create_api_app(
             "siyu.api_test",
             pool=self.pool,
-            blueprints=[*ADMIN, audit_blp, *LIFECYCLE],
+            blueprints=[*ADMIN, audit_blp, lifecycle, reports],
             schema_for=lambda service: {"outreach": schema, "segment": self.seg}.get(
                 service, service
             ),

@@ -1,0 +1,215 @@
+"""The lifecycle funnel report (``/reports/funnel``): counts per stage, conversion, time in stage.
+
+Counted by PostgreSQL (funnel_query.py) over the scope queries below, assembled and drawn by
+funnel.py; the model documents are looked up as /lifecycle does (api_lifecycle.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from flask import Response
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from services.segment.api_common import current_tenant, segment_connection
+from services.segment.api_lifecycle import active_model_name, find_document, model_view
+from services.segment.funnel import FunnelSpec, assemble, render_svg
+from services.segment.funnel_query import funnel_tallies
+from services.segment.report_slots import REPORTS, claim_slot
+from shared.api import (
+    Blueprint,
+    not_found,
+    require,
+)
+
+SUBJECT_OF_MODE = {"b2b": "accounts", "b2c": "contacts"}
+
+
+class FunnelQuerySchema(Schema):
+    model = fields.String(
+        load_default=None, metadata={"description": "Default: the tenant's active model"}
+    )
+    since = fields.Date(load_default=None, metadata={"description": "From this day (tenant tz)"})
+    until = fields.Date(load_default=None, metadata={"description": "Up to this day, inclusive"})
+    mode = fields.String(
+        load_default=None,
+        validate=validate.OneOf(["b2b", "b2c"]),
+        metadata={"description": "b2b: accounts, b2c: contacts (default: the tenant's mode)"},
+    )
+    subject = fields.String(load_default=None, validate=validate.OneOf(["contacts", "accounts"]))
+    segment = fields.String(
+        load_default=None,
+        validate=validate.Length(min=1, max=100),
+        metadata={"description": "Contacts in this segment (accounts: with a member in it)"},
+    )
+    account_id = fields.String(load_default=None, validate=validate.Length(min=1, max=200))
+    format = fields.String(load_default="json", validate=validate.OneOf(["json", "svg"]))
+
+    @validates_schema
+    def _consistent(self, data: dict, **kwargs) -> None:
+        if data.get("since") and data.get("until") and data["since"] > data["until"]:
+            raise ValidationError("Must not be after until.", "since")
+        mode, subject = data.get("mode"), data.get("subject")
+        if mode and subject and SUBJECT_OF_MODE[mode] != subject:
+            raise ValidationError(f"mode {mode} reports on {SUBJECT_OF_MODE[mode]}.", "subject")
+
+
+class FunnelStageSchema(Schema):
+    name = fields.String(required=True)
+    title = fields.String(required=True)
+    position = fields.Integer(required=True)
+    count = fields.Integer(required=True, metadata={"description": "In the stage now"})
+    entered = fields.Integer(required=True, metadata={"description": "Distinct subjects entering"})
+    reached = fields.Integer(
+        required=True, metadata={"description": "Reached this stage or a later one"}
+    )
+    conversion = fields.Float(
+        required=True, allow_none=True, metadata={"description": "reached / previous reached"}
+    )
+    median_days = fields.Float(required=True, allow_none=True)
+    stays = fields.Integer(required=True, metadata={"description": "Completed stays measured"})
+
+
+class FunnelSideStageSchema(Schema):
+    name = fields.String(required=True)
+    title = fields.String(required=True)
+    count = fields.Integer(required=True)
+    entered = fields.Integer(required=True)
+    median_days = fields.Float(required=True, allow_none=True)
+    stays = fields.Integer(required=True)
+
+
+class ConversionSchema(Schema):
+    from_ = fields.String(data_key="from", attribute="from", required=True)
+    to = fields.String(required=True)
+    reached_from = fields.Integer(required=True)
+    reached_to = fields.Integer(required=True)
+    rate = fields.Float(required=True, allow_none=True)
+
+
+class FunnelFiltersSchema(Schema):
+    since = fields.Date(allow_none=True)
+    until = fields.Date(allow_none=True)
+    segment = fields.String(allow_none=True)
+    account_id = fields.String(allow_none=True)
+
+
+class FunnelSchema(Schema):
+    model = fields.String(required=True)
+    title = fields.String(required=True)
+    active = fields.Boolean(required=True, metadata={"description": "The tenant's active model"})
+    subject = fields.String(required=True, metadata={"enum": ["contacts", "accounts"]})
+    filters = fields.Nested(FunnelFiltersSchema, required=True)
+    total = fields.Integer(required=True, metadata={"description": "Subjects in scope"})
+    unstaged = fields.Integer(required=True)
+    stages = fields.List(fields.Nested(FunnelStageSchema), required=True)
+    side_stages = fields.List(fields.Nested(FunnelSideStageSchema), required=True)
+    conversions = fields.List(fields.Nested(ConversionSchema), required=True)
+
+
+reports = Blueprint("reports", __name__, description="Reports: the lifecycle funnel")
+
+_SCOPE = {
+    "contacts": """SELECT c.contact_id AS subject_id, c.stage, c.stage_since FROM contacts c
+        WHERE c.tenant_id = %(tenant)s
+          AND (%(account)s::text IS NULL OR c.account_id = %(account)s)
+          AND (%(segment)s::text IS NULL OR EXISTS (
+                SELECT 1 FROM segment_members m WHERE m.tenant_id = c.tenant_id
+                   AND m.segment_id = %(segment)s AND m.contact_id = c.contact_id))""",
+    "accounts": """SELECT a.account_id AS subject_id, a.stage, a.stage_since FROM accounts a
+        WHERE a.tenant_id = %(tenant)s AND a.merged_into IS NULL
+          AND (%(account)s::text IS NULL OR a.account_id = %(account)s)
+          AND (%(segment)s::text IS NULL OR EXISTS (
+                SELECT 1 FROM contacts c JOIN segment_members m
+                    ON m.tenant_id = c.tenant_id AND m.contact_id = c.contact_id
+                 WHERE c.tenant_id = a.tenant_id AND c.account_id = a.account_id
+                   AND m.segment_id = %(segment)s))""",
+}
+
+
+def _spec(name: str, document: dict) -> FunnelSpec:
+    view = model_view(name, document, builtin=False, active=False)
+    return FunnelSpec(
+        name=name,
+        title=view["title"],
+        stages=tuple((s["name"], s["title"]) for s in view["stages"]),
+        side_stages=tuple((s["name"], s["title"]) for s in view["side_stages"]),
+    )
+
+
+def _day_start(day, tz: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=tz)
+
+
+@reports.route("/reports/funnel", methods=["GET"])
+@require("viewer")
+@reports.arguments(FunnelQuerySchema, location="query")
+@reports.response(200, FunnelSchema)
+@reports.doc(
+    responses={
+        "200": {
+            "description": "The report (JSON), or with format=svg its chart",
+            "content": {
+                "image/svg+xml": {
+                    "schema": {"type": "string", "description": "With format=svg: a bar chart"}
+                }
+            },
+        }
+    }
+)
+@REPORTS.per_tenant
+def funnel(args: dict):
+    """The lifecycle funnel: counts per stage, step conversion, median time in stage
+
+    Subjects are contacts (B2C) or accounts (B2B) by default; `since`/`until` are days in the
+    tenant's time zone, applied to when subjects entered stages. `format=svg` returns a chart.
+    """
+    tenant = current_tenant()
+    subject = args["subject"] or SUBJECT_OF_MODE[args["mode"] or tenant.mode]
+    tz = ZoneInfo(tenant.timezone)
+    since = _day_start(args["since"], tz) if args["since"] else None
+    until = _day_start(args["until"] + timedelta(days=1), tz) if args["until"] else None
+    params = {"tenant": tenant.id, "account": args["account_id"], "segment": args["segment"]}
+    with segment_connection() as conn:
+        active = active_model_name(conn, tenant)
+        name = args["model"] or active
+        document, _ = find_document(conn, tenant, name)
+        if (
+            args["segment"]
+            and not conn.execute(
+                "SELECT 1 FROM segments WHERE tenant_id = %s AND segment_id = %s",
+                (tenant.id, args["segment"]),
+            ).fetchone()
+        ):
+            raise not_found("segment", args["segment"])
+        if (
+            args["account_id"]
+            and not conn.execute(
+                "SELECT 1 FROM accounts WHERE tenant_id = %s AND account_id = %s",
+                (tenant.id, args["account_id"]),
+            ).fetchone()
+        ):
+            raise not_found("account", args["account_id"])
+        # Counted by PostgreSQL (funnel_query): the API holds a few rows per stage, never the
+        # tenant's contacts or history. Subjects' stage columns belong to the active model;
+        # another model's funnel is read from its recorded history alone.
+        spec = _spec(name, document)
+        claim_slot(conn, tenant.id)  # the database's CPU: a few reports per tenant, cluster-wide
+        tallies = funnel_tallies(
+            conn,
+            spec,
+            _SCOPE[subject],
+            params,
+            kind=subject.removesuffix("s"),
+            active=name == active,
+            since=since,
+            until=until,
+        )
+    report = assemble(spec, tallies)
+    filters = {k: args[k] for k in ("since", "until", "segment", "account_id")}
+    report = {**report, "active": name == active, "subject": subject, "filters": filters}
+    if args["format"] == "svg":
+        shown = [f"{subject}"] + [f"{k} {v}" for k, v in filters.items() if v is not None]
+        return Response(render_svg(report, subtitle=", ".join(shown)), mimetype="image/svg+xml")
+    return report
