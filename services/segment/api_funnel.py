@@ -22,6 +22,7 @@ from shared.api import (
     not_found,
     require,
 )
+from shared.vocabulary import MODES
 
 SUBJECT_OF_MODE = {"b2b": "accounts", "b2c": "contacts"}
 
@@ -34,7 +35,7 @@ class FunnelQuerySchema(Schema):
     until = fields.Date(load_default=None, metadata={"description": "Up to this day, inclusive"})
     mode = fields.String(
         load_default=None,
-        validate=validate.OneOf(["b2b", "b2c"]),
+        validate=validate.OneOf(MODES),
         metadata={"description": "b2b: accounts, b2c: contacts (default: the tenant's mode)"},
     )
     subject = fields.String(load_default=None, validate=validate.OneOf(["contacts", "accounts"]))

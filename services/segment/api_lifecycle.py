@@ -23,7 +23,7 @@ from psycopg.types.json import Jsonb
 
 from services.segment.api_common import catalogue_changed, current_tenant, segment_connection
 from services.segment.dry_runs import DRY_RUN_JOB
-from services.segment.lifecycle.grammar import BUILTIN_MODELS, RULES_DIR, ModelError, load_model
+from services.segment.lifecycle.grammar import RULES_DIR, ModelError, load_model
 from services.segment.lifecycle.model import LifecycleModel
 from services.segment.tenant_model import model_for
 from shared import jobs
@@ -41,6 +41,7 @@ from shared.api.jobs import LOCATION, accepted, job_schema
 from shared.api.jobs import submit as submit_job
 from shared.api.jobs import view as job_view
 from shared.config import Tenant
+from shared.vocabulary import BUILTIN_MODELS, MODES
 
 MAX_CUSTOM_MODELS = 50  # per tenant: keeps GET /lifecycle a short, unpaged list
 
@@ -151,7 +152,7 @@ class LifecycleModelSchema(Schema):
 
 class LifecycleModelListSchema(Schema):
     active = fields.String(required=True)
-    mode = fields.String(required=True, metadata={"enum": ["b2b", "b2c"]})
+    mode = fields.String(required=True, metadata={"enum": list(MODES)})
     items = fields.List(fields.Nested(LifecycleModelSchema), required=True)
 
 
