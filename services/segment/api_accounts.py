@@ -11,6 +11,7 @@ from marshmallow import Schema, fields, validate
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from services.segment import store
 from services.segment.api_common import (
     current_tenant,
     segment_connection,
@@ -234,17 +235,7 @@ def override_account_stage(body: dict, account_id: str):
     """
     tenant = current_tenant()
     with segment_connection() as conn:
-        # Members first, then the account: the order the consumer locks in (derive_touched).
-        conn.execute(
-            "SELECT 1 FROM contacts WHERE tenant_id = %s AND account_id = %s "
-            "ORDER BY contact_id FOR UPDATE",
-            (tenant.id, account_id),
-        )
-        row = conn.execute(
-            "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = %s "
-            "AND merged_into IS NULL FOR UPDATE",
-            (tenant.id, account_id),
-        ).fetchone()
+        row = store.lock_live_account(conn, tenant.id, account_id)
         if row is None:
             raise _account_missing(conn, tenant.id, account_id)
         check_stage(conn, tenant, body["stage"])
@@ -278,15 +269,7 @@ def merge_account(body: dict, account_id: str):
     tenant = current_tenant()
     into = body["into"]
     with segment_connection() as conn:
-        # Both accounts locked in id order, like the consumer's ensure_account locks one.
-        found = {
-            r["account_id"]: r
-            for r in conn.execute(
-                "SELECT account_id, merged_into FROM accounts WHERE tenant_id = %s "
-                "AND account_id = ANY(%s) ORDER BY account_id FOR UPDATE",
-                (tenant.id, sorted({account_id, into})),
-            )
-        }
+        found = store.lock_merging_accounts(conn, tenant.id, {account_id, into})
         source, target = found.get(account_id), found.get(into)
         if source is None or source["merged_into"] is not None:
             raise _account_missing(conn, tenant.id, account_id)
@@ -299,21 +282,7 @@ def merge_account(body: dict, account_id: str):
                 f"account {into!r} was merged into {target['merged_into']!r}; merge into that",
                 {"merged_into": target["merged_into"]},
             )
-        members = conn.execute(
-            "SELECT contact_id, account_id FROM contacts WHERE tenant_id = %s "
-            "AND account_id = ANY(%s) ORDER BY contact_id FOR UPDATE",
-            (tenant.id, [account_id, into]),
-        ).fetchall()
-        conn.execute(
-            "UPDATE contacts SET account_id = %s WHERE tenant_id = %s AND account_id = %s",
-            (into, tenant.id, account_id),
-        )
-        # merged_into always names a live account: one look-up resolves it (apply._account).
-        conn.execute(
-            "UPDATE accounts SET merged_into = %s WHERE tenant_id = %s "
-            "AND (account_id = %s OR merged_into = %s)",
-            (into, tenant.id, account_id, account_id),
-        )
+        members = store.merge_account(conn, tenant.id, account_id, into)
         derive_touched(conn, tenant, {m["contact_id"]: [] for m in members}, segment_topics())
         moved = [m["contact_id"] for m in members if m["account_id"] == account_id]
         details = {**body, "members": moved}

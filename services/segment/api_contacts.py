@@ -156,28 +156,8 @@ class EventSchema(Schema):
     attributes = fields.Dict(required=True)
 
 
-def _merged_into(conn, tenant: str, contact_id: str) -> str | None:
-    """The live contact a merged (or re-keyed) contact became, following chains of merges."""
-    current = contact_id
-    for _ in range(MAX_MERGE_HOPS):
-        row = conn.execute(
-            "SELECT into_contact FROM contact_merges WHERE tenant_id = %s AND from_contact = %s "
-            "ORDER BY merged_at DESC, into_contact LIMIT 1",
-            (tenant, current),
-        ).fetchone()
-        if row is None:
-            break
-        current = row["into_contact"]
-        alive = conn.execute(
-            "SELECT 1 FROM contacts WHERE tenant_id = %s AND contact_id = %s", (tenant, current)
-        ).fetchone()
-        if alive is not None:
-            break
-    return None if current == contact_id else current
-
-
 def _contact_missing(conn, tenant: str, contact_id: str) -> ApiError:
-    into = _merged_into(conn, tenant, contact_id)
+    into = store.merged_into(conn, tenant, contact_id, MAX_MERGE_HOPS)
     if into is None:
         erased = conn.execute(
             "SELECT erased_at FROM erasures WHERE tenant_id = %s AND contact_id = %s",
@@ -344,10 +324,7 @@ def override_role(body: dict, contact_id: str):
     tenant = current_tenant()
     with segment_connection() as conn:
         row = _locked_contact(conn, tenant, contact_id)
-        conn.execute(
-            "UPDATE contacts SET role_override = %s WHERE tenant_id = %s AND contact_id = %s",
-            (body["role"], tenant.id, contact_id),
-        )
+        store.set_role_override(conn, tenant.id, contact_id, body["role"])
         derive_touched(conn, tenant, {contact_id: []}, segment_topics())
         after = conn.execute(
             "SELECT contact_id, role, role_confidence, role_source, role_override FROM contacts "

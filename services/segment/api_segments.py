@@ -12,6 +12,7 @@ from dataclasses import fields as dataclass_fields
 from marshmallow import Schema, fields, validate
 from psycopg import sql
 
+from services.segment import store
 from services.segment.api_common import (
     catalogue_changed,
     current_tenant,
@@ -63,22 +64,16 @@ def _segment_error(exc: SegmentError) -> ApiError:
 def _check_rule_names(conn, tenant_id_: str, rule: object) -> None:
     """400 ``invalid_segment`` for each stage, role, tag or attribute name the tenant lacks."""
     model = model_for(current_tenant(), conn)
-    contact_keys = conn.execute(
-        "SELECT DISTINCT k FROM contacts, jsonb_object_keys(attributes) k WHERE tenant_id = %s",
-        (tenant_id_,),
-    ).fetchall()
-    account_keys = conn.execute(
-        "SELECT DISTINCT k FROM accounts, jsonb_object_keys(attributes) k WHERE tenant_id = %s",
-        (tenant_id_,),
-    ).fetchall()
+    contact_keys = store.attribute_keys(conn, tenant_id_, "contacts")
+    account_keys = store.attribute_keys(conn, tenant_id_, "accounts")
     names = RuleNames(
         funnel=tuple(model.stage_names),
         stages=(*model.stage_names, *model.side_stages),
         contact_attributes=(
             *(f.name for f in dataclass_fields(Features)),
-            *sorted(r["k"] for r in contact_keys),
+            *sorted(contact_keys),
         ),
-        account_attributes=tuple(sorted(r["k"] for r in account_keys)),
+        account_attributes=tuple(sorted(account_keys)),
     )
     error = unknown_names(rule_unknowns(rule, names), code="invalid_segment")
     if error is not None:

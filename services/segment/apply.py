@@ -202,9 +202,5 @@ def _account(conn: Connection, tp: Touchpoint, targets: dict[str, str]) -> str |
     if tp.type == "biz.account.updated":
         facts = {k: tp.attributes[k] for k in ACCOUNT_FIELDS if k in tp.attributes}
         if facts:
-            conn.execute(
-                "UPDATE accounts SET attributes = attributes || %s "
-                "WHERE tenant_id = %s AND account_id = %s",
-                (Jsonb(facts), tp.tenant_id, key),
-            )
+            store.update_account_attributes(conn, tp.tenant_id, key, facts)
     return key

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import click
 import structlog
 
+from services.segment import store
 from services.segment.derive import refresh_contacts
 from services.segment.segments import recompute
 from services.segment.topics import Topics
@@ -47,9 +48,7 @@ def main(settings: Settings, *, tenant: str, batch: int = 500, schema: str = "se
 
     try:
         with pool.connection() as conn:
-            total = conn.execute(
-                "SELECT count(*) AS n FROM contacts WHERE tenant_id = %s", (tenant,)
-            ).fetchone()["n"]
+            total = store.contact_count(conn, tenant)
         with click.progressbar(length=total, label=f"recompute {tenant}", file=sys.stderr) as bar:
 
             def progress(n: int) -> None:

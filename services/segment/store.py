@@ -1,8 +1,8 @@
 """The segment schema's SQL: contacts, identities, merges, events, accounts (bound parameters).
 
 Functions take an open connection inside the caller's transaction: one batch of touchpoints is
-applied all or nothing (see services/segment/consumer.py). Writers lock contacts in id order,
-then their accounts in id order (the one order every writer takes: no deadlocks). The batched
+applied all or nothing (see services/segment/consumer.py). Derivation locks contacts in id
+order, then their accounts in id order; the API's overrides take the same order. The batched
 writes of derived values are in writes.py; a route's own simple read stays with its route.
 """
 
@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from psycopg import Connection
+from psycopg import Connection, sql
 from psycopg.types.json import Jsonb
 
 from services.segment.facts import EventFact
@@ -428,3 +428,109 @@ def merged_at(conn: Connection, tenant_id: str, merged: str, into: str) -> datet
         "AND into_contact = %s",
         (tenant_id, merged, into),
     ).fetchone()["merged_at"]
+
+
+# --------------------------------------------------------------------------------------------
+# Staff changes through the API (api_contacts.py, api_accounts.py)
+
+
+def merged_into(conn: Connection, tenant_id: str, contact_id: str, hops: int) -> str | None:
+    """The live contact a merged (or re-keyed) contact became, following up to ``hops``
+    merges; None when it was not merged."""
+    current = contact_id
+    for _ in range(hops):
+        row = conn.execute(
+            "SELECT into_contact FROM contact_merges WHERE tenant_id = %s AND from_contact = %s "
+            "ORDER BY merged_at DESC, into_contact LIMIT 1",
+            (tenant_id, current),
+        ).fetchone()
+        if row is None:
+            break
+        current = row["into_contact"]
+        alive = conn.execute(
+            "SELECT 1 FROM contacts WHERE tenant_id = %s AND contact_id = %s",
+            (tenant_id, current),
+        ).fetchone()
+        if alive is not None:
+            break
+    return None if current == contact_id else current
+
+
+def set_role_override(conn: Connection, tenant_id: str, contact_id: str, role: str | None) -> None:
+    conn.execute(
+        "UPDATE contacts SET role_override = %s WHERE tenant_id = %s AND contact_id = %s",
+        (role, tenant_id, contact_id),
+    )
+
+
+def lock_live_account(conn: Connection, tenant_id: str, account_id: str) -> dict | None:
+    """An account not merged away, locked after its members (the order derive_touched locks
+    in); None when there is no such live account."""
+    conn.execute(
+        "SELECT 1 FROM contacts WHERE tenant_id = %s AND account_id = %s "
+        "ORDER BY contact_id FOR UPDATE",
+        (tenant_id, account_id),
+    )
+    return conn.execute(
+        "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = %s "
+        "AND merged_into IS NULL FOR UPDATE",
+        (tenant_id, account_id),
+    ).fetchone()
+
+
+def lock_merging_accounts(
+    conn: Connection, tenant_id: str, account_ids: Iterable[str]
+) -> dict[str, dict]:
+    """{account: its merged_into} of both sides of a merge, locked in id order, like the
+    consumer's ensure_account locks one."""
+    return {
+        r["account_id"]: r
+        for r in conn.execute(
+            "SELECT account_id, merged_into FROM accounts WHERE tenant_id = %s "
+            "AND account_id = ANY(%s) ORDER BY account_id FOR UPDATE",
+            (tenant_id, sorted(account_ids)),
+        )
+    }
+
+
+def merge_account(conn: Connection, tenant_id: str, source: str, into: str) -> list[dict]:
+    """Move ``source``'s members to ``into`` and point ``source`` (and the accounts merged into
+    it) at ``into``; the members of both, locked, as they were before."""
+    members = conn.execute(
+        "SELECT contact_id, account_id FROM contacts WHERE tenant_id = %s "
+        "AND account_id = ANY(%s) ORDER BY contact_id FOR UPDATE",
+        (tenant_id, [source, into]),
+    ).fetchall()
+    conn.execute(
+        "UPDATE contacts SET account_id = %s WHERE tenant_id = %s AND account_id = %s",
+        (into, tenant_id, source),
+    )
+    # merged_into always names a live account: one look-up resolves it (apply._account).
+    conn.execute(
+        "UPDATE accounts SET merged_into = %s WHERE tenant_id = %s "
+        "AND (account_id = %s OR merged_into = %s)",
+        (into, tenant_id, source, source),
+    )
+    return members
+
+
+def update_account_attributes(
+    conn: Connection, tenant_id: str, account_id: str, facts: dict[str, Any]
+) -> None:
+    """Merge CRM facts (industry, size, ...) into an account's attributes."""
+    conn.execute(
+        "UPDATE accounts SET attributes = attributes || %s "
+        "WHERE tenant_id = %s AND account_id = %s",
+        (Jsonb(facts), tenant_id, account_id),
+    )
+
+
+def attribute_keys(conn: Connection, tenant_id: str, table: str) -> list[str]:
+    """The attribute names stored on the tenant's ``table`` (contacts or accounts)."""
+    rows = conn.execute(
+        sql.SQL(
+            "SELECT DISTINCT k FROM {}, jsonb_object_keys(attributes) k WHERE tenant_id = %s"
+        ).format(sql.Identifier(table)),
+        (tenant_id,),
+    ).fetchall()
+    return [r["k"] for r in rows]
