@@ -3,7 +3,8 @@
 Reads the stored facts, calls the pure rules (roles, scoring, lifecycle, risk), writes the results,
 records every stage transition with its cause, and queues the stage changes and the new profile
 in the outbox. ``now`` is event time (the newest evidence), never the wall clock, so a replay of
-the topic derives the same values.
+the topic derives the same values. The statements are in store.py (reads, locks) and writes.py
+(the batched writes of derived values); a manual stage change is overrides.py.
 """
 
 from __future__ import annotations
