@@ -3,6 +3,8 @@ bad anyway fails its deliveries with a reason while the worker's tick and the ru
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from psycopg.types.json import Jsonb
 
@@ -51,8 +53,8 @@ def test_content_with_a_non_http_url_is_refused_naming_the_field(outreach, paylo
     assert outreach.sql("SELECT count(*) AS n FROM content")[0]["n"] == 1  # the good one only
 
 
-def test_a_bad_url_already_stored_fails_its_deliveries_and_the_run_finishes(outreach, monkeypatch):
-    monkeypatch.setenv("SIYU_LINK_SECRET", "test-link-secret-0123456789")
+def test_a_bad_url_already_stored_fails_its_deliveries_and_the_run_finishes(outreach):
+    settings = replace(outreach.settings, link_secret="test-link-secret-0123456789")
     people = [openid for _, openid in outreach.customers(40) if openid][:2]
     for i, openid in enumerate(people):
         outreach.profile(f"c_{i}", openid=openid, segments=["f"], mode="b2c")
@@ -72,7 +74,7 @@ def test_a_bad_url_already_stored_fails_its_deliveries_and_the_run_finishes(outr
     outreach.call("PUT", "/settings/outreach", "admin", json={"caps": {"contact_per_day": 5}})
 
     # The worker's own tick (it used to raise here and leave the run 'running' for ever).
-    loop = Loop(outreach.settings, outreach.pool, TENANTS, outreach.clients, outreach.api.schema)
+    loop = Loop(settings, outreach.pool, TENANTS, outreach.clients, outreach.api.schema)
     loop.executor.clock = lambda: outreach.now
     try:
         loop.tick()
