@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import psycopg
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from services.outreach import tenant_deletion
@@ -42,14 +43,15 @@ from shared.tokens import revoke_tenant_tokens
 from shared.vocabulary import DEFAULT_MODEL, MODES, time_zone_error
 
 LIFECYCLE_MODEL_PATTERN = r"^[a-z0-9_-]{2,40}$"
-TENANT_COLUMNS = (
-    "tenant_id, name, mode, lifecycle_model, timezone, settings, created_at, updated_at"
-)
-INSERT_TENANT = (
+TENANT_COLUMNS = sql.SQL(", ").join(
+    map(sql.Identifier, ("tenant_id", "name", "mode", "lifecycle_model", "timezone", "settings",
+                         "created_at", "updated_at"))
+)  # fmt: skip
+INSERT_TENANT = sql.SQL(
     "INSERT INTO tenants (tenant_id, name, mode, lifecycle_model, timezone, settings) "
     "VALUES (%(tenant_id)s, %(name)s, %(mode)s, %(lifecycle_model)s, %(timezone)s, %(settings)s) "
-    "ON CONFLICT (tenant_id) DO NOTHING RETURNING " + TENANT_COLUMNS
-)
+    "ON CONFLICT (tenant_id) DO NOTHING RETURNING {}"
+).format(TENANT_COLUMNS)
 
 
 def _valid_timezone(value: str) -> None:
@@ -107,7 +109,7 @@ class TenantPatchSchema(Schema):
 
 def _tenant_row(conn, tenant: str) -> dict:
     row = conn.execute(
-        f"SELECT {TENANT_COLUMNS} FROM tenants WHERE tenant_id = %s",  # noqa: S608
+        sql.SQL("SELECT {} FROM tenants WHERE tenant_id = %s").format(TENANT_COLUMNS),
         (tenant,),
     ).fetchone()
     if row is None:
@@ -124,9 +126,10 @@ def list_tenants(args: dict):
     after = cursor_key(args["cursor"], str)
     with connection() as conn:
         rows = conn.execute(
-            f"SELECT {TENANT_COLUMNS} FROM tenants "  # noqa: S608
-            "WHERE %(after)s::text IS NULL OR tenant_id > %(after)s "
-            "ORDER BY tenant_id LIMIT %(n)s",
+            sql.SQL(
+                "SELECT {} FROM tenants WHERE %(after)s::text IS NULL OR tenant_id > %(after)s "
+                "ORDER BY tenant_id LIMIT %(n)s"
+            ).format(TENANT_COLUMNS),
             {"after": after[0] if after else None, "n": args["limit"] + 1},
         ).fetchall()
     return page(rows, args["limit"], key=lambda r: [r["tenant_id"]])
@@ -172,11 +175,16 @@ def get_tenant(tenant: str):
 def update_tenant(body: dict, tenant: str):
     """Change a tenant's name, mode, lifecycle model, time zone or settings"""
     values = {k: Jsonb(v) if k == "settings" else v for k, v in body.items()}
-    assignments = ", ".join(f"{column} = %({column})s" for column in values)  # schema fields only
+    assignments = sql.SQL(", ").join(  # schema fields only
+        sql.SQL("{} = {}").format(sql.Identifier(column), sql.Placeholder(column))
+        for column in values
+    )
     with connection() as conn:
         row = conn.execute(
-            f"UPDATE tenants SET {assignments}, updated_at = now() "  # noqa: S608
-            f"WHERE tenant_id = %(tenant)s RETURNING {TENANT_COLUMNS}",
+            sql.SQL(
+                "UPDATE tenants SET {}, updated_at = now() WHERE tenant_id = %(tenant)s "
+                "RETURNING {}"
+            ).format(assignments, TENANT_COLUMNS),
             {**values, "tenant": tenant},
         ).fetchone()
         if row is None:

@@ -11,6 +11,7 @@ import secrets
 from dataclasses import replace
 
 from marshmallow import Schema, fields, validate
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from services.outreach.model import (
@@ -53,10 +54,11 @@ CONTENT_EXAMPLE = {
     ]}},
 }  # fmt: skip
 
-COLUMNS = (
-    "content_id, title, format, promotional, stages, roles, topics, industries, payloads, "
-    "status, created_at, updated_at"
-)
+COLUMNS = sql.SQL(", ").join(
+    map(sql.Identifier, ("content_id", "title", "format", "promotional", "stages", "roles",
+                         "topics", "industries", "payloads", "status", "created_at",
+                         "updated_at"))
+)  # fmt: skip
 
 
 class ContentSchema(Schema):
@@ -98,7 +100,7 @@ def _check_names(conn, tenant: str, body: dict, field: str | None = None) -> Non
 
 def _row(conn, tenant: str, content_id: str) -> dict:
     row = conn.execute(
-        f"SELECT {COLUMNS} FROM content WHERE tenant_id = %s AND content_id = %s",  # noqa: S608
+        sql.SQL("SELECT {} FROM content WHERE tenant_id = %s AND content_id = %s").format(COLUMNS),
         (tenant, content_id),
     ).fetchone()
     if row is None:
@@ -117,15 +119,17 @@ def list_content(args: dict):
         if args.get("stage"):  # a stage the model lacks would list nothing, silently
             _check_names(conn, tenant_id(), {"stages": [args["stage"]]}, field="stage")
         rows = conn.execute(
-            f"SELECT {COLUMNS} FROM content WHERE tenant_id = %(t)s AND status = %(status)s "  # noqa: S608
-            "AND (%(format)s::text IS NULL OR format = %(format)s) "
-            "AND (%(stage)s::text IS NULL OR %(stage)s = ANY(stages)) "
-            "AND (%(role)s::text IS NULL OR %(role)s = ANY(roles)) "
-            "AND (%(topic)s::text IS NULL OR %(topic)s = ANY(topics)) "
-            "AND (%(promo)s::boolean IS NULL OR promotional = %(promo)s) "
-            "AND (%(after_at)s::text IS NULL "
-            "     OR (created_at, content_id) < (%(after_at)s::timestamptz, %(after_id)s)) "
-            "ORDER BY created_at DESC, content_id DESC LIMIT %(n)s",
+            sql.SQL(
+                "SELECT {} FROM content WHERE tenant_id = %(t)s AND status = %(status)s "
+                "AND (%(format)s::text IS NULL OR format = %(format)s) "
+                "AND (%(stage)s::text IS NULL OR %(stage)s = ANY(stages)) "
+                "AND (%(role)s::text IS NULL OR %(role)s = ANY(roles)) "
+                "AND (%(topic)s::text IS NULL OR %(topic)s = ANY(topics)) "
+                "AND (%(promo)s::boolean IS NULL OR promotional = %(promo)s) "
+                "AND (%(after_at)s::text IS NULL "
+                "     OR (created_at, content_id) < (%(after_at)s::timestamptz, %(after_id)s)) "
+                "ORDER BY created_at DESC, content_id DESC LIMIT %(n)s"
+            ).format(COLUMNS),
             {"t": tenant_id(), "status": args["status"], "format": args.get("format"),
              "stage": args.get("stage"), "role": args.get("role"), "topic": args.get("topic"),
              "promo": args.get("promotional"), "after_at": after[0] if after else None,

@@ -21,7 +21,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from psycopg import Connection
+from psycopg import Connection, sql
+from psycopg.adapt import PyFormat
 from psycopg.types.json import Jsonb
 
 from services.outreach import erasure
@@ -65,7 +66,7 @@ TYPES = {"score": "float8", "oa_follower": "bool", "wecom_contact": "bool",
 # One statement per batch: the newest snapshot per contact, upserted unless the stored one is
 # newer; the flags each contact had before come back beside the new ones (all CTEs see the
 # snapshot from before the insert).
-UPSERT = """
+UPSERT = sql.SQL("""
 WITH incoming AS (
     SELECT * FROM unnest({params}) AS u({columns})
 ), latest AS (
@@ -83,15 +84,26 @@ WITH incoming AS (
 )
 SELECT u.*, b.risk_flags AS flags_before FROM upserted u
 LEFT JOIN before b ON b.tenant_id = u.tenant_id AND b.contact_id = u.contact_id
-""".format(  # noqa: S608 - formatted from the constant column list only
-    params=", ".join(
-        f"%({c})b::{'jsonb' if c in ARRAYS else TYPES.get(c, 'text')}[]" for c in COLUMNS
+""").format(
+    # Binary parameters (%(c)b), one array per column.
+    params=sql.SQL(", ").join(
+        sql.SQL("{}::{}[]").format(
+            sql.Placeholder(c, PyFormat.BINARY),
+            sql.SQL("jsonb" if c in ARRAYS else TYPES.get(c, "text")),
+        )
+        for c in COLUMNS
     ),
-    columns=", ".join(COLUMNS),
-    select=", ".join(
-        f"ARRAY(SELECT jsonb_array_elements_text({c}))" if c in ARRAYS else c for c in COLUMNS
+    columns=sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
+    select=sql.SQL(", ").join(
+        sql.SQL("ARRAY(SELECT jsonb_array_elements_text({}))").format(sql.Identifier(c))
+        if c in ARRAYS
+        else sql.Identifier(c)
+        for c in COLUMNS
     ),
-    updates=", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS[2:]),
+    updates=sql.SQL(", ").join(
+        sql.SQL("{} = EXCLUDED.{}").format(sql.Identifier(c), sql.Identifier(c))
+        for c in COLUMNS[2:]
+    ),
 )
 
 
