@@ -1,8 +1,9 @@
 """The outreach service's admin routes, served by ``siyu api serve``."""
 
-from services.outreach.api_campaigns import JOBS as CAMPAIGN_JOBS
-from services.outreach.api_campaigns import campaigns, deliveries
+from services.outreach.api_campaigns import campaigns
 from services.outreach.api_content import content, settings
+from services.outreach.api_deliveries import deliveries
+from services.outreach.api_preview import JOBS as PREVIEW_JOBS  # registers the preview routes
 
 BLUEPRINTS = (content, settings, campaigns, deliveries)
-JOBS = CAMPAIGN_JOBS  # background jobs the admin API runs (shared/jobs.py)
+JOBS = PREVIEW_JOBS  # background jobs the admin API runs (shared/jobs.py)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.outreach import api_campaigns
+from services.outreach import api_preview
 from tests.api.conftest import finished_job
 
 pytestmark = pytest.mark.integration
@@ -47,7 +47,7 @@ def test_a_preview_is_an_operators_job_one_per_tenant(outreach):
 
 def test_a_big_audience_is_sampled_the_same_way_every_time(outreach, monkeypatch):
     campaign = _campaign(outreach, 5)
-    monkeypatch.setattr(api_campaigns, "PREVIEW_SAMPLE_ABOVE", 3)
+    monkeypatch.setattr(api_preview, "PREVIEW_SAMPLE_ABOVE", 3)
     results = [outreach.preview(campaign) for _ in range(2)]
     for result in results:
         assert (result["sampled"], result["population"], result["sample_size"]) == (True, 5, 3)
