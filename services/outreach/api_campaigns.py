@@ -15,7 +15,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from services.outreach.model import CHANNELS, CampaignInSchema, CampaignPatchSchema
+from services.outreach.model import CampaignInSchema, CampaignPatchSchema
 from services.outreach.names import campaign_unknowns, content_ref_unknowns, tenant_names
 from services.outreach.plan import tenant_settings
 from services.outreach.schedule import frequency_error, parsed_schedule
@@ -38,6 +38,7 @@ from shared.api import (
     tenant_id,
 )
 from shared.api.names import unknown_names
+from shared.vocabulary import CHANNELS
 
 campaigns = Blueprint("campaigns", __name__, description="Campaigns, previews and runs")
 
