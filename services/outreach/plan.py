@@ -13,7 +13,7 @@ from typing import Any
 
 from psycopg import Connection
 
-from services.outreach import audience
+from services.outreach import audience, store
 from services.outreach.model import outreach_settings
 from services.outreach.policies import Decision, Item, Policy, Recipient, decide
 
@@ -58,21 +58,13 @@ class Campaign:
 
 
 def tenant_settings(conn: Connection, tenant_id: str) -> dict[str, Any]:
-    row = conn.execute("SELECT settings FROM tenants WHERE tenant_id = %s", (tenant_id,)).fetchone()
-    return outreach_settings(row["settings"] if row else None)
+    return outreach_settings(store.tenant_settings(conn, tenant_id))
 
 
 def items(conn: Connection, campaign: Campaign) -> list[Item]:
     """The campaign's content in its order; archived items are skipped, missing ones refused."""
     ids = campaign.content_ids
-    rows = {
-        r["content_id"]: r
-        for r in conn.execute(
-            "SELECT content_id, promotional, stages, roles, status FROM content "
-            "WHERE tenant_id = %s AND content_id = ANY(%s)",
-            (campaign.tenant_id, ids),
-        ).fetchall()
-    }
+    rows = {r["content_id"]: r for r in store.content_items(conn, campaign.tenant_id, ids)}
     missing = [i for i in ids if i not in rows]
     if missing:
         raise PlanError(f"content not found: {', '.join(missing)}")
@@ -104,11 +96,8 @@ def plan(
     rules = policy(conn, campaign)
     tag = campaign.audience.get("oa_tag_id")
     if tag is not None:
-        mode = conn.execute(
-            "SELECT mode FROM tenants WHERE tenant_id = %s", (campaign.tenant_id,)
-        ).fetchone()
         tag_recipient = Recipient(kind="tag", id=str(tag), address=str(tag),
-                                  mode=mode["mode"] if mode else None)  # fmt: skip
+                                  mode=store.tenant_mode(conn, campaign.tenant_id))  # fmt: skip
         yield tag_recipient, decide(tag_recipient, content, rules, now, series=False)
         return
     if campaign.channel == "wecom_group":

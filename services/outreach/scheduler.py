@@ -17,6 +17,7 @@ from marshmallow import ValidationError
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
+from services.outreach import store
 from services.outreach.model import outreach_settings
 from services.outreach.schedule import (
     latest_due,
@@ -77,14 +78,7 @@ def materialise(pool: ConnectionPool, now: datetime) -> int:
     only if the campaign did not change meanwhile. One tenant's schedule can thus never make
     another tenant's pause wait (issue 14, finding 1)."""
     with pool.connection() as conn:
-        campaigns = conn.execute(
-            "SELECT c.tenant_id, c.campaign_id, c.trigger, c.launched_at, c.scheduled_until, "
-            "c.updated_at, COALESCE(t.timezone, 'Asia/Shanghai') AS timezone, t.settings "
-            "FROM campaigns c "
-            "LEFT JOIN tenants t ON t.tenant_id = c.tenant_id "
-            "WHERE c.status = 'active' AND c.trigger ? 'schedule' "
-            "ORDER BY c.created_at, c.tenant_id, c.campaign_id"  # older campaigns' runs first
-        ).fetchall()
+        campaigns = store.scheduled_campaigns(conn)
     created = 0
     for c in campaigns:
         try:
@@ -120,36 +114,13 @@ def _materialise_one(pool: ConnectionPool, c: dict, now: datetime) -> int:
     if due is None and not ended:
         return 0
     with pool.connection() as conn, conn.transaction():
-        unchanged = conn.execute(
-            "SELECT 1 FROM campaigns WHERE tenant_id = %s AND campaign_id = %s "
-            "AND status = 'active' AND updated_at = %s "
-            "AND scheduled_until IS NOT DISTINCT FROM %s FOR UPDATE SKIP LOCKED",
-            (c["tenant_id"], c["campaign_id"], c["updated_at"], c["scheduled_until"]),
-        ).fetchone()
-        if unchanged is None:  # paused, changed or being changed: the next tick sees it anew
-            return 0
+        if not store.lock_unchanged(conn, c):
+            return 0  # paused, changed or being changed: the next tick sees it anew
         if ended:
-            conn.execute(
-                "UPDATE campaigns SET status = 'ended', updated_at = %s "
-                "WHERE tenant_id = %s AND campaign_id = %s",
-                (now, c["tenant_id"], c["campaign_id"]),
-            )
+            store.end_campaign(conn, c["tenant_id"], c["campaign_id"], now)
             log.info("campaign_ended", tenant_id=c["tenant_id"], campaign_id=c["campaign_id"])
             return 0
-        steps = conn.execute(
-            "SELECT count(*) AS n FROM campaign_runs "
-            "WHERE tenant_id = %s AND campaign_id = %s AND trigger_key LIKE 'at:%%'",
-            (c["tenant_id"], c["campaign_id"]),
-        ).fetchone()["n"]
-        row = conn.execute(
-            "INSERT INTO campaign_runs (tenant_id, campaign_id, trigger_key, step, due_at) "
-            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING run_id",
-            (c["tenant_id"], c["campaign_id"], f"at:{due.isoformat()}", steps, due),
-        ).fetchone()
-        conn.execute(
-            "UPDATE campaigns SET scheduled_until = %s WHERE tenant_id = %s AND campaign_id = %s",
-            (due, c["tenant_id"], c["campaign_id"]),
-        )
+        row = store.schedule_run(conn, c["tenant_id"], c["campaign_id"], due)
     if row is None:
         return 0
     log.info("campaign_run_scheduled", tenant_id=c["tenant_id"], campaign_id=c["campaign_id"],
@@ -161,13 +132,7 @@ def _pause_too_frequent(pool: ConnectionPool, c: dict, now: datetime, why: str) 
     """Pause the campaign (visible in its status, the reason in the audit log) unless it
     changed meanwhile; its operator changes the schedule and launches it again."""
     with pool.connection() as conn, conn.transaction():
-        paused = conn.execute(
-            "UPDATE campaigns SET status = 'paused', updated_at = %s "
-            "WHERE (tenant_id, campaign_id) IN (SELECT tenant_id, campaign_id FROM campaigns "
-            "  WHERE tenant_id = %s AND campaign_id = %s AND status = 'active' "
-            "  AND updated_at = %s FOR UPDATE SKIP LOCKED)",
-            (now, c["tenant_id"], c["campaign_id"], c["updated_at"]),
-        ).rowcount
+        paused = store.pause_unchanged(conn, c, now)
         if paused:
             audit(conn, SYSTEM_ACTOR, c["tenant_id"], "campaign.pause", c["campaign_id"],
                   {"from": "active", "to": "paused", "reason": "schedule_too_frequent",

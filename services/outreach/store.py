@@ -1,8 +1,13 @@
-"""The outreach worker's SQL on runs, deliveries and exposures, and the scheduler's on campaigns.
+"""The outreach worker's SQL: planning's reads, the scheduler's on campaigns, the executor's on
+runs, deliveries and exposures, the send-result polling's.
 
 Statements only: every function takes the caller's connection, so the caller keeps its
 transactions (which statements commit together) and this module keeps the table knowledge. The
-HTTP routes keep their own SQL beside their handlers.
+HTTP routes keep their own SQL beside their handlers. Modules whose one concern is a family of
+statements keep them: audience.py (the audience query builder), erasure.py, tenant_deletion.py,
+groups.py (WeCom group sync), catalogue.py, backlog.py (gauges), rate_limits.py (the shared
+token bucket), projection.py (the audience upsert), tokens.py (tenant seeding; tokens are
+shared/tokens.py).
 """
 
 from __future__ import annotations
@@ -13,6 +18,97 @@ from typing import Any
 from psycopg.types.json import Jsonb
 
 from shared.db import columns
+
+# --- planning (plan.py; the audience's own queries are audience.py) ---------------------------
+
+
+def tenant_settings(conn, tenant_id: str) -> dict | None:
+    """The tenant's stored settings (None: no such tenant, or none stored)."""
+    row = conn.execute("SELECT settings FROM tenants WHERE tenant_id = %s", (tenant_id,)).fetchone()
+    return row["settings"] if row else None
+
+
+def tenant_mode(conn, tenant_id: str) -> str | None:
+    row = conn.execute("SELECT mode FROM tenants WHERE tenant_id = %s", (tenant_id,)).fetchone()
+    return row["mode"] if row else None
+
+
+def content_items(conn, tenant_id: str, content_ids: list[str]) -> list[dict[str, Any]]:
+    """What planning needs of content items: promotional, stages, roles, status."""
+    return conn.execute(
+        "SELECT content_id, promotional, stages, roles, status FROM content "
+        "WHERE tenant_id = %s AND content_id = ANY(%s)",
+        (tenant_id, content_ids),
+    ).fetchall()
+
+
+# --- scheduling (scheduler.py) --------------------------------------------------------------
+
+
+def scheduled_campaigns(conn) -> list[dict[str, Any]]:
+    """Active scheduled campaigns with their tenant's time zone and settings, read unlocked."""
+    return conn.execute(
+        "SELECT c.tenant_id, c.campaign_id, c.trigger, c.launched_at, c.scheduled_until, "
+        "c.updated_at, COALESCE(t.timezone, 'Asia/Shanghai') AS timezone, t.settings "
+        "FROM campaigns c "
+        "LEFT JOIN tenants t ON t.tenant_id = c.tenant_id "
+        "WHERE c.status = 'active' AND c.trigger ? 'schedule' "
+        "ORDER BY c.created_at, c.tenant_id, c.campaign_id"  # older campaigns' runs first
+    ).fetchall()
+
+
+def lock_unchanged(conn, c: dict[str, Any]) -> bool:
+    """Lock the campaign ``c`` (as scheduled_campaigns read it) unless it changed since or is
+    locked (SKIP LOCKED); False then."""
+    return (
+        conn.execute(
+            "SELECT 1 FROM campaigns WHERE tenant_id = %s AND campaign_id = %s "
+            "AND status = 'active' AND updated_at = %s "
+            "AND scheduled_until IS NOT DISTINCT FROM %s FOR UPDATE SKIP LOCKED",
+            (c["tenant_id"], c["campaign_id"], c["updated_at"], c["scheduled_until"]),
+        ).fetchone()
+        is not None
+    )
+
+
+def end_campaign(conn, tenant_id: str, campaign_id: str, now: datetime) -> None:
+    conn.execute(
+        "UPDATE campaigns SET status = 'ended', updated_at = %s "
+        "WHERE tenant_id = %s AND campaign_id = %s",
+        (now, tenant_id, campaign_id),
+    )
+
+
+def schedule_run(conn, tenant_id: str, campaign_id: str, due: datetime) -> dict | None:
+    """The run of the slot ``due`` (its step: the scheduled runs so far), unique per (campaign,
+    due time), and the campaign's ``scheduled_until`` moved to it. None if the run existed."""
+    steps = conn.execute(
+        "SELECT count(*) AS n FROM campaign_runs "
+        "WHERE tenant_id = %s AND campaign_id = %s AND trigger_key LIKE 'at:%%'",
+        (tenant_id, campaign_id),
+    ).fetchone()["n"]
+    row = conn.execute(
+        "INSERT INTO campaign_runs (tenant_id, campaign_id, trigger_key, step, due_at) "
+        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING run_id",
+        (tenant_id, campaign_id, f"at:{due.isoformat()}", steps, due),
+    ).fetchone()
+    conn.execute(
+        "UPDATE campaigns SET scheduled_until = %s WHERE tenant_id = %s AND campaign_id = %s",
+        (due, tenant_id, campaign_id),
+    )
+    return row
+
+
+def pause_unchanged(conn, c: dict[str, Any], now: datetime) -> int:
+    """Pause the campaign ``c`` unless it changed since or is locked; returns rows paused."""
+    return conn.execute(
+        "UPDATE campaigns SET status = 'paused', updated_at = %s "
+        "WHERE (tenant_id, campaign_id) IN (SELECT tenant_id, campaign_id FROM campaigns "
+        "  WHERE tenant_id = %s AND campaign_id = %s AND status = 'active' "
+        "  AND updated_at = %s FOR UPDATE SKIP LOCKED)",
+        (now, c["tenant_id"], c["campaign_id"], c["updated_at"]),
+    ).rowcount
+
 
 # --- runs ------------------------------------------------------------------------------------
 
