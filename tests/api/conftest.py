@@ -78,7 +78,8 @@ def finished_job(api, queued, who: str) -> dict:
     """The job a 202 queued, polled at its Location until it is done or failed. The app's job
     threads run it; this thread runs it too if they have not claimed it yet."""
     location = queued.headers["Location"]
-    assert location.startswith("/api/v1/") and queued.json["status"] == "queued"
+    assert location.startswith("/api/v1/")
+    assert queued.json["status"] == "queued"
     runner = api.app.extensions.get("siyu.jobs")
 
     def finished():

@@ -44,7 +44,8 @@ def test_one_dry_run_per_tenant_at_a_time_and_other_tenants_are_unaffected(seede
     assert first.status_code == 202
     location = first.headers["Location"]
     assert location == f"/api/v1/lifecycle/aisceas/dry-run/{first.json['job_id']}"
-    assert first.json["status"] == "queued" and first.json["result"] is None
+    assert first.json["status"] == "queued"
+    assert first.json["result"] is None
     # A second one of the same tenant, even of another model, names the one in progress.
     second = _queue(lc, "admin", "aarrr")
     assert second.status_code == 409
@@ -56,9 +57,12 @@ def test_one_dry_run_per_tenant_at_a_time_and_other_tenants_are_unaffected(seede
     assert lc.call("GET", location.removeprefix("/api/v1"), "bloom").status_code == 404
     # Polled until done: the result has today's shape, plus whether it was sampled.
     job = finished_job(lc, first, "operator")
-    assert job["status"] == "done" and job["progress"] == 1 and job["error"] is None
+    assert job["status"] == "done"
+    assert job["progress"] == 1
+    assert job["error"] is None
     result = job["result"]
-    assert result["model"] == "aisceas" and result["evaluated"] == 3
+    assert result["model"] == "aisceas"
+    assert result["evaluated"] == 3
     assert (result["sampled"], result["population"], result["sample_size"]) == (False, 3, None)
     assert finished_job(lc, bloom, "bloom")["result"]["evaluated"] == 2
     # Once done, the tenant may ask again.
@@ -74,7 +78,8 @@ def test_a_big_tenant_is_sampled_the_same_way_every_time(seeded, monkeypatch):
     for result in runs:
         assert (result["sampled"], result["population"], result["sample_size"]) == (True, 3, 2)
         assert result["evaluated"] == 2
-    assert runs[0]["moves"] == runs[1]["moves"] and runs[0]["sample"] == runs[1]["sample"]
+    assert runs[0]["moves"] == runs[1]["moves"]
+    assert runs[0]["sample"] == runs[1]["sample"]
 
 
 def test_a_job_whose_process_died_is_requeued_then_failed_never_running_forever(seeded):
@@ -87,7 +92,8 @@ def test_a_job_whose_process_died_is_requeued_then_failed_never_running_forever(
         """A process claims the job and dies: its heartbeat stops."""
         with runner.connection("segment") as conn:
             claimed = jobs.claim(conn, [dry_runs.DRY_RUN_JOB], max_running=4)
-            assert claimed["job_id"] == job_id and claimed["status"] == "running"
+            assert claimed["job_id"] == job_id
+            assert claimed["status"] == "running"
             conn.execute(
                 "UPDATE jobs SET heartbeat_at = heartbeat_at - interval '1 hour' WHERE job_id = %s",
                 (job_id,),
@@ -107,7 +113,8 @@ def test_a_job_whose_process_died_is_requeued_then_failed_never_running_forever(
             "failed"
         ]
     polled = lc.call("GET", queued.headers["Location"].removeprefix("/api/v1"), "operator").json
-    assert polled["status"] == "failed" and polled["error"].startswith("interrupted")
+    assert polled["status"] == "failed"
+    assert polled["error"].startswith("interrupted")
     # A failed job frees the tenant's slot.
     assert _queue(lc).status_code == 202
 
@@ -124,7 +131,8 @@ def test_claims_are_bounded_across_tenants_and_results_expire(seeded):
         conn.execute("UPDATE jobs SET status = 'queued'")
     assert runner.drain() == 2  # oldest first, each tenant's own
     done = finished_job(lc, acme, "operator")
-    assert done["status"] == "done" and done["expires_at"] > done["finished_at"]
+    assert done["status"] == "done"
+    assert done["expires_at"] > done["finished_at"]
     with runner.connection("segment") as conn:
         conn.execute(
             "UPDATE jobs SET expires_at = now() - interval '1 second' WHERE job_id = %s",
@@ -176,4 +184,5 @@ def test_a_running_job_heartbeats_so_it_is_not_taken_for_dead(seeded):
         runner.stop()
     with runner.connection("segment") as conn:
         row = jobs.get(conn, tenant="acme", kind="test.wait", subject="x", job_id=job["job_id"])
-    assert row["status"] == "done" and row["result"] == {"ok": True}
+    assert row["status"] == "done"
+    assert row["result"] == {"ok": True}

@@ -127,7 +127,8 @@ def test_openapi_document_is_valid_and_lists_every_route(api):
             if method == "parameters":  # the path's own parameters (e.g. {tenant})
                 continue
             assert operation["security"] == [{"bearerAuth": []}], (method, path)
-            assert "401" in operation["responses"] and "403" in operation["responses"]
+            assert "401" in operation["responses"]
+            assert "403" in operation["responses"]
     # Request schemas are the validating marshmallow schemas.
     create = spec["components"]["schemas"]["TenantCreate"]
     assert set(create["required"]) == {"tenant_id", "name", "mode"}
@@ -184,7 +185,8 @@ def test_last_used_at_is_recorded(api):
     (row,) = api.sql(
         "SELECT token_hash FROM api_tokens WHERE token_id = %s", (api.ids["operator"],)
     )
-    assert row["token_hash"] != api.tokens["operator"] and len(row["token_hash"]) == 64
+    assert row["token_hash"] != api.tokens["operator"]
+    assert len(row["token_hash"]) == 64
 
 
 def test_token_store_never_caches_validity(api):
@@ -192,7 +194,8 @@ def test_token_store_never_caches_validity(api):
         TokenStore(api.pool, ttl_s=61)
     store = TokenStore(api.pool, ttl_s=60)
     principal = store.authenticate(api.tokens["admin"])
-    assert principal.token_id == api.ids["admin"] and principal.role == "admin"
+    assert principal.token_id == api.ids["admin"]
+    assert principal.role == "admin"
     api.sql(
         "UPDATE api_tokens SET revoked_at = now() WHERE token_id = %s RETURNING 1",
         (api.ids["admin"],),
@@ -210,7 +213,8 @@ def test_me(api):
         "platform": False,
     }
     body = api.call("GET", "/me", "platform").get_json()
-    assert body["platform"] is True and body["tenant_id"] is None
+    assert body["platform"] is True
+    assert body["tenant_id"] is None
 
 
 # --- authorisation -----------------------------------------------------------------------------
@@ -303,11 +307,13 @@ def test_pagination_walks_every_item_exactly_once(api):
     for i in range(5):
         _make_tenant(api, f"extra-{i}")
     tenants = [t["tenant_id"] for t in _walk(api, "/tenants", "platform", 2)]
-    assert tenants == sorted(tenants) and len(tenants) == 7
+    assert tenants == sorted(tenants)
+    assert len(tenants) == 7
     for i in range(7):
         api.call("PATCH", "/tenants/acme", "platform", json={"settings": {"n": i}})
     entries = [e["id"] for e in _walk(api, "/audit", "platform", 3, action="tenant.update")]
-    assert len(entries) == 7 and entries == sorted(entries, reverse=True)
+    assert len(entries) == 7
+    assert entries == sorted(entries, reverse=True)
 
 
 def test_pagination_refuses_bad_limits_and_cursors(api):
@@ -324,7 +330,8 @@ def test_pagination_refuses_bad_limits_and_cursors(api):
     ):  # not base64, not JSON, wrong shapes
         _error(api.call("GET", "/audit", query_string={"cursor": cursor}), 400, "invalid_cursor")
     body = api.call("GET", "/tokens").get_json()
-    assert len(body["items"]) == 3 and body["next_cursor"] is None  # default limit 50
+    assert len(body["items"]) == 3
+    assert body["next_cursor"] is None  # default limit 50
 
 
 # --- audit -------------------------------------------------------------------------------------
@@ -365,7 +372,8 @@ def test_every_mutation_is_audited_with_actor_and_target(api):
         (admin, "test-admin", "acme", "token.revoke", made),
         (platform, "test-platform", "audited", "tenant.delete", "audited"),
     ]
-    assert entries[-1]["details"]["mode"] == "b2b" and entries[-1]["at"]
+    assert entries[-1]["details"]["mode"] == "b2b"
+    assert entries[-1]["at"]
     assert "token" not in entries[3]["details"]  # never a secret in the log
     # Filters.
     only = _walk(api, "/audit", "admin", 10, action="token.revoke")
@@ -387,7 +395,8 @@ def test_tenant_lifecycle(api):
     created = api.call("POST", "/tenants", "platform", json=body)
     assert created.status_code == 201
     tenant = created.get_json()
-    assert tenant["lifecycle_model"] == "aisceas" and tenant["timezone"] == "Asia/Shanghai"
+    assert tenant["lifecycle_model"] == "aisceas"
+    assert tenant["timezone"] == "Asia/Shanghai"
     _error(api.call("POST", "/tenants", "platform", json=body), 409, "conflict")
     _error(api.call("GET", "/tenants/nobody", "platform"), 404, "unknown_tenant")
     _error(api.call("PATCH", "/tenants/newco", "platform", json={}), 400, "invalid_request")
@@ -397,7 +406,8 @@ def test_tenant_lifecycle(api):
         "invalid_request",
     )
     patched = api.call("PATCH", "/tenants/newco", "platform", json={"name": "NewCo"}).get_json()
-    assert patched["name"] == "NewCo" and patched["settings"] == {"quiet_hours": [22, 8]}
+    assert patched["name"] == "NewCo"
+    assert patched["settings"] == {"quiet_hours": [22, 8]}
 
     # A token of the new tenant works until the tenant is deleted.
     made = api.call(
@@ -419,7 +429,8 @@ def test_created_token_is_returned_once_and_listed_without_secrets(api):
     made = api.call("POST", "/tokens", "admin", json={"name": "crm", "role": "operator"})
     assert made.status_code == 201
     body = made.get_json()
-    assert body["tenant_id"] == "acme" and body["role"] == "operator"
+    assert body["tenant_id"] == "acme"
+    assert body["role"] == "operator"
     assert api.call("GET", "/me", body["token"]).get_json()["role"] == "operator"
     listed = api.call("GET", "/tokens").get_json()["items"]
     assert listed[0]["token_id"] == body["token_id"]  # newest first
@@ -489,7 +500,8 @@ def test_an_unexpected_error_is_a_bare_500(api):
         "/api/v1/boom", headers={"Authorization": f"Bearer {api.tokens['viewer']}"}
     )
     error = _error(response, 500, "internal")
-    assert "secret" not in response.get_data(as_text=True) and error["message"] == "internal error"
+    assert "secret" not in response.get_data(as_text=True)
+    assert error["message"] == "internal error"
 
 
 def test_a_route_without_require_is_refused_at_startup(api):
@@ -506,7 +518,8 @@ def test_a_route_without_require_is_refused_at_startup(api):
 def test_ops_endpoints(api):
     assert api.client.get("/healthz").status_code == 200
     ready = api.client.get("/readyz")
-    assert ready.status_code == 200 and ready.get_json()["checks"] == {"postgres": "ok"}
+    assert ready.status_code == 200
+    assert ready.get_json()["checks"] == {"postgres": "ok"}
     api.call("GET", "/me", "viewer")
     assert b"siyu_api_requests_total" in api.client.get("/metrics").data
 
@@ -519,7 +532,8 @@ def test_tenants_are_seeded_from_the_tenants_file_without_overwriting(api):
     tenants = {"SIYU_TENANTS": str(DEMO_TENANTS_PATH)}
     create_app(Settings.from_env(tenants), pool=api.pool, schema_for=lambda s: api.schema)
     rows = {r["tenant_id"]: r["name"] for r in api.sql("SELECT tenant_id, name FROM tenants")}
-    assert rows["acme"] == "Edited" and "bloom" in rows
+    assert rows["acme"] == "Edited"
+    assert "bloom" in rows
 
 
 # --- siyu token create -------------------------------------------------------------------------
@@ -538,18 +552,22 @@ def test_siyu_token_create(api, stack, monkeypatch):
     secret = result.output.strip().splitlines()[-1]
     assert secret.startswith("siyu_adm_")
     me = api.call("GET", "/me", secret).get_json()
-    assert me["tenant_id"] == "bloom" and me["role"] == "operator" and me["name"] == "ops"
+    assert me["tenant_id"] == "bloom"
+    assert me["role"] == "operator"
+    assert me["name"] == "ops"
 
     result = runner.invoke(cli, ["token", "create"])  # platform token, default role viewer
     assert result.exit_code == 0, result.output
     me = api.call("GET", "/me", result.output.strip().splitlines()[-1]).get_json()
-    assert me["platform"] is True and me["role"] == "viewer"
+    assert me["platform"] is True
+    assert me["role"] == "viewer"
 
     result = runner.invoke(cli, ["token", "create", "--tenant", "nobody"])
     assert result.exit_code == 1
     assert "unknown tenant 'nobody'" in result.output
     result = runner.invoke(cli, ["token", "create", "--tenant", "acme", "--role", "root"])
-    assert result.exit_code == 2 and "'root' is not one of" in result.output
+    assert result.exit_code == 2
+    assert "'root' is not one of" in result.output
     from shared.config import Settings
 
     with pytest.raises(SiyuError, match="unknown role 'root'"):

@@ -69,9 +69,11 @@ def test_sql_metacharacters_are_stored_verbatim(full_api):  # noqa: F811
         "payloads": {"wecom": {"text": SQL_META}}})  # fmt: skip
     assert created.status_code == 201
     got = full_api.call("GET", f"/content/{created.json['content_id']}", "viewer").json
-    assert got["title"] == SQL_META and got["topics"] == [SQL_META]
+    assert got["title"] == SQL_META
+    assert got["topics"] == [SQL_META]
     assert got["payloads"]["wecom"]["text"] == SQL_META
     found = full_api.call("GET", "/content", "viewer", query_string={"topic": SQL_META}).json
     assert [c["content_id"] for c in found["items"]] == [created.json["content_id"]]
     searched = full_api.call("GET", "/contacts", "viewer", query_string={"q": SQL_META})
-    assert searched.status_code == 200 and searched.json["items"] == []
+    assert searched.status_code == 200
+    assert searched.json["items"] == []

@@ -41,7 +41,8 @@ def test_archiving_an_archived_campaign_is_a_documented_409(api):
     }).json["campaign_id"]  # fmt: skip
     assert api.call("DELETE", f"/campaigns/{campaign}", "operator").status_code == 200
     again = api.call("DELETE", f"/campaigns/{campaign}", "operator")
-    assert again.status_code == 409 and again.json["error"]["code"] == "conflict"
+    assert again.status_code == 409
+    assert again.json["error"]["code"] == "conflict"
     spec = api.client.get("/api/v1/openapi.json").json
     assert "409" in spec["paths"]["/api/v1/campaigns/{campaign_id}"]["delete"]["responses"]
 

@@ -224,7 +224,8 @@ def test_report_slots_are_counted_across_processes_per_tenant(stack):
             claim_slot(conn, "bloom", limit=2)
         with pytest.raises(ApiError) as refused:
             claim_slot(third, "bloom", limit=2)
-        assert refused.value.status == 429 and refused.value.code == "reports_busy"
+        assert refused.value.status == 429
+        assert refused.value.code == "reports_busy"
         assert refused.value.headers["Retry-After"] == str(RETRY_AFTER_S)
         third.rollback()
         claim_slot(other, "acme", limit=2)  # another tenant's slots are its own

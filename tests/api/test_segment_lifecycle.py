@@ -223,7 +223,8 @@ def seeded(lc):
 def _error(response, status: int, code: str) -> dict:
     assert response.status_code == status, response.get_data(as_text=True)
     body = response.get_json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
     assert body["error"]["code"] == code, body
     return body["error"]
 
@@ -248,7 +249,8 @@ def test_openapi_documents_the_routes(lc):
 
 def test_list_and_get_models(lc):
     body = lc.ok("GET", "/lifecycle", "viewer")
-    assert body["active"] == "aisceas" and body["mode"] == "b2b"
+    assert body["active"] == "aisceas"
+    assert body["mode"] == "b2b"
     assert [(m["name"], m["builtin"], m["active"]) for m in body["items"]] == [
         ("aarrr", True, False),
         ("aisceas", True, True),
@@ -264,18 +266,21 @@ def test_list_and_get_models(lc):
     assert aisceas["created_at"] is None
 
     one = lc.ok("GET", "/lifecycle/aarrr", "viewer")
-    assert one["name"] == "aarrr" and not one["active"]
+    assert one["name"] == "aarrr"
+    assert not one["active"]
     assert one["stages"][1]["name"] == "activation"
     # bloom is B2C: the B2C variants, AARRR active.
     bloom = lc.ok("GET", "/lifecycle", "bloom")
-    assert bloom["active"] == "aarrr" and bloom["mode"] == "b2c"
+    assert bloom["active"] == "aarrr"
+    assert bloom["mode"] == "b2c"
     assert bloom["items"][1]["description"].startswith("B2C")
     _error(lc.call("GET", "/lifecycle/nope", "viewer"), 404, "not_found")
 
 
 def test_put_custom_model_create_replace_and_audit(lc):
     created = lc.ok("PUT", "/lifecycle/loyalty", json=LOYALTY, status=201)
-    assert created["builtin"] is False and created["active"] is False
+    assert created["builtin"] is False
+    assert created["active"] is False
     assert [s["name"] for s in created["stages"]] == ["follower", "engaged", "buyer"]
     assert created["stages"][1]["title"] == "Engaged"
     assert created["side_stages"] == [{"name": "dormant", "title": "Dormant"}]
@@ -375,7 +380,8 @@ def test_cross_tenant_isolation(seeded):
     assert platform["title"] == "Loyalty <tea> & co"
     # Reports and dry runs see the tenant's own subjects only.
     bloom = lc.ok("GET", "/reports/funnel", "bloom")
-    assert bloom["subject"] == "contacts" and bloom["total"] == 2
+    assert bloom["subject"] == "contacts"
+    assert bloom["total"] == 2
     run = lc.dry_run("aarrr", "bloom", json={})
     assert run["evaluated"] == 2
     acme = lc.ok("GET", "/reports/funnel", query_string={"subject": "contacts"})
@@ -402,7 +408,8 @@ def test_a_tenant_naming_a_custom_model_is_derived_with_it(lc):
     assert stages == {"oL1": "engaged", "oL2": "follower"}
     assert {r[0] for r in lc.rows("SELECT DISTINCT model FROM stage_history")} == {"loyalty"}
     report = lc.ok("GET", "/reports/funnel", "loyal")
-    assert report["model"] == "loyalty" and report["active"] is True
+    assert report["model"] == "loyalty"
+    assert report["active"] is True
     assert [(s["name"], s["count"], s["reached"]) for s in report["stages"]] == [
         ("follower", 1, 2),
         ("engaged", 1, 1),
@@ -427,7 +434,9 @@ def test_dry_run_shows_who_would_move_and_writes_nothing(seeded):
     # The active model, as of day 10: nobody moves (everything was derived at event time).
     quiet = lc.dry_run("aisceas", "operator",
                   json={"now": (T0 + days(10) + minutes(1)).isoformat()})  # fmt: skip
-    assert quiet["evaluated"] == 3 and quiet["moving"] == 0 and quiet["sample"] == []
+    assert quiet["evaluated"] == 3
+    assert quiet["moving"] == 0
+    assert quiet["sample"] == []
 
     # A year later the paying customer has lapsed (180 days without activity).
     later = lc.dry_run("aisceas", "operator",
@@ -437,7 +446,8 @@ def test_dry_run_shows_who_would_move_and_writes_nothing(seeded):
     wang = lc.rows("SELECT contact_id FROM contacts WHERE name = '王总'")[0][0]
     assert pairs[("action", "lapsed")] == 1
     sample = {s["contact_id"]: s for s in later["sample"]}
-    assert sample[wang]["from"] == "action" and sample[wang]["to"] == "lapsed"
+    assert sample[wang]["from"] == "action"
+    assert sample[wang]["to"] == "lapsed"
     assert sample[wang]["cause"].startswith("regress action -> lapsed: ")
     assert "days since last event" in sample[wang]["cause"]
     assert later["moving"] == sum(pairs.values()) == len(later["sample"])
@@ -451,7 +461,8 @@ def test_dry_run_shows_who_would_move_and_writes_nothing(seeded):
     }
     run = lc.dry_run("trial", "operator",
                 json={"model": candidate, "now": (T0 + days(11)).isoformat()})  # fmt: skip
-    assert run["model"] == "trial" and run["evaluated"] == 3
+    assert run["model"] == "trial"
+    assert run["evaluated"] == 3
     pairs = {(m["from"], m["to"]): m["count"] for m in run["moves"]}
     assert pairs == {("interest", "engaged"): 1, ("action", "buyer"): 1}
     by_name = {s["name"]: s for s in run["sample"]}
@@ -487,8 +498,10 @@ def test_dry_run_of_a_stored_custom_model_and_without_body(seeded):
 def test_funnel_of_the_b2b_account(seeded):
     lc = seeded
     report = lc.ok("GET", "/reports/funnel", "viewer")
-    assert report["model"] == "aisceas" and report["active"] is True
-    assert report["subject"] == "accounts" and report["total"] == 1
+    assert report["model"] == "aisceas"
+    assert report["active"] is True
+    assert report["subject"] == "accounts"
+    assert report["total"] == 1
     stages = {s["name"]: s for s in report["stages"]}
     assert [s["name"] for s in report["stages"]] == [
         "attention", "interest", "search", "comparison", "examination", "action", "share",
@@ -504,7 +517,8 @@ def test_funnel_of_the_b2b_account(seeded):
     # Interest from minute 11 of day 0 to day 3, comparison from day 3 to day 10.
     assert stages["interest"]["median_days"] == pytest.approx(3 - 11 / 1440, abs=1e-3)
     assert stages["comparison"]["median_days"] == 7.0
-    assert stages["action"]["median_days"] is None and stages["action"]["stays"] == 0
+    assert stages["action"]["median_days"] is None
+    assert stages["action"]["stays"] == 0
     assert report["side_stages"][0]["name"] == "lapsed"
     assert report["side_stages"][0]["count"] == 0
     assert report["filters"] == {"since": None, "until": None, "segment": None, "account_id": None}
@@ -516,7 +530,8 @@ def test_funnel_of_the_b2b_account(seeded):
     )
     account = lc.rows("SELECT account_id FROM accounts")[0][0]
     one = lc.ok("GET", "/reports/funnel", query_string={"account_id": account})
-    assert one["total"] == 1 and one["filters"]["account_id"] == account
+    assert one["total"] == 1
+    assert one["filters"]["account_id"] == account
     _error(lc.call("GET", "/reports/funnel", query_string={"account_id": "nope"}), 404, "not_found")
 
 
@@ -548,18 +563,21 @@ def test_funnel_of_contacts_matches_their_stages(seeded):
 def test_funnel_of_b2c_contacts_with_conversion(seeded):
     lc = seeded
     report = lc.ok("GET", "/reports/funnel", "bloom")
-    assert report["model"] == "aarrr" and report["subject"] == "contacts"
+    assert report["model"] == "aarrr"
+    assert report["subject"] == "contacts"
     stages = {s["name"]: s for s in report["stages"]}
     assert [s["reached"] for s in report["stages"]] == [2, 1, 1, 1, 0]
     assert [c["rate"] for c in report["conversions"]] == [0.5, 1.0, 1.0, 0.0]
-    assert stages["acquisition"]["count"] == 1 and stages["revenue"]["count"] == 1
+    assert stages["acquisition"]["count"] == 1
+    assert stages["revenue"]["count"] == 1
     assert stages["retention"]["entered"] == 0  # skipped: an order goes straight to revenue
     # Mei: acquisition day 0 -> activation day 1 (second click) -> revenue day 5.
     assert stages["acquisition"]["median_days"] == pytest.approx(1 + 5 / 1440, abs=1e-3)
     assert stages["activation"]["median_days"] == pytest.approx(4 - 5 / 1440, abs=1e-3)
     # Accounts of a B2C tenant: there are none.
     accounts = lc.ok("GET", "/reports/funnel", "bloom", query_string={"subject": "accounts"})
-    assert accounts["total"] == 0 and accounts["stages"][0]["reached"] == 0
+    assert accounts["total"] == 0
+    assert accounts["stages"][0]["reached"] == 0
 
 
 def test_funnel_filters(seeded):
@@ -605,7 +623,8 @@ def test_funnel_of_another_model_reads_its_history(seeded):
     lc = seeded
     # acme derives with AISCEAS: no AARRR history, so an empty AARRR funnel.
     body = lc.ok("GET", "/reports/funnel", query_string={"model": "aarrr"})
-    assert body["active"] is False and body["total"] == 0
+    assert body["active"] is False
+    assert body["total"] == 0
     assert body["stages"][0]["name"] == "acquisition"
 
 
@@ -620,7 +639,9 @@ def test_funnel_svg(seeded):
         *builtin_models("b2b")["aisceas"].stage_names, "lapsed",
     ]  # fmt: skip
     texts = [t.text for t in root.iter(f"{ns}text")]
-    assert "Comparison" in texts and "1 reached, 1 now" in texts and "\u2193 100.0%" in texts
+    assert "Comparison" in texts
+    assert "1 reached, 1 now" in texts
+    assert "\u2193 100.0%" in texts
 
     lc.ok("PUT", "/lifecycle/loyalty", "loyal", json=LOYALTY, status=201)
     lc.apply(LOYAL)

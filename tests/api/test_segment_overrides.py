@@ -120,7 +120,8 @@ def test_role_override_wins_survives_events_and_clears(people):
         people.ids["operator"],
         li,
     )
-    assert entry["details"]["role"] == "finance" and entry["details"]["reason"] == body["reason"]
+    assert entry["details"]["role"] == "finance"
+    assert entry["details"]["reason"] == body["reason"]
     assert entry["details"]["previous"] == {"role": "technical", "role_override": None}
 
     # A role for a contact whose title names none: the deciders segment takes him in.
@@ -182,12 +183,14 @@ def test_contact_stage_override_then_evidence_moves_it_on(people):
     before = datetime.now(UTC)
     body = {"stage": "interest", "reason": "went quiet; nurture again"}
     got = _ok(people.call("POST", f"/contacts/{li}/stage", "operator", json=body))
-    assert got["contact_id"] == li and got["stage"] == "interest"
+    assert got["contact_id"] == li
+    assert got["stage"] == "interest"
     assert datetime.fromisoformat(got["stage_since"]) >= before  # the wall clock
     last = got["stage_history"][-1]
     assert (last["from_stage"], last["to_stage"]) == ("examination", "interest")
     assert last["cause"] == "manual: went quiet; nurture again"
-    assert last["actor"] == people.ids["operator"] and last["event_id"] is None
+    assert last["actor"] == people.ids["operator"]
+    assert last["event_id"] is None
     assert last["model"] == "aisceas"
     # Segments follow the stage at once (tech-examining needs examination at least).
     assert got["segments"] == []
@@ -196,7 +199,8 @@ def test_contact_stage_override_then_evidence_moves_it_on(people):
     assert (change["from_stage"], change["to_stage"], change["actor"]) == (
         "examination", "interest", people.ids["operator"],
     )  # fmt: skip
-    assert change["subject"] == "contact" and change["cause"] == last["cause"]
+    assert change["subject"] == "contact"
+    assert change["cause"] == last["cause"]
     (entry,) = _audit(people, "contact.stage_override")
     assert (entry["actor"], entry["target"]) == (people.ids["operator"], li)
     assert entry["details"] == {**body, "previous": "examination", "model": "aisceas"}
@@ -263,7 +267,8 @@ def test_account_stage_override_then_members_move_it_on(people):
     account = _account_of(people, "李工")
     body = {"stage": "comparison", "reason": "second vendor in play"}
     got = _ok(people.call("POST", f"/accounts/{account}/stage", "operator", json=body))
-    assert got["account_id"] == account and got["stage"] == "comparison"
+    assert got["account_id"] == account
+    assert got["stage"] == "comparison"
     assert _moves(got["stage_history"]) == [
         (None, "examination", None),
         ("examination", "comparison", people.ids["operator"]),
@@ -274,10 +279,12 @@ def test_account_stage_override_then_members_move_it_on(people):
         "account", "comparison", people.ids["operator"],
     )  # fmt: skip
     (entry,) = _audit(people, "account.stage_override")
-    assert entry["target"] == account and entry["details"]["previous"] == "examination"
+    assert entry["target"] == account
+    assert entry["details"]["previous"] == "examination"
     # Members see their account's new stage.
     li = _ok(people.call("GET", f"/contacts/{people.contact('李工')}", "viewer"))
-    assert li["account"]["stage"] == "comparison" and li["stage"] == "examination"
+    assert li["account"]["stage"] == "comparison"
+    assert li["stage"] == "examination"
     _error(people.call("POST", f"/accounts/{account}/stage", "operator", json=body), 409,
            "conflict")  # fmt: skip
 
@@ -314,13 +321,15 @@ def test_account_merge(people):
 
     got = _ok(people.call("POST", f"/accounts/{yunshan}/merge", "admin", json=body))
     # The target, derived again with its new member: roles, risk, members.
-    assert got["account_id"] == jinggong and got["members"] == 4
+    assert got["account_id"] == jinggong
+    assert got["members"] == 4
     assert [m["name"] for m in got["members_by_role"]["finance"]] == ["陈会计"]
     assert got["roles_engaged"] == ["decision_maker", "finance", "technical"]
     assert "payment_risk" in [f["flag"] for f in got["risk_flags"]]
     assert got["coverage"]["ratio"] == pytest.approx(3 / len(BUYING_ROLES))
     chen_now = _ok(people.call("GET", f"/contacts/{chen}", "viewer"))
-    assert chen_now["account_id"] == jinggong and chen_now["account"]["account_id"] == jinggong
+    assert chen_now["account_id"] == jinggong
+    assert chen_now["account"]["account_id"] == jinggong
     # The source is kept for its history, out of lists; GET says where it went.
     error = _error(people.call("GET", f"/accounts/{yunshan}", "viewer"), 404, "not_found")
     assert error["details"] == {"merged_into": jinggong}
@@ -350,9 +359,11 @@ def test_account_merge(people):
            attributes={"region": "east", "company": YUNSHAN}),
     )  # fmt: skip
     sun = _ok(people.call("GET", f"/contacts/{people.contact('孙采购')}", "viewer"))
-    assert sun["account_id"] == jinggong and sun["role"] == "procurement"
+    assert sun["account_id"] == jinggong
+    assert sun["role"] == "procurement"
     detail = _ok(people.call("GET", f"/accounts/{jinggong}", "viewer"))
-    assert detail["members"] == 5 and "procurement" in detail["roles_engaged"]
+    assert detail["members"] == 5
+    assert "procurement" in detail["roles_engaged"]
     assert detail["attributes"]["region"] == "east"
     assert people.seg("SELECT 1 FROM contacts WHERE account_id = %s", (yunshan,)) == []
 
@@ -369,7 +380,8 @@ def test_merging_a_merge_target_repoints_earlier_merges(people):
                     json={"into": jinggong, "reason": "one group"}))  # fmt: skip
     got = _ok(people.call("POST", f"/accounts/{jinggong}/merge", "admin",
                           json={"into": xinxing, "reason": "acquired"}))  # fmt: skip
-    assert got["account_id"] == xinxing and got["members"] == 5
+    assert got["account_id"] == xinxing
+    assert got["members"] == 5
     rows = people.seg(
         "SELECT account_id, merged_into FROM accounts WHERE tenant_id = 'acme' ORDER BY 1"
     )
@@ -398,8 +410,10 @@ def test_openapi_documents_the_override_routes(people):
     }
     for (method, path), role in routes.items():
         operation = spec["paths"][path][method]
-        assert operation["x-siyu-role"] == role and operation["x-siyu-scope"] == "tenant"
-        assert operation["summary"] and "404" in operation["responses"]
+        assert operation["x-siyu-role"] == role
+        assert operation["x-siyu-scope"] == "tenant"
+        assert operation["summary"]
+        assert "404" in operation["responses"]
         assert operation["security"] == [{"bearerAuth": []}]
     schemas = spec["components"]["schemas"]
     assert set(schemas["RoleOverride"]["required"]) == {"role", "reason"}

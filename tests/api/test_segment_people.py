@@ -159,7 +159,8 @@ def _ok(response, status: int = 200):
 def _error(response, status: int, code: str) -> dict:
     assert response.status_code == status, response.data
     body = response.get_json()
-    assert set(body) == {"error"} and set(body["error"]) == {"code", "message", "details"}
+    assert set(body) == {"error"}
+    assert set(body["error"]) == {"code", "message", "details"}
     assert body["error"]["code"] == code, body
     return body["error"]
 
@@ -255,7 +256,9 @@ def test_contact_search_and_filters(people):
 def test_contact_detail(people):
     li = people.contact("李工")
     body = _ok(people.call("GET", f"/contacts/{li}", "viewer"))
-    assert body["contact_id"] == li and body["name"] == "李工" and body["title"] == "IT经理"
+    assert body["contact_id"] == li
+    assert body["name"] == "李工"
+    assert body["title"] == "IT经理"
     assert [(i["kind"], i["value"]) for i in body["identities"]] == [
         ("crm_id", "C-7"),
         ("external_userid", "wmLi"),
@@ -265,10 +268,14 @@ def test_contact_detail(people):
     assert all(i["first_seen"] for i in body["identities"])
     assert (body["role"], body["role_source"]) == ("technical", "title")
     assert 0 < body["role_confidence"] <= 1
-    assert body["stage"] == "examination" and body["stage_since"].startswith("2026-11-02T09:30")
-    assert body["score"] > 0 and body["events_count"] == 15
-    assert isinstance(body["features"], dict) and "recency_days" in body["features"]
-    assert body["behaviour"] == [] and body["tags"] == []
+    assert body["stage"] == "examination"
+    assert body["stage_since"].startswith("2026-11-02T09:30")
+    assert body["score"] > 0
+    assert body["events_count"] == 15
+    assert isinstance(body["features"], dict)
+    assert "recency_days" in body["features"]
+    assert body["behaviour"] == []
+    assert body["tags"] == []
     assert body["segments"] == [
         {
             "segment_id": "tech-examining",
@@ -277,7 +284,8 @@ def test_contact_detail(people):
         }
     ]
     account = body["account"]
-    assert account["name"] == JINGGONG and account["members"] == 3
+    assert account["name"] == JINGGONG
+    assert account["members"] == 3
     assert account["roles_engaged"] == ["decision_maker", "technical"]
     assert [f["flag"] for f in account["risk_flags"]] == ["new"]
     history = body["stage_history"]
@@ -286,13 +294,17 @@ def test_contact_detail(people):
         ("attention", "examination"),
     ]
     assert [h["changed_at"] for h in history] == sorted(h["changed_at"] for h in history)
-    assert "biz.trial.started" in history[-1]["cause"] and history[-1]["event_id"]
-    assert history[-1]["model"] == "aisceas" and history[-1]["actor"] is None
+    assert "biz.trial.started" in history[-1]["cause"]
+    assert history[-1]["event_id"]
+    assert history[-1]["model"] == "aisceas"
+    assert history[-1]["actor"] is None
 
     stranger = _ok(people.call("GET", "/contacts", "viewer", query_string={"q": "wmNew"}))
     (new,) = stranger["items"]
     detail = _ok(people.call("GET", f"/contacts/{new['contact_id']}", "viewer"))
-    assert detail["account"] is None and detail["segments"] == [] and detail["role"] is None
+    assert detail["account"] is None
+    assert detail["segments"] == []
+    assert detail["role"] is None
     assert detail["identities"][0]["kind"] == "external_userid"
 
     _error(people.call("GET", "/contacts/c_nobody", "viewer"), 404, "not_found")
@@ -349,7 +361,8 @@ def test_timeline_pages_walk_every_event_once_newest_first(people):
     assert set(events[0]) == {"event_id", "type", "occurred_at", "attributes"}
     times = [datetime.fromisoformat(e["occurred_at"]) for e in events]
     assert times == sorted(times, reverse=True)
-    assert events[0]["type"] == "oa.click" and events[0]["attributes"]["event_key"] == "K8"
+    assert events[0]["type"] == "oa.click"
+    assert events[0]["attributes"]["event_key"] == "K8"
     assert events[-1]["type"] == "oa.subscribe"
     joined = next(e for e in events if e["type"] == "wecom.chat.member_joined")
     assert joined["attributes"]["chat_id"] == "wrGroup"
@@ -378,7 +391,8 @@ def test_accounts_list_and_filters(people):
     assert set(jinggong) == {
         "account_id", "name", "stage", "score", "members", "roles_engaged", "risk_flags",
     }  # fmt: skip
-    assert jinggong["members"] == 3 and jinggong["stage"] == "examination"
+    assert jinggong["members"] == 3
+    assert jinggong["stage"] == "examination"
     assert jinggong["roles_engaged"] == ["decision_maker", "technical"]
     assert [a["account_id"] for a in _walk(people, "/accounts", limit=1)] == [
         a["account_id"] for a in listed
@@ -403,7 +417,8 @@ def test_accounts_list_and_filters(people):
 def test_account_detail_members_by_role_and_coverage(people):
     (jinggong,) = _walk(people, "/accounts", q="精工")
     body = _ok(people.call("GET", f"/accounts/{jinggong['account_id']}", "viewer"))
-    assert body["name"] == JINGGONG and body["members"] == 3
+    assert body["name"] == JINGGONG
+    assert body["members"] == 3
     groups = body["members_by_role"]
     assert set(groups) == {"decision_maker", "technical", "unknown"}
     assert [m["name"] for m in groups["technical"]] == ["李工"]
@@ -413,7 +428,8 @@ def test_account_detail_members_by_role_and_coverage(people):
     assert set(member) == {
         "contact_id", "name", "title", "role_confidence", "stage", "score", "last_event_at",
     }  # fmt: skip
-    assert member["title"] == "IT经理" and member["stage"] == "examination"
+    assert member["title"] == "IT经理"
+    assert member["stage"] == "examination"
     coverage = body["coverage"]
     assert coverage["engaged"] == ["decision_maker", "technical"]
     assert coverage["missing"] == [r for r in BUYING_ROLES if r not in coverage["engaged"]]
@@ -423,15 +439,19 @@ def test_account_detail_members_by_role_and_coverage(people):
     assert [(h["from_stage"], h["to_stage"]) for h in body["stage_history"]] == [
         (None, "examination")
     ]
-    assert body["stage"] == "examination" and body["stage_since"] and body["created_at"]
+    assert body["stage"] == "examination"
+    assert body["stage_since"]
+    assert body["created_at"]
 
     (yunshan,) = _walk(people, "/accounts", q="云杉")
     body = _ok(people.call("GET", f"/accounts/{yunshan['account_id']}", "viewer"))
     assert [m["name"] for m in body["members_by_role"]["finance"]] == ["陈会计"]
     payment = body["risk_flags"][0]
-    assert payment["flag"] == "payment_risk" and "50,000 CNY" in payment["reason"]
+    assert payment["flag"] == "payment_risk"
+    assert "50,000 CNY" in payment["reason"]
     assert payment["since"].startswith("2026-11-02T09:15")
-    assert body["coverage"]["engaged"] == ["finance"] and body["stage_history"] == []
+    assert body["coverage"]["engaged"] == ["finance"]
+    assert body["stage_history"] == []
 
     _error(people.call("GET", "/accounts/nobody", "viewer"), 404, "not_found")
 
@@ -446,7 +466,8 @@ def test_segments_crud_validation_and_audit(people, kafka):
         "deciders": 1,
         "tech-examining": 1,
     }
-    assert listed[0]["description"] == "Bosses" and listed[0]["rule"] == DECIDERS
+    assert listed[0]["description"] == "Bosses"
+    assert listed[0]["rule"] == DECIDERS
 
     body = {
         "segment_id": "finance-people",
@@ -456,7 +477,9 @@ def test_segments_crud_validation_and_audit(people, kafka):
     }
     created = _ok(people.call("POST", "/segments", "admin", json=body), 201)
     assert {k: created[k] for k in body} == body
-    assert created["members_count"] == 0 and created["created_at"] and created["updated_at"]
+    assert created["members_count"] == 0
+    assert created["created_at"]
+    assert created["updated_at"]
     _error(people.call("POST", "/segments", "admin", json=body), 409, "conflict")
     _error(
         people.call("POST", "/segments", "admin", json={**body, "segment_id": "deciders"}),
@@ -501,9 +524,12 @@ def test_segments_crud_validation_and_audit(people, kafka):
     settings = _recompute_settings(people, kafka)
     assert recompute_main(settings, tenant="acme", schema=people.segment_schema) == 0
     got = _ok(people.call("GET", "/segments/finance-people", "viewer"))
-    assert got["members_count"] == 1 and got["rule"] == body["rule"]
+    assert got["members_count"] == 1
+    assert got["rule"] == body["rule"]
     (member,) = _walk(people, "/segments/finance-people/members")
-    assert member["name"] == "陈会计" and member["role"] == "finance" and member["since"]
+    assert member["name"] == "陈会计"
+    assert member["role"] == "finance"
+    assert member["since"]
 
     # Replace.
     replacement = {
@@ -511,8 +537,10 @@ def test_segments_crud_validation_and_audit(people, kafka):
         "rule": {"attribute": "role", "in": ["finance", "procurement"]},
     }
     replaced = _ok(people.call("PUT", "/segments/finance-people", "admin", json=replacement))
-    assert replaced["name"] == replacement["name"] and replaced["rule"] == replacement["rule"]
-    assert replaced["description"] == "" and replaced["updated_at"] > created["updated_at"]
+    assert replaced["name"] == replacement["name"]
+    assert replaced["rule"] == replacement["rule"]
+    assert replaced["description"] == ""
+    assert replaced["updated_at"] > created["updated_at"]
     assert replaced["created_at"] == created["created_at"]
     assert replaced["members_count"] == 1  # until the next recompute
     assert recompute_main(settings, tenant="acme", schema=people.segment_schema) == 0

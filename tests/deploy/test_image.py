@@ -150,4 +150,5 @@ def test_the_runtime_user_is_numeric():
     """Kubernetes can only check runAsNonRoot against a numeric USER."""
     users = [args for word, args in instructions(DOCKERFILE.read_text(encoding="utf-8"))
              if word == "USER"]  # fmt: skip
-    assert users and re.fullmatch(r"[1-9]\d*:[1-9]\d*", users[-1]), users
+    assert users, users
+    assert re.fullmatch(r"[1-9]\d*:[1-9]\d*", users[-1]), users

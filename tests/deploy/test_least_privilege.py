@@ -150,7 +150,8 @@ def config(objects: list[dict]) -> dict[str, str]:
 def test_kafka_admits_only_authenticated_users_and_authorizes_every_request(objects):
     kafka = of(objects, "Kafka")["siyu-kafka"]["spec"]
     listeners = kafka["kafka"]["listeners"]
-    assert listeners and all(lst["authentication"]["type"] == "scram-sha-512" for lst in listeners)
+    assert listeners
+    assert all(lst["authentication"]["type"] == "scram-sha-512" for lst in listeners)
     assert all(lst["tls"] is True for lst in listeners)  # SCRAM over TLS only
     assert kafka["kafka"]["authorization"]["type"] == "simple"
     assert "superUsers" not in kafka["kafka"]["authorization"]
@@ -284,12 +285,14 @@ def test_each_process_connects_as_its_own_role_and_migrates_only_its_schema(obje
         assert (user["key"], password["key"]) == ("username", "password")
         assert "SIYU_DATABASE_URL" not in env  # the DSN in siyu-config names no user
     dsn = config(objects)["SIYU_DATABASE_URL"]
-    assert "@" not in dsn and "sslmode=require" in dsn
+    assert "@" not in dsn
+    assert "sslmode=require" in dsn
     # The owners of what the API uses grant it after migrating (shared/migrations.py API_GRANTS).
     (init,) = pod["initContainers"]
     granted_to = {e["name"]: e.get("value") for e in init["env"]}.get("SIYU_DB_API_ROLE")
     if deployment in ("siyu-ingest", "siyu-segment", "siyu-outreach"):
-        assert granted_to == "siyu_api" and granted_to in roles
+        assert granted_to == "siyu_api"
+        assert granted_to in roles
     elif deployment == "siyu-api":
         assert granted_to is None
 
@@ -341,7 +344,8 @@ def test_the_processes_accept_their_kafka_settings(objects, deployment, tmp_path
 def test_the_on_demand_dead_letter_reader_reads_dead_letters_and_nothing_else():
     """deploy/k8s/ops/dlq-reader.yaml, applied by hand for the SiyuDeadLetters runbook."""
     (user,) = yaml.safe_load_all((DEPLOY / "k8s" / "ops" / "dlq-reader.yaml").read_text("utf-8"))
-    assert crds.validate(user) == [] and crds.deprecated_fields(user) == []
+    assert crds.validate(user) == []
+    assert crds.deprecated_fields(user) == []
     for spec in TOPICS:
         dead_letters = spec.name in (TOUCHPOINTS_DLQ, OUTREACH_DLQ)
         assert allowed(user, "topic", spec.name, "Read") is dead_letters, spec.name

@@ -165,7 +165,8 @@ def test_every_vendored_crd_is_unchanged_and_listed_with_its_source():
     assert len(files) >= 10
     for path in files:
         _, repository, _, commit, _, sha = rows[path.name]
-        assert "/" in repository and re.fullmatch(r"[0-9a-f]{40}", commit), path.name
+        assert "/" in repository, path.name
+        assert re.fullmatch(r"[0-9a-f]{40}", commit), path.name
         assert hashlib.sha256(path.read_bytes()).hexdigest() == sha, f"{path.name} was edited"
 
 
@@ -173,7 +174,8 @@ def test_an_unknown_kind_in_a_known_group_is_refused():
     topic = prod_object("KafkaTopic", "siyu-profiles-v1")
     topic["kind"] = "KafkaTopics"
     (problem,) = crds.validate(topic)
-    assert "no CRD" in problem and "KafkaTopics" in problem
+    assert "no CRD" in problem
+    assert "KafkaTopics" in problem
 
 
 def test_invalid_core_objects_are_caught():
@@ -214,7 +216,8 @@ def test_every_process_is_deployed_with_the_same_image_and_a_valid_command(overl
             assert result.exit_code == 0, (name, container["args"], result.output)
         if name != "siyu-fake-wechat":  # which schemas, as whom: test_least_privilege.py
             assert [c["args"][0] for c in pod["initContainers"]] == ["migrate"], name
-    assert len(images) == 1 and images.pop().startswith("ghcr.io/siyu-dev/siyu:")
+    assert len(images) == 1
+    assert images.pop().startswith("ghcr.io/siyu-dev/siyu:")
 
 
 def test_pods_run_as_non_root_with_a_read_only_root_and_limits(overlay):
@@ -234,7 +237,8 @@ def test_pods_run_as_non_root_with_a_read_only_root_and_limits(overlay):
             for kind in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(container["resources"][kind]), where
             tmp = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
-            assert tmp and "emptyDir" in mounts[tmp[0]["name"]], where  # the only writable path
+            assert tmp, where
+            assert "emptyDir" in mounts[tmp[0]["name"]], where  # the only writable path
 
 
 def test_probes_and_graceful_termination(overlay):
@@ -247,7 +251,8 @@ def test_probes_and_graceful_termination(overlay):
         assert port in {p["name"] for p in container["ports"]}, name
     grace = {n: p["terminationGracePeriodSeconds"] for n, p in pods(objects)}
     # Consumers finish and commit their batch on SIGTERM (max.poll.interval bounds a batch).
-    assert grace["siyu-segment"] >= 60 and grace["siyu-outreach"] >= 60
+    assert grace["siyu-segment"] >= 60
+    assert grace["siyu-outreach"] >= 60
 
 
 def test_every_deployment_has_a_disruption_budget_and_network_policy(overlay):
@@ -258,7 +263,8 @@ def test_every_deployment_has_a_disruption_budget_and_network_policy(overlay):
         assert selector["app.kubernetes.io/component"] == process
     deny = objects_of(objects, "NetworkPolicy")["siyu-default-deny"]["spec"]
     assert deny["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "siyu"}}
-    assert deny["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in deny
+    assert deny["policyTypes"] == ["Ingress", "Egress"]
+    assert "ingress" not in deny
 
 
 def test_every_topic_exists_with_the_replication_the_overlay_promises(overlay):
@@ -273,9 +279,11 @@ def test_every_topic_exists_with_the_replication_the_overlay_promises(overlay):
     config = objects_of(objects, "ConfigMap")["siyu-config"]["data"]
     if name == "prod":
         assert brokers == 3
-        assert kafka["default.replication.factor"] == 3 and kafka["min.insync.replicas"] == 2
+        assert kafka["default.replication.factor"] == 3
+        assert kafka["min.insync.replicas"] == 2
         for topic in topics.values():
-            assert topic["replicas"] == 3 and topic["config"]["min.insync.replicas"] == 2
+            assert topic["replicas"] == 3
+            assert topic["config"]["min.insync.replicas"] == 2
         assert objects_of(objects, "Cluster")["siyu-pg"]["spec"]["instances"] == 3
     for topic in topics.values():
         assert topic["replicas"] <= brokers
@@ -298,7 +306,8 @@ def test_autoscaling_stays_within_the_partitions(overlay):
     # The lag from Prometheus: Kafka admits authenticated users only, and KEDA needs none.
     assert trigger["type"] == "prometheus"
     query = trigger["metadata"]["query"]
-    assert 'group="siyu-segment"' in query and query.startswith("sum(siyu_consumer_lag{")
+    assert 'group="siyu-segment"' in query
+    assert query.startswith("sum(siyu_consumer_lag{")
     topic_name = re.search(r'topic="([^"]+)"', query).group(1)
     topic = next(t["spec"] for t in objects_of(objects, "KafkaTopic").values()
                  if t["spec"]["topicName"] == topic_name)  # fmt: skip
@@ -318,10 +327,12 @@ def test_the_tenants_config_map_is_a_valid_tenants_file(overlay, tmp_path):
 def test_the_dockerfile_builds_a_non_root_image_for_every_process():
     text = (DEPLOY / "Dockerfile").read_text(encoding="utf-8")
     stages = [line for line in text.splitlines() if line.startswith("FROM ")]
-    assert len(stages) == 2 and all("python:3.11-slim" in s for s in stages)
+    assert len(stages) == 2
+    assert all("python:3.11-slim" in s for s in stages)
     user = next(line for line in text.splitlines() if line.startswith("USER "))
     assert user.split()[1].split(":")[0] not in ("0", "root")
-    assert 'ENTRYPOINT ["siyu"]' in text and "HEALTHCHECK" in text
+    assert 'ENTRYPOINT ["siyu"]' in text
+    assert "HEALTHCHECK" in text
     assert "PYTHONDONTWRITEBYTECODE=1" in text  # nothing written outside /tmp
     ignored = (DEPLOY.parent / ".dockerignore").read_text(encoding="utf-8").split()
     assert {".git", ".venv", "tests", ".siyu"} <= set(ignored)
@@ -353,7 +364,8 @@ def test_both_hosts_are_routed_through_the_gateway_to_existing_services(overlay)
     services = objects_of(objects, "Service")
     for name, route in routes.items():
         (parent,) = route["spec"]["parentRefs"]
-        assert parent["kind"] == "Gateway" and parent["name"], name
+        assert parent["kind"] == "Gateway", name
+        assert parent["name"], name
         for rule in route["spec"]["rules"]:
             for ref in rule["backendRefs"]:
                 ports = {p["port"] for p in services[ref["name"]]["spec"]["ports"]}
@@ -414,7 +426,8 @@ def test_prod_backs_up_through_the_barman_cloud_plugin():
     cluster = objects_of(objects, "Cluster")["siyu-pg"]["spec"]
     assert "backup" not in cluster  # the in-tree barmanObjectStore is deprecated
     (plugin,) = cluster["plugins"]
-    assert plugin["name"] == "barman-cloud.cloudnative-pg.io" and plugin["isWALArchiver"]
+    assert plugin["name"] == "barman-cloud.cloudnative-pg.io"
+    assert plugin["isWALArchiver"]
     stores = objects_of(objects, "ObjectStore")
     assert plugin["parameters"]["barmanObjectName"] in stores
     (backup,) = objects_of(objects, "ScheduledBackup").values()

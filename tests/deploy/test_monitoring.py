@@ -98,7 +98,8 @@ def test_a_broken_threshold_fails_the_unit_tests(tmp_path):
     path.write_text(path.read_text().replace("> 0.05", "> 0.5", 1))
     shutil.copy(UNIT_TESTS, tmp_path / UNIT_TESTS.name)
     result = promtool("test", "rules", UNIT_TESTS.name, cwd=tmp_path)
-    assert result.returncode != 0 and "SiyuIngestErrors" in result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "SiyuIngestErrors" in result.stdout + result.stderr
 
 
 def test_every_alert_is_tested_firing_and_silent():
@@ -160,7 +161,8 @@ def test_the_dashboard_is_valid_json_for_the_grafana_sidecar():
     config_map = manifest("dashboard.yaml", "ConfigMap")
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     board = dashboard()
-    assert board["uid"] == "siyu" and board["title"] == "Siyu"
+    assert board["uid"] == "siyu"
+    assert board["title"] == "Siyu"
     titles = {p["title"] for p in board["panels"]}
     assert {"Ingest requests", "Ingest latency", "Ingest 5xx ratio", "Consumer lag per group",
             "Dead letters", "Ingest outbox", "Stage changes per minute", "Deliveries by outcome",
@@ -169,7 +171,8 @@ def test_the_dashboard_is_valid_json_for_the_grafana_sidecar():
     assert len(ids) == len(set(ids))
     for panel in board["panels"]:
         if panel["type"] != "row":
-            assert panel["targets"] and all(t["expr"] for t in panel["targets"]), panel["title"]
+            assert panel["targets"], panel["title"]
+            assert all(t["expr"] for t in panel["targets"]), panel["title"]
 
 
 # --- metric names ----------------------------------------------------------------------------

@@ -60,7 +60,8 @@ def oa_token(client):
         "secret": DEMO_SECRETS["ACME_OA_SECRET"],
     }
     body = client.get(f"{OA}/token", query_string=query).json
-    assert "errcode" not in body and body["expires_in"] == 7200, body
+    assert "errcode" not in body, body
+    assert body["expires_in"] == 7200, body
     return body["access_token"]
 
 
@@ -80,7 +81,8 @@ def test_wecom_token_is_stable_until_it_expires(fake, clock):
         f"{WE}/gettoken",
         query_string={"corpid": ACME_CORP, "corpsecret": DEMO_SECRETS["ACME_WECOM_SECRET"]},
     ).json
-    assert again["access_token"] == token and again["expires_in"] == 3600
+    assert again["access_token"] == token
+    assert again["expires_in"] == 3600
     assert client.get(f"{WE}/get_api_domain_ip?access_token={token}").json["errcode"] == 0
     clock.advance(3600)
     assert client.get(f"{WE}/get_api_domain_ip?access_token={token}").json["errcode"] == 42001
@@ -144,7 +146,8 @@ def test_oa_token_rotation_keeps_the_old_token_for_the_grace_period(fake, clock)
     assert "errcode" not in client.get(ping + first).json
     clock.advance(2)
     body = client.get(ping + first).json
-    assert body["errcode"] == 40001 and "rid: " in body["errmsg"]
+    assert body["errcode"] == 40001
+    assert "rid: " in body["errmsg"]
     assert "errcode" not in client.get(ping + second).json
 
 
@@ -168,7 +171,8 @@ def test_oa_stable_token_does_not_rotate(fake, clock):
     first = client.post(f"{OA}/stable_token", json=body).json
     clock.advance(100)
     second = client.post(f"{OA}/stable_token", json=body).json
-    assert second["access_token"] == first["access_token"] and second["expires_in"] == 7100
+    assert second["access_token"] == first["access_token"]
+    assert second["expires_in"] == 7100
     # `token` and `stable_token` are isolated: a refetch of one leaves the other alone.
     oa_token(client)
     oa_token(client)
@@ -221,7 +225,8 @@ def test_oa_token_daily_quota(clock, monkeypatch):
     query = {"grant_type": "client_credential", "appid": ACME_APP}
     query["secret"] = DEMO_SECRETS["ACME_OA_SECRET"]
     body = client.get(f"{OA}/token", query_string=query).json
-    assert body["errcode"] == 45009 and "daily quota" in body["errmsg"]
+    assert body["errcode"] == 45009
+    assert "daily quota" in body["errmsg"]
     clock.advance(86400)
     assert "access_token" in client.get(f"{OA}/token", query_string=query).json
 
@@ -236,7 +241,8 @@ def test_injected_system_busy_for_the_next_calls(fake):
     ext = next(iter(state.worlds[ACME_CORP].contacts))
     assert client.get(f"{WE}/get_api_domain_ip?access_token={token}").json["errcode"] == 0
     busy = contact(client, token, ext)
-    assert busy["errcode"] == -1 and busy["errmsg"].startswith("system busy")
+    assert busy["errcode"] == -1
+    assert busy["errmsg"].startswith("system busy")
     assert contact(client, token, ext)["errcode"] == -1
     assert contact(client, token, ext)["errcode"] == 0
     assert client.get("/_fake/inject").json == {"injections": []}
@@ -246,7 +252,8 @@ def test_injected_system_busy_for_the_next_calls(fake):
     calls = client.get("/_fake/calls").json["calls"]
     assert [c["errcode"] for c in calls[-3:]] == [0, 0, 45009]
     assert {"seq", "method", "path", "api", "errcode", "at"} <= set(calls[-1])
-    assert calls[-1]["path"] == "getcallbackip" and calls[-1]["method"] == "GET"
+    assert calls[-1]["path"] == "getcallbackip"
+    assert calls[-1]["method"] == "GET"
     assert "access_token" not in str(calls)  # the log never holds tokens
 
 
@@ -261,13 +268,16 @@ def test_b2b_contact_detail(fake):
         (e, c) for e, c in world.contacts.items() if c.person.unionid and c.person.title
     )
     body = contact(client, token, ext)
-    assert body["errcode"] == 0 and body["errmsg"] == "ok"
+    assert body["errcode"] == 0
+    assert body["errmsg"] == "ok"
     detail = body["external_contact"]
     assert detail["type"] == 2
-    assert detail["external_userid"] == ext and detail["name"] == record.person.name
+    assert detail["external_userid"] == ext
+    assert detail["name"] == record.person.name
     assert detail["unionid"] == record.person.unionid
     assert detail["position"] == record.person.title
-    assert detail["corp_name"] and detail["avatar"].startswith("https://")
+    assert detail["corp_name"]
+    assert detail["avatar"].startswith("https://")
     assert detail["gender"] in (0, 1, 2)
     follow = body["follow_user"][0]
     assert follow["userid"] == record.person.owner_userid
@@ -282,7 +292,8 @@ def test_b2b_contact_detail(fake):
     assert 0 < len(role_tags) < len(world.contacts)
     assert {name for _, name in role_tags} <= {"决策人", "技术", "采购", "财务", "法务", "业务"}
     tag = next(t for c in world.contacts.values() for t in c.follow_user[0]["tags"])
-    assert tag["type"] in (1, 2) and set(tag) == {"group_name", "tag_name", "type", "tag_id"}
+    assert tag["type"] in (1, 2)
+    assert set(tag) == {"group_name", "tag_name", "type", "tag_id"}
 
 
 def test_b2c_contact_is_type_1_without_company(fake):
@@ -291,7 +302,8 @@ def test_b2c_contact_is_type_1_without_company(fake):
     ext = next(iter(state.worlds[BLOOM_CORP].contacts))
     detail = contact(client, token, ext)["external_contact"]
     assert detail["type"] == 1
-    assert "position" not in detail and "corp_name" not in detail
+    assert "position" not in detail
+    assert "corp_name" not in detail
     # Each corp sees only its own customers.
     acme = next(iter(state.worlds[ACME_CORP].contacts))
     assert contact(client, token, acme)["errcode"] == 84061
@@ -306,7 +318,8 @@ def test_follow_user_paging_with_cursor(clock, monkeypatch):
     seen, cursor = [], ""
     for _ in range(10):
         body = contact(client, token, ext, cursor)
-        assert body["errcode"] == 0 and len(body["follow_user"]) == 1
+        assert body["errcode"] == 0
+        assert len(body["follow_user"]) == 1
         seen += [f["userid"] for f in body["follow_user"]]
         cursor = body["next_cursor"]
         if not cursor:
@@ -331,11 +344,13 @@ def test_groupchat_get(fake):
     body = client.post(url, json={"chat_id": chat_id, "need_name": 1}).json
     assert body["errcode"] == 0
     chat = body["group_chat"]
-    assert chat["chat_id"] == chat_id and chat["owner"]
+    assert chat["chat_id"] == chat_id
+    assert chat["owner"]
     members = chat["member_list"]
     assert any(m["userid"] == chat["owner"] and m["type"] == 1 for m in members)
     customers = [m for m in members if m["type"] == 2]
-    assert customers and all(m["userid"] in world.contacts and m["name"] for m in customers)
+    assert customers
+    assert all(m["userid"] in world.contacts and m["name"] for m in customers)
     plain = client.post(url, json={"chat_id": chat_id}).json["group_chat"]["member_list"]
     assert all("name" not in m for m in plain)
     assert client.post(url, json={"chat_id": "wrNOPE"}).json["errcode"] == 40050
@@ -370,7 +385,8 @@ def test_corp_tags_and_unknown_api(fake):
     ).json["tag_group"]
     assert "角色" in {g["group_name"] for g in groups}
     response = client.get(f"{WE}/no/such/api?access_token={token}")
-    assert response.status_code == 404 and response.json["errcode"] == 48001
+    assert response.status_code == 404
+    assert response.json["errcode"] == 48001
 
 
 # --- seeding, ops -------------------------------------------------------------------------------

@@ -71,7 +71,8 @@ def test_wecom_bad_inputs(ingest):
         "/wecom/ww0000000000", query_string={"msg_signature": "x", "timestamp": "1", "nonce": "n"},
         data=body, headers={"Content-Type": "text/xml"},
     )  # fmt: skip
-    assert unknown.status_code == 403 and unknown.json["error"]["code"] == "bad_signature"
+    assert unknown.status_code == 403
+    assert unknown.json["error"]["code"] == "bad_signature"
     missing = ingest.client.post(f"/wecom/{ingest.deps.tenants.get('acme').wecom.corp_id}", data=body,
                                  headers={"Content-Type": "text/xml"})  # fmt: skip
     assert missing.status_code == 401

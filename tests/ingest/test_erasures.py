@@ -48,5 +48,6 @@ def test_an_erasure_destroys_the_keys_and_the_queued_touchpoints_of_that_person_
         left = conn.execute("SELECT event_id FROM outbox").fetchall()
         assert [r["event_id"] for r in left] == [kept[0].event_id]
         assert conn.execute("SELECT count(*) AS n FROM person_keys").fetchone()["n"] == 1
-    assert publisher.keys.open(sealed[0]) is None and publisher.keys.open(sealed[1]) is None
+    assert publisher.keys.open(sealed[0]) is None
+    assert publisher.keys.open(sealed[1]) is None
     assert publisher.keys.open(sealed[2]) == '{"name": "李雷"}'

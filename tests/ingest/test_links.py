@@ -28,10 +28,12 @@ def _sign(signer: LinkSigner, tenant: str = "acme", url: str = "https://acme.cn/
 def test_a_sealed_link_redirects_to_its_url_and_records_who_clicked(ingest):
     token = _sign(LinkSigner(SECRET, TENANTS))  # as outreach signs it, from the same tenants
     response = ingest.client.get(f"/r/{token}")
-    assert response.status_code == 302 and response.headers["Location"] == "https://acme.cn/wp"
+    assert response.status_code == 302
+    assert response.headers["Location"] == "https://acme.cn/wp"
     (record,) = read_topic(ingest.kafka, ingest.topic, 1)
     click = json.loads(record.value)
-    assert click["tenant_id"] == "acme" and click["identity"]["openid"] == "oPerson1"
+    assert click["tenant_id"] == "acme"
+    assert click["identity"]["openid"] == "oPerson1"
     assert click["attributes"]["campaign_id"] == "cmp_1"
 
 

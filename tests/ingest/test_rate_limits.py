@@ -150,7 +150,8 @@ def test_tracked_links_over_acme_limit_are_429_while_bloom_clicks_go_through(
     before_acme, before_bloom = limited_count("acme", "links"), limited_count("bloom", "links")
     acme = [click(client, deps, "acme").status_code for _ in range(3)]
     bloom = [click(client, deps, "bloom").status_code for _ in range(10)]
-    assert acme == [302] * 3 and bloom == [302] * 10
+    assert acme == [302] * 3
+    assert bloom == [302] * 10
     assert_limited(click(client, deps, "acme"), "links", "0.01 clicks/s, bursts of 3")
     holder = lock_bucket(stack, schema, "links:acme")
     try:

@@ -39,7 +39,9 @@ def test_simulated_traffic_is_accepted_and_normalised(ingest, tenant, monkeypatc
     assert len(envelopes) >= 50
     assert {e["tenant_id"] for e in envelopes} == {tenant}
     sources = Counter(e["source"] for e in envelopes)
-    assert sources["wechat_oa"] and sources["wecom"] and sources["api"], sources
+    assert sources["wechat_oa"], sources
+    assert sources["wecom"], sources
+    assert sources["api"], sources
     types = Counter(e["type"] for e in envelopes)
     if tenant == "acme":
         assert any(t.startswith("biz.") for t in types)

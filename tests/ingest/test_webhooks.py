@@ -104,7 +104,8 @@ def test_every_oa_type_reaches_kafka(ingest, aes):
     for body, type_, attributes in OA_CASES:
         env = next(e for e in got if body in ingest.raw(e))
         assert env["type"] == type_
-        assert env["tenant_id"] == "acme" and env["source"] == "wechat_oa"
+        assert env["tenant_id"] == "acme"
+        assert env["source"] == "wechat_oa"
         assert env["identity"]["openid"] == U
         for key, value in attributes.items():
             assert env["attributes"][key] == value, (type_, key)
@@ -119,12 +120,14 @@ def test_oa_server_verification(ingest):
         f"/wechat/oa/{OA.app_id}",
         query_string={"signature": sig, "timestamp": ts, "nonce": nonce, "echostr": "e-123"},
     )
-    assert ok.status_code == 200 and ok.get_data(as_text=True) == "e-123"
+    assert ok.status_code == 200
+    assert ok.get_data(as_text=True) == "e-123"
     bad = ingest.client.get(
         f"/wechat/oa/{OA.app_id}",
         query_string={"signature": "0" * 40, "timestamp": ts, "nonce": nonce, "echostr": "e"},
     )
-    assert bad.status_code == 403 and bad.json["error"]["code"] == "bad_signature"
+    assert bad.status_code == 403
+    assert bad.json["error"]["code"] == "bad_signature"
 
 
 def wecom(body: str, change: str = "") -> str:
@@ -210,10 +213,12 @@ def test_retries_get_the_same_event_id(ingest):
         assert ingest.wecom_post(chat).status_code == 200
     got = envelopes(ingest, 6)
     ids = [e["event_id"] for e in got]
-    assert len(ids) == 6 and len(set(ids)) == 3
+    assert len(ids) == 6
+    assert len(set(ids)) == 3
 
 
 def test_untracked_callbacks_are_acknowledged_without_events(ingest):
     response = ingest.oa_post(oa("<MsgType>event</MsgType><Event>user_get_card</Event>"))
-    assert response.status_code == 200 and response.get_data(as_text=True) == "success"
+    assert response.status_code == 200
+    assert response.get_data(as_text=True) == "success"
     assert read_topic(ingest.kafka, ingest.topic, 0, timeout=1) == []

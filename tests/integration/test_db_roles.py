@@ -101,9 +101,12 @@ def test_the_manifest_names_one_role_per_service_and_the_api():
     roles = {r["name"]: r for r in spec["managed"]["roles"]}
     assert set(roles) == {*OWNERS.values(), API}
     for name, role in roles.items():
-        assert role["login"] is True and role["ensure"] == "present", name
-        assert not role.get("superuser") and not role.get("createdb"), name
-        assert not role.get("createrole") and not role.get("bypassrls"), name
+        assert role["login"] is True, name
+        assert role["ensure"] == "present", name
+        assert not role.get("superuser"), name
+        assert not role.get("createdb"), name
+        assert not role.get("createrole"), name
+        assert not role.get("bypassrls"), name
         assert role["passwordSecret"]["name"] == "siyu-pg-" + name.removeprefix("siyu_"), name
 
 
@@ -223,7 +226,8 @@ def test_the_api_waits_for_the_owners_migrations_instead_of_running_them(stack, 
     with psycopg.connect(cluster["siyu_outreach"], autocommit=True) as conn:
         conn.execute("DELETE FROM outreach.schema_migrations WHERE version = 1")
     result = CliRunner().invoke(siyu, args, env=env)
-    assert result.exit_code != 0 and "outreach: 0001" in result.output
+    assert result.exit_code != 0
+    assert "outreach: 0001" in result.output
 
 
 def test_waiting_for_a_database_that_does_not_answer_names_it(stack):

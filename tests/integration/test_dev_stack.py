@@ -105,7 +105,8 @@ def send_subscribe(port: int) -> None:
         headers={"Content-Type": "text/xml"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-        assert response.status == 200 and response.read() == b"success"
+        assert response.status == 200
+        assert response.read() == b"success"
 
 
 def test_dev_starts_serves_stops_cleanly_and_keeps_data(tmp_path):
@@ -116,7 +117,8 @@ def test_dev_starts_serves_stops_cleanly_and_keeps_data(tmp_path):
     process, lines, seconds = start_dev(home, ports)
     try:
         output = "".join(lines)
-        assert f"127.0.0.1:{ports.pg}" in output and f"127.0.0.1:{ports.kafka}" in output
+        assert f"127.0.0.1:{ports.pg}" in output
+        assert f"127.0.0.1:{ports.kafka}" in output
         assert f"ingest      http://127.0.0.1:{ports.ingest}" in output
         assert "acme (b2b, aisceas), bloom (b2c, aarrr)" in output
         with psycopg.connect(dsn, autocommit=True) as conn:
@@ -135,12 +137,14 @@ def test_dev_starts_serves_stops_cleanly_and_keeps_data(tmp_path):
         (record,) = read_topic(kafka, TOUCHPOINTS, 1)
         assert json.loads(record.value)["type"] == "oa.subscribe"
         status, metrics = get(f"http://127.0.0.1:{ports.ingest}/metrics")
-        assert status == 200 and b'siyu_ingest_events_total{outcome="produced"' in metrics
+        assert status == 200
+        assert b'siyu_ingest_events_total{outcome="produced"' in metrics
         # The segment consumer and the admin API run too.
         wait_until(lambda: get(f"http://127.0.0.1:{ports.segment}/healthz")[0] == 200, timeout=30)
         wait_until(lambda: get(f"http://127.0.0.1:{ports.api}/readyz")[0] == 200, timeout=30)
         status, body = get(f"http://127.0.0.1:{ports.api}/api/v1/me")
-        assert status == 401 and json.loads(body)["error"]["code"] == "unauthenticated"
+        assert status == 401
+        assert json.loads(body)["error"]["code"] == "unauthenticated"
         # The fake WeChat/WeCom API runs too and accepts the demo tenants' secrets.
         fake = f"http://127.0.0.1:{ports.fake_wechat}"
         wait_until(lambda: get(f"{fake}/readyz")[0] == 200, timeout=30)
@@ -148,7 +152,8 @@ def test_dev_starts_serves_stops_cleanly_and_keeps_data(tmp_path):
             f"{fake}/wecom/cgi-bin/gettoken?corpid=ww1234567890abcdef"
             "&corpsecret=acme-wecom-demo-secret"
         )
-        assert status == 200 and json.loads(body)["errcode"] == 0
+        assert status == 200
+        assert json.loads(body)["errcode"] == 0
     finally:
         rest = stop_dev(process, signal.SIGINT)
     assert process.returncode == 0, rest

@@ -160,7 +160,8 @@ def test_siyu_segment_consume_exits_non_zero_at_the_limit(kafka, producer, segme
     assert "3 invalid messages in a row (limit 2, SIYU_DLQ_MAX_CONSECUTIVE)" in done.stderr
     events = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
     (stopped,) = [e for e in events if e.get("event") == "dlq_limit_exceeded"]
-    assert stopped["group"] == "siyu-segment" and stopped["level"] == "error"
+    assert stopped["group"] == "siyu-segment"
+    assert stopped["level"] == "error"
     assert len(read_topic(kafka, kafka.topic(TOUCHPOINTS_DLQ), 2)) == 2
 
 

@@ -130,7 +130,8 @@ def test_topics_are_created_once_with_configured_partitions(kafka):
 def test_publish_returns_only_after_the_broker_has_it(kafka, producer):
     tps = [touchpoint(i) for i in range(5)]
     metadata = publish(producer, [as_record(kafka, tp) for tp in tps])
-    assert len(metadata) == 5 and all(m.offset >= 0 for m in metadata)
+    assert len(metadata) == 5
+    assert all(m.offset >= 0 for m in metadata)
     records = read_topic(kafka, kafka.topic(TOUCHPOINTS), 5)
     assert sorted(r.value for r in records) == sorted(tp.to_json() for tp in tps)
     assert {r.key.decode() for r in records} == {tp.key for tp in tps}
@@ -181,7 +182,8 @@ def test_poison_messages_go_to_the_dlq_and_the_consumer_continues(stack, kafka, 
     ]
     for letter in letters:
         assert letter["schema"] == "dead-letter/1"
-        assert letter["source"]["topic"] == topic and letter["source"]["offset"] >= 0
+        assert letter["source"]["topic"] == topic
+        assert letter["source"]["offset"] >= 0
         assert letter["error"]["message"]
     undecodable = next(d for d in letters if d["envelope"] is None)
     assert undecodable["value_base64"]  # the original bytes are kept for replay
@@ -284,5 +286,6 @@ def test_lag_is_reported_per_partition(stack, kafka, producer, schema):
     runner.process = process
     with RunnerThread(runner):
         wait_until(lambda: effects.count() == 30)
-    assert seen_lag and max(seen_lag) >= 5
+    assert seen_lag
+    assert max(seen_lag) >= 5
     assert seen_lag == sorted(seen_lag, reverse=True)  # it shrinks as the consumer catches up

@@ -145,7 +145,8 @@ def test_custom_stages_and_segments_are_checked_against_the_catalogue_segment_pu
     # Nothing from segment yet: a custom model's stage and a segment cannot be checked.
     message, valid = refused(world.campaign(item, {"stages": ["buyer"]}), "audience.stages[0]",
                              "buyer")  # fmt: skip
-    assert "has not published this tenant's catalogue" in message and valid == []
+    assert "has not published this tenant's catalogue" in message
+    assert valid == []
     message, _ = refused(world.campaign(item, {"segments": ["tea-lovers"]}),
                          "audience.segments[0]", "tea-lovers")  # fmt: skip
     assert "siyu segment consume" in message
@@ -173,12 +174,14 @@ def test_custom_stages_and_segments_are_checked_against_the_catalogue_segment_pu
 
     message, valid = refused(world.campaign(item, {"stages": ["buyr"]}), "audience.stages[0]",
                              "buyr")  # fmt: skip
-    assert valid == LOYALTY_STAGES and "Did you mean 'buyer'?" in message
+    assert valid == LOYALTY_STAGES
+    assert "Did you mean 'buyer'?" in message
     message, valid = refused(
         world.campaign(item, {"stages": ["buyer"], "exclude": {"segments": ["tea-lover"]}}),
         "audience.exclude.segments[0]", "tea-lover",
     )  # fmt: skip
-    assert valid == ["tea-lovers"] and "Did you mean 'tea-lovers'?" in message
+    assert valid == ["tea-lovers"]
+    assert "Did you mean 'tea-lovers'?" in message
 
     good = world.campaign(item, {"stages": ["buyer", "dormant"], "segments": ["tea-lovers"]})
     assert good.status_code == 201, good.get_json()

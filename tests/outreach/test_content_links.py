@@ -86,7 +86,8 @@ def test_a_bad_url_already_stored_fails_its_deliveries_and_the_run_finishes(outr
     assert runs[bad_campaign]["stats"]["by_status"] == {"failed": 2}
     for d in outreach.deliveries(bad_campaign):
         assert d["status"] == "failed"
-        assert "http(s)" in d["reason"] and "javascript" in d["reason"]
+        assert "http(s)" in d["reason"]
+        assert "javascript" in d["reason"]
     # The other campaign in the same tick went out, with tracked links.
     assert runs[good_campaign]["status"] == "done"
     assert {d["status"] for d in outreach.deliveries(good_campaign)} == {"sent"}
@@ -106,7 +107,10 @@ def test_a_sent_link_opens_only_for_its_tenant_and_hides_the_openid(outreach):
     outreach.send()
     (message,) = outreach.messages("template")
     token = message.body["url"].split("/r/", 1)[1]
-    assert openid not in token and "c_1" not in token
+    assert openid not in token
+    assert "c_1" not in token
     opened = LinkSigner("test-link-secret-0123456789", TENANTS).load(token)
-    assert opened["t"] == "acme" and opened["v"] == openid and opened["c"] == "c_1"
+    assert opened["t"] == "acme"
+    assert opened["v"] == openid
+    assert opened["c"] == "c_1"
     assert opened["u"] == "https://acme.example/wp"

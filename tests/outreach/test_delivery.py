@@ -43,7 +43,8 @@ def test_weekly_series_to_the_groups_of_a_b2b_segment(outreach):
     link = week1[0].body["attachments"][0]["link"]["url"]
     assert link.startswith("https://hooks.acme.example/r/")
     (run,) = outreach.call("GET", f"/campaigns/{campaign}/runs", "viewer").json["items"]
-    assert run["status"] == "done" and run["stats"]["by_status"] == {"sent": 2}
+    assert run["status"] == "done"
+    assert run["stats"]["by_status"] == {"sent": 2}
     # Six people were reached (3 customers in each group); the two with a profile are exposed
     # (caps see group sends).
     assert run["stats"]["people_reached"] == 6
@@ -57,13 +58,15 @@ def test_weekly_series_to_the_groups_of_a_b2b_segment(outreach):
     assert outreach.schedule() == 0  # the cron has no slot until next Tuesday
     # Next Tuesday: each group gets the next item of the series.
     outreach.now += timedelta(days=7) - timedelta(hours=1)
-    assert outreach.schedule() == 1 and outreach.send() == 1
+    assert outreach.schedule() == 1
+    assert outreach.send() == 1
     week2 = outreach.messages("group")[len(week1) :]
     assert sorted(m.body["chat_id_list"][0] for m in week2) == chosen
     assert {m.body["text"]["content"] for m in week2} == {"案例：苏州精工上线三个月"}
     # Third Tuesday: the series is over for both groups; nothing goes out.
     outreach.now += timedelta(days=7)
-    assert outreach.schedule() == 1 and outreach.send() == 1
+    assert outreach.schedule() == 1
+    assert outreach.send() == 1
     assert len(outreach.messages("group")) == 4
     last = outreach.call("GET", f"/campaigns/{campaign}/runs", "viewer").json["items"][0]
     assert last["stats"]["excluded"] == {"series_finished": 2}
@@ -82,7 +85,8 @@ def test_quiet_hours_hold_a_run_until_they_end(outreach):
     assert outreach.send() == 1
     assert outreach.messages() == []
     (run,) = outreach.sql("SELECT * FROM campaign_runs WHERE campaign_id = %s", (campaign,))
-    assert run["status"] == "pending" and run["error"] == "quiet hours"
+    assert run["status"] == "pending"
+    assert run["error"] == "quiet hours"
     assert (run["due_at"] + timedelta(hours=8)).hour == 8  # 08:00 the next morning
     outreach.now = run["due_at"] + timedelta(minutes=1)
     assert outreach.send() == 1
@@ -99,29 +103,36 @@ def test_caps_count_every_channel_and_group_exposure(outreach):
     item = outreach.content()
     group_campaign = outreach.campaign(channel="wecom_group", audience={"groups": [chat_id]},
                                        content={"item": item}, trigger=WEEKLY)  # fmt: skip
-    assert outreach.schedule() == 1 and outreach.send() == 1
+    assert outreach.schedule() == 1
+    assert outreach.send() == 1
     assert len(outreach.messages("group")) == 1
     # A 1:1 campaign the same day: the member already had today's exposure through the group.
     single = outreach.campaign(channel="wecom_single", audience={"segments": ["vip"]},
                                content={"item": item}, trigger=WEEKLY)  # fmt: skip
     preview = outreach.preview(single)
-    assert preview["excluded"] == {"cap_day": 1} and preview["to_send"] == 0
+    assert preview["excluded"] == {"cap_day": 1}
+    assert preview["to_send"] == 0
     # The run does what the preview said, and the delivery log says why.
     outreach.now += timedelta(minutes=5)
-    assert outreach.schedule() == 1 and outreach.send() == 1
+    assert outreach.schedule() == 1
+    assert outreach.send() == 1
     assert outreach.messages("single") == []
     (delivery,) = outreach.deliveries(single)
     assert (delivery["status"], delivery["reason"]) == ("excluded", "cap_day")
     # A week on, the group's run (due first) takes the member's daily slot again.
     outreach.now += timedelta(days=7)
-    assert outreach.schedule() == 2 and outreach.send() == 2
-    assert len(outreach.messages("group")) == 2 and outreach.messages("single") == []
+    assert outreach.schedule() == 2
+    assert outreach.send() == 2
+    assert len(outreach.messages("group")) == 2
+    assert outreach.messages("single") == []
     # With a cap of 2 a day, both go out.
     settings = {"caps": {"contact_per_day": 2, "contact_per_week": 5}}
     assert outreach.call("PUT", "/settings/outreach", "admin", json=settings).status_code == 200
     outreach.now += timedelta(days=7)
-    assert outreach.schedule() == 2 and outreach.send() == 2
-    assert len(outreach.messages("group")) == 3 and len(outreach.messages("single")) == 1
+    assert outreach.schedule() == 2
+    assert outreach.send() == 2
+    assert len(outreach.messages("group")) == 3
+    assert len(outreach.messages("single")) == 1
     assert group_campaign != single
 
 
@@ -205,9 +216,11 @@ def test_no_discount_guard_blocks_a_promotion_for_an_account_in_comparison(outre
     assert any(e["action"] == "campaign.promotion_override" and e["target"] == overridden
                for e in audit)  # fmt: skip
     # Sent for real: the buyer in comparison gets nothing, and the delivery says why.
-    assert outreach.schedule() == 2 and outreach.send() == 2
+    assert outreach.schedule() == 2
+    assert outreach.send() == 2
     sent = {ext for m in outreach.messages("single") for ext in m.body["external_userid"]}
-    assert a not in sent and c in sent
+    assert a not in sent
+    assert c in sent
     reasons = {d["recipient_id"]: d["reason"] for d in outreach.deliveries(guarded)}
     assert reasons["c_comparing"] == "no_discount_comparing"
 
@@ -276,7 +289,8 @@ def test_wecom_sends_interrupted_mid_call_are_never_repeated(outreach, monkeypat
     outreach.now += timedelta(minutes=6)
     outreach.send()
     (delivery,) = outreach.deliveries(campaign)
-    assert delivery["status"] == "unknown" and "not sent again" in delivery["reason"]
+    assert delivery["status"] == "unknown"
+    assert "not sent again" in delivery["reason"]
     assert len(outreach.messages("single")) == 1
 
 
@@ -313,7 +327,8 @@ def test_wecom_rate_limit_backs_off_and_sends_later(outreach):
     outreach.fake.fail("externalcontact/add_msg_template", 45009)
     assert outreach.send() == 1
     (run,) = outreach.sql("SELECT * FROM campaign_runs WHERE campaign_id = %s", (campaign,))
-    assert run["status"] == "pending" and "45009" in run["error"]
+    assert run["status"] == "pending"
+    assert "45009" in run["error"]
     assert run["due_at"] >= outreach.now + timedelta(seconds=120)
     assert outreach.messages() == []
     outreach.now += timedelta(seconds=60)
@@ -322,7 +337,8 @@ def test_wecom_rate_limit_backs_off_and_sends_later(outreach):
     assert outreach.send() == 1
     assert len(outreach.messages("single")) == 1
     (delivery,) = outreach.deliveries(campaign)
-    assert delivery["status"] == "sent" and delivery["attempts"] == 2
+    assert delivery["status"] == "sent"
+    assert delivery["attempts"] == 2
 
 
 def test_send_results_are_polled_into_the_delivery_log(outreach):
@@ -339,7 +355,8 @@ def test_send_results_are_polled_into_the_delivery_log(outreach):
     assert poll_results(outreach.pool, outreach.clients) == 2
     status = {d["recipient_id"]: (d["status"], d["reason"]) for d in outreach.deliveries(campaign)}
     assert status["c_a"] == ("delivered", None)
-    assert status["c_b"][0] == "failed" and "not a friend" in status["c_b"][1]
+    assert status["c_b"][0] == "failed"
+    assert "not a friend" in status["c_b"][1]
 
 
 def test_rbac_and_tenancy_of_campaigns(outreach):
@@ -355,13 +372,16 @@ def test_rbac_and_tenancy_of_campaigns(outreach):
     assert outreach.call("GET", f"/content/{item}", "bloom").status_code == 404
     assert outreach.call("GET", "/deliveries", "bloom").json["items"] == []
     launched = outreach.call("POST", f"/campaigns/{campaign}/launch", "operator")
-    assert launched.status_code == 200 and launched.json["status"] == "active"
+    assert launched.status_code == 200
+    assert launched.json["status"] == "active"
     again = outreach.call("POST", f"/campaigns/{campaign}/launch", "operator")
     assert again.status_code == 409
     edit = outreach.call("PATCH", f"/campaigns/{campaign}", "operator", json={"name": "y"})
     assert edit.status_code == 409  # pause first
     audit = [e["action"] for e in outreach.call("GET", "/audit", "admin").json["items"]]
-    assert "campaign.launch" in audit and "campaign.create" in audit and "content.create" in audit
+    assert "campaign.launch" in audit
+    assert "campaign.create" in audit
+    assert "content.create" in audit
 
 
 def test_campaign_with_unknown_content_or_missing_payload_is_refused(outreach):
@@ -373,7 +393,8 @@ def test_campaign_with_unknown_content_or_missing_payload_is_refused(outreach):
     item = outreach.content()  # has wecom and oa_template payloads, not oa_custom
     lacking = outreach.call("POST", "/campaigns", "operator",
                             json={**body, "content": {"item": item}})  # fmt: skip
-    assert lacking.status_code == 400 and "oa_custom" in lacking.json["error"]["message"]
+    assert lacking.status_code == 400
+    assert "oa_custom" in lacking.json["error"]["message"]
     bad = outreach.call("POST", "/campaigns", "operator", json={**body, "trigger": {"schedule": {
         "cron": "tuesdays"}}, "content": {"item": item}})  # fmt: skip
     assert bad.status_code == 400
@@ -389,7 +410,8 @@ def test_group_sync_marks_dismissed_groups(outreach):
     outreach.sync_groups()
     rows = {r["chat_id"]: r["status"] for r in outreach.sql("SELECT chat_id, status FROM groups")}
     assert total == 3
-    assert rows[gone] == "dismissed" and list(rows.values()).count("active") == total - 1
+    assert rows[gone] == "dismissed"
+    assert list(rows.values()).count("active") == total - 1
 
 
 def test_executor_without_channel_credentials_fails_deliveries_clearly(outreach, monkeypatch):
@@ -446,7 +468,8 @@ def test_a_risk_flag_raised_on_an_account_fires_once_for_its_members(outreach):
         outreach.profile(contact, ext=ext, account_id="acct_1", risk_flags=["new"],
                          updated_at=outreach.now)  # fmt: skip
     runs = outreach.sql("SELECT * FROM campaign_runs WHERE campaign_id = %s", (campaign,))
-    assert len(runs) == 1 and runs[0]["subject_kind"] == "account"
+    assert len(runs) == 1
+    assert runs[0]["subject_kind"] == "account"
     assert runs[0]["due_at"] == outreach.now + timedelta(minutes=30)
     assert outreach.send() == 0  # not due yet
     outreach.now += timedelta(minutes=31)
@@ -465,7 +488,8 @@ def test_oa_mass_send_to_a_user_tag(outreach):
                                  content={"item": news}, trigger=WEEKLY)  # fmt: skip
     preview = outreach.preview(campaign)
     assert (preview["recipients"], preview["to_send"]) == (1, 1)
-    assert outreach.schedule() == 1 and outreach.send() == 1
+    assert outreach.schedule() == 1
+    assert outreach.send() == 1
     (sent,) = outreach.messages("mass")
     assert sent.body["filter"] == {"is_to_all": False, "tag_id": 7}
     assert sorted(sent.targets) == sorted(people[:2])

@@ -158,7 +158,9 @@ def test_a_delivery_in_flight_when_its_person_is_erased_is_never_attempted_again
     outreach.send()
     (delivery,) = outreach.deliveries(campaign)
     assert (delivery["status"], delivery["reason"]) == ("excluded", "erased")
-    assert delivery["recipient_id"].startswith("erased:") and delivery["address"] is None
-    assert tried == [] and outreach.messages("template") == []
+    assert delivery["recipient_id"].startswith("erased:")
+    assert delivery["address"] is None
+    assert tried == []
+    assert outreach.messages("template") == []
     (run,) = outreach.sql("SELECT status FROM campaign_runs WHERE campaign_id = %s", (campaign,))
     assert run["status"] == "done"

@@ -45,7 +45,8 @@ def test_a_run_interrupted_mid_call_shows_as_stuck_then_unknown(outreach, monkey
     assert deliveries("unknown", "wecom_single") == unknown + 1
     backlog.refresh(outreach.pool)
     assert value("siyu_outreach_deliveries_stuck", **stuck) == 0
-    assert open_("sending", "wecom_single") == 0 and open_("pending", "wecom_single") == 0
+    assert open_("sending", "wecom_single") == 0
+    assert open_("pending", "wecom_single") == 0
 
 
 def test_sent_failed_and_throttled_deliveries_are_counted(outreach):

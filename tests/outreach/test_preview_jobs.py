@@ -54,4 +54,5 @@ def test_a_big_audience_is_sampled_the_same_way_every_time(outreach, monkeypatch
         assert result["recipients"] == 3
         assert result["per_channel"] == {"wecom": 5, "oa": 0}  # counted over the whole audience
     ids = [sorted(s["recipient_id"] for s in r["samples"]) for r in results]
-    assert ids[0] == ids[1] and len(ids[0]) == 3
+    assert ids[0] == ids[1]
+    assert len(ids[0]) == 3

@@ -36,7 +36,8 @@ def test_the_newest_snapshot_wins_in_any_order_and_tombstones_delete(outreach):
     apply(outreach, snapshot(outreach, "c1", 1, stage="search"))
     assert stages(outreach)["c1"] == "comparison"
     row = outreach.sql("SELECT * FROM audience WHERE contact_id = 'c1'")[0]
-    assert row["external_userids"] == ["wmc1"] and row["segments"] == []
+    assert row["external_userids"] == ["wmc1"]
+    assert row["segments"] == []
     # c2 was merged into c1: its row goes.
     apply(outreach, {**snapshot(outreach, "c2", 3), "merged_into": "c1"})
     assert stages(outreach) == {"c1": "comparison"}

@@ -39,7 +39,8 @@ def test_a_deleted_tenant_stops_is_purged_and_does_not_come_back(outreach):
     # At once: nothing more is sent, the tokens are refused, the deletion is remembered.
     (run,) = outreach.sql("SELECT status FROM campaign_runs WHERE campaign_id = %s", (campaign,))
     assert run["status"] == "cancelled"
-    assert outreach.send() == 0 and outreach.messages() == []
+    assert outreach.send() == 0
+    assert outreach.messages() == []
     assert outreach.call("GET", "/content", "admin").status_code == 401
     (entry,) = outreach.sql("SELECT details FROM audit_log WHERE action = 'tenant.delete'")
     assert entry["details"]["cancelled_runs"] == 1
@@ -54,7 +55,8 @@ def test_a_deleted_tenant_stops_is_purged_and_does_not_come_back(outreach):
     # Re-creating it explicitly waits for the purge.
     again = {"tenant_id": "acme", "name": "ACME", "mode": "b2b"}
     refused = outreach.call("POST", "/tenants", "platform", json=again)
-    assert refused.status_code == 409 and "purged" in refused.json["error"]["message"]
+    assert refused.status_code == 409
+    assert "purged" in refused.json["error"]["message"]
 
     # The worker's purge, a batch at a time: acme's rows go, bloom's stay.
     assert tenant_deletion.purge_pending(outreach.pool, batches=1) == 0  # not all in one batch
@@ -75,7 +77,8 @@ def test_purge_order_puts_referencing_tables_first_and_stops_after_its_batches(o
     with outreach.pool.connection() as conn:
         tables = tenant_tables(conn)
     assert tables.index("deliveries") < tables.index("campaign_runs")
-    assert "audit_log" not in tables and "deleted_tenants" not in tables
+    assert "audit_log" not in tables
+    assert "deleted_tenants" not in tables
     for i in range(3):
         outreach.content(f"item {i}")
 
@@ -85,7 +88,8 @@ def test_purge_order_puts_referencing_tables_first_and_stops_after_its_batches(o
     before = rows()
     assert purge(outreach.pool, "acme", batches=2, size=1) is False
     assert rows() == before - 2  # two batches of one row, then it stopped
-    assert purge(outreach.pool, "acme") is True and rows() == 0
+    assert purge(outreach.pool, "acme") is True
+    assert rows() == 0
     assert _count(outreach, "api_tokens", "bloom") == 1  # the other tenant's rows stay
 
 
@@ -99,11 +103,13 @@ def test_siyu_tenants_purge_refuses_a_tenant_not_deleted_then_purges(outreach, m
     assert outreach.call("POST", "/content", "bloom", json=BODY).status_code == 201
     argv = ["tenants", "purge", "bloom", "--service", "outreach"]
     refused = CliRunner().invoke(main, argv)
-    assert refused.exit_code == 1 and "not deleted through the admin API" in refused.output
+    assert refused.exit_code == 1
+    assert "not deleted through the admin API" in refused.output
     assert _count(outreach, "content", "bloom") == 1
     assert outreach.call("DELETE", "/tenants/bloom", "platform").status_code == 204
     done = CliRunner().invoke(main, argv)
-    assert done.exit_code == 0 and "outreach: bloom purged" in done.output, done.output
+    assert done.exit_code == 0, done.output
+    assert "outreach: bloom purged" in done.output, done.output
     assert _count(outreach, "content", "bloom") == 0
     assert _count(outreach, "tenants", "acme") == 1  # the other tenant is untouched
 

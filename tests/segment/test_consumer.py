@@ -145,18 +145,22 @@ def test_one_person_seen_through_many_ids_is_one_contact(segment, kafka):
     (li_derived,) = segment.rows(
         "SELECT role, stage, score FROM contacts WHERE contact_id = %s", li
     )
-    assert li_derived[0] == "technical" and li_derived[1] == "examination" and li_derived[2] > 0
+    assert li_derived[0] == "technical"
+    assert li_derived[1] == "examination"
+    assert li_derived[2] > 0
     boss = segment.rows("SELECT role FROM contacts WHERE name = '王总'")
     assert boss == [("decision_maker",)]
     (account,) = segment.rows("SELECT stage, roles_engaged, members, risk_flags FROM accounts")
     assert account[0] == "examination"
-    assert account[1] == ["decision_maker", "technical"] and account[2] == 2
+    assert account[1] == ["decision_maker", "technical"]
+    assert account[2] == 2
     assert [f["flag"] for f in account[3]] == ["new"]
     moves = segment.rows(
         "SELECT to_stage, cause FROM stage_history WHERE subject_id = %s ORDER BY changed_at, id",
         li,
     )
-    assert moves[-1][0] == "examination" and "biz.trial.started" in moves[-1][1]
+    assert moves[-1][0] == "examination"
+    assert "biz.trial.started" in moves[-1][1]
     # Stage changes and profiles went out through the outbox.
     assert segment.count("outbox") == 0
     # Read through the contracts' schemas: the consumer serialises without them (speed).
@@ -173,10 +177,12 @@ def test_one_person_seen_through_many_ids_is_one_contact(segment, kafka):
         for r in read_topic(kafka, kafka.topic("siyu.profiles.v1"), 5)
     }
     li_profile = profiles[f"acme:{li}"]
-    assert li_profile["stage"] == "examination" and li_profile["role"] == "technical"
+    assert li_profile["stage"] == "examination"
+    assert li_profile["role"] == "technical"
     assert li_profile["identities"]["unionid"] == ["uLi"]
     tombstones = [p for p in profiles.values() if p.get("merged_into")]
-    assert tombstones and all(t["merged_into"] == li for t in tombstones)
+    assert tombstones
+    assert all(t["merged_into"] == li for t in tombstones)
 
 
 def test_redelivery_and_duplicates_never_double_count(segment, kafka):

@@ -124,7 +124,8 @@ def test_added_contact_is_enriched_merged_tagged_and_given_a_role(
     assert len(enriched) == 2
     li_tp = next(r for r in enriched if r["identity"]["external_userid"] == LI)
     assert li_tp["source"] == "wecom"
-    assert li_tp["identity"]["unionid"] == "uLi" and li_tp["identity"]["staff_userid"] == "zhangwei"
+    assert li_tp["identity"]["unionid"] == "uLi"
+    assert li_tp["identity"]["staff_userid"] == "zhangwei"
     assert li_tp["attributes"]["tags"] == ["意向:高", "行业:机械", "角色:技术"]
     assert li_tp["attributes"]["position"] == "采购经理"
     assert li_tp["attributes"]["company"] == "苏州精工机械有限公司"
@@ -152,7 +153,8 @@ def test_added_contact_is_enriched_merged_tagged_and_given_a_role(
         "SELECT title, role, role_source, account_id FROM contacts WHERE name = '王总'"
     )
     assert wang[:3] == ("财务总监", "finance", "title")
-    assert row[6] is not None and row[6] == wang[3]  # one account from corp_name
+    assert row[6] is not None
+    assert row[6] == wang[3]  # one account from corp_name
     assert segment.count("accounts") == 1
     assert segment.count("contacts") == 2
 
@@ -212,28 +214,32 @@ def test_rate_limited_is_rescheduled_not_lost(segment, enricher, double):
     (outcome,) = enricher.run_once()
     assert outcome.status == "retry"
     row = queue(segment)[LI]
-    assert row["attempts"] == 1 and "45009" in row["last_error"]
+    assert row["attempts"] == 1
+    assert "45009" in row["last_error"]
     assert row["next_attempt_at"] > datetime.now(UTC) + timedelta(seconds=60)  # minutes
     make_due(segment)
     assert enricher.run_once() == []  # the corp is paused while WeCom's limit lasts
     assert double.count("externalcontact/get") == 1
     enricher._paused_until.clear()  # the pause is over
     (outcome,) = enricher.run_once()
-    assert outcome.status == "enriched" and queue(segment) == {}
+    assert outcome.status == "enriched"
+    assert queue(segment) == {}
 
 
 def test_busy_and_timeouts_are_rescheduled(segment, enricher, double):
     double.fail("externalcontact/get", -1, -1, -1)
     enqueue(segment, LI, datetime(2026, 11, 3, tzinfo=UTC))
     (outcome,) = enricher.run_once()
-    assert outcome.status == "retry" and "-1" in queue(segment)[LI]["last_error"]
+    assert outcome.status == "retry"
+    assert "-1" in queue(segment)[LI]["last_error"]
     double.delays["externalcontact/get"] = 1.5
     enricher.clients["acme"].timeout = 0.3
     make_due(segment)
     (outcome,) = enricher.run_once()
     assert outcome.status == "retry"
     row = queue(segment)[LI]
-    assert row["attempts"] == 2 and "timeout" in row["last_error"]
+    assert row["attempts"] == 2
+    assert "timeout" in row["last_error"]
     assert row["next_attempt_at"] is not None  # transient errors never give up
 
 
@@ -247,12 +253,16 @@ def test_not_a_contact_is_recorded_then_given_up(segment, enricher, double):
     (outcome,) = enricher.run_once()
     assert outcome.status == "gave_up"  # max_attempts=2
     row = queue(segment)[GONE]
-    assert row["attempts"] == 2 and row["next_attempt_at"] is None and "84061" in row["last_error"]
+    assert row["attempts"] == 2
+    assert row["next_attempt_at"] is None
+    assert "84061" in row["last_error"]
     assert enricher.run_once() == []
     # A newer event about the contact revives the request.
     enqueue(segment, GONE, requested + timedelta(days=1))
     row = queue(segment)[GONE]
-    assert row["attempts"] == 0 and row["last_error"] is None and row["next_attempt_at"]
+    assert row["attempts"] == 0
+    assert row["last_error"] is None
+    assert row["next_attempt_at"]
 
 
 def test_the_worker_thread_runs_beside_the_consumer(kafka, segment, enricher, double):

@@ -207,7 +207,8 @@ def test_an_erased_person_is_gone_everywhere_and_a_replay_does_not_bring_them_ba
     records = read_topic(world.kafka, touchpoints, expected=3)
     envelopes = [decode_touchpoint(r.value) for r in records]
     theirs = [tp for tp in envelopes if tp.identity.external_userid == ERASED]
-    assert len(theirs) == 2 and all(tp.raw.startswith(PREFIX) for tp in theirs)
+    assert len(theirs) == 2
+    assert all(tp.raw.startswith(PREFIX) for tp in theirs)
     assert all("李雷" not in tp.raw and ERASED not in tp.raw for tp in theirs)
     assert "李雷" in world.keys.open(next(tp for tp in theirs if tp.source == "api"))
     assert ERASED in world.keys.open(next(tp for tp in theirs if tp.source == "wecom"))
@@ -217,7 +218,8 @@ def test_an_erased_person_is_gone_everywhere_and_a_replay_does_not_bring_them_ba
     assert world.call("DELETE", f"{path}?reason=x", who=None).status_code == 401
     assert world.call("DELETE", f"{path}?reason=x", who=("acme", "operator")).status_code == 403
     no_reason = world.call("DELETE", path)
-    assert no_reason.status_code == 400 and "reason" in no_reason.get_json()["error"]["details"]
+    assert no_reason.status_code == 400
+    assert "reason" in no_reason.get_json()["error"]["details"]
     assert world.call("DELETE", "/contacts/c_nobody?reason=x").status_code == 404
     assert world.call("DELETE", f"{path}?reason=x", who=("bloom", "admin")).status_code == 404
     assert world.call("GET", path).status_code == 200  # none of those erased anything
@@ -235,13 +237,16 @@ def test_an_erased_person_is_gone_everywhere_and_a_replay_does_not_bring_them_ba
                json.dumps({"sample": [{"contact_id": contact, "name": "李雷"}]}))  # fmt: skip
     erased = world.call("DELETE", path, json={"reason": "PIPL request #42"})
     assert erased.status_code == 200, erased.get_json()
-    assert erased.get_json()["status"] == "erased" and erased.get_json()["identities"] == 2
+    assert erased.get_json()["status"] == "erased"
+    assert erased.get_json()["identities"] == 2
     again = world.call("DELETE", f"{path}?reason=again")
-    assert again.status_code == 200 and again.get_json()["status"] == "already_erased"
+    assert again.status_code == 200
+    assert again.get_json()["status"] == "already_erased"
 
     # Gone from the API and the segment schema; the audit log says who, when and why.
     gone = world.call("GET", path)
-    assert gone.status_code == 404 and "was erased" in gone.get_json()["error"]["message"]
+    assert gone.status_code == 404
+    assert "was erased" in gone.get_json()["error"]["message"]
     listed = world.call("GET", "/contacts?limit=100").get_json()["items"]
     assert [c["contact_id"] for c in listed] == [kept]
     for table, column in (("contacts", "contact_id"), ("identities", "contact_id"),
@@ -274,7 +279,8 @@ def test_an_erased_person_is_gone_everywhere_and_a_replay_does_not_bring_them_ba
     assert all(s.startswith("erased:") and contact not in t for s, t, _ in runs)
     profiles = read_topic(world.kafka, world.kafka.topic(PROFILES), expected=3)
     theirs_profiles = [r for r in profiles if r.key == f"acme:{contact}".encode()]
-    assert theirs_profiles and theirs_profiles[-1].value is None
+    assert theirs_profiles
+    assert theirs_profiles[-1].value is None
 
     # Ingest destroys the key: the raw payloads still on the topic cannot be read any more.
     hashes = [
@@ -317,7 +323,8 @@ def test_an_erased_person_is_gone_everywhere_and_a_replay_does_not_bring_them_ba
     wait_until(lambda: world.contact_of("external_userid", ERASED), DEADLINE_S,
                message="the person, back as new")  # fmt: skip
     fresh = world.call("GET", f"/contacts/{world.contact_of('external_userid', ERASED)}")
-    assert fresh.status_code == 200 and fresh.get_json()["name"] is None
+    assert fresh.status_code == 200
+    assert fresh.get_json()["name"] is None
 
 
 def test_siyu_contact_erase_erases_audits_and_queues_the_announcements(own_database, monkeypatch):
@@ -345,12 +352,15 @@ def test_siyu_contact_erase_erases_audits_and_queues_the_announcements(own_datab
     erase = ["contact", "erase", "--tenant", "acme", "--contact", contact]
 
     missing = CliRunner().invoke(siyu, [*erase[:-1], "c_nobody", "--reason", "ticket 7"])
-    assert missing.exit_code == 1 and "no contact 'c_nobody'" in missing.output
+    assert missing.exit_code == 1
+    assert "no contact 'c_nobody'" in missing.output
     done = CliRunner().invoke(siyu, [*erase, "--reason", "ticket 7"])
     assert done.exit_code == 0, done.output
-    assert f"{contact}: erased" in done.output and "(1 identities)" in done.output
+    assert f"{contact}: erased" in done.output
+    assert "(1 identities)" in done.output
     again = CliRunner().invoke(siyu, [*erase, "--reason", "ticket 7"])
-    assert again.exit_code == 0 and "already_erased" in again.output
+    assert again.exit_code == 0
+    assert "already_erased" in again.output
 
     with psycopg.connect(own_database) as conn:
         assert conn.execute("SELECT count(*) FROM segment.contacts").fetchone()[0] == 0
@@ -365,8 +375,10 @@ def test_siyu_contact_erase_erases_audits_and_queues_the_announcements(own_datab
         actor, details = conn.execute(
             "SELECT actor, details FROM outreach.audit_log WHERE action = 'contact.erase'"
         ).fetchone()
-    assert actor.startswith("cli:") and details["reason"] == "ticket 7"
-    assert details["via"] == "cli" and details["identities"] == 1
+    assert actor.startswith("cli:")
+    assert details["reason"] == "ticket 7"
+    assert details["via"] == "cli"
+    assert details["identities"] == 1
 
 
 def test_an_answer_to_a_request_made_before_the_erasure_does_not_bring_the_person_back(

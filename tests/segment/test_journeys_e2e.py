@@ -205,7 +205,8 @@ def test_b2c_shopper_from_follow_to_first_order(pipeline, stack):
         return rows[0] if rows and rows[0][0] == "revenue" else None
 
     _stage, kinds, score = wait_until(stage, message="shopper reaches revenue")
-    assert "new" in kinds and score > 0
+    assert "new" in kinds
+    assert score > 0
     assert (
         next(
             r[0] for r in segment.rows("SELECT to_stage FROM stage_history ORDER BY changed_at, id")

@@ -53,7 +53,8 @@ def test_membership_follows_events_and_recompute_fills_new_segments(segment, kaf
 
     profiles = [json.loads(r.value) for r in read_topic(kafka, kafka.topic("siyu.profiles.v1"), 5)]
     li = [p for p in profiles if p["stage"] == "examination" and p["role"] == "technical"]
-    assert li and "tech-examining" in li[-1]["segments"]
+    assert li
+    assert "tech-examining" in li[-1]["segments"]
 
     # A segment defined later is empty until the next refresh; a recompute fills it now.
     define(segment, "deciders", DECIDERS)

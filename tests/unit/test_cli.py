@@ -49,13 +49,16 @@ def test_migrate_without_a_database_says_what_to_set(monkeypatch):
 def test_tenants_check_ok_and_broken(tmp_path, monkeypatch):
     monkeypatch.delenv("SIYU_TENANTS", raising=False)
     ok = CliRunner().invoke(main, ["tenants", "check", str(DEMO_TENANTS_PATH)])
-    assert ok.exit_code == 0 and "2 tenant(s) OK" in ok.output
+    assert ok.exit_code == 0
+    assert "2 tenant(s) OK" in ok.output
     monkeypatch.setenv("SIYU_TENANTS", str(DEMO_TENANTS_PATH))
     ok = CliRunner().invoke(main, ["tenants", "check"])
-    assert ok.exit_code == 0 and "2 tenant(s) OK" in ok.output
+    assert ok.exit_code == 0
+    assert "2 tenant(s) OK" in ok.output
     monkeypatch.delenv("SIYU_TENANTS")
     unset = CliRunner().invoke(main, ["tenants", "check"])
-    assert unset.exit_code == 1 and "SIYU_TENANTS is not set" in unset.output
+    assert unset.exit_code == 1
+    assert "SIYU_TENANTS is not set" in unset.output
     broken = tmp_path / "tenants.yaml"
     broken.write_text("tenants:\n  - id: acme\n    name: ACME\n    mode: enterprise\n")
     result = CliRunner().invoke(main, ["tenants", "check", str(broken)])

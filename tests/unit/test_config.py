@@ -34,7 +34,8 @@ def test_demo_tenants_load_one_b2b_and_one_b2c():
     modes = sorted(t.mode for t in registry)
     assert modes == ["b2b", "b2c"]
     for tenant in registry:
-        assert tenant.wechat_oa and tenant.wecom is not None
+        assert tenant.wechat_oa
+        assert tenant.wecom is not None
         assert registry.by_corp_id(tenant.wecom.corp_id) is tenant
         assert registry.by_oa_app_id(tenant.wechat_oa[0].app_id)[0] is tenant
 
@@ -136,7 +137,8 @@ def test_secrets_come_from_env_and_never_show(monkeypatch):
     oa = registry.get("acme").wechat_oa[0]
     monkeypatch.setenv("ACME_OA_SECRET", "s3cr3t-value")
     assert oa.app_secret.reveal() == "s3cr3t-value"
-    assert "s3cr3t" not in repr(oa) and "acme-oa-token" not in repr(registry)
+    assert "s3cr3t" not in repr(oa)
+    assert "acme-oa-token" not in repr(registry)
     assert registry.get("acme").wecom.secret.reveal() == "inline-secret"
 
 

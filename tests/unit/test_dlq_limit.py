@@ -32,7 +32,8 @@ def test_a_valid_message_ends_the_run_of_its_partition_only():
     state = DlqLimitState(DlqLimit(max_invalid_ratio=None, max_consecutive=10))
     feed(state, "xx", A, 10)
     feed(state, "xv", B, 20)
-    assert state.run_start == {A: 10} and state.consecutive == 0
+    assert state.run_start == {A: 10}
+    assert state.consecutive == 0
 
 
 @pytest.mark.parametrize(

@@ -979,7 +979,8 @@ def test_invalid_models_name_the_path(document, path, words):
 
 def test_model_text_may_be_json_and_details_are_marshmallow_messages():
     model = load_model('{"name": "mini", "stages": [{"name": "in", "when": {"event": "biz.*"}}]}')
-    assert model.title == "mini" and model.stage_names == ("in",)
+    assert model.title == "mini"
+    assert model.stage_names == ("in",)
     with pytest.raises(ModelError) as info:
         load_model(doc({"name": "a", "when": {"any": [{"event": "oa.nope"}]}}))
     assert info.value.details == {

@@ -35,10 +35,14 @@ def test_json_logs_carry_context_and_hide_secrets():
         assert secret not in text
     first, second = log_lines(stream)
     assert first["event"] == "webhook_accepted"
-    assert first["tenant_id"] == "acme" and first["event_id"] == "e1"
-    assert first["level"] == "info" and first["process"] == "test" and "timestamp" in first
+    assert first["tenant_id"] == "acme"
+    assert first["event_id"] == "e1"
+    assert first["level"] == "info"
+    assert first["process"] == "test"
+    assert "timestamp" in first
     assert first["database_url"] == "postgresql://siyu:***@db:5432/siyu"
-    assert second["event"] == "broker down" and second["logger"] == "kafka.conn"
+    assert second["event"] == "broker down"
+    assert second["logger"] == "kafka.conn"
 
 
 def test_log_level_filters():
@@ -106,8 +110,11 @@ def test_identities_and_personal_fields_are_logged_as_keyed_hashes(monkeypatch):
     (line,) = log_lines(stream)
     # The same value reads the same everywhere: lines about one person still correlate.
     assert line["external_userid"] == line["ExternalUserID"] == pseudonym("wmSecretExternal")
-    assert line["openid"] == pseudonym("oSecretOpenid") and line["openid"].startswith("h:")
+    assert line["openid"] == pseudonym("oSecretOpenid")
+    assert line["openid"].startswith("h:")
     assert line["contact"]["name"] == pseudonym("李雷")
     assert line["members"] == [pseudonym("wmMember1"), pseudonym("wmMember2")]
     # Internal ids, tenants and counts stay readable.
-    assert line["tenant_id"] == "acme" and line["contact_id"] == "c_0123" and line["attempts"] == 3
+    assert line["tenant_id"] == "acme"
+    assert line["contact_id"] == "c_0123"
+    assert line["attempts"] == 3

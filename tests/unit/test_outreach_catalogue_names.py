@@ -24,10 +24,13 @@ BUILTIN_ONLY = names_of("aisceas", None)
 
 
 def test_names_of_picks_the_source_of_each_name():
-    assert WITH_CATALOGUE.stages == FUNNEL.stages and WITH_CATALOGUE.segments == FUNNEL.segments
-    assert WITHOUT_CATALOGUE.stages is None and WITHOUT_CATALOGUE.segments is None
+    assert WITH_CATALOGUE.stages == FUNNEL.stages
+    assert WITH_CATALOGUE.segments == FUNNEL.segments
+    assert WITHOUT_CATALOGUE.stages is None
+    assert WITHOUT_CATALOGUE.segments is None
     # Built-in stages come from the vocabulary, with or without a catalogue.
-    assert BUILTIN_ONLY.stages == stages_of("aisceas") and BUILTIN_ONLY.segments is None
+    assert BUILTIN_ONLY.stages == stages_of("aisceas")
+    assert BUILTIN_ONLY.segments is None
     assert names_of("aisceas", FUNNEL).stages == stages_of("aisceas")
     # Segment evaluates with the mode's default when the custom model is missing: its names.
     assert names_of("funnel", FELL_BACK).model == "aisceas"
@@ -83,7 +86,8 @@ def test_campaign_names_against_the_catalogue(names, body, expected):
 
 def test_an_unknown_segment_is_a_400_with_the_valid_ids_and_a_guess():
     error = unknown_names(campaign_unknowns({"audience": {"segments": ["vips"]}}, WITH_CATALOGUE))
-    assert error.status == 400 and error.code == "invalid_request"
+    assert error.status == 400
+    assert error.code == "invalid_request"
     assert error.details["valid"] == {"audience.segments[0]": ["it-leads", "vip"]}
     assert error.details["audience.segments[0]"] == [
         "Unknown segment 'vips'. Valid: it-leads, vip. Did you mean 'vip'?"
@@ -94,9 +98,8 @@ def test_without_a_catalogue_the_400_says_why_and_lists_nothing():
     error = unknown_names(campaign_unknowns({"audience": {"stages": ["trial"]}}, WITHOUT_CATALOGUE))
     (message,) = error.details["audience.stages[0]"]
     assert message.startswith("Cannot check stage of the funnel model 'trial': the segment service")
-    assert "siyu segment consume" in message and error.details["valid"] == {
-        "audience.stages[0]": []
-    }
+    assert "siyu segment consume" in message
+    assert error.details["valid"] == {"audience.stages[0]": []}
 
 
 @pytest.mark.parametrize(

@@ -176,7 +176,8 @@ def test_quiet_hours_defer_to_their_end(local_hour, quiet, resume_hour):
         assert resume is None
     else:
         local = resume + timedelta(hours=8)
-        assert (local.hour, local.minute) == (resume_hour, 0) and resume > at
+        assert (local.hour, local.minute) == (resume_hour, 0)
+        assert resume > at
         assert resume - at < timedelta(hours=12)
 
 

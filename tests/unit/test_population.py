@@ -69,11 +69,13 @@ def test_b2b_companies_have_buying_committees_with_roles_and_bilingual_titles():
         assert company.key == normalise_company(company.name)
         for member in company.members:
             assert member.title in TITLES[member.role]["zh"] + TITLES[member.role]["en"]
-            assert member.company_key == company.key and member.unionid
+            assert member.company_key == company.key
+            assert member.unionid
         all_roles.update(roles)
     assert set(all_roles) == set(ROLES)
     big = [c for c in population.companies if len(c.members) >= 4]
-    assert big and all(len({m.role for m in c.members}) >= 4 for c in big)
+    assert big
+    assert all(len({m.role for m in c.members}) >= 4 for c in big)
     titles = [p.title for p in population.people]
     assert any(CJK.search(t) for t in titles)
     assert any(t.isascii() for t in titles)
@@ -106,11 +108,13 @@ def test_every_action_has_a_known_type_and_time_moves_forward():
             a.type.startswith({"oa": "oa.", "wecom": "wecom.", "biz": "biz."}[a.kind]) for a in run
         )
         times = [a.at for a in run]
-        assert times == sorted(times) and len(set(times)) == len(times)
+        assert times == sorted(times)
+        assert len(set(times)) == len(times)
         keys = [a.fields["idempotency_key"] for a in run if a.kind == "biz"]
         assert len(set(keys)) == len(keys)
         msg_ids = [a.fields["MsgId"] for a in run if "MsgId" in a.fields]
-        assert len(set(msg_ids)) == len(msg_ids) and all(0 < m < 2**63 for m in msg_ids)
+        assert len(set(msg_ids)) == len(msg_ids)
+        assert all(0 < m < 2**63 for m in msg_ids)
 
 
 def _first(run: list[Action], account: str, kind: str) -> int | None:
@@ -139,7 +143,8 @@ def test_b2b_journey_order_no_payment_before_trial_and_quote():
     for kind in ("biz.webinar.attended", "biz.content.downloaded", "biz.invoice.issued"):
         assert types[kind], kind
     overdue = [a for a in biz if a.type == "biz.invoice.overdue"]
-    assert overdue and all(a.fields["attributes"]["days_overdue"] >= 1 for a in overdue)
+    assert overdue
+    assert all(a.fields["attributes"]["days_overdue"] >= 1 for a in overdue)
     for a in biz:
         if a.type in ("biz.order.paid", "biz.invoice.overdue", "biz.quote.sent"):
             assert isinstance(a.fields["attributes"]["amount"], float)
@@ -166,7 +171,9 @@ def test_people_follow_before_they_click_and_are_added_before_they_are_edited():
                 who, change = a.fields["ExternalUserID"], a.fields["ChangeType"]
                 if change == "add_external_contact":
                     assert not contact[who]
-                    assert a.fields["State"] and a.fields["WelcomeCode"] and a.fields["UserID"]
+                    assert a.fields["State"]
+                    assert a.fields["WelcomeCode"]
+                    assert a.fields["UserID"]
                     contact[who] = True
                 else:
                     assert contact[who], f"{change} for {who} who is not a contact"
@@ -183,7 +190,8 @@ def test_customer_groups_are_created_before_members_join_and_versions_chain():
             if a.fields.get("Event") != "change_external_chat":
                 continue
             chat, change = a.fields["ChatId"], a.fields["ChangeType"]
-            assert chat.startswith("wr") and len(chat) == 30
+            assert chat.startswith("wr")
+            assert len(chat) == 30
             if change == "create":
                 assert chat not in version
                 version[chat] = ""
@@ -219,7 +227,8 @@ def test_b2c_behaviour_differs_by_type():
         if a.type == "biz.order.paid":
             orders[kind] += 1
             attrs = a.fields["attributes"]
-            assert attrs["currency"] == "CNY" and 0 < attrs["amount"] < 2000
+            assert attrs["currency"] == "CNY"
+            assert 0 < attrs["amount"] < 2000
         elif a.type == "biz.complaint.filed":
             complaints[kind] += 1
     per_head = {k: orders[k] / sum(p.b2c_type == k for p in population.people) for k in B2C_TYPES}
@@ -231,4 +240,5 @@ def test_b2c_behaviour_differs_by_type():
     scenes = {a.fields.get("EventKey") for a in run if a.type == "oa.subscribe"}
     assert "qrscene_store_sh01" in scenes
     coupons = [a for a in run if a.type == "biz.order.paid" and "coupon" in a.fields["attributes"]]
-    assert coupons and all(a.fields["attributes"]["discount"] > 0 for a in coupons)
+    assert coupons
+    assert all(a.fields["attributes"]["discount"] > 0 for a in coupons)

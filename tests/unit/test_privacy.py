@@ -29,19 +29,22 @@ def touchpoint(raw: str | None = RAW, **identity) -> Touchpoint:
 
 def test_identity_hashes_are_keyed_and_name_tenant_kind_and_value(monkeypatch):
     first = identity_hash("acme", "openid", "o1")
-    assert first == identity_hash("acme", "openid", "o1") and len(first) == 64
+    assert first == identity_hash("acme", "openid", "o1")
+    assert len(first) == 64
     assert len({first, identity_hash("bloom", "openid", "o1"), identity_hash("acme", "unionid", "o1"),
                 identity_hash("acme", "openid", "o2")}) == 4  # fmt: skip
     monkeypatch.setenv("SIYU_PRIVACY_KEY", "another deployment's key")
     assert identity_hash("acme", "openid", "o1") != first  # no key, no confirming a guess
-    assert pseudonym("o1").startswith("h:") and "o1" not in pseudonym("o1")
+    assert pseudonym("o1").startswith("h:")
+    assert "o1" not in pseudonym("o1")
 
 
 def test_a_sealed_raw_opens_only_with_its_key_and_for_its_event():
     tp = touchpoint()
     key = AESGCM.generate_key(bit_length=256)
     sealed = seal_raw(tp, "external_userid", key)
-    assert sealed.startswith(f"{PREFIX}external_userid:") and "李雷" not in sealed
+    assert sealed.startswith(f"{PREFIX}external_userid:")
+    assert "李雷" not in sealed
     opened = Touchpoint(**{**tp.__dict__, "raw": sealed})
     assert open_raw(opened, key) == RAW
     with pytest.raises(InvalidTag):
@@ -56,7 +59,8 @@ def test_sealed_plain_and_absent_raw_payloads_all_load_as_touchpoint_1():
     sealed = touchpoint(seal_raw(touchpoint(), "external_userid", key))
     for tp in (sealed, touchpoint(), touchpoint(None)):
         loaded = decode_touchpoint(tp.to_json())
-        assert loaded.raw == tp.raw and loaded.schema == "touchpoint/1"
+        assert loaded.raw == tp.raw
+        assert loaded.schema == "touchpoint/1"
 
 
 def test_the_key_is_the_first_person_identity_in_kafka_key_order():
@@ -84,7 +88,8 @@ def test_the_erasure_message_names_people_by_contact_id_and_hashes_only():
                                       "identity_hashes", "erased_at"}  # fmt: skip
     later = json.dumps({**json.loads(value), "added_in_a_later_version": 1}).encode()
     loaded = decode_erasure(later)  # consumers accept additions within erasure/1
-    assert loaded["contact_id"] == "c_1" and loaded["erased_at"] == AT
+    assert loaded["contact_id"] == "c_1"
+    assert loaded["erased_at"] == AT
 
 
 def test_enrichment_keeps_a_members_notes_about_the_person_off_the_topic():
@@ -97,5 +102,7 @@ def test_enrichment_keeps_a_members_notes_about_the_person_off_the_topic():
     }  # fmt: skip
     tp = enriched_touchpoint("acme", "wmLi", detail, fetched_at=AT, answers=AT)
     text = tp.to_json().decode()
-    assert "13800000000" not in text and "苏州" not in text and "remark" not in text
+    assert "13800000000" not in text
+    assert "苏州" not in text
+    assert "remark" not in text
     assert tp.attributes["follow_users"][0]["userid"] == "zhangwei"

@@ -58,7 +58,8 @@ def test_bad_limits_are_refused_naming_line_and_field(limits, expected):
         parse_tenants(with_limits(limits), source="tenants.yaml")
     message = str(caught.value)
     assert expected in message
-    assert "tenants.yaml:" in message and "tenants[0].limits" in message
+    assert "tenants.yaml:" in message
+    assert "tenants[0].limits" in message
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,8 @@ def test_a_refusal_it_can_prove_is_answered_without_the_database():
     clock.now += 0.2  # 0.5 + 0.2 refilled < 1: no process could have more for acme
     with pytest.raises(RateLimited) as refused:
         limiter.take("api", "acme")
-    assert refused.value.retry_after_s == 1 and refused.value.headers == {"Retry-After": "1"}
+    assert refused.value.retry_after_s == 1
+    assert refused.value.headers == {"Retry-After": "1"}
     with pytest.raises(RateLimited):
         limiter.check("api", "acme")
     assert pool.asked == [("api:acme", 1.0)]
@@ -74,7 +75,8 @@ def test_a_cost_above_the_burst_asks_for_a_full_bucket_and_the_wait_is_rounded_u
         limiter.take("api", "acme", cost=50)
     assert pool.asked == [("api:acme", 10.0)]
     assert refused.value.retry_after_s == 8  # 7.5 missing at 1/s
-    assert refused.value.details["burst"] == 10 and refused.value.code == "rate_limited"
+    assert refused.value.details["burst"] == 10
+    assert refused.value.code == "rate_limited"
 
 
 def test_without_the_database_requests_go_through():

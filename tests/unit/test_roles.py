@@ -146,7 +146,8 @@ def test_the_most_specific_match_decides(title: str, matched: str) -> None:
 def test_assistant_lowers_confidence_but_keeps_a_function() -> None:
     plain = infer_role("采购专员")
     helper = infer_role("采购助理")
-    assert plain is not None and helper is not None
+    assert plain is not None
+    assert helper is not None
     assert helper.role == plain.role == "procurement"
     assert helper.confidence < plain.confidence
 

@@ -69,7 +69,9 @@ def test_readyz_names_the_failing_check_and_logs_why():
     ready = create_ops_app("ops", {"postgres": down, "kafka": ok}).test_client().get("/readyz")
     assert ready.status_code == 503
     assert ready.json == {"status": "not_ready", "checks": {"postgres": "failed", "kafka": "ok"}}
-    assert "10.0.3.7" not in ready.text and "siyu_x" not in ready.text
+    assert "10.0.3.7" not in ready.text
+    assert "siyu_x" not in ready.text
     (line,) = [json.loads(x) for x in stream.getvalue().splitlines()
                if "readiness_check_failed" in x]  # fmt: skip
-    assert line["check"] == "postgres" and "10.0.3.7" in line["error"]
+    assert line["check"] == "postgres"
+    assert "10.0.3.7" in line["error"]

@@ -44,11 +44,13 @@ def test_a_fast_rule_stored_before_the_check_looks_at_few_occurrences(monkeypatc
 
     monkeypatch.setattr(sched, "_rule", counting)
     assert next_due({"rrule": "FREQ=SECONDLY"}, "UTC", NOW) == NOW + timedelta(seconds=1)
-    assert looked and max(looked) <= 3
+    assert looked
+    assert max(looked) <= 3
     # Years behind, the latest slot is found going back from now, not by walking from 2000.
     looked.clear()
     due, missed = latest_due({"rrule": "FREQ=HOURLY"}, "UTC", datetime(2000, 1, 1, tzinfo=UTC), NOW)
-    assert due == NOW and missed == sched.MISSED_COUNTED
+    assert due == NOW
+    assert missed == sched.MISSED_COUNTED
     assert sum(looked) < 4 * sched.MISSED_COUNTED
 
 
@@ -63,7 +65,9 @@ def test_a_5_minute_schedule_paused_for_months_still_finds_its_latest_slot(sched
     campaign resumed after 70+ days raised ScheduleError on every tick and never fired again."""
     for days in (71, 400, 5000):
         due, missed = latest_due(schedule, "UTC", NOW - timedelta(days=days), NOW)
-        assert due is not None and due <= NOW and NOW - due < timedelta(hours=23)
+        assert due is not None
+        assert due <= NOW
+        assert NOW - due < timedelta(hours=23)
         assert missed == sched.MISSED_COUNTED
     assert latest_due({"cron": "*/5 * * * *"}, "UTC", NOW - timedelta(days=71), NOW)[0] == NOW
 

@@ -127,19 +127,26 @@ def test_oa_safe_mode_scan_subscribe():
         "encrypt_type",
         "msg_signature",
     }
-    assert q["openid"] == OPENID and q["timestamp"] == str(SIGNED_AT) and q["nonce"].isdigit()
+    assert q["openid"] == OPENID
+    assert q["timestamp"] == str(SIGNED_AT)
+    assert q["nonce"].isdigit()
     outer = fields_of(request.body)
     assert set(outer) == {"ToUserName", "Encrypt"}
     plain = decrypt_oa(request, "wx00000000000safe1", "safe-token")
     inner = fields_of(plain)
-    assert inner["ToUserName"] == outer["ToUserName"] and inner["ToUserName"].startswith("gh_")
+    assert inner["ToUserName"] == outer["ToUserName"]
+    assert inner["ToUserName"].startswith("gh_")
     assert inner["FromUserName"] == OPENID
     assert inner["CreateTime"] == "1790000000"
-    assert inner["MsgType"] == "event" and inner["Event"] == "subscribe"
-    assert inner["EventKey"] == "qrscene_expo2026" and inner["Ticket"] == ticket
+    assert inner["MsgType"] == "event"
+    assert inner["Event"] == "subscribe"
+    assert inner["EventKey"] == "qrscene_expo2026"
+    assert inner["Ticket"] == ticket
     message = parse_message(plain)  # wechatpy understands it as WeChat's scan-subscribe
-    assert message.type == "event" and message.event == "subscribe_scan"
-    assert message.scene_id == "expo2026" and message.ticket == ticket
+    assert message.type == "event"
+    assert message.event == "subscribe_scan"
+    assert message.scene_id == "expo2026"
+    assert message.ticket == ticket
 
 
 def test_oa_plain_mode_text_message_with_a_hostile_company_name():
@@ -155,10 +162,13 @@ def test_oa_plain_mode_text_message_with_a_hostile_company_name():
     check_signature("plain-token", q["signature"], q["timestamp"], q["nonce"])
     inner = fields_of(request.body)
     assert inner["Content"] == f"我是{NASTY}的采购经理"
-    assert inner["MsgId"] == "23456789012345678" and inner["MsgType"] == "text"
-    assert b"<!DOCTYPE" not in request.body and b"&amp;amp;" not in request.body
+    assert inner["MsgId"] == "23456789012345678"
+    assert inner["MsgType"] == "text"
+    assert b"<!DOCTYPE" not in request.body
+    assert b"&amp;amp;" not in request.body
     message = parse_message(request.body.decode())
-    assert message.type == "text" and message.content == f"我是{NASTY}的采购经理"
+    assert message.type == "text"
+    assert message.content == f"我是{NASTY}的采购经理"
     assert message.id == 23_456_789_012_345_678
 
 
@@ -219,12 +229,15 @@ def test_wecom_add_external_contact():
     }
     inner = fields_of(decrypt_wecom(request, "ww00000000fab00001", "wecom-token"))
     assert inner["ToUserName"] == "ww00000000fab00001"
-    assert inner["FromUserName"] == "sys" and inner["MsgType"] == "event"
+    assert inner["FromUserName"] == "sys"
+    assert inner["MsgType"] == "event"
     assert inner["CreateTime"] == "1790000100"
     assert inner["Event"] == "change_external_contact"
     assert inner["ChangeType"] == "add_external_contact"
-    assert inner["UserID"] == "zhangwei" and inner["ExternalUserID"] == EXTERNAL
-    assert inner["State"] == "expo2026" and inner["WelcomeCode"] == "WELCOMECODE123"
+    assert inner["UserID"] == "zhangwei"
+    assert inner["ExternalUserID"] == EXTERNAL
+    assert inner["State"] == "expo2026"
+    assert inner["WelcomeCode"] == "WELCOMECODE123"
     assert "MsgId" not in inner
 
 
@@ -251,13 +264,16 @@ def test_wecom_chat_update_lists_every_member():
     plain = decrypt_wecom(request, "ww00000000leaf0001", "leaf-wecom")
     inner = fields_of(plain)
     assert inner["ChatId"] == "wrOgQhDgAAMYQiS5ol9G7gK9JVAAAA"
-    assert inner["ChangeType"] == "update" and inner["UpdateDetail"] == "add_member"
-    assert inner["JoinScene"] == "3" and inner["MemChangeCnt"] == "3"
+    assert inner["ChangeType"] == "update"
+    assert inner["UpdateDetail"] == "add_member"
+    assert inner["JoinScene"] == "3"
+    assert inner["MemChangeCnt"] == "3"
     assert inner["MemChangeList"] == members
     assert inner["LastMemVer"] == "9c3f97c2ada667dfb5f6d03308d963e1"
     assert inner["CurMemVer"] == "71217227bbd112ecfe3a49c482195cb4"
     message = parse_message(plain)  # wechatpy has no class for it, but reads the common fields
-    assert message.source == "sys" and message.target == "ww00000000leaf0001"
+    assert message.source == "sys"
+    assert message.target == "ww00000000leaf0001"
 
 
 def test_wrong_keys_do_not_decrypt():
@@ -294,7 +310,8 @@ def test_business_events_batch():
     assert request.headers["Authorization"] == "Bearer tok-123"
     assert request.headers["Content-Type"].startswith("application/json")
     body = json.loads(request.body.decode("utf-8"))
-    assert list(body) == ["events"] and len(body["events"]) == 3
+    assert list(body) == ["events"]
+    assert len(body["events"]) == 3
     for i, event in enumerate(body["events"]):
         assert set(event) == {"idempotency_key", "type", "occurred_at", "identity", "attributes"}
         assert event["idempotency_key"] == f"sim-test-{i}"
@@ -348,13 +365,15 @@ def test_every_simulated_request_verifies_and_parses(tenant):
             else:
                 plain = request.body.decode()
             inner = fields_of(plain)
-            assert inner["FromUserName"] == q["openid"] and len(q["openid"]) == 28
+            assert inner["FromUserName"] == q["openid"]
+            assert len(q["openid"]) == 28
             assert inner["MsgType"] in ("event", "text", "image", "link")
             seen_types.add(request.label)
         elif request.kind == "wecom":
             corp = tenant.wecom
             inner = fields_of(decrypt_wecom(request, corp.corp_id, corp.token.reveal()))
-            assert inner["FromUserName"] == "sys" and inner["ToUserName"] == corp.corp_id
+            assert inner["FromUserName"] == "sys"
+            assert inner["ToUserName"] == corp.corp_id
             assert inner["Event"] in (
                 "change_external_contact",
                 "change_external_chat",
@@ -366,8 +385,10 @@ def test_every_simulated_request_verifies_and_parses(tenant):
             assert 1 <= len(events) <= 50
             assert tuple(e["type"] for e in events) == request.events
             for event in events:
-                assert event["type"] in EVENT_TYPES and event["type"].startswith("biz.")
-                assert event["identity"] and all(event["identity"].values())
+                assert event["type"] in EVENT_TYPES
+                assert event["type"].startswith("biz.")
+                assert event["identity"]
+                assert all(event["identity"].values())
                 datetime.fromisoformat(event["occurred_at"])
             seen_types.update(request.events)
     assert {"oa.subscribe", "oa.click", "oa.view", "oa.message"} <= seen_types
@@ -382,7 +403,8 @@ def test_same_seed_same_payloads_and_nonces():
     first, second = run_requests(FAB, 77, 250), run_requests(FAB, 77, 250)
     other = run_requests(FAB, 78, 250)
     for a, b in zip(first, second, strict=True):
-        assert a.kind == b.kind and a.label == b.label
+        assert a.kind == b.kind
+        assert a.label == b.label
         qa, qb = query(a), query(b)
         qa.pop("msg_signature", None), qb.pop("msg_signature", None)
         assert qa == qb  # nonce, timestamp, signature, openid
@@ -411,7 +433,8 @@ def test_population_is_the_one_the_run_uses():
     population, _planner = requests_for(
         LEAF, contacts=25, seed=9, base_url="http://127.0.0.1:1", events_token=None
     )
-    assert isinstance(population, Population) and len(population.people) == 25
+    assert isinstance(population, Population)
+    assert len(population.people) == 25
 
 
 # --- the command --------------------------------------------------------------------------------
@@ -428,7 +451,8 @@ def settings(tmp_path, monkeypatch):
 def test_unknown_tenant_is_a_usage_error(settings, capsys):
     assert main(settings, tenant="nope", contacts=5, rate=1, duration=1, seed=1) == 2
     err = capsys.readouterr().err
-    assert "unknown tenant 'nope'" in err and "fab" in err
+    assert "unknown tenant 'nope'" in err
+    assert "fab" in err
 
 
 @pytest.mark.parametrize(
@@ -474,4 +498,5 @@ def test_nothing_listening_gives_exit_1_and_a_summary(settings, capsys):
     assert "siyu ingest token create --tenant leaf" in captured.err
     assert "seed 4" in captured.err
     assert "sent 8 requests" in captured.out
-    assert "ConnectionError" in captured.out and "HTTP status: none" in captured.out
+    assert "ConnectionError" in captured.out
+    assert "HTTP status: none" in captured.out

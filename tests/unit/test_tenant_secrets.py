@@ -58,7 +58,8 @@ def test_a_tenant_without_api_access_needs_no_api_secret_and_has_none():
     check_secrets(registry, {})
     tenant = registry.get("tea")
     assert not tenant.api_access
-    assert tenant.wecom.secret is None and tenant.wechat_oa[0].app_secret is None
+    assert tenant.wecom.secret is None
+    assert tenant.wechat_oa[0].app_secret is None
     assert parse_tenants(tenants_yaml()).get("tea").api_access  # the default
 
 
@@ -79,7 +80,8 @@ def test_ingest_checks_only_the_callback_secrets_it_is_given():
     with pytest.raises(ConfigError) as info:
         check_secrets(registry, {}, callbacks_only=True)
     assert "wecom.token_env names TEA_WECOM_TOKEN" in str(info.value)
-    assert "TEA_WECOM_SECRET" not in str(info.value) and "TEA_OA_SECRET" not in str(info.value)
+    assert "TEA_WECOM_SECRET" not in str(info.value)
+    assert "TEA_OA_SECRET" not in str(info.value)
     with pytest.raises(ConfigError, match="TEA_WECOM_SECRET"):
         check_secrets(registry, {"TEA_WECOM_TOKEN": "t" * 16})  # every other process: all
 
@@ -153,7 +155,8 @@ def test_a_callback_whose_secret_is_missing_is_a_clear_403_and_a_log_line(monkey
     assert response.json["error"]["code"] == "not_configured"
     assert "TEA_WECOM_TOKEN" not in response.get_data(as_text=True)
     (line,) = [r.getMessage() for r in caplog.records if "tenant_not_configured" in r.getMessage()]
-    assert "TEA_WECOM_TOKEN" in line and "'tenant_id': 'tea'" in line
+    assert "TEA_WECOM_TOKEN" in line
+    assert "'tenant_id': 'tea'" in line
     assert "corp-token" not in line
 
 

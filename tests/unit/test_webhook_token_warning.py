@@ -45,7 +45,8 @@ def test_short_webhook_tokens_are_warned_about_by_name_never_by_value(tmp_path, 
     assert len(warnings) == 2, result.output
     assert "tenant shorty: wechat_oa[wx00000000000short].token is shorter than 16" in warnings[0]
     assert "tenant shorty: wecom.token_env (SHORTY_WECOM_TOKEN) is shorter than 16" in warnings[1]
-    assert "tiny-oa-token" not in result.output and "env-tok-9" not in result.output
+    assert "tiny-oa-token" not in result.output
+    assert "env-tok-9" not in result.output
     assert "strong" not in " ".join(warnings)
     assert "2 tenant(s) OK" in result.output
 
@@ -53,7 +54,9 @@ def test_short_webhook_tokens_are_warned_about_by_name_never_by_value(tmp_path, 
 def test_plaintext_allowed_defaults_to_false():
     registry = parse_tenants(TENANTS)
     shorty, strong = registry.get("shorty").wechat_oa[0], registry.get("strong").wechat_oa[0]
-    assert shorty.plaintext_allowed is False and not shorty.accepts_plaintext
-    assert strong.plaintext_allowed is True and strong.accepts_plaintext
+    assert shorty.plaintext_allowed is False
+    assert not shorty.accepts_plaintext
+    assert strong.plaintext_allowed is True
+    assert strong.accepts_plaintext
     no_key = parse_tenants(TENANTS.replace(f"        encoding_aes_key: {AES}\n", "", 1))
     assert no_key.get("shorty").wechat_oa[0].accepts_plaintext  # plaintext is its only mode

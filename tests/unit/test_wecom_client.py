@@ -143,7 +143,8 @@ def test_a_second_token_failure_surfaces(double):
     double.fail("externalcontact/get", 42001, 40014, 40014)
     with pytest.raises(WeComError) as info:
         c.get_external_contact(LI)
-    assert info.value.errcode == 40014 and not info.value.retryable
+    assert info.value.errcode == 40014
+    assert not info.value.retryable
     assert double.gettoken_calls() == 2  # refetched once, not again
     assert double.count("externalcontact/get") == 2
 
@@ -153,12 +154,14 @@ def test_busy_is_retried_up_to_three_tries(double):
     c = client(double, busy_backoff=(0.01, 0.02), sleep=waits.append)
     double.fail("externalcontact/get", -1, -1)
     assert c.get_external_contact(LI)["external_contact"]["name"] == "李工"
-    assert double.count("externalcontact/get") == 3 and waits == [0.01, 0.02]
+    assert double.count("externalcontact/get") == 3
+    assert waits == [0.01, 0.02]
 
     double.fail("externalcontact/get", -1, -1, -1, -1)
     with pytest.raises(WeComUnavailable) as info:
         c.get_external_contact(LI)
-    assert info.value.errcode == -1 and info.value.retryable
+    assert info.value.errcode == -1
+    assert info.value.retryable
     assert double.count("externalcontact/get") == 6  # 3 more tries, not 4
     double.clear_faults()
 
@@ -168,7 +171,8 @@ def test_45009_raises_rate_limited_without_retrying(double):
     double.fail("externalcontact/get", 45009)
     with pytest.raises(RateLimited) as info:
         c.get_external_contact(LI)
-    assert info.value.errcode == 45009 and info.value.retry_after == 180
+    assert info.value.errcode == 45009
+    assert info.value.retry_after == 180
     assert double.count("externalcontact/get") == 1
 
 
@@ -176,7 +180,8 @@ def test_other_errcodes_are_never_retried(double):
     c = client(double)
     with pytest.raises(WeComError) as info:
         c.get_external_contact("wmStranger01")
-    assert type(info.value) is WeComError and info.value.errcode == 84061
+    assert type(info.value) is WeComError
+    assert info.value.errcode == 84061
     assert double.count("externalcontact/get") == 1
 
 
@@ -195,7 +200,9 @@ def test_follow_users_of_every_page_are_collected(double):
     detail = client(double).get_external_contact("wmBusyContact")
     assert [f["userid"] for f in detail["follow_user"]] == [f"staff{i}" for i in range(5)]
     cursors = [p.get("cursor") for p in double.contact_paths()]
-    assert len(cursors) == 3 and cursors[0] is None and all(cursors[1:])
+    assert len(cursors) == 3
+    assert cursors[0] is None
+    assert all(cursors[1:])
 
 
 def test_every_call_has_a_timeout(double):
@@ -245,7 +252,8 @@ def test_secrets_and_tokens_never_reach_logs_reprs_or_errors(double, caplog):
     double.fail("externalcontact/get", 40014)
     c.get_external_contact(LI)
     tokens = double.tokens()
-    assert tokens and double.gettoken_calls() == 2
+    assert tokens
+    assert double.gettoken_calls() == 2
     unreachable = WeComClient(
         CORP, SECRET, api_base="http://127.0.0.1:9/cgi-bin/", token_cache=TokenCache(), timeout=1
     )
@@ -261,7 +269,8 @@ def test_secrets_and_tokens_never_reach_logs_reprs_or_errors(double, caplog):
         assert SECRET[:10] not in text
         for token in tokens:
             assert token not in text
-    assert c.access_token_key.endswith("_access_token") and SECRET[:10] not in c.access_token_key
+    assert c.access_token_key.endswith("_access_token")
+    assert SECRET[:10] not in c.access_token_key
 
 
 def test_redact_url():
@@ -273,7 +282,8 @@ def test_redact_url():
 
 def test_settings_read_the_api_base_and_rate():
     settings = Settings.from_env({})
-    assert settings.wecom_api_base == DEFAULT_API_BASE and settings.wecom_rate == 5
+    assert settings.wecom_api_base == DEFAULT_API_BASE
+    assert settings.wecom_rate == 5
     settings = Settings.from_env(
         {"SIYU_WECOM_API_BASE": "http://127.0.0.1:8099/wecom/cgi-bin/", "SIYU_WECOM_RATE": "2.5"}
     )
