@@ -102,6 +102,18 @@ def test_defaults_and_lookups():
             "already belongs to tenant 'ab'",
         ),
     ],
+    ids=[
+        "id not a slug",
+        "unknown mode",
+        "missing name",
+        "unknown time zone",
+        "a zone folder, not a zone",
+        "unknown field",
+        "short AES key",
+        "token and token_env",
+        "duplicate tenant id",
+        "corp id of another tenant",
+    ],
 )
 def test_broken_file_names_line_and_field(text, line, field, words):
     with pytest.raises(ConfigError) as info:
@@ -120,6 +132,7 @@ def test_broken_file_names_line_and_field(text, line, field, words):
         ("", "t.yaml:1: expected a mapping"),
         ("other: 1\n", "tenants: Missing data"),
     ],
+    ids=["bad YAML", "duplicate key", "a list", "empty", "no tenants"],
 )
 def test_unparseable_files(text, expected):
     with pytest.raises(ConfigError) as info:

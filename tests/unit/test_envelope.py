@@ -119,6 +119,22 @@ def _wire(**changes):
         ({"tenant_id": ...}, "tenant_id"),
         ({"raw": "x" * (256 * 1024 + 1)}, "raw"),
     ],
+    ids=[
+        "unknown schema version",
+        "event_id not hex",
+        "tenant_id in capitals",
+        "unknown type",
+        "unknown source",
+        "oa type from wecom",
+        "naive occurred_at",
+        "received_at not a time",
+        "null openid",
+        "email identity",
+        "attributes not a dict",
+        "unknown field",
+        "tenant_id missing",
+        "raw too large",
+    ],
 )
 def test_invalid_envelopes_name_the_field(changes, field):
     with pytest.raises(EnvelopeError) as info:

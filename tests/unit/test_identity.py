@@ -40,6 +40,15 @@ def test_person_identities_ignore_non_person_ids():
         ([O, E], {O: "c_b", E: "c_a"}, "c_a", False, (), ("c_b",)),
         ([U, O, E], {O: "c_000", E: "c_zzz"}, "c_000", False, (U,), ("c_zzz",)),
     ],
+    ids=[
+        "stranger",
+        "stranger with two ids",
+        "known",
+        "known shows a new id",
+        "known, new id hashes smaller: re-keyed",
+        "unionid joins two contacts",
+        "unionid joins two contacts, new id linked",
+    ],
 )
 def test_resolution_plans(identities, known, contact, create, link, merge):
     plan = resolve(T, identities, known)

@@ -59,6 +59,15 @@ def policy(channel="wecom_single", **kw) -> Policy:
         (contact(oa_last_message_at=NOW - timedelta(hours=1), quota_used=5), ARTICLE,
          policy("oa_custom"), "quota_oa_custom"),
     ],
+    ids=[
+        "sent", "excluded by a segment", "no WeCom id", "deleted WeCom contact", "no openid",
+        "unsubscribed", "promo while comparing", "promo while the account examines",
+        "promo while comparing, even with b2b promotion", "promo to b2b", "promo to b2b allowed",
+        "promo to b2c", "article while comparing", "day cap", "week cap", "WeCom day quota",
+        "OA mass month quota", "custom message, never messaged",
+        "custom message, last message 49h ago", "custom message, last message 47h ago",
+        "custom message, window quota used",
+    ],
 )  # fmt: skip
 def test_policies_per_contact(recipient, item, rules, reason):
     decision = decide(recipient, [item], rules, NOW, series=False)
@@ -85,6 +94,10 @@ def group(*members: Recipient, **kw) -> Recipient:
         (group(contact(), exposures_day=1, exposures_week=1), ARTICLE, policy("wecom_group"),
          "group_cap_day"),
         (group(contact(), exposures_week=2), ARTICLE, policy("wecom_group"), "group_cap_week"),
+    ],
+    ids=[
+        "sent", "dismissed group", "promo, one member comparing", "promo, one b2b member",
+        "promo, b2c members", "group day cap", "group week cap",
     ],
 )  # fmt: skip
 def test_policies_per_group(recipient, item, rules, reason):

@@ -32,6 +32,7 @@ def events(*types: str) -> list[EventFact]:
         (("wecom.contact.enriched",), None, True),
         (("oa.subscribe", "wecom.contact.added", "oa.unsubscribe"), False, True),
     ],
+    ids=lambda value: " then ".join(value) or "no events" if isinstance(value, tuple) else None,
 )
 def test_reach_per_channel(types, follower, contact):
     got = reach(events(*types))

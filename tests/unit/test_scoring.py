@@ -27,6 +27,17 @@ def ev(event_type: str, days_ago: float, **attributes: object) -> EventFact:
     return EventFact(event_type, NOW - timedelta(days=days_ago), dict(attributes))
 
 
+def event_ids(value: object) -> str | None:
+    """Test ids for the tables: an event as type@age[/content layer], a list of them joined."""
+    if isinstance(value, EventFact):
+        age = (NOW - value.occurred_at) / timedelta(days=1)
+        layer = value.attributes.get("content_layer")
+        return f"{value.type}@{age:g}d" + (f"/{layer}" if layer else "")
+    if isinstance(value, list):
+        return ", ".join(map(event_ids, value)) or "no events"
+    return None
+
+
 @pytest.mark.parametrize(
     ("points", "age", "half_life", "expected"),
     [
@@ -73,6 +84,7 @@ def test_decay_needs_a_positive_half_life(half_life: float) -> None:
         (ev("link.clicked", 0, content_layer="nonsense"), 3.0),
         (ev("oa.unsubscribe", 0, content_layer="closing"), -20.0),  # no bonus on a negative
     ],
+    ids=event_ids,
 )
 def test_event_points(event: EventFact, expected: float) -> None:
     assert event_points(event) == expected
@@ -103,6 +115,7 @@ def test_default_tables_name_real_types_and_layers() -> None:
         ([ev("biz.order.paid", 0), ev("oa.unsubscribe", 0)], 20.0),
         ([ev("link.clicked", 30, content_layer="closing")], 4.5),
     ],
+    ids=event_ids,
 )
 def test_score(events: list[EventFact], expected: float) -> None:
     assert score(events, NOW) == pytest.approx(expected, abs=1e-9)
