@@ -299,7 +299,7 @@ def tracked_link(token: str):
 
 
 def create_app(ingest: IngestDeps, checks: dict[str, Check] | None = None) -> Flask:
-    app = new_app("siyu.ingest")
+    app = new_app(__name__)
     app.extensions["siyu.ingest"] = ingest
     app.register_blueprint(webhooks)
     app.register_blueprint(business)

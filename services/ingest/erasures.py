@@ -109,7 +109,7 @@ def main(
     runner = build_runner(settings, pool)
 
     checks = {"postgres": postgres_check(pool), "kafka": polled_check(runner)}
-    ops = create_ops_app("siyu.ingest.erasures", checks)
+    ops = create_ops_app(__name__, checks)
     server = BackgroundServer(ops, metrics_host, metrics_port).start()
     runner.install_signal_handlers()
     log.info("ingest_erasures_starting", metrics_port=server.port)

@@ -141,7 +141,7 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
         if loop.last_tick is not None and time.monotonic() - loop.last_tick > 120:
             raise RuntimeError("the outreach loop has not completed a tick in 120 s")
 
-    ops = create_ops_app("siyu.outreach", {"postgres": postgres_check(pool), "loop": ticking})
+    ops = create_ops_app(__name__, {"postgres": postgres_check(pool), "loop": ticking})
     server = BackgroundServer(ops, metrics_host, metrics_port).start()
     runner.install_signal_handlers()
     thread = threading.Thread(target=loop.run, name="outreach-loop", daemon=True)
