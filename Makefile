@@ -45,11 +45,11 @@ test: system-packages $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-# The inner loop: lint and every test not marked integration (no PostgreSQL or broker; ~40 s).
-test-fast: system-packages $(STAMP)
+# The inner loop: lint and the unit tests (tests/unit: no PostgreSQL, no broker; ~25 s).
+test-fast: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q -m 'not integration'
+	$(BIN)/python -m pytest -q tests/unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,7 +2,7 @@
 buying roles, the built-in lifecycle models and their stages, the outreach channels, account risk
 flags, B2C behaviour types and time zones. Each is defined here only; the code imports it.
 Segment derives with them (its rule packs, services/segment/rules/*.yaml, must agree:
-tests/api/test_vocabulary.py); outreach checks campaigns against them.
+tests/unit/shared/test_vocabulary.py); outreach checks campaigns against them.
 """
 
 from __future__ import annotations

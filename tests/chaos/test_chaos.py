@@ -41,10 +41,10 @@ from shared.kafka.settings import KafkaSettings
 from shared.kafka.topics import TOUCHPOINTS, TOUCHPOINTS_DLQ, ensure_topics
 from shared.migrations import migrate_service
 from tests.fake_wecom import FakeWeCom
-from tests.ingest.conftest import build as build_ingest
+from tests.integration.ingest.conftest import build as build_ingest
 from tests.kafka_helpers import RunnerThread, read_topic, wait_until
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.timeout(240)]
 
 TENANTS = load_tenants(DEMO_TENANTS_PATH)
 SIYU = str(Path(sys.executable).with_name("siyu"))

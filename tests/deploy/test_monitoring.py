@@ -30,7 +30,7 @@ from shared.kafka.tansu import GROUP_TIMINGS_ENV
 from shared.kafka.topics import ensure_topics
 from tests.deploy.kustomize import build
 from tests.fake_wecom import FakeWeCom
-from tests.integration.test_dev_stack import get, send_subscribe
+from tests.integration.siyu.test_dev_stack import get, send_subscribe
 from tests.kafka_helpers import wait_until
 
 HERE = Path(__file__).resolve().parent
