@@ -1,10 +1,17 @@
-"""Every document the code cites is in the repository, and every section it names is a heading.
+"""Every document the code cites is in the repository, and every section it names is a heading;
+every repository path the documents write in backticks exists.
 
 A comment such as ``docs/security.md "Tokens"`` (or ``docs/domain.md, "Scoring"``, or
 ``docs/architecture.md ("Errors")``) is checked: the file exists under ``docs/`` and has a heading
 ``## Tokens`` (any level). Citations of the README and of deploy/README.md are checked alike. A citation may wrap onto the next comment line. The team handbook
 beside the repository (ARCHITECTURE.md, DOMAIN.md, PLATFORM.md, STACK.md) is not part of it, so
 no file may cite it.
+
+A code span in README.md, docs/*.md or deploy/README.md that is a repository path as a whole
+(``services/outreach/senders.py``, ``shared/devstack/``) names a file or folder that exists; a
+glob (``services/*/api*.py``) or a placeholder (``tests/unit/<package>/test_<module>.py``)
+matches at least one. A span with a space in it
+(``kubectl logs deploy/siyu-api``) is a command, not a path.
 """
 
 from __future__ import annotations
@@ -32,6 +39,16 @@ CITATION = re.compile(
 )
 SECTION = re.compile(r'"([^"\n]{1,80})"')
 HANDBOOK = re.compile(r"\b(?:ARCHITECTURE|PLATFORM|DOMAIN|STACK)\.md\b")
+
+# The documents whose code spans are checked as paths, and what a path span looks like: a
+# top-level folder of the repository, then path characters only (globs and <placeholders> too).
+DOCUMENTS = (
+    "README.md",
+    "deploy/README.md",
+    *sorted(f"docs/{p.name}" for p in ROOT.glob("docs/*.md")),
+)
+TOP = "services|shared|sandbox|siyu|tests|bench|deploy|docs|requirements"
+PATH_SPAN = re.compile(rf"`((?:{TOP})/[\w.*/<>-]*)`")
 
 
 def _sources() -> list[Path]:
@@ -123,3 +140,51 @@ def test_no_file_cites_the_handbook_beside_the_repository():
         if HANDBOOK.search(p.read_text(encoding="utf-8", errors="replace"))
     ]
     assert not offenders, offenders
+
+
+def _written_paths(text: str) -> list[str]:
+    """The repository paths a document writes in backticks, as written."""
+    return PATH_SPAN.findall(text)
+
+
+def _missing(path: str) -> bool:
+    """No file or folder is there (a glob or <placeholder> matches nothing)."""
+    pattern = re.sub(r"<[^>/]+>", "*", path.rstrip("/"))
+    if "*" in pattern:
+        return not any(ROOT.glob(pattern))
+    return not (ROOT / pattern).exists()
+
+
+def test_the_documents_write_paths():
+    """The search is not silently empty: the documents name many files in backticks."""
+    written = [p for doc in DOCUMENTS for p in _written_paths((ROOT / doc).read_text("utf-8"))]
+    assert len(written) > 50
+
+
+def test_every_path_the_documents_write_exists():
+    """A moved or renamed module must take its documents along: none names a path gone."""
+    stale = [
+        f"{doc}: `{path}`"
+        for doc in DOCUMENTS
+        for path in _written_paths((ROOT / doc).read_text(encoding="utf-8"))
+        if _missing(path)
+    ]
+    assert not stale, "\n".join(stale)
+
+
+@pytest.mark.parametrize(
+    ("text", "stale"),
+    [
+        ("the senders (`services/outreach/senders.py`)", []),
+        ("per-person failures: `services/outreach/runs_senders.py`", ["services/outreach/runs_senders.py"]),
+        ("the lifecycle grammar, `services/segment/lifecycle.py`", ["services/segment/lifecycle.py"]),
+        ("`tests/unit/test_doc_citations.py` and `tests/api/conftest.py`", ["tests/api/conftest.py"]),
+        ("the folder `shared/devstack/`, the gone `sandbox/simulator.py`", ["sandbox/simulator.py"]),
+        ("`services/*/api*.py` and `services/<service>/migrations/`", []),
+        ("`services/*/api_nothing*.py`", ["services/*/api_nothing*.py"]),
+        ("a command: `kubectl -n siyu logs deploy/siyu-segment`", []),
+        ("not a path: `siyu ingest serve`, `derive.model_for`", []),
+    ],
+)  # fmt: skip
+def test_stale_paths_are_found(text, stale):
+    assert [p for p in _written_paths(text) if _missing(p)] == stale

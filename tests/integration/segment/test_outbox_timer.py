@@ -32,7 +32,7 @@ DEADLINE_S = 1.0
 
 @pytest.fixture
 def segment_schema(stack, schema):
-    """The seeded segment state of tests/api (李工 is in examination), with its outbox emptied:
+    """The seeded segment state of tests/integration/api (李工 is in examination), with its outbox emptied:
     no traffic and nothing queued before the override."""
     name = f"{schema}_seg"
     migrate_service(stack.dsn, "outreach", schema=schema)
