@@ -23,11 +23,12 @@ from pathlib import Path
 from bench import report
 from services.outreach.tokens import create_token, seed_tenants
 from shared.api import create_api_app
-from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
+from shared.config import Settings
 from shared.db import autocommit, create_pool
 from shared.devstack.ports import free_port
 from shared.devstack.postgres import EmbeddedPostgres
 from shared.migrations import migrate_service
+from shared.tenants import DEMO_TENANTS_PATH, load_tenants
 from siyu.api import blueprints
 
 CONTACTS = int(os.environ.get("BENCH_FUNNEL_CONTACTS", "1000000"))
@@ -130,7 +131,7 @@ def run(dsn: str, tmp: Path) -> int:
     tenants_file = tmp / "tenants.yaml"
     tenants_file.write_text(DEMO_TENANTS_PATH.read_text(encoding="utf-8"), encoding="utf-8")
     settings = Settings.from_env({"SIYU_DATABASE_URL": dsn, "SIYU_TENANTS": str(tenants_file)})
-    app = create_api_app("siyu.api.bench", pool=pool, blueprints=blueprints(), settings=settings)
+    app = create_api_app("siyu.api_bench", pool=pool, blueprints=blueprints(), settings=settings)
     client = app.test_client()
     headers = {"Authorization": f"Bearer {bloom}"}
 

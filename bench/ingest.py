@@ -20,13 +20,13 @@ from wechatpy.enterprise.crypto import WeChatCrypto
 
 from bench import report
 from bench.loadgen import Result, http_post, run
-from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, load_tenants
 from shared.devstack.broker import EmbeddedBroker
 from shared.devstack.ports import free_port, wait_for_port
 from shared.devstack.postgres import EmbeddedPostgres
 from shared.kafka.settings import KafkaSettings
 from shared.kafka.topics import ensure_topics
 from shared.migrations import migrate_service
+from shared.tenants import DEMO_SECRETS, DEMO_TENANTS_PATH, load_tenants
 
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))

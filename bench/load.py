@@ -21,13 +21,13 @@ from pathlib import Path
 from bench import report
 from bench.ingest import CONCURRENCY, WORKERS, wecom_requests
 from bench.loadgen import run
-from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH
 from shared.devstack.broker import EmbeddedBroker
 from shared.devstack.ports import free_port, wait_for_port
 from shared.devstack.postgres import EmbeddedPostgres
 from shared.kafka.settings import KafkaSettings
 from shared.kafka.topics import ensure_topics
 from shared.migrations import migrate_service
+from shared.tenants import DEMO_SECRETS, DEMO_TENANTS_PATH
 
 SECONDS = min(float(os.environ.get("BENCH_LOAD_SECONDS", "120")), 240.0)
 WINDOW = 10.0

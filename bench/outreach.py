@@ -31,11 +31,12 @@ from services.outreach.clients import Clients
 from services.outreach.plan import Campaign, plan
 from services.outreach.policies import Tally
 from services.outreach.runs import Executor
-from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, Settings, load_tenants
+from shared.config import Settings
 from shared.db import create_pool
 from shared.devstack.ports import free_port
 from shared.devstack.postgres import EmbeddedPostgres
 from shared.migrations import migrate_service
+from shared.tenants import DEMO_SECRETS, DEMO_TENANTS_PATH, load_tenants
 
 CONTACTS = int(os.environ.get("BENCH_OUTREACH_CONTACTS", "1000000"))
 SENDS = int(os.environ.get("BENCH_OUTREACH_SENDS", "400"))

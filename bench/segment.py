@@ -26,7 +26,7 @@ from services.segment.consumer import build_runner
 from services.segment.derive import load_history, refresh_contacts
 from services.segment.segments import recompute, save_segment
 from services.segment.topics import Topics
-from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
+from shared.config import Settings
 from shared.db import create_pool
 from shared.devstack.broker import EmbeddedBroker
 from shared.devstack.ports import free_port
@@ -36,6 +36,7 @@ from shared.kafka.producer import Record, create_producer, publish
 from shared.kafka.settings import KafkaSettings
 from shared.kafka.topics import TOUCHPOINTS, ensure_topics
 from shared.migrations import migrate_service
+from shared.tenants import DEMO_TENANTS_PATH, load_tenants
 
 EVENTS = int(os.environ.get("BENCH_SEGMENT_EVENTS", "20000"))
 CONTACTS = int(os.environ.get("BENCH_SEGMENT_CONTACTS", "4000"))

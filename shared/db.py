@@ -5,61 +5,20 @@ Every pooled connection carries ``statement_timeout`` and ``idle_in_transaction_
 cut off instead of holding a connection, locks and the database's CPU from every other tenant.
 The admin API uses the short ``api`` limits, every other process the longer ``worker`` ones;
 migrations (their own connection) and explicit long jobs (``NO_TIMEOUTS``) have none. Each
-is configurable by environment (docs/operations.md, "Configuration"); ``0`` turns a limit off.
+is configurable by environment (``Settings``; docs/operations.md, "Configuration"); ``0`` turns
+a limit off.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from shared.errors import ConfigError
-
-# Per kind of process: (statement ms, idle-in-transaction ms) by default, environment prefix.
-# The API answers people waiting on a page; workers batch, so they get ten times as long.
-TIMEOUT_DEFAULTS = {
-    "api": (30_000, 60_000, "SIYU_API_DB_"),
-    "worker": (300_000, 600_000, "SIYU_WORKER_DB_"),
-}
-
-
-@dataclass(frozen=True)
-class DbTimeouts:
-    """Server-side limits of a connection, in milliseconds (0: none)."""
-
-    statement_ms: int
-    idle_in_transaction_ms: int
-
-    @classmethod
-    def from_env(cls, kind: str, env: Mapping[str, str] | None = None) -> DbTimeouts:
-        """From ``<prefix>STATEMENT_TIMEOUT_MS`` and ``<prefix>IDLE_IN_TRANSACTION_TIMEOUT_MS``."""
-        env = os.environ if env is None else env
-        statement, idle, prefix = TIMEOUT_DEFAULTS[kind]
-        values = []
-        for key, default in (("STATEMENT_TIMEOUT_MS", statement),
-                             ("IDLE_IN_TRANSACTION_TIMEOUT_MS", idle)):  # fmt: skip
-            raw = env.get(prefix + key, "").strip()
-            try:
-                value = int(raw) if raw else default
-            except ValueError:
-                value = -1
-            if value < 0:
-                raise ConfigError(f"{prefix}{key}={raw!r}: expected milliseconds (0: no limit)")
-            values.append(value)
-        return cls(*values)
-
-    def options(self) -> str:
-        return (
-            f"-c statement_timeout={self.statement_ms} "
-            f"-c idle_in_transaction_session_timeout={self.idle_in_transaction_ms}"
-        )
-
+from shared.config import DbTimeouts
 
 NO_TIMEOUTS = DbTimeouts(0, 0)  # migrations and explicit long jobs
 
@@ -77,10 +36,10 @@ def create_pool(
     """Open a pool; connections are checked on checkout so a restarted server is survived.
 
     ``schema`` becomes the connections' search_path: a service's SQL names its tables unqualified.
-    ``timeouts`` None: the worker limits from the environment (``DbTimeouts.from_env``).
+    ``timeouts`` None: the worker defaults; processes pass ``Settings.worker_db`` (or ``api_db``).
     """
     if timeouts is None:
-        timeouts = DbTimeouts.from_env("worker")
+        timeouts = DbTimeouts.defaults("worker")
     kwargs: dict = {"row_factory": dict_row, "application_name": f"siyu-{name}"}
     options = [timeouts.options()]
     if schema is not None:

@@ -19,7 +19,6 @@ admin API process run it (docs/architecture.md, "Background jobs").
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import threading
 import time
@@ -35,6 +34,8 @@ from prometheus_client import Counter, Histogram
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
+
+from shared.config import JobSettings
 
 log = structlog.get_logger("siyu.jobs")
 
@@ -80,25 +81,6 @@ class JobKind:
     name: str
     service: str
     run: Callable[[psycopg.Connection, dict, Progress], dict]
-
-
-@dataclass(frozen=True)
-class JobSettings:
-    threads: int = 2
-    max_running: int = 4
-    stale_after: timedelta = timedelta(seconds=60)
-    heartbeat: timedelta = timedelta(seconds=5)
-    ttl: timedelta = timedelta(hours=24)
-    poll_s: float = 1.0
-    statement_timeout: str = "10min"  # a job's statements: longer than a request's
-
-    @classmethod
-    def from_env(cls, env=os.environ) -> JobSettings:
-        return cls(
-            threads=int(env.get("SIYU_API_JOB_THREADS", "2")),
-            max_running=int(env.get("SIYU_API_JOBS_MAX_RUNNING", "4")),
-            ttl=timedelta(hours=float(env.get("SIYU_API_JOB_TTL_H", "24"))),
-        )
 
 
 def _dumps(value: Any) -> str:
@@ -223,7 +205,7 @@ class Runner:
     pool: ConnectionPool
     schema_for: Callable[[str], str]
     kinds: dict[str, JobKind]
-    settings: JobSettings = field(default_factory=JobSettings.from_env)
+    settings: JobSettings = field(default_factory=JobSettings)
     _wake: threading.Event = field(default_factory=threading.Event, init=False)
     _stop: threading.Event = field(default_factory=threading.Event, init=False)
     _threads: list[threading.Thread] = field(default_factory=list, init=False)

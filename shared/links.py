@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from shared.config import LinkKeys, TenantRegistry
 from shared.envelope import IDENTITY_KEYS
+from shared.tenants import LinkKeys, TenantRegistry
 
 FORMAT = "2"
 MAX_TOKEN = 4096  # a URL of MAX_URL and the ids, sealed and base64-encoded, fit

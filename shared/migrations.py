@@ -9,17 +9,16 @@ file is refused: write a new migration instead.
 In the cluster each service migrates as the role that owns its schema (deploy/k8s/base/postgres.yaml
 creates the schemas with their owners), so the runner never needs to create a schema there. The
 admin API connects as a role of its own that owns nothing: the owners of the schemas it reads and
-writes grant it table privileges after migrating (``API_ROLE_ENV``; docs/security.md, "Least
-privilege").
+writes grant it table privileges after migrating (``Settings.db_api_role``, SIYU_DB_API_ROLE;
+docs/security.md, "Least privilege").
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,14 +40,12 @@ _IDENTIFIER = r"[a-z_][a-z0-9_]{0,62}"
 # of every table where staff edit segments, models and contacts (segment) and campaigns, tokens
 # and the audit log (outreach); in ingest's, only the event API tokens it lists, creates and
 # revokes (services/ingest/api.py), never the outbox or the per-person keys.
-API_ROLE_ENV = "SIYU_DB_API_ROLE"
 ROWS = ("SELECT", "INSERT", "UPDATE", "DELETE")
 API_GRANTS: dict[str, dict[str, tuple[str, ...]] | None] = {  # None: ROWS of every table
     "segment": None,
     "outreach": None,
     "ingest": {"api_tokens": ("SELECT", "INSERT", "UPDATE")},
 }
-API_SCHEMAS = tuple(API_GRANTS)
 # Records kept for accountability are append-only for the API role, so a compromised API cannot
 # rewrite them: the audit log (who did what), and the erasures with the hashes that stop a replay
 # bringing an erased person back (an erasure of a returning person updates them, never deletes).
@@ -225,16 +222,6 @@ def _grant(
             f"{schema}: cannot grant the admin API's role {role!r}: {exc}"
         ) from exc
     log.info("privileges_granted", schema=schema, role=role)
-
-
-def api_role(env: Mapping[str, str] | None = None) -> str | None:
-    """The admin API's database role (SIYU_DB_API_ROLE), or None where it shares the migrating
-    role (``siyu dev``, the tests)."""
-    env = os.environ if env is None else env
-    role = env.get(API_ROLE_ENV) or None
-    if role is not None and not re.fullmatch(_IDENTIFIER, role):
-        raise MigrationError(f"{API_ROLE_ENV}={role!r}: not a role name (lower case, digits, _)")
-    return role
 
 
 def _exists(conn: psycopg.Connection, schema: str, table: str) -> bool:

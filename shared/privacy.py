@@ -5,11 +5,12 @@ per-person encryption keys are found and the logs name people, all by a keyed ha
 identity itself is not kept, and without the key a hash does not confirm a guessed identity
 (a mobile number is easy to guess; HMAC makes checking a guess need the key).
 
-The key is ``SIYU_PRIVACY_KEY``; it must be the same in every process of a deployment and never
-change (erased identities are looked up by hash). The processes that handle people's data refuse
-to start without it (``require_privacy_key``; `siyu dev` gives its children a development key),
-so no two of them can disagree on a hash. Elsewhere (a one-off command, a test) a fixed
-development key is used, with a warning.
+The key is ``SIYU_PRIVACY_KEY`` (``Settings.privacy_key``); it must be the same in every process
+of a deployment and never change (erased identities are looked up by hash). Each process installs
+it at start (``install_privacy_key``, siyu/cli.py; tests/conftest.py for the tests). The processes
+that handle people's data refuse to start without it (``require_privacy_key``; `siyu dev` gives
+its children a development key), so no two of them can disagree on a hash. Elsewhere (a one-off
+command) a fixed development key is used, with a warning.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 from functools import lru_cache
 from typing import Any
 
@@ -43,10 +43,19 @@ def _key(raw: str) -> bytes:
 
 
 _warned = False
+# The process's key (install_privacy_key); "" until one is installed.
+_installed = ""
+
+
+def install_privacy_key(key: str) -> None:
+    """Make ``key`` (``Settings.privacy_key``) the one this process hashes with; "" leaves the
+    development key. Forked workers (gunicorn) inherit it."""
+    global _installed
+    _installed = key
 
 
 def privacy_key() -> bytes:
-    configured = os.environ.get(PRIVACY_KEY_ENV)
+    configured = _installed
     if not configured:
         global _warned
         if not _warned:
@@ -58,10 +67,9 @@ def privacy_key() -> bytes:
     return _key(configured)
 
 
-def require_privacy_key(env=None) -> None:
+def require_privacy_key(key: str) -> None:
     """Refuse to start without SIYU_PRIVACY_KEY (a public key would make hashes guessable)."""
-    value = (os.environ if env is None else env).get(PRIVACY_KEY_ENV, "")
-    if len(value) < MIN_KEY_CHARS:
+    if len(key) < MIN_KEY_CHARS:
         raise ConfigError(
             f"{PRIVACY_KEY_ENV} must be set to at least {MIN_KEY_CHARS} characters, the same in "
             "every process (keyed hashes of people's identities; docs/privacy.md)"

@@ -29,10 +29,10 @@ import psycopg
 import structlog
 from psycopg_pool import ConnectionPool, PoolClosed, PoolTimeout
 
-from shared.config import TenantRegistry
 from shared.errors import SiyuError
 from shared.limits import SURFACES, UNITS, Limits, Rate
 from shared.metrics import RATE_LIMITED
+from shared.tenants import TenantRegistry
 
 log = structlog.get_logger("siyu.ratelimit")
 

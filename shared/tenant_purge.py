@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from psycopg import sql
 
+from shared.config import DbTimeouts
+
 KEEP = frozenset({"audit_log", "deleted_tenants"})  # who deleted what, and when
 BATCH = 5000
 
@@ -70,15 +72,20 @@ def purge(pool, tenant_id: str, *, batches: int | None = None, size: int = BATCH
 
 
 def purge_schemas(
-    dsn: str, tenant_id: str, schemas: dict[str, str], *, admin_schema: str
+    dsn: str,
+    tenant_id: str,
+    schemas: dict[str, str],
+    *,
+    admin_schema: str,
+    timeouts: DbTimeouts | None = None,
 ) -> dict[str, bool]:
     """``siyu tenants purge``: every batch of ``tenant_id``'s rows in each schema (service ->
     schema name); the tenant must have been deleted through the admin API first (its
-    ``deleted_tenants`` row in ``admin_schema``)."""
+    ``deleted_tenants`` row in ``admin_schema``). ``timeouts``: ``Settings.worker_db``."""
     from shared.db import create_pool
     from shared.errors import SiyuError
 
-    with create_pool(dsn, name="purge", schema=admin_schema, max_size=1) as pool:
+    with create_pool(dsn, name="purge", schema=admin_schema, max_size=1, timeouts=timeouts) as pool:
         with pool.connection() as conn:
             deleted = conn.execute(
                 "SELECT 1 FROM deleted_tenants WHERE tenant_id = %s", (tenant_id,)
@@ -91,6 +98,6 @@ def purge_schemas(
             )
     done = {}
     for service, schema in schemas.items():
-        with create_pool(dsn, name="purge", schema=schema, max_size=1) as pool:
+        with create_pool(dsn, name="purge", schema=schema, max_size=1, timeouts=timeouts) as pool:
             done[service] = purge(pool, tenant_id)
     return done

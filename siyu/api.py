@@ -18,9 +18,10 @@ from collections.abc import Callable
 
 import structlog
 
-from shared.config import Settings, load_tenants
+from shared.config import Settings
 from shared.errors import ConfigError
 from shared.serving import GunicornApp, gunicorn_options, prepare_metrics_dir
+from shared.tenants import load_tenants
 
 
 def blueprints() -> list:
@@ -63,7 +64,7 @@ def create_app(
     from services.outreach.tenant_deletion import listed_in_file
     from services.outreach.tokens import seed_tenants
     from shared.api import create_api_app
-    from shared.db import DbTimeouts, create_pool
+    from shared.db import create_pool
     from shared.ratelimit import TenantLimiter, registry_limits
     from shared.tokens import DEFAULT_CACHE_TTL_S
 
@@ -75,7 +76,7 @@ def create_app(
             settings.require_database(),
             name="api",
             schema=schema_for("outreach"),
-            timeouts=DbTimeouts.from_env("api"),
+            timeouts=settings.api_db,
         )
     with pool.connection() as conn:
         seed_tenants(conn, registry)
@@ -104,15 +105,16 @@ def create_app(
     if run_jobs:
         # Dry runs and previews: queued in their service's jobs table, run by a few threads of
         # each API process (docs/architecture.md, "Background jobs").
-        from shared.jobs import EXTENSION, JobSettings, Runner
+        from shared.jobs import EXTENSION, Runner
 
-        jobs = JobSettings.from_env()
+        jobs = settings.jobs
         if job_pool is None:  # a job holds a connection for long: never the requests' ones
             job_pool = create_pool(
                 settings.require_database(),
                 name="api-jobs",
                 schema=schema_for("outreach"),
                 max_size=jobs.threads + 2,
+                timeouts=settings.worker_db,
             )
         app.extensions[EXTENSION] = Runner(job_pool, schema_for, job_kinds(), jobs).start()
     return app
@@ -128,7 +130,13 @@ def segment_outbox(settings: Settings, schema: str):
     from shared.kafka.producer import create_producer
     from shared.outbox import OutboxDrainer
 
-    pool = create_pool(settings.require_database(), name="api-outbox", schema=schema, max_size=1)
+    pool = create_pool(
+        settings.require_database(),
+        name="api-outbox",
+        schema=schema,
+        max_size=1,
+        timeouts=settings.worker_db,
+    )
     return OutboxDrainer(
         pool,
         lambda: create_producer(settings.kafka, client_id="siyu-api-outbox"),

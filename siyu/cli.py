@@ -10,10 +10,11 @@ from pathlib import Path
 
 import click
 
-from shared.config import Settings, load_tenants
+from shared.config import Settings
 from shared.errors import SiyuError
 from shared.logging import configure_logging
-from shared.privacy import DEV_PRIVACY_KEY, PRIVACY_KEY_ENV, require_privacy_key
+from shared.privacy import DEV_PRIVACY_KEY, install_privacy_key, require_privacy_key
+from shared.tenants import load_tenants
 from siyu.processes import (
     CONTACT_ERASE,
     INGEST_TOKEN_CREATE,
@@ -26,10 +27,13 @@ from siyu.processes import (
 
 
 def _settings() -> Settings:
+    """The process's settings (every SIYU_* variable), its privacy key installed."""
     try:
-        return Settings.from_env()
+        settings = Settings.from_env()
     except SiyuError as exc:
         raise click.ClickException(str(exc)) from None
+    install_privacy_key(settings.privacy_key)
+    return settings
 
 
 def _run_process(
@@ -48,9 +52,10 @@ def _run_process(
     settings = settings or _settings()
     if process.personal:
         try:
-            require_privacy_key()
+            require_privacy_key(settings.privacy_key)
         except SiyuError as exc:
             raise click.ClickException(str(exc)) from None
+    install_privacy_key(settings.privacy_key)
     configure_logging(settings.log_level, process=process.name)
     try:
         code = entry(settings, **kwargs)
@@ -420,13 +425,17 @@ def _settings_for_tokens() -> Settings:
             f"start `siyu dev`, or name the database, e.g.\n"
             f"  export SIYU_DATABASE_URL={local_dsn(5433)}"
         )
-    os.environ.setdefault(PRIVACY_KEY_ENV, DEV_PRIVACY_KEY)  # the key its processes use
     click.echo(
         f"using the database of the siyu dev stack running in {stack.home} "
         f"(pid {stack.pid}): {_redact(stack.database_url)}",
         err=True,
     )
-    return replace(settings, database_url=stack.database_url, tenants_path=_dev_tenants(settings))
+    return replace(
+        settings,
+        database_url=stack.database_url,
+        tenants_path=_dev_tenants(settings),
+        privacy_key=settings.privacy_key or DEV_PRIVACY_KEY,  # the key its processes use
+    )
 
 
 def _dev_tenants(settings: Settings) -> Path | None:
@@ -461,7 +470,7 @@ def _dev_tenants(settings: Settings) -> Path | None:
 )
 def migrate(service: tuple[str, ...], wait_s: int | None) -> None:
     """Apply pending SQL migrations (each service into its own schema), once, under a lock."""
-    from shared.migrations import SERVICES, api_role, migrate_service, wait_until_migrated
+    from shared.migrations import SERVICES, migrate_service, wait_until_migrated
 
     settings = _settings()
     configure_logging(settings.log_level, process="migrate")
@@ -472,7 +481,7 @@ def migrate(service: tuple[str, ...], wait_s: int | None) -> None:
             click.echo(f"{', '.join(service or SERVICES)}: up to date")
             return
         for svc in service or SERVICES:
-            applied = migrate_service(dsn, svc, api_role=api_role())
+            applied = migrate_service(dsn, svc, api_role=settings.db_api_role)
             click.echo(f"{svc}: " + (f"applied {applied}" if applied else "up to date"))
     except SiyuError as exc:
         raise click.ClickException(str(exc)) from None
@@ -503,9 +512,8 @@ def tenants() -> None:
 def tenants_check(path: Path | None) -> None:
     """Validate a tenants YAML file (default: SIYU_TENANTS), and that every secret it names by
     *_env is set in this environment."""
-    import os
 
-    from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, check_secrets, weak_webhook_tokens
+    from shared.tenants import DEMO_SECRETS, DEMO_TENANTS_PATH, check_secrets, weak_webhook_tokens
 
     target = path or _settings().tenants_path
     environ = dict(os.environ)
@@ -540,7 +548,13 @@ def tenants_purge(tenant: str, services: tuple[str, ...]) -> None:
     try:
         admin = settings.outreach_schema
         schemas = {s: admin if s == "outreach" else s for s in services}
-        done = purge_schemas(settings.require_database(), tenant, schemas, admin_schema=admin)
+        done = purge_schemas(
+            settings.require_database(),
+            tenant,
+            schemas,
+            admin_schema=admin,
+            timeouts=settings.worker_db,
+        )
     except SiyuError as exc:
         raise click.ClickException(str(exc)) from None
     for service in services:

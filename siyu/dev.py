@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, Settings, check_secrets, load_tenants
+from shared.config import Settings
 from shared.devstack.broker import EmbeddedBroker
 from shared.devstack.lock import DevLock, DevStackInfo
 from shared.devstack.postgres import EmbeddedPostgres, local_dsn
@@ -21,6 +21,7 @@ from shared.kafka.tansu import GROUP_TIMINGS_ENV
 from shared.kafka.topics import ensure_topics
 from shared.migrations import migrate_all
 from shared.privacy import DEV_PRIVACY_KEY, PRIVACY_KEY_ENV
+from shared.tenants import DEMO_SECRETS, DEMO_TENANTS_PATH, check_secrets, load_tenants
 from siyu.processes import PROCESSES, Process, by_name
 
 # Fast consumer-group joins on the embedded broker (shared/kafka/tansu.py); production keeps

@@ -26,12 +26,20 @@ from shared.devstack.postgres import EmbeddedPostgres
 from shared.kafka.settings import KafkaSettings
 from shared.kafka.tansu import GROUP_TIMINGS
 from shared.migrations import migrate_service
-from shared.privacy import PRIVACY_KEY_ENV
+from shared.privacy import PRIVACY_KEY_ENV, install_privacy_key
 
 EXTERNAL_KAFKA_ENV = "SIYU_TEST_KAFKA_BOOTSTRAP"
 # The processes tests start (and those they run in-process) share one privacy key, as a
 # deployment's do; a test of its absence removes it.
 os.environ.setdefault(PRIVACY_KEY_ENV, "siyu-test-privacy-key-0123456789")
+
+
+@pytest.fixture(autouse=True)
+def _privacy_key(monkeypatch):
+    """Each test hashes with the key its processes get, whatever a test before installed (a CLI
+    run in-process installs its Settings' key, as a process does at start)."""
+    monkeypatch.setattr("shared.privacy._installed", "")
+    install_privacy_key(os.environ.get(PRIVACY_KEY_ENV, ""))
 
 
 TESTS = Path(__file__).resolve().parent

@@ -17,7 +17,7 @@ from werkzeug.serving import make_server
 from sandbox.fake_wechat import FakeConfig, FakeState, create_app
 from sandbox.fake_wechat.seed import Contact, GroupChat
 from sandbox.fake_wechat.state import Injection
-from shared.config import TenantRegistry
+from shared.tenants import TenantRegistry
 
 PREFIX = "/wecom/cgi-bin/"
 OA_PREFIX = "/oa/cgi-bin/"  # delays and the call log cover the OA API too

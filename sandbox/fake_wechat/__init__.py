@@ -7,7 +7,7 @@ the tests run the real clients against it. Base URLs for clients:
 ``http://127.0.0.1:8099/wecom/cgi-bin/`` and ``http://127.0.0.1:8099/oa/cgi-bin/``.
 
 Everything lives in memory in one process (a threaded werkzeug server: one state, no workers).
-Options come from keyword arguments or the environment: ``SIYU_FAKE_WECHAT_SEED`` (1),
+Options come from keyword arguments or ``Settings.sandbox``: ``SIYU_FAKE_WECHAT_SEED`` (1),
 ``SIYU_FAKE_WECHAT_CONTACTS`` (300), ``SIYU_FAKE_WECHAT_TOKEN_TTL`` (7200 s); the same defaults as
 ``siyu simulate`` under ``siyu dev --demo``. ``python -m sandbox.fake_wechat --help``
 lists every limit.
@@ -16,34 +16,18 @@ lists every limit.
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 
 from sandbox.fake_wechat.app import create_app
 from sandbox.fake_wechat.state import FakeConfig, FakeState
-from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
-from shared.errors import ConfigError
+from shared.config import Settings
+from shared.tenants import DEMO_TENANTS_PATH, load_tenants
 
 __all__ = ["FakeConfig", "FakeState", "build_state", "create_app", "main"]
 
 log = logging.getLogger("siyu.fake_wechat")
-
-ENV_PREFIX = "SIYU_FAKE_WECHAT_"
-
-
-def _env_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(ENV_PREFIX + name)
-    if raw in (None, ""):
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{ENV_PREFIX}{name}={raw!r}: expected an integer") from None
-    if value < 0:
-        raise ConfigError(f"{ENV_PREFIX}{name}={raw!r}: expected a non-negative integer")
-    return value
 
 
 def build_state(
@@ -54,25 +38,25 @@ def build_state(
     token_ttl: int | None = None,
     config: FakeConfig | None = None,
     clock: Callable[[], float] | None = None,
-    env: Mapping[str, str] | None = None,
 ) -> FakeState:
-    """The fake's state for the tenants of ``settings``; unset options come from the environment."""
-    env = os.environ if env is None else env
+    """The fake's state for the tenants of ``settings``; unset options from ``settings.sandbox``."""
+    options = settings.sandbox
     config = config or FakeConfig()
-    config.token_ttl = (
-        token_ttl if token_ttl is not None else _env_int(env, "TOKEN_TTL", config.token_ttl)
-    )
+    if token_ttl is None:  # else SIYU_FAKE_WECHAT_TOKEN_TTL, else the config's own
+        token_ttl = options.fake_wechat_token_ttl
+    if token_ttl is not None:
+        config.token_ttl = token_ttl
     registry = load_tenants(settings.tenants_path)
     defaults = None
     if settings.tenants_path.resolve() == DEMO_TENANTS_PATH.resolve():
-        from shared.config import DEMO_SECRETS  # the demo tenants' secrets, as `siyu dev`
+        from shared.tenants import DEMO_SECRETS  # the demo tenants' secrets, as `siyu dev`
 
         defaults = DEMO_SECRETS
     kwargs = {"clock": clock} if clock is not None else {}
     state = FakeState.from_tenants(
         registry,
-        seed=seed if seed is not None else _env_int(env, "SEED", 1),
-        contacts=contacts if contacts is not None else _env_int(env, "CONTACTS", 300),
+        seed=seed if seed is not None else options.fake_wechat_seed,
+        contacts=contacts if contacts is not None else options.fake_wechat_contacts,
         config=config,
         secret_defaults=defaults,
         **kwargs,

@@ -16,8 +16,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.population.model import EPOCH, ROLES, STAFF, Company, Person, Population
+from sandbox.population.model import EPOCH, STAFF, Company, Person, Population
 from sandbox.population.texts import B2B_SCENES, B2C_SCENES
+from shared.vocabulary import BUYING_ROLES
 
 # Buying-role hints that staff put on B2B contacts (tag group "角色"); services/segment/roles.py
 # reads "角色:<tag_name>" as a role with confidence 1.0.
@@ -232,7 +233,7 @@ def _follow_tags(
         if primary and person.role and rng.random() < ROLE_TAG_SHARE:
             role = person.role
             if rng.random() < ROLE_TAG_DISAGREES:  # staff know better than the business card
-                role = rng.choice([r for r in ROLES if r != person.role])
+                role = rng.choice([r for r in BUYING_ROLES if r != person.role])
             name = ROLE_TAGS[role]
             tags.append(_tag(next(t for t in groups["角色"] if t.name == name)))
         industry = _INDUSTRY_ZH.get(company.industry)

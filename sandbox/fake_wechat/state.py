@@ -21,8 +21,8 @@ from typing import Any
 
 from sandbox.fake_wechat.mailbox import Mailbox
 from sandbox.fake_wechat.seed import CorpWorld, build_corp, population_for
-from shared.config import TenantRegistry
 from shared.errors import ConfigError
+from shared.tenants import TenantRegistry
 
 DAY_OFFSET_S = 8 * 3600  # quotas reset at midnight Beijing time
 

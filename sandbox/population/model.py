@@ -21,16 +21,16 @@ from sandbox.population.texts import (
     SIZES,
     SURNAMES,
     TITLES,
-    normalise_company,
     random_id,
 )
+from shared.companies import account_key
+from shared.vocabulary import BUYING_ROLES
 
 CST = timezone(timedelta(hours=8))
 # Where the model's clock starts unless told otherwise (a Monday morning in Shanghai): a fixed
 # reference for tests and the fake API's seed. `siyu simulate` starts it before the real present.
 EPOCH = int(datetime(2026, 8, 3, 9, 0, tzinfo=CST).timestamp())
 
-ROLES = ("decision_maker", "technical", "finance", "compliance", "procurement", "business")
 B2C_TYPES = ("impulse", "researcher", "discount_chaser", "loyal", "lapsed", "skeptic")
 _B2C_WEIGHTS = (20, 15, 20, 15, 15, 15)
 
@@ -165,11 +165,12 @@ def _make_company(rng: random.Random, index: int, used: set[str]) -> Company:
             name = f"{city_en} {brand_en} {ind_en} Co., Ltd."
         else:
             name = f"{brand_en} R&D <{city_en}> Technology Co., Ltd."
-        if normalise_company(name) not in used:
-            used.add(normalise_company(name))
+        key = account_key(name)  # as segment keys the account (docs/domain.md)
+        if key not in used:
+            used.add(key)
             break
     return Company(
-        key=normalise_company(name),
+        key=key,
         name=name,
         crm_id=f"ACC-{100000 + index * 7 + rng.randint(0, 6)}",
         city=city_zh,
@@ -204,7 +205,7 @@ def _person(rng: random.Random, index: int, owner: str) -> Person:
 
 def _committee(rng: random.Random, company: Company, size: int, first: int) -> list[Person]:
     champion = rng.choice(("technical", "business"))
-    others = [r for r in ROLES if r not in (champion, "decision_maker")]
+    others = [r for r in BUYING_ROLES if r not in (champion, "decision_maker")]
     rng.shuffle(others)
     roles = [champion, "decision_maker", *others][:size]
     members = []

@@ -9,10 +9,8 @@ purpose, so the simulator's rendering and ingest's parsing see them.
 from __future__ import annotations
 
 import random
-import re
-import unicodedata
 
-# Job titles by buying role (sandbox/population/model.py ROLES), in Chinese and English.
+# Job titles by buying role (shared/vocabulary.py BUYING_ROLES), in Chinese and English.
 TITLES: dict[str, dict[str, tuple[str, ...]]] = {
     "decision_maker": {
         "zh": ("总经理", "董事长", "副总经理", "首席执行官", "总裁"),
@@ -136,12 +134,6 @@ LOCATIONS = ((31.2304, 121.4737), (39.9042, 116.4074), (23.1291, 113.2644), (30.
 # Platform-shaped identifiers (openids, external userids, tickets).
 ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 OPENID_CHARS = ID_CHARS + "_-"
-
-
-def normalise_company(name: str) -> str:
-    """The account key of a company name: NFKC, case-folded, whitespace collapsed."""
-    text = unicodedata.normalize("NFKC", name).casefold()
-    return re.sub(r"\s+", " ", text).strip()
 
 
 def random_id(rng: random.Random, n: int, alphabet: str = ID_CHARS) -> str:

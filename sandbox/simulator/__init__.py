@@ -8,7 +8,6 @@ the requests so the run ends at the present (``plan``), sends them and reports (
 from __future__ import annotations
 
 import ipaddress
-import os
 import secrets
 import time
 from urllib.parse import urlsplit
@@ -19,8 +18,8 @@ import requests
 from sandbox.simulator.plan import Present, requests_for
 from sandbox.simulator.run import send_all
 from sandbox.simulator.wire import EVENTS_TOKEN_ENV
-from shared.config import load_tenants
 from shared.errors import SiyuError
+from shared.tenants import load_tenants
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 MAX_RATE = 1000.0
@@ -74,7 +73,7 @@ def main(
     if not is_loopback(url):
         return fail(f"--url must be a loopback address (127.0.0.1, ::1, localhost), not {url}")
 
-    token = os.environ.get(EVENTS_TOKEN_ENV) or None
+    token = settings.sandbox.events_token  # SIYU_EVENTS_TOKEN
     if token is None:
         click.echo(
             f"siyu simulate: {EVENTS_TOKEN_ENV} is not set, so no business events are sent; "

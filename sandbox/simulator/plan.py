@@ -25,7 +25,7 @@ from sandbox.population.actions import Action
 from sandbox.population.journey import action_stream
 from sandbox.population.model import Population
 from sandbox.simulator.wire import Renderer, WireRequest
-from shared.config import Tenant
+from shared.tenants import Tenant
 
 BATCH_SIZE = 50  # business events per request
 FLUSH_AFTER = 25  # a partial batch goes out after this many webhook requests

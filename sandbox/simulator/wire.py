@@ -30,7 +30,7 @@ from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
 from wechatpy.utils import WeChatSigner
 
 from sandbox.population.actions import Action
-from shared.config import Tenant
+from shared.tenants import Tenant
 
 EVENTS_TOKEN_ENV = "SIYU_EVENTS_TOKEN"  # noqa: S105 (a variable name)
 

@@ -25,10 +25,10 @@ from services.ingest.normalize import Ignored, oa_touchpoint, wecom_touchpoint
 from services.ingest.publisher import Publisher
 from services.ingest.tokens import TokenStore
 from services.ingest.xmlsafe import parse_fields
-from shared.config import TenantRegistry
 from shared.errors import ConfigError
 from shared.health import Check, ops_blueprint
 from shared.ratelimit import RateLimited, TenantLimiter
+from shared.tenants import TenantRegistry
 from shared.web import new_app
 
 log = structlog.get_logger("siyu.ingest")

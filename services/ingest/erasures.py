@@ -105,7 +105,12 @@ def main(
     settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.1", schema="ingest"
 ) -> int:
     settings.require_kafka()
-    pool = create_pool(settings.require_database(), name="ingest-erasures", schema=schema)
+    pool = create_pool(
+        settings.require_database(),
+        name="ingest-erasures",
+        schema=schema,
+        timeouts=settings.worker_db,
+    )
     runner = build_runner(settings, pool)
 
     checks = {"postgres": postgres_check(pool), "kafka": polled_check(runner)}

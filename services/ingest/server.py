@@ -21,7 +21,7 @@ def main(settings: Settings, *, host: str, port: int, workers: int) -> int:
     try:
         # Fail fast on configuration before forking workers.
         from services.ingest.wiring import link_secret
-        from shared.config import check_secrets, load_tenants
+        from shared.tenants import check_secrets, load_tenants
 
         check_secrets(load_tenants(settings.tenants_path), callbacks_only=True)
         settings.require_database()

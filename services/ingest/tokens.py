@@ -17,8 +17,8 @@ from psycopg_pool import ConnectionPool
 
 from services.ingest.errors import Refused
 from shared import tokens
-from shared.config import TenantRegistry
 from shared.errors import ConfigError, SiyuError, UnknownTenant
+from shared.tenants import TenantRegistry
 from shared.tokens import DEFAULT_CACHE_TTL_S, EVENT_TOKENS, TokenExpired, TokenStoreUnavailable
 
 
@@ -78,8 +78,8 @@ def main(
     """`siyu ingest token create|list|revoke` (tenants from the tenants file)."""
     from datetime import UTC
 
-    from shared.config import load_tenants
     from shared.expiry import parse_expires
+    from shared.tenants import load_tenants
 
     if tenant is not None:
         registry: TenantRegistry = load_tenants(settings.tenants_path)

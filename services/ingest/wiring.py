@@ -14,7 +14,7 @@ from services.ingest.nonces import NonceCache
 from services.ingest.publisher import OutboxReplayer, Publisher
 from services.ingest.shredding import PersonKeys
 from services.ingest.tokens import TokenStore
-from shared.config import Settings, TenantRegistry, load_tenants
+from shared.config import Settings
 from shared.db import create_pool
 from shared.errors import ConfigError
 from shared.health import postgres_check
@@ -23,6 +23,7 @@ from shared.kafka.settings import KafkaSettings
 from shared.kafka.topics import TOUCHPOINTS
 from shared.limits import DEFAULT_LIMITS, Limits
 from shared.ratelimit import TenantLimiter, registry_limits
+from shared.tenants import TenantRegistry, load_tenants
 
 # Bounded waits so a broker outage falls back to the outbox well inside WeChat's 5 s.
 INGEST_PRODUCER = {
@@ -71,7 +72,13 @@ def build_deps(
 
 def build_app(settings: Settings, *, schema: str = "ingest", replay: bool = True):
     tenants = load_tenants(settings.tenants_path)
-    pool = create_pool(settings.require_database(), name="ingest", schema=schema, max_size=10)
+    pool = create_pool(
+        settings.require_database(),
+        name="ingest",
+        schema=schema,
+        max_size=10,
+        timeouts=settings.worker_db,
+    )
     settings.require_kafka()
     deps = build_deps(tenants, pool, settings.kafka, link_secret(settings), limits=settings.limits)
     publisher = deps.publisher

@@ -37,8 +37,8 @@ from shared.api import (
     unknown_tenant,
 )
 from shared.api.auth import bounded_expiry
-from shared.config import TENANT_ID_PATTERN
 from shared.expiry import expires_at_field
+from shared.tenants import TENANT_ID_PATTERN
 from shared.tokens import revoke_tenant_tokens
 from shared.vocabulary import DEFAULT_MODEL, MODES, time_zone_error
 

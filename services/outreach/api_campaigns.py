@@ -15,7 +15,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from services.outreach.model import CampaignInSchema, CampaignPatchSchema
+from services.outreach.model import CHANNEL_PAYLOAD, CampaignInSchema, CampaignPatchSchema
 from services.outreach.names import campaign_unknowns, content_ref_unknowns, tenant_names
 from services.outreach.plan import tenant_settings
 from services.outreach.schedule import frequency_error, parsed_schedule
@@ -127,7 +127,7 @@ def _check_content(conn, tenant: str, body: dict) -> None:
         (tenant, ids),
     ).fetchall()
     found = {r["content_id"]: r for r in rows}
-    key = "wecom" if body["channel"].startswith("wecom") else body["channel"]
+    key = CHANNEL_PAYLOAD[body["channel"]]
     lacking = [i for i in ids if key not in found[i]["payloads"]]
     if lacking:
         raise invalid(

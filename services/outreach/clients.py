@@ -12,8 +12,9 @@ import structlog
 from psycopg_pool import ConnectionPool
 
 from services.outreach.rate_limits import SharedRateLimiter
-from shared.config import Settings, TenantRegistry
+from shared.config import Settings
 from shared.errors import ConfigError
+from shared.tenants import TenantRegistry
 from shared.wechat import WeComClient
 from shared.wechat.oa import OfficialAccountClient
 

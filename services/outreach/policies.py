@@ -205,10 +205,3 @@ class Tally:
             "excluded": dict(sorted(self.excluded.items())),
             "people_reached": len(self.reached),
         }
-
-
-def summarise(decisions: Sequence[tuple[Recipient, Decision]]) -> dict[str, Any]:
-    tally = Tally()
-    for r, d in decisions:
-        tally.add(r, d)
-    return tally.result()

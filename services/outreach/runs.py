@@ -46,7 +46,6 @@ log = structlog.get_logger("siyu.outreach")
 LEASE = timedelta(minutes=5)
 PLAN_CHUNK = 5000
 MAX_ATTEMPTS = 5
-PLATFORM_NEVER_RETRY = frozenset({45047, 45015, 43004, 40003})
 
 
 class RetryLater(Exception):

@@ -18,8 +18,8 @@ import structlog
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from shared.config import TenantRegistry
 from shared.tenant_purge import purge
+from shared.tenants import TenantRegistry
 from shared.tokens import revoke_tenant_tokens
 
 log = structlog.get_logger("siyu.outreach")

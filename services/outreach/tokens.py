@@ -11,8 +11,9 @@ from psycopg.rows import dict_row
 
 from shared import tokens
 from shared.api.audit import CLI_ACTOR, audit
-from shared.config import Settings, TenantRegistry, load_tenants
+from shared.config import Settings
 from shared.errors import ConfigError, SiyuError, UnknownTenant
+from shared.tenants import TenantRegistry, load_tenants
 from shared.tokens import ADMIN_TOKENS, TOKEN_ROLES
 
 # --- tenants -----------------------------------------------------------------------------------

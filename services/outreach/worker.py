@@ -25,7 +25,7 @@ from services.outreach import (
     tenant_deletion,
 )
 from services.outreach.clients import Clients
-from shared.config import Settings, TenantRegistry, load_tenants
+from shared.config import Settings
 from shared.db import create_pool
 from shared.health import BackgroundServer, create_ops_app, postgres_check
 from shared.kafka.consumer import ConsumerRunner, DeadLetterQueue, create_consumer
@@ -33,6 +33,7 @@ from shared.kafka.dlq_limit import DlqLimit
 from shared.kafka.producer import create_producer
 from shared.kafka.topics import CATALOGUE, ERASURES, OUTREACH_DLQ, PROFILES, STAGE_CHANGES
 from shared.links import LinkSigner
+from shared.tenants import TenantRegistry, load_tenants
 from shared.wechat import WeComError
 
 log = structlog.get_logger("siyu.outreach")
@@ -131,7 +132,9 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
     tenants = load_tenants(settings.tenants_path)
     settings.require_kafka()
     schema = settings.outreach_schema
-    pool = create_pool(settings.require_database(), name="outreach", schema=schema)
+    pool = create_pool(
+        settings.require_database(), name="outreach", schema=schema, timeouts=settings.worker_db
+    )
     runner = build_runner(settings, pool)
     # Rate limits per corp/app shared with every other worker, through the database.
     loop = Loop(settings, pool, tenants, Clients(settings, tenants, pool=pool), schema)

@@ -15,7 +15,7 @@ from services.segment.topics import Topics
 from shared.api import context
 from shared.api.auth import tenant_id as current_tenant_id
 from shared.api.errors import unknown_tenant
-from shared.config import Tenant, load_tenants
+from shared.tenants import Tenant, load_tenants
 
 
 @contextmanager

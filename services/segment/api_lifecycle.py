@@ -40,7 +40,7 @@ from shared.api import (
 from shared.api.jobs import LOCATION, accepted, job_schema
 from shared.api.jobs import submit as submit_job
 from shared.api.jobs import view as job_view
-from shared.config import Tenant
+from shared.tenants import Tenant
 from shared.vocabulary import BUILTIN_MODELS, MODES
 
 MAX_CUSTOM_MODELS = 50  # per tenant: keeps GET /lifecycle a short, unpaged list

@@ -88,13 +88,6 @@ segments = Blueprint(
     "members after the next of these.",
 )
 
-MEMBERSHIP_NOTE = (
-    "Membership is not computed by this call: the segment consumer (`siyu segment consume`) "
-    "keeps it current for contacts whose events it applies, and `siyu segment recompute "
-    "--tenant ID` evaluates every contact against every rule. Until then `members_count` "
-    "reflects the previous rule (0 for a new segment)."
-)
-
 # A constant fragment: the columns of a segment and its live member count.
 SEGMENT_COLUMNS = sql.SQL(
     "s.segment_id, s.name, s.description, s.rule, s.created_at, s.updated_at, "

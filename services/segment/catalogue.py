@@ -23,7 +23,7 @@ from psycopg_pool import ConnectionPool
 from services.segment.tenant_model import model_for
 from services.segment.topics import Topics
 from shared import messages
-from shared.config import Tenant
+from shared.tenants import Tenant
 from shared.vocabulary import BUILTIN_MODELS
 
 

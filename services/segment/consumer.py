@@ -18,7 +18,7 @@ from services.segment.catalogue import queue_all
 from services.segment.derive import Checkpoint, derive_touched, queue_tombstone
 from services.segment.enrichment import Enricher
 from services.segment.topics import Topics
-from shared.config import Settings, TenantRegistry, load_tenants
+from shared.config import Settings
 from shared.db import create_pool
 from shared.envelope import Touchpoint, decode_touchpoint
 from shared.health import BackgroundServer, create_ops_app, polled_check, postgres_check
@@ -34,6 +34,7 @@ from shared.kafka.dlq_limit import DlqLimit
 from shared.kafka.producer import create_producer
 from shared.kafka.topics import TOUCHPOINTS, TOUCHPOINTS_DLQ
 from shared.outbox import OutboxDrainer
+from shared.tenants import TenantRegistry, load_tenants
 
 log = structlog.get_logger("siyu.segment")
 
@@ -128,12 +129,14 @@ def announce_catalogues(settings: Settings, pool: ConnectionPool, tenants: Tenan
 def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.1") -> int:
     tenants = load_tenants(settings.tenants_path)
     settings.require_kafka()
-    pool = create_pool(settings.require_database(), name="segment", schema="segment")
+    pool = create_pool(
+        settings.require_database(), name="segment", schema="segment", timeouts=settings.worker_db
+    )
     outbox = outbox_drainer(settings, pool)
     runner = build_runner(settings, pool, tenants, outbox=outbox)
 
     checks = {"postgres": postgres_check(pool), "kafka": polled_check(runner)}
-    ops = create_ops_app("siyu.segment", checks)
+    ops = create_ops_app(__name__, checks)
     server = BackgroundServer(ops, metrics_host, metrics_port).start()
     runner.install_signal_handlers()
     log.info("segment_consumer_starting", metrics_port=server.port)

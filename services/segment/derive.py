@@ -35,7 +35,7 @@ from services.segment.tenant_model import model_for
 from services.segment.topics import Topics
 from services.segment.writes import AccountDerived, ContactDerived, Writes
 from shared import messages
-from shared.config import Tenant
+from shared.tenants import Tenant
 
 HISTORY_DAYS = 400  # rules look back at most a year (plus margin)
 HISTORY_LIMIT = 2000  # newest events per contact the rules see

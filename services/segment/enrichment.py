@@ -34,12 +34,12 @@ from kafka import KafkaProducer
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
-from shared.config import Tenant, TenantRegistry
 from shared.envelope import Identity, Touchpoint, make_event_id
 from shared.errors import ConfigError, DeliveryError
 from shared.kafka.producer import Record, create_producer, publish
 from shared.kafka.settings import KafkaSettings
 from shared.kafka.topics import TOUCHPOINTS
+from shared.tenants import Tenant, TenantRegistry
 from shared.wechat.wecom import RateLimited, WeComClient, WeComError, WeComUnavailable
 
 log = structlog.get_logger("siyu.segment.enrichment")

@@ -29,9 +29,9 @@ from psycopg import Connection, sql
 from services.segment import store
 from services.segment.derive import refresh_accounts, refresh_members
 from services.segment.topics import Topics
-from shared.config import Tenant
 from shared.job_results import forget_results
 from shared.privacy import encode_erasure, identity_hash
+from shared.tenants import Tenant
 
 log = structlog.get_logger("siyu.segment.erasure")
 
@@ -234,9 +234,9 @@ def main(settings, *, tenant: str, contact: str, reason: str, actor: str) -> int
     import click
 
     from shared.api.audit import audit
-    from shared.config import load_tenants
     from shared.db import create_pool
     from shared.errors import UnknownTenant
+    from shared.tenants import load_tenants
 
     found = load_tenants(settings.tenants_path).get(tenant)
     if found is None:
@@ -244,7 +244,12 @@ def main(settings, *, tenant: str, contact: str, reason: str, actor: str) -> int
     if not reason.strip():
         raise click.UsageError("--reason must not be empty")
     topics = Topics.with_prefix(settings.kafka.topic_prefix)
-    pool = create_pool(settings.require_database(), name="contact-erase", schema="segment")
+    pool = create_pool(
+        settings.require_database(),
+        name="contact-erase",
+        schema="segment",
+        timeouts=settings.worker_db,
+    )
     try:
         with pool.connection() as conn, conn.transaction():
             conn.execute("SET LOCAL search_path TO segment, outreach")  # audit_log is outreach's

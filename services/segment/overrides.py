@@ -16,7 +16,7 @@ from services.segment.lifecycle.model import Transition
 from services.segment.tenant_model import model_for
 from services.segment.topics import Topics
 from services.segment.writes import Writes
-from shared.config import Tenant
+from shared.tenants import Tenant
 
 
 def override_stage(

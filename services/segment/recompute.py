@@ -13,11 +13,12 @@ from services.segment import store
 from services.segment.derive import refresh_contacts
 from services.segment.segments import recompute
 from services.segment.topics import Topics
-from shared.config import Settings, load_tenants
+from shared.config import Settings
 from shared.db import NO_TIMEOUTS, create_pool
 from shared.errors import UnknownTenant
 from shared.kafka.producer import create_producer
 from shared.outbox import drain
+from shared.tenants import load_tenants
 
 log = structlog.get_logger("siyu.segment.recompute")
 

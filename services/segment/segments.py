@@ -262,22 +262,6 @@ def disable_segments(conn: Connection, tenant_id: str, failures: Failures) -> li
     return disabled
 
 
-def store_membership(
-    conn: Connection, tenant_id: str, contact_id: str, member_of: list[str], since: datetime
-) -> None:
-    conn.execute(
-        "DELETE FROM segment_members WHERE tenant_id = %s AND contact_id = %s "
-        "AND NOT (segment_id = ANY(%s))",
-        (tenant_id, contact_id, member_of),
-    )
-    if member_of:
-        conn.execute(
-            "INSERT INTO segment_members (tenant_id, segment_id, contact_id, since) "
-            "SELECT %s, s, %s, %s FROM unnest(%s::text[]) AS s ON CONFLICT DO NOTHING",
-            (tenant_id, contact_id, since, member_of),
-        )
-
-
 ProgressFn = Callable[[int], None]
 
 

@@ -525,8 +525,13 @@ def update_account_attributes(
     )
 
 
+ATTRIBUTE_TABLES = ("contacts", "accounts")
+
+
 def attribute_keys(conn: Connection, tenant_id: str, table: str) -> list[str]:
     """The attribute names stored on the tenant's ``table`` (contacts or accounts)."""
+    if table not in ATTRIBUTE_TABLES:  # a table name is composed into the statement
+        raise ValueError(f"attributes are kept on {', '.join(ATTRIBUTE_TABLES)}, not {table!r}")
     rows = conn.execute(
         sql.SQL(
             "SELECT DISTINCT k FROM {}, jsonb_object_keys(attributes) k WHERE tenant_id = %s"

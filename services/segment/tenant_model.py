@@ -13,7 +13,7 @@ from psycopg import Connection
 from services.segment import store
 from services.segment.lifecycle.grammar import ModelError, builtin_models, load_model
 from services.segment.lifecycle.model import LifecycleModel
-from shared.config import Tenant
+from shared.tenants import Tenant
 from shared.vocabulary import DEFAULT_MODEL
 
 # Compiled custom models by (tenant, name, updated_at): an edit through the API changes

@@ -10,8 +10,10 @@ from marshmallow import Schema, fields
 
 from shared import jobs
 from shared.api.auth import principal
+from shared.api.context import context
 from shared.api.errors import ApiError
-from shared.jobs import STATUSES, Busy, JobSettings
+from shared.config import JobSettings
+from shared.jobs import STATUSES, Busy
 
 # The URL of a job from its subject (the model or campaign) and id.
 Locate = Callable[[str, str], str]
@@ -66,10 +68,11 @@ def busy(exc: Busy, location: str) -> ApiError:
 def submit(conn, *, tenant: str, kind: str, subject: str, params: dict, locate: Locate) -> dict:
     """Queue the caller's job in ``conn``'s transaction; 409 while one of the kind is in
     progress for the tenant (naming it). Answer with ``accepted`` once committed."""
+    settings = context().settings  # None in tests that build the app without Settings
+    ttl = (settings.jobs if settings is not None else JobSettings()).ttl
     try:
         return jobs.submit(conn, tenant=tenant, kind=kind, subject=subject, params=params,
-                           created_by=principal().token_id,
-                           ttl=JobSettings.from_env().ttl)  # fmt: skip
+                           created_by=principal().token_id, ttl=ttl)  # fmt: skip
     except Busy as exc:
         raise busy(exc, locate(exc.job["subject"], exc.job["job_id"])) from None
 

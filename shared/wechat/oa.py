@@ -15,7 +15,6 @@ from shared.metrics import PLATFORM_CALLS
 from shared.wechat.wecom import RATE_LIMIT, WeComClient, WeComError
 
 DEFAULT_OA_API_BASE = "https://api.weixin.qq.com/cgi-bin/"
-NEVER_RETRY = frozenset({45047, 45015, 43004, 40003})  # quota, 48 h window, not a follower
 # The sends a daily quota stops. A quota is hit about once a day, then sending waits until the
 # next: its 45009 series exists at 0 from the start so that this one error is an increase the
 # quota alert sees (a series born at 1 shows none).

@@ -30,7 +30,7 @@ from psycopg.types.json import Jsonb
 from bench.segment import touchpoints as realistic_touchpoints
 from services.ingest.publisher import OutboxReplayer
 from services.segment.consumer import build_runner as segment_runner
-from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, Settings, load_tenants
+from shared.config import Settings
 from shared.db import create_pool
 from shared.devstack.broker import EmbeddedBroker
 from shared.devstack.ports import free_port
@@ -40,6 +40,7 @@ from shared.kafka.producer import Record, create_producer, publish
 from shared.kafka.settings import KafkaSettings
 from shared.kafka.topics import TOUCHPOINTS, TOUCHPOINTS_DLQ, ensure_topics
 from shared.migrations import migrate_service
+from shared.tenants import DEMO_SECRETS, DEMO_TENANTS_PATH, load_tenants
 from tests.fake_wecom import FakeWeCom
 from tests.integration.ingest.conftest import build as build_ingest
 from tests.kafka_helpers import RunnerThread, read_topic, wait_until

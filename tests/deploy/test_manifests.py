@@ -26,8 +26,8 @@ from click.testing import CliRunner
 from yamllint import linter
 from yamllint.config import YamlLintConfig
 
-from shared.config import load_tenants
 from shared.kafka.topics import TOPICS
+from shared.tenants import load_tenants
 from siyu.cli import main as siyu
 from tests.deploy import crds
 from tests.deploy.kustomize import build

@@ -24,10 +24,10 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, load_tenants
 from shared.devstack.ports import free_port
 from shared.kafka.tansu import GROUP_TIMINGS_ENV
 from shared.kafka.topics import ensure_topics
+from shared.tenants import DEMO_SECRETS, DEMO_TENANTS_PATH, load_tenants
 from tests.deploy.kustomize import build
 from tests.fake_wecom import FakeWeCom
 from tests.integration.siyu.test_dev_stack import get, send_subscribe

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from services.outreach.tokens import create_token
-from shared.config import DEMO_TENANTS_PATH, Settings
+from shared.config import Settings
 from shared.db import create_pool
 from shared.migrations import migrate_service
+from shared.tenants import DEMO_TENANTS_PATH
 from siyu.api import create_app
 from tests.kafka_helpers import wait_until
 

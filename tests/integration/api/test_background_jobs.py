@@ -12,6 +12,7 @@ import pytest
 
 from services.segment import dry_runs
 from shared import jobs
+from shared.config import JobSettings
 from tests.integration.api.conftest import finished_job
 from tests.integration.api.test_segment_lifecycle import B2B_STEPS, B2C, Lifecycle
 from tests.kafka_helpers import wait_until
@@ -153,7 +154,7 @@ def test_a_running_job_heartbeats_so_it_is_not_taken_for_dead(seeded):
         return {"ok": True}
 
     base = lc.app.extensions[jobs.EXTENSION]
-    settings = jobs.JobSettings(threads=1, heartbeat=timedelta(milliseconds=20), poll_s=0.05)
+    settings = JobSettings(threads=1, heartbeat=timedelta(milliseconds=20), poll_s=0.05)
     runner = jobs.Runner(lc.pool, base.schema_for, {"test.wait": jobs.JobKind("test.wait", "segment", wait)},
                          settings).start()  # fmt: skip
     try:

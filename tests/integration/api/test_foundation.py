@@ -9,8 +9,8 @@ from openapi_spec_validator import validate
 
 from services.outreach import tokens as token_store
 from shared.api import Blueprint, TokenStore, create_api_app, require
-from shared.config import DEMO_TENANTS_PATH
 from shared.errors import SiyuError
+from shared.tenants import DEMO_TENANTS_PATH
 from siyu.cli import main as cli
 
 # method, path, body, expected status for (viewer, operator, admin of acme, platform admin).

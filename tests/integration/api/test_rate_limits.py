@@ -11,9 +11,10 @@ import pytest
 from prometheus_client import REGISTRY
 from psycopg import sql
 
-from shared.config import DEMO_TENANTS_PATH, Settings
+from shared.config import Settings
 from shared.db import create_pool
 from shared.migrations import migrate_service
+from shared.tenants import DEMO_TENANTS_PATH
 from siyu.api import create_app
 from tests.integration.api.conftest import Api, issue_tokens
 

@@ -19,9 +19,10 @@ from services.segment.api import BLUEPRINTS as SEGMENT
 from services.segment.report_slots import MAX_REPORTS_PER_TENANT, RETRY_AFTER_S, claim_slot
 from shared.api import ApiError, create_api_app
 from shared.api.audit import blp as audit_blp
-from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
-from shared.db import DbTimeouts, create_pool
+from shared.config import DbTimeouts, Settings
+from shared.db import create_pool
 from shared.migrations import migrate_service
+from shared.tenants import DEMO_TENANTS_PATH, load_tenants
 from tests.kafka_helpers import wait_until
 
 CONTACTS_A = 5000
@@ -173,7 +174,7 @@ def test_pools_carry_the_timeouts_of_their_kind(stack):
                     "current_setting('idle_in_transaction_session_timeout') AS i"
                 ).fetchone()
         assert shown["api"] == {"s": "30s", "i": "1min"}
-        worker = DbTimeouts.from_env("worker")
+        worker = Settings.from_env({}).worker_db
         assert worker.statement_ms > api_limits.statement_ms
         assert shown["worker"]["s"] != "0"
     finally:
@@ -208,8 +209,9 @@ def test_bad_timeout_settings_are_refused(env, message):
     from shared.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message):
-        DbTimeouts.from_env("api", env)
-    assert DbTimeouts.from_env("api", {"SIYU_API_DB_STATEMENT_TIMEOUT_MS": "0"}).statement_ms == 0
+        Settings.from_env(env)
+    unlimited = Settings.from_env({"SIYU_API_DB_STATEMENT_TIMEOUT_MS": "0"})
+    assert unlimited.api_db.statement_ms == 0
 
 
 def test_report_slots_are_counted_across_processes_per_tenant(stack):

@@ -26,9 +26,10 @@ import pytest
 from defusedxml import ElementTree as ET
 from werkzeug.serving import make_server
 
-from shared.config import DEMO_TENANTS_PATH, Settings
+from shared.config import Settings
 from shared.db import create_pool
 from shared.migrations import migrate_service
+from shared.tenants import DEMO_TENANTS_PATH
 from siyu.api import create_app
 from tests.integration.api.conftest import Api, issue_tokens
 from tests.integration.api.test_segment_people import seed

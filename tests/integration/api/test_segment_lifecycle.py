@@ -25,11 +25,12 @@ from services.segment.tenant_model import model_for
 from services.segment.topics import Topics
 from shared.api import create_api_app
 from shared.api.audit import blp as audit_blp
-from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
+from shared.config import Settings
 from shared.db import create_pool
 from shared.envelope import Identity, Touchpoint, make_event_id
 from shared.jobs import EXTENSION, Runner
 from shared.migrations import migrate_service
+from shared.tenants import DEMO_TENANTS_PATH, load_tenants
 from tests.integration.api.conftest import finished_job
 
 T0 = datetime(2026, 1, 5, 2, 0, tzinfo=UTC)  # 10:00 in Asia/Shanghai

@@ -15,10 +15,10 @@ import pytest
 from services.segment.consumer import apply_batch
 from services.segment.topics import Topics
 from shared import messages
-from shared.config import DEMO_TENANTS_PATH, load_tenants
 from shared.db import create_pool
 from shared.envelope import Identity, Touchpoint, make_event_id
 from shared.kafka.topics import STAGE_CHANGES
+from shared.tenants import DEMO_TENANTS_PATH, load_tenants
 from shared.vocabulary import BUYING_ROLES
 from tests.integration.api import test_segment_people as base
 from tests.integration.api.test_segment_people import JINGGONG, YUNSHAN, _error, _ok, _walk

@@ -18,10 +18,11 @@ from services.segment.identity import contact_id_for
 from services.segment.recompute import main as recompute_main
 from services.segment.segments import save_segment
 from services.segment.topics import Topics
-from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
+from shared.config import Settings
 from shared.db import create_pool
 from shared.kafka.topics import ensure_topics
 from shared.migrations import migrate_service
+from shared.tenants import DEMO_TENANTS_PATH, load_tenants
 from shared.vocabulary import BUYING_ROLES
 from siyu.api import create_app
 from tests.integration.api.conftest import Api, issue_tokens

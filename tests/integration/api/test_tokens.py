@@ -11,10 +11,11 @@ from click.testing import CliRunner
 from services.ingest.errors import Refused
 from services.ingest.tokens import TokenStore as IngestTokenStore
 from services.ingest.tokens import create_token as create_ingest_token
-from shared.config import DEMO_TENANTS_PATH, Settings
+from shared.config import Settings
 from shared.db import create_pool
 from shared.expiry import BadExpiry, parse_expires
 from shared.migrations import migrate_service
+from shared.tenants import DEMO_TENANTS_PATH
 from siyu.api import create_app
 from siyu.cli import main
 from tests.integration.api.conftest import Api, issue_tokens

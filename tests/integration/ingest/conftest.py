@@ -14,11 +14,11 @@ from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
 from services.ingest.app import IngestDeps, create_app
 from services.ingest.tokens import create_token
 from services.ingest.wiring import build_deps
-from shared.config import DEMO_TENANTS_PATH, TenantRegistry, load_tenants
 from shared.db import create_pool
 from shared.envelope import load_touchpoint
 from shared.kafka.topics import TOUCHPOINTS, ensure_topics
 from shared.migrations import migrate_service
+from shared.tenants import DEMO_TENANTS_PATH, TenantRegistry, load_tenants
 
 TENANTS = load_tenants(DEMO_TENANTS_PATH)
 ACME = TENANTS.get("acme")

@@ -10,8 +10,8 @@ from datetime import datetime
 import pytest
 from itsdangerous import URLSafeSerializer
 
-from shared.config import LinkKeys, TenantRegistry
 from shared.links import LinkSigner
+from shared.tenants import LinkKeys, TenantRegistry
 from tests.integration.ingest.conftest import TENANTS
 from tests.kafka_helpers import read_topic
 

@@ -16,10 +16,10 @@ from psycopg import sql
 from services.ingest.app import create_app
 from services.ingest.tokens import create_token
 from services.ingest.wiring import build_deps
-from shared.config import DEMO_TENANTS_PATH, parse_tenants
 from shared.db import create_pool
 from shared.kafka.topics import ensure_topics
 from shared.migrations import migrate_service
+from shared.tenants import DEMO_TENANTS_PATH, parse_tenants
 
 # Refill of 0.01/s: nothing comes back during a test, so every count below is exact.
 ACME_LIMITS = (

@@ -14,10 +14,11 @@ from services.outreach import catalogue as catalogue_store
 from services.outreach import groups, projection, scheduler
 from services.outreach.clients import Clients
 from services.outreach.runs import Executor
-from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, Settings, load_tenants
+from shared.config import Settings
 from shared.db import create_pool
 from shared.links import LinkSigner
 from shared.migrations import migrate_service
+from shared.tenants import DEMO_SECRETS, DEMO_TENANTS_PATH, load_tenants
 from shared.vocabulary import BUILTIN_STAGES
 from siyu.api import create_app
 from tests.fake_wecom import FakeWeCom

@@ -11,8 +11,9 @@ import sys
 import time
 
 from services.outreach.clients import Clients
-from shared.config import Settings, load_tenants
+from shared.config import Settings
 from shared.db import create_pool
+from shared.tenants import load_tenants
 from shared.wechat import WeComError
 
 

@@ -20,10 +20,11 @@ from services.outreach import worker
 from services.outreach.tokens import create_token
 from services.segment.consumer import announce_catalogues
 from shared import messages
-from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
+from shared.config import Settings
 from shared.db import create_pool
 from shared.kafka.topics import CATALOGUE, ensure_topics
 from shared.migrations import migrate_service
+from shared.tenants import DEMO_TENANTS_PATH, load_tenants
 from siyu.api import SEGMENT_OUTBOX, create_app
 from tests.kafka_helpers import RunnerThread, read_topic, wait_until
 

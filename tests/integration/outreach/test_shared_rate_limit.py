@@ -16,9 +16,9 @@ import time
 import pytest
 
 from services.outreach.rate_limits import SharedRateLimiter
-from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, load_tenants
 from shared.db import create_pool
 from shared.migrations import migrate_service
+from shared.tenants import DEMO_SECRETS, DEMO_TENANTS_PATH, load_tenants
 from tests.fake_wecom import FakeWeCom
 
 RATE = 5  # SIYU_WECOM_RATE: calls per second to the corp

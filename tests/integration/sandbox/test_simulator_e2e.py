@@ -8,19 +8,21 @@ from collections import Counter
 import pytest
 
 from sandbox.simulator import main as simulate
-from shared.config import DEMO_TENANTS_PATH, Settings
+from shared.config import Settings
 from shared.health import BackgroundServer
+from shared.tenants import DEMO_TENANTS_PATH
 from tests.kafka_helpers import read_topic
 
 
 @pytest.mark.parametrize("tenant", ["acme", "bloom"])
-def test_simulated_traffic_is_accepted_and_normalised(ingest, tenant, monkeypatch, capsys):
+def test_simulated_traffic_is_accepted_and_normalised(ingest, tenant, capsys):
     app = ingest.client.application
     server = BackgroundServer(app, "127.0.0.1", 0).start()
     # The token belongs to acme; bloom gets its own so its business events land in bloom.
     token = ingest.token if tenant == "acme" else _token(ingest, "bloom")
-    monkeypatch.setenv("SIYU_EVENTS_TOKEN", token)
-    settings = Settings.from_env({"SIYU_TENANTS": str(DEMO_TENANTS_PATH)})
+    settings = Settings.from_env(
+        {"SIYU_TENANTS": str(DEMO_TENANTS_PATH), "SIYU_EVENTS_TOKEN": token}
+    )
     try:
         code = simulate(
             settings, tenant=tenant, contacts=40, rate=200, duration=1.5, seed=11,

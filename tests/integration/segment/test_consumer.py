@@ -13,12 +13,13 @@ import pytest
 from services.segment.apply import apply_touchpoints
 from services.segment.consumer import build_runner
 from shared import messages
-from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
+from shared.config import Settings
 from shared.db import create_pool
 from shared.envelope import Identity, Touchpoint, make_event_id
 from shared.kafka.producer import Record, create_producer, publish
 from shared.kafka.topics import TOUCHPOINTS, TOUCHPOINTS_DLQ, ensure_topics
 from shared.migrations import migrate_service
+from shared.tenants import DEMO_TENANTS_PATH, load_tenants
 from tests.kafka_helpers import RunnerThread, read_topic, wait_until
 
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)

@@ -24,13 +24,14 @@ from services.ingest import erasures as ingest_erasures
 from services.ingest.shredding import PREFIX, PersonKeys, subject_of
 from services.outreach import worker
 from services.outreach.tokens import create_token
-from shared.config import DEMO_TENANTS_PATH, Settings
+from shared.config import Settings
 from shared.db import create_pool
 from shared.envelope import decode_touchpoint
 from shared.kafka.producer import Record, create_producer, publish
 from shared.kafka.topics import PROFILES, TOUCHPOINTS
 from shared.migrations import migrate_service
 from shared.privacy import identity_hash
+from shared.tenants import DEMO_TENANTS_PATH
 from siyu.api import SEGMENT_OUTBOX, create_app
 from tests.integration.ingest.conftest import build
 from tests.integration.segment.test_consumer import Segment
@@ -331,8 +332,8 @@ def test_siyu_contact_erase_erases_audits_and_queues_the_announcements(own_datab
 
     from services.segment.consumer import apply_batch
     from services.segment.topics import Topics
-    from shared.config import load_tenants
     from shared.envelope import Identity, Touchpoint
+    from shared.tenants import load_tenants
     from siyu.cli import main as siyu
 
     at = datetime.fromtimestamp(NOW, UTC)
@@ -391,8 +392,8 @@ def test_an_answer_to_a_request_made_before_the_erasure_does_not_bring_the_perso
     from services.segment.enrichment import enriched_touchpoint
     from services.segment.erasure import erase_contact
     from services.segment.topics import Topics
-    from shared.config import load_tenants
     from shared.envelope import Identity, Touchpoint
+    from shared.tenants import load_tenants
 
     tenants, topics = load_tenants(DEMO_TENANTS_PATH), Topics.with_prefix("")
     acme = tenants.get("acme")
@@ -439,9 +440,9 @@ def test_a_click_on_a_link_issued_before_the_erasure_does_not_bring_the_person_b
     from services.segment.consumer import apply_batch
     from services.segment.erasure import erase_contact
     from services.segment.topics import Topics
-    from shared.config import load_tenants
     from shared.envelope import Identity, Touchpoint
     from shared.links import LinkSigner
+    from shared.tenants import load_tenants
 
     tenants, topics = load_tenants(DEMO_TENANTS_PATH), Topics.with_prefix("")
     migrate_service(stack.dsn, "segment", schema=schema)

@@ -16,11 +16,12 @@ from kafka import KafkaConsumer, TopicPartition
 
 from services.segment.consumer import build_runner, outbox_drainer
 from shared import messages
-from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
+from shared.config import Settings
 from shared.db import create_pool
 from shared.kafka.topics import STAGE_CHANGES, ensure_topics
 from shared.migrations import migrate_service
 from shared.outbox import LOCK_NAMESPACE
+from shared.tenants import DEMO_TENANTS_PATH, load_tenants
 from siyu.api import SEGMENT_OUTBOX, create_app
 from tests.integration.api.conftest import issue_tokens
 from tests.integration.api.test_segment_people import People, seed

@@ -14,12 +14,12 @@ from click.testing import CliRunner
 from psycopg import errors, sql
 from psycopg.conninfo import make_conninfo
 
-from shared.errors import MigrationError
+from shared.config import Settings
+from shared.errors import ConfigError, MigrationError
 from shared.migrations import (
     API_GRANTS,
     API_KEPT,
     SERVICES,
-    api_role,
     migrate_service,
     pending,
     wait_until_migrated,
@@ -59,9 +59,8 @@ def cluster(stack, unique):
                     sql.SQL(f"{verb} ROLE {{}} LOGIN").format(sql.Identifier(role["name"]))
                 )
         dsn = {role: make_conninfo(admin, user=role) for role in roles}
-        granted = api_role(
-            {"SIYU_DB_API_ROLE": API}
-        )  # what the segment and outreach init steps set
+        # What the segment and outreach init steps set.
+        granted = Settings.from_env({"SIYU_DB_API_ROLE": API}).db_api_role
         for service in SERVICES:
             assert migrate_service(dsn[OWNERS[service]], service, api_role=granted)
         yield dsn
@@ -204,9 +203,9 @@ def test_migrating_again_keeps_the_grants_and_covers_new_tables(cluster):
 
 
 def test_a_bad_api_role_name_is_refused():
-    with pytest.raises(MigrationError, match="SIYU_DB_API_ROLE='siyu-api'"):
-        api_role({"SIYU_DB_API_ROLE": "siyu-api"})
-    assert api_role({}) is None
+    with pytest.raises(ConfigError, match="SIYU_DB_API_ROLE='siyu-api'"):
+        Settings.from_env({"SIYU_DB_API_ROLE": "siyu-api"})
+    assert Settings.from_env({}).db_api_role is None
 
 
 def test_the_api_waits_for_the_owners_migrations_instead_of_running_them(stack, unique, cluster):
@@ -240,8 +239,8 @@ def test_the_admin_api_serves_as_its_own_role(cluster):
     tokens in ingest's, its own tokens and audit log in outreach's, all as the role that owns
     none of them."""
     from services.outreach.tokens import create_token
-    from shared.config import DEMO_TENANTS_PATH, Settings
     from shared.db import create_pool
+    from shared.tenants import DEMO_TENANTS_PATH
     from siyu.api import create_app
 
     settings = Settings.from_env(

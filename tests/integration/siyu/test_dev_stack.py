@@ -17,10 +17,10 @@ import psycopg
 from kafka import KafkaAdminClient
 from wechatpy.crypto import WeChatCrypto
 
-from shared.config import DEMO_TENANTS_PATH, load_tenants
 from shared.devstack.ports import free_port, port_open
 from shared.kafka.settings import KafkaSettings
 from shared.kafka.topics import TOPICS, TOUCHPOINTS
+from shared.tenants import DEMO_TENANTS_PATH, load_tenants
 from tests.kafka_helpers import read_topic, wait_until
 
 

@@ -13,7 +13,13 @@ from psycopg_pool import PoolTimeout
 
 from services.ingest.shredding import PREFIX, PersonKeys, open_raw, seal_raw, subject_of
 from shared.envelope import Identity, Touchpoint, decode_touchpoint
-from shared.privacy import decode_erasure, encode_erasure, identity_hash, pseudonym
+from shared.privacy import (
+    decode_erasure,
+    encode_erasure,
+    identity_hash,
+    install_privacy_key,
+    pseudonym,
+)
 
 AT = datetime(2026, 11, 1, 9, 30, tzinfo=UTC)
 RAW = "<xml><ExternalUserID>wmLi</ExternalUserID><Name>李雷</Name></xml>"
@@ -33,7 +39,7 @@ def test_identity_hashes_are_keyed_and_name_tenant_kind_and_value(monkeypatch):
     assert len(first) == 64
     assert len({first, identity_hash("bloom", "openid", "o1"), identity_hash("acme", "unionid", "o1"),
                 identity_hash("acme", "openid", "o2")}) == 4  # fmt: skip
-    monkeypatch.setenv("SIYU_PRIVACY_KEY", "another deployment's key")
+    install_privacy_key("another deployment's key")  # the conftest fixture restores the tests
     assert identity_hash("acme", "openid", "o1") != first  # no key, no confirming a guess
     assert pseudonym("o1").startswith("h:")
     assert "o1" not in pseudonym("o1")

@@ -6,7 +6,8 @@ import pytest
 
 from sandbox.fake_wechat import FakeConfig, build_state, create_app
 from sandbox.simulator.plan import requests_for
-from shared.config import DEMO_SECRETS, DEMO_TENANTS_PATH, Settings, load_tenants
+from shared.config import Settings
+from shared.tenants import DEMO_SECRETS, DEMO_TENANTS_PATH, load_tenants
 
 TENANTS = load_tenants(DEMO_TENANTS_PATH)
 ACME, BLOOM = TENANTS.get("acme"), TENANTS.get("bloom")
@@ -37,7 +38,7 @@ def make(clock: Clock, monkeypatch, *, contacts: int = 60, seed: int = 1, **conf
         monkeypatch.setenv(key, value)
     settings = Settings.from_env({"SIYU_TENANTS": str(DEMO_TENANTS_PATH)})
     state = build_state(
-        settings, seed=seed, contacts=contacts, config=FakeConfig(**config), clock=clock, env={}
+        settings, seed=seed, contacts=contacts, config=FakeConfig(**config), clock=clock
     )
     return state, create_app(state).test_client()
 

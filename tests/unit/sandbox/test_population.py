@@ -12,9 +12,11 @@ import pytest
 
 from sandbox.population.actions import Action
 from sandbox.population.journey import action_stream
-from sandbox.population.model import B2C_TYPES, ROLES, Population
-from sandbox.population.texts import TITLES, normalise_company
+from sandbox.population.model import B2C_TYPES, Population
+from sandbox.population.texts import TITLES
+from shared.companies import account_key
 from shared.envelope import EVENT_TYPES
+from shared.vocabulary import BUYING_ROLES
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -66,13 +68,13 @@ def test_b2b_companies_have_buying_committees_with_roles_and_bilingual_titles():
         assert "decision_maker" in roles
         assert roles[0] in ("technical", "business")  # the champion who makes first contact
         assert company.name.endswith(("有限公司", "Co., Ltd."))
-        assert company.key == normalise_company(company.name)
+        assert company.key == account_key(company.name)  # segment's key of the account
         for member in company.members:
             assert member.title in TITLES[member.role]["zh"] + TITLES[member.role]["en"]
             assert member.company_key == company.key
             assert member.unionid
         all_roles.update(roles)
-    assert set(all_roles) == set(ROLES)
+    assert set(all_roles) == set(BUYING_ROLES)
     big = [c for c in population.companies if len(c.members) >= 4]
     assert big
     assert all(len({m.role for m in c.members}) >= 4 for c in big)
@@ -85,11 +87,17 @@ def test_b2b_companies_have_buying_committees_with_roles_and_bilingual_titles():
     assert any(c.pays_late for c in population.companies)
 
 
-def test_normalised_company_names():
-    assert normalise_company("  Shenzhen  Huaxin Electronics Co., Ltd. ") == (
-        "shenzhen huaxin electronics co., ltd."
-    )
-    assert normalise_company("苏州精工机械有限公司（ＳＺ）") == "苏州精工机械有限公司(sz)"
+def test_company_keys_are_segments_account_keys():
+    """The generator keys companies as segment does (shared/companies.py, docs/domain.md), so
+    two names of one company (a legal form apart) are never two simulated companies."""
+    population = Population.generate(random.Random(3), "b2b", 400)
+    keys = {c.key: c.name for c in population.companies}
+    assert len(keys) == len(population.companies)
+    english = next(c for c in population.companies if c.name.endswith("Co., Ltd."))
+    assert " " not in english.key
+    assert not english.key.endswith("ltd")
+    chinese = next(c for c in population.companies if c.name.endswith("有限公司"))
+    assert not chinese.key.endswith("有限公司")
 
 
 @pytest.mark.parametrize("contacts", [6, 10, 400])

@@ -10,7 +10,7 @@ from datetime import datetime
 import pytest
 
 from sandbox.simulator.plan import SIMULATED_SPAN_S, Present, StreamEnded, requests_for
-from shared.config import DEMO_TENANTS_PATH, load_tenants
+from shared.tenants import DEMO_TENANTS_PATH, load_tenants
 
 TENANTS = load_tenants(DEMO_TENANTS_PATH)
 START = 1_796_000_000  # 2026-11-30 01:33 UTC: any present will do

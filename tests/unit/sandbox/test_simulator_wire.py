@@ -22,9 +22,10 @@ from sandbox.population.model import Population
 from sandbox.simulator import is_loopback, main
 from sandbox.simulator.plan import requests_for
 from sandbox.simulator.wire import Renderer, WireRequest, render_xml
-from shared.config import Settings, parse_tenants
+from shared.config import Settings
 from shared.devstack.ports import free_port
 from shared.envelope import EVENT_TYPES
+from shared.tenants import parse_tenants
 
 OA_SAFE_KEY = "aWg3GBqJMNpYk5cd6FhE2oVtRbL8xZ0sKfQ1uTy4nHe"
 WECOM_KEY = "Jq7Rk2LmNx4Pb9Vc3Wd8Ye5Zf1Ag6Bh0Ci2Dj7Ek3Fl"
@@ -441,8 +442,7 @@ def test_population_is_the_one_the_run_uses():
 
 
 @pytest.fixture
-def settings(tmp_path, monkeypatch):
-    monkeypatch.delenv("SIYU_EVENTS_TOKEN", raising=False)
+def settings(tmp_path):
     path = tmp_path / "tenants.yaml"
     path.write_text(TENANTS, encoding="utf-8")
     return Settings.from_env({"SIYU_TENANTS": str(path)})

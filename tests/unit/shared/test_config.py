@@ -2,14 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import (
-    DEMO_TENANTS_PATH,
-    Secret,
-    Settings,
-    load_tenants,
-    parse_tenants,
-)
+from shared.config import Settings
 from shared.errors import ConfigError
+from shared.tenants import DEMO_TENANTS_PATH, Secret, load_tenants, parse_tenants
 
 GOOD = """\
 tenants:

@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from wechatpy.enterprise.crypto import WeChatCrypto as WeComCrypto
 
 from services.ingest.app import IngestDeps, create_app
-from shared.config import DEMO_TENANTS_PATH, check_secrets, parse_tenants
 from shared.errors import ConfigError
+from shared.tenants import DEMO_TENANTS_PATH, check_secrets, parse_tenants
 from siyu.cli import main
 
 AES = "Jq7Rk2LmNx4Pb9Vc3Wd8Ye5Zf1Ag6Bh0Ci2Dj7Ek3Fl"

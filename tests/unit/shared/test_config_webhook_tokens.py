@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 
-from shared.config import parse_tenants
+from shared.tenants import parse_tenants
 from siyu.cli import main
 
 AES = "a" * 43

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import pytest
 
-from shared.config import DEMO_TENANTS_PATH, Settings, parse_tenants
+from shared.config import Settings
 from shared.errors import ConfigError
 from shared.limits import DEFAULT_LIMITS, Limits, Rate, limits_from_env
 from shared.ratelimit import NO_TENANT, registry_limits
+from shared.tenants import DEMO_TENANTS_PATH, parse_tenants
 
 
 def with_limits(limits: str) -> str:

@@ -10,8 +10,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from itsdangerous import URLSafeSerializer
 
-from shared.config import LinkKeys, parse_tenants
 from shared.links import LinkSigner
+from shared.tenants import LinkKeys, parse_tenants
 
 SECRET = "test-link-secret-0123456789"
 NOW = datetime(2026, 12, 1, tzinfo=UTC)

@@ -85,9 +85,9 @@ def test_metrics_endpoint_serves_prometheus_text():
 
 
 def test_identities_and_personal_fields_are_logged_as_keyed_hashes(monkeypatch):
-    from shared.privacy import pseudonym
+    from shared.privacy import install_privacy_key, pseudonym
 
-    monkeypatch.setenv("SIYU_PRIVACY_KEY", "a deployment's key")
+    install_privacy_key("a deployment's key")  # the conftest fixture restores the tests' key
     stream = io.StringIO()
     configure_logging("INFO", process="test", stream=stream)
     structlog.contextvars.bind_contextvars(tenant_id="acme", openid="oSecretOpenid")

@@ -12,9 +12,9 @@ from flask_smorest import Blueprint
 from services.ingest.app import IngestDeps, create_app
 from shared.api import require
 from shared.api.app import create_api_app
-from shared.config import DEMO_TENANTS_PATH, load_tenants
 from shared.health import create_ops_app
 from shared.logging import configure_logging
+from shared.tenants import DEMO_TENANTS_PATH, load_tenants
 
 
 def _ingest():

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 from click.testing import CliRunner
 
-from shared.config import DEMO_TENANTS_PATH
+from shared.tenants import DEMO_TENANTS_PATH
 from siyu.cli import main
 
 COMMANDS = [

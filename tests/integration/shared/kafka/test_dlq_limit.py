@@ -18,7 +18,7 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from services.outreach.worker import build_runner as outreach_runner
-from shared.config import DEMO_TENANTS_PATH, Settings
+from shared.config import Settings
 from shared.db import create_pool
 from shared.envelope import decode_touchpoint
 from shared.kafka.consumer import ConsumerRunner, DeadLetterQueue, create_consumer
@@ -27,6 +27,7 @@ from shared.kafka.producer import Record, create_producer, publish
 from shared.kafka.tansu import GROUP_TIMINGS_ENV
 from shared.kafka.topics import OUTREACH_DLQ, PROFILES, TOUCHPOINTS, TOUCHPOINTS_DLQ, ensure_topics
 from shared.migrations import migrate_service
+from shared.tenants import DEMO_TENANTS_PATH
 from tests.integration.shared.kafka.test_kafka import Effects, touchpoint
 from tests.kafka_helpers import RunnerThread, read_topic, wait_until
 

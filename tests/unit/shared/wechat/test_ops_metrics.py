@@ -7,8 +7,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from sandbox.fake_wechat.state import Injection
-from shared.config import DEMO_TENANTS_PATH, load_tenants
 from shared.health import create_ops_app
+from shared.tenants import DEMO_TENANTS_PATH, load_tenants
 from shared.wechat import RateLimited, RateLimiter, TokenCache, WeComClient, WeComError
 from shared.wechat.oa import OfficialAccountClient, QuotaExhausted
 from tests.fake_wecom import FakeWeCom

@@ -9,7 +9,8 @@ import traceback
 
 import pytest
 
-from shared.config import DEMO_TENANTS_PATH, Settings, load_tenants
+from shared.config import Settings
+from shared.tenants import DEMO_TENANTS_PATH, load_tenants
 from shared.wechat import (
     RateLimited,
     RateLimiter,
