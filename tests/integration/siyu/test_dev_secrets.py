@@ -1,5 +1,5 @@
 """`siyu dev` refuses to start, naming the secret, when the tenants file names one that is unset
-(the checks themselves: tests/unit/shared/test_config_secrets.py)."""
+(the checks themselves: tests/unit/shared/test_tenants_secrets.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from tests.unit.shared.test_config_secrets import tenants_yaml
+from tests.unit.shared.test_tenants_secrets import tenants_yaml
 
 
 def test_dev_stops_at_start_naming_the_missing_secret(stack, tmp_path):
