@@ -1,13 +1,15 @@
 """The touchpoint envelope: the one contract every service reads (docs/architecture.md).
 
-Type names are dotted and stable; the full list lives in ``EVENT_TYPES``. Renaming one is a breaking
-change for every consumer and every stored rule that names it: add new names, never rename.
+Type names are dotted and stable; the full list lives in ``EVENT_TYPES``, and who acts in each in
+``EVENT_KINDS`` (the customer, staff or the system). Renaming one is a breaking change for every
+consumer and every stored rule that names it: add new names, never rename.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -75,6 +77,75 @@ EVENT_TYPES: dict[str, str] = {
 }
 
 SOURCE_OF_PREFIX = {"oa": "wechat_oa", "wecom": "wecom", "link": "link", "biz": "api"}
+
+# Who acted (docs/domain.md "Activity"): the customer (their own activity, positive or negative),
+# the tenant's staff, or nobody (a platform or system fact). Every type in EVENT_TYPES once.
+CUSTOMER, STAFF, SYSTEM = "customer", "staff", "system"
+EVENT_KINDS: dict[str, str] = {
+    "oa.subscribe": CUSTOMER,
+    "oa.unsubscribe": CUSTOMER,
+    "oa.scan": CUSTOMER,
+    "oa.click": CUSTOMER,
+    "oa.view": CUSTOMER,
+    "oa.location": CUSTOMER,
+    "oa.template_send_finished": SYSTEM,
+    "oa.mass_send_finished": SYSTEM,
+    "oa.message": CUSTOMER,
+    "wecom.contact.added": CUSTOMER,  # the customer added the member, or accepted their request
+    "wecom.contact.half_added": CUSTOMER,  # the customer added a member who has not confirmed
+    "wecom.contact.edited": STAFF,
+    "wecom.contact.deleted": STAFF,
+    "wecom.contact.follow_user_deleted": CUSTOMER,
+    "wecom.contact.transfer_failed": SYSTEM,
+    "wecom.contact.enriched": SYSTEM,
+    "wecom.chat.created": STAFF,
+    "wecom.chat.member_joined": CUSTOMER,  # STAFF when a member invited them directly
+    "wecom.chat.member_left": CUSTOMER,  # STAFF when the owner or an admin removed them
+    "wecom.chat.owner_changed": STAFF,
+    "wecom.chat.renamed": STAFF,
+    "wecom.chat.notice_changed": STAFF,
+    "wecom.chat.dismissed": STAFF,
+    "wecom.tag.changed": STAFF,
+    "link.clicked": CUSTOMER,
+    "biz.registered": CUSTOMER,
+    "biz.lead.created": STAFF,
+    "biz.demo.requested": CUSTOMER,
+    "biz.trial.started": CUSTOMER,
+    "biz.trial.ended": SYSTEM,
+    "biz.quote.sent": STAFF,
+    "biz.contract.signed": CUSTOMER,
+    "biz.order.paid": CUSTOMER,
+    "biz.order.refunded": CUSTOMER,
+    "biz.invoice.issued": STAFF,
+    "biz.invoice.overdue": SYSTEM,
+    "biz.payment.received": CUSTOMER,
+    "biz.webinar.registered": CUSTOMER,
+    "biz.webinar.attended": CUSTOMER,
+    "biz.event.attended": CUSTOMER,
+    "biz.content.downloaded": CUSTOMER,
+    "biz.complaint.filed": CUSTOMER,
+    "biz.contact.updated": STAFF,
+    "biz.account.updated": STAFF,
+}
+CUSTOMER_ACTIONS = frozenset(t for t, kind in EVENT_KINDS.items() if kind == CUSTOMER)
+# WeCom's JoinScene 0 (a member invited them directly) and QuitScene 1 (the owner or an admin
+# removed them): a member moved the customer, who did nothing (docs/domain.md "Activity").
+_STAFF_SCENES = {"wecom.chat.member_joined": ("join_scene", "0"),
+                 "wecom.chat.member_left": ("quit_scene", "1")}  # fmt: skip
+
+
+def event_kind(event_type: str, attributes: Mapping[str, Any] | None = None) -> str:
+    """Who acted in an event of this type: ``CUSTOMER``, ``STAFF`` or ``SYSTEM``."""
+    scene = _STAFF_SCENES.get(event_type)
+    if scene is not None and attributes and str(attributes.get(scene[0])) == scene[1]:
+        return STAFF
+    return EVENT_KINDS[event_type]
+
+
+def is_customer_action(event_type: str, attributes: Mapping[str, Any] | None = None) -> bool:
+    """True when the customer did it themselves: what counts as their activity."""
+    return event_type in CUSTOMER_ACTIONS and event_kind(event_type, attributes) == CUSTOMER
+
 
 IDENTITY_KEYS = (
     "openid",

@@ -1,16 +1,26 @@
 from __future__ import annotations
 
+import ast
+import inspect
 import json
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
+from shared import envelope
 from shared.envelope import (
+    CUSTOMER,
+    CUSTOMER_ACTIONS,
+    EVENT_KINDS,
     EVENT_TYPES,
     SOURCE_OF_PREFIX,
+    STAFF,
+    SYSTEM,
     Identity,
     Touchpoint,
     decode_touchpoint,
+    event_kind,
+    is_customer_action,
     load_touchpoint,
     make_event_id,
 )
@@ -148,3 +158,108 @@ def test_invalid_envelopes_name_the_field(changes, field):
 def test_undecodable_bytes(value):
     with pytest.raises(EnvelopeError):
         decode_touchpoint(value)
+
+
+# --- who acts in each event type (docs/domain.md "Activity") -------------------------------------
+
+
+def _kinds_literal_keys() -> list[str]:
+    """The keys of the EVENT_KINDS literal as written: a repeated key would silently win."""
+    tree = ast.parse(inspect.getsource(envelope))
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and node.target.id == "EVENT_KINDS"):  # fmt: skip
+            return [k.value for k in node.value.keys]
+    raise AssertionError("EVENT_KINDS literal not found")
+
+
+def test_every_event_type_is_classified_exactly_once():
+    keys = _kinds_literal_keys()
+    assert len(keys) == len(set(keys)), "a type is classified twice"
+    assert keys == list(EVENT_TYPES), "EVENT_KINDS lists EVENT_TYPES, in the same order"
+    assert set(EVENT_KINDS.values()) <= {CUSTOMER, STAFF, SYSTEM}
+    assert frozenset(t for t in EVENT_TYPES if EVENT_KINDS[t] == CUSTOMER) == CUSTOMER_ACTIONS
+
+
+@pytest.mark.parametrize(
+    ("event_type", "kind"),
+    [
+        ("oa.subscribe", CUSTOMER),
+        ("oa.unsubscribe", CUSTOMER),
+        ("oa.click", CUSTOMER),
+        ("oa.view", CUSTOMER),
+        ("oa.message", CUSTOMER),
+        ("oa.scan", CUSTOMER),
+        ("oa.location", CUSTOMER),
+        ("oa.template_send_finished", SYSTEM),
+        ("oa.mass_send_finished", SYSTEM),
+        ("wecom.contact.added", CUSTOMER),
+        ("wecom.contact.half_added", CUSTOMER),
+        ("wecom.contact.edited", STAFF),
+        ("wecom.contact.deleted", STAFF),
+        ("wecom.contact.transfer_failed", SYSTEM),
+        ("wecom.contact.follow_user_deleted", CUSTOMER),
+        ("wecom.contact.enriched", SYSTEM),
+        ("wecom.chat.member_joined", CUSTOMER),
+        ("wecom.chat.member_left", CUSTOMER),
+        ("wecom.chat.created", STAFF),
+        ("wecom.chat.renamed", STAFF),
+        ("wecom.chat.notice_changed", STAFF),
+        ("wecom.chat.owner_changed", STAFF),
+        ("wecom.chat.dismissed", STAFF),
+        ("wecom.tag.changed", STAFF),
+        ("link.clicked", CUSTOMER),
+        ("biz.registered", CUSTOMER),
+        ("biz.demo.requested", CUSTOMER),
+        ("biz.webinar.registered", CUSTOMER),
+        ("biz.webinar.attended", CUSTOMER),
+        ("biz.event.attended", CUSTOMER),
+        ("biz.content.downloaded", CUSTOMER),
+        ("biz.complaint.filed", CUSTOMER),
+        ("biz.order.paid", CUSTOMER),
+        ("biz.order.refunded", CUSTOMER),
+        ("biz.trial.started", CUSTOMER),
+        ("biz.trial.ended", SYSTEM),
+        ("biz.contract.signed", CUSTOMER),
+        ("biz.payment.received", CUSTOMER),
+        ("biz.lead.created", STAFF),
+        ("biz.quote.sent", STAFF),
+        ("biz.invoice.issued", STAFF),
+        ("biz.invoice.overdue", SYSTEM),
+        ("biz.contact.updated", STAFF),
+        ("biz.account.updated", STAFF),
+    ],
+)
+def test_event_kind_of_each_type(event_type, kind):
+    assert event_kind(event_type) == kind == EVENT_KINDS[event_type]
+    assert is_customer_action(event_type) is (kind == CUSTOMER)
+
+
+@pytest.mark.parametrize(
+    ("event_type", "attributes", "kind"),
+    [
+        # WeCom JoinScene: 0 invited directly by a member, 1 invitation link, 3 group QR code
+        ("wecom.chat.member_joined", {"join_scene": 0}, STAFF),
+        ("wecom.chat.member_joined", {"join_scene": "0"}, STAFF),
+        ("wecom.chat.member_joined", {"join_scene": 1}, CUSTOMER),
+        ("wecom.chat.member_joined", {"join_scene": 3}, CUSTOMER),
+        ("wecom.chat.member_joined", {"join_scene": None}, CUSTOMER),
+        ("wecom.chat.member_joined", {}, CUSTOMER),
+        # QuitScene: 0 left by themselves, 1 removed by the owner or an admin
+        ("wecom.chat.member_left", {"quit_scene": 0}, CUSTOMER),
+        ("wecom.chat.member_left", {"quit_scene": 1}, STAFF),
+        ("wecom.chat.member_left", {"quit_scene": "1"}, STAFF),
+        ("wecom.chat.member_left", {"join_scene": 0}, CUSTOMER),  # the other event's attribute
+        ("oa.click", {"join_scene": 0}, CUSTOMER),
+        ("wecom.contact.enriched", {"quit_scene": 0}, SYSTEM),
+    ],
+)
+def test_chat_membership_kind_depends_on_who_moved_the_customer(event_type, attributes, kind):
+    assert event_kind(event_type, attributes) == kind
+    assert is_customer_action(event_type, attributes) is (kind == CUSTOMER)
+
+
+def test_unknown_type_is_no_customer_action():
+    assert is_customer_action("oa.not_a_type") is False
+    with pytest.raises(KeyError):
+        event_kind("oa.not_a_type")
