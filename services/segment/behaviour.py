@@ -4,7 +4,8 @@
 ``features(events, now, created_at)`` turns a contact's events into numbers (recency, frequency,
 value, engagement, interests, offer responsiveness, complaints); ``segments(features, thresholds)``
 places the contact in customer types. Pure functions; events stamped after ``now`` (clock skew)
-count as happening at ``now``.
+count as happening at ``now``. Recency and engagement count only the customer's own actions
+(``facts.is_activity``, docs/domain.md "Activity"): an enrichment fetch or a staff edit is no touch.
 
 Segments and how they combine
 -----------------------------
@@ -13,7 +14,7 @@ Segments and how they combine
 1. ``dissatisfied`` (complaints or refunds in the last 90 days) comes first: downstream, it
    overrides marketing (service recovery before any offer).
 2. At most one *lifecycle* segment, exclusive by construction, checked in this order:
-   ``prospect`` (no order yet); ``lapsed`` (a customer idle, with no touch or order, for
+   ``prospect`` (no order yet); ``lapsed`` (a customer idle, with no action of their own, for
    ``lapsed_days``); ``new`` (first order within ``new_days``); ``loyal`` (at least
    ``loyal_min_orders`` orders in 365 days and the last within ``loyal_max_recency_days``).
    A customer who is none of these (an occasional, still active buyer) gets no lifecycle segment.
@@ -39,7 +40,7 @@ from urllib.parse import urlsplit
 from marshmallow import RAISE, Schema, validate
 from marshmallow import fields as mfields
 
-from services.segment.facts import EventFact, amount_of
+from services.segment.facts import EventFact, amount_of, is_activity
 from services.segment.scoring import RuleConfigError, check_positive, validate_config
 
 SEGMENTS = (
@@ -58,7 +59,7 @@ ORDER = "biz.order.paid"
 REFUND = "biz.order.refunded"
 COMPLAINT = "biz.complaint.filed"
 QUESTION = "oa.message"
-# Non-order touches: the person did something that is not buying.
+# Non-order touches: the person did something that is not buying (customer actions only).
 TOUCH_TYPES = frozenset(
     {
         "oa.subscribe",
@@ -70,7 +71,6 @@ TOUCH_TYPES = frozenset(
         "wecom.contact.added",
         "wecom.chat.member_joined",
         "biz.registered",
-        "biz.lead.created",
         "biz.demo.requested",
         "biz.trial.started",
         "biz.webinar.registered",
@@ -103,7 +103,7 @@ class Features:
     orders_total: int = 0
     orders_365d: int = 0
     first_order_days: float | None = None  # days since the first order
-    idle_days: float | None = None  # days since the last touch or order
+    idle_days: float | None = None  # days since the customer's last own action (of any kind)
     days_to_first_order: float | None = None  # first touch (or creation) -> first order
     touches_before_first_order: int = 0
     research_touches: int = 0  # content touches before the first order (all, without orders)
@@ -247,12 +247,12 @@ def features(
         return (now - e.occurred_at).total_seconds() / _DAY
 
     orders = [e for e in history if e.type == ORDER]
-    touches = [e for e in history if e.type in TOUCH_TYPES]
+    touches = [e for e in history if e.type in TOUCH_TYPES and is_activity(e)]
     first_order = orders[0] if orders else None
 
     starts = [t for t in (created_at, history[0].occurred_at if history else None) if t]
     days_since_first = max(0.0, (now - min(starts)).total_seconds() / _DAY) if starts else 0.0
-    active = [e for e in history if e.type in TOUCH_TYPES or e.type == ORDER]
+    active = [e for e in history if is_activity(e)]
 
     counts: Counter[str] = Counter()
     last_seen: dict[str, datetime] = {}

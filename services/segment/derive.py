@@ -18,7 +18,7 @@ from psycopg import Connection
 
 from services.segment import behaviour, store
 from services.segment.catalogue import queue_catalogue
-from services.segment.facts import AccountFacts, ContactFacts, EventFact
+from services.segment.facts import AccountFacts, ContactFacts, EventFact, is_activity
 from services.segment.lifecycle.model import LifecycleModel, Transition, evaluate_account
 from services.segment.reach import reach
 from services.segment.risk import risk_flags
@@ -39,7 +39,7 @@ from shared.tenants import Tenant
 
 HISTORY_DAYS = 400  # rules look back at most a year (plus margin)
 HISTORY_LIMIT = 2000  # newest events per contact the rules see
-ENGAGED_DAYS = 90  # a buying role counts as engaged with a touch in this window
+ENGAGED_DAYS = 90  # a buying role counts as engaged with an own action in this window
 
 
 Checkpoint = tuple[datetime, str]  # (event time, event id) of a touchpoint applied to a contact
@@ -272,7 +272,8 @@ def _refresh_account(writes, tenant, model, account, members, history, now, even
         {
             m["role"]
             for m in members
-            if m["role"] and any(e.occurred_at >= engaged_since for e in own[m["contact_id"]])
+            if m["role"]
+            and any(e.occurred_at >= engaged_since and is_activity(e) for e in own[m["contact_id"]])
         }
     )
     business = tuple(e for e in member_events if e.type.startswith("biz."))

@@ -7,10 +7,12 @@ values plus ``now`` as arguments, so the rules can be tested with tables of case
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+
+from shared.envelope import is_customer_action
 
 
 def amount_of(attributes: Mapping[str, Any]) -> float:
@@ -32,6 +34,17 @@ class EventFact:
     type: str  # an envelope type, e.g. "biz.order.paid"
     occurred_at: datetime  # timezone-aware
     attributes: dict[str, Any] = field(default_factory=dict)
+
+
+def is_activity(event: EventFact) -> bool:
+    """The customer's own action (docs/domain.md "Activity"): what recency, inactivity and
+    engagement count; a staff edit, a send result or an enrichment fetch is a fact, not activity."""
+    return is_customer_action(event.type, event.attributes)
+
+
+def last_activity(events: Iterable[EventFact]) -> datetime | None:
+    """When the customer last acted themselves; None when they never did."""
+    return max((e.occurred_at for e in events if is_activity(e)), default=None)
 
 
 @dataclass(frozen=True)

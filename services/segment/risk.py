@@ -20,8 +20,9 @@ payment risk):
   ``wecom.contact.follow_user_deleted``) within ``churn_signal_days``: a member is engaged if the
   exit carries no ``attributes.contact_id`` or that contact interacted in the
   ``engaged_lookback_days`` before leaving; or a complaint was filed within ``churn_signal_days``.
-- ``inactive``: no interaction or order for ``inactive_days`` (an account that never interacted
-  counts from its creation or first event).
+- ``inactive``: no action of the members' own (``facts.is_activity``: not a staff edit, a send
+  result or an enrichment fetch; docs/domain.md "Activity") for ``inactive_days`` (an account
+  that never acted counts from its creation or first event).
 - ``new``: created (or, without ``created_at``, first seen) less than ``new_days`` ago: the golden
   maintenance period.
 - ``growing``: paid order amounts in the last ``growing_window_days`` reached ``growing_ratio``
@@ -38,12 +39,13 @@ from typing import Any
 from marshmallow import RAISE, Schema, validate
 from marshmallow import fields as mfields
 
-from services.segment.facts import AccountFacts, EventFact, amount_of
+from services.segment.facts import AccountFacts, EventFact, amount_of, is_activity, last_activity
 from services.segment.scoring import RuleConfigError, check_positive, validate_config
 
 SEVERITY = ("payment_risk", "churn_risk", "inactive", "new", "growing")
 
-# What counts as the account (or one of its members) doing something.
+# Engagement: the customer actions (docs/domain.md "Activity") that count as the account (or one
+# of its members) taking part; leaving, complaining and paying invoices are activity, not this.
 INTERACTION_TYPES = frozenset(
     {
         "oa.subscribe",
@@ -55,10 +57,8 @@ INTERACTION_TYPES = frozenset(
         "wecom.chat.member_joined",
         "link.clicked",
         "biz.registered",
-        "biz.lead.created",
         "biz.demo.requested",
         "biz.trial.started",
-        "biz.quote.sent",
         "biz.contract.signed",
         "biz.order.paid",
         "biz.webinar.registered",
@@ -291,7 +291,7 @@ def _churn(events: list[EventFact], now: datetime, t: RiskThresholds) -> RiskFla
     reasons: list[str] = []
     details: dict[str, Any] = {}
     starts: list[datetime] = []
-    interactions = [e for e in events if e.type in INTERACTION_TYPES]
+    interactions = [e for e in events if e.type in INTERACTION_TYPES and is_activity(e)]
 
     window_start = now - timedelta(days=t.churn_window_days)
     baseline_start = window_start - timedelta(days=t.churn_baseline_days)
@@ -395,8 +395,7 @@ def risk_flags(
     # Reference start: creation, else the first event seen.
     created = account.created_at if account.created_at and account.created_at <= now else None
     first_seen = created or (events[0].occurred_at if events else None)
-    activity = [e.occurred_at for e in events if e.type in INTERACTION_TYPES]
-    last_active = max(activity) if activity else None
+    last_active = last_activity(events)
     reference = last_active or first_seen
     if reference is not None:
         idle = _days(now - reference)

@@ -7,7 +7,10 @@ The score model
 ---------------
 Each event is worth ``event_points``: the points of its type plus, for a non-negative event that
 names a B2B content layer (``attributes["content_layer"]``), the points of that layer (later-funnel
-content signals more intent). Points lose half their weight every ``half_life_days``.
+content signals more intent). Points lose half their weight every ``half_life_days``. Only the
+customer's own actions earn points (docs/domain.md "Activity"): a staff action (a CRM lead, a quote
+sent, pulling someone into a group) or a system fact (an enrichment fetch) is worth 0, whatever
+the configuration.
 
 The score is a running value that is **never below 0 at any moment**: walking the events in time
 order, ``s = max(0, decayed(s, elapsed) + points_at_this_instant)``. Without negative events this is
@@ -32,7 +35,7 @@ from marshmallow import RAISE, Schema, ValidationError, validate
 from marshmallow import fields as mfields
 
 from services.segment.facts import EventFact
-from shared.envelope import EVENT_TYPES
+from shared.envelope import CUSTOMER_ACTIONS, is_customer_action
 from shared.errors import ConfigError
 
 SECONDS_PER_DAY = 86400.0
@@ -52,14 +55,12 @@ DEFAULT_POINTS_BY_TYPE: Mapping[str, float] = MappingProxyType(
         "wecom.chat.member_joined": 3.0,
         # search, comparison, examination
         "biz.registered": 10.0,
-        "biz.lead.created": 5.0,
         "biz.content.downloaded": 8.0,
         "biz.webinar.registered": 5.0,
         "biz.webinar.attended": 15.0,
         "biz.event.attended": 15.0,
         "biz.demo.requested": 25.0,
         "biz.trial.started": 30.0,
-        "biz.quote.sent": 10.0,
         # action
         "biz.contract.signed": 40.0,
         "biz.order.paid": 40.0,
@@ -136,7 +137,9 @@ class _ScoringSchema(Schema):
 
     points_by_type = mfields.Dict(
         keys=mfields.String(
-            validate=validate.OneOf(sorted(EVENT_TYPES), error="unknown event type {input!r}")
+            validate=validate.OneOf(
+                sorted(CUSTOMER_ACTIONS), error="{input!r} is not a customer action event type"
+            )
         ),
         values=mfields.Float(allow_nan=False),
     )
@@ -183,7 +186,10 @@ DEFAULT_SCORING = ScoringConfig()
 
 
 def event_points(event: EventFact, config: ScoringConfig = DEFAULT_SCORING) -> float:
-    """Points of one event: its type's points, plus its content layer's points if not negative."""
+    """Points of one event: its type's points, plus its content layer's points if not negative;
+    0 for what the customer did not do themselves."""
+    if not is_customer_action(event.type, event.attributes):
+        return 0.0
     base = float(config.points_by_type.get(event.type, 0.0))
     layer = event.attributes.get("content_layer") if event.attributes else None
     if base >= 0 and isinstance(layer, str):

@@ -247,12 +247,11 @@ CASES = [
                 ev("biz.order.paid", 170, amount=1000),
                 ev("biz.order.paid", 50, amount=5000),
                 ev("biz.invoice.overdue", 60, invoice_id="Z", amount=5000),
-                ev("biz.complaint.filed", 1),
             ]
         ),
-        [],
+        steady(range(50, 90), every=4),  # ten clicks, none in the last 49 days
         ["payment_risk", "churn_risk", "inactive", "growing"],
-        ["oldest 60 days", "1 complaint", "no interactions or orders for 50 days", "x5.00"],
+        ["oldest 60 days", "fell to 0", "no interactions or orders for 50 days", "x5.00"],
     ),
     (
         "future events count as now",
@@ -293,6 +292,44 @@ def test_reason_numbers_and_since() -> None:
     assert flag.since == ago(45)
     assert flag.details["overdue_count"] == 2
     assert flag.details["overdue_amount"] == 86000
+
+
+# Only the customer's own actions are activity (docs/domain.md "Activity"): with the last click 50
+# days ago, a recent event of each of these kinds leaves the account inactive, or not.
+@pytest.mark.parametrize(
+    ("recent", "inactive"),
+    [
+        pytest.param(ev("wecom.contact.enriched", 0), True, id="enrichment fetch"),
+        pytest.param(ev("wecom.contact.edited", 1), True, id="staff edit"),
+        pytest.param(ev("oa.template_send_finished", 1), True, id="template send result"),
+        pytest.param(ev("biz.lead.created", 1), True, id="CRM lead"),
+        pytest.param(ev("biz.quote.sent", 1), True, id="quote sent"),
+        pytest.param(ev("biz.invoice.issued", 1), True, id="invoice issued"),
+        pytest.param(ev("wecom.chat.member_joined", 1, join_scene=0), True, id="pulled into group"),
+        pytest.param(ev("wecom.chat.member_left", 1, quit_scene=1), True, id="removed from group"),
+        pytest.param(ev("wecom.chat.member_joined", 1, join_scene=3), False, id="joined by QR"),
+        pytest.param(ev("wecom.chat.member_left", 1, quit_scene=0), False, id="left the group"),
+        pytest.param(ev("oa.message", 1), False, id="message"),
+        pytest.param(ev("oa.location", 1), False, id="location"),
+        pytest.param(ev("biz.complaint.filed", 1), False, id="complaint"),
+        pytest.param(ev("wecom.contact.follow_user_deleted", 1), False, id="deleted the member"),
+        pytest.param(ev("biz.payment.received", 1), False, id="paid an invoice"),
+    ],
+)
+def test_inactive_counts_only_the_customers_own_actions(recent: EventFact, inactive: bool) -> None:
+    flags = risk_flags(account(), [ev("oa.click", 50), recent], NOW)
+    assert ("inactive" in [f.flag for f in flags]) is inactive
+    if inactive:
+        assert next(f for f in flags if f.flag == "inactive").since == ago(50)
+
+
+def test_churn_counts_only_the_customers_own_interactions() -> None:
+    # Ten clicks a month before, none in the last 30 days: enrichment fetches and staff edits in
+    # the window do not hide the drop.
+    members = [*steady(range(31, 90), every=6), ev("wecom.contact.enriched", 2)]
+    members += [ev("biz.lead.created", 3), ev("wecom.chat.member_joined", 4, join_scene=0)]
+    (churn,) = [f for f in risk_flags(account(), members, NOW) if f.flag == "churn_risk"]
+    assert churn.details["recent_interactions"] == 0
 
 
 def test_since_of_other_flags() -> None:

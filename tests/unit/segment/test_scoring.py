@@ -17,7 +17,7 @@ from services.segment.scoring import (
     event_points,
     score,
 )
-from shared.envelope import EVENT_TYPES
+from shared.envelope import CUSTOMER_ACTIONS, EVENT_TYPES
 from shared.errors import ConfigError
 
 NOW = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -92,6 +92,7 @@ def test_event_points(event: EventFact, expected: float) -> None:
 
 def test_default_tables_name_real_types_and_layers() -> None:
     assert set(DEFAULT_POINTS_BY_TYPE) <= set(EVENT_TYPES)
+    assert set(DEFAULT_POINTS_BY_TYPE) <= CUSTOMER_ACTIONS  # docs/domain.md "Activity"
     assert set(DEFAULT_POINTS_BY_LAYER) == {"authority", "acquisition", "closing", "after_sale"}
     # later-funnel content signals more intent
     assert DEFAULT_POINTS_BY_LAYER["closing"] > DEFAULT_POINTS_BY_LAYER["acquisition"]
@@ -120,6 +121,37 @@ def test_default_tables_name_real_types_and_layers() -> None:
 def test_score(events: list[EventFact], expected: float) -> None:
     assert score(events, NOW) == pytest.approx(expected, abs=1e-9)
     assert score(list(reversed(events)), NOW) == pytest.approx(expected, abs=1e-9)
+
+
+# Only the customer's own actions earn points (docs/domain.md "Activity").
+@pytest.mark.parametrize(
+    ("event", "points"),
+    [
+        (ev("wecom.contact.enriched", 0, content_layer="closing"), 0.0),
+        (ev("wecom.contact.edited", 0), 0.0),
+        (ev("oa.template_send_finished", 0), 0.0),
+        (ev("biz.lead.created", 0), 0.0),
+        (ev("biz.quote.sent", 0, content_layer="closing"), 0.0),
+        (ev("biz.invoice.issued", 0), 0.0),
+        (ev("wecom.chat.member_joined", 0, join_scene=0), 0.0),  # a member pulled them in
+        (ev("wecom.chat.member_joined", 0, join_scene=3), 3.0),  # scanned the group's QR code
+        (ev("wecom.chat.member_left", 0, quit_scene=1), 0.0),  # removed by the owner
+        (ev("wecom.chat.member_left", 0, quit_scene=0), -5.0),  # left by themselves
+        (ev("wecom.contact.follow_user_deleted", 0), -30.0),
+    ],
+    ids=event_ids,
+)
+def test_only_customer_actions_earn_points(event: EventFact, points: float) -> None:
+    assert event_points(event) == points
+    # Points configured for every type (built directly, past the schema): still none for them.
+    everything = ScoringConfig(points_by_type=dict.fromkeys(EVENT_TYPES, 7.0), points_by_layer={})
+    assert event_points(event, everything) == (7.0 if points else 0.0)
+
+
+def test_an_enrichment_fetch_adds_nothing_to_the_score() -> None:
+    history = [ev("oa.click", 20), ev("biz.demo.requested", 10)]
+    fetched = [*history, ev("wecom.contact.enriched", 0), ev("wecom.contact.edited", 0)]
+    assert score(fetched, NOW) == score(history, NOW)
 
 
 def test_score_with_a_custom_config() -> None:
@@ -212,6 +244,7 @@ def test_config_from_dict_merges_and_validates() -> None:
         ({"half_life_days": 0}, "half_life_days"),
         ({"half_life_days": "soon"}, "half_life_days"),
         ({"points_by_type": {"oa.clik": 2}}, "points_by_type"),
+        ({"points_by_type": {"biz.quote.sent": 2}}, "points_by_type"),  # staff, not the customer
         ({"points_by_type": {"oa.click": "two"}}, "points_by_type"),
         ({"points_by_layer": {"bottom": 2}}, "points_by_layer"),
         ({"decay": 3}, "decay"),
