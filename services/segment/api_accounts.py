@@ -18,6 +18,7 @@ from services.segment.api_common import (
     segment_topics,
 )
 from services.segment.api_people_common import (
+    LAST_ACTIVE,
     STAGE_EXAMPLE,
     UNKNOWN_ROLE,
     RiskFlagSchema,
@@ -95,6 +96,7 @@ class AccountMemberSchema(Schema):
     stage = fields.String(allow_none=True)
     score = fields.Float(required=True)
     last_event_at = fields.DateTime(required=True)
+    last_active_at = fields.DateTime(allow_none=True, metadata={"description": LAST_ACTIVE})
 
 
 class CoverageSchema(Schema):
@@ -193,7 +195,8 @@ def _account_view(conn, tenant: str, account_id: str) -> dict:
     if row is None:
         raise _account_missing(conn, tenant, account_id)
     members = conn.execute(
-        "SELECT contact_id, name, title, role, role_confidence, stage, score, last_event_at "
+        "SELECT contact_id, name, title, role, role_confidence, stage, score, last_event_at, "
+        "last_active_at "
         "FROM contacts WHERE tenant_id = %s AND account_id = %s "
         "ORDER BY score DESC, contact_id LIMIT %s",
         (tenant, account_id, MEMBERS_LIMIT),

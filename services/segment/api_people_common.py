@@ -124,11 +124,16 @@ def stage_history(conn, tenant: str, kind: str, subject_id: str) -> list[dict]:
     return rows
 
 
+LAST_ACTIVE = (
+    "When the contact last acted themselves (a click, a message, an order...); not a staff edit, "
+    "a send result or a profile fetch. Null until they act"
+)
+
 # The columns of a contact in a list (GET /contacts, a segment's members).
 CONTACT_ITEM_COLUMNS = sql.SQL(", ").join(
     sql.Identifier("c", column)
     for column in ("contact_id", "name", "title", "corp_name", "role", "stage", "score",
-                   "account_id", "last_event_at")
+                   "account_id", "last_event_at", "last_active_at")
 )  # fmt: skip
 
 
@@ -143,7 +148,10 @@ class ContactItemSchema(Schema):
     stage = fields.String(allow_none=True, metadata={"description": "Lifecycle stage"})
     score = fields.Float(required=True)
     account_id = fields.String(allow_none=True)
-    last_event_at = fields.DateTime(required=True)
+    last_event_at = fields.DateTime(
+        required=True, metadata={"description": "The newest event of any kind about the contact"}
+    )
+    last_active_at = fields.DateTime(allow_none=True, metadata={"description": LAST_ACTIVE})
 
 
 def override_subject_stage(conn, tenant, kind: str, subject_id: str, row: dict, body: dict) -> None:

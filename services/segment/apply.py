@@ -13,7 +13,7 @@ from psycopg.types.json import Jsonb
 from services.segment import enrichment, erasure, store
 from services.segment.identity import IdentityKey, Resolution, person_identities, resolve
 from shared.companies import account_key
-from shared.envelope import Identity, Touchpoint
+from shared.envelope import Identity, Touchpoint, is_customer_action
 from shared.privacy import identity_hash
 
 # Chat membership events name their people in attributes.members (external_userids).
@@ -96,7 +96,10 @@ class _Batch:
         if (tp.event_id, contact_id) in self.stored:
             return False
         self.stored.add((tp.event_id, contact_id))
-        self.events.append((tp.event_id, contact_id, tp.type, tp.occurred_at, Jsonb(attributes)))
+        acted = is_customer_action(tp.type, attributes)  # docs/domain.md "Activity"
+        self.events.append(
+            (tp.event_id, contact_id, tp.type, tp.occurred_at, Jsonb(attributes), acted)
+        )
         return True
 
     def flush(self) -> None:

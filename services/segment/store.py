@@ -79,6 +79,7 @@ def merge_contact(
         UPDATE contacts t SET
             created_at = LEAST(t.created_at, s.created_at),
             last_event_at = GREATEST(t.last_event_at, s.last_event_at),
+            last_active_at = GREATEST(t.last_active_at, s.last_active_at),
             name = CASE WHEN s.profile_at > t.profile_at OR t.profile_at IS NULL
                         THEN COALESCE(s.name, t.name) ELSE COALESCE(t.name, s.name) END,
             title = CASE WHEN s.profile_at > t.profile_at OR t.profile_at IS NULL
@@ -146,10 +147,12 @@ def stored_events(conn: Connection, tenant_id: str, event_ids: list[str]) -> set
 
 
 def record_events(conn: Connection, tenant_id: str, rows: list[tuple]) -> None:
-    """Store applied touchpoints, (event_id, contact_id, type, occurred_at, attributes) each, and
-    count them on their contacts. Counting only the rows this statement inserted keeps counts
-    exact even when another consumer stores the same events concurrently (a rebalance)."""
-    event_ids, contacts, types, times, attributes = columns(rows)
+    """Store applied touchpoints, (event_id, contact_id, type, occurred_at, attributes, customer
+    action?) each, and count them on their contacts. Counting only the rows this statement
+    inserted keeps counts exact even when another consumer stores the same events concurrently (a
+    rebalance). ``last_event_at`` is the newest event of any kind, ``last_active_at`` the newest
+    of the customer's own actions (docs/domain.md "Activity")."""
+    event_ids, contacts, types, times, attributes, actions = columns(rows)
     conn.execute(
         """
         WITH stored AS (
@@ -158,16 +161,21 @@ def record_events(conn: Connection, tenant_id: str, rows: list[tuple]) -> None:
             FROM unnest(%(events)b::text[], %(contacts)b::text[], %(types)b::text[],
                         %(times)b::timestamptz[], %(attributes)b::jsonb[]) AS u(e, c, t, o, a)
             ON CONFLICT DO NOTHING
-            RETURNING contact_id, occurred_at
+            RETURNING event_id, contact_id, occurred_at
         )
         UPDATE contacts SET events_count = events_count + s.n,
-            created_at = LEAST(created_at, s.first), last_event_at = GREATEST(last_event_at, s.last)
+            created_at = LEAST(created_at, s.first),
+            last_event_at = GREATEST(last_event_at, s.last),
+            last_active_at = GREATEST(last_active_at, s.active)
         FROM (SELECT contact_id, count(*) AS n, min(occurred_at) AS first,
-                     max(occurred_at) AS last FROM stored GROUP BY contact_id) s
+                     max(occurred_at) AS last,
+                     max(occurred_at) FILTER (WHERE event_id = ANY(%(acted)s::text[])) AS active
+              FROM stored GROUP BY contact_id) s
         WHERE contacts.tenant_id = %(tenant)s AND contacts.contact_id = s.contact_id
         """,
         {"tenant": tenant_id, "events": event_ids, "contacts": contacts, "types": types,
-         "times": times, "attributes": attributes},
+         "times": times, "attributes": attributes,
+         "acted": sorted({e for e, action in zip(event_ids, actions, strict=True) if action})},
     )  # fmt: skip
 
 

@@ -198,7 +198,7 @@ def test_contact_search_and_filters(people):
     assert _names(people) == {"李工", "王总", "赵六", "陈会计", "周链", None}  # None: wmNew
     assert set(everyone[0]) == {
         "contact_id", "name", "title", "corp_name", "role", "stage", "score", "account_id",
-        "last_event_at",
+        "last_event_at", "last_active_at",
     }  # fmt: skip
     for limit in (1, 2, 5):  # every page size walks everyone once
         walked = [c["contact_id"] for c in _walk(people, "/contacts", limit=limit)]
@@ -428,6 +428,7 @@ def test_account_detail_members_by_role_and_coverage(people):
     member = groups["technical"][0]
     assert set(member) == {
         "contact_id", "name", "title", "role_confidence", "stage", "score", "last_event_at",
+        "last_active_at",
     }  # fmt: skip
     assert member["title"] == "IT经理"
     assert member["stage"] == "examination"
