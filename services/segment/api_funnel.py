@@ -14,7 +14,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from services.segment.api_common import current_tenant, segment_connection
 from services.segment.api_lifecycle import active_model_name, find_document, model_view
-from services.segment.funnel import FunnelSpec, assemble, render_svg
+from services.segment.funnel import FIGURES, FunnelSpec, assemble, render_svg
 from services.segment.funnel_query import funnel_tallies
 from services.segment.report_slots import REPORTS, claim_slot
 from shared.api import (
@@ -27,12 +27,23 @@ from shared.vocabulary import MODES
 SUBJECT_OF_MODE = {"b2b": "accounts", "b2c": "contacts"}
 
 
+# The longest period a report covers: its weekly rows stay a few hundred.
+MAX_PERIOD_DAYS = 3660
+
+
 class FunnelQuerySchema(Schema):
     model = fields.String(
         load_default=None, metadata={"description": "Default: the tenant's active model"}
     )
-    since = fields.Date(load_default=None, metadata={"description": "From this day (tenant tz)"})
-    until = fields.Date(load_default=None, metadata={"description": "Up to this day, inclusive"})
+    from_ = fields.Date(
+        data_key="from",
+        load_default=None,
+        metadata={"description": "The period's first day, in the tenant's time zone"},
+    )
+    to = fields.Date(
+        load_default=None,
+        metadata={"description": "The period's last day (inclusive), in the tenant's time zone"},
+    )
     mode = fields.String(
         load_default=None,
         validate=validate.OneOf(MODES),
@@ -49,49 +60,88 @@ class FunnelQuerySchema(Schema):
 
     @validates_schema
     def _consistent(self, data: dict, **kwargs) -> None:
-        if data.get("since") and data.get("until") and data["since"] > data["until"]:
-            raise ValidationError("Must not be after until.", "since")
+        first, last = data.get("from_"), data.get("to")
+        if first and last and first > last:
+            raise ValidationError(
+                f"The period is empty: from ({first}) is after to ({last}).", "from"
+            )
+        if first and last and (last - first).days >= MAX_PERIOD_DAYS:
+            raise ValidationError(
+                f"The period is longer than {MAX_PERIOD_DAYS} days; ask for a shorter one or "
+                "leave from and to out for all time.",
+                "from",
+            )
         mode, subject = data.get("mode"), data.get("subject")
         if mode and subject and SUBJECT_OF_MODE[mode] != subject:
             raise ValidationError(f"mode {mode} reports on {SUBJECT_OF_MODE[mode]}.", "subject")
+
+
+def _figure(name: str, **kwargs) -> dict:
+    return {"required": True, "metadata": {"description": FIGURES[name]}, **kwargs}
 
 
 class FunnelStageSchema(Schema):
     name = fields.String(required=True)
     title = fields.String(required=True)
     position = fields.Integer(required=True)
-    count = fields.Integer(required=True, metadata={"description": "In the stage now"})
-    entered = fields.Integer(required=True, metadata={"description": "Distinct subjects entering"})
-    reached = fields.Integer(
-        required=True, metadata={"description": "Reached this stage or a later one"}
-    )
-    conversion = fields.Float(
-        required=True, allow_none=True, metadata={"description": "reached / previous reached"}
-    )
-    median_days = fields.Float(required=True, allow_none=True)
-    stays = fields.Integer(required=True, metadata={"description": "Completed stays measured"})
+    entered = fields.Integer(**_figure("entered"))
+    now = fields.Integer(**_figure("now"))
+    converted = fields.Integer(**_figure("converted", allow_none=True))
+    conversion = fields.Float(**_figure("conversion", allow_none=True))
+    median_days = fields.Float(**_figure("median_days", allow_none=True))
+    stays = fields.Integer(**_figure("stays"))
 
 
 class FunnelSideStageSchema(Schema):
     name = fields.String(required=True)
     title = fields.String(required=True)
-    count = fields.Integer(required=True)
-    entered = fields.Integer(required=True)
-    median_days = fields.Float(required=True, allow_none=True)
-    stays = fields.Integer(required=True)
+    entered = fields.Integer(**_figure("entered"))
+    now = fields.Integer(**_figure("now"))
+    median_days = fields.Float(**_figure("median_days", allow_none=True))
+    stays = fields.Integer(**_figure("stays"))
 
 
 class ConversionSchema(Schema):
     from_ = fields.String(data_key="from", attribute="from", required=True)
     to = fields.String(required=True)
-    reached_from = fields.Integer(required=True)
-    reached_to = fields.Integer(required=True)
-    rate = fields.Float(required=True, allow_none=True)
+    entered = fields.Integer(
+        required=True, metadata={"description": "Subjects that entered the from stage"}
+    )
+    converted = fields.Integer(**_figure("converted"))
+    rate = fields.Float(**_figure("conversion", allow_none=True))
+
+
+class FunnelWeekSchema(Schema):
+    week = fields.String(required=True, metadata={"description": "ISO week, e.g. 2026-W02"})
+    start = fields.DateTime(
+        required=True, metadata={"description": "Monday 00:00 in the tenant's time zone"}
+    )
+    end = fields.DateTime(required=True, metadata={"description": "The next Monday 00:00"})
+    entered = fields.Dict(
+        keys=fields.String(),
+        values=fields.Integer(),
+        required=True,
+        metadata={"description": "Per stage: distinct subjects that entered it that week"},
+    )
+
+
+class FunnelPeriodSchema(Schema):
+    from_ = fields.Date(data_key="from", attribute="from", allow_none=True, required=True)
+    to = fields.Date(allow_none=True, required=True)
+    start = fields.DateTime(
+        allow_none=True,
+        required=True,
+        metadata={"description": "from's 00:00 in the tenant's time zone, with its offset"},
+    )
+    end = fields.DateTime(
+        allow_none=True,
+        required=True,
+        metadata={"description": "The day after to, 00:00 (exclusive), with its offset"},
+    )
+    time_zone = fields.String(required=True, metadata={"description": "The tenant's zone"})
 
 
 class FunnelFiltersSchema(Schema):
-    since = fields.Date(allow_none=True)
-    until = fields.Date(allow_none=True)
     segment = fields.String(allow_none=True)
     account_id = fields.String(allow_none=True)
 
@@ -101,12 +151,25 @@ class FunnelSchema(Schema):
     title = fields.String(required=True)
     active = fields.Boolean(required=True, metadata={"description": "The tenant's active model"})
     subject = fields.String(required=True, metadata={"enum": ["contacts", "accounts"]})
+    generated_at = fields.DateTime(
+        required=True, metadata={"description": "In the tenant's time zone, with its offset"}
+    )
+    period = fields.Nested(FunnelPeriodSchema, required=True)
     filters = fields.Nested(FunnelFiltersSchema, required=True)
     total = fields.Integer(required=True, metadata={"description": "Subjects in scope"})
     unstaged = fields.Integer(required=True)
+    figures = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        metadata={"description": "What each figure of the report means"},
+    )
     stages = fields.List(fields.Nested(FunnelStageSchema), required=True)
     side_stages = fields.List(fields.Nested(FunnelSideStageSchema), required=True)
     conversions = fields.List(fields.Nested(ConversionSchema), required=True)
+    weeks = fields.List(
+        fields.Nested(FunnelWeekSchema), required=True, metadata={"description": FIGURES["weeks"]}
+    )
 
 
 reports = Blueprint("reports", __name__, description="Reports: the lifecycle funnel")
@@ -143,6 +206,13 @@ def _day_start(day, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=tz)
 
 
+def _period_text(first, last, zone: str) -> str:
+    """The chart's period line (Chinese, like its legend)."""
+    if first is None and last is None:
+        return f"统计期：全部（{zone}）"
+    return f"统计期：{first or '…'} 至 {last or '…'}（{zone}）"
+
+
 @reports.route("/reports/funnel", methods=["GET"])
 @require("viewer")
 @reports.arguments(FunnelQuerySchema, location="query")
@@ -163,14 +233,16 @@ def _day_start(day, tz: ZoneInfo) -> datetime:
 def funnel(args: dict):
     """The lifecycle funnel: counts per stage, step conversion, median time in stage
 
-    Subjects are contacts (B2C) or accounts (B2B) by default; `since`/`until` are days in the
-    tenant's time zone, applied to when subjects entered stages. `format=svg` returns a chart.
+    Subjects are contacts (B2C) or accounts (B2B) by default; the period `from`/`to` is days
+    in the tenant's time zone, applied to when subjects entered stages, and every instant in
+    the report is in that zone. `figures` says what each number means; `weeks` is the stage
+    movement per ISO week. `format=svg` returns a chart with a legend (in Chinese).
     """
     tenant = current_tenant()
     subject = args["subject"] or SUBJECT_OF_MODE[args["mode"] or tenant.mode]
     tz = ZoneInfo(tenant.timezone)
-    since = _day_start(args["since"], tz) if args["since"] else None
-    until = _day_start(args["until"] + timedelta(days=1), tz) if args["until"] else None
+    since = _day_start(args["from_"], tz) if args["from_"] else None
+    until = _day_start(args["to"] + timedelta(days=1), tz) if args["to"] else None
     params = {"tenant": tenant.id, "account": args["account_id"], "segment": args["segment"]}
     with segment_connection() as conn:
         active = active_model_name(conn, tenant)
@@ -206,11 +278,22 @@ def funnel(args: dict):
             active=name == active,
             since=since,
             until=until,
+            tz=tz,
         )
-    report = assemble(spec, tallies)
-    filters = {k: args[k] for k in ("since", "until", "segment", "account_id")}
-    report = {**report, "active": name == active, "subject": subject, "filters": filters}
+    report = assemble(spec, tallies, since=since, until=until, tz=tz)
+    filters = {k: args[k] for k in ("segment", "account_id")}
+    period = {"from": args["from_"], "to": args["to"], "start": since, "end": until,
+              "time_zone": tenant.timezone}  # fmt: skip
+    report = {
+        **report,
+        "active": name == active,
+        "subject": subject,
+        "generated_at": datetime.now(tz),
+        "period": period,
+        "filters": filters,
+    }
     if args["format"] == "svg":
-        shown = [f"{subject}"] + [f"{k} {v}" for k, v in filters.items() if v is not None]
+        shown = [subject, _period_text(args["from_"], args["to"], tenant.timezone)]
+        shown += [f"{k} {v}" for k, v in filters.items() if v is not None]
         return Response(render_svg(report, subtitle=", ".join(shown)), mimetype="image/svg+xml")
     return report

@@ -4,7 +4,8 @@ Histories are random but shaped like real ones: mostly chains, with what merges 
 (duplicate "first" transitions, rows that do not continue the chain, equal timestamps), subjects
 without history, unknown and missing stages, history of subjects out of scope. Every generated
 table is reported by the SQL exactly as ``funnel_report`` reports it, with and without a window,
-for the model in use and for another one.
+for the model in use and for another one, with weekly buckets in zones east and west of UTC
+(New York's clocks change on 2026-03-08, inside the generated month).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import dataclasses
 import random
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
@@ -112,6 +114,9 @@ WINDOWS = [
 ]
 
 
+ZONES = [ZoneInfo("Asia/Shanghai"), ZoneInfo("America/New_York"), UTC]
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_sql_funnel_equals_the_pure_function(conn, seed):
     rng = random.Random(seed)
@@ -122,20 +127,26 @@ def test_sql_funnel_equals_the_pure_function(conn, seed):
 
 def test_sql_funnel_of_an_empty_tenant(conn):
     load(conn, [], [])
-    tallies = funnel_tallies(conn, SPEC, SCOPE, {"tenant": "acme"}, kind="contact", active=True)
+    tallies = funnel_tallies(
+        conn, SPEC, SCOPE, {"tenant": "acme"}, kind="contact", active=True, tz=UTC
+    )
     assert assemble(SPEC, tallies) == funnel_report(SPEC, [], [])
 
 
 def check(conn, current: list[Current], moves: list[Move]) -> None:
     in_scope = {c.subject_id for c in current}
     scoped_moves = [m for m in moves if m.subject_id in in_scope]
-    for window in WINDOWS:
+    for w, window in enumerate(WINDOWS):
         for active in (True, False):
-            expected = funnel_report(SPEC, current if active else None, scoped_moves, **window)
-            tallies = funnel_tallies(
-                conn, SPEC, SCOPE, {"tenant": "acme"}, kind="contact", active=active, **window
+            tz = ZONES[(w + active) % len(ZONES)]
+            expected = funnel_report(
+                SPEC, current if active else None, scoped_moves, tz=tz, **window
             )
-            assert assemble(SPEC, tallies) == expected, (window, active)
+            tallies = funnel_tallies(
+                conn, SPEC, SCOPE, {"tenant": "acme"}, kind="contact", active=active, tz=tz,
+                **window,
+            )  # fmt: skip
+            assert assemble(SPEC, tallies, tz=tz, **window) == expected, (window, active, tz)
 
 
 @pytest.mark.parametrize("seed", range(3))
