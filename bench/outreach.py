@@ -37,6 +37,7 @@ from shared.devstack.ports import free_port
 from shared.devstack.postgres import EmbeddedPostgres
 from shared.migrations import migrate_service
 from shared.tenants import DEMO_SECRETS, DEMO_TENANTS_PATH, load_tenants
+from shared.vocabulary import BUILTIN_STAGES
 
 CONTACTS = int(os.environ.get("BENCH_OUTREACH_CONTACTS", "1000000"))
 SENDS = int(os.environ.get("BENCH_OUTREACH_SENDS", "400"))
@@ -213,6 +214,14 @@ def run(dsn: str) -> int:
             "VALUES ('acme', 'cnt_promo', '年终大促', 'promotion', true, %s)",
             (Jsonb({"wecom": {"text": "8折"}}),),
         )
+        # What segment publishes for acme (siyu.catalogue.v1): the guard's evaluating stages.
+        conn.execute(
+            "INSERT INTO catalogue (tenant_id, model, model_builtin, stages, side_stages, "
+            "stage_flags, segments, published_at) VALUES ('acme', 'aisceas', true, %s, "
+            "ARRAY['lapsed'], %s, '[]', now())",
+            (list(BUILTIN_STAGES["aisceas"]),
+             Jsonb({"comparison": ["evaluating"], "examination": ["evaluating"]})),
+        )  # fmt: skip
         t0 = time.perf_counter()
         conn.execute(POPULATE, {"n": CONTACTS, "now": NOW})
         conn.execute(EXPOSE, {"n": CONTACTS, "at": NOW - timedelta(hours=3)})

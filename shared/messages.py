@@ -75,6 +75,13 @@ class CatalogueModelSchema(Schema):
     # field here, within catalogue/1: consumers ignore what they do not know).
     stages = fields.List(fields.String(), required=True)
     side_stages = fields.List(fields.String(), load_default=list)
+    # What the stages mean ({stage: ["evaluating"], ...}, the stages declaring any; names from
+    # shared.vocabulary.STAGE_FLAGS, though a consumer keeps names it does not know). None: a
+    # catalogue from before stages had flags; {}: a model whose stages declare none.
+    flags = fields.Dict(
+        keys=fields.String(), values=fields.List(fields.String()), allow_none=True,
+        load_default=None,
+    )  # fmt: skip
 
 
 class CatalogueSegmentSchema(Schema):

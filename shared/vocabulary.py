@@ -1,8 +1,9 @@
 """Names both services know, so each can validate what ops staff type without asking the other:
-buying roles, the built-in lifecycle models and their stages, the outreach channels, account risk
-flags, B2C behaviour types and time zones. Each is defined here only; the code imports it.
-Segment derives with them (its rule packs, services/segment/rules/*.yaml, must agree:
-tests/unit/shared/test_vocabulary.py); outreach checks campaigns against them.
+buying roles, the built-in lifecycle models and their stages, the flags a stage may declare, the
+outreach channels, account risk flags, B2C behaviour types and time zones. Each is defined here
+only; the code imports it. Segment derives with them (its rule packs,
+services/segment/rules/*.yaml, must agree: tests/unit/shared/test_vocabulary.py); outreach checks
+campaigns against them.
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ BUILTIN_MODELS = tuple(sorted(BUILTIN_STAGES))  # ("aarrr", "aisceas")
 # The built-in model of each tenant mode, unless the tenant names another.
 DEFAULT_MODEL = {"b2b": "aisceas", "b2c": "aarrr"}
 MODES = tuple(DEFAULT_MODEL)  # ("b2b", "b2c")
-# B2B stages in which a buyer is still weighing options: promotions never reach them.
-COMPARING_STAGES = frozenset({"comparison", "examination"})
+# What a lifecycle model's stage may declare it means (its `flags`, docs/domain.md "Lifecycle
+# models"): ``evaluating``, a buyer still comparing (outreach's no-discount guard keeps B2B
+# promotions from it); ``lapsed``, a side stage of customers gone quiet.
+STAGE_FLAGS = ("evaluating", "lapsed")
+EVALUATING = "evaluating"
 
 # Outreach channels: WeCom group or one-to-one messages, Official Account template, mass and
 # customer-service messages.

@@ -22,7 +22,7 @@ from services.outreach.model import (
     is_promotional,
     outreach_settings,
 )
-from services.outreach.names import content_unknowns, tenant_names
+from services.outreach.names import content_unknowns, settings_unknowns, tenant_names
 from shared.api import (
     TENANT,
     Blueprint,
@@ -218,7 +218,8 @@ def archive_content(content_id: str):
 settings = Blueprint(
     "outreach_settings",
     __name__,
-    description="The tenant's outreach settings: frequency caps, platform quotas, quiet hours",
+    description="The tenant's outreach settings: frequency caps, platform quotas, quiet hours, "
+    "the no-discount guard of a lifecycle model that flags no stage",
 )
 
 
@@ -235,7 +236,8 @@ def _tenant_settings(conn, tenant: str) -> dict:
 @require("viewer", scope=TENANT)
 @settings.response(200, OutreachSettingsSchema)
 def get_settings():
-    """Caps, quotas and default quiet hours in force (defaults filled in)"""
+    """Caps, quotas, default quiet hours and the unflagged-model guard in force (defaults
+    filled in)"""
     with connection() as conn:
         return outreach_settings(_tenant_settings(conn, tenant_id()))
 
@@ -245,10 +247,14 @@ def get_settings():
 @settings.arguments(OutreachSettingsSchema)
 @settings.response(200, OutreachSettingsSchema)
 def put_settings(body: dict):
-    """Replace the outreach settings (fields left out take their defaults)"""
+    """Replace the outreach settings (fields left out take their defaults); stages listed in
+    guard_unflagged_model must be the tenant's model's (a 400 lists the valid ones)"""
     tenant = tenant_id()
     with connection() as conn:
         stored = _tenant_settings(conn, tenant)
+        error = unknown_names(settings_unknowns(body, tenant_names(conn, tenant)))
+        if error is not None:
+            raise error
         conn.execute(
             "UPDATE tenants SET settings = %s, updated_at = now() WHERE tenant_id = %s",
             (Jsonb({**stored, "outreach": body}), tenant),

@@ -1,7 +1,7 @@
-"""Outreach's copy of each tenant's catalogue, from ``siyu.catalogue.v1`` (segment's model and
-segments; services/segment/catalogue.py). One row per tenant: a message replaces the row unless
-the stored one was published later, so redelivery, replays and a compacted topic read from the
-start all leave the newest catalogue in place.
+"""Outreach's copy of each tenant's catalogue, from ``siyu.catalogue.v1`` (segment's model, what
+its stages mean, and its segments; services/segment/catalogue.py). One row per tenant: a message
+replaces the row unless the stored one was published later, so redelivery, replays and a
+compacted topic read from the start all leave the newest catalogue in place.
 """
 
 from __future__ import annotations
@@ -21,17 +21,19 @@ class Catalogue:
     model: str
     stages: tuple[str, ...]  # funnel stages in order, then side stages
     segments: tuple[str, ...]  # segment ids
+    # {stage: flags} of the stages declaring any; None: the catalogue predates stage flags.
+    flags: dict[str, tuple[str, ...]] | None = None
 
 
 UPSERT = """
-INSERT INTO catalogue AS c (tenant_id, model, model_builtin, stages, side_stages, segments,
-                            published_at)
-VALUES (%(tenant_id)s, %(model)s, %(builtin)s, %(stages)s, %(side_stages)s, %(segments)s,
-        %(published_at)s)
+INSERT INTO catalogue AS c (tenant_id, model, model_builtin, stages, side_stages, stage_flags,
+                            segments, published_at)
+VALUES (%(tenant_id)s, %(model)s, %(builtin)s, %(stages)s, %(side_stages)s, %(flags)s,
+        %(segments)s, %(published_at)s)
 ON CONFLICT (tenant_id) DO UPDATE SET
     model = EXCLUDED.model, model_builtin = EXCLUDED.model_builtin, stages = EXCLUDED.stages,
-    side_stages = EXCLUDED.side_stages, segments = EXCLUDED.segments,
-    published_at = EXCLUDED.published_at, received_at = now()
+    side_stages = EXCLUDED.side_stages, stage_flags = EXCLUDED.stage_flags,
+    segments = EXCLUDED.segments, published_at = EXCLUDED.published_at, received_at = now()
 WHERE c.published_at <= EXCLUDED.published_at
 """
 
@@ -60,6 +62,7 @@ def apply_catalogues(conn: Connection, catalogues: Iterable[dict[str, Any]]) -> 
                 "builtin": model["builtin"],
                 "stages": list(model["stages"]),
                 "side_stages": list(model["side_stages"]),
+                "flags": None if model.get("flags") is None else Jsonb(model["flags"]),
                 "segments": Jsonb(segments),
                 "published_at": c["published_at"],
             },
@@ -92,7 +95,8 @@ def _audit_disabled(conn: Connection, tenant: str, before: list[dict], after: li
 def tenant_catalogue(conn: Connection, tenant: str) -> Catalogue | None:
     """The tenant's stored catalogue; None before segment's first one arrived."""
     row = conn.execute(
-        "SELECT model, stages, side_stages, segments FROM catalogue WHERE tenant_id = %s",
+        "SELECT model, stages, side_stages, stage_flags, segments FROM catalogue "
+        "WHERE tenant_id = %s",
         (tenant,),
     ).fetchone()
     if row is None:
@@ -101,4 +105,7 @@ def tenant_catalogue(conn: Connection, tenant: str) -> Catalogue | None:
         row["model"],
         tuple(row["stages"]) + tuple(row["side_stages"]),
         tuple(s["segment_id"] for s in row["segments"]),
+        None
+        if row["stage_flags"] is None
+        else {stage: tuple(flags) for stage, flags in row["stage_flags"].items()},
     )

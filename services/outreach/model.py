@@ -1,6 +1,7 @@
 """What ops staff define, as marshmallow schemas (they validate the API and document it in OpenAPI):
 content items, campaigns (audience, content or series, trigger, quiet hours) and the tenant's
-outreach settings (frequency caps, platform quotas, default quiet hours).
+outreach settings (frequency caps, platform quotas, default quiet hours, the no-discount guard of
+a lifecycle model whose stages declare no flags).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from marshmallow import (
     validates_schema,
 )
 
+from services.outreach.policies import BLOCK_ALL_B2B_PROMOTIONS, UNFLAGGED_DEFAULTS
 from services.outreach.schedule import rrule_error
 from shared.links import url_error
 from shared.vocabulary import BUYING_ROLES, CHANNELS, MODES, time_zone_error
@@ -379,6 +381,32 @@ class QuotasSchema(_Strict):
     oa_custom_per_window = fields.Integer(load_default=5, validate=validate.Range(min=0))
 
 
+class UnflaggedGuardField(fields.Field):
+    """``block_all_b2b_promotions``, ``allow``, or a non-empty list of stage names (checked
+    against the tenant's model by the settings route, which knows the model)."""
+
+    def _deserialize(self, value: Any, attr: Any, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, str) and value in UNFLAGGED_DEFAULTS:
+            return value
+        if isinstance(value, list) and value and all(isinstance(v, str) and v for v in value):
+            return list(dict.fromkeys(value))
+        raise ValidationError(
+            f"Unknown value {value!r}. Valid: {', '.join(UNFLAGGED_DEFAULTS)}, or a non-empty "
+            "list of the model's stage names to treat as evaluating."
+        )
+
+
+GUARD_UNFLAGGED_DESCRIPTION = (
+    "The no-discount guard when the tenant's lifecycle model flags no stage "
+    '(docs/domain.md "Campaigns and policies"). A model that flags any stage, as the built-ins '
+    "do, is guarded by its evaluating stages and this is not used. block_all_b2b_promotions "
+    "(the default): promotions reach no B2B contact, whatever the campaign's "
+    "allow_b2b_promotion (reason no_discount_unflagged_model); allow: no stage counts as "
+    "evaluating, only the campaign's B2B default applies; or a list of the model's stage names "
+    "to treat as evaluating (a 400 names an unknown one and lists the valid ones)."
+)
+
+
 class OutreachSettingsSchema(_Strict):
     caps = fields.Nested(CapsSchema, load_default=lambda: CapsSchema().load({}))
     quotas = fields.Nested(QuotasSchema, load_default=lambda: QuotasSchema().load({}))
@@ -389,6 +417,16 @@ class OutreachSettingsSchema(_Strict):
         metadata={"description": "Schedules may fire at most this often (campaigns: a 400 "
                   f"otherwise); {MIN_SCHEDULE_INTERVAL_FLOOR} at least"},
     )  # fmt: skip
+    guard_unflagged_model = UnflaggedGuardField(
+        load_default=BLOCK_ALL_B2B_PROMOTIONS,
+        metadata={
+            "description": GUARD_UNFLAGGED_DESCRIPTION,
+            "oneOf": [
+                {"type": "string", "enum": list(UNFLAGGED_DEFAULTS)},
+                {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            ],
+        },
+    )
 
 
 def outreach_settings(tenant_settings: dict[str, Any] | None) -> dict[str, Any]:

@@ -113,6 +113,15 @@ def content_unknowns(body: dict, names: TenantNames) -> list[Unknown]:
                   CUSTOM_STAGES)  # fmt: skip
 
 
+def settings_unknowns(body: dict, names: TenantNames) -> list[Unknown]:
+    """Unknown stages among those the outreach settings treat as evaluating when the model flags
+    no stage (``guard_unflagged_model`` as a list)."""
+    listed = body.get("guard_unflagged_model")
+    if not isinstance(listed, list):
+        return []
+    return _check("guard_unflagged_model", _stage_kind(names), listed, names.stages, CUSTOM_STAGES)
+
+
 def content_ref_unknowns(conn, tenant: str, content: dict) -> list[Unknown]:
     """Content items a campaign names that the tenant's library does not hold."""
     refs = (

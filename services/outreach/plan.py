@@ -14,8 +14,9 @@ from typing import Any
 from psycopg import Connection
 
 from services.outreach import audience, store
+from services.outreach.catalogue import tenant_catalogue
 from services.outreach.model import outreach_settings
-from services.outreach.policies import Decision, Item, Policy, Recipient, decide
+from services.outreach.policies import Decision, Item, Policy, Recipient, decide, guard_of
 
 
 class PlanError(Exception):
@@ -79,12 +80,16 @@ def items(conn: Connection, campaign: Campaign) -> list[Item]:
 
 
 def policy(conn: Connection, campaign: Campaign) -> Policy:
+    """The tenant's caps and quotas, and the guard its model's stage flags make (the catalogue
+    segment publishes; the tenant's default when the model flags no stage)."""
     settings = tenant_settings(conn, campaign.tenant_id)
+    catalogue = tenant_catalogue(conn, campaign.tenant_id)
     return Policy(
         channel=campaign.channel,
         caps=settings["caps"],
         quotas=settings["quotas"],
         allow_b2b_promotion=campaign.allow_b2b_promotion,
+        guard=guard_of(catalogue and catalogue.flags, settings["guard_unflagged_model"]),
     )
 
 

@@ -10,8 +10,11 @@ in a fixed order and the first that fails is the reason:
    (``no_discount_unknown_audience`` for a B2B tenant's promotion);
 3. content: something in the item or series fits (``series_finished``, ``no_fitting_content``);
 4. the B2B no-discount guard: promotional content never reaches a B2B buyer (or a group with
-   one) whose stage or account stage is Comparison/Examination (``no_discount_comparing``),
-   nor by default any B2B contact (``no_discount_b2b``; an admin override lifts this one only);
+   one) whose stage or account stage the tenant's lifecycle model flags ``evaluating``
+   (``no_discount_comparing``; the stages are the catalogue's, never names written here: see
+   ``guard_of``), nor, when the model flags no stage at all and the tenant's default says so,
+   any B2B contact (``no_discount_unflagged_model``), nor by default any B2B contact
+   (``no_discount_b2b``; an admin override lifts this one only);
 5. frequency caps of the tenant, counting every exposure on every channel, group sends
    included (``cap_day``, ``cap_week``; groups: ``group_cap_day``, ``group_cap_week``);
 6. platform quotas (docs/platform.md): ``quota_wecom_customer_day``, ``outside_cs_window``,
@@ -20,12 +23,18 @@ in a fixed order and the first that fails is the reason:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.vocabulary import COMPARING_STAGES
+from shared.vocabulary import EVALUATING
+
+# The tenant's default for a model whose stages declare no flags (outreach setting
+# ``guard_unflagged_model``; or a list of the stage names to treat as evaluating).
+BLOCK_ALL_B2B_PROMOTIONS = "block_all_b2b_promotions"
+ALLOW = "allow"
+UNFLAGGED_DEFAULTS = (BLOCK_ALL_B2B_PROMOTIONS, ALLOW)
 
 
 @dataclass(frozen=True)
@@ -66,11 +75,37 @@ class Item:
 
 
 @dataclass(frozen=True)
+class Guard:
+    """The stages in which a B2B buyer is still evaluating (promotions never reach it)."""
+
+    evaluating: frozenset[str] = frozenset()
+    every_stage: bool = False  # an unflagged model under "block_all_b2b_promotions"
+
+
+def guard_of(flags: Mapping[str, Sequence[str]] | None, unflagged: str | Sequence[str]) -> Guard:
+    """The guard for a tenant's model: the stages its catalogue flags ``evaluating``.
+
+    ``flags`` is the catalogue's ``{stage: flags}`` (None: no catalogue, or one from before
+    stages had flags). A model that flags any stage has said what its stages mean, even with no
+    evaluating stage (AARRR); one that flags none is guarded by the tenant's default
+    ``unflagged``: every B2B promotion blocked, none (``allow``), or the stages listed.
+    """
+    if flags and any(flags.values()):
+        return Guard(frozenset(stage for stage, f in flags.items() if EVALUATING in f))
+    if unflagged == BLOCK_ALL_B2B_PROMOTIONS:
+        return Guard(every_stage=True)
+    if unflagged == ALLOW:
+        return Guard()
+    return Guard(frozenset(unflagged))
+
+
+@dataclass(frozen=True)
 class Policy:
     channel: str
     caps: dict[str, int]
     quotas: dict[str, int]
     allow_b2b_promotion: bool = False
+    guard: Guard = Guard(every_stage=True)  # none known: the safe default
 
 
 @dataclass(frozen=True)
@@ -111,8 +146,8 @@ def _unreachable(r: Recipient, channel: str) -> str | None:
     return "unsubscribed" if r.oa_follower is False else None
 
 
-def _comparing(r: Recipient) -> bool:
-    return r.mode == "b2b" and bool({r.stage, r.account_stage} & COMPARING_STAGES)
+def _evaluating(r: Recipient, guard: Guard) -> bool:
+    return r.mode == "b2b" and bool({r.stage, r.account_stage} & guard.evaluating)
 
 
 def _guard(r: Recipient, policy: Policy) -> str | None:
@@ -121,8 +156,11 @@ def _guard(r: Recipient, policy: Policy) -> str | None:
         # among them, which no override may allow.
         return "no_discount_unknown_audience"
     people = list(r.members) if r.kind == "group" else [r]
-    if any(_comparing(p) for p in people):
+    if any(_evaluating(p, policy.guard) for p in people):
         return "no_discount_comparing"
+    if policy.guard.every_stage and any(p.mode == "b2b" for p in people):
+        # The model does not say which stages are still comparing: no override may allow it.
+        return "no_discount_unflagged_model"
     if not policy.allow_b2b_promotion and any(p.mode == "b2b" for p in people):
         return "no_discount_b2b"
     return None

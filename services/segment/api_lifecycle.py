@@ -41,7 +41,7 @@ from shared.api.jobs import LOCATION, accepted, job_schema
 from shared.api.jobs import submit as submit_job
 from shared.api.jobs import view as job_view
 from shared.tenants import Tenant
-from shared.vocabulary import BUILTIN_MODELS, MODES
+from shared.vocabulary import BUILTIN_MODELS, MODES, STAGE_FLAGS
 
 MAX_CUSTOM_MODELS = 50  # per tenant: keeps GET /lifecycle a short, unpaged list
 
@@ -78,11 +78,20 @@ def model_view(name: str, document: dict, *, builtin: bool, active: bool, row=No
         "builtin": builtin,
         "active": active,
         "stages": [
-            {"name": s["name"], "title": s.get("title", s["name"].title()), "when": s["when"]}
+            {
+                "name": s["name"],
+                "title": s.get("title", s["name"].title()),
+                "when": s["when"],
+                "flags": list(s.get("flags", ())),
+            }
             for s in document.get("stages", ())
         ],
         "side_stages": [
-            {"name": s["name"], "title": s.get("title", s["name"].title())}
+            {
+                "name": s["name"],
+                "title": s.get("title", s["name"].title()),
+                "flags": list(s.get("flags", ())),
+            }
             for s in document.get("side_stages", ())
         ],
         "regress": [
@@ -120,15 +129,33 @@ _CONDITION = {
 }
 
 
+_FLAGS = (
+    'What the stage means to others (docs/domain.md "Lifecycle models"): evaluating (the '
+    "buyer is still comparing: B2B promotions never reach it; outreach's no-discount guard), "
+    "lapsed (side stages only: customers gone quiet). Any other is a 400 invalid_model listing "
+    "the valid ones."
+)
+
+
+def _flags_field() -> fields.List:
+    return fields.List(
+        fields.String(metadata={"enum": list(STAGE_FLAGS)}),
+        required=True,
+        metadata={"description": _FLAGS},
+    )
+
+
 class StageSchema(Schema):
     name = fields.String(required=True)
     title = fields.String(required=True)
     when = fields.Dict(required=True, metadata=_CONDITION)
+    flags = _flags_field()
 
 
 class SideStageSchema(Schema):
     name = fields.String(required=True)
     title = fields.String(required=True)
+    flags = _flags_field()
 
 
 class RegressSchema(Schema):
@@ -170,7 +197,8 @@ class ModelDocumentSchema(Schema):
         metadata={
             "type": "array",
             "items": {"type": "object"},
-            "description": "Required: the funnel stages in order",
+            "description": "Required: the funnel stages in order, each {name, title, when, "
+            "flags}; side_stages are {name, title, flags}",
         },
     )
     side_stages = fields.Raw(metadata={"type": "array", "items": {"type": "object"}})

@@ -3,10 +3,12 @@
 Outreach never reads this schema, yet must refuse a campaign naming a stage of the tenant's own
 model that does not exist, or a segment nobody defined. So segment publishes, per tenant, the
 model it stages contacts and accounts with (``tenant_model.model_for``: a custom model that is
-missing or invalid falls back to the mode's default, and the catalogue says which stood in) and
-its segments (a disabled one with its error: outreach records it in the audit log). The value is
-the whole catalogue, keyed by tenant on a compacted topic: the newest message per tenant is all
-a consumer needs, and a replay or redelivery repeats a state.
+missing or invalid falls back to the mode's default, and the catalogue says which stood in), with
+what its stages mean (their flags: outreach's no-discount guard keeps B2B promotions from the
+``evaluating`` ones, docs/domain.md "Campaigns and policies") and its segments (a disabled one
+with its error: outreach records it in the audit log). The value is the whole catalogue, keyed
+by tenant on a compacted topic: the newest message per tenant is all a consumer needs, and a
+replay or redelivery repeats a state.
 
 Queued in the outbox in the transaction that changes a model or a segment, after taking a
 per-tenant lock: two concurrent changes queue in commit order, the second reading the first's
@@ -42,6 +44,7 @@ def catalogue_of(conn: Connection, tenant: Tenant) -> dict:
             "builtin": model.name in BUILTIN_MODELS,
             "stages": list(model.stage_names),
             "side_stages": list(model.side_stages),
+            "flags": {stage: list(flags) for stage, flags in model.stage_flags},
         },
         "segments": [_segment(r) for r in rows],
     }

@@ -5,6 +5,10 @@
 ``stages[2].when.any[0].event``. The built-in packs live in ``rules/aarrr.yaml`` and
 ``rules/aisceas.yaml`` with one variant per tenant mode (``builtin_models``).
 
+Stages (funnel and side) may declare ``flags``, what the stage means to others, from
+``shared.vocabulary.STAGE_FLAGS``: ``evaluating`` (the buyer is still comparing: B2B promotions
+never reach it) and ``lapsed`` (side stages only: customers gone quiet).
+
 Condition grammar: see ``_KINDS`` and the schemas below; every condition is a mapping with exactly
 one kind key (``all``, ``any``, ``not``, ``event``, ``attribute``, ``tag``, ``score``, ``account``,
 ``days_since_last_event``, ``stage_at_least``; inside ``account:`` also ``roles_engaged``) plus its
@@ -50,7 +54,7 @@ from services.segment.lifecycle.model import LifecycleModel, RegressRule, Stage
 from services.segment.rule_limits import RuleTooLarge, check_model, check_rule
 from shared.envelope import EVENT_TYPES
 from shared.errors import SiyuError
-from shared.vocabulary import BUILTIN_MODELS, MODES
+from shared.vocabulary import BUILTIN_MODELS, MODES, STAGE_FLAGS
 
 RULES_DIR = Path(__file__).parent.parent / "rules"
 
@@ -392,21 +396,50 @@ _KINDS = {
 _SCHEMAS = {scope: _build_schemas(scope) for scope in _KINDS}
 
 
-class _StageSchema(_Strict):
+def _flags() -> fields.List:
+    """A stage's flags: known names (the message lists the valid ones), each once."""
+    return fields.List(
+        fields.String(
+            validate=validate.OneOf(
+                STAGE_FLAGS, error="Unknown stage flag {input!r}. Valid: {choices}."
+            )
+        )
+    )
+
+
+class _FlagsOnce:
+    @validates_schema(skip_on_field_errors=True)
+    def _flags_once(self, data: dict, **kwargs: Any) -> None:
+        flags = data.get("flags", ())
+        for i, flag in enumerate(flags):
+            if flag in flags[:i]:
+                raise ValidationError({i: [f"Flag {flag!r} is given twice."]}, "flags")
+
+
+class _StageSchema(_FlagsOnce, _Strict):
     name = fields.String(
         required=True,
         validate=validate.Regexp(_NAME_RE, error="Not a valid stage name (a-z, 0-9, _)."),
     )
     title = fields.String(validate=validate.Length(1, 80))
     when = ConditionField("contact", required=True)
+    flags = _flags()
+
+    @validates_schema(skip_on_field_errors=True)
+    def _lapsed_is_a_side_stage(self, data: dict, **kwargs: Any) -> None:
+        for i, flag in enumerate(data.get("flags", ())):
+            if flag == "lapsed":
+                msg = "'lapsed' marks a side stage (side_stages), not a funnel stage."
+                raise ValidationError({i: [msg]}, "flags")
 
 
-class _SideStageSchema(_Strict):
+class _SideStageSchema(_FlagsOnce, _Strict):
     name = fields.String(
         required=True,
         validate=validate.Regexp(_NAME_RE, error="Not a valid stage name (a-z, 0-9, _)."),
     )
     title = fields.String(validate=validate.Length(1, 80))
+    flags = _flags()
 
 
 class _RegressSchema(_Strict):
@@ -498,6 +531,12 @@ class _ModelSchema(_Strict):
                 RegressRule(tuple(r["from_"]), r["to"], r["when"]) for r in data.get("regress", ())
             ),
             description=data.get("description", ""),
+            stage_flags=tuple(
+                (s["name"], tuple(s["flags"]))
+                for group in ("stages", "side_stages")
+                for s in data.get(group, ())
+                if s.get("flags")
+            ),
         )
 
 

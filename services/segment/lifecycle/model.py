@@ -13,6 +13,10 @@ Semantics
   rules are checked, in document order, only when no forward move applies.
 - **Side stages** (e.g. ``lapsed``) are off the funnel: they are entered and left only by regress
   rules; forward evidence does not pull a contact out of a side stage.
+- **Flags** say what a stage means to others (``stage_flags``; the known ones are
+  ``shared.vocabulary.STAGE_FLAGS``): ``evaluating``, a buyer still comparing, whom outreach's
+  no-discount guard keeps B2B promotions from; ``lapsed``, a side stage of lapsed customers.
+  They never change how a contact moves.
 - ``evaluate`` returns one move. Conditions such as ``stage_at_least`` depend on the current
   stage, so a second move may follow once the first is applied; ``settle`` applies moves until
   none is left.
@@ -59,6 +63,8 @@ class LifecycleModel:
     side_stages: tuple[str, ...] = ()
     regress: tuple[RegressRule, ...] = ()
     description: str = ""
+    # (stage, its flags) for each stage, funnel or side, that declares any; in stage order.
+    stage_flags: tuple[tuple[str, tuple[str, ...]], ...] = ()
     _positions: dict[str, int] = field(init=False, repr=False, compare=False, hash=False)
 
     def __post_init__(self) -> None:
@@ -67,6 +73,13 @@ class LifecycleModel:
     @property
     def stage_names(self) -> tuple[str, ...]:
         return tuple(s.name for s in self.stages)
+
+    def flags_of(self, stage: str) -> tuple[str, ...]:
+        return dict(self.stage_flags).get(stage, ())
+
+    def flagged(self, flag: str) -> tuple[str, ...]:
+        """The stages that declare ``flag``, in order."""
+        return tuple(name for name, flags in self.stage_flags if flag in flags)
 
     def position(self, stage: str | None) -> int | None:
         """Funnel index of a stage; None for side stages, unknown names and None."""

@@ -77,7 +77,9 @@ class Outreach:
         catalogue = {
             "schema": "catalogue/1", "tenant_id": "acme",
             "model": {"name": "aisceas", "builtin": True,
-                      "stages": list(BUILTIN_STAGES["aisceas"]), "side_stages": ["lapsed"]},
+                      "stages": list(BUILTIN_STAGES["aisceas"]), "side_stages": ["lapsed"],
+                      "flags": {"comparison": ["evaluating"], "examination": ["evaluating"],
+                                "lapsed": ["lapsed"]}},
             "segments": [{"segment_id": s, "name": s} for s in sorted(self.segments)],
             "published_at": datetime.now(UTC),
         }  # fmt: skip

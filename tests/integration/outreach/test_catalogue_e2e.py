@@ -5,7 +5,8 @@ and broker.
 The admin API app (segment and outreach routes; its process drains the segment outbox on a
 timer), the segment consumer's start-up announcement (``announce_catalogues``) and the outreach
 worker's consumer (``worker.build_runner``). ``loyal`` is a B2C tenant whose lifecycle_model names
-its custom model ``loyalty``; every wait polls up to a deadline.
+its custom model ``loyalty``, ``forge`` a B2B tenant whose model ``pipeline`` says which of its
+stages are still evaluating (the no-discount guard); every wait polls up to a deadline.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import psycopg
 import pytest
 from kafka import KafkaProducer
 
-from services.outreach import worker
+from services.outreach import projection, worker
 from services.outreach.tokens import create_token
 from services.segment.consumer import announce_catalogues
 from shared import messages
@@ -26,6 +27,7 @@ from shared.kafka.topics import CATALOGUE, ensure_topics
 from shared.migrations import migrate_service
 from shared.tenants import DEMO_TENANTS_PATH, load_tenants
 from siyu.api import SEGMENT_OUTBOX, create_app
+from tests.integration.api.conftest import finished_job
 from tests.kafka_helpers import RunnerThread, read_topic, wait_until
 
 DEADLINE_S = 20.0
@@ -54,7 +56,9 @@ class Stack:
         tenants_file.write_text(
             DEMO_TENANTS_PATH.read_text(encoding="utf-8")
             + "\n  - id: loyal\n    name: Loyal Tea\n    mode: b2c\n"
-            "    lifecycle_model: loyalty\n    timezone: Asia/Shanghai\n",
+            "    lifecycle_model: loyalty\n    timezone: Asia/Shanghai\n"
+            "\n  - id: forge\n    name: Forge Machines\n    mode: b2b\n"
+            "    lifecycle_model: pipeline\n    timezone: Asia/Shanghai\n",
             encoding="utf-8",
         )
         self.dsn, self.schema, self.seg = stack.dsn, schema, f"{schema}_seg"
@@ -78,6 +82,9 @@ class Stack:
         with self.pool.connection() as conn:
             for role in ("operator", "admin"):
                 _, self.tokens[role] = create_token(conn, tenant_id="loyal", role=role, name=role)
+                _, self.tokens[f"forge-{role}"] = create_token(
+                    conn, tenant_id="forge", role=role, name=role
+                )
         self.consumer = RunnerThread(worker.build_runner(self.settings, self.pool)).__enter__()
 
     def close(self):
@@ -226,3 +233,88 @@ def test_redelivered_and_replayed_catalogues_leave_the_newest_in_place(world):
     assert after["segments"] == [{"segment_id": "tea-lovers", "name": "Tea lovers"}]
     item = world.item()
     assert world.campaign(item, {"segments": ["tea-lovers"]}).status_code == 201
+
+
+PIPELINE = {
+    "title": "Pipeline",
+    "stages": [
+        {"name": "lead", "when": {"event": "biz.lead.created"}},
+        {"name": "demo", "when": {"event": "biz.demo.requested"}, "flags": ["evaluating"]},
+        {"name": "customer", "when": {"event": "biz.order.paid"}},
+    ],
+    "side_stages": [{"name": "churned", "flags": ["lapsed"]}],
+}
+UNFLAGGED = {
+    **PIPELINE,
+    "stages": [{k: v for k, v in s.items() if k != "flags"} for s in PIPELINE["stages"]],
+    "side_stages": [{"name": "churned"}],
+}
+
+
+def forge_profile(contact_id: str, ext: str, stage: str, account_stage: str | None = None):
+    now = datetime.now(UTC)
+    return {
+        "schema": "profile/1", "tenant_id": "forge", "contact_id": contact_id, "mode": "b2b",
+        "identities": {"external_userid": [ext]}, "model": "pipeline", "stage": stage,
+        "role": None, "account_id": "acct1" if account_stage else None,
+        "account_stage": account_stage, "risk_flags": [], "score": 10.0, "tags": [],
+        "segments": [], "behaviour": [], "wecom_contact": True, "oa_follower": None,
+        "oa_last_message_at": None, "updated_at": now,
+    }  # fmt: skip
+
+
+def test_the_no_discount_guard_keeps_promotions_from_the_stages_the_model_flags(world):
+    # forge's own model flags its stage `demo` evaluating; the catalogue carries the flags.
+    put = world.call("PUT", "/lifecycle/pipeline", "forge-admin", json=PIPELINE)
+    assert put.status_code == 201, put.get_json()
+    flags = {"demo": ["evaluating"], "churned": ["lapsed"]}
+    world.wait_for_catalogue(
+        lambda row: row["model"] == "pipeline" and row["stage_flags"] == flags,
+        "pipeline with its flags",
+        "forge",
+    )
+    profiles = [forge_profile("c_demo", "wmDemo", "demo"),
+                forge_profile("c_lead", "wmLead", "lead", account_stage="demo"),
+                forge_profile("c_customer", "wmCustomer", "customer")]  # fmt: skip
+    with world.pool.connection() as conn, conn.transaction():
+        projection.apply_profiles(conn, profiles, datetime.now(UTC))
+    promo = {"title": "年终大促", "format": "promotion", "payloads": {"wecom": {"text": "8折"}}}
+    created = world.call("POST", "/content", "forge-operator", json=promo)
+    assert created.status_code == 201, created.get_json()
+    body = {"name": "大促", "channel": "wecom_single",
+            "audience": {"stages": ["lead", "demo", "customer"]},
+            "content": {"item": created.get_json()["content_id"]},
+            "trigger": {"schedule": {"cron": "0 10 * * TUE"}},
+            "allow_b2b_promotion": True}  # fmt: skip
+    campaign = world.call("POST", "/campaigns", "forge-admin", json=body)
+    assert campaign.status_code == 201, campaign.get_json()
+    campaign_id = campaign.get_json()["campaign_id"]
+
+    def preview() -> dict:
+        queued = world.call("POST", f"/campaigns/{campaign_id}/preview", "forge-operator")
+        assert queued.status_code == 202, queued.get_json()
+        return finished_job(world, queued, "forge-operator")["result"]
+
+    # The buyer at demo, and the one whose account is at demo, are still evaluating.
+    result = preview()
+    assert result["excluded"] == {"no_discount_comparing": 2}
+    assert result["to_send"] == 1
+
+    # The same model without flags: the tenant's default blocks every B2B promotion...
+    put = world.call("PUT", "/lifecycle/pipeline", "forge-admin", json=UNFLAGGED)
+    assert put.status_code == 200, put.get_json()
+    world.wait_for_catalogue(lambda row: row["stage_flags"] == {}, "pipeline unflagged", "forge")
+    assert preview()["excluded"] == {"no_discount_unflagged_model": 3}
+
+    # ...unless the admin names the stages to treat as evaluating, from the model's own.
+    def settings(value):
+        return world.call("PUT", "/settings/outreach", "forge-admin",
+                          json={"guard_unflagged_model": value})  # fmt: skip
+
+    message, valid = refused(settings(["dmo"]), "guard_unflagged_model[0]", "dmo")
+    assert valid == ["lead", "demo", "customer", "churned"]
+    assert "Did you mean 'demo'?" in message
+    assert settings(["demo"]).status_code == 200
+    assert preview()["excluded"] == {"no_discount_comparing": 2}
+    assert settings("allow").status_code == 200
+    assert preview()["excluded"] == {}

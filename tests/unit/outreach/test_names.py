@@ -4,13 +4,19 @@ no catalogue has arrived. Pure: TenantNames in, Unknowns out."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
 from marshmallow import ValidationError
 
 from services.outreach.catalogue import Catalogue
-from services.outreach.names import campaign_unknowns, content_unknowns, names_of
+from services.outreach.names import (
+    campaign_unknowns,
+    content_unknowns,
+    names_of,
+    settings_unknowns,
+)
 from shared import messages
 from shared.api.names import unknown_names
 from shared.vocabulary import stages_of
@@ -118,7 +124,7 @@ def test_content_stage_tags_against_the_catalogue(names, stages, fields):
 CATALOGUE_VALUE = {
     "tenant_id": "acme",
     "model": {"name": "funnel", "builtin": False, "stages": ["lead", "trial"],
-              "side_stages": ["churned"]},
+              "side_stages": ["churned"], "flags": {"trial": ["evaluating"]}},
     "segments": [{"segment_id": "vip", "name": "VIP"}],
     "published_at": datetime(2026, 11, 29, 10, tzinfo=UTC),
 }  # fmt: skip
@@ -129,6 +135,27 @@ def test_the_catalogue_message_round_trips_through_its_schema():
         messages.CATALOGUE, messages.encode(messages.CATALOGUE, CATALOGUE_VALUE)
     )
     assert {**decoded, "schema": None} == {**CATALOGUE_VALUE, "schema": None}
+
+
+def test_a_catalogue_from_before_stage_flags_is_still_read():
+    model = {k: v for k, v in CATALOGUE_VALUE["model"].items() if k != "flags"}
+    old = json.dumps({**CATALOGUE_VALUE, "schema": "catalogue/1", "model": model,
+                      "published_at": "2026-11-29T10:00:00+00:00"}).encode()  # fmt: skip
+    assert messages.decode(messages.CATALOGUE, old)["model"]["flags"] is None
+
+
+@pytest.mark.parametrize(
+    ("names", "setting", "fields"),
+    [
+        (WITH_CATALOGUE, ["lead", "trail"], ["guard_unflagged_model[1]"]),
+        (WITH_CATALOGUE, "block_all_b2b_promotions", []),
+        (WITHOUT_CATALOGUE, ["lead"], ["guard_unflagged_model[0]"]),  # cannot be checked yet
+        (BUILTIN_ONLY, ["comparison", "demo"], ["guard_unflagged_model[1]"]),
+    ],
+)
+def test_stages_the_unflagged_guard_lists_are_the_models(names, setting, fields):
+    found = settings_unknowns({"guard_unflagged_model": setting}, names)
+    assert [u.field for u in found] == fields
 
 
 @pytest.mark.parametrize(

@@ -7,9 +7,24 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from marshmallow import ValidationError
 
-from services.outreach.model import CampaignInSchema, ContentInSchema, is_promotional
-from services.outreach.policies import Item, Policy, Recipient, Tally, decide, pick
+from services.outreach.model import (
+    CampaignInSchema,
+    ContentInSchema,
+    OutreachSettingsSchema,
+    is_promotional,
+)
+from services.outreach.policies import (
+    Guard,
+    Item,
+    Policy,
+    Recipient,
+    Tally,
+    decide,
+    guard_of,
+    pick,
+)
 from services.outreach.schedule import latest_due, next_due, quiet_until
+from services.segment.lifecycle.grammar import builtin_models, load_model
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)  # Tuesday 10:00 in Shanghai
 CAPS = {"contact_per_day": 1, "contact_per_week": 3, "group_per_day": 1, "group_per_week": 2}
@@ -24,8 +39,16 @@ def contact(**kw) -> Recipient:
     return Recipient(**{**base, **kw})
 
 
+def catalogue_flags(model) -> dict[str, list[str]]:
+    """A model's flags as its catalogue carries them (services/segment/catalogue.py)."""
+    return {stage: list(flags) for stage, flags in model.stage_flags}
+
+
+AISCEAS = guard_of(catalogue_flags(builtin_models("b2b")["aisceas"]), "block_all_b2b_promotions")
+
+
 def policy(channel="wecom_single", **kw) -> Policy:
-    return Policy(channel=channel, caps=CAPS, quotas=QUOTAS, **kw)
+    return Policy(channel=channel, caps=CAPS, quotas=QUOTAS, **{"guard": AISCEAS, **kw})
 
 
 @pytest.mark.parametrize(
@@ -102,6 +125,112 @@ def group(*members: Recipient, **kw) -> Recipient:
 )  # fmt: skip
 def test_policies_per_group(recipient, item, rules, reason):
     assert decide(recipient, [item], rules, NOW, series=False).reason == reason
+
+
+# The guard per model: the stages are the ones the tenant's model flags `evaluating` (as its
+# catalogue carries them), never names written in outreach.
+
+PIPELINE = {
+    "name": "pipeline",
+    "stages": [
+        {"name": "lead", "when": {"event": "biz.lead.created"}},
+        {"name": "demo", "when": {"event": "biz.demo.requested"}, "flags": ["evaluating"]},
+        {"name": "negotiation", "when": {"event": "biz.quote.sent"}, "flags": ["evaluating"]},
+        {"name": "customer", "when": {"event": "biz.order.paid"}},
+    ],
+    "side_stages": [{"name": "churned", "flags": ["lapsed"]}],
+}
+UNFLAGGED = {**PIPELINE, "stages": [{k: v for k, v in st.items() if k != "flags"}
+                                    for st in PIPELINE["stages"]],
+             "side_stages": [{"name": "churned"}]}  # fmt: skip
+MODELS = {
+    "aisceas": catalogue_flags(builtin_models("b2b")["aisceas"]),
+    "aarrr": catalogue_flags(builtin_models("b2b")["aarrr"]),
+    "pipeline": catalogue_flags(load_model(PIPELINE)),
+    "unflagged": catalogue_flags(load_model(UNFLAGGED)),  # {}
+    "old catalogue": None,  # from before stages had flags
+}
+BLOCK, ALLOW = "block_all_b2b_promotions", "allow"
+
+
+@pytest.mark.parametrize(
+    ("model", "default", "who", "allowed", "reason"),
+    [
+        # Built-in AISCEAS: comparison and examination are evaluating; the default is unused.
+        ("aisceas", BLOCK, contact(stage="comparison"), True, "no_discount_comparing"),
+        ("aisceas", ALLOW, contact(account_stage="examination"), True, "no_discount_comparing"),
+        ("aisceas", BLOCK, contact(stage="action"), True, None),
+        ("aisceas", BLOCK, contact(stage="action"), False, "no_discount_b2b"),
+        # Built-in AARRR flags lapsed only: no stage is evaluating, and the default is unused.
+        ("aarrr", BLOCK, contact(stage="retention"), True, None),
+        ("aarrr", BLOCK, contact(stage="comparison"), True, None),  # not a stage of it
+        ("aarrr", BLOCK, contact(stage="retention"), False, "no_discount_b2b"),
+        # A custom model with flags, on stage names of its own.
+        ("pipeline", BLOCK, contact(stage="demo"), True, "no_discount_comparing"),
+        ("pipeline", BLOCK, contact(stage="lead", account_stage="negotiation"), True,
+         "no_discount_comparing"),
+        ("pipeline", BLOCK, contact(stage="customer"), True, None),
+        ("pipeline", BLOCK, contact(stage="demo", mode="b2c"), False, None),  # B2C: no guard
+        # A custom model without flags: the tenant's default.
+        ("unflagged", BLOCK, contact(stage="customer"), True, "no_discount_unflagged_model"),
+        ("unflagged", BLOCK, contact(stage="demo", mode="b2c"), False, None),
+        ("unflagged", ALLOW, contact(stage="demo"), True, None),
+        ("unflagged", ALLOW, contact(stage="demo"), False, "no_discount_b2b"),
+        ("unflagged", ["demo"], contact(stage="demo"), True, "no_discount_comparing"),
+        ("unflagged", ["demo"], contact(account_stage="demo"), True, "no_discount_comparing"),
+        ("unflagged", ["demo"], contact(stage="customer"), True, None),
+        # Flags not known (no catalogue, or one from before flags): the default too.
+        ("old catalogue", BLOCK, contact(stage="comparison"), True,
+         "no_discount_unflagged_model"),
+        ("old catalogue", ["comparison"], contact(stage="comparison"), True,
+         "no_discount_comparing"),
+    ],
+)  # fmt: skip
+def test_the_guard_follows_the_tenants_model(model, default, who, allowed, reason):
+    rules = policy(guard=guard_of(MODELS[model], default), allow_b2b_promotion=allowed)
+    assert decide(who, [PROMO], rules, NOW, series=False).reason == reason
+    assert decide(who, [ARTICLE], rules, NOW, series=False).reason is None  # never content
+
+
+def test_an_unflagged_model_blocks_a_group_with_one_b2b_member():
+    rules = policy("wecom_group", guard=guard_of({}, BLOCK), allow_b2b_promotion=True)
+    mixed = group(contact(mode="b2c"), contact(id="c2", stage=None))
+    assert decide(mixed, [PROMO], rules, NOW, series=False).reason == "no_discount_unflagged_model"
+    b2c = group(contact(mode="b2c"))
+    assert decide(b2c, [PROMO], rules, NOW, series=False).reason is None
+
+
+def test_a_policy_without_a_guard_blocks_every_b2b_promotion():
+    bare = Policy(channel="wecom_single", caps=CAPS, quotas=QUOTAS, allow_b2b_promotion=True)
+    assert bare.guard == Guard(every_stage=True)
+    assert decide(contact(), [PROMO], bare, NOW, series=False).reason == (
+        "no_discount_unflagged_model"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "loaded"),
+    [
+        (None, "block_all_b2b_promotions"),  # the default
+        ("allow", "allow"),
+        ("block_all_b2b_promotions", "block_all_b2b_promotions"),
+        (["demo", "negotiation", "demo"], ["demo", "negotiation"]),
+        ("block", ValidationError),
+        ([], ValidationError),
+        ([""], ValidationError),
+        ([3], ValidationError),
+        ({"stages": ["demo"]}, ValidationError),
+    ],
+)
+def test_the_unflagged_model_setting(value, loaded):
+    body = {} if value is None else {"guard_unflagged_model": value}
+    if loaded is ValidationError:
+        with pytest.raises(ValidationError) as info:
+            OutreachSettingsSchema().load(body)
+        (message,) = info.value.messages["guard_unflagged_model"]
+        assert "Valid: block_all_b2b_promotions, allow, or a non-empty list" in message
+    else:
+        assert OutreachSettingsSchema().load(body)["guard_unflagged_model"] == loaded
 
 
 SERIES = [

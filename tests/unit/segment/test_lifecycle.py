@@ -989,6 +989,71 @@ def test_model_text_may_be_json_and_details_are_marshmallow_messages():
 
 
 # --------------------------------------------------------------------------------------------
+# Stage flags: what a stage means to others (evaluating: the no-discount guard; lapsed)
+
+SIDE = {"name": "gone"}
+FLAGS_ACCEPTED = [
+    pytest.param(doc(), (), id="no-flags"),
+    pytest.param(doc({**OK_STAGE, "flags": []}), (), id="empty-list"),
+    pytest.param(
+        doc({**OK_STAGE, "flags": ["evaluating"]}),
+        (("attention", ("evaluating",)),),
+        id="evaluating-funnel-stage",
+    ),
+    pytest.param(
+        doc(side_stages=[{**SIDE, "flags": ["lapsed"]}]),
+        (("gone", ("lapsed",)),),
+        id="lapsed-side-stage",
+    ),
+    pytest.param(
+        doc(side_stages=[{**SIDE, "flags": ["evaluating", "lapsed"]}]),
+        (("gone", ("evaluating", "lapsed")),),
+        id="side-stage-both",
+    ),
+]
+FLAGS_REFUSED = [
+    pytest.param(doc({**OK_STAGE, "flags": ["evaluatin"]}), "stages[0].flags[0]",
+                 "Unknown stage flag 'evaluatin'. Valid: evaluating, lapsed.", id="unknown-flag"),
+    pytest.param(doc(side_stages=[{**SIDE, "flags": ["comparing"]}]), "side_stages[0].flags[0]",
+                 "Unknown stage flag 'comparing'. Valid: evaluating, lapsed.",
+                 id="unknown-side-flag"),
+    pytest.param(doc({**OK_STAGE, "flags": "evaluating"}), "stages[0].flags", "Not a valid list",
+                 id="not-a-list"),
+    pytest.param(doc({**OK_STAGE, "flags": [7]}), "stages[0].flags[0]", "Not a valid string",
+                 id="not-a-string"),
+    pytest.param(doc({**OK_STAGE, "flags": ["evaluating", "evaluating"]}), "stages[0].flags[1]",
+                 "given twice", id="twice"),
+    pytest.param(doc({**OK_STAGE, "flags": ["lapsed"]}), "stages[0].flags[0]",
+                 "marks a side stage", id="lapsed-on-a-funnel-stage"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("document", "flags"), FLAGS_ACCEPTED)
+def test_stage_flags_accepted(document, flags):
+    model = load_model(document)
+    assert model.stage_flags == flags
+    assert model.flagged("evaluating") == tuple(s for s, f in flags if "evaluating" in f)
+
+
+@pytest.mark.parametrize(("document", "path", "words"), FLAGS_REFUSED)
+def test_stage_flags_refused_name_the_path_and_the_valid_flags(document, path, words):
+    with pytest.raises(ModelError) as info:
+        load_model(document)
+    assert info.value.code == "invalid_model"
+    assert words in " ".join(info.value.paths[path]), info.value.paths
+
+
+@pytest.mark.parametrize("mode", ["b2b", "b2c"])
+def test_builtin_models_declare_what_their_stages_mean(mode):
+    aisceas, aarrr = builtin_models(mode)["aisceas"], builtin_models(mode)["aarrr"]
+    assert aisceas.flagged("evaluating") == ("comparison", "examination")
+    assert aisceas.flagged("lapsed") == aarrr.flagged("lapsed") == ("lapsed",)
+    assert aarrr.flagged("evaluating") == ()  # flagged (lapsed), so guarded by its flags: none
+    assert aisceas.flags_of("comparison") == ("evaluating",)
+    assert aisceas.flags_of("action") == ()
+
+
+# --------------------------------------------------------------------------------------------
 # Accounts: (model, account, member stages, expected stage or None, words of the cause)
 
 B2B = builtin_models("b2b")
