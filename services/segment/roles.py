@@ -4,10 +4,12 @@ Pure functions: ``infer_role(title, tags)`` and ``role_coverage(engaged)``.
 
 How a title is read
 -------------------
-1. Normalise: NFKC (full-width letters, digits and punctuation become ASCII), case-fold;
-   "R&D" and "research and development" become the token ``rnd``.
-2. Split compound titles on conjunctions and separators (``& / | , ; + 、 and 兼 及``):
-   "CEO & Founder" and "董事长兼总经理" are read as two titles each.
+1. Normalise: NFKC (full-width letters, digits and punctuation become ASCII), traditional
+   Chinese to simplified (OpenCC's ``hk2s``, see ``to_simplified``), case-fold; "R&D" and
+   "research and development" become the token ``rnd``, "FP&A" the token ``fpa``. The patterns
+   are written in simplified Chinese only: "財務總監" (Taiwan, Hong Kong) is read as "财务总监".
+2. Split compound titles on conjunctions and separators (``& / | , ; + 、 and 兼 及 暨``):
+   "CEO & Founder", "董事长兼总经理" and "董事長暨總經理" are read as two titles each.
 3. In each part, drop remaining punctuation and the spaces next to Chinese characters, then find
    every pattern of ``TITLE_PATTERNS``. A match lying inside a longer match is dropped (the most
    specific wins: "副总裁" hides "总裁", "销售工程师" hides "工程师", "managing director" hides
@@ -19,7 +21,8 @@ How a title is read
    Among several function matches, the one ending last wins (the head noun comes last in Chinese
    and in most English titles): "IT采购" is procurement, "技术销售" is business, "销售技术支持" is
    technical. An assistant/secretary/intern word lowers the confidence (x0.6); with rank only it
-   makes the part ``business`` ("总经理助理" supports the boss, it is not the boss).
+   makes the part ``business`` ("总经理助理" supports the boss, it is not the boss). A word inside
+   a matched pattern does not count: "董事会秘书" and "公司秘书" are officers, not assistants.
 5. Across parts: the highest confidence wins; ties go to the role listed first in ``BUYING_ROLES``
    ("Founder & CTO" and "CTO & Founder" are both decision_maker: a founder decides).
 
@@ -31,11 +34,14 @@ several roles, the first in ``BUYING_ROLES`` order wins. Titles that match nothi
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
+
+import opencc
 
 from shared.vocabulary import BUYING_ROLES
 
@@ -69,12 +75,18 @@ TITLE_PATTERNS: tuple[TitlePattern, ...] = tuple(
     + _r(0.9, "boss", "董事", "合伙人", "partner", "board member", "business owner")
     + _r(0.95, "chief executive officer")
     + _r(0.85, "coo", "首席运营官", "chief operating officer", "执行董事", "executive director")
+    # Taiwan and Hong Kong forms (执行长 is the CEO, 行政总裁 is Hong Kong's CEO), and 老总
+    + _r(0.95, "执行长", "行政总裁")
+    + _r(0.9, "老总")
+    + _r(0.85, "营运长", "country manager")
     # --- generic executives (rank, lower confidence) ---
     + _r(0.6, "副总经理", "副总裁", "副总", "vp", "svp", "evp", "avp", "vice president")
-    + _r(0.5, "总监", "director", "head of", "head", "负责人", "部长", "chief")
+    + _r(0.5, "总监", "director", "head of", "head", "负责人", "部长", "chief", "处长", "协理")
     # --- technical ---
     + _f("technical", 0.95, "cto", "cio", "首席技术官", "首席信息官", "架构师", "技术总监")
     + _f("technical", 0.95, "chief information officer", "chief technology officer")
+    + _f("technical", 0.95, "ciso", "首席信息安全官", "chief information security officer")
+    + _f("technical", 0.95, "技术长", "资讯长")  # Taiwan's CTO and CIO
     + _f(
         "technical",
         0.9,
@@ -87,28 +99,44 @@ TITLE_PATTERNS: tuple[TitlePattern, ...] = tuple(
         "architect",
         "总工",
         "总工程师",
+        "资讯科技",  # Hong Kong and Taiwan: information technology
     )
     + _f("technical", 0.9, "technology", "technical", "tech", "系统管理员", "sysadmin")
     + _f("technical", 0.85, "it", "信息化", "信息中心", "信息部", "开发", "developer", "software")
     + _f("technical", 0.85, "engineering", "软件", "信息安全", "网络安全", "cybersecurity")
     + _f("technical", 0.85, "技术支持", "售前", "presales", "pre sales")
+    + _f("technical", 0.85, "数字化", "网管", "系统集成", "资讯", "软体", "程式")  # Taiwan: 资讯...
+    + _f("technical", 0.8, "信息", "测试", "erp", "维修", "maintenance")
     + _f("technical", 0.8, "工程师", "engineer", "工艺", "程序员", "programmer", "数据", "data")
     + _f("technical", 0.7, "设备", "security", "实验室", "lab")
     # --- finance ---
     + _f("finance", 0.95, "cfo", "首席财务官", "财务总监", "finance director", "treasurer")
+    + _f("finance", 0.95, "财务长")  # Taiwan's CFO
     + _f("finance", 0.9, "财务", "会计", "finance", "financial", "accountant", "accounting")
+    + _f("finance", 0.9, "fpa")
     + _f("finance", 0.85, "出纳", "税务", "controller", "comptroller", "cashier", "资金")
+    + _f("finance", 0.85, "应付", "应收", "accounts payable", "accounts receivable", "treasury")
     + _f("finance", 0.8, "tax", "预算", "budget", "billing")
     + _f("finance", 0.7, "成本", "cost")
     # --- compliance / legal ---
     + _f("compliance", 0.95, "法务", "合规", "legal", "compliance", "general counsel", "clo")
     + _f("compliance", 0.9, "律师", "lawyer", "counsel", "attorney", "内控", "privacy", "dpo")
+    + _f("compliance", 0.9, "法律", "paralegal", "知识产权", "intellectual property")
     + _f("compliance", 0.85, "风控", "风险管理", "risk management", "data protection")
+    + _f("compliance", 0.85, "公司秘书", "company secretary", "董事会秘书", "董秘")
+    # environment, health and safety (EHS; Taiwan: 工安, 环安卫)
+    + _f("compliance", 0.85, "ehs", "hse", "环境健康安全", "安环", "环安", "工安")
     + _f("compliance", 0.8, "风险", "risk", "审计", "audit", "auditor", "认证", "certification")
+    + _f("compliance", 0.8, "稽核", "内审")  # audit as Taiwan says it, internal audit
+    + _f("compliance", 0.75, "安全", "环保")
     # --- procurement ---
     + _f("procurement", 0.95, "采购经理", "采购总监", "procurement", "purchasing", "采购部")
     + _f("procurement", 0.9, "采购", "sourcing", "寻源", "供应商管理", "vendor management")
+    # sourcing engineers buy: "engineer" must not win as the head noun
+    + _f("procurement", 0.9, "采购工程师", "寻源工程师", "procurement engineer")
+    + _f("procurement", 0.9, "purchasing engineer", "sourcing engineer")
     + _f("procurement", 0.85, "buyer", "purchase", "采买", "招标", "招投标", "tendering")
+    + _f("procurement", 0.85, "purchaser", "招采", "资材")  # Taiwan: 资材 (materials) buys
     + _f("procurement", 0.8, "supplier", "供应商")
     + _f("procurement", 0.75, "供应链", "supply chain")
     # --- business users ---
@@ -116,18 +144,22 @@ TITLE_PATTERNS: tuple[TitlePattern, ...] = tuple(
     + _f("business", 0.85, "销售", "sales", "marketing", "营销", "生产", "production")
     + _f("business", 0.85, "manufacturing", "制造", "车间", "workshop", "business development")
     + _f("business", 0.85, "销售工程师", "sales engineer", "客户经理", "account manager")
+    + _f("business", 0.85, "工厂", "plant", "factory", "厂务", "行销")  # Taiwan: 厂务, 行销
+    + _f("business", 0.8, "营运", "商务", "生管", "区域经理")  # Taiwan: 营运, 生管
     + _f("business", 0.8, "市场", "运营", "operations", "产品经理", "product manager")
     + _f("business", 0.8, "业务", "客服", "customer service", "customer success", "物流")
     + _f("business", 0.8, "logistics", "仓储", "仓库", "warehouse", "门店", "store manager")
     + _f("business", 0.75, "bd", "品牌", "brand", "渠道", "channel", "电商", "ecommerce")
     + _f("business", 0.7, "产品", "product", "质量", "品质", "质检", "quality", "qa", "qc")
     + _f("business", 0.7, "项目经理", "project manager", "计划", "planning", "班组长", "foreman")
+    + _f("business", 0.7, "品保", "专案")  # Taiwan: quality assurance, project
     + _f("business", 0.6, "人事", "人力资源", "hr", "human resources", "行政", "admin")
+    + _f("business", 0.6, "总务", "hrbp")
 )
 
 # Words that make a title a helper of the role it names.
 _ASSISTANT = re.compile(
-    r"助理|秘书|实习|(?<![a-z0-9])(?:assistant|secretary|intern|trainee|pa|ea)(?![a-z0-9])"
+    r"助理|特助|秘书|实习|(?<![a-z0-9])(?:assistant|secretary|intern|trainee|pa|ea)(?![a-z0-9])"
 )
 _ASSISTANT_FACTOR = 0.6
 
@@ -182,19 +214,41 @@ class Coverage:
 
 _CJK = r"\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _RND = re.compile(r"r\s*&\s*d|research\s+(?:and|&)\s+development")
-_SPLIT = re.compile(r"[&/|,;+、\\]|(?<![a-z0-9])and(?![a-z0-9])|兼|及")
+_FPA = re.compile(r"(?<![a-z0-9])fp\s*&\s*a(?![a-z0-9])")  # financial planning and analysis
+_SPLIT = re.compile(r"[&/|,;+、\\]|(?<![a-z0-9])and(?![a-z0-9])|兼|及|暨")
 _PUNCT = re.compile(r"[^\w\s]|_")
 _SPACE_NEAR_CJK = re.compile(rf"\s+(?=[{_CJK}])|(?<=[{_CJK}])\s+")
 _SPACES = re.compile(r"\s+")
 
 
+# hk2s: character conversion only, with Hong Kong's variant characters (衞, 衹); Taiwan's are in
+# the traditional-to-simplified tables that every config shares. Not tw2sp: its Taiwan-to-mainland
+# phrase step reads 執行 as "run a program" (首席執行官 -> 首席运行官, 執行董事 -> 运行董事) and
+# 稽核 as 审核. Not tw2s: it turns 著 into 着, also in mainland text (著作权). Taiwan words stay
+# Taiwan words in simplified characters (资讯, 软体, 专案, 执行长): TITLE_PATTERNS lists them.
+# Simplified text passes unchanged.
+_OPENCC_CONFIG = "hk2s.json"
+
+
+@functools.cache
+def _converter() -> opencc.OpenCC:
+    """Built once per process, on first use (loading the dictionaries takes a few ms)."""
+    return opencc.OpenCC(_OPENCC_CONFIG)
+
+
+def to_simplified(text: str) -> str:
+    """Traditional Chinese in the text as simplified; everything else as it was."""
+    return _converter().convert(text) if text else text
+
+
 def _normalise(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).casefold()
+    """NFKC first (compatibility ideographs, full width), then one conversion, then case-fold."""
+    return to_simplified(unicodedata.normalize("NFKC", text)).casefold()
 
 
 def normalise_title(title: str) -> tuple[str, ...]:
     """The normalised parts of a (possibly compound) title; empty parts are dropped."""
-    text = _RND.sub(" rnd ", _normalise(title))
+    text = _FPA.sub(" fpa ", _RND.sub(" rnd ", _normalise(title)))
     parts = []
     for raw in _SPLIT.split(text):
         part = _PUNCT.sub(" ", raw)
@@ -231,7 +285,10 @@ def _read_part(part: str) -> RoleGuess | None:
     if not found:
         return None
     functions = [f for f in found if f[2].kind == FUNCTION]
-    assistant = _ASSISTANT.search(part) is not None
+    assistant = any(
+        not any(s <= m.start() and m.end() <= e for s, e, _ in found)
+        for m in _ASSISTANT.finditer(part)
+    )
     if functions:
         start, end, entry = max(functions, key=lambda f: (f[1], f[1] - f[0], f[2].confidence))
         role = entry.role
