@@ -20,6 +20,7 @@ from services.segment.api_funnel import reports
 from services.segment.api_lifecycle import lifecycle
 from services.segment.consumer import apply_batch
 from services.segment.dry_runs import JOBS
+from services.segment.funnel import FIGURES, LEGEND
 from services.segment.lifecycle.grammar import builtin_models
 from services.segment.tenant_model import model_for
 from services.segment.topics import Topics
@@ -239,7 +240,7 @@ def test_openapi_documents_the_routes(lc):
     assert "post" in paths["/api/v1/lifecycle/{name}/dry-run"]
     funnel = paths["/api/v1/reports/funnel"]["get"]
     assert {p["name"] for p in funnel["parameters"]} >= {
-        "model", "since", "until", "mode", "subject", "segment", "account_id", "format",
+        "model", "from", "to", "mode", "subject", "segment", "account_id", "format",
     }  # fmt: skip
     assert "image/svg+xml" in funnel["responses"]["200"]["content"]
     assert paths["/api/v1/lifecycle/{name}"]["put"]["x-siyu-role"] == "admin"
@@ -260,7 +261,7 @@ def test_list_and_get_models(lc):
     )
     assert aisceas["stages"][0]["title"] == "Attention"
     assert aisceas["stages"][0]["when"]["event"][0] == "oa.subscribe"  # the stored document
-    assert aisceas["side_stages"] == [{"name": "lapsed", "title": "Lapsed", "flags": ["lapsed"]}]
+    assert aisceas["side_stages"] == [{"name": "lapsed", "title": "Lapsed"}]
     assert aisceas["regress"][0]["from"] == ["action", "share"]
     assert aisceas["created_at"] is None
 
@@ -282,7 +283,7 @@ def test_put_custom_model_create_replace_and_audit(lc):
     assert created["active"] is False
     assert [s["name"] for s in created["stages"]] == ["follower", "engaged", "buyer"]
     assert created["stages"][1]["title"] == "Engaged"
-    assert created["side_stages"] == [{"name": "dormant", "title": "Dormant", "flags": []}]
+    assert created["side_stages"] == [{"name": "dormant", "title": "Dormant"}]
     assert created["stages"][2]["when"] == {"event": "biz.order.paid"}
 
     # Without a name the path names it; replacing answers 200 and moves updated_at.
@@ -329,26 +330,6 @@ def test_put_invalid_model_is_400_with_paths(lc, document, paths):
     assert set(error["details"]) == paths, error
     assert all(isinstance(m, list) and m for m in error["details"].values())
     assert lc.rows("SELECT count(*) FROM lifecycle_models")[0][0] == 0
-
-
-def test_stage_flags_are_stored_shown_and_checked(lc):
-    flagged = {**LOYALTY, "stages": [{**LOYALTY["stages"][0], "flags": ["evaluating"]},
-                                     *LOYALTY["stages"][1:]],
-               "side_stages": [{"name": "dormant", "flags": ["lapsed"]}]}  # fmt: skip
-    created = lc.ok("PUT", "/lifecycle/loyalty", json=flagged, status=201)
-    assert [s["flags"] for s in created["stages"]] == [["evaluating"], [], []]
-    assert created["side_stages"][0]["flags"] == ["lapsed"]
-    assert lc.ok("GET", "/lifecycle/aisceas", "viewer")["stages"][3]["flags"] == ["evaluating"]
-
-    bad = {**flagged, "stages": [{**LOYALTY["stages"][0], "flags": ["evaluatng"]}]}
-    error = _error(lc.call("PUT", "/lifecycle/loyalty", json=bad), 400, "invalid_model")
-    assert error["details"] == {
-        "stages[0].flags[0]": ["Unknown stage flag 'evaluatng'. Valid: evaluating, lapsed."]
-    }
-    funnel_lapsed = {**flagged, "stages": [{**LOYALTY["stages"][0], "flags": ["lapsed"]}]}
-    error = _error(lc.call("PUT", "/lifecycle/loyalty", json=funnel_lapsed), 400, "invalid_model")
-    assert "marks a side stage" in error["details"]["stages[0].flags[0]"][0]
-    assert lc.ok("GET", "/lifecycle/loyalty")["stages"][0]["flags"] == ["evaluating"]  # kept
 
 
 def test_builtin_names_cannot_be_overwritten_or_deleted(lc):
@@ -525,13 +506,13 @@ def test_funnel_of_the_b2b_account(seeded):
     assert [s["name"] for s in report["stages"]] == [
         "attention", "interest", "search", "comparison", "examination", "action", "share",
     ]  # fmt: skip
-    assert stages["action"]["count"] == 1
-    assert sum(s["count"] for s in report["stages"]) == 1
-    assert [s["reached"] for s in report["stages"]] == [1, 1, 1, 1, 1, 1, 0]
+    assert stages["action"]["now"] == 1
+    assert sum(s["now"] for s in report["stages"]) == 1
+    # Skipped stages are not entered, nor converted to (no more "reached or later").
     assert [s["entered"] for s in report["stages"]] == [0, 1, 0, 1, 0, 1, 0]
-    assert [c["rate"] for c in report["conversions"]] == [1.0, 1.0, 1.0, 1.0, 1.0, 0.0]
-    assert report["conversions"][0] == {
-        "from": "attention", "to": "interest", "reached_from": 1, "reached_to": 1, "rate": 1.0,
+    assert [c["rate"] for c in report["conversions"]] == [None, 0.0, None, 0.0, None, 0.0]
+    assert report["conversions"][1] == {
+        "from": "interest", "to": "search", "entered": 1, "converted": 0, "rate": 0.0,
     }  # fmt: skip
     # Interest from minute 11 of day 0 to day 3, comparison from day 3 to day 10.
     assert stages["interest"]["median_days"] == pytest.approx(3 - 11 / 1440, abs=1e-3)
@@ -539,8 +520,11 @@ def test_funnel_of_the_b2b_account(seeded):
     assert stages["action"]["median_days"] is None
     assert stages["action"]["stays"] == 0
     assert report["side_stages"][0]["name"] == "lapsed"
-    assert report["side_stages"][0]["count"] == 0
-    assert report["filters"] == {"since": None, "until": None, "segment": None, "account_id": None}
+    assert report["side_stages"][0]["now"] == 0
+    assert report["filters"] == {"segment": None, "account_id": None}
+    assert report["period"] == {
+        "from": None, "to": None, "start": None, "end": None, "time_zone": "Asia/Shanghai",
+    }  # fmt: skip
 
     # The same through mode=b2b, and the account filter.
     assert (
@@ -560,22 +544,19 @@ def test_funnel_of_contacts_matches_their_stages(seeded):
     expected = dict(
         lc.rows("SELECT stage, count(*) FROM contacts WHERE tenant_id = 'acme' GROUP BY 1")
     )
-    got = {s["name"]: s["count"] for s in report["stages"] if s["count"]}
+    got = {s["name"]: s["now"] for s in report["stages"] if s["now"]}
     assert got == {k: v for k, v in expected.items() if k is not None}
     assert report["unstaged"] == expected.get(None, 0)
     assert report["total"] == sum(expected.values())
-    # Reached follows the history: each contact once, counted at its highest stage.
-    history = lc.rows(
+    # Entered follows the history (and the current stage): each contact once per stage.
+    entries = lc.rows(
         "SELECT subject_id, to_stage FROM stage_history WHERE tenant_id = 'acme' "
-        "AND subject_kind = 'contact'"
+        "AND subject_kind = 'contact' AND model = 'aisceas' UNION "
+        "SELECT contact_id, stage FROM contacts WHERE tenant_id = 'acme' AND stage IS NOT NULL"
     )
     order = list(builtin_models("b2b")["aisceas"].stage_names)
-    best = {}
-    for subject, stage in history:
-        if stage in order:
-            best[subject] = max(best.get(subject, -1), order.index(stage))
-    assert [s["reached"] for s in report["stages"]] == [
-        sum(1 for p in best.values() if p >= i) for i in range(len(order))
+    assert [s["entered"] for s in report["stages"]] == [
+        sum(1 for _, stage in entries if stage == name) for name in order
     ]
 
 
@@ -585,36 +566,39 @@ def test_funnel_of_b2c_contacts_with_conversion(seeded):
     assert report["model"] == "aarrr"
     assert report["subject"] == "contacts"
     stages = {s["name"]: s for s in report["stages"]}
-    assert [s["reached"] for s in report["stages"]] == [2, 1, 1, 1, 0]
-    assert [c["rate"] for c in report["conversions"]] == [0.5, 1.0, 1.0, 0.0]
-    assert stages["acquisition"]["count"] == 1
-    assert stages["revenue"]["count"] == 1
-    assert stages["retention"]["entered"] == 0  # skipped: an order goes straight to revenue
+    # Nobody was ever in retention (an order goes straight to revenue): 0 entered, no rate,
+    # and activation did not convert to it (the report once said "1 reached, 100%").
+    assert [s["entered"] for s in report["stages"]] == [2, 1, 0, 1, 0]
+    assert [c["rate"] for c in report["conversions"]] == [0.5, 0.0, None, 0.0]
+    assert stages["acquisition"]["now"] == 1
+    assert stages["revenue"]["now"] == 1
     # Mei: acquisition day 0 -> activation day 1 (second click) -> revenue day 5.
     assert stages["acquisition"]["median_days"] == pytest.approx(1 + 5 / 1440, abs=1e-3)
     assert stages["activation"]["median_days"] == pytest.approx(4 - 5 / 1440, abs=1e-3)
     # Accounts of a B2C tenant: there are none.
     accounts = lc.ok("GET", "/reports/funnel", "bloom", query_string={"subject": "accounts"})
     assert accounts["total"] == 0
-    assert accounts["stages"][0]["reached"] == 0
+    assert accounts["stages"][0]["entered"] == 0
 
 
 def test_funnel_filters(seeded):
     lc = seeded
 
-    def reached(who="bloom", **query):
+    def entered(who="bloom", **query):
         body = lc.ok("GET", "/reports/funnel", who, query_string=query)
-        return [s["reached"] for s in body["stages"]], body
+        return [s["entered"] for s in body["stages"]], body
 
     # Days are the tenant's (Asia/Shanghai); T0 is 2026-01-05 10:00 there.
-    assert reached(since="2026-01-05")[0] == [2, 1, 1, 1, 0]
-    # Bo followed on the 7th; Mei was activated on the 6th (so reached acquisition too).
-    assert reached(since="2026-01-06", until="2026-01-08")[0] == [2, 1, 0, 0, 0]
-    assert reached(since="2026-01-09")[0] == [1, 1, 1, 1, 0]  # Mei's order on the 10th
-    assert reached(until="2026-01-04")[0] == [0, 0, 0, 0, 0]
-    _, body = reached(since="2026-01-06", until="2026-01-08")
-    assert body["filters"] == {
-        "since": "2026-01-06", "until": "2026-01-08", "segment": None, "account_id": None,
+    assert entered(**{"from": "2026-01-05"})[0] == [2, 1, 0, 1, 0]
+    # Bo followed on the 7th; Mei was activated on the 6th (her acquisition was before).
+    assert entered(**{"from": "2026-01-06", "to": "2026-01-08"})[0] == [1, 1, 0, 0, 0]
+    assert entered(**{"from": "2026-01-09"})[0] == [0, 0, 0, 1, 0]  # Mei's order on the 10th
+    assert entered(to="2026-01-04")[0] == [0, 0, 0, 0, 0]
+    _, body = entered(**{"from": "2026-01-06", "to": "2026-01-08"})
+    assert body["filters"] == {"segment": None, "account_id": None}
+    assert body["period"] == {
+        "from": "2026-01-06", "to": "2026-01-08", "start": "2026-01-06T00:00:00+08:00",
+        "end": "2026-01-09T00:00:00+08:00", "time_zone": "Asia/Shanghai",
     }  # fmt: skip
 
     # A segment: contacts in it (B2B accounts: with a member in it).
@@ -628,14 +612,57 @@ def test_funnel_filters(seeded):
             "SELECT tenant_id, 'buyers', contact_id, now() FROM contacts "
             "WHERE tenant_id = 'bloom' AND stage = 'revenue'"
         )
-    assert reached(segment="buyers")[0] == [1, 1, 1, 1, 0]
+    assert entered(segment="buyers")[0] == [1, 1, 0, 1, 0]
     assert lc.ok("GET", "/reports/funnel", query_string={"segment": "tech"})["total"] == 0
     _error(lc.call("GET", "/reports/funnel", query_string={"segment": "nope"}), 404, "not_found")
 
-    for bad in ({"since": "2026-02-01", "until": "2026-01-01"}, {"mode": "b2b", "subject":
-                "contacts"}, {"format": "pdf"}, {"mode": "b2x"}, {"since": "soon"}):  # fmt: skip
+    for bad in ({"from": "2026-02-01", "to": "2026-01-01"}, {"mode": "b2b", "subject":
+                "contacts"}, {"format": "pdf"}, {"mode": "b2x"}, {"from": "soon"}):  # fmt: skip
         _error(lc.call("GET", "/reports/funnel", query_string=bad), 400, "invalid_request")
     _error(lc.call("GET", "/reports/funnel", query_string={"model": "nope"}), 404, "not_found")
+
+
+def test_funnel_figures_are_documented_in_openapi(lc):
+    schemas = lc.client.get("/api/v1/openapi.json").get_json()["components"]["schemas"]
+    stage = schemas["FunnelStage"]["properties"]
+    for figure in ("entered", "now", "conversion"):
+        assert stage[figure]["description"] == FIGURES[figure]
+    assert "later entered the next stage" in stage["conversion"]["description"]
+    assert "reached" not in stage
+    funnel = schemas["Funnel"]["properties"]
+    assert {"figures", "weeks", "period", "generated_at"} <= set(funnel)
+    assert "time zone" in funnel["generated_at"]["description"]
+
+
+def test_funnel_times_and_weeks_in_the_tenants_zone(seeded):
+    lc = seeded
+    body = lc.ok("GET", "/reports/funnel", "bloom", query_string={"from": "2026-01-05",
+                 "to": "2026-01-11"})  # fmt: skip
+    assert body["figures"] == FIGURES
+    assert body["generated_at"].endswith("+08:00")
+    assert body["period"]["start"] == "2026-01-05T00:00:00+08:00"
+    assert body["period"]["end"] == "2026-01-12T00:00:00+08:00"
+    # Monday 5 to Sunday 11 January: one ISO week, Shanghai's.
+    assert body["weeks"] == [
+        {
+            "week": "2026-W02",
+            "start": "2026-01-05T00:00:00+08:00",
+            "end": "2026-01-12T00:00:00+08:00",
+            "entered": {"acquisition": 2, "activation": 1, "retention": 0, "revenue": 1,
+                        "referral": 0, "lapsed": 0},
+        }
+    ]  # fmt: skip
+
+
+def test_funnel_bad_period_is_a_clear_400(seeded):
+    lc = seeded
+    backwards = lc.call("GET", "/reports/funnel", query_string={"from": "2026-02-01",
+                        "to": "2026-01-01"})  # fmt: skip
+    error = _error(backwards, 400, "invalid_request")
+    assert "from (2026-02-01) is after to (2026-01-01)" in str(error)
+    too_long = lc.call("GET", "/reports/funnel", query_string={"from": "2000-01-01",
+                       "to": "2026-01-01"})  # fmt: skip
+    assert "longer than" in str(_error(too_long, 400, "invalid_request"))
 
 
 def test_funnel_of_another_model_reads_its_history(seeded):
@@ -654,18 +681,23 @@ def test_funnel_svg(seeded):
     assert response.mimetype == "image/svg+xml"
     root = ET.fromstring(response.get_data())
     ns = "{http://www.w3.org/2000/svg}"
-    assert [g.get("data-stage") for g in root.iter(f"{ns}g")] == [
+    assert [g.get("data-stage") for g in root.iter(f"{ns}g") if g.get("class") == "stage"] == [
         *builtin_models("b2b")["aisceas"].stage_names, "lapsed",
     ]  # fmt: skip
     texts = [t.text for t in root.iter(f"{ns}text")]
     assert "Comparison" in texts
-    assert "1 reached, 1 now" in texts
-    assert "\u2193 100.0%" in texts
+    assert "进入 1 · 当前 1" in texts
+    assert "\u2193 转化 0.0%" in texts
+    # The legend says what the figures mean (in Chinese, for ops staff), in a CJK font.
+    legend = next(g for g in root.iter(f"{ns}g") if g.get("class") == "legend")
+    assert [t.text for t in legend.iter(f"{ns}text")][1:] == list(LEGEND)
+    assert "Noto Sans CJK SC" in root.get("font-family")
+    assert any("统计期：全部（Asia/Shanghai）" in (t or "") for t in texts)
 
     lc.ok("PUT", "/lifecycle/loyalty", "loyal", json=LOYALTY, status=201)
     lc.apply(LOYAL)
     svg = lc.call("GET", "/reports/funnel", "loyal", query_string={"format": "svg"})
     root = ET.fromstring(svg.get_data())
     texts = [t.text for t in root.iter(f"{ns}text")]
-    assert "Loyalty <tea> & co funnel" in texts  # escaped in the markup, intact once parsed
+    assert "Loyalty <tea> & co 漏斗" in texts  # escaped in the markup, intact once parsed
     assert b"<tea>" not in svg.get_data()
