@@ -39,12 +39,13 @@ _IN_WINDOW = sql.SQL(
 )
 
 # {scope} is one of the scope queries of api_funnel (constants), not a value.
+# The period's transitions come first: the start of the text is what pg_stat_activity shows.
 _FIGURES = sql.SQL("""
-WITH scope AS NOT MATERIALIZED ({scope}),
-hist AS (
-    SELECT h.subject_id, {firsts_lasts} FROM stage_history h WHERE {history}
-     GROUP BY h.subject_id
+WITH moves AS NOT MATERIALIZED (
+    SELECT h.subject_id, h.to_stage, h.changed_at FROM stage_history h WHERE {history}
 ),
+scope AS NOT MATERIALIZED ({scope}),
+hist AS (SELECT subject_id, {firsts_lasts} FROM moves h GROUP BY h.subject_id),
 subjects AS ({subjects}),
 marked AS (SELECT *, {in_window} AS in_window FROM subjects),
 entries AS (SELECT stage, in_window, {entries} FROM marked)
