@@ -7,7 +7,9 @@ from services.segment.api_contacts import contacts
 from services.segment.api_funnel import reports
 from services.segment.api_lifecycle import lifecycle
 from services.segment.api_segments import segments
+from services.segment.backfill import JOBS as BACKFILL_JOBS
 from services.segment.dry_runs import JOBS as DRY_RUN_JOBS
 
 BLUEPRINTS = (contacts, accounts, segments, lifecycle, reports)
-JOBS = DRY_RUN_JOBS  # background jobs the admin API runs (shared/jobs.py)
+# Background jobs the admin API runs (shared/jobs.py): dry runs, segment builds.
+JOBS = (*DRY_RUN_JOBS, *BACKFILL_JOBS)

@@ -19,11 +19,13 @@ from services.segment.api_common import (
     segment_connection,
 )
 from services.segment.api_people_common import CONTACT_ITEM_COLUMNS, ContactItemSchema
+from services.segment.backfill import pending, queue_backfill
 from services.segment.behaviour import Features
 from services.segment.lifecycle.grammar import error_paths
 from services.segment.rule_names import RuleNames, rule_unknowns
 from services.segment.segments import SLUG, SegmentError, TooManySegments, save_segment
 from services.segment.tenant_model import model_for
+from shared import jobs
 from shared.api import (
     TENANT,
     ApiError,
@@ -39,7 +41,9 @@ from shared.api import (
     require,
     tenant_id,
 )
+from shared.api.context import context
 from shared.api.names import unknown_names
+from shared.config import JobSettings
 
 # Documented example, valid for the demo tenant acme (schemathesis' examples phase sends it).
 SEGMENT_EXAMPLE = {
@@ -83,9 +87,9 @@ def _check_rule_names(conn, tenant_id_: str, rule: object) -> None:
 segments = Blueprint(
     "segments",
     __name__,
-    description="Named dynamic segments. Membership is filled by the segment consumer as events "
-    "arrive and in full by `siyu segment recompute --tenant ID`; a new or changed rule shows in "
-    "members after the next of these.",
+    description="Named dynamic segments. A new segment, a changed rule or a segment enabled again "
+    "is built in the background over every contact of the tenant (`status` building, then "
+    "ready, with `progress`); the segment consumer keeps membership current as events arrive.",
 )
 
 # A constant fragment: the columns of a segment and its live member count.
@@ -93,9 +97,19 @@ SEGMENT_COLUMNS = sql.SQL(
     "s.segment_id, s.name, s.description, s.rule, s.created_at, s.updated_at, "
     "CASE WHEN s.disabled_at IS NULL THEN 'enabled' ELSE 'disabled' END AS state, "
     "s.disabled_at, s.disabled_reason, "
+    "CASE WHEN s.disabled_at IS NOT NULL THEN 'failed' ELSE s.build_status END AS status, "
+    "CASE WHEN s.build_total IS NOT NULL "
+    "THEN jsonb_build_object('done', s.build_done, 'total', s.build_total) END AS progress, "
     "(SELECT count(*) FROM segment_members m WHERE m.tenant_id = s.tenant_id "
     "AND m.segment_id = s.segment_id)::int AS members_count"
 )
+
+
+class BuildProgressSchema(Schema):
+    done = fields.Integer(required=True, metadata={"description": "Contacts evaluated"})
+    total = fields.Integer(
+        required=True, metadata={"description": "The tenant's contacts when the build started"}
+    )
 
 
 class SegmentSchema(Schema):
@@ -123,8 +137,24 @@ class SegmentSchema(Schema):
             "(e.g. 'OverflowError while evaluating any[0]'); never its text"
         },
     )
+    status = fields.String(
+        required=True,
+        metadata={
+            "enum": ["building", "ready", "failed"],
+            "description": "building: the membership of a new segment, a changed rule or a "
+            "segment enabled again is being computed over every contact of the tenant in the "
+            "background (`progress`; events keep it current meanwhile); ready: every contact was "
+            "evaluated, events keep it current; failed: the rule failed while being evaluated "
+            "(`disabled_reason`), the segment is disabled",
+        },
+    )
+    progress = fields.Nested(
+        BuildProgressSchema,
+        allow_none=True,
+        metadata={"description": "The last build's progress; null before one started"},
+    )
     members_count = fields.Integer(
-        required=True, metadata={"description": "Current members (see the membership note)"}
+        required=True, metadata={"description": "Current members (see `status`)"}
     )
 
 
@@ -156,6 +186,33 @@ class MemberSchema(ContactItemSchema):
     since = fields.DateTime(required=True, metadata={"description": "Member since"})
 
 
+def _queue_build(conn, rows: list[dict], *, saved: bool = False) -> bool:
+    """Queue the tenant's build job if one of ``rows`` is building: always after a save (a job
+    queued or running takes it up), else only when no job would (it ended as the segment was
+    saved, or failed). True if queued: wake the runners once committed."""
+    if not any(r["status"] == "building" for r in rows):
+        return False
+    try:
+        tenant = current_tenant()
+    except ApiError:  # not in the tenants file: its consumer serves no model to build with
+        return False
+    if not saved and not pending(conn, tenant.id):
+        return False
+    settings = context().settings  # None in tests that build the app without Settings
+    return queue_backfill(
+        conn,
+        tenant,
+        topic_prefix=settings.kafka.topic_prefix if settings is not None else "",
+        created_by=principal().token_id,
+        ttl=(settings.jobs if settings is not None else JobSettings()).ttl,
+    )
+
+
+def _woken(queued: bool) -> None:
+    if queued:
+        jobs.wake()
+
+
 def _segment_row(conn, tenant: str, segment_id: str, *, lock: bool = False) -> dict:
     query = sql.SQL(
         "SELECT {} FROM segments s WHERE s.tenant_id = %s AND s.segment_id = %s{}"
@@ -171,10 +228,7 @@ def _segment_row(conn, tenant: str, segment_id: str, *, lock: bool = False) -> d
 @segments.arguments(PageArgs, location="query")
 @segments.response(200, paged(SegmentSchema))
 def list_segments(args: dict):
-    """Segments by segment_id, with their current member counts
-
-    Membership is filled by the segment consumer and by `siyu segment recompute`.
-    """
+    """Segments by segment_id, with their build status and current member counts"""
     after = cursor_key(args["cursor"], str)
     with segment_connection() as conn:
         rows = conn.execute(
@@ -185,6 +239,8 @@ def list_segments(args: dict):
             ).format(SEGMENT_COLUMNS),
             {"tenant": tenant_id(), "after": after[0] if after else None, "n": args["limit"] + 1},
         ).fetchall()
+        queued = _queue_build(conn, rows)
+    _woken(queued)
     return page(rows, args["limit"], key=lambda r: [r["segment_id"]])
 
 
@@ -199,9 +255,9 @@ def create_segment(body: dict):
     A rule is at most 10 levels of conditions deep, 50 conditions, 8 KiB as JSON; a tenant has
     at most 100 segments (400 `too_many_segments`).
 
-    Membership is not computed by this call: the segment consumer keeps it current for contacts
-    whose events it applies, and `siyu segment recompute --tenant ID` evaluates every contact.
-    Until then `members_count` is 0.
+    The membership is built in the background: the segment answers `status` building and
+    `members_count` 0; GET it until `status` is ready (`progress` counts the contacts evaluated).
+    Events keep the membership current meanwhile and afterwards.
     """
     tenant = tenant_id()
     with segment_connection() as conn:
@@ -225,7 +281,10 @@ def create_segment(body: dict):
         _check_rule_names(conn, tenant, body["rule"])
         audit(conn, principal(), tenant, "segment.create", body["segment_id"], body)
         catalogue_changed(conn)
-        return _segment_row(conn, tenant, body["segment_id"])
+        row = _segment_row(conn, tenant, body["segment_id"])
+        queued = _queue_build(conn, [row], saved=True)
+    _woken(queued)
+    return row
 
 
 @segments.route("/segments/<segment_id>", methods=["GET"])
@@ -233,12 +292,12 @@ def create_segment(body: dict):
 @segments.response(200, SegmentSchema)
 @segments.alt_response(404, description="No such segment")
 def get_segment(segment_id: str):
-    """A segment's definition and its live member count
-
-    Membership is filled by the segment consumer and by `siyu segment recompute`.
-    """
+    """A segment's definition, its build status and its live member count"""
     with segment_connection() as conn:
-        return _segment_row(conn, tenant_id(), segment_id)
+        row = _segment_row(conn, tenant_id(), segment_id)
+        queued = _queue_build(conn, [row])
+    _woken(queued)
+    return row
 
 
 @segments.route("/segments/<segment_id>", methods=["PUT"])
@@ -253,9 +312,10 @@ def replace_segment(body: dict, segment_id: str):
 
     Replacing a disabled segment (its rule failed while being evaluated) enables it again.
 
-    Members are not re-evaluated by this call: the segment consumer re-evaluates contacts as
-    their events arrive, and `siyu segment recompute --tenant ID` re-evaluates every contact.
-    Until then the members (and `members_count`) follow the previous rule.
+    A changed rule (or a segment enabled again) is built again in the background: `status`
+    building until every contact was evaluated with it (a build of the previous rule still
+    running stops: the newest rule wins); until then members not yet evaluated follow the
+    previous rule. A name or description change keeps the membership and status as they are.
     """
     tenant = tenant_id()
     with segment_connection() as conn:
@@ -271,7 +331,10 @@ def replace_segment(body: dict, segment_id: str):
             details["previous"]["disabled_reason"] = before["disabled_reason"]
         audit(conn, principal(), tenant, "segment.replace", segment_id, details)
         catalogue_changed(conn)
-        return _segment_row(conn, tenant, segment_id)
+        row = _segment_row(conn, tenant, segment_id)
+        queued = _queue_build(conn, [row], saved=True)
+    _woken(queued)
+    return row
 
 
 @segments.route("/segments/<segment_id>", methods=["DELETE"])
@@ -302,9 +365,8 @@ def delete_segment(segment_id: str):
 def segment_members(args: dict, segment_id: str):
     """The segment's members, by contact_id
 
-    Membership is filled by the segment consumer (`siyu segment consume`) as events arrive and
-    in full by `siyu segment recompute --tenant ID`; a segment just created or changed shows its
-    new members after the next of these.
+    A segment just created or changed is built in the background (its `status`); the segment
+    consumer (`siyu segment consume`) keeps membership current as events arrive.
     """
     after = cursor_key(args["cursor"], str)
     tenant = tenant_id()

@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any
 
 import structlog
-from psycopg import Connection
+from psycopg import Connection, sql
 from psycopg.rows import tuple_row
 from psycopg.types.json import Jsonb
 
@@ -174,11 +174,17 @@ def load_segments(conn: Connection, tenant_id: str, failures: Failures) -> list[
     return defined
 
 
+# The stored membership still answers the saved rule (SET sees the row as it was).
+_SAME_BUILD = sql.SQL("segments.rule = EXCLUDED.rule AND segments.disabled_at IS NULL")
+
+
 def save_segment(
     conn: Connection, tenant_id: str, segment_id: str, name: str, rule: dict, description: str = ""
 ) -> SegmentDef:
-    """Create or replace a segment (validated, within the limits); membership follows on the next
-    refresh/recompute. Saving enables a disabled segment: its rule is evaluated again."""
+    """Create or replace a segment (validated, within the limits). Saving enables a disabled
+    segment: its rule is evaluated again. A new segment, a changed rule or a re-enabled segment
+    is marked ``building`` (a new ``build_version``): the admin API queues its backfill
+    (services/segment/backfill.py); a name or description change keeps the build as it is."""
     if not SLUG.match(segment_id):
         raise SegmentError("segment id: 2-63 characters of a-z, 0-9 and -, starting alphanumeric")
     condition = compile_rule(rule)
@@ -197,10 +203,17 @@ def save_segment(
                 "(delete one first)"
             )
     conn.execute(
-        "INSERT INTO segments (tenant_id, segment_id, name, description, rule) "
-        "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (tenant_id, segment_id) DO UPDATE SET "
-        "name = EXCLUDED.name, description = EXCLUDED.description, rule = EXCLUDED.rule, "
-        "updated_at = now(), disabled_at = NULL, disabled_reason = NULL",
+        sql.SQL(
+            "INSERT INTO segments (tenant_id, segment_id, name, description, rule, build_status, "
+            "build_version, build_done) VALUES (%s, %s, %s, %s, %s, 'building', 1, 0) "
+            "ON CONFLICT (tenant_id, segment_id) DO UPDATE SET "
+            "name = EXCLUDED.name, description = EXCLUDED.description, rule = EXCLUDED.rule, "
+            "updated_at = now(), disabled_at = NULL, disabled_reason = NULL, "
+            "build_status = CASE WHEN {same} THEN segments.build_status ELSE 'building' END, "
+            "build_version = segments.build_version + CASE WHEN {same} THEN 0 ELSE 1 END, "
+            "build_done = CASE WHEN {same} THEN segments.build_done ELSE 0 END, "
+            "build_total = CASE WHEN {same} THEN segments.build_total END"
+        ).format(same=_SAME_BUILD),
         (tenant_id, segment_id, name, description, Jsonb(rule)),
     )
     return SegmentDef(segment_id, name, condition)
