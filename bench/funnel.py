@@ -144,7 +144,7 @@ def run(dsn: str, tmp: Path) -> int:
         return call
 
     all_time = get("/reports/funnel")
-    window = get("/reports/funnel", since="2026-06-01", until="2026-06-30")
+    window = get("/reports/funnel", **{"from": "2026-06-01", "to": "2026-06-30"})
     one_contact = get("/contacts", limit=1)
     body = all_time()  # warm-up, and a check that the tenant is the one generated
     assert body["total"] == CONTACTS, body["total"]
