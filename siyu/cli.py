@@ -339,15 +339,22 @@ def fake_wechat(
 @click.option("--rate", type=float, default=20.0, show_default=True, help="Requests per second.")
 @click.option("--duration", type=float, default=60.0, show_default=True, help="Seconds.")
 @click.option("--seed", type=int, default=None, help="Make the run reproducible.")
+@click.option(
+    "--requests", "requests_limit", type=int, default=None,
+    help="Stop after this many requests (with --seed: the same run on any machine).",
+)  # fmt: skip
 @click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="Ingest base URL.")
-def simulate(tenant: str, contacts: int, rate: float, duration: float, seed: int | None, url: str):
+def simulate(
+    tenant: str, contacts: int, rate: float, duration: float, seed: int | None, url: str,
+    requests_limit: int | None,
+):  # fmt: skip
     """Send signed, encrypted webhooks and business events modelling B2B and B2C audiences."""
     settings = _settings()
     settings = replace(settings, tenants_path=_dev_tenants(settings))
     from sandbox.simulator import main as run
 
     _run_process(SIMULATE, run, settings, tenant=tenant, contacts=contacts, rate=rate,
-                 duration=duration, seed=seed, url=url)  # fmt: skip
+                 duration=duration, seed=seed, url=url, requests_limit=requests_limit)  # fmt: skip
 
 
 @main.group()

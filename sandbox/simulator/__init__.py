@@ -25,6 +25,7 @@ DEFAULT_URL = "http://127.0.0.1:8080"
 MAX_RATE = 1000.0
 MAX_DURATION_S = 24 * 3600.0
 MAX_CONTACTS = 200_000
+MAX_REQUESTS = int(MAX_RATE * MAX_DURATION_S)
 
 
 def is_loopback(url: str) -> bool:
@@ -49,6 +50,7 @@ def main(
     duration: float = 60.0,
     seed: int | None = None,
     url: str = DEFAULT_URL,
+    requests_limit: int | None = None,
 ) -> int:
     """`siyu simulate`: 0 when every request got a 2xx, 1 otherwise, 2 for bad arguments."""
 
@@ -68,6 +70,8 @@ def main(
         return fail(f"--rate must be more than 0 and at most {MAX_RATE:g} requests per second")
     if not 0 < duration <= MAX_DURATION_S:
         return fail(f"--duration must be more than 0 and at most {MAX_DURATION_S:g} seconds")
+    if requests_limit is not None and not 1 <= requests_limit <= MAX_REQUESTS:
+        return fail(f"--requests must be between 1 and {MAX_REQUESTS}")
     if not 1 <= contacts <= MAX_CONTACTS:
         return fail(f"--contacts must be between 1 and {MAX_CONTACTS}")
     if not is_loopback(url):
@@ -89,7 +93,8 @@ def main(
         f"{rate:g}/s for {duration:g} s, seed {seed} (repeat with --seed {seed})",
         err=True,
     )
-    budget = max(1, int(rate * duration))
+    # A number of requests makes a seeded run the same run whatever the machine's speed.
+    budget = requests_limit or max(1, int(rate * duration))
     try:
         _population, planner = requests_for(
             found,
@@ -106,7 +111,7 @@ def main(
     with requests.Session() as session:
         session.trust_env = False  # loopback only: never through an HTTP proxy from the env
         session.headers["User-Agent"] = "siyu-simulate/1"
-        summary = send_all(planner, session, rate=rate, duration=duration)
+        summary = send_all(planner, session, rate=rate, duration=duration, budget=budget)
     for line in summary.lines():
         click.echo(line)
     return 0 if summary.ok else 1

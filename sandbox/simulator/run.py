@@ -73,10 +73,12 @@ def send_all(
     *,
     rate: float,
     duration: float,
+    budget: int | None = None,
     show_progress: bool = True,
 ) -> Summary:
-    """Send at ``rate`` per second for at most ``duration`` seconds; Ctrl-C stops with a summary."""
-    budget = max(1, int(rate * duration))
+    """Send at ``rate`` per second for at most ``duration`` seconds and at most ``budget``
+    requests (default: rate × duration); Ctrl-C stops with a summary."""
+    budget = budget or max(1, int(rate * duration))
     summary = Summary()
     start = time.monotonic()
     bar = click.progressbar(

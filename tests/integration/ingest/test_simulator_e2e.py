@@ -25,8 +25,8 @@ def test_simulated_traffic_is_accepted_and_normalised(ingest, tenant, capsys):
     )
     try:
         code = simulate(
-            settings, tenant=tenant, contacts=40, rate=200, duration=1.5, seed=11,
-            url=f"http://127.0.0.1:{server.port}",
+            settings, tenant=tenant, contacts=40, rate=200, duration=60, seed=11,
+            url=f"http://127.0.0.1:{server.port}", requests_limit=150,
         )  # fmt: skip
     finally:
         server.stop()

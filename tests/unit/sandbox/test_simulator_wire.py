@@ -474,7 +474,11 @@ def test_loopback_urls():
         assert is_loopback(url)
 
 
-@pytest.mark.parametrize("args", [{"rate": 0}, {"rate": 5000}, {"duration": 0}, {"contacts": 0}])
+@pytest.mark.parametrize(
+    "args",
+    [{"rate": 0}, {"rate": 5000}, {"duration": 0}, {"contacts": 0}, {"requests_limit": 0}],
+    ids=["rate-0", "rate-too-high", "duration-0", "contacts-0", "requests-0"],
+)
 def test_bounds(settings, capsys, args):
     values = {"contacts": 5, "rate": 1.0, "duration": 1.0, **args}
     assert main(settings, tenant="fab", seed=1, **values) == 2
@@ -488,9 +492,10 @@ def test_nothing_listening_gives_exit_1_and_a_summary(settings, capsys):
         tenant="leaf",
         contacts=10,
         rate=40,
-        duration=0.2,
+        duration=60,  # an upper bound: the number of requests ends the run, on a slow machine too
         seed=4,
         url=f"http://127.0.0.1:{port}",
+        requests_limit=8,
     )
     assert code == 1
     captured = capsys.readouterr()
