@@ -264,8 +264,8 @@ def _changed(conn: Connection, tenant: Tenant, segment_id: str, segment: dict, r
     accounts = store.accounts_of(conn, tenant.id, rows)
     changed = []
     for row in rows:
-        now = _derived_at(row)
-        facts = _facts(
+        now = derived_at(row)
+        facts = stored_facts(
             tenant, row, history[row["contact_id"]], accounts.get(row["account_id"]), now
         )
         member = bool(membership([defined], facts, now, model, failures))
@@ -276,12 +276,14 @@ def _changed(conn: Connection, tenant: Tenant, segment_id: str, segment: dict, r
     return changed
 
 
-def _derived_at(row: dict) -> datetime:
+def derived_at(row: dict) -> datetime:
     """When the contact was last derived: the consumer's event time, or a recompute's clock."""
     return row["score_at"] or row["last_event_at"]
 
 
-def _facts(tenant: Tenant, row: dict, events, account: dict | None, now: datetime) -> ContactFacts:
+def stored_facts(
+    tenant: Tenant, row: dict, events, account: dict | None, now: datetime
+) -> ContactFacts:
     """The contact's facts as its last derivation gave the segment rules (derive._derive)."""
     lower = now - timedelta(days=HISTORY_DAYS)
     guess = contact_role(row)
