@@ -110,7 +110,7 @@ def test_role_override_wins_survives_events_and_clears(people):
         "finance", "api", "finance",
     )  # fmt: skip
     # Derived again in the same transaction: the account's role coverage and the segments.
-    assert detail["account"]["roles_engaged"] == ["decision_maker", "finance"]
+    assert detail["account"]["roles_engaged"] == ["finance"]  # 王总: a CRM record, no action
     assert detail["segments"] == []  # tech-examining needs the technical role
     (entry,) = _audit(people, "contact.role_override")
     assert (entry["tenant_id"], entry["actor"], entry["target"]) == (
@@ -146,7 +146,7 @@ def test_role_override_wins_survives_events_and_clears(people):
     )  # fmt: skip
     assert cleared["role_confidence"] < 1
     detail = _ok(people.call("GET", f"/contacts/{li}", "viewer"))
-    assert detail["account"]["roles_engaged"] == ["decision_maker", "technical"]
+    assert detail["account"]["roles_engaged"] == ["technical"]
     assert [s["segment_id"] for s in detail["segments"]] == ["tech-examining"]
     assert len(_audit(people, "contact.role_override")) == 3
 
@@ -322,9 +322,10 @@ def test_account_merge(people):
     assert got["account_id"] == jinggong
     assert got["members"] == 4
     assert [m["name"] for m in got["members_by_role"]["finance"]] == ["陈会计"]
-    assert got["roles_engaged"] == ["decision_maker", "finance", "technical"]
+    # Engaged: only 李工 acted himself; 王总 and 陈会计 are CRM records (docs/domain.md "Activity").
+    assert got["roles_engaged"] == ["technical"]
     assert "payment_risk" in [f["flag"] for f in got["risk_flags"]]
-    assert got["coverage"]["ratio"] == pytest.approx(3 / len(BUYING_ROLES))
+    assert got["coverage"]["ratio"] == pytest.approx(1 / len(BUYING_ROLES))
     chen_now = _ok(people.call("GET", f"/contacts/{chen}", "viewer"))
     assert chen_now["account_id"] == jinggong
     assert chen_now["account"]["account_id"] == jinggong
@@ -361,7 +362,8 @@ def test_account_merge(people):
     assert sun["role"] == "procurement"
     detail = _ok(people.call("GET", f"/accounts/{jinggong}", "viewer"))
     assert detail["members"] == 5
-    assert "procurement" in detail["roles_engaged"]
+    assert [m["name"] for m in detail["members_by_role"]["procurement"]] == ["孙采购"]
+    assert "procurement" not in detail["roles_engaged"]  # a CRM record is no engagement
     assert detail["attributes"]["region"] == "east"
     assert people.seg("SELECT 1 FROM contacts WHERE account_id = %s", (yunshan,)) == []
 

@@ -298,7 +298,7 @@ def test_contact_detail(people):
     account = body["account"]
     assert account["name"] == JINGGONG
     assert account["members"] == 3
-    assert account["roles_engaged"] == ["decision_maker", "technical"]
+    assert account["roles_engaged"] == ["technical"]  # 王总: a CRM record, no own action
     assert [f["flag"] for f in account["risk_flags"]] == ["new"]
     history = body["stage_history"]
     assert [(h["from_stage"], h["to_stage"]) for h in history] == [
@@ -405,7 +405,7 @@ def test_accounts_list_and_filters(people):
     }  # fmt: skip
     assert jinggong["members"] == 3
     assert jinggong["stage"] == "examination"
-    assert jinggong["roles_engaged"] == ["decision_maker", "technical"]
+    assert jinggong["roles_engaged"] == ["technical"]  # 王总: a CRM record, no own action
     assert [a["account_id"] for a in _walk(people, "/accounts", limit=1)] == [
         a["account_id"] for a in listed
     ]
@@ -444,9 +444,10 @@ def test_account_detail_members_by_role_and_coverage(people):
     assert member["title"] == "IT经理"
     assert member["stage"] == "examination"
     coverage = body["coverage"]
-    assert coverage["engaged"] == ["decision_maker", "technical"]
+    # A CRM record is staff's doing, not 王总's engagement (docs/domain.md "Activity").
+    assert coverage["engaged"] == ["technical"]
     assert coverage["missing"] == [r for r in BUYING_ROLES if r not in coverage["engaged"]]
-    assert coverage["ratio"] == pytest.approx(2 / len(BUYING_ROLES))
+    assert coverage["ratio"] == pytest.approx(1 / len(BUYING_ROLES))
     assert body["attributes"] == {"industry": "machinery", "size": "200-500"}
     assert [(f["flag"], bool(f["reason"])) for f in body["risk_flags"]] == [("new", True)]
     assert [(h["from_stage"], h["to_stage"]) for h in body["stage_history"]] == [
@@ -463,7 +464,7 @@ def test_account_detail_members_by_role_and_coverage(people):
     assert payment["flag"] == "payment_risk"
     assert "50,000 CNY" in payment["reason"]
     assert payment["since"].startswith("2026-11-02T09:15")
-    assert body["coverage"]["engaged"] == ["finance"]
+    assert body["coverage"]["engaged"] == []  # 陈会计 is a CRM record and an invoice: no action
     assert body["stage_history"] == []
 
     _error(people.call("GET", "/accounts/nobody", "viewer"), 404, "not_found")

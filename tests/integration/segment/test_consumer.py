@@ -151,7 +151,8 @@ def test_one_person_seen_through_many_ids_is_one_contact(segment, kafka):
     assert boss == [("decision_maker",)]
     (account,) = segment.rows("SELECT stage, roles_engaged, members, risk_flags FROM accounts")
     assert account[0] == "examination"
-    assert account[1] == ["decision_maker", "technical"]
+    # 王总 is only a CRM record: a staff edit is not his engagement (docs/domain.md "Activity").
+    assert account[1] == ["technical"]
     assert account[2] == 2
     assert [f["flag"] for f in account[3]] == ["new"]
     moves = segment.rows(
