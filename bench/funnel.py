@@ -2,11 +2,14 @@
 
 A B2C tenant (bloom, AARRR) gets 1,000,000 contacts and their stage history (1 to 4 transitions
 each along the funnel, 1% with the duplicate rows a merge leaves), written by ``generate_series``
-in SQL. ``GET /api/v1/reports/funnel`` is then called through the real admin app in this process
-(all time, and for a 30-day window), beside floors measured in the same run: the bare ``GROUP BY
-stage`` of the same contacts (latency) and ``GET /contacts?limit=1`` (memory). Memory is the
-Python allocations' peak during one request (tracemalloc) and the growth of the process's peak
-RSS over all the requests. Targets: p95 < 500 ms, < 50 MB extra memory.
+in SQL (January to November 2026). ``GET /api/v1/reports/funnel`` is then called through the real
+admin app in this process (its default period, the last 90 days ending at ``to``, here
+2026-11-30 so that the period holds the generated history whenever the bench runs; a 30-day
+window; and all time, asked for explicitly), beside floors measured in the same run: the bare
+``GROUP BY stage`` of the same contacts (latency) and ``GET /contacts?limit=1`` (memory). Memory
+is the Python allocations' peak during one request (tracemalloc) and the growth of the process's
+peak RSS over all the requests. Targets: p95 < 500 ms (the default period and the window), < 50 MB
+extra memory.
 """
 
 from __future__ import annotations
@@ -143,12 +146,15 @@ def run(dsn: str, tmp: Path) -> int:
 
         return call
 
-    all_time = get("/reports/funnel")
+    default = get("/reports/funnel", to="2026-11-30")
     window = get("/reports/funnel", **{"from": "2026-06-01", "to": "2026-06-30"})
+    all_time = get("/reports/funnel", **{"from": "2025-12-31", "to": "2026-11-30"})
     one_contact = get("/contacts", limit=1)
-    body = all_time()  # warm-up, and a check that the tenant is the one generated
+    body = default()  # warm-up, and a check that the tenant is the one generated
     assert body["total"] == CONTACTS, body["total"]
+    assert body["period"]["from"] == "2026-09-02", body["period"]
     window()
+    all_time()
     one_contact()
 
     def floor():
@@ -160,22 +166,26 @@ def run(dsn: str, tmp: Path) -> int:
     floor()
     rss_before = _rss_mb()
     floor_ms = _timed(floor, REQUESTS)
-    all_ms = _timed(all_time, REQUESTS)
+    default_ms = _timed(default, REQUESTS)
     window_ms = _timed(window, REQUESTS)
+    all_ms = _timed(all_time, REQUESTS)
     rss_growth = _rss_mb() - rss_before
-    funnel_peak = _traced_peak_mb(all_time)
+    funnel_peak = _traced_peak_mb(default)
     window_peak = _traced_peak_mb(window)
+    all_peak = _traced_peak_mb(all_time)
     contact_peak = _traced_peak_mb(one_contact)
     seg.close()
     pool.close()
 
-    p95_all, p95_window, p95_floor = _p95(all_ms), _p95(window_ms), _p95(floor_ms)
-    report.add("funnel", "Funnel p95, 1M contacts", "GET /reports/funnel", p95_all,
+    p95_default, p95_window, p95_floor = _p95(default_ms), _p95(window_ms), _p95(floor_ms)
+    p95_all = _p95(all_ms)
+    scale = f"{CONTACTS / 1e6:g}M contacts"
+    report.add("funnel", f"Funnel p95, {scale}", "GET /reports/funnel (90 days)", p95_default,
                "GROUP BY stage of the contacts", p95_floor, "ms")  # fmt: skip
-    report.add("funnel", "Funnel memory, 1M contacts", "GET /reports/funnel", funnel_peak,
+    report.add("funnel", f"Funnel memory, {scale}", "GET /reports/funnel", funnel_peak,
                "GET /contacts?limit=1", contact_peak, "MB")  # fmt: skip
-    ok_time = p95_all < 500 and p95_window < 500
-    ok_memory = max(funnel_peak, window_peak, rss_growth) < 50
+    ok_time = p95_default < 500 and p95_window < 500
+    ok_memory = max(funnel_peak, window_peak, all_peak, rss_growth) < 50
     print(f"## Funnel report ({os.cpu_count()} cores, {CONTACTS:,} contacts, {history:,} "
           f"stage_history rows; setup {setup_s:.1f} s; {REQUESTS} requests each)\n")  # fmt: skip
     print("| request | p50 ms | p95 ms | max ms | Python peak MB (tracemalloc) |")
@@ -185,8 +195,9 @@ def run(dsn: str, tmp: Path) -> int:
         f"{statistics.median(floor_ms):,.0f} | {p95_floor:,.0f} | {max(floor_ms):,.0f} | - |"
     )
     for label, ms, peak in (
-        ("GET /reports/funnel (all time)", all_ms, funnel_peak),
+        ("GET /reports/funnel (default: 90 days to 2026-11-30)", default_ms, funnel_peak),
         ("GET /reports/funnel (30-day window)", window_ms, window_peak),
+        ("GET /reports/funnel (all time, explicit from/to)", all_ms, all_peak),
     ):
         print(
             f"| {label} | {statistics.median(ms):,.0f} | {_p95(ms):,.0f} | {max(ms):,.0f} | "
@@ -194,11 +205,12 @@ def run(dsn: str, tmp: Path) -> int:
         )
     print(f"| GET /contacts?limit=1 (memory floor) | - | - | - | {contact_peak:.2f} |")
     print(
-        f"\nfunnel p95 {p95_all:,.0f} ms all time, {p95_window:,.0f} ms windowed, "
-        f"{p95_all / p95_floor:.1f}x the bare GROUP BY; target < 500 ms "
-        f"({'met' if ok_time else 'NOT met'})"
+        f"\nfunnel p95 {p95_default:,.0f} ms for 90 days ({p95_default / p95_floor:.1f}x the "
+        f"bare GROUP BY), {p95_window:,.0f} ms for 30 days ({p95_window / p95_floor:.1f}x); "
+        f"target < 500 ms ({'met' if ok_time else 'NOT met'}); all time {p95_all:,.0f} ms "
+        f"({p95_all / p95_floor:.1f}x)"
     )
-    print(f"process peak RSS grew {rss_growth:.1f} MB over the {3 * REQUESTS} requests; "
+    print(f"process peak RSS grew {rss_growth:.1f} MB over the {4 * REQUESTS} requests; "
           f"target < 50 MB extra ({'met' if ok_memory else 'NOT met'})\n")  # fmt: skip
     return 0
 

@@ -6,7 +6,7 @@ funnel.py; the model documents are looked up as /lifecycle does (api_lifecycle.p
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import Response
@@ -19,6 +19,7 @@ from services.segment.funnel_query import funnel_tallies
 from services.segment.report_slots import REPORTS, claim_slot
 from shared.api import (
     Blueprint,
+    invalid,
     not_found,
     require,
 )
@@ -29,6 +30,9 @@ SUBJECT_OF_MODE = {"b2b": "accounts", "b2c": "contacts"}
 
 # The longest period a report covers: its weekly rows stay a few hundred.
 MAX_PERIOD_DAYS = 3660
+# Without `from`, the period is the last 90 days ending at `to` (today by default): a report
+# reads the history of its period only, so the default one stays quick on a big tenant.
+DEFAULT_PERIOD_DAYS = 90
 
 
 class FunnelQuerySchema(Schema):
@@ -38,11 +42,18 @@ class FunnelQuerySchema(Schema):
     from_ = fields.Date(
         data_key="from",
         load_default=None,
-        metadata={"description": "The period's first day, in the tenant's time zone"},
+        metadata={
+            "description": "The period's first day, in the tenant's time zone (default: "
+            f"{DEFAULT_PERIOD_DAYS} days ending at to; for all time, a day before the history "
+            f"begins, within {MAX_PERIOD_DAYS} days of to)"
+        },
     )
     to = fields.Date(
         load_default=None,
-        metadata={"description": "The period's last day (inclusive), in the tenant's time zone"},
+        metadata={
+            "description": "The period's last day (inclusive), in the tenant's time zone "
+            "(default: today there)"
+        },
     )
     mode = fields.String(
         load_default=None,
@@ -67,8 +78,7 @@ class FunnelQuerySchema(Schema):
             )
         if first and last and (last - first).days >= MAX_PERIOD_DAYS:
             raise ValidationError(
-                f"The period is longer than {MAX_PERIOD_DAYS} days; ask for a shorter one or "
-                "leave from and to out for all time.",
+                f"The period is longer than {MAX_PERIOD_DAYS} days; ask for a shorter one.",
                 "from",
             )
         mode, subject = data.get("mode"), data.get("subject")
@@ -126,15 +136,18 @@ class FunnelWeekSchema(Schema):
 
 
 class FunnelPeriodSchema(Schema):
-    from_ = fields.Date(data_key="from", attribute="from", allow_none=True, required=True)
-    to = fields.Date(allow_none=True, required=True)
+    from_ = fields.Date(
+        data_key="from",
+        attribute="from",
+        required=True,
+        metadata={"description": f"As asked, or {DEFAULT_PERIOD_DAYS} days ending at to"},
+    )
+    to = fields.Date(required=True, metadata={"description": "As asked, or today"})
     start = fields.DateTime(
-        allow_none=True,
         required=True,
         metadata={"description": "from's 00:00 in the tenant's time zone, with its offset"},
     )
     end = fields.DateTime(
-        allow_none=True,
         required=True,
         metadata={"description": "The day after to, 00:00 (exclusive), with its offset"},
     )
@@ -206,11 +219,29 @@ def _day_start(day, tz: ZoneInfo) -> datetime:
     return datetime.combine(day, time(0), tzinfo=tz)
 
 
-def _period_text(first, last, zone: str) -> str:
+def _period(first: date | None, last: date | None, tz: ZoneInfo) -> tuple[date, date]:
+    """The period's first and last days: `to` defaults to today in the tenant's zone, `from`
+    to the last DEFAULT_PERIOD_DAYS days ending at `to`. (Both given: checked by the schema.)"""
+    last = last or datetime.now(tz).date()
+    if first is None:
+        return last - timedelta(days=DEFAULT_PERIOD_DAYS - 1), last
+    if first > last:
+        raise invalid(
+            f"The period is empty: from ({first}) is after to ({last}, today).",
+            {"from": ["after to"]},
+        )
+    if (last - first).days >= MAX_PERIOD_DAYS:
+        raise invalid(
+            f"The period is longer than {MAX_PERIOD_DAYS} days (to is today, {last}); "
+            "ask for a shorter one.",
+            {"from": [f"longer than {MAX_PERIOD_DAYS} days"]},
+        )
+    return first, last
+
+
+def _period_text(first: date, last: date, zone: str) -> str:
     """The chart's period line (Chinese, like its legend)."""
-    if first is None and last is None:
-        return f"统计期：全部（{zone}）"
-    return f"统计期：{first or '…'} 至 {last or '…'}（{zone}）"
+    return f"统计期：{first} 至 {last}（{zone}）"
 
 
 @reports.route("/reports/funnel", methods=["GET"])
@@ -234,15 +265,16 @@ def funnel(args: dict):
     """The lifecycle funnel: counts per stage, step conversion, median time in stage
 
     Subjects are contacts (B2C) or accounts (B2B) by default; the period `from`/`to` is days
-    in the tenant's time zone, applied to when subjects entered stages, and every instant in
-    the report is in that zone. `figures` says what each number means; `weeks` is the stage
-    movement per ISO week. `format=svg` returns a chart with a legend (in Chinese).
+    in the tenant's time zone, applied to when subjects entered stages (default: the last 90
+    days ending at `to`, today by default), and every instant in the report is in that zone.
+    `figures` says what each number means; `weeks` is the stage movement per ISO week.
+    `format=svg` returns a chart with a legend (in Chinese).
     """
     tenant = current_tenant()
     subject = args["subject"] or SUBJECT_OF_MODE[args["mode"] or tenant.mode]
     tz = ZoneInfo(tenant.timezone)
-    since = _day_start(args["from_"], tz) if args["from_"] else None
-    until = _day_start(args["to"] + timedelta(days=1), tz) if args["to"] else None
+    first, last = _period(args["from_"], args["to"], tz)
+    since, until = _day_start(first, tz), _day_start(last + timedelta(days=1), tz)
     params = {"tenant": tenant.id, "account": args["account_id"], "segment": args["segment"]}
     with segment_connection() as conn:
         active = active_model_name(conn, tenant)
@@ -282,7 +314,7 @@ def funnel(args: dict):
         )
     report = assemble(spec, tallies, since=since, until=until, tz=tz)
     filters = {k: args[k] for k in ("segment", "account_id")}
-    period = {"from": args["from_"], "to": args["to"], "start": since, "end": until,
+    period = {"from": first, "to": last, "start": since, "end": until,
               "time_zone": tenant.timezone}  # fmt: skip
     report = {
         **report,
@@ -293,7 +325,7 @@ def funnel(args: dict):
         "filters": filters,
     }
     if args["format"] == "svg":
-        shown = [subject, _period_text(args["from_"], args["to"], tenant.timezone)]
+        shown = [subject, _period_text(first, last, tenant.timezone)]
         shown += [f"{k} {v}" for k, v in filters.items() if v is not None]
         return Response(render_svg(report, subtitle=", ".join(shown)), mimetype="image/svg+xml")
     return report

@@ -182,6 +182,9 @@ def funnel_tallies(
     # The sorts (medians, distinct weekly subjects) fit in memory at 1M contacts instead of
     # spilling; the database's memory, per report, bounded (one statement at a time).
     conn.execute("SET LOCAL work_mem = '64MB'")
+    # No parallel workers: on a few shared cores they competed with the other requests and
+    # made the report slower (bench/REPORT.md, Funnel report); one core per report.
+    conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
     counts = dict.fromkeys(staged, 0)
     entered = dict.fromkeys(staged, 0)
     converted = [0] * max(len(funnel) - 1, 0)
