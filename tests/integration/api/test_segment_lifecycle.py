@@ -7,7 +7,8 @@ plus ``loyal``, a B2C tenant whose lifecycle_model names a custom model.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import defusedxml.ElementTree as ET
 import psycopg
@@ -35,6 +36,16 @@ from shared.tenants import DEMO_TENANTS_PATH, load_tenants
 from tests.integration.api.conftest import finished_job
 
 T0 = datetime(2026, 1, 5, 2, 0, tzinfo=UTC)  # 10:00 in Asia/Shanghai
+# The funnel over all the history written here (it starts on T0): without `from` a report
+# covers the last 90 days only.
+ALL_TIME = {"from": "2026-01-01"}
+
+
+def _today() -> date:
+    """Today in Asia/Shanghai, the demo tenants' zone: a period's default end."""
+    return datetime.now(ZoneInfo("Asia/Shanghai")).date()
+
+
 COMPANY = "苏州精工机械有限公司"
 LI = {"crm_id": "C-7", "account_key": COMPANY}
 WANG = {"crm_id": "C-8", "account_key": COMPANY}
@@ -407,10 +418,10 @@ def test_a_tenant_naming_a_custom_model_is_derived_with_it(lc):
                           "USING (tenant_id, contact_id) WHERE c.tenant_id = 'loyal'"))  # fmt: skip
     assert stages == {"oL1": "engaged", "oL2": "follower"}
     assert {r[0] for r in lc.rows("SELECT DISTINCT model FROM stage_history")} == {"loyalty"}
-    report = lc.ok("GET", "/reports/funnel", "loyal")
+    report = lc.ok("GET", "/reports/funnel", "loyal", query_string=ALL_TIME)
     assert report["model"] == "loyalty"
     assert report["active"] is True
-    assert [(s["name"], s["count"], s["reached"]) for s in report["stages"]] == [
+    assert [(s["name"], s["now"], s["entered"]) for s in report["stages"]] == [
         ("follower", 1, 2),
         ("engaged", 1, 1),
         ("buyer", 0, 0),
@@ -497,7 +508,7 @@ def test_dry_run_of_a_stored_custom_model_and_without_body(seeded):
 
 def test_funnel_of_the_b2b_account(seeded):
     lc = seeded
-    report = lc.ok("GET", "/reports/funnel", "viewer")
+    report = lc.ok("GET", "/reports/funnel", "viewer", query_string=ALL_TIME)
     assert report["model"] == "aisceas"
     assert report["active"] is True
     assert report["subject"] == "accounts"
@@ -522,13 +533,15 @@ def test_funnel_of_the_b2b_account(seeded):
     assert report["side_stages"][0]["name"] == "lapsed"
     assert report["side_stages"][0]["now"] == 0
     assert report["filters"] == {"segment": None, "account_id": None}
+    today = _today()
     assert report["period"] == {
-        "from": None, "to": None, "start": None, "end": None, "time_zone": "Asia/Shanghai",
+        "from": "2026-01-01", "to": today.isoformat(), "start": "2026-01-01T00:00:00+08:00",
+        "end": f"{today + timedelta(days=1)}T00:00:00+08:00", "time_zone": "Asia/Shanghai",
     }  # fmt: skip
 
     # The same through mode=b2b, and the account filter.
     assert (
-        lc.ok("GET", "/reports/funnel", query_string={"mode": "b2b"})["stages"]
+        lc.ok("GET", "/reports/funnel", query_string={"mode": "b2b", **ALL_TIME})["stages"]
         == (report["stages"])
     )
     account = lc.rows("SELECT account_id FROM accounts")[0][0]
@@ -540,7 +553,7 @@ def test_funnel_of_the_b2b_account(seeded):
 
 def test_funnel_of_contacts_matches_their_stages(seeded):
     lc = seeded
-    report = lc.ok("GET", "/reports/funnel", query_string={"subject": "contacts"})
+    report = lc.ok("GET", "/reports/funnel", query_string={"subject": "contacts", **ALL_TIME})
     expected = dict(
         lc.rows("SELECT stage, count(*) FROM contacts WHERE tenant_id = 'acme' GROUP BY 1")
     )
@@ -562,7 +575,7 @@ def test_funnel_of_contacts_matches_their_stages(seeded):
 
 def test_funnel_of_b2c_contacts_with_conversion(seeded):
     lc = seeded
-    report = lc.ok("GET", "/reports/funnel", "bloom")
+    report = lc.ok("GET", "/reports/funnel", "bloom", query_string=ALL_TIME)
     assert report["model"] == "aarrr"
     assert report["subject"] == "contacts"
     stages = {s["name"]: s for s in report["stages"]}
@@ -612,7 +625,7 @@ def test_funnel_filters(seeded):
             "SELECT tenant_id, 'buyers', contact_id, now() FROM contacts "
             "WHERE tenant_id = 'bloom' AND stage = 'revenue'"
         )
-    assert entered(segment="buyers")[0] == [1, 1, 0, 1, 0]
+    assert entered(segment="buyers", **ALL_TIME)[0] == [1, 1, 0, 1, 0]
     assert lc.ok("GET", "/reports/funnel", query_string={"segment": "tech"})["total"] == 0
     _error(lc.call("GET", "/reports/funnel", query_string={"segment": "nope"}), 404, "not_found")
 
@@ -663,6 +676,32 @@ def test_funnel_bad_period_is_a_clear_400(seeded):
     too_long = lc.call("GET", "/reports/funnel", query_string={"from": "2000-01-01",
                        "to": "2026-01-01"})  # fmt: skip
     assert "longer than" in str(_error(too_long, 400, "invalid_request"))
+    # Without to, the period ends today: the same checks.
+    since_2000 = lc.call("GET", "/reports/funnel", query_string={"from": "2000-01-01"})
+    assert "longer than 3660 days" in str(_error(since_2000, 400, "invalid_request"))
+    future = lc.call("GET", "/reports/funnel", query_string={"from": "2999-01-01"})
+    assert "is after to" in str(_error(future, 400, "invalid_request"))
+    longest = (_today() - timedelta(days=3659)).isoformat()
+    assert lc.ok("GET", "/reports/funnel", query_string={"from": longest})["total"] == 1
+
+
+def test_funnel_default_period_is_the_last_90_days(seeded):
+    lc = seeded
+    today = _today()
+    body = lc.ok("GET", "/reports/funnel", "bloom")
+    assert body["period"] == {
+        "from": (today - timedelta(days=89)).isoformat(), "to": today.isoformat(),
+        "start": f"{today - timedelta(days=89)}T00:00:00+08:00",
+        "end": f"{today + timedelta(days=1)}T00:00:00+08:00", "time_zone": "Asia/Shanghai",
+    }  # fmt: skip
+    assert body["total"] == 2  # the scope is every contact; the figures are the period's
+    if today > date(2026, 4, 5):  # the history (January 2026) is older than 90 days
+        assert [s["entered"] for s in body["stages"]] == [0, 0, 0, 0, 0]
+        assert [s["now"] for s in body["stages"]] == [0, 0, 0, 0, 0]
+    # The 90 days end at `to` when it is given: 2025-11-03 to 2026-01-31 holds it all.
+    body = lc.ok("GET", "/reports/funnel", "bloom", query_string={"to": "2026-01-31"})
+    assert (body["period"]["from"], body["period"]["to"]) == ("2025-11-03", "2026-01-31")
+    assert [s["entered"] for s in body["stages"]] == [2, 1, 0, 1, 0]
 
 
 def test_funnel_of_another_model_reads_its_history(seeded):
@@ -676,7 +715,8 @@ def test_funnel_of_another_model_reads_its_history(seeded):
 
 def test_funnel_svg(seeded):
     lc = seeded
-    response = lc.call("GET", "/reports/funnel", "viewer", query_string={"format": "svg"})
+    response = lc.call("GET", "/reports/funnel", "viewer", query_string={"format": "svg",
+                       **ALL_TIME})  # fmt: skip
     assert response.status_code == 200
     assert response.mimetype == "image/svg+xml"
     root = ET.fromstring(response.get_data())
@@ -692,7 +732,7 @@ def test_funnel_svg(seeded):
     legend = next(g for g in root.iter(f"{ns}g") if g.get("class") == "legend")
     assert [t.text for t in legend.iter(f"{ns}text")][1:] == list(LEGEND)
     assert "Noto Sans CJK SC" in root.get("font-family")
-    assert any("统计期：全部（Asia/Shanghai）" in (t or "") for t in texts)
+    assert any(f"统计期：2026-01-01 至 {_today()}（Asia/Shanghai）" in (t or "") for t in texts)
 
     lc.ok("PUT", "/lifecycle/loyalty", "loyal", json=LOYALTY, status=201)
     lc.apply(LOYAL)
