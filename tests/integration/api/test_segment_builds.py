@@ -13,7 +13,7 @@ from services.segment.consumer import apply_batch
 from services.segment.topics import Topics
 from shared.db import create_pool
 from shared.kafka.topics import PROFILES
-from tests.integration.api.test_segment_people import TENANTS, _error, _ok, _walk
+from tests.integration.api.test_segment_people import TENANTS, _built, _error, _ok, _walk
 from tests.integration.api.test_segment_people import people as _people_fixture  # noqa: F401
 from tests.integration.segment.test_consumer import tp
 from tests.integration.segment.test_segment_rule_failures import explode
@@ -31,16 +31,6 @@ def people(_people_fixture):  # noqa: F811 - the imported fixture, under its own
     return _people_fixture
 
 
-def built(people, segment_id: str) -> dict:
-    """The segment once its build is over (the app's job threads run it)."""
-
-    def done():
-        got = _ok(people.call("GET", f"/segments/{segment_id}", "viewer"))
-        return got if got["status"] != "building" else None
-
-    return wait_until(done, timeout=30, interval=0.02, message=f"segment {segment_id} to build")
-
-
 def members(people, segment_id: str) -> set:
     return {m["name"] for m in _walk(people, f"/segments/{segment_id}/members")}
 
@@ -55,7 +45,7 @@ def test_a_new_segment_is_built_over_existing_contacts(people):
     assert (created["status"], created["members_count"]) == ("building", 0)
     assert created["progress"] is None
 
-    got = built(people, "finance")
+    got = _built(people, "finance")
     assert got["status"] == "ready"
     assert got["progress"] == {"done": contacts, "total": contacts}
     assert got["members_count"] == 1
@@ -72,7 +62,7 @@ def test_a_new_segment_is_built_over_existing_contacts(people):
 def test_a_changed_rule_is_built_again_and_a_rename_is_not(people):
     _ok(people.call("POST", "/segments", "admin", json={"segment_id": "buyers", "name": "B",
                                                         "rule": FINANCE}), 201)  # fmt: skip
-    built(people, "buyers")
+    _built(people, "buyers")
     (before,) = people.seg(
         "SELECT build_version FROM segments WHERE tenant_id = 'acme' AND segment_id = 'buyers'"
     )
@@ -85,7 +75,7 @@ def test_a_changed_rule_is_built_again_and_a_rename_is_not(people):
         people.call("PUT", "/segments/buyers", "admin", json={"name": "B", "rule": BUYING_SIDE})
     )
     assert replaced["status"] == "building"
-    assert built(people, "buyers")["members_count"] == 2
+    assert _built(people, "buyers")["members_count"] == 2
     assert members(people, "buyers") == {"陈会计", "周链"}
     (after,) = people.seg(
         "SELECT build_version FROM segments WHERE tenant_id = 'acme' AND segment_id = 'buyers'"
@@ -124,7 +114,7 @@ def test_a_contact_the_consumer_updates_during_the_build_keeps_its_update(people
             )  # fmt: skip
     finally:
         pool.close()
-    got = built(people, "finance")
+    got = _built(people, "finance")
     assert got["status"] == "ready"
     assert members(people, "finance") == {"陈会计", "赵六"}
 
@@ -133,7 +123,7 @@ def test_a_rule_that_fails_while_built_fails_the_segment(people, monkeypatch):
     explode(monkeypatch)
     body = {"segment_id": "time-bomb", "name": "T", "rule": {"tag": "explodes"}}
     _ok(people.call("POST", "/segments", "admin", json=body), 201)
-    got = built(people, "time-bomb")
+    got = _built(people, "time-bomb")
     assert (got["status"], got["state"]) == ("failed", "disabled")
     assert got["disabled_reason"] == "OverflowError while evaluating (root)"
     assert got["members_count"] == 0
@@ -141,7 +131,7 @@ def test_a_rule_that_fails_while_built_fails_the_segment(people, monkeypatch):
     fixed = _ok(people.call("PUT", "/segments/time-bomb", "admin", json={"name": "T",
                                                                          "rule": FINANCE}))  # fmt: skip
     assert (fixed["status"], fixed["state"]) == ("building", "enabled")
-    assert built(people, "time-bomb")["members_count"] == 1
+    assert _built(people, "time-bomb")["members_count"] == 1
 
 
 def test_a_deleted_segment_ends_its_build_quietly_and_the_newest_rule_wins(people):
@@ -160,7 +150,7 @@ def test_a_deleted_segment_ends_its_build_quietly_and_the_newest_rule_wins(peopl
                             json={"name": "t", "rule": BUYING_SIDE}))  # fmt: skip
     finally:
         pool.close()
-    assert built(people, "twice")["status"] == "ready"
+    assert _built(people, "twice")["status"] == "ready"
     assert members(people, "twice") == {"陈会计", "周链"}
     assert people.seg("SELECT 1 FROM segment_members WHERE segment_id = 'gone'") == []
     jobs = people.seg("SELECT status, error FROM jobs WHERE kind = 'segment.backfill'")
@@ -184,4 +174,4 @@ def test_segments_saved_at_once_are_all_built(people):
     for t in threads:
         t.join()
     for i in range(4):
-        assert built(people, f"many-{i}")["members_count"] == 1
+        assert _built(people, f"many-{i}")["members_count"] == 1
