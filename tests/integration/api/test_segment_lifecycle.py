@@ -272,7 +272,7 @@ def test_list_and_get_models(lc):
     )
     assert aisceas["stages"][0]["title"] == "Attention"
     assert aisceas["stages"][0]["when"]["event"][0] == "oa.subscribe"  # the stored document
-    assert aisceas["side_stages"] == [{"name": "lapsed", "title": "Lapsed"}]
+    assert aisceas["side_stages"] == [{"name": "lapsed", "title": "Lapsed", "flags": ["lapsed"]}]
     assert aisceas["regress"][0]["from"] == ["action", "share"]
     assert aisceas["created_at"] is None
 
@@ -294,7 +294,7 @@ def test_put_custom_model_create_replace_and_audit(lc):
     assert created["active"] is False
     assert [s["name"] for s in created["stages"]] == ["follower", "engaged", "buyer"]
     assert created["stages"][1]["title"] == "Engaged"
-    assert created["side_stages"] == [{"name": "dormant", "title": "Dormant"}]
+    assert created["side_stages"] == [{"name": "dormant", "title": "Dormant", "flags": []}]
     assert created["stages"][2]["when"] == {"event": "biz.order.paid"}
 
     # Without a name the path names it; replacing answers 200 and moves updated_at.
@@ -341,6 +341,26 @@ def test_put_invalid_model_is_400_with_paths(lc, document, paths):
     assert set(error["details"]) == paths, error
     assert all(isinstance(m, list) and m for m in error["details"].values())
     assert lc.rows("SELECT count(*) FROM lifecycle_models")[0][0] == 0
+
+
+def test_stage_flags_are_stored_shown_and_checked(lc):
+    flagged = {**LOYALTY, "stages": [{**LOYALTY["stages"][0], "flags": ["evaluating"]},
+                                     *LOYALTY["stages"][1:]],
+               "side_stages": [{"name": "dormant", "flags": ["lapsed"]}]}  # fmt: skip
+    created = lc.ok("PUT", "/lifecycle/loyalty", json=flagged, status=201)
+    assert [s["flags"] for s in created["stages"]] == [["evaluating"], [], []]
+    assert created["side_stages"][0]["flags"] == ["lapsed"]
+    assert lc.ok("GET", "/lifecycle/aisceas", "viewer")["stages"][3]["flags"] == ["evaluating"]
+
+    bad = {**flagged, "stages": [{**LOYALTY["stages"][0], "flags": ["evaluatng"]}]}
+    error = _error(lc.call("PUT", "/lifecycle/loyalty", json=bad), 400, "invalid_model")
+    assert error["details"] == {
+        "stages[0].flags[0]": ["Unknown stage flag 'evaluatng'. Valid: evaluating, lapsed."]
+    }
+    funnel_lapsed = {**flagged, "stages": [{**LOYALTY["stages"][0], "flags": ["lapsed"]}]}
+    error = _error(lc.call("PUT", "/lifecycle/loyalty", json=funnel_lapsed), 400, "invalid_model")
+    assert "marks a side stage" in error["details"]["stages[0].flags[0]"][0]
+    assert lc.ok("GET", "/lifecycle/loyalty")["stages"][0]["flags"] == ["evaluating"]  # kept
 
 
 def test_builtin_names_cannot_be_overwritten_or_deleted(lc):
