@@ -88,9 +88,13 @@ def guard_of(flags: Mapping[str, Sequence[str]] | None, unflagged: str | Sequenc
     ``flags`` is the catalogue's ``{stage: flags}`` (None: no catalogue, or one from before
     stages had flags). A model that flags any stage has said what its stages mean, even with no
     evaluating stage (AARRR); one that flags none is guarded by the tenant's default
-    ``unflagged``: every B2B promotion blocked, none (``allow``), or the stages listed.
+    ``unflagged``: every B2B promotion blocked, none (``allow``), or the stages listed. Flags not
+    known yet block every B2B promotion whatever the default: the model may be AISCEAS, whose
+    evaluating stages an ``allow`` must not open (segment republishes every catalogue at start).
     """
-    if flags and any(flags.values()):
+    if flags is None:
+        return Guard(every_stage=True)
+    if any(flags.values()):
         return Guard(frozenset(stage for stage, f in flags.items() if EVALUATING in f))
     if unflagged == BLOCK_ALL_B2B_PROMOTIONS:
         return Guard(every_stage=True)

@@ -33,6 +33,10 @@ MAX_PERIOD_DAYS = 3660
 # Without `from`, the period is the last 90 days ending at `to` (today by default): a report
 # reads the history of its period only, so the default one stays quick on a big tenant.
 DEFAULT_PERIOD_DAYS = 90
+# Days a period may name: weeks and day ends are computed past `to`, which must stay a date.
+DAYS = validate.Range(
+    min=date(1970, 1, 1), max=date(9998, 12, 31), error="must be between {min} and {max}"
+)
 
 
 class FunnelQuerySchema(Schema):
@@ -42,6 +46,7 @@ class FunnelQuerySchema(Schema):
     from_ = fields.Date(
         data_key="from",
         load_default=None,
+        validate=DAYS,
         metadata={
             "description": "The period's first day, in the tenant's time zone (default: "
             f"{DEFAULT_PERIOD_DAYS} days ending at to; for all time, a day before the history "
@@ -50,6 +55,7 @@ class FunnelQuerySchema(Schema):
     )
     to = fields.Date(
         load_default=None,
+        validate=DAYS,
         metadata={
             "description": "The period's last day (inclusive), in the tenant's time zone "
             "(default: today there)"

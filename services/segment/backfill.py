@@ -231,8 +231,8 @@ def _batch(conn: Connection, tx: _Transactions, tenant: Tenant, build: Build, ro
                 queue_catalogue(conn, tenant, topics)  # outreach learns it is disabled
             tx.commit()
             return "failed"
-        if changed:
-            refresh_contacts(conn, tenant, changed, topics=topics, settle=False)
+        for now, group in derivation_times(changed).items():
+            refresh_contacts(conn, tenant, group, topics=topics, now=now, settle=False)
     if not _record(conn, tenant.id, build, done=done, total=total):
         tx.rollback()  # a newer rule saved, or deleted, or disabled meanwhile
         return "superseded"
@@ -279,6 +279,17 @@ def _changed(conn: Connection, tenant: Tenant, segment_id: str, segment: dict, r
 def derived_at(row: dict) -> datetime:
     """When the contact was last derived: the consumer's event time, or a recompute's clock."""
     return row["score_at"] or row["last_event_at"]
+
+
+def derivation_times(rows: list[dict]) -> dict[datetime | None, list[dict]]:
+    """The rows by the time to re-derive them at, so that a build moves no contact back in time:
+    None (each at its newest evidence, as the consumer derived it), or a recompute's clock,
+    which recomputed contacts share batch by batch."""
+    groups: dict[datetime | None, list[dict]] = {}
+    for row in rows:
+        at = derived_at(row)
+        groups.setdefault(None if at == row["last_event_at"] else at, []).append(row)
+    return groups
 
 
 def stored_facts(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from services.segment.facts import AccountFacts, ContactFacts, EventFact
+from services.segment.facts import AccountFacts, ContactFacts, EventFact, is_activity
 
 
 class Funnel(Protocol):
@@ -336,21 +336,28 @@ class RolesEngagedCondition(Condition):
 
 @dataclass(frozen=True)
 class DaysSinceLastEventCondition(Condition):
-    """Days since the last event (of ``types``); with none, since ``created_at`` (None: false)."""
+    """Days since the last event (of ``types``; with ``activity``, the customer's own actions
+    only); with none, since ``created_at`` (None: false)."""
 
     gte: float | None = None
     lte: float | None = None
     types: tuple[str, ...] = ()
+    activity: bool = False
 
     def describe(self) -> str:
         of = f" ({'/'.join(self.types)})" if self.types else ""
-        return f"days since last event{of} {_range_text(self.gte, self.lte)}"
+        own = " by the customer" if self.activity else ""
+        return f"days since last event{of}{own} {_range_text(self.gte, self.lte)}"
 
     def _check(self, ctx: Context) -> str | None:
         matches = _type_matcher(self.types) if self.types else None
         last = None
         for e in ctx.events():
-            if (matches is None or matches(e.type)) and (last is None or e.occurred_at > last):
+            if matches is not None and not matches(e.type):
+                continue
+            if self.activity and not is_activity(e):
+                continue
+            if last is None or e.occurred_at > last:
                 last = e.occurred_at
         since = "last event"
         if last is None:

@@ -182,6 +182,9 @@ class _DaysRangeSchema(_RangeMixin, _Strict):
     gte = _Number(validate=validate.Range(min=0))
     lte = _Number(validate=validate.Range(min=0))
     types = _EventTypes(single=False)
+    # Only the customer's own actions (docs/domain.md "Activity"): a join a staff member made
+    # is of type wecom.chat.member_joined too, yet not the customer acting.
+    activity = fields.Boolean()
 
 
 class _RolesSchema(_Strict):
@@ -335,6 +338,7 @@ def _build_schemas(scope: str) -> dict[str, Schema]:
                 gte=inner.get("gte"),
                 lte=inner.get("lte"),
                 types=data.get("types") or inner.get("types") or (),
+                activity=inner.get("activity", False),
             )
 
     class StageAtLeastSchema(_Strict):

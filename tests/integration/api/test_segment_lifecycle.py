@@ -701,6 +701,11 @@ def test_funnel_bad_period_is_a_clear_400(seeded):
     assert "longer than 3660 days" in str(_error(since_2000, 400, "invalid_request"))
     future = lc.call("GET", "/reports/funnel", query_string={"from": "2999-01-01"})
     assert "is after to" in str(_error(future, 400, "invalid_request"))
+    # The last days a date can name are refused, not a 500 (weeks end past `to`).
+    for edge in ({"to": "9999-12-31"}, {"from": "9999-12-30", "to": "9999-12-31"}):
+        refused = _error(lc.call("GET", "/reports/funnel", query_string=edge), 400,
+                         "invalid_request")  # fmt: skip
+        assert "must be between 1970-01-01 and 9998-12-31" in str(refused)
     longest = (_today() - timedelta(days=3659)).isoformat()
     assert lc.ok("GET", "/reports/funnel", query_string={"from": longest})["total"] == 1
 

@@ -179,11 +179,12 @@ BLOCK, ALLOW = "block_all_b2b_promotions", "allow"
         ("unflagged", ["demo"], contact(stage="demo"), True, "no_discount_comparing"),
         ("unflagged", ["demo"], contact(account_stage="demo"), True, "no_discount_comparing"),
         ("unflagged", ["demo"], contact(stage="customer"), True, None),
-        # Flags not known (no catalogue, or one from before flags): the default too.
+        # Flags not known (no catalogue, or one from before flags): blocked whatever the default.
         ("old catalogue", BLOCK, contact(stage="comparison"), True,
          "no_discount_unflagged_model"),
-        ("old catalogue", ["comparison"], contact(stage="comparison"), True,
-         "no_discount_comparing"),
+        ("old catalogue", ["demo"], contact(stage="comparison"), True,
+         "no_discount_unflagged_model"),
+        ("old catalogue", ALLOW, contact(stage="action"), True, "no_discount_unflagged_model"),
     ],
 )  # fmt: skip
 def test_the_guard_follows_the_tenants_model(model, default, who, allowed, reason):

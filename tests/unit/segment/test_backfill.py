@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from services.segment.backfill import derived_at, stored_facts
+from services.segment.backfill import derivation_times, derived_at, stored_facts
 from services.segment.facts import EventFact
 from services.segment.segments import SegmentDef, compile_rule, membership
 from shared.tenants import Tenant
@@ -58,6 +58,18 @@ def holds(rule: dict, row: dict, events=(), account=ACCOUNT) -> bool:
 def test_the_time_of_the_facts_is_the_last_derivation():
     assert derived_at(contact()) == NOW
     assert derived_at(contact(score_at=None)) == NOW - timedelta(days=1)
+
+
+def test_a_recomputed_contact_is_re_derived_at_the_recompute_not_at_its_last_event():
+    """A recompute derived at its wall clock (score_at after the last event): re-deriving at the
+    last event would undo its decay and lapses."""
+    consumer = contact(contact_id="c1", score_at=None)
+    same = contact(contact_id="c2", score_at=NOW - timedelta(days=1))  # = last_event_at
+    recomputed = [contact(contact_id=f"c{i}") for i in (3, 4)]  # score_at NOW, a day later
+    groups = derivation_times([consumer, same, *recomputed])
+    assert set(groups) == {None, NOW}
+    assert [r["contact_id"] for r in groups[None]] == ["c1", "c2"]
+    assert [r["contact_id"] for r in groups[NOW]] == ["c3", "c4"]
 
 
 @pytest.mark.parametrize(

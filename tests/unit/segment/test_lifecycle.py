@@ -393,6 +393,31 @@ GRAMMAR = [
         id="days-types-sibling-wildcard",
     ),
     pytest.param(
+        {"days_since_last_event": {"gte": 90, "activity": True}},
+        contact(
+            ev("oa.click", 120),
+            ev("wecom.chat.member_joined", 2, join_scene=0),
+            ev("wecom.contact.enriched", 1),
+        ),
+        NOW,
+        True,
+        id="days-activity-ignores-staff-join-and-enrichment",
+    ),
+    pytest.param(
+        {"days_since_last_event": {"gte": 90, "types": ["wecom.chat.*"], "activity": True}},
+        contact(ev("wecom.chat.member_joined", 2, join_scene=1)),
+        NOW,
+        False,
+        id="days-activity-counts-the-customers-own-join",
+    ),
+    pytest.param(
+        {"days_since_last_event": {"gte": 90}},
+        contact(ev("oa.click", 120), ev("wecom.contact.enriched", 1)),
+        NOW,
+        False,
+        id="days-without-activity-counts-any-event",
+    ),
+    pytest.param(
         {"days_since_last_event": {"gte": 90}},
         contact(created_at=NOW - 91 * DAY),
         NOW,
