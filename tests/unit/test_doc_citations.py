@@ -3,9 +3,9 @@ every repository path the documents write in backticks exists.
 
 A comment such as ``docs/security.md "Tokens"`` (or ``docs/domain.md, "Scoring"``, or
 ``docs/architecture.md ("Errors")``) is checked: the file exists under ``docs/`` and has a heading
-``## Tokens`` (any level). Citations of the README and of deploy/README.md are checked alike. A citation may wrap onto the next comment line. The team handbook
-beside the repository (ARCHITECTURE.md, DOMAIN.md, PLATFORM.md, STACK.md) is not part of it, so
-no file may cite it.
+``## Tokens`` (any level). Citations of the README and of deploy/README.md are checked alike. A
+citation may wrap onto the next comment line. The team handbook beside the repository (its four
+upper-case documents, matched by ``HANDBOOK``) is not part of it, so no file may cite it.
 
 A code span in README.md, docs/*.md or deploy/README.md that is a repository path as a whole
 (``services/outreach/senders.py``, ``shared/devstack/``) names a file or folder that exists; a
@@ -133,7 +133,7 @@ def test_citation_forms(tmp_path, text, expected):
 
 
 def test_no_file_cites_the_handbook_beside_the_repository():
-    """ARCHITECTURE.md and its siblings live outside the repository: cite docs/*.md instead."""
+    """The handbook's documents live outside the repository: cite docs/*.md instead."""
     offenders = [
         str(p.relative_to(ROOT))
         for p in SOURCES
