@@ -169,7 +169,8 @@ def record_events(conn: Connection, tenant_id: str, rows: list[tuple]) -> None:
             last_active_at = GREATEST(last_active_at, s.active)
         FROM (SELECT contact_id, count(*) AS n, min(occurred_at) AS first,
                      max(occurred_at) AS last,
-                     max(occurred_at) FILTER (WHERE event_id = ANY(%(acted)s::text[])) AS active
+                     max(occurred_at) FILTER (WHERE event_id IN (SELECT unnest(%(acted)s::text[])))
+                       AS active  -- a hashed set, not a scan of the array per row
               FROM stored GROUP BY contact_id) s
         WHERE contacts.tenant_id = %(tenant)s AND contacts.contact_id = s.contact_id
         """,
