@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from psycopg import Connection
+from psycopg import Connection, errors
 
 from services.segment import store
 from services.segment.catalogue import queue_catalogue
@@ -231,8 +231,7 @@ def _batch(conn: Connection, tx: _Transactions, tenant: Tenant, build: Build, ro
                 queue_catalogue(conn, tenant, topics)  # outreach learns it is disabled
             tx.commit()
             return "failed"
-        for now, group in derivation_times(changed).items():
-            refresh_contacts(conn, tenant, group, topics=topics, now=now, settle=False)
+        _rederive(conn, tenant, changed, topics)
     if not _record(conn, tenant.id, build, done=done, total=total):
         tx.rollback()  # a newer rule saved, or deleted, or disabled meanwhile
         return "superseded"
@@ -279,6 +278,21 @@ def _changed(conn: Connection, tenant: Tenant, segment_id: str, segment: dict, r
 def derived_at(row: dict) -> datetime:
     """When the contact was last derived: the consumer's event time, or a recompute's clock."""
     return row["score_at"] or row["last_event_at"]
+
+
+def _rederive(conn: Connection, tenant: Tenant, rows: list[dict], topics: Topics) -> None:
+    """Re-derive the changed rows (locked), each at its own derivation time. A segment deleted
+    after the derivation loaded the tenant's segments fails its membership write (foreign key):
+    derive once more, in a savepoint, and the deleted segment is no longer loaded."""
+    for attempt in (1, 2):
+        try:
+            with conn.transaction():  # a savepoint: the rows stay locked
+                for now, group in derivation_times(rows).items():
+                    refresh_contacts(conn, tenant, group, topics=topics, now=now, settle=False)
+            return
+        except errors.ForeignKeyViolation:
+            if attempt == 2:
+                raise
 
 
 def derivation_times(rows: list[dict]) -> dict[datetime | None, list[dict]]:
