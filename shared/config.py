@@ -177,6 +177,8 @@ class Settings:
     outreach_lease_s: float = 300.0
     # segment's WeCom contact enrichment thread (SIYU_WECOM_ENRICH=0 turns it off).
     wecom_enrich: bool = True
+    # Seconds between two runs of segment's time tick (services/segment/tick.py).
+    segment_tick_s: float = 30.0
     # The key of the identities' keyed hashes (shared/privacy.py; "" unset): each process
     # installs it at start (siyu/cli.py).
     privacy_key: str = field(default="", repr=False)
@@ -226,6 +228,7 @@ class Settings:
             link_secret=env.get("SIYU_LINK_SECRET", ""),
             outreach_lease_s=_env_float(env, "SIYU_OUTREACH_LEASE_S", 300.0),
             wecom_enrich=env.get("SIYU_WECOM_ENRICH", "1") != "0",
+            segment_tick_s=_env_float(env, "SIYU_SEGMENT_TICK_S", 30.0),
             privacy_key=env.get("SIYU_PRIVACY_KEY", ""),
             db_api_role=_db_api_role(env),
             api_db=DbTimeouts.from_env("api", env),

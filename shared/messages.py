@@ -34,6 +34,11 @@ class StageChangeSchema(Schema):
     event_id = fields.String(allow_none=True, load_default=None)
     changed_at = fields.AwareDateTime(required=True)
     actor = fields.String(allow_none=True, load_default=None)
+    # What moved it: a touchpoint, time alone (a window closed, a limit was crossed), a
+    # recompute, or staff. Absent from messages before issue 16: a touchpoint then.
+    moved_by = fields.String(
+        load_default="event", validate=validate.OneOf(["event", "time", "recompute", "staff"])
+    )
 
 
 class ProfileSchema(Schema):

@@ -18,6 +18,9 @@ from services.segment.api_common import (
     segment_topics,
 )
 from services.segment.api_people_common import (
+    ACCOUNT_ITEM_COLUMNS,
+    ACCOUNT_SCORE,
+    CONTACT_SCORE,
     LAST_ACTIVE,
     STAGE_EXAMPLE,
     UNKNOWN_ROLE,
@@ -53,11 +56,6 @@ from shared.vocabulary import BUYING_ROLES, RISK_FLAGS
 MEMBERS_LIMIT = 500  # account members shown in an account detail (GET /contacts?account_id=...)
 
 accounts = Blueprint("accounts", __name__, description="B2B company accounts")
-
-ACCOUNT_ITEM_COLUMNS = sql.SQL(", ").join(
-    map(sql.Identifier, ("account_id", "name", "stage", "score", "members", "roles_engaged",
-                         "risk_flags"))
-)  # fmt: skip
 
 
 class AccountItemSchema(Schema):
@@ -155,7 +153,7 @@ def list_accounts(args: dict):
         check_filters(conn, args)
         rows = conn.execute(
             sql.SQL(
-                "SELECT {} FROM accounts "
+                "SELECT {} FROM accounts a "
                 """WHERE tenant_id = %(tenant)s AND merged_into IS NULL
                  AND (%(after)s::text IS NULL OR account_id > %(after)s)
                  AND (%(q)s::text IS NULL OR name ILIKE %(like)s OR account_id ILIKE %(like)s)
@@ -189,16 +187,21 @@ def get_account(account_id: str):
 
 def _account_view(conn, tenant: str, account_id: str) -> dict:
     row = conn.execute(
-        "SELECT * FROM accounts WHERE tenant_id = %s AND account_id = %s AND merged_into IS NULL",
+        sql.SQL(
+            "SELECT a.*, {} AS score FROM accounts a "
+            "WHERE tenant_id = %s AND account_id = %s AND merged_into IS NULL"
+        ).format(ACCOUNT_SCORE),
         (tenant, account_id),
     ).fetchone()
     if row is None:
         raise _account_missing(conn, tenant, account_id)
     members = conn.execute(
-        "SELECT contact_id, name, title, role, role_confidence, stage, score, last_event_at, "
-        "last_active_at "
-        "FROM contacts WHERE tenant_id = %s AND account_id = %s "
-        "ORDER BY score DESC, contact_id LIMIT %s",
+        sql.SQL(
+            "SELECT contact_id, name, title, role, role_confidence, stage, {} AS score, "
+            "last_event_at, last_active_at "
+            "FROM contacts c WHERE tenant_id = %s AND account_id = %s "
+            "ORDER BY score DESC, contact_id LIMIT %s"
+        ).format(CONTACT_SCORE),
         (tenant, account_id, MEMBERS_LIMIT),
     ).fetchall()
     history = stage_history(conn, tenant, "account", account_id)

@@ -21,7 +21,9 @@ from services.segment.api_common import (
     segment_topics,
 )
 from services.segment.api_people_common import (
+    ACCOUNT_ITEM_COLUMNS,
     CONTACT_ITEM_COLUMNS,
+    CONTACT_SCORE,
     HISTORY_LIMIT,
     STAGE_EXAMPLE,
     UNKNOWN_ROLE,
@@ -221,10 +223,10 @@ def list_contacts(args: dict):
                       OR EXISTS (SELECT 1 FROM segment_members m WHERE m.tenant_id = c.tenant_id
                                  AND m.segment_id = %(segment)s AND m.contact_id = c.contact_id))
                  AND (%(behaviour)s::text IS NULL OR %(behaviour)s = ANY(c.behaviour))
-                 AND (%(min_score)s::float8 IS NULL OR c.score >= %(min_score)s)
+                 AND (%(min_score)s::float8 IS NULL OR {score} >= %(min_score)s)
                ORDER BY c.contact_id
                LIMIT %(n)s"""
-            ).format(CONTACT_ITEM_COLUMNS),
+            ).format(CONTACT_ITEM_COLUMNS, score=CONTACT_SCORE),
             params,
         ).fetchall()
     return page(rows, args["limit"], key=lambda r: [r["contact_id"]])
@@ -249,7 +251,9 @@ def get_contact(contact_id: str):
 
 def _contact_view(conn, tenant: str, contact_id: str) -> dict:
     row = conn.execute(
-        "SELECT * FROM contacts WHERE tenant_id = %s AND contact_id = %s",
+        sql.SQL(
+            "SELECT c.*, {} AS score FROM contacts c WHERE tenant_id = %s AND contact_id = %s"
+        ).format(CONTACT_SCORE),
         (tenant, contact_id),
     ).fetchone()
     if row is None:
@@ -268,8 +272,9 @@ def _contact_view(conn, tenant: str, contact_id: str) -> dict:
     account = None
     if row["account_id"]:
         account = conn.execute(
-            "SELECT account_id, name, stage, score, members, roles_engaged, risk_flags "
-            "FROM accounts WHERE tenant_id = %s AND account_id = %s",
+            sql.SQL("SELECT {} FROM accounts a WHERE tenant_id = %s AND account_id = %s").format(
+                ACCOUNT_ITEM_COLUMNS
+            ),
             (tenant, row["account_id"]),
         ).fetchone()
     history = stage_history(conn, tenant, "contact", contact_id)

@@ -20,6 +20,7 @@ from services.segment.api_common import (
     segment_topics,
 )
 from services.segment.overrides import override_stage
+from services.segment.scoring import DEFAULT_SCORING
 from services.segment.tenant_model import model_for
 from shared.api import (
     audit,
@@ -65,6 +66,14 @@ class StageChangeSchema(Schema):
     changed_at = fields.DateTime(required=True)
     model = fields.String(required=True, metadata={"description": "Lifecycle model, e.g. aisceas"})
     actor = fields.String(allow_none=True, metadata={"description": "Set by manual overrides"})
+    moved_by = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "What moved it: a touchpoint (event), time alone (time: a window "
+            "closed, a limit was crossed), a recompute, or staff; null before this was recorded",
+            "enum": ["event", "time", "recompute", "staff"],
+        },
+    )
 
 
 def reason_field() -> fields.String:
@@ -115,7 +124,8 @@ def check_filters(conn, args: dict) -> None:
 
 def stage_history(conn, tenant: str, kind: str, subject_id: str) -> list[dict]:
     rows = conn.execute(
-        "SELECT * FROM (SELECT id, from_stage, to_stage, cause, event_id, changed_at, model, actor "
+        "SELECT * FROM (SELECT id, from_stage, to_stage, cause, event_id, changed_at, model, "
+        "  actor, moved_by"
         "  FROM stage_history WHERE tenant_id = %(tenant)s AND subject_kind = %(kind)s "
         "  AND subject_id = %(id)s ORDER BY changed_at DESC, id DESC LIMIT %(n)s) h "
         "ORDER BY changed_at, id",
@@ -124,16 +134,52 @@ def stage_history(conn, tenant: str, kind: str, subject_id: str) -> list[dict]:
     return rows
 
 
+SCORE = (
+    "Lead score decayed to the time of the response: it halves every "
+    f"{DEFAULT_SCORING.half_life_days:g} days without new points"
+)
+
 LAST_ACTIVE = (
     "When the contact last acted themselves (a click, a message, an order...); not a staff edit, "
     "a send result or a profile fetch. Null until they act"
 )
 
+
+def decayed_score(table: str, at_column: str) -> sql.Composed:
+    """The stored score of ``table`` decayed from ``at_column`` (when it was derived) to the
+    statement's time: scores decay continuously, between derivations too (docs/domain.md
+    "Scoring")."""
+    return sql.SQL(
+        "({score} * power(0.5, greatest(0, extract(epoch FROM now() - coalesce({at}, now())))"
+        " / {seconds}))"
+    ).format(
+        score=sql.Identifier(table, "score"),
+        at=sql.Identifier(table, at_column),
+        seconds=sql.Literal(DEFAULT_SCORING.half_life_days * 86400.0),
+    )
+
+
+CONTACT_SCORE = decayed_score("c", "score_at")
+ACCOUNT_SCORE = decayed_score("a", "refreshed_at")  # an account's roll-up decays like its members
+
+# The columns of an account in a list (GET /accounts, a contact's account).
+ACCOUNT_ITEM_COLUMNS = sql.SQL(", ").join(
+    [
+        *(sql.Identifier("a", column) for column in ("account_id", "name", "stage")),
+        sql.SQL("{} AS score").format(ACCOUNT_SCORE),
+        *(sql.Identifier("a", column) for column in ("members", "roles_engaged", "risk_flags")),
+    ]
+)
+
 # The columns of a contact in a list (GET /contacts, a segment's members).
 CONTACT_ITEM_COLUMNS = sql.SQL(", ").join(
-    sql.Identifier("c", column)
-    for column in ("contact_id", "name", "title", "corp_name", "role", "stage", "score",
-                   "account_id", "last_event_at", "last_active_at")
+    [
+        *(sql.Identifier("c", column) for column in
+          ("contact_id", "name", "title", "corp_name", "role", "stage")),
+        sql.SQL("{} AS score").format(CONTACT_SCORE),
+        *(sql.Identifier("c", column) for column in
+          ("account_id", "last_event_at", "last_active_at")),
+    ]
 )  # fmt: skip
 
 
@@ -146,7 +192,7 @@ class ContactItemSchema(Schema):
         allow_none=True, metadata={"description": "Buying role (B2B)", "enum": list(BUYING_ROLES)}
     )
     stage = fields.String(allow_none=True, metadata={"description": "Lifecycle stage"})
-    score = fields.Float(required=True)
+    score = fields.Float(required=True, metadata={"description": SCORE})
     account_id = fields.String(allow_none=True)
     last_event_at = fields.DateTime(
         required=True, metadata={"description": "The newest event of any kind about the contact"}

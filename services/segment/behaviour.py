@@ -194,6 +194,18 @@ class BehaviourThresholds:
 
 DEFAULT_THRESHOLDS = BehaviourThresholds()
 
+# The windows ``features`` counts events in (days).
+FEATURE_WINDOWS = (30.0, 90.0, 180.0, 365.0)
+# Features that are an age in days: they grow with time alone, so a rule's limit on one is a
+# horizon (docs/architecture.md "Time-driven evaluation").
+TIME_FEATURES = frozenset({"recency_days", "days_since_first", "first_order_days", "idle_days"})
+
+
+def horizon_days(t: BehaviourThresholds = DEFAULT_THRESHOLDS) -> frozenset[float]:
+    """Ages at which an event's passing can change the features or the customer types."""
+    limits = (t.new_days, t.loyal_max_recency_days, t.skeptic_min_days, t.lapsed_days)
+    return frozenset((*FEATURE_WINDOWS, *limits))
+
 
 # --- features -----------------------------------------------------------------------------------
 

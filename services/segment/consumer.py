@@ -17,6 +17,7 @@ from services.segment.apply import apply_touchpoints
 from services.segment.catalogue import queue_all
 from services.segment.derive import Checkpoint, derive_touched, queue_tombstone
 from services.segment.enrichment import Enricher
+from services.segment.tick import Ticker
 from services.segment.topics import Topics
 from shared.config import Settings
 from shared.db import create_pool
@@ -150,11 +151,20 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
             api_base=settings.wecom_api_base,
             rate=settings.wecom_rate,
         ).start()
+    # Time-driven evaluation beside the runner (every replica; rows are claimed, not shared).
+    ticker = Ticker(
+        pool,
+        lambda: tenants.tenants,
+        Topics.with_prefix(settings.kafka.topic_prefix),
+        interval_s=settings.segment_tick_s,
+        after_batch=outbox.drain_now,
+    ).start()
     outbox.start()
     try:
         announce_catalogues(settings, pool, tenants)
         runner.run()
     finally:
+        ticker.stop()
         if enricher is not None:
             enricher.stop()
         outbox.stop()

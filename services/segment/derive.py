@@ -10,22 +10,24 @@ the topic derives the same values. The statements are in store.py (reads, locks)
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import lru_cache
 
 from psycopg import Connection
 
-from services.segment import behaviour, store
+from services.segment import behaviour, risk, store
 from services.segment.catalogue import queue_catalogue
+from services.segment.due import horizon_days, next_due
 from services.segment.facts import AccountFacts, ContactFacts, EventFact, is_activity
 from services.segment.lifecycle.model import LifecycleModel, Transition, evaluate_account
 from services.segment.reach import reach
 from services.segment.risk import risk_flags
 from services.segment.roles import RoleGuess, infer_role
-from services.segment.scoring import account_score, score
+from services.segment.scoring import DEFAULT_SCORING, account_score, decayed, score
 from services.segment.segments import (
     Failures,
+    SegmentDef,
     disable_segments,
     load_segments,
     membership,
@@ -43,6 +45,43 @@ ENGAGED_DAYS = 90  # a buying role counts as engaged with an own action in this 
 
 
 Checkpoint = tuple[datetime, str]  # (event time, event id) of a touchpoint applied to a contact
+
+# What moved a stage (stage_history.moved_by, the stage change's ``moved_by``): a touchpoint, time
+# alone (the tick), a recompute, or staff through the admin API.
+MOVED_BY = ("event", "time", "recompute", "staff")
+
+
+@dataclass(frozen=True)
+class Watch:
+    """What a subject's next due instant is computed from (docs/architecture.md "Time-driven
+    evaluation"): the ages in days and the score thresholds its rules compare with."""
+
+    days: frozenset[float]
+    scores: frozenset[float]
+
+    def due(self, times: Iterable[datetime], now: datetime, score_now: float) -> datetime | None:
+        return next_due(times, now, self.days, score=score_now, score_limits=self.scores,
+                        half_life_days=DEFAULT_SCORING.half_life_days)  # fmt: skip
+
+
+def contact_watch(model: LifecycleModel, defined: Iterable[SegmentDef]) -> Watch:
+    found = model.horizons()
+    for segment in defined:
+        found = found | segment.condition.horizons()
+    return Watch(horizon_days(found, behaviour.horizon_days()), found.scores)
+
+
+def account_watch(model: LifecycleModel) -> Watch:
+    found = model.horizons()
+    return Watch(horizon_days(found, risk.horizon_days(), (ENGAGED_DAYS,)), found.scores)
+
+
+def score_now(stored: float | None, at: datetime | None, now: datetime) -> float:
+    """A stored score decayed from when it was derived to ``now`` (scores decay continuously,
+    between derivations too: docs/domain.md "Scoring")."""
+    if not stored or at is None:
+        return stored or 0.0
+    return decayed(stored, (now - at).total_seconds() / 86400.0, DEFAULT_SCORING.half_life_days)
 
 
 def load_history(conn: Connection, tenant_id: str, rows: list[dict], now: datetime | None = None):
@@ -65,6 +104,7 @@ def refresh_contacts(
     now: datetime | None = None,
     settle: bool = True,
     history: Mapping[str, list[EventFact]] | None = None,
+    moved_by: str = "event",
 ) -> set[str]:
     """Re-derive locked contact rows: role, score, stage, behaviour, segments; queue profiles.
 
@@ -74,7 +114,8 @@ def refresh_contacts(
     in time order, so a batch records the same transitions as one event at a time would.
     ``settle=False`` keeps each stage as it is (a manual override just set it): everything else
     is derived; the next evidence settles the stage again from there. ``history`` (from
-    ``load_history``, covering these rows) saves reading the events again.
+    ``load_history``, covering these rows) saves reading the events again. ``moved_by`` says what
+    moved the stages (``MOVED_BY``). Each row also gets its next due instant (``due_at``).
     """
     if not rows:
         return set()
@@ -89,11 +130,13 @@ def refresh_contacts(
     identities = store.contact_identities(conn, tenant.id, ids)
     accounts = store.accounts_of(conn, tenant.id, rows)
     writes = Writes(tenant.id)
+    watch = contact_watch(model, defined)
     for row in rows:
         account = accounts.get(row["account_id"]) if row["account_id"] else None
         _derive(writes, tenant, model, defined, row, history[row["contact_id"]], account,
                 now or row["last_event_at"], (checkpoints or {}).get(row["contact_id"], []),
-                topics, settle, identities.get(row["contact_id"], {}), failures)  # fmt: skip
+                topics, settle, identities.get(row["contact_id"], {}), failures, watch,
+                moved_by)  # fmt: skip
     writes.flush(conn)
     if failures and disable_segments(conn, tenant.id, failures):
         # The catalogue shows the segments just disabled (outreach records them in its audit log).
@@ -117,7 +160,7 @@ def _inferred_role(title: str | None, tags: tuple[str, ...]) -> RoleGuess | None
 
 
 def _derive(writes, tenant, model, defined, row, events, account_row, now, checkpoints, topics,
-            settle=True, identities=None, failures=None):  # fmt: skip
+            settle=True, identities=None, failures=None, watch=None, moved_by="event"):  # fmt: skip
     contact_id = row["contact_id"]
     # The contact's own window, whatever the batch read: a replay batched differently derives
     # the same.
@@ -144,7 +187,8 @@ def _derive(writes, tenant, model, defined, row, events, account_row, now, check
         seen = tuple(e for e in events if e.occurred_at <= at)
         facts = replace(base, stage=stage, score=score(seen, at), events=seen)
         for move in model.settle(facts, at):
-            record_move(writes, tenant, "contact", contact_id, model, move, at, event_id, topics)
+            record_move(writes, tenant, "contact", contact_id, model, move, at, event_id, topics,
+                        moved_by=moved_by)  # fmt: skip
             stage, since = move.to_stage, at
     new_score = score(events, now)
     facts = replace(base, stage=stage, score=new_score, events=tuple(events))
@@ -167,6 +211,9 @@ def _derive(writes, tenant, model, defined, row, events, account_row, now, check
         failures,
     )
     writes.memberships[contact_id] = (member_of, now)
+    times = [e.occurred_at for e in events]
+    times += [t for t in (row["created_at"], account_row and account_row["created_at"]) if t]
+    watch = watch or contact_watch(model, defined)
     writes.contacts[contact_id] = ContactDerived(
         role=guess.role if guess else None,
         role_confidence=guess.confidence if guess else None,
@@ -177,7 +224,11 @@ def _derive(writes, tenant, model, defined, row, events, account_row, now, check
         stage_since=since,
         behaviour=kinds,
         features=features,
+        due_at=watch.due(times, now, new_score),
     )
+    # A profile's version is when it was derived; never older than the last one published (the
+    # time tick derives at the wall clock, a later touchpoint may carry an older event time).
+    version = max(now, row.get("score_at") or now)
     profile = {
         "tenant_id": tenant.id,
         "contact_id": contact_id,
@@ -194,7 +245,7 @@ def _derive(writes, tenant, model, defined, row, events, account_row, now, check
         "behaviour": kinds,
         "segments": member_of,
         "last_event_at": row["last_event_at"].isoformat(),
-        "updated_at": row["last_event_at"].isoformat(),
+        "updated_at": version.isoformat(),
         **reach(events),
     }
     value = messages.encode_built(messages.PROFILE, profile)
@@ -222,9 +273,12 @@ def refresh_accounts(
     event_ids: Mapping[str, str | None],
     topics: Topics,
     history: Mapping[str, list[EventFact]] | None = None,
+    now: datetime | None = None,
+    moved_by: str = "event",
 ) -> set[str]:
     """Members' roles and stages, score roll-up, account stage and risk flags, for many accounts
-    in a few statements. ``event_ids`` names the touchpoint that caused each refresh.
+    in a few statements. ``event_ids`` names the touchpoint that caused each refresh. ``now``
+    defaults to each account's newest member evidence (the tick passes the wall clock).
 
     Returns the accounts whose view from their members (stage, roles, flags) changed: members'
     profiles and segment memberships depend on it.
@@ -239,24 +293,27 @@ def refresh_accounts(
     accounts = [a for a in accounts if members.get(a["account_id"])]
     if not accounts:
         return set()
-    newest = {a: max(m["last_event_at"] for m in ms) for a, ms in members.items()}
+    newest = {a: now or max(m["last_event_at"] for m in ms) for a, ms in members.items()}
     member_rows = [m for a in accounts for m in members[a["account_id"]]]
     missing = [m for m in member_rows if history is None or m["contact_id"] not in history]
     if missing:
-        history = {**(history or {}), **load_history(conn, tenant.id, missing)}
+        history = {**(history or {}), **load_history(conn, tenant.id, missing, now)}
     model = model_for(tenant, conn)
+    watch = account_watch(model)
     writes = Writes(tenant.id)
     changed = set()
     for account in accounts:
         account_id = account["account_id"]
         if _refresh_account(writes, tenant, model, account, members[account_id], history,
-                            newest[account_id], event_ids.get(account_id), topics):  # fmt: skip
+                            newest[account_id], event_ids.get(account_id), topics, watch,
+                            moved_by):  # fmt: skip
             changed.add(account_id)
     writes.flush(conn)
     return changed
 
 
-def _refresh_account(writes, tenant, model, account, members, history, now, event_id, topics):
+def _refresh_account(writes, tenant, model, account, members, history, now, event_id, topics,
+                     watch, moved_by):  # fmt: skip
     account_id = account["account_id"]
     since_window = now - timedelta(days=HISTORY_DAYS)
     # The history was read for the widest window of the batch; each account sees its own.
@@ -281,7 +338,7 @@ def _refresh_account(writes, tenant, model, account, members, history, now, even
         account_id=account_id,
         name=account["name"],
         stage=account["stage"],
-        score=account_score([m["score"] for m in members], 0.0),
+        score=account_score([score_now(m["score"], m["score_at"], now) for m in members], 0.0),
         roles_engaged=frozenset(engaged),
         members=len(members),
         attributes=account["attributes"],
@@ -291,7 +348,8 @@ def _refresh_account(writes, tenant, model, account, members, history, now, even
     stage, since = account["stage"], account["stage_since"]
     move = evaluate_account(model, facts, [m["stage"] for m in members], now)
     if move is not None:
-        record_move(writes, tenant, "account", account_id, model, move, now, event_id, topics)
+        record_move(writes, tenant, "account", account_id, model, move, now, event_id, topics,
+                    moved_by=moved_by)  # fmt: skip
         stage, since = move.to_stage, now
     flags = [
         {"flag": f.flag, "reason": f.reason, "since": f.since.isoformat() if f.since else None}
@@ -305,6 +363,9 @@ def _refresh_account(writes, tenant, model, account, members, history, now, even
         members=len(members),
         risk_flags=flags,
         refreshed_at=now,
+        due_at=watch.due(
+            [e.occurred_at for e in member_events] + [account["created_at"]], now, facts.score
+        ),
     )
     return (
         stage != account["stage"]
@@ -354,13 +415,16 @@ def refresh_members(
     *,
     topics: Topics,
     history: Mapping[str, list[EventFact]] | None = None,
+    now: datetime | None = None,
+    moved_by: str = "event",
 ) -> None:
     """Re-derive the members of ``accounts`` whose stage, roles or flags just changed: a member's
     profile carries its account's."""
     if not accounts:
         return
     members = store.members(conn, tenant.id, accounts)
-    refresh_contacts(conn, tenant, members, topics=topics, history=history)
+    refresh_contacts(conn, tenant, members, topics=topics, history=history, now=now,
+                     moved_by=moved_by)  # fmt: skip
 
 
 def record_move(
@@ -374,9 +438,12 @@ def record_move(
     event_id: str | None,
     topics: Topics,
     actor: str | None = None,
+    moved_by: str = "event",
 ) -> None:
+    if moved_by not in MOVED_BY:
+        raise ValueError(f"moved_by must be one of {', '.join(MOVED_BY)}, not {moved_by!r}")
     writes.transition(kind, subject_id, model.name, move.from_stage, move.to_stage, move.cause,
-                      event_id, at, actor)  # fmt: skip
+                      event_id, at, actor, moved_by)  # fmt: skip
     value = messages.encode_built(
         messages.STAGE_CHANGE,
         {
@@ -390,6 +457,7 @@ def record_move(
             "event_id": event_id,
             "changed_at": at.isoformat(),
             "actor": actor,
+            "moved_by": moved_by,
         },
     )
     writes.message(topics.stage_changes, f"{tenant.id}:{subject_id}", value)

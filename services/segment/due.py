@@ -43,11 +43,11 @@ def next_age_crossing(
     if later < len(times):
         best = times[later]
     for d in days:
+        span = timedelta(days=d)
         try:
-            span = timedelta(days=d)
             i = bisect_left(times, now - span)  # the oldest time still within ``d`` days
-        except OverflowError:  # a century window near year 1: nothing there ages out
-            continue
+        except OverflowError:  # the window reaches before year 1: every time is within it
+            i = 0
         if i < len(times):
             try:
                 at = times[i] + span + EPSILON

@@ -20,3 +20,11 @@ SEGMENTS_DISABLED = Counter(
     "Segments disabled because their rule failed while being evaluated, by tenant",
     ["tenant"],
 )
+
+# The time tick (services/segment/tick.py): contacts and accounts re-derived because their due
+# instant passed. Tenants are a bounded set; subject is contact or account.
+TICK_DERIVED = Counter(
+    "siyu_segment_tick_derived_total",
+    "Contacts and accounts the time tick re-derived, by tenant and subject kind",
+    ["tenant", "subject"],
+)

@@ -40,7 +40,8 @@ def override_stage(
     subject_id = row["contact_id" if kind == "contact" else "account_id"]
     move = Transition(row["stage"], stage, f"manual: {reason}")
     writes = Writes(tenant.id)
-    record_move(writes, tenant, kind, subject_id, model, move, now, None, topics, actor=actor)
+    record_move(writes, tenant, kind, subject_id, model, move, now, None, topics, actor=actor,
+                moved_by="staff")  # fmt: skip
     writes.flush(conn)
     store.set_stage(conn, tenant.id, kind, subject_id, stage, now)
     if kind == "contact":

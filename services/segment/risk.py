@@ -31,6 +31,7 @@ payment risk):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -176,6 +177,25 @@ DEFAULT_THRESHOLDS = RiskThresholds()
 
 
 # --- helpers ------------------------------------------------------------------------------------
+
+
+def horizon_days(t: RiskThresholds = DEFAULT_THRESHOLDS) -> frozenset[float]:
+    """Ages (of an event, a creation, an overdue invoice) at which a flag can change with time
+    alone: the windows and limits of the rules below (docs/architecture.md "Time-driven
+    evaluation")."""
+    return frozenset(
+        {
+            t.inactive_days,
+            t.new_days,
+            t.churn_window_days,
+            t.churn_window_days + t.churn_baseline_days,
+            t.churn_signal_days,
+            float(math.ceil(t.overdue_min_days)),  # compared in whole days
+            t.payment_lookback_days,
+            t.growing_window_days,
+            2 * t.growing_window_days,
+        }
+    )
 
 
 def _days(delta: timedelta) -> float:

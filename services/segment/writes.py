@@ -31,6 +31,7 @@ class ContactDerived:
     stage_since: datetime | None
     behaviour: list[str]
     features: dict[str, Any]
+    due_at: datetime | None = None  # when time alone may change this (services/segment/due.py)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class AccountDerived:
     members: int
     risk_flags: list[dict[str, Any]]
     refreshed_at: datetime
+    due_at: datetime | None = None
 
 
 @dataclass
@@ -64,9 +66,10 @@ class Writes:
         event_id: str | None,
         at: datetime,
         actor: str | None,
+        moved_by: str,
     ) -> None:
         self.history.append(
-            (kind, subject_id, model, from_stage, to_stage, cause, event_id, at, actor)
+            (kind, subject_id, model, from_stage, to_stage, cause, event_id, at, actor, moved_by)
         )
 
     def message(self, topic: str, key: str, value: bytes) -> None:
@@ -95,10 +98,10 @@ class Writes:
 def _insert_history(conn: Connection, tenant_id: str, rows: list[tuple]) -> None:
     conn.execute(
         "INSERT INTO stage_history (tenant_id, subject_kind, subject_id, model, from_stage, "
-        "to_stage, cause, event_id, changed_at, actor) "
-        "SELECT %s, k, s, m, f, t, c, e, a, r FROM unnest(%b::text[], %b::text[], %b::text[], "
-        "%b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::text[]) "
-        "WITH ORDINALITY AS u(k, s, m, f, t, c, e, a, r, n) ORDER BY n",
+        "to_stage, cause, event_id, changed_at, actor, moved_by) "
+        "SELECT %s, k, s, m, f, t, c, e, a, r, b FROM unnest(%b::text[], %b::text[], %b::text[], "
+        "%b::text[], %b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::text[], "
+        "%b::text[]) WITH ORDINALITY AS u(k, s, m, f, t, c, e, a, r, b, n) ORDER BY n",
         (tenant_id, *columns(rows)),
     )
 
@@ -106,17 +109,19 @@ def _insert_history(conn: Connection, tenant_id: str, rows: list[tuple]) -> None
 def _update_contacts(conn: Connection, tenant_id: str, derived: dict[str, ContactDerived]):
     rows = [
         (cid, d.role, d.role_confidence, d.role_source, d.score, d.score_at, d.stage,
-         d.stage_since, Jsonb(d.behaviour), Jsonb(d.features))
+         d.stage_since, Jsonb(d.behaviour), Jsonb(d.features), d.due_at)
         for cid, d in derived.items()
     ]  # fmt: skip
     conn.execute(
         "UPDATE contacts c SET role = u.role, role_confidence = u.confidence, "
         "role_source = u.source, score = u.score, score_at = u.score_at, stage = u.stage, "
         "stage_since = u.since, "
-        "behaviour = ARRAY(SELECT jsonb_array_elements_text(u.behaviour)), features = u.features "
+        "behaviour = ARRAY(SELECT jsonb_array_elements_text(u.behaviour)), features = u.features, "
+        "due_at = u.due_at "
         "FROM unnest(%b::text[], %b::text[], %b::real[], %b::text[], %b::float8[], "
-        "%b::timestamptz[], %b::text[], %b::timestamptz[], %b::jsonb[], %b::jsonb[]) "
-        "AS u(id, role, confidence, source, score, score_at, stage, since, behaviour, features) "
+        "%b::timestamptz[], %b::text[], %b::timestamptz[], %b::jsonb[], %b::jsonb[], "
+        "%b::timestamptz[]) AS u(id, role, confidence, source, score, score_at, stage, since, "
+        "behaviour, features, due_at) "
         "WHERE c.tenant_id = %s AND c.contact_id = u.id",
         (*columns(rows), tenant_id),
     )
@@ -146,16 +151,16 @@ def _store_memberships(
 def _update_accounts(conn: Connection, tenant_id: str, derived: dict[str, AccountDerived]):
     rows = [
         (aid, d.stage, d.stage_since, d.score, Jsonb(d.roles_engaged), d.members,
-         Jsonb(d.risk_flags), d.refreshed_at)
+         Jsonb(d.risk_flags), d.refreshed_at, d.due_at)
         for aid, d in derived.items()
     ]  # fmt: skip
     conn.execute(
         "UPDATE accounts a SET stage = u.stage, stage_since = u.since, score = u.score, "
         "roles_engaged = ARRAY(SELECT jsonb_array_elements_text(u.roles)), members = u.members, "
-        "risk_flags = u.flags, refreshed_at = u.at "
+        "risk_flags = u.flags, refreshed_at = u.at, due_at = u.due_at "
         "FROM unnest(%b::text[], %b::text[], %b::timestamptz[], %b::float8[], %b::jsonb[], "
-        "%b::int[], %b::jsonb[], %b::timestamptz[]) "
-        "AS u(id, stage, since, score, roles, members, flags, at) "
+        "%b::int[], %b::jsonb[], %b::timestamptz[], %b::timestamptz[]) "
+        "AS u(id, stage, since, score, roles, members, flags, at, due_at) "
         "WHERE a.tenant_id = %s AND a.account_id = u.id",
         (*columns(rows), tenant_id),
     )

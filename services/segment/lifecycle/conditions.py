@@ -26,6 +26,31 @@ class Funnel(Protocol):
 _DAY = timedelta(days=1)
 
 
+@dataclass(frozen=True)
+class Horizons:
+    """What time alone can change in a condition (docs/architecture.md "Time-driven evaluation"):
+    ``days``, the windows and limits an event's (or creation's) age is compared with; ``scores``,
+    the score thresholds a decaying score may cross; ``attributes``, (name, limit) of numeric
+    attribute tests, which matter when the attribute is a derived age in days (behaviour.py
+    ``TIME_FEATURES``)."""
+
+    days: frozenset[float] = frozenset()
+    scores: frozenset[float] = frozenset()
+    attributes: frozenset[tuple[str, float]] = frozenset()
+
+    def __or__(self, other: Horizons) -> Horizons:
+        return Horizons(
+            self.days | other.days, self.scores | other.scores, self.attributes | other.attributes
+        )
+
+
+NO_HORIZONS = Horizons()
+
+
+def _limits(*values: float | None) -> frozenset[float]:
+    return frozenset(float(v) for v in values if v is not None)
+
+
 def require_aware(now: datetime) -> None:
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("now must be timezone-aware")
@@ -99,6 +124,10 @@ class Condition:
         """(relative path, stage name) of every ``stage_at_least`` inside."""
         return iter(())
 
+    def horizons(self) -> Horizons:
+        """The limits whose crossing by time alone may change whether this holds."""
+        return NO_HORIZONS
+
 
 @dataclass(frozen=True)
 class AllCondition(Condition):
@@ -115,6 +144,9 @@ class AllCondition(Condition):
                 return None
             reasons.append(why)
         return " and ".join(reasons)
+
+    def horizons(self) -> Horizons:
+        return _union(c.horizons() for c in self.conditions)
 
     def stage_refs(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
         for i, c in enumerate(self.conditions):
@@ -136,6 +168,9 @@ class AnyCondition(Condition):
                 return why
         return None
 
+    def horizons(self) -> Horizons:
+        return _union(c.horizons() for c in self.conditions)
+
     def stage_refs(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
         for i, c in enumerate(self.conditions):
             for path, stage in c.stage_refs():
@@ -151,6 +186,9 @@ class NotCondition(Condition):
 
     def _check(self, ctx: Context) -> str | None:
         return None if self.condition._check(ctx) is not None else self.describe()
+
+    def horizons(self) -> Horizons:
+        return self.condition.horizons()
 
     def stage_refs(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
         for path, stage in self.condition.stage_refs():
@@ -216,6 +254,16 @@ class EventCondition(Condition):
             return f"{self._label(count)} with {self.sum} sum {_fmt(total)} >= {_fmt(self.gte)}"
         return self._label(count)
 
+    def horizons(self) -> Horizons:
+        return Horizons(days=_limits(self.within_days, self.older_than_days))
+
+
+def _union(parts: Iterator[Horizons]) -> Horizons:
+    found = NO_HORIZONS
+    for part in parts:
+        found = found | part
+    return found
+
 
 MISSING = object()
 
@@ -263,6 +311,9 @@ class AttributeCondition(Condition):
                 return f"attribute {self.name} = {_fmt(value)} ({_range_text(self.gte, self.lte)})"
         return self.describe() if ok else None
 
+    def horizons(self) -> Horizons:
+        return Horizons(attributes=frozenset((self.name, v) for v in _limits(self.gte, self.lte)))
+
 
 @dataclass(frozen=True)
 class TagCondition(Condition):
@@ -290,6 +341,9 @@ class ScoreCondition(Condition):
             return None
         return f"score {_fmt(score)} ({_range_text(self.gte, self.lte)})"
 
+    def horizons(self) -> Horizons:
+        return Horizons(scores=_limits(self.gte, self.lte))
+
 
 @dataclass(frozen=True)
 class AccountCondition(Condition):
@@ -306,6 +360,9 @@ class AccountCondition(Condition):
             return None
         why = self.condition._check(Context(account, ctx.now, ctx.model))
         return None if why is None else f"account {why}"
+
+    def horizons(self) -> Horizons:
+        return self.condition.horizons()
 
     def stage_refs(self) -> Iterator[tuple[tuple[str | int, ...], str]]:
         for path, stage in self.condition.stage_refs():
@@ -369,6 +426,9 @@ class DaysSinceLastEventCondition(Condition):
             return None
         shown = _fmt(math.floor(days * 10) / 10)
         return f"{shown} days since {since} ({_range_text(self.gte, self.lte)})"
+
+    def horizons(self) -> Horizons:
+        return Horizons(days=_limits(self.gte, self.lte))
 
 
 @dataclass(frozen=True)

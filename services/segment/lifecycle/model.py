@@ -31,7 +31,13 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from services.segment.facts import AccountFacts, ContactFacts
-from services.segment.lifecycle.conditions import Condition, Context, require_aware
+from services.segment.lifecycle.conditions import (
+    NO_HORIZONS,
+    Condition,
+    Context,
+    Horizons,
+    require_aware,
+)
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,13 @@ class LifecycleModel:
     def flagged(self, flag: str) -> tuple[str, ...]:
         """The stages that declare ``flag``, in order."""
         return tuple(name for name, flags in self.stage_flags if flag in flags)
+
+    def horizons(self) -> Horizons:
+        """What time alone can change in the model's stage and regress rules."""
+        found = NO_HORIZONS
+        for rule in (*self.stages, *self.regress):
+            found = found | rule.when.horizons()
+        return found
 
     def position(self, stage: str | None) -> int | None:
         """Funnel index of a stage; None for side stages, unknown names and None."""

@@ -322,6 +322,37 @@ def test_contact_detail(people):
     _error(people.call("GET", "/contacts/c_nobody", "viewer"), 404, "not_found")
 
 
+def test_scores_are_served_decayed_to_the_time_of_the_response(people):
+    """Scores decay between derivations too (docs/domain.md "Scoring"): 60 days of a 30-day
+    half-life leave a quarter, in the detail, the list, the filter and the account."""
+    li = people.contact("李工")
+    with psycopg.connect(people.settings.database_url,
+                         options=f"-c search_path={people.segment_schema}") as conn:  # fmt: skip
+        conn.execute(
+            "UPDATE contacts SET score = 40, score_at = now() - interval '60 days' "
+            "WHERE contact_id = %s",
+            (li,),
+        )
+        conn.execute(
+            "UPDATE accounts SET score = 8, refreshed_at = now() - interval '30 days' "
+            "WHERE account_id = (SELECT account_id FROM contacts WHERE contact_id = %s)",
+            (li,),
+        )
+    body = _ok(people.call("GET", f"/contacts/{li}", "viewer"))
+    assert body["score"] == pytest.approx(10.0, abs=0.01)
+    assert body["account"]["score"] == pytest.approx(4.0, abs=0.01)
+    (listed,) = [c for c in _walk(people, "/contacts") if c["contact_id"] == li]
+    assert listed["score"] == pytest.approx(10.0, abs=0.01)
+    assert "李工" in _names(people, min_score=9.9)
+    assert "李工" not in _names(people, min_score=10.1)
+    account = _ok(people.call("GET", f"/accounts/{body['account_id']}", "viewer"))
+    assert account["score"] == pytest.approx(4.0, abs=0.01)
+    (row,) = [a for a in _walk(people, "/accounts") if a["account_id"] == body["account_id"]]
+    assert row["score"] == pytest.approx(4.0, abs=0.01)
+    members = [m for ms in account["members_by_role"].values() for m in ms]
+    assert [m["score"] for m in members if m["contact_id"] == li] == [pytest.approx(10.0, abs=0.01)]
+
+
 def test_a_merged_contact_is_404_with_where_it_went(people):
     li = people.contact("李工")
     merged = people.seg(
