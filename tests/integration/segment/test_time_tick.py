@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from services.segment.tick import tick
+from services.segment.tick import Ticker, tick
 from services.segment.topics import Topics
 from shared import messages
 from shared.kafka.producer import create_producer
@@ -65,7 +65,7 @@ def test_an_idle_customer_moves_with_time_alone(segment, kafka):
             openid="oWang",
             unionid="uWang",
             attributes={"event_key": "CASES"},
-        )  # fmt: skip
+        )
         for i in range(10)
     ]
     signed = tp(30, "biz.contract.signed", minutes=0, crm_id="C-9",
@@ -121,3 +121,26 @@ def test_an_idle_customer_moves_with_time_alone(segment, kafka):
     assert by_time[0]["subject_id"] == lapsed["contact_id"]
     assert by_time[0]["event_id"] is None
     assert all(c["moved_by"] == "event" for c in changes if c not in by_time)
+
+
+def test_the_consumer_s_ticker_runs_the_tick_on_its_timer(segment, kafka):
+    """The timer the segment consumer starts (services/segment/consumer.py), with an injected
+    clock: an idle B2C customer's decayed score reaches its due instant without any call."""
+    order = tp(40, "biz.order.paid", tenant="bloom", crm_id="B-1",
+               attributes={"amount": 99, "currency": "CNY"})  # fmt: skip
+    send(kafka, [order])
+    with RunnerThread(segment.runner("ticker")):
+        wait_until(lambda: segment.count("events") == 1, message="the order applied")
+    (due,) = segment.rows("SELECT due_at FROM contacts")[0]
+    assert due is not None
+    ticks = []
+    ticker = Ticker(segment.pool, lambda: TENANTS.tenants, Topics.with_prefix(kafka.topic_prefix),
+                    interval_s=0.05, clock=lambda: due,
+                    after_batch=lambda: ticks.append(1))  # fmt: skip
+    ticker.start()
+    try:
+        wait_until(lambda: ticks, message="a tick re-derived the due contact")
+        (score_at, next_due) = segment.rows("SELECT score_at, due_at FROM contacts")[0]
+        assert score_at == due and next_due > due
+    finally:
+        ticker.stop()
