@@ -118,6 +118,12 @@ def seed(dsn: str, segment_schema: str) -> None:
         for batch in (JOURNEY, EXTRA[:3], EXTRA[3:], CHAIN[:2], CHAIN[2:], BLOOM):
             with pool.connection() as conn:
                 apply_batch(conn, TENANTS, batch, topics)
+        # The journeys happened in November 2026; the API serves scores decayed to the time of
+        # the response. Read as derived just now, the filters' thresholds below hold whatever the
+        # date the suite runs (the decay itself: test_scores_are_served_decayed_...).
+        with pool.connection() as conn:
+            conn.execute("UPDATE contacts SET score_at = now()")
+            conn.execute("UPDATE accounts SET refreshed_at = now()")
     finally:
         pool.close()
 
