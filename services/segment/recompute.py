@@ -89,8 +89,7 @@ def _tenant(settings: Settings, tenant_id: str) -> Tenant:
     return found
 
 
-def _walk_partition(walk: Walk, k: int, pool, report: Callable[[int], None]) -> int:
-    tenant = _tenant(walk.settings, walk.tenant)
+def _walk_partition(walk: Walk, k: int, pool, tenant: Tenant, report: Callable[[int], None]):
     topics = Topics.with_prefix(walk.settings.kafka.topic_prefix)
 
     def evaluate(conn, tenant_, rows) -> int:
@@ -111,12 +110,14 @@ def _worker(walk: Walk, k: int, reports, go, stop) -> None:
     install_privacy_key(settings.privacy_key)  # as siyu/cli.py does for every process
     configure_logging(settings.log_level, process=f"segment-recompute-{k}")
     try:
+        tenant = _tenant(settings, walk.tenant)
         pool = create_pool(settings.require_database(), name=f"segment-recompute-{k}",
                            schema=walk.schema, timeouts=NO_TIMEOUTS, max_size=1)  # fmt: skip
     except Exception as exc:
         reports.put(("failed", k, f"{type(exc).__name__}: {exc}"))
         raise
     try:
+        pool.wait()  # connected before it says it is ready
         reports.put(("ready", k, 0))
         while not go.wait(POLL_S) and not stop.is_set():
             pass
@@ -128,7 +129,7 @@ def _worker(walk: Walk, k: int, reports, go, stop) -> None:
             if stop.is_set():
                 raise _Stopped
 
-        reports.put(("done", k, _walk_partition(walk, k, pool, report)))
+        reports.put(("done", k, _walk_partition(walk, k, pool, tenant, report)))
     except _Stopped:
         reports.put(("failed", k, "stopped"))
     except BaseException as exc:
@@ -160,7 +161,7 @@ def run(
                                schema=walk.schema, timeouts=NO_TIMEOUTS, max_size=1)  # fmt: skip
         try:
             t0 = time.perf_counter()
-            done = _walk_partition(walk, 0, pool, progress)
+            done = _walk_partition(walk, 0, pool, _tenant(walk.settings, walk.tenant), progress)
             return Recomputed(done, 0.0, time.perf_counter() - t0)
         finally:
             if own:
@@ -202,6 +203,7 @@ def _run_processes(walk: Walk, progress, idle) -> Recomputed:
                 done[k] = value
             else:
                 failed[k] = value
+        walk_ended = time.perf_counter()  # not the workers' exit below
     finally:
         if failed or len(done) < len(workers):  # a failure, or this process was interrupted
             stop.set()
@@ -215,14 +217,15 @@ def _run_processes(walk: Walk, progress, idle) -> Recomputed:
         for w in workers:
             if w.is_alive():
                 w.terminate()  # its open transaction rolls back
-            w.join(10)
+            if w.pid is not None:  # started
+                w.join(10)
         reports.close()
     if failed:
         why = "; ".join(f"worker {k}: {v}" for k, v in sorted(failed.items()) if v != "stopped")
         raise RecomputeFailed(f"recompute of {walk.tenant} failed ({why}); contacts derived "
                               "so far are kept, run it again to finish")  # fmt: skip
     started = walk_started or t0
-    return Recomputed(sum(done.values()), started - t0, time.perf_counter() - started)
+    return Recomputed(sum(done.values()), started - t0, walk_ended - started)
 
 
 def _last_words(reports, failed: dict[int, str], timeout: float = POLL_S) -> None:
