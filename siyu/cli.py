@@ -244,11 +244,18 @@ def segment_consume(metrics_port: int, metrics_host: str) -> None:
 @segment.command("recompute")
 @click.option("--tenant", required=True, help="Tenant id.")
 @click.option("--batch", type=int, default=500, show_default=True, help="Contacts per transaction.")
-def segment_recompute(tenant: str, batch: int) -> None:
-    """Re-derive every contact of a tenant (stages, scores, segments); safe while consuming."""
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes, each re-deriving its share of the contacts [default: the cores].",
+)
+def segment_recompute(tenant: str, batch: int, workers: int | None) -> None:
+    """Re-derive every contact of a tenant (stages, scores, segments) on every core; safe while
+    consuming."""
     from services.segment.recompute import main as recompute
 
-    _run_process(SEGMENT_RECOMPUTE, recompute, tenant=tenant, batch=batch)
+    _run_process(SEGMENT_RECOMPUTE, recompute, tenant=tenant, batch=batch, workers=workers)
 
 
 @main.group()

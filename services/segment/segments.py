@@ -285,19 +285,27 @@ def recompute(
     evaluate: Callable[[Connection, Any, list[dict]], int],
     batch: int = 500,
     progress: ProgressFn | None = None,
+    partition: tuple[int, int] | None = None,
 ) -> int:
     """Walk all contacts of a tenant in keyset batches, one transaction each.
 
     Rows locked by the consumer are skipped (``SKIP LOCKED``): it is refreshing them right now,
-    with fresher facts than ours. Returns the number of contacts evaluated.
+    with fresher facts than ours. ``partition`` ``(k, n)`` walks only partition ``k`` of ``n``, a
+    hash of the contact id: every contact is in exactly one, so one process per partition covers
+    the tenant once (services/segment/recompute.py). Returns the number of contacts evaluated.
     """
+    k, n = partition or (0, 1)
+    if not (n >= 1 and 0 <= k < n):
+        raise ValueError(f"partition {k} of {n}")
     done, after = 0, ""
     while True:
         with conn_factory() as conn, conn.transaction():
+            # The hash is cast to bigint first: abs() of the int4 -2^31 overflows.
             rows = conn.execute(
                 "SELECT * FROM contacts WHERE tenant_id = %s AND contact_id > %s "
+                "AND abs(hashtext(contact_id)::bigint) %% %s = %s "
                 "ORDER BY contact_id LIMIT %s FOR UPDATE SKIP LOCKED",
-                (tenant.id, after, batch),
+                (tenant.id, after, n, k, batch),
             ).fetchall()
             if not rows:
                 return done

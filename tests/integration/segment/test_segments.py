@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
 
+from services.segment.recompute import RecomputeFailed, Walk, run
 from services.segment.recompute import main as recompute_main
 from services.segment.segments import SegmentError, save_segment
-from tests.integration.segment.test_consumer import JOURNEY, Segment, send
+from shared.errors import ConfigError, UnknownTenant
+from tests.integration.segment.test_consumer import JOURNEY, Segment, send, tp
 from tests.kafka_helpers import RunnerThread, read_topic, wait_until
 
 TECH_EXAMINING = {
@@ -60,6 +63,81 @@ def test_membership_follows_events_and_recompute_fills_new_segments(segment, kaf
     assert recompute_main(segment.settings, tenant="acme", batch=2, schema=segment.schema) == 0
     assert members(segment, "deciders") == {"王总"}
     assert members(segment, "tech-examining") == {"李工"}
+
+
+# Twenty more people beside the journey's: enough that both of two partitions get some.
+VISITORS = [tp(100 + i, "oa.subscribe", minutes=i, openid=f"oVisitor{i}") for i in range(20)]
+
+
+def test_recompute_on_two_workers_derives_each_contact_once_as_one_does(segment, kafka, capsys):
+    define(segment, "tech-examining", TECH_EXAMINING)
+    send(kafka, JOURNEY + VISITORS)
+    with RunnerThread(segment.runner("g-seg-workers")):
+        wait_until(lambda: segment.count("events") == 8 + len(VISITORS))
+    define(segment, "deciders", DECIDERS)  # empty until a recompute
+    contacts = segment.count("contacts")
+    partitions = segment.rows(
+        "SELECT abs(hashtext(contact_id)::bigint) %% 2 AS k, count(*) FROM contacts GROUP BY 1"
+    )
+    assert len(partitions) == 2, "the test needs contacts in both partitions"
+
+    def derived():  # scores decay with the clock: equal to a tolerance (two runs, two clocks)
+        rows = segment.rows(
+            "SELECT contact_id, role, stage, score, behaviour, "
+            "array(SELECT segment_id FROM segment_members m WHERE m.contact_id = c.contact_id "
+            "      ORDER BY 1) FROM contacts c ORDER BY 1"
+        )
+        return [(*r[:3], pytest.approx(r[3], abs=0.01), *r[4:]) for r in rows]
+
+    printed = {}
+    for workers in (1, 2):
+        segment.rows("DELETE FROM segment_members WHERE segment_id = 'deciders' RETURNING 1")
+        capsys.readouterr()
+        code = recompute_main(
+            segment.settings, tenant="acme", batch=3, schema=segment.schema, workers=workers
+        )
+        assert code == 0
+        out = capsys.readouterr().out.splitlines()  # log lines too, here
+        said = [line for line in out if "re-derived" in line or line.startswith("  segment ")]
+        printed[workers] = (said, derived())
+    assert printed[2] == printed[1]
+    assert printed[2][0] == [
+        f"{contacts} contacts of acme re-derived",
+        "  segment deciders: 1 members",
+        "  segment tech-examining: 1 members",
+    ]
+    assert members(segment, "deciders") == {"王总"}
+
+    # Each contact once, in exactly one partition, at the walk's one clock.
+    now = datetime.now(UTC)
+    walk = Walk(segment.settings, "acme", schema=segment.schema, batch=3, workers=2, now=now)
+    batches = []
+    result = run(walk, progress=batches.append)
+    assert result.contacts == contacts
+    assert sum(batches) == contacts
+    assert segment.rows("SELECT count(*) FROM contacts WHERE score_at = %s", now) == [(contacts,)]
+
+
+def failing_batch(conn, tenant, rows, now, topics) -> int:
+    """A worker's batch that fails (module level: spawned workers import it by name)."""
+    raise RuntimeError("boom")
+
+
+def test_a_failing_worker_stops_the_recompute_and_says_why(segment):
+    segment.rows(
+        "INSERT INTO contacts (tenant_id, contact_id, created_at, last_event_at) "
+        "SELECT 'acme', 'c_' || g, now(), now() FROM generate_series(1, 40) g RETURNING 1"
+    )
+    walk = Walk(segment.settings, "acme", schema=segment.schema, workers=2, evaluate=failing_batch)
+    with pytest.raises(RecomputeFailed, match="RuntimeError: boom"):
+        run(walk)
+
+
+def test_recompute_of_an_unknown_tenant_fails_before_any_work(segment):
+    with pytest.raises(UnknownTenant, match="unknown tenant 'nobody'"):
+        recompute_main(segment.settings, tenant="nobody", schema=segment.schema, workers=2)
+    with pytest.raises(ConfigError, match="at least 1"):
+        recompute_main(segment.settings, tenant="acme", schema=segment.schema, workers=0)
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ COMMANDS = [
     ["ingest", "serve"],
     ["segment"],
     ["segment", "consume"],
+    ["segment", "recompute"],
     ["outreach"],
     ["outreach", "worker"],
     ["api"],
@@ -114,3 +115,25 @@ def test_processes_with_peoples_data_refuse_to_start_without_a_privacy_key(
     assert "SIYU_PRIVACY_KEY must be set" in result.output
     monkeypatch.setenv("SIYU_PRIVACY_KEY", "short")  # a weak key is refused too
     assert "SIYU_PRIVACY_KEY must be set" in CliRunner().invoke(main, argv).output
+
+
+@pytest.mark.parametrize("workers", ["0", "-1"])
+def test_recompute_refuses_fewer_than_one_worker(workers):
+    result = CliRunner().invoke(
+        main, ["segment", "recompute", "--tenant", "acme", "--workers", workers]
+    )
+    assert result.exit_code == 2
+    assert "Invalid value for '--workers'" in result.output
+    assert "x>=1" in result.output
+
+
+def test_recompute_of_an_unknown_tenant_is_one_clear_line(monkeypatch):
+    """Refused before any database or broker is needed (none is reachable here)."""
+    monkeypatch.setenv("SIYU_TENANTS", str(DEMO_TENANTS_PATH))
+    monkeypatch.setenv("SIYU_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("SIYU_KAFKA_BOOTSTRAP", "127.0.0.1:1")
+    result = CliRunner().invoke(
+        main, ["segment", "recompute", "--tenant", "nobody", "--workers", "2"]
+    )
+    assert result.exit_code == 1
+    assert "unknown tenant 'nobody'" in result.output
