@@ -100,6 +100,7 @@ class OutboxDrainer:
         self._producer: KafkaProducer | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
     def _get_producer(self) -> KafkaProducer:
@@ -134,13 +135,25 @@ class OutboxDrainer:
                     self._get_producer()
                 except Exception as exc:  # the broker is away: the first drain retries
                     self._failed(None, exc)
-        while not self._stop.wait(self.interval_s):
+        while not self._stop.is_set():
+            self._wake.wait(self.interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
             try:
                 self.drain_now()
             except (psycopg.Error, PoolTimeout) as exc:  # the database is away: next tick
                 log.warning("outbox_drain_failed", drainer=self.name, error=str(exc)[:300])
             except PoolClosed:
                 return
+
+    def publish_soon(self) -> None:
+        """Publish what is queued: at once on the drainer's thread when it runs (the caller goes
+        on meanwhile: a consumer's next batch), else in the calling thread."""
+        if self._thread is not None and self._thread.is_alive():
+            self._wake.set()
+        else:
+            self.drain_now()
 
     def start(self) -> OutboxDrainer:
         self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
@@ -149,6 +162,7 @@ class OutboxDrainer:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(10)
         with self._lock:

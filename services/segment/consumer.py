@@ -57,9 +57,10 @@ def make_process(
         # sent without waiting for each answer; fewer round trips per batch.
         with pool.connection() as conn, conn.transaction(), conn.pipeline():
             apply_batch(conn, tenants, [item.payload for item in batch], topics)
-        # Stage changes and profiles were queued in the same transaction; send them now. If the
-        # broker is away they stay queued for the outbox's timer or a later batch.
-        outbox.drain_now()
+        # Stage changes and profiles were queued in the same transaction; send them now, on the
+        # drainer's thread when it runs, so the next batch does not wait for the broker's acks.
+        # If the broker is away they stay queued for the outbox's timer or a later batch.
+        outbox.publish_soon()
 
     return process
 
@@ -157,7 +158,7 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
         lambda: tenants.tenants,
         Topics.with_prefix(settings.kafka.topic_prefix),
         interval_s=settings.segment_tick_s,
-        after_batch=outbox.drain_now,
+        after_batch=outbox.publish_soon,
     ).start()
     outbox.start()
     try:

@@ -183,14 +183,17 @@ def _derive(writes, tenant, model, defined, row, events, account_row, now, check
         steps.append((now, steps[-1][1]))
     if not settle:
         steps = []
+    at_score = None  # the score at the last step
     for at, event_id in steps:
         seen = tuple(e for e in events if e.occurred_at <= at)
-        facts = replace(base, stage=stage, score=score(seen, at), events=seen)
+        at_score = score(seen, at)
+        facts = replace(base, stage=stage, score=at_score, events=seen)
         for move in model.settle(facts, at):
             record_move(writes, tenant, "contact", contact_id, model, move, at, event_id, topics,
                         moved_by=moved_by)  # fmt: skip
             stage, since = move.to_stage, at
-    new_score = score(events, now)
+    # The last step is ``now`` and saw every event: its score is the contact's.
+    new_score = at_score if steps and steps[-1][0] == now else score(events, now)
     facts = replace(base, stage=stage, score=new_score, events=tuple(events))
     # Behaviour (RFM, engagement, interests) is how B2C contacts are grouped; B2B contacts get the
     # features too (ops may filter on them) but are grouped by company and role.

@@ -54,7 +54,7 @@ class RecomputeFailed(SiyuError):
 
 
 def derive_batch(conn: Connection, tenant: Tenant, rows: list[dict], now: datetime, topics: Topics):
-    refresh_contacts(conn, tenant, rows, topics=topics, now=now)
+    refresh_contacts(conn, tenant, rows, topics=topics, now=now, moved_by="recompute")
     return len(rows)
 
 

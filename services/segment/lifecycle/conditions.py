@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any, Protocol
 
 from services.segment.facts import AccountFacts, ContactFacts, EventFact, is_activity
@@ -195,6 +196,7 @@ class NotCondition(Condition):
             yield ("not", *path), stage
 
 
+@lru_cache(maxsize=1024)  # a rule's types, checked for every event of every contact
 def _type_matcher(types: tuple[str, ...]):
     exact = frozenset(t for t in types if not t.endswith(".*"))
     prefixes = tuple(t[:-1] for t in types if t.endswith(".*"))
