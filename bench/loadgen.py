@@ -1,7 +1,9 @@
-"""A closed-loop HTTP/1.1 load generator (asyncio, keep-alive) for loopback benchmarks.
+"""HTTP/1.1 load generators (asyncio, keep-alive) for loopback benchmarks.
 
-Each of ``concurrency`` connections sends the next prepared request as soon as the previous
-answer arrived, for a fixed time; latencies are measured per request. Loopback only.
+Closed loop (``run``): each of ``concurrency`` connections sends the next prepared request as
+soon as the previous answer arrived, for a fixed time; latencies are measured per request.
+Paced (``run_paced``): request i leaves at i / rate, whatever the answers, so a rate can be
+asked for. Loopback only.
 """
 
 from __future__ import annotations
@@ -93,6 +95,45 @@ def run(host: str, port: int, requests: list[bytes], *, concurrency=32, warmup_s
     if host not in ("127.0.0.1", "localhost", "::1"):
         raise ValueError("the load generator only targets loopback")
     return asyncio.run(_run(host, port, requests, concurrency, warmup_s, seconds))
+
+
+async def _run_paced(host, port, requests, rate, concurrency) -> Result:
+    result = Result()
+    queue = iter(enumerate(requests))
+    start = time.perf_counter()
+
+    async def worker() -> None:
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            for i, request in queue:  # shared: each request is taken by one connection
+                if (delay := start + i / rate - time.perf_counter()) > 0:
+                    await asyncio.sleep(delay)
+                sent = time.perf_counter()
+                writer.write(request)
+                try:
+                    status = await _read_response(reader)
+                except (asyncio.IncompleteReadError, ConnectionError):
+                    result.errors += 1
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
+                    continue
+                result.requests += 1
+                result.statuses[status] = result.statuses.get(status, 0) + 1
+                result.latencies_ms.append((time.perf_counter() - sent) * 1000)
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def run_paced(host: str, port: int, requests: list[bytes], *, rate: float, concurrency=32):
+    """Send every request, request i at i / ``rate`` s from the start (a late one as soon as a
+    connection is free: at most ``concurrency`` in flight); ``seconds`` is the whole run."""
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError("the load generator only targets loopback")
+    return asyncio.run(_run_paced(host, port, requests, rate, concurrency))
 
 
 def http_post(host: str, port: int, path: str, body: bytes, content_type: str) -> bytes:
