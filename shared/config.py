@@ -205,6 +205,7 @@ class Settings:
             session_timeout_ms=_env_int(env, "SIYU_KAFKA_SESSION_TIMEOUT_MS", 45000),
             heartbeat_interval_ms=_env_int(env, "SIYU_KAFKA_HEARTBEAT_INTERVAL_MS", 3000),
             max_poll_interval_ms=_env_int(env, "SIYU_KAFKA_MAX_POLL_INTERVAL_MS", 300000),
+            fetch_max_wait_ms=_env_int(env, "SIYU_KAFKA_FETCH_MAX_WAIT_MS", 500),
             max_batch=max(1, _env_int(env, "SIYU_KAFKA_MAX_BATCH", 2000)),
             # 1 (a ratio never exceeded) and 0 turn the checks off.
             dlq_max_ratio=min(1.0, _env_float(env, "SIYU_DLQ_MAX_RATIO", 0.5)),

@@ -17,7 +17,7 @@ from shared.devstack.lock import DevLock, DevStackInfo
 from shared.devstack.postgres import EmbeddedPostgres, local_dsn
 from shared.devstack.readiness import wait_ready
 from shared.devstack.supervisor import ChildSpec, Supervisor
-from shared.kafka.tansu import GROUP_TIMINGS_ENV
+from shared.kafka.tansu import DEV_TIMINGS_ENV
 from shared.kafka.topics import ensure_topics
 from shared.migrations import migrate_all
 from shared.privacy import DEV_PRIVACY_KEY, PRIVACY_KEY_ENV
@@ -26,7 +26,7 @@ from siyu.processes import PROCESSES, Process, by_name
 
 # Fast consumer-group joins on the embedded broker (shared/kafka/tansu.py); production keeps
 # Kafka's defaults.
-DEV_KAFKA_ENV = GROUP_TIMINGS_ENV
+DEV_KAFKA_ENV = DEV_TIMINGS_ENV
 # gunicorn boots its workers in about a second here; far more means a service is stuck.
 READY_TIMEOUT_S = 60
 

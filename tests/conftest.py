@@ -24,7 +24,7 @@ from shared.devstack.broker import EmbeddedBroker
 from shared.devstack.ports import free_port
 from shared.devstack.postgres import EmbeddedPostgres
 from shared.kafka.settings import KafkaSettings
-from shared.kafka.tansu import GROUP_TIMINGS
+from shared.kafka.tansu import FETCH_TIMINGS, GROUP_TIMINGS
 from shared.migrations import migrate_service
 from shared.privacy import PRIVACY_KEY_ENV, install_privacy_key
 
@@ -102,9 +102,14 @@ def unique() -> str:
 @pytest.fixture
 def kafka(stack, unique) -> KafkaSettings:
     """Settings whose topics are private to this test (prefix), 3 partitions each; fast group
-    joins, which the embedded broker needs (shared/kafka/tansu.py) and Kafka allows."""
+    joins and short fetch waits, which the embedded broker needs (shared/kafka/tansu.py) and
+    Kafka allows."""
     return KafkaSettings(
-        bootstrap=stack.bootstrap, topic_prefix=f"t{unique}.", partitions=3, **GROUP_TIMINGS
+        bootstrap=stack.bootstrap,
+        topic_prefix=f"t{unique}.",
+        partitions=3,
+        **GROUP_TIMINGS,
+        **FETCH_TIMINGS,
     )
 
 

@@ -20,6 +20,9 @@ class KafkaSettings:
     session_timeout_ms: int = 45000
     heartbeat_interval_ms: int = 3000
     max_poll_interval_ms: int = 300000
+    # How long the broker may hold a fetch when no record is there (Kafka's default; see
+    # shared/kafka/tansu.py for the embedded broker's).
+    fetch_max_wait_ms: int = 500
     # Records a consumer applies per transaction: larger batches amortise the per-batch reads
     # and account refreshes (bench/segment.py: 500 -> 2000 is ~1.7x the rate).
     max_batch: int = 2000

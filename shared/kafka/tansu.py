@@ -39,7 +39,21 @@ GROUP_TIMINGS = {
     "heartbeat_interval_ms": 1000,
     "max_poll_interval_ms": 10000,
 }
-GROUP_TIMINGS_ENV = {f"SIYU_KAFKA_{k.upper()}": str(v) for k, v in GROUP_TIMINGS.items()}
+
+
+# --- 4. Fetch wait -----------------------------------------------------------------------------
+# Tansu holds a consumer's fetch for its whole fetch.max.wait.ms (500 ms in kafka-python) even
+# when a record arrives meanwhile: with the default, a record waits about 100 ms on average and
+# up to 500 ms before its consumer sees it. Apache Kafka answers a fetch as soon as
+# fetch.min.bytes (1 byte) is there. Dev and tests wait 20 ms (more fetch requests while idle,
+# harmless on either broker); production keeps Kafka's default (SIYU_KAFKA_FETCH_MAX_WAIT_MS).
+
+FETCH_TIMINGS = {"fetch_max_wait_ms": 20}
+
+# What `siyu dev` and the tests set for the embedded broker (2 and 4 above), as environment.
+DEV_TIMINGS_ENV = {
+    f"SIYU_KAFKA_{k.upper()}": str(v) for k, v in {**GROUP_TIMINGS, **FETCH_TIMINGS}.items()
+}
 
 
 # --- 3. Persistence ----------------------------------------------------------------------------

@@ -61,7 +61,7 @@ def env_for(dsn: str, kafka: KafkaSettings, **extra: str) -> dict[str, str]:
         **os.environ, **DEMO_SECRETS,
         "SIYU_DATABASE_URL": dsn, "SIYU_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "SIYU_TOPIC_PREFIX": kafka.topic_prefix, "SIYU_KAFKA_PARTITIONS": str(kafka.partitions),
-        **tansu.GROUP_TIMINGS_ENV, "SIYU_KAFKA_MAX_BATCH": "200",
+        **tansu.DEV_TIMINGS_ENV, "SIYU_KAFKA_MAX_BATCH": "200",
         "SIYU_WECOM_ENRICH": "0", "SIYU_LOG_LEVEL": "WARNING",
         "SIYU_TENANTS": str(DEMO_TENANTS_PATH), **extra,
     }  # fmt: skip

@@ -25,7 +25,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.devstack.ports import free_port
-from shared.kafka.tansu import GROUP_TIMINGS_ENV
+from shared.kafka.tansu import DEV_TIMINGS_ENV
 from shared.kafka.topics import ensure_topics
 from shared.tenants import DEMO_SECRETS, DEMO_TENANTS_PATH, load_tenants
 from tests.deploy.kustomize import build
@@ -252,7 +252,7 @@ def test_every_metric_the_alerts_and_the_dashboard_name_is_exported(
         **os.environ, **DEMO_SECRETS,
         "SIYU_DATABASE_URL": database, "SIYU_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "SIYU_TOPIC_PREFIX": kafka.topic_prefix, "SIYU_KAFKA_PARTITIONS": str(kafka.partitions),
-        **GROUP_TIMINGS_ENV, "SIYU_HOME": str(tmp_path / "home"),
+        **DEV_TIMINGS_ENV, "SIYU_HOME": str(tmp_path / "home"),
         "SIYU_WECOM_API_BASE": fake.base_url, "SIYU_WECHAT_API_BASE": fake.oa_base_url,
         "SIYU_LINK_SECRET": "monitoring-test-link-secret", "SIYU_LOG_LEVEL": "WARNING",
         "SIYU_TENANTS": str(DEMO_TENANTS_PATH),

@@ -24,7 +24,7 @@ from shared.envelope import decode_touchpoint
 from shared.kafka.consumer import ConsumerRunner, DeadLetterQueue, create_consumer
 from shared.kafka.dlq_limit import DlqLimit, DlqLimitExceeded
 from shared.kafka.producer import Record, create_producer, publish
-from shared.kafka.tansu import GROUP_TIMINGS_ENV
+from shared.kafka.tansu import DEV_TIMINGS_ENV
 from shared.kafka.topics import OUTREACH_DLQ, PROFILES, TOUCHPOINTS, TOUCHPOINTS_DLQ, ensure_topics
 from shared.migrations import migrate_service
 from shared.tenants import DEMO_TENANTS_PATH
@@ -143,7 +143,7 @@ def test_siyu_segment_consume_exits_non_zero_at_the_limit(kafka, producer, segme
     topic = kafka.topic(TOUCHPOINTS)
     publish(producer, [Record(topic, KEY, b"garbage %d" % i) for i in range(5)])
     env = {
-        **os.environ, **GROUP_TIMINGS_ENV,
+        **os.environ, **DEV_TIMINGS_ENV,
         "SIYU_DATABASE_URL": segment_database, "SIYU_KAFKA_BOOTSTRAP": kafka.bootstrap,
         "SIYU_TOPIC_PREFIX": kafka.topic_prefix, "SIYU_WECOM_ENRICH": "0",
         "SIYU_DLQ_MAX_CONSECUTIVE": "2", "SIYU_TENANTS": str(DEMO_TENANTS_PATH),

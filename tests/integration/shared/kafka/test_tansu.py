@@ -8,6 +8,7 @@ embedded broker of its own (a shared cluster cannot be stopped): it is about Tan
 
 from __future__ import annotations
 
+import statistics
 import time
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -110,3 +111,54 @@ def test_the_embedded_broker_loses_everything_when_it_stops(tmp_path, unique):
         assert tansu.after_restart(kafka) == []  # nothing lost since: nothing to create
     finally:
         broker.stop()
+
+
+def _delivery_ms(bootstrap: str, topic: str, group: str, wait_ms: int) -> float:
+    """Median ms from a record's acknowledged send to a polling consumer seeing it."""
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=group,
+                             auto_offset_reset="earliest", fetch_max_wait_ms=wait_ms,
+                             **tansu.GROUP_TIMINGS)  # fmt: skip
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    seen: dict[bytes, float] = {}
+
+    def poll_until(key: bytes) -> None:
+        deadline = time.monotonic() + 30
+        while key not in seen:
+            for records in consumer.poll(timeout_ms=50).values():
+                for r in records:
+                    seen[r.value] = time.perf_counter()
+            assert time.monotonic() < deadline, "never delivered"
+
+    try:
+        warm = f"{group}-warm".encode()
+        producer.send(topic, warm, partition=0).get(timeout=10)
+        poll_until(warm)
+        delays = []
+        for i in range(15):
+            for records in consumer.poll(timeout_ms=37 * (i % 5)).values():  # between fetches
+                for r in records:
+                    seen[r.value] = time.perf_counter()
+            key = f"{group}-{i}".encode()
+            sent = time.perf_counter()
+            producer.send(topic, key, partition=0).get(timeout=10)
+            poll_until(key)
+            delays.append((seen[key] - sent) * 1000)
+        return statistics.median(delays)
+    finally:
+        producer.close()
+        consumer.close()
+
+
+def test_a_fetch_is_held_for_its_whole_wait(stack, unique):
+    """Tansu answers a fetch only when fetch.max.wait.ms is up, even if a record arrived
+    meanwhile; Apache Kafka answers at once. With the workaround's wait a record is seen soon on
+    both."""
+    tp = one_partition_topic(stack.bootstrap, f"t{unique}.fetch", 1)
+    held = _delivery_ms(stack.bootstrap, tp.topic, f"g-held-{unique}", 500)
+    short = _delivery_ms(stack.bootstrap, tp.topic, f"g-short-{unique}",
+                         tansu.FETCH_TIMINGS["fetch_max_wait_ms"])  # fmt: skip
+    # Relative, not a wall-clock bound: a loaded machine slows both alike.
+    if stack.embedded_broker:
+        assert held > 3 * short
+    else:
+        assert held < 3 * short + 50
