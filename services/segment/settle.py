@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from psycopg import Connection
@@ -219,7 +219,10 @@ def _run(group, mode, model, record, history_days, engaged_days) -> None:
     for (at, event_id), contact_id in checkpoints:
         member = group.members[contact_id]
         until = (at, event_id)
-        view = _account_at(group, until, history_days, engaged_days) if account else None
+        # One view of the account at this instant: its own evaluation below reads its business
+        # events; a member's conditions see it without them, as they see the stored account.
+        then = _account_at(group, until, history_days, engaged_days) if account else None
+        view = replace(then, events=()) if then else None
         row = member.row
         seen = tuple(member.window(until, history_days))
         facts = ContactFacts(
@@ -238,18 +241,16 @@ def _run(group, mode, model, record, history_days, engaged_days) -> None:
             record("contact", contact_id, move, at, event_id or None)
             member.state = (move.to_stage, at)
         if account is not None:
-            facts = _account_at(group, until, history_days, engaged_days, business=True)
             stages = [m.state[0] for m in group.members.values() if m.present(until)]
-            move = evaluate_account(model, facts, stages, at)
+            move = evaluate_account(model, then, stages, at)
             if move is not None:
                 record("account", account["account_id"], move, at, event_id or None)
                 group.account_state = (move.to_stage, at)
 
 
-def _account_at(group, until, history_days, engaged_days, *, business=False) -> AccountFacts:
+def _account_at(group, until, history_days, engaged_days) -> AccountFacts:
     """The account as it stood at checkpoint ``until``: members present then, their roles
-    engaged in the window ending then, their scores then; with ``business``, its members'
-    business events then."""
+    engaged in the window ending then, their scores then, their business events then."""
     account = group.account
     at = until[0]
     windows = {c: m.window(until, history_days) for c, m in group.members.items()}
@@ -259,11 +260,9 @@ def _account_at(group, until, history_days, engaged_days, *, business=False) -> 
         for c, m in group.members.items()
         if m.role and any(e.occurred_at >= since and is_activity(e) for e in windows[c])
     )
-    events: tuple[EventFact, ...] = ()
-    if business:
-        events = tuple(
-            sorted((e for w in windows.values() for e in w if e.type.startswith("biz.")), key=_key)
-        )
+    events = tuple(
+        sorted((e for w in windows.values() for e in w if e.type.startswith("biz.")), key=_key)
+    )
     return AccountFacts(
         account_id=account["account_id"],
         name=account["name"],
