@@ -59,6 +59,7 @@ class _Batch:
             conn, tenant_id, sorted({k for tp in touchpoints if (k := _account_key(tp))})
         )
         self.events: list[tuple] = []
+        self.first_seen: dict[IdentityKey, datetime] = {}  # the earliest evidence of each
 
     def erased_subject(self, identities: list[IdentityKey], tp: Touchpoint) -> bool:
         """A person erased after this touchpoint was received: a replay or a redelivery of
@@ -83,6 +84,11 @@ class _Batch:
         )
         for identity in plan.link:
             self.known[identity] = plan.contact_id
+        for identity in identities:
+            seen = self.first_seen.get(identity)
+            self.first_seen[identity] = (
+                tp.occurred_at if seen is None else min(seen, tp.occurred_at)
+            )
         if plan.merge:
             merged = set(plan.merge)
             for identity, contact in self.known.items():
@@ -144,6 +150,8 @@ def apply_touchpoints(
             _side_effects(conn, tp, plan.contact_id, account_id)
             changed.append((tp, Applied(plan.contact_id, account_id, plan.merge)))
     batch.flush()
+    # An identity was first seen at its earliest evidence, whatever order it arrived in.
+    store.lower_first_seen(conn, tenant_id, batch.first_seen)
     return changed
 
 

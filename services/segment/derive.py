@@ -33,6 +33,7 @@ from services.segment.segments import (
     membership,
     segment_facts,
 )
+from services.segment.settle import State, settle_touched
 from services.segment.tenant_model import model_for
 from services.segment.topics import Topics
 from services.segment.writes import AccountDerived, ContactDerived, Writes
@@ -105,6 +106,7 @@ def refresh_contacts(
     settle: bool = True,
     history: Mapping[str, list[EventFact]] | None = None,
     moved_by: str = "event",
+    settled: Mapping[str, State] | None = None,
 ) -> set[str]:
     """Re-derive locked contact rows: role, score, stage, behaviour, segments; queue profiles.
 
@@ -115,7 +117,9 @@ def refresh_contacts(
     ``settle=False`` keeps each stage as it is (a manual override just set it): everything else
     is derived; the next evidence settles the stage again from there. ``history`` (from
     ``load_history``, covering these rows) saves reading the events again. ``moved_by`` says what
-    moved the stages (``MOVED_BY``). Each row also gets its next due instant (``due_at``).
+    moved the stages (``MOVED_BY``). ``settled`` are stages already settled in event time with
+    their accounts (settle.py): written as they are. Each row also gets its next due instant
+    (``due_at``).
     """
     if not rows:
         return set()
@@ -136,7 +140,7 @@ def refresh_contacts(
         _derive(writes, tenant, model, defined, row, history[row["contact_id"]], account,
                 now or row["last_event_at"], (checkpoints or {}).get(row["contact_id"], []),
                 topics, settle, identities.get(row["contact_id"], {}), failures, watch,
-                moved_by)  # fmt: skip
+                moved_by, (settled or {}).get(row["contact_id"]))  # fmt: skip
     writes.flush(conn)
     if failures and disable_segments(conn, tenant.id, failures):
         # The catalogue shows the segments just disabled (outreach records them in its audit log).
@@ -160,7 +164,8 @@ def _inferred_role(title: str | None, tags: tuple[str, ...]) -> RoleGuess | None
 
 
 def _derive(writes, tenant, model, defined, row, events, account_row, now, checkpoints, topics,
-            settle=True, identities=None, failures=None, watch=None, moved_by="event"):  # fmt: skip
+            settle=True, identities=None, failures=None, watch=None, moved_by="event",
+            settled=None):  # fmt: skip
     contact_id = row["contact_id"]
     # The contact's own window, whatever the batch read: a replay batched differently derives
     # the same.
@@ -183,6 +188,8 @@ def _derive(writes, tenant, model, defined, row, events, account_row, now, check
         steps.append((now, steps[-1][1]))
     if not settle:
         steps = []
+    if settled is not None:  # settled in event time with its account (settle.py)
+        (stage, since), steps = settled, []
     at_score = None  # the score at the last step
     for at, event_id in steps:
         seen = tuple(e for e in events if e.occurred_at <= at)
@@ -278,9 +285,11 @@ def refresh_accounts(
     history: Mapping[str, list[EventFact]] | None = None,
     now: datetime | None = None,
     moved_by: str = "event",
+    settled: Mapping[str, State] | None = None,
 ) -> set[str]:
     """Members' roles and stages, score roll-up, account stage and risk flags, for many accounts
-    in a few statements. ``event_ids`` names the touchpoint that caused each refresh. ``now``
+    in a few statements. ``event_ids`` names the touchpoint that caused each refresh; ``settled``
+    are stages already settled in event time at each member checkpoint (settle.py). ``now``
     defaults to each account's newest member evidence (the tick passes the wall clock).
 
     Returns the accounts whose view from their members (stage, roles, flags) changed: members'
@@ -309,14 +318,14 @@ def refresh_accounts(
         account_id = account["account_id"]
         if _refresh_account(writes, tenant, model, account, members[account_id], history,
                             newest[account_id], event_ids.get(account_id), topics, watch,
-                            moved_by):  # fmt: skip
+                            moved_by, (settled or {}).get(account_id)):  # fmt: skip
             changed.add(account_id)
     writes.flush(conn)
     return changed
 
 
 def _refresh_account(writes, tenant, model, account, members, history, now, event_id, topics,
-                     watch, moved_by):  # fmt: skip
+                     watch, moved_by, settled=None):  # fmt: skip
     account_id = account["account_id"]
     since_window = now - timedelta(days=HISTORY_DAYS)
     # The history was read for the widest window of the batch; each account sees its own.
@@ -325,7 +334,8 @@ def _refresh_account(writes, tenant, model, account, members, history, now, even
         for m in members
     }
     member_events = sorted(
-        (e for events in own.values() for e in events), key=lambda e: (e.occurred_at, e.type)
+        (e for events in own.values() for e in events),
+        key=lambda e: (e.occurred_at, e.event_id or "", e.type),
     )
     engaged_since = now - timedelta(days=ENGAGED_DAYS)
     engaged = sorted(
@@ -349,7 +359,11 @@ def _refresh_account(writes, tenant, model, account, members, history, now, even
         created_at=account["created_at"],
     )
     stage, since = account["stage"], account["stage_since"]
-    move = evaluate_account(model, facts, [m["stage"] for m in members], now)
+    move = None
+    if settled is None:
+        move = evaluate_account(model, facts, [m["stage"] for m in members], now)
+    else:  # settled in event time at each member checkpoint (settle.py)
+        stage, since = settled
     if move is not None:
         record_move(writes, tenant, "account", account_id, model, move, now, event_id, topics,
                     moved_by=moved_by)  # fmt: skip
@@ -380,12 +394,24 @@ def _refresh_account(writes, tenant, model, account, members, history, now, even
 def derive_touched(
     conn: Connection, tenant: Tenant, touched: Mapping[str, list[Checkpoint]], topics: Topics
 ) -> None:
-    """After a batch is applied: the touched contacts, then their accounts, each once; then,
-    for the accounts whose stage, roles or flags changed, their members' profiles and segments
-    (their own stages were settled at their checkpoints, so no checkpoints then)."""
+    """After a batch is applied: the stages of the touched contacts and their accounts, settled
+    together in event time at every checkpoint (settle.py; late evidence re-settles what it
+    affects: docs/domain.md "Event time and replay"); then the touched and re-settled contacts,
+    then their accounts, each once; then, for the accounts whose stage, roles or flags changed,
+    their members' profiles and segments (stages are settled at checkpoints only, not then)."""
     locked = store.lock_with_members(conn, tenant.id, touched)
-    history = load_history(conn, tenant.id, locked)  # read once for all three steps
-    rows = store.contacts(conn, tenant.id, touched)
+    history = load_history(conn, tenant.id, locked)  # read once for all steps
+    model = model_for(tenant, conn)
+    writes = Writes(tenant.id)
+
+    def record(kind: str, subject_id: str, move: Transition, at: datetime, event_id):
+        record_move(writes, tenant, kind, subject_id, model, move, at, event_id, topics)
+
+    settled = settle_touched(conn, tenant.id, tenant.mode, model, touched, history, record,
+                             contact_role, history_days=HISTORY_DAYS,
+                             engaged_days=ENGAGED_DAYS)  # fmt: skip
+    writes.flush(conn)
+    rows = store.contacts(conn, tenant.id, set(touched) | settled.resettled)
     accounts = refresh_contacts(
         conn,
         tenant,
@@ -393,6 +419,7 @@ def derive_touched(
         checkpoints=touched,
         topics=topics,
         history=history,
+        settled=settled.contacts,
     )
     latest: dict[str, Checkpoint] = {}  # each account's newest touchpoint: the cause of a move
     for r in locked:
@@ -407,8 +434,9 @@ def derive_touched(
         event_ids={a: cp[1] for a, cp in latest.items()},
         topics=topics,
         history=history,
+        settled=settled.accounts,
     )
-    refresh_members(conn, tenant, changed, topics=topics, history=history)
+    refresh_members(conn, tenant, changed, topics=topics, history=history, settle=False)
 
 
 def refresh_members(
@@ -420,14 +448,16 @@ def refresh_members(
     history: Mapping[str, list[EventFact]] | None = None,
     now: datetime | None = None,
     moved_by: str = "event",
+    settle: bool = True,
 ) -> None:
     """Re-derive the members of ``accounts`` whose stage, roles or flags just changed: a member's
-    profile carries its account's."""
+    profile carries its account's. ``settle=False`` keeps their stages (the consumer settled
+    them at their checkpoints, in event time)."""
     if not accounts:
         return
     members = store.members(conn, tenant.id, accounts)
     refresh_contacts(conn, tenant, members, topics=topics, history=history, now=now,
-                     moved_by=moved_by)  # fmt: skip
+                     moved_by=moved_by, settle=settle)  # fmt: skip
 
 
 def record_move(

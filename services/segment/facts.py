@@ -34,6 +34,9 @@ class EventFact:
     type: str  # an envelope type, e.g. "biz.order.paid"
     occurred_at: datetime  # timezone-aware
     attributes: dict[str, Any] = field(default_factory=dict)
+    # The stored event's id, when read from the store: equal times are ordered by it
+    # (docs/domain.md "Event time and replay"). Not part of the fact's value.
+    event_id: str | None = field(default=None, compare=False)
 
 
 def is_activity(event: EventFact) -> bool:

@@ -53,6 +53,22 @@ def apply_resolution(
         )
 
 
+def lower_first_seen(
+    conn: Connection, tenant_id: str, first_seen: dict[tuple[str, str], datetime]
+) -> None:
+    """Identities seen earlier than their stored first_seen (a late event) take the earlier
+    time (docs/domain.md "Event time and replay")."""
+    if not first_seen:
+        return
+    kinds, values, times = columns([(k, v, at) for (k, v), at in sorted(first_seen.items())])
+    conn.execute(
+        "UPDATE identities i SET first_seen = u.t "
+        "FROM unnest(%s::text[], %s::text[], %s::timestamptz[]) AS u(k, v, t) "
+        "WHERE i.tenant_id = %s AND i.kind = u.k AND i.value = u.v AND i.first_seen > u.t",
+        (kinds, values, times, tenant_id),
+    )
+
+
 def merge_contact(
     conn: Connection, tenant_id: str, source: str, target: str, *, at, event_id: str, cause: str
 ) -> None:
@@ -277,17 +293,21 @@ def custom_model(conn: Connection, tenant_id: str, name: str) -> dict | None:
 def contact_events(
     conn: Connection, tenant_id: str, contact_ids: list[str], since: datetime, limit: int
 ) -> dict[str, list[EventFact]]:
-    """{contact: its newest ``limit`` events since ``since``, oldest first}."""
+    """{contact: its newest ``limit`` events since ``since``, oldest first (equal times by event
+    id: docs/domain.md "Event time and replay")}."""
     rows = conn.execute(
-        "SELECT contact_id, type, occurred_at, attributes FROM ("
-        "  SELECT *, row_number() OVER (PARTITION BY contact_id ORDER BY occurred_at DESC) AS n"
+        "SELECT contact_id, event_id, type, occurred_at, attributes FROM ("
+        "  SELECT *, row_number() OVER (PARTITION BY contact_id "
+        "                               ORDER BY occurred_at DESC, event_id DESC) AS n"
         "  FROM events WHERE tenant_id = %s AND contact_id = ANY(%s) AND occurred_at >= %s"
-        ") e WHERE n <= %s ORDER BY occurred_at, type",
+        ") e WHERE n <= %s ORDER BY occurred_at, event_id",
         (tenant_id, contact_ids, since, limit),
     ).fetchall()
     by_contact: dict[str, list[EventFact]] = {c: [] for c in contact_ids}
     for r in rows:
-        by_contact[r["contact_id"]].append(EventFact(r["type"], r["occurred_at"], r["attributes"]))
+        by_contact[r["contact_id"]].append(
+            EventFact(r["type"], r["occurred_at"], r["attributes"], r["event_id"])
+        )
     return by_contact
 
 
@@ -549,3 +569,53 @@ def attribute_keys(conn: Connection, tenant_id: str, table: str) -> list[str]:
         (tenant_id,),
     ).fetchall()
     return [r["k"] for r in rows]
+
+
+# --------------------------------------------------------------------------------------------
+# Re-settling after late evidence (services/segment/settle.py)
+
+
+def stage_histories(
+    conn: Connection, tenant_id: str, kind: str, subject_ids: list[str]
+) -> dict[str, list[dict]]:
+    """{subject: its stage_history rows, in the order they were recorded}."""
+    found: dict[str, list[dict]] = {s: [] for s in subject_ids}
+    if not subject_ids:
+        return found
+    for r in conn.execute(
+        "SELECT id, subject_id, to_stage, event_id, changed_at, actor FROM stage_history "
+        "WHERE tenant_id = %s AND subject_kind = %s AND subject_id = ANY(%s) ORDER BY id",
+        (tenant_id, kind, sorted(subject_ids)),
+    ):
+        found[r["subject_id"]].append(r)
+    return found
+
+
+def delete_transitions(conn: Connection, tenant_id: str, ids: list[int]) -> None:
+    """Drop derived transitions that a re-settle records again."""
+    if ids:
+        conn.execute(
+            "DELETE FROM stage_history WHERE tenant_id = %s AND id = ANY(%s) AND actor IS NULL",
+            (tenant_id, sorted(ids)),
+        )
+
+
+def set_settled_account(conn: Connection, tenant_id: str, contact_ids: list[str]) -> None:
+    """The contacts' stages are now settled with the account they belong to."""
+    if contact_ids:
+        conn.execute(
+            "UPDATE contacts SET settled_account = account_id "
+            "WHERE tenant_id = %s AND contact_id = ANY(%s)",
+            (tenant_id, sorted(contact_ids)),
+        )
+
+
+def settle_rows(conn: Connection, tenant_id: str, contact_ids: Iterable[str]) -> list[dict]:
+    """What settling stages in event time reads of contacts (locked by the caller), in id
+    order."""
+    return conn.execute(
+        "SELECT contact_id, account_id, settled_account, stage, stage_since, role, "
+        "role_override, title, tags, attributes, created_at FROM contacts "
+        "WHERE tenant_id = %s AND contact_id = ANY(%s) ORDER BY contact_id",
+        (tenant_id, sorted(contact_ids)),
+    ).fetchall()

@@ -63,6 +63,8 @@ def env_for(dsn: str, kafka: KafkaSettings, **extra: str) -> dict[str, str]:
         "SIYU_TOPIC_PREFIX": kafka.topic_prefix, "SIYU_KAFKA_PARTITIONS": str(kafka.partitions),
         **tansu.DEV_TIMINGS_ENV, "SIYU_KAFKA_MAX_BATCH": "200",
         "SIYU_WECOM_ENRICH": "0", "SIYU_LOG_LEVEL": "WARNING",
+        # The time tick stands still: a replay is compared with what the event log alone gives.
+        "SIYU_SEGMENT_TICK_S": "86400",
         "SIYU_TENANTS": str(DEMO_TENANTS_PATH), **extra,
     }  # fmt: skip
 
@@ -86,17 +88,14 @@ def segment_state(dsn: str, schema: str = "segment") -> dict[str, list[tuple]]:
                           "ORDER BY 1"),
             "identities": q("SELECT kind, value, contact_id FROM identities ORDER BY 1, 2"),
             "events": q("SELECT event_id, contact_id, type FROM events ORDER BY 1, 2"),
-            # Not the account's stage: it is evaluated once per batch, at the batch's newest
-            # evidence, and moves forward only; a windowed account rule can hold at one
-            # run's evaluation points and at none of another's (seen: 3 of 173 accounts at
-            # examination vs comparison). Known limit, see the README.
-            "accounts": q("SELECT account_id, name, roles_engaged, members, "
+            # Stages and their history are settled in event time, whatever the batching
+            # (docs/domain.md "Event time and replay").
+            "accounts": q("SELECT account_id, name, stage, stage_since, roles_engaged, members, "
                           "risk_flags::text FROM accounts ORDER BY 1"),
             "segments": q("SELECT segment_id, contact_id FROM segment_members ORDER BY 1, 2"),
-            # Stage history is not compared: accounts are re-evaluated once per batch that
-            # touches a member, so the steps of a move driven by account facts (and the event
-            # named as its cause) depend on how records were batched and interleaved. Where
-            # every contact and account ends up is compared above.
+            "stage_history": q("SELECT subject_kind, subject_id, model, from_stage, to_stage, "
+                               "cause, event_id, changed_at, actor FROM stage_history "
+                               "ORDER BY 1, 2, 8, 7, 5"),
         }  # fmt: skip
 
 

@@ -268,7 +268,9 @@ def test_account_stage_override_then_members_move_it_on(people):
     assert got["account_id"] == account
     assert got["stage"] == "comparison"
     assert _moves(got["stage_history"]) == [
-        (None, "examination", None),
+        # Evaluated at each member's event: attention at the first, examination at the trial.
+        (None, "attention", None),
+        ("attention", "examination", None),
         ("examination", "comparison", people.ids["operator"]),
     ]
     assert got["stage_history"][-1]["cause"] == "manual: second vendor in play"
@@ -291,7 +293,8 @@ def test_account_stage_override_then_members_move_it_on(people):
     detail = _ok(people.call("GET", f"/accounts/{account}", "viewer"))
     assert detail["stage"] == "examination"
     assert _moves(detail["stage_history"]) == [
-        (None, "examination", None),
+        (None, "attention", None),
+        ("attention", "examination", None),
         ("examination", "comparison", people.ids["operator"]),
         ("comparison", "examination", None),
     ]

@@ -487,8 +487,10 @@ def test_account_detail_members_by_role_and_coverage(people):
     assert coverage["ratio"] == pytest.approx(1 / len(BUYING_ROLES))
     assert body["attributes"] == {"industry": "machinery", "size": "200-500"}
     assert [(f["flag"], bool(f["reason"])) for f in body["risk_flags"]] == [("new", True)]
+    # Evaluated at each member's event: attention at the first, examination at the trial.
     assert [(h["from_stage"], h["to_stage"]) for h in body["stage_history"]] == [
-        (None, "examination")
+        (None, "attention"),
+        ("attention", "examination"),
     ]
     assert body["stage"] == "examination"
     assert body["stage_since"]
