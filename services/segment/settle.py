@@ -30,7 +30,7 @@ from services.segment import store
 from services.segment.facts import AccountFacts, ContactFacts, EventFact, is_activity
 from services.segment.lifecycle.model import LifecycleModel, Transition, evaluate_account
 from services.segment.roles import RoleGuess
-from services.segment.scoring import account_score, score
+from services.segment.scoring import DEFAULT_SCORING, account_score, age_days, decayed, score
 
 Key = tuple[datetime, str]  # (occurred_at, event id): the order of checkpoints, ties included
 State = tuple[str | None, datetime | None]  # (stage, since)
@@ -54,12 +54,39 @@ class _Member:
     events: list[EventFact]  # oldest first, by (occurred_at, event id)
     keys: list[Key]
     state: State
+    # Caches of what the account's view reads at every checkpoint of the group (the account is
+    # evaluated at each, so reading every member's window each time cost O(checkpoints x events)).
+    _scores: dict[tuple[int, int], tuple[float, datetime]] = field(default_factory=dict)
+    _active: list[Key] | None = None
+
+    def _bounds(self, until: Key, days: int) -> tuple[int, int]:
+        first = bisect_left(self.keys, (until[0] - timedelta(days=days), ""))
+        return first, bisect_right(self.keys, until)
 
     def window(self, until: Key, days: int) -> list[EventFact]:
         """The events up to checkpoint ``until`` (an event at the same time with a greater id
         comes after it), back ``days`` days."""
-        first = bisect_left(self.keys, (until[0] - timedelta(days=days), ""))
-        return self.events[first : bisect_right(self.keys, until)]
+        first, last = self._bounds(until, days)
+        return self.events[first:last]
+
+    def score_at(self, until: Key, days: int) -> float | None:
+        """``score(window, at)`` (None: an empty window), from the running value at the
+        window's newest event, decayed to ``at`` exactly as ``score`` does."""
+        bounds = self._bounds(until, days)
+        if bounds[0] == bounds[1]:
+            return None
+        if bounds not in self._scores:
+            newest = self.events[bounds[1] - 1].occurred_at
+            self._scores[bounds] = (score(self.events[bounds[0] : bounds[1]], newest), newest)
+        value, newest = self._scores[bounds]
+        return decayed(value, age_days(newest, until[0]), DEFAULT_SCORING.half_life_days)
+
+    def engaged(self, until: Key, since: datetime) -> bool:
+        """An own action at or after ``since``, up to checkpoint ``until``."""
+        if self._active is None:
+            self._active = [_key(e) for e in self.events if is_activity(e)]
+        i = bisect_right(self._active, until)
+        return i > 0 and self._active[i - 1][0] >= since
 
     def present(self, until: Key) -> bool:
         return bool(self.keys) and self.keys[0] <= until
@@ -74,6 +101,20 @@ class _Group:
     start: Key = (datetime.max, "")
     late: bool = False
     account_state: State = (None, None)
+    _business: tuple[list[Key], list[EventFact]] | None = None  # members' biz.*, in order
+
+    def business(self, until: Key, days: int) -> tuple[EventFact, ...]:
+        """The members' business events up to checkpoint ``until``, back ``days`` days."""
+        if self._business is None:
+            pairs = sorted(
+                ((_key(e), e) for m in self.members.values() for e in m.events
+                 if e.type.startswith("biz.")),
+                key=lambda pair: pair[0],
+            )  # fmt: skip
+            self._business = ([k for k, _ in pairs], [e for _, e in pairs])
+        keys, events = self._business
+        first = bisect_left(keys, (until[0] - timedelta(days=days), ""))
+        return tuple(events[first : bisect_right(keys, until)])
 
 
 def _key(e: EventFact) -> Key:
@@ -252,25 +293,19 @@ def _account_at(group, until, history_days, engaged_days) -> AccountFacts:
     """The account as it stood at checkpoint ``until``: members present then, their roles
     engaged in the window ending then, their scores then, their business events then."""
     account = group.account
-    at = until[0]
-    windows = {c: m.window(until, history_days) for c, m in group.members.items()}
-    since = at - timedelta(days=engaged_days)
+    since = until[0] - timedelta(days=engaged_days)
     engaged = frozenset(
-        m.role
-        for c, m in group.members.items()
-        if m.role and any(e.occurred_at >= since and is_activity(e) for e in windows[c])
+        m.role for m in group.members.values() if m.role and m.engaged(until, since)
     )
-    events = tuple(
-        sorted((e for w in windows.values() for e in w if e.type.startswith("biz.")), key=_key)
-    )
+    scores = [m.score_at(until, history_days) for m in group.members.values()]
     return AccountFacts(
         account_id=account["account_id"],
         name=account["name"],
         stage=group.account_state[0],
-        score=account_score([score(w, at) for w in windows.values() if w], 0.0),
+        score=account_score([s for s in scores if s is not None], 0.0),
         roles_engaged=engaged,
         members=sum(1 for m in group.members.values() if m.present(until)),
         attributes=account["attributes"],
-        events=events,
+        events=group.business(until, history_days),
         created_at=account["created_at"],
     )
