@@ -361,7 +361,7 @@ def _refresh_account(writes, tenant, model, account, members, history, now, even
     stage, since = account["stage"], account["stage_since"]
     move = None
     if settled is None:
-        move = evaluate_account(model, facts, [m["stage"] for m in members], now)
+        move = evaluate_account(model, facts, [m["stage"] for m in members], now, member_events)
     else:  # settled in event time at each member checkpoint (settle.py)
         stage, since = settled
     if move is not None:

@@ -103,6 +103,19 @@ class _Group:
     account_state: State = (None, None)
     _business: tuple[list[Key], list[EventFact]] | None = None  # members' biz.*, in order
 
+    _all: tuple[list[Key], list[EventFact]] | None = None  # every member's events, in order
+
+    def activity(self, until: Key, days: int) -> list[EventFact]:
+        """Every member's events up to checkpoint ``until``, back ``days`` days (the account's
+        regress rules read them: a lapse is about its members' own actions)."""
+        if self._all is None:
+            pairs = sorted(((_key(e), e) for m in self.members.values() for e in m.events),
+                           key=lambda pair: pair[0])  # fmt: skip
+            self._all = ([k for k, _ in pairs], [e for _, e in pairs])
+        keys, events = self._all
+        first = bisect_left(keys, (until[0] - timedelta(days=days), ""))
+        return events[first : bisect_right(keys, until)]
+
     def business(self, until: Key, days: int) -> tuple[EventFact, ...]:
         """The members' business events up to checkpoint ``until``, back ``days`` days."""
         if self._business is None:
@@ -283,7 +296,7 @@ def _run(group, mode, model, record, history_days, engaged_days) -> None:
             member.state = (move.to_stage, at)
         if account is not None:
             stages = [m.state[0] for m in group.members.values() if m.present(until)]
-            move = evaluate_account(model, then, stages, at)
+            move = evaluate_account(model, then, stages, at, group.activity(until, history_days))
             if move is not None:
                 record("account", account["account_id"], move, at, event_id or None)
                 group.account_state = (move.to_stage, at)

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from services.segment.facts import AccountFacts, ContactFacts
+from services.segment.facts import AccountFacts, ContactFacts, EventFact
 from services.segment.lifecycle.conditions import (
     NO_HORIZONS,
     Condition,
@@ -163,19 +163,24 @@ def evaluate_account(
     account: AccountFacts,
     member_stages: Iterable[str | None],
     now: datetime,
+    activity: Iterable[EventFact] | None = None,
 ) -> Transition | None:
     """The B2B account's move: up to the highest stage reached by a member or by its own facts.
 
     The account's business facts are evaluated with the model's stage conditions, the account
     standing in for a contact (its events, attributes, score, stage; ``account:`` conditions see
     it too), so an order paid on the account means at least the stage whose rule names orders.
-    Forward only; an account in a side stage leaves it only by the model's regress rules.
+    Forward when the facts or the members are ahead; otherwise the model's regress rules, seen
+    with ``activity`` (all its members' events, when given) as the account's events: an account
+    lapses when none of its members acted, not when it merely placed no new order. An account in
+    a side stage leaves it only by a regress rule.
     """
     require_aware(now)
     pseudo = _account_as_contact(account)
+    lapsing = pseudo if activity is None else replace(pseudo, events=tuple(activity))
     current = account.stage
     if current in model.side_stages:
-        return model._regress(pseudo, now)
+        return model._regress(lapsing, now)
     above = model.position(current)
     stages = list(member_stages)
     reached = [p for s in stages if (p := model.position(s)) is not None]
@@ -191,5 +196,5 @@ def evaluate_account(
         count = sum(1 for p in reached if p == best_member)
         index, cause = best_member, f"members reached {name} ({count} of {len(stages)} members)"
     else:
-        return None
+        return model._regress(lapsing, now) if current is not None else None
     return Transition(current, model.stages[index].name, cause)

@@ -1172,3 +1172,26 @@ def test_evaluate_account(model, acct, members, expected, words):
         assert move is not None
         assert (move.from_stage, move.to_stage) == (acct.stage, expected)
         assert words in move.cause
+
+
+@pytest.mark.parametrize(
+    ("activity", "expected"),
+    [
+        # The buyer paid 200 days ago and no member acted since: the account lapses (B2B: 180).
+        ((ev("biz.order.paid", 200, amount=5000),), "lapsed"),
+        # A member's own click last week keeps it a customer, though it placed no new order.
+        ((ev("biz.order.paid", 200, amount=5000), ev("oa.click", 7)), None),
+        # A staff action is no activity of the customer's (docs/domain.md "Activity").
+        ((ev("biz.order.paid", 200, amount=5000), ev("biz.lead.created", 7)), "lapsed"),
+    ],
+)
+def test_an_account_lapses_when_none_of_its_members_acted(activity, expected):
+    acct = account(stage="action", events=(ev("biz.order.paid", 200, amount=5000),))
+    move = evaluate_account(AISCEAS_B2B, acct, ["lapsed", None], NOW, activity)
+    assert (move.to_stage if move else None) == expected
+    if move:
+        assert move.cause.startswith("regress action -> lapsed: ")
+    # Without the members' events the rules see the business events only, as before.
+    assert evaluate_account(AISCEAS_B2B, acct, ["lapsed"], NOW) == evaluate_account(
+        AISCEAS_B2B, acct, ["lapsed"], NOW, acct.events
+    )
