@@ -6,21 +6,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from services.segment.enrichment import enriched_touchpoint
 from tests.integration.segment.test_consumer import T0, Segment, send, tp
 from tests.kafka_helpers import RunnerThread, wait_until
 
 COMPANY = "苏州精工机械有限公司"
 QUIET = timedelta(days=100)  # past the inactive limit (45 days) and the engaged window (90)
-
-
-@pytest.fixture
-def segment(stack, kafka, schema):
-    s = Segment(stack, kafka, schema)
-    yield s
-    s.pool.close()
 
 
 def _li(segment: Segment) -> tuple:

@@ -8,7 +8,6 @@ from datetime import UTC, datetime, timedelta
 
 import psycopg
 import psycopg.rows
-import pytest
 
 from services.segment.apply import apply_touchpoints
 from services.segment.consumer import build_runner
@@ -97,13 +96,6 @@ class Segment:
                 "risk_flags::text FROM accounts ORDER BY 1"
             ),
         }
-
-
-@pytest.fixture
-def segment(stack, kafka, schema):
-    s = Segment(stack, kafka, schema)
-    yield s
-    s.pool.close()
 
 
 def send(kafka, touchpoints) -> None:

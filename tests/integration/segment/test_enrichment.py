@@ -36,13 +36,6 @@ WANG_FOLLOW = [{"userid": "zhangwei", "createtime": 1790000100, "tags": []}]
 
 
 @pytest.fixture
-def segment(stack, kafka, schema):
-    s = Segment(stack, kafka, schema)
-    yield s
-    s.pool.close()
-
-
-@pytest.fixture
 def double(monkeypatch):
     """The fake WeCom API (sandbox.fake_wechat) with two contacts of ours."""
     monkeypatch.setenv("ACME_WECOM_SECRET", SECRET)

@@ -24,7 +24,7 @@ from shared import messages
 from shared.db import create_pool
 from shared.kafka.topics import CATALOGUE, TOUCHPOINTS_DLQ
 from shared.migrations import migrate_service
-from tests.integration.segment.test_consumer import JOURNEY, Segment, send, tp
+from tests.integration.segment.test_consumer import JOURNEY, send, tp
 from tests.kafka_helpers import RunnerThread, read_topic, wait_until
 
 
@@ -62,13 +62,6 @@ def explode(monkeypatch) -> None:
         return check(self, ctx)
 
     monkeypatch.setattr(TagCondition, "_check", failing)
-
-
-@pytest.fixture
-def segment(stack, kafka, schema):
-    s = Segment(stack, kafka, schema)
-    yield s
-    s.pool.close()
 
 
 def connect(segment):

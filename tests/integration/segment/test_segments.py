@@ -12,7 +12,7 @@ from services.segment.recompute import RecomputeFailed, Walk, run
 from services.segment.recompute import main as recompute_main
 from services.segment.segments import SegmentError, save_segment
 from shared.errors import ConfigError, UnknownTenant
-from tests.integration.segment.test_consumer import JOURNEY, Segment, send, tp
+from tests.integration.segment.test_consumer import JOURNEY, send, tp
 from tests.kafka_helpers import RunnerThread, read_topic, wait_until
 
 TECH_EXAMINING = {
@@ -20,13 +20,6 @@ TECH_EXAMINING = {
 }
 NEW_ACCOUNTS = {"tag": "risk:new"}
 DECIDERS = {"attribute": "role", "equals": "decision_maker"}
-
-
-@pytest.fixture
-def segment(stack, kafka, schema):
-    s = Segment(stack, kafka, schema)
-    yield s
-    s.pool.close()
 
 
 def define(segment, segment_id: str, rule: dict) -> None:

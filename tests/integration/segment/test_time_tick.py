@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
-
 from services.segment.tick import Ticker, tick
 from services.segment.topics import Topics
 from shared import messages
@@ -20,13 +18,6 @@ from tests.kafka_helpers import RunnerThread, read_topic, wait_until
 
 COMPANY = "杭州云帆科技有限公司"
 DAY = 24 * 60  # minutes
-
-
-@pytest.fixture
-def segment(stack, kafka, schema):
-    s = Segment(stack, kafka, schema)
-    yield s
-    s.pool.close()
 
 
 def _wang(segment: Segment) -> dict:
