@@ -165,6 +165,14 @@ class OutboxDrainer:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(10)
+            # What the last batch handed over (publish_soon) goes out now, not at the next start.
+            try:
+                with self._lock:
+                    while drain(self.pool, self._get_producer, batch=self.batch,
+                                on_failure=self._failed) == self.batch:  # fmt: skip
+                        pass
+            except (psycopg.Error, PoolTimeout, PoolClosed) as exc:
+                log.warning("outbox_final_drain_failed", drainer=self.name, error=str(exc)[:300])
         with self._lock:
             if self._producer is not None:
                 close_quietly(self._producer)

@@ -149,9 +149,11 @@ def decayed_score(table: str, at_column: str) -> sql.Composed:
     """The stored score of ``table`` decayed from ``at_column`` (when it was derived) to the
     statement's time: scores decay continuously, between derivations too (docs/domain.md
     "Scoring")."""
+    # In float8 (extract() is numeric, whose power overflows for a score derived in 1930), and
+    # at most 1000 half-lives old (0.5^1000 is still a float8; more would underflow: an error).
     return sql.SQL(
-        "({score} * power(0.5, greatest(0, extract(epoch FROM now() - coalesce({at}, now())))"
-        " / {seconds}))"
+        "({score} * power(0.5::float8, least(1000.0::float8, greatest(0.0::float8, "
+        "extract(epoch FROM now() - coalesce({at}, now()))::float8 / {seconds}::float8))))"
     ).format(
         score=sql.Identifier(table, "score"),
         at=sql.Identifier(table, at_column),

@@ -36,11 +36,14 @@ from services.segment import store
 from services.segment.catalogue import queue_catalogue
 from services.segment.derive import (
     HISTORY_DAYS,
+    Watch,
     account_facts,
     contact_role,
+    derived_at,
     load_history,
     refresh_contacts,
 )
+from services.segment.due import horizon_days
 from services.segment.facts import ContactFacts
 from services.segment.segments import (
     Failures,
@@ -224,7 +227,8 @@ def _batch(conn: Connection, tx: _Transactions, tenant: Tenant, build: Build, ro
         return "superseded"
     failures: Failures = {}
     if rows:
-        changed = _changed(conn, tenant, build.segment_id, segment, rows, failures)
+        earlier: dict[str, datetime] = {}
+        changed = _changed(conn, tenant, build.segment_id, segment, rows, failures, earlier)
         if failures:
             tx.rollback()  # nothing of this batch: only the disable
             if disable_segments(conn, tenant.id, failures):
@@ -232,6 +236,7 @@ def _batch(conn: Connection, tx: _Transactions, tenant: Tenant, build: Build, ro
             tx.commit()
             return "failed"
         _rederive(conn, tenant, changed, topics)
+        _due_earlier(conn, tenant.id, earlier)
     if not _record(conn, tenant.id, build, done=done, total=total):
         tx.rollback()  # a newer rule saved, or deleted, or disabled meanwhile
         return "superseded"
@@ -240,9 +245,11 @@ def _batch(conn: Connection, tx: _Transactions, tenant: Tenant, build: Build, ro
 
 
 def _changed(conn: Connection, tenant: Tenant, segment_id: str, segment: dict, rows: list[dict],
-             failures: Failures) -> list[dict]:  # fmt: skip
+             failures: Failures, earlier: dict[str, datetime]) -> list[dict]:  # fmt: skip
     """The rows whose membership of the segment the rule changes (evaluated over what the
-    contact's last derivation stored, at the time it derived); a failure goes to ``failures``."""
+    contact's last derivation stored, at the time it derived); a failure goes to ``failures``.
+    The other rows whose due instant the new rule brings forward (its windows and limits:
+    docs/architecture.md "Time-driven evaluation") go to ``earlier``."""
     try:
         defined = SegmentDef(segment_id, segment["name"], compile_rule(segment["rule"]),
                              segment["updated_at"])  # fmt: skip
@@ -261,6 +268,8 @@ def _changed(conn: Connection, tenant: Tenant, segment_id: str, segment: dict, r
     model = model_for(tenant, conn)
     history = load_history(conn, tenant.id, rows)
     accounts = store.accounts_of(conn, tenant.id, rows)
+    found = defined.condition.horizons()
+    watch = Watch(horizon_days(found), found.scores)
     changed = []
     for row in rows:
         now = derived_at(row)
@@ -272,12 +281,12 @@ def _changed(conn: Connection, tenant: Tenant, segment_id: str, segment: dict, r
             return []
         if member != (row["contact_id"] in members):
             changed.append(row)
+            continue
+        times = [e.occurred_at for e in history[row["contact_id"]]] + [row["created_at"]]
+        due = watch.due(times, now, facts.score)
+        if due is not None and (row["due_at"] is None or due < row["due_at"]):
+            earlier[row["contact_id"]] = due
     return changed
-
-
-def derived_at(row: dict) -> datetime:
-    """When the contact was last derived: the consumer's event time, or a recompute's clock."""
-    return row["score_at"] or row["last_event_at"]
 
 
 def _rederive(conn: Connection, tenant: Tenant, rows: list[dict], topics: Topics) -> None:
@@ -293,6 +302,16 @@ def _rederive(conn: Connection, tenant: Tenant, rows: list[dict], topics: Topics
         except errors.ForeignKeyViolation:
             if attempt == 2:
                 raise
+
+
+def _due_earlier(conn: Connection, tenant_id: str, earlier: dict[str, datetime]) -> None:
+    if earlier:
+        conn.execute(
+            "UPDATE contacts c SET due_at = LEAST(COALESCE(c.due_at, u.due), u.due) "
+            "FROM unnest(%s::text[], %s::timestamptz[]) AS u(id, due) "
+            "WHERE c.tenant_id = %s AND c.contact_id = u.id",
+            (list(earlier), list(earlier.values()), tenant_id),
+        )
 
 
 def derivation_times(rows: list[dict]) -> dict[datetime | None, list[dict]]:

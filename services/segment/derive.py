@@ -69,12 +69,15 @@ def contact_watch(model: LifecycleModel, defined: Iterable[SegmentDef]) -> Watch
     found = model.horizons()
     for segment in defined:
         found = found | segment.condition.horizons()
-    return Watch(horizon_days(found, behaviour.horizon_days()), found.scores)
+    # An event leaving the history the rules see (HISTORY_DAYS) changes them too.
+    return Watch(horizon_days(found, behaviour.horizon_days(), (HISTORY_DAYS,)), found.scores)
 
 
 def account_watch(model: LifecycleModel) -> Watch:
     found = model.horizons()
-    return Watch(horizon_days(found, risk.horizon_days(), (ENGAGED_DAYS,)), found.scores)
+    return Watch(
+        horizon_days(found, risk.horizon_days(), (ENGAGED_DAYS, HISTORY_DAYS)), found.scores
+    )
 
 
 def score_now(stored: float | None, at: datetime | None, now: datetime) -> float:
@@ -85,10 +88,19 @@ def score_now(stored: float | None, at: datetime | None, now: datetime) -> float
     return decayed(stored, (now - at).total_seconds() / 86400.0, DEFAULT_SCORING.half_life_days)
 
 
+def derived_at(row: Mapping) -> datetime:
+    """The instant a contact is derived at unless told otherwise: its newest evidence, or the
+    later instant it was last derived at (the time tick, a recompute). Never earlier: what time
+    alone changed stays changed when an older event arrives late, and the profiles' versions
+    never go back (in the event log alone, this is the newest evidence)."""
+    last = row.get("score_at")
+    return row["last_event_at"] if last is None else max(last, row["last_event_at"])
+
+
 def load_history(conn: Connection, tenant_id: str, rows: list[dict], now: datetime | None = None):
     """The events the rules may see for these contact rows: each contact's own window (up to
-    ``now`` or its newest evidence) is cut from one read in ``_derive``."""
-    oldest = min(now or r["last_event_at"] for r in rows)
+    ``now`` or when it is derived) is cut from one read in ``_derive``."""
+    oldest = min(now or derived_at(r) for r in rows)
     ids = [r["contact_id"] for r in rows]
     return store.contact_events(
         conn, tenant_id, ids, oldest - timedelta(days=HISTORY_DAYS), HISTORY_LIMIT
@@ -110,7 +122,7 @@ def refresh_contacts(
 ) -> set[str]:
     """Re-derive locked contact rows: role, score, stage, behaviour, segments; queue profiles.
 
-    ``now`` defaults to each contact's newest evidence (replays derive the same); a recompute
+    ``now`` defaults to ``derived_at`` (the newest evidence: replays derive the same); a recompute
     passes the wall clock so that time-based rules (lapsing) apply. ``checkpoints`` are the
     (time, event id) of each touchpoint a batch applied to a contact: stages are settled at each,
     in time order, so a batch records the same transitions as one event at a time would.
@@ -138,7 +150,7 @@ def refresh_contacts(
     for row in rows:
         account = accounts.get(row["account_id"]) if row["account_id"] else None
         _derive(writes, tenant, model, defined, row, history[row["contact_id"]], account,
-                now or row["last_event_at"], (checkpoints or {}).get(row["contact_id"], []),
+                now or derived_at(row), (checkpoints or {}).get(row["contact_id"], []),
                 topics, settle, identities.get(row["contact_id"], {}), failures, watch,
                 moved_by, (settled or {}).get(row["contact_id"]))  # fmt: skip
     writes.flush(conn)

@@ -220,6 +220,11 @@ def _plan(group: _Group, joined: list[str]) -> None:
     group.account_state = (
         (group.account["stage"], group.account["stage_since"]) if group.account else (None, None)
     )
+    # Late too: a stage moved after the start without an event (the time tick, a recompute, at
+    # the clock's time): the new evidence comes before it, so the group re-settles from there and
+    # the tick applies what time still changes afterwards.
+    moved = [m.state[1] for m in group.members.values()] + [group.account_state[1]]
+    group.late = group.late or any(at is not None and at > group.start[0] for at in moved)
 
 
 def _rewind(conn: Connection, tenant_id: str, groups: list[_Group]) -> None:

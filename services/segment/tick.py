@@ -19,13 +19,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
-from psycopg import Connection
+from psycopg import Connection, sql
 from psycopg_pool import ConnectionPool
 
-from services.segment.derive import refresh_accounts, refresh_contacts, refresh_members
+from services.segment import store
+from services.segment.derive import refresh_accounts, refresh_contacts
 from services.segment.metrics import TICK_DERIVED
 from services.segment.topics import Topics
 from shared.tenants import Tenant
@@ -61,8 +62,8 @@ def tick(
     while active:
         still = []
         for tenant in active:
-            contacts = _contacts_batch(pool, tenant, topics, now, batch)
-            accounts = _accounts_batch(pool, tenant, topics, now, batch)
+            contacts = _isolated(_contacts_batch, "contacts", pool, tenant, topics, now, batch)
+            accounts = _isolated(_accounts_batch, "accounts", pool, tenant, topics, now, batch)
             if contacts or accounts:
                 after_batch()
                 done.contacts += contacts
@@ -75,22 +76,98 @@ def tick(
     return done
 
 
+POSTPONE = timedelta(hours=1)  # a row whose derivation fails is tried again this much later
+
+
+def _isolated(run, table: str, pool, tenant: Tenant, topics: Topics, now: datetime, batch: int):
+    """A batch; if it fails, its rows one at a time, each failing one postponed (logged): one
+    row whose rules raise must not hold back the rest of the tick, nor the other tenants."""
+    try:
+        return run(pool, tenant, topics, now, batch)
+    except Exception as exc:
+        log.warning("segment_tick_batch_failed", tenant_id=tenant.id, table=table,
+                    error=type(exc).__name__)  # fmt: skip
+    done = 0
+    ids = _due_ids(pool, tenant.id, table, now, batch)
+    for subject_id in ids:
+        try:
+            done += run(pool, tenant, topics, now, 1, only=subject_id)
+        except Exception as exc:
+            log.error("segment_tick_row_failed", tenant_id=tenant.id, table=table,
+                      subject_id=subject_id, error=type(exc).__name__,
+                      retry_in=str(POSTPONE))  # fmt: skip
+            _postpone(pool, tenant.id, table, subject_id, now + POSTPONE)
+            done += 1
+    return done
+
+
+_KEYS = {"contacts": "contact_id", "accounts": "account_id"}
+
+
+def _due_ids(pool, tenant_id: str, table: str, now: datetime, batch: int) -> list[str]:
+    query = sql.SQL(
+        "SELECT {key} FROM {table} WHERE tenant_id = %s AND due_at <= %s ORDER BY due_at LIMIT %s"
+    ).format(key=sql.Identifier(_KEYS[table]), table=sql.Identifier(table))
+    with pool.connection() as conn:
+        return [r[_KEYS[table]] for r in conn.execute(query, (tenant_id, now, batch))]
+
+
+def _postpone(pool, tenant_id: str, table: str, subject_id: str, until: datetime) -> None:
+    query = sql.SQL("UPDATE {table} SET due_at = %s WHERE tenant_id = %s AND {key} = %s").format(
+        key=sql.Identifier(_KEYS[table]), table=sql.Identifier(table)
+    )
+    with pool.connection() as conn:
+        conn.execute(query, (until, tenant_id, subject_id))
+
+
+def _manual(conn: Connection, tenant_id: str, kind: str, rows: list[dict], newest) -> dict:
+    """{subject: (stage, since)} of the rows whose stage staff set after their newest evidence
+    (``newest(row)``): a manual stage stands until new evidence, time alone does not move it."""
+    last = {
+        r["subject_id"]: r
+        for r in conn.execute(
+            "SELECT DISTINCT ON (subject_id) subject_id, actor, changed_at FROM stage_history "
+            "WHERE tenant_id = %s AND subject_kind = %s AND subject_id = ANY(%s) "
+            "ORDER BY subject_id, changed_at DESC, id DESC",
+            (tenant_id, kind, [r["id"] for r in rows]),
+        )
+    }
+    return {
+        r["id"]: (r["stage"], r["stage_since"])
+        for r in rows
+        if (h := last.get(r["id"])) and h["actor"] is not None and h["changed_at"] >= newest(r)
+    }
+
+
 def _contacts_batch(
-    pool: ConnectionPool, tenant: Tenant, topics: Topics, now: datetime, batch: int
+    pool: ConnectionPool,
+    tenant: Tenant,
+    topics: Topics,
+    now: datetime,
+    batch: int,
+    only: str | None = None,
 ) -> int:
     with pool.connection() as conn, conn.transaction():
         rows = conn.execute(
             "SELECT * FROM contacts WHERE tenant_id = %s AND due_at <= %s "
+            "AND (%s::text IS NULL OR contact_id = %s) "
             "ORDER BY due_at LIMIT %s FOR UPDATE SKIP LOCKED",
-            (tenant.id, now, batch),
+            (tenant.id, now, only, only, batch),
         ).fetchall()
         if not rows:
             return 0
         rows.sort(key=lambda r: r["contact_id"])
         before = {r["contact_id"]: r["stage"] for r in rows}
-        refresh_contacts(conn, tenant, rows, topics=topics, now=now, moved_by=TIME)
+        _derive_contacts(conn, tenant, rows, topics, now)
         _members_moved(conn, tenant.id, before, now)
         return len(rows)
+
+
+def _derive_contacts(conn: Connection, tenant: Tenant, rows: list[dict], topics, now) -> None:
+    """Locked contact rows derived at ``now``; a stage staff set stays as it is."""
+    manual = _manual(conn, tenant.id, "contact", [{**r, "id": r["contact_id"]} for r in rows],
+                     lambda r: r["last_event_at"])  # fmt: skip
+    refresh_contacts(conn, tenant, rows, topics=topics, now=now, moved_by=TIME, settled=manual)
 
 
 def _members_moved(conn: Connection, tenant_id: str, before: dict[str, str | None], now) -> None:
@@ -108,15 +185,21 @@ def _members_moved(conn: Connection, tenant_id: str, before: dict[str, str | Non
 
 
 def _accounts_batch(
-    pool: ConnectionPool, tenant: Tenant, topics: Topics, now: datetime, batch: int
+    pool: ConnectionPool,
+    tenant: Tenant,
+    topics: Topics,
+    now: datetime,
+    batch: int,
+    only: str | None = None,
 ) -> int:
     with pool.connection() as conn, conn.transaction():
         due = [
             r["account_id"]
             for r in conn.execute(
                 "SELECT account_id FROM accounts WHERE tenant_id = %s AND due_at <= %s "
+                "AND (%s::text IS NULL OR account_id = %s) "
                 "ORDER BY due_at LIMIT %s FOR UPDATE SKIP LOCKED",
-                (tenant.id, now, batch),
+                (tenant.id, now, only, only, batch),
             )
         ]
         if not due:
@@ -145,10 +228,18 @@ def _accounts_batch(
             "AND (merged_into IS NOT NULL OR account_id <> ALL(%s))",
             (tenant.id, due, list(members)),
         )
-        changed = refresh_accounts(
-            conn, tenant, ready, event_ids={}, topics=topics, now=now, moved_by=TIME
-        )
-        refresh_members(conn, tenant, changed, topics=topics, now=now, moved_by=TIME)
+        rows = conn.execute(
+            "SELECT a.account_id AS id, a.stage, a.stage_since, max(c.last_event_at) AS newest "
+            "FROM accounts a JOIN contacts c USING (tenant_id, account_id) "
+            "WHERE a.tenant_id = %s AND a.account_id = ANY(%s) GROUP BY a.tenant_id, a.account_id",
+            (tenant.id, ready),
+        ).fetchall()
+        manual = _manual(conn, tenant.id, "account", rows, lambda r: r["newest"])
+        changed = refresh_accounts(conn, tenant, ready, event_ids={}, topics=topics, now=now,
+                                   moved_by=TIME, settled=manual)  # fmt: skip
+        # Only the members locked above: one that joined since is the consumer's to derive.
+        members = [r for r in store.members(conn, tenant.id, changed) if r["contact_id"] in locked]
+        _derive_contacts(conn, tenant, members, topics, now)
         return len(due) - len(busy)
 
 

@@ -6,6 +6,7 @@ updates during the build keeps the consumer's result."""
 from __future__ import annotations
 
 import threading
+from datetime import timedelta
 
 import pytest
 
@@ -15,7 +16,7 @@ from shared.db import create_pool
 from shared.kafka.topics import PROFILES
 from tests.integration.api.test_segment_people import TENANTS, _built, _error, _ok, _walk
 from tests.integration.api.test_segment_people import people as _people_fixture  # noqa: F401
-from tests.integration.segment.test_consumer import tp
+from tests.integration.segment.test_consumer import T0, tp
 from tests.integration.segment.test_segment_rule_failures import explode
 from tests.kafka_helpers import wait_until
 
@@ -175,3 +176,27 @@ def test_segments_saved_at_once_are_all_built(people):
         t.join()
     for i in range(4):
         assert _built(people, f"many-{i}")["members_count"] == 1
+
+
+def test_a_new_segment_with_a_window_brings_its_contacts_due_instants_forward(people):
+    """The time tick re-derives a contact at its due instant (docs/architecture.md "Time-driven
+    evaluation"): a new "idle 14 days" segment must not wait for the instant an older rule set."""
+    derived = T0 + timedelta(days=1)
+    later = T0 + timedelta(days=100)
+    people.seg(
+        "UPDATE contacts SET score_at = %s, due_at = %s WHERE tenant_id = 'acme' RETURNING 1",
+        (derived, later),
+    )
+    body = {"segment_id": "idle-14", "name": "Idle 14 days",
+            "rule": {"days_since_last_event": {"gte": 14}}}  # fmt: skip
+    _ok(people.call("POST", "/segments", "admin", json=body), 201)
+    assert _built(people, "idle-14")["status"] == "ready"
+    assert members(people, "idle-14") == set()  # nobody idle for 14 days a day after T0
+    rows = people.seg(
+        "SELECT c.due_at, max(e.occurred_at) AS last FROM contacts c JOIN events e "
+        "USING (tenant_id, contact_id) WHERE c.tenant_id = 'acme' GROUP BY c.tenant_id, "
+        "c.contact_id"
+    )
+    assert rows and all(
+        derived < r["due_at"] <= r["last"] + timedelta(days=14, microseconds=1) for r in rows
+    )

@@ -357,6 +357,18 @@ def test_scores_are_served_decayed_to_the_time_of_the_response(people):
     assert row["score"] == pytest.approx(4.0, abs=0.01)
     members = [m for ms in account["members_by_role"].values() for m in ms]
     assert [m["score"] for m in members if m["contact_id"] == li] == [pytest.approx(10.0, abs=0.01)]
+    # A score derived long ago (an event dated 1900) decays to nothing, without an error.
+    wang = people.contact("王总")
+    with psycopg.connect(people.settings.database_url,
+                         options=f"-c search_path={people.segment_schema}") as conn:  # fmt: skip
+        conn.execute(
+            "UPDATE contacts SET score = 50, score_at = '1900-01-01T00:00:00Z' "
+            "WHERE contact_id = %s",
+            (wang,),
+        )
+    assert _ok(people.call("GET", f"/contacts/{wang}", "viewer"))["score"] == pytest.approx(0.0)
+    assert "王总" in _names(people, min_score=0)
+    assert "王总" not in _names(people, min_score=0.001)
 
 
 def test_a_merged_contact_is_404_with_where_it_went(people):

@@ -25,7 +25,7 @@ from shared.tenants import DEMO_TENANTS_PATH, load_tenants
 from siyu.api import SEGMENT_OUTBOX, create_app
 from tests.integration.api.conftest import issue_tokens
 from tests.integration.api.test_segment_people import People, seed
-from tests.kafka_helpers import RunnerThread
+from tests.kafka_helpers import RunnerThread, read_topic
 
 TENANTS = load_tenants(DEMO_TENANTS_PATH)
 DEADLINE_S = 1.0
@@ -170,3 +170,40 @@ def test_one_drainer_at_a_time_keeps_the_outbox_in_order(stack, kafka, segment_s
     finally:
         drainer.stop()
         pool.close()
+
+
+def test_a_batch_hands_its_messages_to_the_drainer_thread_and_stop_sends_the_rest(
+    stack, kafka, segment_schema
+):
+    """publish_soon wakes the running drainer (the consumer goes on with its next batch); rows
+    still queued when it stops are published by stop, not left for the next start."""
+    ensure_topics(kafka)
+    topic = kafka.topic(STAGE_CHANGES)
+    pool = create_pool(stack.dsn, name="segment-test", schema=segment_schema, max_size=2)
+
+    def queue(n: int, key: str) -> None:
+        with pool.connection() as conn:
+            for i in range(n):
+                conn.execute(
+                    "INSERT INTO outbox (tenant_id, topic, key, value) VALUES ('acme', %s, %s, %s)",
+                    (topic, key, f"{key}-{i}".encode()),
+                )
+
+    drainer = outbox_drainer(Settings(database_url=stack.dsn, kafka=kafka,
+                                      tenants_path=DEMO_TENANTS_PATH), pool)  # fmt: skip
+    drainer.interval_s = 3600.0  # only a wake-up or stop publishes
+    drainer.start()
+    try:
+        queue(3, "soon")
+        drainer.publish_soon()
+        assert len(read_topic(kafka, topic, 3, timeout=10)) == 3
+        queue(250, "rest")  # more than one drain batch (200)
+    finally:
+        drainer.stop()
+    records = read_topic(kafka, topic, 253, timeout=20)
+    assert sorted(r.value for r in records if r.key == b"rest") == sorted(
+        f"rest-{i}".encode() for i in range(250)
+    )
+    with pool.connection() as conn:
+        assert conn.execute("SELECT count(*) AS n FROM outbox").fetchone()["n"] == 0
+    pool.close()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from services.segment.overrides import override_stage
 from services.segment.tick import Ticker, tick
 from services.segment.topics import Topics
 from shared import messages
@@ -45,27 +46,7 @@ def _tick(segment: Segment, kafka, now) -> tuple[int, int]:
 
 def test_an_idle_customer_moves_with_time_alone(segment, kafka):
     # A buyer who clicked every five days for six weeks, then signed: the account's baseline.
-    profile = tp(1, "biz.contact.updated", minutes=-50 * DAY, crm_id="C-9", unionid="uWang",
-                 account_key=COMPANY,
-                 attributes={"name": "王敏", "title": "采购经理", "company": COMPANY})  # fmt: skip
-    clicks = [
-        tp(
-            10 + i,
-            "oa.click",
-            minutes=-45 * DAY + i * 5 * DAY,
-            openid="oWang",
-            unionid="uWang",
-            attributes={"event_key": "CASES"},
-        )
-        for i in range(10)
-    ]
-    signed = tp(30, "biz.contract.signed", minutes=0, crm_id="C-9",
-                attributes={"amount": 120000, "currency": "CNY"})  # fmt: skip
-    send(kafka, [profile, *clicks, signed])
-    with RunnerThread(segment.runner("tick")):
-        wait_until(lambda: segment.count("events") == 12, message="12 events applied")
-        wait_until(lambda: _wang(segment)["stage"] == "action", message="signed: action")
-    start = _wang(segment)
+    start = _signed_buyer(segment, kafka)
     assert "churn_risk" not in start["flags"] and "inactive" not in start["flags"]
     assert start["due_at"] is not None and start["account_due"] is not None
 
@@ -138,3 +119,72 @@ def test_the_consumer_s_ticker_runs_the_tick_on_its_timer(segment, kafka):
         assert score_at == due and next_due > due
     finally:
         ticker.stop()
+
+
+def _signed_buyer(segment: Segment, kafka) -> dict:
+    """The buyer of the first test, consumed: clicks for six weeks, then a contract at T0."""
+    profile = tp(1, "biz.contact.updated", minutes=-50 * DAY, crm_id="C-9", unionid="uWang",
+                 account_key=COMPANY,
+                 attributes={"name": "王敏", "title": "采购经理", "company": COMPANY})  # fmt: skip
+    clicks = [
+        tp(
+            10 + i,
+            "oa.click",
+            minutes=-45 * DAY + i * 5 * DAY,
+            openid="oWang",
+            unionid="uWang",
+            attributes={"event_key": "CASES"},
+        )
+        for i in range(10)
+    ]
+    signed = tp(30, "biz.contract.signed", minutes=0, crm_id="C-9",
+                attributes={"amount": 120000, "currency": "CNY"})  # fmt: skip
+    send(kafka, [profile, *clicks, signed])
+    with RunnerThread(segment.runner("tick")):
+        wait_until(lambda: segment.count("events") == 12, message="12 events applied")
+        wait_until(lambda: _wang(segment)["stage"] == "action", message="signed: action")
+    return _wang(segment)
+
+
+def test_a_stage_staff_set_stands_against_time_until_new_evidence(segment, kafka):
+    start = _signed_buyer(segment, kafka)
+    with segment.pool.connection() as conn, conn.transaction():
+        (row,) = conn.execute(
+            "SELECT * FROM contacts WHERE contact_id = %s FOR UPDATE", (start["contact_id"],)
+        ).fetchall()
+        override_stage(conn, TENANTS.get("acme"), "contact", row, "interest",
+                       reason="客户说还在比较", actor="li.lei", now=T0 + timedelta(days=1),
+                       topics=Topics.with_prefix(kafka.topic_prefix))  # fmt: skip
+    # Half a year on: the buyer would have lapsed; staff's stage stands, the rest moves on.
+    half_year = T0 + timedelta(days=181)
+    _tick(segment, kafka, half_year)
+    after = _wang(segment)
+    assert after["stage"] == "interest"
+    assert after["score_at"] == half_year and after["score"] < start["score"] / 50
+    assert "inactive" in after["flags"]
+
+
+def test_a_late_click_undoes_a_lapse_time_had_made(segment, kafka):
+    _signed_buyer(segment, kafka)
+    half_year = T0 + timedelta(days=181)
+    _tick(segment, kafka, half_year)
+    assert _wang(segment)["stage"] == "lapsed"
+    # A click from day 175 arrives late (a delayed partition): the buyer was not idle for 180 days
+    # at day 181. The lapse is re-settled away, and time lapses the buyer again 180 days later.
+    late = tp(50, "oa.click", minutes=175 * DAY, openid="oWang", unionid="uWang",
+              attributes={"event_key": "CASES"})  # fmt: skip
+    send(kafka, [late])
+    with RunnerThread(segment.runner("tick")):
+        wait_until(lambda: segment.count("events") == 13, message="the late click applied")
+        wait_until(lambda: _wang(segment)["stage"] == "action", message="lapse undone")
+    contact = _wang(segment)["contact_id"]
+    lapses = segment.rows(
+        "SELECT changed_at FROM stage_history WHERE subject_id = %s AND to_stage = 'lapsed'",
+        contact,
+    )
+    assert lapses == []
+    assert _wang(segment)["score_at"] == half_year  # never derived as of an earlier instant
+    _tick(segment, kafka, half_year + timedelta(days=1))
+    assert _wang(segment)["stage"] == "action"
+    _tick(segment, kafka, T0 + timedelta(days=175 + 181))
+    assert _wang(segment)["stage"] == "lapsed"

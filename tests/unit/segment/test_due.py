@@ -211,7 +211,7 @@ def test_the_due_instant_is_when_something_changes():
     click = EventFact("oa.click", NOW - 3 * DAY, {})
     watch = contact_watch(model, SEGMENTS)
     due = watch.due([click.occurred_at], NOW, score([click], NOW))
-    assert due is not None and due <= click.occurred_at + 10 * DAY + EPSILON
+    assert due is not None and NOW < due <= click.occurred_at + 10 * DAY + EPSILON
     recent = SEGMENTS[2].condition
     facts = ContactFacts("c1", "b2c", events=(click,))
     assert recent.holds(facts, NOW)
