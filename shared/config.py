@@ -190,6 +190,11 @@ class Settings:
     worker_db: DbTimeouts = field(default_factory=partial(DbTimeouts.defaults, "worker"))
     jobs: JobSettings = JobSettings()
     sandbox: SandboxSettings = SandboxSettings()
+    # The key the console's session cookies are signed with ("" unset: the console refuses
+    # logins), and whether they are sent over HTTPS only even when the request looks like HTTP
+    # (a TLS proxy that does not say so); docs/console.md "Sessions".
+    console_secret: str = field(default="", repr=False)
+    console_secure_cookie: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -236,6 +241,8 @@ class Settings:
             worker_db=DbTimeouts.from_env("worker", env),
             jobs=JobSettings.from_env(env),
             sandbox=SandboxSettings.from_env(env),
+            console_secret=env.get("SIYU_CONSOLE_SECRET", ""),
+            console_secure_cookie=env.get("SIYU_CONSOLE_SECURE_COOKIE", "0") == "1",
         )
 
     def require_database(self) -> str:

@@ -1,5 +1,5 @@
 """`siyu api serve`: the admin API (:8090, /api/v1) under gunicorn, one app for every service's
-admin routes.
+admin routes, and the web console at / (console/, docs/console.md).
 
 Each service lists its ``shared.api.Blueprint`` objects in ``BLUEPRINTS`` of its ``api``
 module and its background job kinds in ``JOBS``; ``blueprints()`` and ``job_kinds()`` gather
@@ -100,6 +100,9 @@ def create_app(
         settings=settings,
         limiter=TenantLimiter(pool, registry_limits(registry, settings.limits)),
     )
+    from console.app import init_console
+
+    init_console(app, settings)  # the web console at / (docs/console.md)
     if settings.kafka.bootstrap:
         app.extensions[SEGMENT_OUTBOX] = segment_outbox(settings, schema_for("segment")).start()
     if run_jobs:

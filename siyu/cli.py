@@ -21,6 +21,7 @@ from siyu.processes import (
     SEGMENT_RECOMPUTE,
     SIMULATE,
     TOKEN_CREATE,
+    USER_CREATE,
     Process,
     by_name,
 )
@@ -417,6 +418,43 @@ def token_revoke(token_id: str, tenant: str | None) -> None:
     process = replace(TOKEN_CREATE, argv=("token", "revoke"))
     _run_process(
         process, tokens, _settings_for_tokens(), action="revoke", tenant=tenant, token_id=token_id
+    )
+
+
+@main.group()
+def user() -> None:
+    """Staff users of the web console (docs/console.md)."""
+
+
+@user.command("create")
+@click.option("--tenant", required=True, help="Tenant id.")
+@click.option(
+    "--role", type=click.Choice(["viewer", "operator", "admin"]), default="viewer",
+    show_default=True,
+)  # fmt: skip
+@click.option("--login", required=True, help="Login name, e.g. li.lei.")
+@click.option(
+    "--password-stdin", is_flag=True, help="Read the password from standard input (one line)."
+)
+def user_create(tenant: str, role: str, login: str, password_stdin: bool) -> None:
+    """Create a console user; the password is asked twice (at least 10 characters).
+
+    Without SIYU_DATABASE_URL, the database of the `siyu dev` running in SIYU_HOME [.siyu].
+    """
+    from console.passwords import check_password
+    from console.users import main as users
+
+    settings = _settings_for_tokens()
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        check_password(password)
+    except ValueError as exc:
+        raise click.ClickException(f"password: {exc}") from None
+    _run_process(
+        USER_CREATE, users, settings, tenant=tenant, login=login, role=role, password=password
     )
 
 

@@ -154,6 +154,7 @@ class DevStack:
         env["SIYU_HOME"] = str(home)
         env["PYTHONUNBUFFERED"] = "1"
         env.setdefault("SIYU_LINK_SECRET", "siyu-dev-link-secret-not-for-production")
+        env.setdefault("SIYU_CONSOLE_SECRET", "siyu-dev-console-secret-not-for-production")
         env.setdefault(PRIVACY_KEY_ENV, DEV_PRIVACY_KEY)
         # WeChat/WeCom API clients talk to the fake (`siyu fake-wechat`) unless told otherwise.
         fake = f"http://127.0.0.1:{self.options.port(by_name('fake-wechat'))}"

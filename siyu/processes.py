@@ -67,3 +67,4 @@ CONTACT_ERASE = Process(
     personal=True,
 )
 TOKEN_CREATE = Process("token", ("token", "create"), "admin API token store")
+USER_CREATE = Process("user", ("user", "create"), "console users")

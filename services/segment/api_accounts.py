@@ -141,6 +141,42 @@ def _account_missing(conn, tenant: str, account_id: str) -> ApiError:
     )
 
 
+def account_rows(
+    conn,
+    tenant: str,
+    *,
+    limit: int,
+    after: str | None = None,
+    q: str | None = None,
+    stage: str | None = None,
+    flag: str | None = None,
+) -> list[dict]:
+    """Up to ``limit`` of a tenant's accounts (ACCOUNT_ITEM_COLUMNS) by account_id after
+    ``after``, filtered by name or id substring, stage and risk flag: GET /accounts's query,
+    the console's too."""
+    return conn.execute(
+        sql.SQL(
+            "SELECT {} FROM accounts a "
+            """WHERE tenant_id = %(tenant)s AND merged_into IS NULL
+             AND (%(after)s::text IS NULL OR account_id > %(after)s)
+             AND (%(q)s::text IS NULL OR name ILIKE %(like)s OR account_id ILIKE %(like)s)
+             AND (%(stage)s::text IS NULL OR stage = %(stage)s)
+             AND (%(flag)s::jsonb IS NULL OR risk_flags @> %(flag)s)
+           ORDER BY account_id
+           LIMIT %(n)s"""
+        ).format(ACCOUNT_ITEM_COLUMNS),
+        {
+            "tenant": tenant,
+            "after": after,
+            "q": q,
+            "like": like(q) if q else None,
+            "stage": stage,
+            "flag": Jsonb([{"flag": flag}]) if flag else None,
+            "n": limit,
+        },
+    ).fetchall()
+
+
 @accounts.route("/accounts", methods=["GET"])
 @require("viewer", scope=TENANT)
 @accounts.arguments(AccountQuerySchema, location="query")
@@ -148,30 +184,17 @@ def _account_missing(conn, tenant: str, account_id: str) -> ApiError:
 def list_accounts(args: dict):
     """Accounts by account_id, filtered by stage, risk flag or name"""
     after = cursor_key(args["cursor"], str)
-    flag = args["risk_flag"]
     with segment_connection() as conn:
         check_filters(conn, args)
-        rows = conn.execute(
-            sql.SQL(
-                "SELECT {} FROM accounts a "
-                """WHERE tenant_id = %(tenant)s AND merged_into IS NULL
-                 AND (%(after)s::text IS NULL OR account_id > %(after)s)
-                 AND (%(q)s::text IS NULL OR name ILIKE %(like)s OR account_id ILIKE %(like)s)
-                 AND (%(stage)s::text IS NULL OR stage = %(stage)s)
-                 AND (%(flag)s::jsonb IS NULL OR risk_flags @> %(flag)s)
-               ORDER BY account_id
-               LIMIT %(n)s"""
-            ).format(ACCOUNT_ITEM_COLUMNS),
-            {
-                "tenant": tenant_id(),
-                "after": after[0] if after else None,
-                "q": args["q"],
-                "like": like(args["q"]) if args["q"] else None,
-                "stage": args["stage"],
-                "flag": Jsonb([{"flag": flag}]) if flag else None,
-                "n": args["limit"] + 1,
-            },
-        ).fetchall()
+        rows = account_rows(
+            conn,
+            tenant_id(),
+            after=after[0] if after else None,
+            q=args["q"],
+            stage=args["stage"],
+            flag=args["risk_flag"],
+            limit=args["limit"] + 1,
+        )
     return page(rows, args["limit"], key=lambda r: [r["account_id"]])
 
 

@@ -250,6 +250,34 @@ def _period_text(first: date, last: date, zone: str) -> str:
     return f"统计期：{first} 至 {last}（{zone}）"
 
 
+def funnel_report(
+    conn, tenant, name: str, document: dict, *, active: bool, subject: str, params: dict,
+    since: datetime, until: datetime,
+) -> dict:  # fmt: skip
+    """The funnel of model ``name`` (``document``) over ``subject`` (contacts or accounts) that
+    entered stages in [since, until): GET /reports/funnel's figures, the console's too.
+
+    Counted by PostgreSQL (funnel_query): the caller holds a few rows per stage, never the
+    tenant's contacts or history. Subjects' stage columns belong to the active model; another
+    model's funnel is read from its recorded history alone.
+    """
+    tz = ZoneInfo(tenant.timezone)
+    spec = _spec(name, document)
+    tallies = funnel_tallies(
+        conn, spec, _SCOPE[subject], params, kind=subject.removesuffix("s"), active=active,
+        since=since, until=until, tz=tz,
+    )  # fmt: skip
+    return assemble(spec, tallies, since=since, until=until, tz=tz)
+
+
+def default_period(tenant) -> tuple[datetime, datetime]:
+    """The default period of the report (the last DEFAULT_PERIOD_DAYS days to today, in the
+    tenant's zone) as instants: [since, until)."""
+    tz = ZoneInfo(tenant.timezone)
+    first, last = _period(None, None, tz)
+    return _day_start(first, tz), _day_start(last + timedelta(days=1), tz)
+
+
 @reports.route("/reports/funnel", methods=["GET"])
 @require("viewer")
 @reports.arguments(FunnelQuerySchema, location="query")
@@ -302,23 +330,11 @@ def funnel(args: dict):
             ).fetchone()
         ):
             raise not_found("account", args["account_id"])
-        # Counted by PostgreSQL (funnel_query): the API holds a few rows per stage, never the
-        # tenant's contacts or history. Subjects' stage columns belong to the active model;
-        # another model's funnel is read from its recorded history alone.
-        spec = _spec(name, document)
         claim_slot(conn, tenant.id)  # the database's CPU: a few reports per tenant, cluster-wide
-        tallies = funnel_tallies(
-            conn,
-            spec,
-            _SCOPE[subject],
-            params,
-            kind=subject.removesuffix("s"),
-            active=name == active,
-            since=since,
-            until=until,
-            tz=tz,
-        )
-    report = assemble(spec, tallies, since=since, until=until, tz=tz)
+        report = funnel_report(
+            conn, tenant, name, document, active=name == active, subject=subject,
+            params=params, since=since, until=until,
+        )  # fmt: skip
     filters = {k: args[k] for k in ("segment", "account_id")}
     period = {"from": first, "to": last, "start": since, "end": until,
               "time_zone": tenant.timezone}  # fmt: skip

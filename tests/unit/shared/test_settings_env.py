@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
-PACKAGES = ("services", "shared", "siyu", "sandbox")
+PACKAGES = ("services", "shared", "siyu", "sandbox", "console")
 HOME = "shared/config.py"
 # (path, variable) -> why it is read outside Settings. Empty: keep it so.
 ALLOWED: dict[tuple[str, str], str] = {}

@@ -1,0 +1,280 @@
+"""The console's pages (docs/console.md): log in and out, change password, the overview, the
+accounts list and the tenant's users (admin). A page a role may not see answers 403; every POST
+carries the session's CSRF token (checked before anything else runs)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from functools import wraps
+from urllib.parse import urlsplit
+
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    g,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_babel import get_locale
+from flask_babel import gettext as _
+from flask_wtf.csrf import CSRFError, generate_csrf
+from markupsafe import Markup
+from werkzeug.exceptions import HTTPException
+
+from console import labels, pages
+from console.http import HEADERS, IDLE, LANG_COOKIE, LOCALES, csrf
+from console.passwords import MAX_LENGTH, WeakPassword
+from console.users import actor, change_password, get_user, list_users, log_in
+from services.segment.api_common import current_tenant, segment_connection
+from shared.api.audit import audit
+from shared.api.context import connection
+from shared.api.errors import ApiError
+from shared.tokens import role_rank
+
+console = Blueprint(
+    "console", __name__, template_folder="templates", static_folder="static",
+    static_url_path="/console/static",
+)  # fmt: skip
+
+LANG_MAX_AGE = 365 * 24 * 3600
+
+
+# --- every request -------------------------------------------------------------------------------
+
+
+@console.before_request
+def _session():
+    g.console_user = None
+    if not current_app.secret_key:
+        return  # no sessions: only the login page, which says why
+    if request.method == "POST":
+        csrf.protect()  # 400 without the session's token
+    uid = session.get("uid")
+    if uid is None:
+        return
+    if time.time() - session.get("seen", 0) > IDLE.total_seconds():
+        session.clear()
+        g.console_expired = True
+        return
+    with connection() as conn:
+        user = get_user(conn, uid)
+        tenant = conn.execute(
+            "SELECT tenant_id, name, timezone FROM tenants WHERE tenant_id = %s",
+            (user["tenant_id"],) if user else (None,),
+        ).fetchone()
+    if user is None or tenant is None or _stamp(user) != session.get("pwd"):
+        session.clear()  # the user was removed, or changed the password in another session
+        g.console_expired = True
+        return
+    session["seen"] = int(time.time())
+    g.console_user, g.console_tenant = user, tenant
+    g.siyu_tenant_id = user["tenant_id"]  # the tenancy of the services' API helpers
+
+
+@console.after_request
+def _headers(response):
+    for header, value in HEADERS.items():
+        response.headers.setdefault(header, value)
+    return response
+
+
+@console.app_template_filter("localtime")
+def _localtime(moment):
+    tenant = g.get("console_tenant")
+    return pages.local(moment, tenant["timezone"] if tenant else "UTC")
+
+
+@console.context_processor
+def _layout():
+    return {
+        "user": g.get("console_user"),
+        "tenant": g.get("console_tenant"),
+        "lang": str(get_locale()),
+        "labels": labels,
+        "csrf_field": _csrf_field,
+    }
+
+
+def _csrf_field() -> Markup:
+    if not current_app.secret_key:
+        return Markup("")
+    return Markup('<input type="hidden" name="csrf_token" value="{}">').format(generate_csrf())
+
+
+def _stamp(user: dict) -> str:
+    return user["password_changed_at"].isoformat()
+
+
+def require(role: str = "viewer"):
+    """The page needs a logged-in user of at least ``role``: others are sent to log in, a
+    lesser role gets 403."""
+
+    def decorate(view):
+        @wraps(view)
+        def guarded(*args, **kwargs):
+            user = g.get("console_user")
+            if user is None:
+                wanted = request.full_path if request.method == "GET" else None
+                return redirect(url_for(
+                    "console.login", next=wanted,
+                    expired=1 if g.get("console_expired") else None,
+                ))  # fmt: skip
+            if role_rank(user["role"]) < role_rank(role):
+                abort(403)
+            return view(*args, **kwargs)
+
+        return guarded
+
+    return decorate
+
+
+def _local_path(target: str | None) -> str:
+    """Where to go after logging in or switching language: a path of this site only."""
+    if not target:
+        return url_for("console.overview")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        return url_for("console.overview")
+    return target.rstrip("?") or "/"
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+def _error_page(status: int, message: str):
+    return render_template("error.html", status=status, message=message), status
+
+
+@console.errorhandler(CSRFError)
+def _csrf_error(exc):
+    return _error_page(400, _("The form has expired or did not come from this site. Reload the "
+                              "page and try again."))  # fmt: skip
+
+
+@console.errorhandler(ApiError)
+def _api_error(exc: ApiError):
+    return _error_page(exc.status, exc.message)
+
+
+@console.errorhandler(HTTPException)
+def _http_error(exc: HTTPException):
+    messages = {
+        403: _("Your role may not open this page."),
+        404: _("There is no such page."),
+        405: _("This page does not accept that request."),
+    }
+    return _error_page(exc.code or 500, messages.get(exc.code, exc.name))
+
+
+# --- log in and out ------------------------------------------------------------------------------
+
+
+@console.route("/login", methods=["GET", "POST"])
+def login():
+    error = None
+    if request.args.get("expired"):
+        error = _("Your session has ended. Please log in again.")
+    if not current_app.secret_key:
+        error = _("The console has no session secret (SIYU_CONSOLE_SECRET is not set): logins "
+                  "are refused until an operator sets one.")  # fmt: skip
+        return render_template("login.html", error=error, form={}), 503
+    form = {"tenant": request.form.get("tenant", request.args.get("tenant", "")).strip(),
+            "login": request.form.get("login", "").strip().lower()}  # fmt: skip
+    if request.method == "GET":
+        if g.console_user is not None:
+            return redirect(_local_path(request.args.get("next")))
+        return render_template("login.html", error=error, form=form)
+    password = request.form.get("password", "")[:MAX_LENGTH]
+    tenant, login_name = form["tenant"][:100], form["login"][:100]
+    with connection() as conn:
+        user = log_in(conn, tenant, login_name, password, datetime.now(UTC)) if login_name else None
+    if user is None:
+        error = _("Wrong tenant, login or password. After 5 failures in a row the user is locked "
+                  "for 15 minutes.")  # fmt: skip
+        return render_template("login.html", error=error, form=form), 401
+    session.clear()  # nothing of a session before the login survives it
+    session.permanent = True
+    session.update(uid=user["user_id"], pwd=_stamp(user), seen=int(time.time()))
+    return redirect(_local_path(request.args.get("next")))
+
+
+@console.route("/logout", methods=["POST"])
+def logout():
+    user = g.get("console_user")
+    if user is not None:
+        with connection() as conn:
+            audit(conn, actor(user["login"]), user["tenant_id"], "console.logout", user["login"])
+    session.clear()
+    return redirect(url_for("console.login"))
+
+
+@console.route("/password", methods=["GET", "POST"])
+@require("viewer")
+def password():
+    error = done = None
+    if request.method == "POST":
+        current = request.form.get("current", "")[:MAX_LENGTH]
+        new, again = request.form.get("new", ""), request.form.get("again", "")
+        if new != again:
+            error = _("The new passwords differ.")
+        else:
+            try:
+                with connection() as conn:
+                    row = change_password(conn, g.console_user, current, new)
+            except WeakPassword:
+                error = _("The new password needs at least 10 characters.")
+            else:
+                if row is None:
+                    error = _("The current password is wrong.")
+                else:
+                    session["pwd"] = _stamp(row)  # this session stays, others end
+                    done = _("Password changed.")
+    status = 400 if error else 200
+    return render_template("password.html", error=error, done=done), status
+
+
+@console.route("/lang/<code>")
+def language(code: str):
+    """Switch the language (a cookie), back to the page the link was on."""
+    if code not in LOCALES:
+        abort(404)
+    response = make_response(redirect(_local_path(request.args.get("next"))))
+    response.set_cookie(LANG_COOKIE, code, max_age=LANG_MAX_AGE, httponly=True, samesite="Lax",
+                        secure=request.is_secure)  # fmt: skip
+    return response
+
+
+# --- pages ---------------------------------------------------------------------------------------
+
+
+@console.route("/")
+@require("viewer")
+def overview():
+    tenant = current_tenant()
+    with segment_connection() as conn:
+        funnel = pages.overview(conn, tenant)
+    return render_template("overview.html", funnel=funnel, generated=datetime.now(UTC))
+
+
+@console.route("/accounts")
+@require("viewer")
+def accounts():
+    tenant = current_tenant()
+    after = request.args.get("after") or None
+    with segment_connection() as conn:
+        page = pages.accounts(conn, tenant, after=after[:200] if after else None)
+    return render_template("accounts.html", page=page, b2b=tenant.mode == "b2b")
+
+
+@console.route("/users")
+@require("admin")
+def users():
+    with connection() as conn:
+        rows = list_users(conn, g.console_user["tenant_id"])
+    return render_template("users.html", users=rows, now=datetime.now(UTC))
