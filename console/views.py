@@ -24,7 +24,6 @@ from flask import (
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, generate_csrf
-from markupsafe import Markup
 from werkzeug.exceptions import HTTPException
 
 from console import labels, pages
@@ -97,14 +96,13 @@ def _layout():
         "tenant": g.get("console_tenant"),
         "lang": str(get_locale()),
         "labels": labels,
-        "csrf_field": _csrf_field,
+        "csrf_value": _csrf_value,
     }
 
 
-def _csrf_field() -> Markup:
-    if not current_app.secret_key:
-        return Markup("")
-    return Markup('<input type="hidden" name="csrf_token" value="{}">').format(generate_csrf())
+def _csrf_value() -> str:
+    """The session's CSRF token for a form ("" without a secret: nothing can be posted)."""
+    return generate_csrf() if current_app.secret_key else ""
 
 
 def _stamp(user: dict) -> str:

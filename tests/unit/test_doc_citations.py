@@ -23,7 +23,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 # What is searched for citations: the code, its tests, deployment and the documents themselves.
-TREES = ("services", "shared", "siyu", "sandbox", "tests", "bench", "deploy", "docs")
+TREES = ("services", "shared", "siyu", "sandbox", "console", "tests", "bench", "deploy", "docs")
 FILES = ("Makefile", "pyproject.toml", "README.md")
 SUFFIXES = {".py", ".sql", ".yaml", ".yml", ".toml", ".md", ".sh", ".cfg", ".txt", ""}
 SKIP_PARTS = {"__pycache__", "crds", "node_modules"}

@@ -75,7 +75,7 @@ def test_every_distribution_siyu_needs_is_installed_at_its_pinned_version():
 
 def imported(folder: str) -> set[str]:
     """Top-level third-party modules imported anywhere under the folder."""
-    local = {"shared", "services", "sandbox", "siyu", "tests", "bench"}
+    local = {"shared", "services", "sandbox", "console", "siyu", "tests", "bench"}
     names = set()
     for path in (ROOT / folder).rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -98,7 +98,7 @@ def test_every_import_is_declared_directly_in_pyproject():
     """A module the code imports comes from a distribution pyproject names, not one that only
     happens to arrive with another (webargs with flask-smorest, werkzeug with flask, ...)."""
     providers = metadata.packages_distributions()
-    product = ("siyu", "sandbox", "services", "shared")
+    product = ("siyu", "console", "sandbox", "services", "shared")
     for folders, groups in ((product, ("dev",)), (("tests",), ("dev", "test"))):
         allowed = declared(*groups)
         for folder in folders:

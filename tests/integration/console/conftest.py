@@ -1,0 +1,87 @@
+"""The console under test: the real admin API app (siyu/api.py) on the session's PostgreSQL,
+outreach and segment migrated into private schemas, the segment people of
+tests/integration/api/test_segment_people.py seeded, and one console user per role of acme."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+
+from console.users import create_user
+from shared.config import Settings
+from shared.db import create_pool
+from shared.migrations import migrate_service
+from shared.tenants import DEMO_TENANTS_PATH
+from siyu.api import create_app
+from tests.integration.api.test_segment_people import seed
+
+PASSWORD = "correct-horse-7"
+SECRET = "console-test-secret-0123456789"
+USERS = [("acme", "li.lei", "viewer"), ("acme", "han.meimei", "operator"),
+         ("acme", "boss", "admin"), ("bloom", "xiao.hua", "admin")]  # fmt: skip
+TOKEN = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@dataclass
+class Console:
+    app: object
+    pool: object
+    schema: str
+
+    def client(self):
+        return self.app.test_client()
+
+    def sql(self, query: str, params=()) -> list[dict]:
+        with self.pool.connection() as conn:
+            conn.row_factory = dict_row
+            return conn.execute(query, params).fetchall()
+
+
+def csrf(client, path: str = "/login") -> str:
+    page = client.get(path)
+    found = TOKEN.search(page.get_data(as_text=True))
+    assert found, page.get_data(as_text=True)[:500]
+    return found.group(1)
+
+
+def log_in(client, login: str, password: str = PASSWORD, tenant: str = "acme"):
+    token = csrf(client)
+    return client.post(
+        "/login", data={"tenant": tenant, "login": login, "password": password, "csrf_token": token}
+    )
+
+
+def build(stack, schema: str, *, secret: str = SECRET, seeded=True):
+    segment_schema = f"{schema}_seg"
+    migrate_service(stack.dsn, "outreach", schema=schema)
+    migrate_service(stack.dsn, "segment", schema=segment_schema)
+    if seeded:
+        seed(stack.dsn, segment_schema)
+    pool = create_pool(stack.dsn, name="console-test", schema=schema, max_size=4, timeout=3)
+    settings = Settings.from_env({
+        "SIYU_DATABASE_URL": stack.dsn, "SIYU_TENANTS": str(DEMO_TENANTS_PATH),
+        "SIYU_CONSOLE_SECRET": secret,
+    })  # fmt: skip
+    schemas = {"outreach": schema, "segment": segment_schema}
+    app = create_app(
+        settings, pool=pool, schema_for=lambda s: schemas.get(s, s), token_cache_ttl_s=0,
+        run_jobs=False,
+    )  # fmt: skip
+    with pool.connection() as conn:
+        conn.row_factory = dict_row
+        for tenant, login, role in USERS:
+            create_user(conn, tenant_id=tenant, login=login, role=role, password=PASSWORD)
+    return Console(app, pool, schema), segment_schema
+
+
+@pytest.fixture
+def console(stack, schema):
+    built, segment_schema = build(stack, schema)
+    yield built
+    built.pool.close()
+    with psycopg.connect(stack.dsn, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{segment_schema}" CASCADE')

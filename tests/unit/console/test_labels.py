@@ -1,0 +1,62 @@
+"""Display names of the domain's codes (console/labels.py) in Chinese by default and in English,
+and a label for every built-in stage, buying role and risk flag."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+from console import labels
+from console.app import init_console
+from shared.config import Settings
+from shared.vocabulary import BUILTIN_SIDE_STAGES, BUILTIN_STAGES, BUYING_ROLES, RISK_FLAGS
+
+ZH = {
+    "attention": "注意", "interest": "兴趣", "search": "搜索", "comparison": "比较",
+    "examination": "检讨", "action": "行动", "share": "分享", "lapsed": "流失",
+    "acquisition": "获取", "activation": "激活", "retention": "留存", "revenue": "收入",
+    "referral": "推荐",
+}  # fmt: skip
+ROLES_ZH = {"decision_maker": "决策者", "technical": "技术", "finance": "财务",
+            "compliance": "合规/法务", "business": "业务", "procurement": "采购"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def app():
+    app = Flask("labels-test")
+    init_console(app, Settings.from_env({"SIYU_CONSOLE_SECRET": "s" * 32}))
+    return app
+
+
+def test_every_builtin_code_has_a_label():
+    stages = {s for model in BUILTIN_STAGES for s in BUILTIN_STAGES[model]}
+    stages |= {s for model in BUILTIN_SIDE_STAGES for s in BUILTIN_SIDE_STAGES[model]}
+    assert set(labels.STAGES) == stages
+    assert set(labels.BUYING_ROLES) == set(BUYING_ROLES)
+    assert set(labels.RISK_FLAGS) == set(RISK_FLAGS)
+
+
+@pytest.mark.parametrize(("code", "chinese"), sorted(ZH.items()))
+def test_stages_are_chinese_by_default(app, code, chinese):
+    with app.test_request_context("/"):
+        assert labels.stage(code) == chinese
+
+
+@pytest.mark.parametrize(("code", "chinese"), sorted(ROLES_ZH.items()))
+def test_buying_roles_are_chinese_by_default(app, code, chinese):
+    with app.test_request_context("/"):
+        assert labels.buying_role(code) == chinese
+
+
+def test_english_after_the_switch(app):
+    with app.test_request_context("/", headers={"Cookie": "siyu_lang=en"}):
+        assert labels.stage("comparison") == "Comparison"
+        assert labels.buying_role("decision_maker") == "Decision maker"
+        assert labels.risk_flag("payment_risk") == "Payment risk"
+
+
+def test_a_custom_stage_shows_as_named_and_none_as_a_dash(app):
+    with app.test_request_context("/"):
+        assert labels.stage("pilot_project") == "pilot_project"
+        assert labels.stage(None) == "—"
+        assert labels.risk_flag("payment_risk") == "回款风险"
