@@ -1,6 +1,6 @@
 # Two commands matter: `make run` and `make test`. Both work on a fresh machine.
 # Python packages are installed at the exact versions of requirements/constraints.txt (`make lock`
-# refreshes it); the Debian packages the tests need (promtool) are installed when missing.
+# refreshes it); the Debian packages the tests need (promtool, Chromium) are installed when missing.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -20,20 +20,32 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	touch $(STAMP)
 
 # Debian packages the tests run: promtool (package prometheus) checks and unit-tests the alert
-# rules. Quick when present; apt-get as root, through sudo otherwise, else a clear failure.
+# rules; Chromium, its driver and CJK fonts run the console's browser tests (tests/browser).
+# Quick when present; apt-get as root, through sudo otherwise, else a clear failure.
+APT_INSTALL = \
+	if [ "$$(id -u)" = 0 ]; then sudo=; \
+	elif command -v sudo >/dev/null 2>&1; then sudo=sudo; \
+	else echo "make: $$what is missing; install Debian's $$packages as root" >&2; exit 1; fi; \
+	command -v apt-get >/dev/null 2>&1 || { \
+	  echo "make: $$what is missing and there is no apt-get; install $$packages" >&2; exit 1; }; \
+	echo "make: installing Debian's $$packages ($$what)"; \
+	$$sudo apt-get -qq -o DPkg::Lock::Timeout=300 update && \
+	$$sudo env DEBIAN_FRONTEND=noninteractive apt-get -qq -o DPkg::Lock::Timeout=300 \
+	  install -y --no-install-recommends $$packages >/dev/null
+
+CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
+
 system-packages:
 	@command -v promtool >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = 0 ]; then sudo=; \
-	  elif command -v sudo >/dev/null 2>&1; then sudo=sudo; \
-	  else echo "make: promtool is missing; install Debian's 'prometheus' package as root" >&2; exit 1; fi; \
-	  command -v apt-get >/dev/null 2>&1 || { \
-	    echo "make: promtool is missing and there is no apt-get; install Prometheus's promtool" >&2; exit 1; }; \
-	  echo "make: installing Debian's prometheus package (promtool)"; \
-	  $$sudo apt-get -qq -o DPkg::Lock::Timeout=300 update && \
-	  $$sudo env DEBIAN_FRONTEND=noninteractive apt-get -qq -o DPkg::Lock::Timeout=300 \
-	    install -y --no-install-recommends prometheus >/dev/null && \
+	  what=promtool packages=prometheus; $(APT_INSTALL) && \
 	  command -v promtool >/dev/null || { \
 	    echo "make: installing Debian's prometheus did not give a promtool on PATH" >&2; exit 1; }; }
+	@test -x /usr/bin/chromium -a -x /usr/bin/chromedriver -a -f $(CJK_FONT) || { \
+	  what="Chromium, its driver or the CJK fonts" \
+	  packages="chromium chromium-driver fonts-noto-cjk"; $(APT_INSTALL) && \
+	  test -x /usr/bin/chromium -a -x /usr/bin/chromedriver -a -f $(CJK_FONT) || { \
+	    echo "make: installing Debian's chromium did not give /usr/bin/chromium," \
+	      "/usr/bin/chromedriver and $(CJK_FONT)" >&2; exit 1; }; }
 
 install: system-packages $(STAMP)
 

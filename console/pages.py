@@ -3,7 +3,7 @@ GET /api/v1/reports/funnel and GET /api/v1/accounts), labelled for display (cons
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from console import labels
@@ -47,6 +47,9 @@ def overview(conn, tenant: Tenant) -> dict:
         "widest": widest,
         "since": since,
         "until": until,
+        "first": since.astimezone(ZoneInfo(tenant.timezone)).date(),
+        "last": (until.astimezone(ZoneInfo(tenant.timezone)) - timedelta(days=1)).date(),
+        "zone": tenant.timezone,
         "total": sum(s["entered"] for s in stages),
     }
 

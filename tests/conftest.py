@@ -6,8 +6,8 @@ say) instead of starting the embedded broker; tests that start brokers of their 
 kill them) still use embedded ones.
 
 The tree mirrors the source: ``tests/unit/<package>/test_<module>.py`` needs no server (``make
-test-fast`` runs it alone); ``tests/integration/`` and ``tests/chaos/`` are marked ``integration``
-by their folder, and a unit test that asks for the servers is refused at collection.
+test-fast`` runs it alone); ``tests/integration/``, ``tests/chaos/`` and ``tests/browser/`` are
+marked ``integration`` by their folder, and a unit test that asks for the servers is refused at collection.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def _privacy_key(monkeypatch):
 
 
 TESTS = Path(__file__).resolve().parent
-SERVER_FOLDERS = (TESTS / "integration", TESTS / "chaos")
+SERVER_FOLDERS = (TESTS / "integration", TESTS / "chaos", TESTS / "browser")
 
 
 def pytest_collection_modifyitems(config, items):

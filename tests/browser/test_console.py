@@ -1,0 +1,73 @@
+"""The console in Chromium: logging in (good, and a wrong password answered in Chinese), the
+overview's funnel in Chinese stage names, the switch to English; the overview's screenshot is
+saved for README and docs/console.md: to docs/screenshots/overview.png when it is missing or with
+UPDATE_SCREENSHOTS=1 (a run of the suite does not change the tree otherwise), and always to the
+test's temporary folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as seen
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.integration.console.conftest import PASSWORD
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+AISCEAS = ("注意", "兴趣", "搜索", "比较", "检讨", "行动", "分享")
+
+
+def log_in(browser, login: str, password: str, tenant: str = "acme") -> None:
+    browser.find_element(By.ID, "tenant").clear()
+    browser.find_element(By.ID, "tenant").send_keys(tenant)
+    browser.find_element(By.ID, "login").send_keys(login)
+    browser.find_element(By.ID, "password").send_keys(password)
+    browser.find_element(By.ID, "submit").click()
+
+
+def wait_for(browser, element_id: str):
+    return WebDriverWait(browser, 30).until(seen.presence_of_element_located((By.ID, element_id)))
+
+
+def test_a_wrong_password_is_answered_in_chinese(browser):
+    log_in(browser, "li.lei", "not-the-password")
+    error = wait_for(browser, "error")
+    assert "租户、登录名或密码错误" in error.text
+    assert browser.current_url.endswith("/login")
+
+
+def save_screenshot(browser, folder: Path, name: str) -> None:
+    shot = folder / name
+    assert browser.save_screenshot(str(shot))
+    kept = SCREENSHOTS / name
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1" or not kept.exists():
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, kept)
+
+
+def test_the_overview_shows_the_funnel_in_chinese_then_english(browser, served, tmp_path):
+    log_in(browser, "li.lei", PASSWORD)
+    table = wait_for(browser, "funnel-table")
+    assert browser.current_url == served.url + "/"
+    for stage in AISCEAS:
+        assert stage in table.text
+    chart = browser.find_element(By.ID, "funnel-chart")
+    assert "比较" in chart.text
+    assert browser.find_element(By.CLASS_NAME, "tenant").text  # the tenant's name in the header
+    save_screenshot(browser, tmp_path, "overview.png")
+
+    browser.find_element(By.ID, "lang-switch").click()
+    WebDriverWait(browser, 30).until(
+        lambda b: "Comparison" in b.find_element(By.ID, "funnel-table").text
+    )
+    text = browser.find_element(By.ID, "funnel-table").text
+    assert "Attention" in text and "注意" not in text
+    assert browser.find_element(By.ID, "lang-switch").text == "中文"
+
+    browser.find_element(By.ID, "lang-switch").click()  # back to Chinese for the next test
+    WebDriverWait(browser, 30).until(lambda b: "比较" in b.find_element(By.ID, "funnel-table").text)
+    browser.find_element(By.ID, "logout").click()
+    wait_for(browser, "login")
