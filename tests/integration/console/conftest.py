@@ -40,6 +40,12 @@ class Console:
             conn.row_factory = dict_row
             return conn.execute(query, params).fetchall()
 
+    @staticmethod
+    def drop(dsn: str, *schemas: str) -> None:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            for name in schemas:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+
 
 def csrf(client, path: str = "/login") -> str:
     page = client.get(path)
@@ -55,7 +61,7 @@ def log_in(client, login: str, password: str = PASSWORD, tenant: str = "acme"):
     )
 
 
-def build(stack, schema: str, *, secret: str = SECRET, seeded=True):
+def build(stack, schema: str, *, secret: str = SECRET, seeded=True, users=USERS):
     segment_schema = f"{schema}_seg"
     migrate_service(stack.dsn, "outreach", schema=schema)
     migrate_service(stack.dsn, "segment", schema=segment_schema)
@@ -73,7 +79,7 @@ def build(stack, schema: str, *, secret: str = SECRET, seeded=True):
     )  # fmt: skip
     with pool.connection() as conn:
         conn.row_factory = dict_row
-        for tenant, login, role in USERS:
+        for tenant, login, role in users:
             create_user(conn, tenant_id=tenant, login=login, role=role, password=PASSWORD)
     return Console(app, pool, schema), segment_schema
 
@@ -83,5 +89,4 @@ def console(stack, schema):
     built, segment_schema = build(stack, schema)
     yield built
     built.pool.close()
-    with psycopg.connect(stack.dsn, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA IF EXISTS "{segment_schema}" CASCADE')
+    built.drop(stack.dsn, segment_schema)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import psycopg
 import pytest
 
 from console.http import IDLE
@@ -154,5 +153,4 @@ def test_without_a_secret_logins_are_refused_with_a_reason(stack, schema):
         assert built.client().post("/login", data={"login": "li.lei"}).status_code == 503
     finally:
         built.pool.close()
-        with psycopg.connect(stack.dsn, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA IF EXISTS "{segment_schema}" CASCADE')
+        built.drop(stack.dsn, segment_schema)

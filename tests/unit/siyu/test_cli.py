@@ -25,6 +25,8 @@ COMMANDS = [
     ["token", "create"],
     ["token", "list"],
     ["token", "revoke"],
+    ["user"],
+    ["user", "create"],
     ["ingest", "token", "create"],
     ["ingest", "token", "list"],
     ["ingest", "token", "revoke"],
