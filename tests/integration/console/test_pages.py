@@ -91,3 +91,12 @@ def test_the_json_api_beside_it_needs_no_csrf_token(console):
     response = console.client().post("/api/v1/tokens", json={"role": "viewer", "name": "x"})
     assert response.status_code == 401  # bearer auth, not a CSRF 400
     assert "unauthenticated" in response.get_data(as_text=True)
+
+
+def test_the_static_folder_serves_its_stylesheet_and_nothing_else(console):
+    client = console.client()
+    css = client.get("/console/static/console.css")
+    assert css.status_code == 200 and "text/css" in css.headers["Content-Type"]
+    for path in ("/console/static/../views.py", "/console/static/%2e%2e/views.py",
+                 "/static/console.css"):  # fmt: skip
+        assert client.get(path).status_code == 404
