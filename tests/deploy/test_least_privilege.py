@@ -90,7 +90,8 @@ SECRETS = {
     },
     "siyu-api": {
         "migrate": {PG["api"]},
-        "api": {PG["api"], "siyu-api", CA_SECRET, PRIVACY},  # no tenant secret at all
+        # no tenant secret at all; the console's session key (docs/console.md "Sessions")
+        "api": {PG["api"], "siyu-api", CA_SECRET, PRIVACY, "siyu-console-secret"},
     },
 }  # fmt: skip
 
