@@ -205,6 +205,9 @@ class DevStack:
         for process in built:
             url = process.url(self.options.port(process)) or "-"
             self.say(f"{process.name:<11} {url}  ({process.what})")
+            if process.name == "api":
+                console = url.removesuffix(process.path) + "/"
+                self.say(f"{'console':<11} {console}  (log in as a user of `siyu user create`)")
         self.say(f"Siyu dev stack ready in {seconds:.1f}s; Ctrl-C stops everything")
 
     def _start_demo(self, env: dict[str, str]) -> None:
