@@ -147,6 +147,22 @@ def change_password(conn, user: dict, current: str, new: str) -> dict | None:
 # --- siyu user create ----------------------------------------------------------------------------
 
 
+def ensure_user(settings: Settings, *, tenant: str, login: str, role: str, password: str,
+                by: str) -> bool:  # fmt: skip
+    """A console user of ``tenant`` unless one has ``login`` already (then it is left as it is:
+    its password may have been changed). True when created; audited as by ``by``."""
+    with psycopg.connect(
+        settings.require_database(),
+        row_factory=dict_row,
+        options=f"-c search_path={settings.outreach_schema}",
+    ) as conn:
+        if find_user(conn, tenant, login) is not None:
+            return False
+        create_user(conn, tenant_id=tenant, login=login, role=role, password=password)
+        audit(conn, by, tenant, "user.create", login, {"role": role})
+        return True
+
+
 def main(settings: Settings, *, tenant: str, login: str, role: str, password: str) -> int:
     """`siyu user create`: a console user of ``tenant``, audited like a token's creation."""
     registry = load_tenants(settings.tenants_path)

@@ -27,6 +27,9 @@ from siyu.processes import PROCESSES, Process, by_name
 # Fast consumer-group joins on the embedded broker (shared/kafka/tansu.py); production keeps
 # Kafka's defaults.
 DEV_KAFKA_ENV = DEV_TIMINGS_ENV
+# The console user `siyu dev --demo` gives each demo tenant. Dev only, and printed at start, like
+# the demo tenants' secrets: a deployment creates its users with `siyu user create`.
+DEMO_LOGIN, DEMO_PASSWORD = "demo.admin", "siyu-demo-console"
 # gunicorn boots its workers in about a second here; far more means a service is stuck.
 READY_TIMEOUT_S = 60
 
@@ -211,11 +214,18 @@ class DevStack:
         self.say(f"Siyu dev stack ready in {seconds:.1f}s; Ctrl-C stops everything")
 
     def _start_demo(self, env: dict[str, str]) -> None:
-        """One simulator per demo tenant, each with its own business-event token."""
+        """One simulator per demo tenant, each with its own business-event token, and a console
+        user per demo tenant (printed: a newcomer logs in at once)."""
+        from console.users import ensure_user
         from services.ingest.tokens import create_token
 
         port = self.options.port(by_name("ingest"))  # ready: run() waited for it
+        settings = Settings.from_env(env)
         for tenant in load_tenants(env["SIYU_TENANTS"]):
+            ensure_user(settings, tenant=tenant.id, login=DEMO_LOGIN, role="admin",
+                        password=DEMO_PASSWORD, by="siyu dev --demo")  # fmt: skip
+            self.say(f"console user of {tenant.id}: tenant {tenant.id}, login {DEMO_LOGIN}, "
+                     f"password {DEMO_PASSWORD} (dev only)")  # fmt: skip
             token = create_token(env["SIYU_DATABASE_URL"], tenant.id, "siyu dev --demo")
             argv = [sys.executable, "-m", "siyu.cli", "simulate", "--tenant", tenant.id,
                     "--contacts", "300", "--rate", "5", "--duration", "86400", "--seed", "1",

@@ -67,3 +67,33 @@ def test_a_created_user_is_audited_and_logs_in(cli, stack, schema):
     finally:
         built.pool.close()
         built.drop(stack.dsn, segment_schema)
+
+
+def test_the_demo_user_of_siyu_dev_is_made_once_and_logs_in(stack, schema):
+    """`siyu dev --demo` gives each demo tenant the console user it prints (siyu/dev.py); a
+    restart keeps it as it is (its password may have been changed since)."""
+    from console.users import ensure_user
+    from shared.config import Settings
+    from siyu.dev import DEMO_LOGIN, DEMO_PASSWORD
+    from tests.integration.console.conftest import build
+
+    built, segment_schema = build(stack, schema, seeded=False, users=())
+    try:
+        settings = Settings.from_env({"SIYU_DATABASE_URL": stack.dsn,
+                                      "SIYU_OUTREACH_SCHEMA": schema,
+                                      "SIYU_TENANTS": str(DEMO_TENANTS_PATH)})  # fmt: skip
+        made = [ensure_user(settings, tenant=t, login=DEMO_LOGIN, role="admin",
+                            password=DEMO_PASSWORD, by="siyu dev --demo")
+                for t in ("acme", "bloom", "acme")]  # fmt: skip
+        assert made == [True, True, False]
+        rows = built.sql("SELECT tenant_id, login, role FROM console_users ORDER BY tenant_id")
+        assert [tuple(r.values()) for r in rows] == [
+            ("acme", DEMO_LOGIN, "admin"),
+            ("bloom", DEMO_LOGIN, "admin"),
+        ]
+        audited = built.sql("SELECT actor, action FROM audit_log ORDER BY id")
+        assert audited == [{"actor": "siyu dev --demo", "action": "user.create"}] * 2
+        assert log_in(built.client(), DEMO_LOGIN, DEMO_PASSWORD, "bloom").status_code == 302
+    finally:
+        built.pool.close()
+        built.drop(stack.dsn, segment_schema)
