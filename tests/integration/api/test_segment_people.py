@@ -20,6 +20,7 @@ from services.segment.segments import save_segment
 from services.segment.topics import Topics
 from shared.config import Settings
 from shared.db import create_pool
+from shared.jobs import EXTENSION as JOBS
 from shared.kafka.topics import ensure_topics
 from shared.migrations import migrate_service
 from shared.tenants import DEMO_TENANTS_PATH, load_tenants
@@ -149,6 +150,9 @@ def people(stack, schema):
     built.segment_schema, built.settings = segment_schema, settings
     issue_tokens(built)
     yield built
+    # The app's job threads first: a segment build still running would hold the schema's locks
+    # while it is dropped (a deadlock).
+    app.extensions[JOBS].stop()
     pool.close()
     with psycopg.connect(stack.dsn, autocommit=True) as conn:
         conn.execute(f'DROP SCHEMA IF EXISTS "{segment_schema}" CASCADE')
