@@ -43,6 +43,14 @@ RISK_FLAGS = {
     "growing": _l("Growing"),
 }
 
+# What moved a subject between stages (stage_history.moved_by).
+MOVED_BY = {
+    "event": _l("A touchpoint"),
+    "time": _l("Time passing"),
+    "recompute": _l("Recompute"),
+    "staff": _l("Staff"),
+}
+
 USER_ROLES = {
     "viewer": _l("Viewer"),
     "operator": _l("Operator"),
@@ -67,6 +75,10 @@ def buying_role(code: str | None) -> str:
 
 def risk_flag(code: str | None) -> str:
     return _label(RISK_FLAGS, code)
+
+
+def moved_by(code: str | None) -> str:
+    return _label(MOVED_BY, code, "—")
 
 
 def user_role(code: str | None) -> str:

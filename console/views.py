@@ -1,5 +1,6 @@
 """The console's pages (docs/console.md): log in and out, change password, the overview, the
-accounts list and the tenant's users (admin). A page a role may not see answers 403; every POST
+accounts list and an account, contacts (search, a contact, staff overrides of its stage and
+buying role) and the tenant's users (admin). A page a role may not see answers 403; every POST
 carries the session's CSRF token (checked before anything else runs)."""
 
 from __future__ import annotations
@@ -26,15 +27,19 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, generate_csrf
 from werkzeug.exceptions import HTTPException
 
-from console import labels, pages
+from console import labels, pages, people
 from console.http import HEADERS, IDLE, LANG_COOKIE, LOCALES, csrf
 from console.passwords import MAX_LENGTH, WeakPassword
 from console.users import actor, change_password, get_user, list_users, log_in
+from services.segment import store
 from services.segment.api_common import current_tenant, segment_connection
+from services.segment.api_contacts import override_contact_role
+from services.segment.api_people_common import override_subject_stage, valid_stages
 from shared.api.audit import audit
 from shared.api.context import connection
 from shared.api.errors import ApiError
 from shared.tokens import role_rank
+from shared.vocabulary import BUYING_ROLES
 
 console = Blueprint(
     "console", __name__, template_folder="templates", static_folder="static",
@@ -268,6 +273,110 @@ def accounts():
     with segment_connection() as conn:
         page = pages.accounts(conn, tenant, after=after[:200] if after else None)
     return render_template("accounts.html", page=page, b2b=tenant.mode == "b2b")
+
+
+@console.route("/accounts/<account_id>")
+@require("viewer")
+def account(account_id: str):
+    tenant = current_tenant()
+    with segment_connection() as conn:
+        found = people.account(conn, tenant, account_id[:300])
+    if found is None:
+        abort(404)
+    return render_template("account.html", account=found)
+
+
+@console.route("/contacts")
+@require("viewer")
+def contacts():
+    tenant = current_tenant()
+    q = request.args.get("q", "").strip()[:200] or None
+    after = request.args.get("after", "")[:300] or None
+    with segment_connection() as conn:
+        page = people.contacts(conn, tenant, q=q, after=after)
+    return render_template("contacts.html", page=page, q=q or "")
+
+
+@console.route("/contacts/<contact_id>")
+@require("viewer")
+def contact(contact_id: str):
+    return _contact_page(contact_id, done=request.args.get("done"))
+
+
+def _contact_page(contact_id: str, *, errors=None, form=None, done=None, status=200):
+    tenant = current_tenant()
+    with segment_connection() as conn:
+        found = people.contact(conn, tenant, contact_id[:300])
+    if found is None:
+        abort(404)
+    messages = {"stage": _("Stage changed."), "role": _("Buying role changed.")}
+    can_edit = role_rank(g.console_user["role"]) >= role_rank("operator")
+    return render_template(
+        "contact.html", contact=found, errors=errors or {}, form=form or {},
+        done=messages.get(done), can_edit=can_edit,
+    ), status  # fmt: skip
+
+
+def _reason(errors: dict, key: str) -> str:
+    reason = request.form.get("reason", "").strip()
+    if not reason or len(reason) > 500:
+        errors[key] = _("Give a reason (1 to 500 characters): it is kept in the audit log.")
+    return reason
+
+
+@console.route("/contacts/<contact_id>/stage", methods=["POST"])
+@require("operator")
+def contact_stage(contact_id: str):
+    """A staff stage override: the API's (override_subject_stage), audited as the user."""
+    tenant = current_tenant()
+    stage = request.form.get("stage", "").strip()[:100]
+    errors: dict = {}
+    reason = _reason(errors, "stage_reason")
+    form = {"stage": stage, "stage_reason": reason}
+    try:
+        with segment_connection() as conn:
+            if stage not in valid_stages(conn, tenant):
+                errors["stage"] = _("Choose a stage of the tenant's lifecycle model.")
+            if not errors:
+                rows = store.lock_contacts(conn, tenant.id, [contact_id[:300]])
+                if not rows:
+                    abort(404)
+                override_subject_stage(
+                    conn, tenant, "contact", contact_id, rows[0],
+                    {"stage": stage, "reason": reason}, who=actor(g.console_user["login"]),
+                )  # fmt: skip
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+        errors["stage"] = _("The contact is in this stage already.")
+    if errors:
+        return _contact_page(contact_id, errors=errors, form=form, status=400)
+    return redirect(url_for("console.contact", contact_id=contact_id, done="stage"))
+
+
+@console.route("/contacts/<contact_id>/role", methods=["POST"])
+@require("operator")
+def contact_role(contact_id: str):
+    """A staff buying-role override (empty: infer it again): the API's, audited as the user."""
+    tenant = current_tenant()
+    role = request.form.get("role", "").strip()[:100]
+    errors: dict = {}
+    reason = _reason(errors, "role_reason")
+    if role and role not in BUYING_ROLES:
+        errors["role"] = _("Choose one of the six buying roles.")
+    if errors:
+        form = {"role": role, "role_reason": reason}
+        return _contact_page(contact_id, errors=errors, form=form, status=400)
+    try:
+        with segment_connection() as conn:
+            override_contact_role(
+                conn, tenant, contact_id[:300], role or None, reason, actor(g.console_user["login"])
+            )
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+        abort(404)
+    return redirect(url_for("console.contact", contact_id=contact_id, done="role"))
 
 
 @console.route("/users")

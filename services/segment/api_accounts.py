@@ -205,10 +205,13 @@ def list_accounts(args: dict):
 def get_account(account_id: str):
     """An account: members by buying role, role coverage, risk flags, attributes, stage history"""
     with segment_connection() as conn:
-        return _account_view(conn, tenant_id(), account_id)
+        return account_view(conn, tenant_id(), account_id)
 
 
-def _account_view(conn, tenant: str, account_id: str) -> dict:
+def account_view(conn, tenant: str, account_id: str) -> dict:
+    """An account of ``tenant`` with its members by buying role, role coverage and stage
+    history: GET /accounts/<id>'s answer, the console's account page too (404 ApiError for an
+    unknown or merged account)."""
     row = conn.execute(
         sql.SQL(
             "SELECT a.*, {} AS score FROM accounts a "
@@ -269,7 +272,7 @@ def override_account_stage(body: dict, account_id: str):
             raise _account_missing(conn, tenant.id, account_id)
         check_stage(conn, tenant, body["stage"])
         override_subject_stage(conn, tenant, "account", account_id, row, body)
-        return _account_view(conn, tenant.id, account_id)
+        return account_view(conn, tenant.id, account_id)
 
 
 class AccountMergeSchema(Schema):
@@ -316,4 +319,4 @@ def merge_account(body: dict, account_id: str):
         moved = [m["contact_id"] for m in members if m["account_id"] == account_id]
         details = {**body, "members": moved}
         audit(conn, principal(), tenant.id, "account.merge", account_id, details)
-        return _account_view(conn, tenant.id, into)
+        return account_view(conn, tenant.id, into)

@@ -45,6 +45,7 @@ from shared.api import (
     ApiError,
     Blueprint,
     PageArgs,
+    Principal,
     audit,
     cursor_key,
     invalid,
@@ -177,6 +178,64 @@ def _contact_missing(conn, tenant: str, contact_id: str) -> ApiError:
     )
 
 
+def contact_rows(
+    conn,
+    tenant: str,
+    *,
+    limit: int,
+    after: str | None = None,
+    q: str | None = None,
+    stage: str | None = None,
+    role: str | None = None,
+    account: str | None = None,
+    segment: str | None = None,
+    behaviour: str | None = None,
+    min_score: float | None = None,
+) -> list[dict]:
+    """Up to ``limit`` of a tenant's contacts (CONTACT_ITEM_COLUMNS) by contact_id after
+    ``after``, filtered (AND): GET /contacts's query, the console's search too. ``q`` matches a
+    substring of name, title or company, or an identity value exactly; ``role`` UNKNOWN_ROLE
+    lists contacts without a role."""
+    params = {
+        "tenant": tenant,
+        "after": after,
+        "q": q,
+        "like": like(q) if q else None,
+        "stage": stage,
+        "role": None if role == UNKNOWN_ROLE else role,
+        "no_role": role == UNKNOWN_ROLE,
+        "account": account,
+        "segment": segment,
+        "behaviour": behaviour,
+        "min_score": min_score,
+        "n": limit,
+    }
+    return conn.execute(
+        sql.SQL(
+            "SELECT {} FROM contacts c "
+            """WHERE c.tenant_id = %(tenant)s
+             AND (%(after)s::text IS NULL OR c.contact_id > %(after)s)
+             AND (%(q)s::text IS NULL
+                  OR c.name ILIKE %(like)s OR c.title ILIKE %(like)s
+                  OR c.corp_name ILIKE %(like)s
+                  OR EXISTS (SELECT 1 FROM identities i WHERE i.tenant_id = c.tenant_id
+                             AND i.contact_id = c.contact_id AND i.value = %(q)s))
+             AND (%(stage)s::text IS NULL OR c.stage = %(stage)s)
+             AND (%(role)s::text IS NULL OR c.role = %(role)s)
+             AND (NOT %(no_role)s OR c.role IS NULL)
+             AND (%(account)s::text IS NULL OR c.account_id = %(account)s)
+             AND (%(segment)s::text IS NULL
+                  OR EXISTS (SELECT 1 FROM segment_members m WHERE m.tenant_id = c.tenant_id
+                             AND m.segment_id = %(segment)s AND m.contact_id = c.contact_id))
+             AND (%(behaviour)s::text IS NULL OR %(behaviour)s = ANY(c.behaviour))
+             AND (%(min_score)s::float8 IS NULL OR {score} >= %(min_score)s)
+           ORDER BY c.contact_id
+           LIMIT %(n)s"""
+        ).format(CONTACT_ITEM_COLUMNS, score=CONTACT_SCORE),
+        params,
+    ).fetchall()
+
+
 @contacts.route("/contacts", methods=["GET"])
 @require("viewer", scope=TENANT)
 @contacts.arguments(ContactQuerySchema, location="query")
@@ -188,47 +247,21 @@ def list_contacts(args: dict):
     value exactly.
     """
     after = cursor_key(args["cursor"], str)
-    role = args["role"]
-    params = {
-        "tenant": tenant_id(),
-        "after": after[0] if after else None,
-        "q": args["q"],
-        "like": like(args["q"]) if args["q"] else None,
-        "stage": args["stage"],
-        "role": None if role == UNKNOWN_ROLE else role,
-        "no_role": role == UNKNOWN_ROLE,
-        "account": args["account_id"],
-        "segment": args["segment"],
-        "behaviour": args["behaviour"],
-        "min_score": args["min_score"],
-        "n": args["limit"] + 1,
-    }
     with segment_connection() as conn:
         check_filters(conn, args)
-        rows = conn.execute(
-            sql.SQL(
-                "SELECT {} FROM contacts c "
-                """WHERE c.tenant_id = %(tenant)s
-                 AND (%(after)s::text IS NULL OR c.contact_id > %(after)s)
-                 AND (%(q)s::text IS NULL
-                      OR c.name ILIKE %(like)s OR c.title ILIKE %(like)s
-                      OR c.corp_name ILIKE %(like)s
-                      OR EXISTS (SELECT 1 FROM identities i WHERE i.tenant_id = c.tenant_id
-                                 AND i.contact_id = c.contact_id AND i.value = %(q)s))
-                 AND (%(stage)s::text IS NULL OR c.stage = %(stage)s)
-                 AND (%(role)s::text IS NULL OR c.role = %(role)s)
-                 AND (NOT %(no_role)s OR c.role IS NULL)
-                 AND (%(account)s::text IS NULL OR c.account_id = %(account)s)
-                 AND (%(segment)s::text IS NULL
-                      OR EXISTS (SELECT 1 FROM segment_members m WHERE m.tenant_id = c.tenant_id
-                                 AND m.segment_id = %(segment)s AND m.contact_id = c.contact_id))
-                 AND (%(behaviour)s::text IS NULL OR %(behaviour)s = ANY(c.behaviour))
-                 AND (%(min_score)s::float8 IS NULL OR {score} >= %(min_score)s)
-               ORDER BY c.contact_id
-               LIMIT %(n)s"""
-            ).format(CONTACT_ITEM_COLUMNS, score=CONTACT_SCORE),
-            params,
-        ).fetchall()
+        rows = contact_rows(
+            conn,
+            tenant_id(),
+            limit=args["limit"] + 1,
+            after=after[0] if after else None,
+            q=args["q"],
+            stage=args["stage"],
+            role=args["role"],
+            account=args["account_id"],
+            segment=args["segment"],
+            behaviour=args["behaviour"],
+            min_score=args["min_score"],
+        )
     return page(rows, args["limit"], key=lambda r: [r["contact_id"]])
 
 
@@ -246,10 +279,13 @@ def get_contact(contact_id: str):
     `details.merged_into`: fetch that contact instead.
     """
     with segment_connection() as conn:
-        return _contact_view(conn, tenant_id(), contact_id)
+        return contact_view(conn, tenant_id(), contact_id)
 
 
-def _contact_view(conn, tenant: str, contact_id: str) -> dict:
+def contact_view(conn, tenant: str, contact_id: str) -> dict:
+    """A contact of ``tenant`` with identities, segments, account and stage history:
+    GET /contacts/<id>'s answer, the console's contact page too (404 ApiError when unknown,
+    merged or erased)."""
     row = conn.execute(
         sql.SQL(
             "SELECT c.*, {} AS score FROM contacts c WHERE tenant_id = %s AND contact_id = %s"
@@ -328,20 +364,31 @@ def override_role(body: dict, contact_id: str):
     """
     tenant = current_tenant()
     with segment_connection() as conn:
-        row = _locked_contact(conn, tenant, contact_id)
-        store.set_role_override(conn, tenant.id, contact_id, body["role"])
-        derive_touched(conn, tenant, {contact_id: []}, segment_topics())
-        after = conn.execute(
-            "SELECT contact_id, role, role_confidence, role_source, role_override FROM contacts "
-            "WHERE tenant_id = %s AND contact_id = %s",
-            (tenant.id, contact_id),
-        ).fetchone()
-        details = {
-            "role": body["role"],
-            "reason": body["reason"],
-            "previous": {"role": row["role"], "role_override": row["role_override"]},
-        }
-        audit(conn, principal(), tenant.id, "contact.role_override", contact_id, details)
+        return override_contact_role(
+            conn, tenant, contact_id, body["role"], body["reason"], principal()
+        )
+
+
+def override_contact_role(
+    conn, tenant, contact_id: str, role: str | None, reason: str, who: Principal | str
+) -> dict:
+    """Set (None: clear) a contact's buying role override, derive it and its account again and
+    audit ``contact.role_override`` by ``who``, in ``conn``'s transaction: PUT .../role's
+    change, the console's too. ``role`` must be one of BUYING_ROLES or None."""
+    row = _locked_contact(conn, tenant, contact_id)
+    store.set_role_override(conn, tenant.id, contact_id, role)
+    derive_touched(conn, tenant, {contact_id: []}, segment_topics())
+    after = conn.execute(
+        "SELECT contact_id, role, role_confidence, role_source, role_override FROM contacts "
+        "WHERE tenant_id = %s AND contact_id = %s",
+        (tenant.id, contact_id),
+    ).fetchone()
+    details = {
+        "role": role,
+        "reason": reason,
+        "previous": {"role": row["role"], "role_override": row["role_override"]},
+    }
+    audit(conn, who, tenant.id, "contact.role_override", contact_id, details)
     return after
 
 
@@ -364,7 +411,7 @@ def override_contact_stage(body: dict, contact_id: str):
         row = _locked_contact(conn, tenant, contact_id)
         check_stage(conn, tenant, body["stage"])
         override_subject_stage(conn, tenant, "contact", contact_id, row, body)
-        return _contact_view(conn, tenant.id, contact_id)
+        return contact_view(conn, tenant.id, contact_id)
 
 
 class EraseQuerySchema(Schema):
@@ -450,27 +497,43 @@ def contact_timeline(args: dict, contact_id: str):
             ) from None
         if after_at.tzinfo is None:
             raise invalid("cursor is not valid; start again without it", code="invalid_cursor")
-    tenant = tenant_id()
     with segment_connection() as conn:
-        found = conn.execute(
-            "SELECT 1 FROM contacts WHERE tenant_id = %s AND contact_id = %s",
-            (tenant, contact_id),
-        ).fetchone()
-        if found is None:
-            raise _contact_missing(conn, tenant, contact_id)
-        rows = conn.execute(
-            """SELECT event_id, type, occurred_at, attributes FROM events
-                WHERE tenant_id = %(tenant)s AND contact_id = %(contact)s
-                  AND (%(at)s::timestamptz IS NULL
-                       OR (occurred_at, event_id) < (%(at)s::timestamptz, %(event)s::text))
-                ORDER BY occurred_at DESC, event_id DESC
-                LIMIT %(n)s""",
-            {
-                "tenant": tenant,
-                "contact": contact_id,
-                "at": after_at,
-                "event": after[1] if after else None,
-                "n": args["limit"] + 1,
-            },
-        ).fetchall()
+        rows = timeline_rows(
+            conn,
+            tenant_id(),
+            contact_id,
+            limit=args["limit"] + 1,
+            after_at=after_at,
+            after_event=after[1] if after else None,
+        )
     return page(rows, args["limit"], key=lambda r: [r["occurred_at"].isoformat(), r["event_id"]])
+
+
+def timeline_rows(
+    conn,
+    tenant: str,
+    contact_id: str,
+    *,
+    limit: int,
+    after_at: datetime | None = None,
+    after_event: str | None = None,
+) -> list[dict]:
+    """Up to ``limit`` of a contact's touchpoints, newest first (occurred_at, then event_id,
+    both descending) before (``after_at``, ``after_event``): GET .../timeline's query, the
+    console's contact page too (404 ApiError when the contact is unknown, merged or erased)."""
+    found = conn.execute(
+        "SELECT 1 FROM contacts WHERE tenant_id = %s AND contact_id = %s",
+        (tenant, contact_id),
+    ).fetchone()
+    if found is None:
+        raise _contact_missing(conn, tenant, contact_id)
+    return conn.execute(
+        """SELECT event_id, type, occurred_at, attributes FROM events
+            WHERE tenant_id = %(tenant)s AND contact_id = %(contact)s
+              AND (%(at)s::timestamptz IS NULL
+                   OR (occurred_at, event_id) < (%(at)s::timestamptz, %(event)s::text))
+            ORDER BY occurred_at DESC, event_id DESC
+            LIMIT %(n)s""",
+        {"tenant": tenant, "contact": contact_id, "at": after_at, "event": after_event,
+         "n": limit},
+    ).fetchall()  # fmt: skip

@@ -29,6 +29,7 @@ from shared.api import (
     tenant_id,
 )
 from shared.api.names import check_one, unknown_names
+from shared.tokens import Principal
 from shared.vocabulary import BEHAVIOURS, BUYING_ROLES
 
 # Documented example, valid for the demo tenant acme (schemathesis' examples phase sends it).
@@ -93,10 +94,16 @@ class StageOverrideSchema(Schema):
     reason = reason_field()
 
 
+def valid_stages(conn, tenant) -> tuple[str, ...]:
+    """The stages and side stages of the tenant's active model (a staff override's choices)."""
+    model = model_for(tenant, conn)
+    return (*model.stage_names, *model.side_stages)
+
+
 def check_stage(conn, tenant, stage: str) -> None:
     """400 unless ``stage`` is a stage or side stage of the tenant's active model."""
     model = model_for(tenant, conn)
-    valid = (*model.stage_names, *model.side_stages)
+    valid = valid_stages(conn, tenant)
     error = unknown_names(check_one("stage", f"stage of the {model.name} model", stage, valid))
     if error is not None:
         raise error
@@ -202,12 +209,24 @@ class ContactItemSchema(Schema):
     last_active_at = fields.DateTime(allow_none=True, metadata={"description": LAST_ACTIVE})
 
 
-def override_subject_stage(conn, tenant, kind: str, subject_id: str, row: dict, body: dict) -> None:
+def override_subject_stage(
+    conn,
+    tenant,
+    kind: str,
+    subject_id: str,
+    row: dict,
+    body: dict,
+    who: Principal | str | None = None,
+) -> None:
+    """A staff stage override of a locked row, audited as ``<kind>.stage_override`` by ``who``
+    (the request's token by default; the console passes its user's actor); 409 when the
+    subject is in that stage already."""
     if row["stage"] == body["stage"]:
         raise conflict(f"{kind} {subject_id!r} is in stage {body['stage']!r} already")
-    who = principal()
+    who = principal() if who is None else who
     override_stage(
-        conn, tenant, kind, row, body["stage"], reason=body["reason"], actor=who.token_id,
+        conn, tenant, kind, row, body["stage"], reason=body["reason"],
+        actor=who.token_id if isinstance(who, Principal) else who,
         now=datetime.now(UTC), topics=segment_topics(),
     )  # fmt: skip
     details = {**body, "previous": row["stage"], "model": model_for(tenant, conn).name}

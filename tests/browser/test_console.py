@@ -71,3 +71,17 @@ def test_the_overview_shows_the_funnel_in_chinese_then_english(browser, served, 
     WebDriverWait(browser, 30).until(lambda b: "比较" in b.find_element(By.ID, "funnel-table").text)
     browser.find_element(By.ID, "logout").click()
     wait_for(browser, "login")
+
+
+def test_an_account_page_shows_the_role_grid_in_chinese(browser, served):
+    log_in(browser, "li.lei", PASSWORD)
+    wait_for(browser, "funnel-table")
+    browser.get(served.url + "/accounts")
+    wait_for(browser, "accounts-table").find_element(By.LINK_TEXT, "苏州精工机械有限公司").click()
+    grid = wait_for(browser, "role-grid")
+    for role in ("决策者", "技术", "财务", "合规/法务", "业务", "采购"):
+        assert role in grid.text
+    assert "缺失" in grid.text and "王总" in grid.text
+    assert browser.find_element(By.ID, "account-name").text == "苏州精工机械有限公司"
+    browser.find_element(By.ID, "logout").click()
+    wait_for(browser, "login")
