@@ -12,13 +12,13 @@ from datetime import datetime
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
 
 from console.lockout import Attempts, after_failure, after_success
 from console.passwords import check_password, hash_password, verify_password
 from services.outreach.tokens import seed_tenants
 from shared.api.audit import CLI_ACTOR, audit
 from shared.config import Settings
+from shared.db import connect
 from shared.errors import ConfigError, SiyuError, UnknownTenant
 from shared.tenants import load_tenants
 from shared.tokens import TOKEN_ROLES
@@ -151,11 +151,7 @@ def ensure_user(settings: Settings, *, tenant: str, login: str, role: str, passw
                 by: str) -> bool:  # fmt: skip
     """A console user of ``tenant`` unless one has ``login`` already (then it is left as it is:
     its password may have been changed). True when created; audited as by ``by``."""
-    with psycopg.connect(
-        settings.require_database(),
-        row_factory=dict_row,
-        options=f"-c search_path={settings.outreach_schema}",
-    ) as conn:
+    with connect(settings.require_database(), settings.outreach_schema) as conn:
         if find_user(conn, tenant, login) is not None:
             return False
         create_user(conn, tenant_id=tenant, login=login, role=role, password=password)
@@ -167,11 +163,7 @@ def main(settings: Settings, *, tenant: str, login: str, role: str, password: st
     """`siyu user create`: a console user of ``tenant``, audited like a token's creation."""
     registry = load_tenants(settings.tenants_path)
     try:
-        with psycopg.connect(
-            settings.require_database(),
-            row_factory=dict_row,
-            options=f"-c search_path={settings.outreach_schema}",
-        ) as conn:
+        with connect(settings.require_database(), settings.outreach_schema) as conn:
             seed_tenants(conn, registry)
             row = create_user(conn, tenant_id=tenant, login=login, role=role, password=password)
             audit(conn, CLI_ACTOR, tenant, "user.create", login, {"role": role})

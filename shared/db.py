@@ -23,6 +23,13 @@ from shared.config import DbTimeouts
 NO_TIMEOUTS = DbTimeouts(0, 0)  # migrations and explicit long jobs
 
 
+def connect(dsn: str, schema: str) -> psycopg.Connection:
+    """One connection on ``schema`` with dict rows, for a command's short work (the `siyu
+    token` and `siyu user` commands): no pool, no timeouts. ``schema`` comes from Settings,
+    which validated it."""
+    return psycopg.connect(dsn, row_factory=dict_row, options=f"-c search_path={schema}")
+
+
 def create_pool(
     dsn: str,
     *,

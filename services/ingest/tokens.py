@@ -17,6 +17,7 @@ from psycopg_pool import ConnectionPool
 
 from services.ingest.errors import Refused
 from shared import tokens
+from shared.db import connect
 from shared.errors import ConfigError, SiyuError, UnknownTenant
 from shared.tenants import TenantRegistry
 from shared.tokens import DEFAULT_CACHE_TTL_S, EVENT_TOKENS, TokenExpired, TokenStoreUnavailable
@@ -59,11 +60,7 @@ class TokenStore(tokens.TokenStore):
 
 def _connect(settings):
     """On ``settings.ingest_schema`` (SIYU_INGEST_SCHEMA: tests use private schemas)."""
-    return psycopg.connect(
-        settings.require_database(),
-        row_factory=dict_row,
-        options=f"-c search_path={settings.ingest_schema}",
-    )
+    return connect(settings.require_database(), settings.ingest_schema)
 
 
 def main(

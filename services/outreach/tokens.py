@@ -7,11 +7,11 @@ schema is ``Settings.outreach_schema`` (``SIYU_OUTREACH_SCHEMA``; tests use priv
 from __future__ import annotations
 
 import psycopg
-from psycopg.rows import dict_row
 
 from shared import tokens
 from shared.api.audit import CLI_ACTOR, audit
 from shared.config import Settings
+from shared.db import connect
 from shared.errors import ConfigError, SiyuError, UnknownTenant
 from shared.tenants import TenantRegistry, load_tenants
 from shared.tokens import ADMIN_TOKENS, TOKEN_ROLES
@@ -107,11 +107,7 @@ def main(
     registry = load_tenants(settings.tenants_path)
     schema = settings.outreach_schema
     try:
-        with psycopg.connect(
-            settings.require_database(),
-            row_factory=dict_row,
-            options=f"-c search_path={schema}",
-        ) as conn:
+        with connect(settings.require_database(), schema) as conn:
             seed_tenants(conn, registry)
             if tenant is not None and not tenant_exists(conn, tenant):
                 raise UnknownTenant(

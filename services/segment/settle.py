@@ -101,33 +101,30 @@ class _Group:
     start: Key = (datetime.max, "")
     late: bool = False
     account_state: State = (None, None)
-    _business: tuple[list[Key], list[EventFact]] | None = None  # members' biz.*, in order
+    # Every member's events, and their biz.* ones, in checkpoint order: (keys, events) each.
+    _ordered: dict[str, tuple[list[Key], list[EventFact]]] | None = None
 
-    _all: tuple[list[Key], list[EventFact]] | None = None  # every member's events, in order
+    def _window(self, which: str, until: Key, days: int) -> list[EventFact]:
+        if self._ordered is None:
+            pairs = sorted(((_key(e), e) for m in self.members.values() for e in m.events),
+                           key=lambda pair: pair[0])  # fmt: skip
+            biz = [p for p in pairs if p[1].type.startswith("biz.")]
+            self._ordered = {
+                "all": ([k for k, _ in pairs], [e for _, e in pairs]),
+                "business": ([k for k, _ in biz], [e for _, e in biz]),
+            }
+        keys, events = self._ordered[which]
+        first = bisect_left(keys, (until[0] - timedelta(days=days), ""))
+        return events[first : bisect_right(keys, until)]
 
     def activity(self, until: Key, days: int) -> list[EventFact]:
         """Every member's events up to checkpoint ``until``, back ``days`` days (the account's
         regress rules read them: a lapse is about its members' own actions)."""
-        if self._all is None:
-            pairs = sorted(((_key(e), e) for m in self.members.values() for e in m.events),
-                           key=lambda pair: pair[0])  # fmt: skip
-            self._all = ([k for k, _ in pairs], [e for _, e in pairs])
-        keys, events = self._all
-        first = bisect_left(keys, (until[0] - timedelta(days=days), ""))
-        return events[first : bisect_right(keys, until)]
+        return self._window("all", until, days)
 
     def business(self, until: Key, days: int) -> tuple[EventFact, ...]:
         """The members' business events up to checkpoint ``until``, back ``days`` days."""
-        if self._business is None:
-            pairs = sorted(
-                ((_key(e), e) for m in self.members.values() for e in m.events
-                 if e.type.startswith("biz.")),
-                key=lambda pair: pair[0],
-            )  # fmt: skip
-            self._business = ([k for k, _ in pairs], [e for _, e in pairs])
-        keys, events = self._business
-        first = bisect_left(keys, (until[0] - timedelta(days=days), ""))
-        return tuple(events[first : bisect_right(keys, until)])
+        return tuple(self._window("business", until, days))
 
 
 def _key(e: EventFact) -> Key:

@@ -104,12 +104,35 @@ def _isolated(run, table: str, pool, tenant: Tenant, topics: Topics, now: dateti
 _KEYS = {"contacts": "contact_id", "accounts": "account_id"}
 
 
-def _due_ids(pool, tenant_id: str, table: str, now: datetime, batch: int) -> list[str]:
+def _due(
+    conn: Connection,
+    table: str,
+    tenant_id: str,
+    now: datetime,
+    limit: int,
+    *,
+    only: str | None = None,
+    whole: bool = False,
+    claim: bool = True,
+) -> list[dict]:
+    """The rows of ``table`` due at ``now``, soonest first: the whole rows or their keys;
+    claimed (locked, skipping rows others hold) unless ``claim`` is false; ``only`` one key."""
+    key = sql.Identifier(_KEYS[table])
     query = sql.SQL(
-        "SELECT {key} FROM {table} WHERE tenant_id = %s AND due_at <= %s ORDER BY due_at LIMIT %s"
-    ).format(key=sql.Identifier(_KEYS[table]), table=sql.Identifier(table))
+        "SELECT {columns} FROM {table} WHERE tenant_id = %s AND due_at <= %s "
+        "AND (%s::text IS NULL OR {key} = %s) ORDER BY due_at LIMIT %s{claim}"
+    ).format(
+        columns=sql.SQL("*") if whole else key,
+        table=sql.Identifier(table),
+        key=key,
+        claim=sql.SQL(" FOR UPDATE SKIP LOCKED" if claim else ""),
+    )
+    return conn.execute(query, (tenant_id, now, only, only, limit)).fetchall()
+
+
+def _due_ids(pool, tenant_id: str, table: str, now: datetime, batch: int) -> list[str]:
     with pool.connection() as conn:
-        return [r[_KEYS[table]] for r in conn.execute(query, (tenant_id, now, batch))]
+        return [r[_KEYS[table]] for r in _due(conn, table, tenant_id, now, batch, claim=False)]
 
 
 def _postpone(pool, tenant_id: str, table: str, subject_id: str, until: datetime) -> None:
@@ -148,12 +171,7 @@ def _contacts_batch(
     only: str | None = None,
 ) -> int:
     with pool.connection() as conn, conn.transaction():
-        rows = conn.execute(
-            "SELECT * FROM contacts WHERE tenant_id = %s AND due_at <= %s "
-            "AND (%s::text IS NULL OR contact_id = %s) "
-            "ORDER BY due_at LIMIT %s FOR UPDATE SKIP LOCKED",
-            (tenant.id, now, only, only, batch),
-        ).fetchall()
+        rows = _due(conn, "contacts", tenant.id, now, batch, only=only, whole=True)
         if not rows:
             return 0
         rows.sort(key=lambda r: r["contact_id"])
@@ -193,15 +211,7 @@ def _accounts_batch(
     only: str | None = None,
 ) -> int:
     with pool.connection() as conn, conn.transaction():
-        due = [
-            r["account_id"]
-            for r in conn.execute(
-                "SELECT account_id FROM accounts WHERE tenant_id = %s AND due_at <= %s "
-                "AND (%s::text IS NULL OR account_id = %s) "
-                "ORDER BY due_at LIMIT %s FOR UPDATE SKIP LOCKED",
-                (tenant.id, now, only, only, batch),
-            )
-        ]
+        due = [r["account_id"] for r in _due(conn, "accounts", tenant.id, now, batch, only=only)]
         if not due:
             return 0
         # The members too, without waiting: an account with a member the consumer holds stays due
