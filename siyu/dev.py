@@ -214,18 +214,21 @@ class DevStack:
         self.say(f"Siyu dev stack ready in {seconds:.1f}s; Ctrl-C stops everything")
 
     def _start_demo(self, env: dict[str, str]) -> None:
-        """One simulator per demo tenant, each with its own business-event token, and a console
-        user per demo tenant (printed: a newcomer logs in at once)."""
+        """One simulator per demo tenant, each with its own business-event token, a console
+        user per demo tenant (printed: a newcomer logs in at once) and the demo library."""
         from console.users import ensure_user
         from services.ingest.tokens import create_token
 
         port = self.options.port(by_name("ingest"))  # ready: run() waited for it
+        api = by_name("api")
+        api_url = api.url(self.options.port(api))
         settings = Settings.from_env(env)
         for tenant in load_tenants(env["SIYU_TENANTS"]):
             ensure_user(settings, tenant=tenant.id, login=DEMO_LOGIN, role="admin",
                         password=DEMO_PASSWORD, by="siyu dev --demo")  # fmt: skip
             self.say(f"console user of {tenant.id}: tenant {tenant.id}, login {DEMO_LOGIN}, "
                      f"password {DEMO_PASSWORD} (dev only)")  # fmt: skip
+            self._seed_library(settings, tenant, api_url)
             token = create_token(env["SIYU_DATABASE_URL"], tenant.id, "siyu dev --demo")
             argv = [sys.executable, "-m", "siyu.cli", "simulate", "--tenant", tenant.id,
                     "--contacts", "300", "--rate", "5", "--duration", "86400", "--seed", "1",
@@ -233,6 +236,33 @@ class DevStack:
             spec = ChildSpec(f"sim-{tenant.id}", argv, env={"SIYU_EVENTS_TOKEN": token})
             self.supervisor.start(spec, env)
         self.say("demo traffic: a simulator per tenant sends 5 requests/s to ingest")
+
+    def _seed_library(self, settings: Settings, tenant, api_url: str) -> None:
+        """The demo content, segments and campaigns (sandbox/console_demo.py), through the admin
+        API with an admin token (segments are an admin's) that is revoked once they are in."""
+        import requests
+
+        from sandbox.console_demo import Api, SeedError, seed
+        from services.outreach.tokens import create_token, revoke_token
+        from shared.db import connect
+
+        dsn = settings.require_database()
+        with connect(dsn, settings.outreach_schema) as conn:
+            row, token = create_token(conn, tenant_id=tenant.id, role="admin",
+                                      name="siyu dev --demo")  # fmt: skip
+        try:
+            made = seed(Api(api_url, token), tenant.mode)
+        except (
+            SeedError,
+            requests.RequestException,
+        ) as exc:  # the stack still runs; the console is just emptier
+            self.say(f"demo library of {tenant.id} not seeded: {exc}")
+            return
+        finally:
+            with connect(dsn, settings.outreach_schema) as conn:
+                revoke_token(conn, row["token_id"], tenant_id=tenant.id)
+        self.say(f"demo library of {tenant.id}: {made['content']} content items, "
+                 f"{made['segments']} segments, {made['campaigns']} campaigns added")  # fmt: skip
 
     def _wait(self) -> int:
         while not self._stop.wait(0.2):
