@@ -12,6 +12,7 @@ import threading
 
 from flask import abort, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
+from psycopg.errors import QueryCanceled
 
 from console import segments as pages
 from console.users import actor
@@ -203,6 +204,8 @@ def segment_preview():
         return jsonify(ok=False, error=exc.message), 400
     except RateLimited:
         return jsonify(ok=False, error=_("Too many counts; wait a moment.")), 429
+    except QueryCanceled:  # the preview's statement timeout (console/segments.py)
+        return jsonify(ok=False, error=_("The count is not available right now.")), 503
     finally:
         with _running_lock:
             _running.discard(uid)

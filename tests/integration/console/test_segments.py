@@ -12,6 +12,7 @@ import json
 import pytest
 from flask import g
 
+from console import segments as pages
 from services.segment.api_common import segment_connection
 from services.segment.api_segments import check_rule
 from shared.api.errors import ApiError
@@ -209,6 +210,14 @@ def test_the_live_count_is_the_builds_evaluation(console):
     assert found["ok"] is True and found["count"] == members[0]["n"] >= 1
     assert found["total"] == contacts[0]["n"] and found["partial"] is False
     assert "位成员" in found["text"]
+
+
+def test_a_live_count_past_its_bound_says_how_far_it_went(console, monkeypatch):
+    monkeypatch.setattr(pages, "PREVIEW_CONTACTS", 1)
+    client = logged_in(console, "li.lei")
+    found = client.get("/segments/preview", query_string={"expr": VALID}).get_json()
+    assert found["ok"] is True and found["partial"] is True and found["evaluated"] == 1
+    assert "前 1 位联系人中" in found["text"] and str(found["total"]) in found["text"]
 
 
 def test_the_live_count_of_a_typo_is_the_apis_error(console):
