@@ -83,3 +83,20 @@ def moved_by(code: str | None) -> str:
 
 def user_role(code: str | None) -> str:
     return _label(USER_ROLES, code)
+
+
+# A segment's build (GET /api/v1/segments: status).
+SEGMENT_STATUSES = {
+    "building": _l("Building"),
+    "ready": _l("Ready"),
+    "failed": _l("Disabled (rule failed)"),
+}
+
+
+def segment_status(code: str | None) -> str:
+    return _label(SEGMENT_STATUSES, code, "—")
+
+
+def segment_subject() -> str:
+    """What a segment's members are: contacts (docs/domain.md "Segments")."""
+    return str(_l("Contacts"))

@@ -23,7 +23,13 @@ from services.segment.backfill import pending, queue_backfill
 from services.segment.behaviour import Features
 from services.segment.lifecycle.grammar import error_paths
 from services.segment.rule_names import RuleNames, rule_unknowns
-from services.segment.segments import SLUG, SegmentError, TooManySegments, save_segment
+from services.segment.segments import (
+    SLUG,
+    SegmentError,
+    TooManySegments,
+    compile_rule,
+    save_segment,
+)
 from services.segment.tenant_model import model_for
 from shared import jobs
 from shared.api import (
@@ -186,7 +192,9 @@ class MemberSchema(ContactItemSchema):
     since = fields.DateTime(required=True, metadata={"description": "Member since"})
 
 
-def _queue_build(conn, rows: list[dict], *, saved: bool = False) -> bool:
+def _queue_build(
+    conn, rows: list[dict], *, saved: bool = False, created_by: str | None = None
+) -> bool:
     """Queue the tenant's build job if one of ``rows`` is building: always after a save (a job
     queued or running takes it up), else only when no job would (it ended as the segment was
     saved, or failed). True if queued: wake the runners once committed."""
@@ -203,7 +211,7 @@ def _queue_build(conn, rows: list[dict], *, saved: bool = False) -> bool:
         conn,
         tenant,
         topic_prefix=settings.kafka.topic_prefix if settings is not None else "",
-        created_by=principal().token_id,
+        created_by=created_by if created_by is not None else principal().token_id,
         ttl=(settings.jobs if settings is not None else JobSettings()).ttl,
     )
 
@@ -231,17 +239,27 @@ def list_segments(args: dict):
     """Segments by segment_id, with their build status and current member counts"""
     after = cursor_key(args["cursor"], str)
     with segment_connection() as conn:
-        rows = conn.execute(
-            sql.SQL(
-                "SELECT {} FROM segments s WHERE s.tenant_id = %(tenant)s "
-                "AND (%(after)s::text IS NULL OR s.segment_id > %(after)s) "
-                "ORDER BY s.segment_id LIMIT %(n)s"
-            ).format(SEGMENT_COLUMNS),
-            {"tenant": tenant_id(), "after": after[0] if after else None, "n": args["limit"] + 1},
-        ).fetchall()
+        rows = segment_rows(conn, tenant_id(), after[0] if after else None, args["limit"] + 1)
         queued = _queue_build(conn, rows)
     _woken(queued)
     return page(rows, args["limit"], key=lambda r: [r["segment_id"]])
+
+
+def segment_rows(conn, tenant: str, after: str | None, limit: int) -> list[dict]:
+    """Up to ``limit`` segments by segment_id after ``after`` (GET /segments, the console)."""
+    return conn.execute(
+        sql.SQL(
+            "SELECT {} FROM segments s WHERE s.tenant_id = %(tenant)s "
+            "AND (%(after)s::text IS NULL OR s.segment_id > %(after)s) "
+            "ORDER BY s.segment_id LIMIT %(n)s"
+        ).format(SEGMENT_COLUMNS),
+        {"tenant": tenant, "after": after, "n": limit},
+    ).fetchall()
+
+
+def segment_row(conn, tenant: str, segment_id: str) -> dict:
+    """One segment as GET /segments/<id> answers it (404 ``ApiError`` if the tenant lacks it)."""
+    return _segment_row(conn, tenant, segment_id)
 
 
 @segments.route("/segments", methods=["POST"])
@@ -259,32 +277,48 @@ def create_segment(body: dict):
     `members_count` 0; GET it until `status` is ready (`progress` counts the contacts evaluated).
     Events keep the membership current meanwhile and afterwards.
     """
-    tenant = tenant_id()
     with segment_connection() as conn:
-        # Two creators of one id: the second waits here, then sees the first's row (409); per
-        # tenant, so that two creators cannot both pass the segments-per-tenant limit.
-        conn.execute(
-            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"siyu.segment:{tenant}",)
-        )
-        exists = conn.execute(
-            "SELECT 1 FROM segments WHERE tenant_id = %s AND segment_id = %s",
-            (tenant, body["segment_id"]),
-        ).fetchone()
-        if exists is not None:
-            raise conflict(f"segment {body['segment_id']!r} exists; PUT replaces it")
-        try:
-            save_segment(
-                conn, tenant, body["segment_id"], body["name"], body["rule"], body["description"]
-            )
-        except SegmentError as exc:
-            raise _segment_error(exc) from None
-        _check_rule_names(conn, tenant, body["rule"])
-        audit(conn, principal(), tenant, "segment.create", body["segment_id"], body)
-        catalogue_changed(conn)
-        row = _segment_row(conn, tenant, body["segment_id"])
-        queued = _queue_build(conn, [row], saved=True)
+        row, queued = create_in(conn, tenant_id(), body, principal(), principal().token_id)
     _woken(queued)
     return row
+
+
+def check_rule(conn, tenant_id_: str, rule: object):
+    """The compiled rule, or the 400 ``invalid_segment`` a save would answer (grammar, limits,
+    then names): what the console's live preview evaluates."""
+    try:
+        condition = compile_rule(rule)
+    except SegmentError as exc:
+        raise _segment_error(exc) from None
+    _check_rule_names(conn, tenant_id_, rule)
+    return condition
+
+
+def create_in(conn, tenant: str, body: dict, who, created_by: str | None) -> tuple[dict, bool]:
+    """POST /segments in ``conn``'s transaction (the API's and the console's): the new row and
+    whether a build job was queued (wake the runners once committed)."""
+    # Two creators of one id: the second waits here, then sees the first's row (409); per
+    # tenant, so that two creators cannot both pass the segments-per-tenant limit.
+    conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"siyu.segment:{tenant}",)
+    )
+    exists = conn.execute(
+        "SELECT 1 FROM segments WHERE tenant_id = %s AND segment_id = %s",
+        (tenant, body["segment_id"]),
+    ).fetchone()
+    if exists is not None:
+        raise conflict(f"segment {body['segment_id']!r} exists; PUT replaces it")
+    try:
+        save_segment(
+            conn, tenant, body["segment_id"], body["name"], body["rule"], body["description"]
+        )
+    except SegmentError as exc:
+        raise _segment_error(exc) from None
+    _check_rule_names(conn, tenant, body["rule"])
+    audit(conn, who, tenant, "segment.create", body["segment_id"], body)
+    catalogue_changed(conn)
+    row = _segment_row(conn, tenant, body["segment_id"])
+    return row, _queue_build(conn, [row], saved=True, created_by=created_by)
 
 
 @segments.route("/segments/<segment_id>", methods=["GET"])
@@ -317,24 +351,31 @@ def replace_segment(body: dict, segment_id: str):
     running stops: the newest rule wins); until then members not yet evaluated follow the
     previous rule. A name or description change keeps the membership and status as they are.
     """
-    tenant = tenant_id()
     with segment_connection() as conn:
-        before = _segment_row(conn, tenant, segment_id, lock=True)
-        try:
-            save_segment(conn, tenant, segment_id, body["name"], body["rule"], body["description"])
-        except SegmentError as exc:
-            raise _segment_error(exc) from None
-        _check_rule_names(conn, tenant, body["rule"])
-        details = {**body, "previous": {k: before[k] for k in ("name", "description", "rule")}}
-        if before["disabled_at"] is not None:  # saving enables it again
-            details["previous"]["disabled_at"] = before["disabled_at"].isoformat()
-            details["previous"]["disabled_reason"] = before["disabled_reason"]
-        audit(conn, principal(), tenant, "segment.replace", segment_id, details)
-        catalogue_changed(conn)
-        row = _segment_row(conn, tenant, segment_id)
-        queued = _queue_build(conn, [row], saved=True)
+        row, queued = replace_in(
+            conn, tenant_id(), segment_id, body, principal(), principal().token_id
+        )
     _woken(queued)
     return row
+
+
+def replace_in(conn, tenant: str, segment_id: str, body: dict, who,
+               created_by: str | None) -> tuple[dict, bool]:  # fmt: skip
+    """PUT /segments/<id> in ``conn``'s transaction (the API's and the console's)."""
+    before = _segment_row(conn, tenant, segment_id, lock=True)
+    try:
+        save_segment(conn, tenant, segment_id, body["name"], body["rule"], body["description"])
+    except SegmentError as exc:
+        raise _segment_error(exc) from None
+    _check_rule_names(conn, tenant, body["rule"])
+    details = {**body, "previous": {k: before[k] for k in ("name", "description", "rule")}}
+    if before["disabled_at"] is not None:  # saving enables it again
+        details["previous"]["disabled_at"] = before["disabled_at"].isoformat()
+        details["previous"]["disabled_reason"] = before["disabled_reason"]
+    audit(conn, who, tenant, "segment.replace", segment_id, details)
+    catalogue_changed(conn)
+    row = _segment_row(conn, tenant, segment_id)
+    return row, _queue_build(conn, [row], saved=True, created_by=created_by)
 
 
 @segments.route("/segments/<segment_id>", methods=["DELETE"])
@@ -343,18 +384,22 @@ def replace_segment(body: dict, segment_id: str):
 @segments.alt_response(404, description="No such segment")
 def delete_segment(segment_id: str):
     """Delete a segment and its membership"""
-    tenant = tenant_id()
     with segment_connection() as conn:
-        row = conn.execute(
-            "DELETE FROM segments WHERE tenant_id = %s AND segment_id = %s "
-            "RETURNING name, description, rule",
-            (tenant, segment_id),
-        ).fetchone()
-        if row is None:
-            raise not_found("segment", segment_id)
-        audit(conn, principal(), tenant, "segment.delete", segment_id, dict(row))
-        catalogue_changed(conn)
+        delete_in(conn, tenant_id(), segment_id, principal())
     return None
+
+
+def delete_in(conn, tenant: str, segment_id: str, who) -> None:
+    """DELETE /segments/<id> in ``conn``'s transaction (the API's and the console's)."""
+    row = conn.execute(
+        "DELETE FROM segments WHERE tenant_id = %s AND segment_id = %s "
+        "RETURNING name, description, rule",
+        (tenant, segment_id),
+    ).fetchone()
+    if row is None:
+        raise not_found("segment", segment_id)
+    audit(conn, who, tenant, "segment.delete", segment_id, dict(row))
+    catalogue_changed(conn)
 
 
 @segments.route("/segments/<segment_id>/members", methods=["GET"])
@@ -372,20 +417,20 @@ def segment_members(args: dict, segment_id: str):
     tenant = tenant_id()
     with segment_connection() as conn:
         _segment_row(conn, tenant, segment_id)
-        rows = conn.execute(
-            sql.SQL(
-                "SELECT {}, m.since FROM segment_members m "
-                """JOIN contacts c ON c.tenant_id = m.tenant_id AND c.contact_id = m.contact_id
-               WHERE m.tenant_id = %(tenant)s AND m.segment_id = %(segment)s
-                 AND (%(after)s::text IS NULL OR m.contact_id > %(after)s)
-               ORDER BY m.contact_id
-               LIMIT %(n)s"""
-            ).format(CONTACT_ITEM_COLUMNS),
-            {
-                "tenant": tenant,
-                "segment": segment_id,
-                "after": after[0] if after else None,
-                "n": args["limit"] + 1,
-            },
-        ).fetchall()
+        rows = member_rows(conn, tenant, segment_id, after[0] if after else None, args["limit"] + 1)
     return page(rows, args["limit"], key=lambda r: [r["contact_id"]])
+
+
+def member_rows(conn, tenant: str, segment_id: str, after: str | None, limit: int) -> list[dict]:
+    """Up to ``limit`` members by contact_id after ``after`` (GET .../members, the console)."""
+    return conn.execute(
+        sql.SQL(
+            "SELECT {}, m.since FROM segment_members m "
+            """JOIN contacts c ON c.tenant_id = m.tenant_id AND c.contact_id = m.contact_id
+           WHERE m.tenant_id = %(tenant)s AND m.segment_id = %(segment)s
+             AND (%(after)s::text IS NULL OR m.contact_id > %(after)s)
+           ORDER BY m.contact_id
+           LIMIT %(n)s"""
+        ).format(CONTACT_ITEM_COLUMNS),
+        {"tenant": tenant, "segment": segment_id, "after": after, "n": limit},
+    ).fetchall()
