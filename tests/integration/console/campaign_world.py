@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from services.outreach.clients import Clients
+from services.outreach.schedule import next_due, parsed_schedule
 from shared.tenants import DEMO_SECRETS
 from tests.fake_wecom import FakeWeCom
 from tests.integration.api.conftest import Api, issue_tokens
@@ -48,3 +49,14 @@ def audience(outreach: Outreach, n: int = 3) -> list[str]:
         outreach.profile(f"c_{ext}", ext=ext, segments=[SEGMENT])
         ids.append(f"c_{ext}")
     return ids
+
+
+def first_slot(console, campaign_id: str) -> datetime:
+    """A launched campaign's first scheduled time (the scheduler's own next_due)."""
+    (row,) = console.sql(
+        "SELECT c.trigger, c.scheduled_until, t.timezone FROM campaigns c "
+        "JOIN tenants t USING (tenant_id) WHERE c.campaign_id = %s",
+        (campaign_id,),
+    )
+    schedule = parsed_schedule(row["trigger"]["schedule"])
+    return next_due(schedule, row["timezone"], row["scheduled_until"])

@@ -12,8 +12,14 @@ import pytest
 
 from services.outreach.api_preview import JOBS
 from shared.jobs import Runner
-from tests.integration.console.campaign_world import SEGMENT, audience, world
-from tests.integration.console.conftest import csrf, log_in
+from tests.integration.console.campaign_world import (
+    SEGMENT,
+    audience,
+    fake_platform,
+    first_slot,
+    world,
+)
+from tests.integration.console.conftest import build, csrf, log_in
 
 
 @pytest.fixture
@@ -228,3 +234,43 @@ def test_a_preview_runs_as_the_apis_job_and_shows_counts_exclusions_and_samples(
         assert contact in done  # named samples
     (job,) = console.sql("SELECT created_by FROM jobs WHERE job_id = %s", (job_id,))
     assert job["created_by"] == "console:han.meimei"
+
+
+@pytest.fixture
+def live(stack, schema, monkeypatch):
+    """The console whose app sends to the fake platform, and the worker's parts beside it."""
+    fake, env = fake_platform(monkeypatch)
+    built, segment_schema = build(stack, schema, env=env)
+    outreach = world(built, fake)
+    outreach.publish_segments(SEGMENT)
+    yield built, outreach
+    fake.stop()
+    built.pool.close()
+    built.drop(stack.dsn, segment_schema)
+
+
+def test_a_launched_campaign_runs_and_its_page_shows_the_run_and_the_delivery_log(live):
+    console, outreach = live
+    ids = audience(outreach, 3)
+    outreach.profile("c_nowecom", segments=[SEGMENT])  # no WeCom id: excluded
+    operator = logged_in(console, "han.meimei")
+    campaign_id = created(console, operator, outreach.content(title="白皮书：数字化工厂"))
+    assert post(operator, f"/campaigns/{campaign_id}/launch", campaign_id).status_code == 302
+    # The worker's scheduler and executor, at the campaign's first slot (Tuesday 10:00 there).
+    outreach.now = first_slot(console, campaign_id)
+    assert outreach.schedule() == 1
+    assert outreach.send() == 1
+    assert outreach.messages("single")  # the fake platform received the mass message
+    detail = page(operator.get(f"/campaigns/{campaign_id}"))
+    assert 'id="runs"' in detail and "完成" in detail  # the run, done
+    assert "已发送 3" in detail and "没有企业微信联系人 1" in detail  # its stats, labelled
+    for contact in [*ids, "c_nowecom"]:
+        assert contact in detail  # the delivery log
+    assert detail.count('class="delivery-sent"') == 3
+    sent = page(operator.get(f"/campaigns/{campaign_id}?status=excluded"))
+    assert sent.count('class="delivery-excluded"') == 1 and "c_nowecom" in sent
+    assert 'class="delivery-sent"' not in sent
+    none = page(operator.get(f"/campaigns/{campaign_id}?status=failed"))
+    assert 'id="no-deliveries"' in none
+    listing = page(operator.get("/campaigns"))
+    assert "已发送 3" in listing  # the last run's stats in the list
