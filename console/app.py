@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from flask import Flask
 
-from console import views_segments  # noqa: F401
+from console import (
+    views_campaigns,  # noqa: F401
+    views_segments,  # noqa: F401
+)
 from console.http import (
     DEFAULT_LOCALE,
     HERE,

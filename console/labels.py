@@ -1,5 +1,6 @@
 """The display names of the domain's codes, in one place for every page (docs/console.md
-"Languages"): stages of the built-in models, buying roles, risk flags and roles. Msgids are
+"Languages"): stages of the built-in models, buying roles, risk flags and roles; campaigns'
+channels, statuses and exclusion reasons. Msgids are
 English; the Chinese is the catalogue's (console/translations/). A code without a label (a
 custom model's stage) is shown as the model names it."""
 
@@ -58,6 +59,67 @@ USER_ROLES = {
 }
 
 
+CHANNELS = {
+    "wecom_group": _l("WeCom customer groups"),
+    "wecom_single": _l("WeCom one-to-one"),
+    "oa_template": _l("OA template message"),
+    "oa_mass": _l("OA mass message"),
+    "oa_custom": _l("OA customer-service message"),
+}
+
+CAMPAIGN_STATUSES = {
+    "draft": _l("Draft"),
+    "active": _l("Active"),
+    "paused": _l("Paused"),
+    "ended": _l("Ended"),
+    "archived": _l("Archived"),
+}
+
+RUN_STATUSES = {
+    "pending": _l("Pending"),
+    "running": _l("Running"),
+    "done": _l("Done"),
+    "failed": _l("Failed"),
+    "cancelled": _l("Cancelled"),
+}
+
+DELIVERY_STATUSES = {
+    "pending": _l("Pending"),
+    "sending": _l("Sending"),
+    "sent": _l("Sent"),
+    "delivered": _l("Delivered"),
+    "failed": _l("Failed"),
+    "excluded": _l("Excluded"),
+    "unknown": _l("Unknown (may have gone out)"),
+}
+
+# Why a recipient is left out (services/outreach/policies.py; ``excluded:<rule>`` is the
+# campaign's own exclusion rule, see ``exclusion``).
+EXCLUSIONS = {
+    "no_wecom_id": _l("No WeCom contact"),
+    "no_openid": _l("Not an OA follower (no openid)"),
+    "deleted_contact": _l("Deleted the WeCom contact"),
+    "unsubscribed": _l("Unfollowed the OA"),
+    "group_dismissed": _l("Group dismissed"),
+    "no_discount_unknown_audience": _l("Promotion to an OA tag of a B2B tenant"),
+    "series_finished": _l("Has received the whole series"),
+    "no_fitting_content": _l("No content fits the stage and role"),
+    "no_discount_comparing": _l("No discounts while comparing (B2B)"),
+    "no_discount_unflagged_model": _l("No discounts: the model flags no evaluating stage"),
+    "no_discount_b2b": _l("No promotions to B2B contacts"),
+    "cap_day": _l("Daily frequency cap"),
+    "cap_week": _l("Weekly frequency cap"),
+    "group_cap_day": _l("Group daily frequency cap"),
+    "group_cap_week": _l("Group weekly frequency cap"),
+    "quota_wecom_customer_day": _l("WeCom daily quota per customer"),
+    "outside_cs_window": _l("Outside the 48-hour customer-service window"),
+    "quota_oa_custom": _l("OA customer-service quota"),
+    "quota_oa_mass_month": _l("OA monthly mass-message quota"),
+    "erased": _l("Erased (privacy request)"),
+}
+EXCLUDED_BY_RULE = _l("Excluded by the campaign's rule")
+
+
 def _label(table: dict, code: str | None, fallback: str = "") -> str:
     if code is None:
         return fallback
@@ -100,3 +162,26 @@ def segment_status(code: str | None) -> str:
 def segment_subject() -> str:
     """What a segment's members are: contacts (docs/domain.md "Segments")."""
     return str(_l("Contacts"))
+
+
+def channel(code: str | None) -> str:
+    return _label(CHANNELS, code)
+
+
+def campaign_status(code: str | None) -> str:
+    return _label(CAMPAIGN_STATUSES, code)
+
+
+def run_status(code: str | None) -> str:
+    return _label(RUN_STATUSES, code)
+
+
+def delivery_status(code: str | None) -> str:
+    return _label(DELIVERY_STATUSES, code)
+
+
+def exclusion(code: str | None) -> str:
+    """An exclusion reason; the campaign's own rule (``excluded:segments``) says which."""
+    if code and code.startswith("excluded:"):
+        return f"{EXCLUDED_BY_RULE} ({code.partition(':')[2]})"
+    return _label(EXCLUSIONS, code, "—")

@@ -3,6 +3,11 @@
 Operators define, launch and pause campaigns; letting promotional content reach B2B contacts
 outside Comparison/Examination (``allow_b2b_promotion``) needs an admin and is audited on its
 own. Previews are api_preview.py (on this blueprint), the delivery log api_deliveries.py.
+
+The routes are thin: what they do is the functions below them (``create``, ``transition``,
+``campaign_rows``, ``run_rows``), which take the tenant and the actor, so the console's pages
+(console/views_campaigns.py) act through the same code and audit log (docs/console.md
+"Campaigns").
 """
 
 from __future__ import annotations
@@ -38,7 +43,11 @@ from shared.api import (
     tenant_id,
 )
 from shared.api.names import unknown_names
+from shared.tokens import Principal
 from shared.vocabulary import CHANNELS
+
+# Who acts: the API's caller (a token), or a console user ("console:<login>", console/users.py).
+Actor = Principal | str
 
 campaigns = Blueprint("campaigns", __name__, description="Campaigns, previews and runs")
 
@@ -148,12 +157,61 @@ def _check_schedule(conn, tenant: str, body: dict) -> None:
                       details={"trigger": {"schedule": [error]}})  # fmt: skip
 
 
-def _check_override(body: dict, tenant: str, conn, campaign_id: str, was: bool = False) -> None:
+def _check_override(body: dict, tenant: str, conn, campaign_id: str, who: Actor, role: str,
+                    was: bool = False) -> None:  # fmt: skip
     if body.get("allow_b2b_promotion") and not was:
-        if role_rank(principal().role) < role_rank("admin"):
+        if role_rank(role) < role_rank("admin"):
             raise forbidden("only an admin may let promotions reach B2B contacts")
-        audit(conn, principal(), tenant, "campaign.promotion_override", campaign_id,
+        audit(conn, who, tenant, "campaign.promotion_override", campaign_id,
               {"allow_b2b_promotion": True})  # fmt: skip
+
+
+def _actor_id(who: Actor) -> str:
+    return who.token_id if isinstance(who, Principal) else who
+
+
+def _caller() -> tuple[Actor, str]:
+    """The API's caller and its role."""
+    return principal(), principal().role
+
+
+def campaign_rows(conn, tenant: str, *, status: str | None, after: tuple | None,
+                  limit: int) -> list[dict]:  # fmt: skip
+    """Up to ``limit`` campaigns of the tenant, newest first, after the key ``after``
+    (created_at ISO, campaign_id)."""
+    return conn.execute(
+        sql.SQL(
+            "SELECT {} FROM campaigns WHERE tenant_id = %(t)s "
+            "AND (%(status)s::text IS NULL OR status = %(status)s) "
+            "AND (%(after_at)s::text IS NULL "
+            "     OR (created_at, campaign_id) < (%(after_at)s::timestamptz, %(after_id)s)) "
+            "ORDER BY created_at DESC, campaign_id DESC LIMIT %(n)s"
+        ).format(COLUMNS),
+        {"t": tenant, "status": status,
+         "after_at": after[0] if after else None, "after_id": after[1] if after else None,
+         "n": limit},
+    ).fetchall()  # fmt: skip
+
+
+def create(conn, tenant: str, body: dict, who: Actor, role: str) -> dict:
+    """Store a validated body (CampaignInSchema) as a draft, audited as ``who``; 400 for names
+    the tenant does not have, 403 for a promotion override by less than an admin."""
+    campaign_id = "cmp_" + secrets.token_hex(8)
+    body = _jsonable(body)
+    _check_content(conn, tenant, body)
+    _check_schedule(conn, tenant, body)
+    _check_override(body, tenant, conn, campaign_id, who, role)
+    conn.execute(
+        "INSERT INTO campaigns (tenant_id, campaign_id, name, channel, audience, content, "
+        "trigger, quiet_hours, allow_b2b_promotion, created_by) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (tenant, campaign_id, body["name"], body["channel"], Jsonb(body["audience"]),
+         Jsonb(body["content"]), Jsonb(body["trigger"]),
+         Jsonb(body["quiet_hours"]) if body.get("quiet_hours") else None,
+         body["allow_b2b_promotion"], _actor_id(who)),
+    )  # fmt: skip
+    audit(conn, who, tenant, "campaign.create", campaign_id, body)
+    return campaign_row(conn, tenant, campaign_id)
 
 
 @campaigns.route("/campaigns", methods=["GET"])
@@ -164,18 +222,8 @@ def list_campaigns(args: dict):
     """Campaigns, newest first (``?status=``)"""
     after = cursor_key(args["cursor"], str, str)
     with connection() as conn:
-        rows = conn.execute(
-            sql.SQL(
-                "SELECT {} FROM campaigns WHERE tenant_id = %(t)s "
-                "AND (%(status)s::text IS NULL OR status = %(status)s) "
-                "AND (%(after_at)s::text IS NULL "
-                "     OR (created_at, campaign_id) < (%(after_at)s::timestamptz, %(after_id)s)) "
-                "ORDER BY created_at DESC, campaign_id DESC LIMIT %(n)s"
-            ).format(COLUMNS),
-            {"t": tenant_id(), "status": args.get("status"),
-             "after_at": after[0] if after else None, "after_id": after[1] if after else None,
-             "n": args["limit"] + 1},
-        ).fetchall()  # fmt: skip
+        rows = campaign_rows(conn, tenant_id(), status=args.get("status"), after=after,
+                             limit=args["limit"] + 1)  # fmt: skip
     return page(rows, args["limit"], key=lambda r: [r["created_at"].isoformat(), r["campaign_id"]])
 
 
@@ -185,24 +233,8 @@ def list_campaigns(args: dict):
 @campaigns.response(201, CampaignSchema)
 def create_campaign(body: dict):
     """Define a campaign (a draft: nothing is sent until it is launched)"""
-    tenant = tenant_id()
-    campaign_id = "cmp_" + secrets.token_hex(8)
-    body = _jsonable(body)
     with connection() as conn:
-        _check_content(conn, tenant, body)
-        _check_schedule(conn, tenant, body)
-        _check_override(body, tenant, conn, campaign_id)
-        conn.execute(
-            "INSERT INTO campaigns (tenant_id, campaign_id, name, channel, audience, content, "
-            "trigger, quiet_hours, allow_b2b_promotion, created_by) "
-            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (tenant, campaign_id, body["name"], body["channel"], Jsonb(body["audience"]),
-             Jsonb(body["content"]), Jsonb(body["trigger"]),
-             Jsonb(body["quiet_hours"]) if body.get("quiet_hours") else None,
-             body["allow_b2b_promotion"], principal().token_id),
-        )  # fmt: skip
-        audit(conn, principal(), tenant, "campaign.create", campaign_id, body)
-        return campaign_row(conn, tenant, campaign_id)
+        return create(conn, tenant_id(), body, *_caller())
 
 
 @campaigns.route("/campaigns/<campaign_id>", methods=["GET"])
@@ -237,7 +269,8 @@ def update_campaign(body: dict, campaign_id: str):
             raise invalid("the changed campaign is not valid", details=exc.messages) from None
         _check_content(conn, tenant, merged)
         _check_schedule(conn, tenant, merged)
-        _check_override(merged, tenant, conn, campaign_id, was=current["allow_b2b_promotion"])
+        _check_override(merged, tenant, conn, campaign_id, *_caller(),
+                        was=current["allow_b2b_promotion"])  # fmt: skip
         conn.execute(
             "UPDATE campaigns SET name = %s, channel = %s, audience = %s, content = %s, "
             "trigger = %s, quiet_hours = %s, allow_b2b_promotion = %s, updated_at = now() "
@@ -251,33 +284,47 @@ def update_campaign(body: dict, campaign_id: str):
         return campaign_row(conn, tenant, campaign_id)
 
 
-def _transition(campaign_id: str, to: str, allowed: tuple[str, ...], action: str) -> dict:
-    tenant = tenant_id()
-    with connection() as conn:
-        current = campaign_row(conn, tenant, campaign_id, lock=True)
-        if current["status"] not in allowed:
-            raise conflict(f"a campaign that is {current['status']} cannot be {action}d")
-        if to == "active":
-            _check_content(conn, tenant, current)
-            _check_schedule(conn, tenant, current)
+# What each action does: the status it moves to, from which.
+TRANSITIONS = {
+    "launch": ("active", ("draft", "paused")),
+    "pause": ("paused", ("active",)),
+    "archive": ("archived", ("draft", "active", "paused", "ended")),
+}
+
+
+def transition(conn, tenant: str, campaign_id: str, action: str, who: Actor) -> dict:
+    """Launch, pause or archive (TRANSITIONS), audited as ``who``; 404 for a campaign the
+    tenant does not have, 409 from a status the action does not apply to."""
+    to, allowed = TRANSITIONS[action]
+    current = campaign_row(conn, tenant, campaign_id, lock=True)
+    if current["status"] not in allowed:
+        raise conflict(f"a campaign that is {current['status']} cannot be {action}d")
+    if to == "active":
+        _check_content(conn, tenant, current)
+        _check_schedule(conn, tenant, current)
+    conn.execute(
+        "UPDATE campaigns SET status = %s, updated_at = now(), "
+        "launched_at = CASE WHEN %s = 'active' THEN COALESCE(launched_at, now()) "
+        "ELSE launched_at END, "
+        # The schedule starts from now: slots missed while paused are not sent on resume.
+        "scheduled_until = CASE WHEN %s = 'active' THEN now() ELSE scheduled_until END "
+        "WHERE tenant_id = %s AND campaign_id = %s",
+        (to, to, to, tenant, campaign_id),
+    )
+    if to == "archived":
         conn.execute(
-            "UPDATE campaigns SET status = %s, updated_at = now(), "
-            "launched_at = CASE WHEN %s = 'active' THEN COALESCE(launched_at, now()) "
-            "ELSE launched_at END, "
-            # The schedule starts from now: slots missed while paused are not sent on resume.
-            "scheduled_until = CASE WHEN %s = 'active' THEN now() ELSE scheduled_until END "
-            "WHERE tenant_id = %s AND campaign_id = %s",
-            (to, to, to, tenant, campaign_id),
+            "UPDATE campaign_runs SET status = 'cancelled', finished_at = now() "
+            "WHERE tenant_id = %s AND campaign_id = %s AND status = 'pending'",
+            (tenant, campaign_id),
         )
-        if to == "archived":
-            conn.execute(
-                "UPDATE campaign_runs SET status = 'cancelled', finished_at = now() "
-                "WHERE tenant_id = %s AND campaign_id = %s AND status = 'pending'",
-                (tenant, campaign_id),
-            )
-        audit(conn, principal(), tenant, f"campaign.{action}", campaign_id,
-              {"from": current["status"], "to": to})  # fmt: skip
-        return campaign_row(conn, tenant, campaign_id)
+    audit(conn, who, tenant, f"campaign.{action}", campaign_id,
+          {"from": current["status"], "to": to})  # fmt: skip
+    return campaign_row(conn, tenant, campaign_id)
+
+
+def _transition(campaign_id: str, action: str) -> dict:
+    with connection() as conn:
+        return transition(conn, tenant_id(), campaign_id, action, principal())
 
 
 @campaigns.route("/campaigns/<campaign_id>/launch", methods=["POST"])
@@ -286,7 +333,7 @@ def _transition(campaign_id: str, to: str, allowed: tuple[str, ...], action: str
 @campaigns.alt_response(409, description="Not a draft or paused campaign")
 def launch_campaign(campaign_id: str):
     """Launch (or resume) a campaign: its schedule or trigger starts from now (audited)"""
-    return _transition(campaign_id, "active", ("draft", "paused"), "launch")
+    return _transition(campaign_id, "launch")
 
 
 @campaigns.route("/campaigns/<campaign_id>/pause", methods=["POST"])
@@ -295,7 +342,7 @@ def launch_campaign(campaign_id: str):
 @campaigns.alt_response(409, description="Not an active campaign")
 def pause_campaign(campaign_id: str):
     """Pause: no run starts until it is launched again (runs due meanwhile wait)"""
-    return _transition(campaign_id, "paused", ("active",), "pause")
+    return _transition(campaign_id, "pause")
 
 
 @campaigns.route("/campaigns/<campaign_id>", methods=["DELETE"])
@@ -304,7 +351,7 @@ def pause_campaign(campaign_id: str):
 @campaigns.alt_response(409, description="Archived already")
 def archive_campaign(campaign_id: str):
     """Archive: pending runs are cancelled; runs and deliveries stay in the log"""
-    return _transition(campaign_id, "archived", ("draft", "active", "paused", "ended"), "archive")
+    return _transition(campaign_id, "archive")
 
 
 @campaigns.route("/campaigns/<campaign_id>/runs", methods=["GET"])
@@ -317,13 +364,18 @@ def list_runs(args: dict, campaign_id: str):
     after = cursor_key(args["cursor"], int)
     with connection() as conn:
         campaign_row(conn, tenant, campaign_id)
-        rows = conn.execute(
-            "SELECT run_id, trigger_key, subject_kind, subject_id, step, due_at, status, stats, "
-            "error, created_at, started_at, finished_at FROM campaign_runs "
-            "WHERE tenant_id = %(t)s AND campaign_id = %(c)s "
-            "AND (%(after)s::bigint IS NULL OR run_id < %(after)s) "
-            "ORDER BY run_id DESC LIMIT %(n)s",
-            {"t": tenant, "c": campaign_id, "after": after[0] if after else None,
-             "n": args["limit"] + 1},
-        ).fetchall()  # fmt: skip
+        rows = run_rows(conn, tenant, campaign_id, after=after[0] if after else None,
+                        limit=args["limit"] + 1)  # fmt: skip
     return page(rows, args["limit"], key=lambda r: [r["run_id"]])
+
+
+def run_rows(conn, tenant: str, campaign_id: str, *, after: int | None, limit: int) -> list[dict]:
+    """Up to ``limit`` runs of a campaign, newest first, older than run ``after``."""
+    return conn.execute(
+        "SELECT run_id, trigger_key, subject_kind, subject_id, step, due_at, status, stats, "
+        "error, created_at, started_at, finished_at FROM campaign_runs "
+        "WHERE tenant_id = %(t)s AND campaign_id = %(c)s "
+        "AND (%(after)s::bigint IS NULL OR run_id < %(after)s) "
+        "ORDER BY run_id DESC LIMIT %(n)s",
+        {"t": tenant, "c": campaign_id, "after": after, "n": limit},
+    ).fetchall()

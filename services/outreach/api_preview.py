@@ -97,18 +97,8 @@ def preview_campaign(args: dict, campaign_id: str):
     campaigns are previewed over their whole audience (as if every contact had just triggered
     them). Nothing is sent.
     """
-    tenant = tenant_id()
     with connection() as conn:
-        campaign = Campaign.from_row(
-            {**campaign_row(conn, tenant, campaign_id), "tenant_id": tenant}
-        )
-        try:
-            items(conn, campaign)  # a campaign without content is a 400 now, not a failed job
-        except PlanError as exc:
-            raise invalid(str(exc), code="campaign_not_runnable") from None
-        params = {"sample": args["sample"], "now": datetime.now(UTC)}
-        job = submit_job(conn, tenant=tenant, kind=PREVIEW_JOB, subject=campaign_id,
-                         params=params, locate=_preview_url)  # fmt: skip
+        job = queue_preview(conn, tenant_id(), campaign_id, args["sample"])
     return accepted(job, _preview_url)
 
 
@@ -118,8 +108,27 @@ def preview_campaign(args: dict, campaign_id: str):
 def get_preview(campaign_id: str, job_id: str):
     """A queued preview: its status, progress, and once done its result"""
     with connection() as conn:
-        job = jobs.get(conn, tenant=tenant_id(), kind=PREVIEW_JOB, subject=campaign_id,
-                       job_id=job_id)  # fmt: skip
+        return preview_job(conn, tenant_id(), campaign_id, job_id)
+
+
+def queue_preview(conn, tenant: str, campaign_id: str, sample: int,
+                  created_by: str | None = None) -> dict:  # fmt: skip
+    """Queue a preview job of the tenant's campaign (``created_by``: else the API token's id);
+    404 for a campaign the tenant does not have, 400 for one without content, 409 while a
+    preview of the tenant is queued or running. The console calls it too."""
+    campaign = Campaign.from_row({**campaign_row(conn, tenant, campaign_id), "tenant_id": tenant})
+    try:
+        items(conn, campaign)  # a campaign without content is a 400 now, not a failed job
+    except PlanError as exc:
+        raise invalid(str(exc), code="campaign_not_runnable") from None
+    params = {"sample": sample, "now": datetime.now(UTC)}
+    return submit_job(conn, tenant=tenant, kind=PREVIEW_JOB, subject=campaign_id, params=params,
+                      locate=_preview_url, created_by=created_by)  # fmt: skip
+
+
+def preview_job(conn, tenant: str, campaign_id: str, job_id: str) -> dict:
+    """A preview job's view (status, progress, result once done); 404 for another's."""
+    job = jobs.get(conn, tenant=tenant, kind=PREVIEW_JOB, subject=campaign_id, job_id=job_id)
     if job is None:
         raise not_found("preview", job_id)
     return job_view(job, job["result"])

@@ -65,14 +65,16 @@ def busy(exc: Busy, location: str) -> ApiError:
     )
 
 
-def submit(conn, *, tenant: str, kind: str, subject: str, params: dict, locate: Locate) -> dict:
-    """Queue the caller's job in ``conn``'s transaction; 409 while one of the kind is in
-    progress for the tenant (naming it). Answer with ``accepted`` once committed."""
+def submit(conn, *, tenant: str, kind: str, subject: str, params: dict, locate: Locate,
+           created_by: str | None = None) -> dict:  # fmt: skip
+    """Queue the caller's job (``created_by``: else the token's id) in ``conn``'s transaction;
+    409 while one of the kind is in progress for the tenant (naming it). Answer with
+    ``accepted`` once committed."""
     settings = context().settings  # None in tests that build the app without Settings
     ttl = (settings.jobs if settings is not None else JobSettings()).ttl
     try:
         return jobs.submit(conn, tenant=tenant, kind=kind, subject=subject, params=params,
-                           created_by=principal().token_id, ttl=ttl)  # fmt: skip
+                           created_by=created_by or principal().token_id, ttl=ttl)  # fmt: skip
     except Busy as exc:
         raise busy(exc, locate(exc.job["subject"], exc.job["job_id"])) from None
 

@@ -61,7 +61,10 @@ def log_in(client, login: str, password: str = PASSWORD, tenant: str = "acme"):
     )
 
 
-def build(stack, schema: str, *, secret: str = SECRET, seeded=True, users=USERS):
+def build(stack, schema: str, *, secret: str = SECRET, seeded=True, users=USERS, env=None,
+          run_jobs=False):  # fmt: skip
+    """The app on private schemas; ``env``: more settings (the fake platform's URLs);
+    ``run_jobs``: the app's job threads run previews (stop them before dropping the schema)."""
     segment_schema = f"{schema}_seg"
     migrate_service(stack.dsn, "outreach", schema=schema)
     migrate_service(stack.dsn, "segment", schema=segment_schema)
@@ -70,12 +73,12 @@ def build(stack, schema: str, *, secret: str = SECRET, seeded=True, users=USERS)
     pool = create_pool(stack.dsn, name="console-test", schema=schema, max_size=4, timeout=3)
     settings = Settings.from_env({
         "SIYU_DATABASE_URL": stack.dsn, "SIYU_TENANTS": str(DEMO_TENANTS_PATH),
-        "SIYU_CONSOLE_SECRET": secret,
+        "SIYU_CONSOLE_SECRET": secret, **(env or {}),
     })  # fmt: skip
     schemas = {"outreach": schema, "segment": segment_schema}
     app = create_app(
         settings, pool=pool, schema_for=lambda s: schemas.get(s, s), token_cache_ttl_s=0,
-        run_jobs=False,
+        run_jobs=run_jobs,
     )  # fmt: skip
     with pool.connection() as conn:
         conn.row_factory = dict_row
