@@ -1,7 +1,7 @@
 """The display names of the domain's codes, in one place for every page (docs/console.md
-"Languages"): stages of the built-in models, buying roles, risk flags and roles. Msgids are
-English; the Chinese is the catalogue's (console/translations/). A code without a label (a
-custom model's stage) is shown as the model names it."""
+"Languages"): stages of the built-in models, buying roles, risk flags, roles, content formats
+and channels. Msgids are English; the Chinese is the catalogue's (console/translations/). A code
+without a label (a custom model's stage) is shown as the model names it."""
 
 from __future__ import annotations
 
@@ -51,6 +51,39 @@ MOVED_BY = {
     "staff": _l("Staff"),
 }
 
+# Content formats (services/outreach/model.py FORMATS).
+CONTENT_FORMATS = {
+    "whitepaper": _l("Whitepaper"),
+    "industry_report": _l("Industry report"),
+    "case_study": _l("Case study"),
+    "review": _l("Review"),
+    "webinar_invite": _l("Webinar invitation"),
+    "class_invite": _l("Class invitation"),
+    "product_spec": _l("Product specification"),
+    "proposal": _l("Proposal"),
+    "article": _l("Article"),
+    "event_invite": _l("Event invitation"),
+    "onboarding_guide": _l("Onboarding guide"),
+    "promotion": _l("Promotion"),
+}
+
+# Sending channels (shared/vocabulary.py CHANNELS).
+CHANNELS = {
+    "wecom_single": _l("WeCom 1:1 message"),
+    "wecom_group": _l("WeCom customer group"),
+    "oa_template": _l("OA template message"),
+    "oa_mass": _l("OA mass send"),
+    "oa_custom": _l("OA customer-service message"),
+}
+
+# A content item's payloads (content.payloads keys): the WeCom one serves both WeCom channels.
+PAYLOADS = {
+    "wecom": _l("WeCom (1:1 and customer groups)"),
+    "oa_template": CHANNELS["oa_template"],
+    "oa_mass": CHANNELS["oa_mass"],
+    "oa_custom": CHANNELS["oa_custom"],
+}
+
 USER_ROLES = {
     "viewer": _l("Viewer"),
     "operator": _l("Operator"),
@@ -83,3 +116,15 @@ def moved_by(code: str | None) -> str:
 
 def user_role(code: str | None) -> str:
     return _label(USER_ROLES, code)
+
+
+def content_format(code: str | None) -> str:
+    return _label(CONTENT_FORMATS, code)
+
+
+def channel(code: str | None) -> str:
+    return _label(CHANNELS, code)
+
+
+def payload(code: str | None) -> str:
+    return _label(PAYLOADS, code)
