@@ -12,6 +12,7 @@ from flask import Flask
 
 from console import (
     views_campaigns,  # noqa: F401
+    views_content,  # noqa: F401
     views_segments,  # noqa: F401
 )
 from console.http import (

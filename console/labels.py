@@ -1,8 +1,8 @@
 """The display names of the domain's codes, in one place for every page (docs/console.md
-"Languages"): stages of the built-in models, buying roles, risk flags and roles; campaigns'
-channels, statuses and exclusion reasons. Msgids are
-English; the Chinese is the catalogue's (console/translations/). A code without a label (a
-custom model's stage) is shown as the model names it."""
+"Languages"): stages of the built-in models, buying roles, risk flags and roles; content
+formats and channels; campaigns' statuses and exclusion reasons. Msgids are English; the Chinese
+is the catalogue's (console/translations/). A code without a label (a custom model's stage) is
+shown as the model names it."""
 
 from __future__ import annotations
 
@@ -52,20 +52,45 @@ MOVED_BY = {
     "staff": _l("Staff"),
 }
 
+# Content formats (services/outreach/model.py FORMATS).
+CONTENT_FORMATS = {
+    "whitepaper": _l("Whitepaper"),
+    "industry_report": _l("Industry report"),
+    "case_study": _l("Case study"),
+    "review": _l("Review"),
+    "webinar_invite": _l("Webinar invitation"),
+    "class_invite": _l("Class invitation"),
+    "product_spec": _l("Product specification"),
+    "proposal": _l("Proposal"),
+    "article": _l("Article"),
+    "event_invite": _l("Event invitation"),
+    "onboarding_guide": _l("Onboarding guide"),
+    "promotion": _l("Promotion"),
+}
+
+# Sending channels (shared/vocabulary.py CHANNELS).
+CHANNELS = {
+    "wecom_single": _l("WeCom 1:1 message"),
+    "wecom_group": _l("WeCom customer group"),
+    "oa_template": _l("OA template message"),
+    "oa_mass": _l("OA mass send"),
+    "oa_custom": _l("OA customer-service message"),
+}
+
+# A content item's payloads (content.payloads keys): the WeCom one serves both WeCom channels.
+PAYLOADS = {
+    "wecom": _l("WeCom (1:1 and customer groups)"),
+    "oa_template": CHANNELS["oa_template"],
+    "oa_mass": CHANNELS["oa_mass"],
+    "oa_custom": CHANNELS["oa_custom"],
+}
+
 USER_ROLES = {
     "viewer": _l("Viewer"),
     "operator": _l("Operator"),
     "admin": _l("Administrator"),
 }
 
-
-CHANNELS = {
-    "wecom_group": _l("WeCom customer groups"),
-    "wecom_single": _l("WeCom one-to-one"),
-    "oa_template": _l("OA template message"),
-    "oa_mass": _l("OA mass message"),
-    "oa_custom": _l("OA customer-service message"),
-}
 
 CAMPAIGN_STATUSES = {
     "draft": _l("Draft"),
@@ -164,6 +189,10 @@ def segment_subject() -> str:
     return str(_l("Contacts"))
 
 
+def content_format(code: str | None) -> str:
+    return _label(CONTENT_FORMATS, code)
+
+
 def channel(code: str | None) -> str:
     return _label(CHANNELS, code)
 
@@ -185,3 +214,7 @@ def exclusion(code: str | None) -> str:
     if code and code.startswith("excluded:"):
         return f"{EXCLUDED_BY_RULE} ({code.partition(':')[2]})"
     return _label(EXCLUSIONS, code, "—")
+
+
+def payload(code: str | None) -> str:
+    return _label(PAYLOADS, code)

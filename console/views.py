@@ -27,7 +27,7 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, generate_csrf
 from werkzeug.exceptions import HTTPException
 
-from console import labels, pages, people
+from console import content, labels, pages, people
 from console.http import HEADERS, IDLE, LANG_COOKIE, LOCALES, csrf
 from console.passwords import MAX_LENGTH, WeakPassword
 from console.users import actor, change_password, get_user, list_users, log_in
@@ -283,7 +283,9 @@ def account(account_id: str):
         found = people.account(conn, tenant, account_id[:300])
     if found is None:
         abort(404)
-    return render_template("account.html", account=found)
+    with connection() as conn:
+        recommended = content.account_next(conn, tenant.id, found)
+    return render_template("account.html", account=found, recommended=recommended)
 
 
 @console.route("/contacts")

@@ -2,7 +2,9 @@
 
 Operators create and edit content (running campaigns is their job); archiving keeps the item
 for the delivery log. The promotional flag is stored true for every promotion, whatever the
-request said, and cannot be cleared while the format is ``promotion``.
+request said, and cannot be cleared while the format is ``promotion``. The routes' work is in
+plain functions (``create_item``, ``update_item``, ``archive_item``, ``content_rows``) that the
+console calls too, with its user as the audited actor (docs/console.md "Content library").
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from shared.api import (
     unknown_tenant,
 )
 from shared.api.names import unknown_names
+from shared.tokens import Principal
 from shared.vocabulary import BUYING_ROLES
 
 content = Blueprint("content", __name__, description="The content library")
@@ -89,7 +92,8 @@ class ContentArgs(PageArgs):
     status = fields.String(load_default="active", validate=validate.OneOf(["active", "archived"]))
 
 
-def _check_names(conn, tenant: str, body: dict, field: str | None = None) -> None:
+def check_content_names(conn, tenant: str, body: dict, field: str | None = None) -> None:
+    """A 400 naming each stage tag the tenant's model lacks, with the valid ones."""
     found = content_unknowns(body, tenant_names(conn, tenant))
     if field is not None:  # a query parameter, not the body's list
         found = [replace(u, field=field) for u in found]
@@ -98,7 +102,8 @@ def _check_names(conn, tenant: str, body: dict, field: str | None = None) -> Non
         raise error
 
 
-def _row(conn, tenant: str, content_id: str) -> dict:
+def content_item(conn, tenant: str, content_id: str) -> dict:
+    """One item of the tenant's library (404 for another tenant's or an unknown id)."""
     row = conn.execute(
         sql.SQL("SELECT {} FROM content WHERE tenant_id = %s AND content_id = %s").format(COLUMNS),
         (tenant, content_id),
@@ -108,33 +113,87 @@ def _row(conn, tenant: str, content_id: str) -> dict:
     return row
 
 
+def content_rows(conn, tenant: str, args: dict) -> list[dict]:
+    """Up to ``args["limit"] + 1`` items, newest first, after the cursor ``args["after"]``
+    (created_at, content_id), filtered as ContentArgs says; a stage filter is checked first."""
+    after = args.get("after")
+    if args.get("stage"):  # a stage the model lacks would list nothing, silently
+        check_content_names(conn, tenant, {"stages": [args["stage"]]}, field="stage")
+    return conn.execute(
+        sql.SQL(
+            "SELECT {} FROM content WHERE tenant_id = %(t)s AND status = %(status)s "
+            "AND (%(format)s::text IS NULL OR format = %(format)s) "
+            "AND (%(stage)s::text IS NULL OR %(stage)s = ANY(stages)) "
+            "AND (%(role)s::text IS NULL OR %(role)s = ANY(roles)) "
+            "AND (%(topic)s::text IS NULL OR %(topic)s = ANY(topics)) "
+            "AND (%(promo)s::boolean IS NULL OR promotional = %(promo)s) "
+            "AND (%(after_at)s::text IS NULL "
+            "     OR (created_at, content_id) < (%(after_at)s::timestamptz, %(after_id)s)) "
+            "ORDER BY created_at DESC, content_id DESC LIMIT %(n)s"
+        ).format(COLUMNS),
+        {"t": tenant, "status": args.get("status", "active"), "format": args.get("format"),
+         "stage": args.get("stage"), "role": args.get("role"), "topic": args.get("topic"),
+         "promo": args.get("promotional"), "after_at": after[0] if after else None,
+         "after_id": after[1] if after else None, "n": args["limit"] + 1},
+    ).fetchall()  # fmt: skip
+
+
+def create_item(conn, tenant: str, body: dict, who: Principal | str) -> dict:
+    """Store a loaded ContentInSchema body as a new item, audited as ``who``."""
+    check_content_names(conn, tenant, body)
+    content_id = "cnt_" + secrets.token_hex(8)
+    conn.execute(
+        "INSERT INTO content (tenant_id, content_id, title, format, promotional, stages, "
+        "roles, topics, industries, payloads) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        (tenant, content_id, body["title"], body["format"], is_promotional(body),
+         body["stages"], body["roles"], body["topics"], body["industries"],
+         Jsonb(body["payloads"])),
+    )  # fmt: skip
+    audit(conn, who, tenant, "content.create", content_id,
+          {"title": body["title"], "format": body["format"],
+           "promotional": is_promotional(body)})  # fmt: skip
+    return content_item(conn, tenant, content_id)
+
+
+def update_item(conn, tenant: str, content_id: str, body: dict, who: Principal | str) -> dict:
+    """Replace the fields of a loaded ContentPatchSchema body, audited as ``who``."""
+    current = content_item(conn, tenant, content_id)
+    check_content_names(conn, tenant, body)
+    merged = {**current, **body}
+    conn.execute(
+        "UPDATE content SET title = %s, format = %s, promotional = %s, stages = %s, "
+        "roles = %s, topics = %s, industries = %s, payloads = %s, updated_at = now() "
+        "WHERE tenant_id = %s AND content_id = %s",
+        (merged["title"], merged["format"], is_promotional(merged), merged["stages"],
+         merged["roles"], merged["topics"], merged["industries"], Jsonb(merged["payloads"]),
+         tenant, content_id),
+    )  # fmt: skip
+    audit(conn, who, tenant, "content.update", content_id, {"fields": sorted(body)})
+    return content_item(conn, tenant, content_id)
+
+
+def archive_item(conn, tenant: str, content_id: str, who: Principal | str) -> dict:
+    """Archive an item (kept for the delivery log), audited as ``who``."""
+    content_item(conn, tenant, content_id)
+    conn.execute(
+        "UPDATE content SET status = 'archived', updated_at = now() "
+        "WHERE tenant_id = %s AND content_id = %s",
+        (tenant, content_id),
+    )
+    audit(conn, who, tenant, "content.archive", content_id)
+    return content_item(conn, tenant, content_id)
+
+
 @content.route("/content", methods=["GET"])
 @require("viewer", scope=TENANT)
 @content.arguments(ContentArgs, location="query")
 @content.response(200, paged(ContentSchema))
 def list_content(args: dict):
     """Content items, newest first, filtered by format, stage, role, topic, promotional, status"""
-    after = cursor_key(args["cursor"], str, str)
     with connection() as conn:
-        if args.get("stage"):  # a stage the model lacks would list nothing, silently
-            _check_names(conn, tenant_id(), {"stages": [args["stage"]]}, field="stage")
-        rows = conn.execute(
-            sql.SQL(
-                "SELECT {} FROM content WHERE tenant_id = %(t)s AND status = %(status)s "
-                "AND (%(format)s::text IS NULL OR format = %(format)s) "
-                "AND (%(stage)s::text IS NULL OR %(stage)s = ANY(stages)) "
-                "AND (%(role)s::text IS NULL OR %(role)s = ANY(roles)) "
-                "AND (%(topic)s::text IS NULL OR %(topic)s = ANY(topics)) "
-                "AND (%(promo)s::boolean IS NULL OR promotional = %(promo)s) "
-                "AND (%(after_at)s::text IS NULL "
-                "     OR (created_at, content_id) < (%(after_at)s::timestamptz, %(after_id)s)) "
-                "ORDER BY created_at DESC, content_id DESC LIMIT %(n)s"
-            ).format(COLUMNS),
-            {"t": tenant_id(), "status": args["status"], "format": args.get("format"),
-             "stage": args.get("stage"), "role": args.get("role"), "topic": args.get("topic"),
-             "promo": args.get("promotional"), "after_at": after[0] if after else None,
-             "after_id": after[1] if after else None, "n": args["limit"] + 1},
-        ).fetchall()  # fmt: skip
+        rows = content_rows(
+            conn, tenant_id(), {**args, "after": cursor_key(args["cursor"], str, str)}
+        )
     return page(rows, args["limit"], key=lambda r: [r["created_at"].isoformat(), r["content_id"]])
 
 
@@ -144,21 +203,8 @@ def list_content(args: dict):
 @content.response(201, ContentSchema)
 def create_content(body: dict):
     """Add a content item (payloads per channel validated; promotions are always promotional)"""
-    tenant = tenant_id()
-    content_id = "cnt_" + secrets.token_hex(8)
     with connection() as conn:
-        _check_names(conn, tenant, body)
-        conn.execute(
-            "INSERT INTO content (tenant_id, content_id, title, format, promotional, stages, "
-            "roles, topics, industries, payloads) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            (tenant, content_id, body["title"], body["format"], is_promotional(body),
-             body["stages"], body["roles"], body["topics"], body["industries"],
-             Jsonb(body["payloads"])),
-        )  # fmt: skip
-        audit(conn, principal(), tenant, "content.create", content_id,
-              {"title": body["title"], "format": body["format"],
-               "promotional": is_promotional(body)})  # fmt: skip
-        return _row(conn, tenant, content_id)
+        return create_item(conn, tenant_id(), body, principal())
 
 
 @content.route("/content/<content_id>", methods=["GET"])
@@ -168,7 +214,7 @@ def create_content(body: dict):
 def get_content(content_id: str):
     """One content item with its payloads"""
     with connection() as conn:
-        return _row(conn, tenant_id(), content_id)
+        return content_item(conn, tenant_id(), content_id)
 
 
 @content.route("/content/<content_id>", methods=["PATCH"])
@@ -178,21 +224,8 @@ def get_content(content_id: str):
 @content.alt_response(404, description="No such content")
 def update_content(body: dict, content_id: str):
     """Change a content item (fields given replace the stored ones)"""
-    tenant = tenant_id()
     with connection() as conn:
-        current = _row(conn, tenant, content_id)
-        _check_names(conn, tenant, body)
-        merged = {**current, **body}
-        conn.execute(
-            "UPDATE content SET title = %s, format = %s, promotional = %s, stages = %s, "
-            "roles = %s, topics = %s, industries = %s, payloads = %s, updated_at = now() "
-            "WHERE tenant_id = %s AND content_id = %s",
-            (merged["title"], merged["format"], is_promotional(merged), merged["stages"],
-             merged["roles"], merged["topics"], merged["industries"], Jsonb(merged["payloads"]),
-             tenant, content_id),
-        )  # fmt: skip
-        audit(conn, principal(), tenant, "content.update", content_id, {"fields": sorted(body)})
-        return _row(conn, tenant, content_id)
+        return update_item(conn, tenant_id(), content_id, body, principal())
 
 
 @content.route("/content/<content_id>", methods=["DELETE"])
@@ -201,16 +234,8 @@ def update_content(body: dict, content_id: str):
 @content.alt_response(404, description="No such content")
 def archive_content(content_id: str):
     """Archive a content item (kept for the delivery log; series skip it from now on)"""
-    tenant = tenant_id()
     with connection() as conn:
-        _row(conn, tenant, content_id)
-        conn.execute(
-            "UPDATE content SET status = 'archived', updated_at = now() "
-            "WHERE tenant_id = %s AND content_id = %s",
-            (tenant, content_id),
-        )
-        audit(conn, principal(), tenant, "content.archive", content_id)
-        return _row(conn, tenant, content_id)
+        return archive_item(conn, tenant_id(), content_id, principal())
 
 
 # --- settings -----------------------------------------------------------------------------------

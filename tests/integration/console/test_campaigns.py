@@ -89,7 +89,7 @@ def test_the_list_is_empty_then_an_operator_creates_a_campaign_audited_as_the_us
     assert entry == {"actor": "console:han.meimei", "target": campaign_id}
     detail = page(operator.get(f"/campaigns/{campaign_id}"))
     assert (
-        "草稿" in detail and "企业微信一对一" in detail and "每周二 10:00 (Asia/Shanghai)" in detail
+        "草稿" in detail and "企业微信单聊" in detail and "每周二 10:00 (Asia/Shanghai)" in detail
     )
     listing = page(operator.get("/campaigns"))
     assert "周二白皮书" in listing and "草稿" in listing

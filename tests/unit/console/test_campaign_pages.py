@@ -47,7 +47,7 @@ def test_every_code_the_service_gives_has_a_label():
 @pytest.mark.parametrize(
     ("function", "code", "chinese"),
     [
-        (labels.channel, "wecom_single", "企业微信一对一"),
+        (labels.channel, "wecom_single", "企业微信单聊"),
         (labels.channel, "oa_mass", "公众号群发"),
         (labels.campaign_status, "draft", "草稿"),
         (labels.campaign_status, "active", "进行中"),
