@@ -83,3 +83,103 @@ def moved_by(code: str | None) -> str:
 
 def user_role(code: str | None) -> str:
     return _label(USER_ROLES, code)
+
+
+# --- overview: touchpoint types, exclusion reasons, run statuses ---------------------------------
+
+# Touchpoint types as ingest writes them (shared/envelope.py EVENT_TYPES; every one labelled:
+# tests/unit/console/test_labels.py).
+EVENT_TYPES = {
+    "oa.subscribe": _l("Followed the Official Account"),
+    "oa.unsubscribe": _l("Unfollowed the Official Account"),
+    "oa.scan": _l("Scanned a QR code"),
+    "oa.click": _l("Clicked a menu"),
+    "oa.view": _l("Opened a menu link"),
+    "oa.location": _l("Reported a location"),
+    "oa.template_send_finished": _l("Template message result"),
+    "oa.mass_send_finished": _l("Mass send result"),
+    "oa.message": _l("Sent a message"),
+    "wecom.contact.added": _l("Added as a WeCom contact"),
+    "wecom.contact.half_added": _l("Added as a WeCom contact (unconfirmed)"),
+    "wecom.contact.edited": _l("Contact edited by staff"),
+    "wecom.contact.deleted": _l("Contact deleted by staff"),
+    "wecom.contact.follow_user_deleted": _l("Deleted the staff member"),
+    "wecom.contact.transfer_failed": _l("Contact transfer failed"),
+    "wecom.contact.enriched": _l("Profile fetched from WeCom"),
+    "wecom.chat.created": _l("Customer group created"),
+    "wecom.chat.member_joined": _l("Joined a customer group"),
+    "wecom.chat.member_left": _l("Left a customer group"),
+    "wecom.chat.owner_changed": _l("Group owner changed"),
+    "wecom.chat.renamed": _l("Group renamed"),
+    "wecom.chat.notice_changed": _l("Group notice changed"),
+    "wecom.chat.dismissed": _l("Customer group dismissed"),
+    "wecom.tag.changed": _l("Corp tag changed"),
+    "link.clicked": _l("Opened a tracked link"),
+    "biz.registered": _l("Registered"),
+    "biz.lead.created": _l("Lead created"),
+    "biz.demo.requested": _l("Requested a demo"),
+    "biz.trial.started": _l("Trial started"),
+    "biz.trial.ended": _l("Trial ended"),
+    "biz.quote.sent": _l("Quotation sent"),
+    "biz.contract.signed": _l("Contract signed"),
+    "biz.order.paid": _l("Order paid"),
+    "biz.order.refunded": _l("Order refunded"),
+    "biz.invoice.issued": _l("Invoice issued"),
+    "biz.invoice.overdue": _l("Invoice overdue"),
+    "biz.payment.received": _l("Payment received"),
+    "biz.webinar.registered": _l("Registered for a webinar"),
+    "biz.webinar.attended": _l("Attended a webinar"),
+    "biz.event.attended": _l("Attended an event"),
+    "biz.content.downloaded": _l("Downloaded content"),
+    "biz.complaint.filed": _l("Filed a complaint"),
+    "biz.contact.updated": _l("Contact updated from CRM"),
+    "biz.account.updated": _l("Account updated from CRM"),
+}
+
+# Why a recipient gets nothing (services/outreach/policies.py; ``excluded:<rule>`` is the
+# campaign's own exclusion rule, shown with the rule's name).
+EXCLUSIONS = {
+    "no_wecom_id": _l("No WeCom contact"),
+    "no_openid": _l("Does not follow the Official Account"),
+    "deleted_contact": _l("Deleted the staff contact"),
+    "unsubscribed": _l("Unfollowed the Official Account"),
+    "group_dismissed": _l("Group dismissed"),
+    "series_finished": _l("Series finished"),
+    "no_fitting_content": _l("No content fits the stage and role"),
+    "no_discount_unknown_audience": _l("No promotions to an OA tag of a B2B tenant"),
+    "no_discount_comparing": _l("No promotions while still comparing"),
+    "no_discount_unflagged_model": _l("No promotions: the model flags no evaluating stage"),
+    "no_discount_b2b": _l("No promotions to B2B buyers"),
+    "cap_day": _l("Daily frequency cap"),
+    "cap_week": _l("Weekly frequency cap"),
+    "group_cap_day": _l("Group daily cap"),
+    "group_cap_week": _l("Group weekly cap"),
+    "quota_wecom_customer_day": _l("WeCom daily quota per customer"),
+    "outside_cs_window": _l("Outside the customer-service window"),
+    "quota_oa_custom": _l("Customer-service message quota"),
+    "quota_oa_mass_month": _l("Monthly mass-send quota"),
+}
+EXCLUDED_BY_RULE = _l("Campaign exclusion rule: %(rule)s")
+
+# A campaign run's status (campaign_runs.status).
+RUN_STATUSES = {
+    "pending": _l("Pending"),
+    "running": _l("Running"),
+    "done": _l("Done"),
+    "failed": _l("Failed"),
+    "cancelled": _l("Cancelled"),
+}
+
+
+def event_type(code: str | None) -> str:
+    return _label(EVENT_TYPES, code, "—")
+
+
+def exclusion(code: str | None) -> str:
+    if code and code.startswith("excluded:"):
+        return str(EXCLUDED_BY_RULE) % {"rule": code.removeprefix("excluded:")}
+    return _label(EXCLUSIONS, code, "—")
+
+
+def run_status(code: str | None) -> str:
+    return _label(RUN_STATUSES, code, "—")
