@@ -20,6 +20,7 @@ from services.segment import risk
 from services.segment.facts import AccountFacts, EventFact
 from shared.config import Settings
 from shared.envelope import EVENT_TYPES
+from shared.vocabulary import MODES
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 
@@ -49,7 +50,9 @@ def _exclusion_codes() -> set[str]:
             for sub in ast.walk(node.value):
                 if isinstance(sub, ast.Constant) and isinstance(sub.value, str):
                     found.add(sub.value)
-    found = {c for c in found if re.fullmatch(r"[a-z0-9_]+", c) and c not in {"group", "contact"}}
+    found = {
+        c for c in found if re.fullmatch(r"[a-z0-9_]+", c) and c not in {"group", "contact", *MODES}
+    }
     return found | {"cap_day", "cap_week", "group_cap_day", "group_cap_week"}
 
 
