@@ -1,0 +1,59 @@
+/* The overview's charts (docs/console.md "Overview"): the funnel and the weekly stage entries,
+   drawn by the vendored ECharts (console/static/vendor/echarts) from the page's JSON block
+   #overview-data. No inline script (CSP script-src 'self'); the server-rendered tables beside the
+   charts carry the same figures for screen readers and when scripts are off. */
+(function () {
+  "use strict";
+  var block = document.getElementById("overview-data");
+  if (!block || typeof echarts === "undefined") { return; }
+  var data = JSON.parse(block.textContent);
+  var palette = ["#52b788", "#74c69d", "#95d5b2", "#b7e4c7", "#d8f3dc", "#e9f5ec", "#f1f8f3"];
+  var font = "Noto Sans CJK SC, PingFang SC, Microsoft YaHei, sans-serif";
+
+  function draw(id, option) {
+    var node = document.getElementById(id);
+    if (!node) { return; }
+    /* SVG: the stage names are text in the page (what the browser tests read), crisp at any
+       zoom; aria describes the chart in words for screen readers. */
+    var chart = echarts.init(node, null, { renderer: "svg" });
+    option.aria = { enabled: true };
+    option.color = option.color || palette;
+    option.textStyle = { fontFamily: font };
+    option.animation = false;
+    chart.setOption(option);
+    node.setAttribute("data-rendered", "1");
+    window.addEventListener("resize", function () { chart.resize(); });
+  }
+
+  var widest = Math.max.apply(null, data.stages.map(function (s) { return s.entered; }).concat([1]));
+  draw("funnel-chart", {
+    tooltip: { trigger: "item" },
+    series: [{
+      name: data.text.funnel,
+      type: "funnel",
+      sort: "none",
+      min: 0,
+      max: widest,
+      minSize: "8%",
+      left: "10%",
+      width: "80%",
+      gap: 2,
+      label: { show: true, position: "inside", formatter: "{b}  {c}", color: "#1f2933" },
+      data: data.stages.map(function (s) {
+        return { name: s.name, value: s.entered };
+      })
+    }]
+  });
+
+  draw("movement-chart", {
+    tooltip: { trigger: "axis" },
+    color: ["#0b6e4f", "#2f9e77", "#74c69d", "#f4a261", "#e76f51", "#457b9d", "#8d99ae"],
+    legend: { top: 0 },
+    grid: { left: 40, right: 16, top: 40, bottom: 30 },
+    xAxis: { type: "category", data: data.weeks, name: data.text.week_of, nameLocation: "start" },
+    yAxis: { type: "value", minInterval: 1 },
+    series: data.movement.map(function (s) {
+      return { name: s.name, type: "bar", stack: "entries", data: s.data };
+    })
+  });
+})();
