@@ -7,7 +7,7 @@
   var block = document.getElementById("overview-data");
   if (!block || typeof echarts === "undefined") { return; }
   var data = JSON.parse(block.textContent);
-  var palette = ["#52b788", "#74c69d", "#95d5b2", "#b7e4c7", "#d8f3dc", "#e9f5ec", "#f1f8f3"];
+  var palette = ["#0b6e4f", "#2f9e77", "#74c69d", "#f4a261", "#e76f51", "#457b9d", "#8d99ae"];
   var font = "Noto Sans CJK SC, PingFang SC, Microsoft YaHei, sans-serif";
 
   function draw(id, option) {
@@ -25,29 +25,28 @@
     window.addEventListener("resize", function () { chart.resize(); });
   }
 
-  var widest = Math.max.apply(null, data.stages.map(function (s) { return s.entered; }).concat([1]));
+  /* The funnel as horizontal bars in stage order (a trapezoid funnel misdraws stages that
+     nobody entered): entered in the period, and in the stage now. */
+  var names = data.stages.map(function (s) { return s.name; });
   draw("funnel-chart", {
-    tooltip: { trigger: "item" },
-    series: [{
-      name: data.text.funnel,
-      type: "funnel",
-      sort: "none",
-      min: 0,
-      max: widest,
-      minSize: "8%",
-      left: "10%",
-      width: "80%",
-      gap: 2,
-      label: { show: true, position: "inside", formatter: "{b}  {c}", color: "#1f2933" },
-      data: data.stages.map(function (s) {
-        return { name: s.name, value: s.entered };
-      })
-    }]
+    tooltip: { trigger: "axis", axisPointer: { type: "shadow" } },
+    legend: { top: 0 },
+    color: ["#2f9e77", "#0b6e4f"],
+    grid: { left: 16, right: 48, top: 32, bottom: 8, containLabel: true },
+    xAxis: { type: "value", minInterval: 1 },
+    yAxis: { type: "category", data: names, inverse: true, axisTick: { show: false } },
+    series: [
+      { name: data.text.entered, type: "bar", barGap: "10%",
+        label: { show: true, position: "right" },
+        data: data.stages.map(function (s) { return s.entered; }) },
+      { name: data.text.now, type: "bar",
+        label: { show: true, position: "right" },
+        data: data.stages.map(function (s) { return s.now; }) }
+    ]
   });
 
   draw("movement-chart", {
     tooltip: { trigger: "axis" },
-    color: ["#0b6e4f", "#2f9e77", "#74c69d", "#f4a261", "#e76f51", "#457b9d", "#8d99ae"],
     legend: { top: 0 },
     grid: { left: 40, right: 16, top: 40, bottom: 30 },
     xAxis: { type: "category", data: data.weeks, name: data.text.week_of, nameLocation: "start" },
