@@ -11,7 +11,7 @@ PIP_INSTALL := $(BIN)/python -m pip install --quiet --constraint $(CONSTRAINTS) 
 	--build-constraint $(CONSTRAINTS)
 LOCK_VENV := .lock-venv
 
-.PHONY: run test test-fast lint format bench clean install system-packages lock
+.PHONY: run test test-fast lint format bench clean install system-packages lock vendor
 
 $(STAMP): pyproject.toml $(CONSTRAINTS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -93,5 +93,21 @@ lock:
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 	rm -rf $(LOCK_VENV)
 
+# The console's browser libraries (docs/console.md "Vendored files"): npm installs the versions
+# package-lock.json pins, and their built files and licences are copied into
+# console/static/vendor/, where they are committed: the server and `make test` never need npm
+# or the network. Bump a version in package.json, `npm install --package-lock-only`, then
+# `make vendor`, review and commit.
+VENDOR := console/static/vendor
+vendor:
+	npm ci --ignore-scripts --no-audit --no-fund
+	rm -rf $(VENDOR)/echarts
+	mkdir -p $(VENDOR)/echarts
+	cp node_modules/echarts/dist/echarts.min.js node_modules/echarts/LICENSE \
+	  node_modules/echarts/NOTICE $(VENDOR)/echarts/
+	cp node_modules/echarts/licenses/LICENSE-d3 $(VENDOR)/echarts/LICENSE-d3
+	cp node_modules/zrender/LICENSE $(VENDOR)/echarts/LICENSE-zrender
+	cp node_modules/tslib/LICENSE.txt $(VENDOR)/echarts/LICENSE-tslib
+
 clean:
-	rm -rf $(VENV) $(LOCK_VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(LOCK_VENV) .pytest_cache build *.egg-info node_modules

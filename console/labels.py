@@ -142,7 +142,7 @@ EXCLUSIONS = {
     "quota_oa_mass_month": _l("OA monthly mass-message quota"),
     "erased": _l("Erased (privacy request)"),
 }
-EXCLUDED_BY_RULE = _l("Excluded by the campaign's rule")
+EXCLUDED_BY_RULE = _l("Campaign exclusion rule: %(rule)s")
 
 
 def _label(table: dict, code: str | None, fallback: str = "") -> str:
@@ -212,9 +212,63 @@ def delivery_status(code: str | None) -> str:
 def exclusion(code: str | None) -> str:
     """An exclusion reason; the campaign's own rule (``excluded:segments``) says which."""
     if code and code.startswith("excluded:"):
-        return f"{EXCLUDED_BY_RULE} ({code.partition(':')[2]})"
+        return str(EXCLUDED_BY_RULE) % {"rule": code.removeprefix("excluded:")}
     return _label(EXCLUSIONS, code, "—")
 
 
 def payload(code: str | None) -> str:
     return _label(PAYLOADS, code)
+
+
+# Touchpoint types as ingest writes them (shared/envelope.py EVENT_TYPES; every one labelled:
+# tests/unit/console/test_labels.py).
+EVENT_TYPES = {
+    "oa.subscribe": _l("Followed the Official Account"),
+    "oa.unsubscribe": _l("Unfollowed the Official Account"),
+    "oa.scan": _l("Scanned a QR code"),
+    "oa.click": _l("Clicked a menu"),
+    "oa.view": _l("Opened a menu link"),
+    "oa.location": _l("Reported a location"),
+    "oa.template_send_finished": _l("Template message result"),
+    "oa.mass_send_finished": _l("Mass send result"),
+    "oa.message": _l("Sent a message"),
+    "wecom.contact.added": _l("Added as a WeCom contact"),
+    "wecom.contact.half_added": _l("Added as a WeCom contact (unconfirmed)"),
+    "wecom.contact.edited": _l("Contact edited by staff"),
+    "wecom.contact.deleted": _l("Contact deleted by staff"),
+    "wecom.contact.follow_user_deleted": _l("Deleted the staff member"),
+    "wecom.contact.transfer_failed": _l("Contact transfer failed"),
+    "wecom.contact.enriched": _l("Profile fetched from WeCom"),
+    "wecom.chat.created": _l("Customer group created"),
+    "wecom.chat.member_joined": _l("Joined a customer group"),
+    "wecom.chat.member_left": _l("Left a customer group"),
+    "wecom.chat.owner_changed": _l("Group owner changed"),
+    "wecom.chat.renamed": _l("Group renamed"),
+    "wecom.chat.notice_changed": _l("Group notice changed"),
+    "wecom.chat.dismissed": _l("Customer group dismissed"),
+    "wecom.tag.changed": _l("Corp tag changed"),
+    "link.clicked": _l("Opened a tracked link"),
+    "biz.registered": _l("Registered"),
+    "biz.lead.created": _l("Lead created"),
+    "biz.demo.requested": _l("Requested a demo"),
+    "biz.trial.started": _l("Trial started"),
+    "biz.trial.ended": _l("Trial ended"),
+    "biz.quote.sent": _l("Quotation sent"),
+    "biz.contract.signed": _l("Contract signed"),
+    "biz.order.paid": _l("Order paid"),
+    "biz.order.refunded": _l("Order refunded"),
+    "biz.invoice.issued": _l("Invoice issued"),
+    "biz.invoice.overdue": _l("Invoice overdue"),
+    "biz.payment.received": _l("Payment received"),
+    "biz.webinar.registered": _l("Registered for a webinar"),
+    "biz.webinar.attended": _l("Attended a webinar"),
+    "biz.event.attended": _l("Attended an event"),
+    "biz.content.downloaded": _l("Downloaded content"),
+    "biz.complaint.filed": _l("Filed a complaint"),
+    "biz.contact.updated": _l("Contact updated from CRM"),
+    "biz.account.updated": _l("Account updated from CRM"),
+}
+
+
+def event_type(code: str | None) -> str:
+    return _label(EVENT_TYPES, code, "—")

@@ -51,6 +51,8 @@ def overview(conn, tenant: Tenant) -> dict:
         "last": (until.astimezone(ZoneInfo(tenant.timezone)) - timedelta(days=1)).date(),
         "zone": tenant.timezone,
         "total": sum(s["entered"] for s in stages),
+        "conversions": report["conversions"],
+        "weeks": report["weeks"],
     }
 
 

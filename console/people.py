@@ -5,7 +5,7 @@ tenant does not have (unknown, merged, erased, another tenant's) is ``None``: th
 
 from __future__ import annotations
 
-from console import labels
+from console import labels, reasons
 from console.pages import stage_title
 from services.segment.api_accounts import account_view
 from services.segment.api_contacts import contact_rows, contact_view, timeline_rows
@@ -36,13 +36,21 @@ def _history(rows: list[dict]) -> list[dict]:
             "from_label": labels.stage(h["from_stage"]),
             "to_label": labels.stage(h["to_stage"]),
             "moved_by_label": labels.moved_by(h["moved_by"]),
+            "cause_label": reasons.stage_cause(h["cause"]),
         }
         for h in reversed(rows)
     ]
 
 
 def _flags(flags) -> list[dict]:
-    return [{**f, "label": labels.risk_flag(f["flag"])} for f in flags or []]
+    return [
+        {
+            **f,
+            "label": labels.risk_flag(f["flag"]),
+            "reason_label": reasons.risk_reason(f["reason"]),
+        }
+        for f in flags or []
+    ]
 
 
 def account(conn, tenant: Tenant, account_id: str) -> dict | None:
@@ -107,7 +115,10 @@ def contact(conn, tenant: Tenant, contact_id: str) -> dict | None:
     if view is None:
         return None
     events = timeline_rows(conn, tenant.id, contact_id, limit=TIMELINE_LIMIT)
-    timeline = [{"at": e["occurred_at"], "kind": "event", "event": e} for e in events]
+    timeline = [
+        {"at": e["occurred_at"], "kind": "event", "event": e, "label": labels.event_type(e["type"])}
+        for e in events
+    ]
     timeline += [{"at": h["changed_at"], "kind": "stage", "change": h}
                  for h in _history(view["stage_history"])]  # fmt: skip
     timeline.sort(key=lambda t: t["at"], reverse=True)

@@ -28,6 +28,7 @@ from flask_wtf.csrf import CSRFError, generate_csrf
 from werkzeug.exceptions import HTTPException
 
 from console import content, labels, pages, people
+from console import overview as overview_sections
 from console.http import HEADERS, IDLE, LANG_COOKIE, LOCALES, csrf
 from console.passwords import MAX_LENGTH, WeakPassword
 from console.users import actor, change_password, get_user, list_users, log_in
@@ -262,7 +263,11 @@ def overview():
     tenant = current_tenant()
     with segment_connection() as conn:
         funnel = pages.overview(conn, tenant)
-    return render_template("overview.html", funnel=funnel, generated=datetime.now(UTC))
+        more = overview_sections.sections(conn, tenant, funnel)
+    return render_template(
+        "overview.html", funnel=funnel, generated=datetime.now(UTC), b2b=tenant.mode == "b2b",
+        **more,
+    )  # fmt: skip
 
 
 @console.route("/accounts")

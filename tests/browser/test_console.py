@@ -54,10 +54,16 @@ def test_the_overview_shows_the_funnel_in_chinese_then_english(browser, served, 
     assert browser.current_url == served.url + "/"
     for stage in AISCEAS:
         assert stage in table.text
-    chart = browser.find_element(By.ID, "funnel-chart")
-    assert "比较" in chart.text
+    WebDriverWait(browser, 30).until(  # ECharts drew the funnel (console/static/overview.js)
+        lambda b: b.find_element(By.ID, "funnel-chart").get_attribute("data-rendered") == "1"
+    )
+    chart = browser.find_element(By.ID, "funnel-chart").find_element(By.TAG_NAME, "svg")
+    assert "比较" in chart.get_attribute("textContent")
     assert browser.find_element(By.CLASS_NAME, "tenant").text  # the tenant's name in the header
+    size = browser.get_window_size()
+    browser.set_window_size(1280, 2200)  # the whole overview, every section
     save_screenshot(browser, tmp_path, "overview.png")
+    browser.set_window_size(size["width"], size["height"])
 
     browser.find_element(By.ID, "lang-switch").click()
     WebDriverWait(browser, 30).until(

@@ -67,7 +67,8 @@ def test_an_account_page_shows_risk_flags_with_reasons(console):
     assert "回款风险" in page and 'id="risk-flags"' in page
     (row,) = seg(console, "SELECT risk_flags FROM {seg}.accounts WHERE name = %s", (YUNSHAN,))
     (flag,) = [f for f in row["risk_flags"] if f["flag"] == "payment_risk"]
-    assert html.escape(flag["reason"]) in page  # the reason, as the service words it
+    assert "张发票逾期" in page  # the reason in Chinese (console/reasons.py)
+    assert html.escape(flag["reason"]) in page  # and as the service words it, in the tooltip
 
 
 @pytest.mark.parametrize("path", ["/accounts/no-such-account", "/contacts/no-such-contact"])
@@ -104,7 +105,8 @@ def test_a_contact_page_shows_identities_account_and_a_timeline(console):
     assert "技术" in page  # buying role
     assert "oLi" in page and 'id="identities"' in page
     assert JINGGONG in page and 'id="contact-account"' in page
-    assert 'id="timeline"' in page and "oa.click" in page and "CST" in page
+    assert 'id="timeline"' in page and "CST" in page
+    assert '<td title="oa.click">点击菜单</td>' in page  # the touchpoint's type in Chinese
     assert 'class="stage-change"' in page
     times = [line for line in page.splitlines() if "CST</td>" in line]
     stamps = [t.split("<td>")[1].split("</td>")[0] for t in times]

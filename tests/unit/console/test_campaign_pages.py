@@ -55,7 +55,7 @@ def test_every_code_the_service_gives_has_a_label():
         (labels.delivery_status, "sent", "已发送"),
         (labels.exclusion, "no_wecom_id", "没有企业微信联系人"),
         (labels.exclusion, "cap_week", "每周频次上限"),
-        (labels.exclusion, "excluded:segments", "被活动的排除规则排除 (segments)"),
+        (labels.exclusion, "excluded:segments", "活动排除规则：segments"),
     ],
 )
 def test_labels_are_chinese_by_default(zh, function, code, chinese):
