@@ -27,7 +27,7 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, generate_csrf
 from werkzeug.exceptions import HTTPException
 
-from console import labels, pages, people
+from console import labels, pages, people, throttle
 from console.http import HEADERS, IDLE, LANG_COOKIE, LOCALES, csrf
 from console.passwords import MAX_LENGTH, WeakPassword
 from console.users import actor, change_password, get_user, list_users, log_in
@@ -195,8 +195,15 @@ def login():
         return render_template("login.html", error=error, form=form)
     password = request.form.get("password", "")[:MAX_LENGTH]
     tenant, login_name = form["tenant"][:100], form["login"][:100]
+    address = request.remote_addr or "-"
     with connection() as conn:
+        if throttle.blocked(conn, address):
+            error = _("Too many failed logins from your network address. Wait 15 minutes, then "
+                      "try again.")  # fmt: skip
+            return render_template("login.html", error=error, form=form), 429
         user = log_in(conn, tenant, login_name, password, datetime.now(UTC)) if login_name else None
+        if user is None:
+            throttle.note_failure(conn, address, tenant, actor(login_name or "-"))
     if user is None:
         error = _("Wrong tenant, login or password. After 5 failures in a row the user is locked "
                   "for 15 minutes.")  # fmt: skip
