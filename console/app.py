@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from console import views_settings  # noqa: F401
 from console.http import (
     DEFAULT_LOCALE,
     HERE,

@@ -1,7 +1,7 @@
 """The console's pages (docs/console.md): log in and out, change password, the overview, the
 accounts list and an account, contacts (search, a contact, staff overrides of its stage and
-buying role) and the tenant's users (admin). A page a role may not see answers 403; every POST
-carries the session's CSRF token (checked before anything else runs)."""
+buying role); the settings pages are console/views_settings.py's. A page a role may not see
+answers 403; every POST carries the session's CSRF token (checked before anything else runs)."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from werkzeug.exceptions import HTTPException
 from console import labels, pages, people, throttle
 from console.http import HEADERS, IDLE, LANG_COOKIE, LOCALES, csrf
 from console.passwords import MAX_LENGTH, WeakPassword
-from console.users import actor, change_password, get_user, list_users, log_in
+from console.users import actor, change_password, get_user, log_in
 from services.segment import store
 from services.segment.api_common import current_tenant, segment_connection
 from services.segment.api_contacts import override_contact_role
@@ -384,11 +384,3 @@ def contact_role(contact_id: str):
             raise
         abort(404)
     return redirect(url_for("console.contact", contact_id=contact_id, done="role"))
-
-
-@console.route("/users")
-@require("admin")
-def users():
-    with connection() as conn:
-        rows = list_users(conn, g.console_user["tenant_id"])
-    return render_template("users.html", users=rows, now=datetime.now(UTC))
