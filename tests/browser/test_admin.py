@@ -5,7 +5,9 @@ URL, another origin) refused; a new API token's secret shown once."""
 
 from __future__ import annotations
 
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.browser.test_console import wait_for
@@ -16,11 +18,19 @@ FORGED = "表单已过期或并非来自本站"
 
 
 def log_in(browser, login: str, password: str) -> None:
-    """The login form, every field typed afresh (a failed login keeps tenant and login)."""
+    """The login form, every field typed afresh (a failed login keeps tenant and login); back
+    once the answer has replaced the page (not the last answer's error, still on screen)."""
     for field, value in (("tenant", "acme"), ("login", login), ("password", password)):
         browser.find_element(By.ID, field).clear()
         browser.find_element(By.ID, field).send_keys(value)
-    browser.find_element(By.ID, "submit").click()
+    submit = browser.find_element(By.ID, "submit")
+    submit.click()
+    WebDriverWait(browser, 30).until(seen.staleness_of(submit))
+
+
+def patient(browser) -> WebDriverWait:
+    """A wait that looks again when the page it read was replaced meanwhile."""
+    return WebDriverWait(browser, 30, ignored_exceptions=(StaleElementReferenceException,))
 
 
 def log_out(browser) -> None:
@@ -50,7 +60,9 @@ def test_a_locked_out_user_is_unlocked_by_an_admin(browser, served):
     browser.get(served.url + "/users")
     row = wait_for(browser, "user-li.lei")
     assert row.find_element(By.CLASS_NAME, "locked").text  # locked until, in the tenant's zone
-    row.find_element(By.CLASS_NAME, "unlock-button").click()
+    unlock = row.find_element(By.CLASS_NAME, "unlock-button")
+    unlock.click()
+    WebDriverWait(browser, 30).until(seen.staleness_of(unlock))
     assert "用户已解锁" in wait_for(browser, "done").text
     assert not browser.find_element(By.ID, "user-li.lei").find_elements(By.CLASS_NAME, "locked")
     log_out(browser)
@@ -73,7 +85,7 @@ def test_a_forged_post_is_refused(browser, served, tmp_path):
         row,
     )
     row.find_element(By.CLASS_NAME, "role-button").click()
-    WebDriverWait(browser, 30).until(lambda b: FORGED in b.find_element(By.TAG_NAME, "main").text)
+    patient(browser).until(lambda b: FORGED in b.find_element(By.TAG_NAME, "main").text)
     assert role_of(served, "han.meimei") == "operator"
 
     # A page of another origin (a file) posting to the console: refused too.
@@ -97,7 +109,9 @@ def test_a_new_tokens_secret_is_shown_once(browser, served):
     wait_for(browser, "funnel-table")
     browser.get(served.url + "/settings/tokens")
     wait_for(browser, "admin-name").send_keys("crm-sync")
-    browser.find_element(By.ID, "create-admin-token").click()
+    create = browser.find_element(By.ID, "create-admin-token")
+    create.click()
+    WebDriverWait(browser, 30).until(seen.staleness_of(create))
     secret = wait_for(browser, "secret").text
     assert secret.startswith("siyu_adm_")
     assert "只显示这一次" in browser.find_element(By.ID, "new-secret").text
