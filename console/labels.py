@@ -272,3 +272,64 @@ EVENT_TYPES = {
 
 def event_type(code: str | None) -> str:
     return _label(EVENT_TYPES, code, "—")
+
+
+# What the audit log's entries record (shared/api/audit.py's ``action``); an action without a
+# label is shown as its code.
+AUDIT_ACTIONS = {
+    "console.login": _l("Logged in"),
+    "console.login_failed": _l("Failed login"),
+    "console.lockout": _l("User locked out"),
+    "console.login_throttled": _l("Logins from an address throttled"),
+    "console.logout": _l("Logged out"),
+    "console.password_change": _l("Changed own password"),
+    "user.create": _l("User created"),
+    "user.role": _l("User's role changed"),
+    "user.unlock": _l("User unlocked"),
+    "user.remove": _l("User removed"),
+    "token.create": _l("API token created"),
+    "token.revoke": _l("API token revoked"),
+    "ingest_token.create": _l("Event API token created"),
+    "ingest_token.revoke": _l("Event API token revoked"),
+    "settings.outreach": _l("Outreach settings changed"),
+    "tenant.create": _l("Tenant created"),
+    "tenant.update": _l("Tenant changed"),
+    "tenant.delete": _l("Tenant deleted"),
+    "content.create": _l("Content created"),
+    "content.update": _l("Content changed"),
+    "content.archive": _l("Content archived"),
+    "campaign.create": _l("Campaign created"),
+    "campaign.update": _l("Campaign changed"),
+    "campaign.launch": _l("Campaign launched"),
+    "campaign.pause": _l("Campaign paused"),
+    "campaign.archive": _l("Campaign archived"),
+    "campaign.promotion_override": _l("Campaign promotion guard overridden"),
+    "segment.create": _l("Segment created"),
+    "segment.replace": _l("Segment changed"),
+    "segment.delete": _l("Segment deleted"),
+    "segment.disable": _l("Segment disabled"),
+    "segment.backfill": _l("Segment backfilled"),
+    "lifecycle.create": _l("Lifecycle model created"),
+    "lifecycle.replace": _l("Lifecycle model changed"),
+    "lifecycle.delete": _l("Lifecycle model deleted"),
+    "contact.stage_override": _l("Contact's stage set by staff"),
+    "contact.role_override": _l("Contact's buying role set by staff"),
+    "account.stage_override": _l("Account's stage set by staff"),
+    "account.merge": _l("Accounts merged"),
+    "contact.erase": _l("Person erased"),
+}
+
+
+def audit_action(code: str | None) -> str:
+    return _label(AUDIT_ACTIONS, code)
+
+
+TOKEN_STATUS = {
+    "active": _l("Active"),
+    "expired": _l("Expired"),
+    "revoked": _l("Revoked"),
+}
+
+
+def token_status(code: str | None) -> str:
+    return _label(TOKEN_STATUS, code)

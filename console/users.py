@@ -144,6 +144,76 @@ def change_password(conn, user: dict, current: str, new: str) -> dict | None:
     return row
 
 
+# --- an admin's changes (docs/console.md "Managing users") ---------------------------------------
+
+
+class LastAdmin(SiyuError):
+    """The change would leave the tenant without an admin."""
+
+    def __init__(self):
+        super().__init__("the tenant would have no admin left", code="last_admin")
+
+
+def _other_admins(conn, tenant_id: str, user_id: int) -> int:
+    """The tenant's admins other than ``user_id``, their rows locked: two admins demoting each
+    other at once cannot both succeed and leave none."""
+    rows = conn.execute(
+        "SELECT user_id FROM console_users WHERE tenant_id = %s AND role = 'admin' "
+        "ORDER BY user_id FOR UPDATE",
+        (tenant_id,),
+    ).fetchall()
+    return sum(1 for r in rows if r["user_id"] != user_id)
+
+
+def set_role(conn, by: str, tenant_id: str, login: str, role: str) -> dict | None:
+    """Give ``login`` of the tenant ``role`` (audited ``user.role`` as ``by``); None if there is no
+    such user; LastAdmin if it is the tenant's last admin losing the role."""
+    check_user(tenant_id, login, role, [tenant_id])
+    user = find_user(conn, tenant_id, login, lock=True)
+    if user is None:
+        return None
+    if user["role"] == role:
+        return user
+    if user["role"] == "admin" and _other_admins(conn, tenant_id, user["user_id"]) == 0:
+        raise LastAdmin()
+    row = conn.execute(
+        sql.SQL("UPDATE console_users SET role = %s WHERE user_id = %s RETURNING {}").format(
+            COLUMNS
+        ),
+        (role, user["user_id"]),
+    ).fetchone()
+    audit(conn, by, tenant_id, "user.role", login, {"from": user["role"], "to": role})
+    return row
+
+
+def unlock(conn, by: str, tenant_id: str, login: str) -> dict | None:
+    """End ``login``'s lockout and its count of failures (audited ``user.unlock``); None if the
+    tenant has no such user."""
+    row = conn.execute(
+        sql.SQL(
+            "UPDATE console_users SET failed_attempts = 0, locked_until = NULL "
+            "WHERE tenant_id = %s AND login = %s RETURNING {}"
+        ).format(COLUMNS),
+        (tenant_id, login),
+    ).fetchone()
+    if row is not None:
+        audit(conn, by, tenant_id, "user.unlock", login)
+    return row
+
+
+def remove_user(conn, by: str, tenant_id: str, login: str) -> dict | None:
+    """Delete ``login`` of the tenant (audited ``user.remove``; its sessions end at their next
+    request); None if there is no such user; LastAdmin for the tenant's last admin."""
+    user = find_user(conn, tenant_id, login, lock=True)
+    if user is None:
+        return None
+    if user["role"] == "admin" and _other_admins(conn, tenant_id, user["user_id"]) == 0:
+        raise LastAdmin()
+    conn.execute("DELETE FROM console_users WHERE user_id = %s", (user["user_id"],))
+    audit(conn, by, tenant_id, "user.remove", login, {"role": user["role"]})
+    return user
+
+
 # --- siyu user create ----------------------------------------------------------------------------
 
 

@@ -1,7 +1,7 @@
 """The console's pages (docs/console.md): log in and out, change password, the overview, the
 accounts list and an account, contacts (search, a contact, staff overrides of its stage and
-buying role) and the tenant's users (admin). A page a role may not see answers 403; every POST
-carries the session's CSRF token (checked before anything else runs)."""
+buying role); the settings pages are console/views_settings.py's. A page a role may not see
+answers 403; every POST carries the session's CSRF token (checked before anything else runs)."""
 
 from __future__ import annotations
 
@@ -27,11 +27,11 @@ from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, generate_csrf
 from werkzeug.exceptions import HTTPException
 
-from console import content, labels, pages, people
+from console import content, labels, pages, people, throttle
 from console import overview as overview_sections
 from console.http import HEADERS, IDLE, LANG_COOKIE, LOCALES, csrf
 from console.passwords import MAX_LENGTH, WeakPassword
-from console.users import actor, change_password, get_user, list_users, log_in
+from console.users import actor, change_password, get_user, log_in
 from services.segment import store
 from services.segment.api_common import current_tenant, segment_connection
 from services.segment.api_contacts import override_contact_role
@@ -196,8 +196,15 @@ def login():
         return render_template("login.html", error=error, form=form)
     password = request.form.get("password", "")[:MAX_LENGTH]
     tenant, login_name = form["tenant"][:100], form["login"][:100]
+    address = request.remote_addr or "-"
     with connection() as conn:
+        if throttle.blocked(conn, address):
+            error = _("Too many failed logins from your network address. Wait 15 minutes, then "
+                      "try again.")  # fmt: skip
+            return render_template("login.html", error=error, form=form), 429
         user = log_in(conn, tenant, login_name, password, datetime.now(UTC)) if login_name else None
+        if user is None:
+            throttle.note_failure(conn, address, tenant, actor(login_name or "-"))
     if user is None:
         error = _("Wrong tenant, login or password. After 5 failures in a row the user is locked "
                   "for 15 minutes.")  # fmt: skip
@@ -384,11 +391,3 @@ def contact_role(contact_id: str):
             raise
         abort(404)
     return redirect(url_for("console.contact", contact_id=contact_id, done="role"))
-
-
-@console.route("/users")
-@require("admin")
-def users():
-    with connection() as conn:
-        rows = list_users(conn, g.console_user["tenant_id"])
-    return render_template("users.html", users=rows, now=datetime.now(UTC))

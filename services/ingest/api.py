@@ -58,6 +58,32 @@ def _schema() -> str:
     return context().schema_for("ingest")
 
 
+def event_tokens(conn, tenant: str, schema: str, *, limit: int, after=None) -> list[dict]:
+    """The tenant's event API tokens in ingest's ``schema``, newest first (never a secret)."""
+    return list_tokens(
+        conn, EVENT_TOKENS, tenant_id=tenant, schema=schema, limit=limit, after=after
+    )
+
+
+def issue_event_token(conn, who, tenant: str, name: str, expires_at, schema: str):
+    """Create an event API token of ``tenant`` in ingest's ``schema``, audited as ``who`` (a
+    principal, or ``console:<login>``): the row and the secret, shown once."""
+    row, secret = insert_token(
+        conn, EVENT_TOKENS, tenant_id=tenant, name=name, schema=schema, expires_at=expires_at
+    )
+    details = {"name": name, "expires_at": row["expires_at"] and row["expires_at"].isoformat()}
+    audit(conn, who, tenant, "ingest_token.create", row["token_id"], details)
+    return row, secret
+
+
+def withdraw_event_token(conn, who, tenant: str, token_id: str, schema: str) -> dict | None:
+    """Revoke one of ``tenant``'s event API tokens, audited as ``who``; None if it has none."""
+    row = revoke_token(conn, EVENT_TOKENS, token_id, tenant_id=tenant, schema=schema)
+    if row is not None:
+        audit(conn, who, tenant, "ingest_token.revoke", token_id, {"name": row["name"]})
+    return row
+
+
 @blp.route("/ingest-tokens", methods=["GET"])
 @require("admin", scope=TENANT)
 @blp.arguments(PageArgs, location="query")
@@ -66,10 +92,7 @@ def list_ingest_tokens(args: dict):
     """The tenant's event API tokens, newest first (never their secrets)"""
     after = cursor_key(args["cursor"], str, str)
     with connection() as conn:
-        rows = list_tokens(
-            conn, EVENT_TOKENS, tenant_id=tenant_id(), schema=_schema(),
-            limit=args["limit"] + 1, after=after,
-        )  # fmt: skip
+        rows = event_tokens(conn, tenant_id(), _schema(), limit=args["limit"] + 1, after=after)
     return page(rows, args["limit"], key=lambda r: [r["created_at"].isoformat(), r["token_id"]])
 
 
@@ -79,21 +102,11 @@ def list_ingest_tokens(args: dict):
 @blp.response(201, NewIngestTokenSchema)
 def create_ingest_token(body: dict):
     """Create an event API token for the tenant, expiring no later than the caller's token"""
-    tenant = tenant_id()
+    expires_at = bounded_expiry(principal(), body["expires_at"])
     with connection() as conn:
-        row, secret = insert_token(
-            conn,
-            EVENT_TOKENS,
-            tenant_id=tenant,
-            name=body["name"],
-            schema=_schema(),
-            expires_at=bounded_expiry(principal(), body["expires_at"]),
+        row, secret = issue_event_token(
+            conn, principal(), tenant_id(), body["name"], expires_at, _schema()
         )
-        details = {
-            "name": body["name"],
-            "expires_at": row["expires_at"] and row["expires_at"].isoformat(),
-        }
-        audit(conn, principal(), tenant, "ingest_token.create", row["token_id"], details)
     return {**row, "token": secret}
 
 
@@ -102,12 +115,9 @@ def create_ingest_token(body: dict):
 @blp.response(204)
 def revoke_ingest_token(token_id: str):
     """Revoke one of the tenant's event API tokens; refused at once by every ingest process"""
-    tenant = tenant_id()
     with connection() as conn:
-        row = revoke_token(conn, EVENT_TOKENS, token_id, tenant_id=tenant, schema=_schema())
-        if row is None:
+        if withdraw_event_token(conn, principal(), tenant_id(), token_id, _schema()) is None:
             raise not_found("token", token_id)  # another tenant's token is "not found" too
-        audit(conn, principal(), tenant, "ingest_token.revoke", token_id, {"name": row["name"]})
     return None
 
 

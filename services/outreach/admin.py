@@ -245,6 +245,27 @@ class TokenCreateSchema(Schema):
     expires_at = expires_at_field()
 
 
+def issue_token(conn, who, tenant: str, body: dict) -> tuple[dict, str]:
+    """Create a token of ``tenant`` (``body``: name, role, expires_at already bounded) and audit
+    it as ``who`` (a principal, or ``console:<login>``): the row and the secret, shown once."""
+    row, secret = token_store.create_token(
+        conn, tenant_id=tenant, role=body["role"], name=body["name"],
+        expires_at=body["expires_at"],
+    )  # fmt: skip
+    details = {**body, "expires_at": row["expires_at"] and row["expires_at"].isoformat()}
+    audit(conn, who, tenant, "token.create", row["token_id"], details)
+    return row, secret
+
+
+def withdraw_token(conn, who, tenant: str | None, token_id: str) -> dict | None:
+    """Revoke one of ``tenant``'s tokens (None: a platform token), audited as ``who``; None if
+    the tenant has no such token."""
+    row = token_store.revoke_token(conn, token_id, tenant_id=tenant)
+    if row is not None:
+        audit(conn, who, tenant, "token.revoke", token_id, {"name": row["name"]})
+    return row
+
+
 @tokens.route("/tokens", methods=["GET"])
 @require("admin", scope=TENANT_OR_ALL, omitted="the platform tokens")
 @tokens.arguments(PageArgs, location="query")
@@ -270,17 +291,9 @@ def create_token(body: dict):
     caller = principal()
     if role_rank(body["role"]) > role_rank(caller.role):
         raise forbidden(f"a {caller.role} token cannot create a {body['role']} token")
-    tenant = tenant_id()
+    expires_at = bounded_expiry(caller, body["expires_at"])
     with connection() as conn:
-        row, secret = token_store.create_token(
-            conn,
-            tenant_id=tenant,
-            role=body["role"],
-            name=body["name"],
-            expires_at=bounded_expiry(caller, body["expires_at"]),
-        )
-        details = {**body, "expires_at": row["expires_at"] and row["expires_at"].isoformat()}
-        audit(conn, caller, tenant, "token.create", row["token_id"], details)
+        row, secret = issue_token(conn, caller, tenant_id(), {**body, "expires_at": expires_at})
     return {**row, "token": secret}
 
 
@@ -290,12 +303,9 @@ def create_token(body: dict):
 def revoke_token(token_id: str):
     """Revoke one of the tenant's tokens (a platform token without ?tenant: one of the
     platform tokens); refused at once by every process"""
-    tenant = tenant_id()
     with connection() as conn:
-        row = token_store.revoke_token(conn, token_id, tenant_id=tenant)
-        if row is None:
+        if withdraw_token(conn, principal(), tenant_id(), token_id) is None:
             raise not_found("token", token_id)  # another tenant's token is "not found" too
-        audit(conn, principal(), tenant, "token.revoke", token_id, {"name": row["name"]})
     return None
 
 

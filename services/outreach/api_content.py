@@ -257,6 +257,28 @@ def _tenant_settings(conn, tenant: str) -> dict:
     return row["settings"]
 
 
+def read_outreach_settings(conn, tenant: str) -> dict:
+    """The tenant's outreach settings, defaults filled in (GET /settings/outreach; the console's
+    settings page)."""
+    return outreach_settings(_tenant_settings(conn, tenant))
+
+
+def save_outreach_settings(conn, tenant: str, body: dict, who) -> dict:
+    """Replace the tenant's outreach settings with ``body`` (already loaded by
+    OutreachSettingsSchema), audited as ``who`` (a principal or an actor such as
+    ``console:<login>``); the 400 of unknown stages if ``guard_unflagged_model`` names any."""
+    stored = _tenant_settings(conn, tenant)
+    error = unknown_names(settings_unknowns(body, tenant_names(conn, tenant)))
+    if error is not None:
+        raise error
+    conn.execute(
+        "UPDATE tenants SET settings = %s, updated_at = now() WHERE tenant_id = %s",
+        (Jsonb({**stored, "outreach": body}), tenant),
+    )
+    audit(conn, who, tenant, "settings.outreach", tenant, body)
+    return body
+
+
 @settings.route("/settings/outreach", methods=["GET"])
 @require("viewer", scope=TENANT)
 @settings.response(200, OutreachSettingsSchema)
@@ -264,7 +286,7 @@ def get_settings():
     """Caps, quotas, default quiet hours and the unflagged-model guard in force (defaults
     filled in)"""
     with connection() as conn:
-        return outreach_settings(_tenant_settings(conn, tenant_id()))
+        return read_outreach_settings(conn, tenant_id())
 
 
 @settings.route("/settings/outreach", methods=["PUT"])
@@ -274,15 +296,5 @@ def get_settings():
 def put_settings(body: dict):
     """Replace the outreach settings (fields left out take their defaults); stages listed in
     guard_unflagged_model must be the tenant's model's (a 400 lists the valid ones)"""
-    tenant = tenant_id()
     with connection() as conn:
-        stored = _tenant_settings(conn, tenant)
-        error = unknown_names(settings_unknowns(body, tenant_names(conn, tenant)))
-        if error is not None:
-            raise error
-        conn.execute(
-            "UPDATE tenants SET settings = %s, updated_at = now() WHERE tenant_id = %s",
-            (Jsonb({**stored, "outreach": body}), tenant),
-        )
-        audit(conn, principal(), tenant, "settings.outreach", tenant, body)
-    return body
+        return save_outreach_settings(conn, tenant_id(), body, principal())

@@ -52,15 +52,17 @@ def list_audit(
     action: str | None = None,
     since: datetime | None = None,
     all_tenants: bool = False,
+    actor: str | None = None,
 ) -> list[dict]:
     """Newest first, up to ``limit`` entries older than ``after_id``; one tenant unless
-    ``all_tenants`` (platform tokens without ``?tenant``)."""
+    ``all_tenants`` (platform tokens without ``?tenant``); ``action`` and ``actor`` exact."""
     return conn.execute(
         """SELECT id, tenant_id, actor, actor_name, action, target, details, at
              FROM audit_log
             WHERE (%(all)s OR tenant_id = %(tenant)s)
               AND (%(after)s::bigint IS NULL OR id < %(after)s)
               AND (%(action)s::text IS NULL OR action = %(action)s)
+              AND (%(actor)s::text IS NULL OR actor = %(actor)s)
               AND (%(since)s::timestamptz IS NULL OR at >= %(since)s)
             ORDER BY id DESC
             LIMIT %(n)s""",
@@ -69,6 +71,7 @@ def list_audit(
             "tenant": tenant_id,
             "after": after_id,
             "action": action,
+            "actor": actor,
             "since": since,
             "n": limit,
         },

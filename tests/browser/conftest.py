@@ -42,7 +42,7 @@ class Served:
 @pytest.fixture(scope="module")
 def served(stack):
     schema = f"t_{uuid.uuid4().hex[:10]}"
-    console, segment_schema = build(stack, schema)
+    console, segment_schema = build(stack, schema, ingest=True)
     port = free_port()
     server = make_server("127.0.0.1", port, console.app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, name="console-server", daemon=True)
@@ -54,7 +54,7 @@ def served(stack):
         thread.join(timeout=10)
         console.pool.close()
         with psycopg.connect(stack.dsn, autocommit=True) as conn:
-            for name in (schema, segment_schema):
+            for name in (schema, segment_schema, console.ingest_schema):
                 conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
 
 

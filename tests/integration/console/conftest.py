@@ -31,6 +31,7 @@ class Console:
     app: object
     pool: object
     schema: str
+    ingest_schema: str | None = None  # migrated with build(ingest=True): the event API tokens
 
     def client(self):
         return self.app.test_client()
@@ -62,12 +63,16 @@ def log_in(client, login: str, password: str = PASSWORD, tenant: str = "acme"):
 
 
 def build(stack, schema: str, *, secret: str = SECRET, seeded=True, users=USERS, env=None,
-          run_jobs=False):  # fmt: skip
+          run_jobs=False, ingest=False):  # fmt: skip
     """The app on private schemas; ``env``: more settings (the fake platform's URLs);
-    ``run_jobs``: the app's job threads run previews (stop them before dropping the schema)."""
+    ``run_jobs``: the app's job threads run previews (stop them before dropping the schema);
+    ``ingest``: an ingest schema too (the tokens page lists event tokens)."""
     segment_schema = f"{schema}_seg"
+    ingest_schema = f"{schema}_ingest" if ingest else None
     migrate_service(stack.dsn, "outreach", schema=schema)
     migrate_service(stack.dsn, "segment", schema=segment_schema)
+    if ingest_schema:
+        migrate_service(stack.dsn, "ingest", schema=ingest_schema)
     if seeded:
         seed(stack.dsn, segment_schema)
     pool = create_pool(stack.dsn, name="console-test", schema=schema, max_size=4, timeout=3)
@@ -75,21 +80,21 @@ def build(stack, schema: str, *, secret: str = SECRET, seeded=True, users=USERS,
         "SIYU_DATABASE_URL": stack.dsn, "SIYU_TENANTS": str(DEMO_TENANTS_PATH),
         "SIYU_CONSOLE_SECRET": secret, **(env or {}),
     })  # fmt: skip
-    schemas = {"outreach": schema, "segment": segment_schema}
+    schemas = {"outreach": schema, "segment": segment_schema, "ingest": ingest_schema}
     app = create_app(
-        settings, pool=pool, schema_for=lambda s: schemas.get(s, s), token_cache_ttl_s=0,
+        settings, pool=pool, schema_for=lambda s: schemas.get(s) or s, token_cache_ttl_s=0,
         run_jobs=run_jobs,
     )  # fmt: skip
     with pool.connection() as conn:
         conn.row_factory = dict_row
         for tenant, login, role in users:
             create_user(conn, tenant_id=tenant, login=login, role=role, password=PASSWORD)
-    return Console(app, pool, schema), segment_schema
+    return Console(app, pool, schema, ingest_schema), segment_schema
 
 
 @pytest.fixture
 def console(stack, schema):
-    built, segment_schema = build(stack, schema)
+    built, segment_schema = build(stack, schema, ingest=True)
     yield built
     built.pool.close()
-    built.drop(stack.dsn, segment_schema)
+    built.drop(stack.dsn, segment_schema, built.ingest_schema)
