@@ -195,6 +195,10 @@ class Settings:
     # (a TLS proxy that does not say so); docs/console.md "Sessions".
     console_secret: str = field(default="", repr=False)
     console_secure_cookie: bool = False
+    # How many reverse proxies in front of the admin API append to X-Forwarded-For/-Proto: the
+    # client address the login throttle counts and HTTPS for the cookie come from them
+    # (docs/console.md "Login throttling"); 0 trusts no header, a client could forge them.
+    trusted_proxies: int = 0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -243,6 +247,7 @@ class Settings:
             sandbox=SandboxSettings.from_env(env),
             console_secret=env.get("SIYU_CONSOLE_SECRET", ""),
             console_secure_cookie=env.get("SIYU_CONSOLE_SECURE_COOKIE", "0") == "1",
+            trusted_proxies=_env_int(env, "SIYU_TRUSTED_PROXIES", 0),
         )
 
     def require_database(self) -> str:

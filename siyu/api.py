@@ -103,6 +103,11 @@ def create_app(
     from console.app import init_console
 
     init_console(app, settings)  # the web console at / (docs/console.md)
+    if settings.trusted_proxies:  # the client's address and scheme as trusted proxies saw them
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        hops = settings.trusted_proxies
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)
     if settings.kafka.bootstrap:
         app.extensions[SEGMENT_OUTBOX] = segment_outbox(settings, schema_for("segment")).start()
     if run_jobs:

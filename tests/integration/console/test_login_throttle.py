@@ -4,8 +4,10 @@ right password; other addresses are not affected; the window ends; audited once.
 
 from __future__ import annotations
 
+import pytest
+
 from console import throttle
-from tests.integration.console.conftest import PASSWORD, TOKEN
+from tests.integration.console.conftest import PASSWORD, TOKEN, build
 
 HERE, ELSEWHERE = "198.51.100.7", "203.0.113.9"
 
@@ -62,3 +64,51 @@ def test_stale_rows_are_deleted_as_failures_come(console):
     assert attempt(console.client(), "nobody", "wrong-password-1").status_code == 401
     rows = console.sql("SELECT address, failures FROM console_login_throttle ORDER BY address")
     assert rows == [{"address": HERE, "failures": 1}]
+
+
+PROXY = "10.0.0.2"
+
+
+def forwarded(client, login: str, password: str, client_address: str):
+    """A login through a reverse proxy at PROXY that appends the client's address."""
+    headers = {
+        "X-Forwarded-For": client_address,
+        "X-Forwarded-Proto": "https",
+        "Referer": "https://localhost/login",  # over HTTPS, the CSRF check wants a same-site referrer
+    }
+    page = client.get("/login", environ_base={"REMOTE_ADDR": PROXY}, headers=headers)
+    token = TOKEN.search(page.get_data(as_text=True)).group(1)
+    return client.post(
+        "/login", environ_base={"REMOTE_ADDR": PROXY}, headers=headers,
+        data={"tenant": "acme", "login": login, "password": password, "csrf_token": token},
+    )  # fmt: skip
+
+
+@pytest.fixture
+def proxied(stack, schema):
+    """The console behind one trusted proxy (SIYU_TRUSTED_PROXIES=1)."""
+    built, segment_schema = build(stack, schema, env={"SIYU_TRUSTED_PROXIES": "1"})
+    yield built
+    built.pool.close()
+    built.drop(stack.dsn, segment_schema)
+
+
+def test_behind_a_trusted_proxy_each_client_address_is_counted(proxied):
+    attacker = proxied.client()
+    for _ in range(throttle.MAX_FAILURES):
+        assert forwarded(attacker, "nobody", "wrong-password-1", HERE).status_code == 401
+    assert forwarded(attacker, "li.lei", PASSWORD, HERE).status_code == 429
+    good = forwarded(proxied.client(), "li.lei", PASSWORD, ELSEWHERE)
+    assert good.status_code == 302  # another client behind the same proxy is not throttled
+    assert "Secure" in good.headers["Set-Cookie"]  # HTTPS as the proxy said
+    assert [r["address"] for r in proxied.sql("SELECT address FROM console_login_throttle")] == [
+        HERE
+    ]
+
+
+def test_without_trusted_proxies_a_forged_forwarded_header_changes_nothing(console):
+    client = console.client()
+    for n in range(throttle.MAX_FAILURES):  # a new forged client address each time
+        answer = forwarded(client, "nobody", "wrong-password-1", f"192.0.2.{n}")
+        assert answer.status_code == 401
+    assert forwarded(client, "li.lei", PASSWORD, ELSEWHERE).status_code == 429

@@ -163,7 +163,7 @@ def test_recent_campaign_runs_link_to_the_campaign(console):
     )
     runs = section(overview(console), "runs")
     assert 'href="/campaigns/spring"' in runs and "春季新品推介" in runs
-    assert "已完成" in runs and "每日频次上限 2" in runs and "比较阶段不推送促销 1" in runs
+    assert "完成" in runs and "每日频次上限 2" in runs and "比较阶段不发折扣（B2B） 1" in runs
     assert "2026-03-02 09:30 CST" in runs  # started, in Shanghai
     assert "runs-empty" not in runs
 
