@@ -19,6 +19,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote
 
 from psycopg.rows import dict_row
 
@@ -39,6 +40,9 @@ PER_ACCOUNT = 20
 CONTACTS = ACCOUNTS * PER_ACCOUNT
 REQUESTS = int(os.environ.get("BENCH_CONSOLE_REQUESTS", "20"))
 TARGET_MS = 300
+# Not a page: the builder's count while typing (bounded to 5,000 contacts and 2 s by design,
+# docs/console.md "Segments"), reported beside the pages.
+LIVE_COUNT = "segment live count, XHR (first 5,000 contacts)"
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 STAGES = ["attention", "interest", "search", "comparison", "examination", "action", "share"]
 ROLES = ["decision_maker", "technical", "finance", "compliance", "procurement", "business"]
@@ -90,11 +94,54 @@ SEGMENT_SQL = [
               'members', %(t0)s + make_interval(days => (a %% 150) + 9 * k)
          FROM generate_series(1, %(accounts)s) AS a, generate_series(1, 2) AS k""",
 ]
+# 200 content items over the stages and roles; 50 campaigns, each with 20 runs; the benched
+# campaign's runs hold a delivery per contact (100k); 20 segments, one with 20k members.
 OUTREACH_SQL = [
     """INSERT INTO audit_log (tenant_id, actor, actor_name, action, target, details, at)
        SELECT 'acme', 'tok_bench', 'bench', 'content.update', 'item-' || i, '{}',
               %(t0)s + make_interval(mins => i)
          FROM generate_series(1, 20000) AS i""",
+    """INSERT INTO content (tenant_id, content_id, title, format, promotional, stages, roles,
+                           topics, payloads)
+       SELECT 'acme', 'item-' || lpad(i::text, 4, '0'), '白皮书 ' || i, 'whitepaper', false,
+              ARRAY[(%(stages)s::text[])[1 + i %% 7]], ARRAY[(%(roles)s::text[])[1 + i %% 6]],
+              ARRAY['topic-' || i %% 10],
+              jsonb_build_object('wecom', jsonb_build_object('text', '本周白皮书 ' || i))
+         FROM generate_series(1, 200) AS i""",
+    """INSERT INTO campaigns (tenant_id, campaign_id, name, channel, status, audience, content,
+                             trigger, launched_at)
+       SELECT 'acme', 'camp-' || lpad(i::text, 3, '0'), '每周白皮书 ' || i, 'wecom_single',
+              'active', jsonb_build_object('stages', ARRAY['interest', 'search']),
+              jsonb_build_object('item', 'item-' || lpad(i::text, 4, '0')),
+              '{"schedule": {"cron": "0 10 * * TUE"}}', %(t0)s
+         FROM generate_series(1, 50) AS i""",
+    """INSERT INTO campaign_runs (tenant_id, campaign_id, trigger_key, step, due_at, status,
+                                 stats, started_at, finished_at)
+       SELECT 'acme', 'camp-' || lpad(i::text, 3, '0'), 'at:' || k, k,
+              %(t0)s + make_interval(days => 7 * k), 'done',
+              jsonb_build_object('sent', 1900, 'excluded', jsonb_build_object('cap_day', 100),
+                                 'failed', 0, 'reached', 1900),
+              %(t0)s + make_interval(days => 7 * k), %(t0)s + make_interval(days => 7 * k)
+         FROM generate_series(1, 50) AS i, generate_series(1, 20) AS k""",
+    """INSERT INTO deliveries (tenant_id, run_id, campaign_id, recipient_kind, recipient_id,
+                              channel, address, content_id, status, reason, reached, sent_at)
+       SELECT 'acme', r.run_id, 'camp-001', 'contact', 'c' || lpad(i::text, 7, '0'),
+              'wecom_single', 'wm' || i, 'item-0001',
+              CASE WHEN i %% 20 = 0 THEN 'excluded' ELSE 'sent' END,
+              CASE WHEN i %% 20 = 0 THEN 'cap_day' END, 1, r.due_at
+         FROM campaign_runs r, generate_series(1 + (r.step - 1) * %(contacts)s / 20,
+                                               r.step * %(contacts)s / 20) AS i
+        WHERE r.campaign_id = 'camp-001'""",
+]
+SEGMENTS_SQL = [
+    """INSERT INTO segments (tenant_id, segment_id, name, rule)
+       SELECT 'acme', 'seg-' || lpad(i::text, 2, '0'), '技术评估人 ' || i,
+              '{"all": [{"attribute": "role", "equals": "technical"},
+                        {"stage_at_least": "search"}]}'
+         FROM generate_series(1, 20) AS i""",
+    """INSERT INTO segment_members (tenant_id, segment_id, contact_id, since)
+       SELECT 'acme', 'seg-01', 'c' || lpad(i::text, 7, '0'), %(t0)s
+         FROM generate_series(1, %(contacts)s, 5) AS i""",
 ]
 
 
@@ -102,7 +149,8 @@ def _seed(dsn: str) -> float:
     t0 = time.perf_counter()
     params = {"t0": T0, "stages": STAGES, "roles": ROLES, "types": EVENT_TYPES,
               "accounts": ACCOUNTS, "contacts": CONTACTS, "per": PER_ACCOUNT}  # fmt: skip
-    for schema, statements in (("segment", SEGMENT_SQL), ("outreach", OUTREACH_SQL)):
+    segment = SEGMENT_SQL + SEGMENTS_SQL
+    for schema, statements in (("segment", segment), ("outreach", OUTREACH_SQL)):
         pool = create_pool(dsn, name=f"bench-console-{schema}", schema=schema, max_size=1)
         with pool.connection() as conn, conn.transaction():
             for statement in statements:
@@ -123,6 +171,19 @@ def pages() -> dict[str, str]:
         "account (role grid, members, history)": f"/accounts/{middle}",
         "contacts search by company": f"/contacts?q=精工机械 {ACCOUNTS // 2}",
         "contact (timeline)": f"/contacts/{contact}",
+        "segments list": "/segments",
+        "segment (members)": "/segments/seg-01",
+        LIVE_COUNT: "/segments/preview?expr="
+        + quote(
+            '{"all": [{"attribute": "role", "equals": "technical"}, {"stage_at_least": "search"}]}'
+        ),
+        "content library (coverage matrix)": "/content",
+        "campaigns list": "/campaigns",
+        "campaign (runs, 100k deliveries)": "/campaigns/camp-001",
+        "settings": "/settings",
+        "audit log (20k entries)": "/settings/audit",
+        "users": "/users",
+        "API tokens": "/settings/tokens",
     }
 
 
@@ -148,6 +209,7 @@ def main() -> int:
 def run(dsn: str) -> int:
     migrate_service(dsn, "outreach")
     migrate_service(dsn, "segment")
+    migrate_service(dsn, "ingest")  # the tokens page lists event tokens too
     pool = create_pool(dsn, name="bench-console", schema="outreach", max_size=4)
     with pool.connection() as conn:
         seed_tenants(conn, load_tenants(DEMO_TENANTS_PATH))
@@ -186,15 +248,18 @@ def run(dsn: str) -> int:
     worst_label, worst = "", 0.0
     for label, (path, ms) in timings.items():
         p95 = _p95(ms)
-        if p95 > worst:
+        if p95 > worst and label != LIVE_COUNT:
             worst_label, worst = label, p95
-        print(f"| {label} | `{path}` | {statistics.median(ms):,.1f} | {p95:,.1f} | "
+        shown = path if len(path) < 40 else path[:37] + "..."
+        print(f"| {label} | `{shown}` | {statistics.median(ms):,.1f} | {p95:,.1f} | "
               f"{max(ms):,.1f} | {p95 / p95_floor:,.1f} |")  # fmt: skip
     report.add("console", "Slowest console page p95", worst_label, worst,
                "login page (no query)", p95_floor, "ms")  # fmt: skip
     met = worst < TARGET_MS
+    live = _p95(timings[LIVE_COUNT][1])
     print(f"\nslowest page: {worst_label}, p95 {worst:,.0f} ms; target < {TARGET_MS} ms for "
-          f"every page ({'met' if met else 'NOT met'})\n")  # fmt: skip
+          f"every page ({'met' if met else 'NOT met'}); the builder's live count p95 "
+          f"{live:,.0f} ms\n")  # fmt: skip
     return 0
 
 
