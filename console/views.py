@@ -209,10 +209,16 @@ def login():
         error = _("Wrong tenant, login or password. After 5 failures in a row the user is locked "
                   "for 15 minutes.")  # fmt: skip
         return render_template("login.html", error=error, form=form), 401
+    start_session(user)
+    return redirect(_local_path(request.args.get("next")))
+
+
+def start_session(user: dict) -> None:
+    """Log ``user`` (a ``console_users`` row) in. Every way of proving who someone is ends here:
+    the password form today, WeCom's web login later (docs/console.md "Signing in with WeCom")."""
     session.clear()  # nothing of a session before the login survives it
     session.permanent = True
     session.update(uid=user["user_id"], pwd=_stamp(user), seen=int(time.time()))
-    return redirect(_local_path(request.args.get("next")))
 
 
 @console.route("/logout", methods=["POST"])
