@@ -210,7 +210,9 @@ class DevStack:
             self.say(f"{process.name:<11} {url}  ({process.what})")
             if process.name == "api":
                 console = url.removesuffix(process.path) + "/"
-                self.say(f"{'console':<11} {console}  (log in as a user of `siyu user create`)")
+                who = (f"log in as {DEMO_LOGIN}, below" if self.options.demo
+                       else "log in as a user of `siyu user create`")  # fmt: skip
+                self.say(f"{'console':<11} {console}  ({who})")
         self.say(f"Siyu dev stack ready in {seconds:.1f}s; Ctrl-C stops everything")
 
     def _start_demo(self, env: dict[str, str]) -> None:
