@@ -129,6 +129,11 @@ class Condition:
         """The limits whose crossing by time alone may change whether this holds."""
         return NO_HORIZONS
 
+    def reads_events(self) -> bool:
+        """Whether the subject's touchpoints are read (a read-only count skips loading them
+        when not: services/segment/preview.py)."""
+        return False
+
 
 @dataclass(frozen=True)
 class AllCondition(Condition):
@@ -145,6 +150,9 @@ class AllCondition(Condition):
                 return None
             reasons.append(why)
         return " and ".join(reasons)
+
+    def reads_events(self) -> bool:
+        return any(c.reads_events() for c in self.conditions)
 
     def horizons(self) -> Horizons:
         return _union(c.horizons() for c in self.conditions)
@@ -169,6 +177,9 @@ class AnyCondition(Condition):
                 return why
         return None
 
+    def reads_events(self) -> bool:
+        return any(c.reads_events() for c in self.conditions)
+
     def horizons(self) -> Horizons:
         return _union(c.horizons() for c in self.conditions)
 
@@ -187,6 +198,9 @@ class NotCondition(Condition):
 
     def _check(self, ctx: Context) -> str | None:
         return None if self.condition._check(ctx) is not None else self.describe()
+
+    def reads_events(self) -> bool:
+        return self.condition.reads_events()
 
     def horizons(self) -> Horizons:
         return self.condition.horizons()
@@ -255,6 +269,9 @@ class EventCondition(Condition):
                 return None
             return f"{self._label(count)} with {self.sum} sum {_fmt(total)} >= {_fmt(self.gte)}"
         return self._label(count)
+
+    def reads_events(self) -> bool:
+        return True
 
     def horizons(self) -> Horizons:
         return Horizons(days=_limits(self.within_days, self.older_than_days))
@@ -363,6 +380,9 @@ class AccountCondition(Condition):
         why = self.condition._check(Context(account, ctx.now, ctx.model))
         return None if why is None else f"account {why}"
 
+    def reads_events(self) -> bool:
+        return self.condition.reads_events()
+
     def horizons(self) -> Horizons:
         return self.condition.horizons()
 
@@ -428,6 +448,9 @@ class DaysSinceLastEventCondition(Condition):
             return None
         shown = _fmt(math.floor(days * 10) / 10)
         return f"{shown} days since {since} ({_range_text(self.gte, self.lte)})"
+
+    def reads_events(self) -> bool:
+        return True
 
     def horizons(self) -> Horizons:
         return Horizons(days=_limits(self.gte, self.lte))

@@ -199,14 +199,20 @@ def test_edit_replaces_through_the_api_and_delete_asks_first(console):
     assert "分群已删除" in text(client.get("/segments?done=deleted"))
 
 
-def test_the_live_count_is_the_builds_evaluation(console):
-    client = logged_in(console, "li.lei")  # a viewer may count
-    answer = client.get("/segments/preview", query_string={"expr": json.dumps(DECIDERS)})
+@pytest.mark.parametrize(
+    ("tenant", "login", "segment_id", "rule"),
+    [("acme", "li.lei", "deciders", DECIDERS),  # a viewer may count
+     ("bloom", "xiao.hua", "buyers", {"event": "biz.order.paid"})],  # reads the touchpoints
+)  # fmt: skip
+def test_the_live_count_is_the_builds_evaluation(console, tenant, login, segment_id, rule):
+    client = logged_in(console, login, tenant)
+    answer = client.get("/segments/preview", query_string={"expr": json.dumps(rule)})
     assert answer.status_code == 200
     found = answer.get_json()
     members = seg(console, "SELECT count(*) AS n FROM {seg}.segment_members "
-                           "WHERE tenant_id = 'acme' AND segment_id = 'deciders'")  # fmt: skip
-    contacts = seg(console, "SELECT count(*) AS n FROM {seg}.contacts WHERE tenant_id = 'acme'")
+                           "WHERE tenant_id = %s AND segment_id = %s", (tenant, segment_id))  # fmt: skip
+    contacts = seg(console, "SELECT count(*) AS n FROM {seg}.contacts WHERE tenant_id = %s",
+                   (tenant,))  # fmt: skip
     assert found["ok"] is True and found["count"] == members[0]["n"] >= 1
     assert found["total"] == contacts[0]["n"] and found["partial"] is False
     assert "位成员" in found["text"]

@@ -1195,3 +1195,22 @@ def test_an_account_lapses_when_none_of_its_members_acted(activity, expected):
     assert evaluate_account(AISCEAS_B2B, acct, ["lapsed"], NOW) == evaluate_account(
         AISCEAS_B2B, acct, ["lapsed"], NOW, acct.events
     )
+
+
+@pytest.mark.parametrize(
+    ("rule", "reads"),
+    [
+        ({"attribute": "role", "equals": "technical"}, False),
+        ({"stage_at_least": "search"}, False),
+        ({"score": {"gte": 10}}, False),
+        ({"tag": "vip"}, False),
+        ({"event": "biz.order.paid"}, True),
+        ({"days_since_last_event": {"gte": 30}}, True),
+        ({"all": [{"tag": "vip"}, {"any": [{"score": {"gte": 1}},
+                                           {"not": {"event": "oa.subscribe"}}]}]}, True),
+        ({"account": {"roles_engaged": {"includes": ["finance"]}}}, False),
+        ({"account": {"event": "biz.contract.signed"}}, True),
+    ],
+)  # fmt: skip
+def test_a_condition_says_whether_it_reads_touchpoints(rule, reads):
+    assert load_condition(rule).reads_events() is reads
