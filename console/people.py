@@ -5,6 +5,8 @@ tenant does not have (unknown, merged, erased, another tenant's) is ``None``: th
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from console import labels, reasons
 from console.pages import stage_title
 from services.segment.api_accounts import account_view
@@ -48,9 +50,16 @@ def _flags(flags) -> list[dict]:
             **f,
             "label": labels.risk_flag(f["flag"]),
             "reason_label": reasons.risk_reason(f["reason"]),
+            "since": _instant(f.get("since")),
         }
         for f in flags or []
     ]
+
+
+def _instant(value) -> datetime | None:
+    """A flag's `since`, ISO text in the account's JSON: an instant the page shows in the
+    tenant's zone."""
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else value or None
 
 
 def account(conn, tenant: Tenant, account_id: str) -> dict | None:

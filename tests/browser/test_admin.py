@@ -1,7 +1,8 @@
 """An admin's pages in Chromium: a user locked out after five wrong passwords (the login page
 says no more than for any failure), unlocked by an admin on the users page, then logging in; a
 forged POST (the CSRF token removed by script on the page itself, and a form posted from a file:
-URL, another origin) refused; a new API token's secret shown once."""
+URL, another origin) refused; the settings page (its screenshot to docs/screenshots/settings.png,
+as tests/browser/test_console.py says), then a new API token's secret shown once."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser.test_console import wait_for
+from tests.browser.test_console import save_screenshot, wait_for
 from tests.integration.console.conftest import PASSWORD
 
 WRONG = "租户、登录名或密码错误"
@@ -104,10 +105,14 @@ def test_a_forged_post_is_refused(browser, served, tmp_path):
     log_out(browser)
 
 
-def test_a_new_tokens_secret_is_shown_once(browser, served):
+def test_a_new_tokens_secret_is_shown_once(browser, served, tmp_path):
     log_in(browser, "boss", PASSWORD)
     wait_for(browser, "funnel-table")
-    browser.get(served.url + "/settings/tokens")
+    browser.find_element(By.LINK_TEXT, "设置").click()
+    wait_for(browser, "settings-form")
+    assert browser.find_element(By.ID, "save-settings")  # an admin may change them
+    save_screenshot(browser, tmp_path, "settings.png")  # docs/console.md "Settings"
+    browser.find_element(By.LINK_TEXT, "API 令牌").click()
     wait_for(browser, "admin-name").send_keys("crm-sync")
     create = browser.find_element(By.ID, "create-admin-token")
     create.click()

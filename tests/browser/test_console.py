@@ -1,8 +1,9 @@
 """The console in Chromium: logging in (good, and a wrong password answered in Chinese), the
-overview's funnel in Chinese stage names, the switch to English; the overview's screenshot is
-saved for README and docs/console.md: to docs/screenshots/overview.png when it is missing or with
-UPDATE_SCREENSHOTS=1 (a run of the suite does not change the tree otherwise), and always to the
-test's temporary folder."""
+overview's funnel in Chinese stage names, the switch to English, an account's role grid and a
+member's timeline. The
+pages' screenshots are saved for README and docs/console.md: to docs/screenshots/<page>.png when
+it is missing or with UPDATE_SCREENSHOTS=1 (a run of the suite does not change the tree
+otherwise), and always to the test's temporary folder."""
 
 from __future__ import annotations
 
@@ -48,6 +49,17 @@ def save_screenshot(browser, folder: Path, name: str) -> None:
         shutil.copyfile(shot, kept)
 
 
+def save_page_screenshot(browser, folder: Path, name: str, tallest: int = 2200) -> None:
+    """The whole page, up to ``tallest`` pixels of it, 1280 wide: the window is grown to the
+    page's height for the shot (a screenshot is of the viewport), then given back its size."""
+    size = browser.get_window_size()
+    frame = browser.execute_script("return window.outerHeight - window.innerHeight")
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1280, min(height, tallest) + frame)
+    save_screenshot(browser, folder, name)
+    browser.set_window_size(size["width"], size["height"])
+
+
 def test_the_overview_shows_the_funnel_in_chinese_then_english(browser, served, tmp_path):
     log_in(browser, "li.lei", PASSWORD)
     table = wait_for(browser, "funnel-table")
@@ -79,7 +91,7 @@ def test_the_overview_shows_the_funnel_in_chinese_then_english(browser, served, 
     wait_for(browser, "login")
 
 
-def test_an_account_page_shows_the_role_grid_in_chinese(browser, served):
+def test_an_account_page_shows_the_role_grid_in_chinese(browser, served, tmp_path):
     log_in(browser, "li.lei", PASSWORD)
     wait_for(browser, "funnel-table")
     browser.get(served.url + "/accounts")
@@ -89,5 +101,12 @@ def test_an_account_page_shows_the_role_grid_in_chinese(browser, served):
         assert role in grid.text
     assert "缺失" in grid.text and "王总" in grid.text
     assert browser.find_element(By.ID, "account-name").text == "苏州精工机械有限公司"
+    save_page_screenshot(browser, tmp_path, "account.png")  # docs/console.md "Accounts"
+
+    # A member's page: its timeline of touchpoints and stage changes, in the tenant's zone.
+    browser.find_element(By.ID, "members-table").find_element(By.LINK_TEXT, "李工").click()
+    timeline = wait_for(browser, "timeline")
+    assert "CST" in timeline.text and "点击菜单" in timeline.text
+    save_page_screenshot(browser, tmp_path, "contact.png")  # docs/console.md "Contacts"
     browser.find_element(By.ID, "logout").click()
     wait_for(browser, "login")

@@ -1,6 +1,8 @@
 """The segment builder in Chromium: a typo in a stage name is answered beside the expression in
 Chinese, with the API's message (live, then on saving); a valid expression shows its live member
-count; saving opens the new segment, and a segment's members page links to the contacts."""
+count; saving opens the new segment, whose builder is saved as a screenshot with its live count
+(docs/screenshots/segment_builder.png, as tests/browser/test_console.py says); a segment's
+members page links to the contacts."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import re
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser.test_console import log_in, wait_for
+from tests.browser.test_console import log_in, save_screenshot, wait_for
 from tests.integration.console.conftest import PASSWORD
 
 TYPO = '{"stage_at_least": "examinaton"}'
@@ -34,7 +36,7 @@ def live_text(browser, wanted) -> str:
     return found["text"]
 
 
-def test_build_a_segment_with_a_typo_then_a_valid_one(browser, served):
+def test_build_a_segment_with_a_typo_then_a_valid_one(browser, served, tmp_path):
     log_in(browser, "boss", PASSWORD)
     wait_for(browser, "funnel-table")
     browser.get(served.url + "/segments")
@@ -62,6 +64,12 @@ def test_build_a_segment_with_a_typo_then_a_valid_one(browser, served):
     wait_for(browser, "segment-facts")
     assert browser.current_url.startswith(served.url + "/segments/bosses")
     assert "分群已保存" in browser.find_element(By.ID, "done").text
+
+    # Its builder again: the saved expression is counted as the page opens.
+    browser.get(served.url + "/segments/bosses/edit")
+    wait_for(browser, "segment-form")
+    live_text(browser, lambda t: "位成员" in t)
+    save_screenshot(browser, tmp_path, "segment_builder.png")  # docs/console.md "Segments"
 
     # A built segment's members page links to its contacts.
     browser.get(served.url + "/segments/deciders")

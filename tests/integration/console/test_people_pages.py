@@ -5,6 +5,8 @@ and the staff overrides of a contact's stage and buying role (operator only, CSR
 from __future__ import annotations
 
 import html
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -69,6 +71,9 @@ def test_an_account_page_shows_risk_flags_with_reasons(console):
     (flag,) = [f for f in row["risk_flags"] if f["flag"] == "payment_risk"]
     assert "张发票逾期" in page  # the reason in Chinese (console/reasons.py)
     assert html.escape(flag["reason"]) in page  # and as the service words it, in the tooltip
+    since = datetime.fromisoformat(flag["since"]).astimezone(ZoneInfo("Asia/Shanghai"))
+    assert f"{since:%Y-%m-%d %H:%M} CST" in page  # since when: in acme's zone, not ISO text
+    assert flag["since"] not in page
 
 
 @pytest.mark.parametrize("path", ["/accounts/no-such-account", "/contacts/no-such-contact"])
