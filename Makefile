@@ -49,8 +49,9 @@ system-packages:
 
 install: system-packages $(STAMP)
 
+# The demo tenants' traffic, console users and library: a newcomer's console is never empty.
 run: $(STAMP)
-	$(BIN)/siyu dev
+	$(BIN)/siyu dev --demo
 
 test: system-packages $(STAMP)
 	$(BIN)/ruff check .
