@@ -11,6 +11,7 @@ from __future__ import annotations
 from flask import Flask
 
 from console import (
+    messages,
     views_campaigns,  # noqa: F401
     views_content,  # noqa: F401
     views_segments,  # noqa: F401
@@ -52,4 +53,5 @@ def init_console(app: Flask, settings: Settings | None) -> None:
         default_translation_directories=str(HERE / "translations"),
         locale_selector=select_locale,
     )
+    app.add_template_filter(messages.shown, "message")
     app.register_blueprint(console)

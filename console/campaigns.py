@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 from flask_babel import gettext as _
 from marshmallow import ValidationError
 
-from console import labels
+from console import labels, messages
 from console.pages import stage_title
 from services.outreach.api_campaigns import campaign_rows, run_rows
 from services.outreach.api_deliveries import delivery_rows
@@ -238,11 +238,12 @@ def form_errors(details: dict | None, message: str | None = None) -> dict:
     valid = details.pop("valid", {}) or {}
     for path, text in _flat(details):
         field = field_of(path.removeprefix("body."))
+        text = messages.plain(text)
         errors[field] = f"{errors[field]} {text}" if field in errors else text
     for path, values in valid.items():
         errors[field_of(path) + "_valid"] = values
     if not errors and message:
-        errors["form"] = message
+        errors["form"] = messages.plain(message)
     return errors
 
 
@@ -321,7 +322,11 @@ def schedule_preview(form: dict, zone: str, now: datetime) -> dict:
     try:
         loaded = ScheduleSchema().load(schedule)
     except ValidationError as exc:
-        return {"words": "", "times": [], "error": " ".join(m for _, m in _flat(exc.messages))}
+        return {
+            "words": "",
+            "times": [],
+            "error": " ".join(messages.plain(m) for _, m in _flat(exc.messages)),
+        }
     times = next_runs(loaded, zone, now)
     return {
         "words": schedule_words({"schedule": schedule}, zone),

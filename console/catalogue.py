@@ -19,7 +19,16 @@ from babel.messages.pofile import read_po
 HERE = Path(__file__).resolve().parent
 TRANSLATIONS = HERE / "translations"
 METHODS = [("**.py", "python"), ("templates/**.html", "jinja2.ext:babel_extract")]
-KEYWORDS = {"_": None, "gettext": None, "_l": None, "lazy_gettext": None}
+KEYWORDS = {
+    "_": None,
+    "gettext": None,
+    "_l": None,
+    "lazy_gettext": None,
+    "ngettext": (1, 2),
+    "pgettext": ((1, "c"), 2),
+    "lazy_pgettext": ((1, "c"), 2),
+    "npgettext": ((1, "c"), 2, 3),
+}
 
 
 def catalogues() -> list[Path]:
@@ -35,22 +44,30 @@ def compiled(po: Path) -> bytes:
     return out.getvalue()
 
 
-def used_msgids() -> set[str]:
-    """Every string the console's code and templates translate."""
+def used_msgids() -> set[tuple[str | None, str]]:
+    """Every string the console's code and templates translate, as (context, msgid)."""
     found = extract_from_dir(
         str(HERE),
         METHODS,
         keywords=KEYWORDS,
         options_map={"templates/**.html": {"extensions": "jinja2.ext.i18n"}},
     )
-    return {message for _file, _line, message, _comments, _context in found}
+    return {
+        (context, message if isinstance(message, str) else message[0])
+        for _file, _line, message, _comments, context in found
+    }
 
 
 def untranslated(po: Path) -> list[str]:
     with po.open("rb") as handle:
         catalog = read_po(handle)
-    have = {m.id: m.string for m in catalog if m.id}
-    return sorted(m for m in used_msgids() if not have.get(m))
+    have = {(m.context, m.id if isinstance(m.id, str) else m.id[0]): m.string
+            for m in catalog if m.id}  # fmt: skip
+    return sorted(
+        (f"{context}|{msgid}" if context else msgid)
+        for context, msgid in used_msgids()
+        if not have.get((context, msgid))
+    )
 
 
 def main() -> int:

@@ -7,6 +7,9 @@ shown as the model names it."""
 from __future__ import annotations
 
 from flask_babel import lazy_gettext as _l
+from flask_babel import lazy_pgettext
+
+from console import stage_titles
 
 STAGES = {
     # AISCEAS (B2B)
@@ -144,6 +147,25 @@ EXCLUSIONS = {
 }
 EXCLUDED_BY_RULE = _l("Campaign exclusion rule: %(rule)s")
 
+# The rules of a campaign's ``exclude`` (services/outreach/model.py FilterSchema's fields; every
+# one labelled: tests/unit/console/test_labels.py).
+EXCLUSION_RULES = {
+    "segments": _l("segments"),
+    "stages": _l("stages"),
+    "roles": _l("buying roles"),
+    "accounts": _l("accounts"),
+    "account_stages": _l("account stages"),
+    "risk_flags": _l("risk flags"),
+    "tags": _l("tags"),
+    "behaviour": _l("behaviour"),
+    "groups": _l("customer groups"),
+    "contacts": _l("contacts"),
+    "mode": _l("B2B or B2C"),
+    "oa_followers": _l("OA followers"),
+    "min_score": _l("minimum score"),
+    "oa_tag_id": _l("OA tag"),
+}
+
 
 def _label(table: dict, code: str | None, fallback: str = "") -> str:
     if code is None:
@@ -153,7 +175,10 @@ def _label(table: dict, code: str | None, fallback: str = "") -> str:
 
 
 def stage(code: str | None) -> str:
-    return _label(STAGES, code, "—")
+    """A built-in stage's label; another as the tenant's model titles it (its code without)."""
+    if code is None or code in STAGES:
+        return _label(STAGES, code, "—")
+    return stage_titles.titles().get(code, code)
 
 
 def buying_role(code: str | None) -> str:
@@ -212,7 +237,8 @@ def delivery_status(code: str | None) -> str:
 def exclusion(code: str | None) -> str:
     """An exclusion reason; the campaign's own rule (``excluded:segments``) says which."""
     if code and code.startswith("excluded:"):
-        return str(EXCLUDED_BY_RULE) % {"rule": code.removeprefix("excluded:")}
+        rule = code.removeprefix("excluded:")
+        return str(EXCLUDED_BY_RULE) % {"rule": _label(EXCLUSION_RULES, rule)}
     return _label(EXCLUSIONS, code, "—")
 
 
@@ -324,8 +350,9 @@ def audit_action(code: str | None) -> str:
     return _label(AUDIT_ACTIONS, code)
 
 
+# "Active" is a campaign's status too, said differently in Chinese: a context keeps them apart.
 TOKEN_STATUS = {
-    "active": _l("Active"),
+    "active": lazy_pgettext("token status", "Active"),
     "expired": _l("Expired"),
     "revoked": _l("Revoked"),
 }

@@ -20,7 +20,7 @@ ACCOUNTS_PAGE = 50
 
 def stage_title(name: str, title: str | None = None) -> str:
     """A built-in stage's translated name; a custom model's stage as the model titles it."""
-    return labels.stage(name) if name in labels.STAGES else (title or name)
+    return labels.stage(name) if name in labels.STAGES else (title or labels.stage(name))
 
 
 def overview(conn, tenant: Tenant) -> dict:

@@ -91,6 +91,16 @@ def _headers(response):
 
 @console.app_template_filter("localtime")
 def _localtime(moment):
+    """An instant in the tenant's zone; an ISO text (risk flags' ``since``, audit details) is
+    parsed first, and left as it is when it is not a time with a zone."""
+    if isinstance(moment, str):
+        try:
+            parsed = datetime.fromisoformat(moment)
+        except ValueError:
+            return moment
+        if parsed.tzinfo is None:
+            return moment
+        moment = parsed
     tenant = g.get("console_tenant")
     return pages.local(moment, tenant["timezone"] if tenant else "UTC")
 
@@ -172,6 +182,9 @@ def _http_error(exc: HTTPException):
         403: _("Your role may not open this page."),
         404: _("There is no such page."),
         405: _("This page does not accept that request."),
+        400: _("The request was not valid."),
+        429: _("Too many requests; wait a moment and try again."),
+        503: _("The console is not available right now; try again shortly."),
     }
     return _error_page(exc.code or 500, messages.get(exc.code, exc.name))
 

@@ -14,6 +14,7 @@ from flask import abort, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from psycopg.errors import QueryCanceled
 
+from console import messages
 from console import segments as pages
 from console.users import actor
 from console.views import console, require
@@ -187,7 +188,7 @@ def segment_preview():
     if len(text) > pages.MAX_EXPRESSION_CHARS:
         message = _("The expression has %(n)d characters; at most %(max)d.", n=len(text),
                     max=pages.MAX_EXPRESSION_CHARS)  # fmt: skip
-        return jsonify(ok=False, error=message), 400
+        return jsonify(ok=False, error=messages.plain(message)), 400
     uid = g.console_user["user_id"]
     with _running_lock:
         if uid in _running:
@@ -201,7 +202,7 @@ def segment_preview():
         with segment_connection() as conn:
             found = pages.preview(conn, tenant, text)
     except pages.BadExpression as exc:
-        return jsonify(ok=False, error=exc.message), 400
+        return jsonify(ok=False, error=messages.plain(exc.message)), 400
     except RateLimited:
         return jsonify(ok=False, error=_("Too many counts; wait a moment.")), 429
     except QueryCanceled:  # the preview's statement timeout (console/segments.py)

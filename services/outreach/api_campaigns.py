@@ -290,6 +290,7 @@ TRANSITIONS = {
     "pause": ("paused", ("active",)),
     "archive": ("archived", ("draft", "active", "paused", "ended")),
 }
+PAST = {"launch": "launched", "pause": "paused", "archive": "archived"}
 
 
 def transition(conn, tenant: str, campaign_id: str, action: str, who: Actor) -> dict:
@@ -298,7 +299,7 @@ def transition(conn, tenant: str, campaign_id: str, action: str, who: Actor) -> 
     to, allowed = TRANSITIONS[action]
     current = campaign_row(conn, tenant, campaign_id, lock=True)
     if current["status"] not in allowed:
-        raise conflict(f"a campaign that is {current['status']} cannot be {action}d")
+        raise conflict(f"a campaign that is {current['status']} cannot be {PAST[action]}")
     if to == "active":
         _check_content(conn, tenant, current)
         _check_schedule(conn, tenant, current)

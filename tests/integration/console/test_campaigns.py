@@ -193,6 +193,7 @@ def test_launch_pause_archive_through_the_apis_transitions(console, desk):
     assert "10:00 CST" in page(operator.get("/campaigns"))  # the next run, Tuesday 10:00
     again = page(post(operator, f"{path}/launch", campaign_id), 409)  # active already
     assert 'id="error"' in again
+    assert "状态为「进行中」的活动不能启动" in again  # the API's 409, in the reader's language
     assert post(operator, f"{path}/pause", campaign_id).status_code == 302
     assert "已暂停" in page(operator.get(path))
     assert post(operator, f"{path}/archive", campaign_id).status_code == 302

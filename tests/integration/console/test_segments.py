@@ -12,6 +12,7 @@ import json
 import pytest
 from flask import g
 
+from console import messages
 from console import segments as pages
 from services.segment.api_common import segment_connection
 from services.segment.api_segments import check_rule
@@ -125,7 +126,8 @@ def test_a_typo_is_answered_inline_with_the_apis_message(console, rule, wrong, v
 
 
 def test_the_inline_message_is_the_apis(console):
-    """The console shows what POST /api/v1/segments would answer, word for word."""
+    """The console shows what POST /api/v1/segments would answer: translated, keeping the
+    names, with the API's own words in the tooltip (console/messages.py)."""
     client = logged_in(console, "boss")
     rule = {"stage_at_least": "examinaton"}
     page = create(client, expression=json.dumps(rule)).get_data(as_text=True)
@@ -134,7 +136,11 @@ def test_the_inline_message_is_the_apis(console):
         with segment_connection() as conn, pytest.raises(ApiError) as refused:
             check_rule(conn, "acme", rule)
     assert refused.value.code == "invalid_segment"
-    assert escaped(refused.value.message) in page
+    assert f'title="{escaped(refused.value.message)}"' in page
+    with console.app.test_request_context():
+        shown = messages.translated(refused.value.message)
+    assert shown.startswith("rule.stage_at_least: 未知的阶段 'examinaton'")
+    assert escaped(shown) in page
 
 
 def test_a_duplicate_id_is_refused_inline(console):

@@ -374,6 +374,7 @@ def test_rbac_and_tenancy_of_campaigns(outreach):
     assert launched.json["status"] == "active"
     again = outreach.call("POST", f"/campaigns/{campaign}/launch", "operator")
     assert again.status_code == 409
+    assert again.json["error"]["message"] == "a campaign that is active cannot be launched"
     edit = outreach.call("PATCH", f"/campaigns/{campaign}", "operator", json={"name": "y"})
     assert edit.status_code == 409  # pause first
     audit = [e["action"] for e in outreach.call("GET", "/audit", "admin").json["items"]]

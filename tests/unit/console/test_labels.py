@@ -60,3 +60,22 @@ def test_a_custom_stage_shows_as_named_and_none_as_a_dash(app):
         assert labels.stage("pilot_project") == "pilot_project"
         assert labels.stage(None) == "—"
         assert labels.risk_flag("payment_risk") == "回款风险"
+
+
+def test_every_exclusion_rule_has_a_label(app):
+    from services.outreach.model import FilterSchema
+
+    assert set(FilterSchema().fields) <= set(labels.EXCLUSION_RULES)
+    with app.test_request_context("/"):
+        shown = labels.exclusion("excluded:segments")
+    assert "segments" not in shown and shown.startswith("活动排除规则")
+
+
+def test_active_token_content_and_campaign_are_told_apart(app):
+    """One English word, two Chinese ones: a context (pgettext) keeps them apart."""
+    from flask_babel import pgettext
+
+    with app.test_request_context("/"):
+        assert labels.campaign_status("active") == "进行中"
+        assert labels.token_status("active") == "有效"
+        assert pgettext("content status", "Active") == "启用"
