@@ -28,7 +28,7 @@ from console.http import (
     csrf,
     select_locale,
 )
-from console.views import console
+from console.views import app_http_error, console
 from shared.config import Settings
 
 
@@ -55,3 +55,6 @@ def init_console(app: Flask, settings: Settings | None) -> None:
     )
     app.add_template_filter(messages.shown, "message")
     app.register_blueprint(console)
+    # No route matched: the API's JSON under /api/, the console's page elsewhere (console.views).
+    for status in (404, 405):
+        app.register_error_handler(status, app_http_error)

@@ -7,7 +7,7 @@ functions (api_campaigns, api_deliveries, names, schedule)."""
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask_babel import gettext as _
@@ -20,7 +20,13 @@ from services.outreach.api_deliveries import delivery_rows
 from services.outreach.model import CHANNEL_PAYLOAD, CampaignInSchema, ScheduleSchema
 from services.outreach.names import tenant_names
 from services.outreach.plan import tenant_settings
-from services.outreach.schedule import ScheduleError, next_due
+from services.outreach.schedule import (
+    ScheduleError,
+    frequency_error,
+    next_due,
+    parsed_schedule,
+    shortest_gap,
+)
 from shared.vocabulary import BUYING_ROLES, CHANNELS, RISK_FLAGS
 
 LIST_LIMIT = 100
@@ -314,8 +320,10 @@ def when(moment: datetime | None, zone: str) -> str:
     return f"{there:%Y-%m-%d} ({day}) {there:%H:%M %Z}"
 
 
-def schedule_preview(form: dict, zone: str, now: datetime) -> dict:
-    """The wizard's live schedule line: words and the next run times, or why there are none."""
+def schedule_preview(form: dict, zone: str, now: datetime, minimum: timedelta) -> dict:
+    """The wizard's live schedule line: words and the next run times, or why there are none or
+    why saving would refuse it (firing more often than the tenant's ``minimum`` interval, the
+    save's own check, services/outreach/api_campaigns.py)."""
     schedule, errors = schedule_of(form)
     if schedule is None:
         return {"words": "", "times": [], "error": next(iter(errors.values()))}
@@ -328,11 +336,28 @@ def schedule_preview(form: dict, zone: str, now: datetime) -> dict:
             "error": " ".join(messages.plain(m) for _, m in _flat(exc.messages)),
         }
     times = next_runs(loaded, zone, now)
+    error = None if times else _("The schedule never runs again.")
+    if times and frequency_error(parsed_schedule(loaded), minimum):
+        error = _too_frequent(parsed_schedule(loaded), minimum)
     return {
         "words": schedule_words({"schedule": schedule}, zone),
         "times": [when(t, zone) for t in times],
-        "error": None if times else _("The schedule never runs again."),
+        "error": error,
     }
+
+
+def _too_frequent(schedule: dict, minimum: timedelta) -> str:
+    try:
+        gap = shortest_gap(schedule)
+    except ValueError:
+        return _("The schedule never runs again.")
+    gap_minutes = "%g" % ((gap or minimum).total_seconds() / 60)
+    minimum_minutes = "%g" % (minimum.total_seconds() / 60)
+    return _(
+        "This schedule runs as often as every %(gap)s minutes; the tenant's minimum interval is "
+        "%(minimum)s minutes (Settings), so saving will refuse it.",
+        gap=gap_minutes, minimum=minimum_minutes,
+    )  # fmt: skip
 
 
 # --- the list, a campaign, its runs, preview and deliveries --------------------------------------

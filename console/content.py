@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 
 from console import labels
 from console.pages import stage_title
 from services.outreach.api_content import content_rows
 from services.outreach.library import ANY_ROLE, coverage_counts, items_at_stage
 from services.outreach.model import CHANNEL_PAYLOAD, FORMATS
+from shared.api.app import MAX_JSON_DEPTH
+from shared.text import contains_nul, json_depth
 from shared.vocabulary import BUYING_ROLES
 
 LIST_PAGE = 50
@@ -75,6 +78,20 @@ def matrix(stages: Iterable[str], counts: Mapping, *, b2b: bool) -> dict:
         "gaps": gaps,
         "stageless": counts.get((None, ANY_ROLE), 0),
     }
+
+
+def cursor(text: str) -> tuple[str, str] | None:
+    """The library's ``?after=`` (``<created_at ISO>|<content id>``, library_page's "next"); a
+    cursor that is not one (edited by hand) is ignored: the first page."""
+    at, bar, content_id = text.partition("|")
+    if not bar or not content_id:
+        return None
+    try:
+        moment = datetime.fromisoformat(at)
+    except ValueError:
+        return None
+    # Written again as PostgreSQL reads it: fromisoformat takes forms ::timestamptz does not.
+    return (moment.isoformat(), content_id) if moment.tzinfo is not None else None
 
 
 def library_page(conn, tenant, stages, filters: dict, after) -> dict:
@@ -192,6 +209,12 @@ def body_of(form: Mapping) -> tuple[dict, dict]:
             payloads[key] = json.loads(text)
         except ValueError as exc:
             errors[f"payloads.{key}"] = ("json", f"{exc.msg} (line {exc.lineno})")
+        except RecursionError:  # "[[[[..." deeper than the decoder recurses
+            errors[f"payloads.{key}"] = ("json", "nested too deep")
+        else:
+            if json_depth(payloads[key]) > MAX_JSON_DEPTH or contains_nul(payloads[key]):
+                del payloads[key]  # as the API refuses them (shared/api/app.py): never stored
+                errors[f"payloads.{key}"] = ("json", "nested too deep or holds \\u0000")
     link = {k: form.get(f"wecom_link_{k}", "") for k in WECOM_LINK}
     plain = form.get("wecom_text") or any(link.values())
     if plain and form.get("payload_wecom"):

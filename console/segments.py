@@ -10,6 +10,8 @@ catalogue and build."""
 from __future__ import annotations
 
 import json
+import math
+from typing import ClassVar
 
 import yaml
 from flask_babel import gettext as _
@@ -43,6 +45,44 @@ EXAMPLES = (
 )
 
 
+TIMESTAMP_TAG = "tag:yaml.org,2002:timestamp"
+
+
+class _AliasRefused(yaml.YAMLError):
+    def __init__(self, name: str):
+        super().__init__(name)
+        self.name = name
+
+
+class RuleLoader(yaml.SafeLoader):
+    """YAML as a rule needs it: no aliases (``*a`` lets a few hundred characters stand for
+    millions of nodes) and no implicit dates (``2024-01-01`` stays text, as in JSON)."""
+
+    yaml_implicit_resolvers: ClassVar[dict] = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != TIMESTAMP_TAG]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            raise _AliasRefused(self.peek_event().anchor)
+        return super().compose_node(parent, index)
+
+
+def _json_like(value) -> bool:
+    """Text, finite numbers, booleans, null, lists and mappings with text keys: what JSON (and
+    the stored rule, jsonb) can hold; not ``!!timestamp``, ``!!binary``, ``!!set`` or ``.nan``."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, list):
+        return all(_json_like(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_like(v) for k, v in value.items())
+    return False
+
+
 class BadExpression(Exception):
     """The expression cannot be read as a rule; ``message`` says why (the API's own words when
     the API refused it)."""
@@ -71,7 +111,14 @@ def parse_expression(text: str) -> dict:
               max=MAX_EXPRESSION_CHARS)
         )  # fmt: skip
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=RuleLoader)  # noqa: S506 - RuleLoader is a SafeLoader
+    except _AliasRefused as exc:
+        raise BadExpression(
+            _("The expression uses a YAML alias (*%(name)s): write the condition out instead.",
+              name=exc.name)
+        ) from None  # fmt: skip
+    except RecursionError:
+        raise BadExpression(_("The expression is nested too deeply.")) from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         if where is None:
@@ -79,6 +126,11 @@ def parse_expression(text: str) -> dict:
         raise BadExpression(
             _("The expression is not valid YAML or JSON (line %(line)d).", line=where.line + 1)
         ) from None
+    if not _json_like(doc):
+        raise BadExpression(
+            _("The expression holds a value JSON cannot: put dates and other such values in "
+              "quotes.")
+        )  # fmt: skip
     if not isinstance(doc, dict):
         raise BadExpression(
             _("The expression must be one condition: a mapping such as %(example)s",

@@ -48,7 +48,8 @@ def settings_body(form: dict, stored: dict) -> tuple[dict | None, dict]:
     for section, name, _ in NUMBERS:
         key = f"{section}.{name}"
         text = form.get(key, "").strip()
-        if not text.isdigit() or int(text) > MAX_NUMBER:
+        # isdigit() alone takes "²" and other digits int() does not read: ASCII ones only.
+        if not (text.isascii() and text.isdigit()) or int(text) > MAX_NUMBER:
             errors[key] = _l("A whole number from 0 to 1000000.")
             continue
         body[section][name] = int(text)

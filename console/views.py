@@ -8,8 +8,9 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from functools import wraps
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
+import structlog
 from flask import (
     Blueprint,
     abort,
@@ -25,6 +26,7 @@ from flask import (
 from flask_babel import get_locale
 from flask_babel import gettext as _
 from flask_wtf.csrf import CSRFError, generate_csrf
+from psycopg.errors import QueryCanceled
 from werkzeug.exceptions import HTTPException
 
 from console import content, labels, pages, people, throttle
@@ -38,7 +40,9 @@ from services.segment.api_contacts import override_contact_role
 from services.segment.api_people_common import override_subject_stage, valid_stages
 from shared.api.audit import audit
 from shared.api.context import connection
-from shared.api.errors import ApiError
+from shared.api.errors import ApiError, from_http_exception
+from shared.ratelimit import RateLimited
+from shared.text import contains_nul
 from shared.tokens import role_rank
 from shared.vocabulary import BUYING_ROLES
 
@@ -48,9 +52,20 @@ console = Blueprint(
 )  # fmt: skip
 
 LANG_MAX_AGE = 365 * 24 * 3600
+log = structlog.get_logger("siyu.console")
 
 
 # --- every request -------------------------------------------------------------------------------
+
+
+@console.before_request
+def _refuse_nul():
+    """PostgreSQL text cannot hold NUL (the API refuses it the same way, shared/api/app.py): a
+    NUL anywhere in the path, query or form is a 400 page here, before any route reads it."""
+    parts = (request.view_args or {}, dict(request.args.lists()), dict(request.form.lists()))
+    if any(contains_nul(part) for part in parts):
+        return _error_page(400, _("The request contains a NUL character, which is never valid."))
+    return None
 
 
 @console.before_request
@@ -60,6 +75,12 @@ def _session():
         return  # no sessions: only the login page, which says why
     if request.method == "POST":
         csrf.protect()  # 400 without the session's token
+    load_user()
+
+
+def load_user() -> None:
+    """The session's user and tenant into ``g`` (nothing for none, an expired or stale one)."""
+    g.console_user = None
     uid = session.get("uid")
     if uid is None:
         return
@@ -105,7 +126,7 @@ def _localtime(moment):
     return pages.local(moment, tenant["timezone"] if tenant else "UTC")
 
 
-@console.context_processor
+@console.app_context_processor  # app-wide: the app-level 404/405 page uses base.html too
 def _layout():
     return {
         "user": g.get("console_user"),
@@ -152,8 +173,13 @@ def _local_path(target: str | None) -> str:
     """Where to go after logging in or switching language: a path of this site only."""
     if not target:
         return url_for("console.overview")
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+    parts, plain = urlsplit(target), unquote(target)
+    # Browsers read a backslash as a slash and drop tabs and newlines: "/\evil.com" and
+    # "/\t/evil.com" are "//evil.com", another site. Encoded forms are refused as well.
+    if (
+        parts.scheme or parts.netloc or not target.startswith("/")
+        or any("\\" in t or t[1:2] == "/" or any(ord(c) < 32 for c in t) for t in (target, plain))
+    ):  # fmt: skip
         return url_for("console.overview")
     return target.rstrip("?") or "/"
 
@@ -187,6 +213,50 @@ def _http_error(exc: HTTPException):
         503: _("The console is not available right now; try again shortly."),
     }
     return _error_page(exc.code or 500, messages.get(exc.code, exc.name))
+
+
+@console.errorhandler(RateLimited)
+def _rate_limited(exc: RateLimited):
+    return _error_page(429, _("Too many requests; wait a moment and try again."))
+
+
+@console.errorhandler(QueryCanceled)
+def _timed_out(exc: QueryCanceled):
+    return _error_page(503, _("The page took too long to load. Try again in a moment."))
+
+
+@console.errorhandler(Exception)
+def _unexpected(exc: Exception):
+    """Anything else: logged with its traceback (for the operators), a page in the user's
+    language without details (which could hold data or secrets) for the user."""
+    log.error("console_internal_error", path=request.path, exc_info=exc)
+    return _error_page(500, _("Something went wrong on our side; the error has been logged. "
+                              "Try again, or tell your administrator."))  # fmt: skip
+
+
+MACHINE_PATHS = ("/api/", "/healthz", "/readyz", "/metrics")
+
+
+def app_http_error(exc: HTTPException):
+    """An app-level 404 or 405 (no route matched, so no blueprint's handler runs): the API's
+    JSON under /api/ and the ops endpoints, the console's page everywhere else."""
+    if request.path.startswith(MACHINE_PATHS):
+        return from_http_exception(exc)
+    if request.blueprint == "console":  # a console route's abort(404): its own handler
+        return _http_error(exc)
+    try:
+        load_user()
+    except Exception:  # the page must not fail because the database does
+        g.console_user = None
+    messages = {404: _("There is no such page."),
+                405: _("This page does not accept that request.")}  # fmt: skip
+    body, status = _error_page(exc.code or 500, messages.get(exc.code, exc.name))
+    response = make_response(body, status)
+    for header, value in HEADERS.items():
+        response.headers.setdefault(header, value)
+    if status == 405 and getattr(exc, "valid_methods", None):
+        response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+    return response
 
 
 # --- log in and out ------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ is not shown to a viewer, and refused (403) if a viewer posts it anyway."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from flask import abort, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
@@ -18,6 +18,7 @@ from console.views import console, require
 from services.outreach.api_campaigns import TRANSITIONS, campaign_row, create, transition
 from services.outreach.api_deliveries import STATUSES as DELIVERY_STATUSES
 from services.outreach.api_preview import preview_job, queue_preview
+from services.outreach.plan import tenant_settings
 from shared import jobs
 from shared.api.context import connection
 from shared.api.errors import ApiError
@@ -85,11 +86,7 @@ def _wizard(form: dict, errors: dict, status: int = 200):
     tenant, zone = _tenant()
     with connection() as conn:
         offered = pages.choices(conn, tenant)
-    schedule = (
-        pages.schedule_preview(form, zone, datetime.now(UTC))
-        if form.get("trigger_kind") == "schedule"
-        else None
-    )
+    schedule = _schedule_preview(form) if form.get("trigger_kind") == "schedule" else None
     return render_template(
         "campaign_new.html", form=form, errors=errors, choices=offered, schedule=schedule, zone=zone
     ), status
@@ -136,8 +133,15 @@ def campaign_create():
 @require("operator")
 def campaign_schedule():
     """The wizard's schedule in words and its next run times, for console/static/campaigns.js."""
-    _tenant_id, zone = _tenant()
-    return jsonify(pages.schedule_preview(_form(request.args), zone, datetime.now(UTC)))
+    return jsonify(_schedule_preview(_form(request.args)))
+
+
+def _schedule_preview(form: dict) -> dict:
+    """The schedule's words and next runs, checked against the tenant's minimum interval."""
+    tenant, zone = _tenant()
+    with connection() as conn:
+        minutes = tenant_settings(conn, tenant)["min_schedule_interval_minutes"]
+    return pages.schedule_preview(form, zone, datetime.now(UTC), timedelta(minutes=minutes))
 
 
 # --- a campaign ----------------------------------------------------------------------------------
@@ -149,15 +153,19 @@ def campaign(campaign_id: str):
     return _campaign_page(campaign_id[:300])
 
 
+def _delivery_cursor(text: str) -> int | None:
+    """The deliveries' ``?after=`` (a delivery id, a bigint); None for anything else."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        return None
+    return int(text) if 0 < int(text) < 2**63 else None
+
+
 def _campaign_page(campaign_id: str, *, error: str | None = None, status: int = 200):
     tenant, zone = _tenant()
     wanted = request.args.get("status") or None
     if wanted not in (None, *DELIVERY_STATUSES):
         wanted = None
-    try:
-        after = int(request.args.get("after") or 0) or None
-    except ValueError:
-        after = None
+    after = _delivery_cursor(request.args.get("after", ""))
     job_id = request.args.get("preview", "")[:100] or None
     with connection() as conn:
         row = _found(lambda: campaign_row(conn, tenant, campaign_id))

@@ -60,10 +60,7 @@ def content_list():
     tenant = current_tenant()
     args = {k: request.args.get(k, "").strip()[:128] for k in ("stage", "role", "format")}
     status = "archived" if request.args.get("status") == "archived" else "active"
-    after = None
-    cursor = request.args.get("after", "")[:300]
-    if "|" in cursor:
-        after = tuple(cursor.split("|", 1))
+    after = content.cursor(request.args.get("after", "")[:300])
     with connection() as conn:
         stages = _stages(conn)
         bad = content.filter_errors(args, stages)

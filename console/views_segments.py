@@ -179,12 +179,13 @@ def segment_delete(segment_id: str):
     return render_template("segment_delete.html", segment=found)
 
 
-@console.route("/segments/preview")
+@console.route("/segments/preview", methods=["POST"])
 @require("viewer")
 def segment_preview():
-    """The live member count of ``?expr=`` (JSON): ``{"ok": true, "count": N, ...}`` or
-    ``{"ok": false, "error": "..."}`` (400 invalid, 429 too many). One at a time per user."""
-    text = request.args.get("expr", "")
+    """The live member count of the form field ``expr`` (JSON): ``{"ok": true, "count": N, ...}``
+    or ``{"ok": false, "error": "..."}`` (400 invalid, 429 too many). One at a time per user.
+    A POST with the CSRF token: an expression of up to 16 KiB does not fit a request line."""
+    text = request.form.get("expr", "")
     if len(text) > pages.MAX_EXPRESSION_CHARS:
         message = _("The expression has %(n)d characters; at most %(max)d.", n=len(text),
                     max=pages.MAX_EXPRESSION_CHARS)  # fmt: skip

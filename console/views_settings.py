@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import abort, g, redirect, render_template, request, url_for
+from flask import abort, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
 from console import labels
@@ -36,6 +36,8 @@ from shared.expiry import BadExpiry
 from shared.tokens import TOKEN_ROLES, role_rank, token_status
 
 TOKENS_SHOWN = 200
+# The session key of a just-created token's secret (token_create); a name, not a secret.
+NEW_TOKEN = "new_token"  # noqa: S105
 
 
 def _tenant() -> str:
@@ -183,14 +185,17 @@ def _ingest_schema() -> str:
 
 def _tokens_page(*, errors=None, form=None, created=None, done=None, status=200):
     now = datetime.now(UTC)
-    with connection() as conn:
-        admin = token_store.list_tokens(conn, tenant_id=_tenant(), limit=TOKENS_SHOWN)
-        events = event_tokens(conn, _tenant(), _ingest_schema(), limit=TOKENS_SHOWN)
+    with connection() as conn:  # one more than shown: the page says when the list is cut
+        admin = token_store.list_tokens(conn, tenant_id=_tenant(), limit=TOKENS_SHOWN + 1)
+        events = event_tokens(conn, _tenant(), _ingest_schema(), limit=TOKENS_SHOWN + 1)
+    cut = {"admin": len(admin) > TOKENS_SHOWN, "event": len(events) > TOKENS_SHOWN}
+    admin, events = admin[:TOKENS_SHOWN], events[:TOKENS_SHOWN]
     for row in (*admin, *events):
         row["status"] = token_status(row, now)
     return render_template(
         "settings_tokens.html", admin_tokens=admin, event_tokens=events, roles=TOKEN_ROLES,
-        errors=errors or {}, form=form or {}, created=created, done=done,
+        errors=errors or {}, form=form or {}, created=created, done=done, cut=cut,
+        shown=TOKENS_SHOWN,
     ), status  # fmt: skip
 
 
@@ -198,14 +203,17 @@ def _tokens_page(*, errors=None, form=None, created=None, done=None, status=200)
 @require("admin")
 def tokens():
     done = _("Token revoked.") if request.args.get("done") == "revoke" else None
-    return _tokens_page(done=done)
+    # A new token's secret, put there by token_create: shown by this one GET, then gone.
+    return _tokens_page(done=done, created=session.pop(NEW_TOKEN, None))
 
 
 @console.route("/settings/tokens", methods=["POST"])
 @require("admin")
 def token_create():
     """A new admin API token (``kind=admin``, with a role) or event API token (``kind=event``):
-    the page shows its secret this once (never stored: only its hash is)."""
+    the page shows its secret this once (never stored: only its hash is). POST, redirect, GET:
+    the secret travels in the session to the next page view, which takes it out, so reloading
+    the page neither issues a second token nor shows the secret again."""
     kind = request.form.get("kind", "")
     if kind not in ("admin", "event"):
         abort(400)
@@ -231,8 +239,9 @@ def token_create():
             row, secret = issue_event_token(
                 conn, _who(), _tenant(), form["name"], expires_at, _ingest_schema()
             )
-    created = {"kind": kind, "token_id": row["token_id"], "name": row["name"], "secret": secret}
-    return _tokens_page(created=created)
+    session[NEW_TOKEN] = {"kind": kind, "token_id": row["token_id"], "name": row["name"],
+                          "secret": secret}  # fmt: skip
+    return redirect(url_for("console.tokens"))
 
 
 @console.route("/settings/tokens/<token_id>/revoke", methods=["POST"])
@@ -257,7 +266,8 @@ def audit_log():
     action = request.args.get("action", "").strip()[:100] or None
     who = request.args.get("actor", "").strip()[:200] or None
     before = request.args.get("before", "")
-    before_id = int(before) if before.isdigit() and len(before) < 19 else None
+    ascii_digits = before.isascii() and before.isdigit()  # "²" is a digit int() cannot read
+    before_id = int(before) if ascii_digits and len(before) < 19 else None
     with connection() as conn:
         page = pages.audit_page(conn, _tenant(), action=action, actor=who, before=before_id)
     return render_template(

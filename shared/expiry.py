@@ -27,7 +27,10 @@ def parse_expires(value: str, *, now: datetime | None = None) -> datetime:
     text = value.strip()
     match = _RELATIVE.match(text.lower())
     if match:
-        at = now + timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        try:
+            at = now + timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+        except OverflowError:  # 999999w: past the year 9999, certainly more than ten years
+            raise BadExpiry(f"--expires {value!r}: at most ten years ahead") from None
     else:
         try:
             at = datetime.fromisoformat(text)

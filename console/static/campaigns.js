@@ -2,7 +2,8 @@
    CSP allows script-src 'self' only).
    - The wizard: when the schedule fields change, ask /campaigns/schedule.json for the schedule
      in words and its next run times (computed by the service's own schedule functions).
-   - A campaign's page: while a preview runs, poll its status and reload the page once done. */
+   - A campaign's page: while a preview runs, poll its status and reload the page once done;
+     a status that is gone (404/410) stops the polling with a message. */
 (function () {
   "use strict";
 
@@ -52,8 +53,18 @@
   function previewPoll(running) {
     function poll() {
       fetch(running.dataset.poll, { credentials: "same-origin" })
-        .then(function (r) { return r.ok ? r.json() : null; })
+        .then(function (r) {
+          if (r.status === 404 || r.status === 410) {
+            // The job is gone (expired, or another preview replaced it): asking again never
+            // helps, so stop and say so.
+            running.textContent = running.dataset.gone;
+            running.className = "error";
+            return false;
+          }
+          return r.ok ? r.json() : null;
+        })
         .then(function (job) {
+          if (job === false) { return; }
           if (job && (job.status === "done" || job.status === "failed")) {
             window.location.reload();
           } else {

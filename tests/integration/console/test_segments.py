@@ -36,6 +36,12 @@ def logged_in(console, login: str, tenant: str = "acme"):
     return client
 
 
+def live_count(client, expression: str):
+    """The builder's live count, as console/static/segments.js asks it: a POST with the token."""
+    token = csrf(client, "/segments")
+    return client.post("/segments/preview", data={"expr": expression, "csrf_token": token})
+
+
 def create(client, **fields):
     form = {"segment_id": "tech-people", "name": "技术人员", "description": "",
             "expression": VALID, **fields}  # fmt: skip
@@ -180,7 +186,7 @@ def test_an_oversize_expression_is_refused(console):
     big = json.dumps({"any": [{"tag": f"t{i}"} for i in range(60)]})  # under 16 KiB, 61 nodes
     response = create(client, expression=big)
     assert response.status_code == 400 and "at most 50" in response.get_data(as_text=True)
-    preview = client.get("/segments/preview", query_string={"expr": huge})
+    preview = live_count(client, huge)
     assert preview.status_code == 400 and preview.get_json()["ok"] is False
 
 
@@ -212,7 +218,7 @@ def test_edit_replaces_through_the_api_and_delete_asks_first(console):
 )  # fmt: skip
 def test_the_live_count_is_the_builds_evaluation(console, tenant, login, segment_id, rule):
     client = logged_in(console, login, tenant)
-    answer = client.get("/segments/preview", query_string={"expr": json.dumps(rule)})
+    answer = live_count(client, json.dumps(rule))
     assert answer.status_code == 200
     found = answer.get_json()
     members = seg(console, "SELECT count(*) AS n FROM {seg}.segment_members "
@@ -227,22 +233,26 @@ def test_the_live_count_is_the_builds_evaluation(console, tenant, login, segment
 def test_a_live_count_past_its_bound_says_how_far_it_went(console, monkeypatch):
     monkeypatch.setattr(pages, "PREVIEW_CONTACTS", 1)
     client = logged_in(console, "li.lei")
-    found = client.get("/segments/preview", query_string={"expr": VALID}).get_json()
+    found = live_count(client, VALID).get_json()
     assert found["ok"] is True and found["partial"] is True and found["evaluated"] == 1
     assert "前 1 位联系人中" in found["text"] and str(found["total"]) in found["text"]
 
 
 def test_the_live_count_of_a_typo_is_the_apis_error(console):
     client = logged_in(console, "li.lei")
-    answer = client.get("/segments/preview", query_string={"expr": '{"stage_at_least": "actoin"}'})
+    answer = live_count(client, '{"stage_at_least": "actoin"}')
     assert answer.status_code == 400
     found = answer.get_json()
     assert found["ok"] is False and "actoin" in found["error"] and "action" in found["error"]
 
 
 def test_the_live_count_needs_a_session(console):
-    response = console.client().get("/segments/preview", query_string={"expr": VALID})
-    assert response.status_code == 302 and "/login" in response.headers["Location"]
+    """Without a session there is no CSRF token to send: refused before anything is counted."""
+    response = console.client().post("/segments/preview", data={"expr": VALID})
+    assert response.status_code == 400 and response.get_json(silent=True) is None
+    client = logged_in(console, "li.lei")  # with a session, the token is still needed
+    response = client.post("/segments/preview", data={"expr": VALID})
+    assert response.status_code == 400 and response.get_json(silent=True) is None
 
 
 @pytest.mark.parametrize("login", ["li.lei", "han.meimei"])
