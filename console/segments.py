@@ -119,6 +119,8 @@ def parse_expression(text: str) -> dict:
         ) from None  # fmt: skip
     except RecursionError:
         raise BadExpression(_("The expression is nested too deeply.")) from None
+    except ValueError:  # a number past Python's int conversion limit (4,300 digits)
+        raise BadExpression(_("The expression holds a number too long to read.")) from None
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         if where is None:

@@ -33,6 +33,7 @@ from console import content, labels, pages, people, throttle
 from console import overview as overview_sections
 from console.http import HEADERS, IDLE, LANG_COOKIE, LOCALES, csrf
 from console.passwords import MAX_LENGTH, WeakPassword
+from console.sealing import NEW_TOKEN
 from console.users import actor, change_password, get_user, log_in
 from services.segment import store
 from services.segment.api_common import current_tenant, segment_connection
@@ -99,6 +100,8 @@ def load_user() -> None:
         g.console_expired = True
         return
     session["seen"] = int(time.time())
+    if request.endpoint != "console.tokens" or request.method != "GET":
+        session.pop(NEW_TOKEN, None)  # a new token's secret is for the page after its POST only
     g.console_user, g.console_tenant = user, tenant
     g.siyu_tenant_id = user["tenant_id"]  # the tenancy of the services' API helpers
 

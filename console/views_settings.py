@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import abort, g, redirect, render_template, request, session, url_for
+from flask import abort, current_app, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 
 from console import labels
 from console import settings as pages
 from console.passwords import MAX_LENGTH
+from console.sealing import NEW_TOKEN, seal, unseal
 from console.users import (
     LastAdmin,
     actor,
@@ -36,8 +37,6 @@ from shared.expiry import BadExpiry
 from shared.tokens import TOKEN_ROLES, role_rank, token_status
 
 TOKENS_SHOWN = 200
-# The session key of a just-created token's secret (token_create); a name, not a secret.
-NEW_TOKEN = "new_token"  # noqa: S105
 
 
 def _tenant() -> str:
@@ -203,8 +202,13 @@ def _tokens_page(*, errors=None, form=None, created=None, done=None, status=200)
 @require("admin")
 def tokens():
     done = _("Token revoked.") if request.args.get("done") == "revoke" else None
-    # A new token's secret, put there by token_create: shown by this one GET, then gone.
-    return _tokens_page(done=done, created=session.pop(NEW_TOKEN, None))
+    # A new token's secret, sealed there by token_create: shown by this one GET, then gone.
+    created = session.pop(NEW_TOKEN, None)
+    if created is not None:
+        created = {**created, "secret": unseal(created["secret"], current_app.secret_key)}
+        if created["secret"] is None:  # the redirect was not followed in time: not shown
+            created = None
+    return _tokens_page(done=done, created=created)
 
 
 @console.route("/settings/tokens", methods=["POST"])
@@ -212,8 +216,9 @@ def tokens():
 def token_create():
     """A new admin API token (``kind=admin``, with a role) or event API token (``kind=event``):
     the page shows its secret this once (never stored: only its hash is). POST, redirect, GET:
-    the secret travels in the session to the next page view, which takes it out, so reloading
-    the page neither issues a second token nor shows the secret again."""
+    the secret travels sealed (console/sealing.py) in the session to the next page view, which
+    takes it out, so reloading the page neither issues a second token nor shows the secret
+    again; any other request drops it (console/views.py ``_session``)."""
     kind = request.form.get("kind", "")
     if kind not in ("admin", "event"):
         abort(400)
@@ -240,7 +245,7 @@ def token_create():
                 conn, _who(), _tenant(), form["name"], expires_at, _ingest_schema()
             )
     session[NEW_TOKEN] = {"kind": kind, "token_id": row["token_id"], "name": row["name"],
-                          "secret": secret}  # fmt: skip
+                          "secret": seal(secret, current_app.secret_key)}  # fmt: skip
     return redirect(url_for("console.tokens"))
 
 

@@ -92,7 +92,8 @@ BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
      ("{all: [&r {attribute: role, equals: technical}, *r]}", "别名"),
      ("[" * 15000, "嵌套"),
      ("{attribute: clicks_30d, equals: !!binary aGk=}", "JSON"),
-     ("{attribute: clicks_30d, equals: .nan}", "JSON")],
+     ("{attribute: clicks_30d, equals: .nan}", "JSON"),
+     ("{attribute: clicks_30d, equals: " + "9" * 5000 + "}", "数字太长")],
 )  # fmt: skip
 def test_yaml_that_multiplies_or_is_not_json_is_refused(console, expression, shown):
     client = logged_in(console, "li.lei")

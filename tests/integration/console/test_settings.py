@@ -6,10 +6,13 @@ labelled in Chinese)."""
 
 from __future__ import annotations
 
+import base64
 import re
+import zlib
 
 import pytest
 
+from console.http import SESSION_COOKIE
 from shared.tokens import hash_token
 from tests.integration.console.conftest import csrf, log_in
 
@@ -117,6 +120,26 @@ def test_a_settings_post_without_the_csrf_token_is_refused(console):
 
 
 # --- API tokens ----------------------------------------------------------------------------------
+
+
+def _session_payload(client) -> str:
+    """What the browser holds in the session cookie, decoded (Flask signs it, never encrypts)."""
+    cookie = client.get_cookie(SESSION_COOKIE)
+    data = cookie.value.lstrip(".").split(".")[0]
+    raw = base64.urlsafe_b64decode(data + "=" * (-len(data) % 4))
+    return (zlib.decompress(raw) if cookie.value.startswith(".") else raw).decode()
+
+
+def test_a_new_secret_rides_sealed_and_only_to_the_next_page(console):
+    client = logged_in(console, "boss")
+    assert post(client, "/settings/tokens", {"kind": "admin", "name": "one", "role": "viewer"},
+                ).status_code == 302  # fmt: skip
+    assert "siyu_adm_" not in _session_payload(client)  # sealed in the cookie
+    client.get("/segments")  # the redirect was not followed: any other page drops it
+    page = client.get("/settings/tokens").get_data(as_text=True)
+    assert SECRET.search(page) is None and "siyu_adm_" not in _session_payload(client)
+    shown = create_token(client, {"kind": "admin", "name": "two", "role": "viewer"})
+    assert SECRET.search(shown.get_data(as_text=True)).group(1).startswith("siyu_adm_")
 
 
 def test_an_admin_creates_an_admin_token_shown_once_and_hashed(console):
