@@ -210,11 +210,11 @@ def body_of(form: Mapping) -> tuple[dict, dict]:
         except ValueError as exc:
             errors[f"payloads.{key}"] = ("json", f"{exc.msg} (line {exc.lineno})")
         except RecursionError:  # "[[[[..." deeper than the decoder recurses
-            errors[f"payloads.{key}"] = ("json", "nested too deep")
+            errors[f"payloads.{key}"] = ("json_deep", None)
         else:
             if json_depth(payloads[key]) > MAX_JSON_DEPTH or contains_nul(payloads[key]):
                 del payloads[key]  # as the API refuses them (shared/api/app.py): never stored
-                errors[f"payloads.{key}"] = ("json", "nested too deep or holds \\u0000")
+                errors[f"payloads.{key}"] = ("json_deep_or_nul", None)
     link = {k: form.get(f"wecom_link_{k}", "") for k in WECOM_LINK}
     plain = form.get("wecom_text") or any(link.values())
     if plain and form.get("payload_wecom"):

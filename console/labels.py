@@ -175,10 +175,12 @@ def _label(table: dict, code: str | None, fallback: str = "") -> str:
 
 
 def stage(code: str | None) -> str:
-    """A built-in stage's label; another as the tenant's model titles it (its code without)."""
-    if code is None or code in STAGES:
-        return _label(STAGES, code, "—")
-    return stage_titles.titles().get(code, code)
+    """As the tenant's custom model titles the stage, even one reusing a built-in name (its
+    model's words win); else a built-in stage's label; else its code."""
+    if code is None:
+        return "—"
+    title = stage_titles.titles().get(code)
+    return title if title else _label(STAGES, code)
 
 
 def buying_role(code: str | None) -> str:

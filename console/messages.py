@@ -33,10 +33,20 @@ KINDS = {
     "account attribute": _l("account attribute"),
     "event type": _l("event type"),
     "value": _l("value"),
+    "behaviour": _l("behaviour"),
+    "behaviour tag": _l("behaviour tag"),
+    "risk tag": _l("risk tag"),
+    "stage flag": _l("stage flag"),
+    "time zone": _l("time zone"),
 }
 
-# A repr'd value ('x', "x's", 12, None) or any text.
-_GROUPS = {"value": r"""'[^']*'|"[^"]*"|\S+""", "close": r"""'[^']*'|"[^"]*"|\S+"""}
+# A repr'd value ('x', "x's", 12, None) or any text; a kind only one KINDS knows, so that
+# "Unknown condition kind; expected ..." is left to its own rule, not read as kind "condition".
+_GROUPS = {
+    "value": r"""'[^']*'|"[^"]*"|\S+""",
+    "close": r"""'[^']*'|"[^"]*"|\S+""",
+    "kind": "|".join(re.escape(k) for k in sorted(KINDS, key=len, reverse=True)),
+}
 
 
 def _p(pattern: str) -> re.Pattern:
@@ -53,13 +63,14 @@ RULES: list[tuple[re.Pattern, object]] = [
     # marshmallow's standard messages
     (_p(r"Missing data for required field\."), _l("Required.")),
     (_p(r"Field may not be null\."), _l("Required.")),
-    (_p(r"Shorter than minimum length {min}\."), _l("At least %(min)s characters.")),
-    (_p(r"Longer than maximum length {max}\."), _l("At most %(max)s characters.")),
+    # Length checks a text's characters and a list's items alike; the message does not say which
+    (_p(r"Shorter than minimum length {min}\."), _l("A length of at least %(min)s.")),
+    (_p(r"Longer than maximum length {max}\."), _l("A length of at most %(max)s.")),
     (
         _p(r"Length must be between {min} and {max}\."),
-        _l("Between %(min)s and %(max)s characters."),
+        _l("A length from %(min)s to %(max)s."),
     ),
-    (_p(r"Length must be {equal}\."), _l("Exactly %(equal)s characters.")),
+    (_p(r"Length must be {equal}\."), _l("A length of exactly %(equal)s.")),
     (
         _p(r"Must be greater than or equal to {min} and less than or equal to {max}\."),
         _l("A number from %(min)s to %(max)s."),
@@ -98,6 +109,10 @@ RULES: list[tuple[re.Pattern, object]] = [
         _l("Unknown %(kind)s %(value)s. Did you mean %(close)s?"),
     ),
     (_p(r"Unknown {kind} {value}\."), _l("Unknown %(kind)s %(value)s.")),
+    (
+        _p(r"Unknown time zone {value}\. Give an IANA name such as Asia/Shanghai\."),
+        _l("Unknown time zone %(value)s. Give an IANA name such as Asia/Shanghai."),
+    ),
     (_p(r"Cannot check {kind} {value}: {why}"), _l("Cannot check %(kind)s %(value)s: %(why)s")),
     # the segment grammar (services/segment/lifecycle/grammar.py)
     (_p(r"Give gte and/or lte\."), _l("Give gte, lte or both.")),
@@ -169,12 +184,12 @@ RULES: list[tuple[re.Pattern, object]] = [
     (_p(r"the schedule never fires: {why}"), _l("The schedule never fires: %(why)s")),
     (
         _p(
-            r"the schedule fires {gap} apart; this tenant's minimum interval is {minimum} "
-            r"\(min_schedule_interval_minutes in /settings/outreach\)"
+            r"the schedule fires {gap} minutes? apart; this tenant's minimum interval is "
+            r"{minimum} minutes? \(min_schedule_interval_minutes in /settings/outreach\)"
         ),
         _l(
-            "The schedule fires %(gap)s apart; this tenant's minimum interval is %(minimum)s "
-            "(Settings)."
+            "The schedule fires %(gap)s min apart; this tenant's minimum interval is "
+            "%(minimum)s min (Settings)."
         ),
     ),
     (

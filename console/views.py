@@ -32,6 +32,7 @@ from werkzeug.exceptions import HTTPException
 from console import content, labels, pages, people, throttle
 from console import overview as overview_sections
 from console.http import HEADERS, IDLE, LANG_COOKIE, LOCALES, csrf
+from console.messages import shown as shown_message
 from console.passwords import MAX_LENGTH, WeakPassword
 from console.sealing import NEW_TOKEN
 from console.users import actor, change_password, get_user, log_in
@@ -191,6 +192,8 @@ def _local_path(target: str | None) -> str:
 
 
 def _error_page(status: int, message: str):
+    """``message``: the console's own text, already translated, or a service's passed through
+    ``shown_message`` (HTML it escaped); shown as it is, never through ``|message`` again."""
     return render_template("error.html", status=status, message=message), status
 
 
@@ -202,11 +205,19 @@ def _csrf_error(exc):
 
 @console.errorhandler(ApiError)
 def _api_error(exc: ApiError):
-    return _error_page(exc.status, exc.message)
+    # The service's English, through the message table (its words in the tooltip); the
+    # console's own messages below are already in the reader's language and shown as they are.
+    return _error_page(exc.status, shown_message(exc.message))
 
 
-@console.errorhandler(HTTPException)
-def _http_error(exc: HTTPException):
+def _http_message(code: int | None) -> str:
+    """An HTTP error in the reader's words; never werkzeug's English name ("Request Entity Too
+    Large")."""
+    if code == 413:
+        limit = request.max_content_length
+        if limit:
+            return _("What you sent is too large: at most %(kib)d KiB.", kib=limit // 1024)
+        return _("What you sent is too large.")
     messages = {
         403: _("Your role may not open this page."),
         404: _("There is no such page."),
@@ -215,7 +226,14 @@ def _http_error(exc: HTTPException):
         429: _("Too many requests; wait a moment and try again."),
         503: _("The console is not available right now; try again shortly."),
     }
-    return _error_page(exc.code or 500, messages.get(exc.code, exc.name))
+    found = messages.get(code)
+    return found if found is not None else _("The request could not be handled (HTTP %(code)s).",
+                                             code=code or 500)  # fmt: skip
+
+
+@console.errorhandler(HTTPException)
+def _http_error(exc: HTTPException):
+    return _error_page(exc.code or 500, _http_message(exc.code))
 
 
 @console.errorhandler(RateLimited)
@@ -251,9 +269,7 @@ def app_http_error(exc: HTTPException):
         load_user()
     except Exception:  # the page must not fail because the database does
         g.console_user = None
-    messages = {404: _("There is no such page."),
-                405: _("This page does not accept that request.")}  # fmt: skip
-    body, status = _error_page(exc.code or 500, messages.get(exc.code, exc.name))
+    body, status = _error_page(exc.code or 500, _http_message(exc.code))
     response = make_response(body, status)
     for header, value in HEADERS.items():
         response.headers.setdefault(header, value)

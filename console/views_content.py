@@ -187,6 +187,12 @@ def _save(item: dict | None):
 def _early_message(code: str, detail) -> str:
     if code == "json":
         return _("This is not valid JSON: %(error)s", error=detail)
+    if code == "json_deep":
+        return _("This is not valid JSON: it is nested too deep.")
+    if code == "json_deep_or_nul":
+        return _(
+            "This JSON is nested too deep or holds a \\u0000 character; such JSON is never stored."
+        )
     if code == "too_long":
         return _("At most %(n)d characters.", n=detail)
     return _("Fill in either the WeCom fields or the WeCom JSON, not both.")

@@ -89,6 +89,9 @@ def form(**fields) -> dict:
          {"oa_mass": {"msgtype": "text", "text": "hi"}}, {}),
         ({"payload_oa_custom": "{nope"}, {}, {"payloads.oa_custom": "json"}),
         ({"payload_oa_template": "x" * 20_001}, {}, {"payloads.oa_template": "too_long"}),
+        ({"payload_oa_mass": "[" * 300 + "]" * 300}, {}, {"payloads.oa_mass": "json_deep_or_nul"}),
+        ({"payload_oa_mass": "[" * 5000 + "]" * 5000}, {}, {"payloads.oa_mass": "json_deep"}),
+        ({"payload_oa_mass": '{"text": "\\u0000"}'}, {}, {"payloads.oa_mass": "json_deep_or_nul"}),
         ({"wecom_text": "hi", "payload_wecom": '{"text": "hi"}'}, {"wecom": {"text": "hi"}},
          {"payloads.wecom": "twice"}),
     ],
@@ -128,3 +131,31 @@ def test_schema_errors_are_flattened_to_form_fields():
     assert flat == {"payloads.wecom.text": ["Longer than maximum length 4000."],
                     "payloads": ["give a payload"], "roles[0]": ["Unknown buying role 'cfo'."]}  # fmt: skip
     assert [field_of(p) for p in flat] == ["payloads.wecom", "payloads", "roles"]
+
+
+@pytest.mark.parametrize(
+    ("text", "chinese"),
+    [
+        ("[" * 5000 + "]" * 5000, "不是有效的 JSON：嵌套层级过深。"),
+        (
+            "[" * 300 + "]" * 300,
+            "此 JSON 嵌套层级过深或含有 \\u0000 字符，这样的 JSON 不会被保存。",
+        ),
+        (
+            '{"text": "\\u0000"}',
+            "此 JSON 嵌套层级过深或含有 \\u0000 字符，这样的 JSON 不会被保存。",
+        ),
+    ],
+)
+def test_a_payload_never_stored_is_refused_in_the_readers_words(text, chinese):
+    from flask import Flask
+
+    from console.app import init_console
+    from console.views_content import _early_message
+    from shared.config import Settings
+
+    app = Flask("content-test")
+    init_console(app, Settings.from_env({"SIYU_CONSOLE_SECRET": "s" * 32}))
+    (found,) = body_of(form(payload_oa_mass=text))[1].values()
+    with app.test_request_context("/"):
+        assert _early_message(*found) == chinese

@@ -79,3 +79,15 @@ def test_active_token_content_and_campaign_are_told_apart(app):
         assert labels.campaign_status("active") == "进行中"
         assert labels.token_status("active") == "有效"
         assert pgettext("content status", "Active") == "启用"
+
+
+def test_a_custom_models_title_wins_over_a_builtin_label(app, monkeypatch):
+    """A custom model that reuses a built-in stage's name shows the stage as it titles it."""
+    from console import stage_titles
+
+    titles = {"attention": "Awareness", "pilot_project": "Pilot"}
+    monkeypatch.setattr(stage_titles, "titles", lambda: titles)
+    with app.test_request_context("/"):
+        assert labels.stage("attention") == "Awareness"
+        assert labels.stage("pilot_project") == "Pilot"
+        assert labels.stage("interest") == "兴趣"  # not titled by the model: the built-in label

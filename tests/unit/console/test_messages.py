@@ -14,12 +14,19 @@ from marshmallow import Schema, ValidationError, fields, validate
 from console import messages
 from console.app import init_console
 from services.outreach import api_campaigns
-from services.outreach.model import CampaignInSchema, ContentInSchema, ScheduleSchema
+from services.outreach.model import (
+    CampaignInSchema,
+    ContentInSchema,
+    ContentRefSchema,
+    ScheduleSchema,
+)
 from services.outreach.schedule import frequency_error, rrule_error
+from services.segment.lifecycle.grammar import _flags
 from services.segment.segments import SegmentError, compile_rule
 from shared.api.errors import ApiError
 from shared.api.names import Unknown, unknown_names
 from shared.config import Settings
+from shared.vocabulary import time_zone_error
 
 CJK = re.compile(r"[\u4e00-\u9fff]")
 
@@ -182,6 +189,84 @@ def test_every_message_a_form_shows_is_translated(app, monkeypatch, case, produc
     assert any(name in text for text in produced for name in kept) or not kept
 
 
+KINDS = (
+    "all, any, not, event, attribute, score, days_since_last_event, tag, account, stage_at_least"
+)
+LINK = {"msgtype": "link", "link": {"title": "t", "url": "https://example.com"}}
+
+# (case, producer, the whole translation): messages a general rule once half-matched ("Unknown
+# {kind} ..." read "condition kind; expected ..." as a kind), lengths of lists called
+# characters, and the service's English minutes kept inside the Chinese.
+EXACT = [
+    (
+        "grammar: a misspelt key",
+        lambda: _rule({"al": []}),
+        f"规则无效：条件无效：al: 未知的条件类型；应为以下之一：{KINDS}。",
+    ),
+    (
+        "grammar: a misspelt nested key",
+        lambda: _rule({"all": [{"nope": 1}]}),
+        f"规则无效：条件无效：all[0].nope: 未知的条件类型；应为以下之一：{KINDS}。",
+    ),
+    (
+        "time zone, close",
+        lambda: [time_zone_error("Asia/Shanghia")],
+        "未知的时区 'Asia/Shanghia'。您是否想用 'Asia/Shanghai'？",
+    ),
+    (
+        "time zone, none close",
+        lambda: [time_zone_error("Mars/Base")],
+        "未知的时区 'Mars/Base'。请填写 IANA 时区名称，例如 Asia/Shanghai。",
+    ),
+    (
+        "stage flag",
+        lambda: _refused(_flags().deserialize, ["evaluatin"]),
+        "未知的阶段标记 'evaluatin'。可用：evaluating, lapsed。",
+    ),
+    (
+        "ten WeCom attachments",
+        lambda: _refused(
+            ContentInSchema(partial=True).load,
+            {"payloads": {"wecom": {"attachments": [LINK] * 10}}},
+        ),
+        "长度最多为 9。",
+    ),
+    (
+        "a series over 100 items",
+        lambda: _refused(ContentRefSchema().load, {"series": ["x"] * 101}),
+        "长度须在 1 到 100 之间。",
+    ),
+    (
+        "a text over its length",
+        lambda: _refused(_Form().load, {"n": 1, "text": "toolong"}),
+        "长度最多为 5。",
+    ),
+    (
+        "schedule under the minimum",
+        lambda: [frequency_error({"cron": "*/5 * * * *"}, timedelta(minutes=60))],
+        "该定时每隔 5 分钟触发一次；本租户的最小间隔为 60 分钟（见设置）。",
+    ),
+    (
+        "schedule under the minimum, one minute",
+        lambda: [frequency_error({"cron": "* * * * *"}, timedelta(minutes=1.5))],
+        "该定时每隔 1 分钟触发一次；本租户的最小间隔为 1.5 分钟（见设置）。",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "produce", "chinese"), EXACT, ids=[c[0] for c in EXACT])
+def test_a_message_is_translated_whole(app, case, produce, chinese):
+    (text,) = produce()
+    with app.test_request_context("/"):
+        assert messages.translated(text) == chinese
+
+
+def test_kind_is_only_a_known_kind():
+    """The general rule takes only KINDS' names, so no Chinese around an English phrase."""
+    with Flask("k").test_request_context("/"):
+        assert messages.translated("Unknown gizmo 'x'.") is None
+
+
 def test_launch_conflict_says_launched(monkeypatch):
     (text,) = _transition(monkeypatch, "archived", "launch")
     assert text == "a campaign that is archived cannot be launched"
@@ -198,4 +283,4 @@ def test_an_unknown_message_is_shown_as_it_came_with_a_tooltip(app):
 def test_english_stays_english(app):
     with app.test_request_context("/", headers={"Cookie": "siyu_lang=en"}):
         text = _refused(CampaignInSchema(partial=True).load, {"name": ""})[0]
-        assert messages.translated(text) == "Between 1 and 200 characters."
+        assert messages.translated(text) == "A length from 1 to 200."
