@@ -15,6 +15,7 @@ from marshmallow import ValidationError
 
 from console import labels, messages
 from console.pages import stage_title
+from services.outreach import notices
 from services.outreach.api_campaigns import campaign_rows, run_rows
 from services.outreach.api_deliveries import delivery_rows
 from services.outreach.model import CHANNEL_PAYLOAD, CampaignInSchema, ScheduleSchema
@@ -67,7 +68,7 @@ def choices(conn, tenant_id: str) -> dict:
         else {}
     )
     items = conn.execute(
-        "SELECT content_id, title, format, payloads FROM content WHERE tenant_id = %s "
+        "SELECT content_id, title, format, promotional, payloads FROM content WHERE tenant_id = %s "
         "AND status = 'active' ORDER BY created_at DESC, content_id DESC LIMIT 500",
         (tenant_id,),
     ).fetchall()
@@ -82,7 +83,10 @@ def choices(conn, tenant_id: str) -> dict:
             {
                 **i,
                 "channels": [
-                    labels.channel(c) for c in CHANNELS if CHANNEL_PAYLOAD[c] in i["payloads"]
+                    labels.channel(c)
+                    for c in CHANNELS
+                    if CHANNEL_PAYLOAD[c] in i["payloads"]
+                    and notices.allowed(c, i["format"], i["promotional"])
                 ],
             }
             for i in items

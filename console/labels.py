@@ -69,6 +69,7 @@ CONTENT_FORMATS = {
     "event_invite": _l("Event invitation"),
     "onboarding_guide": _l("Onboarding guide"),
     "promotion": _l("Promotion"),
+    "service_notice": _l("Service notice"),
 }
 
 # Sending channels (shared/vocabulary.py CHANNELS).

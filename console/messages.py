@@ -226,6 +226,31 @@ RULES: list[tuple[re.Pattern, object]] = [
         _l("Give a payload for at least one channel."),
     ),
     (_p(r"a promotion is promotional"), _l("A promotion is promotional.")),
+    # OA template messages carry notices only (services/outreach/notices.py)
+    (
+        _p(
+            r"oa_template carries service notices only \(the platform forbids marketing there\); "
+            r"not a notice: {items}\. Send content on wecom_single or wecom_group, OA articles "
+            r"on oa_mass\."
+        ),
+        _l(
+            "OA template messages carry service notices only (WeChat forbids marketing there); "
+            "not a notice: %(items)s. Send content as a WeCom 1:1 message or to customer groups, "
+            "OA articles by OA mass send."
+        ),
+    ),
+    (
+        _p(
+            r"oa_template carries service notices only \(the platform forbids marketing there\); "
+            r"this item is sent by the active campaigns {campaigns}; keep it a service_notice "
+            r"without an offer, or pause them and move them to another channel\."
+        ),
+        _l(
+            "OA template messages carry service notices only (WeChat forbids marketing there), "
+            "and the active campaigns %(campaigns)s send this item by template message: keep it "
+            "a service notice without an offer, or pause them and move them to another channel."
+        ),
+    ),
     # a campaign's status conflicts (services/outreach/api_campaigns.py)
     (
         _p(r"a campaign that is {status} cannot be changed; pause it"),

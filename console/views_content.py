@@ -15,6 +15,7 @@ from console import content, labels
 from console.pages import stage_title
 from console.users import actor
 from console.views import console, require
+from services.outreach import notices
 from services.outreach.api_content import archive_item, content_item, create_item, update_item
 from services.outreach.model import FORMATS, ContentInSchema, ContentPatchSchema
 from services.outreach.names import tenant_names
@@ -225,8 +226,11 @@ def _schema_message(field: str, path: str, message: str, body: dict) -> str:
 
 
 def _name_errors(exc: ApiError, body: dict) -> dict[str, list[str]]:
-    """The API's 400 for names the tenant does not have (stage tags), per form field."""
+    """The API's 400 for names the tenant does not have (stage tags), or for an item an active
+    OA template campaign sends that would stop being a notice, per form field."""
     details = exc.details or {}
+    if exc.code == notices.CODE:
+        return {"format": [exc.message]}
     valid = details.get("valid") or {}
     stages = next(iter(valid.values()), None)
     if stages:

@@ -20,6 +20,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from services.outreach import notices
 from services.outreach.model import CHANNEL_PAYLOAD, CampaignInSchema, CampaignPatchSchema
 from services.outreach.names import campaign_unknowns, content_ref_unknowns, tenant_names
 from services.outreach.plan import tenant_settings
@@ -129,13 +130,21 @@ def _check_names(conn, tenant: str, body: dict) -> None:
 
 
 def _check_content(conn, tenant: str, body: dict) -> None:
+    """400 for names the tenant does not have, content the channel may not carry (an OA
+    template message carries notices only: services/outreach/notices.py) and content without
+    the channel's payload."""
     _check_names(conn, tenant, body)
     ids = list(body["content"].get("series") or [body["content"]["item"]])
     rows = conn.execute(
-        "SELECT content_id, payloads FROM content WHERE tenant_id = %s AND content_id = ANY(%s)",
+        "SELECT content_id, format, promotional, payloads FROM content "
+        "WHERE tenant_id = %s AND content_id = ANY(%s)",
         (tenant, ids),
     ).fetchall()
     found = {r["content_id"]: r for r in rows}
+    refused = notices.not_notices(body["channel"], (found[i] for i in dict.fromkeys(ids)))
+    if refused:
+        message = notices.refusal(refused)
+        raise invalid(message, code=notices.CODE, details={"channel": [message]})
     key = CHANNEL_PAYLOAD[body["channel"]]
     lacking = [i for i in ids if key not in found[i]["payloads"]]
     if lacking:

@@ -16,6 +16,7 @@ from marshmallow import Schema, fields, validate
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from services.outreach import notices
 from services.outreach.model import (
     FORMATS,
     ContentInSchema,
@@ -32,6 +33,7 @@ from shared.api import (
     audit,
     connection,
     cursor_key,
+    invalid,
     not_found,
     page,
     paged,
@@ -155,11 +157,31 @@ def create_item(conn, tenant: str, body: dict, who: Principal | str) -> dict:
     return content_item(conn, tenant, content_id)
 
 
+def _check_notice(conn, tenant: str, content_id: str, merged: dict) -> None:
+    """400 for an edit that would make an item sent by an active OA template campaign anything
+    but a notice (services/outreach/notices.py). Refused here rather than skipped when sending:
+    the editor is told at once, and the campaign keeps sending the notice it was launched with.
+    A draft or paused campaign is checked again when it is launched."""
+    if notices.is_notice(merged["format"], is_promotional(merged)):
+        return
+    rows = conn.execute(
+        "SELECT campaign_id FROM campaigns WHERE tenant_id = %s AND status = 'active' "
+        "AND channel = ANY(%s) AND (content->>'item' = %s OR content->'series' ? %s) "
+        "ORDER BY campaign_id",
+        (tenant, sorted(notices.NOTICE_ONLY_CHANNELS), content_id, content_id),
+    ).fetchall()
+    if rows:
+        message = notices.edit_refusal([r["campaign_id"] for r in rows])
+        raise invalid(message, code=notices.CODE, details={"format": [message]})
+
+
 def update_item(conn, tenant: str, content_id: str, body: dict, who: Principal | str) -> dict:
-    """Replace the fields of a loaded ContentPatchSchema body, audited as ``who``."""
+    """Replace the fields of a loaded ContentPatchSchema body, audited as ``who``; 400 for an
+    item an active OA template campaign sends that would stop being a notice."""
     current = content_item(conn, tenant, content_id)
     check_content_names(conn, tenant, body)
     merged = {**current, **body}
+    _check_notice(conn, tenant, content_id, merged)
     conn.execute(
         "UPDATE content SET title = %s, format = %s, promotional = %s, stages = %s, "
         "roles = %s, topics = %s, industries = %s, payloads = %s, updated_at = now() "

@@ -28,7 +28,9 @@ from shared.vocabulary import BUYING_ROLES, CHANNELS, MODES, time_zone_error
 FORMATS = (
     "whitepaper", "industry_report", "case_study", "review", "webinar_invite", "class_invite",
     "product_spec", "proposal", "article", "event_invite", "onboarding_guide", "promotion",
+    "service_notice",
 )  # fmt: skip
+# service_notice is the one format an OA template message may carry (services/outreach/notices.py).
 # Which payload each channel sends (content.payloads keys).
 CHANNEL_PAYLOAD = {
     "wecom_group": "wecom",

@@ -126,6 +126,27 @@ def test_bad_input_is_a_400_with_the_error_on_its_field(console, desk, changes, 
     assert f'id="{field}-error"' in body
 
 
+def test_a_non_notice_on_oa_template_is_refused_inline_in_chinese_and_a_notice_is_saved(
+    console, desk
+):
+    whitepaper = desk.content()  # has an oa_template payload, but is content, not a notice
+    notice = desk.content("预约提醒", fmt="service_notice")
+    operator = logged_in(console, "han.meimei")
+    wizard_page = page(operator.get("/campaigns/new"))
+    # The wizard offers the template channel for the notice only (services/outreach/notices.py).
+    assert "白皮书：数字化工厂 (企业微信客户群、企业微信单聊)" in wizard_page
+    assert "预约提醒 (企业微信客户群、企业微信单聊、公众号模板消息)" in wizard_page
+    body = page(create(operator, wizard(whitepaper, channel="oa_template", name="保留")), 400)
+    assert 'id="channel-error"' in body
+    assert "公众号模板消息只能发送服务通知" in body and whitepaper in body
+    assert "企业微信单聊或客户群" in body and "公众号群发" in body
+    assert 'value="保留"' in body  # the form is kept
+    assert console.sql("SELECT count(*) AS n FROM campaigns")[0]["n"] == 0
+    campaign_id = created(console, operator, notice, channel="oa_template")
+    (row,) = console.sql("SELECT channel FROM campaigns WHERE campaign_id = %s", (campaign_id,))
+    assert row["channel"] == "oa_template"
+
+
 def test_a_stage_trigger_campaign_is_described_in_words(console, desk):
     item = desk.content()
     operator = logged_in(console, "han.meimei")

@@ -5,6 +5,7 @@ and an account's recommended next content."""
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -238,3 +239,26 @@ def test_an_account_page_recommends_content_for_its_missing_roles(console):
     assert recommended
     assert f"/content/{specific}" in recommended.group(1) and "合规/法务" in recommended.group(1)
     assert "通用介绍" not in recommended.group(1) and "别的阶段" not in recommended.group(1)
+
+
+def test_an_edit_turning_a_notice_an_active_template_campaign_sends_into_marketing_is_refused(
+    console,
+):
+    client = logged_in(console, "han.meimei")
+    notice = {"title": "预约提醒", "format": "service_notice", "wecom_text": "", "wecom_link_title": "",
+              "wecom_link_url": "", "payload_oa_template":
+              '{"template_id": "T", "data": {"first": {"value": "您的预约"}}}'}  # fmt: skip
+    content_id = created_id(create(client, **notice))
+    console.sql(
+        "INSERT INTO campaigns (tenant_id, campaign_id, name, channel, status, audience, content, "
+        "trigger) VALUES ('acme', 'cmp_notice', '提醒', 'oa_template', 'active', '{}', %s, "
+        '\'{"schedule": {"cron": "0 10 * * TUE"}}\') RETURNING campaign_id',
+        (f'{{"item": "{content_id}"}}',),
+    )
+    refused = post(client, f"/content/{content_id}/edit", {**notice, "format": "promotion"})
+    assert refused.status_code == 400
+    body = html.unescape(refused.get_data(as_text=True))
+    assert 'id="format-error"' in body and "公众号模板消息只能发送服务通知" in body
+    assert "cmp_notice" in body and 'value="预约提醒"' in body
+    (row,) = console.sql("SELECT format FROM content WHERE content_id = %s", (content_id,))
+    assert row["format"] == "service_notice"

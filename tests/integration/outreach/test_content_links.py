@@ -56,8 +56,8 @@ def test_a_bad_url_already_stored_fails_its_deliveries_and_the_run_finishes(outr
     people = [openid for _, openid in outreach.customers(40) if openid][:2]
     for i, openid in enumerate(people):
         outreach.profile(f"c_{i}", openid=openid, segments=["f"], mode="b2c")
-    bad = outreach.content("坏链接")
-    good = outreach.content("好链接")
+    bad = outreach.content("坏链接", fmt="service_notice")
+    good = outreach.content("好链接", fmt="service_notice")
     # Stored before validation existed (or by hand): the API would refuse it today.
     outreach.sql(
         "UPDATE content SET payloads = %s WHERE content_id = %s",
@@ -98,7 +98,7 @@ def test_a_bad_url_already_stored_fails_its_deliveries_and_the_run_finishes(outr
 def test_a_sent_link_opens_only_for_its_tenant_and_hides_the_openid(outreach):
     ((_, openid),) = [(e, o) for e, o in outreach.customers(40) if o][:1]
     outreach.profile("c_1", openid=openid, segments=["f"], mode="b2c")
-    item = outreach.content()
+    item = outreach.content(fmt="service_notice")
     outreach.campaign(channel="oa_template", audience={"segments": ["f"]},
                       content={"item": item}, trigger=WEEKLY)  # fmt: skip
     outreach.schedule()

@@ -231,7 +231,7 @@ def test_a_crash_mid_run_resumes_without_sending_twice(outreach, monkeypatch):
     people = [(ext, openid) for ext, openid in outreach.customers(40) if openid][:6]
     for i, (_, openid) in enumerate(people):
         outreach.profile(f"c_{i}", openid=openid, segments=["followers"])
-    item = outreach.content()
+    item = outreach.content(fmt="service_notice")
     campaign = outreach.campaign(channel="oa_template", audience={"segments": ["followers"]},
                                  content={"item": item}, trigger=WEEKLY)  # fmt: skip
     assert outreach.schedule() == 1
@@ -297,7 +297,8 @@ def test_token_expiry_mid_run_is_refreshed_once(outreach, monkeypatch):
     for i, (_, openid) in enumerate(people):
         outreach.profile(f"c_{i}", openid=openid, segments=["f"])
     campaign = outreach.campaign(channel="oa_template", audience={"segments": ["f"]},
-                                 content={"item": outreach.content()}, trigger=WEEKLY)  # fmt: skip
+                                 content={"item": outreach.content(fmt="service_notice")},
+                                 trigger=WEEKLY)  # fmt: skip
     outreach.schedule()
     client = outreach.clients.oa("acme")
     real = client.send_template

@@ -116,7 +116,7 @@ def _oa_run_of_one(outreach):
     ((_, openid),) = [(e, o) for e, o in outreach.customers(40) if o][:1]
     outreach.profile("c_1", openid=openid, segments=["followers"])
     campaign = outreach.campaign(channel="oa_template", audience={"segments": ["followers"]},
-                                 content={"item": outreach.content()},
+                                 content={"item": outreach.content(fmt="service_notice")},
                                  trigger={"schedule": {"cron": "0 10 * * TUE"}})  # fmt: skip
     assert outreach.schedule() == 1
     return campaign, outreach.clients.oa("acme")

@@ -13,7 +13,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 
 from console import messages
 from console.app import init_console
-from services.outreach import api_campaigns
+from services.outreach import api_campaigns, notices
 from services.outreach.model import (
     CampaignInSchema,
     ContentInSchema,
@@ -168,6 +168,8 @@ CASES = [
     ),
     ("segment: operator", lambda: _rule({"attribute": "clicks_30d"}), ["attribute"]),
     ("segment: range", lambda: _rule({"score": {}}), []),
+    ("oa template notice", lambda: [notices.refusal(["cnt_a", "cnt_b"])], ["cnt_a, cnt_b"]),
+    ("oa template edit", lambda: [notices.edit_refusal(["cmp_1", "cmp_2"])], ["cmp_1, cmp_2"]),
     ("launch conflict", lambda mp: _transition(mp, "archived", "launch"), []),
     ("pause conflict", lambda mp: _transition(mp, "draft", "pause"), []),
     ("archive conflict", lambda mp: _transition(mp, "archived", "archive"), []),
