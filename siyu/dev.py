@@ -254,10 +254,8 @@ class DevStack:
                                       name="siyu dev --demo")  # fmt: skip
         try:
             made = seed(Api(api_url, token), tenant.mode)
-        except (
-            SeedError,
-            requests.RequestException,
-        ) as exc:  # the stack still runs; the console is just emptier
+        except (SeedError, requests.RequestException) as exc:
+            # The stack still runs; its console is only emptier.
             self.say(f"demo library of {tenant.id} not seeded: {exc}")
             return
         finally:
