@@ -8,8 +8,8 @@ non-follower, a daily quota answered with 45009), customer-service messages (450
 non-follower, 45047 past 5 per 48 h), mass send to an openid list (2..10000, ``clientmsgid``
 dedupes, 4 per follower per month: the rest filtered). WeCom app messages to staff
 (``message/send``, text and textcard: 40056 for another agentid, unknown staff in
-``invaliduser``, 81013 when none is valid). Everything accepted is kept in the
-mailbox, which ``GET /_fake/messages`` shows.
+``invaliduser``, 81013 when none is valid, a long title or description cut). Everything
+accepted is kept in the mailbox, which ``GET /_fake/messages`` shows.
 """
 
 from __future__ import annotations
@@ -102,6 +102,10 @@ TEXTCARD_LIMITS = {"title": 128, "description": 512, "url": 2048}
 BTNTXT_CHARS = 4
 
 
+def _cut(text: str, limit: int) -> str:
+    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
+
+
 def message_send(call: ApiCall) -> dict[str, Any]:
     """``message/send``: an app message to staff members (``touser`` "a|b", at most 1000)."""
     body, world, state = call.body, call.world, call.state
@@ -113,15 +117,19 @@ def message_send(call: ApiCall) -> dict[str, Any]:
         if not (body.get("text") or {}).get("content"):
             raise ApiError(41009, "missing text content")
     elif msgtype == "textcard":
-        card = body.get("textcard") or {}
+        card = dict(body.get("textcard") or {})
         for key in ("title", "description", "url"):
             value = card.get(key)
             if not isinstance(value, str) or not value:
                 raise ApiError(40058, f"textcard.{key} is required")
-            if len(value.encode("utf-8")) > TEXTCARD_LIMITS[key]:
-                raise ApiError(40058, f"textcard.{key} exceeds {TEXTCARD_LIMITS[key]} bytes")
-        if len(str(card.get("btntxt") or "")) > BTNTXT_CHARS:
-            raise ApiError(40058, f"textcard.btntxt exceeds {BTNTXT_CHARS} characters")
+        if len(card["url"].encode("utf-8")) > TEXTCARD_LIMITS["url"]:
+            raise ApiError(40058, f"textcard.url exceeds {TEXTCARD_LIMITS['url']} bytes")
+        # Longer title, description and button text are cut, not refused, like the platform.
+        for key in ("title", "description"):
+            card[key] = _cut(card[key], TEXTCARD_LIMITS[key])
+        if card.get("btntxt"):
+            card["btntxt"] = str(card["btntxt"])[:BTNTXT_CHARS]
+        body = {**body, "textcard": card}
     else:
         raise ApiError(40008, "invalid message type")
     users = [u for u in str(body.get("touser") or "").split("|") if u]

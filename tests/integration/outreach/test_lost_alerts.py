@@ -97,14 +97,23 @@ def test_the_fake_refuses_like_the_platform(outreach):
         ({"agentid": 1, "touser": "zhangwei", "msgtype": "textcard", "textcard": card}, 40056),
         ({"agentid": 1000002, "touser": "ghost", "msgtype": "textcard", "textcard": card}, 81013),
         ({"agentid": 1000002, "touser": "zhangwei", "msgtype": "textcard",
-          "textcard": {**card, "title": "长" * 43}}, 40058),  # 129 bytes
+          "textcard": {**card, "url": None}}, 40058),
     ]  # fmt: skip
     for body, errcode in refusals:
         with pytest.raises(WeComError) as refused:
             client.send_app_message(body)
         assert refused.value.errcode == errcode
     partly = client.send_app_message(
-        {"agentid": 1000002, "touser": "zhangwei|Ghost", "msgtype": "text", "text": {"content": "x"}}
+        {
+            "agentid": 1000002,
+            "touser": "zhangwei|Ghost",
+            "msgtype": "text",
+            "text": {"content": "x"},
+        }
     )
     assert partly["invaliduser"] == "ghost"
     assert outreach.messages("app")[-1].targets == ["zhangwei"]
+    # A title past 128 bytes is cut, not refused (43 characters of 3 bytes: 42 kept).
+    client.send_app_message({"agentid": 1000002, "touser": "zhangwei", "msgtype": "textcard",
+                             "textcard": {**card, "title": "长" * 43}})  # fmt: skip
+    assert outreach.messages("app")[-1].body["textcard"]["title"] == "长" * 42
