@@ -42,9 +42,16 @@ BUYING_ROLES = {
 RISK_FLAGS = {
     "payment_risk": _l("Payment risk"),
     "churn_risk": _l("Churn risk"),
+    "lost": _l("Lost customers"),
     "inactive": _l("Inactive"),
     "new": _l("New"),
     "growing": _l("Growing"),
+}
+
+# Why a contact is lost (services/segment/lost.py REASONS).
+LOST_REASONS = {
+    "customer_deleted_staff": _l("The customer deleted the staff member"),
+    "staff_deleted_customer": _l("The staff member deleted the customer"),
 }
 
 # What moved a subject between stages (stage_history.moved_by).
@@ -190,6 +197,10 @@ def buying_role(code: str | None) -> str:
 
 def risk_flag(code: str | None) -> str:
     return _label(RISK_FLAGS, code)
+
+
+def lost_reason(code: str | None) -> str:
+    return _label(LOST_REASONS, code)
 
 
 def moved_by(code: str | None) -> str:

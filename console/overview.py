@@ -1,6 +1,7 @@
 """The overview's sections beside the funnel (docs/console.md "Overview"): the chart data
 (stages, conversion between consecutive stages, entries per week over the last 8 weeks), the
-accounts whose risk flags need action, the latest stage changes and the latest campaign runs.
+accounts whose risk flags need action, the contacts recently lost, the latest stage changes and
+the latest campaign runs.
 Read through the services' own query functions, labelled for display."""
 
 from __future__ import annotations
@@ -9,15 +10,20 @@ from flask_babel import gettext as _
 
 from console import labels, reasons
 from services.outreach.run_rows import recent_runs
-from services.segment.overview_query import recent_stage_changes, risk_account_rows
+from services.segment.overview_query import (
+    recent_losses,
+    recent_stage_changes,
+    risk_account_rows,
+)
 from shared.tenants import Tenant
 
 WEEKS = 8
 CHANGES = 20
 RISK_ACCOUNTS = 10
 RUNS = 10
+LOSSES = 10
 # The flags that ask ops to act (``new`` and ``growing`` are chances, not risks).
-ACTION_FLAGS = ("payment_risk", "churn_risk", "inactive")
+ACTION_FLAGS = ("payment_risk", "churn_risk", "lost", "inactive")
 SENT = ("sent", "delivered")
 
 
@@ -84,6 +90,18 @@ def risk_accounts(conn, tenant: Tenant) -> list[dict]:
     ]
 
 
+def losses(conn, tenant: Tenant) -> list[dict]:
+    """The contacts lost most recently (docs/domain.md "Lost customers"), labelled."""
+    return [
+        {
+            **r,
+            "reason_label": labels.lost_reason(r["lost"]["reason"]),
+            "staff_userid": r["lost"].get("staff_userid"),
+        }
+        for r in recent_losses(conn, tenant.id, limit=LOSSES)
+    ]
+
+
 def stage_changes(conn, tenant: Tenant, model: str) -> list[dict]:
     return [
         {
@@ -128,6 +146,7 @@ def sections(conn, tenant: Tenant, funnel: dict) -> dict:
         "chart": chart(funnel, weeks),
         "conversions": conversions(funnel),
         "risk_accounts": risk_accounts(conn, tenant) if tenant.mode == "b2b" else [],
+        "losses": losses(conn, tenant),
         "changes": stage_changes(conn, tenant, funnel["model"]),
         "runs": runs(conn, tenant),
     }

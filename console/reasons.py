@@ -46,6 +46,10 @@ RISK_REASONS = [
         _l("%(count)s engaged members left in the last %(days)s days (%(exits)s)"),
     ),
     (
+        r"(?P<count>\d+) members? lost \((?P<exits>.+)\)",
+        _l("%(count)s members lost (%(exits)s)"),
+    ),
+    (
         rf"(?P<count>\d+) complaints? in the last (?P<days>{_NUM}) days",
         _l("%(count)s complaints in the last %(days)s days"),
     ),
@@ -81,13 +85,15 @@ RISK_REASONS = [
 ]
 RISK_REASONS = [(re.compile(rf"^{p}$"), t) for p, t in RISK_REASONS]
 
-# The parts of a churn reason's member exits (risk.EXIT_TYPES).
+# The parts of a churn reason's member exits (risk.EXIT_TYPES) and of a lost reason
+# (risk.LOST_REASONS).
 EXITS = [
     (re.compile(r"^(?P<count>\d+) unfollowed the OA$"), _l("%(count)s unfollowed the OA")),
     (
         re.compile(r"^(?P<count>\d+) deleted their staff contact$"),
         _l("%(count)s deleted their staff contact"),
     ),
+    (re.compile(r"^(?P<count>\d+) deleted by staff$"), _l("%(count)s deleted by staff")),
 ]
 MIXED = "(mixed currencies)"
 

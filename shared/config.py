@@ -166,6 +166,9 @@ class Settings:
     wechat_api_base: str = DEFAULT_WECHAT_API_BASE
     # Where ingest is reachable from the internet: tracked links point at <public_url>/r/<token>.
     public_url: str = "http://127.0.0.1:8080"
+    # Where staff open the console (the admin API's root): lost-customer alerts link to
+    # <console_url>/contacts/<id> (docs/domain.md "Lost customers").
+    console_url: str = "http://127.0.0.1:8090"
     # Every tenant's request rates unless its `limits:` says otherwise (SIYU_LIMIT_*).
     limits: Limits = DEFAULT_LIMITS
     # The schemas of the admin tables (outreach's) and of ingest's tokens; tests use private ones.
@@ -232,6 +235,7 @@ class Settings:
             wecom_rate=_env_float(env, "SIYU_WECOM_RATE", 5.0),
             wechat_api_base=env.get("SIYU_WECHAT_API_BASE") or DEFAULT_WECHAT_API_BASE,
             public_url=(env.get("SIYU_PUBLIC_URL") or "http://127.0.0.1:8080").rstrip("/"),
+            console_url=(env.get("SIYU_CONSOLE_URL") or "http://127.0.0.1:8090").rstrip("/"),
             limits=limits_from_env(env),
             outreach_schema=_env_schema(env, "SIYU_OUTREACH_SCHEMA", "outreach"),
             ingest_schema=_env_schema(env, "SIYU_INGEST_SCHEMA", "ingest"),

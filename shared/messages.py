@@ -41,6 +41,21 @@ class StageChangeSchema(Schema):
     )
 
 
+class LostSchema(Schema):
+    """A lost contact (services/segment/lost.py): why, whose staff member, when, which event."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    reason = fields.String(
+        required=True,
+        validate=validate.OneOf(["customer_deleted_staff", "staff_deleted_customer"]),
+    )
+    staff_userid = fields.String(allow_none=True, load_default=None)
+    at = fields.AwareDateTime(required=True)
+    event_id = fields.String(allow_none=True, load_default=None)
+
+
 class ProfileSchema(Schema):
     class Meta:
         unknown = EXCLUDE
@@ -67,6 +82,8 @@ class ProfileSchema(Schema):
     oa_follower = fields.Boolean(allow_none=True, load_default=None)
     wecom_contact = fields.Boolean(allow_none=True, load_default=None)
     oa_last_message_at = fields.AwareDateTime(allow_none=True, load_default=None)
+    # Set while the contact is lost (docs/domain.md "Lost customers"); absent before issue 18.
+    lost = fields.Nested(LostSchema, allow_none=True, load_default=None)
 
 
 class CatalogueModelSchema(Schema):

@@ -36,7 +36,7 @@ EVALUATING = "evaluating"
 # customer-service messages.
 CHANNELS = ("wecom_group", "wecom_single", "oa_template", "oa_mass", "oa_custom")
 
-RISK_FLAGS = ("payment_risk", "churn_risk", "inactive", "new", "growing")
+RISK_FLAGS = ("payment_risk", "churn_risk", "lost", "inactive", "new", "growing")
 BEHAVIOURS = ("dissatisfied", "prospect", "lapsed", "new", "loyal", "impulse", "researcher",
               "discount_chaser", "skeptic")  # fmt: skip
 

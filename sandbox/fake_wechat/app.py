@@ -203,6 +203,7 @@ WECOM: dict[str, Route] = {
     "externalcontact/get_groupmsg_task": Route("POST", sending.get_groupmsg_task),
     "externalcontact/get_groupmsg_send_result": Route("POST", sending.get_groupmsg_send_result),
     "externalcontact/groupchat/list": Route("POST", _groupchat_list),
+    "message/send": Route("POST", sending.message_send),
 }
 
 

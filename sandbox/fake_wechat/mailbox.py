@@ -12,7 +12,8 @@ MONTH = 30 * DAY
 
 @dataclass
 class Sent:
-    """One accepted send: a WeCom mass-message task or an OA message."""
+    """One accepted send: a WeCom mass-message task, a WeCom app message to staff (kind "app",
+    ``targets`` the userids) or an OA message."""
 
     msgid: str
     api: str  # wecom | oa
@@ -23,7 +24,7 @@ class Sent:
     body: dict[str, Any]
     # WeCom: sender userid -> targets (external_userid or chat_id) -> status when confirmed.
     tasks: dict[str, dict[str, int]] = field(default_factory=dict)
-    targets: list[str] = field(default_factory=list)  # OA: openids reached
+    targets: list[str] = field(default_factory=list)  # OA: openids reached; app: userids
 
     def summary(self, now: float, confirm_delay: float) -> dict[str, Any]:
         out = {
@@ -34,7 +35,7 @@ class Sent:
             "at": self.at,
             "body": self.body,
         }
-        if self.api == "wecom":
+        if self.api == "wecom" and self.kind != "app":  # app messages need no confirmation
             out["confirmed"] = now >= self.at + confirm_delay
             out["tasks"] = self.tasks
         else:

@@ -6,8 +6,10 @@ until the member confirms it (here: ``confirm_delay`` seconds later); ``get_grou
 another today). Official Account: template messages (``client_msg_id`` dedupes, 43004 for a
 non-follower, a daily quota answered with 45009), customer-service messages (45015 for a
 non-follower, 45047 past 5 per 48 h), mass send to an openid list (2..10000, ``clientmsgid``
-dedupes, 4 per follower per month: the rest filtered). Everything accepted is kept in the
-mailbox, which ``GET /_fake/messages`` shows.
+dedupes, 4 per follower per month: the rest filtered). WeCom app messages to staff
+(``message/send``, text and textcard: 40056 for another agentid, unknown staff in
+``invaliduser``, 81013 when none is valid, a long title or description cut). Everything
+accepted is kept in the mailbox, which ``GET /_fake/messages`` shows.
 """
 
 from __future__ import annotations
@@ -95,11 +97,63 @@ def add_msg_template(call: ApiCall) -> dict[str, Any]:
     return {"fail_list": fail_list, "msgid": sent.msgid}
 
 
+# textcard limits in UTF-8 bytes (docs/platform.md "App messages to staff"); btntxt in characters.
+TEXTCARD_LIMITS = {"title": 128, "description": 512, "url": 2048}
+BTNTXT_CHARS = 4
+
+
+def _cut(text: str, limit: int) -> str:
+    return text.encode("utf-8")[:limit].decode("utf-8", "ignore")
+
+
+def message_send(call: ApiCall) -> dict[str, Any]:
+    """``message/send``: an app message to staff members (``touser`` "a|b", at most 1000)."""
+    body, world, state = call.body, call.world, call.state
+    creds = state.corps[world.corp_id]
+    if body.get("agentid") != creds.agent_id or creds.agent_id is None:
+        raise ApiError(40056, "invalid agentid")
+    msgtype = body.get("msgtype")
+    if msgtype == "text":
+        if not (body.get("text") or {}).get("content"):
+            raise ApiError(41009, "missing text content")
+    elif msgtype == "textcard":
+        card = dict(body.get("textcard") or {})
+        for key in ("title", "description", "url"):
+            value = card.get(key)
+            if not isinstance(value, str) or not value:
+                raise ApiError(40058, f"textcard.{key} is required")
+        if len(card["url"].encode("utf-8")) > TEXTCARD_LIMITS["url"]:
+            raise ApiError(40058, f"textcard.url exceeds {TEXTCARD_LIMITS['url']} bytes")
+        # Longer title, description and button text are cut, not refused, like the platform.
+        for key in ("title", "description"):
+            card[key] = _cut(card[key], TEXTCARD_LIMITS[key])
+        if card.get("btntxt"):
+            card["btntxt"] = str(card["btntxt"])[:BTNTXT_CHARS]
+        body = {**body, "textcard": card}
+    else:
+        raise ApiError(40008, "invalid message type")
+    users = [u for u in str(body.get("touser") or "").split("|") if u]
+    if not users or len(users) > 1000:
+        raise ApiError(40058, "touser: 1 to 1000 userids")
+    valid = [u for u in users if u in world.staff]
+    invalid = [u.lower() for u in users if u not in world.staff]
+    if not valid:
+        raise ApiError(81013, "user & party & tag all invalid")
+    with state.lock:
+        box = state.mailbox
+        sent = box.add(Sent(box.next_id("app"), "wecom", "app", world.tenant_id, world.corp_id,
+                            state.now(), body, targets=valid))  # fmt: skip
+    out: dict[str, Any] = {"msgid": sent.msgid}
+    if invalid:
+        out["invaliduser"] = "|".join(invalid)
+    return out
+
+
 def _sent(call: ApiCall, api: str) -> Sent:
     msgid = call.body.get("msgid")
     sent = call.state.mailbox.by_id.get(msgid) if isinstance(msgid, str) else None
     owner = call.token.owner if call.token else None
-    if sent is None or sent.api != api or sent.owner != owner:
+    if sent is None or sent.api != api or sent.owner != owner or sent.kind == "app":
         raise ApiError(41063 if api == "wecom" else 40008, "invalid msgid")
     return sent
 

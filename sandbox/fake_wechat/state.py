@@ -132,6 +132,7 @@ class CorpCreds:
     corp_id: str
     secret: str | None
     tenant_id: str
+    agent_id: int | None = None  # the corp's app (message/send's agentid)
 
 
 @dataclass
@@ -189,7 +190,10 @@ class FakeState:
             if tenant.wecom is not None:
                 corp_id = tenant.wecom.corp_id
                 corps[corp_id] = CorpCreds(
-                    corp_id, _reveal(tenant.wecom.secret, secret_defaults), tenant.id
+                    corp_id,
+                    _reveal(tenant.wecom.secret, secret_defaults),
+                    tenant.id,
+                    tenant.wecom.agent_id,
                 )
                 worlds[corp_id] = build_corp(
                     tenant.id, tenant.mode, corp_id, seed=seed, contacts=contacts

@@ -3,7 +3,8 @@
 decode (the contracts' schemas) -> process (one transaction per batch) -> commit:
 - ``siyu.profiles.v1``: upsert the contact's row; an older snapshot never overwrites a newer one
   (redelivery and replays are harmless); a ``merged_into`` tombstone deletes the row. A risk flag
-  the account did not have before fires the campaigns triggered by it.
+  the account did not have before fires the campaigns triggered by it; a loss on the profile
+  queues its staff alert once (services/outreach/lost_alerts.py).
 - ``siyu.stage-changes.v1``: fires the campaigns triggered by entering that stage.
 - ``siyu.catalogue.v1``: the tenant's model and segments, the names campaigns are checked
   against (services/outreach/catalogue.py; the newest per tenant wins).
@@ -25,7 +26,7 @@ from psycopg import Connection, sql
 from psycopg.adapt import PyFormat
 from psycopg.types.json import Jsonb
 
-from services.outreach import erasure
+from services.outreach import erasure, lost_alerts
 from services.outreach.catalogue import apply_catalogues
 from shared import messages
 from shared.kafka.consumer import Message, PoisonMessage
@@ -131,7 +132,8 @@ def apply_profiles(conn: Connection, profiles: Iterable[dict[str, Any]], now: da
     """Upsert profiles (the newest per contact wins); delete tombstoned contacts; fire risk-flag
     triggers for flags newly raised. Returns runs created."""
     profiles = list(profiles)
-    live = [_row(p) for p in profiles if not p.get("merged_into")]
+    live_profiles = [p for p in profiles if not p.get("merged_into")]
+    live = [_row(p) for p in live_profiles]
     gone = [(p["tenant_id"], p["contact_id"]) for p in profiles if p.get("merged_into")]
     runs = 0
     if live:
@@ -141,6 +143,7 @@ def apply_profiles(conn: Connection, profiles: Iterable[dict[str, Any]], now: da
             for flag in sorted(raised) if r["account_id"] else ():
                 runs += fire(conn, r["tenant_id"], "risk_flag", flag, "account",
                              r["account_id"], r["updated_at"], now)  # fmt: skip
+    lost_alerts.queue(conn, live_profiles, now - STALE_AFTER)
     if gone:
         conn.execute(
             "DELETE FROM audience a USING unnest(%s::text[], %s::text[]) AS g(t, c) "

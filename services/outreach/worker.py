@@ -17,6 +17,7 @@ from psycopg_pool import ConnectionPool
 from services.outreach import (
     backlog,
     groups,
+    lost_alerts,
     metrics,
     projection,
     results,
@@ -76,6 +77,7 @@ class Loop:
     def __init__(self, settings: Settings, pool: ConnectionPool, tenants: TenantRegistry,
                  clients: Clients, schema: str):  # fmt: skip
         self.pool, self.tenants, self.clients = pool, tenants, clients
+        self.console_url = settings.console_url
         self.leadership = scheduler.Leadership(settings.require_database(), schema)
         # A run whose worker died is taken over when its lease passes (SIYU_OUTREACH_LEASE_S).
         lease = timedelta(seconds=settings.outreach_lease_s)
@@ -96,6 +98,7 @@ class Loop:
                 self.sync_groups(now)
             tenant_deletion.purge_pending(self.pool)  # deleted tenants, a few batches a tick
         self.executor.run_due()
+        lost_alerts.send_due(self.pool, self.clients, self.tenants, self.console_url)
         if time.monotonic() - self._polled_at > POLL_RESULTS_S:
             results.poll_results(self.pool, self.clients)
             self._polled_at = time.monotonic()

@@ -21,8 +21,9 @@ from services.segment.catalogue import queue_catalogue
 from services.segment.due import horizon_days, next_due
 from services.segment.facts import AccountFacts, ContactFacts, EventFact, is_activity
 from services.segment.lifecycle.model import LifecycleModel, Transition, evaluate_account
+from services.segment.lost import lost_state, members_lost
 from services.segment.reach import reach
-from services.segment.risk import risk_flags
+from services.segment.risk import lost_flag, risk_flags
 from services.segment.roles import RoleGuess, infer_role
 from services.segment.scoring import DEFAULT_SCORING, account_score, decayed, score
 from services.segment.segments import (
@@ -236,6 +237,7 @@ def _derive(writes, tenant, model, defined, row, events, account_row, now, check
     times = [e.occurred_at for e in events]
     times += [t for t in (row["created_at"], account_row and account_row["created_at"]) if t]
     watch = watch or contact_watch(model, defined)
+    lost = lost_state(events)  # docs/domain.md "Lost customers"
     writes.contacts[contact_id] = ContactDerived(
         role=guess.role if guess else None,
         role_confidence=guess.confidence if guess else None,
@@ -247,6 +249,7 @@ def _derive(writes, tenant, model, defined, row, events, account_row, now, check
         behaviour=kinds,
         features=features,
         due_at=watch.due(times, now, new_score),
+        lost=lost,
     )
     # A profile's version is when it was derived; never older than the last one published (the
     # time tick derives at the wall clock, a later touchpoint may carry an older event time).
@@ -268,6 +271,7 @@ def _derive(writes, tenant, model, defined, row, events, account_row, now, check
         "segments": member_of,
         "last_event_at": row["last_event_at"].isoformat(),
         "updated_at": version.isoformat(),
+        "lost": lost,
         **reach(events),
     }
     value = messages.encode_built(messages.PROFILE, profile)
@@ -380,10 +384,12 @@ def _refresh_account(writes, tenant, model, account, members, history, now, even
         record_move(writes, tenant, "account", account_id, model, move, now, event_id, topics,
                     moved_by=moved_by)  # fmt: skip
         stage, since = move.to_stage, now
+    lost = lost_flag(members_lost({c: lost_state(events) for c, events in own.items()}))
     flags = [
-        {"flag": f.flag, "reason": f.reason, "since": f.since.isoformat() if f.since else None}
-        for f in risk_flags(facts, member_events, now)
-    ]
+        {"flag": f.flag, "reason": f.reason, "since": f.since.isoformat() if f.since else None,
+         **({"members": f.details["members"]} if f.flag == "lost" else {})}
+        for f in risk_flags(facts, member_events, now, lost=lost)
+    ]  # fmt: skip
     writes.accounts[account_id] = AccountDerived(
         stage=stage,
         stage_since=since,

@@ -1,5 +1,6 @@
 """What a tenant's overview reads beside the funnel report (docs/console.md "Overview"): the
-latest stage changes of its subjects and the accounts whose risk flags ask for action. Tables
+latest stage changes of its subjects, the accounts whose risk flags ask for action and the
+contacts recently lost (docs/domain.md "Lost customers"). Tables
 unqualified (the caller's search_path is the segment schema: api_common.segment_connection)."""
 
 from __future__ import annotations
@@ -50,4 +51,15 @@ def risk_account_rows(conn, tenant: str, flags: Sequence[str], *, limit: int = 2
             "ORDER BY f.flagged_at DESC NULLS LAST, a.account_id LIMIT %(n)s"
         ).format(ACCOUNT_ITEM_COLUMNS),
         {"t": tenant, "flags": list(flags), "n": limit},
+    ).fetchall()
+
+
+def recent_losses(conn, tenant: str, *, limit: int = 10) -> list[dict]:
+    """The tenant's lost contacts (``contacts.lost``), newest loss first: id, name, account,
+    the loss (reason, staff_userid, event_id) and ``lost_at``."""
+    return conn.execute(
+        "SELECT contact_id, name, account_id, lost, (lost->>'at')::timestamptz AS lost_at "
+        "FROM contacts WHERE tenant_id = %s AND lost IS NOT NULL "
+        "ORDER BY lost_at DESC, contact_id LIMIT %s",
+        (tenant, limit),
     ).fetchall()

@@ -20,6 +20,9 @@ payment risk):
   ``wecom.contact.follow_user_deleted``) within ``churn_signal_days``: a member is engaged if the
   exit carries no ``attributes.contact_id`` or that contact interacted in the
   ``engaged_lookback_days`` before leaving; or a complaint was filed within ``churn_signal_days``.
+- ``lost``: members whose WeCom relation ended and was not re-added (services/segment/lost.py,
+  docs/domain.md "Lost customers"), each with its reason, staff member and time; computed by
+  ``lost_flag`` from the members' losses (the caller knows which events are whose).
 - ``inactive``: no action of the members' own (``facts.is_activity``: not a staff edit, a send
   result or an enrichment fetch; docs/domain.md "Activity") for ``inactive_days`` (an account
   that never acted counts from its creation or first event).
@@ -43,7 +46,7 @@ from marshmallow import fields as mfields
 from services.segment.facts import AccountFacts, EventFact, amount_of, is_activity, last_activity
 from services.segment.scoring import RuleConfigError, check_positive, validate_config
 
-SEVERITY = ("payment_risk", "churn_risk", "inactive", "new", "growing")
+SEVERITY = ("payment_risk", "churn_risk", "lost", "inactive", "new", "growing")
 
 # Engagement: the customer actions (docs/domain.md "Activity") that count as the account (or one
 # of its members) taking part; leaving, complaining and paying invoices are activity, not this.
@@ -388,13 +391,38 @@ def _growing(events: list[EventFact], now: datetime, t: RiskThresholds) -> RiskF
     )
 
 
+LOST_REASONS = {
+    "customer_deleted_staff": "deleted their staff contact",
+    "staff_deleted_customer": "deleted by staff",
+}
+
+
+def lost_flag(members: list[dict[str, Any]]) -> RiskFlag | None:
+    """The ``lost`` flag from ``lost.members_lost`` (newest first): counts by reason, since the
+    first loss; the members in ``details``."""
+    if not members:
+        return None
+    counts: dict[str, int] = {}
+    for m in members:
+        counts[m["reason"]] = counts.get(m["reason"], 0) + 1
+    parts = ", ".join(f"{counts[r]} {LOST_REASONS[r]}" for r in LOST_REASONS if r in counts)
+    return RiskFlag(
+        "lost",
+        f"{_plural(len(members), 'member')} lost ({parts})",
+        datetime.fromisoformat(min(m["at"] for m in members)),
+        {"members": members},
+    )
+
+
 def risk_flags(
     account: AccountFacts,
     member_events: Iterable[EventFact],
     now: datetime,
     thresholds: RiskThresholds = DEFAULT_THRESHOLDS,
+    lost: RiskFlag | None = None,
 ) -> list[RiskFlag]:
-    """The account's risk flags at ``now``, most severe first (see ``SEVERITY``)."""
+    """The account's risk flags at ``now``, most severe first (see ``SEVERITY``); ``lost`` is
+    the flag ``lost_flag`` made, if any."""
     t = thresholds
     events = sorted(
         (
@@ -403,7 +431,7 @@ def risk_flags(
         ),
         key=lambda e: e.occurred_at,
     )
-    flags: list[RiskFlag] = []
+    flags: list[RiskFlag] = [lost] if lost else []
 
     payment = _payment(account, events, now, t)
     if payment:

@@ -477,3 +477,9 @@ class WeComClient(WeChatClient):
             ).get("send_list")
             or []
         )
+
+    def send_app_message(self, body: dict) -> dict:
+        """``message/send``: an app message to staff members (``touser``, ``agentid``...);
+        ``{"invaliduser": "a|b", "msgid"...}``; 81013 when no recipient is valid
+        (docs/platform.md "App messages to staff")."""
+        return self.post("message/send", data=body)

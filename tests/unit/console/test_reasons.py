@@ -16,7 +16,7 @@ from console import labels, reasons
 from console.app import init_console
 from console.http import LANG_COOKIE
 from services.outreach import policies
-from services.segment import risk
+from services.segment import lost, risk
 from services.segment.facts import AccountFacts, EventFact
 from shared.config import Settings
 from shared.envelope import EVENT_TYPES
@@ -106,6 +106,12 @@ def _sentences() -> list[str]:
     for account, events in SCENARIOS.values():
         for flag in risk.risk_flags(account, events, NOW):
             out += flag.reason.split("; ")
+    # The lost flag (services/segment/lost.py), both reasons.
+    members = lost.members_lost({
+        "c1": lost.lost_state([_ev("wecom.contact.follow_user_deleted", 1, staff_userid="s")]),
+        "c2": lost.lost_state([_ev("wecom.contact.deleted", 2, staff_userid="s")]),
+    })  # fmt: skip
+    out += risk.lost_flag(members).reason.split("; ")
     return out
 
 

@@ -71,8 +71,8 @@ def test_unknown_names_answer():
             "Unknown stage 'Intrest'. Valid: attention, interest. Did you mean 'interest'?"
         ],
         "trigger.event.risk_flag": [
-            "Unknown risk flag 'churn'. Valid: payment_risk, churn_risk, inactive, new, growing. "
-            "Did you mean 'churn_risk'?"
+            "Unknown risk flag 'churn'. Valid: payment_risk, churn_risk, lost, inactive, new, "
+            "growing. Did you mean 'churn_risk'?"
         ],
         "valid": {"audience.stages[1]": ["attention", "interest"],
                   "trigger.event.risk_flag": list(RISK_FLAGS)},
