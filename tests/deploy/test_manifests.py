@@ -386,6 +386,41 @@ def test_both_hosts_are_routed_through_the_gateway_to_existing_services(overlay)
     assert gateway_ns == routes["siyu-hooks"]["spec"]["parentRefs"][0]["namespace"]
 
 
+def _console_prefixes() -> set[str]:
+    """The first path segment of every console page (console/views*.py), e.g. "/segments"."""
+    from flask import Flask
+
+    from console.app import init_console
+
+    app = Flask("routes-test")
+    init_console(app, None)
+    rules = [r.rule for r in app.url_map.iter_rules() if r.endpoint.startswith("console.")]
+    return {"/" if rule == "/" else "/" + rule.strip("/").split("/")[0] for rule in rules}
+
+
+def _reaches(path: str, matches: list[dict]) -> bool:
+    for match in matches:
+        kind, value = match["path"]["type"], match["path"]["value"].rstrip("/") or "/"
+        if kind == "Exact" and path == value:
+            return True
+        if kind == "PathPrefix" and (path == value or path.startswith(value.rstrip("/") + "/")):
+            return True
+    return False
+
+
+def test_the_admin_host_routes_every_console_page_and_no_probe_or_metrics(overlay):
+    _, objects = overlay
+    matches = [m for r in objects_of(objects, "HTTPRoute")["siyu-admin"]["spec"]["rules"]
+               for m in r["matches"]]  # fmt: skip
+    prefixes = _console_prefixes()
+    assert {"/", "/segments", "/campaigns", "/console"} <= prefixes
+    for prefix in prefixes:
+        probe = prefix if prefix == "/" else f"{prefix}/x"
+        assert _reaches(probe, matches), prefix
+    for private in ("/metrics", "/healthz", "/readyz"):
+        assert not _reaches(private, matches), private
+
+
 def prod_with_ingress(tmp_path: Path) -> Path:
     """What deploy/README.md tells a cluster without Gateway API to do: its copy of the prod
     overlay lists the ingress component."""
