@@ -140,6 +140,7 @@ EXCLUSIONS = {
     "no_discount_unknown_audience": _l("Promotion to an OA tag of a B2B tenant"),
     "series_finished": _l("Has received the whole series"),
     "no_fitting_content": _l("No content fits the stage and role"),
+    "not_a_notice": _l("Not a service notice (OA template messages carry notices only)"),
     "no_discount_comparing": _l("No discounts while comparing (B2B)"),
     "no_discount_unflagged_model": _l("No discounts: the model flags no evaluating stage"),
     "no_discount_b2b": _l("No promotions to B2B contacts"),

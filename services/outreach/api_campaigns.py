@@ -132,12 +132,14 @@ def _check_names(conn, tenant: str, body: dict) -> None:
 def _check_content(conn, tenant: str, body: dict) -> None:
     """400 for names the tenant does not have, content the channel may not carry (an OA
     template message carries notices only: services/outreach/notices.py) and content without
-    the channel's payload."""
+    the channel's payload. The items are read FOR SHARE: an edit of one (api_content.py
+    update_item, FOR UPDATE) waits for this launch or change to commit and then sees the
+    campaign active, or this waits for the edit and sees the item as edited."""
     _check_names(conn, tenant, body)
     ids = list(body["content"].get("series") or [body["content"]["item"]])
     rows = conn.execute(
         "SELECT content_id, format, promotional, payloads FROM content "
-        "WHERE tenant_id = %s AND content_id = ANY(%s)",
+        "WHERE tenant_id = %s AND content_id = ANY(%s) ORDER BY content_id FOR SHARE",
         (tenant, ids),
     ).fetchall()
     found = {r["content_id"]: r for r in rows}

@@ -104,12 +104,14 @@ def check_content_names(conn, tenant: str, body: dict, field: str | None = None)
         raise error
 
 
-def content_item(conn, tenant: str, content_id: str) -> dict:
-    """One item of the tenant's library (404 for another tenant's or an unknown id)."""
-    row = conn.execute(
-        sql.SQL("SELECT {} FROM content WHERE tenant_id = %s AND content_id = %s").format(COLUMNS),
-        (tenant, content_id),
-    ).fetchone()
+def content_item(conn, tenant: str, content_id: str, *, lock: bool = False) -> dict:
+    """One item of the tenant's library (404 for another tenant's or an unknown id); ``lock``
+    holds its row until the transaction ends (an edit: see update_item)."""
+    query = sql.SQL("SELECT {} FROM content WHERE tenant_id = %s AND content_id = %s").format(
+        COLUMNS
+    )
+    row = conn.execute(query + sql.SQL(" FOR UPDATE") if lock else query,
+                       (tenant, content_id)).fetchone()  # fmt: skip
     if row is None:
         raise not_found("content", content_id)
     return row
@@ -177,8 +179,13 @@ def _check_notice(conn, tenant: str, content_id: str, merged: dict) -> None:
 
 def update_item(conn, tenant: str, content_id: str, body: dict, who: Principal | str) -> dict:
     """Replace the fields of a loaded ContentPatchSchema body, audited as ``who``; 400 for an
-    item an active OA template campaign sends that would stop being a notice."""
-    current = content_item(conn, tenant, content_id)
+    item an active OA template campaign sends that would stop being a notice.
+
+    The row is locked first: a campaign's launch reads its content FOR SHARE
+    (api_campaigns.py _check_content), so an edit and a launch of the same item never overlap.
+    A launch that came first is committed before the check below reads the active campaigns (a
+    new snapshot per statement); one that comes second waits and then sees the edited item."""
+    current = content_item(conn, tenant, content_id, lock=True)
     check_content_names(conn, tenant, body)
     merged = {**current, **body}
     _check_notice(conn, tenant, content_id, merged)

@@ -70,7 +70,13 @@ def items(conn: Connection, campaign: Campaign) -> list[Item]:
     if missing:
         raise PlanError(f"content not found: {', '.join(missing)}")
     found = [
-        Item(i, rows[i]["promotional"], frozenset(rows[i]["stages"]), frozenset(rows[i]["roles"]))
+        Item(
+            i,
+            rows[i]["promotional"],
+            frozenset(rows[i]["stages"]),
+            frozenset(rows[i]["roles"]),
+            rows[i]["format"],
+        )
         for i in ids
         if rows[i]["status"] == "active"
     ]

@@ -8,7 +8,9 @@ in a fixed order and the first that fails is the reason:
    ``no_openid``, ``deleted_contact``, ``unsubscribed``, ``group_dismissed``);
    an OA tag (mass send by tag) is the platform's to resolve: only the guard applies to it
    (``no_discount_unknown_audience`` for a B2B tenant's promotion);
-3. content: something in the item or series fits (``series_finished``, ``no_fitting_content``);
+3. content: something in the item or series fits (``series_finished``, ``no_fitting_content``),
+   and a channel that carries notices only gets a notice (``not_a_notice``: an OA template
+   campaign active since before that rule, whose item is marketing; services/outreach/notices.py);
 4. the B2B no-discount guard: promotional content never reaches a B2B buyer (or a group with
    one) whose stage or account stage the tenant's lifecycle model flags ``evaluating``
    (``no_discount_comparing``; the stages are the catalogue's, never names written here: see
@@ -28,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from services.outreach import notices
 from shared.vocabulary import EVALUATING
 
 # The tenant's default for a model whose stages declare no flags (outreach setting
@@ -66,6 +69,11 @@ class Item:
     promotional: bool
     stages: frozenset[str] = frozenset()
     roles: frozenset[str] = frozenset()
+    format: str | None = None  # None: unknown, so not a notice
+
+    @property
+    def notice(self) -> bool:
+        return self.format is not None and notices.is_notice(self.format, self.promotional)
 
     def fits(self, r: Recipient) -> bool:
         if r.kind == "group":
@@ -206,6 +214,8 @@ def decide(
     item, reason = pick(items, r, series=series)
     if item is None:
         return Decision(None, reason)
+    if policy.channel in notices.NOTICE_ONLY_CHANNELS and not item.notice:
+        return Decision(item.content_id, "not_a_notice")
     if item.promotional:
         reason = _guard(r, policy)
         if reason:

@@ -34,9 +34,9 @@ def tenant_mode(conn, tenant_id: str) -> str | None:
 
 
 def content_items(conn, tenant_id: str, content_ids: list[str]) -> list[dict[str, Any]]:
-    """What planning needs of content items: promotional, stages, roles, status."""
+    """What planning needs of content items: format, promotional, stages, roles, status."""
     return conn.execute(
-        "SELECT content_id, promotional, stages, roles, status FROM content "
+        "SELECT content_id, format, promotional, stages, roles, status FROM content "
         "WHERE tenant_id = %s AND content_id = ANY(%s)",
         (tenant_id, content_ids),
     ).fetchall()

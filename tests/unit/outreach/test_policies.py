@@ -32,6 +32,7 @@ QUOTAS = {"wecom_customer_per_day": 1, "oa_mass_per_month": 4, "oa_custom_window
           "oa_custom_per_window": 5}  # fmt: skip
 ARTICLE = Item("cnt_article", promotional=False)
 PROMO = Item("cnt_promo", promotional=True)
+NOTICE = Item("cnt_notice", promotional=False, format="service_notice")
 
 
 def contact(**kw) -> Recipient:
@@ -81,6 +82,13 @@ def policy(channel="wecom_single", **kw) -> Policy:
          None),
         (contact(oa_last_message_at=NOW - timedelta(hours=1), quota_used=5), ARTICLE,
          policy("oa_custom"), "quota_oa_custom"),
+        # oa_template carries notices only (a campaign active since before that rule).
+        (contact(), NOTICE, policy("oa_template"), None),
+        (contact(), ARTICLE, policy("oa_template"), "not_a_notice"),
+        (contact(), Item("cnt_offer", True, format="service_notice"), policy("oa_template"),
+         "not_a_notice"),
+        (contact(mode="b2c"), PROMO, policy("oa_template"), "not_a_notice"),
+        (contact(), NOTICE, policy(), None),
     ],
     ids=[
         "sent", "excluded by a segment", "no WeCom id", "deleted WeCom contact", "no openid",
@@ -89,7 +97,9 @@ def policy(channel="wecom_single", **kw) -> Policy:
         "promo to b2c", "article while comparing", "day cap", "week cap", "WeCom day quota",
         "OA mass month quota", "custom message, never messaged",
         "custom message, last message 49h ago", "custom message, last message 47h ago",
-        "custom message, window quota used",
+        "custom message, window quota used", "notice on oa_template",
+        "article on oa_template", "notice with an offer on oa_template",
+        "promo on oa_template", "notice on wecom",
     ],
 )  # fmt: skip
 def test_policies_per_contact(recipient, item, rules, reason):
