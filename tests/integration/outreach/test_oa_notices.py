@@ -5,6 +5,11 @@ an edit turning an item an active one sends into marketing is refused; a notice 
 
 from __future__ import annotations
 
+import threading
+
+from services.outreach import api_campaigns, api_content
+from shared.api.errors import ApiError
+
 WEEKLY = {"schedule": {"cron": "0 10 * * TUE"}}
 RULE = "oa_template carries service notices only (the platform forbids marketing there)"
 
@@ -93,3 +98,103 @@ def test_an_item_an_active_campaign_sends_stays_a_notice_until_the_campaign_is_p
     _refused(outreach.call("POST", f"/campaigns/{campaign}/launch", "operator"), notice)
     (row,) = outreach.sql("SELECT status FROM campaigns WHERE campaign_id = %s", (campaign,))
     assert row["status"] == "paused"
+
+
+def test_a_campaign_active_on_oa_template_before_the_rule_sends_no_marketing(outreach):
+    """Legacy data: a campaign made active on oa_template before the rule existed (stored
+    directly, as it was), whose item is a whitepaper. Preview and run exclude every recipient
+    with the reason ``not_a_notice``; nothing reaches the platform; a notice still goes out."""
+    people = [openid for _, openid in outreach.customers(40) if openid][:3]
+    for i, openid in enumerate(people):
+        outreach.profile(f"c_{i}", openid=openid, segments=["followers"])
+    whitepaper = outreach.content()
+    legacy = outreach.campaign(channel="wecom_single", audience={"segments": ["followers"]},
+                               content={"item": whitepaper}, trigger=WEEKLY)  # fmt: skip
+    outreach.sql("UPDATE campaigns SET channel = 'oa_template' WHERE campaign_id = %s", (legacy,))
+    preview = outreach.preview(legacy)
+    assert preview["excluded"] == {"not_a_notice": 3}
+    assert preview["to_send"] == 0
+    assert outreach.schedule() == 1
+    assert outreach.send() == 1
+    assert outreach.messages("template") == []
+    assert {(d["status"], d["reason"], d["content_id"])
+            for d in outreach.deliveries(legacy)} == {("excluded", "not_a_notice", whitepaper)}  # fmt: skip
+    run = outreach.call("GET", f"/campaigns/{legacy}/runs", "viewer").json["items"][0]
+    assert run["stats"]["excluded"] == {"not_a_notice": 3}
+    # A notice on the same channel is planned as before.
+    notice = outreach.campaign(channel="oa_template", audience={"segments": ["followers"]},
+                               content={"item": outreach.content("预约提醒", fmt="service_notice")},
+                               trigger=WEEKLY)  # fmt: skip
+    assert outreach.preview(notice)["to_send"] == 3
+
+
+def _waiting_for_a_lock(outreach, pid: int) -> None:
+    """Until the backend ``pid`` waits for a row lock (polled: a wait condition, not a timing)."""
+    for _ in range(500):
+        rows = outreach.sql("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", (pid,))
+        if rows and rows[0]["wait_event_type"] == "Lock":
+            return
+        threading.Event().wait(0.02)
+    raise AssertionError(f"backend {pid} never waited for a lock")
+
+
+def _in_thread(fn):
+    """Run ``fn`` in a thread; returns (thread, outcome) where outcome gets its result or error."""
+    outcome: dict = {}
+
+    def run():
+        try:
+            outcome["result"] = fn()
+        except Exception as exc:  # handed to the test to assert on
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_an_edit_in_progress_holds_a_launch_of_its_item_which_then_refuses(outreach):
+    """The edit locks the item first; the launch reads it FOR SHARE, waits for the edit to
+    commit, then sees the item as edited and refuses (never an active campaign sending it)."""
+    notice = outreach.content("预约提醒", fmt="service_notice")
+    campaign = outreach.campaign(launch=False, **_body({"item": notice}))
+    with outreach.pool.connection() as edit:
+        api_content.update_item(edit, "acme", notice, {"format": "article"}, "test:editor")
+        with outreach.pool.connection() as launch:
+            pid = launch.info.backend_pid
+            thread, outcome = _in_thread(
+                lambda: api_campaigns.transition(launch, "acme", campaign, "launch", "test:op")
+            )
+            _waiting_for_a_lock(outreach, pid)
+            edit.commit()  # the edit lands; the launch goes on
+            thread.join()
+            launch.rollback()
+    assert isinstance(outcome.get("error"), ApiError), outcome
+    assert outcome["error"].code == "oa_template_not_notice"
+    (row,) = outreach.sql("SELECT status FROM campaigns WHERE campaign_id = %s", (campaign,))
+    assert row["status"] == "draft"
+
+
+def test_a_launch_in_progress_holds_an_edit_of_its_item_which_then_refuses(outreach):
+    """The other order: the launch holds the item FOR SHARE; the edit waits, then sees the
+    campaign active and refuses."""
+    notice = outreach.content("预约提醒", fmt="service_notice")
+    campaign = outreach.campaign(launch=False, **_body({"item": notice}))
+    with outreach.pool.connection() as launch:
+        api_campaigns.transition(launch, "acme", campaign, "launch", "test:op")
+        with outreach.pool.connection() as edit:
+            pid = edit.info.backend_pid
+            thread, outcome = _in_thread(
+                lambda: api_content.update_item(
+                    edit, "acme", notice, {"format": "article"}, "test:editor"
+                )
+            )
+            _waiting_for_a_lock(outreach, pid)
+            launch.commit()
+            thread.join()
+            edit.rollback()
+    assert isinstance(outcome.get("error"), ApiError), outcome
+    assert outcome["error"].code == "oa_template_not_notice"
+    assert campaign in outcome["error"].message
+    (item,) = outreach.sql("SELECT format FROM content WHERE content_id = %s", (notice,))
+    assert item["format"] == "service_notice"
