@@ -3,6 +3,6 @@
 -- column, so the console's overview reads the tenant's newest losses from the index, in order.
 -- Upgrading a populated database: deploy/README.md "Upgrading" pre-builds the index
 -- CONCURRENTLY (IF NOT EXISTS then skips it here, so contacts are not locked while it builds).
-ALTER TABLE contacts ADD COLUMN lost jsonb, ADD COLUMN lost_at timestamptz;
+ALTER TABLE contacts ADD COLUMN IF NOT EXISTS lost jsonb, ADD COLUMN IF NOT EXISTS lost_at timestamptz;
 CREATE INDEX IF NOT EXISTS contacts_lost ON contacts (tenant_id, lost_at DESC)
     WHERE lost_at IS NOT NULL;
