@@ -14,6 +14,7 @@ accepted is kept in the mailbox, which ``GET /_fake/messages`` shows.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sandbox.fake_wechat.api_call import ApiCall
@@ -97,6 +98,11 @@ def add_msg_template(call: ApiCall) -> dict[str, Any]:
     return {"fail_list": fail_list, "msgid": sent.msgid}
 
 
+# App message limits per member and app (WeCom "访问频率限制"): extra messages are dropped, the
+# call still answers errcode 0. The duplicate check's default and longest interval (seconds).
+PER_MEMBER_MINUTE, PER_MEMBER_HOUR = 30, 1000
+DUPLICATE_INTERVAL, DUPLICATE_INTERVAL_MAX = 1800, 4 * 3600
+
 # textcard limits in UTF-8 bytes (docs/platform.md "App messages to staff"); btntxt in characters.
 TEXTCARD_LIMITS = {"title": 128, "description": 512, "url": 2048}
 BTNTXT_CHARS = 4
@@ -140,10 +146,30 @@ def message_send(call: ApiCall) -> dict[str, Any]:
     if not valid:
         raise ApiError(81013, "user & party & tag all invalid")
     with state.lock:
-        box = state.mailbox
-        sent = box.add(Sent(box.next_id("app"), "wecom", "app", world.tenant_id, world.corp_id,
-                            state.now(), body, targets=valid))  # fmt: skip
-    out: dict[str, Any] = {"msgid": sent.msgid}
+        box, now = state.mailbox, state.now()
+        # The duplicate check: the same request JSON within the interval is accepted, not sent.
+        key = (world.corp_id, json.dumps(call.body, sort_keys=True, ensure_ascii=False))
+        if call.body.get("enable_duplicate_check") == 1:
+            interval = call.body.get("duplicate_check_interval") or DUPLICATE_INTERVAL
+            seen = state.app_bodies.get(key)
+            if seen is not None and now < seen[0] + min(interval, DUPLICATE_INTERVAL_MAX):
+                return {"msgid": seen[1]}
+        # Per member and app: over 30 a minute or 1000 an hour is dropped, still errcode 0.
+        delivered = []
+        for user in valid:
+            times = [t for t in state.app_received.get((world.corp_id, user), []) if now - t < 3600]
+            if sum(1 for t in times if now - t < 60) < PER_MEMBER_MINUTE and (
+                len(times) < PER_MEMBER_HOUR
+            ):
+                times.append(now)
+                delivered.append(user)
+            state.app_received[(world.corp_id, user)] = times
+        msgid = box.next_id("app")
+        if delivered:
+            box.add(Sent(msgid, "wecom", "app", world.tenant_id, world.corp_id, now, body,
+                         targets=delivered))  # fmt: skip
+        state.app_bodies[key] = (now, msgid)
+    out: dict[str, Any] = {"msgid": msgid}
     if invalid:
         out["invaliduser"] = "|".join(invalid)
     return out

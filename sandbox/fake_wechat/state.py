@@ -156,6 +156,10 @@ class FakeState:
     # Sending (sandbox/fake_wechat/sending.py): what was accepted; OA followers by
     # app (openid -> following); customers who deleted the company; dismissed groups.
     mailbox: Mailbox = field(default_factory=Mailbox, repr=False)
+    # message/send: when each member last got an app message (per-member limits) and the bodies
+    # seen with the duplicate check on (sandbox/fake_wechat/sending.py ``message_send``).
+    app_received: dict = field(default_factory=dict, repr=False)
+    app_bodies: dict = field(default_factory=dict, repr=False)
     followers: dict[str, dict[str, bool]] = field(default_factory=dict, repr=False)
     oa_tags: dict[str, dict[int, set[str]]] = field(default_factory=dict, repr=False)
     deleted: set[str] = field(default_factory=set, repr=False)

@@ -128,6 +128,11 @@ def _row(p: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _at(p: dict[str, Any]) -> datetime:
+    at = p["updated_at"]
+    return datetime.fromisoformat(at) if isinstance(at, str) else at
+
+
 def apply_profiles(conn: Connection, profiles: Iterable[dict[str, Any]], now: datetime) -> int:
     """Upsert profiles (the newest per contact wins); delete tombstoned contacts; fire risk-flag
     triggers for flags newly raised. Returns runs created."""
@@ -136,14 +141,23 @@ def apply_profiles(conn: Connection, profiles: Iterable[dict[str, Any]], now: da
     live = [_row(p) for p in live_profiles]
     gone = [(p["tenant_id"], p["contact_id"]) for p in profiles if p.get("merged_into")]
     runs = 0
+    accepted: set[tuple[str, str]] = set()
     if live:
         params = {c: [r[c] for r in live] for c in COLUMNS}
         for r in conn.execute(UPSERT, params).fetchall():
+            accepted.add((r["tenant_id"], r["contact_id"]))
             raised = set(r["risk_flags"]) - set(r["flags_before"] or ())
             for flag in sorted(raised) if r["account_id"] else ():
                 runs += fire(conn, r["tenant_id"], "risk_flag", flag, "account",
                              r["account_id"], r["updated_at"], now)  # fmt: skip
-    lost_alerts.queue(conn, live_profiles, now - STALE_AFTER)
+    # Alerts only from the profile the upsert took (each contact's newest): an older one read in
+    # the same batch (a lagging consumer: v1 lost, v2 re-added) must not announce a loss.
+    newest: dict[tuple[str, str], dict[str, Any]] = {}
+    for p in live_profiles:
+        key = (p["tenant_id"], p["contact_id"])
+        if key in accepted and (key not in newest or _at(p) >= _at(newest[key])):
+            newest[key] = p
+    lost_alerts.queue(conn, list(newest.values()), now - STALE_AFTER)
     if gone:
         conn.execute(
             "DELETE FROM audience a USING unnest(%s::text[], %s::text[]) AS g(t, c) "

@@ -237,7 +237,8 @@ def _derive(writes, tenant, model, defined, row, events, account_row, now, check
     times = [e.occurred_at for e in events]
     times += [t for t in (row["created_at"], account_row and account_row["created_at"]) if t]
     watch = watch or contact_watch(model, defined)
-    lost = lost_state(events)  # docs/domain.md "Lost customers"
+    # docs/domain.md "Lost customers": the stored loss carries past the event window.
+    lost = lost_state(events, row.get("lost"))
     writes.contacts[contact_id] = ContactDerived(
         role=guess.role if guess else None,
         role_confidence=guess.confidence if guess else None,
@@ -272,7 +273,7 @@ def _derive(writes, tenant, model, defined, row, events, account_row, now, check
         "last_event_at": row["last_event_at"].isoformat(),
         "updated_at": version.isoformat(),
         "lost": lost,
-        **reach(events),
+        **reach(events, lost),
     }
     value = messages.encode_built(messages.PROFILE, profile)
     writes.message(topics.profiles, f"{tenant.id}:{contact_id}", value)
@@ -384,7 +385,9 @@ def _refresh_account(writes, tenant, model, account, members, history, now, even
         record_move(writes, tenant, "account", account_id, model, move, now, event_id, topics,
                     moved_by=moved_by)  # fmt: skip
         stage, since = move.to_stage, now
-    lost = lost_flag(members_lost({c: lost_state(events) for c, events in own.items()}))
+    carried = {m["contact_id"]: m.get("lost") for m in members}
+    lost = lost_flag(members_lost({c: lost_state(events, carried.get(c))
+                                   for c, events in own.items()}))  # fmt: skip
     flags = [
         {"flag": f.flag, "reason": f.reason, "since": f.since.isoformat() if f.since else None,
          **({"members": f.details["members"]} if f.flag == "lost" else {})}

@@ -4,9 +4,10 @@ since when, from its own events in time order (pure).
 A contact is lost by the latest WeCom relation evidence being an exit: the customer deleted the
 staff member (``wecom.contact.follow_user_deleted``) or the staff member deleted the customer
 (``wecom.contact.deleted``). A later re-add (the same evidence that makes it reachable again,
-services/segment/reach.py ``WECOM_ON``) clears it. Deriving from the stored events, never from the
-order they arrived in, keeps it replay-safe: a late re-add older than the loss changes nothing.
-The same rule drives 1:1 reach, so "lost" and "excluded from wecom_single" always agree.
+services/segment/reach.py ``WECOM_ON``: added or half_added, never a later enrichment) clears
+it. Deriving from the stored events, never from the order they arrived in, keeps it
+replay-safe: a late re-add older than the loss changes nothing. The same rule drives
+1:1 reach, so "lost" and "excluded from wecom_single" always agree.
 """
 
 from __future__ import annotations
@@ -25,10 +26,13 @@ REASONS = {
 assert set(REASONS) == WECOM_OFF
 
 
-def lost_state(events: Iterable[EventFact]) -> dict[str, Any] | None:
+def lost_state(events: Iterable[EventFact], carried: dict[str, Any] | None = None
+               ) -> dict[str, Any] | None:  # fmt: skip
     """``{"reason", "staff_userid", "at", "event_id"}`` of the loss in force after ``events``
-    (oldest first), or None when the contact is not lost."""
-    lost: dict[str, Any] | None = None
+    (oldest first), or None when the contact is not lost. ``carried`` is the loss stored before:
+    the rules see a bounded window of events, and a loss whose exit has left it stays until a
+    re-add (or a newer exit) in the window says otherwise."""
+    lost: dict[str, Any] | None = carried
     for e in events:
         if e.type in WECOM_OFF:
             staff = e.attributes.get("staff_userid")

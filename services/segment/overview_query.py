@@ -58,8 +58,8 @@ def recent_losses(conn, tenant: str, *, limit: int = 10) -> list[dict]:
     """The tenant's lost contacts (``contacts.lost``), newest loss first: id, name, account,
     the loss (reason, staff_userid, event_id) and ``lost_at``."""
     return conn.execute(
-        "SELECT contact_id, name, account_id, lost, (lost->>'at')::timestamptz AS lost_at "
-        "FROM contacts WHERE tenant_id = %s AND lost IS NOT NULL "
+        "SELECT contact_id, name, account_id, lost, lost_at "
+        "FROM contacts WHERE tenant_id = %s AND lost_at IS NOT NULL "
         "ORDER BY lost_at DESC, contact_id LIMIT %s",
         (tenant, limit),
     ).fetchall()

@@ -111,7 +111,8 @@ def _update_contacts(conn: Connection, tenant_id: str, derived: dict[str, Contac
     rows = [
         (cid, d.role, d.role_confidence, d.role_source, d.score, d.score_at, d.stage,
          d.stage_since, Jsonb(d.behaviour), Jsonb(d.features), d.due_at,
-         Jsonb(d.lost) if d.lost else None)
+         Jsonb(d.lost) if d.lost else None,
+         datetime.fromisoformat(d.lost["at"]) if d.lost else None)
         for cid, d in derived.items()
     ]  # fmt: skip
     conn.execute(
@@ -119,11 +120,11 @@ def _update_contacts(conn: Connection, tenant_id: str, derived: dict[str, Contac
         "role_source = u.source, score = u.score, score_at = u.score_at, stage = u.stage, "
         "stage_since = u.since, "
         "behaviour = ARRAY(SELECT jsonb_array_elements_text(u.behaviour)), features = u.features, "
-        "due_at = u.due_at, lost = u.lost "
+        "due_at = u.due_at, lost = u.lost, lost_at = u.lost_at "
         "FROM unnest(%b::text[], %b::text[], %b::real[], %b::text[], %b::float8[], "
         "%b::timestamptz[], %b::text[], %b::timestamptz[], %b::jsonb[], %b::jsonb[], "
-        "%b::timestamptz[], %b::jsonb[]) AS u(id, role, confidence, source, score, score_at, "
-        "stage, since, behaviour, features, due_at, lost) "
+        "%b::timestamptz[], %b::jsonb[], %b::timestamptz[]) AS u(id, role, confidence, source, "
+        "score, score_at, stage, since, behaviour, features, due_at, lost, lost_at) "
         "WHERE c.tenant_id = %s AND c.contact_id = u.id",
         (*columns(rows), tenant_id),
     )

@@ -1,5 +1,7 @@
 -- Lost-customer alerts (docs/domain.md "Lost customers"): one row per loss (the profile's
--- lost.event_id), so a redelivered or replayed profile never notifies twice; the outreach worker
+-- lost.event_id, unique in the tenant: a merge moves events to the surviving contact with the
+-- same ids, so keying by contact too would announce the same loss twice), so a redelivered,
+-- replayed or merged profile never notifies twice; the outreach worker
 -- sends it to the staff member through WeCom message/send and records the result here.
 CREATE TABLE lost_notices (
     tenant_id     text        NOT NULL,
@@ -17,6 +19,6 @@ CREATE TABLE lost_notices (
     msgid         text,
     created_at    timestamptz NOT NULL DEFAULT now(),
     done_at       timestamptz,
-    PRIMARY KEY (tenant_id, contact_id, loss_key)
+    PRIMARY KEY (tenant_id, loss_key)
 );
 CREATE INDEX lost_notices_due ON lost_notices (next_at) WHERE status = 'pending';

@@ -199,15 +199,18 @@ def test_lost_customers_show_reason_staff_and_time_and_link_to_the_contact(conso
     contact = contact_id(console, "王总")
     lost = {"reason": "customer_deleted_staff", "staff_userid": "zhangwei",
             "at": "2026-03-02T01:30:00+00:00", "event_id": "ev-1"}  # fmt: skip
-    seg(console, "UPDATE {seg}.contacts SET lost = %s WHERE contact_id = %s RETURNING 1",
-        (Jsonb(lost), contact))  # fmt: skip
+    seg(console, "UPDATE {seg}.contacts SET lost = %s, lost_at = %s WHERE contact_id = %s "
+        "RETURNING 1", (Jsonb(lost), lost["at"], contact))  # fmt: skip
     try:
         section_html = section(overview(console), "lost")
         assert f'href="/contacts/{quote(contact)}"' in section_html and "王总" in section_html
         assert "客户删除了员工" in section_html and "zhangwei" in section_html
         assert "2026-03-02 09:30 CST" in section_html
         assert "lost-empty" not in section_html
+        # No claim that the staff member was notified: that depends on the WeCom app and send.
+        assert "已收到通知" not in section_html and "配置了企业微信应用" in section_html
     finally:
-        seg(console, "UPDATE {seg}.contacts SET lost = NULL WHERE contact_id = %s RETURNING 1",
+        seg(console, "UPDATE {seg}.contacts SET lost = NULL, lost_at = NULL WHERE contact_id = %s "
+        "RETURNING 1",
             (contact,))  # fmt: skip
     assert 'id="lost-empty"' in overview(console)

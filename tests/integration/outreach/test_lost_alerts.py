@@ -117,3 +117,145 @@ def test_the_fake_refuses_like_the_platform(outreach):
     client.send_app_message({"agentid": 1000002, "touser": "zhangwei", "msgtype": "textcard",
                              "textcard": {**card, "title": "长" * 43}})  # fmt: skip
     assert outreach.messages("app")[-1].body["textcard"]["title"] == "长" * 42
+
+
+def test_a_merge_of_two_contacts_yields_one_notice(outreach):
+    # store.merge_contact moves events to the survivor with the same ids: its profile carries
+    # the same loss (same event id) as the merged contact's did.
+    lost(outreach, "c_merged", event_id="ev-loss-m")
+    lost(outreach, "c_survivor", event_id="ev-loss-m", minutes=20)
+    assert send(outreach) == {"sent": 1}
+    assert len(outreach.messages("app")) == 1
+
+
+def test_a_lagging_batch_lost_then_re_added_notifies_nobody(outreach):
+    from services.outreach import projection
+
+    v1 = lost(outreach, "c_back", minutes=50)  # builds v1; re-applied below with v2
+    outreach.sql("DELETE FROM lost_notices")
+    outreach.sql("DELETE FROM audience")
+    v2 = {**v1, "lost": None, "wecom_contact": True,
+          "updated_at": outreach.now - timedelta(minutes=40)}  # fmt: skip
+    with outreach.pool.connection() as conn, conn.transaction():
+        projection.apply_profiles(conn, [v1, v2], outreach.now)
+    assert notices(outreach) == []
+    assert send(outreach) == {}
+
+
+def test_one_card_per_staff_member_per_pass(outreach):
+    for i in range(3):
+        lost(outreach, f"c_bulk{i}", event_id=f"ev-bulk-{i}", minutes=30 + i)
+    lost(outreach, "c_other", staff="lina", event_id="ev-other")
+    assert send(outreach) == {"sent": 4}
+    cards = {m.targets[0]: m.body for m in outreach.messages("app")}
+    assert set(cards) == {"zhangwei", "lina"}
+    assert cards["zhangwei"]["textcard"]["title"] == "3 位客户已流失"
+    assert cards["zhangwei"]["textcard"]["url"] == f"{CONSOLE}/#lost"
+    assert cards["lina"]["textcard"]["url"] == f"{CONSOLE}/contacts/c_other"
+    assert cards["lina"]["enable_duplicate_check"] == 1
+
+
+def test_corp_setup_errors_are_retried_like_outages(outreach):
+    lost(outreach, "c_ip")
+    outreach.fake.fail("message/send", 60020)  # IP not allowed: ops fix it
+    assert send(outreach) == {"pending": 1}
+    (notice,) = notices(outreach)
+    assert (notice["status"], notice["errcode"]) == ("pending", 60020)
+    outreach.now = notice["next_at"] + timedelta(seconds=1)
+    assert send(outreach) == {"sent": 1}
+
+
+class _Clock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class _Stub:
+    """A WeCom client per tenant: acme's corp times out (13 s each), bloom's answers."""
+
+    def __init__(self, clock, error):
+        self.clock, self.error, self.calls = clock, error, []
+
+    def wecom(self, tenant_id):
+        stub = self
+
+        class Client:
+            def send_app_message(self, body):
+                stub.calls.append(tenant_id)
+                if tenant_id == "acme":
+                    stub.clock.t += 13
+                    raise stub.error
+                return {"msgid": f"m{len(stub.calls)}"}
+
+        return Client()
+
+
+def _queue(outreach, tenant, contact, staff, minutes):
+    at = outreach.now - timedelta(minutes=minutes)
+    outreach.sql(
+        "INSERT INTO lost_notices (tenant_id, contact_id, loss_key, reason, staff_userid, "
+        "lost_at, next_at) VALUES (%s, %s, %s, 'customer_deleted_staff', %s, %s, %s)",
+        (tenant, contact, f"ev-{contact}", staff, at, at),
+    )
+
+
+def test_a_timing_out_corp_is_tried_once_per_pass_and_others_get_theirs(outreach):
+    from shared.wechat import RateLimited, WeComUnavailable
+
+    for error, wait in [(WeComUnavailable(None, "timeout"), 30),
+                        (RateLimited(45009, "limit", retry_after=120), 120)]:  # fmt: skip
+        outreach.sql("DELETE FROM lost_notices")
+        _queue(outreach, "acme", "c_a1", "zhangwei", 50)
+        _queue(outreach, "acme", "c_a2", "lina", 49)
+        _queue(outreach, "bloom", "c_b1", "wanghong", 48)
+        clock = _Clock()
+        stub = _Stub(clock, error)
+        counts = lost_alerts.send_due(outreach.pool, stub, TENANTS, CONSOLE, outreach.now,
+                                      budget=20, clock=clock)  # fmt: skip
+        assert stub.calls == ["acme", "bloom"]  # acme skipped after its first failure
+        assert counts == {"pending": 1, "sent": 1}
+        (a1,) = outreach.sql("SELECT * FROM lost_notices WHERE contact_id = 'c_a1'")
+        assert a1["next_at"] >= outreach.now + timedelta(seconds=wait)
+        # A pass never starts a send after its budget: the slow corp used it all.
+        outreach.sql("UPDATE lost_notices SET status = 'pending', next_at = %s",
+                     (outreach.now - timedelta(hours=1),))  # fmt: skip
+        outreach.sql("UPDATE lost_notices SET next_at = next_at - interval '1 minute' "
+                     "WHERE contact_id = 'c_a1'")  # fmt: skip
+        clock = _Clock()
+        stub2 = _Stub(clock, error)
+        lost_alerts.send_due(outreach.pool, stub2, TENANTS, CONSOLE, outreach.now,
+                             budget=5, clock=clock)  # fmt: skip
+        assert stub2.calls == ["acme"]
+        # The next pass: acme (all of its notices) is not due yet, bloom's goes.
+        clock.t = 0
+        lost_alerts.send_due(outreach.pool, stub2, TENANTS, CONSOLE, outreach.now,
+                             budget=5, clock=clock)  # fmt: skip
+        assert stub2.calls == ["acme", "bloom"]
+
+
+def test_the_fake_drops_past_the_per_member_limit_and_honours_the_duplicate_check(outreach):
+    client = outreach.clients.wecom("acme")
+
+    def card(i, **extra):
+        return {
+            "agentid": 1000002,
+            "touser": "zhangwei",
+            "msgtype": "textcard",
+            **extra,
+            "textcard": {"title": f"t{i}", "description": "d", "url": "https://x.example/"},
+        }
+
+    for i in range(31):  # all answered errcode 0 with a msgid, like WeCom
+        assert client.send_app_message(card(i))["msgid"]
+    assert len(outreach.messages("app")) == 30  # the 31st in the minute was dropped
+    with outreach.fake.state.lock:
+        outreach.fake.state.offset += 61  # a minute later: zhangwei may receive again
+    dup = {"enable_duplicate_check": 1, "duplicate_check_interval": 1800}
+    before = len(outreach.messages("app"))
+    first = client.send_app_message(card(99, **dup))
+    again = client.send_app_message(card(99, **dup))
+    assert first["msgid"] == again["msgid"]
+    assert len(outreach.messages("app")) - before == 1

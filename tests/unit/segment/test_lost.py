@@ -14,6 +14,7 @@ from services.segment.risk import lost_flag
 T0 = datetime(2026, 11, 2, 8, 0, tzinfo=UTC)
 ADDED, HALF = "wecom.contact.added", "wecom.contact.half_added"
 LEFT, DELETED = "wecom.contact.follow_user_deleted", "wecom.contact.deleted"
+ENRICHED = "wecom.contact.enriched"
 
 
 def ev(type_: str, minutes: int, staff: str | None = "zhangwei", eid: str | None = None):
@@ -38,6 +39,12 @@ def ev(type_: str, minutes: int, staff: str | None = "zhangwei", eid: str | None
                      id="two losses: the latest"),
         pytest.param([ev(ADDED, 0), ev(LEFT, 5), ev("oa.click", 9)],
                      ("customer_deleted_staff", 5), id="other activity does not re-add"),
+        pytest.param([ev(ADDED, 0), ev(LEFT, 5), ev(ENRICHED, 9)],
+                     ("customer_deleted_staff", 5), id="enriched after the loss does not re-add"),
+        pytest.param([ev(ADDED, 0), ev(DELETED, 5), ev(ENRICHED, 7), ev(ENRICHED, 9)],
+                     ("staff_deleted_customer", 5), id="enrichment retries after a staff delete"),
+        pytest.param([ev(LEFT, 5), ev(ENRICHED, 7), ev(ADDED, 9)], None,
+                     id="enriched then re-added"),
     ],
 )  # fmt: skip
 def test_lost_is_the_latest_relation_evidence(events, expected):
@@ -51,6 +58,41 @@ def test_lost_is_the_latest_relation_evidence(events, expected):
                          "event_id": f"e{minutes}"}  # fmt: skip
     # Lost and excluded from 1:1 sends always agree (reach's wecom_contact).
     assert (state is not None) == (reach(events)["wecom_contact"] is False)
+
+
+@pytest.mark.parametrize(
+    "events, contact",
+    [
+        pytest.param([ev(ENRICHED, 1)], True, id="enriched alone: a contact"),
+        pytest.param([ev(ADDED, 0), ev(ENRICHED, 1)], True, id="added then enriched"),
+        pytest.param([ev(LEFT, 0), ev(ENRICHED, 1)], False, id="enriched cannot undo an exit"),
+    ],
+)  # fmt: skip
+def test_enrichment_only_tells_a_contact_with_no_exit(events, contact):
+    assert reach(events)["wecom_contact"] is contact
+
+
+CARRIED = {"reason": "customer_deleted_staff", "staff_userid": "zhangwei",
+           "at": (T0 - timedelta(days=500)).isoformat(), "event_id": "e-old"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "events, expected",
+    [
+        pytest.param([], CARRIED, id="exit left the window: the stored loss stays"),
+        pytest.param([ev("oa.click", 1), ev(ENRICHED, 2)], CARRIED, id="no relation evidence"),
+        pytest.param([ev(ADDED, 3)], None, id="re-added in the window"),
+        pytest.param([ev(DELETED, 4)], "staff_deleted_customer", id="a newer exit"),
+    ],
+)  # fmt: skip
+def test_a_loss_outside_the_window_carries_until_a_re_add(events, expected):
+    state = lost_state(events, CARRIED)
+    if isinstance(expected, str):
+        assert state["reason"] == expected
+    else:
+        assert state == expected
+    # 1:1 reach follows the carried loss: never None (reachable) for a lost contact.
+    assert (reach(events, state)["wecom_contact"] is False) == (state is not None)
 
 
 def test_event_time_order_decides_not_arrival():
