@@ -163,7 +163,8 @@ def _send(pool, clients: Clients, channel: str, ids: list[str]) -> float:
         )
         conn.execute(
             "INSERT INTO content (tenant_id, content_id, title, format, promotional, payloads) "
-            "VALUES ('acme', 'cnt_article', '白皮书', 'whitepaper', false, %s) "
+            # A service notice: the one format oa_template may carry (docs/platform.md).
+            "VALUES ('acme', 'cnt_article', '白皮书', 'service_notice', false, %s) "
             "ON CONFLICT DO NOTHING",
             (Jsonb({"wecom": {"text": "白皮书"}, "oa_template": {"template_id": "TPL",
                     "data": {"first": {"value": "白皮书"}}}}),),

@@ -287,7 +287,7 @@ def test_d_sigkill_the_outreach_worker_mid_run(database, kafka, tmp_path, monkey
             )
         conn.execute(
             "INSERT INTO content (tenant_id, content_id, title, format, promotional, payloads) "
-            "VALUES ('acme', 'cnt_1', '新品', 'article', false, %s)",
+            "VALUES ('acme', 'cnt_1', '新品', 'service_notice', false, %s)",
             (Jsonb({"oa_template": {"template_id": "TPL", "data": {"first": {"value": "新品"}}}}),),
         )
         conn.execute(
