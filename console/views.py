@@ -150,6 +150,17 @@ def _stamp(user: dict) -> str:
     return user["password_changed_at"].isoformat()
 
 
+def may(role: str) -> bool:
+    """Whether the logged-in user holds ``role`` or a higher one: what a page offers, as
+    ``require`` refuses what it does not."""
+    return role_rank(g.console_user["role"]) >= role_rank(role)
+
+
+def who() -> str:
+    """The audit log's actor of the logged-in user's actions (``console:<login>``)."""
+    return actor(g.console_user["login"])
+
+
 def require(role: str = "viewer"):
     """The page needs a logged-in user of at least ``role``: others are sent to log in, a
     lesser role gets 403."""
@@ -164,7 +175,7 @@ def require(role: str = "viewer"):
                     "console.login", next=wanted,
                     expired=1 if g.get("console_expired") else None,
                 ))  # fmt: skip
-            if role_rank(user["role"]) < role_rank(role):
+            if not may(role):
                 abort(403)
             return view(*args, **kwargs)
 
@@ -205,8 +216,11 @@ def _csrf_error(exc):
 
 @console.errorhandler(ApiError)
 def _api_error(exc: ApiError):
-    # The service's English, through the message table (its words in the tooltip); the
-    # console's own messages below are already in the reader's language and shown as they are.
+    # Another tenant's or an unknown id is the console's own 404 page, wherever it was found
+    # missing; any other refusal is the service's English, through the message table (its words
+    # in the tooltip).
+    if exc.status == 404:
+        return _error_page(404, _http_message(404))
     return _error_page(exc.status, shown_message(exc.message))
 
 
@@ -432,7 +446,7 @@ def _contact_page(contact_id: str, *, errors=None, form=None, done=None, status=
     if found is None:
         abort(404)
     messages = {"stage": _("Stage changed."), "role": _("Buying role changed.")}
-    can_edit = role_rank(g.console_user["role"]) >= role_rank("operator")
+    can_edit = may("operator")
     return render_template(
         "contact.html", contact=found, errors=errors or {}, form=form or {},
         done=messages.get(done), can_edit=can_edit,
@@ -465,7 +479,7 @@ def contact_stage(contact_id: str):
                     abort(404)
                 override_subject_stage(
                     conn, tenant, "contact", contact_id, rows[0],
-                    {"stage": stage, "reason": reason}, who=actor(g.console_user["login"]),
+                    {"stage": stage, "reason": reason}, who=who(),
                 )  # fmt: skip
     except ApiError as exc:
         if exc.status != 409:
@@ -489,13 +503,6 @@ def contact_role(contact_id: str):
     if errors:
         form = {"role": role, "role_reason": reason}
         return _contact_page(contact_id, errors=errors, form=form, status=400)
-    try:
-        with segment_connection() as conn:
-            override_contact_role(
-                conn, tenant, contact_id[:300], role or None, reason, actor(g.console_user["login"])
-            )
-    except ApiError as exc:
-        if exc.status != 404:
-            raise
-        abort(404)
+    with segment_connection() as conn:  # an unknown contact: the 404 page (_api_error)
+        override_contact_role(conn, tenant, contact_id[:300], role or None, reason, who())
     return redirect(url_for("console.contact", contact_id=contact_id, done="role"))

@@ -13,8 +13,7 @@ from flask import abort, g, jsonify, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 
 from console import campaigns as pages
-from console.users import actor
-from console.views import console, require
+from console.views import console, may, require, who
 from services.outreach.api_campaigns import TRANSITIONS, campaign_row, create, transition
 from services.outreach.api_deliveries import STATUSES as DELIVERY_STATUSES
 from services.outreach.api_preview import preview_job, queue_preview
@@ -22,7 +21,6 @@ from services.outreach.plan import tenant_settings
 from shared import jobs
 from shared.api.context import connection
 from shared.api.errors import ApiError
-from shared.tokens import role_rank
 
 MULTI = ("segments", "stages", "roles", "exclude_segments", "series", "weekdays")
 SINGLE = (
@@ -50,24 +48,10 @@ def _tenant() -> tuple[str, str]:
     return g.console_user["tenant_id"], g.console_tenant["timezone"]
 
 
-def _can_operate() -> bool:
-    return role_rank(g.console_user["role"]) >= role_rank("operator")
-
-
 def _form(source) -> dict:
     form = {k: source.get(k, "").strip()[:500] for k in SINGLE}
     form.update({k: [v.strip()[:200] for v in source.getlist(k) if v.strip()][:100] for k in MULTI})
     return form
-
-
-def _found(read):
-    """A campaign's read, or the 404 page for one the tenant does not have."""
-    try:
-        return read()
-    except ApiError as exc:
-        if exc.status == 404:
-            abort(404)
-        raise
 
 
 # --- the list and the wizard ---------------------------------------------------------------------
@@ -79,7 +63,7 @@ def campaigns():
     tenant, zone = _tenant()
     with connection() as conn:
         rows = pages.listing(conn, tenant, zone, datetime.now(UTC))
-    return render_template("campaigns.html", campaigns=rows, can_edit=_can_operate())
+    return render_template("campaigns.html", campaigns=rows, can_edit=may("operator"))
 
 
 def _wizard(form: dict, errors: dict, status: int = 200):
@@ -119,9 +103,7 @@ def campaign_create():
         return _wizard(form, errors, 400)
     try:
         with connection() as conn:
-            row = create(
-                conn, tenant, loaded, actor(g.console_user["login"]), g.console_user["role"]
-            )
+            row = create(conn, tenant, loaded, who(), g.console_user["role"])
     except ApiError as exc:
         if exc.status != 400:
             raise
@@ -168,12 +150,12 @@ def _campaign_page(campaign_id: str, *, error: str | None = None, status: int = 
     after = _delivery_cursor(request.args.get("after", ""))
     job_id = request.args.get("preview", "")[:100] or None
     with connection() as conn:
-        row = _found(lambda: campaign_row(conn, tenant, campaign_id))
+        row = campaign_row(conn, tenant, campaign_id)
         shown = pages.detail(conn, row, tenant, zone, datetime.now(UTC))
         log = pages.deliveries(conn, tenant, campaign_id, status=wanted, after=after)
         job = result = None
-        if job_id and _can_operate():
-            job = _found(lambda: preview_job(conn, tenant, campaign_id, job_id))
+        if job_id and may("operator"):
+            job = preview_job(conn, tenant, campaign_id, job_id)
             if job["status"] == "done":
                 result = pages.preview_view(conn, tenant, job["result"])
     messages = {
@@ -188,7 +170,7 @@ def _campaign_page(campaign_id: str, *, error: str | None = None, status: int = 
         deliveries=log,
         status_filter=wanted or "",
         delivery_statuses=DELIVERY_STATUSES,
-        can_edit=_can_operate(),
+        can_edit=may("operator"),
         job=job,
         preview=result,
         done=messages.get(request.args.get("done", "")),
@@ -205,10 +187,8 @@ def campaign_action(campaign_id: str, action: str):
     tenant, _zone = _tenant()
     try:
         with connection() as conn:
-            transition(conn, tenant, campaign_id[:300], action, actor(g.console_user["login"]))
+            transition(conn, tenant, campaign_id[:300], action, who())
     except ApiError as exc:
-        if exc.status == 404:
-            abort(404)
         if exc.status not in (400, 409):
             raise
         return _campaign_page(campaign_id[:300], error=exc.message, status=exc.status)
@@ -227,11 +207,9 @@ def campaign_preview(campaign_id: str):
                 tenant,
                 campaign_id[:300],
                 PREVIEW_SAMPLES,
-                created_by=actor(g.console_user["login"]),
+                created_by=who(),
             )
     except ApiError as exc:
-        if exc.status == 404:
-            abort(404)
         if exc.code == "job_in_progress":  # the tenant's running preview: show that one
             job = {"job_id": exc.details["job_id"]}
             if not exc.details["location"].endswith(f"/{campaign_id}/preview/{job['job_id']}"):
@@ -258,5 +236,5 @@ def campaign_preview_status(campaign_id: str, job_id: str):
     """A preview job's status, for console/static/campaigns.js to reload the page when done."""
     tenant, _zone = _tenant()
     with connection() as conn:
-        job = _found(lambda: preview_job(conn, tenant, campaign_id[:300], job_id[:100]))
+        job = preview_job(conn, tenant, campaign_id[:300], job_id[:100])
     return jsonify({"status": job["status"], "progress": job["progress"]})

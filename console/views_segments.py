@@ -16,15 +16,13 @@ from psycopg.errors import QueryCanceled
 
 from console import messages
 from console import segments as pages
-from console.users import actor
-from console.views import console, require
+from console.views import console, may, require, who
 from services.segment.api_common import current_tenant, segment_connection
 from services.segment.api_segments import create_in, delete_in, replace_in
 from shared import jobs
 from shared.api.context import context
 from shared.api.errors import ApiError
 from shared.ratelimit import RateLimited
-from shared.tokens import role_rank
 
 # Who may create, change and delete segments: the role POST/PUT/DELETE /api/v1/segments need.
 EDIT_ROLE = "admin"
@@ -36,10 +34,6 @@ _running: set[int] = set()  # users with a live count in progress (this process)
 _running_lock = threading.Lock()
 
 
-def _can_edit() -> bool:
-    return role_rank(g.console_user["role"]) >= role_rank(EDIT_ROLE)
-
-
 @console.route("/segments")
 @require("viewer")
 def segments():
@@ -47,7 +41,7 @@ def segments():
     with segment_connection() as conn:
         rows = pages.segment_list(conn, tenant)
     done = {"deleted": _("Segment deleted.")}.get(request.args.get("done", ""))
-    return render_template("segments.html", rows=rows, can_edit=_can_edit(), done=done)
+    return render_template("segments.html", rows=rows, can_edit=may(EDIT_ROLE), done=done)
 
 
 @console.route("/segments/<segment_id>")
@@ -56,15 +50,13 @@ def segment(segment_id: str):
     tenant = current_tenant()
     after = request.args.get("after", "")[:300] or None
     with segment_connection() as conn:
-        found = pages.segment(conn, tenant, segment_id[:100])
-        if found is None:
-            abort(404)
+        found = _segment(conn, tenant, segment_id)
         page = pages.members(conn, tenant, found["segment_id"], after)
     done = {"saved": _("Segment saved: its members are being built.")}.get(
         request.args.get("done", "")
     )
     return render_template(
-        "segment.html", segment=found, page=page, can_edit=_can_edit(), done=done
+        "segment.html", segment=found, page=page, can_edit=may(EDIT_ROLE), done=done
     )
 
 
@@ -104,7 +96,7 @@ def _save(form: dict, segment_id: str | None):
     new = segment_id is None
     errors = _field_errors(form, new=new)
     tenant = current_tenant()
-    who = actor(g.console_user["login"])
+    by = who()
     try:
         with segment_connection() as conn:
             rule, _condition = pages.checked_rule(conn, tenant, form["expression"])
@@ -113,16 +105,14 @@ def _save(form: dict, segment_id: str | None):
                 row = queued = None
             elif new:
                 row, queued = create_in(
-                    conn, tenant.id, {**body, "segment_id": form["segment_id"]}, who, who
+                    conn, tenant.id, {**body, "segment_id": form["segment_id"]}, by, by
                 )
             else:
-                row, queued = replace_in(conn, tenant.id, segment_id, body, who, who)
+                row, queued = replace_in(conn, tenant.id, segment_id, body, by, by)
     except pages.BadExpression as exc:
         errors["expression"] = exc.message
         return _builder(form, errors=errors, segment_id=segment_id, status=400)
     except ApiError as exc:
-        if exc.status == 404:
-            abort(404)
         if exc.status == 409:
             errors["segment_id"] = _("A segment with this id exists: choose another id.")
         elif exc.status == 400 and any(k.startswith("segment_id") for k in exc.details or {}):
@@ -148,14 +138,20 @@ def segment_new():
     return _builder({"segment_id": "", "name": "", "description": "", "expression": example})
 
 
+def _segment(conn, tenant, segment_id: str) -> dict:
+    """The tenant's segment, or the 404 page."""
+    found = pages.segment(conn, tenant, segment_id[:100])
+    if found is None:
+        abort(404)
+    return found
+
+
 @console.route("/segments/<segment_id>/edit", methods=["GET", "POST"])
 @require(EDIT_ROLE)
 def segment_edit(segment_id: str):
     tenant = current_tenant()
     with segment_connection() as conn:
-        found = pages.segment(conn, tenant, segment_id[:100])
-    if found is None:
-        abort(404)
+        found = _segment(conn, tenant, segment_id)
     if request.method == "POST":
         return _save({**_form(), "segment_id": found["segment_id"]}, found["segment_id"])
     form = {k: found[k] for k in ("segment_id", "name", "description")}
@@ -169,11 +165,9 @@ def segment_delete(segment_id: str):
     """GET: the confirmation page; POST (its button): delete, as DELETE /api/v1/segments/<id>."""
     tenant = current_tenant()
     with segment_connection() as conn:
-        found = pages.segment(conn, tenant, segment_id[:100])
-        if found is None:
-            abort(404)
+        found = _segment(conn, tenant, segment_id)
         if request.method == "POST":
-            delete_in(conn, tenant.id, found["segment_id"], actor(g.console_user["login"]))
+            delete_in(conn, tenant.id, found["segment_id"], who())
     if request.method == "POST":
         return redirect(url_for("console.segments", done="deleted"))
     return render_template("segment_delete.html", segment=found)

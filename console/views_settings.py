@@ -17,14 +17,13 @@ from console.passwords import MAX_LENGTH
 from console.sealing import NEW_TOKEN, seal, unseal
 from console.users import (
     LastAdmin,
-    actor,
     create_user,
     list_users,
     remove_user,
     set_role,
     unlock,
 )
-from console.views import console, require
+from console.views import console, may, require, who
 from services.ingest.api import event_tokens, issue_event_token, withdraw_event_token
 from services.outreach import tokens as token_store
 from services.outreach.admin import issue_token, withdraw_token
@@ -34,7 +33,7 @@ from shared.api.context import connection, context
 from shared.api.errors import ApiError
 from shared.errors import SiyuError
 from shared.expiry import BadExpiry
-from shared.tokens import TOKEN_ROLES, role_rank, token_status
+from shared.tokens import TOKEN_ROLES, token_status
 
 TOKENS_SHOWN = 200
 
@@ -43,17 +42,13 @@ def _tenant() -> str:
     return g.console_user["tenant_id"]
 
 
-def _who() -> str:
-    return actor(g.console_user["login"])
-
-
 # --- outreach settings ---------------------------------------------------------------------------
 
 
 @console.route("/settings", methods=["GET", "POST"])
 @require("viewer")
 def settings():
-    can_edit = role_rank(g.console_user["role"]) >= role_rank("admin")
+    can_edit = may("admin")
     if request.method == "POST" and not can_edit:
         abort(403)
     with connection() as conn:
@@ -67,7 +62,7 @@ def settings():
         body, errors = pages.settings_body(form, stored)
         if body is not None:
             try:
-                save_outreach_settings(conn, _tenant(), body, _who())
+                save_outreach_settings(conn, _tenant(), body, who())
             except ApiError as exc:
                 errors = {"form": exc.message}
     if errors:
@@ -109,7 +104,7 @@ def user_create():
         with connection() as conn:
             create_user(conn, tenant_id=_tenant(), login=form["login"], role=form["role"],
                         password=password)  # fmt: skip
-            audit(conn, _who(), _tenant(), "user.create", form["login"], {"role": form["role"]})
+            audit(conn, who(), _tenant(), "user.create", form["login"], {"role": form["role"]})
     except SiyuError as exc:
         field, message = {
             "invalid_login": ("login", _("A login has 2 to 63 characters: lower-case letters, "
@@ -137,7 +132,7 @@ def user_role(login: str):
         return _user_error(_("Choose a role."))
     try:
         with connection() as conn:
-            row = set_role(conn, _who(), _tenant(), login[:100], role)
+            row = set_role(conn, who(), _tenant(), login[:100], role)
     except LastAdmin:
         return _user_error(_("The tenant would have no administrator left: make another user an "
                              "administrator first."))  # fmt: skip
@@ -154,7 +149,7 @@ def user_role(login: str):
 @require("admin")
 def user_unlock(login: str):
     with connection() as conn:
-        row = unlock(conn, _who(), _tenant(), login[:100])
+        row = unlock(conn, who(), _tenant(), login[:100])
     if row is None:
         abort(404)
     return redirect(url_for("console.users", done="unlock"))
@@ -167,7 +162,7 @@ def user_remove(login: str):
         return _user_error(_("You cannot remove yourself: ask another administrator."))
     try:
         with connection() as conn:
-            row = remove_user(conn, _who(), _tenant(), login[:100])
+            row = remove_user(conn, who(), _tenant(), login[:100])
     except LastAdmin:
         return _user_error(_("The tenant would have no administrator left."))
     if row is None:
@@ -239,10 +234,10 @@ def token_create():
     with connection() as conn:
         if kind == "admin":
             body = {"name": form["name"], "role": form["role"], "expires_at": expires_at}
-            row, secret = issue_token(conn, _who(), _tenant(), body)
+            row, secret = issue_token(conn, who(), _tenant(), body)
         else:
             row, secret = issue_event_token(
-                conn, _who(), _tenant(), form["name"], expires_at, _ingest_schema()
+                conn, who(), _tenant(), form["name"], expires_at, _ingest_schema()
             )
     session[NEW_TOKEN] = {"kind": kind, "token_id": row["token_id"], "name": row["name"],
                           "secret": seal(secret, current_app.secret_key)}  # fmt: skip
@@ -254,9 +249,9 @@ def token_create():
 def token_revoke(token_id: str):
     with connection() as conn:
         if token_id.startswith("evt_"):
-            row = withdraw_event_token(conn, _who(), _tenant(), token_id[:100], _ingest_schema())
+            row = withdraw_event_token(conn, who(), _tenant(), token_id[:100], _ingest_schema())
         else:
-            row = withdraw_token(conn, _who(), _tenant(), token_id[:100])
+            row = withdraw_token(conn, who(), _tenant(), token_id[:100])
     if row is None:
         abort(404)  # another tenant's token is "not found" too
     return redirect(url_for("console.tokens", done="revoke"))
