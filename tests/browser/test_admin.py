@@ -6,9 +6,8 @@ as tests/browser/test_console.py says), then a new API token's secret shown once
 
 from __future__ import annotations
 
-from selenium.common.exceptions import StaleElementReferenceException
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as seen
 from selenium.webdriver.support.ui import WebDriverWait
 
 from tests.browser.test_console import save_screenshot, wait_for
@@ -26,7 +25,26 @@ def log_in(browser, login: str, password: str) -> None:
         browser.find_element(By.ID, field).send_keys(value)
     submit = browser.find_element(By.ID, "submit")
     submit.click()
-    WebDriverWait(browser, 30).until(seen.staleness_of(submit))
+    WebDriverWait(browser, 30).until(replaced(submit))
+
+
+def replaced(element):
+    """A wait's condition: ``element``'s page was replaced. Chromium's driver reports a node
+    detached mid-check as "does not belong to the document" rather than as a stale element:
+    both mean the page is gone."""
+
+    def gone(_browser) -> bool:
+        try:
+            element.is_enabled()
+        except StaleElementReferenceException:
+            return True
+        except WebDriverException as exc:
+            if "does not belong to the document" not in str(exc):
+                raise
+            return True
+        return False
+
+    return gone
 
 
 def patient(browser) -> WebDriverWait:
@@ -63,7 +81,7 @@ def test_a_locked_out_user_is_unlocked_by_an_admin(browser, served):
     assert row.find_element(By.CLASS_NAME, "locked").text  # locked until, in the tenant's zone
     unlock = row.find_element(By.CLASS_NAME, "unlock-button")
     unlock.click()
-    WebDriverWait(browser, 30).until(seen.staleness_of(unlock))
+    WebDriverWait(browser, 30).until(replaced(unlock))
     assert "用户已解锁" in wait_for(browser, "done").text
     assert not browser.find_element(By.ID, "user-li.lei").find_elements(By.CLASS_NAME, "locked")
     log_out(browser)
@@ -116,7 +134,7 @@ def test_a_new_tokens_secret_is_shown_once(browser, served, tmp_path):
     wait_for(browser, "admin-name").send_keys("crm-sync")
     create = browser.find_element(By.ID, "create-admin-token")
     create.click()
-    WebDriverWait(browser, 30).until(seen.staleness_of(create))
+    WebDriverWait(browser, 30).until(replaced(create))
     secret = wait_for(browser, "secret").text
     assert secret.startswith("siyu_adm_")
     assert "只显示这一次" in browser.find_element(By.ID, "new-secret").text
