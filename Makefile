@@ -56,7 +56,7 @@ run: $(STAMP)
 test: system-packages $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile
 
 # The inner loop: lint and the unit tests (tests/unit: no PostgreSQL, no broker), on two
 # processes (pytest-xdist): about 20 s on 2 cores.
