@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Flask, jsonify, request
 from prometheus_client import Counter
 
-from sandbox.fake_wechat import sending
+from sandbox.fake_wechat import budget, sending
 from sandbox.fake_wechat.api_call import ApiCall
 from sandbox.fake_wechat.state import ApiError, FakeState, Injection, Token
 from shared.health import ops_blueprint
@@ -204,6 +204,8 @@ WECOM: dict[str, Route] = {
     "externalcontact/get_groupmsg_send_result": Route("POST", sending.get_groupmsg_send_result),
     "externalcontact/groupchat/list": Route("POST", _groupchat_list),
     "message/send": Route("POST", sending.message_send),
+    # The platform's budget of group sends: the corp's and its members' sends (budget.py).
+    "externalcontact/get_groupmsg_list_v2": Route("POST", budget.get_groupmsg_list_v2),
 }
 
 
@@ -437,6 +439,7 @@ def create_app(state: FakeState) -> Flask:
     app.config["FAKE_STATE"] = state
     app.register_blueprint(ops_blueprint())
     app.register_blueprint(_admin(state))
+    app.register_blueprint(budget.admin_blueprint(state))  # /_fake/groupmsg
 
     @app.route("/wecom/cgi-bin/<path:path>", methods=["GET", "POST"])
     def wecom(path: str):

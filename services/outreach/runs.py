@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 from psycopg_pool import ConnectionPool
 
-from services.outreach import payloads, senders, store
+from services.outreach import budget, payloads, senders, store
 from services.outreach.audience import Scope
 from services.outreach.clients import Clients
 from services.outreach.metrics import DELIVERIES, RUNS
@@ -201,6 +201,7 @@ class Executor:
             sent = [r[0] for r in rows if r[1] == "sent"]
             if sent:
                 store.expose(conn, sent, now)
+                budget.record_own(conn, sent, now)  # the platform budget they consumed
         for status, n in collections.Counter(r[1] for r in rows).items():
             DELIVERIES.labels(tenant_id, channel, status).inc(n)
 
