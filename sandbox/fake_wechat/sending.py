@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sandbox.fake_wechat import budget
+from sandbox.fake_wechat import budget, media
 from sandbox.fake_wechat.api_call import ApiCall
 from sandbox.fake_wechat.mailbox import DAY, MONTH, Sent
 from sandbox.fake_wechat.state import ApiError
@@ -52,6 +52,7 @@ def add_msg_template(call: ApiCall) -> dict[str, Any]:
     if chat_type not in ("single", "group"):
         raise ApiError(40058, "chat_type must be single or group")
     _check_content(body)
+    media.check_attachments(call)  # 40007 for a media_id unknown or expired
     sender = body.get("sender")
     if sender is not None and sender not in world.staff:
         raise ApiError(60111, "invalid string value `sender`")

@@ -180,6 +180,7 @@ class FakeState:
     followers: dict[str, dict[str, bool]] = field(default_factory=dict, repr=False)
     oa_tags: dict[str, dict[int, set[str]]] = field(default_factory=dict, repr=False)
     deleted: set[str] = field(default_factory=set, repr=False)
+    media: dict = field(default_factory=dict, repr=False)  # media_id -> (corp_id, created_at)
     dismissed: set[str] = field(default_factory=set, repr=False)
     _seq: int = 0
 

@@ -96,7 +96,11 @@ class WeComAttachmentSchema(_Strict):
     )
     link = fields.Dict(metadata={"description": "{title, url, desc?, picurl?}"})
     miniprogram = fields.Dict(metadata={"description": "{title, appid, page, pic_media_id}"})
-    image = fields.Dict(metadata={"description": "{media_id} or {pic_url}"})
+    image = fields.Dict(
+        metadata={"description": "{media_id}, {pic_url} (from media/uploadimg) or {url}: a "
+                  "source image Siyu uploads as temporary media and refreshes before it "
+                  "expires (docs/platform.md \"Temporary media\")"}
+    )  # fmt: skip
 
     @validates_schema(skip_on_field_errors=True)
     def _body(self, data: dict, **kwargs) -> None:
@@ -108,7 +112,10 @@ class WeComAttachmentSchema(_Strict):
             raise ValidationError(f"a {kind} attachment needs its {kind}", kind)
         if kind == "link" and not (body.get("title") and body.get("url")):
             raise ValidationError("a link needs title and url", kind)
-        _check_urls(body, {"link": ("url", "picurl"), "image": ("pic_url",)}.get(kind, ()), kind)
+        _check_urls(body, {"link": ("url", "picurl"), "image": ("pic_url", "url")}.get(kind, ()),
+                    kind)  # fmt: skip
+        if kind == "image" and not any(body.get(k) for k in ("media_id", "pic_url", "url")):
+            raise ValidationError("an image needs media_id, pic_url or url", kind)
         if kind == "miniprogram" and not all(body.get(k) for k in ("title", "appid", "page")):
             raise ValidationError("a miniprogram needs title, appid and page", kind)
 

@@ -19,3 +19,13 @@ CREATE TABLE platform_send_polls (
     tenant_id  text        PRIMARY KEY,
     polled_at  timestamptz NOT NULL
 );
+
+-- Temporary media (docs/platform.md "Temporary media"; services/outreach/media.py): the media_id
+-- WeCom gave an image attachment's source URL and when it was uploaded (valid for 3 days).
+CREATE TABLE wecom_media (
+    tenant_id    text        NOT NULL,
+    source_url   text        NOT NULL,
+    media_id     text        NOT NULL,
+    uploaded_at  timestamptz NOT NULL,
+    PRIMARY KEY (tenant_id, source_url)
+);
