@@ -22,12 +22,14 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from services.outreach.schedule import zone
+from shared.privacy import identity_hash
 
 MONTH, WEEK, DAY = "month", "week", "day"
 MODES = (MONTH, WEEK, DAY)
 DEFAULT_MODE = MONTH
 CHANNELS = ("wecom_single", "wecom_group")  # the sends the budget counts and limits
 REASON = "platform_budget"
+KEPT = timedelta(days=40)  # rows older than any period that can still count them
 
 
 def period(mode: str, at: datetime, tz: str) -> tuple[datetime, datetime]:
@@ -113,3 +115,32 @@ def used(conn, tenant_id: str, recipient: str, start: datetime, end: datetime) -
         (tenant_id, recipient, start, end),
     ).fetchone()
     return row["n"]
+
+
+def prune(conn, tenant_id: str, now: datetime) -> int:
+    """Rows no period can reach any more (the longest, a month, is at most 31 days)."""
+    return conn.execute(
+        "DELETE FROM platform_sends WHERE tenant_id = %s AND sent_at < %s",
+        (tenant_id, now - KEPT),
+    ).rowcount
+
+
+def forget(conn, tenant_id: str, hashes: set[str]) -> None:
+    """An erased person's rows (found by keyed hash of the external_userid: the erasure names
+    no identity, docs/privacy.md). Siyu may then count the platform's budget short for someone
+    added again; the platform itself still refuses past the limit (send result 3)."""
+    if not hashes:
+        return
+    rows = conn.execute(
+        "SELECT DISTINCT recipient FROM platform_sends WHERE tenant_id = %s", (tenant_id,)
+    ).fetchall()
+    gone = [
+        r["recipient"]
+        for r in rows
+        if identity_hash(tenant_id, "external_userid", r["recipient"]) in hashes
+    ]
+    if gone:
+        conn.execute(
+            "DELETE FROM platform_sends WHERE tenant_id = %s AND recipient = ANY(%s)",
+            (tenant_id, gone),
+        )

@@ -48,6 +48,7 @@ def poll_due(pool: ConnectionPool, clients: Clients, tenants: TenantRegistry, no
             log.warning("wecom_groupmsg_list_failed", tenant_id=tenant.id, error=str(exc))
             continue
         with pool.connection() as conn:
+            budget.prune(conn, tenant.id, now)
             conn.execute(
                 "INSERT INTO platform_send_polls (tenant_id, polled_at) VALUES (%s, %s) "
                 "ON CONFLICT (tenant_id) DO UPDATE SET polled_at = EXCLUDED.polled_at",
