@@ -148,7 +148,8 @@ EXCLUSIONS = {
     "cap_week": _l("Weekly frequency cap"),
     "group_cap_day": _l("Group daily frequency cap"),
     "group_cap_week": _l("Group weekly frequency cap"),
-    "quota_wecom_customer_day": _l("WeCom daily quota per customer"),
+    "quota_wecom_customer_day": _l("WeCom daily quota per customer"),  # runs before 0022
+    "platform_budget": _l("WeCom group-send budget used for this period"),
     "outside_cs_window": _l("Outside the 48-hour customer-service window"),
     "quota_oa_custom": _l("OA customer-service quota"),
     "quota_oa_mass_month": _l("OA monthly mass-message quota"),

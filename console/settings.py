@@ -21,10 +21,15 @@ NUMBERS = (
     ("caps", "contact_per_week", _l("Messages per contact per week")),
     ("caps", "group_per_day", _l("Messages per customer group per day")),
     ("caps", "group_per_week", _l("Messages per customer group per week")),
-    ("quotas", "wecom_customer_per_day", _l("WeCom mass messages per customer per day")),
     ("quotas", "oa_mass_per_month", _l("Official Account mass messages per follower per month")),
     ("quotas", "oa_custom_window_hours", _l("Official Account service window (hours)")),
     ("quotas", "oa_custom_per_window", _l("Official Account service messages per window")),
+)
+# The corp's WeCom rule for group sends (docs/platform.md "The platform's budget of group sends").
+BUDGET_MODES = (
+    ("month", _l("As many a month as it has days (WeCom's default)")),
+    ("week", _l("7 a week")),
+    ("day", _l("1 a day")),
 )
 AUDIT_PAGE = 50
 MAX_NUMBER = 1_000_000
@@ -33,6 +38,7 @@ MAX_NUMBER = 1_000_000
 def settings_form(stored: dict) -> dict:
     """The form's values (strings, as typed) of stored settings."""
     form = {f"{section}.{name}": str(stored[section][name]) for section, name, _ in NUMBERS}
+    form["quotas.wecom_budget"] = stored["quotas"]["wecom_budget"]
     quiet = stored.get("quiet_hours")
     form["quiet"] = "1" if quiet else ""
     form["quiet_start"] = quiet["start"] if quiet else "21:00"
@@ -53,6 +59,7 @@ def settings_body(form: dict, stored: dict) -> tuple[dict | None, dict]:
             errors[key] = _l("A whole number from 0 to 1000000.")
             continue
         body[section][name] = int(text)
+    body["quotas"]["wecom_budget"] = form.get("quotas.wecom_budget", "").strip()
     if form.get("quiet"):
         body["quiet_hours"] = {"start": form.get("quiet_start", "").strip(),
                                "end": form.get("quiet_end", "").strip()}  # fmt: skip
@@ -76,7 +83,11 @@ def _schema_errors(messages: dict) -> dict:
                 errors[f"quiet_{name}"] = _l("A time of day as HH:MM, e.g. 21:00.")
         elif isinstance(fields, dict):
             for name in fields:
-                errors[f"{section}.{name}"] = _l("This number is out of range.")
+                errors[f"{section}.{name}"] = (
+                    _l("Choose one of the listed rules.")
+                    if name == "wecom_budget"
+                    else _l("This number is out of range.")
+                )
         else:
             errors["form"] = _l("The settings were refused: %(why)s", why=str(fields))
     return errors

@@ -57,7 +57,8 @@ def settings():
             form, errors = pages.settings_form(stored), {}
             done = _("Settings saved.") if request.args.get("done") else None
             return render_template("settings.html", form=form, errors=errors, done=done,
-                                   can_edit=can_edit, numbers=pages.NUMBERS)  # fmt: skip
+                                   can_edit=can_edit, numbers=pages.NUMBERS,
+                                   budget_modes=pages.BUDGET_MODES)  # fmt: skip
         form = {k: v[:20] for k, v in request.form.items() if k != "csrf_token"}
         body, errors = pages.settings_body(form, stored)
         if body is not None:
@@ -67,7 +68,8 @@ def settings():
                 errors = {"form": exc.message}
     if errors:
         return render_template("settings.html", form=form, errors=errors, done=None,
-                               can_edit=True, numbers=pages.NUMBERS), 400  # fmt: skip
+                               can_edit=True, numbers=pages.NUMBERS,
+                               budget_modes=pages.BUDGET_MODES), 400  # fmt: skip
     return redirect(url_for("console.settings", done=1))
 
 

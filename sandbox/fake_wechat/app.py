@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Flask, jsonify, request
 from prometheus_client import Counter
 
-from sandbox.fake_wechat import sending
+from sandbox.fake_wechat import budget, media, sending
 from sandbox.fake_wechat.api_call import ApiCall
 from sandbox.fake_wechat.state import ApiError, FakeState, Injection, Token
 from shared.health import ops_blueprint
@@ -204,6 +204,9 @@ WECOM: dict[str, Route] = {
     "externalcontact/get_groupmsg_send_result": Route("POST", sending.get_groupmsg_send_result),
     "externalcontact/groupchat/list": Route("POST", _groupchat_list),
     "message/send": Route("POST", sending.message_send),
+    # The platform's budget of group sends: the corp's and its members' sends (budget.py).
+    "externalcontact/get_groupmsg_list_v2": Route("POST", budget.get_groupmsg_list_v2),
+    "media/upload": Route("POST", media.upload),  # temporary media, 3 days (media.py)
 }
 
 
@@ -258,6 +261,8 @@ def _errmsg(api: str, error: ApiError) -> str:
 
 
 def _json_body() -> dict[str, Any]:
+    if request.mimetype == "multipart/form-data":
+        return {}  # an upload (media/upload): the handler reads request.files
     data = request.get_json(force=True, silent=True) if request.get_data() else {}
     if not isinstance(data, dict):
         raise ApiError(47001, "data format error")
@@ -437,6 +442,8 @@ def create_app(state: FakeState) -> Flask:
     app.config["FAKE_STATE"] = state
     app.register_blueprint(ops_blueprint())
     app.register_blueprint(_admin(state))
+    app.register_blueprint(budget.admin_blueprint(state))  # /_fake/groupmsg
+    app.register_blueprint(media.admin_blueprint(state))  # /_fake/image.png
 
     @app.route("/wecom/cgi-bin/<path:path>", methods=["GET", "POST"])
     def wecom(path: str):

@@ -25,6 +25,10 @@ class Sent:
     # WeCom: sender userid -> targets (external_userid or chat_id) -> status when confirmed.
     tasks: dict[str, dict[str, int]] = field(default_factory=dict)
     targets: list[str] = field(default_factory=list)  # OA: openids reached; app: userids
+    # WeCom group sends: who created it and how (0 the corp, through the API or the admin;
+    # 1 a member's own, sandbox/fake_wechat/budget.py), as get_groupmsg_list_v2 lists them.
+    creator: str | None = None
+    create_type: int = 0
 
     def summary(self, now: float, confirm_delay: float) -> dict[str, Any]:
         out = {

@@ -3,13 +3,14 @@
 WeCom ``externalcontact/add_msg_template`` creates a task per sending member that nothing leaves
 until the member confirms it (here: ``confirm_delay`` seconds later); ``get_groupmsg_task`` and
 ``get_groupmsg_send_result`` report it (0 pending, 1 sent, 2 not a friend, 3 already received
-another today). Official Account: template messages (``client_msg_id`` dedupes, 43004 for a
-non-follower, a daily quota answered with 45009), customer-service messages (45015 for a
-non-follower, 45047 past 5 per 48 h), mass send to an openid list (2..10000, ``clientmsgid``
-dedupes, 4 per follower per month: the rest filtered). WeCom app messages to staff
-(``message/send``, text and textcard: 40056 for another agentid, unknown staff in
-``invaliduser``, 81013 when none is valid, a long title or description cut). Everything
-accepted is kept in the mailbox, which ``GET /_fake/messages`` shows.
+the allowed number in the corp's budget period: sandbox/fake_wechat/budget.py). Official
+Account: template messages (``client_msg_id`` dedupes, 43004 for a non-follower, a daily quota
+answered with 45009), customer-service messages (45015 for a non-follower, 45047 past 5 per 48
+h), mass send to an openid list (2..10000, ``clientmsgid`` dedupes, 4 per follower per month:
+the rest filtered). WeCom app messages to staff (``message/send``, text and textcard: 40056 for
+another agentid, unknown staff in ``invaliduser``, 81013 when none is valid, a long title or
+description cut). Everything accepted is kept in the mailbox, which ``GET /_fake/messages``
+shows.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sandbox.fake_wechat import budget, media
 from sandbox.fake_wechat.api_call import ApiCall
 from sandbox.fake_wechat.mailbox import DAY, MONTH, Sent
 from sandbox.fake_wechat.state import ApiError
@@ -50,6 +52,7 @@ def add_msg_template(call: ApiCall) -> dict[str, Any]:
     if chat_type not in ("single", "group"):
         raise ApiError(40058, "chat_type must be single or group")
     _check_content(body)
+    media.check_attachments(call)  # 40007 for a media_id unknown or expired
     sender = body.get("sender")
     if sender is not None and sender not in world.staff:
         raise ApiError(60111, "invalid string value `sender`")
@@ -70,10 +73,8 @@ def add_msg_template(call: ApiCall) -> dict[str, Any]:
                 status = 1
                 if ext in state.deleted:
                     status = 2  # no longer a friend
-                elif box.times(world.corp_id, ext, now - DAY) >= state.config.wecom_customer_daily:
-                    status = 3  # received another mass message today
-                else:
-                    box.stamp(world.corp_id, ext, now)
+                elif not budget.admit(state, world.corp_id, ext, now):
+                    status = 3  # received the allowed number of group sends in the period
                 tasks.setdefault(sender or owners[0], {})[ext] = status
         else:
             if not sender:
@@ -88,12 +89,13 @@ def add_msg_template(call: ApiCall) -> dict[str, Any]:
                 if chat.detail["owner"] != sender or chat_id in state.dismissed:
                     fail_list.append(chat_id)
                     continue
-                tasks.setdefault(sender, {})[chat_id] = 1
+                ok = budget.admit(state, world.corp_id, chat_id, now)
+                tasks.setdefault(sender, {})[chat_id] = 1 if ok else 3
         if not tasks:
             return {"fail_list": fail_list, "msgid": ""}
         sent = box.add(
             Sent(box.next_id("msg"), "wecom", chat_type, world.tenant_id, world.corp_id, now,
-                 body, tasks)
+                 body, tasks, creator=sender)
         )  # fmt: skip
     return {"fail_list": fail_list, "msgid": sent.msgid}
 

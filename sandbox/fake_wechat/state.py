@@ -42,7 +42,9 @@ class FakeConfig:
     follow_user_page: int = 500  # follow_user entries per externalcontact/get page
     calls_kept: int = 10000  # size of the call log
     confirm_delay: int = 0  # seconds before a member "confirms" a WeCom mass-message task
-    wecom_customer_daily: int = 1  # WeCom mass messages one customer receives per day
+    # The corp's rule for group sends per customer and customer group, by corp_id (month: as
+    # many a month as it has days, the default; week: 7; day: 1): sandbox/fake_wechat/budget.py.
+    wecom_budget: dict[str, str] = field(default_factory=dict)
     oa_template_daily: int = 100000  # OA template messages per app per day, then 45009
 
     def update(self, values: dict[str, Any]) -> None:
@@ -50,9 +52,24 @@ class FakeConfig:
         for key, value in values.items():
             if key not in known:
                 raise KeyError(key)
+            if key == "wecom_budget":
+                self.wecom_budget.update(budget_modes(value))
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(f"{key} must be a non-negative integer")
             setattr(self, key, value)
+
+
+BUDGET_MODES = ("month", "week", "day")
+
+
+def budget_modes(value: Any) -> dict[str, str]:
+    """``{corp_id: mode}`` of a config update, checked."""
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and v in BUDGET_MODES for k, v in value.items()
+    ):
+        raise ValueError(f"wecom_budget must map corp ids to one of {', '.join(BUDGET_MODES)}")
+    return value
 
 
 class ApiError(Exception):
@@ -163,6 +180,7 @@ class FakeState:
     followers: dict[str, dict[str, bool]] = field(default_factory=dict, repr=False)
     oa_tags: dict[str, dict[int, set[str]]] = field(default_factory=dict, repr=False)
     deleted: set[str] = field(default_factory=set, repr=False)
+    media: dict = field(default_factory=dict, repr=False)  # media_id -> (corp_id, created_at)
     dismissed: set[str] = field(default_factory=set, repr=False)
     _seq: int = 0
 

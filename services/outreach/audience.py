@@ -40,9 +40,14 @@ ADDRESS = {
     "oa_custom": "a.openids[1]",
 }
 QUOTA_WINDOW = {  # how far back a channel's platform quota counts
-    "wecom_single": timedelta(days=1),
     "oa_mass": timedelta(days=30),
 }
+# The WeCom group sends a recipient received in the budget's period (services/outreach/budget.py),
+# by its address (external_userid or chat_id); {tenant}, {start}, {end} bound by the caller.
+BUDGET_USED = (
+    "SELECT recipient, count(*) AS used FROM platform_sends WHERE tenant_id = {tenant} "
+    "AND sent_at >= {start} AND sent_at < {end} GROUP BY recipient"
+)
 
 
 class Params:
@@ -112,8 +117,10 @@ def contacts(
     channel: str,
     now: datetime,
     scope: Scope | None = None,
+    budget: tuple[datetime, datetime] | None = None,
 ) -> Iterator[Recipient]:
-    """Contact recipients of a 1:1 channel, streamed (a million rows never sit in a list)."""
+    """Contact recipients of a 1:1 channel, streamed (a million rows never sit in a list);
+    ``budget``: the platform budget's period, for a channel it limits."""
     p = Params()
     excl = _exclusions(audience, p)
     flags = (
@@ -129,7 +136,7 @@ def contacts(
         SELECT a.contact_id, a.mode, a.stage, a.account_stage, a.role, a.oa_follower,
                a.wecom_contact, a.oa_last_message_at, {address} AS address, {flags},
                COALESCE(x.day, 0) AS day, COALESCE(x.week, 0) AS week,
-               COALESCE(x.quota, 0) AS quota, s.received
+               COALESCE(x.quota, 0) AS quota, COALESCE(b.used, 0) AS budget_used, s.received
         FROM audience a
         LEFT JOIN (
             SELECT subject_id,
@@ -147,11 +154,13 @@ def contacts(
               AND recipient_kind = 'contact' AND status IN ('sent', 'delivered', 'unknown')
             GROUP BY recipient_id
         ) s ON s.recipient_id = a.contact_id
+        LEFT JOIN ({budget}) b ON b.recipient = {address}
         WHERE {where}
         ORDER BY a.contact_id
         """
     ).format(
         address=sql.SQL(ADDRESS[channel]),
+        budget=_budget(tenant_id, budget, p),
         flags=flags,
         day=p(now - timedelta(days=1)),
         channel=p(channel),
@@ -182,6 +191,7 @@ def contacts(
                 exposures_day=row["day"],
                 exposures_week=week_row,
                 quota_used=row["quota"],
+                budget_used=row["budget_used"],
                 received=frozenset(row["received"] or ()),
             )
 
@@ -193,6 +203,7 @@ def groups(
     audience: dict[str, Any],
     now: datetime,
     scope: Scope | None = None,
+    budget: tuple[datetime, datetime] | None = None,
 ) -> list[Recipient]:
     """Group recipients: the groups the audience names, else every active group with at least
     one member matching the audience's filters; each with its known members' facts."""
@@ -211,7 +222,8 @@ def groups(
         sql.SQL(
             """
             SELECT g.chat_id, g.owner, g.status, g.members,
-                   COALESCE(x.day, 0) AS day, COALESCE(x.week, 0) AS week, s.received
+                   COALESCE(x.day, 0) AS day, COALESCE(x.week, 0) AS week,
+                   COALESCE(b.used, 0) AS budget_used, s.received
             FROM groups g
             LEFT JOIN (
                 SELECT subject_id, count(*) FILTER (WHERE at > {day}) AS day, count(*) AS week
@@ -224,6 +236,7 @@ def groups(
                   AND recipient_kind = 'group' AND status IN ('sent', 'delivered', 'unknown')
                 GROUP BY recipient_id
             ) s ON s.recipient_id = g.chat_id
+            LEFT JOIN ({budget}) b ON b.recipient = g.chat_id
             WHERE g.tenant_id = {tenant} AND {chosen}
             ORDER BY g.chat_id
             """
@@ -232,6 +245,7 @@ def groups(
             week=p(now - timedelta(days=7)),
             tenant=p(tenant_id),
             campaign=p(campaign_id),
+            budget=_budget(tenant_id, budget, p),
             chosen=chosen,
         ),
         p.values,
@@ -247,6 +261,7 @@ def groups(
             excluded_by=("groups",) if r["chat_id"] in excluded_groups else (),
             exposures_day=r["day"],
             exposures_week=r["week"],
+            budget_used=r["budget_used"],
             received=frozenset(r["received"] or ()),
             members=tuple(
                 members.get(r["chat_id"], {}).get(m) or _stranger(m) for m in r["members"]
@@ -254,6 +269,12 @@ def groups(
         )
         for r in rows
     ]
+
+
+def _budget(tenant_id: str, budget: tuple[datetime, datetime] | None, p: Params):
+    if budget is None:  # a channel the budget does not limit: nothing used
+        return sql.SQL("SELECT NULL::text AS recipient, 0 AS used WHERE false")
+    return sql.SQL(BUDGET_USED).format(tenant=p(tenant_id), start=p(budget[0]), end=p(budget[1]))
 
 
 def _stranger(external_userid: str) -> Recipient:

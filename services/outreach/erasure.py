@@ -1,12 +1,13 @@
 """Outreach's part of erasing a person (docs/privacy.md), from ``siyu.erasures.v1``.
 
 The person (the contact and the contacts merged into it) leaves the audience, the customer
-groups' member lists and the frequency caps' exposures. What was sent stays countable for the
-campaign's statistics but no longer says to whom: deliveries and runs about the contact get an
-opaque ``erased:<id>`` subject, lose the address (openid / external_userid), and those not sent
-yet are excluded or cancelled (one in flight is excluded when it would go back to pending:
-services/outreach/store.py). Any other table of the schema with a ``contact_id`` column is
-emptied of the person as well. Idempotent: a redelivered erasure finds nothing more to change.
+groups' member lists, the frequency caps' exposures and the platform budget's count. What was
+sent stays countable for the campaign's statistics but no longer says to whom: deliveries and
+runs about the contact get an opaque ``erased:<id>`` subject, lose the address (openid /
+external_userid), and those not sent yet are excluded or cancelled (one in flight is excluded
+when it would go back to pending: services/outreach/store.py). Any other table of the schema
+with a ``contact_id`` column is emptied of the person as well. Idempotent: a redelivered erasure
+finds nothing more to change.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 
 from psycopg import Connection, sql
 
+from services.outreach import budget
 from shared.job_results import forget_results
 from shared.privacy import identity_hash
 
@@ -51,6 +53,7 @@ def forget(conn: Connection, erasures: Iterable[dict[str, Any]]) -> int:
                 (tenant, people),
             )
         _leave_groups(conn, tenant, set(erasure.get("identity_hashes") or ()))
+        budget.forget(conn, tenant, set(erasure.get("identity_hashes") or ()))
         forget_results(conn, tenant, people)  # preview samples name recipients
         conn.execute(
             "DELETE FROM exposures WHERE tenant_id = %s AND subject_kind = 'contact' "

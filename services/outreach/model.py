@@ -15,11 +15,14 @@ from marshmallow import (
     Schema,
     ValidationError,
     fields,
+    post_load,
     validate,
     validates,
     validates_schema,
 )
 
+from services.outreach.budget import MODES as BUDGET_MODES
+from services.outreach.budget import legacy_mode
 from services.outreach.policies import BLOCK_ALL_B2B_PROMOTIONS, UNFLAGGED_DEFAULTS
 from services.outreach.schedule import rrule_error
 from shared.links import url_error
@@ -93,7 +96,11 @@ class WeComAttachmentSchema(_Strict):
     )
     link = fields.Dict(metadata={"description": "{title, url, desc?, picurl?}"})
     miniprogram = fields.Dict(metadata={"description": "{title, appid, page, pic_media_id}"})
-    image = fields.Dict(metadata={"description": "{media_id} or {pic_url}"})
+    image = fields.Dict(
+        metadata={"description": "{media_id}, {pic_url} (from media/uploadimg) or {url}: a "
+                  "source image Siyu uploads as temporary media and refreshes before it "
+                  "expires (docs/platform.md \"Temporary media\")"}
+    )  # fmt: skip
 
     @validates_schema(skip_on_field_errors=True)
     def _body(self, data: dict, **kwargs) -> None:
@@ -105,7 +112,10 @@ class WeComAttachmentSchema(_Strict):
             raise ValidationError(f"a {kind} attachment needs its {kind}", kind)
         if kind == "link" and not (body.get("title") and body.get("url")):
             raise ValidationError("a link needs title and url", kind)
-        _check_urls(body, {"link": ("url", "picurl"), "image": ("pic_url",)}.get(kind, ()), kind)
+        _check_urls(body, {"link": ("url", "picurl"), "image": ("pic_url", "url")}.get(kind, ()),
+                    kind)  # fmt: skip
+        if kind == "image" and not any(body.get(k) for k in ("media_id", "pic_url", "url")):
+            raise ValidationError("an image needs media_id, pic_url or url", kind)
         if kind == "miniprogram" and not all(body.get(k) for k in ("title", "appid", "page")):
             raise ValidationError("a miniprogram needs title, appid and page", kind)
 
@@ -371,9 +381,19 @@ class CapsSchema(_Strict):
 class QuotasSchema(_Strict):
     """The platform's limits (docs/platform.md "Rate limits and quotas"), as they apply here."""
 
+    wecom_budget = fields.String(
+        load_default=None, validate=_one_of(BUDGET_MODES, "WeCom budget mode"),
+        metadata={"description": "The corp's WeCom rule for group-sent messages per customer "
+                  "and customer group (docs/platform.md \"The platform's budget of group "
+                  "sends\"): month (as many a calendar month as it has days, the default), "
+                  "week (7 an ISO week) or day (1 a day), in the tenant's time zone",
+                  "enum": list(BUDGET_MODES)},
+    )  # fmt: skip
+    # The old setting, still read so stored settings load: at most 1 a day is the day mode,
+    # more the month mode (budget.legacy_mode); never written back.
     wecom_customer_per_day = fields.Integer(
-        load_default=1, validate=validate.Range(min=0),
-        metadata={"description": "WeCom mass messages one customer may receive per day"},
+        load_default=None, load_only=True, validate=validate.Range(min=0),
+        metadata={"description": "Deprecated: read as wecom_budget (<= 1: day, else month)"},
     )  # fmt: skip
     oa_mass_per_month = fields.Integer(
         load_default=4, validate=validate.Range(min=0),
@@ -381,6 +401,13 @@ class QuotasSchema(_Strict):
     )  # fmt: skip
     oa_custom_window_hours = fields.Integer(load_default=48, validate=validate.Range(min=1))
     oa_custom_per_window = fields.Integer(load_default=5, validate=validate.Range(min=0))
+
+    @post_load
+    def _budget(self, data: dict, **kwargs) -> dict:
+        per_day = data.pop("wecom_customer_per_day", None)
+        if data.get("wecom_budget") is None:
+            data["wecom_budget"] = legacy_mode(per_day)
+        return data
 
 
 class UnflaggedGuardField(fields.Field):

@@ -13,7 +13,7 @@ from typing import Any
 
 from psycopg import Connection
 
-from services.outreach import audience, store
+from services.outreach import audience, budget, store
 from services.outreach.catalogue import tenant_catalogue
 from services.outreach.model import outreach_settings
 from services.outreach.policies import Decision, Item, Policy, Recipient, decide, guard_of
@@ -85,9 +85,10 @@ def items(conn: Connection, campaign: Campaign) -> list[Item]:
     return found
 
 
-def policy(conn: Connection, campaign: Campaign) -> Policy:
-    """The tenant's caps and quotas, and the guard its model's stage flags make (the catalogue
-    segment publishes; the tenant's default when the model flags no stage)."""
+def policy(conn: Connection, campaign: Campaign, now: datetime | None = None) -> Policy:
+    """The tenant's caps and quotas, the platform budget's limit in the period holding ``now``
+    (WeCom group sends), and the guard its model's stage flags make (the catalogue segment
+    publishes; the tenant's default when the model flags no stage)."""
     settings = tenant_settings(conn, campaign.tenant_id)
     catalogue = tenant_catalogue(conn, campaign.tenant_id)
     return Policy(
@@ -96,7 +97,20 @@ def policy(conn: Connection, campaign: Campaign) -> Policy:
         quotas=settings["quotas"],
         allow_b2b_promotion=campaign.allow_b2b_promotion,
         guard=guard_of(catalogue and catalogue.flags, settings["guard_unflagged_model"]),
-    )
+        budget=(
+            budget.limit(budget.mode_of(settings["quotas"]), now,
+                         budget.tenant_zone(conn, campaign.tenant_id))
+            if now is not None and campaign.channel in budget.CHANNELS else None
+        ),
+    )  # fmt: skip
+
+
+def budget_period(conn: Connection, campaign: Campaign, now: datetime):
+    """The platform budget's period holding ``now`` (None: the channel has no budget)."""
+    if campaign.channel not in budget.CHANNELS:
+        return None
+    mode = budget.mode_of(tenant_settings(conn, campaign.tenant_id)["quotas"])
+    return budget.period(mode, now, budget.tenant_zone(conn, campaign.tenant_id))
 
 
 def plan(
@@ -104,7 +118,8 @@ def plan(
 ) -> Iterator[tuple[Recipient, Decision]]:
     """Every recipient of a run at ``now`` with its decision, in recipient order (streamed)."""
     content = items(conn, campaign)
-    rules = policy(conn, campaign)
+    rules = policy(conn, campaign, now)
+    period = budget_period(conn, campaign, now)
     tag = campaign.audience.get("oa_tag_id")
     if tag is not None:
         tag_recipient = Recipient(kind="tag", id=str(tag), address=str(tag),
@@ -113,7 +128,7 @@ def plan(
         return
     if campaign.channel == "wecom_group":
         recipients = audience.groups(
-            conn, campaign.tenant_id, campaign.campaign_id, campaign.audience, now, scope
+            conn, campaign.tenant_id, campaign.campaign_id, campaign.audience, now, scope, period
         )
     else:
         recipients = audience.contacts(
@@ -124,6 +139,7 @@ def plan(
             campaign.channel,
             now,
             scope,
+            period,
         )
     for r in recipients:
         yield r, decide(r, content, rules, now, series=campaign.series)

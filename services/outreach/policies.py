@@ -19,8 +19,9 @@ in a fixed order and the first that fails is the reason:
    (``no_discount_b2b``; an admin override lifts this one only);
 5. frequency caps of the tenant, counting every exposure on every channel, group sends
    included (``cap_day``, ``cap_week``; groups: ``group_cap_day``, ``group_cap_week``);
-6. platform quotas (docs/platform.md): ``quota_wecom_customer_day``, ``outside_cs_window``,
-   ``quota_oa_custom``, ``quota_oa_mass_month``.
+6. platform quotas (docs/platform.md): ``platform_budget`` (WeCom group sends: the corp's
+   budget per customer or customer group for the period, services/outreach/budget.py),
+   ``outside_cs_window``, ``quota_oa_custom``, ``quota_oa_mass_month``.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ class Recipient:
     exposures_day: int = 0
     exposures_week: int = 0
     quota_used: int = 0  # this channel's platform quota, in its window
+    budget_used: int = 0  # WeCom group sends it received in the budget's period
     received: frozenset[str] = frozenset()  # content ids this campaign already sent it
     # Groups: the members' facts that matter to the guard.
     members: Sequence[Recipient] = field(default_factory=tuple)
@@ -118,6 +120,7 @@ class Policy:
     quotas: dict[str, int]
     allow_b2b_promotion: bool = False
     guard: Guard = Guard(every_stage=True)  # none known: the safe default
+    budget: int | None = None  # WeCom group sends one recipient may get in the period
 
 
 @dataclass(frozen=True)
@@ -190,8 +193,8 @@ def _capped(r: Recipient, caps: dict[str, int]) -> str | None:
 
 def _quota(r: Recipient, policy: Policy, now: datetime) -> str | None:
     q = policy.quotas
-    if policy.channel == "wecom_single" and r.quota_used >= q["wecom_customer_per_day"]:
-        return "quota_wecom_customer_day"
+    if policy.budget is not None and r.budget_used >= policy.budget:
+        return "platform_budget"
     if policy.channel == "oa_custom":
         window = timedelta(hours=q["oa_custom_window_hours"])
         if r.oa_last_message_at is None or now - r.oa_last_message_at > window:

@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 from psycopg_pool import ConnectionPool
 
-from services.outreach import payloads, senders, store
+from services.outreach import budget, media, payloads, senders, store
 from services.outreach.audience import Scope
 from services.outreach.clients import Clients
 from services.outreach.metrics import DELIVERIES, RUNS
@@ -167,6 +167,9 @@ class Executor:
     def _send(self, run, campaign: Campaign, batch, tz: str, payloads_: dict[str, Any]) -> None:
         tenant_id = run["tenant_id"]
         try:
+            if campaign.channel in budget.CHANNELS:  # temporary media valid for this send
+                payloads_ = media.fresh(self.pool, self.clients.wecom(tenant_id), tenant_id,
+                                        payloads_, self.clock())  # fmt: skip
             outcome = senders.send(self.clients, self.signer, self.public_url, run, campaign,
                                    batch, payloads_)  # fmt: skip
         except (RateLimited, WeComUnavailable, QuotaExhausted) as exc:
@@ -201,6 +204,7 @@ class Executor:
             sent = [r[0] for r in rows if r[1] == "sent"]
             if sent:
                 store.expose(conn, sent, now)
+                budget.record_own(conn, sent, now)  # the platform budget they consumed
         for status, n in collections.Counter(r[1] for r in rows).items():
             DELIVERIES.labels(tenant_id, channel, status).inc(n)
 

@@ -483,3 +483,32 @@ class WeComClient(WeChatClient):
         ``{"invaliduser": "a|b", "msgid"...}``; 81013 when no recipient is valid
         (docs/platform.md "App messages to staff")."""
         return self.post("message/send", data=body)
+
+    # --- platform budget (docs/platform.md "The platform's budget of group sends") ---
+
+    def list_groupmsgs(
+        self,
+        chat_type: str,
+        start_time: int,
+        end_time: int,
+        *,
+        filter_type: int = 2,
+        limit: int = 100,
+    ) -> list[dict]:
+        """``externalcontact/get_groupmsg_list_v2``: the corp's group sends created in
+        [start_time, end_time] (epoch seconds, at most a month apart), all pages; each with
+        ``msgid``, ``creator``, ``create_type`` (0 the corp, 1 a member) and ``create_time``.
+        ``filter_type``: 0 the corp's, 1 members' own, 2 both."""
+        found: list[dict] = []
+        cursor = ""
+        for _ in range(10000):  # a corp with a million sends in the range would stop here
+            result = self.post(
+                "externalcontact/get_groupmsg_list_v2",
+                data={"chat_type": chat_type, "start_time": start_time, "end_time": end_time,
+                      "filter_type": filter_type, "limit": limit, "cursor": cursor},
+            )  # fmt: skip
+            found.extend(result.get("group_msg_list") or [])
+            cursor = result.get("next_cursor") or ""
+            if not cursor:
+                break
+        return found

@@ -18,7 +18,7 @@ from tests.integration.console.conftest import csrf, log_in
 
 FORM = {
     "caps.contact_per_day": "2", "caps.contact_per_week": "5", "caps.group_per_day": "1",
-    "caps.group_per_week": "3", "quotas.wecom_customer_per_day": "1",
+    "caps.group_per_week": "3", "quotas.wecom_budget": "week",
     "quotas.oa_mass_per_month": "4", "quotas.oa_custom_window_hours": "48",
     "quotas.oa_custom_per_window": "5", "quiet": "1", "quiet_start": "22:00",
     "quiet_end": "07:30",
@@ -81,6 +81,7 @@ def test_an_admin_saves_the_settings_as_the_api_stores_them(console):
     saved = stored(console)
     assert saved["caps"]["contact_per_day"] == 2 and saved["caps"]["contact_per_week"] == 5
     assert saved["quiet_hours"] == {"start": "22:00", "end": "07:30"}
+    assert saved["quotas"]["wecom_budget"] == "week"
     # The fields the page does not show keep their values (PUT would reset them to defaults).
     assert saved["min_schedule_interval_minutes"] == 60
     assert saved["guard_unflagged_model"] == "block_all_b2b_promotions"
@@ -111,6 +112,21 @@ def test_bad_settings_are_answered_on_the_form(console, field, value, error_id):
     assert f'value="{value}"' in text  # what was typed is kept
     assert 'value="07:30"' in text
     assert stored(console) == {} and audited(console, "settings.outreach") == []
+
+
+def test_the_wecom_budget_rule_is_chosen_from_the_corps_and_a_bad_one_refused(console):
+    client = logged_in(console, "boss")
+    page = client.get("/settings").get_data(as_text=True)
+    # No rule stored: WeCom's default, as many a month as the month has days.
+    assert re.search(r'<option value="month" selected>', page)
+    response = post(client, "/settings", {**FORM, "quotas.wecom_budget": "year"})
+    assert response.status_code == 400
+    assert 'id="quotas-wecom_budget-error"' in response.get_data(as_text=True)
+    assert stored(console) == {}
+    assert post(client, "/settings", {**FORM, "quotas.wecom_budget": "day"}).status_code == 302
+    assert stored(console)["quotas"]["wecom_budget"] == "day"
+    page = client.get("/settings").get_data(as_text=True)
+    assert '<option value="day" selected>' in page
 
 
 def test_a_settings_post_without_the_csrf_token_is_refused(console):

@@ -13,7 +13,7 @@ from services.outreach.erasure import forget
 from services.outreach.projection import decode, make_process
 from shared import messages
 from shared.kafka.consumer import Decoded, Message
-from shared.privacy import encode_erasure
+from shared.privacy import encode_erasure, identity_hash
 from shared.wechat.wecom import WeComUnavailable
 from tests.integration.outreach.test_delivery import Crash
 from tests.integration.outreach.test_projection import snapshot
@@ -162,3 +162,16 @@ def test_a_delivery_in_flight_when_its_person_is_erased_is_never_attempted_again
     assert outreach.messages("template") == []
     (run,) = outreach.sql("SELECT status FROM campaign_runs WHERE campaign_id = %s", (campaign,))
     assert run["status"] == "done"
+
+
+def test_an_erasure_takes_the_person_out_of_the_platform_budgets_count(outreach):
+    outreach.sql(
+        "INSERT INTO platform_sends (tenant_id, recipient, msgid, sent_at, origin) VALUES "
+        "('acme', 'wmGone', 'm1', now(), 'staff'), ('acme', 'wmStays', 'm1', now(), 'staff'), "
+        "('acme', 'wrGroup', 'm2', now(), 'siyu')"
+    )
+    with outreach.pool.connection() as conn:
+        forget(conn, [{"tenant_id": "acme", "contact_id": "c_gone", "erased_at": outreach.now,
+                       "identity_hashes": [identity_hash("acme", "external_userid", "wmGone")]}])  # fmt: skip
+    left = outreach.sql("SELECT recipient FROM platform_sends ORDER BY recipient")
+    assert [r["recipient"] for r in left] == ["wmStays", "wrGroup"]

@@ -28,7 +28,7 @@ from services.segment.lifecycle.grammar import builtin_models, load_model
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)  # Tuesday 10:00 in Shanghai
 CAPS = {"contact_per_day": 1, "contact_per_week": 3, "group_per_day": 1, "group_per_week": 2}
-QUOTAS = {"wecom_customer_per_day": 1, "oa_mass_per_month": 4, "oa_custom_window_hours": 48,
+QUOTAS = {"wecom_budget": "month", "oa_mass_per_month": 4, "oa_custom_window_hours": 48,
           "oa_custom_per_window": 5}  # fmt: skip
 ARTICLE = Item("cnt_article", promotional=False)
 PROMO = Item("cnt_promo", promotional=True)
@@ -73,7 +73,7 @@ def policy(channel="wecom_single", **kw) -> Policy:
         # Caps (every channel's exposures) and platform quotas.
         (contact(exposures_day=1, exposures_week=1), ARTICLE, policy(), "cap_day"),
         (contact(exposures_week=3), ARTICLE, policy(), "cap_week"),
-        (contact(quota_used=1), ARTICLE, policy(), "quota_wecom_customer_day"),
+        (contact(budget_used=31), ARTICLE, policy(budget=31), "platform_budget"),
         (contact(quota_used=4), ARTICLE, policy("oa_mass"), "quota_oa_mass_month"),
         (contact(), ARTICLE, policy("oa_custom"), "outside_cs_window"),
         (contact(oa_last_message_at=NOW - timedelta(hours=49)), ARTICLE, policy("oa_custom"),
@@ -94,7 +94,7 @@ def policy(channel="wecom_single", **kw) -> Policy:
         "sent", "excluded by a segment", "no WeCom id", "deleted WeCom contact", "no openid",
         "unsubscribed", "promo while comparing", "promo while the account examines",
         "promo while comparing, even with b2b promotion", "promo to b2b", "promo to b2b allowed",
-        "promo to b2c", "article while comparing", "day cap", "week cap", "WeCom day quota",
+        "promo to b2c", "article while comparing", "day cap", "week cap", "WeCom budget used",
         "OA mass month quota", "custom message, never messaged",
         "custom message, last message 49h ago", "custom message, last message 47h ago",
         "custom message, window quota used", "notice on oa_template",

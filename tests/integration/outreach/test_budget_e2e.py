@@ -1,0 +1,121 @@
+"""The platform's budget of group sends end to end (docs/platform.md "The platform's budget of
+group sends"): the admin API sets the corp's rule, an hourly campaign runs through the
+scheduler and the executor against the fake platform (which enforces the same rule on its
+clock, moved with the test's), and the (limit+1)-th send of the period is excluded as
+``platform_budget`` before any call, in each mode. Sends the corp's members made themselves
+count once they sent them, once however often they are read (services/outreach/budget_sync.py).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, timedelta
+
+import pytest
+
+from sandbox.fake_wechat import create_app
+from services.outreach import budget, budget_sync
+from tests.integration.outreach.conftest import CORP, TENANTS
+
+HOURLY = {"schedule": {"cron": "0 * * * *"}}
+NO_CAPS = {"contact_per_day": 1000, "contact_per_week": 1000, "group_per_day": 1000,
+           "group_per_week": 1000}  # fmt: skip
+
+
+def sync_fake_clock(outreach) -> None:
+    outreach.fake.state.offset = outreach.now.timestamp() - time.time()
+
+
+def rule(outreach, mode: str) -> None:
+    body = {"caps": NO_CAPS, "quotas": {"wecom_budget": mode}}
+    assert outreach.call("PUT", "/settings/outreach", "admin", json=body).status_code == 200
+    fake = create_app(outreach.fake.state).test_client()
+    assert fake.patch("/_fake/config", json={"wecom_budget": {CORP: mode}}).status_code == 200
+
+
+def run_once(outreach) -> dict:
+    """One slot of the hourly campaign at the test's clock; the run's delivery."""
+    sync_fake_clock(outreach)
+    assert outreach.schedule() == 1
+    assert outreach.send() == 1
+    (row,) = outreach.sql("SELECT status, reason FROM deliveries ORDER BY delivery_id DESC LIMIT 1")
+    return row
+
+
+def single_customer(outreach) -> str:
+    ext, _ = outreach.customers(1)[0]
+    outreach.profile("c_1", ext=ext, segments=["all"])
+    return ext
+
+
+@pytest.mark.parametrize(("mode", "limit"), [("month", 31), ("week", 7), ("day", 1)])
+def test_the_budget_blocks_the_send_past_the_limit_in_each_mode(outreach, mode, limit):
+    rule(outreach, mode)
+    ext = single_customer(outreach)
+    campaign = outreach.campaign(channel="wecom_single", audience={"segments": ["all"]},
+                                 content={"item": outreach.content()}, trigger=HOURLY)  # fmt: skip
+    # From Tuesday 1 December 2026 00:00 in Shanghai (the tenant's zone), hourly.
+    outreach.now = outreach.now.replace(hour=16)  # 00:00 on 1 December in Shanghai
+    for _ in range(limit):
+        assert run_once(outreach) == {"status": "sent", "reason": None}
+        outreach.now += timedelta(hours=1)
+    # The (limit+1)-th in the period: excluded before any call, with its reason.
+    sent_before = len(outreach.messages("single"))
+    assert run_once(outreach) == {"status": "excluded", "reason": "platform_budget"}
+    assert len(outreach.messages("single")) == sent_before
+    (run,) = outreach.call("GET", f"/campaigns/{campaign}/runs", "viewer").json["items"][:1]
+    assert run["stats"]["excluded"] == {"platform_budget": 1}
+    assert run["stats"]["by_status"] == {"excluded": 1}
+    # The platform agrees: every send Siyu made was received (status 1), none refused.
+    statuses = [
+        s for m in outreach.messages("single") for t in m.tasks.values() for s in t.values()
+    ]
+    assert statuses == [1] * limit
+    # An hour before the period ends, still used up; at its first moment (the next day, next
+    # Monday, 1 January, 00:00 in Shanghai) open again.
+    _, end = budget.period(mode, outreach.now, "Asia/Shanghai")
+    outreach.now = end.astimezone(UTC) - timedelta(hours=1)
+    assert run_once(outreach) == {"status": "excluded", "reason": "platform_budget"}
+    outreach.now = end.astimezone(UTC)
+    assert run_once(outreach) == {"status": "sent", "reason": None}
+    assert outreach.messages("single")[-1].body["external_userid"] == [ext]
+
+
+def test_a_groups_budget_is_its_own(outreach):
+    rule(outreach, "day")
+    chats = outreach.groups(1)
+    chat_id = sorted(chats)[0]
+    outreach.sync_groups()
+    outreach.campaign(channel="wecom_group", audience={"groups": [chat_id]},
+                      content={"item": outreach.content()}, trigger=HOURLY)  # fmt: skip
+    assert run_once(outreach) == {"status": "sent", "reason": None}
+    outreach.now += timedelta(hours=1)
+    assert run_once(outreach) == {"status": "excluded", "reason": "platform_budget"}
+
+
+def test_staff_initiated_sends_count_once_sent_and_once(outreach):
+    rule(outreach, "day")
+    ext = single_customer(outreach)
+    staff = outreach.world().contacts[ext].follow_user[0]["userid"]
+    fake = create_app(outreach.fake.state).test_client()
+    # A member's own send, confirmed an hour after it was made.
+    assert fake.patch("/_fake/config", json={"confirm_delay": 3600}).status_code == 200
+    sync_fake_clock(outreach)
+    made = fake.post("/_fake/groupmsg", json={"corpid": CORP, "sender": staff, "targets": [ext]})
+    assert made.status_code == 201
+    # Not sent yet: nothing counted, and Siyu's send would still go.
+    assert budget_sync.poll_due(outreach.pool, outreach.clients, TENANTS, outreach.now) == 0
+    outreach.now += timedelta(hours=2)
+    sync_fake_clock(outreach)
+    assert budget_sync.poll_due(outreach.pool, outreach.clients, TENANTS, outreach.now) == 1
+    # Read again: counted once.
+    outreach.now += timedelta(minutes=11)
+    sync_fake_clock(outreach)
+    assert budget_sync.poll_due(outreach.pool, outreach.clients, TENANTS, outreach.now) == 0
+    rows = outreach.sql("SELECT recipient, msgid, origin FROM platform_sends")
+    assert rows == [{"recipient": ext, "msgid": made.json["msgid"], "origin": "staff"}]
+    # Siyu's campaign the same day: the customer's one send a day is used.
+    outreach.campaign(channel="wecom_single", audience={"segments": ["all"]},
+                      content={"item": outreach.content()}, trigger=HOURLY)  # fmt: skip
+    outreach.now = outreach.now.replace(minute=5)
+    assert run_once(outreach) == {"status": "excluded", "reason": "platform_budget"}
