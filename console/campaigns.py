@@ -183,6 +183,11 @@ def body_of(form: dict) -> tuple[dict, dict]:
             "start": form.get("quiet_start", ""),
             "end": form.get("quiet_end", ""),
         }
+    if form.get("holdout_percent"):  # the effect report's control group (docs/console.md)
+        try:
+            body["holdout_percent"] = int(form["holdout_percent"])
+        except ValueError:
+            errors["holdout_percent"] = _("Give the holdout as a whole percentage, 0 to 50.")
     return body, errors
 
 
@@ -212,6 +217,7 @@ _FIELDS = (
     ("content", "content_kind"),
     ("channel", "channel"),
     ("quiet_hours", "quiet"),
+    ("holdout_percent", "holdout_percent"),
     ("name", "name"),
 )
 
