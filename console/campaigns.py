@@ -183,7 +183,8 @@ def body_of(form: dict) -> tuple[dict, dict]:
             "start": form.get("quiet_start", ""),
             "end": form.get("quiet_end", ""),
         }
-    if form.get("holdout_percent"):  # the effect report's control group (docs/console.md)
+    # The effect report's control group (docs/console.md "Effect report").
+    if form.get("holdout_percent"):
         try:
             body["holdout_percent"] = int(form["holdout_percent"])
         except ValueError:
