@@ -183,6 +183,12 @@ def body_of(form: dict) -> tuple[dict, dict]:
             "start": form.get("quiet_start", ""),
             "end": form.get("quiet_end", ""),
         }
+    # The effect report's control group (docs/console.md "Effect report").
+    if form.get("holdout_percent"):
+        try:
+            body["holdout_percent"] = int(form["holdout_percent"])
+        except ValueError:
+            errors["holdout_percent"] = _("Give the holdout as a whole percentage, 0 to 50.")
     return body, errors
 
 
@@ -212,6 +218,7 @@ _FIELDS = (
     ("content", "content_kind"),
     ("channel", "channel"),
     ("quiet_hours", "quiet"),
+    ("holdout_percent", "holdout_percent"),
     ("name", "name"),
 )
 

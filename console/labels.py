@@ -10,6 +10,7 @@ from flask_babel import lazy_gettext as _l
 from flask_babel import lazy_pgettext
 
 from console import stage_titles
+from services.outreach.uplift import MIN_ARM, MIN_EVENTS
 
 STAGES = {
     # AISCEAS (B2B)
@@ -154,6 +155,7 @@ EXCLUSIONS = {
     "quota_oa_custom": _l("OA customer-service quota"),
     "quota_oa_mass_month": _l("OA monthly mass-message quota"),
     "erased": _l("Erased (privacy request)"),
+    "held_out": _l("Held out (the campaign's control group)"),
 }
 EXCLUDED_BY_RULE = _l("Campaign exclusion rule: %(rule)s")
 
@@ -376,3 +378,22 @@ TOKEN_STATUS = {
 
 def token_status(code: str | None) -> str:
     return _label(TOKEN_STATUS, code)
+
+
+# --- effect report ---
+# What an effect report's numbers allow one to say (services/outreach/uplift.py's verdicts).
+EFFECT_VERDICTS = {
+    "no_holdout": _l("No holdout to compare with: give the campaign a holdout share."),
+    "too_small": _l(
+        "Sample too small to tell: each group needs at least %(arm)s contacts and "
+        "the two together at least %(events)s stage advances."
+    ),
+    "uplift": _l("The campaign moved contacts: their advance rate is higher than the holdout's."),
+    "negative": _l("Contacts who received it advanced less than the holdout."),
+    "no_difference": _l("No clear difference from the holdout: the interval includes zero."),
+}
+
+
+def effect_verdict(code: str | None) -> str:
+    found = EFFECT_VERDICTS.get(code or "")
+    return str(found) % {"arm": MIN_ARM, "events": MIN_EVENTS} if found is not None else code or ""

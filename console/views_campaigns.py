@@ -39,6 +39,7 @@ SINGLE = (
     "item",
     "quiet_start",
     "quiet_end",
+    "holdout_percent",
 )
 PREVIEW_SAMPLES = 10
 

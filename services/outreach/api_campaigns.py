@@ -54,7 +54,8 @@ campaigns = Blueprint("campaigns", __name__, description="Campaigns, previews an
 
 COLUMNS = sql.SQL(", ").join(
     map(sql.Identifier, ("campaign_id", "name", "channel", "status", "audience", "content",
-                         "trigger", "quiet_hours", "allow_b2b_promotion", "created_by",
+                         "trigger", "quiet_hours", "allow_b2b_promotion", "holdout_percent",
+                         "created_by",
                          "created_at", "updated_at", "launched_at", "scheduled_until"))
 )  # fmt: skip
 SELECT_ONE = sql.SQL("SELECT {} FROM campaigns WHERE tenant_id = %s AND campaign_id = %s").format(
@@ -73,6 +74,7 @@ class CampaignSchema(Schema):
     trigger = fields.Dict(required=True)
     quiet_hours = fields.Dict(allow_none=True)
     allow_b2b_promotion = fields.Boolean(required=True)
+    holdout_percent = fields.Integer(required=True)
     created_by = fields.String(allow_none=True)
     created_at = fields.DateTime(required=True)
     updated_at = fields.DateTime(required=True)
@@ -214,12 +216,12 @@ def create(conn, tenant: str, body: dict, who: Actor, role: str) -> dict:
     _check_override(body, tenant, conn, campaign_id, who, role)
     conn.execute(
         "INSERT INTO campaigns (tenant_id, campaign_id, name, channel, audience, content, "
-        "trigger, quiet_hours, allow_b2b_promotion, created_by) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+        "trigger, quiet_hours, allow_b2b_promotion, holdout_percent, created_by) "
+        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (tenant, campaign_id, body["name"], body["channel"], Jsonb(body["audience"]),
          Jsonb(body["content"]), Jsonb(body["trigger"]),
          Jsonb(body["quiet_hours"]) if body.get("quiet_hours") else None,
-         body["allow_b2b_promotion"], _actor_id(who)),
+         body["allow_b2b_promotion"], body.get("holdout_percent", 0), _actor_id(who)),
     )  # fmt: skip
     audit(conn, who, tenant, "campaign.create", campaign_id, body)
     return campaign_row(conn, tenant, campaign_id)
@@ -271,7 +273,7 @@ def update_campaign(body: dict, campaign_id: str):
         if current["status"] not in ("draft", "paused"):
             raise conflict(f"a campaign that is {current['status']} cannot be changed; pause it")
         fields_ = ("name", "channel", "audience", "content", "trigger", "quiet_hours",
-                   "allow_b2b_promotion")  # fmt: skip
+                   "allow_b2b_promotion", "holdout_percent")  # fmt: skip
         merged = {k: current[k] for k in fields_ if current[k] is not None}
         merged.update(_jsonable(body))
         try:
@@ -284,12 +286,14 @@ def update_campaign(body: dict, campaign_id: str):
                         was=current["allow_b2b_promotion"])  # fmt: skip
         conn.execute(
             "UPDATE campaigns SET name = %s, channel = %s, audience = %s, content = %s, "
-            "trigger = %s, quiet_hours = %s, allow_b2b_promotion = %s, updated_at = now() "
+            "trigger = %s, quiet_hours = %s, allow_b2b_promotion = %s, holdout_percent = %s, "
+            "updated_at = now() "
             "WHERE tenant_id = %s AND campaign_id = %s",
             (merged["name"], merged["channel"], Jsonb(merged["audience"]),
              Jsonb(merged["content"]), Jsonb(merged["trigger"]),
              Jsonb(merged["quiet_hours"]) if merged.get("quiet_hours") else None,
-             merged["allow_b2b_promotion"], tenant, campaign_id),
+             merged["allow_b2b_promotion"], merged.get("holdout_percent", 0), tenant,
+             campaign_id),
         )  # fmt: skip
         audit(conn, principal(), tenant, "campaign.update", campaign_id, _jsonable(body))
         return campaign_row(conn, tenant, campaign_id)

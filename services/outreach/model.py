@@ -23,6 +23,7 @@ from marshmallow import (
 
 from services.outreach.budget import MODES as BUDGET_MODES
 from services.outreach.budget import legacy_mode
+from services.outreach.holdout import MAX_PERCENT as MAX_HOLDOUT
 from services.outreach.policies import BLOCK_ALL_B2B_PROMOTIONS, UNFLAGGED_DEFAULTS
 from services.outreach.schedule import rrule_error
 from shared.links import url_error
@@ -354,6 +355,25 @@ class CampaignInSchema(_Strict):
             return
         if "oa_tag_id" in (data["audience"] or {}) and data["channel"] != "oa_mass":
             raise ValidationError("oa_tag_id is for the oa_mass channel", "audience")
+
+    @validates_schema
+    def _holdout_reach(self, data: dict, **kwargs) -> None:
+        # Groups and OA tags are not people: a holdout is per contact (services/outreach/
+        # holdout.py). Judged on the merged campaign as a whole, like the channel above.
+        if not data.get("holdout_percent") or "channel" not in data or "audience" not in data:
+            return
+        if data["channel"] == "wecom_group" or "oa_tag_id" in (data["audience"] or {}):
+            raise ValidationError(
+                "a holdout applies to contact-addressed sends only, not to customer groups "
+                "or OA tags",
+                "holdout_percent",
+            )
+
+    holdout_percent = fields.Integer(
+        load_default=0, validate=validate.Range(min=0, max=MAX_HOLDOUT),
+        metadata={"description": "Share of the contacts (0-50 %) kept out of every run, the "
+                  "effect report's control group; the same contacts in every run"},
+    )  # fmt: skip
 
     allow_b2b_promotion = fields.Boolean(
         load_default=False,

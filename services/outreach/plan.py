@@ -13,7 +13,7 @@ from typing import Any
 
 from psycopg import Connection
 
-from services.outreach import audience, budget, store
+from services.outreach import audience, budget, holdout, store
 from services.outreach.catalogue import tenant_catalogue
 from services.outreach.model import outreach_settings
 from services.outreach.policies import Decision, Item, Policy, Recipient, decide, guard_of
@@ -34,6 +34,7 @@ class Campaign:
     quiet_hours: dict[str, str] | None
     allow_b2b_promotion: bool
     status: str
+    holdout_percent: int = 0  # services/outreach/holdout.py
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Campaign:
@@ -47,6 +48,7 @@ class Campaign:
             quiet_hours=row["quiet_hours"],
             allow_b2b_promotion=row["allow_b2b_promotion"],
             status=row["status"],
+            holdout_percent=row.get("holdout_percent") or 0,
         )
 
     @property
@@ -142,4 +144,14 @@ def plan(
             period,
         )
     for r in recipients:
-        yield r, decide(r, content, rules, now, series=campaign.series)
+        decision = decide(r, content, rules, now, series=campaign.series)
+        # The holdout: contacts this run would send to, kept out (its control group).
+        if (
+            decision.send
+            and r.kind == "contact"
+            and holdout.held_out(
+                campaign.tenant_id, campaign.campaign_id, r.id, campaign.holdout_percent
+            )
+        ):
+            decision = Decision(decision.content_id, holdout.REASON)
+        yield r, decision

@@ -5,7 +5,8 @@ decode (the contracts' schemas) -> process (one transaction per batch) -> commit
   (redelivery and replays are harmless); a ``merged_into`` tombstone deletes the row. A risk flag
   the account did not have before fires the campaigns triggered by it; a loss on the profile
   queues its staff alert once (services/outreach/lost_alerts.py).
-- ``siyu.stage-changes.v1``: fires the campaigns triggered by entering that stage.
+- ``siyu.stage-changes.v1``: fires the campaigns triggered by entering that stage; a contact's
+  advance is kept for the effect report (services/outreach/effects.py).
 - ``siyu.catalogue.v1``: the tenant's model and segments, the names campaigns are checked
   against (services/outreach/catalogue.py; the newest per tenant wins).
 - ``siyu.erasures.v1``: a person erased (services/outreach/erasure.py, docs/privacy.md); a null
@@ -26,7 +27,7 @@ from psycopg import Connection, sql
 from psycopg.adapt import PyFormat
 from psycopg.types.json import Jsonb
 
-from services.outreach import erasure, lost_alerts
+from services.outreach import effects, erasure, lost_alerts
 from services.outreach.catalogue import apply_catalogues
 from shared import messages
 from shared.kafka.consumer import Message, PoisonMessage
@@ -168,6 +169,8 @@ def apply_profiles(conn: Connection, profiles: Iterable[dict[str, Any]], now: da
 
 
 def apply_stage_changes(conn: Connection, changes: Iterable[dict[str, Any]], now: datetime) -> int:
+    changes = list(changes)
+    effects.record_advances(conn, changes)  # the effect report's outcomes (effects.py)
     runs = 0
     for c in changes:
         runs += fire(conn, c["tenant_id"], "stage_entered", c["to_stage"], c["subject"],

@@ -1,8 +1,10 @@
 """`siyu outreach worker`: the audience projection, the scheduler (when leader), the senders.
 
 Threads: the projection consumer (``siyu-outreach`` group on the profile, stage-change and
-catalogue topics) and the loop below; every replica sends (runs are claimed with SKIP LOCKED
-and a lease), only the holder of the advisory lock schedules and syncs WeCom groups.
+catalogue topics), the effects consumer (``siyu-outreach-effects`` on the touchpoints topic:
+clicks and replies for the effect report, effects.py) and the loop below; every replica sends
+(runs are claimed with SKIP LOCKED and a lease), only the holder of the advisory lock schedules
+and syncs WeCom groups.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from psycopg_pool import ConnectionPool
 from services.outreach import (
     backlog,
     budget_sync,
+    effects,
     groups,
     lost_alerts,
     metrics,
@@ -154,11 +157,14 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
     runner.install_signal_handlers()
     thread = threading.Thread(target=loop.run, name="outreach-loop", daemon=True)
     thread.start()
+    outcomes = effects.build_runner(settings, pool)
+    threading.Thread(target=outcomes.run, name="outreach-effects", daemon=True).start()
     log.info("outreach_worker_starting", metrics_port=server.port)
     try:
         runner.run()  # returns on SIGTERM/SIGINT
     finally:
         loop.stop()
+        outcomes.stop()
         thread.join(30)
         server.stop()
         pool.close()

@@ -54,7 +54,17 @@ class Outreach:
         updated_at: datetime | None = None,
         **fields,
     ) -> dict:
-        p = {
+        p = self._profile(contact_id, ext=ext, openid=openid, mode=mode, updated_at=updated_at,
+                          **fields)  # fmt: skip
+        with self.pool.connection() as conn, conn.transaction():
+            projection.apply_profiles(conn, [p], self.now)
+        if p["segments"]:  # segment defined them: its catalogue names them
+            self.publish_segments(*p["segments"])
+        return p
+
+    def _profile(self, contact_id: str, *, ext: str | None = None, openid: str | None = None,
+                 mode: str = "b2b", updated_at: datetime | None = None, **fields) -> dict:  # fmt: skip
+        return {
             "schema": "profile/1", "tenant_id": "acme", "contact_id": contact_id, "mode": mode,
             "identities": {**({"external_userid": [ext]} if ext else {}),
                            **({"openid": [openid]} if openid else {})},
@@ -64,11 +74,22 @@ class Outreach:
             "oa_follower": True if openid else None, "oa_last_message_at": None,
             "updated_at": updated_at or self.now - timedelta(hours=1), **fields,
         }  # fmt: skip
+
+    def profiles(self, people: list[dict]) -> None:
+        """Many profiles at once (one batch, as the projection consumer applies them): each
+        dict has contact_id, and ext/openid and profile fields as ``profile`` takes them."""
+        made = []
+        for p in people:
+            p = dict(p)
+            ext, openid = p.pop("ext", None), p.pop("openid", None)
+            made.append(self._profile(p.pop("contact_id"), ext=ext, openid=openid, **p))
         with self.pool.connection() as conn, conn.transaction():
-            projection.apply_profiles(conn, [p], self.now)
-        if p["segments"]:  # segment defined them: its catalogue names them
-            self.publish_segments(*p["segments"])
-        return p
+            projection.apply_profiles(conn, made, self.now)
+        self.publish_segments(*{s for p in made for s in p["segments"]})
+
+    def close(self) -> None:
+        self.fake.stop()
+        self.pool.close()
 
     def publish_segments(self, *segment_ids: str) -> None:
         """acme's catalogue as segment publishes it (siyu.catalogue.v1), naming these segments
@@ -195,13 +216,13 @@ class Outreach:
                         (campaign_id,))  # fmt: skip
 
 
-@pytest.fixture
-def outreach(stack, schema, monkeypatch):
+def outreach_world(stack, schema, monkeypatch, *, contacts: int = 60) -> Outreach:
+    """The fixture's world, for tests that need another size of fake corp (close() it)."""
     for key, value in DEMO_SECRETS.items():
         monkeypatch.setenv(key, value)
     migrate_service(stack.dsn, "outreach", schema=schema)
     pool = create_pool(stack.dsn, name="outreach-test", schema=schema, max_size=6, timeout=5)
-    fake = FakeWeCom(TENANTS, DEMO_SECRETS, contacts=60).start()
+    fake = FakeWeCom(TENANTS, DEMO_SECRETS, contacts=contacts).start()
     settings = Settings.from_env({
         "SIYU_DATABASE_URL": stack.dsn, "SIYU_WECOM_API_BASE": fake.base_url,
         "SIYU_WECHAT_API_BASE": fake.oa_base_url, "SIYU_WECOM_RATE": "1000",
@@ -215,6 +236,11 @@ def outreach(stack, schema, monkeypatch):
     )
     api = Api(app.test_client(), app, pool, schema)
     issue_tokens(api)
-    yield Outreach(api, pool, fake, Clients(settings, TENANTS), settings)
-    fake.stop()
-    pool.close()
+    return Outreach(api, pool, fake, Clients(settings, TENANTS), settings)
+
+
+@pytest.fixture
+def outreach(stack, schema, monkeypatch):
+    built = outreach_world(stack, schema, monkeypatch)
+    yield built
+    built.close()

@@ -1,0 +1,152 @@
+"""What a campaign's audience did afterwards, the outcomes the effect report counts (docs/domain.md
+"Effect report"), stored in outreach's own tables (services share no tables).
+
+- Stage advances, from ``siyu.stage-changes.v1`` (the projection's consumer calls
+  ``record_advances``): a contact's change to a stage further along the funnel than the one it
+  left, in the order of the tenant's model as its catalogue names it (side stages and moves back
+  are not advances; a change of another model than the catalogue's, or before any catalogue,
+  cannot be judged and is skipped). Keyed by (contact, stage, time): redelivery stores it once.
+- Clicks (``link.clicked``: the tracked link names campaign, content and contact) and replies
+  (``oa.message`` from an openid the audience knows), from ``siyu.touchpoints.v1`` in a consumer
+  group of their own (``siyu-outreach-effects``, a thread of the outreach worker), so a backlog
+  here delays no other consumer. One row per event id: redelivery and replays store it once.
+  A reply from someone the audience does not know yet is not counted: nothing names its contact.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+from psycopg import Connection
+from psycopg_pool import ConnectionPool
+
+from shared.config import Settings
+from shared.envelope import EnvelopeError, load_touchpoint
+from shared.kafka.consumer import ConsumerRunner, DeadLetterQueue, Message, create_consumer
+from shared.kafka.dlq_limit import DlqLimit
+from shared.kafka.producer import create_producer
+from shared.kafka.topics import OUTREACH_DLQ, TOUCHPOINTS
+
+log = structlog.get_logger("siyu.outreach")
+
+GROUP = "siyu-outreach-effects"
+KINDS = {"link.clicked": "click", "oa.message": "reply"}
+
+
+# --- stage advances ---------------------------------------------------------------------------
+
+
+def advance(stages: list[str], from_stage: str | None, to_stage: str) -> bool:
+    """Whether moving ``from_stage`` -> ``to_stage`` goes forward in the funnel ``stages``
+    (in order; side stages are not in it). A first staging (no from stage) is not an advance."""
+    if from_stage not in stages or to_stage not in stages:
+        return False
+    return stages.index(to_stage) > stages.index(from_stage)
+
+
+def record_advances(conn: Connection, changes: Iterable[dict[str, Any]]) -> int:
+    """Store the contacts' advances among ``changes`` (stage-change messages); return how many
+    were new."""
+    funnels: dict[str, tuple[str, list[str]] | None] = {}
+    stored = 0
+    for c in changes:
+        if c["subject"] != "contact":
+            continue
+        tenant = c["tenant_id"]
+        if tenant not in funnels:
+            row = conn.execute(
+                "SELECT model, stages FROM catalogue WHERE tenant_id = %s", (tenant,)
+            ).fetchone()
+            funnels[tenant] = (row["model"], list(row["stages"])) if row else None
+        funnel = funnels[tenant]
+        if funnel is None or funnel[0] != c["model"]:
+            log.info("stage_change_not_judged", tenant_id=tenant, model=c["model"])
+            continue
+        if not advance(funnel[1], c["from_stage"], c["to_stage"]):
+            continue
+        stored += conn.execute(
+            "INSERT INTO stage_advances (tenant_id, contact_id, to_stage, changed_at, from_stage, "
+            "model) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (tenant, c["subject_id"], c["to_stage"], c["changed_at"], c["from_stage"], c["model"]),
+        ).rowcount
+    return stored
+
+
+# --- clicks and replies -----------------------------------------------------------------------
+
+
+def decode(message: Message) -> dict[str, Any] | None:
+    """A click or a reply as a row; None for every other touchpoint (most of the topic) and for
+    an invalid one (segment's group dead-letters those already)."""
+    try:
+        data = json.loads(message.value.decode("utf-8"))
+        if not isinstance(data, dict) or data.get("type") not in KINDS:
+            return None
+        touchpoint = load_touchpoint(data)
+    except (UnicodeDecodeError, ValueError, EnvelopeError, AttributeError):
+        return None
+    attributes = touchpoint.attributes
+    return {
+        "tenant_id": touchpoint.tenant_id,
+        "event_id": touchpoint.event_id,
+        "kind": KINDS[touchpoint.type],
+        "contact_id": attributes.get("contact_id") if touchpoint.type == "link.clicked" else None,
+        "openid": touchpoint.identity.openid,
+        "campaign_id": attributes.get("campaign_id"),
+        "content_id": attributes.get("content_id"),
+        "at": touchpoint.occurred_at,
+    }
+
+
+def record_events(conn: Connection, events: Iterable[dict[str, Any]]) -> int:
+    """Store clicks naming a contact and replies from a known openid; return how many were new."""
+    stored = 0
+    for e in events:
+        contact = e["contact_id"]
+        if e["kind"] == "reply":
+            row = conn.execute(
+                "SELECT contact_id FROM audience WHERE tenant_id = %s AND openids @> ARRAY[%s] "
+                "LIMIT 1",
+                (e["tenant_id"], e["openid"]),
+            ).fetchone() if e["openid"] else None  # fmt: skip
+            contact = row["contact_id"] if row else None
+        if not contact:
+            continue
+        stored += conn.execute(
+            "INSERT INTO effect_events (tenant_id, event_id, kind, contact_id, campaign_id, "
+            "content_id, at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+            (e["tenant_id"], e["event_id"], e["kind"], contact,
+             e["campaign_id"] if e["kind"] == "click" else None,
+             e["content_id"] if e["kind"] == "click" else None, e["at"]),
+        ).rowcount  # fmt: skip
+    return stored
+
+
+def make_process(pool: ConnectionPool):
+    def process(batch) -> None:
+        events = [d.payload for d in batch if d.payload is not None]
+        if not events:
+            return
+        with pool.connection() as conn, conn.transaction():
+            record_events(conn, events)
+
+    return process
+
+
+def build_runner(settings: Settings, pool: ConnectionPool, *, group: str = GROUP):
+    """The consumer of clicks and replies (its own group on the touchpoints topic)."""
+    kafka = settings.kafka
+    producer = create_producer(kafka, client_id="siyu-outreach-effects")
+    return ConsumerRunner(
+        create_consumer(kafka, group_id=group, client_id="siyu-outreach-effects"),
+        topics=[kafka.topic(TOUCHPOINTS)],
+        group=group,
+        decode=decode,
+        process=make_process(pool),
+        dlq=DeadLetterQueue(producer, kafka.topic(OUTREACH_DLQ), group=group),
+        dlq_limit=DlqLimit.of(kafka),
+        max_batch=kafka.max_batch,
+    )
