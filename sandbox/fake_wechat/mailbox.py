@@ -25,6 +25,11 @@ class Sent:
     # WeCom: sender userid -> targets (external_userid or chat_id) -> status when confirmed.
     tasks: dict[str, dict[str, int]] = field(default_factory=dict)
     targets: list[str] = field(default_factory=list)  # OA: openids reached; app: userids
+    # WeCom tasks (sandbox/fake_wechat/group_tasks.py): members who confirmed (``/_fake``) or
+    # were cancelled, by time; the reminders sent.
+    confirmed: dict[str, float] = field(default_factory=dict)
+    cancelled: dict[str, float] = field(default_factory=dict)
+    reminds: list[float] = field(default_factory=list)
 
     def summary(self, now: float, confirm_delay: float) -> dict[str, Any]:
         out = {

@@ -164,6 +164,8 @@ class FakeState:
     oa_tags: dict[str, dict[int, set[str]]] = field(default_factory=dict, repr=False)
     deleted: set[str] = field(default_factory=set, repr=False)
     dismissed: set[str] = field(default_factory=set, repr=False)
+    # Group-send tasks: a member's own confirmation delay, None never (group_tasks.py).
+    staff_confirm: dict[str, int | None] = field(default_factory=dict, repr=False)
     _seq: int = 0
 
     # --- construction

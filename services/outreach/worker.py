@@ -16,6 +16,7 @@ from psycopg_pool import ConnectionPool
 
 from services.outreach import (
     backlog,
+    group_tasks,
     groups,
     lost_alerts,
     metrics,
@@ -101,6 +102,7 @@ class Loop:
         lost_alerts.send_due(self.pool, self.clients, self.tenants, self.console_url)
         if time.monotonic() - self._polled_at > POLL_RESULTS_S:
             results.poll_results(self.pool, self.clients)
+            group_tasks.step(self.pool, self.clients, now)  # cancellations, reminders
             self._polled_at = time.monotonic()
         if time.monotonic() - self._counted_at > BACKLOG_S:
             backlog.refresh(self.pool)

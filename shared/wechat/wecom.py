@@ -462,24 +462,39 @@ class WeComClient(WeChatClient):
         customer until the sending member confirms the task in WeCom."""
         return self.post("externalcontact/add_msg_template", data=body)
 
-    def get_groupmsg_task(self, msgid: str) -> list[dict]:
-        """Per sending member: status 0 pending, 2 sent."""
-        return (
-            self.post("externalcontact/get_groupmsg_task", data={"msgid": msgid}).get("task_list")
-            or []
-        )
-
-    def get_groupmsg_send_result(self, msgid: str, userid: str) -> list[dict]:
-        """Per target: status 0 pending, 1 sent, 2 not a friend, 3 already received another."""
-        return (
-            self.post(
-                "externalcontact/get_groupmsg_send_result", data={"msgid": msgid, "userid": userid}
-            ).get("send_list")
-            or []
-        )
-
     def send_app_message(self, body: dict) -> dict:
         """``message/send``: an app message to staff members (``touser``, ``agentid``...);
         ``{"invaliduser": "a|b", "msgid"...}``; 81013 when no recipient is valid
         (docs/platform.md "App messages to staff")."""
         return self.post("message/send", data=body)
+
+    # --- group tasks (docs/platform.md "Group sends are staff tasks") ---
+
+    def _pages(self, endpoint: str, body: dict, key: str) -> list[dict]:
+        """Every row of a cursor-paged list (``limit`` at most 1000, ``next_cursor``)."""
+        rows: list[dict] = []
+        cursor = ""
+        while True:
+            result = self.post(endpoint, data={**body, "limit": 1000, "cursor": cursor})
+            rows.extend(result.get(key) or [])
+            cursor = result.get("next_cursor") or ""
+            if not cursor:
+                return rows
+
+    def get_groupmsg_task(self, msgid: str) -> list[dict]:
+        """Per sending member: ``userid``, ``status`` 0 not sent, 2 sent, ``send_time``."""
+        return self._pages("externalcontact/get_groupmsg_task", {"msgid": msgid}, "task_list")
+
+    def get_groupmsg_send_result(self, msgid: str, userid: str) -> list[dict]:
+        """Per target of a member: status 0 not sent, 1 sent, 2 not a friend, 3 already
+        received another mass message."""
+        return self._pages("externalcontact/get_groupmsg_send_result",
+                           {"msgid": msgid, "userid": userid}, "send_list")  # fmt: skip
+
+    def remind_groupmsg_send(self, msgid: str) -> dict:
+        """Remind the members who have not sent yet (at most 3 times per message in 24 h)."""
+        return self.post("externalcontact/remind_groupmsg_send", data={"msgid": msgid})
+
+    def cancel_groupmsg_send(self, msgid: str) -> dict:
+        """Stop the message for the members who have not sent it (what went out stays)."""
+        return self.post("externalcontact/cancel_groupmsg_send", data={"msgid": msgid})
