@@ -144,7 +144,7 @@ def admin_blueprint(state: FakeState) -> Blueprint:
                 now, done = state.now(), []
                 for s in state.mailbox.sent:
                     mine = userid in s.tasks and msgid in (None, s.msgid) and s.kind != "app"
-                    if mine and task_state(state, s, userid)[0] == 0:
+                    if mine and userid not in s.cancelled and task_state(state, s, userid)[0] == 0:
                         s.confirmed[userid] = now
                         done.append(s.msgid)
                 return jsonify(confirmed=done)

@@ -15,6 +15,7 @@ from shared.api import (
     PageArgs,
     connection,
     cursor_key,
+    invalid,
     page,
     paged,
     require,
@@ -56,8 +57,13 @@ def list_tasks(conn, tenant: str, args: dict) -> dict:
     )
     if error is not None:
         raise error
-    after = cursor_key(args.get("cursor"), bool, str, str, str)
-    key = (after[0], datetime.fromisoformat(after[1]), after[2], after[3]) if after else None
+    after = cursor_key(args.get("cursor"), int, str, str, str)
+    try:
+        key = (bool(after[0]), datetime.fromisoformat(after[1]), *after[2:]) if after else None
+    except ValueError:
+        raise invalid(
+            "cursor is not valid; start again without it", code="invalid_cursor"
+        ) from None
     rows = group_tasks.task_rows(conn, tenant, staff=args.get("staff"),
                                  status=args.get("status"), campaign=args.get("campaign_id"),
                                  first=args.get("first"), after=key,
@@ -66,7 +72,7 @@ def list_tasks(conn, tenant: str, args: dict) -> dict:
 
 
 def _key(r: dict) -> list:
-    return [r["mine"], r["created_at"].isoformat(), r["msgid"], r["userid"]]
+    return [int(r["mine"]), r["created_at"].isoformat(), r["msgid"], r["userid"]]
 
 
 @tasks.route("/group-tasks", methods=["GET"])
