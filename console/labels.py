@@ -375,3 +375,16 @@ TOKEN_STATUS = {
 
 def token_status(code: str | None) -> str:
     return _label(TOKEN_STATUS, code)
+
+
+# A staff member's part of a group send (docs/platform.md "Group sends are staff tasks").
+GROUP_TASK_STATUSES = {
+    "pending": _l("Waiting for the member"),
+    "sent": _l("Sent by the member"),
+    "failed": _l("Sent, none received"),
+    "cancelled": _l("Cancelled"),
+}
+
+
+def group_task_status(code: str | None) -> str:
+    return _label(GROUP_TASK_STATUSES, code)

@@ -498,3 +498,8 @@ class WeComClient(WeChatClient):
     def cancel_groupmsg_send(self, msgid: str) -> dict:
         """Stop the message for the members who have not sent it (what went out stays)."""
         return self.post("externalcontact/cancel_groupmsg_send", data={"msgid": msgid})
+
+    def get_follow_user_list(self) -> list[str]:
+        """``externalcontact/get_follow_user_list``: the members with customer contact enabled
+        (who can be a group send's sender)."""
+        return list(self.get("externalcontact/get_follow_user_list").get("follow_user") or [])
