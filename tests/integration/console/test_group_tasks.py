@@ -103,3 +103,23 @@ def test_pending_tasks_mine_first_and_linking_a_wecom_userid(live):
     # The campaign page: each member's confirmation of the run.
     detail = page(admin.get(f"/campaigns/{campaign}"))
     assert 'id="confirm-' in detail and f"{last} 0/1" in detail
+
+
+def test_reminder_settings_on_the_settings_page(console):
+    admin = signed_in(console, "boss")
+    shown = page(admin.get("/settings"))
+    assert "群发提醒" in shown and 'id="reminders-per_day"' in shown
+    form = {"caps.contact_per_day": "1", "caps.contact_per_week": "3", "caps.group_per_day": "1",
+            "caps.group_per_week": "3", "quotas.wecom_customer_per_day": "1",
+            "quotas.oa_mass_per_month": "4", "quotas.oa_custom_window_hours": "48",
+            "quotas.oa_custom_per_window": "5", "reminders.first_after_minutes": "90",
+            "reminders.every_minutes": "180", "reminders.per_day": "4"}  # fmt: skip
+    refused = page(admin.post("/settings", data={**form, "csrf_token": csrf(admin, "/settings")}),
+                   400)  # fmt: skip
+    assert 'id="reminders-per_day-error"' in refused
+    form["reminders.per_day"] = "2"
+    saved = admin.post("/settings", data={**form, "csrf_token": csrf(admin, "/settings")})
+    assert saved.status_code == 302
+    (row,) = console.sql("SELECT settings FROM tenants WHERE tenant_id = 'acme'")
+    assert row["settings"]["outreach"]["reminders"] == {
+        "enabled": True, "first_after_minutes": 90, "every_minutes": 180, "per_day": 2}  # fmt: skip
