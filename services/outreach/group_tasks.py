@@ -26,6 +26,7 @@ from services.outreach.clients import Clients
 from services.outreach.metrics import DELIVERIES
 from services.outreach.model import outreach_settings
 from services.outreach.reminders import Policy, next_reminder
+from shared.db import columns
 from shared.wechat import WeComError
 
 log = structlog.get_logger("siyu.outreach")
@@ -51,46 +52,48 @@ _ENSURE = (
 )
 
 
-def known_members(conn, tenant_id: str, msgid: str) -> set[str]:
-    """Members whose recipients are recorded already (results are fetched for them once)."""
+def known_members(conn, tenant_id: str, msgid: str) -> dict[str, bool]:
+    """Members whose recipients are recorded already, and whether any result is still pending
+    (a member's results are fetched when new to us, then until none is pending)."""
     rows = conn.execute(
-        "SELECT DISTINCT userid FROM group_task_results WHERE tenant_id = %s AND msgid = %s",
+        "SELECT userid, bool_or(status = 'pending') AS pending FROM group_task_results "
+        "WHERE tenant_id = %s AND msgid = %s GROUP BY userid",
         (tenant_id, msgid),
     ).fetchall()
-    return {r["userid"] for r in rows}
+    return {r["userid"]: r["pending"] for r in rows}
 
 
 def record(conn, tenant_id: str, msgid: str, tasks: list[dict], results: dict[str, list]) -> None:
-    """What WeCom reported for one message: its tasks and the recipients' results. Repeating a
-    report changes nothing; a task only moves forward (pending -> sent, cancelled -> sent when
-    the member had confirmed before the cancel)."""
+    """What WeCom reported for one message: its tasks and the recipients' results, set-based.
+    Repeating a report changes nothing; a task only moves forward (pending -> sent, cancelled ->
+    sent when the member had confirmed before the cancel), a result only from pending."""
     conn.execute(_ENSURE, (tenant_id, msgid))
-    for t in tasks:
-        status = TASK_STATUS.get(t.get("status"), "pending")
-        at = t.get("send_time") or None
-        conn.execute(
-            "INSERT INTO group_tasks (tenant_id, msgid, userid, campaign_id, status, created_at, "
-            "confirmed_at) SELECT %(t)s, %(m)s, %(u)s, campaign_id, %(s)s, created_at, "
-            "CASE WHEN %(s)s = 'sent' THEN to_timestamp(%(at)s) END FROM group_messages "
-            "WHERE tenant_id = %(t)s AND msgid = %(m)s "
-            "ON CONFLICT (tenant_id, msgid, userid) DO UPDATE SET status = 'sent', "
-            "confirmed_at = EXCLUDED.confirmed_at, updated_at = clock_timestamp() "
-            "WHERE EXCLUDED.status = 'sent' AND group_tasks.status IN ('pending', 'cancelled')",
-            {"t": tenant_id, "m": msgid, "u": t["userid"], "s": status, "at": at},
-        )
-    for userid, rows in results.items():
-        for r in rows:
-            status = RESULT_STATUS.get(r.get("status"), "failed")
-            conn.execute(
-                "INSERT INTO group_task_results (tenant_id, msgid, userid, target, status, "
-                "sent_at) VALUES (%s, %s, %s, %s, %s, to_timestamp(%s)) "
-                "ON CONFLICT (tenant_id, msgid, userid, target) DO UPDATE SET "
-                "status = EXCLUDED.status, sent_at = EXCLUDED.sent_at, "
-                "updated_at = clock_timestamp() "
-                "WHERE group_task_results.status = 'pending' AND EXCLUDED.status <> 'pending'",
-                (tenant_id, msgid, userid, r.get("chat_id") or r.get("external_userid"),
-                 status, r.get("send_time") or None),
-            )  # fmt: skip
+    rows = [(t["userid"], TASK_STATUS.get(t.get("status"), "pending"), t.get("send_time") or None)
+            for t in tasks]  # fmt: skip
+    conn.execute(
+        "INSERT INTO group_tasks (tenant_id, msgid, userid, campaign_id, status, created_at, "
+        "confirmed_at) SELECT %s, %s, u.userid, m.campaign_id, u.status, m.created_at, "
+        "CASE WHEN u.status = 'sent' THEN to_timestamp(u.at) END "
+        "FROM unnest(%s::text[], %s::text[], %s::bigint[]) AS u(userid, status, at) "
+        "JOIN group_messages m ON m.tenant_id = %s AND m.msgid = %s "
+        "ON CONFLICT (tenant_id, msgid, userid) DO UPDATE SET status = 'sent', "
+        "confirmed_at = EXCLUDED.confirmed_at, updated_at = clock_timestamp() "
+        "WHERE EXCLUDED.status = 'sent' AND group_tasks.status IN ('pending', 'cancelled')",
+        (tenant_id, msgid, *(columns(rows) or [[], [], []]), tenant_id, msgid),
+    )
+    found = [(userid, r.get("chat_id") or r.get("external_userid"),
+              RESULT_STATUS.get(r.get("status"), "failed"), r.get("send_time") or None)
+             for userid, rs in results.items() for r in rs]  # fmt: skip
+    conn.execute(
+        "INSERT INTO group_task_results (tenant_id, msgid, userid, target, status, sent_at) "
+        "SELECT %s, %s, u.userid, u.target, u.status, to_timestamp(u.at) "
+        "FROM unnest(%s::text[], %s::text[], %s::text[], %s::bigint[]) "
+        "AS u(userid, target, status, at) "
+        "ON CONFLICT (tenant_id, msgid, userid, target) DO UPDATE SET "
+        "status = EXCLUDED.status, sent_at = EXCLUDED.sent_at, updated_at = clock_timestamp() "
+        "WHERE group_task_results.status = 'pending' AND EXCLUDED.status <> 'pending'",
+        (tenant_id, msgid, *(columns(found) or [[], [], [], []])),
+    )
     # A sent task none of whose recipients received it failed.
     conn.execute(
         "UPDATE group_tasks t SET status = 'failed', updated_at = clock_timestamp() "
@@ -108,13 +111,14 @@ def record(conn, tenant_id: str, msgid: str, tasks: list[dict], results: dict[st
     )
 
 
-def fetch(client: Any, msgid: str, known: set[str]) -> tuple[list[dict], dict[str, list]]:
-    """A message's tasks, and the results of members who confirmed or are new to us."""
+def fetch(client: Any, msgid: str, known: dict[str, bool]) -> tuple[list[dict], dict[str, list]]:
+    """A message's tasks, and the results of members new to us (their recipients) or who have
+    sent and whose results we still have pending."""
     tasks = client.get_groupmsg_task(msgid)
     results = {
         t["userid"]: client.get_groupmsg_send_result(msgid, t["userid"])
         for t in tasks
-        if t.get("status") == 2 or t["userid"] not in known
+        if t["userid"] not in known or (t.get("status") == 2 and known[t["userid"]])
     }
     return tasks, results
 
