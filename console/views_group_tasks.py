@@ -10,6 +10,7 @@ from console import group_tasks
 from console.views import console, require, who
 from console.views_settings import _users_page
 from services.outreach.api_group_tasks import GroupTaskArgs
+from services.outreach.group_tasks import staff_ids
 from shared.api.context import connection
 from shared.api.errors import ApiError
 from shared.wechat import WeComError
@@ -26,21 +27,25 @@ def group_task_list():
     form = {"staff": request.args.get("staff", "")[:100].strip(),
             "status": request.args.get("status", "pending")[:20]}  # fmt: skip
     raw = {k: v for k, v in {**form, "cursor": request.args.get("cursor")}.items() if v}
-    errors = GroupTaskArgs().validate(raw)
-    status = 200
+    errors: dict = {}
     with connection() as conn:
+        staff = staff_ids(conn, _tenant())
+        if GroupTaskArgs().validate(raw):
+            errors["status"] = _("Choose a status from the list.")
+        if form["staff"] and form["staff"] not in staff:
+            errors["staff"] = _("Unknown staff member %(name)s. Valid: %(valid)s.",
+                                name=form["staff"], valid=", ".join(staff) or "—")  # fmt: skip
         try:
-            if errors:
-                raise ApiError(400, "invalid_request", _("Choose a status from the list."))
-            data = group_tasks.page(conn, _tenant(), GroupTaskArgs().load(raw), mine)
-        except ApiError as exc:
+            data = group_tasks.page(conn, _tenant(),
+                                    {"status": "pending"} if errors else GroupTaskArgs().load(raw),
+                                    mine)  # fmt: skip
+        except ApiError as exc:  # a mangled cursor
             if exc.status != 400:
                 raise
-            status = 400
+            errors["cursor"] = _("This page link is out of date: start again from the first page.")
             data = group_tasks.page(conn, _tenant(), {"status": "pending"}, mine)
-            errors = {"staff": str(exc)}
     return render_template("group_tasks.html", form=form, mine=mine, errors=errors,
-                           **data), status  # fmt: skip
+                           **data), 400 if errors else 200  # fmt: skip
 
 
 @console.route("/users/<login>/wecom", methods=["POST"])

@@ -90,7 +90,7 @@ def test_pending_tasks_mine_first_and_linking_a_wecom_userid(live):
     assert only.count('class="task') == 1
     assert 'id="no-tasks"' in page(admin.get("/group-tasks?status=sent"))
     unknown = page(admin.get("/group-tasks?staff=zhang-wei-x"), 400)
-    assert 'id="staff-error"' in unknown and owners[0] in unknown
+    assert 'id="staff-error"' in unknown and owners[0] in unknown and "未知员工" in unknown
     assert page(admin.get("/group-tasks?status=bogus"), 400)
 
     # A viewer reads the page, may not link anyone.
