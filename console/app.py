@@ -15,6 +15,7 @@ from console import (
     views_campaigns,  # noqa: F401
     views_content,  # noqa: F401
     views_effect,  # noqa: F401
+    views_group_tasks,  # noqa: F401
     views_segments,  # noqa: F401
     views_settings,  # noqa: F401
 )

@@ -397,3 +397,16 @@ EFFECT_VERDICTS = {
 def effect_verdict(code: str | None) -> str:
     found = EFFECT_VERDICTS.get(code or "")
     return str(found) % {"arm": MIN_ARM, "events": MIN_EVENTS} if found is not None else code or ""
+
+
+# A staff member's part of a group send (docs/platform.md "Group sends are staff tasks").
+GROUP_TASK_STATUSES = {
+    "pending": _l("Waiting for the member"),
+    "sent": _l("Sent by the member"),
+    "failed": _l("Sent, none received"),
+    "cancelled": _l("Cancelled"),
+}
+
+
+def group_task_status(code: str | None) -> str:
+    return _label(GROUP_TASK_STATUSES, code)

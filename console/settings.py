@@ -24,6 +24,10 @@ NUMBERS = (
     ("quotas", "oa_mass_per_month", _l("Official Account mass messages per follower per month")),
     ("quotas", "oa_custom_window_hours", _l("Official Account service window (hours)")),
     ("quotas", "oa_custom_per_window", _l("Official Account service messages per window")),
+    # Group sends are staff tasks (docs/platform.md): reminding members who have not sent.
+    ("reminders", "first_after_minutes", _l("First reminder after (minutes)")),
+    ("reminders", "every_minutes", _l("Then every (minutes)")),
+    ("reminders", "per_day", _l("Reminders per group send per 24 h (at most 3)")),
 )
 # The corp's WeCom rule for group sends (docs/platform.md "The platform's budget of group sends").
 BUDGET_MODES = (
@@ -50,9 +54,16 @@ def settings_body(form: dict, stored: dict) -> tuple[dict | None, dict]:
     """The PUT body of a submitted form (the fields the page does not show kept as stored), or
     None and the errors by form field."""
     errors: dict = {}
-    body: dict = {"caps": {}, "quotas": {}}
+    body: dict = {
+        "caps": {},
+        "quotas": {},
+        "reminders": {"enabled": stored["reminders"]["enabled"]},
+    }
     for section, name, _ in NUMBERS:
         key = f"{section}.{name}"
+        if section == "reminders" and key not in form:  # a form from before: kept as stored
+            body[section][name] = stored[section][name]
+            continue
         text = form.get(key, "").strip()
         # isdigit() alone takes "²" and other digits int() does not read: ASCII ones only.
         if not (text.isascii() and text.isdigit()) or int(text) > MAX_NUMBER:

@@ -29,7 +29,8 @@ LOGIN_RULE = (
 )
 COLUMNS = sql.SQL(", ").join(
     map(sql.Identifier, ("user_id", "tenant_id", "login", "role", "password_hash", "created_at",
-                         "failed_attempts", "locked_until", "password_changed_at"))
+                         "failed_attempts", "locked_until", "password_changed_at",
+                         "wecom_userid"))
 )  # fmt: skip
 
 

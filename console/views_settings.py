@@ -90,7 +90,7 @@ def _users_page(*, errors=None, form=None, done=None, status=200):
 def users():
     messages = {
         "create": _("User created."), "role": _("Role changed."), "unlock": _("User unlocked."),
-        "remove": _("User removed."),
+        "remove": _("User removed."), "wecom": _("WeCom userid saved."),
     }  # fmt: skip
     return _users_page(done=messages.get(request.args.get("done", "")))
 

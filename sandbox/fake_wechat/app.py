@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Flask, jsonify, request
 from prometheus_client import Counter
 
-from sandbox.fake_wechat import budget, media, sending
+from sandbox.fake_wechat import budget, group_tasks, media, sending
 from sandbox.fake_wechat.api_call import ApiCall
 from sandbox.fake_wechat.state import ApiError, FakeState, Injection, Token
 from shared.health import ops_blueprint
@@ -200,13 +200,16 @@ WECOM: dict[str, Route] = {
     "externalcontact/unionid_to_external_userid": Route("POST", _unionid_to_external_userid),
     "externalcontact/get_corp_tag_list": Route("POST", _corp_tag_list),
     "externalcontact/add_msg_template": Route("POST", sending.add_msg_template),
-    "externalcontact/get_groupmsg_task": Route("POST", sending.get_groupmsg_task),
-    "externalcontact/get_groupmsg_send_result": Route("POST", sending.get_groupmsg_send_result),
     "externalcontact/groupchat/list": Route("POST", _groupchat_list),
     "message/send": Route("POST", sending.message_send),
     # The platform's budget of group sends: the corp's and its members' sends (budget.py).
     "externalcontact/get_groupmsg_list_v2": Route("POST", budget.get_groupmsg_list_v2),
     "media/upload": Route("POST", media.upload),  # temporary media, 3 days (media.py)
+    # Group sends are staff tasks (group_tasks.py): per member and recipient, remind, cancel.
+    "externalcontact/get_groupmsg_task": Route("POST", group_tasks.get_groupmsg_task),
+    "externalcontact/get_groupmsg_send_result": Route("POST", group_tasks.get_groupmsg_send_result),
+    "externalcontact/remind_groupmsg_send": Route("POST", group_tasks.remind_groupmsg_send),
+    "externalcontact/cancel_groupmsg_send": Route("POST", group_tasks.cancel_groupmsg_send),
 }
 
 
@@ -444,6 +447,7 @@ def create_app(state: FakeState) -> Flask:
     app.register_blueprint(_admin(state))
     app.register_blueprint(budget.admin_blueprint(state))  # /_fake/groupmsg
     app.register_blueprint(media.admin_blueprint(state))  # /_fake/image.png
+    app.register_blueprint(group_tasks.admin_blueprint(state))
 
     @app.route("/wecom/cgi-bin/<path:path>", methods=["GET", "POST"])
     def wecom(path: str):

@@ -29,6 +29,11 @@ class Sent:
     # 1 a member's own, sandbox/fake_wechat/budget.py), as get_groupmsg_list_v2 lists them.
     creator: str | None = None
     create_type: int = 0
+    # WeCom tasks (sandbox/fake_wechat/group_tasks.py): members who confirmed (``/_fake``) or
+    # were cancelled, by time; the reminders sent.
+    confirmed: dict[str, float] = field(default_factory=dict)
+    cancelled: dict[str, float] = field(default_factory=dict)
+    reminds: list[float] = field(default_factory=list)
 
     def summary(self, now: float, confirm_delay: float) -> dict[str, Any]:
         out = {

@@ -1,9 +1,8 @@
 """The fake's sending APIs and what they received (docs/platform.md), for outreach dev and tests.
 
 WeCom ``externalcontact/add_msg_template`` creates a task per sending member that nothing leaves
-until the member confirms it (here: ``confirm_delay`` seconds later); ``get_groupmsg_task`` and
-``get_groupmsg_send_result`` report it (0 pending, 1 sent, 2 not a friend, 3 already received
-the allowed number in the corp's budget period: sandbox/fake_wechat/budget.py). Official
+until the member confirms it (group_tasks.py reports, reminds and cancels the tasks; a recipient
+past the allowed number in the corp's budget period gets send result 3: budget.py). Official
 Account: template messages (``client_msg_id`` dedupes, 43004 for a non-follower, a daily quota
 answered with 45009), customer-service messages (45015 for a non-follower, 45047 past 5 per 48
 h), mass send to an openid list (2..10000, ``clientmsgid`` dedupes, 4 per follower per month:
@@ -175,49 +174,6 @@ def message_send(call: ApiCall) -> dict[str, Any]:
     if invalid:
         out["invaliduser"] = "|".join(invalid)
     return out
-
-
-def _sent(call: ApiCall, api: str) -> Sent:
-    msgid = call.body.get("msgid")
-    sent = call.state.mailbox.by_id.get(msgid) if isinstance(msgid, str) else None
-    owner = call.token.owner if call.token else None
-    if sent is None or sent.api != api or sent.owner != owner or sent.kind == "app":
-        raise ApiError(41063 if api == "wecom" else 40008, "invalid msgid")
-    return sent
-
-
-def _confirmed(call: ApiCall, sent: Sent) -> bool:
-    return call.state.now() >= sent.at + call.state.config.confirm_delay
-
-
-def get_groupmsg_task(call: ApiCall) -> dict[str, Any]:
-    sent = _sent(call, "wecom")
-    done = _confirmed(call, sent)
-    return {
-        "task_list": [
-            {"userid": userid, "status": 2 if done else 0,
-             "send_time": int(sent.at + call.state.config.confirm_delay) if done else 0}
-            for userid in sent.tasks
-        ],
-        "next_cursor": "",
-    }  # fmt: skip
-
-
-def get_groupmsg_send_result(call: ApiCall) -> dict[str, Any]:
-    sent = _sent(call, "wecom")
-    userid = call.body.get("userid")
-    if userid not in sent.tasks:
-        raise ApiError(60111, "invalid string value `userid`")
-    done = _confirmed(call, sent)
-    key = "chat_id" if sent.kind == "group" else "external_userid"
-    return {
-        "send_list": [
-            {key: target, "userid": userid, "status": status if done else 0,
-             "send_time": int(sent.at + call.state.config.confirm_delay) if done else 0}
-            for target, status in sent.tasks[userid].items()
-        ],
-        "next_cursor": "",
-    }  # fmt: skip
 
 
 # --- Official Account ---------------------------------------------------------------------------

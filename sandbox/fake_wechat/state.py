@@ -182,6 +182,8 @@ class FakeState:
     deleted: set[str] = field(default_factory=set, repr=False)
     media: dict = field(default_factory=dict, repr=False)  # media_id -> (corp_id, created_at)
     dismissed: set[str] = field(default_factory=set, repr=False)
+    # Group-send tasks: a member's own confirmation delay, None never (group_tasks.py).
+    staff_confirm: dict[str, int | None] = field(default_factory=dict, repr=False)
     _seq: int = 0
 
     # --- construction

@@ -20,7 +20,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from services.outreach import notices
+from services.outreach import group_tasks, notices
 from services.outreach.model import CHANNEL_PAYLOAD, CampaignInSchema, CampaignPatchSchema
 from services.outreach.names import campaign_unknowns, content_ref_unknowns, tenant_names
 from services.outreach.plan import tenant_settings
@@ -99,6 +99,9 @@ class RunSchema(Schema):
     created_at = fields.DateTime(required=True)
     started_at = fields.DateTime(allow_none=True)
     finished_at = fields.DateTime(allow_none=True)
+    confirmation = fields.List(fields.Dict(), metadata={"description": (
+        "Group sends: per staff member, tasks, confirmed, rate and median_minutes to confirm "
+        '(docs/platform.md "Group sends are staff tasks")')})  # fmt: skip
 
 
 def _jsonable(value: Any) -> Any:
@@ -327,6 +330,8 @@ def transition(conn, tenant: str, campaign_id: str, action: str, who: Actor) -> 
         "WHERE tenant_id = %s AND campaign_id = %s",
         (to, to, to, tenant, campaign_id),
     )
+    if to in ("paused", "archived"):  # the worker cancels what members have not sent yet
+        group_tasks.request_cancel(conn, tenant, campaign_id, f"campaign {to}")
     if to == "archived":
         conn.execute(
             "UPDATE campaign_runs SET status = 'cancelled', finished_at = now() "
@@ -386,8 +391,9 @@ def list_runs(args: dict, campaign_id: str):
 
 
 def run_rows(conn, tenant: str, campaign_id: str, *, after: int | None, limit: int) -> list[dict]:
-    """Up to ``limit`` runs of a campaign, newest first, older than run ``after``."""
-    return conn.execute(
+    """Up to ``limit`` runs of a campaign, newest first, older than run ``after``, each with
+    its staff's confirmation of group sends."""
+    rows = conn.execute(
         "SELECT run_id, trigger_key, subject_kind, subject_id, step, due_at, status, stats, "
         "error, created_at, started_at, finished_at FROM campaign_runs "
         "WHERE tenant_id = %(t)s AND campaign_id = %(c)s "
@@ -395,3 +401,5 @@ def run_rows(conn, tenant: str, campaign_id: str, *, after: int | None, limit: i
         "ORDER BY run_id DESC LIMIT %(n)s",
         {"t": tenant, "c": campaign_id, "after": after, "n": limit},
     ).fetchall()
+    confirmation = group_tasks.confirmation(conn, tenant, [r["run_id"] for r in rows])
+    return [{**r, "confirmation": confirmation.get(r["run_id"], [])} for r in rows]

@@ -456,10 +456,21 @@ GUARD_UNFLAGGED_DESCRIPTION = (
 )
 
 
+class RemindersSchema(_Strict):
+    """Reminding members of unconfirmed group sends (docs/platform.md "Group sends are staff
+    tasks"): never in quiet hours, at most 3 per message in 24 h (the platform's limit)."""
+
+    enabled = fields.Boolean(load_default=True)
+    first_after_minutes = fields.Integer(load_default=60, validate=validate.Range(min=10))
+    every_minutes = fields.Integer(load_default=240, validate=validate.Range(min=30))
+    per_day = fields.Integer(load_default=3, validate=validate.Range(min=0, max=3))
+
+
 class OutreachSettingsSchema(_Strict):
     caps = fields.Nested(CapsSchema, load_default=lambda: CapsSchema().load({}))
     quotas = fields.Nested(QuotasSchema, load_default=lambda: QuotasSchema().load({}))
     quiet_hours = fields.Nested(QuietHoursSchema, allow_none=True, load_default=None)
+    reminders = fields.Nested(RemindersSchema, load_default=lambda: RemindersSchema().load({}))
     min_schedule_interval_minutes = fields.Integer(
         load_default=60,
         validate=validate.Range(min=MIN_SCHEDULE_INTERVAL_FLOOR, max=7 * 24 * 60),

@@ -2,6 +2,8 @@
 
 WeCom mass messages are confirmed by members and customers may be gone, so a ``sent``
 delivery becomes ``delivered``, or ``failed`` with the platform's reason, when WeCom reports it.
+Each member's task and each recipient's result are kept too (group_tasks.py, docs/platform.md
+"Group sends are staff tasks").
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import collections
 import structlog
 from psycopg_pool import ConnectionPool
 
-from services.outreach import store
+from services.outreach import group_tasks, store
 from services.outreach.clients import Clients
 from services.outreach.metrics import DELIVERIES
 from shared.wechat import WeComError
@@ -35,27 +37,24 @@ def poll_results(pool: ConnectionPool, clients: Clients, *, limit: int = 50) -> 
         client = clients.wecom(m["tenant_id"])
         if client is None:
             continue
+        tenant, msgid = m["tenant_id"], m["msgid"]
         try:
-            tasks = client.get_groupmsg_task(m["msgid"])
-            results = [
-                r
-                for t in tasks
-                if t.get("status") == 2
-                for r in client.get_groupmsg_send_result(m["msgid"], t["userid"])
-            ]
+            with pool.connection() as conn:
+                known_members = group_tasks.known_members(conn, tenant, msgid)
+            tasks, by_member = group_tasks.fetch(client, msgid, known_members)
         except WeComError as exc:
-            log.warning("wecom_send_result_unavailable", tenant_id=m["tenant_id"], error=str(exc))
+            log.warning("wecom_send_result_unavailable", tenant_id=tenant, error=str(exc))
             continue
+        results = [r for rows in by_member.values() for r in rows]
         known = [(r.get("chat_id") or r.get("external_userid"), *SEND_RESULT[r.get("status")])
                  for r in results if r.get("status") in SEND_RESULT]  # fmt: skip
-        if not known:
-            continue
-        with pool.connection() as conn:  # one statement per message
-            rows = store.apply_send_results(conn, m["tenant_id"], m["msgid"], known)
+        with pool.connection() as conn, conn.transaction():  # tasks and deliveries in step
+            group_tasks.record(conn, tenant, msgid, tasks, by_member)
+            rows = store.apply_send_results(conn, tenant, msgid, known) if known else []
         updated += len(rows)
         # What WeCom reports later is an outcome too: delivered, or failed after all.
         for (channel, status), n in collections.Counter(
             (r["channel"], r["status"]) for r in rows
         ).items():
-            DELIVERIES.labels(m["tenant_id"], channel, status).inc(n)
+            DELIVERIES.labels(tenant, channel, status).inc(n)
     return updated

@@ -20,6 +20,7 @@ from services.outreach import (
     backlog,
     budget_sync,
     effects,
+    group_tasks,
     groups,
     lost_alerts,
     metrics,
@@ -106,6 +107,7 @@ class Loop:
         lost_alerts.send_due(self.pool, self.clients, self.tenants, self.console_url)
         if time.monotonic() - self._polled_at > POLL_RESULTS_S:
             results.poll_results(self.pool, self.clients)
+            group_tasks.step(self.pool, self.clients, now)  # cancellations, reminders
             self._polled_at = time.monotonic()
         if time.monotonic() - self._counted_at > BACKLOG_S:
             backlog.refresh(self.pool)

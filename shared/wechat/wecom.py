@@ -462,53 +462,57 @@ class WeComClient(WeChatClient):
         customer until the sending member confirms the task in WeCom."""
         return self.post("externalcontact/add_msg_template", data=body)
 
-    def get_groupmsg_task(self, msgid: str) -> list[dict]:
-        """Per sending member: status 0 pending, 2 sent."""
-        return (
-            self.post("externalcontact/get_groupmsg_task", data={"msgid": msgid}).get("task_list")
-            or []
-        )
-
-    def get_groupmsg_send_result(self, msgid: str, userid: str) -> list[dict]:
-        """Per target: status 0 pending, 1 sent, 2 not a friend, 3 already received another."""
-        return (
-            self.post(
-                "externalcontact/get_groupmsg_send_result", data={"msgid": msgid, "userid": userid}
-            ).get("send_list")
-            or []
-        )
-
     def send_app_message(self, body: dict) -> dict:
         """``message/send``: an app message to staff members (``touser``, ``agentid``...);
         ``{"invaliduser": "a|b", "msgid"...}``; 81013 when no recipient is valid
         (docs/platform.md "App messages to staff")."""
         return self.post("message/send", data=body)
 
+    # --- group tasks (docs/platform.md "Group sends are staff tasks") ---
+
+    def _pages(self, endpoint: str, body: dict, key: str, *, limit: int = 1000) -> list[dict]:
+        """Every row of a cursor-paged list (``limit`` per page, ``next_cursor``)."""
+        rows: list[dict] = []
+        cursor = ""
+        while True:
+            result = self.post(endpoint, data={**body, "limit": limit, "cursor": cursor})
+            rows.extend(result.get(key) or [])
+            cursor = result.get("next_cursor") or ""
+            if not cursor:
+                return rows
+
+    def get_groupmsg_task(self, msgid: str) -> list[dict]:
+        """Per sending member: ``userid``, ``status`` 0 not sent, 2 sent, ``send_time``."""
+        return self._pages("externalcontact/get_groupmsg_task", {"msgid": msgid}, "task_list")
+
+    def get_groupmsg_send_result(self, msgid: str, userid: str) -> list[dict]:
+        """Per target of a member: status 0 not sent, 1 sent, 2 not a friend, 3 already
+        received the allowed number in the budget period."""
+        return self._pages("externalcontact/get_groupmsg_send_result",
+                           {"msgid": msgid, "userid": userid}, "send_list")  # fmt: skip
+
+    def remind_groupmsg_send(self, msgid: str) -> dict:
+        """Remind the members who have not sent yet (at most 3 times per message in 24 h)."""
+        return self.post("externalcontact/remind_groupmsg_send", data={"msgid": msgid})
+
+    def cancel_groupmsg_send(self, msgid: str) -> dict:
+        """Stop the message for the members who have not sent it (what went out stays)."""
+        return self.post("externalcontact/cancel_groupmsg_send", data={"msgid": msgid})
+
+    def get_follow_user_list(self) -> list[str]:
+        """``externalcontact/get_follow_user_list``: the members with customer contact enabled
+        (who can be a group send's sender)."""
+        return list(self.get("externalcontact/get_follow_user_list").get("follow_user") or [])
+
     # --- platform budget (docs/platform.md "The platform's budget of group sends") ---
 
-    def list_groupmsgs(
-        self,
-        chat_type: str,
-        start_time: int,
-        end_time: int,
-        *,
-        filter_type: int = 2,
-        limit: int = 100,
-    ) -> list[dict]:
+    def list_groupmsgs(self, chat_type: str, start_time: int, end_time: int, *,
+                       filter_type: int = 2) -> list[dict]:  # fmt: skip
         """``externalcontact/get_groupmsg_list_v2``: the corp's group sends created in
         [start_time, end_time] (epoch seconds, at most a month apart), all pages; each with
         ``msgid``, ``creator``, ``create_type`` (0 the corp, 1 a member) and ``create_time``.
         ``filter_type``: 0 the corp's, 1 members' own, 2 both."""
-        found: list[dict] = []
-        cursor = ""
-        for _ in range(10000):  # a corp with a million sends in the range would stop here
-            result = self.post(
-                "externalcontact/get_groupmsg_list_v2",
-                data={"chat_type": chat_type, "start_time": start_time, "end_time": end_time,
-                      "filter_type": filter_type, "limit": limit, "cursor": cursor},
-            )  # fmt: skip
-            found.extend(result.get("group_msg_list") or [])
-            cursor = result.get("next_cursor") or ""
-            if not cursor:
-                break
-        return found
+        body = {"chat_type": chat_type, "start_time": start_time, "end_time": end_time,
+                "filter_type": filter_type}  # fmt: skip
+        return self._pages("externalcontact/get_groupmsg_list_v2", body, "group_msg_list",
+                           limit=100)  # fmt: skip
