@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Flask, jsonify, request
 from prometheus_client import Counter
 
-from sandbox.fake_wechat import sending
+from sandbox.fake_wechat import sending, welcome
 from sandbox.fake_wechat.api_call import ApiCall
 from sandbox.fake_wechat.state import ApiError, FakeState, Injection, Token
 from shared.health import ops_blueprint
@@ -204,6 +204,13 @@ WECOM: dict[str, Route] = {
     "externalcontact/get_groupmsg_send_result": Route("POST", sending.get_groupmsg_send_result),
     "externalcontact/groupchat/list": Route("POST", _groupchat_list),
     "message/send": Route("POST", sending.message_send),
+    # welcome on add (sandbox/fake_wechat/welcome.py)
+    "externalcontact/send_welcome_msg": Route("POST", welcome.send_welcome_msg),
+    "externalcontact/mark_tag": Route("POST", welcome.mark_tag),
+    "externalcontact/group_welcome_template/add": Route("POST", welcome.template_add),
+    "externalcontact/group_welcome_template/edit": Route("POST", welcome.template_edit),
+    "externalcontact/group_welcome_template/get": Route("POST", welcome.template_get),
+    "externalcontact/group_welcome_template/del": Route("POST", welcome.template_del),
 }
 
 
@@ -437,6 +444,7 @@ def create_app(state: FakeState) -> Flask:
     app.config["FAKE_STATE"] = state
     app.register_blueprint(ops_blueprint())
     app.register_blueprint(_admin(state))
+    app.register_blueprint(welcome.admin(state))
 
     @app.route("/wecom/cgi-bin/<path:path>", methods=["GET", "POST"])
     def wecom(path: str):
