@@ -50,7 +50,7 @@ def test_a_code_is_sent_once_within_20_seconds_of_the_add(fake, clock):
     ("body", "errcode"),
     [
         ({"welcome_code": "unknown", "text": {"content": "x"}}, 40058),
-        ({"text": {"content": "x"}}, 40058),
+        ({"welcome_code": "", "text": {"content": "x"}}, 40058),
         ({"text": {"content": "字" * 1400}}, 40058),  # 4200 bytes > 4000
         ({"attachments": [{"msgtype": "link", "link": {"title": "t", "url": "https://a.b"}}] * 10},
          40058),
