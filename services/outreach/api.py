@@ -4,6 +4,7 @@ from services.outreach.api_campaigns import campaigns
 from services.outreach.api_content import content, settings
 from services.outreach.api_deliveries import deliveries
 from services.outreach.api_preview import JOBS as PREVIEW_JOBS  # registers the preview routes
+from services.outreach.api_welcome import welcomes
 
-BLUEPRINTS = (content, settings, campaigns, deliveries)
+BLUEPRINTS = (content, settings, campaigns, deliveries, welcomes)
 JOBS = PREVIEW_JOBS  # background jobs the admin API runs (shared/jobs.py)
