@@ -16,6 +16,7 @@ from console import (
     views_content,  # noqa: F401
     views_segments,  # noqa: F401
     views_settings,  # noqa: F401
+    views_welcome,  # noqa: F401
 )
 from console.http import (
     DEFAULT_LOCALE,

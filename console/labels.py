@@ -375,3 +375,18 @@ TOKEN_STATUS = {
 
 def token_status(code: str | None) -> str:
     return _label(TOKEN_STATUS, code)
+
+
+# Welcome on add (services/outreach/welcome.py) and why none was sent.
+WELCOME_STATUSES = {
+    "claimed": _l("Sending"),
+    "sent": _l("Sent"),
+    "already_sent": _l("Already sent (by another app)"),
+    "missed": _l("Missed (past WeCom's 20 s)"),
+    "failed": _l("Failed"),
+    "no_content": _l("No welcome fits"),
+}
+
+
+def welcome_status(code: str | None) -> str:
+    return _label(WELCOME_STATUSES, code, "—")
