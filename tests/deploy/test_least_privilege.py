@@ -189,7 +189,7 @@ def test_the_acls_name_real_topics_and_the_groups_the_code_joins(objects):
     assert kafka.topic_prefix == ""
     topics = {t["spec"]["topicName"] for t in of(objects, "KafkaTopic").values()}
     groups = {kafka.group(g) for g in (ingest_erasures.GROUP, segment_consumer.GROUP,
-                                       outreach_worker.GROUP)}  # fmt: skip
+                                       outreach_worker.GROUP, outreach_welcome.GROUP)}  # fmt: skip
     assert {kafka.topic(t.name) for t in TOPICS} == topics
     for user in of(objects, "KafkaUser").values():
         for rtype, name in granted(user):
@@ -355,5 +355,6 @@ def test_the_on_demand_dead_letter_reader_reads_dead_letters_and_nothing_else():
         assert allowed(user, "topic", spec.name, "Read") is dead_letters, spec.name
         assert not allowed(user, "topic", spec.name, "Write"), spec.name
     assert allowed(user, "group", "console-consumer-4711", "Read")
-    for group in (ingest_erasures.GROUP, segment_consumer.GROUP, outreach_worker.GROUP):
+    for group in (ingest_erasures.GROUP, segment_consumer.GROUP, outreach_worker.GROUP,
+                  outreach_welcome.GROUP):  # fmt: skip
         assert not allowed(user, "group", group, "Read")  # cannot move a service's offsets
