@@ -1,7 +1,8 @@
 """`siyu outreach worker`: the audience projection, the scheduler (when leader), the senders.
 
 Threads: the projection consumer (``siyu-outreach`` group on the profile, stage-change and
-catalogue topics) and the loop below; every replica sends (runs are claimed with SKIP LOCKED
+catalogue topics), the welcome-on-add consumer (``siyu-outreach-welcome`` group on touchpoints:
+services/outreach/welcome.py) and the loop below; every replica sends (runs are claimed with SKIP LOCKED
 and a lease), only the holder of the advisory lock schedules and syncs WeCom groups.
 """
 

@@ -46,10 +46,10 @@ def test_recent_welcomes_show_outcome_latency_and_time_in_the_tenants_zone(world
     assert 'id="welcomes-empty"' in empty
     console.sql(
         "INSERT INTO welcomes (tenant_id, welcome_code, event_id, external_userid, staff_userid, "
-        "state, code_id, status, errcode, attempts, callback_at, latency_ms) VALUES "
-        "('acme', 'wc1', 'e1', 'wmA', 'zhangwei', 'wecom_ad.x', 'expo', 'missed', NULL, 0, %s, "
-        "NULL), ('acme', 'wc2', 'e2', 'wmB', 'lina', NULL, NULL, 'sent', NULL, 1, %s, 1234) "
-        "RETURNING 1",
+        "state, code_id, status, errcode, attempts, callback_at, latency_ms, contact_id, "
+        "content_id) VALUES ('acme', 'wc1', 'e1', 'wmA', 'zhangwei', 'wecom_ad.x', 'expo', "
+        "'missed', NULL, 0, %s, NULL, NULL, NULL), ('acme', 'wc2', 'e2', 'wmB', 'lina', NULL, "
+        "NULL, 'sent', NULL, 1, %s, 1234, 'c-lina-1', 'cnt_hello') RETURNING 1",
         (datetime(2026, 12, 1, 2, 0, tzinfo=UTC), datetime(2026, 12, 1, 3, 0, tzinfo=UTC)),
     )
     client.get("/lang/zh_Hans_CN")
@@ -59,6 +59,7 @@ def test_recent_welcomes_show_outcome_latency_and_time_in_the_tenants_zone(world
     assert "expo" in page and "zhangwei" in page
     filtered = client.get("/welcomes?status=sent").get_data(as_text=True)
     assert "lina" in filtered and "zhangwei" not in filtered
+    assert "/contacts/c-lina-1" in filtered and "/content/cnt_hello" in filtered
 
 
 def test_operators_create_edit_and_delete_group_welcome_templates(world):

@@ -76,3 +76,20 @@ def test_only_adds_with_a_welcome_code_are_parsed(value, wanted):
         from shared.kafka.consumer import Message
 
         assert decode(Message("t", 0, 0, None, value)) is None
+
+
+def test_the_filter_matches_the_envelope_ingest_writes():
+    """The byte check follows Touchpoint.to_json (compact JSON): an add with a code is parsed."""
+    from datetime import UTC, datetime
+
+    from shared.envelope import Identity, Touchpoint
+    from shared.kafka.consumer import Message
+
+    at = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+    tp = Touchpoint(event_id="0" * 32, tenant_id="acme", source="wecom",
+                    type="wecom.contact.added", occurred_at=at, received_at=at,
+                    identity=Identity(external_userid="wmA", staff_userid="zhangwei"),
+                    attributes={"change_type": "add_external_contact", "state": "expo.x",
+                                "welcome_code": "CODE"})  # fmt: skip
+    decoded = decode(Message("t", 0, 0, None, tp.to_json()))
+    assert decoded is not None and decoded.attributes["welcome_code"] == "CODE"
