@@ -2,8 +2,8 @@
 
 Threads: the projection consumer (``siyu-outreach`` group on the profile, stage-change and
 catalogue topics), the welcome-on-add consumer (``siyu-outreach-welcome`` group on touchpoints:
-services/outreach/welcome.py) and the loop below; every replica sends (runs are claimed with SKIP LOCKED
-and a lease), only the holder of the advisory lock schedules and syncs WeCom groups.
+services/outreach/welcome.py) and the loop below; every replica sends (runs are claimed with
+SKIP LOCKED and a lease), only the holder of the advisory lock schedules and syncs WeCom groups.
 """
 
 from __future__ import annotations
