@@ -68,7 +68,8 @@ def welcome_template_delete(template_id: str):
     tenant = g.console_user["tenant_id"]
     try:
         with connection() as conn:
-            gw.delete_template(conn, tenant, template_id[:200], who(), gw.wecom_client(tenant))
+            gw.delete_template(conn, tenant, template_id[:200], who(),
+                               lambda: gw.wecom_client(tenant))  # fmt: skip
     except ApiError as exc:
         if exc.status == 404:
             raise
@@ -96,7 +97,7 @@ def _save(template: dict | None):
     if loaded is not None:
         try:
             with connection() as conn:
-                client = gw.wecom_client(tenant)
+                client = lambda: gw.wecom_client(tenant)  # noqa: E731
                 if template is None:
                     saved = gw.create_template(conn, tenant, loaded, who(), client)
                 else:
@@ -117,6 +118,8 @@ def _said(exc: ApiError) -> str:
     """The refusal in the console's words."""
     if exc.status == 409 and "named" in exc.message:
         return _("A template with this name exists already.")
+    if exc.status == 409 and "WeCom app" in exc.message:
+        return _("WeCom is unavailable or not configured for this tenant; try again later.")
     if exc.status == 409:
         return _("WeCom keeps at most %(n)d group welcome templates: delete one first.",
                  n=gw.MAX_TEMPLATES)  # fmt: skip

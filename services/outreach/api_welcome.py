@@ -64,14 +64,16 @@ def list_templates():
 @require("operator", scope=TENANT)
 @welcomes.arguments(gw.TemplateSchema)
 @welcomes.response(201, gw.TemplateOut)
-@welcomes.alt_response(409, description="The name is taken, or the tenant has 100 templates")
-@welcomes.alt_response(503, description="WeCom is unavailable or not configured")
+@welcomes.alt_response(
+    409, description="The name is taken, the tenant has 100 templates or no WeCom app"
+)
+@welcomes.alt_response(503, description="WeCom is unavailable")
 def create_template(body: dict):
     """Add a template in WeCom (group_welcome_template/add) and here; 409 for a name taken or a
     101st template"""
     tenant = tenant_id()
     with connection() as conn:
-        return gw.create_template(conn, tenant, body, principal(), gw.wecom_client(tenant))
+        return gw.create_template(conn, tenant, body, principal(), lambda: gw.wecom_client(tenant))
 
 
 @welcomes.route("/group-welcome-templates/<template_id>", methods=["GET"])
@@ -89,23 +91,25 @@ def get_template(template_id: str):
 @welcomes.arguments(gw.TemplateSchema)
 @welcomes.response(200, gw.TemplateOut)
 @welcomes.alt_response(404, description="No such template")
-@welcomes.alt_response(409, description="The name is taken")
-@welcomes.alt_response(503, description="WeCom is unavailable or not configured")
+@welcomes.alt_response(409, description="The name is taken, or the tenant has no WeCom app")
+@welcomes.alt_response(503, description="WeCom is unavailable")
 def update_template(body: dict, template_id: str):
     """Replace a template in WeCom (group_welcome_template/edit) and here"""
     tenant = tenant_id()
     with connection() as conn:
         return gw.update_template(conn, tenant, template_id, body, principal(),
-                                  gw.wecom_client(tenant))  # fmt: skip
+                                  lambda: gw.wecom_client(tenant))  # fmt: skip
 
 
 @welcomes.route("/group-welcome-templates/<template_id>", methods=["DELETE"])
 @require("operator", scope=TENANT)
 @welcomes.response(204)
 @welcomes.alt_response(404, description="No such template")
-@welcomes.alt_response(503, description="WeCom is unavailable or not configured")
+@welcomes.alt_response(409, description="The tenant has no WeCom app")
+@welcomes.alt_response(503, description="WeCom is unavailable")
 def delete_template(template_id: str):
     """Delete a template in WeCom (group_welcome_template/del) and here"""
     tenant = tenant_id()
     with connection() as conn:
-        gw.delete_template(conn, tenant, template_id, principal(), gw.wecom_client(tenant))
+        gw.delete_template(conn, tenant, template_id, principal(),
+                           lambda: gw.wecom_client(tenant))  # fmt: skip

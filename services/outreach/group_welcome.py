@@ -116,8 +116,8 @@ def wecom_client(tenant: str):
             settings, load_tenants(settings.tenants_path)
         )
     client = clients.wecom(tenant)
-    if client is None:
-        raise unavailable(f"tenant {tenant!r} has no WeCom app configured")
+    if client is None:  # the tenant's setup, not an outage: a 409 saying what to configure
+        raise conflict(f"tenant {tenant!r} has no WeCom app configured (wecom.corp_id and secret)")
     return client
 
 
@@ -170,8 +170,9 @@ def _name_taken(conn, tenant: str, name: str, but: str | None = None) -> None:
                        {"template_id": row["template_id"]})  # fmt: skip
 
 
-def create_template(conn, tenant: str, data: dict, who, client) -> dict:
-    """``data`` loaded by TemplateSchema; 409 for a name taken or the 100th template."""
+def create_template(conn, tenant: str, data: dict, who, client_of) -> dict:
+    """``data`` loaded by TemplateSchema; 409 for a name taken or the 100th template.
+    ``client_of()`` gives the tenant's WeCom client, asked only once the request is valid."""
     _tenant(conn, tenant)
     conn.execute("SELECT pg_advisory_xact_lock(hashtext('group_welcome:' || %s))", (tenant,))
     _name_taken(conn, tenant, data["name"])
@@ -181,7 +182,7 @@ def create_template(conn, tenant: str, data: dict, who, client) -> dict:
     if count >= MAX_TEMPLATES:
         raise conflict(f"WeCom keeps at most {MAX_TEMPLATES} group welcome templates per corp; "
                        "delete one first")  # fmt: skip
-    template_id = _wecom(client.add_group_welcome_template, wecom_body(data))
+    template_id = _wecom(client_of().add_group_welcome_template, wecom_body(data))
     row = conn.execute(
         sql.SQL(
             "INSERT INTO group_welcome_templates (tenant_id, template_id, name, text, "
@@ -195,10 +196,11 @@ def create_template(conn, tenant: str, data: dict, who, client) -> dict:
     return row
 
 
-def update_template(conn, tenant: str, template_id: str, data: dict, who, client) -> dict:
+def update_template(conn, tenant: str, template_id: str, data: dict, who, client_of) -> dict:
     get_template(conn, tenant, template_id, lock=True)
     _name_taken(conn, tenant, data["name"], but=template_id)
-    _wecom(client.edit_group_welcome_template, {"template_id": template_id, **wecom_body(data)})
+    body = {"template_id": template_id, **wecom_body(data)}
+    _wecom(client_of().edit_group_welcome_template, body)
     row = conn.execute(
         sql.SQL(
             "UPDATE group_welcome_templates SET name = %s, text = %s, attachment = %s, "
@@ -213,9 +215,9 @@ def update_template(conn, tenant: str, template_id: str, data: dict, who, client
     return row
 
 
-def delete_template(conn, tenant: str, template_id: str, who, client) -> None:
+def delete_template(conn, tenant: str, template_id: str, who, client_of) -> None:
     get_template(conn, tenant, template_id, lock=True)
-    _wecom(client.del_group_welcome_template, template_id)
+    _wecom(client_of().del_group_welcome_template, template_id)
     conn.execute(
         "DELETE FROM group_welcome_templates WHERE tenant_id = %s AND template_id = %s",
         (tenant, template_id),
