@@ -7,7 +7,18 @@ import contextlib
 import io
 import sys
 
-from bench import console, funnel, ingest, latency, load, outreach, report, segment, tick
+from bench import (
+    console,
+    funnel,
+    ingest,
+    latency,
+    load,
+    outreach,
+    report,
+    segment,
+    tick,
+    welcome,
+)
 from shared.logging import configure_logging
 
 
@@ -15,7 +26,7 @@ def main() -> int:
     configure_logging("WARNING")  # the report holds results, not migration lines
     failed = 0
     sections = []
-    for bench in (ingest, segment, tick, outreach, funnel, console, load, latency):
+    for bench in (ingest, segment, tick, outreach, funnel, console, load, latency, welcome):
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             failed |= bench.main()

@@ -18,6 +18,7 @@ from console import (
     views_group_tasks,  # noqa: F401
     views_segments,  # noqa: F401
     views_settings,  # noqa: F401
+    views_welcome,  # noqa: F401
 )
 from console.http import (
     DEFAULT_LOCALE,

@@ -410,3 +410,18 @@ GROUP_TASK_STATUSES = {
 
 def group_task_status(code: str | None) -> str:
     return _label(GROUP_TASK_STATUSES, code)
+
+
+# Welcome on add (services/outreach/welcome.py) and why none was sent.
+WELCOME_STATUSES = {
+    "claimed": _l("Sending"),
+    "sent": _l("Sent"),
+    "already_sent": _l("Already sent (by another app)"),
+    "missed": _l("Missed (past WeCom's 20 s)"),
+    "failed": _l("Failed"),
+    "no_content": _l("No welcome fits"),
+}
+
+
+def welcome_status(code: str | None) -> str:
+    return _label(WELCOME_STATUSES, code, "—")

@@ -78,6 +78,7 @@ def settings_body(form: dict, stored: dict) -> tuple[dict | None, dict]:
         body["quiet_hours"] = None
     body["min_schedule_interval_minutes"] = stored["min_schedule_interval_minutes"]
     body["guard_unflagged_model"] = stored["guard_unflagged_model"]
+    body["default_welcome"] = stored["default_welcome"]  # set through the API (welcome on add)
     if errors:
         return None, errors
     try:

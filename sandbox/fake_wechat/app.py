@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Flask, jsonify, request
 from prometheus_client import Counter
 
-from sandbox.fake_wechat import budget, group_tasks, media, sending
+from sandbox.fake_wechat import budget, group_tasks, media, sending, welcome
 from sandbox.fake_wechat.api_call import ApiCall
 from sandbox.fake_wechat.state import ApiError, FakeState, Injection, Token
 from shared.health import ops_blueprint
@@ -210,6 +210,13 @@ WECOM: dict[str, Route] = {
     "externalcontact/get_groupmsg_send_result": Route("POST", group_tasks.get_groupmsg_send_result),
     "externalcontact/remind_groupmsg_send": Route("POST", group_tasks.remind_groupmsg_send),
     "externalcontact/cancel_groupmsg_send": Route("POST", group_tasks.cancel_groupmsg_send),
+    # welcome on add (sandbox/fake_wechat/welcome.py)
+    "externalcontact/send_welcome_msg": Route("POST", welcome.send_welcome_msg),
+    "externalcontact/mark_tag": Route("POST", welcome.mark_tag),
+    "externalcontact/group_welcome_template/add": Route("POST", welcome.template_add),
+    "externalcontact/group_welcome_template/edit": Route("POST", welcome.template_edit),
+    "externalcontact/group_welcome_template/get": Route("POST", welcome.template_get),
+    "externalcontact/group_welcome_template/del": Route("POST", welcome.template_del),
 }
 
 
@@ -448,6 +455,7 @@ def create_app(state: FakeState) -> Flask:
     app.register_blueprint(budget.admin_blueprint(state))  # /_fake/groupmsg
     app.register_blueprint(media.admin_blueprint(state))  # /_fake/image.png
     app.register_blueprint(group_tasks.admin_blueprint(state))
+    app.register_blueprint(welcome.admin(state))
 
     @app.route("/wecom/cgi-bin/<path:path>", methods=["GET", "POST"])
     def wecom(path: str):

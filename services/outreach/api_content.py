@@ -25,7 +25,12 @@ from services.outreach.model import (
     is_promotional,
     outreach_settings,
 )
-from services.outreach.names import content_unknowns, settings_unknowns, tenant_names
+from services.outreach.names import (
+    content_ref_unknowns,
+    content_unknowns,
+    settings_unknowns,
+    tenant_names,
+)
 from shared.api import (
     TENANT,
     Blueprint,
@@ -297,7 +302,13 @@ def save_outreach_settings(conn, tenant: str, body: dict, who) -> dict:
     OutreachSettingsSchema), audited as ``who`` (a principal or an actor such as
     ``console:<login>``); the 400 of unknown stages if ``guard_unflagged_model`` names any."""
     stored = _tenant_settings(conn, tenant)
-    error = unknown_names(settings_unknowns(body, tenant_names(conn, tenant)))
+    unknowns = settings_unknowns(body, tenant_names(conn, tenant))
+    if body.get("default_welcome"):  # the default welcome names the library's content
+        unknowns += [
+            replace(u, field=u.field.replace("content.series", "default_welcome"))
+            for u in content_ref_unknowns(conn, tenant, {"series": body["default_welcome"]})
+        ]
+    error = unknown_names(unknowns)
     if error is not None:
         raise error
     conn.execute(

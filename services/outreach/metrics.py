@@ -3,7 +3,7 @@ backlog.py). The run executor, the senders' results and the send-result polling 
 
 from __future__ import annotations
 
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from shared.vocabulary import CHANNELS
 
@@ -21,3 +21,21 @@ def count_from_zero(tenant_ids) -> None:
         for channel in CHANNELS:
             for status in ("sent", "failed", "unknown"):
                 DELIVERIES.labels(tenant_id, channel, status)
+
+
+# Welcome on add (services/outreach/welcome.py): outcomes, the add callback -> send_welcome_msg
+# latency (WeCom's window is 20 s: docs/platform.md "Welcome on add") and the code's tags.
+WELCOMES = Counter(
+    "siyu_outreach_welcomes_total",
+    "Welcomes on add by outcome (sent, already_sent, missed, failed, no_content)",
+    ["tenant", "status"],
+)
+WELCOME_LATENCY = Histogram(
+    "siyu_outreach_welcome_latency_seconds",
+    "From the add callback's CreateTime to the send_welcome_msg call",
+    ["tenant"],
+    buckets=(0.25, 0.5, 1, 2, 3, 5, 10, 15, 20, 30),
+)
+WELCOME_TAGS = Counter(
+    "siyu_outreach_welcome_tags_total", "Channel-code tags marked on add", ["tenant", "outcome"]
+)

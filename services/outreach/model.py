@@ -487,6 +487,14 @@ class OutreachSettingsSchema(_Strict):
             ],
         },
     )
+    default_welcome = fields.List(
+        fields.String(validate=validate.Length(min=1, max=80)),
+        load_default=list,
+        validate=validate.Length(max=20),
+        metadata={"description": 'Content ids welcoming a customer who added a member through '
+                  'no channel code of ours (docs/domain.md "Welcome on add"): the first that '
+                  "fits is sent; empty: no welcome"},
+    )  # fmt: skip
 
 
 def outreach_settings(tenant_settings: dict[str, Any] | None) -> dict[str, Any]:

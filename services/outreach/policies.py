@@ -181,6 +181,12 @@ def _guard(r: Recipient, policy: Policy) -> str | None:
     return None
 
 
+def promotion_refused(r: Recipient, policy: Policy) -> str | None:
+    """Why promotional content may not reach ``r`` (the guard of step 4), or None; welcomes on
+    add (services/outreach/welcome_choice.py) apply it to the content they choose."""
+    return _guard(r, policy)
+
+
 def _capped(r: Recipient, caps: dict[str, int]) -> str | None:
     prefix = "group_" if r.kind == "group" else ""
     kind = "group" if r.kind == "group" else "contact"

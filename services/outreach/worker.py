@@ -1,10 +1,10 @@
 """`siyu outreach worker`: the audience projection, the scheduler (when leader), the senders.
 
 Threads: the projection consumer (``siyu-outreach`` group on the profile, stage-change and
-catalogue topics), the effects consumer (``siyu-outreach-effects`` on the touchpoints topic:
-clicks and replies for the effect report, effects.py) and the loop below; every replica sends
-(runs are claimed with SKIP LOCKED and a lease), only the holder of the advisory lock schedules
-and syncs WeCom groups.
+catalogue topics), the welcome-on-add consumer (``siyu-outreach-welcome``: services/outreach/
+welcome.py), the effects consumer (``siyu-outreach-effects``: clicks and replies for the effect
+report, effects.py) and the loop below; every replica sends (runs are claimed with SKIP LOCKED
+and a lease), only the holder of the advisory lock schedules and syncs WeCom groups.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from services.outreach import (
     runs,
     scheduler,
     tenant_deletion,
+    welcome,
 )
 from services.outreach.clients import Clients
 from shared.config import Settings
@@ -37,7 +38,14 @@ from shared.health import BackgroundServer, create_ops_app, postgres_check
 from shared.kafka.consumer import ConsumerRunner, DeadLetterQueue, create_consumer
 from shared.kafka.dlq_limit import DlqLimit
 from shared.kafka.producer import create_producer
-from shared.kafka.topics import CATALOGUE, ERASURES, OUTREACH_DLQ, PROFILES, STAGE_CHANGES
+from shared.kafka.topics import (
+    CATALOGUE,
+    ERASURES,
+    OUTREACH_DLQ,
+    PROFILES,
+    STAGE_CHANGES,
+    TOUCHPOINTS,
+)
 from shared.links import LinkSigner
 from shared.tenants import TenantRegistry, load_tenants
 from shared.wechat import WeComError
@@ -68,6 +76,30 @@ def build_runner(settings: Settings, pool: ConnectionPool, *, group: str = GROUP
         dlq=DeadLetterQueue(producer, kafka.topic(OUTREACH_DLQ), group=group),
         dlq_limit=DlqLimit.of(kafka),
         max_batch=kafka.max_batch,
+    )
+
+
+def build_welcome_runner(settings: Settings, welcomer: welcome.Welcomer, *,
+                         group: str = welcome.GROUP):  # fmt: skip
+    """The welcome-on-add consumer (services/outreach/welcome.py): its own group on touchpoints,
+    small fetches so an add waits behind no backlog of the others' batches."""
+    kafka = settings.kafka
+    producer = create_producer(kafka, client_id="siyu-outreach-welcome")
+    return ConsumerRunner(
+        create_consumer(
+            kafka,
+            group_id=group,
+            client_id="siyu-outreach-welcome",
+            fetch_max_wait_ms=min(kafka.fetch_max_wait_ms, 100),
+        ),
+        topics=[kafka.topic(TOUCHPOINTS)],
+        group=group,
+        decode=welcome.decode,
+        process=welcome.process_of(welcomer),
+        dlq=DeadLetterQueue(producer, kafka.topic(OUTREACH_DLQ), group=group),
+        dlq_limit=DlqLimit.of(kafka),
+        max_batch=kafka.max_batch,
+        poll_timeout_ms=100,
     )
 
 
@@ -146,8 +178,12 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
         settings.require_database(), name="outreach", schema=schema, timeouts=settings.worker_db
     )
     runner = build_runner(settings, pool)
+    clients = Clients(settings, tenants, pool=pool)
+    signer = link_signer(tenants, settings.link_secret)
+    welcomer = welcome.Welcomer(pool, clients, tenants, signer, settings.public_url)
+    welcome_runner = build_welcome_runner(settings, welcomer)
     # Rate limits per corp/app shared with every other worker, through the database.
-    loop = Loop(settings, pool, tenants, Clients(settings, tenants, pool=pool), schema)
+    loop = Loop(settings, pool, tenants, clients, schema)
     metrics.count_from_zero(t.id for t in tenants)
 
     def ticking() -> None:
@@ -161,13 +197,17 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
     thread.start()
     outcomes = effects.build_runner(settings, pool)
     threading.Thread(target=outcomes.run, name="outreach-effects", daemon=True).start()
+    welcomes = threading.Thread(target=welcome_runner.run, name="outreach-welcome", daemon=True)
+    welcomes.start()
     log.info("outreach_worker_starting", metrics_port=server.port)
     try:
         runner.run()  # returns on SIGTERM/SIGINT
     finally:
         loop.stop()
         outcomes.stop()
+        welcome_runner.stop()
         thread.join(30)
+        welcomes.join(30)
         server.stop()
         pool.close()
     return 0

@@ -516,3 +516,33 @@ class WeComClient(WeChatClient):
                 "filter_type": filter_type}  # fmt: skip
         return self._pages("externalcontact/get_groupmsg_list_v2", body, "group_msg_list",
                            limit=100)  # fmt: skip
+
+    # --- welcome on add (docs/platform.md "Welcome on add") ---
+
+    def send_welcome_msg(self, body: dict) -> dict:
+        """``externalcontact/send_welcome_msg``: ``welcome_code`` with ``text`` and at most 9
+        ``attachments``; once per code, within 20 s of the add callback (41051: already sent,
+        41096: another app is sending it)."""
+        return self.post("externalcontact/send_welcome_msg", data=body)
+
+    def mark_tag(self, userid: str, external_userid: str, add_tag: list[str]) -> dict:
+        """``externalcontact/mark_tag``: corp tags on a member's customer."""
+        body = {"userid": userid, "external_userid": external_userid, "add_tag": add_tag}
+        return self.post("externalcontact/mark_tag", data=body)
+
+    def add_group_welcome_template(self, body: dict) -> str:
+        """``externalcontact/group_welcome_template/add``: the new ``template_id``."""
+        return self.post("externalcontact/group_welcome_template/add", data=body)["template_id"]
+
+    def edit_group_welcome_template(self, body: dict) -> dict:
+        return self.post("externalcontact/group_welcome_template/edit", data=body)
+
+    def get_group_welcome_template(self, template_id: str) -> dict:
+        return self.post(
+            "externalcontact/group_welcome_template/get", data={"template_id": template_id}
+        )
+
+    def del_group_welcome_template(self, template_id: str) -> dict:
+        return self.post(
+            "externalcontact/group_welcome_template/del", data={"template_id": template_id}
+        )

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from services.ingest import erasures as ingest_erasures
+from services.outreach import welcome as outreach_welcome
 from services.outreach import worker as outreach_worker
 from services.segment import consumer as segment_consumer
 from shared.config import Settings
@@ -56,6 +57,8 @@ ACLS = {
         ("topic", ERASURES): {"Read"},
         ("group", outreach_worker.GROUP): {"Read"},
         ("topic", OUTREACH_DLQ): {"Write"},
+        ("topic", TOUCHPOINTS): {"Read"},  # welcome on add: the add callbacks, within 20 s
+        ("group", outreach_welcome.GROUP): {"Read"},
     },
     "siyu-api": {  # drains the segment outbox that staff changes write
         ("topic", PROFILES): {"Write"},
@@ -186,7 +189,7 @@ def test_the_acls_name_real_topics_and_the_groups_the_code_joins(objects):
     assert kafka.topic_prefix == ""
     topics = {t["spec"]["topicName"] for t in of(objects, "KafkaTopic").values()}
     groups = {kafka.group(g) for g in (ingest_erasures.GROUP, segment_consumer.GROUP,
-                                       outreach_worker.GROUP)}  # fmt: skip
+                                       outreach_worker.GROUP, outreach_welcome.GROUP)}  # fmt: skip
     assert {kafka.topic(t.name) for t in TOPICS} == topics
     for user in of(objects, "KafkaUser").values():
         for rtype, name in granted(user):
@@ -206,8 +209,8 @@ def test_the_acls_name_real_topics_and_the_groups_the_code_joins(objects):
         ("siyu-segment", "topic", OUTREACH_DLQ, "Write"),
         ("siyu-segment", "topic", PROFILES, "Read"),
         ("siyu-segment", "group", outreach_worker.GROUP, "Read"),
-        # outreach writes none of segment's topics and cannot read touchpoints (raw events).
-        ("siyu-outreach", "topic", TOUCHPOINTS, "Read"),
+        # outreach writes none of segment's topics nor touchpoints, joins no group of theirs.
+        ("siyu-outreach", "topic", TOUCHPOINTS, "Write"),
         ("siyu-outreach", "topic", PROFILES, "Write"),
         ("siyu-outreach", "topic", TOUCHPOINTS_DLQ, "Read"),
         ("siyu-outreach", "group", segment_consumer.GROUP, "Read"),
@@ -352,5 +355,6 @@ def test_the_on_demand_dead_letter_reader_reads_dead_letters_and_nothing_else():
         assert allowed(user, "topic", spec.name, "Read") is dead_letters, spec.name
         assert not allowed(user, "topic", spec.name, "Write"), spec.name
     assert allowed(user, "group", "console-consumer-4711", "Read")
-    for group in (ingest_erasures.GROUP, segment_consumer.GROUP, outreach_worker.GROUP):
+    for group in (ingest_erasures.GROUP, segment_consumer.GROUP, outreach_worker.GROUP,
+                  outreach_welcome.GROUP):  # fmt: skip
         assert not allowed(user, "group", group, "Read")  # cannot move a service's offsets

@@ -1,0 +1,48 @@
+-- Welcome on add (docs/domain.md "Welcome on add"): one row per WeCom welcome_code, claimed before
+-- send_welcome_msg is called, so a redelivered or duplicated add callback never sends twice (the
+-- code is single-use and valid 20 s: a crash between claim and result loses that welcome, never
+-- doubles it). The row records what happened: the outcome, the content chosen, the callback ->
+-- call latency, WeCom's errcode, and the channel code's tags marked on the contact.
+CREATE TABLE welcomes (
+    tenant_id        text        NOT NULL,
+    welcome_code     text        NOT NULL,
+    event_id         text        NOT NULL,              -- the add touchpoint
+    external_userid  text        NOT NULL,
+    staff_userid     text,
+    state            text,                              -- the add's State (a channel code's)
+    code_id          text,                              -- the channel code it matched, if any
+    contact_id       text,                              -- known to outreach's audience, if any
+    content_id       text,                              -- the welcome chosen (NULL: none fits)
+    status           text        NOT NULL DEFAULT 'claimed'
+                     CHECK (status IN ('claimed', 'sent', 'already_sent', 'missed', 'failed',
+                                       'no_content')),
+    reason           text,                              -- why no content / missed / failed
+    errcode          integer,
+    error            text,
+    attempts         integer     NOT NULL DEFAULT 0,
+    callback_at      timestamptz NOT NULL,              -- the callback's CreateTime
+    called_at        timestamptz,                       -- the last send_welcome_msg call
+    latency_ms       integer,                           -- callback_at -> called_at
+    tags             text[]      NOT NULL DEFAULT '{}', -- the code's tags to mark
+    tag_status       text        CHECK (tag_status IN ('marked', 'failed')),
+    tag_errcode      integer,
+    created_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (tenant_id, welcome_code)
+);
+CREATE INDEX welcomes_recent ON welcomes (tenant_id, created_at DESC);
+
+-- Group welcome templates (入群欢迎语素材): WeCom keeps them under its template_id, at most 100
+-- per corp; Siyu keeps the same fields to list, edit and delete them.
+CREATE TABLE group_welcome_templates (
+    tenant_id    text        NOT NULL,
+    template_id  text        NOT NULL,              -- WeCom's id
+    name         text        NOT NULL,              -- Siyu's label, unique per tenant
+    text         text,
+    attachment   jsonb,                             -- {"msgtype": "image"|"link"|..., ...}
+    notify       boolean     NOT NULL DEFAULT true,
+    created_by   text,
+    created_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    updated_at   timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (tenant_id, template_id),
+    UNIQUE (tenant_id, name)
+);

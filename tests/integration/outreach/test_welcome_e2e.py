@@ -1,0 +1,179 @@
+"""Welcome on add end to end (docs/domain.md "Welcome on add"), through the real entry points on
+the session's PostgreSQL and broker: the fake issues a WelcomeCode when a customer adds zhangwei,
+the signed add callback (State of a channel code, WelcomeCode) goes to ingest's app, ingest
+publishes the touchpoint, outreach's welcome consumer (its own group) sends the welcome with the
+fake's ``send_welcome_msg`` and marks the code's tags with ``mark_tag``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import psycopg
+import pytest
+
+from sandbox.fake_wechat import welcome as fake_welcome
+from services.outreach import welcome, worker
+from shared.envelope import decode_touchpoint
+from shared.links import LinkSigner
+from tests.integration.ingest.conftest import build
+from tests.integration.outreach.conftest import CORP, TENANTS
+from tests.kafka_helpers import RunnerThread, read_topic, wait_until
+
+DEADLINE_S = 30.0
+SEND = "externalcontact/send_welcome_msg"
+STATE = "wecom_ad.w3lc0me"
+PUBLIC = "https://hooks.acme.example"
+
+
+def added(ext: str, at: int, code: str, state: str = STATE) -> str:
+    return (
+        f"<xml><ToUserName>ww</ToUserName><FromUserName>sys</FromUserName>"
+        f"<CreateTime>{at}</CreateTime><MsgType>event</MsgType>"
+        f"<Event>change_external_contact</Event><ChangeType>add_external_contact</ChangeType>"
+        f"<UserID>zhangwei</UserID><ExternalUserID>{ext}</ExternalUserID>"
+        f"<State>{state}</State><WelcomeCode>{code}</WelcomeCode></xml>"
+    )
+
+
+class Adds:
+    def __init__(self, outreach, stack, kafka, schema):
+        self.o = outreach
+        self.dsn, self.ing = stack.dsn, f"{schema}_ing"
+        self.ingest = build(stack, kafka, self.ing)
+        settings = replace(outreach.settings, kafka=kafka)
+        signer = LinkSigner("test-link-secret-0123456789", TENANTS)
+        self.welcomer = welcome.Welcomer(outreach.pool, outreach.clients, TENANTS, signer, PUBLIC)
+        self.thread = RunnerThread(worker.build_welcome_runner(settings, self.welcomer)).__enter__()
+        self.tag = outreach.world().tags[0].tag_id
+
+    def close(self):
+        try:
+            self.thread.stop()
+        finally:
+            self.ingest.deps.publisher.close()
+            self.ingest.deps.publisher.pool.close()
+            with psycopg.connect(self.dsn, autocommit=True) as conn:
+                conn.execute(f'DROP SCHEMA IF EXISTS "{self.ing}" CASCADE')
+
+    def code(self, content: list[str], *, tags: list[str] | None = None) -> None:
+        self.o.sql(
+            "INSERT INTO channel_codes (tenant_id, code_id, kind, name, channel, state, staff, "
+            "tags, welcome_content) VALUES ('acme', 'expo', 'contact', '展会', 'wecom_ad', %s, "
+            "'{zhangwei}', %s, %s)",
+            (STATE, tags if tags is not None else [self.tag], content),
+        )
+
+    def add(self, ext: str, *, late_by: int = 0, state: str = STATE) -> tuple[str, int]:
+        """The customer adds zhangwei (the fake issues the code); the callback reaches ingest."""
+        issued = fake_welcome.issue(self.o.fake.state, CORP, "zhangwei", ext)
+        at = issued["create_time"] - late_by
+        response = self.ingest.wecom_post(added(ext, at, issued["welcome_code"], state))
+        assert response.status_code == 200
+        return issued["welcome_code"], at
+
+    def outcome(self, code: str) -> dict:
+        def done():
+            rows = self.o.sql("SELECT * FROM welcomes WHERE welcome_code = %s", (code,))
+            return rows[0] if rows and rows[0]["status"] != "claimed" else None
+
+        return wait_until(done, DEADLINE_S, message="the welcome recorded")
+
+    def welcomes(self) -> list:
+        return self.o.messages("welcome")
+
+    def sends(self) -> int:
+        return self.o.fake.count(SEND)
+
+
+@pytest.fixture
+def adds(outreach, stack, kafka, schema):
+    built = Adds(outreach, stack, kafka, schema)
+    yield built
+    built.close()
+
+
+def test_a_known_contact_gets_the_welcome_for_its_stage_once_with_the_codes_tags(adds, outreach):
+    outreach.publish_segments()  # the model's flags: comparison is evaluating
+    general = outreach.content("欢迎来到精工", fmt="article", promotional=False)
+    for_interest = outreach.content("选型指南", fmt="whitepaper", promotional=False,
+                                    stages=["interest"])  # fmt: skip
+    adds.code([general, for_interest])
+    ext = "wmWelcomeKnown01"
+    outreach.profile("c-known", ext=ext, stage="interest")
+
+    code, at = adds.add(ext)
+    row = adds.outcome(code)
+    assert (row["status"], row["content_id"], row["code_id"]) == ("sent", for_interest, "expo")
+    assert row["contact_id"] == "c-known" and row["attempts"] == 1
+    assert row["latency_ms"] is not None and row["tag_status"] == "marked"
+    (message,) = adds.welcomes()
+    assert message.body["welcome_code"] == code
+    assert message.body["text"]["content"] == "选型指南"
+    (link,) = message.body["attachments"]
+    assert link["link"]["url"].startswith(f"{PUBLIC}/r/")  # tracked, naming the contact
+    follow = adds.o.world().contacts[ext].follow_user
+    assert [f["tag_ids"] for f in follow if f["userid"] == "zhangwei"] == [[adds.tag]]
+
+    # The callback again (WeCom retries) and the same touchpoint handled again: nothing more.
+    assert adds.ingest.wecom_post(added(ext, at, code)).status_code == 200
+    tp = next(t for t in _touchpoints(adds) if t.attributes.get("welcome_code") == code)
+    assert adds.welcomer.handle(tp) == "duplicate"
+    time.sleep(1.0)  # let a redelivered touchpoint reach the consumer, if one was published
+    assert len(adds.welcomes()) == 1 and adds.sends() == 1
+
+
+def test_the_no_discount_guard_and_unknown_contacts_get_the_general_welcome(adds, outreach):
+    outreach.publish_segments()
+    general = outreach.content("欢迎", fmt="article", promotional=False)
+    offer = outreach.content("限时折扣", fmt="promotion", promotional=True,
+                             stages=["comparison", "interest"])  # fmt: skip
+    adds.code([general, offer], tags=[])
+    outreach.profile("c-comparing", ext="wmWelcomeCmp01", stage="comparison")
+
+    comparing, _ = adds.add("wmWelcomeCmp01")
+    unknown, _ = adds.add("wmWelcomeNew01")
+    for code in (comparing, unknown):
+        row = adds.outcome(code)
+        assert (row["status"], row["content_id"]) == ("sent", general)
+        assert row["tag_status"] is None
+    assert {m.body["text"]["content"] for m in adds.welcomes()} == {"欢迎"}
+
+
+def test_a_late_callback_is_missed_and_never_sent(adds, outreach):
+    adds.code([outreach.content("欢迎", fmt="article", promotional=False)])
+    code, _ = adds.add("wmWelcomeLate01", late_by=25)
+    row = adds.outcome(code)
+    assert (row["status"], row["reason"]) == ("missed", "received_after_window")
+    assert adds.sends() == 0 and adds.welcomes() == []
+    assert row["tag_status"] == "marked"  # tags are not bound to the window
+
+
+def test_41051_is_already_sent_and_41096_is_retried_inside_the_window(adds, outreach):
+    adds.code([outreach.content("欢迎", fmt="article", promotional=False)], tags=[])
+    outreach.fake.fail(SEND, 41051)
+    code, _ = adds.add("wmWelcome41051")
+    row = adds.outcome(code)
+    assert (row["status"], row["errcode"], row["attempts"]) == ("already_sent", 41051, 1)
+
+    outreach.fake.fail(SEND, 41096)
+    code, _ = adds.add("wmWelcome41096")
+    row = adds.outcome(code)
+    assert (row["status"], row["attempts"]) == ("sent", 2)
+    assert [m.body["welcome_code"] for m in adds.welcomes()] == [code]
+
+
+def test_a_state_of_no_code_of_ours_gets_the_tenants_default_welcome(adds, outreach):
+    default = outreach.content("默认欢迎", fmt="article", promotional=False)
+    refused = outreach.call("PUT", "/settings/outreach", json={"default_welcome": ["nope"]})
+    assert refused.status_code == 400 and "default_welcome[0]" in str(refused.json)
+    saved = outreach.call("PUT", "/settings/outreach", json={"default_welcome": [default]})
+    assert saved.status_code == 200, saved.json
+    code, _ = adds.add("wmWelcomeDflt01", state="somebody.elses")
+    row = adds.outcome(code)
+    assert (row["status"], row["content_id"], row["code_id"]) == ("sent", default, None)
+
+
+def _touchpoints(adds):
+    return [decode_touchpoint(m.value) for m in read_topic(adds.ingest.kafka, adds.ingest.topic, 1)]
