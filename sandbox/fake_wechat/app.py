@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Flask, jsonify, request
 from prometheus_client import Counter
 
-from sandbox.fake_wechat import sending
+from sandbox.fake_wechat import channel_codes, sending
 from sandbox.fake_wechat.api_call import ApiCall
 from sandbox.fake_wechat.state import ApiError, FakeState, Injection, Token
 from shared.health import ops_blueprint
@@ -204,6 +204,8 @@ WECOM: dict[str, Route] = {
     "externalcontact/get_groupmsg_send_result": Route("POST", sending.get_groupmsg_send_result),
     "externalcontact/groupchat/list": Route("POST", _groupchat_list),
     "message/send": Route("POST", sending.message_send),
+    # Channel codes: contact me configs and join codes (sandbox/fake_wechat/channel_codes.py).
+    **{path: Route("POST", handler) for path, handler in channel_codes.ROUTES.items()},
 }
 
 
@@ -427,6 +429,7 @@ def _admin(state: FakeState) -> Blueprint:
             return bad(str(exc))
         return jsonify(state.summary()["config"])
 
+    channel_codes.register_admin(bp, state)
     return bp
 
 

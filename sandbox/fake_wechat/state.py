@@ -164,6 +164,8 @@ class FakeState:
     oa_tags: dict[str, dict[int, set[str]]] = field(default_factory=dict, repr=False)
     deleted: set[str] = field(default_factory=set, repr=False)
     dismissed: set[str] = field(default_factory=set, repr=False)
+    # Channel codes (sandbox/fake_wechat/channel_codes.py): corp_id -> config_id -> config.
+    channel_codes: dict[str, dict[str, dict]] = field(default_factory=dict, repr=False)
     _seq: int = 0
 
     # --- construction

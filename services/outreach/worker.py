@@ -16,6 +16,7 @@ from psycopg_pool import ConnectionPool
 
 from services.outreach import (
     backlog,
+    channel_codes,
     groups,
     lost_alerts,
     metrics,
@@ -97,6 +98,7 @@ class Loop:
             if time.monotonic() - self._synced_at > GROUP_SYNC_S:
                 self.sync_groups(now)
             tenant_deletion.purge_pending(self.pool)  # deleted tenants, a few batches a tick
+            channel_codes.apply_caps(self.pool, self.clients, now)  # daily caps, day rollover
         self.executor.run_due()
         lost_alerts.send_due(self.pool, self.clients, self.tenants, self.console_url)
         if time.monotonic() - self._polled_at > POLL_RESULTS_S:
