@@ -23,6 +23,7 @@ from shared.api import (
     not_found,
     require,
 )
+from shared.source_channels import SOURCE_CHANNELS
 from shared.vocabulary import MODES
 
 SUBJECT_OF_MODE = {"b2b": "accounts", "b2c": "contacts"}
@@ -73,6 +74,14 @@ class FunnelQuerySchema(Schema):
         metadata={"description": "Contacts in this segment (accounts: with a member in it)"},
     )
     account_id = fields.String(load_default=None, validate=validate.Length(min=1, max=200))
+    source_channel = fields.String(
+        load_default=None,
+        validate=validate.OneOf(SOURCE_CHANNELS),
+        metadata={
+            "description": "Subjects whose FIRST source channel is this "
+            '(docs/domain.md "Channel codes")'
+        },
+    )
     format = fields.String(load_default="json", validate=validate.OneOf(["json", "svg"]))
 
     @validates_schema
@@ -163,6 +172,7 @@ class FunnelPeriodSchema(Schema):
 class FunnelFiltersSchema(Schema):
     segment = fields.String(allow_none=True)
     account_id = fields.String(allow_none=True)
+    source_channel = fields.String(allow_none=True)
 
 
 class FunnelSchema(Schema):
@@ -197,12 +207,14 @@ _SCOPE = {
     "contacts": """SELECT c.contact_id AS subject_id, c.stage, c.stage_since FROM contacts c
         WHERE c.tenant_id = %(tenant)s
           AND (%(account)s::text IS NULL OR c.account_id = %(account)s)
+          AND (%(source)s::text IS NULL OR c.first_channel = %(source)s)
           AND (%(segment)s::text IS NULL OR EXISTS (
                 SELECT 1 FROM segment_members m WHERE m.tenant_id = c.tenant_id
                    AND m.segment_id = %(segment)s AND m.contact_id = c.contact_id))""",
     "accounts": """SELECT a.account_id AS subject_id, a.stage, a.stage_since FROM accounts a
         WHERE a.tenant_id = %(tenant)s AND a.merged_into IS NULL
           AND (%(account)s::text IS NULL OR a.account_id = %(account)s)
+          AND (%(source)s::text IS NULL OR a.first_channel = %(source)s)
           AND (%(segment)s::text IS NULL OR EXISTS (
                 SELECT 1 FROM contacts c JOIN segment_members m
                     ON m.tenant_id = c.tenant_id AND m.contact_id = c.contact_id
@@ -263,6 +275,7 @@ def funnel_report(
     """
     tz = ZoneInfo(tenant.timezone)
     spec = _spec(name, document)
+    params = {"source": None, **params}  # source_channel: the first channel's cut
     tallies = funnel_tallies(
         conn, spec, _SCOPE[subject], params, kind=subject.removesuffix("s"), active=active,
         since=since, until=until, tz=tz,
@@ -309,7 +322,8 @@ def funnel(args: dict):
     tz = ZoneInfo(tenant.timezone)
     first, last = _period(args["from_"], args["to"], tz)
     since, until = _day_start(first, tz), _day_start(last + timedelta(days=1), tz)
-    params = {"tenant": tenant.id, "account": args["account_id"], "segment": args["segment"]}
+    params = {"tenant": tenant.id, "account": args["account_id"], "segment": args["segment"],
+              "source": args["source_channel"]}  # fmt: skip
     with segment_connection() as conn:
         active = active_model_name(conn, tenant)
         name = args["model"] or active
@@ -335,7 +349,7 @@ def funnel(args: dict):
             conn, tenant, name, document, active=name == active, subject=subject,
             params=params, since=since, until=until,
         )  # fmt: skip
-    filters = {k: args[k] for k in ("segment", "account_id")}
+    filters = {k: args[k] for k in ("segment", "account_id", "source_channel")}
     period = {"from": first, "to": last, "start": since, "end": until,
               "time_zone": tenant.timezone}  # fmt: skip
     report = {
