@@ -299,11 +299,9 @@ def update(conn: Connection, client: WeComClient | None, tenant: str, code_id: s
     merged = {**current, **{k: v for k, v in body.items() if k in EDITABLE}}
     _check(conn, tenant, client, merged)
     if current["kind"] == "contact" and (len(merged["staff"]) == 1) != (len(current["staff"]) == 1):
-        raise invalid(
-            "WeCom cannot turn a one-member code into a several-member one or back: "
-            "delete the code and create a new one",
-            details={"staff": ["one member <-> several members"]},
-        )
+        message = ("WeCom cannot turn a one-member code into a several-member one or back: "
+                   "delete the code and create a new one")  # fmt: skip
+        raise invalid(message, details={"staff": [message]})
     client = _require(client)
     users = _users_today(conn, tenant, merged, now)
     with wecom_errors():
