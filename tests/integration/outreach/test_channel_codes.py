@@ -178,3 +178,14 @@ def test_the_fake_brings_a_customer_through_the_code(outreach):
         "add_external_contact", code["state"], "zhangwei")  # fmt: skip
     detail = outreach.clients.wecom("acme").get_external_contact(callback["ExternalUserID"])
     assert detail["follow_user"][0]["state"] == code["state"]
+
+
+def test_unknown_tenants_and_other_tenants_codes(outreach):
+    created = outreach.call("POST", "/channel-codes", "operator", json=contact_code())
+    assert created.status_code == 201
+    nobody = outreach.call("GET", "/channel-codes", "platform", query_string={"tenant": "nope"})
+    assert (nobody.status_code, nobody.json["error"]["code"]) == (404, "unknown_tenant")
+    # Another tenant neither sees nor reaches acme's code.
+    assert outreach.call("GET", "/channel-codes", "bloom").json["items"] == []
+    assert outreach.call("GET", "/channel-codes/expo-2026", "bloom").status_code == 404
+    assert outreach.call("DELETE", "/channel-codes/expo-2026", "bloom").status_code == 404
