@@ -13,6 +13,7 @@ from flask import Flask
 from console import (
     messages,
     views_campaigns,  # noqa: F401
+    views_channel_codes,  # noqa: F401 - registers the channel code pages
     views_content,  # noqa: F401
     views_effect,  # noqa: F401
     views_group_tasks,  # noqa: F401

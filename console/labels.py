@@ -361,6 +361,9 @@ AUDIT_ACTIONS = {
     "account.stage_override": _l("Account's stage set by staff"),
     "account.merge": _l("Accounts merged"),
     "contact.erase": _l("Person erased"),
+    "channel_code.create": _l("Channel code created"),
+    "channel_code.update": _l("Channel code changed"),
+    "channel_code.delete": _l("Channel code deleted"),
 }
 
 
@@ -425,3 +428,31 @@ WELCOME_STATUSES = {
 
 def welcome_status(code: str | None) -> str:
     return _label(WELCOME_STATUSES, code, "—")
+
+
+# Source channels (shared/source_channels.py SOURCE_CHANNELS) and channel code kinds.
+SOURCE_CHANNELS = {
+    "expo": _l("Trade fair"),
+    "article": _l("Article"),
+    "ad": _l("Advertising"),
+    "sales_card": _l("Sales card"),
+    "website": _l("Website"),
+    "event": _l("Event"),
+    "store": _l("Store"),
+    "referral": _l("Referral"),
+    "other": _l("Other"),
+}
+CODE_KINDS = {"contact": _l("Contact me (staff)"), "group": _l("Group join code")}
+CAP_STATUSES = {"ok": _l("Within the cap"), "all_capped": _l("Every staff member reached the cap")}
+
+
+def source_channel(code: str | None) -> str:
+    return _label(SOURCE_CHANNELS, code, "—")
+
+
+def code_kind(code: str | None) -> str:
+    return _label(CODE_KINDS, code)
+
+
+def cap_status(code: str | None) -> str:
+    return _label(CAP_STATUSES, code)

@@ -23,16 +23,17 @@ def stage_title(name: str, title: str | None = None) -> str:
     return labels.stage(name) if name in labels.STAGES else (title or labels.stage(name))
 
 
-def overview(conn, tenant: Tenant) -> dict:
+def overview(conn, tenant: Tenant, source: str | None = None) -> dict:
     """The tenant's funnel on its active model over the report's default period (``conn``:
-    search_path segment, then outreach)."""
+    search_path segment, then outreach); ``source``: only subjects whose first source channel
+    it is (docs/domain.md "Channel codes")."""
     name = active_model_name(conn, tenant)
     document, _ = find_document(conn, tenant, name)
     since, until = default_period(tenant)
     claim_slot(conn, tenant.id)  # a report's share of the database, as the API's
     report = funnel_report(
         conn, tenant, name, document, active=True, subject=SUBJECT_OF_MODE[tenant.mode],
-        params={"tenant": tenant.id, "account": None, "segment": None},
+        params={"tenant": tenant.id, "account": None, "segment": None, "source": source},
         since=since, until=until,
     )  # fmt: skip
     stages = [{**s, "label": stage_title(s["name"], s["title"])} for s in report["stages"]]

@@ -44,6 +44,7 @@ from shared.api.audit import audit
 from shared.api.context import connection
 from shared.api.errors import ApiError, from_http_exception
 from shared.ratelimit import RateLimited
+from shared.source_channels import SOURCE_CHANNELS
 from shared.text import contains_nul
 from shared.tokens import role_rank
 from shared.vocabulary import BUYING_ROLES
@@ -390,13 +391,16 @@ def language(code: str):
 @require("viewer")
 def overview():
     tenant = current_tenant()
+    # The funnel's cut by first source channel (docs/console.md "Channel codes").
+    source = request.args.get("source_channel", "")[:32] or None
+    bad = source is not None and source not in SOURCE_CHANNELS
     with segment_connection() as conn:
-        funnel = pages.overview(conn, tenant)
+        funnel = pages.overview(conn, tenant, None if bad else source)
         more = overview_sections.sections(conn, tenant, funnel)
     return render_template(
         "overview.html", funnel=funnel, generated=datetime.now(UTC), b2b=tenant.mode == "b2b",
-        **more,
-    )  # fmt: skip
+        source=source, source_channels=SOURCE_CHANNELS, source_bad=bad, **more,
+    ), 400 if bad else 200  # fmt: skip
 
 
 @console.route("/accounts")

@@ -18,7 +18,7 @@ from typing import Any
 from flask import Blueprint, Flask, jsonify, request
 from prometheus_client import Counter
 
-from sandbox.fake_wechat import budget, group_tasks, media, sending, welcome
+from sandbox.fake_wechat import budget, channel_codes, group_tasks, media, sending, welcome
 from sandbox.fake_wechat.api_call import ApiCall
 from sandbox.fake_wechat.state import ApiError, FakeState, Injection, Token
 from shared.health import ops_blueprint
@@ -217,6 +217,8 @@ WECOM: dict[str, Route] = {
     "externalcontact/group_welcome_template/edit": Route("POST", welcome.template_edit),
     "externalcontact/group_welcome_template/get": Route("POST", welcome.template_get),
     "externalcontact/group_welcome_template/del": Route("POST", welcome.template_del),
+    # Channel codes: contact me configs and join codes (sandbox/fake_wechat/channel_codes.py).
+    **{path: Route("POST", handler) for path, handler in channel_codes.ROUTES.items()},
 }
 
 
@@ -442,6 +444,7 @@ def _admin(state: FakeState) -> Blueprint:
             return bad(str(exc))
         return jsonify(state.summary()["config"])
 
+    channel_codes.register_admin(bp, state)
     return bp
 
 

@@ -184,6 +184,8 @@ class FakeState:
     dismissed: set[str] = field(default_factory=set, repr=False)
     # Group-send tasks: a member's own confirmation delay, None never (group_tasks.py).
     staff_confirm: dict[str, int | None] = field(default_factory=dict, repr=False)
+    # Channel codes (sandbox/fake_wechat/channel_codes.py): corp_id -> config_id -> config.
+    channel_codes: dict[str, dict[str, dict]] = field(default_factory=dict, repr=False)
     _seq: int = 0
 
     # --- construction

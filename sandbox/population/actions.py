@@ -8,12 +8,27 @@ they report (followed, added, chat members), so a journey step cannot forget one
 
 from __future__ import annotations
 
+import hashlib
 import random
 from dataclasses import dataclass
 from typing import Any
 
 from sandbox.population.model import Chat, Company, Person, Population
 from sandbox.population.texts import ID_CHARS, random_id
+
+# The source channel of each scene people add staff through (docs/domain.md "Channel codes").
+SCENE_CHANNELS = {
+    "expo2026": "expo", "sales_visit": "sales_card", "referral": "referral", "poc_group": "event",
+    "store_sh01": "store", "store_sh02": "store", "store_bj01": "store", "store_gz03": "store",
+    "mall_popup": "event", "package_card": "store",
+}  # fmt: skip
+
+
+def code_state(scene: str) -> str:
+    """The state of the scene's channel code, as Siyu issues them (``<channel>.<10 chars>``,
+    shared/source_channels.py): deterministic, so the population draws nothing more."""
+    digest = hashlib.sha1(scene.encode()).hexdigest()  # noqa: S324 - an id, not security
+    return f"{SCENE_CHANNELS.get(scene, 'other')}.{digest[:10]}"
 
 
 @dataclass(frozen=True)
@@ -84,9 +99,9 @@ class Emitter:
         }[change]
         self.add("wecom", kind, fields, p.person_id)
 
-    def add_on_wecom(self, p: Person, state: str) -> None:
+    def add_on_wecom(self, p: Person, scene: str) -> None:
         welcome = random_id(self.rng, 43, ID_CHARS)
-        self.contact(p, "add_external_contact", State=state, WelcomeCode=welcome)
+        self.contact(p, "add_external_contact", State=code_state(scene), WelcomeCode=welcome)
         p.added = True
 
     def chat(self, chat: Chat, people: list[Person], join: bool) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 import structlog
 from psycopg_pool import ConnectionPool
 
-from services.outreach import metrics, payloads, store
+from services.outreach import channel_codes, metrics, payloads, store
 from services.outreach.catalogue import tenant_catalogue
 from services.outreach.model import outreach_settings
 from services.outreach.policies import Item, Policy, Recipient, guard_of
@@ -117,8 +117,11 @@ class Welcomer:
             ).rowcount
             if not claimed:
                 return "duplicate"
-            # The add, counted once (the claim's transaction) for the code's per-staff daily cap:
-            # wired at merge: channel_codes.record_add(conn, tenant_id, state, staff, at)
+            # The add, counted once (the claim's transaction) for the code's per-staff daily cap;
+            # the leader's next tick takes a capped member out of the config (apply_caps), so
+            # no WeCom call holds this transaction or the welcome.
+            if state and staff:
+                channel_codes.record_add(conn, tenant_id, state, staff, at)
         with self.pool.connection() as conn:
             channel_code = self._code(conn, tenant_id, state)
             outcome = self._prepare(conn, tp, channel_code)

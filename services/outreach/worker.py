@@ -19,6 +19,7 @@ from psycopg_pool import ConnectionPool
 from services.outreach import (
     backlog,
     budget_sync,
+    channel_codes,
     effects,
     group_tasks,
     groups,
@@ -135,6 +136,7 @@ class Loop:
                 self.sync_groups(now)
             tenant_deletion.purge_pending(self.pool)  # deleted tenants, a few batches a tick
             budget_sync.poll_due(self.pool, self.clients, self.tenants, now)  # others' sends
+            channel_codes.apply_caps(self.pool, self.clients, now)  # daily caps, day rollover
         self.executor.run_due()
         lost_alerts.send_due(self.pool, self.clients, self.tenants, self.console_url)
         if time.monotonic() - self._polled_at > POLL_RESULTS_S:

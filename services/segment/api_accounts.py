@@ -25,6 +25,7 @@ from services.segment.api_people_common import (
     STAGE_EXAMPLE,
     UNKNOWN_ROLE,
     RiskFlagSchema,
+    SourceChannelSchema,
     StageChangeSchema,
     StageOverrideSchema,
     check_filters,
@@ -32,6 +33,7 @@ from services.segment.api_people_common import (
     like,
     override_subject_stage,
     reason_field,
+    source_channel,
     stage_history,
 )
 from services.segment.derive import derive_touched
@@ -123,6 +125,7 @@ class AccountSchema(AccountItemSchema):
         },
     )
     coverage = fields.Nested(CoverageSchema, required=True)
+    source_channel = fields.Nested(SourceChannelSchema, required=True)
     stage_history = fields.List(fields.Nested(StageChangeSchema), required=True)
 
 
@@ -242,6 +245,7 @@ def account_view(conn, tenant: str, account_id: str) -> dict:
     return {
         **row,
         "members_by_role": by_role,
+        "source_channel": source_channel(row),
         "coverage": {
             "engaged": list(coverage.engaged),
             "missing": list(coverage.missing),

@@ -29,6 +29,7 @@ from services.segment.api_people_common import (
     UNKNOWN_ROLE,
     ContactItemSchema,
     RiskFlagSchema,
+    SourceChannelSchema,
     StageChangeSchema,
     StageOverrideSchema,
     check_filters,
@@ -36,6 +37,7 @@ from services.segment.api_people_common import (
     like,
     override_subject_stage,
     reason_field,
+    source_channel,
     stage_history,
 )
 from services.segment.derive import derive_touched
@@ -145,6 +147,7 @@ class ContactSchema(ContactItemSchema):
     identities = fields.List(fields.Nested(IdentitySchema), required=True)
     segments = fields.List(fields.Nested(ContactSegmentSchema), required=True)
     account = fields.Nested(ContactAccountSchema, allow_none=True, required=True)
+    source_channel = fields.Nested(SourceChannelSchema, required=True)
     stage_history = fields.List(
         fields.Nested(StageChangeSchema),
         required=True,
@@ -319,6 +322,7 @@ def contact_view(conn, tenant: str, contact_id: str) -> dict:
         "identities": identities,
         "segments": member_of,
         "account": account,
+        "source_channel": source_channel(row),
         "stage_history": history,
     }
 

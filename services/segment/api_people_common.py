@@ -231,3 +231,26 @@ def override_subject_stage(
     )  # fmt: skip
     details = {**body, "previous": row["stage"], "model": model_for(tenant, conn).name}
     audit(conn, who, tenant.id, f"{kind}.stage_override", subject_id, details)
+
+
+# --- source channels (docs/domain.md "Channel codes") --------------------------------------------
+
+
+class SourceChannelSchema(Schema):
+    first = fields.String(
+        allow_none=True,
+        metadata={"description": "The first channel code's channel (SOURCE_CHANNELS)"},
+    )
+    first_at = fields.DateTime(allow_none=True)
+    latest = fields.String(allow_none=True, metadata={"description": "The latest one"})
+    latest_at = fields.DateTime(allow_none=True)
+
+
+def source_channel(row: dict) -> dict:
+    """A contact's or account's source channels (services/segment/sources.py) for the API."""
+    return {
+        "first": row.get("first_channel"),
+        "first_at": row.get("first_channel_at"),
+        "latest": row.get("latest_channel"),
+        "latest_at": row.get("latest_channel_at"),
+    }

@@ -35,6 +35,7 @@ from services.segment.segments import (
     segment_facts,
 )
 from services.segment.settle import State, settle_touched
+from services.segment.sources import account_sources, contact_sources
 from services.segment.tenant_model import model_for
 from services.segment.topics import Topics
 from services.segment.writes import AccountDerived, ContactDerived, Writes
@@ -251,6 +252,8 @@ def _derive(writes, tenant, model, defined, row, events, account_row, now, check
         features=features,
         due_at=watch.due(times, now, new_score),
         lost=lost,
+        # docs/domain.md "Channel codes": the stored channels carry past the event window.
+        sources=contact_sources(events, row),
     )
     # A profile's version is when it was derived; never older than the last one published (the
     # time tick derives at the wall clock, a later touchpoint may carry an older event time).
@@ -404,6 +407,7 @@ def _refresh_account(writes, tenant, model, account, members, history, now, even
         due_at=watch.due(
             [e.occurred_at for e in member_events] + [account["created_at"]], now, facts.score
         ),
+        sources=account_sources(contact_sources(own[m["contact_id"]], m) for m in members),
     )
     return (
         stage != account["stage"]

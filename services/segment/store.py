@@ -389,8 +389,8 @@ def lock_members(conn: Connection, tenant_id: str, account_id: str) -> list[dict
 def member_summaries(conn: Connection, tenant_id: str, account_ids: list[str]):
     """What an account's refresh needs of its members, in id order."""
     return conn.execute(
-        "SELECT contact_id, account_id, role, stage, score, score_at, last_event_at "
-        "FROM contacts "
+        "SELECT contact_id, account_id, role, stage, score, score_at, last_event_at, "
+        "first_channel, first_channel_at, latest_channel, latest_channel_at FROM contacts "
         "WHERE tenant_id = %s AND account_id = ANY(%s) ORDER BY contact_id",
         (tenant_id, account_ids),
     )

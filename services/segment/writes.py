@@ -33,6 +33,7 @@ class ContactDerived:
     features: dict[str, Any]
     due_at: datetime | None = None  # when time alone may change this (services/segment/due.py)
     lost: dict[str, Any] | None = None  # services/segment/lost.py
+    sources: dict[str, Any] | None = None  # services/segment/sources.py
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class AccountDerived:
     risk_flags: list[dict[str, Any]]
     refreshed_at: datetime
     due_at: datetime | None = None
+    sources: dict[str, Any] | None = None  # services/segment/sources.py
 
 
 @dataclass
@@ -107,12 +109,20 @@ def _insert_history(conn: Connection, tenant_id: str, rows: list[tuple]) -> None
     )
 
 
+def _sources(sources: dict[str, Any] | None) -> tuple:
+    """The four source channel columns (services/segment/sources.py FIELDS), None when unknown."""
+    s = sources or {}
+    return (s.get("first_channel"), s.get("first_channel_at"), s.get("latest_channel"),
+            s.get("latest_channel_at"))  # fmt: skip
+
+
 def _update_contacts(conn: Connection, tenant_id: str, derived: dict[str, ContactDerived]):
     rows = [
         (cid, d.role, d.role_confidence, d.role_source, d.score, d.score_at, d.stage,
          d.stage_since, Jsonb(d.behaviour), Jsonb(d.features), d.due_at,
          Jsonb(d.lost) if d.lost else None,
-         datetime.fromisoformat(d.lost["at"]) if d.lost else None)
+         datetime.fromisoformat(d.lost["at"]) if d.lost else None,
+         *_sources(d.sources))
         for cid, d in derived.items()
     ]  # fmt: skip
     conn.execute(
@@ -120,11 +130,13 @@ def _update_contacts(conn: Connection, tenant_id: str, derived: dict[str, Contac
         "role_source = u.source, score = u.score, score_at = u.score_at, stage = u.stage, "
         "stage_since = u.since, "
         "behaviour = ARRAY(SELECT jsonb_array_elements_text(u.behaviour)), features = u.features, "
-        "due_at = u.due_at, lost = u.lost, lost_at = u.lost_at "
+        "due_at = u.due_at, lost = u.lost, lost_at = u.lost_at, first_channel = u.fc, "
+        "first_channel_at = u.fa, latest_channel = u.lc, latest_channel_at = u.la "
         "FROM unnest(%b::text[], %b::text[], %b::real[], %b::text[], %b::float8[], "
         "%b::timestamptz[], %b::text[], %b::timestamptz[], %b::jsonb[], %b::jsonb[], "
-        "%b::timestamptz[], %b::jsonb[], %b::timestamptz[]) AS u(id, role, confidence, source, "
-        "score, score_at, stage, since, behaviour, features, due_at, lost, lost_at) "
+        "%b::timestamptz[], %b::jsonb[], %b::timestamptz[], %b::text[], %b::timestamptz[], "
+        "%b::text[], %b::timestamptz[]) AS u(id, role, confidence, source, score, score_at, "
+        "stage, since, behaviour, features, due_at, lost, lost_at, fc, fa, lc, la) "
         "WHERE c.tenant_id = %s AND c.contact_id = u.id",
         (*columns(rows), tenant_id),
     )
@@ -154,16 +166,18 @@ def _store_memberships(
 def _update_accounts(conn: Connection, tenant_id: str, derived: dict[str, AccountDerived]):
     rows = [
         (aid, d.stage, d.stage_since, d.score, Jsonb(d.roles_engaged), d.members,
-         Jsonb(d.risk_flags), d.refreshed_at, d.due_at)
+         Jsonb(d.risk_flags), d.refreshed_at, d.due_at, *_sources(d.sources))
         for aid, d in derived.items()
     ]  # fmt: skip
     conn.execute(
         "UPDATE accounts a SET stage = u.stage, stage_since = u.since, score = u.score, "
         "roles_engaged = ARRAY(SELECT jsonb_array_elements_text(u.roles)), members = u.members, "
-        "risk_flags = u.flags, refreshed_at = u.at, due_at = u.due_at "
+        "risk_flags = u.flags, refreshed_at = u.at, due_at = u.due_at, first_channel = u.fc, "
+        "first_channel_at = u.fa, latest_channel = u.lc, latest_channel_at = u.la "
         "FROM unnest(%b::text[], %b::text[], %b::timestamptz[], %b::float8[], %b::jsonb[], "
-        "%b::int[], %b::jsonb[], %b::timestamptz[], %b::timestamptz[]) "
-        "AS u(id, stage, since, score, roles, members, flags, at, due_at) "
+        "%b::int[], %b::jsonb[], %b::timestamptz[], %b::timestamptz[], %b::text[], "
+        "%b::timestamptz[], %b::text[], %b::timestamptz[]) "
+        "AS u(id, stage, since, score, roles, members, flags, at, due_at, fc, fa, lc, la) "
         "WHERE a.tenant_id = %s AND a.account_id = u.id",
         (*columns(rows), tenant_id),
     )

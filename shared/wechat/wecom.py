@@ -546,3 +546,41 @@ class WeComClient(WeChatClient):
         return self.post(
             "externalcontact/group_welcome_template/del", data={"template_id": template_id}
         )
+
+    # --- channel codes (docs/platform.md "Contact me and join codes") ---
+
+    def add_contact_way(self, body: dict) -> dict:
+        """``externalcontact/add_contact_way``: ``{"config_id", "qr_code"}`` (qr_code for scene 2).
+        Keep the config_id: API-made configs are invisible in WeCom's admin."""
+        return self.post("externalcontact/add_contact_way", data=body)
+
+    def update_contact_way(self, body: dict) -> dict:
+        """``externalcontact/update_contact_way``: the fields given replace the config's."""
+        return self.post("externalcontact/update_contact_way", data=body)
+
+    def del_contact_way(self, config_id: str) -> dict:
+        return self.post("externalcontact/del_contact_way", data={"config_id": config_id})
+
+    def add_join_way(self, body: dict) -> dict:
+        """``externalcontact/groupchat/add_join_way``: ``{"config_id"}``; the QR code URL is in
+        ``get_join_way``."""
+        return self.post("externalcontact/groupchat/add_join_way", data=body)
+
+    def get_join_way(self, config_id: str) -> dict:
+        return (
+            self.post("externalcontact/groupchat/get_join_way", data={"config_id": config_id}).get(
+                "join_way"
+            )
+            or {}
+        )
+
+    def update_join_way(self, body: dict) -> dict:
+        return self.post("externalcontact/groupchat/update_join_way", data=body)
+
+    def del_join_way(self, config_id: str) -> dict:
+        return self.post("externalcontact/groupchat/del_join_way", data={"config_id": config_id})
+
+    def corp_tag_ids(self) -> list[str]:
+        """``externalcontact/get_corp_tag_list``: the id of every corp customer tag."""
+        groups = self.post("externalcontact/get_corp_tag_list", data={}).get("tag_group") or []
+        return [t["id"] for g in groups for t in g.get("tag") or []]

@@ -48,6 +48,7 @@ SERVICE_ROUTE_PREFIXES = (
     "/api/v1/deliveries",
     "/api/v1/settings/outreach",
     "/api/v1/ingest-tokens",  # tests/integration/api/test_tokens.py
+    "/api/v1/channel-codes",  # tests/integration/outreach/test_channel_codes.py
 )
 
 

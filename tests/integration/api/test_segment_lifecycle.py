@@ -553,7 +553,7 @@ def test_funnel_of_the_b2b_account(seeded):
     assert stages["action"]["stays"] == 0
     assert report["side_stages"][0]["name"] == "lapsed"
     assert report["side_stages"][0]["now"] == 0
-    assert report["filters"] == {"segment": None, "account_id": None}
+    assert report["filters"] == {"segment": None, "account_id": None, "source_channel": None}
     today = _today()
     assert report["period"] == {
         "from": "2026-01-01", "to": today.isoformat(), "start": "2026-01-01T00:00:00+08:00",
@@ -629,7 +629,7 @@ def test_funnel_filters(seeded):
     assert entered(**{"from": "2026-01-09"})[0] == [0, 0, 0, 1, 0]  # Mei's order on the 10th
     assert entered(to="2026-01-04")[0] == [0, 0, 0, 0, 0]
     _, body = entered(**{"from": "2026-01-06", "to": "2026-01-08"})
-    assert body["filters"] == {"segment": None, "account_id": None}
+    assert body["filters"] == {"segment": None, "account_id": None, "source_channel": None}
     assert body["period"] == {
         "from": "2026-01-06", "to": "2026-01-08", "start": "2026-01-06T00:00:00+08:00",
         "end": "2026-01-09T00:00:00+08:00", "time_zone": "Asia/Shanghai",

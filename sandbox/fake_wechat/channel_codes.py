@@ -1,0 +1,241 @@
+"""The fake's channel code APIs (docs/platform.md "Contact me and join codes"): WeCom "contact me"
+configs (``externalcontact/add_contact_way`` / ``get_`` / ``update_`` / ``del_contact_way``) and
+customer-group join codes (``externalcontact/groupchat/add_join_way`` / ``get_`` / ``update_`` /
+``del_join_way``), with the platform's limits: ``state`` at most 30 characters, a single-member
+config (type 1) exactly one user, at most 100 users, at most 5 groups per join code, members
+and groups the corp has; an unknown ``config_id`` is refused.
+
+For tests and the demo, ``POST /_fake/channel-codes/add`` makes a customer add a member through
+a contact config (WeCom picks among the config's users; here in turn) or join a group through a
+join code: the fake's world records it (the contact and its follow user with the ``state``, or
+the group member with its ``state``) and the answer holds the callback's fields, ``State``
+included, for the test to sign and post to ingest.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from flask import Blueprint, jsonify, request
+
+from sandbox.fake_wechat.api_call import ApiCall
+from sandbox.fake_wechat.seed import Contact
+from sandbox.fake_wechat.state import ApiError, FakeState
+
+MAX_STATE = 30
+MAX_USERS = 100
+MAX_CHATS = 5
+QR_BASE = "https://wework.qpic.cn/wwpic/"
+
+
+def _ways(state: FakeState, corp_id: str) -> dict[str, dict[str, Any]]:
+    return state.channel_codes.setdefault(corp_id, {})
+
+
+def _state_param(body: dict[str, Any]) -> str:
+    value = body.get("state", "")
+    if not isinstance(value, str) or len(value) > MAX_STATE:
+        raise ApiError(40058, "invalid state: at most 30 characters")
+    return value
+
+
+def _users(call: ApiCall, value: Any, kind: int) -> list[str]:
+    if not isinstance(value, list) or not value or not all(isinstance(u, str) for u in value):
+        raise ApiError(40058, "user is required")
+    if kind == 1 and len(value) != 1:
+        raise ApiError(40058, "a single-member config (type 1) takes exactly one user")
+    if len(value) > MAX_USERS:
+        raise ApiError(40058, "at most 100 users")
+    for userid in value:
+        if userid not in call.world.staff:
+            raise ApiError(60111, f"invalid string value `{userid}`")
+    return list(value)
+
+
+def _chats(call: ApiCall, value: Any) -> list[str]:
+    if not isinstance(value, list) or not value:
+        raise ApiError(40058, "chat_id_list is required")
+    if len(value) > MAX_CHATS:
+        raise ApiError(40058, "chat_id_list: at most 5 groups")
+    for chat_id in value:
+        if not isinstance(chat_id, str) or chat_id not in call.world.chats:
+            raise ApiError(40050, "invalid chatid")
+    return list(value)
+
+
+def _way(call: ApiCall, kind: str) -> dict[str, Any]:
+    config_id = call.body.get("config_id")
+    way = _ways(call.state, call.world.corp_id).get(config_id) if config_id else None
+    if way is None or way["kind"] != kind:
+        raise ApiError(40058, "invalid config_id")
+    return way
+
+
+def _new_id() -> str:
+    return secrets.token_hex(16)
+
+
+# --- contact me --------------------------------------------------------------------------------
+
+
+def add_contact_way(call: ApiCall) -> dict[str, Any]:
+    body = call.body
+    kind, scene = body.get("type"), body.get("scene")
+    if kind not in (1, 2) or scene not in (1, 2):
+        raise ApiError(40058, "type must be 1 or 2, scene 1 or 2")
+    way = {
+        "kind": "contact", "type": kind, "scene": scene, "state": _state_param(body),
+        "user": _users(call, body.get("user"), kind),
+        "skip_verify": bool(body.get("skip_verify", True)),
+        "remark": str(body.get("remark") or "")[:30], "turn": 0,
+    }  # fmt: skip
+    config_id = _new_id()
+    way["config_id"] = config_id
+    way["qr_code"] = QR_BASE + config_id + "/0" if scene == 2 else ""
+    with call.state.lock:
+        _ways(call.state, call.world.corp_id)[config_id] = way
+    return {"config_id": config_id, **({"qr_code": way["qr_code"]} if scene == 2 else {})}
+
+
+def _public(way: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in way.items() if k not in ("kind", "turn")}
+
+
+def get_contact_way(call: ApiCall) -> dict[str, Any]:
+    return {"contact_way": _public(_way(call, "contact"))}
+
+
+def update_contact_way(call: ApiCall) -> dict[str, Any]:
+    way, body = _way(call, "contact"), call.body
+    changes: dict[str, Any] = {}
+    if "state" in body:
+        changes["state"] = _state_param(body)
+    if "user" in body:
+        changes["user"] = _users(call, body["user"], way["type"])
+    if "skip_verify" in body:
+        changes["skip_verify"] = bool(body["skip_verify"])
+    if "remark" in body:
+        changes["remark"] = str(body["remark"] or "")[:30]
+    with call.state.lock:
+        way.update(changes)
+    return {}
+
+
+def del_contact_way(call: ApiCall) -> dict[str, Any]:
+    way = _way(call, "contact")
+    with call.state.lock:
+        _ways(call.state, call.world.corp_id).pop(way["config_id"], None)
+    return {}
+
+
+# --- join codes ----------------------------------------------------------------------------------
+
+
+def add_join_way(call: ApiCall) -> dict[str, Any]:
+    body = call.body
+    if body.get("scene") not in (1, 2):
+        raise ApiError(40058, "scene must be 1 or 2")
+    config_id = _new_id()
+    way = {
+        "kind": "group", "config_id": config_id, "scene": body["scene"],
+        "state": _state_param(body), "chat_id_list": _chats(call, body.get("chat_id_list")),
+        "remark": str(body.get("remark") or "")[:30], "auto_create_room": 0,
+        "qr_code": QR_BASE + "join/" + config_id + "/0" if body["scene"] == 2 else "",
+    }  # fmt: skip
+    with call.state.lock:
+        _ways(call.state, call.world.corp_id)[config_id] = way
+    return {"config_id": config_id}
+
+
+def get_join_way(call: ApiCall) -> dict[str, Any]:
+    return {"join_way": _public(_way(call, "group"))}
+
+
+def update_join_way(call: ApiCall) -> dict[str, Any]:
+    way, body = _way(call, "group"), call.body
+    changes: dict[str, Any] = {}
+    if "state" in body:
+        changes["state"] = _state_param(body)
+    if "chat_id_list" in body:
+        changes["chat_id_list"] = _chats(call, body["chat_id_list"])
+    if "remark" in body:
+        changes["remark"] = str(body["remark"] or "")[:30]
+    with call.state.lock:
+        way.update(changes)
+    return {}
+
+
+def del_join_way(call: ApiCall) -> dict[str, Any]:
+    way = _way(call, "group")
+    with call.state.lock:
+        _ways(call.state, call.world.corp_id).pop(way["config_id"], None)
+    return {}
+
+
+ROUTES = {
+    "externalcontact/add_contact_way": add_contact_way,
+    "externalcontact/get_contact_way": get_contact_way,
+    "externalcontact/update_contact_way": update_contact_way,
+    "externalcontact/del_contact_way": del_contact_way,
+    "externalcontact/groupchat/add_join_way": add_join_way,
+    "externalcontact/groupchat/get_join_way": get_join_way,
+    "externalcontact/groupchat/update_join_way": update_join_way,
+    "externalcontact/groupchat/del_join_way": del_join_way,
+}
+
+
+# --- /_fake: a customer comes through a code ---------------------------------------------------
+
+
+def register_admin(bp: Blueprint, state: FakeState) -> None:
+    """``POST /_fake/channel-codes/add`` ``{"corpid", "config_id", "external_userid"?,
+    "name"?}``: the customer adds a member of the contact config (in turn) or joins the join
+    code's first group; 404 for an unknown config. Answers ``{"callback": {...}}``: the fields
+    of the ``change_external_contact`` / ``change_external_chat`` callback WeCom would post."""
+
+    @bp.post("/channel-codes/add")
+    def channel_code_add():
+        data = request.get_json(force=True, silent=True) or {}
+        corp_id, config_id = data.get("corpid"), data.get("config_id")
+        with state.lock:
+            world = state.worlds.get(corp_id or "")
+            way = _ways(state, corp_id).get(config_id) if world else None
+            if way is None:
+                return jsonify(error="unknown corpid or config_id"), 404
+            ext = data.get("external_userid") or "wm" + secrets.token_hex(12)
+            now = int(state.now())
+            if way["kind"] == "contact":
+                userid = way["user"][way["turn"] % len(way["user"])]
+                way["turn"] += 1
+                follow = {"userid": userid, "remark": "", "description": "", "createtime": now,
+                          "tags": [], "state": way["state"], "add_way": 1,
+                          "oper_userid": ext}  # fmt: skip
+                contact = world.contacts.get(ext)
+                if contact is None:
+                    detail = {"external_userid": ext, "name": data.get("name") or "新客户",
+                              "type": 1}  # fmt: skip
+                    world.contacts[ext] = Contact(detail, [follow], None)
+                else:
+                    contact.follow_user = [
+                        f for f in contact.follow_user if f["userid"] != userid
+                    ] + [follow]
+                callback = {
+                    "ToUserName": corp_id, "FromUserName": "sys", "CreateTime": now,
+                    "MsgType": "event", "Event": "change_external_contact",
+                    "ChangeType": "add_external_contact", "UserID": userid,
+                    "ExternalUserID": ext, "State": way["state"],
+                    "WelcomeCode": secrets.token_hex(16),
+                }  # fmt: skip
+            else:
+                chat = world.chats[way["chat_id_list"][0]]
+                member = {"userid": ext, "type": 2, "join_time": now, "join_scene": 3,
+                          "state": way["state"], "group_nickname": ""}  # fmt: skip
+                chat.detail["member_list"] = [*chat.detail["member_list"], member]
+                callback = {
+                    "ToUserName": corp_id, "FromUserName": "sys", "CreateTime": now,
+                    "MsgType": "event", "Event": "change_external_chat", "ChatId": chat.chat_id,
+                    "ChangeType": "update", "UpdateDetail": "add_member", "JoinScene": 3,
+                    "MemChangeCnt": 1, "MemChangeList": [ext],
+                }  # fmt: skip
+        return jsonify(callback=callback)

@@ -1,0 +1,130 @@
+"""The channel code pages on the real app against the fake WeCom: create, edit and delete
+through services/outreach/channel_codes.py (audited as the console user), inline 400s listing
+the valid names, WeCom's refusals on the form, viewers (no form, POST 403), and the overview's
+cut by first source channel."""
+
+from __future__ import annotations
+
+import html
+
+import pytest
+
+from tests.integration.console.campaign_world import fake_platform
+from tests.integration.console.conftest import build, csrf, log_in
+from tests.integration.outreach.conftest import CORP
+
+
+@pytest.fixture
+def live(stack, schema, monkeypatch):
+    fake, env = fake_platform(monkeypatch)
+    built, segment_schema = build(stack, schema, env=env)
+    yield built, fake
+    fake.stop()
+    built.pool.close()
+    built.drop(stack.dsn, segment_schema)
+
+
+def logged_in(console, login: str):
+    client = console.client()
+    log_in(client, login)
+    return client
+
+
+def text(response) -> str:
+    return html.unescape(response.get_data(as_text=True))
+
+
+def post(client, path: str, data: dict):
+    return client.post(path, data={**data, "csrf_token": csrf(client, "/channel-codes")})
+
+
+FORM = {"code_id": "expo-b", "kind": "contact", "channel": "expo", "name": "展会 B 馆",
+        "staff": "zhangwei, lina", "daily_cap": "30", "skip_verify": "1"}  # fmt: skip
+
+
+def configs(fake) -> dict:
+    with fake.state.lock:
+        return dict(fake.state.channel_codes.get(CORP, {}))
+
+
+def test_an_operator_creates_edits_and_deletes_a_code(live):
+    console, fake = live
+    client = logged_in(console, "han.meimei")
+    empty = text(client.get("/channel-codes"))
+    assert 'id="codes-empty"' in empty and "新建渠道活码" in empty
+    created = post(client, "/channel-codes/new", FORM)
+    assert created.status_code == 302, text(created)[:2000]
+    page = text(client.get(created.headers["Location"]))
+    assert "渠道活码已创建" in page and "展会 B 馆" in page and "展会" in page
+    (config,) = configs(fake).values()
+    assert config["user"] == ["zhangwei", "lina"]
+    assert config["qr_code"] in page  # the QR code image URL is shown
+    (row,) = console.sql("SELECT actor FROM audit_log WHERE action = 'channel_code.create'")
+    assert row["actor"] == "console:han.meimei"
+
+    form = text(client.get("/channel-codes/expo-b/edit"))
+    assert 'value="zhangwei, lina"' in form
+    edited = post(client, "/channel-codes/expo-b/edit", {**FORM, "staff": "lina"})
+    assert edited.status_code == 400  # one member <-> several: WeCom cannot change the type
+    assert "delete the code and create a new one" in text(edited)
+    edited = post(client, "/channel-codes/expo-b/edit", {**FORM, "staff": "lina, wangfang"})
+    assert edited.status_code == 302, text(edited)[:2000]
+    (config,) = configs(fake).values()
+    assert config["user"] == ["lina", "wangfang"]
+
+    deleted = post(client, "/channel-codes/expo-b/delete", {})
+    assert deleted.status_code == 302
+    assert configs(fake) == {}
+    assert "渠道活码已删除" in text(client.get(deleted.headers["Location"]))
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "shown"),
+    [
+        ({"channel": "tv"}, "channel", "展会 (expo)"),
+        ({"staff": "zhangwei, ghost"}, "staff", "ghost"),
+        ({"daily_cap": "many"}, "daily_cap", "整数"),
+        ({"code_id": "Bad Id"}, "code_id", "小写字母"),
+        ({"welcome_content": "cnt_missing"}, "welcome_content", "cnt_missing"),
+        (
+            {"kind": "group", "staff": "", "daily_cap": "", "chat_ids": "wrNope"},
+            "chat_ids",
+            "wrNope",
+        ),
+    ],
+)
+def test_bad_input_is_shown_on_the_form(live, change, field, shown):
+    console, fake = live
+    client = logged_in(console, "han.meimei")
+    response = post(client, "/channel-codes/new", {**FORM, **change})
+    assert response.status_code == 400
+    page = text(response)
+    assert f'id="{field}-error"' in page and shown in page, page[:3000]
+    assert 'value="展会 B 馆"' in page  # the form keeps what was typed
+    assert configs(fake) == {}
+
+
+def test_a_wecom_refusal_is_shown_not_a_500(live):
+    console, fake = live
+    client = logged_in(console, "han.meimei")
+    fake.fail("externalcontact/add_contact_way", 60111)
+    response = post(client, "/channel-codes/new", FORM)
+    assert response.status_code == 400
+    assert "WeCom refused" in text(response) and 'id="form-error"' in text(response)
+
+
+def test_a_viewer_sees_the_list_but_cannot_change_it(live):
+    console, _ = live
+    client = logged_in(console, "li.lei")
+    page = text(client.get("/channel-codes"))
+    assert 'id="new-code"' not in page and "运营或管理员可以创建" in page
+    assert client.get("/channel-codes/new").status_code == 403
+    assert post(client, "/channel-codes/new", FORM).status_code == 403
+
+
+def test_the_overview_cuts_the_funnel_by_first_source_channel(live):
+    console, _ = live
+    client = logged_in(console, "li.lei")
+    assert client.get("/?source_channel=expo").status_code == 200
+    bad = client.get("/?source_channel=tv")
+    assert bad.status_code == 400 and 'id="source-error"' in text(bad)
