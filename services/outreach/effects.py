@@ -15,6 +15,11 @@
   dead letters (docs/domain.md "Effect report"). A reply from someone the audience does not know
   yet is not counted: nothing names its contact.
 
+Erasure and tenant purges (docs/privacy.md): a row is stored only for a contact still in the
+audience of a tenant not deleted. The erasure deletes the audience row with the person's
+advances and events (services/outreach/erasure.py), so a redelivery or a replay of either topic
+from the earliest offset (a new group, a reset) does not bring an erased person or a purged
+tenant back.
 """
 
 from __future__ import annotations
@@ -43,6 +48,19 @@ log = structlog.get_logger("siyu.outreach")
 
 GROUP = "siyu-outreach-effects"
 KINDS = {"link.clicked": "click", "oa.message": "reply"}
+
+
+def live(conn: Connection, tenant: str, contact: str) -> bool:
+    """Whether ``contact`` is in the audience of ``tenant`` and the tenant is not deleted: an
+    erased person, a merged-away contact or a purged tenant's rows are never stored again."""
+    return (
+        conn.execute(
+            "SELECT 1 FROM audience a WHERE a.tenant_id = %s AND a.contact_id = %s "
+            "AND NOT EXISTS (SELECT 1 FROM deleted_tenants d WHERE d.tenant_id = a.tenant_id)",
+            (tenant, contact),
+        ).fetchone()
+        is not None
+    )
 
 
 # --- stage advances ---------------------------------------------------------------------------
@@ -75,6 +93,8 @@ def record_advances(conn: Connection, changes: Iterable[dict[str, Any]]) -> int:
             log.info("stage_change_not_judged", tenant_id=tenant, model=c["model"])
             continue
         if not advance(funnel[1], c["from_stage"], c["to_stage"]):
+            continue
+        if not live(conn, tenant, c["subject_id"]):  # erased, merged away, or tenant purged
             continue
         stored += conn.execute(
             "INSERT INTO stage_advances (tenant_id, contact_id, to_stage, changed_at, from_stage, "
@@ -122,7 +142,7 @@ def record_events(conn: Connection, events: Iterable[dict[str, Any]]) -> int:
                 (e["tenant_id"], e["openid"]),
             ).fetchone() if e["openid"] else None  # fmt: skip
             contact = row["contact_id"] if row else None
-        if not contact:
+        if not contact or not live(conn, e["tenant_id"], contact):
             continue
         stored += conn.execute(
             "INSERT INTO effect_events (tenant_id, event_id, kind, contact_id, campaign_id, "
