@@ -14,6 +14,7 @@ import yaml
 
 from services.ingest import erasures as ingest_erasures
 from services.outreach import effects as outreach_effects
+from services.outreach import welcome as outreach_welcome
 from services.outreach import worker as outreach_worker
 from services.segment import consumer as segment_consumer
 from shared.config import Settings
@@ -34,7 +35,6 @@ from tests.deploy.kustomize import build
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CA_SECRET = "siyu-kafka-cluster-ca-cert"  # Strimzi's: <cluster>-cluster-ca-cert
 
-WELCOME_GROUP = "siyu-outreach-welcome"  # outreach's welcome consumer of the signals
 
 # What each process's code does on Kafka: (resource type, name) -> operations.
 ACLS = {
@@ -62,7 +62,6 @@ ACLS = {
         ("group", outreach_worker.GROUP): {"Read"},
         ("topic", SIGNALS): {"Read"},  # clicks, replies, welcome codes: never the touchpoints
         ("group", outreach_effects.GROUP): {"Read"},
-        ("group", WELCOME_GROUP): {"Read"},  # the welcome consumer (docs/domain.md)
         ("topic", OUTREACH_DLQ): {"Write"},
         ("topic", TOUCHPOINTS): {"Read"},  # welcome on add: the add callbacks, within 20 s
         ("group", outreach_welcome.GROUP): {"Read"},
@@ -197,7 +196,7 @@ def test_the_acls_name_real_topics_and_the_groups_the_code_joins(objects):
     topics = {t["spec"]["topicName"] for t in of(objects, "KafkaTopic").values()}
     groups = {kafka.group(g) for g in (ingest_erasures.GROUP, segment_consumer.GROUP,
                                        outreach_worker.GROUP, outreach_effects.GROUP,
-                                       WELCOME_GROUP)}  # fmt: skip
+                                       outreach_welcome.GROUP)}  # fmt: skip
     assert {kafka.topic(t.name) for t in TOPICS} == topics
     for user in of(objects, "KafkaUser").values():
         for rtype, name in granted(user):
@@ -371,6 +370,6 @@ def test_the_on_demand_dead_letter_reader_reads_dead_letters_and_nothing_else():
         segment_consumer.GROUP,
         outreach_worker.GROUP,
         outreach_effects.GROUP,
-        WELCOME_GROUP,
+        outreach_welcome.GROUP,
     ):
         assert not allowed(user, "group", group, "Read")  # cannot move a service's offsets
