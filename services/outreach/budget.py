@@ -5,8 +5,8 @@ that consumed it.
 WeCom lets each customer and each customer group receive a limited number of group-sent
 messages from one corp, counting the corp's and its members' own sends alike: as many per
 calendar month as the month has days (``month``, the default), or, as the corp configured it,
-7 per week (``week``) or 1 per day (``day``). Periods are the tenant's calendar (its time zone):
-the month, the ISO week (Monday to Sunday), the day.
+7 per week (``week``) or 1 per day (``day``). Periods are WeCom's: China time (Asia/Shanghai,
+whatever the tenant's own zone), the month, the ISO week (Monday to Sunday), the day.
 
 ``platform_sends`` (migration 0022) keeps one row per (tenant, recipient, msgid): Siyu's own
 wecom_single/wecom_group deliveries once handed over (``record_own``), and sends seen in
@@ -29,11 +29,13 @@ MODES = (MONTH, WEEK, DAY)
 DEFAULT_MODE = MONTH
 CHANNELS = ("wecom_single", "wecom_group")  # the sends the budget counts and limits
 REASON = "platform_budget"
+ZONE = "Asia/Shanghai"  # WeCom counts its periods in China time, not the tenant's zone
 KEPT = timedelta(days=40)  # rows older than any period that can still count them
 
 
-def period(mode: str, at: datetime, tz: str) -> tuple[datetime, datetime]:
-    """The period of ``mode`` holding ``at`` in the zone ``tz``: [start, end), zone-aware."""
+def period(mode: str, at: datetime, tz: str = ZONE) -> tuple[datetime, datetime]:
+    """The period of ``mode`` holding ``at`` in the zone ``tz`` (WeCom's: ZONE): [start, end),
+    zone-aware."""
     local = at.astimezone(zone(tz))
     day = local.date()
     if mode == DAY:
@@ -53,7 +55,7 @@ def _midnight(d: date, tz: str) -> datetime:
     return datetime(d.year, d.month, d.day, tzinfo=zone(tz))
 
 
-def limit(mode: str, at: datetime, tz: str) -> int:
+def limit(mode: str, at: datetime, tz: str = ZONE) -> int:
     """How many group-sent messages one recipient may receive in the period holding ``at``."""
     if mode == DAY:
         return 1
@@ -68,19 +70,14 @@ def mode_of(quotas: dict[str, Any]) -> str:
 
 
 def legacy_mode(per_day: int | None) -> str:
-    """The mode of a tenant's old ``quotas.wecom_customer_per_day``: at most one a day is the
-    ``day`` mode (what such a tenant got before); more a day only ``month`` allows."""
-    if per_day is None:
-        return DEFAULT_MODE
-    return DAY if per_day <= 1 else MONTH
+    """The mode of a tenant's old ``quotas.wecom_customer_per_day``, whatever its value (saved
+    or never saved): the default ``month``, WeCom's default rule. The old count said nothing
+    about the corp's rule; operators set the mode their corp configured (deploy/README.md
+    "Upgrading to the platform's budget")."""
+    return DEFAULT_MODE
 
 
 # --- the sends that consumed it -----------------------------------------------------------------
-
-
-def tenant_zone(conn, tenant_id: str) -> str:
-    row = conn.execute("SELECT timezone FROM tenants WHERE tenant_id = %s", (tenant_id,)).fetchone()
-    return (row and row["timezone"]) or "Asia/Shanghai"
 
 
 def record_own(conn, delivery_ids: list[int], at: datetime) -> None:

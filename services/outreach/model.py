@@ -406,14 +406,14 @@ class QuotasSchema(_Strict):
         metadata={"description": "The corp's WeCom rule for group-sent messages per customer "
                   "and customer group (docs/platform.md \"The platform's budget of group "
                   "sends\"): month (as many a calendar month as it has days, the default), "
-                  "week (7 an ISO week) or day (1 a day), in the tenant's time zone",
+                  "week (7 an ISO week) or day (1 a day), in China time as WeCom counts",
                   "enum": list(BUDGET_MODES)},
     )  # fmt: skip
-    # The old setting, still read so stored settings load: at most 1 a day is the day mode,
-    # more the month mode (budget.legacy_mode); never written back.
+    # The old setting, still read so stored settings load: any value is the default month
+    # mode (budget.legacy_mode); never written back.
     wecom_customer_per_day = fields.Integer(
         load_default=None, load_only=True, validate=validate.Range(min=0),
-        metadata={"description": "Deprecated: read as wecom_budget (<= 1: day, else month)"},
+        metadata={"description": "Deprecated: any value is read as wecom_budget month"},
     )  # fmt: skip
     oa_mass_per_month = fields.Integer(
         load_default=4, validate=validate.Range(min=0),

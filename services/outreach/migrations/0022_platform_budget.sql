@@ -2,8 +2,8 @@
 -- services/outreach/budget.py): every WeCom group-sent message a customer (external_userid) or
 -- customer group (chat_id) received from the corp, Siyu's own and those the corp's admins and
 -- members sent themselves (seen in externalcontact/get_groupmsg_list_v2). One row per recipient
--- and msgid, so a message polled again counts once; periods are counted over sent_at in the
--- tenant's time zone at read time.
+-- and msgid, so a message polled again counts once; periods are counted over sent_at in China
+-- time (WeCom's) at read time.
 CREATE TABLE platform_sends (
     tenant_id  text        NOT NULL,
     recipient  text        NOT NULL,              -- external_userid or chat_id
