@@ -59,6 +59,7 @@ def add_msg_template(call: ApiCall) -> dict[str, Any]:
     with state.lock:
         now, box = state.now(), state.mailbox
         tasks: dict[str, dict[str, int]] = {}
+        unsettled: set[tuple[str, str]] = set()
         fail_list: list[str] = []
         if chat_type == "single":
             targets = _list(body, "external_userid")
@@ -70,12 +71,10 @@ def add_msg_template(call: ApiCall) -> dict[str, Any]:
                 if not owners or (sender and sender not in owners):
                     fail_list.append(ext)
                     continue
-                status = 1
-                if ext in state.deleted:
-                    status = 2  # no longer a friend
-                elif not budget.admit(state, world.corp_id, ext, now):
-                    status = 3  # received the allowed number of group sends in the period
+                status = 2 if ext in state.deleted else 1  # 2: no longer a friend
                 tasks.setdefault(sender or owners[0], {})[ext] = status
+                if status == 1:  # the budget decides when the member sends (budget.settle)
+                    unsettled.add((sender or owners[0], ext))
         else:
             if not sender:
                 raise ApiError(40058, "sender is required for chat_type group")
@@ -89,14 +88,15 @@ def add_msg_template(call: ApiCall) -> dict[str, Any]:
                 if chat.detail["owner"] != sender or chat_id in state.dismissed:
                     fail_list.append(chat_id)
                     continue
-                ok = budget.admit(state, world.corp_id, chat_id, now)
-                tasks.setdefault(sender, {})[chat_id] = 1 if ok else 3
+                tasks.setdefault(sender, {})[chat_id] = 1
+                unsettled.add((sender, chat_id))
         if not tasks:
             return {"fail_list": fail_list, "msgid": ""}
         sent = box.add(
             Sent(box.next_id("msg"), "wecom", chat_type, world.tenant_id, world.corp_id, now,
-                 body, tasks, creator=sender)
+                 body, tasks, creator=sender, unsettled=unsettled)
         )  # fmt: skip
+        budget.settle(state, now)  # confirmed at once when confirm_delay is 0
     return {"fail_list": fail_list, "msgid": sent.msgid}
 
 
@@ -190,17 +190,34 @@ def _confirmed(call: ApiCall, sent: Sent) -> bool:
     return call.state.now() >= sent.at + call.state.config.confirm_delay
 
 
+PAGE_MAX = 1000  # get_groupmsg_task / get_groupmsg_send_result: limit at most 1000 (default)
+
+
+def _page(call: ApiCall, rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """One page of ``rows`` by ``limit`` (1 to 1000, default 1000) and ``cursor``."""
+    limit = call.body.get("limit") or PAGE_MAX
+    if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= PAGE_MAX:
+        raise ApiError(40058, f"limit: 1 to {PAGE_MAX}")
+    cursor = call.body.get("cursor") or "0"
+    if not str(cursor).isdigit():
+        raise ApiError(40058, "invalid cursor")
+    offset = int(cursor)
+    more = offset + limit < len(rows)
+    return {key: rows[offset : offset + limit],
+            "next_cursor": str(offset + limit) if more else ""}  # fmt: skip
+
+
 def get_groupmsg_task(call: ApiCall) -> dict[str, Any]:
     sent = _sent(call, "wecom")
-    done = _confirmed(call, sent)
-    return {
-        "task_list": [
+    with call.state.lock:
+        budget.settle(call.state, call.state.now())
+        done = _confirmed(call, sent)
+        rows = [
             {"userid": userid, "status": 2 if done else 0,
              "send_time": int(sent.at + call.state.config.confirm_delay) if done else 0}
             for userid in sent.tasks
-        ],
-        "next_cursor": "",
-    }  # fmt: skip
+        ]  # fmt: skip
+    return _page(call, rows, "task_list")
 
 
 def get_groupmsg_send_result(call: ApiCall) -> dict[str, Any]:
@@ -208,16 +225,16 @@ def get_groupmsg_send_result(call: ApiCall) -> dict[str, Any]:
     userid = call.body.get("userid")
     if userid not in sent.tasks:
         raise ApiError(60111, "invalid string value `userid`")
-    done = _confirmed(call, sent)
     key = "chat_id" if sent.kind == "group" else "external_userid"
-    return {
-        "send_list": [
+    with call.state.lock:
+        budget.settle(call.state, call.state.now())
+        done = _confirmed(call, sent)
+        rows = [
             {key: target, "userid": userid, "status": status if done else 0,
              "send_time": int(sent.at + call.state.config.confirm_delay) if done else 0}
             for target, status in sent.tasks[userid].items()
-        ],
-        "next_cursor": "",
-    }  # fmt: skip
+        ]  # fmt: skip
+    return _page(call, rows, "send_list")
 
 
 # --- Official Account ---------------------------------------------------------------------------

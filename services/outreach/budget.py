@@ -73,7 +73,7 @@ def legacy_mode(per_day: int | None) -> str:
     """The mode of a tenant's old ``quotas.wecom_customer_per_day``, whatever its value (saved
     or never saved): the default ``month``, WeCom's default rule. The old count said nothing
     about the corp's rule; operators set the mode their corp configured (deploy/README.md
-    "Upgrading to the platform's budget")."""
+    "Upgrading to the platform's budget (outreach migration 0022)")."""
     return DEFAULT_MODE
 
 

@@ -462,21 +462,29 @@ class WeComClient(WeChatClient):
         customer until the sending member confirms the task in WeCom."""
         return self.post("externalcontact/add_msg_template", data=body)
 
-    def get_groupmsg_task(self, msgid: str) -> list[dict]:
-        """Per sending member: status 0 pending, 2 sent."""
-        return (
-            self.post("externalcontact/get_groupmsg_task", data={"msgid": msgid}).get("task_list")
-            or []
-        )
+    def get_groupmsg_task(self, msgid: str, *, limit: int = 1000) -> list[dict]:
+        """Per sending member: status 0 pending, 2 sent; every page (``next_cursor``)."""
+        return self._groupmsg_pages("externalcontact/get_groupmsg_task", {"msgid": msgid},
+                                    "task_list", limit)  # fmt: skip
 
-    def get_groupmsg_send_result(self, msgid: str, userid: str) -> list[dict]:
-        """Per target: status 0 pending, 1 sent, 2 not a friend, 3 already received another."""
-        return (
-            self.post(
-                "externalcontact/get_groupmsg_send_result", data={"msgid": msgid, "userid": userid}
-            ).get("send_list")
-            or []
-        )
+    def get_groupmsg_send_result(self, msgid: str, userid: str, *, limit: int = 1000) -> list[dict]:
+        """Per target: status 0 pending, 1 sent, 2 not a friend, 3 already received another;
+        every page (a member's task may reach 10,000 customers, at most 1000 a page)."""
+        return self._groupmsg_pages("externalcontact/get_groupmsg_send_result",
+                                    {"msgid": msgid, "userid": userid}, "send_list",
+                                    limit)  # fmt: skip
+
+    def _groupmsg_pages(self, path: str, data: dict, key: str, limit: int = 1000) -> list[dict]:
+        found: list[dict] = []
+        cursor, seen = "", set()
+        for _ in range(10000):  # a bound, with the cursors seen, against a looping cursor
+            result = self.post(path, data={**data, "limit": limit, "cursor": cursor})
+            found.extend(result.get(key) or [])
+            cursor = result.get("next_cursor") or ""
+            if not cursor or cursor in seen:
+                break
+            seen.add(cursor)
+        return found
 
     def send_app_message(self, body: dict) -> dict:
         """``message/send``: an app message to staff members (``touser``, ``agentid``...);

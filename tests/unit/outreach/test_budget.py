@@ -227,3 +227,26 @@ def test_group_sends_are_listed_with_staff_initiated_ones(fake):
     refused = client.post(f"{WE}/externalcontact/get_groupmsg_list_v2", json=wide,
                           query_string=q).json  # fmt: skip
     assert refused["errcode"] == 40058
+
+
+def test_the_fake_counts_a_send_when_the_member_sends_it(fake):
+    """WeCom decides status 3 when the member sends: a task made late on one day and confirmed
+    the next consumes the next day's budget, not the day it was made."""
+    state, client, token, clock = fake
+    assert client.patch("/_fake/config", json={"wecom_budget": {CORP: "day"},
+                                               "confirm_delay": 3600}).status_code == 200  # fmt: skip
+    ext, _ = _customer(state)
+    clock.t = local(SH, 2026, 2, 2, 23, 30).timestamp()  # confirmed at 00:30 on the 3rd
+    first = _send(client, token, ext)
+    clock.t = local(SH, 2026, 2, 3, 0, 10).timestamp()  # confirmed at 01:10 on the 3rd
+    second = _send(client, token, ext)
+    clock.t = local(SH, 2026, 2, 3, 2, 0).timestamp()
+    q = {"access_token": token}
+    statuses = []
+    for m in state.mailbox.sent:
+        (userid,) = m.tasks
+        r = client.post(f"{WE}/externalcontact/get_groupmsg_send_result",
+                        json={"msgid": m.msgid, "userid": userid}, query_string=q).json  # fmt: skip
+        statuses.append(r["send_list"][0]["status"])
+    assert (first, second) == (1, 1)  # nothing decided before the member sends
+    assert statuses == [1, 3]  # the first, sent on the 3rd, used the 3rd's one send
