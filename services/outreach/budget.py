@@ -79,6 +79,18 @@ def legacy_mode(per_day: int | None) -> str:
 
 # --- the sends that consumed it -----------------------------------------------------------------
 
+# Planning a run of a budgeted channel holds this per-tenant lock (transaction-scoped) so two
+# runs planned at once (two replicas) cannot both pass the budget check: the second waits and
+# then counts the first's pending deliveries (services/outreach/audience.py BUDGET_USED). Its
+# class key (the two-int form) differs from every other advisory lock of Siyu's (the scheduler's
+# is one bigint), and it is the plan transaction's first lock, so no lock order can invert.
+PLAN_LOCK_CLASS = 0x5159_0003  # (0x5159_0001: migrations, 0x5159_0002: report slots)
+
+
+def lock_for_plan(conn, tenant_id: str) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(%s::int4, hashtext(current_schema() || ':' || %s))",
+                 (PLAN_LOCK_CLASS, tenant_id))  # fmt: skip
+
 
 def record_own(conn, delivery_ids: list[int], at: datetime) -> None:
     """Siyu's own sent WeCom group-sends (by delivery), one row per recipient and msgid."""

@@ -141,6 +141,8 @@ class Executor:
         if run["subject_kind"]:
             scope = Scope(run["subject_kind"], run["subject_id"])
         with self.pool.connection() as conn, conn.transaction():
+            if campaign.channel in budget.CHANNELS:  # one plan per tenant at a time
+                budget.lock_for_plan(conn, run["tenant_id"])
             decisions = plan(conn, campaign, now, scope)
             while chunk := list(islice(decisions, PLAN_CHUNK)):
                 store.insert_deliveries(conn, run, campaign.channel, _delivery_rows(chunk))

@@ -13,6 +13,8 @@ CREATE TABLE platform_sends (
     PRIMARY KEY (tenant_id, recipient, msgid)
 );
 CREATE INDEX platform_sends_period ON platform_sends (tenant_id, recipient, sent_at);
+-- The poll's prune (rows older than any period) and reads of a tenant's period.
+CREATE INDEX platform_sends_at ON platform_sends (tenant_id, sent_at);
 
 -- Where the leader's poll of get_groupmsg_list_v2 got to, per tenant.
 CREATE TABLE platform_send_polls (

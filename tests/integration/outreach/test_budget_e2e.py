@@ -8,6 +8,7 @@ count once they sent them, once however often they are read (services/outreach/b
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import UTC, timedelta
 
@@ -119,3 +120,61 @@ def test_staff_initiated_sends_count_once_sent_and_once(outreach):
                       content={"item": outreach.content()}, trigger=HOURLY)  # fmt: skip
     outreach.now = outreach.now.replace(minute=5)
     assert run_once(outreach) == {"status": "excluded", "reason": "platform_budget"}
+
+
+def test_a_run_planned_while_another_runs_send_waits_counts_it(outreach):
+    """A run planned before an earlier run's retry actually sends: the earlier run's pending
+    delivery is counted, so the customer's one send a day is not planned twice."""
+    rule(outreach, "day")
+    single_customer(outreach)
+    first = outreach.campaign(channel="wecom_single", audience={"segments": ["all"]},
+                              content={"item": outreach.content()}, trigger=HOURLY)  # fmt: skip
+    sync_fake_clock(outreach)
+    assert outreach.schedule() == 1
+    outreach.fake.fail("externalcontact/add_msg_template", 45009)  # busy: retried later
+    assert outreach.send() == 1
+    assert [d["status"] for d in outreach.deliveries(first)] == ["pending"]
+    second = outreach.campaign(channel="wecom_single", audience={"segments": ["all"]},
+                               content={"item": outreach.content()}, trigger=HOURLY)  # fmt: skip
+    assert outreach.schedule() == 1
+    assert outreach.send() == 1  # the second run (the first still backs off)
+    assert [(d["status"], d["reason"]) for d in outreach.deliveries(second)] == [
+        ("excluded", "platform_budget")
+    ]
+    outreach.now += timedelta(minutes=5)
+    sync_fake_clock(outreach)
+    assert outreach.send() == 1  # the first run's retry: its send goes, received
+    assert [d["status"] for d in outreach.deliveries(first)] == ["sent"]
+    statuses = [
+        s for m in outreach.messages("single") for t in m.tasks.values() for s in t.values()
+    ]
+    assert statuses == [1]
+
+
+def test_planning_a_budgeted_run_holds_the_tenants_plan_lock(outreach):
+    """Two replicas planning at once: the second waits for the first's plan (and then counts
+    its deliveries, as above) - here the lock is held elsewhere and the plan waits for it."""
+    single_customer(outreach)
+    campaign = outreach.campaign(channel="wecom_single", audience={"segments": ["all"]},
+                                 content={"item": outreach.content()}, trigger=HOURLY)  # fmt: skip
+    sync_fake_clock(outreach)
+    assert outreach.schedule() == 1
+    holder = outreach.pool.getconn()
+    try:
+        budget.lock_for_plan(holder, "acme")  # another replica's plan transaction
+        worker = threading.Thread(target=outreach.send)
+        worker.start()
+        deadline = time.monotonic() + 30
+        waiting = []
+        while not waiting and time.monotonic() < deadline:
+            waiting = outreach.sql(
+                "SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
+                "AND classid = %s", (budget.PLAN_LOCK_CLASS,))  # fmt: skip
+            time.sleep(0.05)
+        assert waiting, "the plan did not wait for the tenant's plan lock"
+        assert outreach.deliveries(campaign) == []  # nothing planned meanwhile
+    finally:
+        holder.rollback()  # the lock goes with the transaction
+        outreach.pool.putconn(holder)
+    worker.join(60)
+    assert [d["status"] for d in outreach.deliveries(campaign)] == ["sent"]
