@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterable
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from services.outreach.schedule import zone
@@ -93,7 +93,9 @@ def lock_for_plan(conn, tenant_id: str) -> None:
 
 
 def record_own(conn, delivery_ids: list[int], at: datetime) -> None:
-    """Siyu's own sent WeCom group-sends (by delivery), one row per recipient and msgid."""
+    """Siyu's own sent WeCom group-sends (by delivery), one row per recipient and msgid, at
+    hand-over time; the member's real send time, or the row's removal when the recipient did
+    not receive it, follow from the send results (``apply_results``)."""
     conn.execute(
         "INSERT INTO platform_sends (tenant_id, recipient, msgid, sent_at, origin) "
         "SELECT tenant_id, address, msgid, %s, 'siyu' FROM deliveries "
@@ -103,18 +105,72 @@ def record_own(conn, delivery_ids: list[int], at: datetime) -> None:
     )
 
 
+def backfill(conn, tenant_id: str, now: datetime) -> int:
+    """Siyu's own sent WeCom deliveries of the last 31 days without a row (sent before the
+    budget was counted, or while the leader was away): a month's period may count them."""
+    return conn.execute(
+        "INSERT INTO platform_sends (tenant_id, recipient, msgid, sent_at, origin) "
+        "SELECT tenant_id, address, msgid, sent_at, 'siyu' FROM deliveries "
+        "WHERE tenant_id = %s AND channel = ANY(%s) AND status IN ('sent', 'delivered') "
+        "AND address IS NOT NULL AND msgid IS NOT NULL AND sent_at > %s ON CONFLICT DO NOTHING",
+        (tenant_id, list(CHANNELS), now - timedelta(days=31)),
+    ).rowcount
+
+
+def apply_results(conn, tenant_id: str, msgid: str, results: Iterable[dict[str, Any]]) -> None:
+    """One of Siyu's own messages' send results (``get_groupmsg_send_result`` rows): a
+    recipient that received it (status 1) counts at the member's ``send_time``; one that did
+    not (2 not a friend, 3 over the budget) consumed nothing."""
+    sent, gone = [], []
+    for r in results:
+        recipient = r.get("chat_id") or r.get("external_userid")
+        if not recipient:
+            continue
+        if r.get("status") == 1 and r.get("send_time"):
+            sent.append((recipient, datetime.fromtimestamp(int(r["send_time"]), tz=UTC)))
+        elif r.get("status") in (2, 3):
+            gone.append(recipient)
+    if sent:
+        conn.execute(
+            "UPDATE platform_sends p SET sent_at = u.t FROM unnest(%s::text[], "
+            "%s::timestamptz[]) AS u(r, t) WHERE p.tenant_id = %s AND p.msgid = %s "
+            "AND p.recipient = u.r",
+            ([r for r, _ in sent], [t for _, t in sent], tenant_id, msgid),
+        )
+    if gone:
+        conn.execute(
+            "DELETE FROM platform_sends WHERE tenant_id = %s AND msgid = %s "
+            "AND recipient = ANY(%s)",
+            (tenant_id, msgid, gone),
+        )
+
+
 def record_seen(conn, tenant_id: str, rows: Iterable[tuple[str, str, datetime, str]]) -> int:
-    """(recipient, msgid, sent_at, origin) rows seen on the platform; returns the new ones."""
-    rows = list(rows)
+    """(recipient, msgid, sent_at, origin) rows seen on the platform, sent_at the member's real
+    send time (a row met again takes it); returns the new ones. An erased person is not written
+    back (``forget``)."""
+    erased = {
+        r["identity_hash"]
+        for r in conn.execute(
+            "SELECT identity_hash FROM platform_send_erased WHERE tenant_id = %s", (tenant_id,)
+        ).fetchall()
+    }
+    rows = [
+        row for row in rows
+        if not erased or identity_hash(tenant_id, "external_userid", row[0]) not in erased
+    ]  # fmt: skip
     if not rows:
         return 0
     recipients, msgids, times, origins = (list(c) for c in zip(*rows, strict=True))
-    return conn.execute(
+    found = conn.execute(
         "INSERT INTO platform_sends (tenant_id, recipient, msgid, sent_at, origin) "
         "SELECT %s, r, m, t, o FROM unnest(%s::text[], %s::text[], %s::timestamptz[], "
-        "%s::text[]) AS u(r, m, t, o) ON CONFLICT DO NOTHING",
+        "%s::text[]) AS u(r, m, t, o) ON CONFLICT (tenant_id, recipient, msgid) DO UPDATE "
+        "SET sent_at = EXCLUDED.sent_at WHERE platform_sends.sent_at <> EXCLUDED.sent_at "
+        "RETURNING xmax = 0 AS inserted",
         (tenant_id, recipients, msgids, times, origins),
-    ).rowcount
+    ).fetchall()
+    return sum(1 for r in found if r["inserted"])
 
 
 def used(conn, tenant_id: str, recipient: str, start: datetime, end: datetime) -> int:
@@ -128,18 +184,33 @@ def used(conn, tenant_id: str, recipient: str, start: datetime, end: datetime) -
 
 def prune(conn, tenant_id: str, now: datetime) -> int:
     """Rows no period can reach any more (the longest, a month, is at most 31 days)."""
+    conn.execute(
+        "DELETE FROM platform_send_msgs WHERE tenant_id = %s AND checked_at < %s",
+        (tenant_id, now - KEPT),
+    )
+    conn.execute(
+        "DELETE FROM platform_send_erased WHERE tenant_id = %s AND erased_at < %s",
+        (tenant_id, now - KEPT),
+    )
     return conn.execute(
         "DELETE FROM platform_sends WHERE tenant_id = %s AND sent_at < %s",
         (tenant_id, now - KEPT),
     ).rowcount
 
 
-def forget(conn, tenant_id: str, hashes: set[str]) -> None:
+def forget(conn, tenant_id: str, hashes: set[str], now: datetime | None = None) -> None:
     """An erased person's rows (found by keyed hash of the external_userid: the erasure names
-    no identity, docs/privacy.md). Siyu may then count the platform's budget short for someone
-    added again; the platform itself still refuses past the limit (send result 3)."""
+    no identity, docs/privacy.md), and the hashes kept so the poll does not write them back.
+    Siyu may then count the platform's budget short for someone added again; the platform
+    itself still refuses past the limit (send result 3)."""
     if not hashes:
         return
+    conn.execute(
+        "INSERT INTO platform_send_erased (tenant_id, identity_hash, erased_at) "
+        "SELECT %s, h, COALESCE(%s::timestamptz, now()) FROM unnest(%s::text[]) AS h "
+        "ON CONFLICT (tenant_id, identity_hash) DO UPDATE SET erased_at = EXCLUDED.erased_at",
+        (tenant_id, now, sorted(hashes)),
+    )
     rows = conn.execute(
         "SELECT DISTINCT recipient FROM platform_sends WHERE tenant_id = %s", (tenant_id,)
     ).fetchall()

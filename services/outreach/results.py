@@ -11,7 +11,7 @@ import collections
 import structlog
 from psycopg_pool import ConnectionPool
 
-from services.outreach import store
+from services.outreach import budget, store
 from services.outreach.clients import Clients
 from services.outreach.metrics import DELIVERIES
 from shared.wechat import WeComError
@@ -52,6 +52,7 @@ def poll_results(pool: ConnectionPool, clients: Clients, *, limit: int = 50) -> 
             continue
         with pool.connection() as conn:  # one statement per message
             rows = store.apply_send_results(conn, m["tenant_id"], m["msgid"], known)
+            budget.apply_results(conn, m["tenant_id"], m["msgid"], results)  # real send times
         updated += len(rows)
         # What WeCom reports later is an outcome too: delivered, or failed after all.
         for (channel, status), n in collections.Counter(
