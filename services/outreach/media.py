@@ -32,8 +32,6 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from services.outreach.payloads import BadContent
 from shared.links import url_error
@@ -74,21 +72,26 @@ def _check_peer(sock: socket.socket) -> socket.socket:
     return sock
 
 
-class _GuardedHTTPConnection(HTTPConnection):
+# requests' own connection pools (urllib3's), taken from it rather than imported: their
+# connections check the peer right after connecting, before a byte of the request is sent.
+_POOLS = HTTPAdapter().poolmanager.pool_classes_by_scheme
+
+
+class _GuardedHTTPConnection(_POOLS["http"].ConnectionCls):
     def _new_conn(self) -> socket.socket:
         return _check_peer(super()._new_conn())
 
 
-class _GuardedHTTPSConnection(HTTPSConnection):
+class _GuardedHTTPSConnection(_POOLS["https"].ConnectionCls):
     def _new_conn(self) -> socket.socket:
         return _check_peer(super()._new_conn())
 
 
-class _GuardedHTTPPool(HTTPConnectionPool):
+class _GuardedHTTPPool(_POOLS["http"]):
     ConnectionCls = _GuardedHTTPConnection
 
 
-class _GuardedHTTPSPool(HTTPSConnectionPool):
+class _GuardedHTTPSPool(_POOLS["https"]):
     ConnectionCls = _GuardedHTTPSConnection
 
 
