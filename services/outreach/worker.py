@@ -123,7 +123,12 @@ class Loop:
         # A run whose worker died is taken over when its lease passes (SIYU_OUTREACH_LEASE_S).
         lease = timedelta(seconds=settings.outreach_lease_s)
         self.executor = runs.Executor(
-            pool, clients, link_signer(tenants, settings.link_secret), settings.public_url, lease
+            pool,
+            clients,
+            link_signer(tenants, settings.link_secret),
+            settings.public_url,
+            lease,
+            allow_private_media=settings.media_allow_private,
         )
         self._stop = threading.Event()
         self._synced_at = 0.0
