@@ -113,6 +113,31 @@ def test_a_wecom_refusal_is_shown_not_a_500(live):
     assert "WeCom refused" in text(response) and 'id="form-error"' in text(response)
 
 
+def test_an_edit_of_a_code_changed_meanwhile_is_refused_on_the_form(live):
+    console, fake = live
+    client = logged_in(console, "han.meimei")
+    assert post(client, "/channel-codes/new", FORM).status_code == 302
+    form = text(client.get("/channel-codes/expo-b/edit"))
+    version = form.split('name="updated_at" value="', 1)[1].split('"', 1)[0]
+    other = logged_in(console, "han.meimei")  # someone else saves first
+    assert post(other, "/channel-codes/expo-b/edit", {**FORM, "name": "其他"}).status_code == 302
+    late = post(client, "/channel-codes/expo-b/edit",
+                {**FORM, "name": "我的", "updated_at": version})  # fmt: skip
+    assert late.status_code == 409
+    assert 'id="form-error"' in text(late) and 'value="我的"' in text(late)
+    (config,) = configs(fake).values()
+    assert config["remark"] == "其他"
+
+
+def test_only_an_https_qr_code_url_is_linked(live):
+    console, _ = live
+    client = logged_in(console, "han.meimei")
+    assert post(client, "/channel-codes/new", FORM).status_code == 302
+    console.sql("UPDATE channel_codes SET qr_code = 'javascript:alert(1)' RETURNING code_id")
+    page = text(client.get("/channel-codes"))
+    assert 'href="javascript:' not in page and "javascript:alert(1)" in page
+
+
 def test_a_viewer_sees_the_list_but_cannot_change_it(live):
     console, _ = live
     client = logged_in(console, "li.lei")
