@@ -195,3 +195,23 @@ def test_the_step_runs_every_30_s_and_when_a_quarter_hour_begins():
     step.last = start + timedelta(seconds=20)
     assert not step.due(start + timedelta(seconds=49))
     assert step.due(start + timedelta(seconds=50))
+
+
+def test_the_fake_refuses_a_long_remark_and_configs_past_the_corp_limit(outreach, monkeypatch):
+    from sandbox.fake_wechat import channel_codes as fake_codes
+    from shared.wechat.wecom import WeComError
+
+    client = outreach.clients.wecom("acme")
+    body = {"type": 1, "scene": 2, "state": "expo.remark0001", "user": ["lina"]}
+    with pytest.raises(WeComError) as long_remark:
+        client.add_contact_way({**body, "remark": "x" * 31})
+    assert long_remark.value.errcode == 40058
+    made = client.add_contact_way({**body, "remark": "x" * 30})
+    with pytest.raises(WeComError):
+        client.update_contact_way({"config_id": made["config_id"], "remark": "y" * 31})
+    assert ways(outreach)[made["config_id"]]["remark"] == "x" * 30
+    monkeypatch.setattr(fake_codes, "MAX_CONFIGS", 1)
+    with pytest.raises(WeComError) as full:
+        client.add_contact_way(body)
+    assert full.value.errcode == 40058
+    assert len(ways(outreach)) == 1
