@@ -4,6 +4,7 @@ services/outreach/channel_codes.py, as for the JSON API."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from shared.api.errors import ApiError
@@ -28,6 +29,7 @@ def form_of(code: dict[str, Any] | None) -> dict[str, str]:
     for key in LISTS:
         form[key] = ", ".join(code.get(key) or [])
     form["skip_verify"] = "1" if code.get("skip_verify", True) else ""
+    form["updated_at"] = code["updated_at"].isoformat() if code.get("updated_at") else ""
     return form
 
 
@@ -35,7 +37,16 @@ def read_form(posted) -> dict[str, str]:
     form = {k: (posted.get(k) or "").strip()[:2000] for k in
             ("code_id", "kind", "name", "channel", "daily_cap", *LISTS)}  # fmt: skip
     form["skip_verify"] = "1" if posted.get("skip_verify") else ""
+    form["updated_at"] = (posted.get("updated_at") or "").strip()[:64]
     return form
+
+
+def version_of(form: dict[str, str]) -> datetime | None:
+    """The code's ``updated_at`` the form was made from (None: not given or not a time)."""
+    try:
+        return datetime.fromisoformat(form.get("updated_at") or "")
+    except ValueError:
+        return None
 
 
 def body_of(form: dict[str, str], *, editing: bool) -> tuple[dict[str, Any], dict[str, str]]:

@@ -57,9 +57,11 @@ def overview(conn, tenant: Tenant, source: str | None = None) -> dict:
     }
 
 
-def accounts(conn, tenant: Tenant, *, after: str | None = None) -> dict:
-    """One page of the tenant's accounts, with stage, score, role coverage and risk flags."""
-    rows = account_rows(conn, tenant.id, after=after, limit=ACCOUNTS_PAGE + 1)
+def accounts(conn, tenant: Tenant, *, after: str | None = None, source: str | None = None) -> dict:
+    """One page of the tenant's accounts, with stage, score, role coverage and risk flags
+    (``source``: only those whose first source channel it is)."""
+    rows = account_rows(conn, tenant.id, after=after, limit=ACCOUNTS_PAGE + 1,
+                        source_channel=source)  # fmt: skip
     more = len(rows) > ACCOUNTS_PAGE
     rows = rows[:ACCOUNTS_PAGE]
     shown = []

@@ -101,9 +101,12 @@ def account(conn, tenant: Tenant, account_id: str) -> dict | None:
     }
 
 
-def contacts(conn, tenant: Tenant, *, q: str | None, after: str | None) -> dict:
-    """One page of the tenant's contacts matching ``q`` (name, title, company or an exact id)."""
-    rows = contact_rows(conn, tenant.id, limit=CONTACTS_PAGE + 1, after=after, q=q)
+def contacts(conn, tenant: Tenant, *, q: str | None, after: str | None,
+             source: str | None = None) -> dict:  # fmt: skip
+    """One page of the tenant's contacts matching ``q`` (name, title, company or an exact id)
+    and ``source`` (their first source channel)."""
+    rows = contact_rows(conn, tenant.id, limit=CONTACTS_PAGE + 1, after=after, q=q,
+                        source_channel=source)  # fmt: skip
     more = len(rows) > CONTACTS_PAGE
     rows = rows[:CONTACTS_PAGE]
     shown = [

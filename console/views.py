@@ -408,9 +408,22 @@ def overview():
 def accounts():
     tenant = current_tenant()
     after = request.args.get("after") or None
+    source, bad = _source_channel()
     with segment_connection() as conn:
-        page = pages.accounts(conn, tenant, after=after[:200] if after else None)
-    return render_template("accounts.html", page=page, b2b=tenant.mode == "b2b")
+        page = pages.accounts(conn, tenant, after=after[:200] if after else None, source=source)
+    return render_template(
+        "accounts.html", page=page, b2b=tenant.mode == "b2b", source=source or "",
+        source_channels=SOURCE_CHANNELS, source_bad=bad,
+    ), 400 if bad else 200  # fmt: skip
+
+
+def _source_channel() -> tuple[str | None, str | None]:
+    """The lists' ``source_channel`` (docs/console.md "Channel codes"): (the channel, None), or
+    (None, what was given) when it is no channel of SOURCE_CHANNELS."""
+    given = request.args.get("source_channel", "")[:32] or None
+    if given is not None and given not in SOURCE_CHANNELS:
+        return None, given
+    return given, None
 
 
 @console.route("/accounts/<account_id>")
@@ -432,9 +445,13 @@ def contacts():
     tenant = current_tenant()
     q = request.args.get("q", "").strip()[:200] or None
     after = request.args.get("after", "")[:300] or None
+    source, bad = _source_channel()
     with segment_connection() as conn:
-        page = people.contacts(conn, tenant, q=q, after=after)
-    return render_template("contacts.html", page=page, q=q or "")
+        page = people.contacts(conn, tenant, q=q, after=after, source=source)
+    return render_template(
+        "contacts.html", page=page, q=q or "", source=source or "",
+        source_channels=SOURCE_CHANNELS, source_bad=bad,
+    ), 400 if bad else 200  # fmt: skip
 
 
 @console.route("/contacts/<contact_id>")

@@ -120,7 +120,7 @@ def _save(code: dict | None):
             if field not in errors:
                 special = _schema_message(field, form)
                 errors[field] = [special] if special else [str(m) for m in _flat(messages)]
-    saved = None
+    saved, status = None, 400
     tenant = _tenant()
     if not errors and loaded is not None:
         try:
@@ -130,15 +130,17 @@ def _save(code: dict | None):
                     saved = codes.create(conn, client, tenant, loaded, who())
                 else:
                     saved = codes.update(conn, client, tenant, code["code_id"], loaded, who(),
-                                         datetime.now(UTC))  # fmt: skip
+                                         datetime.now(UTC),
+                                         updated_at=page.version_of(form))  # fmt: skip
         except ApiError as exc:
             if exc.status == 404 and code is not None:
                 raise
             errors = page.api_errors(exc)
+            status = 409 if exc.status == 409 else 400  # 409: changed meanwhile, or id taken
             if "channel" in errors:  # the valid channels, by their labels
                 errors["channel"] = [_schema_message("channel", form)]
     if errors or saved is None:
-        return _form_page(form, errors, code, 400)
+        return _form_page(form, errors, code, status)
     return redirect(url_for("console.channel_codes", done="saved" if code else "created"))
 
 

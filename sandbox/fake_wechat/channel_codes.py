@@ -1,9 +1,10 @@
 """The fake's channel code APIs (docs/platform.md "Contact me and join codes"): WeCom "contact me"
 configs (``externalcontact/add_contact_way`` / ``get_`` / ``update_`` / ``del_contact_way``) and
 customer-group join codes (``externalcontact/groupchat/add_join_way`` / ``get_`` / ``update_`` /
-``del_join_way``), with the platform's limits: ``state`` at most 30 characters, a single-member
-config (type 1) exactly one user, at most 100 users, at most 5 groups per join code, members
-and groups the corp has; an unknown ``config_id`` is refused.
+``del_join_way``), with the platform's limits: ``state`` and ``remark`` at most 30 characters
+(refused, never cut), a single-member config (type 1) exactly one user, at most 100 users, at most 5
+groups per join code, members and groups the corp has, at most 500,000 configs per corp; an
+unknown ``config_id`` is refused.
 
 For tests and the demo, ``POST /_fake/channel-codes/add`` makes a customer add a member through
 a contact config (WeCom picks among the config's users; here in turn) or join a group through a
@@ -26,6 +27,8 @@ from sandbox.fake_wechat.state import ApiError, FakeState
 MAX_STATE = 30
 MAX_USERS = 100
 MAX_CHATS = 5
+MAX_REMARK = 30  # characters (WeCom: remark at most 30)
+MAX_CONFIGS = 500_000  # API-made contact me and join configs per corp
 QR_BASE = "https://wework.qpic.cn/wwpic/"
 
 
@@ -38,6 +41,22 @@ def _state_param(body: dict[str, Any]) -> str:
     if not isinstance(value, str) or len(value) > MAX_STATE:
         raise ApiError(40058, "invalid state: at most 30 characters")
     return value
+
+
+def _remark(body: dict[str, Any]) -> str:
+    value = body.get("remark") or ""
+    if not isinstance(value, str) or len(value) > MAX_REMARK:
+        raise ApiError(40058, "invalid remark: at most 30 characters")
+    return value
+
+
+def _store(call: ApiCall, config_id: str, way: dict[str, Any]) -> None:
+    """Keep a new config, within the per-corp limit (a dict's len: cheap)."""
+    with call.state.lock:
+        ways = _ways(call.state, call.world.corp_id)
+        if len(ways) >= MAX_CONFIGS:
+            raise ApiError(40058, "too many configs: at most 500000 per corp")
+        ways[config_id] = way
 
 
 def _users(call: ApiCall, value: Any, kind: int) -> list[str]:
@@ -88,13 +107,12 @@ def add_contact_way(call: ApiCall) -> dict[str, Any]:
         "kind": "contact", "type": kind, "scene": scene, "state": _state_param(body),
         "user": _users(call, body.get("user"), kind),
         "skip_verify": bool(body.get("skip_verify", True)),
-        "remark": str(body.get("remark") or "")[:30], "turn": 0,
+        "remark": _remark(body), "turn": 0,
     }  # fmt: skip
     config_id = _new_id()
     way["config_id"] = config_id
     way["qr_code"] = QR_BASE + config_id + "/0" if scene == 2 else ""
-    with call.state.lock:
-        _ways(call.state, call.world.corp_id)[config_id] = way
+    _store(call, config_id, way)
     return {"config_id": config_id, **({"qr_code": way["qr_code"]} if scene == 2 else {})}
 
 
@@ -116,7 +134,7 @@ def update_contact_way(call: ApiCall) -> dict[str, Any]:
     if "skip_verify" in body:
         changes["skip_verify"] = bool(body["skip_verify"])
     if "remark" in body:
-        changes["remark"] = str(body["remark"] or "")[:30]
+        changes["remark"] = _remark(body)
     with call.state.lock:
         way.update(changes)
     return {}
@@ -140,11 +158,10 @@ def add_join_way(call: ApiCall) -> dict[str, Any]:
     way = {
         "kind": "group", "config_id": config_id, "scene": body["scene"],
         "state": _state_param(body), "chat_id_list": _chats(call, body.get("chat_id_list")),
-        "remark": str(body.get("remark") or "")[:30], "auto_create_room": 0,
+        "remark": _remark(body), "auto_create_room": 0,
         "qr_code": QR_BASE + "join/" + config_id + "/0" if body["scene"] == 2 else "",
     }  # fmt: skip
-    with call.state.lock:
-        _ways(call.state, call.world.corp_id)[config_id] = way
+    _store(call, config_id, way)
     return {"config_id": config_id}
 
 
@@ -160,7 +177,7 @@ def update_join_way(call: ApiCall) -> dict[str, Any]:
     if "chat_id_list" in body:
         changes["chat_id_list"] = _chats(call, body["chat_id_list"])
     if "remark" in body:
-        changes["remark"] = str(body["remark"] or "")[:30]
+        changes["remark"] = _remark(body)
     with call.state.lock:
         way.update(changes)
     return {}

@@ -75,6 +75,12 @@ class ChannelCodeSchema(Schema):
                                metadata={"description": "Users WeCom's config holds now "
                                                         "(null: all staff)"})  # fmt: skip
     cap_status = fields.String(required=True, metadata={"enum": ["ok", "all_capped"]})
+    config_missing_at = fields.DateTime(
+        allow_none=True,
+        metadata={
+            "description": "When WeCom answered it no longer knows the config (null: it does)"
+        },
+    )
     adds_today = fields.Dict(keys=fields.String(), values=fields.Integer())
     status = fields.String(required=True)
     created_by = fields.String(allow_none=True)
@@ -134,6 +140,8 @@ def get_code(code_id: str):
 @require("operator", scope=TENANT)
 @channel_codes.arguments(ChannelCodePatchSchema)
 @channel_codes.response(200, ChannelCodeSchema)
+@channel_codes.alt_response(404, description="No such code, or unknown tenant")
+@channel_codes.alt_response(409, description="Changed meanwhile, or no WeCom app")
 def update_code(body: dict, code_id: str):
     """Change a code's name, staff, groups, cap, tags or welcome (never its channel or state)"""
     tenant = tenant_id()
@@ -146,6 +154,7 @@ def update_code(body: dict, code_id: str):
 @channel_codes.route("/channel-codes/<code_id>", methods=["DELETE"])
 @require("operator", scope=TENANT)
 @channel_codes.response(200, ChannelCodeSchema)
+@channel_codes.alt_response(404, description="No such code, or unknown tenant")
 def delete_code(code_id: str):
     """Delete a code: WeCom's config, then ours (kept as deleted: its state still names the
     channel of the contacts it brought)"""

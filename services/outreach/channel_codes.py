@@ -5,33 +5,41 @@ adds per staff member.
 The domain functions take the connection, the tenant's WeCom client and the actor, so the admin
 API (api_channel_codes.py) and the console act through the same code and audit log.
 
-Order of writes, so that nothing is lost or left half-made:
-- create: names are checked, WeCom creates the config, then the row is inserted and committed;
-  if the insert or the commit fails, the WeCom config is deleted again (a config whose id we lose
-  can never be changed or deleted: WeCom's admin does not show API-made configs). A WeCom refusal
-  leaves nothing behind.
-- edit: the row is locked, WeCom's config is updated, then the row; a WeCom refusal changes
-  nothing. The state never changes (contacts already carry it), so neither does the channel.
+Order of writes, so that nothing is lost or left half-made (a config whose id we lose can never
+be changed or deleted: WeCom's admin does not show API-made configs):
+- create: names are checked; a ``pending`` row (no config id) is inserted and committed, so a
+  concurrent create of the same id is a 409; WeCom creates the config; its id is recorded and
+  committed at once; then the row turns active (audited, committed). A WeCom refusal deletes the
+  pending row. A failure after WeCom deletes the config again, unless the commit did land. A
+  process killed half-way leaves a pending row that the leader's ``settle_pending`` removes
+  after PENDING_FOR (deleting WeCom's config first when its id was recorded).
+- edit: names are checked without a lock; then the row is locked for ONE WeCom call (the
+  config's update) and the row's update, committed; a failed commit puts the previous config
+  back in WeCom. The state never changes (contacts already carry it), so neither does the
+  channel. A concurrent edit is a 409 (the row's updated_at moved).
 - delete: WeCom's config first, then the row is marked deleted (kept: its state still names the
-  channel of the contacts it brought).
+  channel of the contacts it brought), committed.
 
 Daily cap: ``record_add`` counts each add per code, staff member and tenant-local day. A staff
 member at the cap is left out of the code's WeCom config (``update_contact_way`` with the rest);
 never an empty list: when everyone is capped the config stays as it is and the code says
-``all_capped``. ``apply_caps`` (one call in the outreach worker's loop, leader only) brings every
-config to what today's counts say, which also restores capped staff on the next local day.
+``all_capped``. ``step`` (one call in the outreach worker's loop, leader only; every 30 s and
+when a quarter hour begins) settles pending codes and runs ``apply_caps``, which brings every
+config that differs from today's counts to them, which also restores capped staff on the next
+local day. A config WeCom no longer knows marks its code (``config_missing_at``) and is skipped.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import structlog
 from psycopg import Connection, sql
+from psycopg.errors import UniqueViolation
 from psycopg_pool import ConnectionPool
 
 from shared.api import audit, conflict, invalid, not_found, unknown_tenant
@@ -51,7 +59,7 @@ COLUMNS = sql.SQL(", ").join(
     map(sql.Identifier, ("code_id", "kind", "name", "channel", "state", "config_id", "qr_code",
                          "staff", "chat_ids", "daily_cap", "tags", "welcome_content",
                          "skip_verify", "config_users", "cap_status", "status", "created_by",
-                         "created_at", "updated_at"))
+                         "created_at", "updated_at", "config_missing_at"))
 )  # fmt: skip
 
 
@@ -178,17 +186,24 @@ def _create_config(client: WeComClient, code: dict[str, Any]) -> tuple[str, str 
         config_id = client.add_join_way(_join_body(code))["config_id"]
         try:
             return config_id, client.get_join_way(config_id).get("qr_code")
-        except WeComError:
+        except BaseException:
             _delete_config(client, code["kind"], config_id)
             raise
 
 
-def _delete_config(client: WeComClient, kind: str, config_id: str) -> None:
-    """Best effort (a compensation): logged when WeCom refuses."""
+def _delete_config(client: WeComClient, kind: str, config_id: str) -> bool:
+    """A compensation: whether the config is gone (deleted now, or unknown to WeCom); logged
+    when WeCom refuses or is unavailable."""
     try:
-        (client.del_contact_way if kind == "contact" else client.del_join_way)(config_id)
+        _delete_way(client, kind, config_id)
     except WeComError as exc:
+        if not isinstance(exc, RateLimited | WeComUnavailable) and not _known(
+            client, kind, config_id
+        ):
+            return True
         log.warning("channel_code_config_not_deleted", config_id=config_id, error=str(exc))
+        return False
+    return True
 
 
 # --- the store ----------------------------------------------------------------------------------
@@ -256,46 +271,159 @@ def _check(conn, tenant: str, client: WeComClient | None, code: dict[str, Any]) 
 def create(conn: Connection, client: WeComClient | None, tenant: str, body: dict[str, Any],
            who) -> dict:  # fmt: skip
     """A new code (a validated ChannelCodeIn body), audited as ``who``: 409 for a code id the
-    tenant has had already, 400 for unknown names, WeCom's refusal as ``wecom_refused``.
-    Commits on success (see the module docstring for why)."""
+    tenant has had already (or is creating at the same moment), 400 for unknown names, WeCom's
+    refusal as ``wecom_refused``. Commits (see the module docstring for the order)."""
     tenant_day(conn, tenant, datetime.now().astimezone())  # 404 for an unknown tenant
     if conn.execute("SELECT 1 FROM channel_codes WHERE tenant_id = %s AND code_id = %s",
                     (tenant, body["code_id"])).fetchone():  # fmt: skip
-        raise conflict(f"channel code {body['code_id']!r} exists (ids are never reused)")
+        raise _taken(body["code_id"])
     code = {"staff": [], "chat_ids": [], "tags": [], "welcome_content": [], "daily_cap": None,
             "skip_verify": True, **body}  # fmt: skip
     _check(conn, tenant, client, code)
     client = _require(client)
     code["state"] = new_state(code["channel"])
-    config_id, qr_code = _create_config(client, code)
-    try:
+    try:  # the pending row, durable before WeCom makes anything
         conn.execute(
-            "INSERT INTO channel_codes (tenant_id, code_id, kind, name, channel, state, "
-            "config_id, qr_code, staff, chat_ids, daily_cap, tags, welcome_content, skip_verify, "
-            "created_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "INSERT INTO channel_codes (tenant_id, code_id, kind, name, channel, state, staff, "
+            "chat_ids, daily_cap, tags, welcome_content, skip_verify, created_by, status) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 'pending')",
             (tenant, code["code_id"], code["kind"], code["name"], code["channel"], code["state"],
-             config_id, qr_code, code["staff"], code["chat_ids"], code["daily_cap"],
-             code["tags"], code["welcome_content"], code["skip_verify"], actor_id(who)),
+             code["staff"], code["chat_ids"], code["daily_cap"], code["tags"],
+             code["welcome_content"], code["skip_verify"], actor_id(who)),
         )  # fmt: skip
+        conn.commit()
+    except UniqueViolation:
+        conn.rollback()
+        raise _taken(code["code_id"]) from None
+    try:
+        config_id, qr_code = _create_config(client, code)
+    except BaseException:  # WeCom made nothing (or its answer is lost: see settle_pending)
+        _drop_pending(conn, tenant, code["code_id"])
+        raise
+    try:
+        recorded = conn.execute(
+            "UPDATE channel_codes SET config_id = %s, qr_code = %s "
+            "WHERE tenant_id = %s AND code_id = %s AND status = 'pending'",
+            (config_id, qr_code, tenant, code["code_id"]),
+        ).rowcount
+        conn.commit()  # the config id is ours now, whatever happens next
+        if not recorded:
+            raise RuntimeError("the pending code was settled while WeCom answered")
+        conn.execute(
+            "UPDATE channel_codes SET status = 'active', updated_at = clock_timestamp() "
+            "WHERE tenant_id = %s AND code_id = %s AND status = 'pending'",
+            (tenant, code["code_id"]),
+        )
         audit(conn, who, tenant, "channel_code.create", code["code_id"],
               {**body, "state": code["state"], "config_id": config_id})  # fmt: skip
         row = code_row(conn, tenant, code["code_id"])
         conn.commit()
     except BaseException:
-        conn.rollback()
-        _delete_config(client, code["kind"], config_id)
-        raise
+        row = _undo_create(conn, client, tenant, code, config_id)
+        if row is None:
+            raise
     return row
+
+
+def _taken(code_id: str) -> ApiError:
+    return conflict(f"channel code {code_id!r} exists (ids are never reused)")
+
+
+def _drop_pending(conn: Connection, tenant: str, code_id: str) -> None:
+    try:
+        conn.rollback()
+        conn.execute(
+            "DELETE FROM channel_codes WHERE tenant_id = %s AND code_id = %s "
+            "AND status = 'pending'",
+            (tenant, code_id),
+        )
+        conn.commit()
+    except Exception:  # the leader's settle_pending removes it
+        log.warning("channel_code_pending_left", tenant_id=tenant, code_id=code_id)
+
+
+def _undo_create(conn: Connection, client: WeComClient, tenant: str, code: dict,
+                 config_id: str) -> dict | None:  # fmt: skip
+    """After a failure past WeCom: the row if the commit did land (a commit can raise after the
+    server committed), else the WeCom config deleted and the pending row with it. When the
+    database cannot answer, nothing is deleted: the pending row keeps the config id (or does
+    not exist, if the config id never got in) and settle_pending decides later."""
+    try:
+        conn.rollback()
+        found = conn.execute(
+            "SELECT status, config_id FROM channel_codes WHERE tenant_id = %s AND code_id = %s",
+            (tenant, code["code_id"]),
+        ).fetchone()
+        conn.rollback()
+    except Exception:
+        log.warning("channel_code_create_unsettled", tenant_id=tenant, code_id=code["code_id"],
+                    config_id=config_id)  # fmt: skip
+        return None
+    if found is not None and found["status"] == "active" and found["config_id"] == config_id:
+        return code_row(conn, tenant, code["code_id"])
+    if _delete_config(client, code["kind"], config_id):
+        _drop_pending(conn, tenant, code["code_id"])
+    return None
+
+
+PENDING_FOR = timedelta(minutes=5)  # far longer than a create's WeCom calls take
+
+
+def settle_pending(pool: ConnectionPool, clients, now: datetime) -> int:
+    """The leader's step: pending codes older than PENDING_FOR belong to a create that died.
+    With a config id, WeCom's config is deleted, then the row (a WeCom failure keeps the row
+    for the next pass); without one, the row goes: either WeCom was never asked or its answer
+    was lost with the process. Such a lost config cannot be found again (WeCom's admin does not
+    show API-made configs); its state names no code, so adds through it count for nothing.
+    Returns the rows removed."""
+    removed = 0
+    with pool.connection() as conn:
+        stale = conn.execute(
+            "SELECT tenant_id, code_id FROM channel_codes WHERE status = 'pending' "
+            "AND created_at < %s",
+            (now - PENDING_FOR,),
+        ).fetchall()
+    for item in stale:
+        try:
+            with pool.connection() as conn, conn.transaction():
+                row = conn.execute(
+                    "SELECT kind, config_id FROM channel_codes WHERE tenant_id = %s "
+                    "AND code_id = %s AND status = 'pending' FOR UPDATE SKIP LOCKED",
+                    (item["tenant_id"], item["code_id"]),
+                ).fetchone()
+                if row is None:
+                    continue
+                if row["config_id"] is not None:
+                    client = clients.wecom(item["tenant_id"])
+                    if client is None or not _delete_config(client, row["kind"], row["config_id"]):
+                        continue
+                else:
+                    log.warning("channel_code_config_maybe_lost", **item)
+                conn.execute(
+                    "DELETE FROM channel_codes WHERE tenant_id = %s AND code_id = %s",
+                    (item["tenant_id"], item["code_id"]),
+                )
+                removed += 1
+        except Exception:
+            log.exception("channel_code_settle_failed", **item)
+    return removed
 
 
 EDITABLE = ("name", "staff", "chat_ids", "daily_cap", "tags", "welcome_content", "skip_verify")
 
 
 def update(conn: Connection, client: WeComClient | None, tenant: str, code_id: str,
-           body: dict[str, Any], who, now: datetime) -> dict:  # fmt: skip
+           body: dict[str, Any], who, now: datetime, *,
+           updated_at: datetime | None = None) -> dict:  # fmt: skip
     """Change a code (a validated ChannelCodePatch body); kind, channel and state never change.
-    WeCom's config is changed first: a refusal leaves the code as it was."""
-    current = code_row(conn, tenant, code_id, lock=True)
+    Names are checked before the row is locked; under the lock WeCom's config is changed
+    (one call), then the row, and the change commits. A WeCom refusal leaves the code as it
+    was; a failed commit puts the previous config back in WeCom. ``updated_at``: the version
+    the caller edited (409 if the code changed since). Commits."""
+    tenant_day(conn, tenant, now)  # 404 unknown_tenant
+    current = code_row(conn, tenant, code_id)
+    if updated_at is not None and current["updated_at"] != updated_at:
+        raise _changed(code_id)
     merged = {**current, **{k: v for k, v in body.items() if k in EDITABLE}}
     _check(conn, tenant, client, merged)
     if current["kind"] == "contact" and (len(merged["staff"]) == 1) != (len(current["staff"]) == 1):
@@ -303,38 +431,88 @@ def update(conn: Connection, client: WeComClient | None, tenant: str, code_id: s
                    "delete the code and create a new one")  # fmt: skip
         raise invalid(message, details={"staff": [message]})
     client = _require(client)
-    users = _users_today(conn, tenant, merged, now)
-    with wecom_errors():
-        if current["kind"] == "contact":
-            client.update_contact_way({"config_id": current["config_id"],
-                                       **_contact_body(merged, users[0])})  # fmt: skip
-        else:
-            client.update_join_way({"config_id": current["config_id"], **_join_body(merged)})
-    conn.execute(
-        "UPDATE channel_codes SET name = %s, staff = %s, chat_ids = %s, daily_cap = %s, "
-        "tags = %s, welcome_content = %s, skip_verify = %s, config_users = %s, cap_status = %s, "
-        "updated_at = clock_timestamp() WHERE tenant_id = %s AND code_id = %s",
-        (merged["name"], merged["staff"], merged["chat_ids"], merged["daily_cap"],
-         merged["tags"], merged["welcome_content"], merged["skip_verify"],
-         users[0] if current["kind"] == "contact" else None, users[1], tenant, code_id),
-    )  # fmt: skip
-    audit(conn, who, tenant, "channel_code.update", code_id, body)
-    return code_row(conn, tenant, code_id)
+    conn.rollback()  # no snapshot held while the names were checked
+    locked = code_row(conn, tenant, code_id, lock=True)
+    if locked["updated_at"] != current["updated_at"]:
+        conn.rollback()
+        raise _changed(code_id)
+    users, status = _users_today(conn, tenant, merged, now)
+    try:
+        with wecom_errors():
+            _push(client, merged, users)
+    except BaseException:
+        conn.rollback()
+        raise
+    try:
+        conn.execute(
+            "UPDATE channel_codes SET name = %s, staff = %s, chat_ids = %s, daily_cap = %s, "
+            "tags = %s, welcome_content = %s, skip_verify = %s, config_users = %s, "
+            "cap_status = %s, updated_at = clock_timestamp() "
+            "WHERE tenant_id = %s AND code_id = %s",
+            (merged["name"], merged["staff"], merged["chat_ids"], merged["daily_cap"],
+             merged["tags"], merged["welcome_content"], merged["skip_verify"],
+             _stored(merged, users), status, tenant, code_id),
+        )  # fmt: skip
+        audit(conn, who, tenant, "channel_code.update", code_id, body)
+        row = code_row(conn, tenant, code_id)
+        conn.commit()
+    except BaseException:
+        try:
+            conn.rollback()
+        finally:
+            _push_back(client, locked)
+        raise
+    return row
+
+
+def _changed(code_id: str) -> ApiError:
+    return conflict(f"channel code {code_id!r} was changed meanwhile: reload and edit again")
+
+
+def _push(client: WeComClient, code: dict, users: list[str] | None) -> None:
+    if code["kind"] == "contact":
+        client.update_contact_way({"config_id": code["config_id"],
+                                   **_contact_body(code, users)})  # fmt: skip
+    else:
+        client.update_join_way({"config_id": code["config_id"], **_join_body(code)})
+
+
+def _push_back(client: WeComClient, previous: dict) -> None:
+    """A compensation: WeCom's config as the row (still) says; logged when WeCom refuses."""
+    users = previous["config_users"] if previous["config_users"] is not None else previous["staff"]
+    try:
+        _push(client, previous, list(users))
+    except WeComError as exc:
+        log.warning("channel_code_config_not_restored", code_id=previous["code_id"],
+                    config_id=previous["config_id"], error=str(exc))  # fmt: skip
+
+
+def _stored(code: dict, users: list[str]) -> list[str] | None:
+    """``config_users`` as stored: NULL when the config holds all of the staff."""
+    return None if code["kind"] != "contact" or users == list(code["staff"]) else users
 
 
 def delete(conn: Connection, client: WeComClient | None, tenant: str, code_id: str,
            who) -> dict:  # fmt: skip
     """Delete WeCom's config, then mark the code deleted (its state keeps naming the channel of
-    the contacts it brought). A config WeCom no longer knows (40058 invalid config_id) is gone
-    already."""
+    the contacts it brought), and commit. WeCom's refusal is taken for "already gone" only when
+    WeCom no longer knows the config either (``get_*_way`` refuses it too): 40058 is WeCom's
+    generic invalid-parameter code, not a "no such config"."""
+    tenant_day(conn, tenant, datetime.now().astimezone())  # 404 unknown_tenant
     current = code_row(conn, tenant, code_id, lock=True)
     client = _require(client)
-    remove = client.del_contact_way if current["kind"] == "contact" else client.del_join_way
-    try:
-        with wecom_errors():
-            remove(current["config_id"])
-    except ApiError as exc:
-        if (exc.details or {}).get("errcode") != 40058:
+    if current["config_missing_at"] is None:
+        try:
+            with wecom_errors():
+                try:
+                    _delete_way(client, current["kind"], current["config_id"])
+                except WeComError as exc:
+                    if isinstance(exc, RateLimited | WeComUnavailable) or _known(
+                        client, current["kind"], current["config_id"]
+                    ):
+                        raise
+        except BaseException:
+            conn.rollback()
             raise
     conn.execute(
         "UPDATE channel_codes SET status = 'deleted', updated_at = clock_timestamp() "
@@ -342,7 +520,23 @@ def delete(conn: Connection, client: WeComClient | None, tenant: str, code_id: s
         (tenant, code_id),
     )
     audit(conn, who, tenant, "channel_code.delete", code_id, {"config_id": current["config_id"]})
+    conn.commit()  # if this fails, the cap step finds the config gone and marks the code
     return {**current, "status": "deleted"}
+
+
+def _delete_way(client: WeComClient, kind: str, config_id: str) -> None:
+    (client.del_contact_way if kind == "contact" else client.del_join_way)(config_id)
+
+
+def _known(client: WeComClient, kind: str, config_id: str) -> bool:
+    """Whether WeCom still has the config (``get_contact_way`` / ``get_join_way`` answers)."""
+    try:
+        (client.get_contact_way if kind == "contact" else client.get_join_way)(config_id)
+    except (RateLimited, WeComUnavailable):
+        return True  # cannot tell: assume it is there
+    except WeComError:
+        return False
+    return True
 
 
 def actor_id(who) -> str:
@@ -353,22 +547,25 @@ def actor_id(who) -> str:
 
 
 def _users_today(conn, tenant: str, code: dict, now: datetime) -> tuple[list[str], str]:
-    """The users the code's WeCom config should hold now, and the code's cap status."""
+    """The users the code's WeCom config should hold now, and the code's cap status. When every
+    member is capped the config keeps what it holds (never an empty list; those of the staff)."""
     staff = list(code["staff"])
     if code["kind"] != "contact" or not code.get("daily_cap"):
         return staff, "ok"
     counts = adds_on(conn, tenant, tenant_day(conn, tenant, now), [code["code_id"]])
     adds = counts.get(code["code_id"], {})
     free = [s for s in staff if adds.get(s, 0) < code["daily_cap"]]
-    return (free, "ok") if free else (staff, "all_capped")
+    if free:
+        return free, "ok"
+    holds = [u for u in code.get("config_users") or staff if u in staff]
+    return holds or staff, "all_capped"
 
 
-def record_add(conn: Connection, tenant_id: str, state: str, staff_userid: str, at: datetime,
-               *, client: WeComClient | None = None) -> dict | None:  # fmt: skip
+def record_add(conn: Connection, tenant_id: str, state: str, staff_userid: str,
+               at: datetime) -> dict | None:  # fmt: skip
     """Count an add through the code whose state is ``state`` (``at``'s tenant-local day) and
-    return the code's row, or None when the state is not one of the tenant's codes. With
-    ``client``, a staff member who just reached the cap leaves WeCom's config at once; without,
-    ``apply_caps`` does it on its next pass."""
+    return the code's row, or None when the state is not one of the tenant's codes. The cap
+    step (``apply_caps``) takes a member who reached the cap out of WeCom's config."""
     row = conn.execute(
         _q("SELECT {} FROM channel_codes WHERE tenant_id = %s AND state = %s"),
         (tenant_id, state),
@@ -382,20 +579,32 @@ def record_add(conn: Connection, tenant_id: str, state: str, staff_userid: str, 
             "DO UPDATE SET adds = channel_code_adds.adds + 1",
             (tenant_id, row["code_id"], staff_userid, tenant_day(conn, tenant_id, at)),
         )
-        if client is not None and row["daily_cap"]:
-            row = _apply_cap(conn, client, tenant_id, row, at) or row
     return row
 
 
 def _apply_cap(conn, client: WeComClient, tenant: str, row: dict, now: datetime) -> dict | None:
-    """Bring one code's WeCom config to today's users; the updated row, or None if unchanged."""
+    """Bring one code's WeCom config to today's users; the updated row, or None if unchanged.
+    A config WeCom no longer knows marks the code (``config_missing_at``) instead."""
     users, status = _users_today(conn, tenant, row, now)
     current = list(row["config_users"]) if row["config_users"] is not None else list(row["staff"])
     if users == current and status == row["cap_status"]:
         return None
     if users != current:
-        client.update_contact_way({"config_id": row["config_id"], "user": users})
-    stored = None if users == list(row["staff"]) else users
+        try:
+            client.update_contact_way({"config_id": row["config_id"], "user": users})
+        except WeComError as exc:
+            if isinstance(exc, RateLimited | WeComUnavailable) or _known(
+                client, "contact", row["config_id"]
+            ):
+                raise
+            log.warning("channel_code_config_missing", tenant_id=tenant,
+                        code_id=row["code_id"], config_id=row["config_id"])  # fmt: skip
+            conn.execute(
+                "UPDATE channel_codes SET config_missing_at = %s "
+                "WHERE tenant_id = %s AND code_id = %s",
+                (now, tenant, row["code_id"]),
+            )
+            return None
     log.info("channel_code_capped", tenant_id=tenant, code_id=row["code_id"], users=users,
              cap_status=status)  # fmt: skip
     return conn.execute(
@@ -403,23 +612,44 @@ def _apply_cap(conn, client: WeComClient, tenant: str, row: dict, now: datetime)
             "UPDATE channel_codes SET config_users = %s, cap_status = %s "
             "WHERE tenant_id = %s AND code_id = %s RETURNING {}"
         ),
-        (stored, status, tenant, row["code_id"]),
+        (_stored(row, users), status, tenant, row["code_id"]),
     ).fetchone()
 
 
+# The codes whose WeCom config is not what today's adds want, in one statement: a code's free
+# staff (under the cap on the tenant-local day), or, when none is free, all_capped with the
+# config left as it is. Codes of deleted tenants (no tenants row) and codes whose config WeCom
+# no longer knows are not looked at.
+DRIFTED = """
+WITH c AS (
+    SELECT cc.tenant_id, cc.code_id, cc.cap_status, COALESCE(cc.config_users, cc.staff) AS holds,
+           ARRAY(SELECT u.s FROM unnest(cc.staff) WITH ORDINALITY AS u(s, i)
+                 WHERE COALESCE((SELECT a.adds FROM channel_code_adds a
+                                 WHERE a.tenant_id = cc.tenant_id AND a.code_id = cc.code_id
+                                   AND a.day = (%(now)s::timestamptz AT TIME ZONE t.timezone)::date
+                                   AND a.staff_userid = u.s), 0) < cc.daily_cap
+                 ORDER BY u.i) AS free
+    FROM channel_codes cc JOIN tenants t ON t.tenant_id = cc.tenant_id
+    WHERE cc.status = 'active' AND cc.kind = 'contact' AND cc.daily_cap IS NOT NULL
+      AND cc.config_missing_at IS NULL
+)
+SELECT tenant_id, code_id FROM c
+WHERE CASE WHEN cardinality(free) = 0 THEN cap_status <> 'all_capped'
+           ELSE cap_status <> 'ok' OR free <> holds END
+ORDER BY tenant_id, code_id
+"""
+
+
 def apply_caps(pool: ConnectionPool, clients, now: datetime) -> int:
-    """The worker's periodic step: every capped code's WeCom config as today's adds say (a
-    capped member leaves, and is back the next tenant-local day). Returns configs changed."""
+    """Every capped code's WeCom config as today's adds say (a capped member leaves, and is back
+    the next tenant-local day): one query finds the codes that differ, then each is changed in
+    a transaction of its own. A code locked by an edit is skipped (SKIP LOCKED: the next pass
+    takes it); any failure is logged and the next code goes on. Returns configs changed."""
     changed = 0
     with pool.connection() as conn:
-        codes = conn.execute(
-            _q(
-                "SELECT tenant_id, {} FROM channel_codes "
-                "WHERE status = 'active' AND daily_cap IS NOT NULL AND kind = 'contact'"
-            )
-        ).fetchall()
-    for row in codes:
-        client = clients.wecom(row["tenant_id"])
+        drifted = conn.execute(DRIFTED, {"now": now}).fetchall()
+    for item in drifted:
+        client = clients.wecom(item["tenant_id"])
         if client is None:
             continue
         try:
@@ -427,13 +657,43 @@ def apply_caps(pool: ConnectionPool, clients, now: datetime) -> int:
                 locked = conn.execute(
                     _q(
                         "SELECT {} FROM channel_codes WHERE tenant_id = %s "
-                        "AND code_id = %s AND status = 'active' FOR UPDATE"
+                        "AND code_id = %s AND status = 'active' FOR UPDATE SKIP LOCKED"
                     ),
-                    (row["tenant_id"], row["code_id"]),
+                    (item["tenant_id"], item["code_id"]),
                 ).fetchone()
-                if locked and _apply_cap(conn, client, row["tenant_id"], locked, now):
+                if locked and _apply_cap(conn, client, item["tenant_id"], locked, now):
                     changed += 1
-        except WeComError as exc:
-            log.warning("channel_code_cap_failed", tenant_id=row["tenant_id"],
-                        code_id=row["code_id"], error=str(exc))  # fmt: skip
+        except Exception:
+            log.exception("channel_code_cap_failed", **item)
     return changed
+
+
+STEP_EVERY = timedelta(seconds=30)
+ROLLOVER = 15 * 60  # every time zone's midnight falls on a quarter hour (UTC)
+
+
+class Step:
+    """The worker's periodic step (leader only): settle stale pending codes and bring capped
+    configs to today's adds, every STEP_EVERY and at once when a quarter hour begins (a
+    tenant-local day may have begun: capped members come back then)."""
+
+    def __init__(self) -> None:
+        self.last: datetime | None = None
+
+    def due(self, now: datetime) -> bool:
+        if self.last is None or now - self.last >= STEP_EVERY:
+            return True
+        return int(now.timestamp()) // ROLLOVER != int(self.last.timestamp()) // ROLLOVER
+
+    def __call__(self, pool: ConnectionPool, clients, now: datetime) -> int:
+        if not self.due(now):
+            return 0
+        self.last = now
+        try:
+            settle_pending(pool, clients, now)
+        except Exception:
+            log.exception("channel_code_settle_failed")
+        return apply_caps(pool, clients, now)
+
+
+step = Step()

@@ -144,7 +144,7 @@ class Loop:
                 self.sync_groups(now)
             tenant_deletion.purge_pending(self.pool)  # deleted tenants, a few batches a tick
             budget_sync.poll_due(self.pool, self.clients, self.tenants, now)  # others' sends
-            channel_codes.apply_caps(self.pool, self.clients, now)  # daily caps, day rollover
+            channel_codes.step(self.pool, self.clients, now)  # pending codes, daily caps, rollover
         self.executor.run_due()
         lost_alerts.send_due(self.pool, self.clients, self.tenants, self.console_url)
         if time.monotonic() - self._polled_at > POLL_RESULTS_S:

@@ -22,12 +22,14 @@ from services.segment.api_people_common import (
     ACCOUNT_SCORE,
     CONTACT_SCORE,
     LAST_ACTIVE,
+    SOURCE_CHANNEL_FILTER,
     STAGE_EXAMPLE,
     UNKNOWN_ROLE,
     RiskFlagSchema,
     SourceChannelSchema,
     StageChangeSchema,
     StageOverrideSchema,
+    channel_cut,
     check_filters,
     check_stage,
     like,
@@ -86,6 +88,7 @@ class AccountQuerySchema(PageArgs):
         validate=validate.OneOf(RISK_FLAGS, error="Unknown risk flag {input!r}. Valid: {choices}."),
         metadata={"description": "Accounts carrying this risk flag"},
     )
+    source_channel = SOURCE_CHANNEL_FILTER
 
 
 class AccountMemberSchema(Schema):
@@ -153,6 +156,7 @@ def account_rows(
     q: str | None = None,
     stage: str | None = None,
     flag: str | None = None,
+    source_channel: str | None = None,
 ) -> list[dict]:
     """Up to ``limit`` of a tenant's accounts (ACCOUNT_ITEM_COLUMNS) by account_id after
     ``after``, filtered by name or id substring, stage and risk flag: GET /accounts's query,
@@ -165,9 +169,10 @@ def account_rows(
              AND (%(q)s::text IS NULL OR name ILIKE %(like)s OR account_id ILIKE %(like)s)
              AND (%(stage)s::text IS NULL OR stage = %(stage)s)
              AND (%(flag)s::jsonb IS NULL OR risk_flags @> %(flag)s)
+             {channel}
            ORDER BY account_id
            LIMIT %(n)s"""
-        ).format(ACCOUNT_ITEM_COLUMNS),
+        ).format(ACCOUNT_ITEM_COLUMNS, channel=channel_cut("a", source_channel)),
         {
             "tenant": tenant,
             "after": after,
@@ -175,6 +180,7 @@ def account_rows(
             "like": like(q) if q else None,
             "stage": stage,
             "flag": Jsonb([{"flag": flag}]) if flag else None,
+            "source_channel": source_channel,
             "n": limit,
         },
     ).fetchall()
@@ -196,6 +202,7 @@ def list_accounts(args: dict):
             q=args["q"],
             stage=args["stage"],
             flag=args["risk_flag"],
+            source_channel=args["source_channel"],
             limit=args["limit"] + 1,
         )
     return page(rows, args["limit"], key=lambda r: [r["account_id"]])

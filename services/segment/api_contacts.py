@@ -25,6 +25,7 @@ from services.segment.api_people_common import (
     CONTACT_ITEM_COLUMNS,
     CONTACT_SCORE,
     HISTORY_LIMIT,
+    SOURCE_CHANNEL_FILTER,
     STAGE_EXAMPLE,
     UNKNOWN_ROLE,
     ContactItemSchema,
@@ -32,6 +33,7 @@ from services.segment.api_people_common import (
     SourceChannelSchema,
     StageChangeSchema,
     StageOverrideSchema,
+    channel_cut,
     check_filters,
     check_stage,
     like,
@@ -96,6 +98,7 @@ class ContactQuerySchema(PageArgs):
         metadata={"description": "A B2C behaviour segment: loyal, new, lapsed, prospect..."},
     )
     min_score = fields.Float(load_default=None, allow_nan=False)
+    source_channel = SOURCE_CHANNEL_FILTER
 
 
 class IdentitySchema(Schema):
@@ -194,6 +197,7 @@ def contact_rows(
     segment: str | None = None,
     behaviour: str | None = None,
     min_score: float | None = None,
+    source_channel: str | None = None,
 ) -> list[dict]:
     """Up to ``limit`` of a tenant's contacts (CONTACT_ITEM_COLUMNS) by contact_id after
     ``after``, filtered (AND): GET /contacts's query, the console's search too. ``q`` matches a
@@ -211,6 +215,7 @@ def contact_rows(
         "segment": segment,
         "behaviour": behaviour,
         "min_score": min_score,
+        "source_channel": source_channel,
         "n": limit,
     }
     return conn.execute(
@@ -232,9 +237,12 @@ def contact_rows(
                              AND m.segment_id = %(segment)s AND m.contact_id = c.contact_id))
              AND (%(behaviour)s::text IS NULL OR %(behaviour)s = ANY(c.behaviour))
              AND (%(min_score)s::float8 IS NULL OR {score} >= %(min_score)s)
+             {channel}
            ORDER BY c.contact_id
            LIMIT %(n)s"""
-        ).format(CONTACT_ITEM_COLUMNS, score=CONTACT_SCORE),
+        ).format(
+            CONTACT_ITEM_COLUMNS, score=CONTACT_SCORE, channel=channel_cut("c", source_channel)
+        ),
         params,
     ).fetchall()
 
@@ -264,6 +272,7 @@ def list_contacts(args: dict):
             segment=args["segment"],
             behaviour=args["behaviour"],
             min_score=args["min_score"],
+            source_channel=args["source_channel"],
         )
     return page(rows, args["limit"], key=lambda r: [r["contact_id"]])
 

@@ -109,6 +109,22 @@ def merge_contact(
             -- rules then move it forward on the merged evidence.
             stage_since = CASE WHEN t.stage IS NULL THEN s.stage_since ELSE t.stage_since END,
             stage = COALESCE(t.stage, s.stage),
+            -- Source channels as services/segment/sources.py merges them: the earliest first,
+            -- the newest latest, the smaller channel name on a tie.
+            first_channel = CASE WHEN s.first_channel IS NOT NULL AND (t.first_channel IS NULL
+                                   OR (s.first_channel_at, s.first_channel)
+                                      < (t.first_channel_at, t.first_channel))
+                                 THEN s.first_channel ELSE t.first_channel END,
+            first_channel_at = CASE WHEN s.first_channel IS NOT NULL AND (t.first_channel IS NULL
+                                      OR (s.first_channel_at, s.first_channel)
+                                         < (t.first_channel_at, t.first_channel))
+                                    THEN s.first_channel_at ELSE t.first_channel_at END,
+            latest_channel = CASE WHEN s.latest_channel IS NOT NULL AND (t.latest_channel IS NULL
+                                    OR s.latest_channel_at > t.latest_channel_at
+                                    OR (s.latest_channel_at = t.latest_channel_at
+                                        AND s.latest_channel < t.latest_channel))
+                                  THEN s.latest_channel ELSE t.latest_channel END,
+            latest_channel_at = GREATEST(t.latest_channel_at, s.latest_channel_at),
             tags = ARRAY(SELECT DISTINCT x FROM unnest(t.tags || s.tags) AS x ORDER BY x),
             attributes = CASE WHEN s.profile_at > t.profile_at OR t.profile_at IS NULL
                               THEN t.attributes || s.attributes
@@ -389,7 +405,7 @@ def lock_members(conn: Connection, tenant_id: str, account_id: str) -> list[dict
 def member_summaries(conn: Connection, tenant_id: str, account_ids: list[str]):
     """What an account's refresh needs of its members, in id order."""
     return conn.execute(
-        "SELECT contact_id, account_id, role, stage, score, score_at, last_event_at, "
+        "SELECT contact_id, account_id, role, stage, score, score_at, last_event_at, lost, "
         "first_channel, first_channel_at, latest_channel, latest_channel_at FROM contacts "
         "WHERE tenant_id = %s AND account_id = ANY(%s) ORDER BY contact_id",
         (tenant_id, account_ids),

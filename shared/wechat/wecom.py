@@ -566,6 +566,14 @@ class WeComClient(WeChatClient):
     def del_contact_way(self, config_id: str) -> dict:
         return self.post("externalcontact/del_contact_way", data={"config_id": config_id})
 
+    def get_contact_way(self, config_id: str) -> dict:
+        return (
+            self.post("externalcontact/get_contact_way", data={"config_id": config_id}).get(
+                "contact_way"
+            )
+            or {}
+        )
+
     def add_join_way(self, body: dict) -> dict:
         """``externalcontact/groupchat/add_join_way``: ``{"config_id"}``; the QR code URL is in
         ``get_join_way``."""

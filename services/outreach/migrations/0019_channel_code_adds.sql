@@ -17,3 +17,13 @@ ALTER TABLE channel_codes
     ADD COLUMN cap_status   text NOT NULL DEFAULT 'ok' CHECK (cap_status IN ('ok', 'all_capped'));
 CREATE INDEX channel_codes_capped ON channel_codes (tenant_id)
     WHERE status = 'active' AND daily_cap IS NOT NULL;
+-- A code is inserted ``pending`` (config_id NULL) and committed before WeCom is called, then
+-- filled in and made active: a create killed half-way leaves a row the leader settles
+-- (services/outreach/channel_codes.py settle_pending). ``config_missing_at``: when WeCom answered
+-- that it no longer knows the code's config (deleted there, or a delete whose commit failed);
+-- the cap step skips such codes.
+ALTER TABLE channel_codes
+    DROP CONSTRAINT channel_codes_status_check,
+    ADD CONSTRAINT channel_codes_status_check CHECK (status IN ('pending', 'active', 'deleted')),
+    ADD COLUMN config_missing_at timestamptz;
+CREATE INDEX channel_codes_pending ON channel_codes (created_at) WHERE status = 'pending';

@@ -785,7 +785,7 @@ def test_openapi_documents_the_people_routes(people):
     params = {p["name"] for p in spec["paths"]["/api/v1/contacts"]["get"]["parameters"]}
     assert params == {
         "limit", "cursor", "q", "stage", "role", "account_id", "segment", "behaviour",
-        "min_score", "tenant",
+        "min_score", "source_channel", "tenant",
     }  # fmt: skip
     members = spec["paths"]["/api/v1/segments/{segment_id}/members"]["get"]
     assert "built in the background" in members["description"]

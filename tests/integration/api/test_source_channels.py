@@ -4,13 +4,18 @@ cuts by the first one (``source_channel``, validated)."""
 
 from __future__ import annotations
 
+import pytest
+
+from services.segment import store
 from services.segment.api_accounts import AccountSchema, account_view
 from services.segment.api_contacts import ContactSchema, contact_view
+from services.segment.derive import HISTORY_DAYS
 from tests.integration.api import test_segment_lifecycle
 from tests.integration.api.test_segment_lifecycle import (
     ALL_TIME,
     B2B_STEPS,
     LI,
+    T0,
     WANG,
     _error,
     days,
@@ -67,3 +72,57 @@ def test_a_state_siyu_did_not_issue_names_no_channel(lc):
                  attributes={"name": "李工"})])  # fmt: skip
     (row,) = lc.rows("SELECT first_channel, latest_channel FROM contacts")
     assert row == (None, None)
+
+
+def test_a_merge_keeps_the_earliest_first_and_the_newest_latest_channel(lc):
+    # Two contacts, apart: the old one came through expo long ago, the new one through ad.
+    lc.apply([tp("add-old", "wecom.contact.added", minutes(0), external_userid="wmOld",
+                 staff_userid="zhangwei", attributes={"state": EXPO}),
+              tp("add-new", "wecom.contact.added", days(30), external_userid="wmNew",
+                 staff_userid="lina", attributes={"state": AD})])  # fmt: skip
+    ids = dict(lc.rows("SELECT i.value, i.contact_id FROM identities i"))
+    with lc.seg_pool.connection() as conn:
+        store.merge_contact(conn, "acme", ids["wmOld"], ids["wmNew"], at=T0 + days(31),
+                            event_id="merge-test", cause="test")  # fmt: skip
+    (row,) = lc.rows("SELECT first_channel, first_channel_at, latest_channel, latest_channel_at "
+                     "FROM contacts")  # fmt: skip
+    assert row == ("expo", T0, "ad", T0 + days(30))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "merged"),
+    [
+        # (first, latest) of the source and the target at the same times: the smaller name.
+        (("expo", "expo"), ("ad", "ad"), ("ad", "ad")),
+        (("ad", "ad"), ("expo", "expo"), ("ad", "ad")),
+    ],
+)
+def test_a_merge_breaks_ties_by_the_smaller_channel(lc, old, new, merged):
+    lc.apply([tp("add-a", "wecom.contact.added", minutes(0), external_userid="wmA",
+                 staff_userid="zhangwei", attributes={"state": f"{old[0]}.abcdefghij"}),
+              tp("add-b", "wecom.contact.added", minutes(0), external_userid="wmB",
+                 staff_userid="lina", attributes={"state": f"{new[0]}.abcdefghij"})])  # fmt: skip
+    ids = dict(lc.rows("SELECT i.value, i.contact_id FROM identities i"))
+    with lc.seg_pool.connection() as conn:
+        store.merge_contact(conn, "acme", ids["wmA"], ids["wmB"], at=T0 + days(1),
+                            event_id="merge-test", cause="test")  # fmt: skip
+    (row,) = lc.rows("SELECT first_channel, latest_channel FROM contacts")
+    assert row == merged
+
+
+def test_an_accounts_lost_flag_stays_when_the_exit_leaves_the_event_window(lc):
+    for step in B2B_STEPS:
+        lc.apply(step)
+    lc.apply([tp("exit-li", "wecom.contact.deleted", days(11), external_userid="wmLi",
+                 staff_userid="zhangwei")])  # fmt: skip
+
+    def flags():
+        (row,) = lc.rows("SELECT risk_flags FROM accounts")
+        return [f["flag"] for f in row[0]]
+
+    assert "lost" in flags()
+    # Another member's event past HISTORY_DAYS: the account is derived again without Li's exit
+    # in its window; Li's stored loss carries it.
+    lc.apply([tp("dl-late", "biz.content.downloaded", days(12 + HISTORY_DAYS), **WANG,
+                 attributes={"title": "年报", "format": "whitepaper"})])  # fmt: skip
+    assert "lost" in flags()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 
+import psycopg
 import pytest
 
 from tests.integration.console.campaign_world import fake_platform
@@ -18,6 +19,7 @@ from tests.integration.outreach.conftest import CORP
 def live(stack, schema, monkeypatch):
     fake, env = fake_platform(monkeypatch)
     built, segment_schema = build(stack, schema, env=env)
+    built.segment_schema, built.dsn = segment_schema, stack.dsn
     yield built, fake
     fake.stop()
     built.pool.close()
@@ -113,6 +115,31 @@ def test_a_wecom_refusal_is_shown_not_a_500(live):
     assert "WeCom refused" in text(response) and 'id="form-error"' in text(response)
 
 
+def test_an_edit_of_a_code_changed_meanwhile_is_refused_on_the_form(live):
+    console, fake = live
+    client = logged_in(console, "han.meimei")
+    assert post(client, "/channel-codes/new", FORM).status_code == 302
+    form = text(client.get("/channel-codes/expo-b/edit"))
+    version = form.split('name="updated_at" value="', 1)[1].split('"', 1)[0]
+    other = logged_in(console, "han.meimei")  # someone else saves first
+    assert post(other, "/channel-codes/expo-b/edit", {**FORM, "name": "其他"}).status_code == 302
+    late = post(client, "/channel-codes/expo-b/edit",
+                {**FORM, "name": "我的", "updated_at": version})  # fmt: skip
+    assert late.status_code == 409
+    assert 'id="form-error"' in text(late) and 'value="我的"' in text(late)
+    (config,) = configs(fake).values()
+    assert config["remark"] == "其他"
+
+
+def test_only_an_https_qr_code_url_is_linked(live):
+    console, _ = live
+    client = logged_in(console, "han.meimei")
+    assert post(client, "/channel-codes/new", FORM).status_code == 302
+    console.sql("UPDATE channel_codes SET qr_code = 'javascript:alert(1)' RETURNING code_id")
+    page = text(client.get("/channel-codes"))
+    assert 'href="javascript:' not in page and "javascript:alert(1)" in page
+
+
 def test_a_viewer_sees_the_list_but_cannot_change_it(live):
     console, _ = live
     client = logged_in(console, "li.lei")
@@ -128,3 +155,31 @@ def test_the_overview_cuts_the_funnel_by_first_source_channel(live):
     assert client.get("/?source_channel=expo").status_code == 200
     bad = client.get("/?source_channel=tv")
     assert bad.status_code == 400 and 'id="source-error"' in text(bad)
+
+
+def test_the_contact_and_account_lists_cut_by_first_source_channel(live):
+    console, _ = live
+    with psycopg.connect(console.dsn, options=f"-c search_path={console.segment_schema}") as conn:
+        (name, account_id) = conn.execute(
+            "UPDATE contacts SET first_channel = 'expo', first_channel_at = now() "
+            "WHERE contact_id = (SELECT min(contact_id) FROM contacts WHERE account_id IS NOT NULL "
+            "AND name IS NOT NULL) RETURNING name, account_id"
+        ).fetchone()
+        (account,) = conn.execute(
+            "UPDATE accounts SET first_channel = 'expo', first_channel_at = now() "
+            "WHERE account_id = %s RETURNING name",
+            (account_id,),
+        ).fetchone()
+        names = [r[0] for r in conn.execute("SELECT name FROM contacts WHERE name IS NOT NULL")]
+        accounts = [r[0] for r in conn.execute("SELECT name FROM accounts")]
+    client = logged_in(console, "li.lei")
+    everyone = text(client.get("/contacts"))
+    assert [n for n in names if n in everyone and n != name]  # others are listed unfiltered
+    expo = text(client.get("/contacts?source_channel=expo"))
+    assert name in expo and [n for n in names if n in expo and n != name] == []
+    firms = text(client.get("/accounts?source_channel=expo"))
+    assert account in firms and [a for a in accounts if a in firms and a != account] == []
+    assert 'id="accounts-empty"' in text(client.get("/accounts?source_channel=ad"))
+    for path in ("/contacts", "/accounts"):
+        bad = client.get(f"{path}?source_channel=tv")
+        assert bad.status_code == 400 and 'id="source-error"' in text(bad)

@@ -137,7 +137,6 @@ def test_the_daily_cap_takes_a_member_out_until_the_next_day(outreach):
     created = outreach.call("POST", "/channel-codes", "operator",
                             json=contact_code(daily_cap=2))  # fmt: skip
     code = created.json
-    client = outreach.clients.wecom("acme")
     now = datetime.now(UTC)  # the API shows today's adds by the wall clock
 
     def add(staff: str, at=now):
@@ -152,17 +151,25 @@ def test_the_daily_cap_takes_a_member_out_until_the_next_day(outreach):
     shown = outreach.call("GET", "/channel-codes/expo-2026", "viewer").json
     assert shown["adds_today"] == {"zhangwei": 2}
     assert shown["config_users"] == ["lina"]
-    # lina reaches the cap too: the config keeps its users (never empty) and says so.
-    with outreach.pool.connection() as conn, conn.transaction():
-        channel_codes.record_add(conn, "acme", code["state"], "lina", now, client=client)
-        row = channel_codes.record_add(conn, "acme", code["state"], "lina", now, client=client)
-    assert row["cap_status"] == "all_capped"
-    assert ways(outreach)[code["config_id"]]["user"] == ["zhangwei", "lina"]
+    # lina reaches the cap too: the config keeps what it holds (never empty, never the capped
+    # zhangwei back) and says so - through the production path (welcome's record_add + the step).
+    add("lina")
+    add("lina")
+    assert channel_codes.apply_caps(outreach.pool, outreach.clients, now) == 1
+    assert ways(outreach)[code["config_id"]]["user"] == ["lina"]
+    row = outreach.sql("SELECT config_users, cap_status FROM channel_codes")[0]
+    assert (row["config_users"], row["cap_status"]) == (["lina"], "all_capped")
+    assert channel_codes.apply_caps(outreach.pool, outreach.clients, now) == 0  # nothing differs
+    # An edit while everyone is capped keeps the config as it is too.
+    edited = outreach.call("PATCH", "/channel-codes/expo-2026", "operator", json={"name": "B"})
+    assert edited.json["config_users"] == ["lina"], edited.json
+    assert ways(outreach)[code["config_id"]]["user"] == ["lina"]
     # The next local day everyone is back.
     tomorrow = now + timedelta(days=1)
     assert channel_codes.apply_caps(outreach.pool, outreach.clients, tomorrow) == 1
     assert ways(outreach)[code["config_id"]]["user"] == ["zhangwei", "lina"]
-    assert outreach.sql("SELECT cap_status FROM channel_codes")[0]["cap_status"] == "ok"
+    row = outreach.sql("SELECT config_users, cap_status FROM channel_codes")[0]
+    assert (row["config_users"], row["cap_status"]) == (None, "ok")
     # A state that is not one of ours.
     with outreach.pool.connection() as conn:
         assert channel_codes.record_add(conn, "acme", "expo.zzzzzzzzzz", "lina", now) is None
@@ -189,3 +196,7 @@ def test_unknown_tenants_and_other_tenants_codes(outreach):
     assert outreach.call("GET", "/channel-codes", "bloom").json["items"] == []
     assert outreach.call("GET", "/channel-codes/expo-2026", "bloom").status_code == 404
     assert outreach.call("DELETE", "/channel-codes/expo-2026", "bloom").status_code == 404
+    for method, body in (("PATCH", {"name": "x"}), ("DELETE", None)):
+        answer = outreach.call(method, "/channel-codes/expo-2026", "platform",
+                               query_string={"tenant": "nope"}, json=body)  # fmt: skip
+        assert (answer.status_code, answer.json["error"]["code"]) == (404, "unknown_tenant")
