@@ -9,7 +9,9 @@ For tests and the demo, ``POST /_fake/channel-codes/add`` makes a customer add a
 a contact config (WeCom picks among the config's users; here in turn) or join a group through a
 join code: the fake's world records it (the contact and its follow user with the ``state``, or
 the group member with its ``state``) and the answer holds the callback's fields, ``State``
-included, for the test to sign and post to ingest.
+included, for the test to sign and post to ingest. A config has no welcome of its own (the fake
+keeps none), so, as in WeCom, the add's callback carries a ``WelcomeCode`` too: issued by the
+welcome fake (sandbox/fake_wechat/welcome.py), valid 20 s on the fake's clock, single-use.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
+from sandbox.fake_wechat import welcome
 from sandbox.fake_wechat.api_call import ApiCall
 from sandbox.fake_wechat.seed import Contact
 from sandbox.fake_wechat.state import ApiError, FakeState
@@ -192,7 +195,8 @@ def register_admin(bp: Blueprint, state: FakeState) -> None:
     """``POST /_fake/channel-codes/add`` ``{"corpid", "config_id", "external_userid"?,
     "name"?}``: the customer adds a member of the contact config (in turn) or joins the join
     code's first group; 404 for an unknown config. Answers ``{"callback": {...}}``: the fields
-    of the ``change_external_contact`` / ``change_external_chat`` callback WeCom would post."""
+    of the ``change_external_contact`` / ``change_external_chat`` callback WeCom would post (an
+    add through a contact config: ``State`` and a live ``WelcomeCode``)."""
 
     @bp.post("/channel-codes/add")
     def channel_code_add():
@@ -225,7 +229,8 @@ def register_admin(bp: Blueprint, state: FakeState) -> None:
                     "MsgType": "event", "Event": "change_external_contact",
                     "ChangeType": "add_external_contact", "UserID": userid,
                     "ExternalUserID": ext, "State": way["state"],
-                    "WelcomeCode": secrets.token_hex(16),
+                    # The add callback of a config without a welcome of its own carries both.
+                    "WelcomeCode": welcome.issue(state, corp_id, userid, ext)["welcome_code"],
                 }  # fmt: skip
             else:
                 chat = world.chats[way["chat_id_list"][0]]
