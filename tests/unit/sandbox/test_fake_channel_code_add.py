@@ -69,9 +69,7 @@ def test_a_code_past_its_20_seconds_is_refused(fake, clock):
     assert send(client, token, callback["WelcomeCode"]) == 40058
 
 
-@pytest.mark.parametrize(
-    ("corpid", "config_id"), [("nope", None), (ACME_CORP, "no-such-config")]
-)
+@pytest.mark.parametrize(("corpid", "config_id"), [("nope", None), (ACME_CORP, "no-such-config")])
 def test_an_unknown_corp_or_config_is_404(fake, corpid, config_id):
     _, client, _, made = fake
     answer = client.post("/_fake/channel-codes/add",
