@@ -75,3 +75,22 @@ def test_an_unknown_corp_or_config_is_404(fake, corpid, config_id):
     answer = client.post("/_fake/channel-codes/add",
                          json={"corpid": corpid, "config_id": config_id or made})  # fmt: skip
     assert answer.status_code == 404
+
+
+def test_a_restarted_fake_gets_back_the_configs_our_codes_name(fake):
+    state, client, _, held = fake
+    codes = [
+        {"config_id": "cfg-kept", "kind": "contact", "state": "store.aaaaaaaaaa",
+         "staff": ["zhangwei", "lina"], "config_users": ["lina"], "name": "门店"},
+        {"config_id": held, "kind": "contact", "state": "other.bbbbbbbbbb", "staff": ["sunli"]},
+        {"config_id": "cfg-nobody", "kind": "contact", "state": "ad.cccccccccc",
+         "staff": ["left-the-corp"]},
+    ]  # fmt: skip
+    answer = client.post("/_fake/channel-codes/restore", json={"corpid": ACME_CORP, "codes": codes})
+    assert answer.json == {"restored": 1}
+    callback = scan(client, "cfg-kept").json["callback"]
+    assert (callback["State"], callback["UserID"]) == ("store.aaaaaaaaaa", "lina")
+    # A config the fake still holds is left as it is.
+    assert scan(client, held).json["callback"]["State"] == "expo.abc123"
+    unknown = client.post("/_fake/channel-codes/restore", json={"corpid": "nope", "codes": []})
+    assert unknown.status_code == 404
