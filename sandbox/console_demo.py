@@ -1,9 +1,9 @@
 """What `siyu dev --demo` puts in each demo tenant's library so that a newcomer's console is
 never empty (docs/console.md "Demo data"): content items across the model's stages and the
 buying roles (and one general welcome item), two segments, three campaigns (a weekly series to
-customer groups, one fired by a stage, one fired by a stage with a 10 % holdout so its effect
-report fills as the demo runs) and two channel codes with welcome content, corp tags and (one)
-a daily cap.
+customer groups, one fired by a stage, one hourly to single contacts with a 10 % holdout so its
+effect report fills as the demo runs) and two channel codes with welcome content, corp tags and
+(one) a daily cap.
 
 Everything goes through the admin API over HTTP with an admin token (segments are an admin's),
 so the demo data is validated, stored and audited exactly as staff's would be; the codes are
@@ -199,11 +199,14 @@ def library(mode: str) -> DemoLibrary:
                     "quiet_hours": {"start": "21:00", "end": "08:00"},
                 },
                 {
-                    "name": "进入兴趣阶段：行业报告（10% 对照组）",
+                    "name": "每小时行业报告（10% 对照组）",
                     "channel": "wecom_single",
-                    "audience": {"stages": ["interest"]},
+                    "audience": {"stages": ["interest", "search"]},
                     "_item": B2B_CONTENT[1][0],
-                    "trigger": {"event": {"stage_entered": "interest"}},
+                    # Hourly (the tenants' shortest schedule by default), so that its effect
+                    # report fills within the demo's first hours: the demo traffic replays its
+                    # history in the past, where stage triggers do not fire.
+                    "trigger": {"schedule": {"cron": "0 * * * *"}},
                     "holdout_percent": 10,
                 },
             ],
@@ -257,11 +260,11 @@ def library(mode: str) -> DemoLibrary:
                 "quiet_hours": {"start": "22:00", "end": "09:00"},
             },
             {
-                "name": "进入留存阶段：当季新品（10% 对照组）",
+                "name": "每小时当季新品（10% 对照组）",
                 "channel": "wecom_single",
-                "audience": {"stages": ["retention"]},
+                "audience": {"stages": ["activation", "revenue"]},
                 "_item": B2C_CONTENT[3][0],
-                "trigger": {"event": {"stage_entered": "retention"}},
+                "trigger": {"schedule": {"cron": "0 * * * *"}},
                 "holdout_percent": 10,
             },
         ],

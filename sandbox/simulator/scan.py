@@ -128,7 +128,15 @@ def scan(tenant, urls: Urls, *, code_id: str, config_id: str | None, token: str 
         f"state {callback['State']}; ingest accepted the callback ({answer.status_code})",
         f"next: the welcome sent within 20 s, and the code's tags: {urls.console}welcomes",
         f"      what WeCom delivered: {urls.fake}/_fake/messages?tenant={tenant.id}&kind=welcome",
-        f"      the contact, its stage and source channel: {urls.console}contacts?q={name}",
+        f"      the contact and its stage: {urls.console}contacts?q={name}",
+        *(
+            [
+                f"      the funnel of its first source channel: {urls.console}?source_channel="
+                f"{code['channel']}"
+            ]
+            if code.get("channel")
+            else []
+        ),
         f"      today's adds per staff member: {urls.console}channel-codes",
     ]
 

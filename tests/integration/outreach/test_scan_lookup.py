@@ -48,6 +48,7 @@ def test_the_code_is_looked_up_with_a_token_revoked_afterwards(outreach, servers
     assert "展会访客 added zhangwei through code expo-2026, channel expo" in result.output
     assert f"state {code['state']}" in result.output
     assert "/welcomes" in result.output and "/contacts?q=展会访客" in result.output
+    assert "/?source_channel=expo" in result.output
     assert len(got) == 1 and b"<Encrypt>" in got[0]
     tokens = outreach.sql("SELECT revoked_at FROM api_tokens WHERE name = 'siyu simulate scan'")
     assert len(tokens) == 1 and tokens[0]["revoked_at"] is not None
