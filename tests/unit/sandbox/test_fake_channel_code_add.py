@@ -78,7 +78,7 @@ def test_an_unknown_corp_or_config_is_404(fake, corpid, config_id):
 
 
 def test_a_restarted_fake_gets_back_the_configs_our_codes_name(fake):
-    state, client, _, held = fake
+    _, client, _, held = fake
     codes = [
         {"config_id": "cfg-kept", "kind": "contact", "state": "store.aaaaaaaaaa",
          "staff": ["zhangwei", "lina"], "config_users": ["lina"], "name": "门店"},
