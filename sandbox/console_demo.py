@@ -199,10 +199,10 @@ def library(mode: str) -> DemoLibrary:
                     "quiet_hours": {"start": "21:00", "end": "08:00"},
                 },
                 {
-                    "name": "每小时行业报告（10% 对照组）",
+                    "name": "每小时白皮书（10% 对照组）",
                     "channel": "wecom_single",
-                    "audience": {"stages": ["interest", "search"]},
-                    "_item": B2B_CONTENT[1][0],
+                    "audience": {"stages": ["attention", "interest"]},
+                    "_item": B2B_CONTENT[0][0],
                     # Hourly (the tenants' shortest schedule by default), so that its effect
                     # report fills within the demo's first hours: the demo traffic replays its
                     # history in the past, where stage triggers do not fire.
