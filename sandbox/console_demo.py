@@ -1,17 +1,22 @@
 """What `siyu dev --demo` puts in each demo tenant's library so that a newcomer's console is
 never empty (docs/console.md "Demo data"): content items across the model's stages and the
-buying roles, two segments and two campaigns, one a weekly series to customer groups and one
-fired by a stage.
+buying roles (and one general welcome item), two segments, three campaigns (a weekly series to
+customer groups, one fired by a stage, one hourly to single contacts with a 10 % holdout so its
+effect report fills as the demo runs) and two channel codes with welcome content, corp tags and
+(one) a daily cap.
 
 Everything goes through the admin API over HTTP with an admin token (segments are an admin's),
-so the demo data is validated, stored and audited exactly as staff's would be. Seeding again
-finds what is there (by content title, segment id and campaign name) and adds only what is
-missing.
+so the demo data is validated, stored and audited exactly as staff's would be; the codes are
+made in WeCom (the fake, in dev) by the API itself. Seeding again finds what is there (by
+content title, segment id, campaign name and code id) and adds only what is missing. The fake
+keeps WeCom's configs in memory: before the codes, the tenant's existing codes are put back in
+a fake that restarted (``POST /_fake/channel-codes/restore``), so they still scan.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 import requests
 
@@ -90,6 +95,12 @@ B2B_CONTENT = [
         "诚邀参加客户沙龙：精益生产实践分享",
     ),
 ]
+# The channel codes' general welcome: a contact new to outreach has no stage yet, so only an
+# item without stages or roles fits it (services/outreach/welcome_choice.py).
+B2B_WELCOME = ("欢迎资料包：数字化工厂方案一览", "article", [], [], ["welcome"],
+               "感谢添加！这是我们的数字化工厂方案资料包")  # fmt: skip
+B2C_WELCOME = ("欢迎加入花间茶饮会员", "article", [], [], ["welcome"],
+               "欢迎加入花间茶饮！点此查看会员权益")  # fmt: skip
 B2C_CONTENT = [
     (
         "新人礼：第一杯半价",
@@ -125,6 +136,8 @@ class DemoLibrary:
     content: list[dict]
     segments: list[dict]
     campaigns: list[dict]  # content given by title (``_item`` / ``_series``), resolved at seeding
+    # Channel codes: welcome content by title (``_welcome``), corp tags by name (``_tags``).
+    codes: list[dict] = field(default_factory=list)
 
 
 def _items(rows: list[tuple], site: str) -> list[dict]:
@@ -145,7 +158,7 @@ def library(mode: str) -> DemoLibrary:
     """The demo library of a tenant of ``mode`` (b2b: AISCEAS and roles; b2c: AARRR)."""
     if mode == "b2b":
         return DemoLibrary(
-            content=_items(B2B_CONTENT, "https://acme.example/library"),
+            content=_items([*B2B_CONTENT, B2B_WELCOME], "https://acme.example/library"),
             segments=[
                 {
                     "segment_id": "tech-evaluators",
@@ -185,10 +198,42 @@ def library(mode: str) -> DemoLibrary:
                     "trigger": {"event": {"stage_entered": "comparison", "delay_minutes": 60}},
                     "quiet_hours": {"start": "21:00", "end": "08:00"},
                 },
+                {
+                    "name": "每小时白皮书（10% 对照组）",
+                    "channel": "wecom_single",
+                    "audience": {"stages": ["attention", "interest"]},
+                    "_item": B2B_CONTENT[0][0],
+                    # Hourly (the tenants' shortest schedule by default), so that its effect
+                    # report fills within the demo's first hours: the demo traffic replays its
+                    # history in the past, where stage triggers do not fire.
+                    "trigger": {"schedule": {"cron": "0 * * * *"}},
+                    "holdout_percent": 10,
+                },
+            ],
+            codes=[
+                {
+                    "code_id": "expo-booth",
+                    "kind": "contact",
+                    "name": "展会展位码",
+                    "channel": "expo",
+                    "staff": ["zhangwei", "lina"],
+                    "daily_cap": 50,
+                    "_tags": ["展会"],
+                    "_welcome": [B2B_WELCOME[0], B2B_CONTENT[0][0], B2B_CONTENT[3][0]],
+                },
+                {
+                    "code_id": "sales-card-wangfang",
+                    "kind": "contact",
+                    "name": "王芳的名片码",
+                    "channel": "sales_card",
+                    "staff": ["wangfang"],
+                    "_tags": ["销售拓展"],
+                    "_welcome": [B2B_WELCOME[0], B2B_CONTENT[2][0]],
+                },
             ],
         )
     return DemoLibrary(
-        content=_items(B2C_CONTENT, "https://bloom.example/tea"),
+        content=_items([*B2C_CONTENT, B2C_WELCOME], "https://bloom.example/tea"),
         segments=[
             {"segment_id": "regulars", "name": "常客", "rule": {"stage_at_least": "retention"}},
             {
@@ -213,6 +258,35 @@ def library(mode: str) -> DemoLibrary:
                 "_item": B2C_CONTENT[2][0],
                 "trigger": {"event": {"stage_entered": "activation", "delay_minutes": 30}},
                 "quiet_hours": {"start": "22:00", "end": "09:00"},
+            },
+            {
+                "name": "每小时当季新品（10% 对照组）",
+                "channel": "wecom_single",
+                "audience": {"stages": ["activation", "revenue"]},
+                "_item": B2C_CONTENT[3][0],
+                "trigger": {"schedule": {"cron": "0 * * * *"}},
+                "holdout_percent": 10,
+            },
+        ],
+        codes=[
+            {
+                "code_id": "mall-popup",
+                "kind": "contact",
+                "name": "商场快闪店码",
+                "channel": "store",
+                "staff": ["liuyang", "chenjing"],
+                "daily_cap": 100,
+                "_tags": ["商场快闪", "新客"],
+                "_welcome": [B2C_WELCOME[0], B2C_CONTENT[0][0], B2C_CONTENT[1][0]],
+            },
+            {
+                "code_id": "friend-referral",
+                "kind": "contact",
+                "name": "老带新推荐码",
+                "channel": "referral",
+                "staff": ["zhaolei"],
+                "_tags": ["新客"],
+                "_welcome": [B2C_WELCOME[0], B2C_CONTENT[4][0]],
             },
         ],
     )
@@ -252,11 +326,31 @@ class Api:
                 return items
 
 
-def seed(api: Api, mode: str) -> dict[str, int]:
+@dataclass(frozen=True)
+class FakeCorp:
+    """The fake WeCom (dev) and the tenant's corp in it: its admin endpoints restore configs."""
+
+    url: str  # the fake server's root, e.g. http://127.0.0.1:8099
+    corp_id: str
+
+
+def corp_tags(tenant_id: str, mode: str, *, seed: int, contacts: int) -> dict[str, str]:
+    """The fake corp's tag ids by name: it builds them from the same seed and size."""
+    from sandbox.fake_wechat.seed import corp_tag_library
+
+    return {t.name: t.tag_id for t in corp_tag_library(tenant_id, mode, seed=seed,
+                                                          contacts=contacts)}  # fmt: skip
+
+
+def seed(api: Api, mode: str, *, tags: Mapping[str, str] | None = None,
+         fake: FakeCorp | None = None, say: Callable[[str], None] = lambda _: None,
+         ) -> dict[str, int]:  # fmt: skip
     """Add what is missing of the demo library; launch the campaigns it creates. Returns how
-    many of each were created."""
+    many of each were created. ``tags``: the corp's tag ids by name (None: codes without tags);
+    ``fake``: where to restore the tenant's codes first; ``say``: what was left out and why (a
+    channel code WeCom could not make leaves the rest seeded)."""
     demo = library(mode)
-    made = {"content": 0, "segments": 0, "campaigns": 0}
+    made = {"content": 0, "segments": 0, "campaigns": 0, "channel_codes": 0}
     ids = {row["title"]: row["content_id"] for row in api.all("/content")}
     for item in demo.content:
         if item["title"] not in ids:
@@ -280,4 +374,44 @@ def seed(api: Api, mode: str) -> dict[str, int]:
         created = api.must("POST", "/campaigns", body)
         api.must("POST", f"/campaigns/{created['campaign_id']}/launch")
         made["campaigns"] += 1
+    existing = api.must("GET", "/channel-codes")["items"]
+    if fake is not None and existing:
+        _restore(fake, existing, say)
+    have = {row["code_id"] for row in existing}
+    for code in demo.codes:
+        if code["code_id"] not in have and _make_code(api, code, ids, tags or {}, say):
+            made["channel_codes"] += 1
     return made
+
+
+def _restore(fake: FakeCorp, codes: list[dict], say: Callable[[str], None]) -> None:
+    try:
+        answer = requests.post(f"{fake.url}/_fake/channel-codes/restore", timeout=TIMEOUT_S,
+                               json={"corpid": fake.corp_id, "codes": codes})  # fmt: skip
+    except requests.RequestException as exc:
+        say(f"channel codes not restored in the fake WeCom ({type(exc).__name__})")
+        return
+    if answer.ok and answer.json().get("restored"):
+        say(f"{answer.json()['restored']} channel code(s) restored in the fake WeCom")
+
+
+def _make_code(api: Api, code: dict, ids: Mapping[str, str], tags: Mapping[str, str],
+               say: Callable[[str], None]) -> bool:  # fmt: skip
+    """Create one demo code; False (and said why) when WeCom or the API would not."""
+    body = {k: v for k, v in code.items() if not k.startswith("_")}
+    body["welcome_content"] = [ids[title] for title in code["_welcome"]]
+    body["tags"] = [tags[name] for name in code["_tags"] if name in tags]
+    status, answer = api.call("POST", "/channel-codes", body)
+    error = answer.get("error") or {}
+    if status == 400 and body["tags"] and any(k.startswith("tags") for k in error.get("details")
+                                              or {}):  # fmt: skip
+        # The corp's tags are not the ones the fake's seed gives (another seed, a real corp).
+        say(f"channel code {code['code_id']}: the corp has not its tags; made without them")
+        status, answer = api.call("POST", "/channel-codes", {**body, "tags": []})
+        error = answer.get("error") or {}
+    if status == 201:
+        return True
+    if status in (409, 503):  # the code id was used (and deleted), no WeCom app, WeCom down
+        say(f"channel code {code['code_id']} not made: {error.get('message') or status}")
+        return False
+    raise SeedError(f"POST /channel-codes ({code['code_id']}): {status} {answer}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -341,8 +342,8 @@ def fake_wechat(
     )
 
 
-@main.command()
-@click.option("--tenant", required=True, help="Tenant id.")
+@main.group(invoke_without_command=True)
+@click.option("--tenant", default=None, help="Tenant id.  [required]")
 @click.option("--contacts", type=int, default=100, show_default=True)
 @click.option("--rate", type=float, default=20.0, show_default=True, help="Requests per second.")
 @click.option("--duration", type=float, default=60.0, show_default=True, help="Seconds.")
@@ -352,17 +353,101 @@ def fake_wechat(
     help="Stop after this many requests (with --seed: the same run on any machine).",
 )  # fmt: skip
 @click.option("--url", default="http://127.0.0.1:8080", show_default=True, help="Ingest base URL.")
+@click.pass_context
 def simulate(
-    tenant: str, contacts: int, rate: float, duration: float, seed: int | None, url: str,
-    requests_limit: int | None,
+    ctx: click.Context, tenant: str | None, contacts: int, rate: float, duration: float,
+    seed: int | None, url: str, requests_limit: int | None,
 ):  # fmt: skip
-    """Send signed, encrypted webhooks and business events modelling B2B and B2C audiences."""
+    """Send signed, encrypted webhooks and business events modelling B2B and B2C audiences.
+
+    `siyu simulate scan` instead makes one customer scan a channel code.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if tenant is None:
+        raise click.UsageError("Missing option '--tenant'.", ctx)
     settings = _settings()
     settings = replace(settings, tenants_path=_dev_tenants(settings))
     from sandbox.simulator import main as run
 
     _run_process(SIMULATE, run, settings, tenant=tenant, contacts=contacts, rate=rate,
                  duration=duration, seed=seed, url=url, requests_limit=requests_limit)  # fmt: skip
+
+
+@simulate.command("scan")
+@click.option("--tenant", required=True, help="Tenant id.")
+@click.option("--code", required=True, help="Channel code id (console: Channel codes).")
+@click.option("--name", default=None, help="The customer's name [扫码客户NNNN].")
+@click.option(
+    "--config-id",
+    default=None,
+    help="The code's WeCom config id: no admin API look-up, no database needed.",
+)
+@click.option("--url", default=None, help="Ingest base URL [siyu dev's, else :8080].")
+@click.option("--fake-url", default=None, help="Fake WeChat server [siyu dev's, else :8099].")
+@click.option("--api-url", default=None, help="Admin API [siyu dev's, else :8090/api/v1].")
+def simulate_scan(tenant: str, code: str, name: str | None, config_id: str | None,
+                  url: str | None, fake_url: str | None, api_url: str | None) -> None:  # fmt: skip
+    """A customer scans a channel code: the fake WeCom adds them through the code's config and
+    the add callback (State and WelcomeCode) is signed and posted to ingest, as WeCom would.
+
+    The code's config id is read from the admin API with a viewer token made for the look-up in
+    the database of the `siyu dev` running in SIYU_HOME (revoked at once); --config-id skips it.
+    """
+    from sandbox.simulator import is_loopback
+    from sandbox.simulator.scan import ScanFailed, Urls, find_tenant
+    from sandbox.simulator.scan import main as scan
+    from shared.devstack.lock import running_stack
+
+    settings = _settings() if config_id else _settings_for_tokens()
+    settings = replace(settings, tenants_path=_dev_tenants(settings))
+    stack = running_stack(settings.home.resolve())
+    ran = stack.urls if stack is not None else {}
+    api_url = (api_url or ran.get("api") or by_name("api").url() or "").rstrip("/")
+    urls = Urls(
+        ingest=(url or ran.get("ingest") or "http://127.0.0.1:8080").rstrip("/"),
+        fake=(fake_url or ran.get("fake-wechat") or "http://127.0.0.1:8099").rstrip("/"),
+        api=api_url,
+        console=api_url.removesuffix(by_name("api").path) + "/",
+    )
+    for option, value in (("--url", urls.ingest), ("--fake-url", urls.fake),
+                          ("--api-url", urls.api)):  # fmt: skip
+        if not is_loopback(value):
+            raise click.BadParameter(f"{value}: not a loopback address", param_hint=option)
+    process = replace(SIMULATE, argv=("simulate", "scan"))
+    try:
+        find_tenant(settings, tenant)  # before any token is made for it
+    except ScanFailed as exc:
+        click.echo(f"siyu simulate scan: {exc}", err=True)
+        sys.exit(exc.code)
+    if config_id:
+        _run_process(process, scan, settings, tenant=tenant, code=code, config_id=config_id,
+                     name=name, urls=urls)  # fmt: skip
+    with _lookup_token(settings, tenant) as token:
+        _run_process(process, scan, settings, tenant=tenant, code=code, token=token, name=name,
+                     urls=urls)  # fmt: skip
+
+
+@contextmanager
+def _lookup_token(settings: Settings, tenant: str):
+    """A viewer token of ``tenant`` for one look-up, revoked when done (sys.exit included)."""
+    import psycopg
+
+    from services.outreach.tokens import create_token, revoke_token
+    from shared.db import connect
+
+    dsn = settings.require_database()
+    try:
+        with connect(dsn, settings.outreach_schema) as conn:
+            row, token = create_token(conn, tenant_id=tenant, role="viewer",
+                                      name="siyu simulate scan")  # fmt: skip
+    except (SiyuError, psycopg.Error) as exc:
+        raise click.ClickException(f"no viewer token for {tenant}: {exc}") from None
+    try:
+        yield token
+    finally:
+        with connect(dsn, settings.outreach_schema) as conn:
+            revoke_token(conn, row["token_id"], tenant_id=tenant)
 
 
 @main.group()

@@ -241,11 +241,13 @@ class DevStack:
         self.say("demo traffic: a simulator per tenant sends 5 requests/s to ingest")
 
     def _seed_library(self, settings: Settings, tenant, api_url: str) -> None:
-        """The demo content, segments and campaigns (sandbox/console_demo.py), through the admin
-        API with an admin token (segments are an admin's) that is revoked once they are in."""
+        """The demo content, segments, campaigns and channel codes (sandbox/console_demo.py),
+        through the admin API with an admin token (segments are an admin's) that is revoked once
+        they are in. The codes name the fake corp's tags (same seed) and are restored in the fake
+        first when it restarted beside the kept database."""
         import requests
 
-        from sandbox.console_demo import Api, SeedError, seed
+        from sandbox.console_demo import Api, FakeCorp, SeedError, corp_tags, seed
         from services.outreach.tokens import create_token, revoke_token
         from shared.db import connect
 
@@ -253,8 +255,18 @@ class DevStack:
         with connect(dsn, settings.outreach_schema) as conn:
             row, token = create_token(conn, tenant_id=tenant.id, role="admin",
                                       name="siyu dev --demo")  # fmt: skip
+        fake = by_name("fake-wechat").url(self.options.port(by_name("fake-wechat"))) or ""
+        corp, tags = None, None
+        if tenant.wecom is not None and settings.wecom_api_base.startswith(fake):
+            corp = FakeCorp(fake, tenant.wecom.corp_id)
+            tags = corp_tags(tenant.id, tenant.mode, seed=settings.sandbox.fake_wechat_seed,
+                             contacts=settings.sandbox.fake_wechat_contacts)  # fmt: skip
+
+        def note(text: str) -> None:
+            self.say(f"demo library of {tenant.id}: {text}")
+
         try:
-            made = seed(Api(api_url, token), tenant.mode)
+            made = seed(Api(api_url, token), tenant.mode, tags=tags, fake=corp, say=note)
         except (SeedError, requests.RequestException) as exc:
             # The stack still runs; its console is only emptier.
             self.say(f"demo library of {tenant.id} not seeded: {exc}")
@@ -263,7 +275,8 @@ class DevStack:
             with connect(dsn, settings.outreach_schema) as conn:
                 revoke_token(conn, row["token_id"], tenant_id=tenant.id)
         self.say(f"demo library of {tenant.id}: {made['content']} content items, "
-                 f"{made['segments']} segments, {made['campaigns']} campaigns added")  # fmt: skip
+                 f"{made['segments']} segments, {made['campaigns']} campaigns, "
+                 f"{made['channel_codes']} channel codes added")  # fmt: skip
 
     def _wait(self) -> int:
         while not self._stop.wait(0.2):

@@ -10,7 +10,14 @@ For tests and the demo, ``POST /_fake/channel-codes/add`` makes a customer add a
 a contact config (WeCom picks among the config's users; here in turn) or join a group through a
 join code: the fake's world records it (the contact and its follow user with the ``state``, or
 the group member with its ``state``) and the answer holds the callback's fields, ``State``
-included, for the test to sign and post to ingest.
+included, for the test to sign and post to ingest. A config has no welcome of its own (the fake
+keeps none), so, as in WeCom, the add's callback carries a ``WelcomeCode`` too: issued by the
+welcome fake (sandbox/fake_wechat/welcome.py), valid 20 s on the fake's clock, single-use.
+
+WeCom keeps a corp's configs; the fake keeps them in memory, so a fake restarted beside a kept
+database (`siyu dev` again) would have lost configs our codes name. ``POST
+/_fake/channel-codes/restore`` (`siyu dev --demo`'s seeding, sandbox/console_demo.py) puts them
+back under their own config ids, as WeCom would still hold them.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
+from sandbox.fake_wechat import welcome
 from sandbox.fake_wechat.api_call import ApiCall
 from sandbox.fake_wechat.seed import Contact
 from sandbox.fake_wechat.state import ApiError, FakeState
@@ -209,7 +217,8 @@ def register_admin(bp: Blueprint, state: FakeState) -> None:
     """``POST /_fake/channel-codes/add`` ``{"corpid", "config_id", "external_userid"?,
     "name"?}``: the customer adds a member of the contact config (in turn) or joins the join
     code's first group; 404 for an unknown config. Answers ``{"callback": {...}}``: the fields
-    of the ``change_external_contact`` / ``change_external_chat`` callback WeCom would post."""
+    of the ``change_external_contact`` / ``change_external_chat`` callback WeCom would post (an
+    add through a contact config: ``State`` and a live ``WelcomeCode``)."""
 
     @bp.post("/channel-codes/add")
     def channel_code_add():
@@ -242,7 +251,8 @@ def register_admin(bp: Blueprint, state: FakeState) -> None:
                     "MsgType": "event", "Event": "change_external_contact",
                     "ChangeType": "add_external_contact", "UserID": userid,
                     "ExternalUserID": ext, "State": way["state"],
-                    "WelcomeCode": secrets.token_hex(16),
+                    # The add callback of a config without a welcome of its own carries both.
+                    "WelcomeCode": welcome.issue(state, corp_id, userid, ext)["welcome_code"],
                 }  # fmt: skip
             else:
                 chat = world.chats[way["chat_id_list"][0]]
@@ -256,3 +266,47 @@ def register_admin(bp: Blueprint, state: FakeState) -> None:
                     "MemChangeCnt": 1, "MemChangeList": [ext],
                 }  # fmt: skip
         return jsonify(callback=callback)
+
+    @bp.post("/channel-codes/restore")
+    def channel_code_restore():
+        """``{"corpid", "codes": [{"config_id", "kind", "state", "staff" | "chat_ids",
+        "skip_verify"?, "name"?}]}`` (a code as the admin API shows it): each config the fake
+        does not hold is put back; answers ``{"restored": n}``; 404 for an unknown corp."""
+        data = request.get_json(force=True, silent=True) or {}
+        corp_id, codes = data.get("corpid") or "", data.get("codes")
+        if not isinstance(codes, list) or not all(isinstance(c, dict) for c in codes):
+            return jsonify(error="codes: a list of channel codes"), 400
+        restored = 0
+        with state.lock:
+            world = state.worlds.get(corp_id)
+            if world is None:
+                return jsonify(error="unknown corpid"), 404
+            ways = _ways(state, corp_id)
+            for code in codes:
+                config_id = code.get("config_id")
+                if not isinstance(config_id, str) or not config_id or config_id in ways:
+                    continue
+                remark = str(code.get("name") or "")[:30]
+                if code.get("kind") == "group":
+                    chats = [c for c in code.get("chat_ids") or [] if c in world.chats]
+                    if not chats:
+                        continue  # its groups are gone from this world too
+                    ways[config_id] = {
+                        "kind": "group", "config_id": config_id, "scene": 2,
+                        "state": str(code.get("state") or ""), "chat_id_list": chats,
+                        "remark": remark, "auto_create_room": 0,
+                        "qr_code": QR_BASE + "join/" + config_id + "/0",
+                    }  # fmt: skip
+                else:
+                    users = [u for u in code.get("config_users") or code.get("staff") or []
+                             if u in world.staff]  # fmt: skip
+                    if not users:
+                        continue
+                    ways[config_id] = {
+                        "kind": "contact", "config_id": config_id, "scene": 2,
+                        "type": 1 if len(users) == 1 else 2, "state": str(code.get("state") or ""),
+                        "user": users, "skip_verify": bool(code.get("skip_verify", True)),
+                        "remark": remark, "turn": 0, "qr_code": QR_BASE + config_id + "/0",
+                    }  # fmt: skip
+                restored += 1
+        return jsonify(restored=restored)

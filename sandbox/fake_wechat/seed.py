@@ -144,6 +144,11 @@ def build_corp(tenant_id: str, mode: str, corp_id: str, *, seed: int, contacts: 
     return world
 
 
+def corp_tag_library(tenant_id: str, mode: str, *, seed: int, contacts: int) -> list[Tag]:
+    """The tags ``build_corp`` gives a corp (the demo's channel codes name some of them)."""
+    return _tag_library(population_for(seed, mode, contacts), seed, tenant_id)
+
+
 def _tag_library(population: Population, seed: int, tenant_id: str) -> list[Tag]:
     """The corp's customer tags; the population's tag ids (the ids of the simulator's
     change_external_tag callbacks) are the first ones, so those callbacks name real tags."""

@@ -1,7 +1,9 @@
 """The fake's welcome on add (docs/platform.md "Welcome on add"): welcome codes, new-customer
 welcomes, corp tags on a customer and group welcome templates.
 
-- ``POST /_fake/welcome/add`` (tests and the demo): a customer adds a member. The fake issues a
+- ``POST /_fake/welcome/add`` (tests and the demo): a customer adds a member directly, not
+  through a channel code (so no State; an add through a code is ``POST /_fake/channel-codes/add``,
+  sandbox/fake_wechat/channel_codes.py, which issues its code here too). The fake issues a
   WelcomeCode (valid 20 s on the fake's clock, single-use) and answers what the add callback
   carries (``welcome_code``, ``create_time``); the customer becomes the member's contact.
 - ``externalcontact/send_welcome_msg``: an unknown code, or one past its 20 s, is refused

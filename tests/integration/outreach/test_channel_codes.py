@@ -185,6 +185,9 @@ def test_the_fake_brings_a_customer_through_the_code(outreach):
         "add_external_contact", code["state"], "zhangwei")  # fmt: skip
     detail = outreach.clients.wecom("acme").get_external_contact(callback["ExternalUserID"])
     assert detail["follow_user"][0]["state"] == code["state"]
+    # The same add carries a live WelcomeCode (a config without a welcome of its own).
+    outreach.clients.wecom("acme").send_welcome_msg(
+        {"welcome_code": callback["WelcomeCode"], "text": {"content": "欢迎"}})  # fmt: skip
 
 
 def test_unknown_tenants_and_other_tenants_codes(outreach):

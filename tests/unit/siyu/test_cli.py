@@ -31,6 +31,7 @@ COMMANDS = [
     ["ingest", "token", "list"],
     ["ingest", "token", "revoke"],
     ["simulate"],
+    ["simulate", "scan"],
     ["tenants", "check"],
 ]
 
