@@ -142,6 +142,9 @@ def contact(conn, tenant: Tenant, contact_id: str) -> dict | None:
         "account_row": account_row
         and {**account_row, "stage_label": labels.stage(account_row["stage"])},
         "timeline": timeline,
+        "first_channel_label": labels.source_channel(view["source_channel"]["first"]),
+        "latest_channel_label": labels.source_channel(view["source_channel"]["latest"]),
+        "lost_reason_label": view["lost"] and labels.lost_reason(view["lost"]["reason"]),
         "stages": [{"name": s, "label": stage_title(s)} for s in valid_stages(conn, tenant)],
         "roles": [{"name": r, "label": labels.buying_role(r)} for r in BUYING_ROLES],
     }

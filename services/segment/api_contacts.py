@@ -125,6 +125,23 @@ class ContactAccountSchema(Schema):
     risk_flags = fields.List(fields.Nested(RiskFlagSchema), required=True)
 
 
+def _lost(lost: dict | None) -> dict | None:
+    """The stored loss (services/segment/lost.py) as the API shows it."""
+    if not lost:
+        return None
+    at = datetime.fromisoformat(lost["at"])
+    return {"reason": lost["reason"], "staff_userid": lost.get("staff_userid"), "at": at}
+
+
+class LostSchema(Schema):
+    reason = fields.String(
+        required=True,
+        metadata={"enum": ["customer_deleted_staff", "staff_deleted_customer"]},
+    )
+    staff_userid = fields.String(allow_none=True, metadata={"description": "The member it left"})
+    at = fields.DateTime(required=True)
+
+
 class ContactSchema(ContactItemSchema):
     role_confidence = fields.Float(allow_none=True, metadata={"description": "0..1"})
     role_source = fields.String(
@@ -151,6 +168,15 @@ class ContactSchema(ContactItemSchema):
     segments = fields.List(fields.Nested(ContactSegmentSchema), required=True)
     account = fields.Nested(ContactAccountSchema, allow_none=True, required=True)
     source_channel = fields.Nested(SourceChannelSchema, required=True)
+    lost = fields.Nested(
+        LostSchema,
+        allow_none=True,
+        required=True,
+        metadata={
+            "description": "The customer's latest WeCom relation is an exit (docs/domain.md "
+            '"Lost customers"); null when not lost'
+        },
+    )
     stage_history = fields.List(
         fields.Nested(StageChangeSchema),
         required=True,
@@ -332,6 +358,7 @@ def contact_view(conn, tenant: str, contact_id: str) -> dict:
         "segments": member_of,
         "account": account,
         "source_channel": source_channel(row),
+        "lost": _lost(row.get("lost")),
         "stage_history": history,
     }
 

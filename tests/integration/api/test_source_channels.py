@@ -4,6 +4,8 @@ cuts by the first one (``source_channel``, validated)."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pytest
 
 from services.segment import store
@@ -126,3 +128,23 @@ def test_an_accounts_lost_flag_stays_when_the_exit_leaves_the_event_window(lc):
     lc.apply([tp("dl-late", "biz.content.downloaded", days(12 + HISTORY_DAYS), **WANG,
                  attributes={"title": "年报", "format": "whitepaper"})])  # fmt: skip
     assert "lost" in flags()
+
+
+def test_the_contact_view_says_whether_and_why_the_customer_is_lost(lc):
+    lc.apply([tp("add-li", "wecom.contact.added", minutes(0), **LI, external_userid="wmLi",
+                 staff_userid="zhangwei", attributes={"state": EXPO})])  # fmt: skip
+    (li,) = lc.rows("SELECT contact_id FROM identities WHERE value = 'wmLi'")
+
+    def view() -> dict:
+        with lc.seg_pool.connection() as conn:
+            return ContactSchema().dump(contact_view(conn, "acme", li[0]))
+
+    assert view()["lost"] is None
+    lc.apply([tp("del-li", "wecom.contact.follow_user_deleted", minutes(30), **LI,
+                 external_userid="wmLi", staff_userid="zhangwei")])  # fmt: skip
+    lost = view()["lost"]
+    assert (lost["reason"], lost["staff_userid"]) == ("customer_deleted_staff", "zhangwei")
+    assert datetime.fromisoformat(lost["at"]) == T0 + minutes(30)
+    lc.apply([tp("readd-li", "wecom.contact.added", minutes(60), **LI, external_userid="wmLi",
+                 staff_userid="zhangwei")])  # fmt: skip
+    assert view()["lost"] is None

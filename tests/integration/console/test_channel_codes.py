@@ -9,6 +9,7 @@ import html
 
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from tests.integration.console.campaign_world import fake_platform
 from tests.integration.console.conftest import build, csrf, log_in
@@ -183,3 +184,28 @@ def test_the_contact_and_account_lists_cut_by_first_source_channel(live):
     for path in ("/contacts", "/accounts"):
         bad = client.get(f"{path}?source_channel=tv")
         assert bad.status_code == 400 and 'id="source-error"' in text(bad)
+
+
+def test_a_contacts_page_shows_its_source_channels_and_its_loss(live):
+    console, _ = live
+    with psycopg.connect(console.dsn, options=f"-c search_path={console.segment_schema}") as conn:
+        (contact_id,) = conn.execute(
+            "UPDATE contacts SET first_channel = 'expo', first_channel_at = now() - interval "
+            "'3 days', latest_channel = 'sales_card', latest_channel_at = now(), lost = %s "
+            "WHERE contact_id = (SELECT min(contact_id) FROM contacts) RETURNING contact_id",
+            (Jsonb({"reason": "customer_deleted_staff", "staff_userid": "zhangwei",
+                    "at": "2026-11-20T02:00:00+00:00", "event_id": "e1"}),),
+        ).fetchone()  # fmt: skip
+        (other,) = conn.execute(
+            "SELECT contact_id FROM contacts WHERE contact_id <> %s AND first_channel IS NULL "
+            "AND lost IS NULL LIMIT 1", (contact_id,)
+        ).fetchone()  # fmt: skip
+    client = logged_in(console, "li.lei")
+    page = text(client.get(f"/contacts/{contact_id}"))
+    source = page.split('id="contact-source"')[1].split("</td>")[0]
+    assert "展会" in source and "销售名片" in source  # first and latest, in Chinese
+    lost = page.split('id="contact-lost"')[1].split("</td>")[0]
+    assert "zhangwei" in lost and "2026-11-20 10:00" in lost  # acme's zone, Asia/Shanghai
+    plain = text(client.get(f"/contacts/{other}"))
+    assert 'id="contact-lost"' not in plain
+    assert plain.split('id="contact-source"')[1].split("</td>")[0].endswith(">—")
