@@ -173,8 +173,8 @@ class ContactSchema(ContactItemSchema):
         allow_none=True,
         required=True,
         metadata={
-            "description": "The customer's latest WeCom relation is an exit (docs/domain.md "
-            '"Lost customers"); null when not lost'
+            "description": 'The latest WeCom relation is an exit (docs/domain.md "Lost customers"'
+            "); null when not lost"
         },
     )
     stage_history = fields.List(
