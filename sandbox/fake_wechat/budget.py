@@ -24,6 +24,7 @@ from flask import Blueprint, jsonify, request
 from sandbox.fake_wechat.api_call import ApiCall
 from sandbox.fake_wechat.mailbox import Sent
 from sandbox.fake_wechat.state import ApiError, FakeState
+from sandbox.fake_wechat.task_state import task_state
 
 BEIJING = timedelta(hours=8)
 MAX_SPAN = 31 * 86400  # the list's time range: at most a month
@@ -69,11 +70,9 @@ def admit(state: FakeState, corp_id: str, target: str, now: float) -> bool:
 
 def settle(state: FakeState, now: float) -> None:
     """Decide, in order of sending, the budget of every group-send target whose member has sent
-    by ``now`` (group_tasks.task_state: a member's own delay, a confirmation through
+    by ``now`` (task_state.py: a member's own delay, a confirmation through
     ``/_fake``, never once cancelled): 1, or 3 over the limit at the moment of sending. Called
     under the state's lock before any read of the statuses."""
-    from sandbox.fake_wechat.group_tasks import task_state  # it reads statuses settled here
-
     box = state.mailbox
     due = []
     for sent in box.unsettled:

@@ -27,6 +27,7 @@ from sandbox.fake_wechat import budget
 from sandbox.fake_wechat.api_call import ApiCall
 from sandbox.fake_wechat.mailbox import DAY, Sent
 from sandbox.fake_wechat.state import ApiError, FakeState
+from sandbox.fake_wechat.task_state import task_state
 
 REMINDS_PER_DAY = 3
 REMIND_LIMIT = 45009
@@ -41,18 +42,6 @@ def _sent(call: ApiCall) -> Sent:
     if sent is None or sent.api != "wecom" or sent.owner != owner or sent.kind == "app":
         raise ApiError(41063, "invalid msgid")
     return sent
-
-
-def task_state(state: FakeState, sent: Sent, userid: str) -> tuple[int, int]:
-    """(status, send_time) of a member's task now: 2 once confirmed, else 0."""
-    if userid in sent.cancelled:
-        return 0, 0
-    if userid in sent.confirmed:
-        return 2, int(sent.confirmed[userid])
-    delay = state.staff_confirm.get(userid, state.config.confirm_delay)
-    if delay is not None and state.now() >= sent.at + delay:
-        return 2, int(sent.at + delay)
-    return 0, 0
 
 
 def _page(call: ApiCall, rows: list[dict[str, Any]], key: str) -> dict[str, Any]:
