@@ -52,6 +52,7 @@ RATE_LIMIT = 45009
 REFRESH_MARGIN = 300.0  # refresh a token when less than 5 minutes remain
 RATE_LIMIT_RETRY_AFTER = 120.0  # seconds: WeCom's frequency limits are per minute
 BUSY_TRIES = 3
+MAX_PAGES = 10_000  # of a cursor-paged list (WeComClient._pages)
 BUSY_BACKOFF = (0.5, 1.5)  # seconds to wait before the 2nd and the 3rd try
 MAX_FOLLOW_USER_PAGES = 100
 
@@ -471,15 +472,19 @@ class WeComClient(WeChatClient):
     # --- group tasks (docs/platform.md "Group sends are staff tasks") ---
 
     def _pages(self, endpoint: str, body: dict, key: str, *, limit: int = 1000) -> list[dict]:
-        """Every row of a cursor-paged list (``limit`` per page, ``next_cursor``)."""
+        """Every row of a cursor-paged list (``limit`` per page, ``next_cursor``). A cursor
+        seen before, or more than MAX_PAGES pages, ends the list (a platform answering the
+        same cursor again must not loop the worker for ever)."""
         rows: list[dict] = []
-        cursor = ""
-        while True:
+        cursor, seen = "", set()
+        for _ in range(MAX_PAGES):
             result = self.post(endpoint, data={**body, "limit": limit, "cursor": cursor})
             rows.extend(result.get(key) or [])
             cursor = result.get("next_cursor") or ""
-            if not cursor:
+            if not cursor or cursor in seen:
                 return rows
+            seen.add(cursor)
+        return rows
 
     def get_groupmsg_task(self, msgid: str) -> list[dict]:
         """Per sending member: ``userid``, ``status`` 0 not sent, 2 sent, ``send_time``."""

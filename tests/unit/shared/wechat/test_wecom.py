@@ -290,3 +290,36 @@ def test_settings_read_the_api_base_and_rate():
     )
     assert settings.wecom_api_base == "http://127.0.0.1:8099/wecom/cgi-bin/"
     assert settings.wecom_rate == 2.5
+
+
+@pytest.mark.parametrize(
+    ("cursors", "pages"),
+    [
+        (["a", "b", ""], 3),  # the last page has no next_cursor
+        (["a", "b", "a", "b"], 3),  # a cursor answered again: the list ends there
+        (["same"] * 5, 2),
+    ],
+)
+def test_pages_end_at_a_repeated_cursor(cursors, pages):
+    from shared.wechat.wecom import WeComClient
+
+    calls = []
+
+    def post(endpoint, data):
+        calls.append(data["cursor"])
+        return {"rows": [len(calls)], "next_cursor": cursors[len(calls) - 1]}
+
+    client = WeComClient.__new__(WeComClient)
+    client.post = post
+    assert client._pages("x", {}, "rows") == list(range(1, pages + 1))
+    assert len(calls) == pages
+
+
+def test_pages_are_capped(monkeypatch):
+    from shared.wechat import wecom
+
+    monkeypatch.setattr(wecom, "MAX_PAGES", 4)
+    n = iter(range(100))
+    client = wecom.WeComClient.__new__(wecom.WeComClient)
+    client.post = lambda endpoint, data: {"rows": [1], "next_cursor": f"c{next(n)}"}
+    assert client._pages("x", {}, "rows") == [1] * 4
