@@ -161,6 +161,7 @@ def record_and_apply(conn, tenant_id: str, msgid: str, tasks: list[dict],
     known = [(r.get("chat_id") or r.get("external_userid"), *SEND_RESULT[r.get("status")])
              for r in results if r.get("status") in SEND_RESULT]  # fmt: skip
     rows = store.apply_send_results(conn, tenant_id, msgid, known) if known else []
+    budget.apply_results(conn, tenant_id, msgid, results)  # the members' real send times
     return rows, changed + len(revived)
 
 

@@ -292,6 +292,20 @@ def test_settings_read_the_api_base_and_rate():
     assert settings.wecom_rate == 2.5
 
 
+def test_a_group_sends_tasks_and_results_of_every_page(double):
+    """get_groupmsg_task / get_groupmsg_send_result follow ``next_cursor`` (the fake pages)."""
+    for i in range(3):
+        double.add_contact(CORP, f"wmPage{i}", FOLLOW, name=f"客{i}", type=1)
+    c = client(double)
+    msgid = c.add_msg_template({"chat_type": "single", "sender": "zhangwei",
+                                "external_userid": [f"wmPage{i}" for i in range(3)],
+                                "text": {"content": "hi"}})["msgid"]  # fmt: skip
+    results = c.get_groupmsg_send_result(msgid, "zhangwei", limit=2)
+    assert sorted(r["external_userid"] for r in results) == [f"wmPage{i}" for i in range(3)]
+    assert double.count("externalcontact/get_groupmsg_send_result") == 2  # two pages
+    assert [t["userid"] for t in c.get_groupmsg_task(msgid, limit=1)] == ["zhangwei"]
+
+
 @pytest.mark.parametrize(
     ("cursors", "pages"),
     [
@@ -313,13 +327,3 @@ def test_pages_end_at_a_repeated_cursor(cursors, pages):
     client.post = post
     assert client._pages("x", {}, "rows") == list(range(1, pages + 1))
     assert len(calls) == pages
-
-
-def test_pages_are_capped(monkeypatch):
-    from shared.wechat import wecom
-
-    monkeypatch.setattr(wecom, "MAX_PAGES", 4)
-    n = iter(range(100))
-    client = wecom.WeComClient.__new__(wecom.WeComClient)
-    client.post = lambda endpoint, data: {"rows": [1], "next_cursor": f"c{next(n)}"}
-    assert client._pages("x", {}, "rows") == [1] * 4
