@@ -32,8 +32,7 @@ CREATE INDEX group_messages_poll ON group_messages (next_poll_at) WHERE next_pol
 CREATE INDEX group_messages_remind ON group_messages (next_remind_at)
     WHERE next_remind_at IS NOT NULL AND cancel IS NULL;
 CREATE INDEX group_messages_created ON group_messages (created_at);
--- A message's deliveries, read by msgid (results applied, tasks settled, the message recorded).
-CREATE INDEX deliveries_msgid ON deliveries (tenant_id, msgid) WHERE msgid IS NOT NULL;
+-- A message's deliveries are read by msgid through deliveries_msgid (migration 0022).
 
 -- Each member's task of a message, as get_groupmsg_task reports it (status 0 -> pending, 2 ->
 -- sent); failed when every recipient failed; cancelled by cancel_groupmsg_send; expired when
