@@ -37,6 +37,18 @@ def follow_users(tenant_id: str) -> list[str] | None:
     return None if client is None else sorted(client.get_follow_user_list())
 
 
+def linked_to(conn, tenant_id: str, userid: str | None, login: str) -> str | None:
+    """The other console user of the tenant who has linked ``userid`` already, if any."""
+    if userid is None:
+        return None
+    row = conn.execute(
+        "SELECT login FROM console_users WHERE tenant_id = %s AND wecom_userid = %s "
+        "AND login <> %s",
+        (tenant_id, userid, login),
+    ).fetchone()
+    return row["login"] if row else None
+
+
 def link_userid(conn, by: str, tenant_id: str, login: str, userid: str | None) -> dict | None:
     """Set (or clear) a console user's WeCom userid, audited; None for an unknown login."""
     row = conn.execute(

@@ -118,6 +118,7 @@ RUN_STATUSES = {
     "done": _l("Done"),
     "failed": _l("Failed"),
     "cancelled": _l("Cancelled"),
+    "expired": _l("Expired (not confirmed in 3 days)"),
 }
 
 DELIVERY_STATUSES = {

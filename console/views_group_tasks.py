@@ -15,6 +15,8 @@ from shared.api.context import connection
 from shared.api.errors import ApiError
 from shared.wechat import WeComError
 
+FIELDS = ("staff", "status", "cursor")  # shown next to their input; any other as the form's
+
 
 def _tenant() -> str:
     return g.console_user["tenant_id"]
@@ -24,14 +26,18 @@ def _tenant() -> str:
 @require("viewer")
 def group_task_list():
     mine = g.console_user.get("wecom_userid")
+    # No status asked for: the pending ones; an empty status (the "all" option): every one.
     form = {"staff": request.args.get("staff", "")[:100].strip(),
             "status": request.args.get("status", "pending")[:20]}  # fmt: skip
     raw = {k: v for k, v in {**form, "cursor": request.args.get("cursor")}.items() if v}
     errors: dict = {}
     with connection() as conn:
         staff = staff_ids(conn, _tenant())
-        if GroupTaskArgs().validate(raw):
-            errors["status"] = _("Choose a status from the list.")
+        for field, messages in GroupTaskArgs().validate(raw).items():
+            errors[field if field in FIELDS else "form"] = {
+                "status": _("Choose a status from the list."),
+                "cursor": _("This page link is out of date: start again from the first page."),
+            }.get(field) or f"{field}: {' '.join(map(str, messages))}"  # the schema's own words
         if form["staff"] and form["staff"] not in staff:
             errors["staff"] = _("Unknown staff member %(name)s. Valid: %(valid)s.",
                                 name=form["staff"], valid=", ".join(staff) or "—")  # fmt: skip
@@ -66,7 +72,14 @@ def user_wecom(login: str):
             return _users_page(errors={"form": message}, form={"wecom_userid": userid},
                                status=400)  # fmt: skip
     with connection() as conn:
-        row = group_tasks.link_userid(conn, who(), _tenant(), login[:100], userid)
+        taken = group_tasks.linked_to(conn, _tenant(), userid, login[:100])
+        row = None if taken else group_tasks.link_userid(conn, who(), _tenant(), login[:100],
+                                                         userid)  # fmt: skip
+    if taken:  # the unique index would refuse it too (two users cannot link one member)
+        message = _("%(userid)s is linked to the user %(login)s already.", userid=userid,
+                    login=taken)  # fmt: skip
+        return _users_page(errors={"form": message}, form={"wecom_userid": userid},
+                           status=400)  # fmt: skip
     if row is None:
         abort(404)
     return redirect(url_for("console.users", done="wecom"))

@@ -354,6 +354,8 @@ def transition(conn, tenant: str, campaign_id: str, action: str, who: Actor) -> 
     )
     if to in ("paused", "archived"):  # the worker cancels what members have not sent yet
         group_tasks.request_cancel(conn, tenant, campaign_id, f"campaign {to}")
+    else:  # a resume before the worker cancelled: the members may still send
+        group_tasks.withdraw_cancel(conn, tenant, campaign_id)
     if to == "archived":
         conn.execute(
             "UPDATE campaign_runs SET status = 'cancelled', finished_at = now() "

@@ -224,3 +224,16 @@ def forget(conn, tenant_id: str, hashes: set[str], now: datetime | None = None) 
             "DELETE FROM platform_sends WHERE tenant_id = %s AND recipient = ANY(%s)",
             (tenant_id, gone),
         )
+
+
+def forget_sends(conn, tenant_id: str, msgid: str, recipients: list[str]) -> int:
+    """Siyu's own rows of a message that never reached these recipients (its task cancelled,
+    services/outreach/group_tasks.py): they leave the count. Returns rows deleted."""
+    recipients = [r for r in recipients if r]
+    if not recipients:
+        return 0
+    return conn.execute(
+        "DELETE FROM platform_sends WHERE tenant_id = %s AND msgid = %s AND origin = 'siyu' "
+        "AND recipient = ANY(%s)",
+        (tenant_id, msgid, recipients),
+    ).rowcount

@@ -41,9 +41,11 @@ def next_reminder(
     *,
     quiet: dict[str, str] | None = None,
     tz: str = "Asia/Shanghai",
+    now: datetime | None = None,
 ) -> datetime | None:
     """When the next reminder of a message sent at ``sent_at`` is due, given the reminders
-    already sent (or refused); None when reminders are off."""
+    already sent (or refused); None when reminders are off. One overdue at ``now`` goes out
+    now, so the quiet hours are those of that moment (as a run's, services/outreach/runs.py)."""
     if policy.per_day <= 0:
         return None
     done = sorted(reminded)
@@ -51,5 +53,6 @@ def next_reminder(
     if len(done) >= policy.per_day:
         # The window: the per_day-th latest reminder must be 24 h old.
         due = max(due, done[-policy.per_day] + DAY)
-    resume = quiet_until(quiet, tz, due)
+    at = max(due, now) if now is not None else due
+    resume = quiet_until(quiet, tz, at)
     return resume if resume is not None else due

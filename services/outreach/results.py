@@ -9,31 +9,32 @@ Each member's task and each recipient's result are kept too (group_tasks.py, doc
 from __future__ import annotations
 
 import collections
+from datetime import UTC, datetime
 
 import structlog
 from psycopg_pool import ConnectionPool
 
-from services.outreach import budget, group_tasks, store
+from services.outreach import group_tasks
 from services.outreach.clients import Clients
 from services.outreach.metrics import DELIVERIES
 from shared.wechat import WeComError
 
 log = structlog.get_logger("siyu.outreach")
 
-SEND_RESULT = {
-    1: ("delivered", None),
-    2: ("failed", "not a friend any more (WeCom send result 2)"),
-    3: ("failed", "received another mass message already (WeCom send result 3)"),
-}
+SEND_RESULT = group_tasks.SEND_RESULT
 
 
-def poll_results(pool: ConnectionPool, clients: Clients, *, limit: int = 50) -> int:
+def poll_results(pool: ConnectionPool, clients: Clients, now: datetime | None = None, *,
+                 limit: int = 50) -> int:  # fmt: skip
     """Ask WeCom how sent mass messages fared (members confirm them, customers may be gone):
-    ``delivered``, or ``failed`` with the platform's reason. Returns deliveries updated."""
-    with pool.connection() as conn:
-        msgs = store.sent_wecom_messages(conn, limit)
+    ``delivered``, or ``failed`` with the platform's reason. The messages due a poll are
+    claimed oldest first (``group_tasks.claim_polls``: every replica may poll, none reads a
+    message another holds); each is polled again soon while WeCom's answer changes, less and
+    less often while it does not, no more once settled or 3 days old. Returns deliveries
+    updated."""
+    now = now or datetime.now(UTC)
     updated = 0
-    for m in msgs:
+    for m in group_tasks.claim_polls(pool, now, limit):
         client = clients.wecom(m["tenant_id"])
         if client is None:
             continue
@@ -45,13 +46,9 @@ def poll_results(pool: ConnectionPool, clients: Clients, *, limit: int = 50) -> 
         except WeComError as exc:
             log.warning("wecom_send_result_unavailable", tenant_id=tenant, error=str(exc))
             continue
-        results = [r for rows in by_member.values() for r in rows]
-        known = [(r.get("chat_id") or r.get("external_userid"), *SEND_RESULT[r.get("status")])
-                 for r in results if r.get("status") in SEND_RESULT]  # fmt: skip
         with pool.connection() as conn, conn.transaction():  # tasks and deliveries in step
-            group_tasks.record(conn, tenant, msgid, tasks, by_member)
-            rows = store.apply_send_results(conn, tenant, msgid, known) if known else []
-            budget.apply_results(conn, tenant, msgid, results)  # the members' real send times
+            rows, changed = group_tasks.record_and_apply(conn, tenant, msgid, tasks, by_member)
+            group_tasks.next_poll(conn, tenant, msgid, m["poll_every_s"], changed, now)
         updated += len(rows)
         # What WeCom reports later is an outcome too: delivered, or failed after all.
         for (channel, status), n in collections.Counter(

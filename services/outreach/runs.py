@@ -29,7 +29,7 @@ from typing import Any
 import structlog
 from psycopg_pool import ConnectionPool
 
-from services.outreach import budget, media, payloads, senders, store
+from services.outreach import budget, group_tasks, media, payloads, senders, store
 from services.outreach.audience import Scope
 from services.outreach.clients import Clients
 from services.outreach.metrics import DELIVERIES, RUNS
@@ -237,6 +237,7 @@ class Executor:
             if sent:
                 store.expose(conn, sent, now)
                 budget.record_own(conn, sent, now)  # the platform budget they consumed
+                group_tasks.track(conn, sent)  # followed; cancelled if paused meanwhile
         for status, n in collections.Counter(r[1] for r in rows).items():
             DELIVERIES.labels(tenant_id, channel, status).inc(n)
 

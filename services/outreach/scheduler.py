@@ -17,7 +17,7 @@ from marshmallow import ValidationError
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
-from services.outreach import store
+from services.outreach import group_tasks, store
 from services.outreach.model import outreach_settings
 from services.outreach.schedule import (
     latest_due,
@@ -137,6 +137,7 @@ def _pause_too_frequent(pool: ConnectionPool, c: dict, now: datetime, why: str) 
             audit(conn, SYSTEM_ACTOR, c["tenant_id"], "campaign.pause", c["campaign_id"],
                   {"from": "active", "to": "paused", "reason": "schedule_too_frequent",
                    "message": why})  # fmt: skip
+            group_tasks.request_cancel(conn, c["tenant_id"], c["campaign_id"], "campaign paused")
     if paused:
         log.warning("campaign_schedule_too_frequent", tenant_id=c["tenant_id"],
                     campaign_id=c["campaign_id"], reason=why)  # fmt: skip

@@ -322,16 +322,6 @@ def expose(conn, delivery_ids: list[int], at: datetime) -> None:
     )
 
 
-def sent_wecom_messages(conn, limit: int) -> list[dict[str, Any]]:
-    """WeCom mass messages sent in the last 3 days whose deliveries still say ``sent``."""
-    return conn.execute(
-        "SELECT tenant_id, msgid, min(channel) AS channel FROM deliveries "
-        "WHERE status = 'sent' AND channel LIKE 'wecom%%' AND msgid IS NOT NULL "
-        "AND sent_at > now() - interval '3 days' GROUP BY tenant_id, msgid LIMIT %s",
-        (limit,),
-    ).fetchall()
-
-
 def apply_send_results(conn, tenant_id: str, msgid: str, known: list[tuple]) -> list[dict]:
     """(address, status, reason) rows of one message: its ``sent`` deliveries updated, in one
     statement; returns their (channel, status)."""

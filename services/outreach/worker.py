@@ -112,8 +112,9 @@ def link_signer(tenants: TenantRegistry, secret: str) -> LinkSigner | None:
 
 
 class Loop:
-    """Scheduling (leader only), group sync (leader only), sending, send-result polling and the
-    delivery gauges (every replica: each one's scrape says the same)."""
+    """Scheduling, group sync and the group tasks' cancellations and reminders (leader only);
+    sending, send-result polling (claimed per message) and the delivery gauges (every replica:
+    each one's scrape says the same)."""
 
     def __init__(self, settings: Settings, pool: ConnectionPool, tenants: TenantRegistry,
                  clients: Clients, schema: str):  # fmt: skip
@@ -135,9 +136,10 @@ class Loop:
         self._polled_at = 0.0
         self._counted_at = 0.0
         self.last_tick: float | None = None
+        self.clock = lambda: datetime.now(UTC)
 
     def tick(self) -> None:
-        now = datetime.now(UTC)
+        now = self.clock()
         if self.leadership.held():
             scheduler.materialise(self.pool, now)  # one short transaction per campaign
             if time.monotonic() - self._synced_at > GROUP_SYNC_S:
@@ -145,11 +147,11 @@ class Loop:
             tenant_deletion.purge_pending(self.pool)  # deleted tenants, a few batches a tick
             budget_sync.poll_due(self.pool, self.clients, self.tenants, now)  # others' sends
             channel_codes.step(self.pool, self.clients, now)  # pending codes, daily caps, rollover
+            group_tasks.step(self.pool, self.clients, now)  # cancellations, reminders, pruning
         self.executor.run_due()
         lost_alerts.send_due(self.pool, self.clients, self.tenants, self.console_url)
         if time.monotonic() - self._polled_at > POLL_RESULTS_S:
-            results.poll_results(self.pool, self.clients)
-            group_tasks.step(self.pool, self.clients, now)  # cancellations, reminders
+            results.poll_results(self.pool, self.clients, now)  # claimed: every replica polls
             self._polled_at = time.monotonic()
         if time.monotonic() - self._counted_at > BACKLOG_S:
             backlog.refresh(self.pool)

@@ -62,7 +62,7 @@ def test_pending_tasks_mine_first_and_linking_a_wecom_userid(live):
     assert outreach.call("POST", f"/campaigns/{campaign}/launch", "operator").status_code == 200
     outreach.now = first_slot(console, campaign)
     assert outreach.schedule() == 1 and outreach.send() == 1
-    poll_results(outreach.pool, outreach.clients)
+    poll_results(outreach.pool, outreach.clients, outreach.now)
     tasks = console.sql("SELECT userid, status FROM group_tasks ORDER BY userid")
     assert tasks and {t["status"] for t in tasks} == {"pending"}
     owners = [t["userid"] for t in tasks]
@@ -91,7 +91,17 @@ def test_pending_tasks_mine_first_and_linking_a_wecom_userid(live):
     assert 'id="no-tasks"' in page(admin.get("/group-tasks?status=sent"))
     unknown = page(admin.get("/group-tasks?staff=zhang-wei-x"), 400)
     assert 'id="staff-error"' in unknown and owners[0] in unknown and "未知员工" in unknown
-    assert page(admin.get("/group-tasks?status=bogus"), 400)
+    bogus = page(admin.get("/group-tasks?status=bogus"), 400)
+    assert 'id="status-error"' in bogus
+    # Every status ("all"), and a field's own error reported as that field's (not the status).
+    assert page(admin.get("/group-tasks?status=")).count('class="task') == len(owners)
+    long = page(admin.get("/group-tasks?cursor=" + "x" * 1001), 400)
+    assert 'id="cursor-error"' in long and 'id="status-error"' not in long
+    # Two users cannot link the same member: an inline 400 naming who has it.
+    taken = page(link(admin, "li.lei", last), 400)
+    assert "boss" in taken and last in taken
+    assert console.sql("SELECT wecom_userid FROM console_users WHERE login = 'li.lei'")[0][
+        "wecom_userid"] is None  # fmt: skip
 
     # A viewer reads the page, may not link anyone.
     viewer = signed_in(console, "li.lei")

@@ -72,7 +72,7 @@ def launched(outreach):
 
 
 def test_tasks_are_pending_per_member_until_each_confirms(outreach, launched):
-    assert poll_results(outreach.pool, outreach.clients) == 0
+    assert poll_results(outreach.pool, outreach.clients, outreach.now) == 0
     before = tasks(outreach)
     assert {u: t["status"] for u, t in before.items()} == {"zhangwei": "pending", "lina": "pending"}
     results = outreach.sql("SELECT userid, target, status FROM group_task_results ORDER BY 1")
@@ -81,7 +81,7 @@ def test_tasks_are_pending_per_member_until_each_confirms(outreach, launched):
 
     Clocks(outreach).advance(timedelta(minutes=20))
     assert fake_admin(outreach, userid="zhangwei", confirm="now")["confirmed"]
-    assert poll_results(outreach.pool, outreach.clients) == 1
+    assert poll_results(outreach.pool, outreach.clients, outreach.now) == 1
     after = tasks(outreach)
     assert after["zhangwei"]["status"] == "sent"
     assert after["zhangwei"]["confirmed_at"] == TUESDAY_10 + timedelta(minutes=20)
@@ -91,7 +91,7 @@ def test_tasks_are_pending_per_member_until_each_confirms(outreach, launched):
 
     # A duplicate poll changes nothing.
     snapshot = outreach.sql("SELECT * FROM group_tasks ORDER BY userid")
-    assert poll_results(outreach.pool, outreach.clients) == 0
+    assert poll_results(outreach.pool, outreach.clients, outreach.now) == 0
     assert outreach.sql("SELECT * FROM group_tasks ORDER BY userid") == snapshot
 
     # The run's stats: per member, confirmed / tasks and the median time to confirm.
@@ -104,7 +104,7 @@ def test_tasks_are_pending_per_member_until_each_confirms(outreach, launched):
 def test_reminders_at_most_three_in_24_hours_and_none_in_quiet_hours(outreach, launched):
     clocks = Clocks(outreach)
     fake_admin(outreach, userid="zhangwei", confirm="now")
-    poll_results(outreach.pool, outreach.clients)
+    poll_results(outreach.pool, outreach.clients, outreach.now)
     lina_msg = tasks(outreach)["lina"]["msgid"]
     zhang_msg = tasks(outreach)["zhangwei"]["msgid"]
 
@@ -140,7 +140,7 @@ def test_reminders_at_most_three_in_24_hours_and_none_in_quiet_hours(outreach, l
 def test_pause_cancels_pending_tasks_durably(outreach, launched):
     clocks = Clocks(outreach)
     fake_admin(outreach, userid="zhangwei", confirm="now")
-    poll_results(outreach.pool, outreach.clients)
+    poll_results(outreach.pool, outreach.clients, outreach.now)
     paused = outreach.call("POST", f"/campaigns/{launched}/pause", "operator")
     assert paused.status_code == 200
     msgs = outreach.sql("SELECT msgid, cancel, cancel_reason FROM group_messages "
@@ -170,7 +170,7 @@ def test_pause_cancels_pending_tasks_durably(outreach, launched):
     assert group_tasks.cancel_due(outreach.pool, outreach.clients, outreach.now) == 0
     clocks.advance(timedelta(hours=2))
     assert group_tasks.remind_due(outreach.pool, outreach.clients, outreach.now) == 0
-    assert poll_results(outreach.pool, outreach.clients) == 0
+    assert poll_results(outreach.pool, outreach.clients, outreach.now) == 0
     assert outreach.sql("SELECT * FROM group_tasks ORDER BY userid") == snapshot
     # A confirmed message cannot be cancelled (the fake answers an errcode).
     with pytest.raises(WeComError):
@@ -178,7 +178,7 @@ def test_pause_cancels_pending_tasks_durably(outreach, launched):
 
 
 def test_group_tasks_api(outreach, launched):
-    poll_results(outreach.pool, outreach.clients)
+    poll_results(outreach.pool, outreach.clients, outreach.now)
     listed = outreach.call("GET", "/group-tasks", "viewer",
                            query_string={"staff": "lina", "status": "pending"})  # fmt: skip
     assert listed.status_code == 200, listed.json

@@ -19,25 +19,32 @@ NIGHT = {"start": "21:00", "end": "08:00"}
 
 
 @pytest.mark.parametrize(
-    ("reminded", "quiet", "due"),
+    ("reminded", "quiet", "now", "due"),
     [
-        ([], None, SENT + H),  # the first, an hour after the send
-        ([SENT + H], None, SENT + 5 * H),  # then every 4 hours
-        ([SENT + H, SENT + 5 * H], None, SENT + 9 * H),
+        ([], None, None, SENT + H),  # the first, an hour after the send
+        ([SENT + H], None, None, SENT + 5 * H),  # then every 4 hours
+        ([SENT + H, SENT + 5 * H], None, None, SENT + 9 * H),
         # Three in 24 h: the fourth waits until the first is 24 h old.
-        ([SENT + H, SENT + 5 * H, SENT + 9 * H], None, SENT + 25 * H),
+        ([SENT + H, SENT + 5 * H, SENT + 9 * H], None, None, SENT + 25 * H),
         # A refused or late one counts too: the window is any 24 h.
-        ([SENT + 2 * H, SENT + 3 * H, SENT + 20 * H], None, SENT + 26 * H),
+        ([SENT + 2 * H, SENT + 3 * H, SENT + 20 * H], None, None, SENT + 26 * H),
         # Due at 19:00 local: outside 21:00-08:00.
-        ([SENT + H, SENT + 5 * H], NIGHT, SENT + 9 * H),
+        ([SENT + H, SENT + 5 * H], NIGHT, None, SENT + 9 * H),
         # Due at 23:00 local (a 21:00-08:00 night): waits until 08:00.
-        ([SENT + 9 * H], NIGHT, datetime(2026, 12, 2, 0, 0, tzinfo=UTC)),
+        ([SENT + 9 * H], NIGHT, None, datetime(2026, 12, 2, 0, 0, tzinfo=UTC)),
         # Quiet 10:30-12:00 local: the first (11:00) waits until 12:00.
-        ([], {"start": "10:30", "end": "12:00"}, SENT + 2 * H),
+        ([], {"start": "10:30", "end": "12:00"}, None, SENT + 2 * H),
+        # The clock moved past the due time (19:00) into the night (a worker down, a slow
+        # tick): the quiet hours are those of the sending moment, so it waits until 08:00.
+        ([SENT + H, SENT + 5 * H], NIGHT, SENT + 11 * H, datetime(2026, 12, 2, 0, 0, tzinfo=UTC)),
+        # Overdue at a moment outside the quiet hours: due (sent at once).
+        ([SENT + H, SENT + 5 * H], NIGHT, SENT + 10 * H, SENT + 9 * H),
+        # Overdue from before the night, now past it: due at once, not the next night's end.
+        ([SENT + 9 * H], NIGHT, SENT + 23 * H, SENT + 13 * H),
     ],
 )
-def test_next_reminder(reminded, quiet, due):
-    assert next_reminder(SENT, reminded, DEFAULT, quiet=quiet, tz="Asia/Shanghai") == due
+def test_next_reminder(reminded, quiet, now, due):
+    assert next_reminder(SENT, reminded, DEFAULT, quiet=quiet, tz="Asia/Shanghai", now=now) == due
 
 
 @pytest.mark.parametrize(

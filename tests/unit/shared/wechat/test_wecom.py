@@ -304,3 +304,26 @@ def test_a_group_sends_tasks_and_results_of_every_page(double):
     assert sorted(r["external_userid"] for r in results) == [f"wmPage{i}" for i in range(3)]
     assert double.count("externalcontact/get_groupmsg_send_result") == 2  # two pages
     assert [t["userid"] for t in c.get_groupmsg_task(msgid, limit=1)] == ["zhangwei"]
+
+
+@pytest.mark.parametrize(
+    ("cursors", "pages"),
+    [
+        (["a", "b", ""], 3),  # the last page has no next_cursor
+        (["a", "b", "a", "b"], 3),  # a cursor answered again: the list ends there
+        (["same"] * 5, 2),
+    ],
+)
+def test_pages_end_at_a_repeated_cursor(cursors, pages):
+    from shared.wechat.wecom import WeComClient
+
+    calls = []
+
+    def post(endpoint, data):
+        calls.append(data["cursor"])
+        return {"rows": [len(calls)], "next_cursor": cursors[len(calls) - 1]}
+
+    client = WeComClient.__new__(WeComClient)
+    client.post = post
+    assert client._pages("x", {}, "rows") == list(range(1, pages + 1))
+    assert len(calls) == pages
