@@ -7,9 +7,10 @@ welcomes, corp tags on a customer and group welcome templates.
 - ``externalcontact/send_welcome_msg``: an unknown code, or one past its 20 s, is refused
   (40058: WeCom's page names no errcode for these, so the fake answers "invalid parameter");
   a second send of a code answers 41051 (the welcome was delivered); text over 4000 bytes or more
-  than 9 attachments 40058, neither 41008. 41096 (another app is sending the welcome) is what an
-  injection (``POST /_fake/inject``) answers. Accepted welcomes go to the mailbox (kind
-  ``welcome``).
+  than 9 attachments 40058, neither 41008; an image attachment without a media_id the fake
+  issued (valid 3 days) or a pic_url 40007, as ``add_msg_template`` (media.py). 41096 (another
+  app is sending the welcome) is what an injection (``POST /_fake/inject``) answers. Accepted
+  welcomes go to the mailbox (kind ``welcome``).
 - ``externalcontact/mark_tag``: 40003 for an unknown member, 40096 for a customer not theirs,
   40068 for a tag the corp does not have; the tags land on the member's follow_user entry.
 - ``externalcontact/group_welcome_template/{add,edit,get,del}``: at most 100 per corp (the fake
@@ -24,6 +25,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
+from sandbox.fake_wechat import media
 from sandbox.fake_wechat.api_call import ApiCall
 from sandbox.fake_wechat.mailbox import Sent
 from sandbox.fake_wechat.seed import Contact
@@ -104,6 +106,7 @@ def send_welcome_msg(call: ApiCall) -> dict[str, Any]:
         if code.used:
             raise ApiError(41051, "externaluser has started chatting")
         _check_body(body)
+        media.check_attachments(call)  # an image needs a valid media_id (or pic_url): 40007
         code.used = True
         box = state.mailbox
         box.add(Sent(box.next_id("welcome"), "wecom", "welcome", world.tenant_id, world.corp_id,
