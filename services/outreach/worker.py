@@ -137,6 +137,7 @@ class Loop:
             tenant_deletion.purge_pending(self.pool)  # deleted tenants, a few batches a tick
             budget_sync.poll_due(self.pool, self.clients, self.tenants, now)  # others' sends
             channel_codes.apply_caps(self.pool, self.clients, now)  # daily caps, day rollover
+            welcome.step(self.pool, self.clients, self.tenants, now)  # lost claims, tags, images
         self.executor.run_due()
         lost_alerts.send_due(self.pool, self.clients, self.tenants, self.console_url)
         if time.monotonic() - self._polled_at > POLL_RESULTS_S:
@@ -182,7 +183,10 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
     runner = build_runner(settings, pool)
     clients = Clients(settings, tenants, pool=pool)
     signer = link_signer(tenants, settings.link_secret)
-    welcomer = welcome.Welcomer(pool, clients, tenants, signer, settings.public_url)
+    # Welcomes have a small pool of their own: campaign sends never hold their connections.
+    welcome_pool = create_pool(settings.require_database(), name="outreach-welcome",
+                               schema=schema, timeouts=settings.worker_db, max_size=4)  # fmt: skip
+    welcomer = welcome.Welcomer(welcome_pool, clients, tenants, signer, settings.public_url)
     welcome_runner = build_welcome_runner(settings, welcomer)
     # Rate limits per corp/app shared with every other worker, through the database.
     loop = Loop(settings, pool, tenants, clients, schema)
@@ -192,7 +196,12 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
         if loop.last_tick is not None and time.monotonic() - loop.last_tick > 120:
             raise RuntimeError("the outreach loop has not completed a tick in 120 s")
 
-    ops = create_ops_app(__name__, {"postgres": postgres_check(pool), "loop": ticking})
+    def welcoming() -> None:  # a dead welcome thread would miss every add's 20 s in silence
+        if not welcomes.is_alive():
+            raise RuntimeError("the welcome consumer thread has stopped")
+
+    ops = create_ops_app(__name__, {"postgres": postgres_check(pool), "loop": ticking,
+                                    "welcome": welcoming})  # fmt: skip
     server = BackgroundServer(ops, metrics_host, metrics_port).start()
     runner.install_signal_handlers()
     thread = threading.Thread(target=loop.run, name="outreach-loop", daemon=True)
@@ -212,4 +221,5 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
         welcomes.join(30)
         server.stop()
         pool.close()
+        welcome_pool.close()
     return 0
