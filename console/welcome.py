@@ -9,7 +9,7 @@ from typing import Any
 from console import labels
 
 FORM_FIELDS = ("name", "text", "link_title", "link_url", "link_desc")
-LIMITS = {"name": 40, "text": 4000, "link_title": 128, "link_url": 2048, "link_desc": 512}
+LIMITS = {"name": 40, "text": 3000, "link_title": 128, "link_url": 2048, "link_desc": 512}
 
 
 def shown_welcomes(rows: list[dict]) -> list[dict]:

@@ -13,8 +13,8 @@ welcomes, corp tags on a customer and group welcome templates.
   welcomes go to the mailbox (kind ``welcome``).
 - ``externalcontact/mark_tag``: 40003 for an unknown member, 40096 for a customer not theirs,
   40068 for a tag the corp does not have; the tags land on the member's follow_user entry.
-- ``externalcontact/group_welcome_template/{add,edit,get,del}``: at most 100 per corp (the fake
-  answers 40058 past it), 40058 for an unknown template_id.
+- ``externalcontact/group_welcome_template/{add,edit,get,del}``: text at most 3000 bytes, at
+  most 100 per corp (the fake answers 40058 past it), 40058 for an unknown template_id.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from sandbox.fake_wechat.state import ApiError, FakeState
 
 WINDOW_S = 20
 MAX_ATTACHMENTS = 9
-TEXT_BYTES = 4000
+TEXT_BYTES = 4000  # send_welcome_msg's text.content
+TEMPLATE_TEXT_BYTES = 3000  # a group welcome template's
 MAX_TEMPLATES = 100
 TEMPLATE_KINDS = ("image", "link", "miniprogram", "file", "video")
 
@@ -143,8 +144,8 @@ def _template_fields(body: dict[str, Any]) -> dict[str, Any]:
     if not kept:
         raise ApiError(41008, "missing text content or attachment")
     text = (kept.get("text") or {}).get("content") if isinstance(kept.get("text"), dict) else None
-    if text is not None and len(str(text).encode("utf-8")) > TEXT_BYTES:
-        raise ApiError(40058, f"text.content: at most {TEXT_BYTES} bytes")
+    if text is not None and len(str(text).encode("utf-8")) > TEMPLATE_TEXT_BYTES:
+        raise ApiError(40058, f"text.content: at most {TEMPLATE_TEXT_BYTES} bytes")
     return kept
 
 

@@ -31,7 +31,7 @@ from shared.wechat import WeComError, WeComUnavailable
 log = structlog.get_logger("siyu.outreach")
 
 MAX_TEMPLATES = 100  # per corp (WeCom's group_welcome_template/add)
-TEXT_BYTES = 4000
+TEXT_BYTES = 3000  # a template's text.content (docs/platform.md "Welcome on add")
 INVALID = 40058  # WeCom's "invalid parameter": an unknown template_id, or the corp's 100 reached
 KINDS = ("image", "link", "miniprogram", "file", "video")
 # The attachment's required fields and their byte limits (None: no limit said).

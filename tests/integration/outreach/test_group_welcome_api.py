@@ -44,6 +44,7 @@ def test_create_edit_get_delete_goes_to_wecom_and_is_audited(outreach):
     [
         ({"text": ""}, "text"),
         ({"text": "字" * 1400}, "text"),
+        ({"text": "字" * 1001}, "text"),  # 3003 bytes: a template's text is at most 3000
         ({"attachment": {"msgtype": "poster", "poster": {}}}, "attachment.msgtype"),
         ({"attachment": {"msgtype": "link", "link": {"title": "t"}}}, "attachment.link.url"),
         ({"attachment": {"msgtype": "link", "link": {"title": "t", "url": "javascript:x"}}},
