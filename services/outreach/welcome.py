@@ -69,6 +69,7 @@ MIN_TIMEOUT_S = 0.5
 MAX_ATTACHMENTS = 9
 PARALLEL = 8  # adds of one batch sent at once: one slow retry must not make the others late
 CHANNEL = "wecom_welcome"  # the policy's channel name (no caps or quotas apply to a welcome)
+CLAIM_WAIT_S = 5.0  # a batch of adds past their window still waits for their claims this long
 LOST_AFTER = timedelta(minutes=1)  # a claim older than this without an outcome was lost
 RETENTION = timedelta(days=30)  # welcomes and counted add events (docs/privacy.md)
 TAG_BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30),
@@ -142,7 +143,8 @@ class Welcomer:
         # The batch waits until its last window has passed (and the outcome is written), no
         # longer: an add still waiting on WeCom then ends on its own thread or is swept.
         until = max(a.occurred_at for a in adds) + WINDOW + timedelta(seconds=5)
-        done, left = wait_futures(futures, timeout=max(0.0, (until - self.clock()).total_seconds()))
+        wait_s = max(CLAIM_WAIT_S, (until - self.clock()).total_seconds())  # old adds: claims
+        done, left = wait_futures(futures, timeout=wait_s)
         if left:
             log.warning("welcome_batch_window_passed", waiting=len(left))
         for future in done:
