@@ -5,7 +5,8 @@ same function) shaped for the page, and its CSV export.
 The CSV is UTF-8 with a byte-order mark (Excel otherwise reads it as the system's code page and
 garbles Chinese) and safe from formula injection: a text cell starting with ``= + - @`` (or a
 tab or carriage return) is prefixed with ``'`` so a spreadsheet shows it instead of running it.
-Figures are written as numbers, never as text, so they need no prefix.
+Figures are written as numbers, never as text, so they need no prefix; a figure the channel
+cannot have (replies where no reply comes back) is "—", not 0.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from services.outreach.api_effect import campaign_effect
 from services.outreach.effect_report import DEFAULT_DAYS, MAX_DAYS
 
 BOM = "\ufeff"
+NONE = "—"  # a figure the channel cannot have (replies over WeCom), not a zero
 _FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
@@ -76,8 +78,8 @@ def csv_text(found: dict[str, Any], zone: str) -> str:
     out = io.StringIO()
     writer = csv.writer(out)
     writer.writerow([_("Scope"), _("Content ID"), _("Group"), _("Contacts"), _("Delivered"),
-                     _("Confirmed by WeCom"), _("Clicked"), _("Replied"), _("Advanced a stage"),
-                     _("Advance rate"), _("Uplift"), _("CI low (95%)"),
+                     _("Failed"), _("Confirmed by WeCom"), _("Clicked"), _("Replied"),
+                     _("Advanced a stage"), _("Advance rate"), _("Uplift"), _("CI low (95%)"),
                      _("CI high (95%)"), _("Verdict"), _("Window (days)"), _("First run"),
                      _("Last run")])  # fmt: skip
     scopes = [(found["name"], "", found)] + [
@@ -88,7 +90,8 @@ def csv_text(found: dict[str, Any], zone: str) -> str:
         for group, arm in ((_("Received it"), scope["treated"]), (_("Holdout"), scope["holdout"])):
             writer.writerow([safe(v) for v in (
                 name, content_id, group, arm["contacts"], arm.get("delivered", ""),
-                arm["confirmed"], arm["clicked"], arm["replied"], arm["advanced"],
+                arm.get("failed", ""), arm["confirmed"], arm["clicked"],
+                NONE if arm["replied"] is None else arm["replied"], arm["advanced"],
                 _rate(arm["rate"]), _rate(u["difference"]), _rate(u["low"]), _rate(u["high"]),
                 scope["verdict_text"], found["days"],
                 pages.local(scope["first_run_at"], zone), pages.local(scope["last_run_at"], zone),

@@ -387,6 +387,10 @@ def token_status(code: str | None) -> str:
 # What an effect report's numbers allow one to say (services/outreach/uplift.py's verdicts).
 EFFECT_VERDICTS = {
     "no_holdout": _l("No holdout to compare with: give the campaign a holdout share."),
+    "item_without_holdout": _l(
+        "No contact was held out of this item: a series holds contacts out where they first "
+        "meet it. Compare at the campaign's level."
+    ),
     "too_small": _l(
         "Sample too small to tell: each group needs at least %(arm)s contacts and "
         "the two together at least %(events)s stage advances."

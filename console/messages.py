@@ -214,6 +214,20 @@ RULES: list[tuple[re.Pattern, object]] = [
     ),
     (_p(r"a link needs title and url"), _l("A link needs a title and a url.")),
     (
+        _p(
+            r"an image's media_id expires after 3 days and Siyu cannot upload it again: give the "
+            r"image's https url instead \(Siyu uploads it and refreshes it before it expires\)"
+        ),
+        _l(
+            "An image's media_id expires after 3 days and cannot be uploaded again: give the "
+            "image's https url instead (Siyu uploads it and refreshes it before it expires)."
+        ),
+    ),
+    (
+        _p(r"an image needs url \(https, a JPG or PNG\) or pic_url"),
+        _l("An image needs a url (https, a JPG or PNG) or a pic_url."),
+    ),
+    (
         _p(r"a miniprogram needs title, appid and page"),
         _l("A mini program needs a title, an appid and a page."),
     ),

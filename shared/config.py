@@ -202,6 +202,9 @@ class Settings:
     # client address the login throttle counts and HTTPS for the cookie come from them
     # (docs/console.md "Login throttling"); 0 trusts no header, a client could forge them.
     trusted_proxies: int = 0
+    # Content images downloaded from private addresses and over http too (dev and tests: their
+    # image server is http on 127.0.0.1); never in production (services/outreach/media.py).
+    media_allow_private: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -252,6 +255,7 @@ class Settings:
             console_secret=env.get("SIYU_CONSOLE_SECRET", ""),
             console_secure_cookie=env.get("SIYU_CONSOLE_SECURE_COOKIE", "0") == "1",
             trusted_proxies=_env_int(env, "SIYU_TRUSTED_PROXIES", 0),
+            media_allow_private=env.get("SIYU_MEDIA_ALLOW_PRIVATE", "0") == "1",
         )
 
     def require_database(self) -> str:

@@ -1,5 +1,5 @@
-"""Values of siyu.profiles.v1, siyu.stage-changes.v1 and siyu.catalogue.v1: marshmallow schemas,
-one per contract.
+"""Values of siyu.profiles.v1, siyu.stage-changes.v1, siyu.catalogue.v1 and siyu.signals.v1:
+marshmallow schemas, one per contract.
 
 Producers build them through these schemas (so a wrong value never reaches the topic) and
 consumers load them through the same schemas.
@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from shared.vocabulary import MODES
 
 STAGE_CHANGE = "stage-change/1"
 PROFILE = "profile/1"
 CATALOGUE = "catalogue/1"
+SIGNAL = "signal/1"
 
 
 class StageChangeSchema(Schema):
@@ -133,10 +134,54 @@ class CatalogueSchema(Schema):
     published_at = fields.AwareDateTime(required=True)
 
 
+class SignalIdentitySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    openid = fields.String(allow_none=True, load_default=None)
+    external_userid = fields.String(allow_none=True, load_default=None)
+    staff_userid = fields.String(allow_none=True, load_default=None)
+
+
+# A signal's attributes: a whitelist per type (shared/signals.py builds them). Never a message's
+# text or any other payload field: outreach reads this topic, not the touchpoints.
+SIGNAL_ATTRIBUTES = {
+    "link.clicked": ("campaign_id", "content_id", "contact_id"),
+    "oa.message": ("msg_type",),
+    "wecom.contact.added": ("welcome_code", "state"),
+}
+
+
+class SignalSchema(Schema):
+    """An event outreach acts on (siyu.signals.v1, key ``<tenant>:<person>``): ingest writes it
+    with the touchpoint it comes from, in the same hand-off (services/ingest/publisher.py)."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    schema = fields.String(required=True, validate=validate.Equal(SIGNAL))
+    tenant_id = fields.String(required=True)
+    event_id = fields.String(required=True)
+    type = fields.String(required=True, validate=validate.OneOf(list(SIGNAL_ATTRIBUTES)))
+    occurred_at = fields.AwareDateTime(required=True)
+    received_at = fields.AwareDateTime(required=True)
+    identity = fields.Nested(SignalIdentitySchema, required=True)
+    attributes = fields.Dict(keys=fields.String(), values=fields.String(allow_none=True),
+                             load_default=dict)  # fmt: skip
+
+    @validates_schema
+    def _whitelisted(self, data: dict, **kwargs: Any) -> None:
+        allowed = SIGNAL_ATTRIBUTES.get(data.get("type"), ())
+        extra = sorted(set(data.get("attributes") or {}) - set(allowed))
+        if extra:
+            raise ValidationError(f"attributes not allowed for this type: {extra}", "attributes")
+
+
 _SCHEMAS = {
     STAGE_CHANGE: StageChangeSchema(),
     PROFILE: ProfileSchema(),
     CATALOGUE: CatalogueSchema(),
+    SIGNAL: SignalSchema(),
 }
 
 

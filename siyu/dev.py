@@ -163,6 +163,7 @@ class DevStack:
         fake = f"http://127.0.0.1:{self.options.port(by_name('fake-wechat'))}"
         env.setdefault("SIYU_WECOM_API_BASE", f"{fake}/wecom/cgi-bin/")
         env.setdefault("SIYU_WECHAT_API_BASE", f"{fake}/oa/cgi-bin/")
+        env.setdefault("SIYU_MEDIA_ALLOW_PRIVATE", "1")  # the demo's images: the fake, over http
         self.say(
             f"tenants from {tenants_path}: "
             + ", ".join(f"{t.id} ({t.mode}, {t.lifecycle_model})" for t in registry)

@@ -394,6 +394,7 @@ def _admin(state: FakeState) -> Blueprint:
         """What the sending APIs accepted, oldest first (``?tenant=``, ``?kind=``)."""
         with state.lock:
             now, delay = state.now(), state.config.confirm_delay
+            budget.settle(state, now)
             sent = [
                 s.summary(now, delay)
                 for s in state.mailbox.sent

@@ -5,9 +5,11 @@ Each customer and customer group receives at most so many group-sent messages fr
 its own members' sends included: as many per calendar month as the month has days (``month``,
 the default), 7 per ISO week (``week``) or 1 per day (``day``), as the corp configured it
 (``PATCH /_fake/config {"wecom_budget": {"<corp_id>": "week"}}``), in Beijing time on the
-fake's clock. A recipient over it gets send result status 3 ("already received the allowed
-number"). ``externalcontact/get_groupmsg_list_v2`` lists the corp's group sends, those created
-through the API or the admin (create_type 0) and members' own (create_type 1, made by
+fake's clock. The budget is consumed when the member actually sends (confirms) the task, as
+WeCom decides it then: a recipient over it at that moment gets send result status 3 ("already
+received the allowed number"); a task not yet confirmed consumes nothing (``settle``).
+``externalcontact/get_groupmsg_list_v2`` lists the corp's group sends, those created through
+the API or the admin (create_type 0) and members' own (create_type 1, made by
 ``POST /_fake/groupmsg`` for tests and the demo), by time range and creator type, with a cursor.
 """
 
@@ -65,6 +67,30 @@ def admit(state: FakeState, corp_id: str, target: str, now: float) -> bool:
     return True
 
 
+def settle(state: FakeState, now: float) -> None:
+    """Decide, in order of sending, the budget of every group-send target whose member has sent
+    by ``now`` (group_tasks.task_state: a member's own delay, a confirmation through
+    ``/_fake``, never once cancelled): 1, or 3 over the limit at the moment of sending. Called
+    under the state's lock before any read of the statuses."""
+    from sandbox.fake_wechat.group_tasks import task_state  # it reads statuses settled here
+
+    box = state.mailbox
+    due = []
+    for sent in box.unsettled:
+        for userid, target in sent.unsettled:
+            status, at = task_state(state, sent, userid)
+            if status == 2 and at <= now:
+                due.append((at, sent.at, userid, target, sent))
+            elif userid in sent.cancelled:
+                due.append((None, sent.at, userid, target, sent))  # never sent: nothing used
+    for at, _, userid, target, sent in sorted(due, key=lambda d: (d[0] or 0, d[1], d[2], d[3])):
+        if at is not None:
+            sent.tasks[userid][target] = 1 if admit(state, sent.owner, target, at) else 3
+        sent.unsettled.discard((userid, target))
+    if due:
+        box.unsettled[:] = [s for s in box.unsettled if s.unsettled]
+
+
 def get_groupmsg_list_v2(call: ApiCall) -> dict[str, Any]:
     body, state, world = call.body, call.state, call.world
     chat_type = body.get("chat_type") or "single"
@@ -86,6 +112,7 @@ def get_groupmsg_list_v2(call: ApiCall) -> dict[str, Any]:
         raise ApiError(40058, "invalid cursor")
     offset = int(cursor)
     with state.lock:
+        settle(state, state.now())
         found = [
             s for s in state.mailbox.sent
             if s.api == "wecom" and s.kind == chat_type and s.owner == world.corp_id
@@ -114,7 +141,7 @@ def admin_blueprint(state: FakeState) -> Blueprint:
     def staff_send():
         """A member's own group send, as if made in the WeCom client: ``{"corpid", "sender",
         "chat_type": "single"|"group", "targets": [...], "text"}``; each target over its
-        budget gets status 3. Confirmation follows the fake's ``confirm_delay``."""
+        budget when it is confirmed (the fake's ``confirm_delay``) gets status 3."""
         data = request.get_json(force=True, silent=True) or {}
         world = state.worlds.get(data.get("corpid"))
         targets = data.get("targets")
@@ -130,13 +157,16 @@ def admin_blueprint(state: FakeState) -> Blueprint:
             return jsonify(error="targets: a non-empty list of external_userid or chat_id"), 400
         with state.lock:
             now, box = state.now(), state.mailbox
-            tasks = {t: 1 if admit(state, world.corp_id, t, now) else 3 for t in targets}
+            sender = data["sender"]
             sent = box.add(
                 Sent(box.next_id("msg"), "wecom", data.get("chat_type", "single"),
                      world.tenant_id, world.corp_id, now,
                      {"text": {"content": str(data.get("text") or "")}},
-                     {data["sender"]: tasks}, creator=data["sender"], create_type=1)
+                     {sender: dict.fromkeys(targets, 1)}, creator=sender, create_type=1,
+                     unsettled={(sender, t) for t in targets})
             )  # fmt: skip
+            settle(state, now)
+            tasks = dict(sent.tasks[sender])
         return jsonify(msgid=sent.msgid, tasks=tasks), 201
 
     return bp

@@ -23,6 +23,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
+from sandbox.fake_wechat import budget
 from sandbox.fake_wechat.api_call import ApiCall
 from sandbox.fake_wechat.mailbox import DAY, Sent
 from sandbox.fake_wechat.state import ApiError, FakeState
@@ -69,6 +70,7 @@ def _page(call: ApiCall, rows: list[dict[str, Any]], key: str) -> dict[str, Any]
 def get_groupmsg_task(call: ApiCall) -> dict[str, Any]:
     with call.state.lock:
         sent = _sent(call)
+        budget.settle(call.state, call.state.now())
         rows = []
         for userid in sent.tasks:
             status, at = task_state(call.state, sent, userid)
@@ -82,6 +84,7 @@ def get_groupmsg_send_result(call: ApiCall) -> dict[str, Any]:
         userid = call.body.get("userid")
         if userid not in sent.tasks:
             raise ApiError(60111, "invalid string value `userid`")
+        budget.settle(call.state, call.state.now())
         status, at = task_state(call.state, sent, userid)
         key = "chat_id" if sent.kind == "group" else "external_userid"
         rows = [{key: target, "userid": userid, "status": result if status == 2 else 0,

@@ -34,6 +34,9 @@ class Sent:
     confirmed: dict[str, float] = field(default_factory=dict)
     cancelled: dict[str, float] = field(default_factory=dict)
     reminds: list[float] = field(default_factory=list)
+    # (userid, target) whose status 1 still waits on the budget, decided when the member sends
+    # (sandbox/fake_wechat/budget.py settle): 1, or 3 past the limit.
+    unsettled: set[tuple[str, str]] = field(default_factory=set)
 
     def summary(self, now: float, confirm_delay: float) -> dict[str, Any]:
         out = {
@@ -59,10 +62,13 @@ class Mailbox:
     dedupe: dict[tuple[str, str], str] = field(default_factory=dict)  # (owner, key) -> msgid
     received: dict[tuple[str, str], list[float]] = field(default_factory=dict)  # per person
     counter: itertools.count = field(default_factory=lambda: itertools.count(1))
+    unsettled: list[Sent] = field(default_factory=list)  # group sends with targets unsettled
 
     def add(self, sent: Sent) -> Sent:
         self.sent.append(sent)
         self.by_id[sent.msgid] = sent
+        if sent.unsettled:
+            self.unsettled.append(sent)
         return sent
 
     def times(self, owner: str, person: str, since: float) -> int:

@@ -58,6 +58,7 @@ def add_msg_template(call: ApiCall) -> dict[str, Any]:
     with state.lock:
         now, box = state.now(), state.mailbox
         tasks: dict[str, dict[str, int]] = {}
+        unsettled: set[tuple[str, str]] = set()
         fail_list: list[str] = []
         if chat_type == "single":
             targets = _list(body, "external_userid")
@@ -69,12 +70,10 @@ def add_msg_template(call: ApiCall) -> dict[str, Any]:
                 if not owners or (sender and sender not in owners):
                     fail_list.append(ext)
                     continue
-                status = 1
-                if ext in state.deleted:
-                    status = 2  # no longer a friend
-                elif not budget.admit(state, world.corp_id, ext, now):
-                    status = 3  # received the allowed number of group sends in the period
+                status = 2 if ext in state.deleted else 1  # 2: no longer a friend
                 tasks.setdefault(sender or owners[0], {})[ext] = status
+                if status == 1:  # the budget decides when the member sends (budget.settle)
+                    unsettled.add((sender or owners[0], ext))
         else:
             if not sender:
                 raise ApiError(40058, "sender is required for chat_type group")
@@ -88,14 +87,15 @@ def add_msg_template(call: ApiCall) -> dict[str, Any]:
                 if chat.detail["owner"] != sender or chat_id in state.dismissed:
                     fail_list.append(chat_id)
                     continue
-                ok = budget.admit(state, world.corp_id, chat_id, now)
-                tasks.setdefault(sender, {})[chat_id] = 1 if ok else 3
+                tasks.setdefault(sender, {})[chat_id] = 1
+                unsettled.add((sender, chat_id))
         if not tasks:
             return {"fail_list": fail_list, "msgid": ""}
         sent = box.add(
             Sent(box.next_id("msg"), "wecom", chat_type, world.tenant_id, world.corp_id, now,
-                 body, tasks, creator=sender)
+                 body, tasks, creator=sender, unsettled=unsettled)
         )  # fmt: skip
+        budget.settle(state, now)  # confirmed at once when confirm_delay is 0
     return {"fail_list": fail_list, "msgid": sent.msgid}
 
 

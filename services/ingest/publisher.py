@@ -5,6 +5,12 @@ A webhook is answered 200 only after one of the two holds the event:
 2. it is committed in ``ingest.outbox`` (synchronous commit), and the replayer publishes it later.
 If neither is possible the request fails with 503 and WeChat retries (docs/platform.md,
 "Delivery and retries").
+
+A touchpoint outreach acts on has a signal beside it (shared/signals.py, ``siyu.signals.v1``):
+both records go in the same hand-off, so both or neither are held. The broker acknowledged every
+record of the batch, or the outbox holds them all in one transaction (a batch the broker took in
+part is stored whole and goes out again: consumers of both topics dedupe by event id), or the
+request fails. No touchpoint is accepted without its signal.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from services.ingest.shredding import PersonKeys
 from shared.envelope import Touchpoint
 from shared.kafka.producer import Record, close_quietly, publish
 from shared.outbox import drain
+from shared.signals import signal_value
 
 log = structlog.get_logger("siyu.ingest.publisher")
 
@@ -36,6 +43,7 @@ class Publisher:
         *,
         ack_timeout_s: float = 2.0,
         keys: PersonKeys | None = None,
+        signals_topic: str | None = None,
     ):
         self._producer_factory = producer_factory
         self.keys = keys  # seals each person's raw payload (services/ingest/shredding.py)
@@ -43,6 +51,7 @@ class Publisher:
         self._lock = threading.Lock()
         self.pool = pool
         self.topic = topic
+        self.signals_topic = signals_topic  # None: no signals (tests of the touchpoints alone)
         self.ack_timeout_s = ack_timeout_s
 
     def producer(self) -> KafkaProducer:
@@ -66,8 +75,15 @@ class Publisher:
         # Closing flushes first and may wait out delivery_timeout_ms: not on a request thread.
         threading.Thread(target=close_quietly, args=(producer,), daemon=True).start()
 
-    def _records(self, touchpoints: Sequence[Touchpoint]) -> list[Record]:
-        return [Record(self.topic, tp.key, tp.to_json()) for tp in touchpoints]
+    def _records(self, touchpoints: Sequence[Touchpoint]) -> list[tuple[Touchpoint, Record]]:
+        """Each touchpoint's record, and its signal's beside it when it has one."""
+        out = []
+        for tp in touchpoints:
+            out.append((tp, Record(self.topic, tp.key, tp.to_json())))
+            signal = signal_value(tp) if self.signals_topic else None
+            if signal is not None:
+                out.append((tp, Record(self.signals_topic, tp.key, signal)))
+        return out
 
     def publish(self, touchpoints: Sequence[Touchpoint]) -> str:
         """Make the touchpoints durable; return "kafka" or "outbox", or raise Refused(503)."""
@@ -79,7 +95,7 @@ class Publisher:
         producer = None
         try:
             producer = self.producer()
-            publish(producer, records, timeout=self.ack_timeout_s)
+            publish(producer, [r for _, r in records], timeout=self.ack_timeout_s)
             for tp in touchpoints:
                 EVENTS.labels(tenant=tp.tenant_id, type=tp.type, outcome="produced").inc()
             return "kafka"
@@ -100,7 +116,9 @@ class Publisher:
             EVENTS.labels(tenant=tp.tenant_id, type=tp.type, outcome="outboxed").inc()
         return "outbox"
 
-    def store(self, touchpoints: Sequence[Touchpoint], records: Sequence[Record]) -> None:
+    def store(
+        self, touchpoints: Sequence[Touchpoint], records: Sequence[tuple[Touchpoint, Record]]
+    ) -> None:
         with self.pool.connection(timeout=2) as conn, conn.transaction():
             # The dev server runs with synchronous_commit=off; an accepted event must survive.
             conn.execute("SET LOCAL synchronous_commit TO on")
@@ -108,10 +126,7 @@ class Publisher:
                 cur.executemany(
                     "INSERT INTO outbox (tenant_id, event_id, topic, key, value) "
                     "VALUES (%s, %s, %s, %s, %s)",
-                    [
-                        (tp.tenant_id, tp.event_id, r.topic, r.key, r.value)
-                        for tp, r in zip(touchpoints, records, strict=True)
-                    ],
+                    [(tp.tenant_id, tp.event_id, r.topic, r.key, r.value) for tp, r in records],
                 )
 
     def close(self) -> None:

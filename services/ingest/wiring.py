@@ -20,7 +20,7 @@ from shared.errors import ConfigError
 from shared.health import postgres_check
 from shared.kafka.producer import create_producer
 from shared.kafka.settings import KafkaSettings
-from shared.kafka.topics import TOUCHPOINTS
+from shared.kafka.topics import SIGNALS, TOUCHPOINTS
 from shared.limits import DEFAULT_LIMITS, Limits
 from shared.ratelimit import TenantLimiter, registry_limits
 from shared.tenants import TenantRegistry, load_tenants
@@ -59,6 +59,7 @@ def build_deps(
         pool,
         kafka.topic(TOUCHPOINTS),
         keys=PersonKeys(pool),
+        signals_topic=kafka.topic(SIGNALS),
     )
     return IngestDeps(
         tenants=tenants,

@@ -263,11 +263,32 @@ def get_campaign(campaign_id: str):
         return campaign_row(conn, tenant_id(), campaign_id)
 
 
+def _check_holdout_fixed(conn, tenant: str, campaign_id: str, current: dict, body: dict) -> None:
+    """The holdout share is fixed once the campaign has run (docs/domain.md "Effect report"):
+    changing it would mix contacts drawn at two shares in one comparison."""
+    if "holdout_percent" not in body or body["holdout_percent"] == current["holdout_percent"]:
+        return
+    ran = conn.execute(
+        "SELECT 1 FROM campaign_runs WHERE tenant_id = %s AND campaign_id = %s LIMIT 1",
+        (tenant, campaign_id),
+    ).fetchone()
+    if ran:
+        raise conflict(
+            "the holdout share cannot change once the campaign has run: the effect report "
+            "compares against the contacts held out at the share it ran with; create a new "
+            "campaign for another share"
+        )
+
+
 @campaigns.route("/campaigns/<campaign_id>", methods=["PATCH"])
 @require("operator", scope=TENANT)
 @campaigns.arguments(CampaignPatchSchema)
 @campaigns.response(200, CampaignSchema)
-@campaigns.alt_response(409, description="The campaign is active: pause it first")
+@campaigns.alt_response(
+    409,
+    description="The campaign is active (pause it first), or a holdout share change after "
+    "it has run",
+)
 def update_campaign(body: dict, campaign_id: str):
     """Change a draft or paused campaign (the result is validated as a whole)"""
     tenant = tenant_id()
@@ -275,6 +296,7 @@ def update_campaign(body: dict, campaign_id: str):
         current = campaign_row(conn, tenant, campaign_id, lock=True)
         if current["status"] not in ("draft", "paused"):
             raise conflict(f"a campaign that is {current['status']} cannot be changed; pause it")
+        _check_holdout_fixed(conn, tenant, campaign_id, current, body)
         fields_ = ("name", "channel", "audience", "content", "trigger", "quiet_hours",
                    "allow_b2b_promotion", "holdout_percent")  # fmt: skip
         merged = {k: current[k] for k in fields_ if current[k] is not None}

@@ -17,7 +17,14 @@ from shared.api import TENANT, Blueprint, connection, require, tenant_id
 
 effects = Blueprint("effect", __name__, description="What moved: a campaign's effect report")
 
-VERDICTS = ["no_holdout", "too_small", "uplift", "negative", "no_difference"]
+VERDICTS = [
+    "no_holdout",
+    "item_without_holdout",
+    "too_small",
+    "uplift",
+    "negative",
+    "no_difference",
+]
 
 
 class EffectArgs(Schema):
@@ -31,13 +38,21 @@ class ArmSchema(Schema):
     contacts = fields.Integer(required=True)
     confirmed = fields.Integer(required=True, metadata={"description": "WeCom reported delivered"})
     clicked = fields.Integer(required=True)
-    replied = fields.Integer(required=True)
+    replied = fields.Integer(
+        required=True, allow_none=True,
+        metadata={"description": "None where the channel brings no reply back (WeCom)"},
+    )  # fmt: skip
     advanced = fields.Integer(required=True, metadata={"description": "Advanced a stage"})
     rate = fields.Float(allow_none=True, metadata={"description": "advanced / contacts"})
 
 
 class TreatedSchema(ArmSchema):
-    delivered = fields.Integer(required=True, metadata={"description": "Contacts sent to"})
+    """Every contact a run decided to send to (intention to treat), however the send went."""
+
+    delivered = fields.Integer(
+        required=True, metadata={"description": "Contacts the platform accepted a send to"}
+    )
+    failed = fields.Integer(required=True, metadata={"description": "Contacts whose send failed"})
 
 
 class UpliftSchema(Schema):

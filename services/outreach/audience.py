@@ -12,6 +12,7 @@ from typing import Any
 
 from psycopg import Connection, sql
 
+from services.outreach.budget import CHANNELS as BUDGET_CHANNELS
 from services.outreach.policies import Recipient
 
 # filter field -> SQL over the audience row ``a`` with one parameter
@@ -42,11 +43,22 @@ ADDRESS = {
 QUOTA_WINDOW = {  # how far back a channel's platform quota counts
     "oa_mass": timedelta(days=30),
 }
-# The WeCom group sends a recipient received in the budget's period (services/outreach/budget.py),
-# by its address (external_userid or chat_id); {tenant}, {start}, {end} bound by the caller.
+# The WeCom group sends one recipient used of the budget's period (services/outreach/budget.py),
+# looked up per audience row (LATERAL, by index: never the tenant's whole period): those
+# received (platform_sends, by address) and other runs' deliveries on their way that are not
+# recorded there yet - pending or sending (they go out now), sent without a row, or unknown
+# (may have gone out) in the period. {address}, {kind}, {rid}: the row's columns; {tenant},
+# {start}, {end}, {channels} bound by the caller.
 BUDGET_USED = (
-    "SELECT recipient, count(*) AS used FROM platform_sends WHERE tenant_id = {tenant} "
-    "AND sent_at >= {start} AND sent_at < {end} GROUP BY recipient"
+    "SELECT (SELECT count(*) FROM platform_sends ps WHERE ps.tenant_id = {tenant} "
+    "AND ps.recipient = {address} AND ps.sent_at >= {start} AND ps.sent_at < {end}) "
+    "+ (SELECT count(*) FROM deliveries d WHERE d.tenant_id = {tenant} "
+    "AND d.recipient_kind = {kind} AND d.recipient_id = {rid} AND d.address = {address} "
+    "AND d.channel = ANY({channels}) AND (d.status IN ('pending', 'sending') "
+    "OR (d.status = 'unknown' AND COALESCE(d.sent_at, d.created_at) >= {start}) "
+    "OR (d.status = 'sent' AND d.sent_at >= {start} AND d.sent_at < {end} AND NOT EXISTS ("
+    "SELECT 1 FROM platform_sends r WHERE r.tenant_id = d.tenant_id "
+    "AND r.recipient = d.address AND r.msgid = d.msgid)))) AS used"
 )
 
 
@@ -154,13 +166,13 @@ def contacts(
               AND recipient_kind = 'contact' AND status IN ('sent', 'delivered', 'unknown')
             GROUP BY recipient_id
         ) s ON s.recipient_id = a.contact_id
-        LEFT JOIN ({budget}) b ON b.recipient = {address}
+        LEFT JOIN LATERAL ({budget}) b ON true
         WHERE {where}
         ORDER BY a.contact_id
         """
     ).format(
         address=sql.SQL(ADDRESS[channel]),
-        budget=_budget(tenant_id, budget, p),
+        budget=_budget(tenant_id, budget, p, ADDRESS[channel], "'contact'", "a.contact_id"),
         flags=flags,
         day=p(now - timedelta(days=1)),
         channel=p(channel),
@@ -236,7 +248,7 @@ def groups(
                   AND recipient_kind = 'group' AND status IN ('sent', 'delivered', 'unknown')
                 GROUP BY recipient_id
             ) s ON s.recipient_id = g.chat_id
-            LEFT JOIN ({budget}) b ON b.recipient = g.chat_id
+            LEFT JOIN LATERAL ({budget}) b ON true
             WHERE g.tenant_id = {tenant} AND {chosen}
             ORDER BY g.chat_id
             """
@@ -245,7 +257,7 @@ def groups(
             week=p(now - timedelta(days=7)),
             tenant=p(tenant_id),
             campaign=p(campaign_id),
-            budget=_budget(tenant_id, budget, p),
+            budget=_budget(tenant_id, budget, p, "g.chat_id", "'group'", "g.chat_id"),
             chosen=chosen,
         ),
         p.values,
@@ -271,10 +283,19 @@ def groups(
     ]
 
 
-def _budget(tenant_id: str, budget: tuple[datetime, datetime] | None, p: Params):
+def _budget(tenant_id: str, budget: tuple[datetime, datetime] | None, p: Params,
+            address: str, kind: str, rid: str):  # fmt: skip
     if budget is None:  # a channel the budget does not limit: nothing used
-        return sql.SQL("SELECT NULL::text AS recipient, 0 AS used WHERE false")
-    return sql.SQL(BUDGET_USED).format(tenant=p(tenant_id), start=p(budget[0]), end=p(budget[1]))
+        return sql.SQL("SELECT 0 AS used")
+    return sql.SQL(BUDGET_USED).format(
+        tenant=p(tenant_id),
+        start=p(budget[0]),
+        end=p(budget[1]),
+        address=sql.SQL(address),
+        kind=sql.SQL(kind),
+        rid=sql.SQL(rid),
+        channels=p(list(BUDGET_CHANNELS)),
+    )
 
 
 def _stranger(external_userid: str) -> Recipient:

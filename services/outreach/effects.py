@@ -7,15 +7,23 @@
   are not advances; a change of another model than the catalogue's, or before any catalogue,
   cannot be judged and is skipped). Keyed by (contact, stage, time): redelivery stores it once.
 - Clicks (``link.clicked``: the tracked link names campaign, content and contact) and replies
-  (``oa.message`` from an openid the audience knows), from ``siyu.touchpoints.v1`` in a consumer
-  group of their own (``siyu-outreach-effects``, a thread of the outreach worker), so a backlog
-  here delays no other consumer. One row per event id: redelivery and replays store it once.
-  A reply from someone the audience does not know yet is not counted: nothing names its contact.
+  (``oa.message`` from an openid the audience knows), from ``siyu.signals.v1`` (shared/signals.py:
+  ids and a few whitelisted attributes, never the message's text; outreach does not read the
+  touchpoints) in a consumer group of their own (``siyu-outreach-effects``, a thread of the
+  outreach worker), so a backlog here delays no other consumer. One row per event id:
+  redelivery and replays store it once. A signal that cannot be read goes to the outreach
+  dead letters (docs/domain.md "Effect report"). A reply from someone the audience does not know
+  yet is not counted: nothing names its contact.
+
+Erasure and tenant purges (docs/privacy.md): a row is stored only for a contact still in the
+audience of a tenant not deleted. The erasure deletes the audience row with the person's
+advances and events (services/outreach/erasure.py), so a redelivery or a replay of either topic
+from the earliest offset (a new group, a reset) does not bring an erased person or a purged
+tenant back.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -23,17 +31,36 @@ import structlog
 from psycopg import Connection
 from psycopg_pool import ConnectionPool
 
+from shared import messages
 from shared.config import Settings
-from shared.envelope import EnvelopeError, load_touchpoint
-from shared.kafka.consumer import ConsumerRunner, DeadLetterQueue, Message, create_consumer
+from shared.kafka.consumer import (
+    ConsumerRunner,
+    DeadLetterQueue,
+    Message,
+    PoisonMessage,
+    create_consumer,
+)
 from shared.kafka.dlq_limit import DlqLimit
 from shared.kafka.producer import create_producer
-from shared.kafka.topics import OUTREACH_DLQ, TOUCHPOINTS
+from shared.kafka.topics import OUTREACH_DLQ, SIGNALS
 
 log = structlog.get_logger("siyu.outreach")
 
 GROUP = "siyu-outreach-effects"
 KINDS = {"link.clicked": "click", "oa.message": "reply"}
+
+
+def live(conn: Connection, tenant: str, contact: str) -> bool:
+    """Whether ``contact`` is in the audience of ``tenant`` and the tenant is not deleted: an
+    erased person, a merged-away contact or a purged tenant's rows are never stored again."""
+    return (
+        conn.execute(
+            "SELECT 1 FROM audience a WHERE a.tenant_id = %s AND a.contact_id = %s "
+            "AND NOT EXISTS (SELECT 1 FROM deleted_tenants d WHERE d.tenant_id = a.tenant_id)",
+            (tenant, contact),
+        ).fetchone()
+        is not None
+    )
 
 
 # --- stage advances ---------------------------------------------------------------------------
@@ -67,6 +94,8 @@ def record_advances(conn: Connection, changes: Iterable[dict[str, Any]]) -> int:
             continue
         if not advance(funnel[1], c["from_stage"], c["to_stage"]):
             continue
+        if not live(conn, tenant, c["subject_id"]):  # erased, merged away, or tenant purged
+            continue
         stored += conn.execute(
             "INSERT INTO stage_advances (tenant_id, contact_id, to_stage, changed_at, from_stage, "
             "model) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
@@ -79,25 +108,25 @@ def record_advances(conn: Connection, changes: Iterable[dict[str, Any]]) -> int:
 
 
 def decode(message: Message) -> dict[str, Any] | None:
-    """A click or a reply as a row; None for every other touchpoint (most of the topic) and for
-    an invalid one (segment's group dead-letters those already)."""
+    """A click or a reply as a row; None for the signals this consumer does not count (an add's
+    welcome code); an unreadable signal goes to the dead letters."""
     try:
-        data = json.loads(message.value.decode("utf-8"))
-        if not isinstance(data, dict) or data.get("type") not in KINDS:
-            return None
-        touchpoint = load_touchpoint(data)
-    except (UnicodeDecodeError, ValueError, EnvelopeError, AttributeError):
+        signal = messages.decode(messages.SIGNAL, message.value)
+    except Exception as exc:  # not JSON, not UTF-8 or not the contract: the DLQ says why
+        raise PoisonMessage(message, f"not a valid signal: {str(exc)[:300]}") from exc
+    if signal["type"] not in KINDS:
         return None
-    attributes = touchpoint.attributes
+    attributes = signal["attributes"]
+    click = signal["type"] == "link.clicked"
     return {
-        "tenant_id": touchpoint.tenant_id,
-        "event_id": touchpoint.event_id,
-        "kind": KINDS[touchpoint.type],
-        "contact_id": attributes.get("contact_id") if touchpoint.type == "link.clicked" else None,
-        "openid": touchpoint.identity.openid,
+        "tenant_id": signal["tenant_id"],
+        "event_id": signal["event_id"],
+        "kind": KINDS[signal["type"]],
+        "contact_id": attributes.get("contact_id") if click else None,
+        "openid": signal["identity"]["openid"],
         "campaign_id": attributes.get("campaign_id"),
         "content_id": attributes.get("content_id"),
-        "at": touchpoint.occurred_at,
+        "at": signal["occurred_at"],
     }
 
 
@@ -113,7 +142,7 @@ def record_events(conn: Connection, events: Iterable[dict[str, Any]]) -> int:
                 (e["tenant_id"], e["openid"]),
             ).fetchone() if e["openid"] else None  # fmt: skip
             contact = row["contact_id"] if row else None
-        if not contact:
+        if not contact or not live(conn, e["tenant_id"], contact):
             continue
         stored += conn.execute(
             "INSERT INTO effect_events (tenant_id, event_id, kind, contact_id, campaign_id, "
@@ -137,12 +166,12 @@ def make_process(pool: ConnectionPool):
 
 
 def build_runner(settings: Settings, pool: ConnectionPool, *, group: str = GROUP):
-    """The consumer of clicks and replies (its own group on the touchpoints topic)."""
+    """The consumer of clicks and replies (its own group on the signals topic)."""
     kafka = settings.kafka
     producer = create_producer(kafka, client_id="siyu-outreach-effects")
     return ConsumerRunner(
         create_consumer(kafka, group_id=group, client_id="siyu-outreach-effects"),
-        topics=[kafka.topic(TOUCHPOINTS)],
+        topics=[kafka.topic(SIGNALS)],
         group=group,
         decode=decode,
         process=make_process(pool),

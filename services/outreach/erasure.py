@@ -53,7 +53,7 @@ def forget(conn: Connection, erasures: Iterable[dict[str, Any]]) -> int:
                 (tenant, people),
             )
         _leave_groups(conn, tenant, set(erasure.get("identity_hashes") or ()))
-        budget.forget(conn, tenant, set(erasure.get("identity_hashes") or ()))
+        budget.forget(conn, tenant, set(erasure.get("identity_hashes") or ()), erasure["erased_at"])
         welcome.forget(conn, tenant, set(erasure.get("identity_hashes") or ()))
         forget_results(conn, tenant, people)  # preview samples name recipients
         conn.execute(

@@ -91,6 +91,12 @@ def _check_urls(body: dict, keys: tuple[str, ...], where: str) -> None:
         raise ValidationError(errors, where)
 
 
+MEDIA_ID_REFUSED = (
+    "an image's media_id expires after 3 days and Siyu cannot upload it again: give the "
+    "image's https url instead (Siyu uploads it and refreshes it before it expires)"
+)
+
+
 class WeComAttachmentSchema(_Strict):
     msgtype = fields.String(
         required=True, validate=validate.OneOf(["link", "miniprogram", "image"])
@@ -98,9 +104,10 @@ class WeComAttachmentSchema(_Strict):
     link = fields.Dict(metadata={"description": "{title, url, desc?, picurl?}"})
     miniprogram = fields.Dict(metadata={"description": "{title, appid, page, pic_media_id}"})
     image = fields.Dict(
-        metadata={"description": "{media_id}, {pic_url} (from media/uploadimg) or {url}: a "
-                  "source image Siyu uploads as temporary media and refreshes before it "
-                  "expires (docs/platform.md \"Temporary media\")"}
+        metadata={"description": "{url}: an https JPG or PNG Siyu uploads as temporary media "
+                  "and refreshes before it expires (docs/platform.md \"Temporary media\"), "
+                  "or {pic_url} (from media/uploadimg); a media_id is refused (it expires "
+                  "after 3 days and cannot be refreshed)"}
     )  # fmt: skip
 
     @validates_schema(skip_on_field_errors=True)
@@ -115,8 +122,10 @@ class WeComAttachmentSchema(_Strict):
             raise ValidationError("a link needs title and url", kind)
         _check_urls(body, {"link": ("url", "picurl"), "image": ("pic_url", "url")}.get(kind, ()),
                     kind)  # fmt: skip
-        if kind == "image" and not any(body.get(k) for k in ("media_id", "pic_url", "url")):
-            raise ValidationError("an image needs media_id, pic_url or url", kind)
+        if kind == "image" and body.get("media_id"):  # expires in 3 days, cannot be refreshed
+            raise ValidationError(MEDIA_ID_REFUSED, kind)
+        if kind == "image" and not any(body.get(k) for k in ("pic_url", "url")):
+            raise ValidationError("an image needs url (https, a JPG or PNG) or pic_url", kind)
         if kind == "miniprogram" and not all(body.get(k) for k in ("title", "appid", "page")):
             raise ValidationError("a miniprogram needs title, appid and page", kind)
 
@@ -406,14 +415,14 @@ class QuotasSchema(_Strict):
         metadata={"description": "The corp's WeCom rule for group-sent messages per customer "
                   "and customer group (docs/platform.md \"The platform's budget of group "
                   "sends\"): month (as many a calendar month as it has days, the default), "
-                  "week (7 an ISO week) or day (1 a day), in the tenant's time zone",
+                  "week (7 an ISO week) or day (1 a day), in China time as WeCom counts",
                   "enum": list(BUDGET_MODES)},
     )  # fmt: skip
-    # The old setting, still read so stored settings load: at most 1 a day is the day mode,
-    # more the month mode (budget.legacy_mode); never written back.
+    # The old setting, still read so stored settings load: any value is the default month
+    # mode (budget.legacy_mode); never written back.
     wecom_customer_per_day = fields.Integer(
         load_default=None, load_only=True, validate=validate.Range(min=0),
-        metadata={"description": "Deprecated: read as wecom_budget (<= 1: day, else month)"},
+        metadata={"description": "Deprecated: any value is read as wecom_budget month"},
     )  # fmt: skip
     oa_mass_per_month = fields.Integer(
         load_default=4, validate=validate.Range(min=0),

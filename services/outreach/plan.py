@@ -100,8 +100,7 @@ def policy(conn: Connection, campaign: Campaign, now: datetime | None = None) ->
         allow_b2b_promotion=campaign.allow_b2b_promotion,
         guard=guard_of(catalogue and catalogue.flags, settings["guard_unflagged_model"]),
         budget=(
-            budget.limit(budget.mode_of(settings["quotas"]), now,
-                         budget.tenant_zone(conn, campaign.tenant_id))
+            budget.limit(budget.mode_of(settings["quotas"]), now)
             if now is not None and campaign.channel in budget.CHANNELS else None
         ),
     )  # fmt: skip
@@ -112,7 +111,7 @@ def budget_period(conn: Connection, campaign: Campaign, now: datetime):
     if campaign.channel not in budget.CHANNELS:
         return None
     mode = budget.mode_of(tenant_settings(conn, campaign.tenant_id)["quotas"])
-    return budget.period(mode, now, budget.tenant_zone(conn, campaign.tenant_id))
+    return budget.period(mode, now)  # China time, as WeCom counts
 
 
 def plan(

@@ -13,7 +13,7 @@ import collections
 import structlog
 from psycopg_pool import ConnectionPool
 
-from services.outreach import group_tasks, store
+from services.outreach import budget, group_tasks, store
 from services.outreach.clients import Clients
 from services.outreach.metrics import DELIVERIES
 from shared.wechat import WeComError
@@ -51,6 +51,7 @@ def poll_results(pool: ConnectionPool, clients: Clients, *, limit: int = 50) -> 
         with pool.connection() as conn, conn.transaction():  # tasks and deliveries in step
             group_tasks.record(conn, tenant, msgid, tasks, by_member)
             rows = store.apply_send_results(conn, tenant, msgid, known) if known else []
+            budget.apply_results(conn, tenant, msgid, results)  # the members' real send times
         updated += len(rows)
         # What WeCom reports later is an outcome too: delivered, or failed after all.
         for (channel, status), n in collections.Counter(

@@ -62,6 +62,8 @@ class Executor:
     public_url: str = "http://127.0.0.1:8080"
     lease: timedelta = LEASE
     clock: Any = lambda: datetime.now(UTC)
+    # Images from private addresses and over http (SIYU_MEDIA_ALLOW_PRIVATE: dev and tests).
+    allow_private_media: bool = False
 
     # --- claiming --------------------------------------------------------------------------
 
@@ -141,6 +143,8 @@ class Executor:
         if run["subject_kind"]:
             scope = Scope(run["subject_kind"], run["subject_id"])
         with self.pool.connection() as conn, conn.transaction():
+            if campaign.channel in budget.CHANNELS:  # one plan per tenant at a time
+                budget.lock_for_plan(conn, run["tenant_id"])
             decisions = plan(conn, campaign, now, scope)
             while chunk := list(islice(decisions, PLAN_CHUNK)):
                 store.insert_deliveries(conn, run, campaign.channel, _delivery_rows(chunk))
@@ -153,23 +157,51 @@ class Executor:
             payloads_ = store.content_payloads(conn, run["tenant_id"], campaign.content_ids)
         size = senders.SENDERS[campaign.channel].chunk
         renewed = self.clock()
+        refused: dict[str, payloads.BadContent] = {}  # images that could not be had: not again
         while True:
+            # Temporary media first, while nothing is marked sending: a slow image server
+            # cannot keep deliveries in flight past the lease (services/outreach/media.py).
+            ready = self._media(run, campaign, payloads_, refused)
             with self.pool.connection() as conn:  # marked sending and committed before the call
                 batch = store.next_batch(conn, run["run_id"], size)
             if not batch:
                 return
-            self._send(run, campaign, batch, tz, payloads_.get(batch[0]["content_id"], {}))
+            self._send(run, campaign, batch, tz, ready.get(batch[0]["content_id"], {}))
             if self.clock() - renewed > self.lease / 3:  # renewed well before it can lapse
                 renewed = self.clock()
                 with self.pool.connection() as conn:
                     store.renew_lease(conn, run["run_id"], renewed + self.lease)
 
-    def _send(self, run, campaign: Campaign, batch, tz: str, payloads_: dict[str, Any]) -> None:
+    def _media(self, run, campaign: Campaign, payloads_: dict[str, Any],
+               refused: dict[str, payloads.BadContent]) -> dict[str, Any]:  # fmt: skip
+        """Each content's payloads with temporary media valid for the next batch (an image that
+        cannot be had: its BadContent, failing the batches that would carry it, and kept in
+        ``refused`` so the run does not download it again)."""
+        if campaign.channel not in budget.CHANNELS:
+            return payloads_
+        tenant_id, ready = run["tenant_id"], dict(refused)
+        client, get = self.clients.wecom(tenant_id), media.fetcher(self.allow_private_media)
+        for content_id, p in payloads_.items():
+            if content_id in refused:
+                continue
+            try:
+                ready[content_id] = media.fresh(self.pool, client, tenant_id, p, self.clock(), get)
+            except payloads.BadContent as exc:
+                ready[content_id] = refused[content_id] = exc
+            except (RateLimited, WeComUnavailable) as exc:  # nothing marked sending yet
+                delay = getattr(exc, "retry_after", None) or 60
+                raise RetryLater(timedelta(seconds=delay), str(exc)) from None
+            except WeComError as exc:  # media/upload refused it: that content's batches fail
+                ready[content_id] = refused[content_id] = payloads.BadContent(
+                    f"media/upload: {exc}"
+                )
+        return ready
+
+    def _send(self, run, campaign: Campaign, batch, tz: str, payloads_) -> None:
         tenant_id = run["tenant_id"]
         try:
-            if campaign.channel in budget.CHANNELS:  # temporary media valid for this send
-                payloads_ = media.fresh(self.pool, self.clients.wecom(tenant_id), tenant_id,
-                                        payloads_, self.clock())  # fmt: skip
+            if isinstance(payloads_, payloads.BadContent):
+                raise payloads_
             outcome = senders.send(self.clients, self.signer, self.public_url, run, campaign,
                                    batch, payloads_)  # fmt: skip
         except (RateLimited, WeComUnavailable, QuotaExhausted) as exc:

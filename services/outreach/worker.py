@@ -1,10 +1,12 @@
 """`siyu outreach worker`: the audience projection, the scheduler (when leader), the senders.
 
 Threads: the projection consumer (``siyu-outreach`` group on the profile, stage-change and
-catalogue topics), the welcome-on-add consumer (``siyu-outreach-welcome``: services/outreach/
-welcome.py), the effects consumer (``siyu-outreach-effects``: clicks and replies for the effect
-report, effects.py) and the loop below; every replica sends (runs are claimed with SKIP LOCKED
-and a lease), only the holder of the advisory lock schedules and syncs WeCom groups.
+catalogue topics), the welcome-on-add consumer (``siyu-outreach-welcome``: welcome.py) and the
+effects consumer (``siyu-outreach-effects`` on the signals topic: clicks and replies for the
+effect report, effects.py), both watched (shared/watched.py: if one dies the worker is not
+ready and exits non-zero), and the loop below; every replica sends
+(runs are claimed with SKIP LOCKED and a lease), only the holder of the advisory lock schedules
+and syncs WeCom groups.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from services.outreach import (
     group_tasks,
     groups,
     lost_alerts,
+    media,
     metrics,
     projection,
     results,
@@ -49,6 +52,7 @@ from shared.kafka.topics import (
 )
 from shared.links import LinkSigner
 from shared.tenants import TenantRegistry, load_tenants
+from shared.watched import Watched
 from shared.wechat import WeComError
 
 log = structlog.get_logger("siyu.outreach")
@@ -120,7 +124,12 @@ class Loop:
         # A run whose worker died is taken over when its lease passes (SIYU_OUTREACH_LEASE_S).
         lease = timedelta(seconds=settings.outreach_lease_s)
         self.executor = runs.Executor(
-            pool, clients, link_signer(tenants, settings.link_secret), settings.public_url, lease
+            pool,
+            clients,
+            link_signer(tenants, settings.link_secret),
+            settings.public_url,
+            lease,
+            allow_private_media=settings.media_allow_private,
         )
         self._stop = threading.Event()
         self._synced_at = 0.0
@@ -137,7 +146,8 @@ class Loop:
             tenant_deletion.purge_pending(self.pool)  # deleted tenants, a few batches a tick
             budget_sync.poll_due(self.pool, self.clients, self.tenants, now)  # others' sends
             channel_codes.apply_caps(self.pool, self.clients, now)  # daily caps, day rollover
-            welcome.step(self.pool, self.clients, self.tenants, now)  # lost claims, tags, images
+            welcome.step(self.pool, self.clients, self.tenants, now,  # lost claims, tags, images
+                         fetch=media.fetcher(self.executor.allow_private_media))  # fmt: skip
         self.executor.run_due()
         lost_alerts.send_due(self.pool, self.clients, self.tenants, self.console_url)
         if time.monotonic() - self._polled_at > POLL_RESULTS_S:
@@ -196,30 +206,35 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
         if loop.last_tick is not None and time.monotonic() - loop.last_tick > 120:
             raise RuntimeError("the outreach loop has not completed a tick in 120 s")
 
-    def welcoming() -> None:  # a dead welcome thread would miss every add's 20 s in silence
-        if not welcomes.is_alive():
-            raise RuntimeError("the welcome consumer thread has stopped")
-
-    ops = create_ops_app(__name__, {"postgres": postgres_check(pool), "loop": ticking,
-                                    "welcome": welcoming})  # fmt: skip
+    # Consumers beside the main one: each watched; one dying stops the worker (exit 1).
+    outcomes = effects.build_runner(settings, pool)
+    side = [
+        Watched("outreach-effects", outcomes.run, stop=outcomes.stop, on_death=runner.stop),
+        Watched("outreach-welcome", welcome_runner.run, stop=welcome_runner.stop,
+                on_death=runner.stop),
+    ]  # fmt: skip
+    checks = {"postgres": postgres_check(pool), "loop": ticking}
+    checks.update({w.name: w.check for w in side})
+    ops = create_ops_app(__name__, checks)
     server = BackgroundServer(ops, metrics_host, metrics_port).start()
     runner.install_signal_handlers()
     thread = threading.Thread(target=loop.run, name="outreach-loop", daemon=True)
     thread.start()
-    outcomes = effects.build_runner(settings, pool)
-    threading.Thread(target=outcomes.run, name="outreach-effects", daemon=True).start()
-    welcomes = threading.Thread(target=welcome_runner.run, name="outreach-welcome", daemon=True)
-    welcomes.start()
+    for watched in side:
+        watched.start()
     log.info("outreach_worker_starting", metrics_port=server.port)
     try:
-        runner.run()  # returns on SIGTERM/SIGINT
+        runner.run()  # returns on SIGTERM/SIGINT, or when a watched consumer died
     finally:
         loop.stop()
-        outcomes.stop()
-        welcome_runner.stop()
+        for watched in side:
+            watched.stop()
         thread.join(30)
-        welcomes.join(30)
         server.stop()
         pool.close()
         welcome_pool.close()
+    dead = [w.name for w in side if w.died]
+    if dead:
+        log.error("outreach_worker_stopping_after_a_death", threads=dead)
+        return 1
     return 0

@@ -14,6 +14,9 @@ TOUCHPOINTS = "siyu.touchpoints.v1"
 PROFILES = "siyu.profiles.v1"
 STAGE_CHANGES = "siyu.stage-changes.v1"
 CATALOGUE = "siyu.catalogue.v1"
+# The few events outreach needs (clicks, OA message types, welcome codes), written by ingest with
+# the touchpoint: ids and a whitelisted attribute subset (shared/signals.py), never payloads.
+SIGNALS = "siyu.signals.v1"
 # A person erased (docs/privacy.md): segment announces it, outreach and ingest forget the person.
 ERASURES = "siyu.erasures.v1"
 # One dead-letter topic per consumer group, so each service's refusals are read, alerted on and
@@ -36,6 +39,7 @@ TOPICS = (
     # Latest profile per contact is all outreach needs: compaction keeps the topic bounded.
     TopicSpec(PROFILES, {"cleanup.policy": "compact"}),
     TopicSpec(STAGE_CHANGES),
+    TopicSpec(SIGNALS),  # 14 days in deploy/k8s, like the touchpoints they come from
     # A tenant's current model and segments, keyed by tenant: only the newest matters.
     TopicSpec(CATALOGUE, {"cleanup.policy": "compact"}),
     # Ids and keyed hashes only; 30 days in deploy/k8s (a consumer back from a long outage).

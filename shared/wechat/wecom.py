@@ -471,25 +471,30 @@ class WeComClient(WeChatClient):
     # --- group tasks (docs/platform.md "Group sends are staff tasks") ---
 
     def _pages(self, endpoint: str, body: dict, key: str, *, limit: int = 1000) -> list[dict]:
-        """Every row of a cursor-paged list (``limit`` per page, ``next_cursor``)."""
+        """Every row of a cursor-paged list (``limit`` per page, ``next_cursor``); a bound, with
+        the cursors seen, against a cursor that repeats."""
         rows: list[dict] = []
-        cursor = ""
-        while True:
+        cursor, seen = "", set()
+        for _ in range(10000):
             result = self.post(endpoint, data={**body, "limit": limit, "cursor": cursor})
             rows.extend(result.get(key) or [])
             cursor = result.get("next_cursor") or ""
-            if not cursor:
-                return rows
+            if not cursor or cursor in seen:
+                break
+            seen.add(cursor)
+        return rows
 
-    def get_groupmsg_task(self, msgid: str) -> list[dict]:
+    def get_groupmsg_task(self, msgid: str, *, limit: int = 1000) -> list[dict]:
         """Per sending member: ``userid``, ``status`` 0 not sent, 2 sent, ``send_time``."""
-        return self._pages("externalcontact/get_groupmsg_task", {"msgid": msgid}, "task_list")
+        return self._pages("externalcontact/get_groupmsg_task", {"msgid": msgid}, "task_list",
+                           limit=limit)  # fmt: skip
 
-    def get_groupmsg_send_result(self, msgid: str, userid: str) -> list[dict]:
+    def get_groupmsg_send_result(self, msgid: str, userid: str, *, limit: int = 1000) -> list[dict]:
         """Per target of a member: status 0 not sent, 1 sent, 2 not a friend, 3 already
         received the allowed number in the budget period."""
-        return self._pages("externalcontact/get_groupmsg_send_result",
-                           {"msgid": msgid, "userid": userid}, "send_list")  # fmt: skip
+        body = {"msgid": msgid, "userid": userid}
+        return self._pages("externalcontact/get_groupmsg_send_result", body, "send_list",
+                           limit=limit)  # fmt: skip
 
     def remind_groupmsg_send(self, msgid: str) -> dict:
         """Remind the members who have not sent yet (at most 3 times per message in 24 h)."""

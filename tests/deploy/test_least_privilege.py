@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from services.ingest import erasures as ingest_erasures
+from services.outreach import effects as outreach_effects
 from services.outreach import welcome as outreach_welcome
 from services.outreach import worker as outreach_worker
 from services.segment import consumer as segment_consumer
@@ -22,6 +23,7 @@ from shared.kafka.topics import (
     ERASURES,
     OUTREACH_DLQ,
     PROFILES,
+    SIGNALS,
     STAGE_CHANGES,
     TOPICS,
     TOUCHPOINTS,
@@ -33,10 +35,12 @@ from tests.deploy.kustomize import build
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 CA_SECRET = "siyu-kafka-cluster-ca-cert"  # Strimzi's: <cluster>-cluster-ca-cert
 
+
 # What each process's code does on Kafka: (resource type, name) -> operations.
 ACLS = {
     "siyu-ingest": {
         ("topic", TOUCHPOINTS): {"Write"},  # webhooks, events, the outbox replay
+        ("topic", SIGNALS): {"Write"},  # beside the touchpoints outreach acts on
         ("topic", ERASURES): {"Read"},  # siyu ingest erasures
         ("group", ingest_erasures.GROUP): {"Read"},
         ("topic", TOUCHPOINTS_DLQ): {"Write"},  # the erasure consumer's dead letters
@@ -56,6 +60,8 @@ ACLS = {
         ("topic", CATALOGUE): {"Read"},
         ("topic", ERASURES): {"Read"},
         ("group", outreach_worker.GROUP): {"Read"},
+        ("topic", SIGNALS): {"Read"},  # clicks, replies, welcome codes: never the touchpoints
+        ("group", outreach_effects.GROUP): {"Read"},
         ("topic", OUTREACH_DLQ): {"Write"},
         ("topic", TOUCHPOINTS): {"Read"},  # welcome on add: the add callbacks, within 20 s
         ("group", outreach_welcome.GROUP): {"Read"},
@@ -189,7 +195,8 @@ def test_the_acls_name_real_topics_and_the_groups_the_code_joins(objects):
     assert kafka.topic_prefix == ""
     topics = {t["spec"]["topicName"] for t in of(objects, "KafkaTopic").values()}
     groups = {kafka.group(g) for g in (ingest_erasures.GROUP, segment_consumer.GROUP,
-                                       outreach_worker.GROUP, outreach_welcome.GROUP)}  # fmt: skip
+                                       outreach_worker.GROUP, outreach_effects.GROUP,
+                                       outreach_welcome.GROUP)}  # fmt: skip
     assert {kafka.topic(t.name) for t in TOPICS} == topics
     for user in of(objects, "KafkaUser").values():
         for rtype, name in granted(user):
@@ -214,6 +221,9 @@ def test_the_acls_name_real_topics_and_the_groups_the_code_joins(objects):
         ("siyu-outreach", "topic", PROFILES, "Write"),
         ("siyu-outreach", "topic", TOUCHPOINTS_DLQ, "Read"),
         ("siyu-outreach", "group", segment_consumer.GROUP, "Read"),
+        ("siyu-outreach", "topic", SIGNALS, "Write"),
+        ("siyu-segment", "topic", SIGNALS, "Read"),
+        ("siyu-api", "topic", SIGNALS, "Write"),
         # the API reads nothing.
         ("siyu-api", "topic", PROFILES, "Read"),
         ("siyu-api", "topic", TOUCHPOINTS, "Write"),
@@ -355,6 +365,11 @@ def test_the_on_demand_dead_letter_reader_reads_dead_letters_and_nothing_else():
         assert allowed(user, "topic", spec.name, "Read") is dead_letters, spec.name
         assert not allowed(user, "topic", spec.name, "Write"), spec.name
     assert allowed(user, "group", "console-consumer-4711", "Read")
-    for group in (ingest_erasures.GROUP, segment_consumer.GROUP, outreach_worker.GROUP,
-                  outreach_welcome.GROUP):  # fmt: skip
+    for group in (
+        ingest_erasures.GROUP,
+        segment_consumer.GROUP,
+        outreach_worker.GROUP,
+        outreach_effects.GROUP,
+        outreach_welcome.GROUP,
+    ):
         assert not allowed(user, "group", group, "Read")  # cannot move a service's offsets

@@ -3,8 +3,12 @@
 ALTER TABLE campaigns ADD COLUMN holdout_percent integer NOT NULL DEFAULT 0
     CHECK (holdout_percent BETWEEN 0 AND 50);
 
--- The report reads a campaign's delivery rows (treated and held out) by contact.
-CREATE INDEX deliveries_campaign ON deliveries (tenant_id, campaign_id, recipient_kind);
+-- The report reads a campaign's contact rows (every decision to send, and the held out) by
+-- contact, with what it needs of each, in an index-only scan (effect_report.py REPORT: its
+-- WHERE clause repeats this predicate so the planner can use the index).
+CREATE INDEX deliveries_effect ON deliveries (tenant_id, campaign_id, recipient_id)
+    INCLUDE (status, content_id, created_at, run_id)
+    WHERE recipient_kind = 'contact' AND (status <> 'excluded' OR reason = 'held_out');
 
 -- A contact's stage advances (forward in the tenant's model order, judged when the change
 -- arrived), from siyu.stage-changes.v1. Keyed by the change itself, so a redelivered or replayed
@@ -21,8 +25,8 @@ CREATE TABLE stage_advances (
 CREATE INDEX stage_advances_time ON stage_advances (tenant_id, contact_id, changed_at);
 
 -- Clicks on tracked links (link.clicked names campaign, content and contact) and replies
--- (oa.message from a contact outreach knows), from siyu.touchpoints.v1 (group
--- siyu-outreach-effects), one row per touchpoint: its event id makes it idempotent.
+-- (oa.message from a contact outreach knows), from siyu.signals.v1 (group
+-- siyu-outreach-effects), one row per signal: its event id makes it idempotent.
 CREATE TABLE effect_events (
     tenant_id    text        NOT NULL,
     event_id     text        NOT NULL,

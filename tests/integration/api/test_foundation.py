@@ -49,6 +49,9 @@ SERVICE_ROUTE_PREFIXES = (
     "/api/v1/settings/outreach",
     "/api/v1/ingest-tokens",  # tests/integration/api/test_tokens.py
     "/api/v1/channel-codes",  # tests/integration/outreach/test_channel_codes.py
+    "/api/v1/welcomes",  # tests/integration/outreach/test_group_welcome_api.py
+    "/api/v1/group-welcome-templates",
+    "/api/v1/group-tasks",  # tests/integration/outreach/test_group_tasks.py
 )
 
 

@@ -115,6 +115,9 @@ def test_the_report_shows_the_uplift_with_its_interval_and_the_csv_is_excel_safe
     shown = page(viewer.get(f"/campaigns/{campaign_id}/effect"))
     assert '<td class="treated-contacts">400</td><td class="holdout-contacts">50</td>' in shown
     assert '<td class="treated-advanced">120</td><td class="holdout-advanced">3</td>' in shown
+    # WeCom brings no reply back: "—", not a zero; no send failed.
+    assert '<td class="treated-replied">—</td><td class="holdout-replied">—</td>' in shown
+    assert '<td class="treated-failed">0</td>' in shown
     assert "30.0%" in shown and "6.0%" in shown
     assert "+24.0" in shown  # percentage points
     assert "活动带动了联系人" in shown  # the verdict, in Chinese
@@ -136,6 +139,9 @@ def test_the_report_shows_the_uplift_with_its_interval_and_the_csv_is_excel_safe
     assert rows[0][:4] == ["范围", "内容 ID", "组别", "联系人"]
     campaign_rows = [r for r in rows[1:] if r[1] == ""]
     assert [r[3] for r in campaign_rows] == ["400", "50"]
+    failed, replied = rows[0].index("失败"), rows[0].index("回复")
+    assert [r[failed] for r in campaign_rows] == ["0", ""]  # the holdout is never sent to
+    assert {r[replied] for r in rows[1:]} == {"—"}
     item_rows = [r for r in rows[1:] if r[1] == item]
     assert item_rows and all(r[0].startswith("'=HYPERLINK") for r in item_rows)
     assert not any(cell.startswith(("=", "+", "@")) for r in rows for cell in r)

@@ -48,3 +48,25 @@ def test_an_erasure_destroys_the_keys_and_the_queued_touchpoints_of_that_person_
     assert publisher.keys.open(sealed[0]) is None
     assert publisher.keys.open(sealed[1]) is None
     assert publisher.keys.open(sealed[2]) == '{"name": "李雷"}'
+
+
+def test_an_erasure_drops_the_persons_queued_signals_with_their_touchpoints(ingest):
+    """A reply queued while the broker was away: its signal (siyu.signals.v1) names the person
+    as the touchpoint does, and goes with it."""
+    publisher = ingest.deps.publisher
+    reply = Touchpoint(event_id=f"{9:032x}", tenant_id="acme", source="wechat_oa",
+                       type="oa.message", occurred_at=AT, received_at=AT,
+                       identity=Identity(openid="oHan"), attributes={"msg_type": "text"})  # fmt: skip
+    other = Touchpoint(event_id=f"{10:032x}", tenant_id="acme", source="wechat_oa",
+                       type="oa.message", occurred_at=AT, received_at=AT,
+                       identity=Identity(openid="oMei"), attributes={"msg_type": "text"})  # fmt: skip
+    publisher.store([reply, other], publisher._records([reply, other]))
+    with psycopg.connect(publisher.pool.conninfo, row_factory=dict_row,
+                         options=f"-c search_path={ingest.schema}") as conn:  # fmt: skip
+        topics = [r["topic"] for r in conn.execute("SELECT topic FROM outbox").fetchall()]
+        assert sorted(topics) == sorted([publisher.topic, publisher.signals_topic] * 2)
+        hashes = [identity_hash("acme", "openid", "oHan")]
+        assert forget(conn, {"tenant_id": "acme", "contact_id": "c_9",
+                             "identity_hashes": hashes}) == (0, 2)  # fmt: skip
+        left = conn.execute("SELECT DISTINCT event_id FROM outbox").fetchall()
+        assert [r["event_id"] for r in left] == [other.event_id]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import secrets
+import time
 
 import psycopg
 import pytest
@@ -224,3 +226,71 @@ def test_nul_characters_are_refused_not_passed_on(ingest, mangle):
     response = post(ingest, {"events": [mangle(event("nul"))]})
     assert response.status_code == 400
     assert read_topic(ingest.kafka, ingest.topic, 0, timeout=1) == []
+
+
+def _reply(openid: str, text: str) -> str:
+    return (f"<xml><ToUserName><![CDATA[gh_acme]]></ToUserName><FromUserName><![CDATA[{openid}]]>"
+            f"</FromUserName><CreateTime>{int(time.time())}</CreateTime><MsgType><![CDATA[text]]>"
+            f"</MsgType><Content><![CDATA[{text}]]></Content><MsgId>{secrets.randbelow(10**12)}"
+            "</MsgId></xml>")  # fmt: skip
+
+
+def test_signals_go_beside_their_touchpoints_through_a_stopped_broker(
+    stack, schema, unique, tmp_path, monkeypatch
+):
+    """A click and an OA reply while the broker is stopped: the outbox holds each touchpoint
+    and its signal (both or neither), the replay publishes both, and the signal never carries
+    the message's text (shared/signals.py)."""
+    monkeypatch.setenv("ACME_OA_SECRET", "x")
+    broker = EmbeddedBroker(tmp_path / "own-broker", port=free_port()).start()
+    kafka = KafkaSettings(bootstrap=broker.bootstrap, topic_prefix=f"t{unique}.", partitions=3)
+    ingest = build(stack, kafka, schema)
+    touchpoints, signals = kafka.topic("siyu.touchpoints.v1"), kafka.topic("siyu.signals.v1")
+    token = ingest.deps.links.sign(
+        tenant_id="acme", url="https://acme.cn/", identity_kind="openid", identity_value="oSig1",
+        content_id="wp", campaign_id="c-1", contact_id="ct_1",
+    )  # fmt: skip
+    try:
+        assert ingest.oa_post(_reply("oSig0", "早")).status_code == 200  # broker up: both topics
+        assert [json.loads(r.value)["type"] for r in read_topic(kafka, signals, 1)] == [
+            "oa.message"
+        ]
+        broker.stop()
+        assert ingest.client.get(f"/r/{token}").status_code == 302
+        assert ingest.oa_post(_reply("oSig1", "我的手机号 13800000000")).status_code == 200
+        assert post(ingest, event("paid-1")).json["stored"] == "outbox"  # no signal of its own
+        with psycopg.connect(stack.dsn) as conn:
+            rows = conn.execute(sql.SQL("SELECT topic, event_id FROM {}.outbox ORDER BY id").format(
+                sql.Identifier(schema))).fetchall()  # fmt: skip
+        topics = [t for t, _ in rows]
+        assert topics.count(touchpoints) == 3 and topics.count(signals) == 2
+        by_event: dict[str, set[str]] = {}
+        for topic, event_id in rows:
+            by_event.setdefault(event_id, set()).add(topic)
+        assert sorted(len(t) for t in by_event.values()) == [1, 2, 2]
+
+        broker.start()  # in-memory broker: it comes back empty
+        ensure_topics(kafka)
+        replayer = OutboxReplayer(ingest.deps.publisher)
+        wait_until(lambda: replayer.replay_once() or replayer.depth() == 0, timeout=30)
+        assert replayer.depth() == 0
+        published = [json.loads(r.value) for r in read_topic(kafka, signals, 2)]
+        assert sorted(s["type"] for s in published) == ["link.clicked", "oa.message"]
+        click = next(s for s in published if s["type"] == "link.clicked")
+        assert click["attributes"] == {
+            "campaign_id": "c-1",
+            "content_id": "wp",
+            "contact_id": "ct_1",
+        }
+        reply = next(s for s in published if s["type"] == "oa.message")
+        assert reply["attributes"] == {"msg_type": "text"}
+        assert reply["identity"]["openid"] == "oSig1"
+        assert all("13800000000" not in r.value.decode() for r in read_topic(kafka, signals, 2))
+        assert {e for e, t in by_event.items() if signals in t} == {
+            s["event_id"] for s in published
+        }
+        assert len(read_topic(kafka, touchpoints, 3)) == 3
+    finally:
+        ingest.deps.publisher.close()
+        ingest.deps.publisher.pool.close()
+        broker.stop()

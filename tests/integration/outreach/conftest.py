@@ -197,7 +197,8 @@ class Outreach:
     def executor(self) -> Executor:
         signer = LinkSigner("test-link-secret-0123456789", TENANTS)
         return Executor(self.pool, self.clients, signer, "https://hooks.acme.example",
-                        clock=lambda: self.now)  # fmt: skip
+                        clock=lambda: self.now,
+                        allow_private_media=self.settings.media_allow_private)  # fmt: skip
 
     def send(self) -> int:
         return self.executor().run_due()
@@ -226,7 +227,7 @@ def outreach_world(stack, schema, monkeypatch, *, contacts: int = 60) -> Outreac
     settings = Settings.from_env({
         "SIYU_DATABASE_URL": stack.dsn, "SIYU_WECOM_API_BASE": fake.base_url,
         "SIYU_WECHAT_API_BASE": fake.oa_base_url, "SIYU_WECOM_RATE": "1000",
-        "SIYU_TENANTS": str(DEMO_TENANTS_PATH),
+        "SIYU_TENANTS": str(DEMO_TENANTS_PATH), "SIYU_MEDIA_ALLOW_PRIVATE": "1",
     })  # fmt: skip
     app = create_app(
         settings,

@@ -9,6 +9,8 @@ from datetime import timedelta
 
 import pytest
 
+from services.outreach import media
+from services.outreach.payloads import BadContent
 from shared.wechat import WeComError
 
 DAILY = {"schedule": {"cron": "0 10 * * *"}}
@@ -74,3 +76,38 @@ def test_an_unknown_media_id_is_refused_by_the_fake(outreach):
              "attachments": [{"msgtype": "image", "image": {"media_id": "MEDIA_ID"}}]}
         )  # fmt: skip
     assert refused.value.errcode == 40007
+
+
+def test_the_image_is_downloaded_before_any_delivery_is_marked_sending(outreach, monkeypatch):
+    """A slow image server holds no delivery in flight (a lease lapsing meanwhile would make
+    them ``unknown``); an image that cannot be had fails the deliveries that would carry it."""
+    ext, _ = outreach.customers(1)[0]
+    outreach.profile("c_1", ext=ext, segments=["all"])
+    body = {"title": "图", "format": "whitepaper",
+            "payloads": {"wecom": {"attachments": [
+                {"msgtype": "image", "image": {"url": "https://images.example/a.png"}}]}}}  # fmt: skip
+    created = outreach.call("POST", "/content", "operator", json=body)
+    assert created.status_code == 201, created.json
+    outreach.campaign(channel="wecom_single", audience={"segments": ["all"]},
+                      content={"item": created.json["content_id"]}, trigger=DAILY)  # fmt: skip
+    seen = []
+
+    def slow_server(url):
+        seen.append(outreach.sql("SELECT status FROM deliveries"))
+        raise BadContent("the image took over 30 s to download")
+
+    monkeypatch.setattr(media, "fetcher", lambda allow_private: slow_server)
+    sync_fake_clock(outreach)
+    assert outreach.schedule() == 1
+    assert outreach.send() == 1
+    assert seen == [[{"status": "pending"}]]  # downloaded once, nothing in flight meanwhile
+    (delivery,) = outreach.sql("SELECT status, reason FROM deliveries")
+    assert delivery == {"status": "failed", "reason": "the image took over 30 s to download"}
+
+
+def test_content_refuses_an_image_by_media_id(outreach):
+    body = {"title": "图", "format": "whitepaper", "payloads": {"wecom": {"attachments": [
+        {"msgtype": "image", "image": {"media_id": "3a8asd892asd8"}}]}}}  # fmt: skip
+    refused = outreach.call("POST", "/content", "operator", json=body)
+    assert refused.status_code == 400
+    assert "give the image's https url instead" in str(refused.json)

@@ -34,23 +34,47 @@ def local(tz: str, *args: int) -> datetime:
         ("month", local(SH, 2026, 4, 30, 23, 59), SH, (2026, 4, 1), (2026, 5, 1), 30),
         ("month", local(SH, 2026, 12, 31, 0, 0), SH, (2026, 12, 1), (2027, 1, 1), 31),
         ("month", local(SH, 2026, 3, 1, 0, 0), SH, (2026, 3, 1), (2026, 4, 1), 31),
-        # the tenant's zone decides: 1 March 01:00 in Shanghai is still February in UTC
-        ("month", local(SH, 2026, 3, 1, 1, 0), "UTC", (2026, 2, 1), (2026, 3, 1), 28),
+        # China time decides, as WeCom counts (below: whatever the tenant's zone)
         # week: ISO weeks, Monday to Sunday
         ("week", local(SH, 2026, 12, 6, 23, 59), SH, (2026, 11, 30), (2026, 12, 7), 7),
         ("week", local(SH, 2026, 12, 7, 0, 0), SH, (2026, 12, 7), (2026, 12, 14), 7),
         ("week", local(SH, 2026, 12, 31, 12, 0), SH, (2026, 12, 28), (2027, 1, 4), 7),
-        # day: the local day; New York's day across a DST change is 23 hours long
+        # day: China's day
         ("day", local(SH, 2026, 12, 1, 0, 0), SH, (2026, 12, 1), (2026, 12, 2), 1),
         ("day", local(SH, 2026, 11, 30, 23, 59), SH, (2026, 11, 30), (2026, 12, 1), 1),
-        ("day", local(NY, 2026, 3, 8, 12, 0), NY, (2026, 3, 8), (2026, 3, 9), 1),
     ],
 )
 def test_periods_and_limits(mode, at, tz, start, end, limit):
-    first, last = budget.period(mode, at, tz)
+    first, last = budget.period(mode, at)
     assert (first, last) == (local(tz, *start), local(tz, *end))
     assert first <= at < last
-    assert budget.limit(mode, at, tz) == limit
+    assert budget.limit(mode, at) == limit
+
+
+@pytest.mark.parametrize(
+    ("mode", "tenant_tz", "at", "start", "end"),
+    [
+        # 1 March 01:00 in Shanghai is still February in UTC and New York: March for WeCom
+        ("month", "UTC", local(SH, 2026, 3, 1, 1, 0), (2026, 3, 1), (2026, 4, 1)),
+        ("month", NY, local(SH, 2026, 3, 1, 1, 0), (2026, 3, 1), (2026, 4, 1)),
+        # New York's Sunday evening is Monday in Shanghai: a new ISO week
+        ("week", NY, local(NY, 2026, 12, 6, 20, 0), (2026, 12, 7), (2026, 12, 14)),
+        # New York's noon across a DST change is past midnight in Shanghai: China's day
+        ("day", NY, local(NY, 2026, 3, 8, 12, 0), (2026, 3, 9), (2026, 3, 10)),
+    ],
+)
+def test_periods_are_china_time_whatever_the_tenants_zone(mode, tenant_tz, at, start, end):
+    """A plan made for a tenant of another zone counts WeCom's period (China time)."""
+    from services.outreach.plan import Campaign, budget_period
+
+    class Conn:  # the tenant's settings and zone, as the plan reads them
+        def execute(self, query, params=None):
+            row = {"settings": {"outreach": {"quotas": {"wecom_budget": mode}}},
+                   "timezone": tenant_tz}  # fmt: skip
+            return type("R", (), {"fetchone": lambda self: row})()
+
+    campaign = Campaign("t", "c", "wecom_single", {}, {"item": "x"}, {}, None, False, "active")
+    assert budget_period(Conn(), campaign, at) == (local(SH, *start), local(SH, *end))
 
 
 @pytest.mark.parametrize(
@@ -59,10 +83,11 @@ def test_periods_and_limits(mode, at, tz, start, end, limit):
         ({}, "month"),
         ({"wecom_budget": "week"}, "week"),
         ({"wecom_budget": "day"}, "day"),
-        # the old setting still loads: at most one a day is the day mode, more the month mode
-        ({"wecom_customer_per_day": 1}, "day"),
-        ({"wecom_customer_per_day": 0}, "day"),
+        # the old setting still loads, every value the same way: WeCom's default month
+        ({"wecom_customer_per_day": 1}, "month"),
+        ({"wecom_customer_per_day": 0}, "month"),
         ({"wecom_customer_per_day": 4}, "month"),
+        ({"wecom_customer_per_day": None}, "month"),
         ({"wecom_customer_per_day": 1, "wecom_budget": "week"}, "week"),
     ],
 )
@@ -94,13 +119,16 @@ NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
         ("group", "wecom_group", 6, 7, None),
         ("group", "wecom_group", 7, 7, "platform_budget"),
         ("contact", "wecom_single", 1, 1, "platform_budget"),
-        ("contact", "oa_template", 5, None, "not_a_notice"),  # no budget on other channels
+        # no budget on other channels: a notice used far past any limit still goes
+        ("contact", "oa_template", 500, None, None),
     ],
 )
 def test_the_policy_excludes_a_recipient_whose_budget_is_used(kind, channel, used, limit, reason):
-    r = Recipient(kind=kind, id="x", address="wmX", mode="b2c", budget_used=used)
+    r = Recipient(kind=kind, id="x", address="wmX", mode="b2c", budget_used=used,
+                  oa_follower=True)  # fmt: skip
     rules = Policy(channel=channel, caps=CAPS, quotas=QUOTAS, budget=limit)
-    assert decide(r, [Item("cnt", False)], rules, NOW, series=False).reason == reason
+    fmt = "service_notice" if channel == "oa_template" else None
+    assert decide(r, [Item("cnt", False, format=fmt)], rules, NOW, series=False).reason == reason
 
 
 # --- the fake platform --------------------------------------------------------------------------
@@ -199,3 +227,26 @@ def test_group_sends_are_listed_with_staff_initiated_ones(fake):
     refused = client.post(f"{WE}/externalcontact/get_groupmsg_list_v2", json=wide,
                           query_string=q).json  # fmt: skip
     assert refused["errcode"] == 40058
+
+
+def test_the_fake_counts_a_send_when_the_member_sends_it(fake):
+    """WeCom decides status 3 when the member sends: a task made late on one day and confirmed
+    the next consumes the next day's budget, not the day it was made."""
+    state, client, token, clock = fake
+    assert client.patch("/_fake/config", json={"wecom_budget": {CORP: "day"},
+                                               "confirm_delay": 3600}).status_code == 200  # fmt: skip
+    ext, _ = _customer(state)
+    clock.t = local(SH, 2026, 2, 2, 23, 30).timestamp()  # confirmed at 00:30 on the 3rd
+    first = _send(client, token, ext)
+    clock.t = local(SH, 2026, 2, 3, 0, 10).timestamp()  # confirmed at 01:10 on the 3rd
+    second = _send(client, token, ext)
+    clock.t = local(SH, 2026, 2, 3, 2, 0).timestamp()
+    q = {"access_token": token}
+    statuses = []
+    for m in state.mailbox.sent:
+        (userid,) = m.tasks
+        r = client.post(f"{WE}/externalcontact/get_groupmsg_send_result",
+                        json={"msgid": m.msgid, "userid": userid}, query_string=q).json  # fmt: skip
+        statuses.append(r["send_list"][0]["status"])
+    assert (first, second) == (1, 1)  # nothing decided before the member sends
+    assert statuses == [1, 3]  # the first, sent on the 3rd, used the 3rd's one send

@@ -23,10 +23,22 @@ def test_the_same_contact_is_held_out_of_the_same_campaign_every_time():
     first = [c for c in CONTACTS if held_out("acme", "cmp_1", c, 10)]
     again = [c for c in CONTACTS if held_out("acme", "cmp_1", c, 10)]
     assert first == again
-    # Known values: the draw is a pure function of (tenant, campaign, contact), whatever the
-    # process (no per-process hash seed).
-    assert draw("acme", "cmp_1", "ct_00000") == draw("acme", "cmp_1", "ct_00000")
-    assert 0 <= draw("acme", "cmp_1", "ct_00000") < 1
+
+
+# Known values, pinned: the draw is a pure function of (tenant, campaign, contact), whatever the
+# process (no per-process hash seed), and a change of its key, separator or encoding would move
+# every running campaign's holdout, so it must fail here.
+KNOWN_DRAWS = [
+    (("acme", "cmp_1", "ct_00000"), 0.6724426053273438),
+    (("acme", "cmp_1", "ct_00001"), 0.7612590374997454),
+    (("bloom", "cmp_1", "ct_00000"), 0.7996798768074306),
+    (("acme", "cmp_2", "ct_00000"), 0.29062683973893755),
+]
+
+
+@pytest.mark.parametrize(("ids", "expected"), KNOWN_DRAWS)
+def test_the_draw_of_known_ids_is_pinned(ids, expected):
+    assert draw(*ids) == expected
 
 
 def test_campaigns_and_tenants_draw_independently():

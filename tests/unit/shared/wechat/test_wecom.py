@@ -290,3 +290,17 @@ def test_settings_read_the_api_base_and_rate():
     )
     assert settings.wecom_api_base == "http://127.0.0.1:8099/wecom/cgi-bin/"
     assert settings.wecom_rate == 2.5
+
+
+def test_a_group_sends_tasks_and_results_of_every_page(double):
+    """get_groupmsg_task / get_groupmsg_send_result follow ``next_cursor`` (the fake pages)."""
+    for i in range(3):
+        double.add_contact(CORP, f"wmPage{i}", FOLLOW, name=f"客{i}", type=1)
+    c = client(double)
+    msgid = c.add_msg_template({"chat_type": "single", "sender": "zhangwei",
+                                "external_userid": [f"wmPage{i}" for i in range(3)],
+                                "text": {"content": "hi"}})["msgid"]  # fmt: skip
+    results = c.get_groupmsg_send_result(msgid, "zhangwei", limit=2)
+    assert sorted(r["external_userid"] for r in results) == [f"wmPage{i}" for i in range(3)]
+    assert double.count("externalcontact/get_groupmsg_send_result") == 2  # two pages
+    assert [t["userid"] for t in c.get_groupmsg_task(msgid, limit=1)] == ["zhangwei"]

@@ -1,0 +1,47 @@
+"""Signals: the few touchpoints outreach acts on, narrowed to ids and a whitelisted attribute
+subset (docs/architecture.md "Topics", docs/security.md). Outreach never reads
+``siyu.touchpoints.v1``: its envelopes carry decrypted platform payloads (an OA message's text,
+CRM fields). Ingest writes a signal with each touchpoint of these types, in the same hand-off
+(services/ingest/publisher.py), on ``siyu.signals.v1`` keyed like the touchpoint.
+
+- ``link.clicked``: campaign_id, content_id, contact_id (the tracked link's own claims);
+- ``oa.message``: msg_type only (a reply, never its text);
+- ``wecom.contact.added``: welcome_code and state, and only when a welcome_code is present
+  (the welcome message of an add, docs/domain.md "Channel codes").
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shared.envelope import Touchpoint
+from shared.messages import SIGNAL, SIGNAL_ATTRIBUTES, encode
+
+IDENTITY = ("openid", "external_userid", "staff_userid")
+
+
+def signal_of(tp: Touchpoint) -> dict[str, Any] | None:
+    """The signal of a touchpoint (without its ``schema``), or None if outreach needs nothing."""
+    allowed = SIGNAL_ATTRIBUTES.get(tp.type)
+    if allowed is None:
+        return None
+    if tp.type == "wecom.contact.added" and not tp.attributes.get("welcome_code"):
+        return None
+    attributes = {
+        k: str(tp.attributes[k]) for k in allowed if tp.attributes.get(k) not in (None, "")
+    }
+    return {
+        "tenant_id": tp.tenant_id,
+        "event_id": tp.event_id,
+        "type": tp.type,
+        "occurred_at": tp.occurred_at.isoformat(),
+        "received_at": tp.received_at.isoformat(),
+        "identity": {k: getattr(tp.identity, k) for k in IDENTITY},
+        "attributes": attributes,
+    }
+
+
+def signal_value(tp: Touchpoint) -> bytes | None:
+    """The signal's bytes for the topic (through its schema), or None."""
+    value = signal_of(tp)
+    return None if value is None else encode(SIGNAL, value)
