@@ -7,10 +7,14 @@ bench/ingest.py runs it), outreach's welcome consumer (its own group on the touc
 fake-wechat`` on loopback. A probe asks the fake for a WelcomeCode (a customer adds zhangwei through
 a channel code), posts the encrypted add callback with it to ingest, and waits until the fake has
 received the welcome; the latency is from just before the POST to the fake's receipt. Probes run
-one after another. The floor is the same probes with no other traffic, in the same run; the
-loaded run sends encrypted ``edit_external_contact`` callbacks (each a new contact) at
-``BENCH_WELCOME_RATE`` (default 500) requests/s over 32 connections while the probes run.
-Target: p99 < 3 s under the load.
+in groups of ``BENCH_WELCOME_WIDTH`` (default 3) concurrent adds, ``BENCH_WELCOME_PROBES``
+(default 200) per run. The welcomer is the production one: the shared database rate limiter at
+the default WeCom rate (SIYU_WECOM_RATE, 5 calls/s per corp), the link signer and tracked links.
+The floor is the same probes with no other traffic, in the same run; the loaded run sends
+encrypted ``edit_external_contact`` callbacks (each a new contact) at ``BENCH_WELCOME_RATE``
+(default 500) requests/s over 32 connections while the probes run. Target: p99 < 3 s under the
+load and no welcome missed. When the load generator achieves less than 95 % of the asked rate
+the loaded result is "not measured" at that rate (exit 2): the numbers are printed but say so.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -45,8 +50,10 @@ from shared.migrations import migrate_service
 from shared.tenants import DEMO_SECRETS, DEMO_TENANTS_PATH, load_tenants
 
 RATE = float(os.environ.get("BENCH_WELCOME_RATE", "500"))
-SECONDS = float(os.environ.get("BENCH_WELCOME_SECONDS", "20"))
-PROBES = int(os.environ.get("BENCH_WELCOME_PROBES", "40"))
+PROBES = int(os.environ.get("BENCH_WELCOME_PROBES", "200"))
+WIDTH = int(os.environ.get("BENCH_WELCOME_WIDTH", "3"))  # concurrent adds per group
+GAP_S = 0.6  # between groups: 5 adds/s at most, the corp's default WeCom rate
+SECONDS = float(os.environ.get("BENCH_WELCOME_SECONDS", str(PROBES / WIDTH * (GAP_S + 0.4))))
 WARMUP = 3.0
 STATE = "expo.b3nchm4rk"
 TARGET_P99_S = 3.0
@@ -91,8 +98,8 @@ class Prober:
         self.corp = load_tenants(DEMO_TENANTS_PATH).get("acme").wecom
         self.crypto = WeChatCrypto(self.corp.token.reveal(), self.corp.encoding_aes_key.reveal(),
                                    self.corp.corp_id)  # fmt: skip
-        self.http = requests.Session()
         self.n = 0
+        self._lock = threading.Lock()
 
     def _sent_at(self, code: str) -> float | None:
         with self.state.lock:
@@ -103,17 +110,19 @@ class Prober:
 
     def probe(self) -> float:
         """Seconds from the add callback's POST to the fake receiving the welcome."""
-        self.n += 1
-        ext = f"wmProbe{time.time_ns()}{self.n:04d}"
+        with self._lock:
+            self.n += 1
+            n = self.n
+        ext = f"wmProbe{time.time_ns()}{n:04d}"
         issued = fake_welcome.issue(self.state, self.corp.corp_id, "zhangwei", ext)
         extra = (f"<State><![CDATA[{STATE}]]></State>"
                  f"<WelcomeCode><![CDATA[{issued['welcome_code']}]]></WelcomeCode>")  # fmt: skip
         inner = _event(self.corp.corp_id, "add_external_contact", "zhangwei", ext,
                        issued["create_time"], extra)  # fmt: skip
-        path, body = _encrypted(self.crypto, self.corp.corp_id, inner, f"probe{self.n}",
+        path, body = _encrypted(self.crypto, self.corp.corp_id, inner, f"probe{n}",
                                 str(int(time.time())))  # fmt: skip
         t0 = time.time()
-        answer = self.http.post(self.ingest_url + path, data=body,
+        answer = requests.post(self.ingest_url + path, data=body,
                                 headers={"Content-Type": "text/xml"}, timeout=10)  # fmt: skip
         assert answer.status_code == 200, answer.text[:300]
         deadline = t0 + 25
@@ -124,11 +133,14 @@ class Prober:
             time.sleep(0.005)
         return float("inf")  # never sent (missed): counts against the p99
 
-    def run(self, count: int, until: float | None = None, gap: float = 0.0) -> list[float]:
-        out = []
-        while len(out) < count and (until is None or time.time() < until):
-            out.append(self.probe())
-            time.sleep(gap)
+    def run(self, count: int, width: int = 1, gap: float = 0.0) -> list[float]:
+        """``count`` probes in groups of ``width`` concurrent adds, ``gap`` s between groups."""
+        out: list[float] = []
+        with ThreadPoolExecutor(width) as threads:
+            while len(out) < count:
+                group = [threads.submit(self.probe) for _ in range(min(width, count - len(out)))]
+                out.extend(f.result() for f in group)
+                time.sleep(gap)
         return out
 
 
@@ -185,14 +197,19 @@ def main() -> int:
                 wait_for_port("127.0.0.1", port, timeout=30, alive=lambda: ingest.poll() is None)
             except RuntimeError:
                 raise RuntimeError(ingest.stderr.read().decode()[-2000:]) from None
+            # The default SIYU_WECOM_RATE: production's limiter and rate.
             settings = Settings.from_env({
                 "SIYU_DATABASE_URL": postgres.dsn, "SIYU_KAFKA_BOOTSTRAP": broker.bootstrap,
-                "SIYU_WECOM_API_BASE": f"{base}/wecom/cgi-bin/", "SIYU_WECOM_RATE": "1000",
-                "SIYU_TENANTS": str(DEMO_TENANTS_PATH),
+                "SIYU_WECOM_API_BASE": f"{base}/wecom/cgi-bin/",
+                "SIYU_TENANTS": str(DEMO_TENANTS_PATH), "SIYU_LINK_SECRET": env["SIYU_LINK_SECRET"],
+                "SIYU_PUBLIC_URL": "https://hooks.acme.example",
             })  # fmt: skip
             tenants = load_tenants(DEMO_TENANTS_PATH)
             pool = create_pool(postgres.dsn, name="bench-welcome", schema="outreach", max_size=10)
-            welcomer = welcome.Welcomer(pool, Clients(settings, tenants), tenants, None, "")
+            clients = Clients(settings, tenants, pool=pool)  # the shared database limiter
+            signer = worker.link_signer(tenants, settings.link_secret)
+            assert signer is not None
+            welcomer = welcome.Welcomer(pool, clients, tenants, signer, settings.public_url)
             runner = worker.build_welcome_runner(settings, welcomer)
             threading.Thread(target=runner.run, daemon=True).start()
             deadline = time.time() + 60  # an add before the group has joined would be missed
@@ -200,14 +217,14 @@ def main() -> int:
                 time.sleep(0.1)
             prober = Prober(state, f"http://127.0.0.1:{port}")
             prober.run(3)  # the group joined, the token fetched, caches warm
-            floor = prober.run(PROBES)
+            floor = prober.run(PROBES, WIDTH, GAP_S)
             load: dict[str, Result] = {}
             requests_ = other_traffic(port, int(RATE * (SECONDS + WARMUP)))
             loader = threading.Thread(target=lambda: load.update(
                 r=run_paced("127.0.0.1", port, requests_, rate=RATE)))  # fmt: skip
             loader.start()
             time.sleep(WARMUP)
-            loaded = prober.run(PROBES, until=time.time() + SECONDS - 1, gap=0.2)
+            loaded = prober.run(PROBES, WIDTH, GAP_S)
             loader.join()
             with pool.connection() as conn:
                 rows = conn.execute("SELECT status, count(*) AS n FROM welcomes GROUP BY status")
@@ -226,25 +243,32 @@ def main() -> int:
 
     result = load["r"]
     achieved = result.throughput
+    measured = achieved >= 0.95 * RATE
     print(f"## Welcome on add: add callback -> send_welcome_msg ({os.cpu_count()} cores, ingest "
           f"gunicorn 2 workers, other webhooks at {RATE:.0f}/s asked, {achieved:.0f}/s "
-          f"achieved)\n")  # fmt: skip
-    print("| run | probes | p50 s | p99 s | max s |")
-    print("|---|---:|---:|---:|---:|")
+          f"achieved; shared limiter at {settings.wecom_rate:g} calls/s, groups of {WIDTH} "
+          "concurrent adds)\n")  # fmt: skip
+    print("| run | probes | p50 s | p99 s | max s | not sent |")
+    print("|---|---:|---:|---:|---:|---:|")
     for name, values in (("no other traffic (floor)", floor), ("under webhook load", loaded)):
+        lost = sum(1 for v in values if v == float("inf"))
         print(f"| {name} | {len(values)} | {_pct(values, 50):.3f} | {_pct(values, 99):.3f} | "
-              f"{max(values):.3f} |")  # fmt: skip
+              f"{max(values):.3f} | {lost} |")  # fmt: skip
     report.add("welcome", "Welcome latency p99", "under load", _pct(loaded, 99), "floor",
                _pct(floor, 99), "s")  # fmt: skip
-    ratio = _pct(loaded, 99) / _pct(floor, 99) if _pct(floor, 99) else 0.0
     bad = result.errors + sum(n for s, n in result.statuses.items() if s != 200)
     print(f"\nwelcomes recorded: {statuses}; other webhooks answered non-200 or failed: {bad}")
-    print("The machine's 2 cores are shared with other work: timings are noisy. The achieved "
-          "rate is what the load generator counted; where it is below the asked rate, ingest "
-          "on this machine could not take more (bench/REPORT.md \"Load\").")  # fmt: skip
-    print(f"p99 under load / floor: {ratio:.1f}x; p99 under load {_pct(loaded, 99):.3f} s "
-          f"(target < {TARGET_P99_S:.0f} s; WeCom's window is 20 s)")  # fmt: skip
-    return 0 if _pct(loaded, 99) < TARGET_P99_S else 1
+    print("The machine's 2 cores are shared with other work: timings are noisy.")
+    missed = sum(1 for v in floor + loaded if v == float("inf"))
+    if not measured:
+        print(f"NOT MEASURED at {RATE:.0f}/s: the load generator achieved {achieved:.0f}/s "
+              f"({achieved / RATE:.0%} of the asked rate, < 95 %); the loaded row is at "
+              f"{achieved:.0f}/s, not at the asked load.")  # fmt: skip
+        return 2
+    ok = _pct(loaded, 99) < TARGET_P99_S and missed == 0
+    print(f"p99 under load {_pct(loaded, 99):.3f} s (target < {TARGET_P99_S:.0f} s; WeCom's window "
+          f"is 20 s); welcomes not sent: {missed}: {'PASS' if ok else 'FAIL'}")  # fmt: skip
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

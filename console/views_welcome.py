@@ -80,8 +80,9 @@ def welcome_template_delete(template_id: str):
 
 
 def _form_page(form: dict, errors: dict, template: dict | None, status: int = 200):
+    kept = welcome.kept_attachment(template)
     return render_template("welcome_template_form.html", form=form, errors=errors,
-                           template=template), status  # fmt: skip
+                           template=template, kept=kept), status  # fmt: skip
 
 
 def _save(template: dict | None):
@@ -89,7 +90,7 @@ def _save(template: dict | None):
     errors: dict[str, list[str]] = {}
     loaded = None
     try:
-        loaded = gw.TemplateSchema().load(welcome.body_of(form))
+        loaded = gw.TemplateSchema().load(welcome.body_of(form, template))
     except ValidationError as exc:
         for path, messages in _flat(exc.messages).items():
             errors.setdefault(welcome.field_of(path), []).extend(messages)

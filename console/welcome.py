@@ -9,7 +9,7 @@ from typing import Any
 from console import labels
 
 FORM_FIELDS = ("name", "text", "link_title", "link_url", "link_desc")
-LIMITS = {"name": 40, "text": 4000, "link_title": 128, "link_url": 2048, "link_desc": 512}
+LIMITS = {"name": 40, "text": 3000, "link_title": 128, "link_url": 2048, "link_desc": 512}
 
 
 def shown_welcomes(rows: list[dict]) -> list[dict]:
@@ -27,6 +27,13 @@ def read_form(form) -> dict[str, Any]:
     return read
 
 
+def kept_attachment(template: dict | None) -> dict | None:
+    """An attachment the form cannot edit (image, miniprogram, file, video: made through the
+    API): carried unchanged by an edit, shown read-only."""
+    attachment = (template or {}).get("attachment")
+    return attachment if attachment and attachment.get("msgtype") != "link" else None
+
+
 def form_of(template: dict | None) -> dict[str, Any]:
     if template is None:
         return {**dict.fromkeys(FORM_FIELDS, ""), "notify": True}
@@ -36,11 +43,14 @@ def form_of(template: dict | None) -> dict[str, Any]:
             "link_desc": link.get("desc", ""), "notify": template["notify"]}  # fmt: skip
 
 
-def body_of(form: dict[str, Any]) -> dict[str, Any]:
-    """The API's body (TemplateSchema) of the form: a link attachment when a link is given."""
+def body_of(form: dict[str, Any], template: dict | None = None) -> dict[str, Any]:
+    """The API's body (TemplateSchema) of the form: a link attachment when a link is given, the
+    template's other attachment unchanged when it has one."""
     body: dict[str, Any] = {"name": form["name"].strip(), "text": form["text"].strip() or None,
                             "notify": form["notify"]}  # fmt: skip
-    if form["link_title"].strip() or form["link_url"].strip():
+    if (kept := kept_attachment(template)) is not None:
+        body["attachment"] = kept
+    elif form["link_title"].strip() or form["link_url"].strip():
         link = {"title": form["link_title"].strip(), "url": form["link_url"].strip()}
         if form["link_desc"].strip():
             link["desc"] = form["link_desc"].strip()

@@ -9,13 +9,14 @@ welcomes, corp tags on a customer and group welcome templates.
 - ``externalcontact/send_welcome_msg``: an unknown code, or one past its 20 s, is refused
   (40058: WeCom's page names no errcode for these, so the fake answers "invalid parameter");
   a second send of a code answers 41051 (the welcome was delivered); text over 4000 bytes or more
-  than 9 attachments 40058, neither 41008. 41096 (another app is sending the welcome) is what an
-  injection (``POST /_fake/inject``) answers. Accepted welcomes go to the mailbox (kind
-  ``welcome``).
+  than 9 attachments 40058, neither 41008; an image attachment without a media_id the fake
+  issued (valid 3 days) or a pic_url 40007, as ``add_msg_template`` (media.py). 41096 (another
+  app is sending the welcome) is what an injection (``POST /_fake/inject``) answers. Accepted
+  welcomes go to the mailbox (kind ``welcome``).
 - ``externalcontact/mark_tag``: 40003 for an unknown member, 40096 for a customer not theirs,
   40068 for a tag the corp does not have; the tags land on the member's follow_user entry.
-- ``externalcontact/group_welcome_template/{add,edit,get,del}``: at most 100 per corp (the fake
-  answers 40058 past it), 40058 for an unknown template_id.
+- ``externalcontact/group_welcome_template/{add,edit,get,del}``: text at most 3000 bytes, at
+  most 100 per corp (the fake answers 40058 past it), 40058 for an unknown template_id.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 
 from flask import Blueprint, jsonify, request
 
+from sandbox.fake_wechat import media
 from sandbox.fake_wechat.api_call import ApiCall
 from sandbox.fake_wechat.mailbox import Sent
 from sandbox.fake_wechat.seed import Contact
@@ -33,7 +35,8 @@ from sandbox.fake_wechat.state import ApiError, FakeState
 
 WINDOW_S = 20
 MAX_ATTACHMENTS = 9
-TEXT_BYTES = 4000
+TEXT_BYTES = 4000  # send_welcome_msg's text.content
+TEMPLATE_TEXT_BYTES = 3000  # a group welcome template's
 MAX_TEMPLATES = 100
 TEMPLATE_KINDS = ("image", "link", "miniprogram", "file", "video")
 
@@ -106,6 +109,7 @@ def send_welcome_msg(call: ApiCall) -> dict[str, Any]:
         if code.used:
             raise ApiError(41051, "externaluser has started chatting")
         _check_body(body)
+        media.check_attachments(call)  # an image needs a valid media_id (or pic_url): 40007
         code.used = True
         box = state.mailbox
         box.add(Sent(box.next_id("welcome"), "wecom", "welcome", world.tenant_id, world.corp_id,
@@ -142,8 +146,8 @@ def _template_fields(body: dict[str, Any]) -> dict[str, Any]:
     if not kept:
         raise ApiError(41008, "missing text content or attachment")
     text = (kept.get("text") or {}).get("content") if isinstance(kept.get("text"), dict) else None
-    if text is not None and len(str(text).encode("utf-8")) > TEXT_BYTES:
-        raise ApiError(40058, f"text.content: at most {TEXT_BYTES} bytes")
+    if text is not None and len(str(text).encode("utf-8")) > TEMPLATE_TEXT_BYTES:
+        raise ApiError(40058, f"text.content: at most {TEMPLATE_TEXT_BYTES} bytes")
     return kept
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from psycopg import Connection, sql
 
-from services.outreach import budget, group_tasks
+from services.outreach import budget, group_tasks, welcome
 from shared.job_results import forget_results
 from shared.privacy import identity_hash
 
@@ -55,6 +55,7 @@ def forget(conn: Connection, erasures: Iterable[dict[str, Any]]) -> int:
         _leave_groups(conn, tenant, set(erasure.get("identity_hashes") or ()))
         budget.forget(conn, tenant, set(erasure.get("identity_hashes") or ()), erasure["erased_at"])
         group_tasks.forget(conn, tenant, people, set(erasure.get("identity_hashes") or ()))
+        welcome.forget(conn, tenant, set(erasure.get("identity_hashes") or ()))
         forget_results(conn, tenant, people)  # preview samples name recipients
         conn.execute(
             "DELETE FROM exposures WHERE tenant_id = %s AND subject_kind = 'contact' "

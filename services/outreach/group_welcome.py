@@ -4,14 +4,18 @@ per corp) under its own ``template_id``; Siyu keeps a copy with a name to list, 
 them. One set of functions for the admin API (api_welcome.py) and the console, each audited.
 
 Every change goes to WeCom first, then to the table in the same transaction: WeCom refusing it
-(an errcode) leaves nothing changed here. A template WeCom took but whose row failed to commit
-is an orphan there (it cannot be listed by API); the 100-per-corp check counts ours only.
+(an errcode) leaves nothing changed here. A template WeCom took but whose row failed to insert or
+commit is deleted in WeCom again (best effort, logged), as channel codes do. The 100-per-corp
+check counts ours; templates made by other apps count in WeCom too, so its refusal of an add
+(40058 once our own checks passed: the page names no errcode for the limit) is a 409 as well.
+Deleting a template WeCom no longer has (40058, an unknown template_id) deletes our row.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from flask import current_app
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 from psycopg import sql
@@ -19,12 +23,16 @@ from psycopg.types.json import Jsonb
 
 from services.outreach.clients import Clients
 from shared.api import audit, conflict, invalid, not_found, unavailable, unknown_tenant
+from shared.api.errors import ApiError
 from shared.links import url_error
 from shared.tenants import load_tenants
 from shared.wechat import WeComError, WeComUnavailable
 
+log = structlog.get_logger("siyu.outreach")
+
 MAX_TEMPLATES = 100  # per corp (WeCom's group_welcome_template/add)
-TEXT_BYTES = 4000
+TEXT_BYTES = 3000  # a template's text.content (docs/platform.md "Welcome on add")
+INVALID = 40058  # WeCom's "invalid parameter": an unknown template_id, or the corp's 100 reached
 KINDS = ("image", "link", "miniprogram", "file", "video")
 # The attachment's required fields and their byte limits (None: no limit said).
 REQUIRED = {
@@ -182,17 +190,35 @@ def create_template(conn, tenant: str, data: dict, who, client_of) -> dict:
     if count >= MAX_TEMPLATES:
         raise conflict(f"WeCom keeps at most {MAX_TEMPLATES} group welcome templates per corp; "
                        "delete one first")  # fmt: skip
-    template_id = _wecom(client_of().add_group_welcome_template, wecom_body(data))
-    row = conn.execute(
-        sql.SQL(
-            "INSERT INTO group_welcome_templates (tenant_id, template_id, name, text, "
-            "attachment, notify, created_by) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {}"
-        ).format(COLUMNS),
-        (tenant, template_id, data["name"], data.get("text") or None,
-         Jsonb(data["attachment"]) if data.get("attachment") else None, data["notify"],
-         who if isinstance(who, str) else getattr(who, "name", None)),
-    ).fetchone()  # fmt: skip
-    audit(conn, who, tenant, "group_welcome.create", template_id, data)
+    client = client_of()
+    try:
+        template_id = _wecom(client.add_group_welcome_template, wecom_body(data))
+    except ApiError as exc:
+        if (exc.details or {}).get("errcode") == INVALID:  # our checks passed: WeCom's 100
+            raise conflict(f"WeCom refused a new template: the corp may hold {MAX_TEMPLATES} "
+                           "already (other apps' templates count too); delete one first",
+                           {"errcode": INVALID}) from None  # fmt: skip
+        raise
+    try:
+        row = conn.execute(
+            sql.SQL(
+                "INSERT INTO group_welcome_templates (tenant_id, template_id, name, text, "
+                "attachment, notify, created_by) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING {}"
+            ).format(COLUMNS),
+            (tenant, template_id, data["name"], data.get("text") or None,
+             Jsonb(data["attachment"]) if data.get("attachment") else None, data["notify"],
+             who if isinstance(who, str) else getattr(who, "name", None)),
+        ).fetchone()  # fmt: skip
+        audit(conn, who, tenant, "group_welcome.create", template_id, data)
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        try:  # no orphan in WeCom (it cannot be listed there)
+            client.del_group_welcome_template(template_id)
+        except WeComError as exc:
+            log.warning("group_welcome_template_not_deleted", template_id=template_id,
+                        error=str(exc))  # fmt: skip
+        raise
     return row
 
 
@@ -217,7 +243,11 @@ def update_template(conn, tenant: str, template_id: str, data: dict, who, client
 
 def delete_template(conn, tenant: str, template_id: str, who, client_of) -> None:
     get_template(conn, tenant, template_id, lock=True)
-    _wecom(client_of().del_group_welcome_template, template_id)
+    try:
+        _wecom(client_of().del_group_welcome_template, template_id)
+    except ApiError as exc:
+        if (exc.details or {}).get("errcode") != INVALID:  # already gone in WeCom: delete ours
+            raise
     conn.execute(
         "DELETE FROM group_welcome_templates WHERE tenant_id = %s AND template_id = %s",
         (tenant, template_id),

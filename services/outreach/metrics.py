@@ -21,6 +21,9 @@ def count_from_zero(tenant_ids) -> None:
         for channel in CHANNELS:
             for status in ("sent", "failed", "unknown"):
                 DELIVERIES.labels(tenant_id, channel, status)
+        for status in ("sent", "already_sent", "missed", "failed", "no_content"):
+            WELCOMES.labels(tenant_id, status)
+        WELCOMES_LOST.labels(tenant_id)
 
 
 # Welcome on add (services/outreach/welcome.py): outcomes, the add callback -> send_welcome_msg
@@ -35,6 +38,15 @@ WELCOME_LATENCY = Histogram(
     "From the add callback's CreateTime to the send_welcome_msg call",
     ["tenant"],
     buckets=(0.25, 0.5, 1, 2, 3, 5, 10, 15, 20, 30),
+)
+WELCOME_CALLBACK_LAG = Histogram(
+    "siyu_outreach_welcome_callback_lag_seconds",
+    "An add's received_at - occurred_at (ingest's clock against WeCom's CreateTime: skew and lag)",
+    ["tenant"],
+    buckets=(0.1, 0.25, 0.5, 1, 2, 5, 10, 20, 60),
+)
+WELCOMES_LOST = Counter(
+    "siyu_outreach_welcomes_lost_total", "Welcome claims swept as lost_after_claim", ["tenant"]
 )
 WELCOME_TAGS = Counter(
     "siyu_outreach_welcome_tags_total", "Channel-code tags marked on add", ["tenant", "outcome"]

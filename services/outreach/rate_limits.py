@@ -10,8 +10,10 @@ slot -k waits k/rate seconds, so callers of every process are spaced 1/rate apar
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import psycopg
 import psycopg_pool
@@ -27,6 +29,31 @@ ON CONFLICT (bucket) DO UPDATE SET
     updated_at = GREATEST(b.updated_at, clock_timestamp())
 RETURNING tokens
 """
+
+
+# A welcome's slot (``acquire_within``): the bucket's tokens refilled up to now, under its row lock.
+REFILLED = """
+SELECT LEAST(%(burst)s, tokens + %(rate)s
+       * GREATEST(0, EXTRACT(EPOCH FROM clock_timestamp() - updated_at)::float8)) AS tokens
+FROM rate_buckets WHERE bucket = %(bucket)s FOR UPDATE
+"""
+
+_local = threading.local()
+
+
+class SlotTooLate(Exception):
+    """No slot within ``max_wait``: the bucket is unchanged."""
+
+
+@contextmanager
+def prepaid() -> Iterator[None]:
+    """The caller took its slot (``acquire_within``): the client's own ``acquire`` inside this
+    block is free once (a token refetch after it waits as usual)."""
+    _local.prepaid = True
+    try:
+        yield
+    finally:
+        _local.prepaid = False
 
 
 class SharedRateLimiter:
@@ -52,12 +79,40 @@ class SharedRateLimiter:
 
     def acquire(self) -> float:
         """Wait for a slot; return the seconds waited."""
+        if getattr(_local, "prepaid", False):
+            _local.prepaid = False
+            return 0.0
         params = {"bucket": self.bucket, "rate": self.rate, "burst": self.burst}
         try:
             with self.pool.connection() as conn:
                 tokens = conn.execute(TAKE, params, prepare=True).fetchone()["tokens"]
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
             # No slot without the database: the caller's retry path (a send goes back to pending).
+            raise WeComUnavailable(None, f"rate limiter: database unavailable ({exc})") from None
+        wait = 0.0 if tokens >= 0 else -tokens / self.rate
+        if wait > 0:
+            self.sleep(wait)
+        return wait
+
+    def acquire_within(self, max_wait: float) -> float:
+        """A slot whose wait is at most ``max_wait`` seconds (waited here), or SlotTooLate with
+        the bucket untouched: a welcome never queues past its window behind campaign sends."""
+        params = {"bucket": self.bucket, "rate": self.rate, "burst": self.burst}
+        try:
+            with self.pool.connection() as conn:
+                row = conn.execute(REFILLED, params).fetchone()
+                if row is None:
+                    tokens = conn.execute(TAKE, params).fetchone()["tokens"]
+                else:
+                    tokens = row["tokens"] - 1
+                    if tokens < 0 and -tokens / self.rate > max_wait:
+                        raise SlotTooLate(-tokens / self.rate)
+                    conn.execute(
+                        "UPDATE rate_buckets SET tokens = %s, updated_at = GREATEST(updated_at, "
+                        "clock_timestamp()) WHERE bucket = %s",
+                        (tokens, self.bucket),
+                    )
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
             raise WeComUnavailable(None, f"rate limiter: database unavailable ({exc})") from None
         wait = 0.0 if tokens >= 0 else -tokens / self.rate
         if wait > 0:

@@ -3,23 +3,30 @@ callback carries a WelcomeCode valid for 20 s; outreach sends the welcome with i
 
 Its own consumer group (``siyu-outreach-welcome``, one thread of the outreach worker) reads the
 touchpoints topic, so a welcome never waits behind the segment's lag or the projection. Decode
-looks at the raw bytes first: only ``wecom.contact.added`` touchpoints with a ``welcome_code``
-are parsed, everything else is skipped without a JSON parse (500 touchpoints/s of other traffic).
+looks at the raw bytes first: only ``wecom.contact.added`` touchpoints are parsed, everything else
+is skipped without a JSON parse (500 touchpoints/s of other traffic). ``add_of`` is the one place
+that turns a touchpoint into what the welcome needs (an ``Add``).
 
-For each add (the adds of a batch in parallel, each its own short transactions):
-1. claim the code: a ``welcomes`` row keyed by (tenant, welcome_code), committed before anything
-   is called, so a redelivered or duplicated touchpoint sends nothing again (at most once: a
-   crash between the claim and the call loses that welcome, it never doubles it);
-2. past 20 s after the callback's CreateTime (the envelope's ``occurred_at``) it is ``missed``
-   and never sent late;
-3. choose the content (services/outreach/welcome_choice.py) from the channel code whose state
-   the add carries (or the tenant's ``default_welcome``), by the contact's stage and role when
-   outreach's audience knows it; build text and at most 9 attachments from its WeCom payload with
-   tracked links (services/outreach/payloads.py) and call ``send_welcome_msg``;
-4. 41051 (the welcome was already delivered) ends it as ``already_sent``; 41096 (another app is
-   sending it) and outages are retried with a short back-off inside the window only; any other
-   error is ``failed``, errcode and all;
-5. mark the code's tags on the contact for the member (``mark_tag``), once, with the claim.
+For each add (the adds of a batch in their own small thread pool; the batch waits no longer than
+its window, so a slow WeCom does not hold the consumer):
+1. count it for the channel code's daily cap, once per event id (``welcome_adds``), with or
+   without a WelcomeCode;
+2. claim the code: a ``welcomes`` row keyed by (tenant, welcome_code), committed before anything
+   is called, so a redelivered or duplicated touchpoint sends nothing again. Everything after the
+   claim is caught and ends in a final status; a row left ``claimed`` (the process died) is turned
+   ``missed`` (``lost_after_claim``) by ``step`` after a minute: at most once, never doubled;
+3. each call attempt is made only while the window (the callback's CreateTime, the envelope's
+   ``occurred_at``, plus 20 s, less MARGIN for clock skew) lasts: the shared rate limiter's slot
+   is taken only if its wait fits, the HTTP timeout is what remains, and a missed welcome is never
+   sent late;
+4. choose the content (services/outreach/welcome_choice.py) from the channel code whose state
+   the add carries (or the tenant's ``default_welcome``); build text and at most 9 attachments
+   with tracked links (services/outreach/payloads.py); an image is sent only by a media id the
+   leader uploaded ahead (``refresh_media``): nothing is downloaded inside the 20 s;
+5. 41051 ends it as ``already_sent``; 41096 and outages are retried with a short back-off inside
+   the window only; 45009 (retry after 120 s) and any other error are ``failed``;
+6. the code's tags are queued (``tag_status`` pending) and marked by the worker loop's ``step``
+   with back-off, never inside the window.
 """
 
 from __future__ import annotations
@@ -27,20 +34,26 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
+from contextlib import nullcontext
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 from psycopg_pool import ConnectionPool
 
-from services.outreach import channel_codes, metrics, payloads, store
+from services.outreach import channel_codes, media, metrics, payloads, store
 from services.outreach.catalogue import tenant_catalogue
 from services.outreach.model import outreach_settings
+from services.outreach.payloads import BadContent
 from services.outreach.policies import Item, Policy, Recipient, guard_of
+from services.outreach.rate_limits import SharedRateLimiter, SlotTooLate, prepaid
 from services.outreach.welcome_choice import choose
 from shared.envelope import Touchpoint, decode_touchpoint
 from shared.kafka.consumer import Decoded, Message, PoisonMessage
 from shared.links import LinkSigner
+from shared.privacy import identity_hash
 from shared.tenants import TenantRegistry
 from shared.wechat import RateLimited, WeComError, WeComUnavailable
 
@@ -49,31 +62,61 @@ log = structlog.get_logger("siyu.outreach.welcome")
 GROUP = "siyu-outreach-welcome"
 ADDED = "wecom.contact.added"
 WINDOW = timedelta(seconds=20)  # WeCom accepts the code this long after the add callback
+MARGIN = timedelta(seconds=1.5)  # our clock against WeCom's: no attempt starts in the last 1.5 s
 ALREADY_SENT, BEING_SENT = 41051, 41096
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0)  # 41096 and outages, while the window lasts
+MIN_TIMEOUT_S = 0.5
 MAX_ATTACHMENTS = 9
 PARALLEL = 8  # adds of one batch sent at once: one slow retry must not make the others late
 CHANNEL = "wecom_welcome"  # the policy's channel name (no caps or quotas apply to a welcome)
+CLAIM_WAIT_S = 5.0  # a batch of adds past their window still waits for their claims this long
+LOST_AFTER = timedelta(minutes=1)  # a claim older than this without an outcome was lost
+RETENTION = timedelta(days=30)  # welcomes and counted add events (docs/privacy.md)
+TAG_BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30),
+               timedelta(hours=2), timedelta(hours=6))  # fmt: skip
+MEDIA_EVERY_S = 60.0  # the leader checks the welcomes' images this often
+MEDIA_VALID = media.LIFETIME - timedelta(hours=1)  # a cached id a welcome may still use
 
 _ADDED = f'"type":"{ADDED}"'.encode()
-_CODE = b'"welcome_code":"'
+
+
+@dataclass(frozen=True)
+class Add:
+    """What the welcome needs of an add (``add_of``)."""
+
+    tenant_id: str
+    event_id: str
+    occurred_at: datetime  # the callback's CreateTime
+    received_at: datetime
+    external_userid: str | None
+    staff_userid: str | None
+    state: str | None
+    welcome_code: str | None
 
 
 def relevant(value: bytes) -> bool:
-    """A touchpoint's JSON (compact, as ingest writes it) that may be an add with a code."""
-    return _ADDED in value and _CODE in value
+    """A touchpoint's JSON (compact, as ingest writes it) that may be an add."""
+    return _ADDED in value
 
 
-def decode(message: Message) -> Touchpoint | None:
+def add_of(tp: Touchpoint) -> Add | None:
+    """The one decoding of a touchpoint for the welcome: an add with a code or a state."""
+    attrs = tp.attributes
+    if tp.type != ADDED or not (attrs.get("welcome_code") or attrs.get("state")):
+        return None
+    return Add(tp.tenant_id, tp.event_id, tp.occurred_at, tp.received_at,
+               tp.identity.external_userid, tp.identity.staff_userid,
+               attrs.get("state") or None, attrs.get("welcome_code") or None)  # fmt: skip
+
+
+def decode(message: Message) -> Add | None:
     if not relevant(message.value):
         return None
     try:
         tp = decode_touchpoint(message.value)
     except Exception as exc:  # the segment's DLQ keeps the same message: say it here too
         raise PoisonMessage(message, f"not a valid touchpoint: {exc}") from exc
-    if tp.type != ADDED or not tp.attributes.get("welcome_code"):
-        return None
-    return tp
+    return add_of(tp)
 
 
 def _now() -> datetime:
@@ -92,46 +135,66 @@ class Welcomer:
         self.clock, self.sleep = clock, sleep
         self._threads = ThreadPoolExecutor(PARALLEL, thread_name_prefix="welcome")
 
-    def process(self, batch: list[Decoded[Touchpoint | None]]) -> None:
+    def process(self, batch: list[Decoded[Add | None]]) -> None:
         adds = [d.payload for d in batch if d.payload is not None]
-        if len(adds) == 1:
-            self.handle(adds[0])
-        elif adds:
-            for future in [self._threads.submit(self.handle, tp) for tp in adds]:
-                future.result()  # a database outage raises here: the runner retries the batch
+        if not adds:
+            return
+        futures = [self._threads.submit(self.handle, a) for a in adds]
+        # The batch waits until its last window has passed (and the outcome is written), no
+        # longer: an add still waiting on WeCom then ends on its own thread or is swept.
+        until = max(a.occurred_at for a in adds) + WINDOW + timedelta(seconds=5)
+        wait_s = max(CLAIM_WAIT_S, (until - self.clock()).total_seconds())  # old adds: claims
+        done, left = wait_futures(futures, timeout=wait_s)
+        if left:
+            log.warning("welcome_batch_window_passed", waiting=len(left))
+        for future in done:
+            future.result()  # the claim's database outage raises: the runner retries the batch
 
     # --- one add --------------------------------------------------------------------------
 
-    def handle(self, tp: Touchpoint) -> str:
-        """Claim, choose, send, record; returns the status (``duplicate``: claimed before)."""
-        tenant_id, attrs = tp.tenant_id, tp.attributes
-        code, state = attrs["welcome_code"], attrs.get("state") or None
-        ext, staff = tp.identity.external_userid, tp.identity.staff_userid
-        at = tp.occurred_at  # the callback's CreateTime
+    def handle(self, add: Add | Touchpoint) -> str:
+        """Count, claim, choose, send, record; returns the status (``duplicate``: claimed
+        before, ``counted``: an add without a WelcomeCode)."""
+        if isinstance(add, Touchpoint):
+            found = add_of(add)
+            if found is None:
+                return "skipped"
+            add = found
+        lag = (add.received_at - add.occurred_at).total_seconds()
+        metrics.WELCOME_CALLBACK_LAG.labels(add.tenant_id).observe(max(lag, 0.0))
         with self.pool.connection() as conn:  # committed before WeCom is called
+            _count(conn, add)
+            if not add.welcome_code:
+                return "counted"
             claimed = conn.execute(
                 "INSERT INTO welcomes (tenant_id, welcome_code, event_id, external_userid, "
-                "staff_userid, state, callback_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT DO NOTHING",
-                (tenant_id, code, tp.event_id, ext, staff, state, at),
-            ).rowcount
+                "identity_hash, staff_userid, state, callback_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                (add.tenant_id, add.welcome_code, add.event_id, add.external_userid or "",
+                 _hash(add), add.staff_userid, add.state, add.occurred_at),
+            ).rowcount  # fmt: skip
             if not claimed:
                 return "duplicate"
-            # The add, counted once (the claim's transaction) for the code's per-staff daily cap;
-            # the leader's next tick takes a capped member out of the config (apply_caps), so
-            # no WeCom call holds this transaction or the welcome.
-            if state and staff:
-                channel_codes.record_add(conn, tenant_id, state, staff, at)
+        try:  # claimed: whatever happens now ends in a status, never a lost welcome
+            outcome = self._welcome(add)
+        except Exception as exc:
+            log.exception("welcome_failed", tenant_id=add.tenant_id)
+            outcome = {"status": "failed", "error": f"internal error: {type(exc).__name__}"}
+        self._record(add, outcome)
+        return outcome["status"]
+
+    def _welcome(self, add: Add) -> dict[str, Any]:
         with self.pool.connection() as conn:
-            channel_code = self._code(conn, tenant_id, state)
-            outcome = self._prepare(conn, tp, channel_code)
+            channel_code = self._code(conn, add.tenant_id, add.state)
+            outcome = self._prepare(conn, add, channel_code)
+        if channel_code:
+            outcome["code_id"] = channel_code["code_id"]
+            if channel_code["tags"] and add.external_userid and add.staff_userid:
+                outcome.update(tags=list(channel_code["tags"]), tag_status="pending")
         if "body" in outcome:  # no transaction is open while WeCom answers
             body, client = outcome.pop("body"), outcome.pop("client")
-            outcome.update(self._send(client, body, at + WINDOW))
-        if channel_code and channel_code["tags"] and ext and staff:
-            outcome.update(self._mark_tags(tenant_id, staff, ext, channel_code["tags"]))
-        self._record(tp, code, channel_code, outcome)
-        return outcome["status"]
+            outcome.update(self._send(client, body, add.occurred_at + WINDOW))
+        return outcome
 
     def _code(self, conn, tenant_id: str, state: str | None) -> dict[str, Any] | None:
         if not state:
@@ -142,13 +205,13 @@ class Welcomer:
             (tenant_id, state),
         ).fetchone()
 
-    def _prepare(self, conn, tp: Touchpoint, channel_code: dict | None) -> dict[str, Any]:
+    def _prepare(self, conn, add: Add, channel_code: dict | None) -> dict[str, Any]:
         """The outcome when nothing is to be sent, else the ``body`` and ``client`` to send."""
-        if not tp.identity.external_userid:
+        if not add.external_userid:
             return {"status": "failed", "error": "no external_userid on the add"}
-        if self.clock() > tp.occurred_at + WINDOW:
+        if self.clock() > add.occurred_at + WINDOW - MARGIN:
             return {"status": "missed", "reason": "received_after_window"}
-        tenant_id, ext = tp.tenant_id, tp.identity.external_userid
+        tenant_id, ext = add.tenant_id, add.external_userid
         client = self.clients.wecom(tenant_id)
         if client is None:
             return {"status": "failed", "error": "channel_unavailable: no WeCom client"}
@@ -175,94 +238,175 @@ class Welcomer:
         catalogue = tenant_catalogue(conn, tenant_id)
         policy = Policy(
             channel=CHANNEL, caps={}, quotas={},
-            # The code's content is chosen for its channel: a B2B contact may get a promotion
-            # unless the guard's evaluating stages (or an unflagged model) refuse it.
-            allow_b2b_promotion=True,
+            # No code carries an audited override: a B2B contact never gets a promotion in its
+            # welcome (the campaign's allow_b2b_promotion is an admin's choice per campaign).
+            allow_b2b_promotion=False,
             guard=guard_of(catalogue and catalogue.flags, settings["guard_unflagged_model"]),
         )  # fmt: skip
-        choice = choose(items, r, policy, known=contact is not None)
+        # A known contact without a stage is as unknown as a new one (it may be comparing).
+        known = contact is not None and bool(contact["stage"])
+        choice = choose(items, r, policy, known=known)
         base = {"contact_id": contact["contact_id"] if contact else None}
         if choice.content_id is None:
             return {**base, "status": "no_content", "reason": choice.reason}
         try:
-            body = self._body(tp, rows[choice.content_id]["payloads"]["wecom"], choice.content_id,
-                              channel_code, base["contact_id"])  # fmt: skip
-        except payloads.BadContent as exc:
+            payload = rows[choice.content_id]["payloads"]["wecom"]
+            body, left_out = self._body(conn, add, payload, choice.content_id, channel_code,
+                                        base["contact_id"])  # fmt: skip
+        except BadContent as exc:
             return {**base, "content_id": choice.content_id, "status": "failed", "error": str(exc)}
-        return {**base, "content_id": choice.content_id, "body": body, "client": client}
+        base["content_id"] = choice.content_id
+        if left_out:
+            base["reason"] = left_out
+        if not body.get("text") and not body.get("attachments"):
+            return {**base, "status": "failed", "reason": left_out or "empty_welcome"}
+        return {**base, "body": body, "client": client}
 
-    def _body(self, tp: Touchpoint, payload: dict, content_id: str, channel_code, contact_id):
+    def _body(self, conn, add: Add, payload: dict, content_id: str, channel_code, contact_id):
+        """The welcome's body, and why an attachment was left out (None: none was)."""
         track = payloads.tracker(
-            self.signer, self.public_url, tenant_id=tp.tenant_id,
+            self.signer, self.public_url, tenant_id=add.tenant_id,
             campaign_id=f"welcome:{channel_code['code_id'] if channel_code else 'default'}",
             content_id=content_id, identity_kind="external_userid",
-            identity_value=tp.identity.external_userid, contact_id=contact_id,
+            identity_value=add.external_userid, contact_id=contact_id,
         )  # fmt: skip
         body = payloads.build(payloads.wecom, payload, track)
+        left_out = None
         if body.get("attachments"):
-            body["attachments"] = body["attachments"][:MAX_ATTACHMENTS]
-        return {"welcome_code": tp.attributes["welcome_code"], **body}
+            kept = []
+            for attachment in body["attachments"][:MAX_ATTACHMENTS]:
+                url = _image_url(attachment)
+                if url is None:
+                    kept.append(attachment)
+                elif (media_id := _cached_media(conn, add.tenant_id, url, self.clock())) is None:
+                    left_out = "image_not_ready"  # the leader has not uploaded it (yet)
+                else:
+                    kept.append({"msgtype": "image", "image": {"media_id": media_id}})
+            body["attachments"] = kept
+            if not kept:
+                del body["attachments"]
+        return {"welcome_code": add.welcome_code, **body}, left_out
 
     def _send(self, client, body: dict, deadline: datetime) -> dict[str, Any]:
-        attempts = 0
+        """Call attempts while ``deadline`` (less MARGIN) lasts: each one checked right before
+        it, its rate-limiter slot taken only if it fits, its HTTP timeout what remains."""
+        cutoff = deadline - MARGIN
+        attempts, done = 0, {}
         while True:
+            remaining = (cutoff - self.clock()).total_seconds()
+            if remaining <= 0:
+                why = "retries_outlasted_window" if attempts else "window_passed_before_call"
+                return {**done, "attempts": attempts, "status": "missed", "reason": why}
+            try:
+                took = _slot(client, remaining)
+            except SlotTooLate:
+                return {**done, "attempts": attempts, "status": "missed",
+                        "reason": "rate_limited_past_window"}  # fmt: skip
+            remaining = (cutoff - self.clock()).total_seconds()
+            if remaining <= 0:
+                return {**done, "attempts": attempts, "status": "missed",
+                        "reason": "window_passed_in_rate_limiter"}  # fmt: skip
             attempts += 1
-            called_at = self.clock()
+            called_at = self.clock()  # after the limiter: the latency is the call's
             done = {"attempts": attempts, "called_at": called_at}
             try:
-                client.send_welcome_msg(body)
+                with prepaid() if took else nullcontext():
+                    client.send_welcome_msg(body, timeout=max(remaining, MIN_TIMEOUT_S))
                 return {**done, "status": "sent"}
+            except RateLimited as exc:  # retry after 120 s: past any window
+                return {**done, "status": "failed", "errcode": exc.errcode,
+                        "reason": "rate_limited", "error": str(exc)[:500]}  # fmt: skip
             except WeComError as exc:
                 done.update(errcode=exc.errcode, error=str(exc)[:500])
                 if exc.errcode == ALREADY_SENT:
                     return {**done, "status": "already_sent"}
-                again = exc.errcode == BEING_SENT or isinstance(exc, WeComUnavailable | RateLimited)
-                if not again:
-                    return {**done, "status": "failed"}
+                if not (exc.errcode == BEING_SENT or isinstance(exc, WeComUnavailable)):
+                    late = self.clock() > deadline  # WeCom got it after the window
+                    return {**done, "status": "failed",
+                            "reason": "reached_wecom_after_window" if late else None}  # fmt: skip
             delay = BACKOFF_S[min(attempts, len(BACKOFF_S)) - 1]
-            if self.clock() + timedelta(seconds=delay) >= deadline:
+            if self.clock() + timedelta(seconds=delay) >= cutoff:
                 return {**done, "status": "missed", "reason": "retries_outlasted_window"}
             self.sleep(delay)
 
-    def _mark_tags(self, tenant_id: str, staff: str, ext: str, tags: list[str]) -> dict:
-        client = self.clients.wecom(tenant_id)
-        if client is None:
-            return {"tag_status": "failed"}
-        for attempt in (1, 2):  # one retry of an outage; a refusal is recorded as it is
-            try:
-                client.mark_tag(staff, ext, list(tags))
-                metrics.WELCOME_TAGS.labels(tenant_id, "marked").inc()
-                return {"tag_status": "marked"}
-            except WeComError as exc:
-                if attempt == 1 and isinstance(exc, WeComUnavailable | RateLimited):
-                    continue
-                log.warning("welcome_mark_tag_failed", tenant_id=tenant_id, errcode=exc.errcode)
-                metrics.WELCOME_TAGS.labels(tenant_id, "failed").inc()
-                return {"tag_status": "failed", "tag_errcode": exc.errcode}
-        return {"tag_status": "failed"}  # pragma: no cover
-
-    def _record(self, tp: Touchpoint, code: str, channel_code, outcome: dict) -> None:
+    def _record(self, add: Add, outcome: dict) -> None:
         called_at = outcome.get("called_at")
-        latency = (called_at - tp.occurred_at).total_seconds() if called_at else None
+        latency = (called_at - add.occurred_at).total_seconds() if called_at else None
         status = outcome["status"]
-        with self.pool.connection() as conn:
-            conn.execute(
-                "UPDATE welcomes SET status = %s, reason = %s, errcode = %s, error = %s, "
-                "attempts = %s, called_at = %s, latency_ms = %s, code_id = %s, contact_id = %s, "
-                "content_id = %s, tags = %s, tag_status = %s, tag_errcode = %s "
-                "WHERE tenant_id = %s AND welcome_code = %s",
-                (status, outcome.get("reason"), outcome.get("errcode"), outcome.get("error"),
-                 outcome.get("attempts", 0), called_at,
-                 None if latency is None else round(latency * 1000),
-                 channel_code["code_id"] if channel_code else None, outcome.get("contact_id"),
-                 outcome.get("content_id"), list(channel_code["tags"]) if channel_code else [],
-                 outcome.get("tag_status"), outcome.get("tag_errcode"), tp.tenant_id, code),
-            )  # fmt: skip
-        metrics.WELCOMES.labels(tp.tenant_id, status).inc()
+        for attempt in range(3):  # a database blip; past these the sweeper says lost_after_claim
+            try:
+                with self.pool.connection() as conn:
+                    conn.execute(
+                        "UPDATE welcomes SET status = %s, reason = %s, errcode = %s, error = %s, "
+                        "attempts = %s, called_at = %s, latency_ms = %s, code_id = %s, "
+                        "contact_id = %s, content_id = %s, tags = %s, tag_status = %s, "
+                        "tag_next_at = CASE WHEN %s = 'pending' THEN clock_timestamp() END "
+                        "WHERE tenant_id = %s AND welcome_code = %s",
+                        (status, outcome.get("reason"), outcome.get("errcode"),
+                         outcome.get("error"), outcome.get("attempts", 0), called_at,
+                         None if latency is None else round(latency * 1000),
+                         outcome.get("code_id"), outcome.get("contact_id"),
+                         outcome.get("content_id"), outcome.get("tags", []),
+                         outcome.get("tag_status"), outcome.get("tag_status"),
+                         add.tenant_id, add.welcome_code),
+                    )  # fmt: skip
+                break
+            except Exception:
+                if attempt == 2:
+                    log.exception("welcome_record_failed", tenant_id=add.tenant_id)
+                    return
+                self.sleep(0.5)
+        metrics.WELCOMES.labels(add.tenant_id, status).inc()
         if latency is not None:
-            metrics.WELCOME_LATENCY.labels(tp.tenant_id).observe(max(latency, 0.0))
-        log.info("welcome", tenant_id=tp.tenant_id, status=status, errcode=outcome.get("errcode"),
-                 latency_s=latency, code_id=channel_code and channel_code["code_id"])  # fmt: skip
+            metrics.WELCOME_LATENCY.labels(add.tenant_id).observe(max(latency, 0.0))
+        log.info("welcome", tenant_id=add.tenant_id, status=status, errcode=outcome.get("errcode"),
+                 reason=outcome.get("reason"), latency_s=latency,
+                 code_id=outcome.get("code_id"))  # fmt: skip
+
+
+def _count(conn, add: Add) -> None:
+    """The add, counted once per event (with or without a WelcomeCode) for the code's per-staff
+    daily cap; the leader's next tick takes a capped member out of the config (apply_caps)."""
+    if not (add.state and add.staff_userid):
+        return
+    first = conn.execute(
+        "INSERT INTO welcome_adds (tenant_id, event_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+        (add.tenant_id, add.event_id),
+    ).rowcount
+    if first:
+        channel_codes.record_add(conn, add.tenant_id, add.state, add.staff_userid,
+                                 add.occurred_at)  # fmt: skip
+
+
+def _hash(add: Add) -> str | None:
+    if not add.external_userid:
+        return None
+    return identity_hash(add.tenant_id, "external_userid", add.external_userid)
+
+
+def _slot(client, remaining_s: float) -> bool:
+    """Take the corp's shared rate-limiter slot only if its wait fits the window (SlotTooLate
+    if not); False when the client has no shared limiter (it then waits as it always does)."""
+    limiter = getattr(client, "limiter", None)
+    if not isinstance(limiter, SharedRateLimiter):
+        return False
+    limiter.acquire_within(remaining_s - MIN_TIMEOUT_S)
+    return True
+
+
+def _image_url(attachment: dict[str, Any]) -> str | None:
+    if attachment.get("msgtype") != "image":
+        return None
+    image = attachment.get("image") or {}
+    return None if image.get("media_id") or image.get("pic_url") else image.get("url")
+
+
+def _cached_media(conn, tenant_id: str, url: str, now: datetime) -> str | None:
+    row = conn.execute(
+        "SELECT media_id, uploaded_at FROM wecom_media WHERE tenant_id = %s AND source_url = %s",
+        (tenant_id, url),
+    ).fetchone()
+    return row["media_id"] if row and now - row["uploaded_at"] < MEDIA_VALID else None
 
 
 def _recipient(contact: dict | None, ext: str, tenant_mode: str | None) -> Recipient:
@@ -278,5 +422,128 @@ def _item(row: dict[str, Any]) -> Item:
                 frozenset(row["roles"] or ()), row["format"])  # fmt: skip
 
 
-def process_of(welcomer: Welcomer) -> Callable[[list[Decoded[Touchpoint | None]]], None]:
+def process_of(welcomer: Welcomer) -> Callable[[list[Decoded[Add | None]]], None]:
     return welcomer.process
+
+
+# --- the worker loop's part (leader only): lost claims, tags, images, retention ---------------
+
+_last: dict[str, float] = {}
+
+
+def step(pool: ConnectionPool, clients, tenants: TenantRegistry, now: datetime, *,
+         fetch: media.Fetch = media.fetch) -> None:  # fmt: skip
+    """One pass of the welcome's upkeep (one call in the outreach worker's loop)."""
+    sweep_lost(pool)
+    mark_tags_due(pool, clients, now)
+    if time.monotonic() - _last.get("media", -1e9) > MEDIA_EVERY_S:
+        refresh_media(pool, clients, tenants, now, fetch)
+        prune(pool)
+        _last["media"] = time.monotonic()
+
+
+def sweep_lost(pool: ConnectionPool) -> int:
+    """A claim left without an outcome (its process died mid-welcome) is ``missed``."""
+    with pool.connection() as conn:
+        rows = conn.execute(
+            "UPDATE welcomes SET status = 'missed', reason = 'lost_after_claim' "
+            "WHERE status = 'claimed' AND created_at < clock_timestamp() - %s "
+            "RETURNING tenant_id",
+            (LOST_AFTER,),
+        ).fetchall()
+    for row in rows:
+        metrics.WELCOMES.labels(row["tenant_id"], "missed").inc()
+        metrics.WELCOMES_LOST.labels(row["tenant_id"]).inc()
+    if rows:
+        log.warning("welcomes_lost_after_claim", count=len(rows))
+    return len(rows)
+
+
+def mark_tags_due(pool: ConnectionPool, clients, now: datetime, *, limit: int = 50) -> None:
+    """The code's tags on new contacts (``tag_status`` pending), outages and 45009 retried with
+    back-off (TAG_BACKOFF), a refusal kept as failed with its errcode."""
+    with pool.connection() as conn:
+        due = conn.execute(
+            "SELECT tenant_id, welcome_code, staff_userid, external_userid, tags, tag_attempts "
+            "FROM welcomes WHERE tag_status = 'pending' AND tag_next_at <= %s "
+            "ORDER BY tag_next_at LIMIT %s",
+            (now, limit),
+        ).fetchall()
+    for row in due:
+        tenant_id, attempts = row["tenant_id"], row["tag_attempts"] + 1
+        client = clients.wecom(tenant_id)
+        status, errcode, next_at = "failed", None, None
+        if client is not None:
+            try:
+                client.mark_tag(row["staff_userid"], row["external_userid"], list(row["tags"]))
+                status = "marked"
+            except WeComError as exc:
+                errcode = exc.errcode
+                if isinstance(exc, WeComUnavailable | RateLimited) and attempts <= len(TAG_BACKOFF):
+                    status = "pending"
+                    wait = TAG_BACKOFF[attempts - 1]
+                    if isinstance(exc, RateLimited):
+                        wait = max(wait, timedelta(seconds=exc.retry_after or 0))
+                    next_at = now + wait
+                else:
+                    log.warning("welcome_mark_tag_failed", tenant_id=tenant_id, errcode=errcode)
+        with pool.connection() as conn:
+            conn.execute(
+                "UPDATE welcomes SET tag_status = %s, tag_errcode = %s, tag_attempts = %s, "
+                "tag_next_at = %s WHERE tenant_id = %s AND welcome_code = %s",
+                (status, errcode, attempts, next_at, tenant_id, row["welcome_code"]),
+            )
+        if status != "pending":
+            metrics.WELCOME_TAGS.labels(tenant_id, status).inc()
+
+
+def refresh_media(pool: ConnectionPool, clients, tenants: TenantRegistry, now: datetime,
+                  fetch: media.Fetch = media.fetch) -> None:  # fmt: skip
+    """Keep a valid media id for every image of every active contact code's welcome content and
+    the default welcome (services/outreach/media.py uploads what is missing or getting old), so
+    a welcome finds its images ready and never downloads one inside its 20 s."""
+    for tenant in tenants:
+        client = clients.wecom(tenant.id)
+        if client is None:
+            continue
+        with pool.connection() as conn:
+            ids = {
+                i
+                for row in conn.execute(
+                    "SELECT welcome_content FROM channel_codes WHERE tenant_id = %s "
+                    "AND kind = 'contact' AND status = 'active'",
+                    (tenant.id,),
+                )
+                for i in row["welcome_content"] or ()
+            }
+            ids |= set(outreach_settings(store.tenant_settings(conn, tenant.id))["default_welcome"])
+            rows = conn.execute(
+                "SELECT content_id, payloads FROM content WHERE tenant_id = %s "
+                "AND content_id = ANY(%s) AND status = 'active'",
+                (tenant.id, sorted(ids)),
+            ).fetchall()
+        for row in rows:
+            try:
+                media.fresh(pool, client, tenant.id, row["payloads"] or {}, now, fetch)
+            except (BadContent, WeComError) as exc:
+                log.warning("welcome_media_not_ready", tenant_id=tenant.id,
+                            content_id=row["content_id"], error=str(exc)[:200])  # fmt: skip
+
+
+def prune(pool: ConnectionPool) -> None:
+    """Welcomes and counted add events older than RETENTION (docs/privacy.md)."""
+    with pool.connection() as conn:
+        conn.execute("DELETE FROM welcomes WHERE created_at < clock_timestamp() - %s", (RETENTION,))
+        conn.execute(
+            "DELETE FROM welcome_adds WHERE created_at < clock_timestamp() - %s", (RETENTION,)
+        )
+
+
+def forget(conn, tenant_id: str, hashes: set[str]) -> None:
+    """An erased person's welcomes, found by keyed hash (an unknown contact's row has no
+    contact_id; docs/privacy.md)."""
+    if hashes:
+        conn.execute(
+            "DELETE FROM welcomes WHERE tenant_id = %s AND identity_hash = ANY(%s)",
+            (tenant_id, sorted(hashes)),
+        )

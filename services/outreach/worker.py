@@ -26,6 +26,7 @@ from services.outreach import (
     group_tasks,
     groups,
     lost_alerts,
+    media,
     metrics,
     projection,
     results,
@@ -145,9 +146,25 @@ class Loop:
             if time.monotonic() - self._synced_at > GROUP_SYNC_S:
                 self.sync_groups(now)
             tenant_deletion.purge_pending(self.pool)  # deleted tenants, a few batches a tick
-            budget_sync.poll_due(self.pool, self.clients, self.tenants, now)  # others' sends
-            channel_codes.step(self.pool, self.clients, now)  # pending codes, daily caps, rollover
-            group_tasks.step(self.pool, self.clients, now)  # cancellations, reminders, pruning
+            # Each step on its own: one failing (a bug, a database error) must not stall the
+            # others, nor the sends below; each is retried on the next tick.
+            for name, step in (
+                # the members' own group sends, for the platform's budget
+                ("budget_poll", lambda: budget_sync.poll_due(self.pool, self.clients,
+                                                             self.tenants, now)),
+                # pending codes, daily caps, day rollover
+                ("channel_codes", lambda: channel_codes.step(self.pool, self.clients, now)),
+                # cancellations, reminders, pruning
+                ("group_tasks", lambda: group_tasks.step(self.pool, self.clients, now)),
+                # lost claims, tags, images uploaded ahead
+                ("welcome", lambda: welcome.step(
+                    self.pool, self.clients, self.tenants, now,
+                    fetch=media.fetcher(self.executor.allow_private_media))),
+            ):  # fmt: skip
+                try:
+                    step()
+                except Exception:
+                    log.exception("outreach_step_failed", step=name)
         self.executor.run_due()
         lost_alerts.send_due(self.pool, self.clients, self.tenants, self.console_url)
         if time.monotonic() - self._polled_at > POLL_RESULTS_S:
@@ -192,7 +209,10 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
     runner = build_runner(settings, pool)
     clients = Clients(settings, tenants, pool=pool)
     signer = link_signer(tenants, settings.link_secret)
-    welcomer = welcome.Welcomer(pool, clients, tenants, signer, settings.public_url)
+    # Welcomes have a small pool of their own: campaign sends never hold their connections.
+    welcome_pool = create_pool(settings.require_database(), name="outreach-welcome",
+                               schema=schema, timeouts=settings.worker_db, max_size=4)  # fmt: skip
+    welcomer = welcome.Welcomer(welcome_pool, clients, tenants, signer, settings.public_url)
     welcome_runner = build_welcome_runner(settings, welcomer)
     # Rate limits per corp/app shared with every other worker, through the database.
     loop = Loop(settings, pool, tenants, clients, schema)
@@ -228,6 +248,7 @@ def main(settings: Settings, *, metrics_port: int, metrics_host: str = "127.0.0.
         thread.join(30)
         server.stop()
         pool.close()
+        welcome_pool.close()
     dead = [w.name for w in side if w.died]
     if dead:
         log.error("outreach_worker_stopping_after_a_death", threads=dead)

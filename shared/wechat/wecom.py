@@ -524,11 +524,12 @@ class WeComClient(WeChatClient):
 
     # --- welcome on add (docs/platform.md "Welcome on add") ---
 
-    def send_welcome_msg(self, body: dict) -> dict:
+    def send_welcome_msg(self, body: dict, *, timeout: float | None = None) -> dict:
         """``externalcontact/send_welcome_msg``: ``welcome_code`` with ``text`` and at most 9
         ``attachments``; once per code, within 20 s of the add callback (41051: already sent,
-        41096: another app is sending it)."""
-        return self.post("externalcontact/send_welcome_msg", data=body)
+        41096: another app is sending it). ``timeout``: what is left of the window."""
+        extra = {"timeout": timeout} if timeout is not None else {}
+        return self.post("externalcontact/send_welcome_msg", data=body, **extra)
 
     def mark_tag(self, userid: str, external_userid: str, add_tag: list[str]) -> dict:
         """``externalcontact/mark_tag``: corp tags on a member's customer."""

@@ -1,13 +1,14 @@
 -- Welcome on add (docs/domain.md "Welcome on add"): one row per WeCom welcome_code, claimed before
 -- send_welcome_msg is called, so a redelivered or duplicated add callback never sends twice (the
 -- code is single-use and valid 20 s: a crash between claim and result loses that welcome, never
--- doubles it). The row records what happened: the outcome, the content chosen, the callback ->
+-- doubles it; the worker's sweep then records it missed, lost_after_claim). The row records what happened: the outcome, the content chosen, the callback ->
 -- call latency, WeCom's errcode, and the channel code's tags marked on the contact.
 CREATE TABLE welcomes (
     tenant_id        text        NOT NULL,
     welcome_code     text        NOT NULL,
     event_id         text        NOT NULL,              -- the add touchpoint
     external_userid  text        NOT NULL,
+    identity_hash    text,                              -- keyed hash of external_userid (erasure)
     staff_userid     text,
     state            text,                              -- the add's State (a channel code's)
     code_id          text,                              -- the channel code it matched, if any
@@ -24,12 +25,28 @@ CREATE TABLE welcomes (
     called_at        timestamptz,                       -- the last send_welcome_msg call
     latency_ms       integer,                           -- callback_at -> called_at
     tags             text[]      NOT NULL DEFAULT '{}', -- the code's tags to mark
-    tag_status       text        CHECK (tag_status IN ('marked', 'failed')),
+    tag_status       text        CHECK (tag_status IN ('pending', 'marked', 'failed')),
     tag_errcode      integer,
+    tag_attempts     integer     NOT NULL DEFAULT 0,
+    tag_next_at      timestamptz,                       -- the worker loop's next mark_tag try
     created_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
     PRIMARY KEY (tenant_id, welcome_code)
 );
 CREATE INDEX welcomes_recent ON welcomes (tenant_id, created_at DESC);
+CREATE INDEX welcomes_claimed ON welcomes (created_at) WHERE status = 'claimed';
+CREATE INDEX welcomes_tags_due ON welcomes (tag_next_at) WHERE tag_status = 'pending';
+CREATE INDEX welcomes_identity ON welcomes (tenant_id, identity_hash);
+CREATE INDEX welcomes_created ON welcomes (created_at);
+
+-- Every add counted once for its channel code's daily cap (with or without a WelcomeCode),
+-- keyed by the touchpoint's event id; kept 30 days like welcomes.
+CREATE TABLE welcome_adds (
+    tenant_id   text        NOT NULL,
+    event_id    text        NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (tenant_id, event_id)
+);
+CREATE INDEX welcome_adds_created ON welcome_adds (created_at);
 
 -- Group welcome templates (入群欢迎语素材): WeCom keeps them under its template_id, at most 100
 -- per corp; Siyu keeps the same fields to list, edit and delete them.

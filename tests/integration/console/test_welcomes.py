@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from psycopg.types.json import Jsonb
 
 from sandbox.fake_wechat.welcome import book
 from shared.tenants import DEMO_SECRETS, DEMO_TENANTS_PATH, load_tenants
@@ -128,3 +129,31 @@ def test_viewers_read_but_may_not_change_templates(world):
     token = csrf(client, "/welcomes/templates")
     refused = client.post("/welcomes/templates/new", data={"name": "x", "csrf_token": token})
     assert refused.status_code == 403
+
+
+def test_an_edit_keeps_an_attachment_the_form_cannot_show(world):
+    """A template made through the API with an image: the form shows it read-only and an edit
+    of the text carries it to WeCom unchanged (never dropped)."""
+    console, fake = world
+    image = {"msgtype": "image", "image": {"media_id": "3MEDIA"}}
+    book(fake.state).templates.setdefault(CORP, {})["msgIMG"] = {
+        "text": {"content": "旧"},
+        "image": image["image"],
+    }
+    console.sql(
+        "INSERT INTO group_welcome_templates (tenant_id, template_id, name, text, attachment) "
+        "VALUES ('acme', 'msgIMG', '图片欢迎', '旧', %s) RETURNING 1",
+        (Jsonb(image),),
+    )
+    client = client_of(console, "han.meimei")
+    edit = "/welcomes/templates/msgIMG/edit"
+    page = client.get(edit).get_data(as_text=True)
+    assert 'id="kept-attachment"' in page and 'id="link_url"' not in page
+    saved = post(client, edit, {"name": "图片欢迎", "text": "新", "notify": "1"})
+    assert saved.status_code == 302, saved.get_data(as_text=True)[:2000]
+    assert book(fake.state).templates[CORP]["msgIMG"] == {
+        "text": {"content": "新"},
+        "image": image["image"],
+    }
+    (row,) = console.sql("SELECT attachment FROM group_welcome_templates")
+    assert row["attachment"] == image

@@ -44,6 +44,7 @@ def test_create_edit_get_delete_goes_to_wecom_and_is_audited(outreach):
     [
         ({"text": ""}, "text"),
         ({"text": "字" * 1400}, "text"),
+        ({"text": "字" * 1001}, "text"),  # 3003 bytes: a template's text is at most 3000
         ({"attachment": {"msgtype": "poster", "poster": {}}}, "attachment.msgtype"),
         ({"attachment": {"msgtype": "link", "link": {"title": "t"}}}, "attachment.link.url"),
         ({"attachment": {"msgtype": "link", "link": {"title": "t", "url": "javascript:x"}}},
@@ -82,8 +83,40 @@ def test_an_unknown_tenant_or_template_is_a_404(outreach):
 
 
 def test_wecom_refusing_is_a_400_with_its_errcode(outreach):
-    outreach.fake.fail("externalcontact/group_welcome_template/add", 40058)
+    outreach.fake.fail("externalcontact/group_welcome_template/add", 48002)
     response = create(outreach)
     assert response.status_code == 400
+    assert response.json["error"]["details"]["errcode"] == 48002
+    assert outreach.call("GET", PATH, "viewer").json == []
+
+
+def test_wecoms_100_reached_by_other_apps_templates_is_a_409(outreach):
+    from sandbox.fake_wechat.welcome import book
+
+    others = {f"other{i}": {"text": {"content": "x"}} for i in range(100)}  # another app's
+    book(outreach.fake.state).templates.setdefault(outreach.world().corp_id, {}).update(others)
+    response = create(outreach)
+    assert response.status_code == 409, response.json
     assert response.json["error"]["details"]["errcode"] == 40058
     assert outreach.call("GET", PATH, "viewer").json == []
+
+
+def test_a_template_whose_row_fails_is_deleted_in_wecom_again(outreach, monkeypatch):
+    from services.outreach import group_welcome as gw
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("the audit insert failed")
+
+    monkeypatch.setattr(gw, "audit", boom)
+    loaded = gw.TemplateSchema().load({"name": "孤儿", "text": "欢迎"})
+    with outreach.pool.connection() as conn, pytest.raises(RuntimeError):
+        gw.create_template(conn, "acme", loaded, "tester", lambda: outreach.clients.wecom("acme"))
+    assert wecom_templates(outreach) == {}
+    assert outreach.sql("SELECT * FROM group_welcome_templates") == []
+
+
+def test_deleting_a_template_already_gone_in_wecom_deletes_ours(outreach):
+    template_id = create(outreach).json["template_id"]
+    del wecom_templates(outreach)[template_id]  # deleted in WeCom's admin
+    assert outreach.call("DELETE", f"{PATH}/{template_id}", "operator").status_code == 204
+    assert outreach.call("GET", f"{PATH}/{template_id}", "viewer").status_code == 404

@@ -76,3 +76,38 @@ def test_a_take_waits_for_its_slot(stack, schema):
         assert other.acquire() == 0.0
     finally:
         pool.close()
+
+
+def test_a_welcome_takes_a_slot_only_if_its_wait_fits(stack, schema):
+    """acquire_within (services/outreach/rate_limits.py): campaign sends queued ahead make the
+    next slot 2 s away; a welcome allowed 1 s is refused with the bucket untouched, one allowed
+    3 s takes it (and waits), and a prepaid call does not take a second slot."""
+    from services.outreach.rate_limits import SlotTooLate, prepaid
+
+    migrate_service(stack.dsn, "outreach", schema=schema)
+    pool = create_pool(stack.dsn, name="test-within", schema=schema, max_size=2)
+    waited: list[float] = []
+    try:
+        limiter = SharedRateLimiter(pool, "wecom:within", 5, sleep=waited.append)
+        for _ in range(11):  # 1 burst slot, then 10 queued: the 11th waits 2 s
+            limiter.acquire()
+
+        def tokens() -> float:
+            with pool.connection() as conn:
+                return conn.execute(
+                    "SELECT tokens FROM rate_buckets WHERE bucket = 'wecom:within'"
+                ).fetchone()["tokens"]
+
+        before = tokens()
+        with pytest.raises(SlotTooLate):
+            limiter.acquire_within(1.0)
+        assert tokens() == pytest.approx(before, abs=0.5)  # nothing taken (a refill at most)
+        waited.clear()
+        limiter.acquire_within(3.0)
+        assert waited and 1.5 < waited[0] <= 3.0
+        after = tokens()
+        with prepaid():
+            assert limiter.acquire() == 0.0  # the slot the welcome took
+        assert tokens() == pytest.approx(after, abs=0.5)
+    finally:
+        pool.close()

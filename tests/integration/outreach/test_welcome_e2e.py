@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -80,6 +81,9 @@ class Adds:
 
         return wait_until(done, DEADLINE_S, message="the welcome recorded")
 
+    def mark_tags(self) -> None:
+        welcome.mark_tags_due(self.o.pool, self.o.clients, datetime.now(UTC))
+
     def welcomes(self) -> list:
         return self.o.messages("welcome")
 
@@ -107,7 +111,9 @@ def test_a_known_contact_gets_the_welcome_for_its_stage_once_with_the_codes_tags
     row = adds.outcome(code)
     assert (row["status"], row["content_id"], row["code_id"]) == ("sent", for_interest, "expo")
     assert row["contact_id"] == "c-known" and row["attempts"] == 1
-    assert row["latency_ms"] is not None and row["tag_status"] == "marked"
+    assert row["latency_ms"] is not None and row["tag_status"] == "pending"
+    adds.mark_tags()  # the worker loop's step marks the code's tags, never inside the window
+    assert adds.o.sql("SELECT tag_status FROM welcomes")[0]["tag_status"] == "marked"
     (message,) = adds.welcomes()
     assert message.body["welcome_code"] == code
     assert message.body["text"]["content"] == "选型指南"
@@ -141,13 +147,36 @@ def test_the_no_discount_guard_and_unknown_contacts_get_the_general_welcome(adds
     assert {m.body["text"]["content"] for m in adds.welcomes()} == {"欢迎"}
 
 
+def test_an_unknown_or_stageless_b2b_contact_meets_a_promotion_through_the_guard(adds, outreach):
+    """The guard's e2e: a promotion for everyone comes first in the code's content; a contact
+    new to outreach and a known one without a stage (it may be comparing) get the general item,
+    and with no general item nothing is sent rather than the discount."""
+    outreach.publish_segments()
+    offer = outreach.content("新客八折", fmt="promotion", promotional=True)
+    general = outreach.content("欢迎", fmt="article", promotional=False)
+    adds.code([offer, general], tags=[])
+    outreach.profile("c-nostage", ext="wmWelcomeNoStage", stage=None)
+    for ext in ("wmWelcomeUnknown", "wmWelcomeNoStage"):
+        code, _ = adds.add(ext)
+        row = adds.outcome(code)
+        assert (row["status"], row["content_id"]) == ("sent", general), ext
+    outreach.sql("UPDATE channel_codes SET welcome_content = %s", ([offer],))
+    code, _ = adds.add("wmWelcomeUnknown2")
+    row = adds.outcome(code)
+    assert (row["status"], row["reason"]) == ("no_content", "no_discount_unknown_contact")
+    assert {m.body["text"]["content"] for m in adds.welcomes()} == {"欢迎"}
+
+
 def test_a_late_callback_is_missed_and_never_sent(adds, outreach):
     adds.code([outreach.content("欢迎", fmt="article", promotional=False)])
     code, _ = adds.add("wmWelcomeLate01", late_by=25)
     row = adds.outcome(code)
     assert (row["status"], row["reason"]) == ("missed", "received_after_window")
     assert adds.sends() == 0 and adds.welcomes() == []
-    assert row["tag_status"] == "marked"  # tags are not bound to the window
+    assert row["tag_status"] == "pending"  # tags are not bound to the window
+    adds.mark_tags()
+    (row,) = adds.o.sql("SELECT tag_status FROM welcomes WHERE welcome_code = %s", (code,))
+    assert row["tag_status"] == "marked"
 
 
 def test_41051_is_already_sent_and_41096_is_retried_inside_the_window(adds, outreach):

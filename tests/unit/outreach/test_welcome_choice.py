@@ -65,12 +65,13 @@ def test_an_unflagged_model_blocks_every_b2b_promotion():
     ("value", "wanted"),
     [
         (b'{"type":"wecom.contact.added","attributes":{"welcome_code":"abc"}}', True),
-        (b'{"type":"wecom.contact.added","attributes":{"welcome_code":null}}', False),
+        # Every add is parsed: one without a code still counts for the code's daily cap.
+        (b'{"type":"wecom.contact.added","attributes":{"welcome_code":null}}', True),
         (b'{"type":"wecom.contact.edited","attributes":{"welcome_code":"abc"}}', False),
         (b'{"type":"biz.order.paid"}', False),
     ],
 )
-def test_only_adds_with_a_welcome_code_are_parsed(value, wanted):
+def test_only_adds_are_parsed(value, wanted):
     assert relevant(value) is wanted
     if not wanted:
         from shared.kafka.consumer import Message
@@ -80,6 +81,7 @@ def test_only_adds_with_a_welcome_code_are_parsed(value, wanted):
 
 def test_the_filter_matches_the_envelope_ingest_writes():
     """The byte check follows Touchpoint.to_json (compact JSON): an add with a code is parsed."""
+    from dataclasses import replace
     from datetime import UTC, datetime
 
     from shared.envelope import Identity, Touchpoint
@@ -92,4 +94,10 @@ def test_the_filter_matches_the_envelope_ingest_writes():
                     attributes={"change_type": "add_external_contact", "state": "expo.x",
                                 "welcome_code": "CODE"})  # fmt: skip
     decoded = decode(Message("t", 0, 0, None, tp.to_json()))
-    assert decoded is not None and decoded.attributes["welcome_code"] == "CODE"
+    assert decoded is not None and decoded.welcome_code == "CODE"
+    assert (decoded.state, decoded.staff_userid) == ("expo.x", "zhangwei")
+    without = replace(tp, attributes={"state": "expo.x"})
+    counted = decode(Message("t", 0, 0, None, without.to_json()))
+    assert counted is not None and counted.welcome_code is None
+    nothing = replace(tp, attributes={"change_type": "add_external_contact"})
+    assert decode(Message("t", 0, 0, None, nothing.to_json())) is None

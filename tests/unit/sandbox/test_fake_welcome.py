@@ -55,6 +55,10 @@ def test_a_code_is_sent_once_within_20_seconds_of_the_add(fake, clock):
         ({"attachments": [{"msgtype": "link", "link": {"title": "t", "url": "https://a.b"}}] * 10},
          40058),
         ({}, 41008),
+        # An image by its source URL is not what WeCom takes: a media_id or a pic_url.
+        ({"attachments": [{"msgtype": "image", "image": {"url": "https://a.b/x.png"}}]}, 40007),
+        ({"attachments": [{"msgtype": "image", "image": {"media_id": "3never-issued"}}]}, 40007),
+        ({"attachments": [{"msgtype": "image", "image": {"pic_url": "https://p.qpic.cn/x"}}]}, 0),
     ],
 )  # fmt: skip
 def test_send_welcome_msg_refuses_bad_codes_and_content(fake, body, errcode):
