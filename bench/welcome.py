@@ -2,7 +2,7 @@
 other webhooks arrive at 500/s (docs/domain.md "Welcome on add"; WeCom's window is 20 s).
 
 Real components on this machine: embedded PostgreSQL and broker, ingest under gunicorn (as
-bench/ingest.py runs it), outreach's welcome consumer (its own group on the touchpoints topic,
+bench/ingest.py runs it), outreach's welcome consumer (its own group on the signals topic,
 ``services/outreach/worker.py`` ``build_welcome_runner``) in this process, and ``siyu
 fake-wechat`` on loopback. A probe asks the fake for a WelcomeCode (a customer adds zhangwei through
 a channel code), posts the encrypted add callback with it to ingest, and waits until the fake has
@@ -79,8 +79,8 @@ def _event(corp_id: str, change: str, user: str, ext: str, at: int, extra: str =
 
 
 def other_traffic(port: int, count: int) -> list[bytes]:
-    """Distinct encrypted ``edit_external_contact`` callbacks: touchpoints the welcome consumer
-    must read past (and segment must apply)."""
+    """Distinct encrypted ``edit_external_contact`` callbacks: load on ingest (and touchpoints for
+    segment); they give no signal, so the welcome consumer reads only the adds."""
     corp = load_tenants(DEMO_TENANTS_PATH).get("acme").wecom
     crypto = WeChatCrypto(corp.token.reveal(), corp.encoding_aes_key.reveal(), corp.corp_id)
     now, out = int(time.time()), []

@@ -6,8 +6,9 @@ CRM fields). Ingest writes a signal with each touchpoint of these types, in the 
 
 - ``link.clicked``: campaign_id, content_id, contact_id (the tracked link's own claims);
 - ``oa.message``: msg_type only (a reply, never its text);
-- ``wecom.contact.added``: welcome_code and state, and only when a welcome_code is present
-  (the welcome message of an add, docs/domain.md "Channel codes").
+- ``wecom.contact.added``: welcome_code and state, when either is present (the welcome of an
+  add within WeCom's 20 s, and the add's count for its channel code's daily cap: docs/domain.md
+  "Welcome on add", "Channel codes").
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ def signal_of(tp: Touchpoint) -> dict[str, Any] | None:
     allowed = SIGNAL_ATTRIBUTES.get(tp.type)
     if allowed is None:
         return None
-    if tp.type == "wecom.contact.added" and not tp.attributes.get("welcome_code"):
+    if tp.type == "wecom.contact.added" and not (
+        tp.attributes.get("welcome_code") or tp.attributes.get("state")
+    ):
         return None
     attributes = {
         k: str(tp.attributes[k]) for k in allowed if tp.attributes.get(k) not in (None, "")

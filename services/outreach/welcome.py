@@ -2,10 +2,11 @@
 callback carries a WelcomeCode valid for 20 s; outreach sends the welcome with it.
 
 Its own consumer group (``siyu-outreach-welcome``, one thread of the outreach worker) reads the
-touchpoints topic, so a welcome never waits behind the segment's lag or the projection. Decode
-looks at the raw bytes first: only ``wecom.contact.added`` touchpoints are parsed, everything else
-is skipped without a JSON parse (500 touchpoints/s of other traffic). ``add_of`` is the one place
-that turns a touchpoint into what the welcome needs (an ``Add``).
+signals topic (shared/signals.py: ingest writes an add's ids, code and state beside its
+touchpoint; outreach never reads raw touchpoints), so a welcome never waits behind the segment's
+lag or the projection. ``decode`` looks at the raw bytes first: only ``wecom.contact.added``
+signals are parsed, clicks and replies are skipped without a JSON parse. ``decode`` (and
+``add_of`` for a touchpoint handed in by tests) is the one place that makes an ``Add``.
 
 For each add (the adds of a batch in their own small thread pool; the batch waits no longer than
 its window, so a slow WeCom does not hold the consumer):
@@ -50,7 +51,8 @@ from services.outreach.payloads import BadContent
 from services.outreach.policies import Item, Policy, Recipient, guard_of
 from services.outreach.rate_limits import SharedRateLimiter, SlotTooLate, prepaid
 from services.outreach.welcome_choice import choose
-from shared.envelope import Touchpoint, decode_touchpoint
+from shared import messages
+from shared.envelope import Touchpoint
 from shared.kafka.consumer import Decoded, Message, PoisonMessage
 from shared.links import LinkSigner
 from shared.privacy import identity_hash
@@ -77,7 +79,7 @@ TAG_BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30)
 MEDIA_EVERY_S = 60.0  # the leader checks the welcomes' images this often
 MEDIA_VALID = media.LIFETIME - timedelta(hours=1)  # a cached id a welcome may still use
 
-_ADDED = f'"type":"{ADDED}"'.encode()
+_ADDED = f'"{ADDED}"'.encode()
 
 
 @dataclass(frozen=True)
@@ -95,12 +97,12 @@ class Add:
 
 
 def relevant(value: bytes) -> bool:
-    """A touchpoint's JSON (compact, as ingest writes it) that may be an add."""
+    """A signal's JSON that may be an add (the others are skipped without parsing)."""
     return _ADDED in value
 
 
 def add_of(tp: Touchpoint) -> Add | None:
-    """The one decoding of a touchpoint for the welcome: an add with a code or a state."""
+    """A touchpoint as the welcome sees it (tests and the benchmark hand touchpoints in)."""
     attrs = tp.attributes
     if tp.type != ADDED or not (attrs.get("welcome_code") or attrs.get("state")):
         return None
@@ -110,13 +112,20 @@ def add_of(tp: Touchpoint) -> Add | None:
 
 
 def decode(message: Message) -> Add | None:
+    """The one decoding of the consumer's messages: a ``signal/1`` of siyu.signals.v1
+    (shared/signals.py; outreach never reads the raw touchpoints, docs/security.md)."""
     if not relevant(message.value):
         return None
     try:
-        tp = decode_touchpoint(message.value)
-    except Exception as exc:  # the segment's DLQ keeps the same message: say it here too
-        raise PoisonMessage(message, f"not a valid touchpoint: {exc}") from exc
-    return add_of(tp)
+        signal = messages.decode(messages.SIGNAL, message.value)
+    except Exception as exc:  # not JSON, not UTF-8 or not the contract: the DLQ says why
+        raise PoisonMessage(message, f"not a valid signal: {str(exc)[:300]}") from exc
+    attrs, who = signal["attributes"], signal["identity"]
+    if signal["type"] != ADDED or not (attrs.get("welcome_code") or attrs.get("state")):
+        return None
+    return Add(signal["tenant_id"], signal["event_id"], signal["occurred_at"],
+               signal["received_at"], who.get("external_userid"), who.get("staff_userid"),
+               attrs.get("state") or None, attrs.get("welcome_code") or None)  # fmt: skip
 
 
 def _now() -> datetime:

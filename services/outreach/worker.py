@@ -47,8 +47,8 @@ from shared.kafka.topics import (
     ERASURES,
     OUTREACH_DLQ,
     PROFILES,
+    SIGNALS,
     STAGE_CHANGES,
-    TOUCHPOINTS,
 )
 from shared.links import LinkSigner
 from shared.tenants import TenantRegistry, load_tenants
@@ -86,8 +86,8 @@ def build_runner(settings: Settings, pool: ConnectionPool, *, group: str = GROUP
 
 def build_welcome_runner(settings: Settings, welcomer: welcome.Welcomer, *,
                          group: str = welcome.GROUP):  # fmt: skip
-    """The welcome-on-add consumer (services/outreach/welcome.py): its own group on touchpoints,
-    small fetches so an add waits behind no backlog of the others' batches."""
+    """The welcome-on-add consumer (services/outreach/welcome.py): its own group on the signals
+    topic (shared/signals.py), small fetches so an add waits behind no backlog of the others'."""
     kafka = settings.kafka
     producer = create_producer(kafka, client_id="siyu-outreach-welcome")
     return ConsumerRunner(
@@ -97,7 +97,7 @@ def build_welcome_runner(settings: Settings, welcomer: welcome.Welcomer, *,
             client_id="siyu-outreach-welcome",
             fetch_max_wait_ms=min(kafka.fetch_max_wait_ms, 100),
         ),
-        topics=[kafka.topic(TOUCHPOINTS)],
+        topics=[kafka.topic(SIGNALS)],
         group=group,
         decode=welcome.decode,
         process=welcome.process_of(welcomer),

@@ -62,9 +62,8 @@ ACLS = {
         ("group", outreach_worker.GROUP): {"Read"},
         ("topic", SIGNALS): {"Read"},  # clicks, replies, welcome codes: never the touchpoints
         ("group", outreach_effects.GROUP): {"Read"},
+        ("group", outreach_welcome.GROUP): {"Read"},  # welcome on add, within WeCom's 20 s
         ("topic", OUTREACH_DLQ): {"Write"},
-        ("topic", TOUCHPOINTS): {"Read"},  # welcome on add: the add callbacks, within 20 s
-        ("group", outreach_welcome.GROUP): {"Read"},
     },
     "siyu-api": {  # drains the segment outbox that staff changes write
         ("topic", PROFILES): {"Write"},

@@ -64,11 +64,9 @@ def test_an_unflagged_model_blocks_every_b2b_promotion():
 @pytest.mark.parametrize(
     ("value", "wanted"),
     [
-        (b'{"type":"wecom.contact.added","attributes":{"welcome_code":"abc"}}', True),
-        # Every add is parsed: one without a code still counts for the code's daily cap.
-        (b'{"type":"wecom.contact.added","attributes":{"welcome_code":null}}', True),
-        (b'{"type":"wecom.contact.edited","attributes":{"welcome_code":"abc"}}', False),
-        (b'{"type":"biz.order.paid"}', False),
+        (b'{"type": "wecom.contact.added", "attributes": {"welcome_code": "abc"}}', True),
+        (b'{"type": "wecom.contact.edited", "attributes": {"welcome_code": "abc"}}', False),
+        (b'{"type": "link.clicked", "attributes": {}}', False),
     ],
 )
 def test_only_adds_are_parsed(value, wanted):
@@ -79,13 +77,16 @@ def test_only_adds_are_parsed(value, wanted):
         assert decode(Message("t", 0, 0, None, value)) is None
 
 
-def test_the_filter_matches_the_envelope_ingest_writes():
-    """The byte check follows Touchpoint.to_json (compact JSON): an add with a code is parsed."""
+def test_the_consumer_reads_the_signal_ingest_writes_never_the_touchpoint():
+    """Ingest's signal of an add (shared/signals.py) carries what the welcome needs; an add with
+    a state but no code is a signal too (it counts for the code's daily cap); a touchpoint or a
+    malformed signal is a poison message for the dead letters."""
     from dataclasses import replace
     from datetime import UTC, datetime
 
     from shared.envelope import Identity, Touchpoint
-    from shared.kafka.consumer import Message
+    from shared.kafka.consumer import Message, PoisonMessage
+    from shared.signals import signal_value
 
     at = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
     tp = Touchpoint(event_id="0" * 32, tenant_id="acme", source="wecom",
@@ -93,11 +94,17 @@ def test_the_filter_matches_the_envelope_ingest_writes():
                     identity=Identity(external_userid="wmA", staff_userid="zhangwei"),
                     attributes={"change_type": "add_external_contact", "state": "expo.x",
                                 "welcome_code": "CODE"})  # fmt: skip
-    decoded = decode(Message("t", 0, 0, None, tp.to_json()))
+    decoded = decode(Message("t", 0, 0, None, signal_value(tp)))
     assert decoded is not None and decoded.welcome_code == "CODE"
-    assert (decoded.state, decoded.staff_userid) == ("expo.x", "zhangwei")
+    assert (decoded.state, decoded.staff_userid, decoded.external_userid) == (
+        "expo.x", "zhangwei", "wmA")  # fmt: skip
+    assert decoded.occurred_at == at
     without = replace(tp, attributes={"state": "expo.x"})
-    counted = decode(Message("t", 0, 0, None, without.to_json()))
+    counted = decode(Message("t", 0, 0, None, signal_value(without)))
     assert counted is not None and counted.welcome_code is None
     nothing = replace(tp, attributes={"change_type": "add_external_contact"})
-    assert decode(Message("t", 0, 0, None, nothing.to_json())) is None
+    assert signal_value(nothing) is None  # ingest writes no signal for it
+    for poison in (tp.to_json(), b'{"type": "wecom.contact.added"', "添加".encode("gbk")
+                   + b'"wecom.contact.added"'):  # fmt: skip
+        with pytest.raises(PoisonMessage):
+            decode(Message("t", 0, 0, None, poison))
