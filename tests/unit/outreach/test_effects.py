@@ -84,7 +84,10 @@ SIGNALS = [
     ("wecom.contact.added", {"welcome_code": "W1", "state": "ch_1", "source": "x",
                              "change_type": "add_external_contact"},
      {"external_userid": "wm1", "staff_userid": "zhang"}, {"welcome_code": "W1", "state": "ch_1"}),
+    # An add with a state but no code still counts for the code's daily cap.
     ("wecom.contact.added", {"welcome_code": None, "state": "ch_1"},
+     {"external_userid": "wm1", "staff_userid": "zhang"}, {"state": "ch_1"}),
+    ("wecom.contact.added", {"welcome_code": None, "state": None, "source": "x"},
      {"external_userid": "wm1", "staff_userid": "zhang"}, None),
     ("oa.subscribe", {}, {"openid": "o1"}, None),
     ("biz.order.paid", {"amount": 1.0, "currency": "CNY"}, {"crm_id": "C1"}, None),
