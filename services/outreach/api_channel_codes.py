@@ -30,7 +30,19 @@ _Ids = fields.List(fields.String(validate=validate.Length(min=1, max=128)),
                    validate=validate.Length(max=100))  # fmt: skip
 
 
-class ChannelCodeInSchema(Schema):
+class ChannelCodePatchSchema(Schema):
+    """What an edit may change (the kind, channel and state never change)."""
+
+    name = fields.String(validate=validate.Length(min=1, max=100))
+    staff = _Ids
+    chat_ids = _Ids
+    daily_cap = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=100000))
+    tags = _Ids
+    welcome_content = _Ids
+    skip_verify = fields.Boolean()
+
+
+class ChannelCodeInSchema(ChannelCodePatchSchema):
     code_id = fields.String(
         required=True,
         validate=validate.Regexp(codes.CODE_ID, error="lowercase letters, digits, _ and -"),
@@ -39,22 +51,6 @@ class ChannelCodeInSchema(Schema):
     kind = fields.String(required=True, metadata={"enum": list(codes.KINDS)})
     name = fields.String(required=True, validate=validate.Length(min=1, max=100))
     channel = fields.String(required=True, metadata={"enum": list(SOURCE_CHANNELS)})
-    staff = _Ids
-    chat_ids = _Ids
-    daily_cap = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=100000))
-    tags = _Ids
-    welcome_content = _Ids
-    skip_verify = fields.Boolean()
-
-
-class ChannelCodePatchSchema(Schema):
-    name = fields.String(validate=validate.Length(min=1, max=100))
-    staff = _Ids
-    chat_ids = _Ids
-    daily_cap = fields.Integer(allow_none=True, validate=validate.Range(min=1, max=100000))
-    tags = _Ids
-    welcome_content = _Ids
-    skip_verify = fields.Boolean()
 
 
 class ChannelCodeSchema(Schema):

@@ -82,37 +82,39 @@ class SharedRateLimiter:
         if getattr(_local, "prepaid", False):
             _local.prepaid = False
             return 0.0
-        params = {"bucket": self.bucket, "rate": self.rate, "burst": self.burst}
-        try:
-            with self.pool.connection() as conn:
-                tokens = conn.execute(TAKE, params, prepare=True).fetchone()["tokens"]
-        except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
-            # No slot without the database: the caller's retry path (a send goes back to pending).
-            raise WeComUnavailable(None, f"rate limiter: database unavailable ({exc})") from None
-        wait = 0.0 if tokens >= 0 else -tokens / self.rate
-        if wait > 0:
-            self.sleep(wait)
-        return wait
+        return self._take(
+            lambda conn, params: conn.execute(TAKE, params, prepare=True).fetchone()["tokens"]
+        )
 
     def acquire_within(self, max_wait: float) -> float:
         """A slot whose wait is at most ``max_wait`` seconds (waited here), or SlotTooLate with
         the bucket untouched: a welcome never queues past its window behind campaign sends."""
+
+        def take(conn, params) -> float:
+            row = conn.execute(REFILLED, params).fetchone()
+            if row is None:
+                return conn.execute(TAKE, params).fetchone()["tokens"]
+            tokens = row["tokens"] - 1
+            if tokens < 0 and -tokens / self.rate > max_wait:
+                raise SlotTooLate(-tokens / self.rate)
+            conn.execute(
+                "UPDATE rate_buckets SET tokens = %s, updated_at = GREATEST(updated_at, "
+                "clock_timestamp()) WHERE bucket = %s",
+                (tokens, self.bucket),
+            )
+            return tokens
+
+        return self._take(take)
+
+    def _take(self, take) -> float:
+        """Take a slot with ``take(conn, params) -> tokens left`` (in one transaction) and wait
+        for it; return the seconds waited."""
         params = {"bucket": self.bucket, "rate": self.rate, "burst": self.burst}
         try:
             with self.pool.connection() as conn:
-                row = conn.execute(REFILLED, params).fetchone()
-                if row is None:
-                    tokens = conn.execute(TAKE, params).fetchone()["tokens"]
-                else:
-                    tokens = row["tokens"] - 1
-                    if tokens < 0 and -tokens / self.rate > max_wait:
-                        raise SlotTooLate(-tokens / self.rate)
-                    conn.execute(
-                        "UPDATE rate_buckets SET tokens = %s, updated_at = GREATEST(updated_at, "
-                        "clock_timestamp()) WHERE bucket = %s",
-                        (tokens, self.bucket),
-                    )
+                tokens = take(conn, params)
         except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as exc:
+            # No slot without the database: the caller's retry path (a send goes back to pending).
             raise WeComUnavailable(None, f"rate limiter: database unavailable ({exc})") from None
         wait = 0.0 if tokens >= 0 else -tokens / self.rate
         if wait > 0:
