@@ -118,7 +118,6 @@ RUN_STATUSES = {
     "done": _l("Done"),
     "failed": _l("Failed"),
     "cancelled": _l("Cancelled"),
-    "expired": _l("Expired (not confirmed in 3 days)"),
 }
 
 DELIVERY_STATUSES = {
@@ -365,6 +364,10 @@ AUDIT_ACTIONS = {
     "channel_code.create": _l("Channel code created"),
     "channel_code.update": _l("Channel code changed"),
     "channel_code.delete": _l("Channel code deleted"),
+    "group_welcome.create": _l("Group welcome template created"),
+    "group_welcome.update": _l("Group welcome template changed"),
+    "group_welcome.delete": _l("Group welcome template deleted"),
+    "user.wecom_userid": _l("User's WeCom member linked"),
 }
 
 
@@ -413,6 +416,7 @@ GROUP_TASK_STATUSES = {
     "sent": _l("Sent by the member"),
     "failed": _l("Sent, none received"),
     "cancelled": _l("Cancelled"),
+    "expired": _l("Expired (not confirmed in 3 days)"),
 }
 
 

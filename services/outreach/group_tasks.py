@@ -213,7 +213,8 @@ def next_poll(conn, tenant_id: str, msgid: str, every: int, changed: int, now: d
 
 def expire(conn, now: datetime) -> int:
     """Messages past the window are followed no more: their pending tasks expire (the member
-    never confirmed in the 3 days). Returns tasks expired."""
+    never confirmed in the 3 days) and their recipients still waiting leave the platform
+    budget's count, as a cancel's do (budget.forget_sends). Returns tasks expired."""
     gone = conn.execute(
         "UPDATE group_messages SET next_poll_at = NULL, next_remind_at = NULL "
         "WHERE created_at <= %s AND (next_poll_at IS NOT NULL OR next_remind_at IS NOT NULL) "
@@ -222,11 +223,19 @@ def expire(conn, now: datetime) -> int:
     ).fetchall()
     if not gone:
         return 0
+    keys = ([r["tenant_id"] for r in gone], [r["msgid"] for r in gone])
+    conn.execute(
+        "DELETE FROM platform_sends p USING deliveries d, unnest(%s::text[], %s::text[]) "
+        "AS g(tenant_id, msgid) WHERE d.tenant_id = g.tenant_id AND d.msgid = g.msgid "
+        "AND d.status = 'sent' AND p.tenant_id = d.tenant_id AND p.msgid = d.msgid "
+        "AND p.recipient = d.address AND p.origin = 'siyu'",
+        keys,
+    )
     return conn.execute(
         "UPDATE group_tasks t SET status = 'expired', updated_at = clock_timestamp() "
         "FROM unnest(%s::text[], %s::text[]) AS g(tenant_id, msgid) "
         "WHERE t.tenant_id = g.tenant_id AND t.msgid = g.msgid AND t.status = 'pending'",
-        ([r["tenant_id"] for r in gone], [r["msgid"] for r in gone]),
+        keys,
     ).rowcount
 
 

@@ -26,7 +26,7 @@ from shared.api import audit, conflict, invalid, not_found, unavailable, unknown
 from shared.api.errors import ApiError
 from shared.links import url_error
 from shared.tenants import load_tenants
-from shared.wechat import WeComError, WeComUnavailable
+from shared.wechat import RateLimited, WeComError, WeComUnavailable
 
 log = structlog.get_logger("siyu.outreach")
 
@@ -72,7 +72,7 @@ class TemplateOut(Schema):
 
 
 def template_errors(data: dict) -> dict[str, list[str]]:
-    """Field -> messages (empty: valid): text within 4000 bytes, at most one attachment of a
+    """Field -> messages (empty: valid): text within TEXT_BYTES, at most one attachment of a
     kind WeCom knows with its required fields, text or attachment at all."""
     errors: dict[str, list[str]] = {}
     text = (data.get("text") or "").strip()
@@ -132,7 +132,7 @@ def wecom_client(tenant: str):
 def _wecom(call, *args):
     try:
         return call(*args)
-    except WeComUnavailable as exc:
+    except (WeComUnavailable, RateLimited) as exc:  # busy or throttled: a 503, as channel codes
         raise unavailable(f"WeCom is unavailable; retry later ({exc})") from None
     except WeComError as exc:
         raise invalid(f"WeCom refused the template: {exc}", {"errcode": exc.errcode},

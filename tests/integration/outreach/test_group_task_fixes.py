@@ -231,9 +231,13 @@ def test_polls_back_off_while_nothing_changes(outreach, launched):
 def test_tasks_expire_after_three_days_and_rows_are_pruned(outreach, launched):
     clocks = Clocks(outreach)
     poll(outreach)
+    counted = outreach.sql("SELECT count(*) AS n FROM platform_sends WHERE origin = 'siyu'")
+    assert counted[0]["n"] > 0  # handed over: they use the platform's budget
     clocks.advance(group_tasks.WINDOW + timedelta(minutes=1))
     poll(outreach)
     assert {t["status"] for t in tasks(outreach).values()} == {"expired"}
+    # Never sent by their members: the recipients get their budget back.
+    assert outreach.sql("SELECT count(*) AS n FROM platform_sends")[0]["n"] == 0
     listed = outreach.call("GET", "/group-tasks", "viewer", query_string={"status": "expired"})
     assert listed.status_code == 200 and len(listed.json["items"]) == 2
     clocks.advance(group_tasks.KEPT)
