@@ -286,6 +286,7 @@ EVENT_TYPES = {
     "wecom.chat.created": _l("Customer group created"),
     "wecom.chat.member_joined": _l("Joined a customer group"),
     "wecom.chat.member_left": _l("Left a customer group"),
+    "wecom.chat.member_enriched": _l("Group join source fetched from WeCom"),
     "wecom.chat.owner_changed": _l("Group owner changed"),
     "wecom.chat.renamed": _l("Group renamed"),
     "wecom.chat.notice_changed": _l("Group notice changed"),

@@ -47,6 +47,9 @@ EVENT_TYPES: dict[str, str] = {
     "wecom.chat.created": "a customer group was created",
     "wecom.chat.member_joined": "members joined a customer group",
     "wecom.chat.member_left": "members left or were removed from a customer group",
+    "wecom.chat.member_enriched": (
+        "a joined member's group detail fetched from WeCom: the join code's state, join_time"
+    ),
     "wecom.chat.owner_changed": "the group owner changed",
     "wecom.chat.renamed": "the group name changed",
     "wecom.chat.notice_changed": "the group notice changed",
@@ -101,6 +104,7 @@ EVENT_KINDS: dict[str, str] = {
     "wecom.chat.created": STAFF,
     "wecom.chat.member_joined": CUSTOMER,  # STAFF when a member invited them directly
     "wecom.chat.member_left": CUSTOMER,  # STAFF when the owner or an admin removed them
+    "wecom.chat.member_enriched": SYSTEM,
     "wecom.chat.owner_changed": STAFF,
     "wecom.chat.renamed": STAFF,
     "wecom.chat.notice_changed": STAFF,

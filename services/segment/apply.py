@@ -148,6 +148,8 @@ def apply_touchpoints(
             if not batch.record(tp, plan.contact_id, attributes):
                 continue
             _side_effects(conn, tp, plan.contact_id, account_id)
+            if tp.type == enrichment.JOINED:
+                _queue_join(conn, tp, identities)
             changed.append((tp, Applied(plan.contact_id, account_id, plan.merge)))
     batch.flush()
     # An identity was first seen at its earliest evidence, whatever order it arrived in.
@@ -163,8 +165,23 @@ def _side_effects(conn: Connection, tp: Touchpoint, contact_id: str, account_id:
         enrichment.enqueue(conn, tp.tenant_id, tp.identity.external_userid, tp.occurred_at)
     elif tp.type == enrichment.ENRICHED:
         _apply_enriched(conn, tp, contact_id)
+    elif tp.type == enrichment.MEMBER_ENRICHED and tp.identity.external_userid:
+        chat_id = tp.attributes.get("chat_id")
+        if chat_id:  # the join requests it answers (services/segment/enrichment.py)
+            enrichment.join_satisfied(
+                conn, tp.tenant_id, str(chat_id), tp.identity.external_userid, tp.occurred_at
+            )
     if account_id is not None:
         store.attach_account(conn, tp.tenant_id, contact_id, account_id)
+
+
+def _queue_join(conn: Connection, tp: Touchpoint, identities: list[IdentityKey]) -> None:
+    """A member joined a group: fetch their ``groupchat/get`` entry for a join code's state
+    (docs/domain.md "Channel codes"), unless a member invited them directly (join_scene 0),
+    which no join code can have done."""
+    external = dict(identities).get("external_userid")
+    if tp.identity.chat_id and external and tp.attributes.get("join_scene") != 0:
+        enrichment.enqueue_join(conn, tp.tenant_id, tp.identity.chat_id, external, tp.occurred_at)
 
 
 def _update_profile(conn: Connection, tp: Touchpoint, contact_id: str, *, title: str, company: str):

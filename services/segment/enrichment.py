@@ -14,8 +14,15 @@ follow-user tags) from ``externalcontact/get``, without ever making the consumer
    tags; see services/segment/apply.py) and drops queue rows the detail satisfies (requested
    before it was fetched). It never queues on an enriched touchpoint: no loop.
 
-The enriched touchpoint carries everything the state needs, so a replay of the topic rebuilds the
-same state without calling WeCom; its event id hashes the request it answers and the content,
+Group joins go the same way (docs/domain.md "Channel codes"): applying
+``wecom.chat.member_joined``, the consumer queues each joined external member with its chat in
+``chat_join_queue`` (``enqueue_join``); the Enricher calls ``externalcontact/groupchat/get``
+and, when the member's ``member_list`` entry has a ``state`` (they joined through a join code),
+publishes a ``wecom.chat.member_enriched`` touchpoint (chat_id, state, join_time, join_scene),
+which services/segment/sources.py takes as channel evidence at the join time.
+
+The enriched touchpoints carry everything the state needs, so a replay of the topic rebuilds the
+same state without calling WeCom; their event ids hash the request they answer and the content,
 so the same answer fetched twice for one request dedupes.
 """
 
@@ -31,7 +38,7 @@ from typing import Any
 
 import structlog
 from kafka import KafkaProducer
-from psycopg import Connection
+from psycopg import Connection, sql
 from psycopg_pool import ConnectionPool
 
 from shared.envelope import Identity, Touchpoint, make_event_id
@@ -46,6 +53,8 @@ log = structlog.get_logger("siyu.segment.enrichment")
 
 TRIGGERS = frozenset({"wecom.contact.added", "wecom.contact.half_added", "wecom.contact.edited"})
 ENRICHED = "wecom.contact.enriched"
+JOINED = "wecom.chat.member_joined"
+MEMBER_ENRICHED = "wecom.chat.member_enriched"
 
 # A fresh request waits a little: WeCom's detail can lag its event, and during a replay the
 # enriched touchpoint that follows in the topic usually satisfies the request first.
@@ -84,6 +93,39 @@ def satisfied(conn: Connection, tenant_id: str, external_userid: str, fetched_at
         "DELETE FROM enrichment_queue "
         "WHERE tenant_id = %s AND external_userid = %s AND requested_at <= %s",
         (tenant_id, external_userid, fetched_at),
+    )
+
+
+def enqueue_join(
+    conn: Connection,
+    tenant_id: str,
+    chat_id: str,
+    external_userid: str,
+    requested_at: datetime,
+    *,
+    delay: timedelta = ENQUEUE_DELAY,
+) -> None:
+    """Queue a group join for its member's ``groupchat/get`` entry; a newer join revives it."""
+    conn.execute(
+        "INSERT INTO chat_join_queue AS q "
+        "(tenant_id, chat_id, external_userid, requested_at, attempts, next_attempt_at) "
+        "VALUES (%s, %s, %s, %s, 0, now() + %s) "
+        "ON CONFLICT (tenant_id, chat_id, external_userid) DO UPDATE SET "
+        "requested_at = EXCLUDED.requested_at, attempts = 0, "
+        "next_attempt_at = EXCLUDED.next_attempt_at, last_error = NULL "
+        "WHERE EXCLUDED.requested_at > q.requested_at",
+        (tenant_id, chat_id, external_userid, requested_at, delay),
+    )
+
+
+def join_satisfied(
+    conn: Connection, tenant_id: str, chat_id: str, external_userid: str, fetched_at: datetime
+) -> None:
+    """A member's group detail fetched at ``fetched_at`` answers every join queued before."""
+    conn.execute(
+        "DELETE FROM chat_join_queue WHERE tenant_id = %s AND chat_id = %s "
+        "AND external_userid = %s AND requested_at <= %s",
+        (tenant_id, chat_id, external_userid, fetched_at),
     )
 
 
@@ -169,6 +211,54 @@ def enriched_touchpoint(
     )
 
 
+def member_touchpoint(
+    tenant_id: str,
+    chat_id: str,
+    external_userid: str,
+    group_chat: dict[str, Any],
+    *,
+    fetched_at: datetime,
+    answers: datetime,
+) -> Touchpoint | None:
+    """The ``wecom.chat.member_enriched`` touchpoint of a member's entry in a ``groupchat/get``
+    answer, or None when the entry has no ``state`` (not a join through a join code) or the
+    member is no longer in the group. Its id hashes the request and the content, as
+    ``enriched_touchpoint``'s does."""
+    entry = next(
+        (m for m in group_chat.get("member_list") or [] if m.get("userid") == external_userid),
+        None,
+    )
+    state = (entry or {}).get("state") or None
+    if entry is None or state is None:
+        return None
+    attributes: dict[str, Any] = {
+        "chat_id": chat_id,
+        "state": state,
+        "join_time": entry.get("join_time"),
+        "join_scene": entry.get("join_scene"),
+    }
+    identity = Identity(external_userid=external_userid)
+    content = json.dumps(
+        {"identity": asdict(identity), "attributes": attributes, "answers": answers.isoformat()},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    digest = hashlib.sha256(content.encode("utf-8")).hexdigest()[:32]
+    return Touchpoint(
+        event_id=make_event_id(
+            tenant_id, "wecom", f"member_enriched|{chat_id}|{external_userid}|{digest}"
+        ),
+        tenant_id=tenant_id,
+        source="wecom",
+        type=MEMBER_ENRICHED,
+        occurred_at=fetched_at,
+        received_at=min(answers, fetched_at),  # as enriched_touchpoint (docs/privacy.md)
+        identity=identity,
+        attributes=attributes,
+    )
+
+
 # --- the worker ---------------------------------------------------------------------------------
 
 
@@ -178,6 +268,17 @@ class Claim:
     external_userid: str
     requested_at: datetime
     attempts: int
+    chat_id: str | None = None  # a group join (chat_join_queue), else a contact
+
+    def row(self) -> tuple[sql.Identifier, sql.Composed, tuple]:
+        """The claim's queue table, and the WHERE clause and parameters naming its row."""
+        keys = {"tenant_id": self.tenant_id, "chat_id": self.chat_id}
+        if self.chat_id is None:
+            del keys["chat_id"]
+        keys |= {"external_userid": self.external_userid, "requested_at": self.requested_at}
+        where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(k)) for k in keys)
+        table = "enrichment_queue" if self.chat_id is None else "chat_join_queue"
+        return sql.Identifier(table), where, tuple(keys.values())
 
 
 @dataclass(frozen=True)
@@ -275,29 +376,46 @@ class Enricher:
         if not tenants:
             return []
         claims = self._claim(tenants)
+        groups: dict[tuple[str, str], dict] = {}  # one groupchat/get per chat and run
         outcomes = []
         for claim in claims:
             paused = self._paused_until.get(claim.tenant_id)
             if self._stop.is_set() or (paused is not None and paused > datetime.now(UTC)):
                 outcomes.append(self._release(claim, paused))
                 continue
-            outcomes.append(self._enrich(claim))
+            outcomes.append(self._enrich(claim, groups))
         return outcomes
 
     # --- one row -------------------------------------------------------------------------------
 
-    def _enrich(self, claim: Claim) -> Outcome:
+    def _fetch(self, claim: Claim, groups: dict[tuple[str, str], dict]) -> Touchpoint | None:
         client = self.clients[claim.tenant_id]
-        try:
+        if claim.chat_id is None:
             detail = client.get_external_contact(claim.external_userid)
-            tp = enriched_touchpoint(
+            return enriched_touchpoint(
                 claim.tenant_id,
                 claim.external_userid,
                 detail,
                 fetched_at=datetime.now(UTC),
                 answers=claim.requested_at,
             )
-            publish(self._get_producer(), [Record(self.topic, tp.key, tp.to_json())])
+        key = (claim.tenant_id, claim.chat_id)
+        if key not in groups:
+            groups[key] = client.get_group_chat(claim.chat_id)
+        return member_touchpoint(
+            claim.tenant_id,
+            claim.chat_id,
+            claim.external_userid,
+            groups[key],
+            fetched_at=datetime.now(UTC),
+            answers=claim.requested_at,
+        )
+
+    def _enrich(self, claim: Claim, groups: dict[tuple[str, str], dict] | None = None) -> Outcome:
+        try:
+            tp = self._fetch(claim, {} if groups is None else groups)
+            if tp is not None:  # a member without a state: nothing to tell, the row is done
+                publish(self._get_producer(), [Record(self.topic, tp.key, tp.to_json())])
         except RateLimited as exc:
             delay = max(exc.retry_after, self.backoff(claim.attempts))
             self._paused_until[claim.tenant_id] = datetime.now(UTC) + timedelta(seconds=delay)
@@ -313,17 +431,15 @@ class Enricher:
         except Exception as exc:  # a bug or an unexpected answer: counts against max_attempts
             log.exception("wecom_enrichment_error", tenant_id=claim.tenant_id)
             return self._failed(claim, f"{type(exc).__name__}: {exc}"[:500])
+        table, where, params = claim.row()
         with self.pool.connection() as conn, conn.transaction():
-            conn.execute(
-                "DELETE FROM enrichment_queue "
-                "WHERE tenant_id = %s AND external_userid = %s AND requested_at = %s",
-                (claim.tenant_id, claim.external_userid, claim.requested_at),
-            )
+            conn.execute(sql.SQL("DELETE FROM {} WHERE {}").format(table, where), params)
         log.info(
-            "wecom_contact_enriched",
+            "wecom_contact_enriched" if claim.chat_id is None else "wecom_chat_member_enriched",
             tenant_id=claim.tenant_id,
             external_userid=claim.external_userid,
-            event_id=tp.event_id,
+            chat_id=claim.chat_id,
+            event_id=tp.event_id if tp is not None else None,
         )
         return Outcome(claim, "enriched")
 
@@ -354,31 +470,28 @@ class Enricher:
 
     def _release(self, claim: Claim, until: datetime | None) -> Outcome:
         """Hand a claimed row back untried (stopping, or its corp is rate-limited)."""
+        table, where, params = claim.row()
         with self.pool.connection() as conn, conn.transaction():
             conn.execute(
-                "UPDATE enrichment_queue SET attempts = greatest(0, attempts - 1), "
-                "next_attempt_at = greatest(now(), %s) "
-                "WHERE tenant_id = %s AND external_userid = %s AND requested_at = %s",
-                (until, claim.tenant_id, claim.external_userid, claim.requested_at),
+                sql.SQL(
+                    "UPDATE {} SET attempts = greatest(0, attempts - 1), "
+                    "next_attempt_at = greatest(now(), %s) WHERE {}"
+                ).format(table, where),
+                (until, *params),
             )
         return Outcome(claim, "released")
 
     def _update(self, claim: Claim, delay: timedelta | None, error: str) -> None:
         # Guarded by requested_at: a newer request queued meanwhile keeps its own schedule.
+        table, where, params = claim.row()
         with self.pool.connection() as conn, conn.transaction():
             conn.execute(
-                "UPDATE enrichment_queue SET last_error = %s, "
-                "next_attempt_at = CASE WHEN %s::interval IS NULL THEN NULL "
-                "ELSE now() + %s::interval END "
-                "WHERE tenant_id = %s AND external_userid = %s AND requested_at = %s",
-                (
-                    error[:500],
-                    delay,
-                    delay,
-                    claim.tenant_id,
-                    claim.external_userid,
-                    claim.requested_at,
-                ),
+                sql.SQL(
+                    "UPDATE {} SET last_error = %s, "
+                    "next_attempt_at = CASE WHEN %s::interval IS NULL THEN NULL "
+                    "ELSE now() + %s::interval END WHERE {}"
+                ).format(table, where),
+                (error[:500], delay, delay, *params),
             )
 
     def _claim(self, tenants: list[str]) -> list[Claim]:
@@ -397,9 +510,28 @@ class Enricher:
                 "RETURNING q.tenant_id, q.external_userid, q.requested_at, q.attempts",
                 (tenants, self.batch, self.lease),
             ).fetchall()
-        return [
+            joins = conn.execute(
+                "WITH due AS ("
+                "  SELECT tenant_id, chat_id, external_userid FROM chat_join_queue"
+                "  WHERE tenant_id = ANY(%s) AND next_attempt_at <= now()"
+                "  ORDER BY next_attempt_at LIMIT %s FOR UPDATE SKIP LOCKED"
+                ") UPDATE chat_join_queue q SET attempts = q.attempts + 1, "
+                "next_attempt_at = now() + %s "
+                "FROM due WHERE q.tenant_id = due.tenant_id AND q.chat_id = due.chat_id "
+                "AND q.external_userid = due.external_userid "
+                "RETURNING q.tenant_id, q.chat_id, q.external_userid, q.requested_at, q.attempts",
+                (tenants, max(0, self.batch - len(rows)), self.lease),
+            ).fetchall()
+        contacts = [
             Claim(r["tenant_id"], r["external_userid"], r["requested_at"], r["attempts"])
             for r in sorted(rows, key=lambda r: (r["tenant_id"], r["external_userid"]))
+        ]
+        joins = sorted(joins, key=lambda r: (r["tenant_id"], r["chat_id"], r["external_userid"]))
+        return contacts + [
+            Claim(
+                r["tenant_id"], r["external_userid"], r["requested_at"], r["attempts"], r["chat_id"]
+            )
+            for r in joins
         ]
 
     def _get_producer(self) -> KafkaProducer:

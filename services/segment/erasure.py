@@ -4,7 +4,8 @@
 In one transaction of the segment schema:
 1. the contact (and the contacts merged into it earlier) is deleted from every table that holds
    it: the contact row, identities, events, stage history, segment memberships, merges, the
-   enrichment queue, queued profiles, and any other table with a ``contact_id`` column;
+   enrichment queues (contacts, group joins), queued profiles, and any other table with a
+   ``contact_id`` column;
 2. the keyed hash of each of its identities is recorded in ``erased_identities`` with the time:
    the consumer drops touchpoints of these identities received before it (a replay of the topic,
    a redelivery), while one received later is a new person (they followed again);
@@ -146,6 +147,10 @@ def erase_contact(
     if external:
         conn.execute(
             "DELETE FROM enrichment_queue WHERE tenant_id = %s AND external_userid = ANY(%s)",
+            (tenant.id, external),
+        )
+        conn.execute(
+            "DELETE FROM chat_join_queue WHERE tenant_id = %s AND external_userid = ANY(%s)",
             (tenant.id, external),
         )
     for table in _BY_CONTACT:

@@ -4,7 +4,9 @@ through, from its own events in event time (pure).
 Evidence is the ``state`` of a channel code (shared/source_channels.py ``channel_of``): on an
 add (``wecom.contact.added`` / ``half_added``, attributes.state from the callback) at the
 event's time, and on an enrichment (``wecom.contact.enriched``: each follow user's state at its
-``createtime``), which also covers an add whose callback was lost. The earliest evidence is the
+``createtime``), which also covers an add whose callback was lost, and on a group join through a
+join code (``wecom.chat.member_enriched``: the member's state at its ``join_time``; WeCom gives
+it only in ``groupchat/get``, services/segment/enrichment.py). The earliest evidence is the
 first channel, the newest the latest; ties go to the smaller channel name, so the answer never
 depends on the order events arrived in. The stored values are carried (the rules see a bounded
 window of events, and a first channel older than the window must stay), and merged the same way,
@@ -22,6 +24,7 @@ from shared.source_channels import channel_of
 
 ADDS = ("wecom.contact.added", "wecom.contact.half_added")
 ENRICHED = "wecom.contact.enriched"
+MEMBER_ENRICHED = "wecom.chat.member_enriched"
 FIELDS = ("first_channel", "first_channel_at", "latest_channel", "latest_channel_at")
 
 Sources = dict[str, Any]  # FIELDS; datetimes, or None when no channel is known
@@ -40,6 +43,12 @@ def evidence(event: EventFact) -> list[tuple[datetime, str]]:
             if isinstance(created, int | float) and not isinstance(created, bool):
                 found.append((datetime.fromtimestamp(created, UTC), channel))
         return found
+    if event.type == MEMBER_ENRICHED:
+        channel = channel_of(event.attributes.get("state"))
+        joined = event.attributes.get("join_time")
+        if channel and isinstance(joined, int | float) and not isinstance(joined, bool):
+            return [(datetime.fromtimestamp(joined, UTC), channel)]
+        return []
     return []
 
 

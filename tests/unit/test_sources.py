@@ -25,6 +25,13 @@ def enriched(days: int, *follow: tuple[int, str]) -> EventFact:
                      {"follow_users": users})  # fmt: skip
 
 
+def joined(days: int, join_day: int | None, state: str | None) -> EventFact:
+    """A group join's detail (``wecom.chat.member_enriched``), fetched on ``days``."""
+    at = None if join_day is None else int((T0 + timedelta(days=join_day)).timestamp())
+    return EventFact("wecom.chat.member_enriched", T0 + timedelta(days=days),
+                     {"chat_id": "wrC", "state": state, "join_time": at, "join_scene": 3})  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("events", "first", "latest"),
     [
@@ -35,6 +42,11 @@ def enriched(days: int, *follow: tuple[int, str]) -> EventFact:
         ([added(1, "expo.abcdefghij", "wecom.contact.half_added")], "expo", "expo"),
         ([added(3, "ad.abcdefghij"), enriched(4, (1, "website.abcdefghij"))], "website", "ad"),
         ([added(2, "tv.abcdefghij")], None, None),  # a channel Siyu does not have
+        # A group join through a join code counts at its join time, not when it was fetched.
+        ([joined(9, 1, "expo.abcdefghij"), added(5, "ad.abcdefghij")], "expo", "ad"),
+        ([added(5, "ad.abcdefghij"), joined(6, 7, "store.abcdefghij")], "ad", "store"),
+        ([joined(9, None, "expo.abcdefghij")], None, None),  # no join time: no evidence
+        ([joined(9, 1, "from-wecom-admin")], None, None),  # not ours
     ],
 )
 def test_first_and_latest(events, first, latest):
