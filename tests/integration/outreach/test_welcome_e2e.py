@@ -201,9 +201,10 @@ def test_a_half_add_with_a_welcome_code_gets_the_welcome_and_counts_once(adds, o
         "<WelcomeCode></WelcomeCode>", ""
     )
     assert adds.ingest.wecom_post(full).status_code == 200
-    wait_until(lambda: len(adds.o.sql("SELECT 1 FROM welcome_adds")) >= 1, DEADLINE_S,
-               message="the adds counted")  # fmt: skip
-    time.sleep(1.0)  # let the full add reach the consumer
+    tp = wait_until(lambda: next((t for t in _touchpoints(adds)
+                                  if t.type == "wecom.contact.added"), None),
+                    DEADLINE_S, message="the full add published")  # fmt: skip
+    assert adds.welcomer.handle(tp) == "counted"  # whether or not the consumer had it first
     (counted,) = adds.o.sql("SELECT adds FROM channel_code_adds")
     assert counted["adds"] == 1 and adds.sends() == 1
 
