@@ -149,6 +149,7 @@ SIGNAL_ATTRIBUTES = {
     "link.clicked": ("campaign_id", "content_id", "contact_id"),
     "oa.message": ("msg_type",),
     "wecom.contact.added": ("welcome_code", "state"),
+    "wecom.contact.half_added": ("welcome_code", "state"),  # may carry the WelcomeCode
 }
 
 

@@ -8,7 +8,9 @@ CRM fields). Ingest writes a signal with each touchpoint of these types, in the 
 - ``oa.message``: msg_type only (a reply, never its text);
 - ``wecom.contact.added``: welcome_code and state, when either is present (the welcome of an
   add within WeCom's 20 s, and the add's count for its channel code's daily cap: docs/domain.md
-  "Welcome on add", "Channel codes").
+  "Welcome on add", "Channel codes");
+- ``wecom.contact.half_added``: the same (a half-add, 外部联系人免验证添加成员, may carry the
+  WelcomeCode: docs/platform.md "Welcome on add").
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def signal_of(tp: Touchpoint) -> dict[str, Any] | None:
     allowed = SIGNAL_ATTRIBUTES.get(tp.type)
     if allowed is None:
         return None
-    if tp.type == "wecom.contact.added" and not (
+    if tp.type in ("wecom.contact.added", "wecom.contact.half_added") and not (
         tp.attributes.get("welcome_code") or tp.attributes.get("state")
     ):
         return None

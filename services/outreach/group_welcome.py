@@ -259,9 +259,12 @@ def recent_welcomes(conn, tenant: str, *, status: str | None = None, limit: int 
     """The newest welcomes on add (services/outreach/welcome.py), for the console and the API."""
     _tenant(conn, tenant)
     return conn.execute(
-        "SELECT welcome_code, external_userid, staff_userid, state, code_id, contact_id, "
-        "content_id, status, reason, errcode, attempts, callback_at, called_at, latency_ms, "
-        "tag_status, tag_errcode, created_at FROM welcomes WHERE tenant_id = %s "
-        "AND (%s::text IS NULL OR status = %s) ORDER BY created_at DESC LIMIT %s",
+        "SELECT w.welcome_code, w.external_userid, w.staff_userid, w.state, w.code_id, "
+        "w.contact_id, w.content_id, w.status, w.reason, w.errcode, w.attempts, w.callback_at, "
+        "w.called_at, w.latency_ms, a.tag_status, a.tag_errcode, w.created_at FROM welcomes w "
+        # the add's tags (queued per add, services/outreach/welcome.py)
+        "LEFT JOIN welcome_adds a ON a.tenant_id = w.tenant_id AND a.event_id = w.event_id "
+        "WHERE w.tenant_id = %s AND (%s::text IS NULL OR w.status = %s) "
+        "ORDER BY w.created_at DESC LIMIT %s",
         (tenant, status, status, limit),
     ).fetchall()

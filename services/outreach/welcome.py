@@ -4,14 +4,18 @@ callback carries a WelcomeCode valid for 20 s; outreach sends the welcome with i
 Its own consumer group (``siyu-outreach-welcome``, one thread of the outreach worker) reads the
 signals topic (shared/signals.py: ingest writes an add's ids, code and state beside its
 touchpoint; outreach never reads raw touchpoints), so a welcome never waits behind the segment's
-lag or the projection. ``decode`` looks at the raw bytes first: only ``wecom.contact.added``
-signals are parsed, clicks and replies are skipped without a JSON parse. ``decode`` (and
-``add_of`` for a touchpoint handed in by tests) is the one place that makes an ``Add``.
+lag or the projection. ``decode`` looks at the raw bytes first: only ``wecom.contact.added`` and
+``wecom.contact.half_added`` signals are parsed (a half-add, 外部联系人免验证添加成员, may carry
+the WelcomeCode: docs/platform.md "Welcome on add"), clicks and replies are skipped without a
+JSON parse. ``decode`` (and ``add_of`` for a touchpoint handed in by tests) is the one place
+that makes an ``Add``.
 
 For each add (the adds of a batch in their own small thread pool; the batch waits no longer than
 its window, so a slow WeCom does not hold the consumer):
-1. count it for the channel code's daily cap, once per event id (``welcome_adds``), with or
-   without a WelcomeCode;
+1. count it for the channel code's daily cap, once per event id and once per (code, member,
+   customer, tenant-local day), so a half-add and its full add count once (``welcome_adds``),
+   with or without a WelcomeCode, and queue the code's tags on that row (``tag_status``
+   pending): an add without a WelcomeCode, or whose welcome failed, still gets them;
 2. claim the code: a ``welcomes`` row keyed by (tenant, welcome_code), committed before anything
    is called, so a redelivered or duplicated touchpoint sends nothing again. Everything after the
    claim is caught and ends in a final status; a row left ``claimed`` (the process died) is turned
@@ -26,8 +30,8 @@ its window, so a slow WeCom does not hold the consumer):
    leader uploaded ahead (``refresh_media``): nothing is downloaded inside the 20 s;
 5. 41051 ends it as ``already_sent``; 41096 and outages are retried with a short back-off inside
    the window only; 45009 (retry after 120 s) and any other error are ``failed``;
-6. the code's tags are queued (``tag_status`` pending) and marked by the worker loop's ``step``
-   with back-off, never inside the window.
+6. the tags queued in 1. are marked by the worker loop's ``step`` with back-off, never inside
+   the window.
 """
 
 from __future__ import annotations
@@ -63,6 +67,8 @@ log = structlog.get_logger("siyu.outreach.welcome")
 
 GROUP = "siyu-outreach-welcome"
 ADDED = "wecom.contact.added"
+HALF_ADDED = "wecom.contact.half_added"  # treated as an add (it may carry the WelcomeCode)
+ADDS = (ADDED, HALF_ADDED)
 WINDOW = timedelta(seconds=20)  # WeCom accepts the code this long after the add callback
 MARGIN = timedelta(seconds=1.5)  # our clock against WeCom's: no attempt starts in the last 1.5 s
 ALREADY_SENT, BEING_SENT = 41051, 41096
@@ -79,7 +85,7 @@ TAG_BACKOFF = (timedelta(minutes=1), timedelta(minutes=5), timedelta(minutes=30)
 MEDIA_EVERY_S = 60.0  # the leader checks the welcomes' images this often
 MEDIA_VALID = media.LIFETIME - timedelta(hours=1)  # a cached id a welcome may still use
 
-_ADDED = f'"{ADDED}"'.encode()
+_ADDS = tuple(f'"{t}"'.encode() for t in ADDS)
 
 
 @dataclass(frozen=True)
@@ -98,13 +104,13 @@ class Add:
 
 def relevant(value: bytes) -> bool:
     """A signal's JSON that may be an add (the others are skipped without parsing)."""
-    return _ADDED in value
+    return any(t in value for t in _ADDS)
 
 
 def add_of(tp: Touchpoint) -> Add | None:
     """A touchpoint as the welcome sees it (tests and the benchmark hand touchpoints in)."""
     attrs = tp.attributes
-    if tp.type != ADDED or not (attrs.get("welcome_code") or attrs.get("state")):
+    if tp.type not in ADDS or not (attrs.get("welcome_code") or attrs.get("state")):
         return None
     return Add(tp.tenant_id, tp.event_id, tp.occurred_at, tp.received_at,
                tp.identity.external_userid, tp.identity.staff_userid,
@@ -121,7 +127,7 @@ def decode(message: Message) -> Add | None:
     except Exception as exc:  # not JSON, not UTF-8 or not the contract: the DLQ says why
         raise PoisonMessage(message, f"not a valid signal: {str(exc)[:300]}") from exc
     attrs, who = signal["attributes"], signal["identity"]
-    if signal["type"] != ADDED or not (attrs.get("welcome_code") or attrs.get("state")):
+    if signal["type"] not in ADDS or not (attrs.get("welcome_code") or attrs.get("state")):
         return None
     return Add(signal["tenant_id"], signal["event_id"], signal["occurred_at"],
                signal["received_at"], who.get("external_userid"), who.get("staff_userid"),
@@ -198,8 +204,6 @@ class Welcomer:
             outcome = self._prepare(conn, add, channel_code)
         if channel_code:
             outcome["code_id"] = channel_code["code_id"]
-            if channel_code["tags"] and add.external_userid and add.staff_userid:
-                outcome.update(tags=list(channel_code["tags"]), tag_status="pending")
         if "body" in outcome:  # no transaction is open while WeCom answers
             body, client = outcome.pop("body"), outcome.pop("client")
             outcome.update(self._send(client, body, add.occurred_at + WINDOW))
@@ -209,7 +213,7 @@ class Welcomer:
         if not state:
             return None
         return conn.execute(
-            "SELECT code_id, tags, welcome_content FROM channel_codes WHERE tenant_id = %s "
+            "SELECT code_id, welcome_content FROM channel_codes WHERE tenant_id = %s "
             "AND state = %s AND kind = 'contact' AND status = 'active'",
             (tenant_id, state),
         ).fetchone()
@@ -348,16 +352,13 @@ class Welcomer:
                     conn.execute(
                         "UPDATE welcomes SET status = %s, reason = %s, errcode = %s, error = %s, "
                         "attempts = %s, called_at = %s, latency_ms = %s, code_id = %s, "
-                        "contact_id = %s, content_id = %s, tags = %s, tag_status = %s, "
-                        "tag_next_at = CASE WHEN %s = 'pending' THEN clock_timestamp() END "
+                        "contact_id = %s, content_id = %s "
                         "WHERE tenant_id = %s AND welcome_code = %s",
                         (status, outcome.get("reason"), outcome.get("errcode"),
                          outcome.get("error"), outcome.get("attempts", 0), called_at,
                          None if latency is None else round(latency * 1000),
                          outcome.get("code_id"), outcome.get("contact_id"),
-                         outcome.get("content_id"), outcome.get("tags", []),
-                         outcome.get("tag_status"), outcome.get("tag_status"),
-                         add.tenant_id, add.welcome_code),
+                         outcome.get("content_id"), add.tenant_id, add.welcome_code),
                     )  # fmt: skip
                 break
             except Exception:
@@ -374,14 +375,28 @@ class Welcomer:
 
 
 def _count(conn, add: Add) -> None:
-    """The add, counted once per event (with or without a WelcomeCode) for the code's per-staff
-    daily cap; the leader's next tick takes a capped member out of the config (apply_caps)."""
+    """The add, counted once for the code's per-staff daily cap (with or without a WelcomeCode):
+    once per event id and once per (state, member, customer, tenant-local day), so a half-add
+    and its full add count once; the leader's next tick takes a capped member out of the config
+    (apply_caps). The same row queues the code's tags for the worker loop (``mark_tags_due``)."""
     if not (add.state and add.staff_userid):
         return
+    code = conn.execute(
+        "SELECT tags FROM channel_codes WHERE tenant_id = %s AND state = %s "
+        "AND kind = 'contact' AND status = 'active'",
+        (add.tenant_id, add.state),
+    ).fetchone()
+    tags = list(code["tags"] or ()) if code and add.external_userid else []
     first = conn.execute(
-        "INSERT INTO welcome_adds (tenant_id, event_id) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-        (add.tenant_id, add.event_id),
-    ).rowcount
+        "INSERT INTO welcome_adds (tenant_id, event_id, state, staff_userid, external_userid, "
+        "identity_hash, day, tags, tag_status, tag_next_at) "
+        "SELECT %s, %s, %s, %s, %s, %s, "
+        "(SELECT (%s::timestamptz AT TIME ZONE timezone)::date FROM tenants WHERE tenant_id = %s), "
+        "%s, CASE WHEN %s THEN 'pending' END, CASE WHEN %s THEN clock_timestamp() END "
+        "ON CONFLICT DO NOTHING",
+        (add.tenant_id, add.event_id, add.state, add.staff_userid, add.external_userid,
+         _hash(add), add.occurred_at, add.tenant_id, tags, bool(tags), bool(tags)),
+    ).rowcount  # fmt: skip
     if first:
         channel_codes.record_add(conn, add.tenant_id, add.state, add.staff_userid,
                                  add.occurred_at)  # fmt: skip
@@ -469,12 +484,13 @@ def sweep_lost(pool: ConnectionPool) -> int:
 
 
 def mark_tags_due(pool: ConnectionPool, clients, now: datetime, *, limit: int = 50) -> None:
-    """The code's tags on new contacts (``tag_status`` pending), outages and 45009 retried with
-    back-off (TAG_BACKOFF), a refusal kept as failed with its errcode."""
+    """The code's tags on new contacts (``welcome_adds``, ``tag_status`` pending: one row per
+    add, welcome or not), outages and 45009 retried with back-off (TAG_BACKOFF), a refusal kept
+    as failed with its errcode."""
     with pool.connection() as conn:
         due = conn.execute(
-            "SELECT tenant_id, welcome_code, staff_userid, external_userid, tags, tag_attempts "
-            "FROM welcomes WHERE tag_status = 'pending' AND tag_next_at <= %s "
+            "SELECT tenant_id, event_id, staff_userid, external_userid, tags, tag_attempts "
+            "FROM welcome_adds WHERE tag_status = 'pending' AND tag_next_at <= %s "
             "ORDER BY tag_next_at LIMIT %s",
             (now, limit),
         ).fetchall()
@@ -498,9 +514,9 @@ def mark_tags_due(pool: ConnectionPool, clients, now: datetime, *, limit: int = 
                     log.warning("welcome_mark_tag_failed", tenant_id=tenant_id, errcode=errcode)
         with pool.connection() as conn:
             conn.execute(
-                "UPDATE welcomes SET tag_status = %s, tag_errcode = %s, tag_attempts = %s, "
-                "tag_next_at = %s WHERE tenant_id = %s AND welcome_code = %s",
-                (status, errcode, attempts, next_at, tenant_id, row["welcome_code"]),
+                "UPDATE welcome_adds SET tag_status = %s, tag_errcode = %s, tag_attempts = %s, "
+                "tag_next_at = %s WHERE tenant_id = %s AND event_id = %s",
+                (status, errcode, attempts, next_at, tenant_id, row["event_id"]),
             )
         if status != "pending":
             metrics.WELCOME_TAGS.labels(tenant_id, status).inc()
@@ -549,10 +565,11 @@ def prune(pool: ConnectionPool) -> None:
 
 
 def forget(conn, tenant_id: str, hashes: set[str]) -> None:
-    """An erased person's welcomes, found by keyed hash (an unknown contact's row has no
-    contact_id; docs/privacy.md)."""
+    """An erased person's welcomes and counted adds, found by keyed hash (an unknown contact's
+    row has no contact_id; docs/privacy.md)."""
     if hashes:
-        conn.execute(
+        for query in (
             "DELETE FROM welcomes WHERE tenant_id = %s AND identity_hash = ANY(%s)",
-            (tenant_id, sorted(hashes)),
-        )
+            "DELETE FROM welcome_adds WHERE tenant_id = %s AND identity_hash = ANY(%s)",
+        ):
+            conn.execute(query, (tenant_id, sorted(hashes)))

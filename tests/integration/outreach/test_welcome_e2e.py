@@ -28,11 +28,12 @@ STATE = "wecom_ad.w3lc0me"
 PUBLIC = "https://hooks.acme.example"
 
 
-def added(ext: str, at: int, code: str, state: str = STATE) -> str:
+def added(ext: str, at: int, code: str, state: str = STATE,
+          change: str = "add_external_contact") -> str:  # fmt: skip
     return (
         f"<xml><ToUserName>ww</ToUserName><FromUserName>sys</FromUserName>"
         f"<CreateTime>{at}</CreateTime><MsgType>event</MsgType>"
-        f"<Event>change_external_contact</Event><ChangeType>add_external_contact</ChangeType>"
+        f"<Event>change_external_contact</Event><ChangeType>{change}</ChangeType>"
         f"<UserID>zhangwei</UserID><ExternalUserID>{ext}</ExternalUserID>"
         f"<State>{state}</State><WelcomeCode>{code}</WelcomeCode></xml>"
     )
@@ -66,11 +67,12 @@ class Adds:
             (STATE, tags if tags is not None else [self.tag], content),
         )
 
-    def add(self, ext: str, *, late_by: int = 0, state: str = STATE) -> tuple[str, int]:
+    def add(self, ext: str, *, late_by: int = 0, state: str = STATE,
+            change: str = "add_external_contact") -> tuple[str, int]:  # fmt: skip
         """The customer adds zhangwei (the fake issues the code); the callback reaches ingest."""
         issued = fake_welcome.issue(self.o.fake.state, CORP, "zhangwei", ext)
         at = issued["create_time"] - late_by
-        response = self.ingest.wecom_post(added(ext, at, issued["welcome_code"], state))
+        response = self.ingest.wecom_post(added(ext, at, issued["welcome_code"], state, change))
         assert response.status_code == 200
         return issued["welcome_code"], at
 
@@ -80,6 +82,12 @@ class Adds:
             return rows[0] if rows and rows[0]["status"] != "claimed" else None
 
         return wait_until(done, DEADLINE_S, message="the welcome recorded")
+
+    def tag_status(self, welcome_row: dict) -> str | None:
+        """The add's tag work (queued per add in ``welcome_adds``, welcome or not)."""
+        (found,) = self.o.sql("SELECT tag_status FROM welcome_adds WHERE event_id = %s",
+                              (welcome_row["event_id"],))  # fmt: skip
+        return found["tag_status"]
 
     def mark_tags(self) -> None:
         welcome.mark_tags_due(self.o.pool, self.o.clients, datetime.now(UTC))
@@ -111,9 +119,9 @@ def test_a_known_contact_gets_the_welcome_for_its_stage_once_with_the_codes_tags
     row = adds.outcome(code)
     assert (row["status"], row["content_id"], row["code_id"]) == ("sent", for_interest, "expo")
     assert row["contact_id"] == "c-known" and row["attempts"] == 1
-    assert row["latency_ms"] is not None and row["tag_status"] == "pending"
+    assert row["latency_ms"] is not None and adds.tag_status(row) == "pending"
     adds.mark_tags()  # the worker loop's step marks the code's tags, never inside the window
-    assert adds.o.sql("SELECT tag_status FROM welcomes")[0]["tag_status"] == "marked"
+    assert adds.tag_status(row) == "marked"
     (message,) = adds.welcomes()
     assert message.body["welcome_code"] == code
     assert message.body["text"]["content"] == "选型指南"
@@ -143,7 +151,7 @@ def test_the_no_discount_guard_and_unknown_contacts_get_the_general_welcome(adds
     for code in (comparing, unknown):
         row = adds.outcome(code)
         assert (row["status"], row["content_id"]) == ("sent", general)
-        assert row["tag_status"] is None
+        assert adds.tag_status(row) is None
     assert {m.body["text"]["content"] for m in adds.welcomes()} == {"欢迎"}
 
 
@@ -173,10 +181,32 @@ def test_a_late_callback_is_missed_and_never_sent(adds, outreach):
     row = adds.outcome(code)
     assert (row["status"], row["reason"]) == ("missed", "received_after_window")
     assert adds.sends() == 0 and adds.welcomes() == []
-    assert row["tag_status"] == "pending"  # tags are not bound to the window
+    assert adds.tag_status(row) == "pending"  # tags are not bound to the window
     adds.mark_tags()
-    (row,) = adds.o.sql("SELECT tag_status FROM welcomes WHERE welcome_code = %s", (code,))
-    assert row["tag_status"] == "marked"
+    assert adds.tag_status(row) == "marked"
+
+
+def test_a_half_add_with_a_welcome_code_gets_the_welcome_and_counts_once(adds, outreach):
+    """外部联系人免验证添加成员 (add_half_external_contact) may carry the WelcomeCode, and the
+    full add that follows then comes without one (docs/platform.md "Welcome on add"): the half-add
+    is welcomed, and the two count once for the code's daily cap."""
+    adds.code([outreach.content("欢迎", fmt="article", promotional=False)], tags=[])
+    ext = "wmWelcomeHalf01"
+    code, at = adds.add(ext, change="add_half_external_contact")
+    row = adds.outcome(code)
+    assert (row["status"], row["code_id"]) == ("sent", "expo")
+    (message,) = adds.welcomes()
+    assert message.body["welcome_code"] == code
+    full = added(ext, at + 5, "", change="add_external_contact").replace(
+        "<WelcomeCode></WelcomeCode>", ""
+    )
+    assert adds.ingest.wecom_post(full).status_code == 200
+    tp = wait_until(lambda: next((t for t in _touchpoints(adds)
+                                  if t.type == "wecom.contact.added"), None),
+                    DEADLINE_S, message="the full add published")  # fmt: skip
+    assert adds.welcomer.handle(tp) == "counted"  # whether or not the consumer had it first
+    (counted,) = adds.o.sql("SELECT adds FROM channel_code_adds")
+    assert counted["adds"] == 1 and adds.sends() == 1
 
 
 def test_41051_is_already_sent_and_41096_is_retried_inside_the_window(adds, outreach):

@@ -7,6 +7,7 @@ for the daily cap, tags marked later with back-off, erasure and retention."""
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from sandbox.fake_wechat import welcome as fake_welcome
@@ -29,10 +30,11 @@ def code(outreach, content: list[str], tags: list[str] | None = None) -> None:
     )
 
 
-def add(outreach, ext: str, *, with_code: bool = True, event_id: str | None = None) -> welcome.Add:
+def add(outreach, ext: str, *, with_code: bool = True, event_id: str | None = None,
+        at: datetime | None = None) -> welcome.Add:  # fmt: skip
     """The customer adds zhangwei now (the fake issues the code)."""
     issued = fake_welcome.issue(outreach.fake.state, CORP, "zhangwei", ext) if with_code else {}
-    now = datetime.now(UTC)
+    now = at or datetime.now(UTC)
     return welcome.Add("acme", event_id or uuid.uuid4().hex, now, now, ext, "zhangwei", STATE,
                        issued.get("welcome_code"))  # fmt: skip
 
@@ -46,8 +48,15 @@ def row(outreach, welcome_code: str) -> dict:
     return found
 
 
+def tags_of(outreach, a: welcome.Add) -> dict:
+    """The add's tag work (``welcome_adds``: queued per add, welcome or not)."""
+    (found,) = outreach.sql("SELECT * FROM welcome_adds WHERE event_id = %s", (a.event_id,))
+    return found
+
+
 def test_an_error_after_the_claim_still_ends_in_a_status(outreach, monkeypatch):
-    code(outreach, [outreach.content("欢迎", fmt="article", promotional=False)])
+    tag = outreach.world().tags[0].tag_id
+    code(outreach, [outreach.content("欢迎", fmt="article", promotional=False)], tags=[tag])
     w = welcomer(outreach)
     monkeypatch.setattr(w, "_prepare", lambda *a: 1 / 0)
     a = add(outreach, "wmUpkeepBoom")
@@ -55,6 +64,7 @@ def test_an_error_after_the_claim_still_ends_in_a_status(outreach, monkeypatch):
     found = row(outreach, a.welcome_code)
     assert (found["status"], found["error"]) == ("failed", "internal error: ZeroDivisionError")
     assert w.handle(a) == "duplicate"  # the runner's retry sends nothing again
+    assert tags_of(outreach, a)["tag_status"] == "pending"  # the add's tags are not lost
 
 
 def test_a_claim_left_without_an_outcome_is_swept_as_lost(outreach):
@@ -130,23 +140,54 @@ def test_every_add_is_counted_once_for_the_daily_cap(outreach):
     assert counted["adds"] == 2
 
 
+def test_a_half_add_and_its_full_add_count_once(outreach):
+    """Two events (add_half_external_contact, then add_external_contact) of one customer, one
+    member and one code on one tenant-local day are one add; the next day's is another."""
+    code(outreach, [])
+    w = welcomer(outreach)
+    now = datetime.now(UTC)
+    half = add(outreach, "wmUpkeepHalf", with_code=False, at=now)
+    full = add(outreach, "wmUpkeepHalf", with_code=False, at=now + timedelta(seconds=3))
+    assert w.handle(half) == w.handle(full) == "counted"
+    other = add(outreach, "wmUpkeepHalf2", with_code=False, at=now)
+    w.handle(other)
+    (counted,) = outreach.sql("SELECT sum(adds)::int AS adds FROM channel_code_adds")
+    assert counted["adds"] == 2
+
+
 def test_tags_are_marked_by_the_loop_with_back_off(outreach):
     tag = outreach.world().tags[0].tag_id
     code(outreach, [], tags=[tag])
     a = add(outreach, "wmUpkeepTag")
     welcomer(outreach).handle(a)
-    assert row(outreach, a.welcome_code)["tag_status"] == "pending"
+    assert tags_of(outreach, a)["tag_status"] == "pending"
     outreach.fake.fail("externalcontact/mark_tag", 45009)
     now = datetime.now(UTC) + timedelta(seconds=1)
     welcome.mark_tags_due(outreach.pool, outreach.clients, now)
-    found = row(outreach, a.welcome_code)
+    found = tags_of(outreach, a)
     assert (found["tag_status"], found["tag_errcode"], found["tag_attempts"]) == (
         "pending", 45009, 1)  # fmt: skip
     assert found["tag_next_at"] >= now + timedelta(seconds=120)  # WeCom's retry_after
     welcome.mark_tags_due(outreach.pool, outreach.clients, now + timedelta(seconds=60))
-    assert row(outreach, a.welcome_code)["tag_status"] == "pending"  # not due yet
+    assert tags_of(outreach, a)["tag_status"] == "pending"  # not due yet
     welcome.mark_tags_due(outreach.pool, outreach.clients, now + timedelta(seconds=121))
-    assert row(outreach, a.welcome_code)["tag_status"] == "marked"
+    assert tags_of(outreach, a)["tag_status"] == "marked"
+
+
+def test_an_add_through_a_code_without_a_welcome_code_gets_the_codes_tags(outreach):
+    """WeCom withholds the WelcomeCode (a welcome configured for the member, a chat already
+    started): no welcome, but the code's tags are marked on the new contact all the same."""
+    tag = outreach.world().tags[0].tag_id
+    code(outreach, [outreach.content("欢迎", fmt="article", promotional=False)], tags=[tag])
+    ext = "wmUpkeepTagNoCode"
+    a = replace(add(outreach, ext), welcome_code=None)  # the fake's customer, no code on the add
+    assert welcomer(outreach).handle(a) == "counted"
+    assert outreach.sql("SELECT 1 FROM welcomes") == []
+    assert tags_of(outreach, a)["tags"] == [tag]
+    welcome.mark_tags_due(outreach.pool, outreach.clients, datetime.now(UTC) + timedelta(seconds=1))
+    assert tags_of(outreach, a)["tag_status"] == "marked"
+    follow = outreach.world().contacts[ext].follow_user
+    assert [f["tag_ids"] for f in follow if f["userid"] == "zhangwei"] == [[tag]]
 
 
 def test_an_erased_person_s_welcomes_go_and_old_ones_are_pruned(outreach):
@@ -161,6 +202,8 @@ def test_an_erased_person_s_welcomes_go_and_old_ones_are_pruned(outreach):
                                "identity_hashes": [identity_hash("acme", "external_userid",
                                                                  "wmUpkeepErased")]}])  # fmt: skip
     assert [r["external_userid"] for r in outreach.sql("SELECT * FROM welcomes")] == [
+        "wmUpkeepKept"]  # fmt: skip
+    assert [r["external_userid"] for r in outreach.sql("SELECT * FROM welcome_adds")] == [
         "wmUpkeepKept"]  # fmt: skip
     outreach.sql("UPDATE welcomes SET created_at = now() - interval '31 days'")
     outreach.sql("UPDATE welcome_adds SET created_at = now() - interval '31 days'")

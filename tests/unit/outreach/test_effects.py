@@ -89,6 +89,12 @@ SIGNALS = [
      {"external_userid": "wm1", "staff_userid": "zhang"}, {"state": "ch_1"}),
     ("wecom.contact.added", {"welcome_code": None, "state": None, "source": "x"},
      {"external_userid": "wm1", "staff_userid": "zhang"}, None),
+    # A half-add (add_half_external_contact) may carry the WelcomeCode: the same rule.
+    ("wecom.contact.half_added", {"welcome_code": "W2", "state": "ch_1", "source": "x",
+                                  "change_type": "add_half_external_contact"},
+     {"external_userid": "wm1", "staff_userid": "zhang"}, {"welcome_code": "W2", "state": "ch_1"}),
+    ("wecom.contact.half_added", {"welcome_code": None, "state": None},
+     {"external_userid": "wm1", "staff_userid": "zhang"}, None),
     ("oa.subscribe", {}, {"openid": "o1"}, None),
     ("biz.order.paid", {"amount": 1.0, "currency": "CNY"}, {"crm_id": "C1"}, None),
 ]  # fmt: skip

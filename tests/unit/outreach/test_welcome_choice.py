@@ -65,6 +65,7 @@ def test_an_unflagged_model_blocks_every_b2b_promotion():
     ("value", "wanted"),
     [
         (b'{"type": "wecom.contact.added", "attributes": {"welcome_code": "abc"}}', True),
+        (b'{"type": "wecom.contact.half_added", "attributes": {"welcome_code": "a"}}', True),
         (b'{"type": "wecom.contact.edited", "attributes": {"welcome_code": "abc"}}', False),
         (b'{"type": "link.clicked", "attributes": {}}', False),
     ],
@@ -102,6 +103,9 @@ def test_the_consumer_reads_the_signal_ingest_writes_never_the_touchpoint():
     without = replace(tp, attributes={"state": "expo.x"})
     counted = decode(Message("t", 0, 0, None, signal_value(without)))
     assert counted is not None and counted.welcome_code is None
+    half = replace(tp, type="wecom.contact.half_added", event_id="1" * 32)  # an add too
+    half_add = decode(Message("t", 0, 0, None, signal_value(half)))
+    assert half_add is not None and (half_add.welcome_code, half_add.state) == ("CODE", "expo.x")
     nothing = replace(tp, attributes={"change_type": "add_external_contact"})
     assert signal_value(nothing) is None  # ingest writes no signal for it
     for poison in (tp.to_json(), b'{"type": "wecom.contact.added"', "添加".encode("gbk")
