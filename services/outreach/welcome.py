@@ -400,6 +400,16 @@ def _count(conn, add: Add) -> None:
     if first:
         channel_codes.record_add(conn, add.tenant_id, add.state, add.staff_userid,
                                  add.occurred_at)  # fmt: skip
+    elif tags:
+        # The full add after its half-add (another event, the same add): tags the half-added
+        # customer could not take are tried again now that the customer is the member's.
+        conn.execute(
+            "UPDATE welcome_adds SET tag_status = 'pending', tag_attempts = 0, "
+            "tag_errcode = NULL, tag_next_at = clock_timestamp() WHERE tenant_id = %s "
+            "AND state = %s AND staff_userid = %s AND external_userid = %s "
+            "AND tag_status = 'failed' AND event_id <> %s",
+            (add.tenant_id, add.state, add.staff_userid, add.external_userid, add.event_id),
+        )
 
 
 def _hash(add: Add) -> str | None:

@@ -190,6 +190,26 @@ def test_an_add_through_a_code_without_a_welcome_code_gets_the_codes_tags(outrea
     assert [f["tag_ids"] for f in follow if f["userid"] == "zhangwei"] == [[tag]]
 
 
+def test_tags_a_half_added_customer_refused_are_tried_again_at_the_full_add(outreach):
+    tag = outreach.world().tags[0].tag_id
+    code(outreach, [], tags=[tag])
+    w = welcomer(outreach)
+    now = datetime.now(UTC)
+    # Half-added: not yet the member's customer in the fake, so mark_tag answers 40096.
+    half = add(outreach, "wmUpkeepHalfTag", with_code=False, at=now)
+    assert w.handle(half) == "counted"
+    welcome.mark_tags_due(outreach.pool, outreach.clients, now + timedelta(seconds=1))
+    assert tags_of(outreach, half)["tag_status"] == "failed"
+    # The full add (the fake's customer now, no WelcomeCode: the half-add had it).
+    full = replace(add(outreach, "wmUpkeepHalfTag", at=now + timedelta(seconds=5)),
+                   welcome_code=None)  # fmt: skip
+    assert w.handle(full) == "counted"
+    assert w.handle(half) == "counted"  # the half-add redelivered: nothing more
+    assert tags_of(outreach, half)["tag_status"] == "pending"
+    welcome.mark_tags_due(outreach.pool, outreach.clients, now + timedelta(seconds=6))
+    assert tags_of(outreach, half)["tag_status"] == "marked"
+
+
 def test_an_erased_person_s_welcomes_go_and_old_ones_are_pruned(outreach):
     code(outreach, [outreach.content("欢迎", fmt="article", promotional=False)])
     w = welcomer(outreach)
