@@ -120,7 +120,7 @@ def test_reminder_settings_on_the_settings_page(console):
     shown = page(admin.get("/settings"))
     assert "群发提醒" in shown and 'id="reminders-per_day"' in shown
     form = {"caps.contact_per_day": "1", "caps.contact_per_week": "3", "caps.group_per_day": "1",
-            "caps.group_per_week": "3", "quotas.wecom_customer_per_day": "1",
+            "caps.group_per_week": "3", "quotas.wecom_budget": "month",
             "quotas.oa_mass_per_month": "4", "quotas.oa_custom_window_hours": "48",
             "quotas.oa_custom_per_window": "5", "reminders.first_after_minutes": "90",
             "reminders.every_minutes": "180", "reminders.per_day": "4"}  # fmt: skip
