@@ -39,7 +39,7 @@ TASK_STATUSES = ("pending", "sent", "failed", "cancelled", "expired")
 SEND_RESULT = {
     1: ("delivered", None),
     2: ("failed", "not a friend any more (WeCom send result 2)"),
-    3: ("failed", "received another mass message already (WeCom send result 3)"),
+    3: ("failed", "over the platform's budget of group sends (WeCom send result 3)"),
 }
 WINDOW = timedelta(days=3)  # messages are followed this long, then pending tasks expire
 KEPT = timedelta(days=90)  # a message's tasks and results, then deleted (docs/privacy.md)
