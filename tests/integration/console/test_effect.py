@@ -7,14 +7,14 @@ formulas)."""
 from __future__ import annotations
 
 import csv
-import html
 import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tests.integration.console.campaign_world import SEGMENT, world
-from tests.integration.console.conftest import csrf, log_in
+from tests.integration.console.conftest import csrf
+from tests.integration.console.test_campaigns import logged_in, page
 
 
 @pytest.fixture
@@ -22,18 +22,6 @@ def desk(console):
     outreach = world(console)
     outreach.publish_segments(SEGMENT)
     return outreach
-
-
-def logged_in(console, login: str, tenant: str = "acme"):
-    client = console.client()
-    log_in(client, login, tenant=tenant)
-    return client
-
-
-def page(response, status: int = 200) -> str:
-    body = response.get_data(as_text=True)
-    assert response.status_code == status, body[:1500]
-    return html.unescape(body)
 
 
 def wizard(content_id: str, **changes) -> dict:
