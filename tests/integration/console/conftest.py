@@ -18,6 +18,7 @@ from shared.migrations import migrate_service
 from shared.tenants import DEMO_TENANTS_PATH
 from siyu.api import create_app
 from tests.integration.api.test_segment_people import seed
+from tests.integration.console.campaign_world import SEGMENT, fake_platform, world
 
 PASSWORD = "correct-horse-7"
 SECRET = "console-test-secret-0123456789"
@@ -98,3 +99,16 @@ def console(stack, schema):
     yield built
     built.pool.close()
     built.drop(stack.dsn, segment_schema, built.ingest_schema)
+
+
+@pytest.fixture
+def live(stack, schema, monkeypatch):
+    """The console whose app sends to the fake platform, and the worker's parts beside it."""
+    fake, env = fake_platform(monkeypatch)
+    built, segment_schema = build(stack, schema, env=env)
+    outreach = world(built, fake)
+    outreach.publish_segments(SEGMENT)
+    yield built, outreach
+    fake.stop()
+    built.pool.close()
+    built.drop(stack.dsn, segment_schema)

@@ -15,11 +15,10 @@ from shared.jobs import Runner
 from tests.integration.console.campaign_world import (
     SEGMENT,
     audience,
-    fake_platform,
     first_slot,
     world,
 )
-from tests.integration.console.conftest import build, csrf, log_in
+from tests.integration.console.conftest import csrf, log_in
 
 
 @pytest.fixture
@@ -256,19 +255,6 @@ def test_a_preview_runs_as_the_apis_job_and_shows_counts_exclusions_and_samples(
         assert contact in done  # named samples
     (job,) = console.sql("SELECT created_by FROM jobs WHERE job_id = %s", (job_id,))
     assert job["created_by"] == "console:han.meimei"
-
-
-@pytest.fixture
-def live(stack, schema, monkeypatch):
-    """The console whose app sends to the fake platform, and the worker's parts beside it."""
-    fake, env = fake_platform(monkeypatch)
-    built, segment_schema = build(stack, schema, env=env)
-    outreach = world(built, fake)
-    outreach.publish_segments(SEGMENT)
-    yield built, outreach
-    fake.stop()
-    built.pool.close()
-    built.drop(stack.dsn, segment_schema)
 
 
 def test_a_launched_campaign_runs_and_its_page_shows_the_run_and_the_delivery_log(live):

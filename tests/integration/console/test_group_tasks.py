@@ -8,31 +8,15 @@ from __future__ import annotations
 
 import html
 
-import pytest
-
 from services.outreach.results import poll_results
 from tests.integration.console.campaign_world import (
     SEGMENT,
     audience,
-    fake_platform,
     first_slot,
-    world,
 )
-from tests.integration.console.conftest import build, csrf, log_in
+from tests.integration.console.conftest import csrf, log_in
 
 WEEKLY = {"schedule": {"cron": "0 10 * * TUE"}}
-
-
-@pytest.fixture
-def live(stack, schema, monkeypatch):
-    fake, env = fake_platform(monkeypatch)
-    built, segment_schema = build(stack, schema, env=env)
-    outreach = world(built, fake)
-    outreach.publish_segments(SEGMENT)
-    yield built, outreach
-    fake.stop()
-    built.pool.close()
-    built.drop(stack.dsn, segment_schema)
 
 
 def page(response, status: int = 200) -> str:
