@@ -148,11 +148,15 @@ def update_contact_way(call: ApiCall) -> dict[str, Any]:
     return {}
 
 
-def del_contact_way(call: ApiCall) -> dict[str, Any]:
-    way = _way(call, "contact")
+def _delete(call: ApiCall, kind: str) -> dict[str, Any]:
+    way = _way(call, kind)
     with call.state.lock:
         _ways(call.state, call.world.corp_id).pop(way["config_id"], None)
     return {}
+
+
+def del_contact_way(call: ApiCall) -> dict[str, Any]:
+    return _delete(call, "contact")
 
 
 # --- join codes ----------------------------------------------------------------------------------
@@ -192,10 +196,7 @@ def update_join_way(call: ApiCall) -> dict[str, Any]:
 
 
 def del_join_way(call: ApiCall) -> dict[str, Any]:
-    way = _way(call, "group")
-    with call.state.lock:
-        _ways(call.state, call.world.corp_id).pop(way["config_id"], None)
-    return {}
+    return _delete(call, "group")
 
 
 ROUTES = {
